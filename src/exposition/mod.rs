@@ -1,0 +1,11 @@
+//! The exposition formats: Prometheus text 0.0.4 and OpenMetrics 1.0 text.
+//!
+//! [`Parser`] is an iterator over the entries of a scrape body that borrows
+//! from it; [`render`] writes text 0.0.4 (or OpenMetrics) back out.
+
+pub mod model;
+pub mod parse;
+pub mod render;
+
+pub use model::{Label, Labels, MetricType, METRIC_NAME};
+pub use parse::{check, Entry, Exemplar, Format, ParseError, Parser, Sample};

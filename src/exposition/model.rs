@@ -1,0 +1,263 @@
+//! The data model shared by the parser, the relabel engine, the scrape loop
+//! and the renderer.
+//!
+//! Labels borrow from the scrape buffer (`Cow::Borrowed`) and only become
+//! owned when an escape had to be undone or a relabel rule wrote a new value,
+//! so a series that passes through unchanged costs no heap allocation.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// The label that holds a series' metric name, as in Prometheus.
+pub const METRIC_NAME: &str = "__name__";
+
+/// The metric types of text 0.0.4 and OpenMetrics 1.0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum MetricType {
+    Counter,
+    Gauge,
+    Histogram,
+    GaugeHistogram,
+    Summary,
+    Info,
+    StateSet,
+    /// `untyped` in text 0.0.4, `unknown` in OpenMetrics; also what a family
+    /// without a TYPE line is.
+    #[default]
+    Unknown,
+}
+
+impl MetricType {
+    /// The keyword used on a `# TYPE` line of text 0.0.4.
+    pub fn as_text(self) -> &'static str {
+        match self {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
+            MetricType::GaugeHistogram => "gaugehistogram",
+            MetricType::Summary => "summary",
+            MetricType::Info => "info",
+            MetricType::StateSet => "stateset",
+            MetricType::Unknown => "untyped",
+        }
+    }
+
+    /// The keyword used on a `# TYPE` line of OpenMetrics 1.0.
+    pub fn as_openmetrics(self) -> &'static str {
+        match self {
+            MetricType::Unknown => "unknown",
+            other => other.as_text(),
+        }
+    }
+}
+
+impl fmt::Display for MetricType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_text())
+    }
+}
+
+/// One label pair; either side may borrow from the scrape buffer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Label<'a> {
+    pub name: Cow<'a, str>,
+    pub value: Cow<'a, str>,
+}
+
+/// A series' label set, `__name__` included, with unique names.
+///
+/// Kept as a small vector in insertion order: label sets are short (rarely
+/// more than 30), so a linear scan beats hashing, and the vector can be
+/// cleared and refilled for every sample of a scrape without reallocating.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Labels<'a> {
+    items: Vec<Label<'a>>,
+}
+
+impl<'a> Labels<'a> {
+    /// An empty set that can hold `n` labels before it reallocates.
+    pub fn with_capacity(n: usize) -> Self {
+        Labels {
+            items: Vec::with_capacity(n),
+        }
+    }
+
+    /// Empties the set but keeps its allocation for the next sample.
+    pub fn clear(&mut self) {
+        self.items.clear();
+    }
+
+    /// Appends without checking for an existing name: for loading a label set
+    /// that the parser already proved has unique names.
+    pub fn push(&mut self, name: impl Into<Cow<'a, str>>, value: impl Into<Cow<'a, str>>) {
+        self.items.push(Label {
+            name: name.into(),
+            value: value.into(),
+        });
+    }
+
+    /// The value of `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.items
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| l.value.as_ref())
+    }
+
+    /// The metric name (`__name__`), or "" when it was relabeled away.
+    pub fn metric_name(&self) -> &str {
+        self.get(METRIC_NAME).unwrap_or("")
+    }
+
+    /// Sets `name` to `value`, replacing an existing value in place; an empty
+    /// value deletes the label, as in Prometheus (an empty label is no label).
+    pub fn set(&mut self, name: impl Into<Cow<'a, str>>, value: impl Into<Cow<'a, str>>) {
+        let name = name.into();
+        let value = value.into();
+        if value.is_empty() {
+            self.remove(&name);
+            return;
+        }
+        match self.items.iter_mut().find(|l| l.name == name) {
+            Some(l) => l.value = value,
+            None => self.items.push(Label { name, value }),
+        }
+    }
+
+    /// Deletes `name`; returns whether it was present.
+    pub fn remove(&mut self, name: &str) -> bool {
+        match self.items.iter().position(|l| l.name == name) {
+            Some(i) => {
+                self.items.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Keeps only the labels for which `keep` returns true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Label<'a>) -> bool) {
+        self.items.retain(|l| keep(l));
+    }
+
+    /// The labels in their current order.
+    pub fn iter(&self) -> std::slice::Iter<'_, Label<'a>> {
+        self.items.iter()
+    }
+
+    /// Mutable access, for rules that rewrite names or values in place.
+    pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, Label<'a>> {
+        self.items.iter_mut()
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Sorts by name (in place, no allocation), the order Prometheus stores
+    /// and exposes labels in; `__name__` sorts first because `_` < letters.
+    pub fn sort(&mut self) {
+        self.items.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    }
+
+    /// A stable identity for the series (FNV-1a over the names and values in
+    /// their current order): call [`Labels::sort`] first so that the same set
+    /// in another order hashes the same.
+    pub fn hash64(&self) -> u64 {
+        const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+        const PRIME: u64 = 0x0000_0100_0000_01b3;
+        let mut h = OFFSET;
+        for l in &self.items {
+            for b in l
+                .name
+                .bytes()
+                .chain([0xff])
+                .chain(l.value.bytes())
+                .chain([0xfe])
+            {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(PRIME);
+            }
+        }
+        h
+    }
+
+    /// A copy that owns its strings, for keeping a series past its scrape.
+    pub fn into_owned(self) -> Labels<'static> {
+        Labels {
+            items: self
+                .items
+                .into_iter()
+                .map(|l| Label {
+                    name: Cow::Owned(l.name.into_owned()),
+                    value: Cow::Owned(l.value.into_owned()),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl<'a, 'b> IntoIterator for &'b Labels<'a> {
+    type Item = &'b Label<'a>;
+    type IntoIter = std::slice::Iter<'b, Label<'a>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.iter()
+    }
+}
+
+impl<'a, N: Into<Cow<'a, str>>, V: Into<Cow<'a, str>>> FromIterator<(N, V)> for Labels<'a> {
+    fn from_iter<I: IntoIterator<Item = (N, V)>>(iter: I) -> Self {
+        let mut labels = Labels::default();
+        for (n, v) in iter {
+            labels.push(n, v);
+        }
+        labels
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_replaces_in_place_and_empty_deletes() {
+        let mut l: Labels = [("__name__", "up"), ("job", "a")].into_iter().collect();
+        l.set("job", "b");
+        assert_eq!(l.get("job"), Some("b"));
+        assert_eq!(l.len(), 2);
+        l.set("job", "");
+        assert_eq!(l.get("job"), None);
+        assert_eq!(l.len(), 1);
+        l.set("instance", "x:1");
+        assert_eq!(l.iter().last().map(|x| x.name.as_ref()), Some("instance"));
+    }
+
+    #[test]
+    fn hash_is_order_insensitive_after_sort() {
+        let mut a: Labels = [("b", "2"), ("__name__", "m"), ("a", "1")]
+            .into_iter()
+            .collect();
+        let mut b: Labels = [("a", "1"), ("b", "2"), ("__name__", "m")]
+            .into_iter()
+            .collect();
+        a.sort();
+        b.sort();
+        assert_eq!(a.hash64(), b.hash64());
+        assert_eq!(a.iter().next().map(|x| x.name.as_ref()), Some("__name__"));
+        let c: Labels = [("__name__", "m"), ("a", "1"), ("b", "3")]
+            .into_iter()
+            .collect();
+        assert_ne!(a.hash64(), c.hash64());
+    }
+
+    #[test]
+    fn name_value_boundary_is_part_of_the_hash() {
+        let a: Labels = [("ab", "c")].into_iter().collect();
+        let b: Labels = [("a", "bc")].into_iter().collect();
+        assert_ne!(a.hash64(), b.hash64());
+    }
+}

@@ -1,0 +1,247 @@
+//! The `relay` command line: reads flags and calls into the library.
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use relay::config::{self, Overrides};
+use relay::exposition::{self, Format};
+
+const EXAMPLES: &str = "\
+Examples:
+  relay demo                                  synthetic app on :8001, relay on :9090
+  relay run --config config/relay.yml         the sidecar
+  relay check config config/relay.yml         validate a config (exit 1 when invalid)
+  curl -s localhost:8001/metrics | relay check metrics
+  relay relabel --config relay.yml --explain < metrics.txt";
+
+#[derive(Parser)]
+#[command(name = "relay", version, about, after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Scrape the config's targets and serve the result on :9090.
+    Run {
+        /// The config file (a prometheus.yml subset plus a `relay:` section).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Where to serve /metrics (overrides relay.listen_address).
+        #[arg(long)]
+        listen_address: Option<String>,
+    },
+    /// Validate config files or an exposition, like promtool but with positions.
+    #[command(subcommand)]
+    Check(Check),
+    /// Apply a job's metric_relabel_configs to an exposition on stdin.
+    #[command(
+        after_help = "Example:\n  relay relabel --config relay.yml --job app --explain < metrics.txt"
+    )]
+    Relabel {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The scrape config whose rules to apply (default: the first).
+        #[arg(long)]
+        job: Option<String>,
+        /// Print every rule's effect on every series instead of the result.
+        #[arg(long)]
+        explain: bool,
+        #[arg(long, value_enum, default_value_t = FormatArg::Text)]
+        format: FormatArg,
+    },
+    /// A synthetic app on 127.0.0.1:8001 plus relay scraping it, serving :9090.
+    #[command(after_help = "Then try:\n  curl -s localhost:9090/metrics")]
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen_address: String,
+        /// Where the synthetic app listens (port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:8001")]
+        agent_address: String,
+        /// How many series the synthetic app exposes (about).
+        #[arg(long, default_value_t = 200)]
+        series: usize,
+        /// Serve only the synthetic app (for benchmarks against other scrapers).
+        #[arg(long)]
+        agent_only: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum Check {
+    /// Validate config files: exit 0 when all are valid, 1 when not.
+    #[command(after_help = "Example:\n  relay check config config/relay.yml")]
+    Config {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Validate an exposition: exit 0 when valid, 1 with FILE:line:col: reason when not.
+    #[command(after_help = "Example:\n  curl -s localhost:8001/metrics | relay check metrics")]
+    Metrics {
+        #[arg(long, value_enum, default_value_t = FormatArg::Text)]
+        format: FormatArg,
+        /// The exposition file; absent or `-` reads stdin.
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    /// Prometheus text format 0.0.4.
+    Text,
+    /// OpenMetrics 1.0 text.
+    Openmetrics,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Text => Format::Text,
+            FormatArg::Openmetrics => Format::OpenMetrics,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    relay::telemetry::init_logging();
+    match dispatch(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("relay: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run {
+            config,
+            listen_address,
+        } => {
+            let loaded = config::load(&config, &Overrides { listen_address })
+                .with_context(|| format!("{}", config.display()))?;
+            for w in &loaded.warnings {
+                tracing::warn!(file = %config.display(), "{w}");
+            }
+            runtime()?.block_on(relay::run::run(loaded.config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check(Check::Config { files }) => check_configs(&files),
+        Command::Check(Check::Metrics { format, file }) => check_metrics(format.into(), file),
+        Command::Relabel {
+            config,
+            job,
+            explain,
+            format,
+        } => {
+            let loaded = config::load(&config, &Overrides::default())
+                .with_context(|| format!("{}", config.display()))?;
+            let input = read_input(None)?;
+            let stdout = io::stdout();
+            let mut out = io::BufWriter::new(stdout.lock());
+            relay::relabel::run_cli(
+                &loaded.config,
+                job.as_deref(),
+                explain,
+                format.into(),
+                &input,
+                &mut out,
+            )?;
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo {
+            listen_address,
+            agent_address,
+            series,
+            agent_only,
+        } => {
+            let options = relay::demo::DemoOptions {
+                listen_address,
+                agent_address,
+                series,
+                agent_only,
+            };
+            runtime()?.block_on(relay::demo::run(options))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn check_configs(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let mut ok = true;
+    let mut stdout = io::stdout().lock();
+    for file in files {
+        match config::load(file, &Overrides::default()) {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    eprintln!("{}: warning: {w}", file.display());
+                }
+                writeln!(stdout, "{}: valid", file.display())?;
+            }
+            Err(e) => {
+                ok = false;
+                eprintln!("{}: {e}", file.display());
+            }
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn check_metrics(format: Format, file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let file = file.filter(|f| f.as_os_str() != "-");
+    let input = read_input(file.as_deref())?;
+    let shown = file
+        .as_ref()
+        .map_or("<stdin>".to_owned(), |f| f.display().to_string());
+    let problems = exposition::check(&input, format);
+    for p in &problems {
+        eprintln!("{shown}:{p}");
+    }
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn read_input(file: Option<&Path>) -> anyhow::Result<Vec<u8>> {
+    match file {
+        Some(path) => {
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+        }
+        None => {
+            let mut buf = Vec::new();
+            io::stdin()
+                .read_to_end(&mut buf)
+                .context("cannot read stdin")?;
+            Ok(buf)
+        }
+    }
+}
+
+/// `relay gen | head` closes our stdout early; that is success, not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,1 @@
+//! STUB: the scrape loop (owned by the scrape/serve work).

@@ -1,0 +1,1 @@
+//! STUB: the HTTP server on :9090 (owned by the scrape/serve work).
