@@ -1,4 +1,13 @@
-//! STUB: the exposition parser (owned by the exposition work).
+//! The parser for Prometheus text 0.0.4 and OpenMetrics 1.0 text.
+//!
+//! Like Prometheus's `textparse`, it is an iterator over the lines of a
+//! scrape body whose entries hand out slices of that body: nothing is copied
+//! unless an escape sequence has to be undone. It accepts what Prometheus's
+//! own parsers accept (so a scrape ingests what Prometheus would) and rejects
+//! the rest with `line:col: expected X, got Y`. Columns count characters,
+//! from 1. After an error, iteration resumes at the next line, so
+//! [`check`](super::lint::check) can report every problem; a scrape stops at
+//! the first.
 
 use std::borrow::Cow;
 
@@ -15,7 +24,8 @@ pub enum Format {
 }
 
 impl Format {
-    /// The format a `Content-Type` header announces (text 0.0.4 when unknown).
+    /// The format a `Content-Type` header announces (text 0.0.4 when unknown,
+    /// as Prometheus falls back to it).
     pub fn from_content_type(content_type: &str) -> Format {
         if content_type
             .trim_start()
@@ -28,7 +38,7 @@ impl Format {
     }
 }
 
-/// A malformed input, located by 1-based line and column (in bytes).
+/// A malformed input, located by 1-based line and column (in characters).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{line}:{col}: {message}")]
 pub struct ParseError {
@@ -43,6 +53,7 @@ pub struct Exemplar<'a> {
     /// The raw text between the exemplar's braces (validated).
     pub labels_src: &'a str,
     pub value: f64,
+    /// Seconds since the epoch, as written.
     pub timestamp: Option<f64>,
 }
 
@@ -60,11 +71,110 @@ pub struct Sample<'a> {
 
 impl<'a> Sample<'a> {
     /// Appends `__name__` and this sample's labels to `out` (which the caller
-    /// clears and reuses between samples).
+    /// clears and reuses between samples, so this allocates nothing unless a
+    /// label value holds an escape sequence).
     pub fn labels_into(&self, out: &mut Labels<'a>) {
-        let _ = out;
-        todo!()
+        out.push(super::METRIC_NAME, self.name);
+        for (name, value) in self.labels() {
+            out.push(name, value);
+        }
     }
+
+    /// The sample's labels (without `__name__`), unescaped.
+    pub fn labels(&self) -> LabelPairs<'a> {
+        LabelPairs {
+            src: self.labels_src,
+        }
+    }
+}
+
+/// Iterator over the label pairs of an already validated label list.
+#[derive(Debug, Clone)]
+pub struct LabelPairs<'a> {
+    src: &'a str,
+}
+
+impl<'a> Iterator for LabelPairs<'a> {
+    type Item = (&'a str, Cow<'a, str>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // The parser proved the syntax, so this only has to find the pieces.
+        let s = self.src.trim_start_matches([' ', '\t', ',']);
+        let eq = s.find('=')?;
+        let name = s[..eq].trim_end_matches([' ', '\t']);
+        let rest = &s[eq + 1..];
+        let open = rest.find('"')?;
+        let body = &rest[open + 1..];
+        let close = scan_quoted(body.as_bytes())?;
+        self.src = &body[close + 1..];
+        let raw = &body[..close];
+        Some((name, unescape_label_value(raw)))
+    }
+}
+
+/// The index of the quote that closes a label value (escapes skipped).
+fn scan_quoted(b: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    loop {
+        let j = i + memchr::memchr2(b'"', b'\\', b.get(i..)?)?;
+        if b[j] == b'"' {
+            return Some(j);
+        }
+        i = j + 2;
+    }
+}
+
+/// Undoes `\\`, `\"` and `\n`; any other escape is kept as written, like
+/// Prometheus's replacer.
+pub(crate) fn unescape_label_value(raw: &str) -> Cow<'_, str> {
+    if !raw.contains('\\') {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('\\') => out.push('\\'),
+            Some('"') => out.push('"'),
+            Some('n') => out.push('\n'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Undoes the escapes of a HELP text: `\\` and `\n` (and `\"` in OpenMetrics).
+fn unescape_help(raw: &str, format: Format) -> Cow<'_, str> {
+    if !raw.contains('\\') {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('\\') => out.push('\\'),
+            Some('n') => out.push('\n'),
+            Some('"') if format == Format::OpenMetrics => out.push('"'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// What one line of the input is.
@@ -92,25 +202,768 @@ pub enum Entry<'a> {
 pub struct Parser<'a> {
     input: &'a [u8],
     format: Format,
+    /// Start of the next line.
+    pos: usize,
+    /// Number of the line the last entry (or error) came from.
+    line: usize,
+    eof_seen: bool,
+    finished: bool,
+    /// The OpenMetrics family the last `# TYPE`/`# UNIT` named, for the
+    /// "UNIT must be a suffix of the name" rule.
+    om_family: &'a str,
+    /// Scratch list of a sample's label names, for the duplicate check; kept
+    /// between samples so it does not allocate again.
+    names: Vec<&'a str>,
 }
 
 impl<'a> Parser<'a> {
     pub fn new(input: &'a [u8], format: Format) -> Self {
-        Parser { input, format }
+        Parser {
+            input,
+            format,
+            pos: 0,
+            line: 0,
+            eof_seen: false,
+            finished: false,
+            om_family: "",
+            names: Vec::with_capacity(16),
+        }
+    }
+
+    /// The 1-based line number of the entry (or error) returned last.
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
+    fn next_line(&mut self) -> Option<&'a [u8]> {
+        if self.pos >= self.input.len() {
+            return None;
+        }
+        let rest = &self.input[self.pos..];
+        let len = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+        self.pos += len + 1;
+        self.line += 1;
+        Some(&rest[..len])
+    }
+
+    fn parse_line(&mut self, line: &'a [u8]) -> Result<Option<Entry<'a>>, ParseError> {
+        let om = self.format == Format::OpenMetrics;
+        let mut c = Cursor::new(line, self.line);
+        if self.eof_seen {
+            return Err(c.error("unexpected data after \"# EOF\"".into()));
+        }
+        if !om {
+            c.skip_ws();
+        }
+        match c.peek() {
+            None if om => Err(c.error("unexpected empty line (OpenMetrics allows none)".into())),
+            None => Ok(None),
+            Some(b'#') => self.parse_comment(c),
+            Some(_) => self.parse_sample(c).map(|s| Some(Entry::Sample(s))),
+        }
+    }
+
+    fn parse_comment(&mut self, mut c: Cursor<'a>) -> Result<Option<Entry<'a>>, ParseError> {
+        let om = self.format == Format::OpenMetrics;
+        c.bump(); // '#'
+        if om {
+            let rest = c.rest();
+            if rest == b" EOF" {
+                self.eof_seen = true;
+                return Ok(Some(Entry::Eof));
+            }
+            if !c.eat(b' ') {
+                return Err(c.error(format!(
+                    "expected \"# HELP\", \"# TYPE\", \"# UNIT\" or \"# EOF\", got {}",
+                    c.token_text()
+                )));
+            }
+        } else if !matches!(c.peek(), Some(b' ' | b'\t')) {
+            return Ok(Some(Entry::Comment(c.text_lossy_rest())));
+        } else {
+            c.skip_ws();
+        }
+        let keyword_start = c.i;
+        let keyword = c.take_while(|b| b.is_ascii_alphabetic());
+        let keyword_ends_token = om && c.peek() == Some(b' ') || !om && c.at_ws();
+        match (keyword, keyword_ends_token) {
+            (b"HELP", true) => {
+                let name = self.meta_name(&mut c, "HELP")?;
+                let text = match c.peek() {
+                    None => "",
+                    Some(_) => {
+                        if om {
+                            c.bump();
+                        } else {
+                            c.skip_ws();
+                        }
+                        c.text_rest()?
+                    }
+                };
+                Ok(Some(Entry::Help {
+                    name,
+                    text: unescape_help(text, self.format),
+                }))
+            }
+            (b"TYPE", true) => {
+                let name = self.meta_name(&mut c, "TYPE")?;
+                c.separator(om)?;
+                let word_col = c.i;
+                let word = c.take_while(|b| !matches!(b, b' ' | b'\t'));
+                let kind = metric_type(word, self.format).ok_or_else(|| {
+                    c.error_at(
+                        word_col,
+                        format!(
+                            "invalid metric type {} (expected {})",
+                            quote(word),
+                            if om {
+                                "counter, gauge, histogram, gaugehistogram, summary, info, stateset or unknown"
+                            } else {
+                                "counter, gauge, histogram, summary or untyped"
+                            }
+                        ),
+                    )
+                })?;
+                c.end_of_line(om, "metric type")?;
+                self.om_family = name;
+                Ok(Some(Entry::Type { name, kind }))
+            }
+            (b"UNIT", true) if om => {
+                let name = self.meta_name(&mut c, "UNIT")?;
+                let unit = match c.peek() {
+                    None => "",
+                    Some(_) => {
+                        c.separator(om)?;
+                        let start = c.i;
+                        let unit = c.take_while(|b| is_name_byte(b, false));
+                        let unit = ascii(unit);
+                        c.end_of_line(om, "unit").map_err(|mut e| {
+                            if start == c.i {
+                                e.message = format!("expected unit, got {}", c.token_text());
+                            }
+                            e
+                        })?;
+                        unit
+                    }
+                };
+                if !unit.is_empty() && !name.ends_with(&format!("_{unit}")) && name != unit {
+                    return Err(c.error_at(
+                        keyword_start,
+                        format!("unit {unit:?} is not a suffix of metric {name:?}"),
+                    ));
+                }
+                Ok(Some(Entry::Unit { name, unit }))
+            }
+            _ if om => {
+                c.i = keyword_start;
+                Err(c.error(format!(
+                    "expected \"HELP\", \"TYPE\", \"UNIT\" or \"EOF\" after \"#\", got {}",
+                    c.token_text()
+                )))
+            }
+            _ => {
+                c.i = 0;
+                c.bump();
+                Ok(Some(Entry::Comment(c.text_lossy_rest())))
+            }
+        }
+    }
+
+    /// The metric name after `# HELP`/`# TYPE`/`# UNIT` and its separator.
+    fn meta_name(&self, c: &mut Cursor<'a>, keyword: &str) -> Result<&'a str, ParseError> {
+        let om = self.format == Format::OpenMetrics;
+        if om {
+            c.bump(); // the single space, checked by the caller
+        } else {
+            c.skip_ws();
+        }
+        let name = c.metric_name();
+        if name.is_empty() {
+            return Err(c.error(format!(
+                "expected metric name after {keyword}, got {}",
+                c.token_text()
+            )));
+        }
+        if c.peek().is_some() && !c.at_ws() {
+            return Err(c.error(format!(
+                "expected whitespace after metric name, got {}",
+                c.token_text()
+            )));
+        }
+        Ok(name)
+    }
+
+    fn parse_sample(&mut self, mut c: Cursor<'a>) -> Result<Sample<'a>, ParseError> {
+        let om = self.format == Format::OpenMetrics;
+        let name = c.metric_name();
+        if name.is_empty() {
+            return Err(c.error(format!("expected metric name, got {}", c.token_text())));
+        }
+        if !om {
+            c.skip_ws();
+        }
+        let labels_src = if c.peek() == Some(b'{') {
+            c.bump();
+            let src = self.label_list(&mut c)?;
+            c.bump(); // '}'
+            src
+        } else {
+            ""
+        };
+        if om {
+            if !c.eat(b' ') {
+                return Err(c.error(format!(
+                    "expected a space before the value, got {}",
+                    c.token_text()
+                )));
+            }
+        } else {
+            c.skip_ws();
+        }
+        let value_col = c.i;
+        let value = c.take_while(|b| !matches!(b, b' ' | b'\t'));
+        if value.is_empty() {
+            return Err(c.error(format!("expected value, got {}", c.token_text())));
+        }
+        let value = parse_float(value)
+            .ok_or_else(|| c.error_at(value_col, format!("bad number {}", quote(value))))?;
+        let mut sample = Sample {
+            name,
+            labels_src,
+            value,
+            timestamp_ms: None,
+            exemplar: None,
+        };
+        if om {
+            self.om_sample_tail(&mut c, &mut sample)?;
+        } else {
+            c.skip_ws();
+            if c.peek().is_some() {
+                let ts_col = c.i;
+                let ts = c.take_while(|b| !matches!(b, b' ' | b'\t'));
+                let ms = ascii(ts).parse::<i64>().map_err(|_| {
+                    c.error_at(
+                        ts_col,
+                        format!(
+                            "bad timestamp {} (expected integer milliseconds)",
+                            quote(ts)
+                        ),
+                    )
+                })?;
+                sample.timestamp_ms = Some(ms);
+                c.end_of_line(false, "timestamp")?;
+            }
+        }
+        Ok(sample)
+    }
+
+    /// OpenMetrics: ` timestamp` and ` # {labels} value [timestamp]`.
+    fn om_sample_tail(
+        &mut self,
+        c: &mut Cursor<'a>,
+        sample: &mut Sample<'a>,
+    ) -> Result<(), ParseError> {
+        if c.peek().is_none() {
+            return Ok(());
+        }
+        c.separator(true)?;
+        if c.peek() != Some(b'#') {
+            let ts_col = c.i;
+            let ts = c.take_while(|b| b != b' ');
+            let secs = om_timestamp(ts).ok_or_else(|| {
+                c.error_at(
+                    ts_col,
+                    format!("bad timestamp {} (expected seconds)", quote(ts)),
+                )
+            })?;
+            sample.timestamp_ms = Some(seconds_to_ms(secs));
+            if c.peek().is_none() {
+                return Ok(());
+            }
+            c.separator(true)?;
+        }
+        if !c.rest().starts_with(b"# {") {
+            return Err(c.error(format!(
+                "expected end of line or an exemplar \"# {{...}}\", got {}",
+                c.token_text()
+            )));
+        }
+        c.i += 3;
+        let labels_src = self.label_list(c)?;
+        c.bump(); // '}'
+        c.separator(true)?;
+        let value_col = c.i;
+        let value = c.take_while(|b| b != b' ');
+        let value = parse_float(value)
+            .ok_or_else(|| c.error_at(value_col, format!("bad exemplar value {}", quote(value))))?;
+        let mut timestamp = None;
+        if c.peek().is_some() {
+            c.separator(true)?;
+            let ts_col = c.i;
+            let ts = c.take_while(|b| b != b' ');
+            timestamp = Some(om_timestamp(ts).ok_or_else(|| {
+                c.error_at(
+                    ts_col,
+                    format!("bad exemplar timestamp {} (expected seconds)", quote(ts)),
+                )
+            })?);
+            c.end_of_line(true, "exemplar timestamp")?;
+        }
+        sample.exemplar = Some(Exemplar {
+            labels_src,
+            value,
+            timestamp,
+        });
+        Ok(())
+    }
+
+    /// Validates `name="value", ...` up to (not past) the closing brace and
+    /// returns the text in between.
+    fn label_list(&mut self, c: &mut Cursor<'a>) -> Result<&'a str, ParseError> {
+        let om = self.format == Format::OpenMetrics;
+        let start = c.i;
+        self.names.clear();
+        loop {
+            if !om {
+                c.skip_ws();
+            }
+            match c.peek() {
+                Some(b'}') => break,
+                None => return Err(c.error("expected label name or \"}\", got end of line".into())),
+                _ => {}
+            }
+            let name_col = c.i;
+            let name = c.label_name();
+            if name.is_empty() {
+                return Err(c.error(format!("expected label name, got {}", c.token_text())));
+            }
+            if self.names.contains(&name) {
+                return Err(c.error_at(name_col, format!("label name {name:?} is not unique")));
+            }
+            self.names.push(name);
+            if !om {
+                c.skip_ws();
+            }
+            if !c.eat(b'=') {
+                return Err(c.error(format!(
+                    "expected \"=\" after label name, got {}",
+                    c.token_text()
+                )));
+            }
+            if !om {
+                c.skip_ws();
+            }
+            if !c.eat(b'"') {
+                return Err(c.error(format!("expected label value, got {}", c.token_text())));
+            }
+            let value_start = c.i;
+            let Some(len) = scan_quoted(c.rest()) else {
+                return Err(c.error_at(
+                    value_start - 1,
+                    "unterminated label value (expected a closing '\"' on the same line)".into(),
+                ));
+            };
+            let raw = &c.b[value_start..value_start + len];
+            if let Err(e) = std::str::from_utf8(raw) {
+                return Err(c.error_at(
+                    value_start + e.valid_up_to(),
+                    "invalid UTF-8 in label value".into(),
+                ));
+            }
+            c.i = value_start + len + 1;
+            if !om {
+                c.skip_ws();
+            }
+            match c.peek() {
+                Some(b',') => c.bump(),
+                Some(b'}') => break,
+                _ => {
+                    return Err(c.error(format!(
+                        "expected \",\" or \"}}\" after label value, got {}",
+                        c.token_text()
+                    )))
+                }
+            }
+        }
+        // Everything between the braces was checked to be ASCII or UTF-8.
+        Ok(std::str::from_utf8(&c.b[start..c.i]).unwrap_or_default())
     }
 }
 
 impl<'a> Iterator for Parser<'a> {
     type Item = Result<Entry<'a>, ParseError>;
+
     fn next(&mut self) -> Option<Self::Item> {
-        let _ = (self.input, self.format);
-        todo!()
+        while !self.finished {
+            let Some(line) = self.next_line() else {
+                self.finished = true;
+                if self.format == Format::OpenMetrics && !self.eof_seen {
+                    self.line += 1;
+                    return Some(Err(ParseError {
+                        line: self.line,
+                        col: 1,
+                        message: "expected \"# EOF\" at the end of an OpenMetrics exposition, got end of input".into(),
+                    }));
+                }
+                return None;
+            };
+            match self.parse_line(line) {
+                Ok(Some(entry)) => return Some(Ok(entry)),
+                Ok(None) => continue,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        None
     }
 }
 
-/// Every problem `relay check metrics` reports: the parser's errors plus the
-/// family-level rules (counter without `_total`, histogram without `+Inf`...).
+/// Every problem `relay check metrics` reports; see [`super::lint`].
 pub fn check(input: &[u8], format: Format) -> Vec<ParseError> {
-    let _ = (input, format);
-    todo!()
+    super::lint::check(input, format)
+}
+
+fn metric_type(word: &[u8], format: Format) -> Option<MetricType> {
+    let om = format == Format::OpenMetrics;
+    Some(match word {
+        b"counter" => MetricType::Counter,
+        b"gauge" => MetricType::Gauge,
+        b"histogram" => MetricType::Histogram,
+        b"summary" => MetricType::Summary,
+        b"untyped" if !om => MetricType::Unknown,
+        b"unknown" if om => MetricType::Unknown,
+        b"gaugehistogram" if om => MetricType::GaugeHistogram,
+        b"info" if om => MetricType::Info,
+        b"stateset" if om => MetricType::StateSet,
+        _ => return None,
+    })
+}
+
+/// Go's `strconv.ParseFloat` spellings; Rust's parser agrees on them
+/// (`NaN`, `+Inf`, `-Inf`, `Inf`, case-insensitive, exponents).
+fn parse_float(b: &[u8]) -> Option<f64> {
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+fn om_timestamp(b: &[u8]) -> Option<f64> {
+    parse_float(b).filter(|t| t.is_finite())
+}
+
+/// Seconds to milliseconds, rounded to the nearest (1.005 s is 1005 ms).
+fn seconds_to_ms(secs: f64) -> i64 {
+    (secs * 1000.0).round() as i64
+}
+
+fn is_name_byte(b: u8, first: bool) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || (!first && b.is_ascii_digit())
+}
+
+/// Bytes the grammar already limited to ASCII.
+fn ascii(b: &[u8]) -> &str {
+    std::str::from_utf8(b).unwrap_or_default()
+}
+
+/// A token for an error message, quoted; invalid UTF-8 is shown lossily.
+fn quote(b: &[u8]) -> String {
+    format!("{:?}", String::from_utf8_lossy(b))
+}
+
+/// A position within one line.
+struct Cursor<'a> {
+    b: &'a [u8],
+    i: usize,
+    line: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(b: &'a [u8], line: usize) -> Self {
+        Cursor { b, i: 0, line }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn bump(&mut self) {
+        self.i += 1;
+    }
+
+    fn eat(&mut self, want: u8) -> bool {
+        if self.peek() == Some(want) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn rest(&self) -> &'a [u8] {
+        &self.b[self.i.min(self.b.len())..]
+    }
+
+    fn at_ws(&self) -> bool {
+        matches!(self.peek(), Some(b' ' | b'\t'))
+    }
+
+    fn skip_ws(&mut self) {
+        while self.at_ws() {
+            self.i += 1;
+        }
+    }
+
+    fn take_while(&mut self, keep: impl Fn(u8) -> bool) -> &'a [u8] {
+        let start = self.i;
+        while self.peek().is_some_and(&keep) {
+            self.i += 1;
+        }
+        &self.b[start..self.i]
+    }
+
+    /// `[a-zA-Z_:][a-zA-Z0-9_:]*`, or "" when there is none here.
+    fn metric_name(&mut self) -> &'a str {
+        let start = self.i;
+        if self
+            .peek()
+            .is_some_and(|b| is_name_byte(b, true) || b == b':')
+        {
+            self.i += 1;
+            while self
+                .peek()
+                .is_some_and(|b| is_name_byte(b, false) || b == b':')
+            {
+                self.i += 1;
+            }
+        }
+        ascii(&self.b[start..self.i])
+    }
+
+    /// `[a-zA-Z_][a-zA-Z0-9_]*`, or "" when there is none here.
+    fn label_name(&mut self) -> &'a str {
+        let start = self.i;
+        if self.peek().is_some_and(|b| is_name_byte(b, true)) {
+            self.i += 1;
+            while self.peek().is_some_and(|b| is_name_byte(b, false)) {
+                self.i += 1;
+            }
+        }
+        ascii(&self.b[start..self.i])
+    }
+
+    /// One space (OpenMetrics) or a run of blanks (text) between tokens.
+    fn separator(&mut self, om: bool) -> Result<(), ParseError> {
+        if om {
+            if self.eat(b' ') && self.peek().is_some_and(|b| b != b' ') {
+                return Ok(());
+            }
+        } else if self.at_ws() {
+            self.skip_ws();
+            if self.peek().is_some() {
+                return Ok(());
+            }
+        }
+        Err(self.error(format!(
+            "expected a single space and another token, got {}",
+            self.token_text()
+        )))
+    }
+
+    /// Nothing but (in text) trailing blanks may follow `what`.
+    fn end_of_line(&mut self, om: bool, what: &str) -> Result<(), ParseError> {
+        if !om {
+            self.skip_ws();
+        }
+        match self.peek() {
+            None => Ok(()),
+            Some(_) => Err(self.error(format!(
+                "expected end of line after {what}, got {}",
+                self.token_text()
+            ))),
+        }
+    }
+
+    /// The rest of the line as text, which must be UTF-8 (a HELP text).
+    fn text_rest(&mut self) -> Result<&'a str, ParseError> {
+        let rest = self.rest();
+        match std::str::from_utf8(rest) {
+            Ok(s) => {
+                self.i = self.b.len();
+                Ok(s)
+            }
+            Err(e) => Err(self.error_at(
+                self.i + e.valid_up_to(),
+                "invalid UTF-8 in HELP text".into(),
+            )),
+        }
+    }
+
+    /// The rest of a comment line: Prometheus does not look inside comments,
+    /// so invalid UTF-8 there only shortens what we hand out.
+    fn text_lossy_rest(&mut self) -> &'a str {
+        let rest = self.rest();
+        self.i = self.b.len();
+        match std::str::from_utf8(rest) {
+            Ok(s) => s,
+            Err(e) => std::str::from_utf8(&rest[..e.valid_up_to()]).unwrap_or_default(),
+        }
+    }
+
+    /// The token at the cursor, quoted, for "got ..." in error messages.
+    fn token_text(&self) -> String {
+        let rest = self.rest();
+        if rest.is_empty() {
+            return "end of line".into();
+        }
+        let len = rest
+            .iter()
+            .skip(1)
+            .position(|&b| matches!(b, b' ' | b'\t' | b',' | b'}' | b'{' | b'=' | b'"'))
+            .map_or(rest.len(), |p| p + 1)
+            .min(40);
+        quote(&rest[..len])
+    }
+
+    fn error(&self, message: String) -> ParseError {
+        self.error_at(self.i, message)
+    }
+
+    fn error_at(&self, byte: usize, message: String) -> ParseError {
+        let byte = byte.min(self.b.len());
+        let col = String::from_utf8_lossy(&self.b[..byte]).chars().count() + 1;
+        ParseError {
+            line: self.line,
+            col,
+            message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(input: &str, format: Format) -> Vec<Entry<'_>> {
+        Parser::new(input.as_bytes(), format)
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn first_error(input: &str, format: Format) -> String {
+        Parser::new(input.as_bytes(), format)
+            .find_map(Result::err)
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "no error".into())
+    }
+
+    #[test]
+    fn text_sample_with_labels_and_timestamp() {
+        let e = entries(
+            "a_total{x=\"1\",y=\"q\\\"\\n\\\\\"} 3.5 1700000000000\n",
+            Format::Text,
+        );
+        let Entry::Sample(s) = &e[0] else {
+            panic!("{e:?}")
+        };
+        assert_eq!(s.name, "a_total");
+        assert_eq!(s.value, 3.5);
+        assert_eq!(s.timestamp_ms, Some(1_700_000_000_000));
+        let labels: Vec<_> = s.labels().collect();
+        assert_eq!(
+            labels,
+            vec![("x", Cow::from("1")), ("y", Cow::from("q\"\n\\"))]
+        );
+        assert!(matches!(labels[0].1, Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn text_whitespace_is_flexible_like_promparse() {
+        let e = entries("  m { a = \"b\" , } \t 1  \n", Format::Text);
+        let Entry::Sample(s) = &e[0] else {
+            panic!("{e:?}")
+        };
+        assert_eq!(s.labels().collect::<Vec<_>>(), vec![("a", Cow::from("b"))]);
+        assert_eq!(s.value, 1.0);
+    }
+
+    #[test]
+    fn openmetrics_timestamp_in_seconds_and_exemplar() {
+        let e = entries(
+            "# TYPE foo counter\nfoo_total 17 1520879607.789 # {trace_id=\"KOO5S4vxi0o\"} 0.67 1520879607.5\n# EOF\n",
+            Format::OpenMetrics,
+        );
+        let Entry::Sample(s) = &e[1] else {
+            panic!("{e:?}")
+        };
+        assert_eq!(s.timestamp_ms, Some(1_520_879_607_789));
+        let ex = s.exemplar.as_ref().expect("exemplar");
+        assert_eq!(ex.labels_src, "trace_id=\"KOO5S4vxi0o\"");
+        assert_eq!(ex.value, 0.67);
+        assert_eq!(ex.timestamp, Some(1_520_879_607.5));
+        assert_eq!(e[2], Entry::Eof);
+    }
+
+    #[test]
+    fn errors_have_line_and_column() {
+        let cases = [
+            ("a{b=\"c} 1\n", "1:5: unterminated label value"),
+            ("ok 1\na 1x\n", "2:3: bad number \"1x\""),
+            ("a{1b=\"c\"} 1\n", "1:3: expected label name, got \"1b\""),
+            (
+                "a{b=\"c\",b=\"d\"} 1\n",
+                "1:9: label name \"b\" is not unique",
+            ),
+            (
+                "a 1 2 3\n",
+                "1:7: expected end of line after timestamp, got \"3\"",
+            ),
+            ("a 1 1.5\n", "1:5: bad timestamp \"1.5\""),
+        ];
+        for (input, want) in cases {
+            let got = first_error(input, Format::Text);
+            assert!(
+                got.starts_with(want),
+                "{input:?}: got {got:?}, want {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_label_value_is_located() {
+        let e = Parser::new(b"a{b=\"\xff\"} 1\n", Format::Text).find_map(Result::err);
+        assert_eq!(
+            e.map(|e| e.to_string()),
+            Some("1:6: invalid UTF-8 in label value".into())
+        );
+    }
+
+    #[test]
+    fn openmetrics_eof_rules() {
+        assert_eq!(
+            first_error("a 1\n", Format::OpenMetrics),
+            "2:1: expected \"# EOF\" at the end of an OpenMetrics exposition, got end of input"
+        );
+        assert!(first_error("# EOF\na 1\n", Format::OpenMetrics)
+            .starts_with("2:1: unexpected data after \"# EOF\""));
+        assert_eq!(first_error("a 1\n# EOF\n", Format::OpenMetrics), "no error");
+        assert_eq!(first_error("a 1\n# EOF", Format::OpenMetrics), "no error");
+    }
+
+    #[test]
+    fn openmetrics_unit_must_be_a_suffix() {
+        let got = first_error(
+            "# TYPE x_seconds gauge\n# UNIT x_seconds bytes\n# EOF\n",
+            Format::OpenMetrics,
+        );
+        assert!(
+            got.starts_with("2:3: unit \"bytes\" is not a suffix"),
+            "{got}"
+        );
+    }
+
+    #[test]
+    fn parsing_resumes_after_an_error() {
+        let errors: Vec<_> = Parser::new(b"a 1x\nb 2\nc{ 3\n", Format::Text)
+            .filter_map(Result::err)
+            .map(|e| e.line)
+            .collect();
+        assert_eq!(errors, vec![1, 3]);
+    }
 }

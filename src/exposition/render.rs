@@ -1,9 +1,16 @@
-//! STUB: the renderer (owned by the exposition work).
+//! Writes text 0.0.4 (or OpenMetrics 1.0) into a caller-owned buffer, which
+//! the scrape loop reuses between scrapes: rendering allocates nothing.
+//! Numbers are written as Go's `strconv.FormatFloat(v, 'g', -1, 64)` writes
+//! them, so relay's output reads like Prometheus's own.
 
-use super::model::{Labels, MetricType};
+use std::io::Write;
+
+use super::model::{Labels, MetricType, METRIC_NAME};
 use super::parse::Format;
 
-/// Writes the `# HELP`/`# TYPE`/`# UNIT` lines that open a family.
+/// Writes the `# HELP`/`# TYPE`/`# UNIT` lines that open a family. In
+/// OpenMetrics a counter family is named without its `_total` suffix; in text
+/// 0.0.4, types it cannot express are written as `untyped`.
 pub fn family_header(
     out: &mut Vec<u8>,
     format: Format,
@@ -12,8 +19,39 @@ pub fn family_header(
     kind: MetricType,
     unit: Option<&str>,
 ) {
-    let _ = (out, format, name, help, kind, unit);
-    todo!()
+    let name = match (format, kind) {
+        (Format::OpenMetrics, MetricType::Counter) => name.strip_suffix("_total").unwrap_or(name),
+        _ => name,
+    };
+    if let Some(help) = help {
+        out.extend_from_slice(b"# HELP ");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b' ');
+        escape(out, help, format == Format::OpenMetrics);
+        out.push(b'\n');
+    }
+    let keyword = match format {
+        Format::OpenMetrics => kind.as_openmetrics(),
+        Format::Text => match kind {
+            MetricType::Counter
+            | MetricType::Gauge
+            | MetricType::Histogram
+            | MetricType::Summary => kind.as_text(),
+            _ => "untyped",
+        },
+    };
+    out.extend_from_slice(b"# TYPE ");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(keyword.as_bytes());
+    out.push(b'\n');
+    if let (Format::OpenMetrics, Some(unit)) = (format, unit.filter(|u| !u.is_empty())) {
+        out.extend_from_slice(b"# UNIT ");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(unit.as_bytes());
+        out.push(b'\n');
+    }
 }
 
 /// Writes one sample line; `labels` holds `__name__` and the other labels
@@ -25,20 +63,182 @@ pub fn sample(
     value: f64,
     timestamp_ms: Option<i64>,
 ) {
-    let _ = (out, format, labels, value, timestamp_ms);
-    todo!()
+    out.extend_from_slice(labels.metric_name().as_bytes());
+    let mut first = true;
+    for label in labels.iter().filter(|l| l.name != METRIC_NAME) {
+        out.push(if first { b'{' } else { b',' });
+        first = false;
+        out.extend_from_slice(label.name.as_bytes());
+        out.extend_from_slice(b"=\"");
+        escape(out, &label.value, true);
+        out.push(b'"');
+    }
+    if !first {
+        out.push(b'}');
+    }
+    out.push(b' ');
+    float(out, value);
+    if let Some(ms) = timestamp_ms {
+        out.push(b' ');
+        match format {
+            Format::Text => {
+                let _ = write!(out, "{ms}");
+            }
+            Format::OpenMetrics => seconds(out, ms),
+        }
+    }
+    out.push(b'\n');
+}
+
+/// Milliseconds as decimal seconds (`1520879607.789`), exactly.
+fn seconds(out: &mut Vec<u8>, ms: i64) {
+    let sign = if ms < 0 { "-" } else { "" };
+    let abs = ms.unsigned_abs();
+    let (s, frac) = (abs / 1000, abs % 1000);
+    let _ = if frac == 0 {
+        write!(out, "{sign}{s}")
+    } else {
+        let digits = format!("{frac:03}");
+        write!(out, "{sign}{s}.{}", digits.trim_end_matches('0'))
+    };
 }
 
 /// Writes a float as Go's `strconv.FormatFloat(v, 'g', -1, 64)` does (with
-/// `NaN`, `+Inf`, `-Inf`), the form Prometheus exposes.
+/// `NaN`, `+Inf`, `-Inf`), the form Prometheus exposes: the shortest digits
+/// that read back exactly, in exponent form (`1e+06`, `1.5e-07`) when the
+/// decimal exponent is below -4 or at least 6.
 pub fn float(out: &mut Vec<u8>, v: f64) {
-    let _ = (out, v);
-    todo!()
+    if v.is_nan() {
+        out.extend_from_slice(b"NaN");
+        return;
+    }
+    if v.is_infinite() {
+        out.extend_from_slice(if v > 0.0 { b"+Inf" } else { b"-Inf" });
+        return;
+    }
+    if v == 0.0 {
+        out.extend_from_slice(if v.is_sign_negative() { b"-0" } else { b"0" });
+        return;
+    }
+    // Rust's `{:e}` gives the shortest round-trip digits and the decimal
+    // exponent; only the layout differs from Go's.
+    let mut buf = [0u8; 40];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(cursor, "{v:e}");
+    let len = usize::try_from(cursor.position()).unwrap_or(0);
+    let sci = std::str::from_utf8(&buf[..len]).unwrap_or("0e0");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if go_exponent_form(exp) {
+        out.extend_from_slice(mantissa.as_bytes());
+        let _ = write!(
+            out,
+            "e{}{:02}",
+            if exp < 0 { '-' } else { '+' },
+            exp.unsigned_abs()
+        );
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
+/// Go's `%g` at shortest precision decides with `eprec = 6` (strconv's
+/// `formatDigits`; the 21 of `fmt`'s `%v` does not apply to expfmt).
+fn go_exponent_form(exp: i32) -> bool {
+    !(-4..6).contains(&exp)
+}
+
+/// Escapes `\` and newline (and `"` when `quote`): label values always,
+/// HELP texts without `"` in text 0.0.4 and with it in OpenMetrics.
+fn escape(out: &mut Vec<u8>, s: &str, quote: bool) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'"' if quote => b"\\\"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(esc);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
 }
 
 /// Writes the OpenMetrics `# EOF` terminator (nothing for text 0.0.4).
 pub fn end(out: &mut Vec<u8>, format: Format) {
     if format == Format::OpenMetrics {
         out.extend_from_slice(b"# EOF\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(v: f64) -> String {
+        let mut out = Vec::new();
+        float(&mut out, v);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    #[test]
+    fn floats_read_like_go() {
+        // Expected strings are what Go's strconv.FormatFloat(v, 'g', -1, 64) prints.
+        let cases = [
+            (0.0, "0"),
+            (-0.0, "-0"),
+            (1.0, "1"),
+            (-2.5, "-2.5"),
+            (123456.0, "123456"),
+            (1e6, "1e+06"),
+            (1234567.0, "1.234567e+06"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (1.5e-7, "1.5e-07"),
+            (0.1, "0.1"),
+            (1e100, "1e+100"),
+            (1.7130787371e9, "1.7130787371e+09"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (5e-324, "5e-324"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(f(v), want, "{v:e}");
+        }
+    }
+
+    #[test]
+    fn sample_escapes_label_values_and_writes_timestamps() {
+        let labels: Labels = [("__name__", "m"), ("a", "x\\\"y\n")].into_iter().collect();
+        let mut out = Vec::new();
+        sample(&mut out, Format::Text, &labels, 1.0, Some(1500));
+        sample(&mut out, Format::OpenMetrics, &labels, 1.0, Some(1500));
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "m{a=\"x\\\\\\\"y\\n\"} 1 1500\nm{a=\"x\\\\\\\"y\\n\"} 1 1.5\n"
+        );
+    }
+
+    #[test]
+    fn openmetrics_counter_header_drops_total() {
+        let mut out = Vec::new();
+        family_header(
+            &mut out,
+            Format::OpenMetrics,
+            "c_total",
+            Some("a \"b\""),
+            MetricType::Counter,
+            None,
+        );
+        family_header(&mut out, Format::Text, "i", None, MetricType::Info, None);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "# HELP c a \\\"b\\\"\n# TYPE c counter\n# TYPE i untyped\n"
+        );
     }
 }

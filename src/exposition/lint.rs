@@ -1,0 +1,325 @@
+//! `relay check metrics`: the parser's errors plus the family-level rules
+//! that `promtool check metrics` and the OpenMetrics spec add (a counter's
+//! `_total`, a histogram's `+Inf` bucket, one HELP/TYPE per family, a
+//! family's samples kept together). Scrapes do not apply these: Prometheus
+//! ingests such expositions, so relay does too.
+
+use std::collections::HashMap;
+
+use super::model::MetricType;
+use super::parse::{Entry, Format, ParseError, Parser, Sample};
+
+/// Every problem in `input`, in line order; empty when it is valid.
+pub fn check(input: &[u8], format: Format) -> Vec<ParseError> {
+    let mut lint = Lint::new(format);
+    let mut parser = Parser::new(input, format);
+    while let Some(entry) = parser.next() {
+        match entry {
+            Ok(entry) => lint.entry(&entry, parser.line()),
+            Err(e) => lint.problems.push(e),
+        }
+    }
+    lint.finish_family();
+    let mut problems = lint.problems;
+    problems.sort_by_key(|p| (p.line, p.col));
+    problems
+}
+
+#[derive(Default)]
+struct Family {
+    name: String,
+    kind: MetricType,
+    has_help: bool,
+    has_type: bool,
+    has_unit: bool,
+    samples: usize,
+    /// Histogram series (labels but `le`) → (line of first bucket, saw +Inf).
+    buckets: HashMap<String, (usize, bool)>,
+}
+
+struct Lint {
+    format: Format,
+    family: Option<Family>,
+    /// Families already closed, with the line they started on.
+    seen: HashMap<String, usize>,
+    started_line: usize,
+    problems: Vec<ParseError>,
+}
+
+impl Lint {
+    fn new(format: Format) -> Self {
+        Lint {
+            format,
+            family: None,
+            seen: HashMap::new(),
+            started_line: 0,
+            problems: Vec::new(),
+        }
+    }
+
+    fn problem(&mut self, line: usize, message: String) {
+        self.problems.push(ParseError {
+            line,
+            col: 1,
+            message,
+        });
+    }
+
+    fn entry(&mut self, entry: &Entry<'_>, line: usize) {
+        match entry {
+            Entry::Help { name, .. } => {
+                let family = self.family_for_metadata(name, line);
+                if std::mem::replace(&mut family.has_help, true) {
+                    self.problem(line, format!("second HELP line for metric family {name:?}"));
+                }
+            }
+            Entry::Type { name, kind } => {
+                let family = self.family_for_metadata(name, line);
+                let (dup, late) = (family.has_type, family.samples > 0);
+                family.has_type = true;
+                family.kind = *kind;
+                if dup {
+                    self.problem(line, format!("second TYPE line for metric family {name:?}"));
+                } else if late {
+                    self.problem(
+                        line,
+                        format!("TYPE line for {name:?} must come before its samples"),
+                    );
+                }
+            }
+            Entry::Unit { name, .. } => {
+                let family = self.family_for_metadata(name, line);
+                if std::mem::replace(&mut family.has_unit, true) {
+                    self.problem(line, format!("second UNIT line for metric family {name:?}"));
+                }
+            }
+            Entry::Sample(sample) => self.sample(sample, line),
+            Entry::Comment(_) | Entry::Eof => {}
+        }
+    }
+
+    /// The family a HELP/TYPE/UNIT line belongs to, opening it if new.
+    fn family_for_metadata(&mut self, name: &str, line: usize) -> &mut Family {
+        if self.family.as_ref().is_none_or(|f| f.name != name) {
+            self.open_family(name, line);
+        }
+        self.family.get_or_insert_with(Family::default)
+    }
+
+    fn open_family(&mut self, name: &str, line: usize) {
+        self.finish_family();
+        if let Some(first) = self.seen.get(name) {
+            self.problem(
+                line,
+                format!("metric family {name:?} is not contiguous (it already appeared on line {first})"),
+            );
+        }
+        self.started_line = line;
+        self.family = Some(Family {
+            name: name.to_owned(),
+            ..Family::default()
+        });
+    }
+
+    fn finish_family(&mut self) {
+        let Some(family) = self.family.take() else {
+            return;
+        };
+        let mut missing: Vec<_> = family
+            .buckets
+            .iter()
+            .filter(|(_, (_, inf))| !inf)
+            .map(|(series, (line, _))| (*line, series.clone()))
+            .collect();
+        missing.sort();
+        for (line, series) in missing {
+            self.problem(
+                line,
+                format!(
+                    "histogram {:?} has no bucket with le=\"+Inf\" for series {{{series}}}",
+                    family.name
+                ),
+            );
+        }
+        self.seen.entry(family.name).or_insert(self.started_line);
+    }
+
+    fn sample(&mut self, sample: &Sample<'_>, line: usize) {
+        let belongs = self
+            .family
+            .as_ref()
+            .is_some_and(|f| belongs_to(&f.name, f.kind, sample.name));
+        if !belongs {
+            self.open_family(sample.name, line);
+        }
+        let format = self.format;
+        let Some(family) = self.family.as_mut() else {
+            return;
+        };
+        family.samples += 1;
+        let mut problem = None;
+        match family.kind {
+            MetricType::Counter => {
+                let ok = match format {
+                    Format::Text => {
+                        sample.name.ends_with("_total") || sample.name.ends_with("_created")
+                    }
+                    Format::OpenMetrics => sample.name != family.name,
+                };
+                if !ok {
+                    problem = Some(format!(
+                        "counter {:?} should have a \"_total\" suffix",
+                        sample.name
+                    ));
+                }
+            }
+            MetricType::Histogram | MetricType::GaugeHistogram
+                if sample.name.ends_with("_bucket") =>
+            {
+                problem = record_bucket(family, sample, line);
+            }
+            MetricType::Summary if sample.name == family.name => {
+                let quantile = sample.labels().find(|(n, _)| *n == "quantile");
+                match quantile {
+                    None => {
+                        problem = Some(format!(
+                            "summary {:?} sample has no quantile label",
+                            sample.name
+                        ))
+                    }
+                    Some((_, q)) if q.parse::<f64>().is_err() => {
+                        problem = Some(format!(
+                            "summary {:?} has a bad quantile {q:?}",
+                            sample.name
+                        ))
+                    }
+                    Some(_) => {}
+                }
+            }
+            _ => {}
+        }
+        if let Some(message) = problem {
+            self.problem(line, message);
+        }
+    }
+}
+
+/// Notes a histogram bucket; returns a problem when its `le` is missing or bad.
+fn record_bucket(family: &mut Family, sample: &Sample<'_>, line: usize) -> Option<String> {
+    let mut le = None;
+    let mut series = String::new();
+    for (name, value) in sample.labels() {
+        if name == "le" {
+            le = Some(value);
+        } else {
+            if !series.is_empty() {
+                series.push(',');
+            }
+            series.push_str(&format!("{name}={value:?}"));
+        }
+    }
+    let Some(le) = le else {
+        return Some(format!(
+            "histogram bucket {:?} has no le label",
+            sample.name
+        ));
+    };
+    let Ok(bound) = le.parse::<f64>() else {
+        return Some(format!(
+            "histogram bucket {:?} has a bad le {le:?}",
+            sample.name
+        ));
+    };
+    let entry = family.buckets.entry(series).or_insert((line, false));
+    entry.1 |= bound == f64::INFINITY;
+    None
+}
+
+/// Whether `sample` is a sample of family `family` of type `kind`.
+fn belongs_to(family: &str, kind: MetricType, sample: &str) -> bool {
+    if sample == family {
+        return true;
+    }
+    let suffixes: &[&str] = match kind {
+        MetricType::Counter => &["_total", "_created"],
+        MetricType::Histogram => &["_bucket", "_sum", "_count", "_created"],
+        MetricType::GaugeHistogram => &["_bucket", "_gsum", "_gcount"],
+        MetricType::Summary => &["_sum", "_count", "_created"],
+        MetricType::Info => &["_info"],
+        _ => &[],
+    };
+    sample
+        .strip_prefix(family)
+        .is_some_and(|rest| suffixes.contains(&rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(input: &str, format: Format) -> Vec<String> {
+        check(input.as_bytes(), format)
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn family_rules() {
+        let cases: &[(&str, Format, &str)] = &[
+            (
+                "# TYPE c counter\nc 1\n",
+                Format::Text,
+                "2:1: counter \"c\" should have a \"_total\" suffix",
+            ),
+            (
+                "# TYPE c counter\nc 1\n# EOF\n",
+                Format::OpenMetrics,
+                "2:1: counter \"c\" should have",
+            ),
+            (
+                "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 1\nh_count 1\n",
+                Format::Text,
+                "2:1: histogram \"h\" has no bucket with le=\"+Inf\" for series {}",
+            ),
+            (
+                "# TYPE g gauge\n# TYPE g gauge\ng 1\n",
+                Format::Text,
+                "2:1: second TYPE line",
+            ),
+            (
+                "# HELP g x\n# HELP g y\ng 1\n",
+                Format::Text,
+                "2:1: second HELP line",
+            ),
+            (
+                "a 1\nb 1\na 2\n",
+                Format::Text,
+                "3:1: metric family \"a\" is not contiguous",
+            ),
+            ("s{quantile=\"x\"} 1\n", Format::Text, ""),
+            (
+                "# TYPE s summary\ns{quantile=\"x\"} 1\n",
+                Format::Text,
+                "2:1: summary \"s\" has a bad quantile",
+            ),
+        ];
+        for (input, format, want) in cases {
+            let got = problems(input, *format);
+            if want.is_empty() {
+                assert!(got.is_empty(), "{input:?}: {got:?}");
+            } else {
+                assert!(
+                    got.first().is_some_and(|g| g.starts_with(want)),
+                    "{input:?}: got {got:?}, want {want:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn valid_histogram_has_no_problems() {
+        let input = "# HELP h x\n# TYPE h histogram\nh_bucket{a=\"1\",le=\"0.5\"} 1\nh_bucket{a=\"1\",le=\"+Inf\"} 2\nh_sum{a=\"1\"} 3\nh_count{a=\"1\"} 2\n";
+        assert_eq!(problems(input, Format::Text), Vec::<String>::new());
+    }
+}
