@@ -1,10 +1,24 @@
-//! STUB: the relay config (owned by the config work).
+//! The relay config: a subset of `prometheus.yml` with the same field names
+//! and defaults, plus a `relay:` section, so an existing `prometheus-config`
+//! ConfigMap loads unchanged where it uses supported fields.
+//!
+//! Loading is figment (YAML file, then `RELAY_*` environment for the `relay:`
+//! section, then command-line overrides) followed by our own validation, so
+//! every error names the field path (`scrape_configs[0].scrape_timeout`).
+
+mod foreign;
+mod types;
+mod units;
+mod validate;
 
 use std::path::Path;
 
-/// A loaded, validated config.
-#[derive(Debug, Clone)]
-pub struct Config {}
+use figment::providers::{Env, Format as _, Yaml};
+use figment::value::Value;
+use figment::Figment;
+
+pub use types::*;
+pub use units::{ByteSize, Duration};
 
 /// Values given on the command line; they override the file and `RELAY_*`.
 #[derive(Debug, Clone, Default)]
@@ -21,19 +35,64 @@ pub struct Loaded {
 
 /// Why a config was rejected: the field path, the bad value, what is allowed.
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct ConfigError {
-    pub message: String,
+pub enum ConfigError {
+    #[error("{0}")]
+    Read(String),
+    #[error("{path}: {message}")]
+    Field { path: String, message: String },
 }
+
+impl ConfigError {
+    fn field(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Field {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The `relay:` keys that `RELAY_<KEY>` environment variables may override.
+const ENV_KEYS: [&str; 4] = [
+    "listen_address",
+    "wal_dir",
+    "wal_max_size",
+    "shutdown_timeout",
+];
 
 /// Loads a config file: YAML, then `RELAY_*` environment, then `overrides`.
 pub fn load(path: &Path, overrides: &Overrides) -> Result<Loaded, ConfigError> {
-    let _ = (path, overrides);
-    todo!()
+    if !path.is_file() {
+        return Err(ConfigError::Read(format!(
+            "cannot read {}: no such file",
+            path.display()
+        )));
+    }
+    let env = Env::prefixed("RELAY_")
+        .only(&ENV_KEYS)
+        .map(|k| format!("relay.{k}").into());
+    let mut figment = Figment::from(Yaml::file_exact(path)).merge(env);
+    if let Some(addr) = &overrides.listen_address {
+        figment = figment.merge(("relay.listen_address", addr));
+    }
+    from_figment(figment)
 }
 
 /// Loads a config from a YAML string (tests, `relay demo`), no environment.
 pub fn from_yaml_str(yaml: &str) -> Result<Loaded, ConfigError> {
-    let _ = yaml;
-    todo!()
+    from_figment(Figment::from(Yaml::string(yaml)))
+}
+
+fn from_figment(figment: Figment) -> Result<Loaded, ConfigError> {
+    let mut value: Value = figment
+        .extract()
+        .map_err(|e| ConfigError::Read(format!("cannot read YAML: {}", e.kind)))?;
+    // An empty file is a config with every default, as in Prometheus.
+    if matches!(&value, Value::Empty(..)) {
+        value = Value::from(figment::value::Dict::new());
+    }
+    let warnings = foreign::strip(&mut value)?;
+    let mut config: Config =
+        serde_path_to_error::deserialize(&value).map_err(foreign::describe_serde_error)?;
+    validate::resolve(&mut config)?;
+    Ok(Loaded { config, warnings })
 }

@@ -1,0 +1,290 @@
+//! The config's shape: Prometheus's field names and defaults.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::units::{ByteSize, Duration};
+use crate::relabel::{RelabelConfig, Rules};
+
+/// A whole relay config.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub global: GlobalConfig,
+    #[serde(default)]
+    pub scrape_configs: Vec<ScrapeConfig>,
+    #[serde(default)]
+    pub remote_write: Vec<RemoteWriteConfig>,
+    #[serde(default)]
+    pub relay: RelaySettings,
+}
+
+/// `global:`; what a job leaves unset comes from here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalConfig {
+    #[serde(default = "default_scrape_interval")]
+    pub scrape_interval: Duration,
+    #[serde(default = "default_scrape_timeout")]
+    pub scrape_timeout: Duration,
+    #[serde(default)]
+    pub external_labels: BTreeMap<String, String>,
+}
+
+impl Default for GlobalConfig {
+    fn default() -> Self {
+        GlobalConfig {
+            scrape_interval: default_scrape_interval(),
+            scrape_timeout: default_scrape_timeout(),
+            external_labels: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_scrape_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_scrape_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// One `scrape_configs` entry. `scrape_interval` and `scrape_timeout` are
+/// always set after loading (from `global` when the job leaves them out).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapeConfig {
+    pub job_name: String,
+    #[serde(default)]
+    pub scrape_interval: Option<Duration>,
+    #[serde(default)]
+    pub scrape_timeout: Option<Duration>,
+    #[serde(default = "default_metrics_path")]
+    pub metrics_path: String,
+    #[serde(default)]
+    pub scheme: Scheme,
+    #[serde(default)]
+    pub params: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub honor_labels: bool,
+    #[serde(default = "yes")]
+    pub honor_timestamps: bool,
+    /// 0 means no limit.
+    #[serde(default)]
+    pub body_size_limit: ByteSize,
+    /// 0 means no limit (likewise for the label limits).
+    #[serde(default)]
+    pub sample_limit: usize,
+    #[serde(default)]
+    pub label_limit: usize,
+    #[serde(default)]
+    pub label_name_length_limit: usize,
+    #[serde(default)]
+    pub label_value_length_limit: usize,
+    #[serde(default)]
+    pub static_configs: Vec<StaticConfig>,
+    #[serde(default)]
+    pub relabel_configs: Vec<RelabelConfig>,
+    #[serde(default)]
+    pub metric_relabel_configs: Vec<RelabelConfig>,
+    #[serde(default)]
+    pub authorization: Option<Authorization>,
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+    #[serde(default)]
+    pub tls_config: TlsConfig,
+    /// `relabel_configs`, compiled at load.
+    #[serde(skip)]
+    pub target_relabel: Rules,
+    /// `metric_relabel_configs`, compiled at load.
+    #[serde(skip)]
+    pub metric_relabel: Rules,
+}
+
+impl ScrapeConfig {
+    /// The job's scrape interval (resolved from `global` at load).
+    pub fn interval(&self) -> std::time::Duration {
+        self.scrape_interval.unwrap_or_default().as_std()
+    }
+
+    /// The job's scrape timeout (resolved from `global` at load).
+    pub fn timeout(&self) -> std::time::Duration {
+        self.scrape_timeout.unwrap_or_default().as_std()
+    }
+}
+
+fn default_metrics_path() -> String {
+    "/metrics".to_owned()
+}
+fn yes() -> bool {
+    true
+}
+
+/// `http` (the default) or `https`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    #[default]
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// A group of targets sharing labels.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticConfig {
+    #[serde(default)]
+    pub targets: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A string that must not show up in logs or `Debug` output.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+/// `authorization:` (an `Authorization: <type> <credentials>` header).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Authorization {
+    #[serde(default = "bearer", rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub credentials: Option<Secret>,
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+}
+
+fn bearer() -> String {
+    "Bearer".to_owned()
+}
+
+/// `basic_auth:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+/// `tls_config:` towards a target or receiver.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub server_name: Option<String>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// One `remote_write` entry (validated now; the sender comes later).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteWriteConfig {
+    pub url: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default = "default_remote_timeout")]
+    pub remote_timeout: Duration,
+    #[serde(default)]
+    pub write_relabel_configs: Vec<RelabelConfig>,
+    #[serde(default)]
+    pub queue_config: QueueConfig,
+    #[serde(default)]
+    pub authorization: Option<Authorization>,
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+    #[serde(default)]
+    pub tls_config: TlsConfig,
+    /// `write_relabel_configs`, compiled at load.
+    #[serde(skip)]
+    pub write_relabel: Rules,
+}
+
+fn default_remote_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// `queue_config:`, with Prometheus 2.x's `DefaultQueueConfig`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    pub capacity: usize,
+    pub max_shards: usize,
+    pub min_shards: usize,
+    pub max_samples_per_send: usize,
+    pub batch_send_deadline: Duration,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    pub retry_on_http_429: bool,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            capacity: 10_000,
+            max_shards: 50,
+            min_shards: 1,
+            max_samples_per_send: 2_000,
+            batch_send_deadline: Duration::from_secs(5),
+            min_backoff: Duration::from_millis(30),
+            max_backoff: Duration::from_secs(5),
+            retry_on_http_429: true,
+        }
+    }
+}
+
+/// `relay:`: settings that have no Prometheus equivalent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelaySettings {
+    /// Where `/metrics`, `/-/healthy` and `/-/ready` are served.
+    pub listen_address: String,
+    /// The remote-write WAL's directory.
+    pub wal_dir: PathBuf,
+    /// The WAL's size cap; what is dropped past it is counted.
+    pub wal_max_size: ByteSize,
+    /// How long SIGTERM may spend flushing (under Kubernetes' 30 s grace).
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        RelaySettings {
+            listen_address: "0.0.0.0:9090".to_owned(),
+            wal_dir: PathBuf::from("data/wal"),
+            wal_max_size: ByteSize(1 << 30),
+            shutdown_timeout: Duration::from_secs(25),
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Checks that need more than one field (Prometheus's `Validate` rules),
+//! defaults resolved from `global`, and relabel rules compiled once, so
+//! nothing downstream can meet an invalid config.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use super::types::{Authorization, BasicAuth, Config, ScrapeConfig};
+use super::ConfigError;
+use crate::relabel::{RelabelConfig, Rules};
+
+pub(super) fn resolve(config: &mut Config) -> Result<(), ConfigError> {
+    let global = config.global.clone();
+    if global.scrape_timeout > global.scrape_interval {
+        return Err(ConfigError::field(
+            "global.scrape_timeout",
+            format!(
+                "{} is greater than global.scrape_interval {}",
+                global.scrape_timeout, global.scrape_interval
+            ),
+        ));
+    }
+    for name in global.external_labels.keys() {
+        check_label_name(&format!("global.external_labels.{name}"), name)?;
+    }
+    let mut jobs = HashSet::new();
+    for (i, job) in config.scrape_configs.iter_mut().enumerate() {
+        let path = format!("scrape_configs[{i}]");
+        if job.job_name.is_empty() {
+            return Err(ConfigError::field(
+                format!("{path}.job_name"),
+                "must not be empty",
+            ));
+        }
+        if !jobs.insert(job.job_name.clone()) {
+            return Err(ConfigError::field(
+                format!("{path}.job_name"),
+                format!(
+                    "found multiple scrape configs with job name {:?}",
+                    job.job_name
+                ),
+            ));
+        }
+        resolve_job(job, &global, &path)?;
+    }
+    for (i, rw) in config.remote_write.iter_mut().enumerate() {
+        let path = format!("remote_write[{i}]");
+        check_url(&format!("{path}.url"), &rw.url)?;
+        check_auth(&path, rw.authorization.as_ref(), rw.basic_auth.as_ref())?;
+        rw.write_relabel = compile(
+            &format!("{path}.write_relabel_configs"),
+            &rw.write_relabel_configs,
+        )?;
+    }
+    config
+        .relay
+        .listen_address
+        .parse::<SocketAddr>()
+        .map_err(|_| {
+            ConfigError::field(
+                "relay.listen_address",
+                format!(
+                    "{:?} is not an address to listen on (expected ip:port, e.g. 0.0.0.0:9090)",
+                    config.relay.listen_address
+                ),
+            )
+        })?;
+    if config.relay.shutdown_timeout.as_std().is_zero() {
+        return Err(ConfigError::field(
+            "relay.shutdown_timeout",
+            "must be greater than 0 (default 25s, under Kubernetes' 30s grace period)",
+        ));
+    }
+    Ok(())
+}
+
+fn resolve_job(
+    job: &mut ScrapeConfig,
+    global: &super::GlobalConfig,
+    path: &str,
+) -> Result<(), ConfigError> {
+    let interval = job.scrape_interval.unwrap_or(global.scrape_interval);
+    // As Prometheus: an unset timeout is the global one, clamped to the
+    // job's interval; an explicit one may not exceed the interval.
+    let timeout = match job.scrape_timeout {
+        Some(t) if t > interval => {
+            return Err(ConfigError::field(
+                format!("{path}.scrape_timeout"),
+                format!("{t} is greater than scrape_interval {interval}"),
+            ))
+        }
+        Some(t) => t,
+        None => global.scrape_timeout.min(interval),
+    };
+    if interval.as_std().is_zero() {
+        return Err(ConfigError::field(
+            format!("{path}.scrape_interval"),
+            "must be greater than 0",
+        ));
+    }
+    job.scrape_interval = Some(interval);
+    job.scrape_timeout = Some(timeout);
+    if !job.metrics_path.starts_with('/') {
+        return Err(ConfigError::field(
+            format!("{path}.metrics_path"),
+            format!("{:?} must start with \"/\"", job.metrics_path),
+        ));
+    }
+    for (g, group) in job.static_configs.iter().enumerate() {
+        for (t, target) in group.targets.iter().enumerate() {
+            check_target(&format!("{path}.static_configs[{g}].targets[{t}]"), target)?;
+        }
+        for name in group.labels.keys() {
+            check_label_name(&format!("{path}.static_configs[{g}].labels.{name}"), name)?;
+        }
+    }
+    check_auth(path, job.authorization.as_ref(), job.basic_auth.as_ref())?;
+    job.target_relabel = compile(&format!("{path}.relabel_configs"), &job.relabel_configs)?;
+    job.metric_relabel = compile(
+        &format!("{path}.metric_relabel_configs"),
+        &job.metric_relabel_configs,
+    )?;
+    Ok(())
+}
+
+fn compile(path: &str, rules: &[RelabelConfig]) -> Result<Rules, ConfigError> {
+    Rules::compile(rules).map_err(|e| {
+        let at = if e.field.is_empty() {
+            format!("{path}[{}]", e.index)
+        } else {
+            format!("{path}[{}].{}", e.index, e.field)
+        };
+        ConfigError::field(at, e.message)
+    })
+}
+
+/// A target is `host:port` (a missing port defaults by scheme, as in
+/// Prometheus 2.x), never a URL.
+fn check_target(path: &str, target: &str) -> Result<(), ConfigError> {
+    let bad = |why: &str| {
+        ConfigError::field(
+            path,
+            format!("{target:?} {why} (expected host:port, e.g. localhost:8001)"),
+        )
+    };
+    if target.is_empty() {
+        return Err(bad("is empty"));
+    }
+    if target.contains("://") {
+        return Err(bad(
+            "is a URL; put the scheme in `scheme` and the path in `metrics_path`",
+        ));
+    }
+    if target.contains(['/', '?', '#', ' ']) {
+        return Err(bad("is not a valid host"));
+    }
+    if let Some((_, port)) = target.rsplit_once(':').filter(|_| !target.ends_with(']')) {
+        if port.parse::<u16>().is_err() {
+            return Err(bad("has an invalid port"));
+        }
+    }
+    Ok(())
+}
+
+fn check_label_name(path: &str, name: &str) -> Result<(), ConfigError> {
+    let mut bytes = name.bytes();
+    let valid = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError::field(
+            path,
+            format!("{name:?} is not a valid label name (expected [a-zA-Z_][a-zA-Z0-9_]*)"),
+        ))
+    }
+}
+
+fn check_url(path: &str, url: &str) -> Result<(), ConfigError> {
+    let ok = reqwest::Url::parse(url)
+        .ok()
+        .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::field(
+            path,
+            format!(
+                "{url:?} is not an http(s) URL (expected e.g. http://receiver:9090/api/v1/write)"
+            ),
+        ))
+    }
+}
+
+fn check_auth(
+    path: &str,
+    auth: Option<&Authorization>,
+    basic: Option<&BasicAuth>,
+) -> Result<(), ConfigError> {
+    if auth.is_some() && basic.is_some() {
+        return Err(ConfigError::field(
+            path,
+            "at most one of basic_auth and authorization may be configured",
+        ));
+    }
+    if let Some(a) = auth {
+        if a.credentials.is_some() && a.credentials_file.is_some() {
+            return Err(ConfigError::field(
+                format!("{path}.authorization"),
+                "at most one of credentials and credentials_file may be configured",
+            ));
+        }
+        if a.kind.eq_ignore_ascii_case("basic") {
+            return Err(ConfigError::field(
+                format!("{path}.authorization.type"),
+                "authorization type cannot be set to \"basic\", use \"basic_auth\" instead",
+            ));
+        }
+    }
+    if let Some(b) = basic {
+        if b.password.is_some() && b.password_file.is_some() {
+            return Err(ConfigError::field(
+                format!("{path}.basic_auth"),
+                "at most one of basic_auth password and password_file may be configured",
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! The config language: defaults, Prometheus compatibility, and errors that
+//! name the field path. The CLI cases run the real `relay` binary.
+
+use std::process::Command;
+use std::time::Duration;
+
+use relay::config::{self, ByteSize, Scheme};
+
+fn error_of(yaml: &str) -> String {
+    match config::from_yaml_str(yaml) {
+        Ok(_) => "loaded without error".into(),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn defaults_match_prometheus() {
+    let loaded = config::from_yaml_str("scrape_configs:\n  - job_name: app\n").expect("valid");
+    let c = &loaded.config;
+    assert_eq!(c.global.scrape_interval.as_std(), Duration::from_secs(60));
+    assert_eq!(c.global.scrape_timeout.as_std(), Duration::from_secs(10));
+    let job = &c.scrape_configs[0];
+    assert_eq!(job.interval(), Duration::from_secs(60));
+    assert_eq!(job.timeout(), Duration::from_secs(10));
+    assert_eq!(job.metrics_path, "/metrics");
+    assert_eq!(job.scheme, Scheme::Http);
+    assert!(!job.honor_labels);
+    assert!(job.honor_timestamps);
+    assert_eq!(job.body_size_limit, ByteSize(0));
+    assert_eq!(job.sample_limit, 0);
+    assert_eq!(c.relay.listen_address, "0.0.0.0:9090");
+    assert_eq!(c.relay.shutdown_timeout.as_std(), Duration::from_secs(25));
+    assert!(loaded.warnings.is_empty());
+}
+
+#[test]
+fn job_timeout_defaults_to_global_clamped_to_interval() {
+    let c = config::from_yaml_str("scrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n")
+        .expect("valid")
+        .config;
+    assert_eq!(c.scrape_configs[0].interval(), Duration::from_secs(5));
+    assert_eq!(c.scrape_configs[0].timeout(), Duration::from_secs(5));
+}
+
+#[test]
+fn shipped_configs_load() {
+    let relay = config::load("config/relay.yml".as_ref(), &Default::default()).expect("relay.yml");
+    let job = &relay.config.scrape_configs[0];
+    assert_eq!(job.job_name, "app");
+    assert_eq!(job.interval(), Duration::from_secs(15));
+    assert_eq!(
+        job.static_configs[0].targets,
+        vec!["localhost:8001".to_owned()]
+    );
+    assert!(relay.warnings.is_empty(), "{:?}", relay.warnings);
+
+    let sidecar = config::load(
+        "config/prometheus-sidecar.yml".as_ref(),
+        &Default::default(),
+    )
+    .expect("prometheus-sidecar.yml");
+    assert_eq!(
+        sidecar.warnings,
+        vec![
+            "rule_files: ignored (relay evaluates no rules)",
+            "alerting: ignored (relay sends no alerts)",
+            "global.evaluation_interval: ignored (relay evaluates no rules)",
+        ]
+    );
+    let c = &sidecar.config;
+    assert_eq!(
+        c.global.external_labels.get("cluster").map(String::as_str),
+        Some("prod-eu-1")
+    );
+    assert_eq!(c.remote_write[0].queue_config.max_samples_per_send, 1000);
+    assert_eq!(c.remote_write[0].queue_config.capacity, 10_000);
+    assert!(c.scrape_configs[0].honor_labels);
+}
+
+#[test]
+fn invalid_configs_name_the_field() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "global:\n  scrape_intervall: 1m\n",
+            "global.scrape_intervall: unknown field \"scrape_intervall\", did you mean \"scrape_interval\"?",
+        ),
+        (
+            "scrape_configs:\n  - job_name: a\n  - job_name: b\n    scrape_intervall: 1m\n",
+            "scrape_configs[1].scrape_intervall: unknown field \"scrape_intervall\", did you mean \"scrape_interval\"?",
+        ),
+        ("scrape_config:\n  - job_name: a\n", "scrape_config: unknown field \"scrape_config\", did you mean \"scrape_configs\"?"),
+        ("global:\n  scrape_interval: 1.5s\n", "global.scrape_interval: \"1.5s\" is not a valid duration"),
+        ("global:\n  scrape_interval: 30\n", "global.scrape_interval: \"30\" is not a valid duration"),
+        (
+            "scrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n    scrape_timeout: 6s\n",
+            "scrape_configs[0].scrape_timeout: 6s is greater than scrape_interval 5s",
+        ),
+        (
+            "scrape_configs:\n  - job_name: a\n  - job_name: a\n",
+            "scrape_configs[1].job_name: found multiple scrape configs with job name \"a\"",
+        ),
+        (
+            "scrape_configs:\n  - job_name: a\n    static_configs:\n      - targets: [\"a:1\", \"b:x\"]\n",
+            "scrape_configs[0].static_configs[0].targets[1]: \"b:x\" has an invalid port",
+        ),
+        (
+            "scrape_configs:\n  - job_name: a\n    consul_sd_configs: []\n",
+            "scrape_configs[0].consul_sd_configs: consul_sd_configs is not supported by relay: a sidecar scrapes static targets",
+        ),
+        ("scrape_configs:\n  - job_name: a\n    scheme: ftp\n", "scrape_configs[0].scheme: unknown value \"ftp\""),
+        ("scrape_configs:\n  - scheme: http\n", "scrape_configs[0].job_name: missing required field"),
+        (
+            "scrape_configs:\n  - job_name: a\n    basic_auth: {username: u, password: p, password_file: /f}\n",
+            "scrape_configs[0].basic_auth: at most one of basic_auth password and password_file",
+        ),
+        (
+            "scrape_configs:\n  - job_name: a\n    static_configs:\n      - labels: {\"0bad\": x}\n",
+            "scrape_configs[0].static_configs[0].labels.0bad: \"0bad\" is not a valid label name",
+        ),
+        ("remote_write:\n  - url: ftp://x\n", "remote_write[0].url: \"ftp://x\" is not an http(s) URL"),
+        ("relay:\n  listen_address: nowhere\n", "relay.listen_address: \"nowhere\" is not an address to listen on"),
+        (
+            "scrape_configs:\n  - job_name: a\n    metric_relabel_configs:\n      - action: dropp\n",
+            "scrape_configs[0].metric_relabel_configs[0].action: unknown value \"dropp\"",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let got = error_of(yaml);
+        assert!(
+            got.starts_with(want),
+            "config:\n{yaml}\ngot:  {got}\nwant: {want}"
+        );
+    }
+}
+
+#[test]
+fn secrets_stay_out_of_debug_output() {
+    let c = config::from_yaml_str(
+        "scrape_configs:\n  - job_name: a\n    basic_auth: {username: u, password: hunter2}\n",
+    )
+    .expect("valid")
+    .config;
+    let debug = format!("{c:?}");
+    assert!(!debug.contains("hunter2"), "{debug}");
+    assert!(debug.contains("<secret>"));
+}
+
+fn relay() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_relay"))
+}
+
+#[test]
+fn cli_check_config_exit_codes_and_messages() {
+    let ok = relay()
+        .args(["check", "config", "config/relay.yml"])
+        .output()
+        .expect("run relay");
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout),
+        "config/relay.yml: valid\n"
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.yml");
+    std::fs::write(
+        &bad,
+        "scrape_configs:\n  - job_name: app\n    scrape_intervall: 15s\n",
+    )
+    .expect("write");
+    let out = relay()
+        .args(["check", "config"])
+        .arg(&bad)
+        .output()
+        .expect("run relay");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("scrape_configs[0].scrape_intervall: unknown field \"scrape_intervall\", did you mean \"scrape_interval\"?"),
+        "{stderr}"
+    );
+    assert!(stderr.starts_with(&bad.display().to_string()), "{stderr}");
+}
+
+#[test]
+fn cli_environment_overrides_the_relay_section() {
+    let out = relay()
+        .args(["check", "config", "config/relay.yml"])
+        .env("RELAY_LISTEN_ADDRESS", "not-an-address")
+        .env("RELAY_UNRELATED", "ignored")
+        .output()
+        .expect("run relay");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("relay.listen_address: \"not-an-address\" is not an address to listen on"));
+}
