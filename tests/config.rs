@@ -121,7 +121,7 @@ fn invalid_configs_name_the_field() {
         ("relay:\n  listen_address: nowhere\n", "relay.listen_address: \"nowhere\" is not an address to listen on"),
         (
             "scrape_configs:\n  - job_name: a\n    metric_relabel_configs:\n      - action: dropp\n",
-            "scrape_configs[0].metric_relabel_configs[0].action: unknown value \"dropp\"",
+            "scrape_configs[0].metric_relabel_configs[0].action: unknown relabel action \"dropp\"",
         ),
     ];
     for (yaml, want) in cases {

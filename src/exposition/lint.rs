@@ -148,7 +148,7 @@ impl Lint {
         let belongs = self
             .family
             .as_ref()
-            .is_some_and(|f| belongs_to(&f.name, f.kind, sample.name));
+            .is_some_and(|f| f.kind.has_sample(&f.name, sample.name));
         if !belongs {
             self.open_family(sample.name, line);
         }
@@ -233,24 +233,6 @@ fn record_bucket(family: &mut Family, sample: &Sample<'_>, line: usize) -> Optio
     let entry = family.buckets.entry(series).or_insert((line, false));
     entry.1 |= bound == f64::INFINITY;
     None
-}
-
-/// Whether `sample` is a sample of family `family` of type `kind`.
-fn belongs_to(family: &str, kind: MetricType, sample: &str) -> bool {
-    if sample == family {
-        return true;
-    }
-    let suffixes: &[&str] = match kind {
-        MetricType::Counter => &["_total", "_created"],
-        MetricType::Histogram => &["_bucket", "_sum", "_count", "_created"],
-        MetricType::GaugeHistogram => &["_bucket", "_gsum", "_gcount"],
-        MetricType::Summary => &["_sum", "_count", "_created"],
-        MetricType::Info => &["_info"],
-        _ => &[],
-    };
-    sample
-        .strip_prefix(family)
-        .is_some_and(|rest| suffixes.contains(&rest))
 }
 
 #[cfg(test)]

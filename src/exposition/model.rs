@@ -42,6 +42,25 @@ impl MetricType {
         }
     }
 
+    /// Whether a sample named `sample` belongs to family `family` of this
+    /// type (`h_bucket` to histogram `h`, `c_total` to counter `c`, ...).
+    pub fn has_sample(self, family: &str, sample: &str) -> bool {
+        if sample == family {
+            return true;
+        }
+        let suffixes: &[&str] = match self {
+            MetricType::Counter => &["_total", "_created"],
+            MetricType::Histogram => &["_bucket", "_sum", "_count", "_created"],
+            MetricType::GaugeHistogram => &["_bucket", "_gsum", "_gcount"],
+            MetricType::Summary => &["_sum", "_count", "_created"],
+            MetricType::Info => &["_info"],
+            _ => &[],
+        };
+        sample
+            .strip_prefix(family)
+            .is_some_and(|rest| suffixes.contains(&rest))
+    }
+
     /// The keyword used on a `# TYPE` line of OpenMetrics 1.0.
     pub fn as_openmetrics(self) -> &'static str {
         match self {

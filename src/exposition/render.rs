@@ -63,6 +63,23 @@ pub fn sample(
     value: f64,
     timestamp_ms: Option<i64>,
 ) {
+    series(out, labels);
+    out.push(b' ');
+    float(out, value);
+    if let Some(ms) = timestamp_ms {
+        out.push(b' ');
+        match format {
+            Format::Text => {
+                let _ = write!(out, "{ms}");
+            }
+            Format::OpenMetrics => seconds(out, ms),
+        }
+    }
+    out.push(b'\n');
+}
+
+/// Writes `name{a="b",...}`: a series' identity, without value.
+pub fn series(out: &mut Vec<u8>, labels: &Labels<'_>) {
     out.extend_from_slice(labels.metric_name().as_bytes());
     let mut first = true;
     for label in labels.iter().filter(|l| l.name != METRIC_NAME) {
@@ -76,18 +93,6 @@ pub fn sample(
     if !first {
         out.push(b'}');
     }
-    out.push(b' ');
-    float(out, value);
-    if let Some(ms) = timestamp_ms {
-        out.push(b' ');
-        match format {
-            Format::Text => {
-                let _ = write!(out, "{ms}");
-            }
-            Format::OpenMetrics => seconds(out, ms),
-        }
-    }
-    out.push(b'\n');
 }
 
 /// Milliseconds as decimal seconds (`1520879607.789`), exactly.

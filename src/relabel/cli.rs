@@ -1,0 +1,202 @@
+//! `relay relabel`: try a job's `metric_relabel_configs` on a real
+//! exposition, and with `--explain` see what each rule did to each series
+//! (a relabel debugger; Prometheus has none).
+
+use std::io::Write;
+
+use crate::config::{Config, ScrapeConfig};
+use crate::exposition::{render, Entry, Format, Labels, MetricType, ParseError, Parser};
+
+use super::{RelabelConfig, Rules};
+
+/// Why `relay relabel` could not relabel its input.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("no scrape config has job_name {0:?} (jobs: {1})")]
+    NoSuchJob(String, String),
+    #[error("the config has no scrape_configs")]
+    NoJobs,
+    #[error("stdin:{0}")]
+    Parse(ParseError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl From<ParseError> for CliError {
+    fn from(e: ParseError) -> Self {
+        CliError::Parse(e)
+    }
+}
+
+/// `relay relabel`: applies one job's `metric_relabel_configs` (the first
+/// job's when `job` is None) to every series of `input` and writes the
+/// survivors to `out`; with `explain`, each rule's effect per series instead.
+pub fn run_cli(
+    config: &Config,
+    job: Option<&str>,
+    explain: bool,
+    format: Format,
+    input: &[u8],
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let job = find_job(config, job)?;
+    if explain {
+        explain_all(&job.metric_relabel, format, input, out)
+    } else {
+        relabel_all(&job.metric_relabel, format, input, out)
+    }
+}
+
+fn find_job<'c>(config: &'c Config, job: Option<&str>) -> Result<&'c ScrapeConfig, CliError> {
+    match job {
+        None => config.scrape_configs.first().ok_or(CliError::NoJobs),
+        Some(name) => config
+            .scrape_configs
+            .iter()
+            .find(|j| j.job_name == name)
+            .ok_or_else(|| {
+                let names: Vec<_> = config
+                    .scrape_configs
+                    .iter()
+                    .map(|j| j.job_name.as_str())
+                    .collect();
+                CliError::NoSuchJob(name.to_owned(), names.join(", "))
+            }),
+    }
+}
+
+/// The metadata of the family being read.
+#[derive(Default)]
+struct Family<'a> {
+    name: &'a str,
+    help: Option<std::borrow::Cow<'a, str>>,
+    kind: MetricType,
+    unit: Option<&'a str>,
+}
+
+fn relabel_all(
+    rules: &Rules,
+    format: Format,
+    input: &[u8],
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let mut buf = Vec::with_capacity(input.len());
+    let mut family = Family::default();
+    // The family whose header was written last, so each is written once.
+    let mut written: Option<String> = None;
+    let mut labels = Labels::with_capacity(16);
+    for entry in Parser::new(input, format) {
+        match entry? {
+            Entry::Help { name, text } => {
+                family_for(&mut family, name).help = Some(text);
+            }
+            Entry::Type { name, kind } => family_for(&mut family, name).kind = kind,
+            Entry::Unit { name, unit } => family_for(&mut family, name).unit = Some(unit),
+            Entry::Sample(sample) => {
+                labels.clear();
+                sample.labels_into(&mut labels);
+                if !rules.apply(&mut labels) || labels.metric_name().is_empty() {
+                    continue;
+                }
+                let name = labels.metric_name();
+                let (header_name, help, kind, unit) = if family.kind.has_sample(family.name, name)
+                    || family.name.is_empty() && name == sample.name
+                {
+                    let header = if family.name.is_empty() {
+                        name
+                    } else {
+                        family.name
+                    };
+                    (header, family.help.as_deref(), family.kind, family.unit)
+                } else {
+                    // Renamed out of its family: it stands in a family of its own.
+                    (name, None, MetricType::Unknown, None)
+                };
+                if written.as_deref() != Some(header_name) {
+                    render::family_header(&mut buf, format, header_name, help, kind, unit);
+                    written = Some(header_name.to_owned());
+                }
+                render::sample(&mut buf, format, &labels, sample.value, sample.timestamp_ms);
+            }
+            Entry::Comment(_) | Entry::Eof => {}
+        }
+    }
+    render::end(&mut buf, format);
+    out.write_all(&buf)?;
+    Ok(())
+}
+
+fn family_for<'f, 'a>(family: &'f mut Family<'a>, name: &'a str) -> &'f mut Family<'a> {
+    if family.name != name {
+        *family = Family {
+            name,
+            ..Family::default()
+        };
+    }
+    family
+}
+
+fn explain_all(
+    rules: &Rules,
+    format: Format,
+    input: &[u8],
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let mut labels = Labels::with_capacity(16);
+    let mut text = Vec::new();
+    for entry in Parser::new(input, format) {
+        let Entry::Sample(sample) = entry? else {
+            continue;
+        };
+        labels.clear();
+        sample.labels_into(&mut labels);
+        text.clear();
+        text.extend_from_slice(b"series ");
+        render::series(&mut text, &labels);
+        text.push(b'\n');
+        let mut last = 0;
+        let kept = rules.apply_traced(&mut labels, |i, rule, after| {
+            last = i + 1;
+            let _ = write!(text, "  [{i}] {}\n      -> ", describe(rule));
+            render::series(&mut text, after);
+            text.push(b'\n');
+        });
+        if !kept {
+            let rule = rules.configs().nth(last).map(describe).unwrap_or_default();
+            let _ = writeln!(text, "  [{last}] {rule}\n      -> dropped");
+        } else if labels.metric_name().is_empty() {
+            text.extend_from_slice(b"  => dropped: no __name__ left\n");
+        } else {
+            text.extend_from_slice(b"  => kept\n");
+        }
+        out.write_all(&text)?;
+    }
+    Ok(())
+}
+
+/// A rule in one line, naming only the fields that differ from the defaults.
+fn describe(rule: &RelabelConfig) -> String {
+    let mut s = rule.action.to_string();
+    if !rule.source_labels.is_empty() {
+        s.push_str(&format!(
+            " source_labels=[{}]",
+            rule.source_labels.join(",")
+        ));
+    }
+    if rule.separator != ";" {
+        s.push_str(&format!(" separator={:?}", rule.separator));
+    }
+    if rule.regex != super::DEFAULT_REGEX {
+        s.push_str(&format!(" regex={:?}", rule.regex));
+    }
+    if let Some(m) = rule.modulus {
+        s.push_str(&format!(" modulus={m}"));
+    }
+    if let Some(t) = &rule.target_label {
+        s.push_str(&format!(" target_label={t}"));
+    }
+    if rule.replacement != "$1" {
+        s.push_str(&format!(" replacement={:?}", rule.replacement));
+    }
+    s
+}

@@ -1,0 +1,196 @@
+//! The relabel case table (`tests/relabel_cases.yaml`) and `relay relabel`
+//! end to end.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use figment::providers::{Format, Yaml};
+use figment::Figment;
+use serde::Deserialize;
+
+use relay::exposition::Labels;
+use relay::relabel::{RelabelConfig, Rules};
+
+#[derive(Deserialize)]
+struct Table {
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    name: String,
+    #[serde(default)]
+    input: BTreeMap<String, String>,
+    rules: Vec<RelabelConfig>,
+    #[serde(default)]
+    output: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    dropped: bool,
+    #[serde(default)]
+    error: Option<ExpectedError>,
+}
+
+#[derive(Deserialize)]
+struct ExpectedError {
+    index: usize,
+    field: String,
+    message: String,
+}
+
+#[test]
+fn case_table() {
+    let table: Table = Figment::from(Yaml::file_exact("tests/relabel_cases.yaml"))
+        .extract()
+        .unwrap_or_else(|e| panic!("tests/relabel_cases.yaml: {e}"));
+    assert!(table.cases.len() >= 40, "the table lost cases");
+    for case in &table.cases {
+        let compiled = Rules::compile(&case.rules);
+        if let Some(want) = &case.error {
+            let err = compiled
+                .err()
+                .unwrap_or_else(|| panic!("{}: compiled, want an error", case.name));
+            assert_eq!(
+                (err.index, err.field),
+                (want.index, want.field.as_str()),
+                "{}",
+                case.name
+            );
+            assert!(
+                err.message.starts_with(&want.message),
+                "{}: got {:?}",
+                case.name,
+                err.message
+            );
+            continue;
+        }
+        let rules = compiled.unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let mut labels: Labels = case
+            .input
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let kept = rules.apply(&mut labels);
+        if case.dropped {
+            assert!(!kept, "{}: kept {labels:?}", case.name);
+            continue;
+        }
+        assert!(kept, "{}: dropped", case.name);
+        let got: BTreeMap<String, String> = labels
+            .iter()
+            .map(|l| (l.name.to_string(), l.value.to_string()))
+            .collect();
+        assert_eq!(Some(&got), case.output.as_ref(), "{}", case.name);
+    }
+}
+
+#[test]
+fn an_unchanged_series_keeps_borrowing() {
+    let rules: Vec<RelabelConfig> = Figment::from(Yaml::string(
+        "rules:\n- {source_labels: [__name__], regex: 'go_.*', action: drop}\n- {regex: pod, action: labeldrop}\n- {source_labels: [code], regex: '(5)..', target_label: class, replacement: '${1}xx'}\n",
+    ))
+    .extract_inner("rules")
+    .expect("rules");
+    let rules = Rules::compile(&rules).expect("valid");
+    let mut labels: Labels = [("__name__", "http_requests_total"), ("code", "200")]
+        .into_iter()
+        .collect();
+    assert!(rules.apply(&mut labels));
+    assert!(labels.iter().all(|l| matches!(
+        (&l.name, &l.value),
+        (std::borrow::Cow::Borrowed(_), std::borrow::Cow::Borrowed(_))
+    )));
+}
+
+fn relabel(config: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("relay.yml");
+    std::fs::write(&path, config).expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relay"))
+        .arg("relabel")
+        .arg("--config")
+        .arg(&path)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn relay");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const RULES: &str = "scrape_configs:\n  - job_name: other\n  - job_name: app\n    metric_relabel_configs:\n      - {source_labels: [__name__], regex: 'go_.*', action: drop}\n      - {regex: pod, action: labeldrop}\n";
+
+#[test]
+fn cli_round_trips_escapes_and_special_values() {
+    let input = "# HELP t A gauge with \\\\ and \\n in its help.\n# TYPE t gauge\nt{path=\"a\\\\b\\\"c\\nd\",pod=\"p\"} NaN\nt{path=\"x\"} +Inf 1700000000000\nt{path=\"y\"} -Inf\n# TYPE go_goroutines gauge\ngo_goroutines 3\n";
+    let (code, stdout, stderr) = relabel(RULES, &["--job", "app"], input);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout,
+        "# HELP t A gauge with \\\\ and \\n in its help.\n# TYPE t gauge\nt{path=\"a\\\\b\\\"c\\nd\"} NaN\nt{path=\"x\"} +Inf 1700000000000\nt{path=\"y\"} -Inf\n"
+    );
+}
+
+#[test]
+fn cli_explain_shows_each_rule() {
+    let (code, stdout, _) = relabel(
+        RULES,
+        &["--job", "app", "--explain"],
+        "go_goroutines 1\nup{pod=\"p\"} 1\n",
+    );
+    assert_eq!(code, 0);
+    assert_eq!(
+        stdout,
+        "series go_goroutines\n  [0] drop source_labels=[__name__] regex=\"go_.*\"\n      -> dropped\nseries up{pod=\"p\"}\n  [0] drop source_labels=[__name__] regex=\"go_.*\"\n      -> up{pod=\"p\"}\n  [1] labeldrop regex=\"pod\"\n      -> up\n  => kept\n"
+    );
+}
+
+#[test]
+fn cli_unknown_job_and_bad_input_fail_clearly() {
+    let (code, _, stderr) = relabel(RULES, &["--job", "nope"], "up 1\n");
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("no scrape config has job_name \"nope\" (jobs: other, app)"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = relabel(RULES, &[], "up 1\nup{ 2\n");
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("stdin:2:5: expected label name, got \"2\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_config_names_the_invalid_rule() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.yml");
+    std::fs::write(
+        &path,
+        "scrape_configs:\n  - job_name: app\n    metric_relabel_configs:\n      - {regex: a, action: keep}\n      - {source_labels: [a], target_label: s, action: hashmod}\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_relay"))
+        .args(["check", "config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("scrape_configs[0].metric_relabel_configs[1].modulus: relabel configuration for hashmod requires non-zero modulus"),
+        "{stderr}"
+    );
+}
