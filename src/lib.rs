@@ -8,4 +8,5 @@ pub mod relabel;
 pub mod run;
 pub mod scrape;
 pub mod serve;
+pub mod targets;
 pub mod telemetry;
