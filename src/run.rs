@@ -1,6 +1,15 @@
-//! STUB: the `relay run` lifecycle (owned by the scrape/serve work).
+//! The `relay run` lifecycle: targets from the config, one scrape loop each,
+//! the server, and a clean stop on SIGTERM/SIGINT (Kubernetes sends SIGTERM
+//! when the Pod stops; exiting 0 promptly keeps the shutdown quiet).
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::scrape::{self, store::Store};
+use crate::{serve, targets};
 
 /// Why `relay run` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -10,11 +19,85 @@ pub enum RunError {
         address: String,
         source: std::io::Error,
     },
+    #[error("cannot wait for signals: {0}")]
+    Signal(std::io::Error),
 }
 
-/// Scrapes every target, serves the result, and returns after SIGTERM/SIGINT
-/// once in-flight work is done.
+/// Scrapes every target, serves the result, and returns after SIGTERM/SIGINT.
 pub async fn run(config: Config) -> Result<(), RunError> {
-    let _ = config;
-    todo!()
+    let listener = bind(&config.relay.listen_address).await?;
+    run_on(config, listener, shutdown_signal()).await
+}
+
+/// Binds the listen address, naming it in the error.
+pub async fn bind(address: &str) -> Result<TcpListener, RunError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| RunError::Listen {
+            address: address.to_owned(),
+            source,
+        })
+}
+
+/// Like [`run`] on an already bound listener, until `stop` completes.
+pub async fn run_on(
+    config: Config,
+    listener: TcpListener,
+    stop: impl std::future::Future<Output = Result<(), RunError>>,
+) -> Result<(), RunError> {
+    let mut jobs = Vec::new();
+    for job in &config.scrape_configs {
+        let (found, errors) = targets::from_config(job);
+        for e in errors {
+            tracing::error!(error = %e, "target skipped");
+        }
+        let job = Arc::new(job.clone());
+        jobs.extend(found.into_iter().map(|t| (job.clone(), t)));
+    }
+    let store = Arc::new(Store::new(jobs.iter().map(|(_, t)| t.name()).collect()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let address = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(address = %address, targets = jobs.len(), "relay is serving /metrics");
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(serve::serve(
+        listener,
+        store.clone(),
+        stop_rx.clone(),
+    )));
+    for (index, (job, target)) in jobs.into_iter().enumerate() {
+        tracing::info!(target = %target.name(), url = %target.url, interval = ?target.interval, "scraping");
+        tasks.push(tokio::spawn(scrape::run_target(
+            index,
+            job,
+            target,
+            store.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    let result = stop.await;
+    tracing::info!("stopping");
+    let _ = stop_tx.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    result
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() -> Result<(), RunError> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
+        tokio::select! {
+            _ = term.recv() => {}
+            r = tokio::signal::ctrl_c() => r.map_err(RunError::Signal)?,
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await.map_err(RunError::Signal)?;
+    Ok(())
 }

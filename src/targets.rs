@@ -73,8 +73,14 @@ fn populate(
         ("job", sc.job_name.clone()),
         ("__scheme__", sc.scheme.as_str().to_owned()),
         ("__metrics_path__", sc.metrics_path.clone()),
-        ("__scrape_interval__", config::Duration(sc.interval()).to_string()),
-        ("__scrape_timeout__", config::Duration(sc.timeout()).to_string()),
+        (
+            "__scrape_interval__",
+            config::Duration(sc.interval()).to_string(),
+        ),
+        (
+            "__scrape_timeout__",
+            config::Duration(sc.timeout()).to_string(),
+        ),
     ];
     for (k, v) in defaults {
         if labels.get(k).is_none() {
@@ -95,7 +101,9 @@ fn populate(
     };
     let scheme = labels.get("__scheme__").unwrap_or("http").to_owned();
     if scheme != "http" && scheme != "https" {
-        return Err(format!("invalid scheme {scheme:?} (expected http or https)"));
+        return Err(format!(
+            "invalid scheme {scheme:?} (expected http or https)"
+        ));
     }
     if addr.contains('/') {
         return Err(format!("{addr:?} is not a valid host:port address"));
@@ -118,7 +126,13 @@ fn populate(
             "scrape timeout {timeout:?} must be positive and not greater than the interval {interval:?}"
         ));
     }
-    let url = build_url(&scheme, &addr, labels.get("__metrics_path__").unwrap_or("/metrics"), sc, &labels);
+    let url = build_url(
+        &scheme,
+        &addr,
+        labels.get("__metrics_path__").unwrap_or("/metrics"),
+        sc,
+        &labels,
+    );
     if labels.get("instance").is_none() {
         labels.set("instance".to_owned(), addr);
     }
@@ -141,9 +155,16 @@ fn has_port(addr: &str) -> bool {
 }
 
 /// The scrape URL; `__param_<name>` labels override the config's `params`.
-fn build_url(scheme: &str, addr: &str, path: &str, sc: &ScrapeConfig, labels: &Labels<'_>) -> String {
-    let mut url = reqwest::Url::parse(&format!("{scheme}://{addr}"))
-        .unwrap_or_else(|_| reqwest::Url::parse("http://invalid").unwrap_or_else(|_| unreachable!()));
+fn build_url(
+    scheme: &str,
+    addr: &str,
+    path: &str,
+    sc: &ScrapeConfig,
+    labels: &Labels<'_>,
+) -> String {
+    let mut url = reqwest::Url::parse(&format!("{scheme}://{addr}")).unwrap_or_else(|_| {
+        reqwest::Url::parse("http://invalid").unwrap_or_else(|_| unreachable!())
+    });
     url.set_path(path);
     let mut params: Vec<(String, String)> = Vec::new();
     for (k, values) in &sc.params {
@@ -175,7 +196,10 @@ mod tests {
     }
 
     fn labels(t: &Target) -> Vec<(String, String)> {
-        t.labels.iter().map(|l| (l.name.to_string(), l.value.to_string())).collect()
+        t.labels
+            .iter()
+            .map(|l| (l.name.to_string(), l.value.to_string()))
+            .collect()
     }
 
     #[test]

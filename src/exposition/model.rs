@@ -123,6 +123,14 @@ impl<'a> Labels<'a> {
             .map(|l| l.value.as_ref())
     }
 
+    /// The value of `name` as stored: a cheap copy while it still borrows.
+    pub fn get_cow(&self, name: &str) -> Option<Cow<'a, str>> {
+        self.items
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| l.value.clone())
+    }
+
     /// The metric name (`__name__`), or "" when it was relabeled away.
     pub fn metric_name(&self) -> &str {
         self.get(METRIC_NAME).unwrap_or("")
@@ -178,7 +186,7 @@ impl<'a> Labels<'a> {
     }
 
     /// Sorts by name (in place, no allocation), the order Prometheus stores
-    /// and exposes labels in; `__name__` sorts first because `_` < letters.
+    /// and exposes labels in.
     pub fn sort(&mut self) {
         self.items.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     }

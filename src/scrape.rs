@@ -1,1 +1,0 @@
-//! STUB: the scrape loop (owned by the scrape/serve work).

@@ -1,0 +1,189 @@
+//! The HTTP side of a scrape, as Prometheus sends it: content negotiation
+//! for OpenMetrics and text 0.0.4, gzip, the scrape-timeout header, auth and
+//! TLS towards the target, and a body size limit enforced while reading.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+
+use crate::config::{Authorization, BasicAuth, ScrapeConfig, TlsConfig};
+use crate::exposition::Format;
+
+/// What Prometheus 2.42 sends: OpenMetrics preferred, text 0.0.4 accepted.
+const ACCEPT_HEADER: &str =
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// Why a fetch failed; each maps to `up 0` and one log line.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("scrape timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("server returned HTTP status {0}")]
+    Status(reqwest::StatusCode),
+    #[error("body size limit exceeded ({0} bytes)")]
+    BodyTooLarge(u64),
+    #[error("{0}")]
+    Request(String),
+    #[error("cannot read {path}: {source}")]
+    SecretFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid TLS or client setup: {0}")]
+    Setup(String),
+}
+
+impl FetchError {
+    /// A short, stable word for the failure metric's `reason` label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            FetchError::Timeout(_) => "timeout",
+            FetchError::Status(_) => "http_status",
+            FetchError::BodyTooLarge(_) => "body_size_limit",
+            FetchError::Request(_) => "connection",
+            FetchError::SecretFile { .. } | FetchError::Setup(_) => "config",
+        }
+    }
+}
+
+/// A configured client for one target.
+pub struct Fetcher {
+    client: reqwest::Client,
+    url: String,
+    timeout: Duration,
+    body_limit: u64,
+    authorization: Option<Authorization>,
+    basic_auth: Option<BasicAuth>,
+}
+
+impl Fetcher {
+    pub fn new(job: &ScrapeConfig, url: String, timeout: Duration) -> Result<Fetcher, FetchError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static(ACCEPT_HEADER));
+        headers.insert(
+            USER_AGENT,
+            HeaderValue::from_static(concat!("relay/", env!("CARGO_PKG_VERSION"))),
+        );
+        if let Ok(v) = HeaderValue::from_str(&format!("{}", timeout.as_secs_f64())) {
+            headers.insert("X-Prometheus-Scrape-Timeout-Seconds", v);
+        }
+        let builder = reqwest::Client::builder()
+            .default_headers(headers)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout);
+        let client = tls(builder, &job.tls_config)?
+            .build()
+            .map_err(|e| FetchError::Setup(e.to_string()))?;
+        Ok(Fetcher {
+            client,
+            url,
+            timeout,
+            body_limit: job.body_size_limit.0,
+            authorization: job.authorization.clone(),
+            basic_auth: job.basic_auth.clone(),
+        })
+    }
+
+    /// Reads the body into `buf` (cleared first) and says its format.
+    pub async fn fetch(&self, buf: &mut Vec<u8>) -> Result<Format, FetchError> {
+        buf.clear();
+        match tokio::time::timeout(self.timeout, self.fetch_inner(buf)).await {
+            Ok(result) => result,
+            Err(_) => Err(FetchError::Timeout(self.timeout)),
+        }
+    }
+
+    async fn fetch_inner(&self, buf: &mut Vec<u8>) -> Result<Format, FetchError> {
+        let mut request = self.client.get(&self.url);
+        if let Some(auth) = &self.authorization {
+            let credentials = secret(
+                auth.credentials.as_ref().map(|s| s.0.as_str()),
+                auth.credentials_file.as_deref(),
+            )?;
+            request = request.header(
+                AUTHORIZATION,
+                format!("{} {}", auth.kind, credentials.trim()),
+            );
+        }
+        if let Some(basic) = &self.basic_auth {
+            let password = secret(
+                basic.password.as_ref().map(|s| s.0.as_str()),
+                basic.password_file.as_deref(),
+            )?;
+            request = request.basic_auth(&basic.username, Some(password.trim_end_matches('\n')));
+        }
+        let mut response = request.send().await.map_err(|e| self.request_error(e))?;
+        if !response.status().is_success() {
+            return Err(FetchError::Status(response.status()));
+        }
+        let format = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map_or(Format::Text, Format::from_content_type);
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.request_error(e))? {
+            if self.body_limit > 0 && (buf.len() + chunk.len()) as u64 > self.body_limit {
+                return Err(FetchError::BodyTooLarge(self.body_limit));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(format)
+    }
+
+    fn request_error(&self, e: reqwest::Error) -> FetchError {
+        if e.is_timeout() {
+            return FetchError::Timeout(self.timeout);
+        }
+        // reqwest's Display is terse; its source chain says what happened.
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        FetchError::Request(message)
+    }
+}
+
+/// A secret given inline or read from its file now (files may be rotated).
+fn secret(inline: Option<&str>, file: Option<&std::path::Path>) -> Result<String, FetchError> {
+    match (inline, file) {
+        (Some(s), _) => Ok(s.to_owned()),
+        (None, Some(path)) => {
+            std::fs::read_to_string(path).map_err(|source| FetchError::SecretFile {
+                path: path.display().to_string(),
+                source,
+            })
+        }
+        (None, None) => Ok(String::new()),
+    }
+}
+
+fn tls(
+    mut builder: reqwest::ClientBuilder,
+    tls: &TlsConfig,
+) -> Result<reqwest::ClientBuilder, FetchError> {
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|source| FetchError::SecretFile {
+            path: p.display().to_string(),
+            source,
+        })
+    };
+    if let Some(ca) = &tls.ca_file {
+        let cert = reqwest::Certificate::from_pem(&read(ca)?)
+            .map_err(|e| FetchError::Setup(format!("ca_file: {e}")))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+        let mut pem = read(cert)?;
+        pem.extend_from_slice(&read(key)?);
+        let identity = reqwest::Identity::from_pem(&pem)
+            .map_err(|e| FetchError::Setup(format!("cert_file/key_file: {e}")))?;
+        builder = builder.identity(identity);
+    }
+    if tls.insecure_skip_verify {
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    Ok(builder)
+}

@@ -1,0 +1,145 @@
+//! The latest result of every target, merged into one exposition each time
+//! a scrape finishes (one block per metric family even when several targets
+//! share it, then relay's own metrics), and swapped in atomically so that a
+//! GET is a memory copy.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use super::pipeline::{self, Rendered, SeriesMemory, Settings};
+use crate::exposition::{render, Format, Labels};
+use crate::relabel::Rules;
+use crate::serve::Snapshot;
+use crate::telemetry::Telemetry;
+
+struct Slot {
+    name: String,
+    output: Option<Arc<Rendered>>,
+    ever_up: bool,
+}
+
+/// Shared between the scrape loops and the server.
+pub struct Store {
+    slots: Mutex<Vec<Slot>>,
+    snapshot: RwLock<Arc<Snapshot>>,
+    pub telemetry: Telemetry,
+}
+
+impl Store {
+    /// A store for targets named `job/instance`, in order.
+    pub fn new(target_names: Vec<String>) -> Store {
+        let slots = target_names
+            .into_iter()
+            .map(|name| Slot {
+                name,
+                output: None,
+                ever_up: false,
+            })
+            .collect();
+        let store = Store {
+            slots: Mutex::new(slots),
+            snapshot: RwLock::new(Arc::new(Snapshot::new(Vec::new()))),
+            telemetry: Telemetry::new(),
+        };
+        let empty = store.merge(&[]);
+        *store
+            .snapshot
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(Snapshot::new(empty));
+        store
+    }
+
+    /// Publishes target `index`'s latest result and rebuilds the snapshot;
+    /// returns the result it replaced, so its buffers can be reused.
+    pub fn publish(&self, index: usize, output: Arc<Rendered>, up: bool) -> Option<Arc<Rendered>> {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let previous = slots.get_mut(index).and_then(|slot| {
+            slot.ever_up |= up;
+            slot.output.replace(output)
+        });
+        let outputs: Vec<Arc<Rendered>> = slots.iter().filter_map(|s| s.output.clone()).collect();
+        drop(slots);
+        let text = self.merge(&outputs);
+        *self
+            .snapshot
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(Snapshot::new(text));
+        previous
+    }
+
+    /// What `/metrics` serves now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The targets that have not had a successful scrape yet (ready when empty).
+    pub fn waiting_for(&self) -> Vec<String> {
+        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots
+            .iter()
+            .filter(|s| !s.ever_up)
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    fn merge(&self, outputs: &[Arc<Rendered>]) -> Vec<u8> {
+        let mut own = Rendered::default();
+        let om = self.telemetry.openmetrics();
+        let empty = Labels::default();
+        let rules = Rules::default();
+        let settings = Settings {
+            target_labels: &empty,
+            honor_labels: false,
+            honor_timestamps: true,
+            rules: &rules,
+            limits: pipeline::Limits::default(),
+            output: Format::Text,
+            sort_labels: false,
+        };
+        // prometheus-client writes OpenMetrics; re-render it as text 0.0.4.
+        if let Err(e) = pipeline::process(
+            om.as_bytes(),
+            Format::OpenMetrics,
+            &settings,
+            &mut SeriesMemory::default(),
+            &mut own,
+        ) {
+            tracing::error!(error = %e, "relay's own metrics did not parse; leaving them out");
+            own.clear();
+        }
+        let size: usize = outputs.iter().map(|o| o.text.len()).sum::<usize>() + own.text.len();
+        let mut text = Vec::with_capacity(size + size / 4);
+        let all: Vec<&Rendered> = outputs.iter().map(|o| o.as_ref()).chain([&own]).collect();
+        // Families in order of first appearance, each with all its blocks.
+        let mut order: Vec<(&str, Vec<(usize, usize)>)> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for (t, rendered) in all.iter().enumerate() {
+            for (b, block) in rendered.families.iter().enumerate() {
+                let i = *index.entry(block.name.as_str()).or_insert_with(|| {
+                    order.push((block.name.as_str(), Vec::new()));
+                    order.len() - 1
+                });
+                order[i].1.push((t, b));
+            }
+        }
+        for (_, blocks) in &order {
+            let (t, b) = blocks[0];
+            let first = &all[t].families[b];
+            render::family_header(
+                &mut text,
+                Format::Text,
+                &first.name,
+                first.help.as_deref(),
+                first.kind,
+                first.unit.as_deref(),
+            );
+            for &(t, b) in blocks {
+                text.extend_from_slice(&all[t].text[all[t].families[b].lines.clone()]);
+            }
+        }
+        text
+    }
+}
