@@ -1,0 +1,270 @@
+//! Test harness: a controllable scrape target, the real `relay` binary as a
+//! child process, a minimal HTTP client, and bounded waits. Everything talks
+//! to 127.0.0.1 only.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a test waits for something that should happen within seconds.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// What the test target answers.
+#[derive(Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub content_type: String,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn text(body: &str) -> Reply {
+        Reply {
+            status: 200,
+            body: body.as_bytes().to_vec(),
+            content_type: "text/plain; version=0.0.4".into(),
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+/// An app to scrape whose reply each test sets (and may change).
+pub struct Target {
+    pub addr: String,
+    reply: Arc<Mutex<Reply>>,
+}
+
+impl Target {
+    pub fn start(reply: Reply) -> Target {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind target");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let shared = Arc::new(Mutex::new(reply));
+        let state = shared.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let state = state.clone();
+                thread::spawn(move || answer(stream, &state));
+            }
+        });
+        Target {
+            addr,
+            reply: shared,
+        }
+    }
+
+    pub fn set(&self, reply: Reply) {
+        *self.reply.lock().unwrap_or_else(|e| e.into_inner()) = reply;
+    }
+}
+
+fn answer(stream: TcpStream, state: &Mutex<Reply>) {
+    let mut reader = BufReader::new(match stream.try_clone() {
+        Ok(s) => s,
+        Err(_) => return,
+    });
+    let mut line = String::new();
+    while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+        if line == "\r\n" {
+            break;
+        }
+        line.clear();
+    }
+    let reply = state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    thread::sleep(reply.delay);
+    let mut stream = stream;
+    let head = format!(
+        "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        reply.status,
+        reply.content_type,
+        reply.body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(&reply.body);
+}
+
+/// A response from the minimal client.
+pub struct Http {
+    pub status: u16,
+    pub headers: String,
+    pub body: Vec<u8>,
+}
+
+impl Http {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    }
+}
+
+/// GET over HTTP/1.1 with `Connection: close`; None if the server is not up.
+pub fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> Option<Http> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let headers = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = headers.split_whitespace().nth(1)?.parse().ok()?;
+    Some(Http {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    })
+}
+
+/// Polls `probe` until it returns Some or the deadline passes.
+pub fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The real relay binary running a config; killed when dropped.
+pub struct Relay {
+    pub addr: String,
+    child: Child,
+    stderr: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Relay {
+    /// Starts `relay run` with `config` (its `relay.listen_address` is set
+    /// here) and waits until `/-/healthy` answers.
+    pub fn start(config: &str) -> Relay {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let path = dir.path().join("relay.yml");
+        std::fs::write(
+            &path,
+            format!("{config}\nrelay:\n  listen_address: \"{addr}\"\n"),
+        )
+        .expect("write config");
+        let stderr = dir.path().join("stderr.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_relay"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("spawn relay");
+        let relay = Relay {
+            addr,
+            child,
+            stderr,
+            _dir: dir,
+        };
+        wait_for("relay's /-/healthy", || {
+            get(&relay.addr, "/-/healthy", &[]).filter(|r| r.status == 200)
+        });
+        relay
+    }
+
+    pub fn metrics(&self) -> String {
+        get(&self.addr, "/metrics", &[])
+            .map(|r| r.text())
+            .unwrap_or_default()
+    }
+
+    /// Waits until /metrics has a line starting with `prefix`; returns it.
+    pub fn wait_for_line(&self, prefix: &str) -> String {
+        wait_for(&format!("a /metrics line starting with {prefix:?}"), || {
+            self.metrics()
+                .lines()
+                .find(|l| l.starts_with(prefix))
+                .map(str::to_owned)
+        })
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Waits until the log has a line containing every fragment.
+    pub fn wait_for_log(&self, fragments: &[&str]) -> String {
+        wait_for(&format!("a log line with {fragments:?}"), || {
+            self.logs()
+                .lines()
+                .find(|l| fragments.iter().all(|f| l.contains(f)))
+                .map(str::to_owned)
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success());
+        wait_for("relay to exit after SIGTERM", || {
+            self.child.try_wait().ok().flatten()
+        })
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A peer binary from Debian's packages: its path, or None outside CI
+/// (where the test is then skipped with a note). Under `CI=true` a missing
+/// peer fails the test: CI must never pass by skipping.
+pub fn peer(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| Path::new(p).is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{name} is not installed; scripts/test installs it (Debian package prometheus)"
+        );
+        eprintln!("note: {name} not found; skipping (CI=true would fail here)");
+    }
+    found
+}

@@ -1,0 +1,323 @@
+//! `relay run` end to end: the real binary scraping a real HTTP target,
+//! checked through its :9090 endpoint and its log.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{get, peer, Relay, Reply, Target};
+use relay::exposition::{Entry, Format, Labels, Parser};
+
+const APP: &str = "# HELP app_temperature_celsius A gauge.\n# TYPE app_temperature_celsius gauge\napp_temperature_celsius{room=\"a\\\"b\\\\c\\nd\",floor=\"1\"} 21.5\n# HELP app_jobs_total A counter.\n# TYPE app_jobs_total counter\napp_jobs_total{job=\"inner\"} 7\n# HELP app_latency_seconds A histogram.\n# TYPE app_latency_seconds histogram\napp_latency_seconds_bucket{le=\"0.1\"} 1\napp_latency_seconds_bucket{le=\"+Inf\"} 2\napp_latency_seconds_sum 0.3\napp_latency_seconds_count 2\n# HELP special Special values.\nspecial{v=\"nan\"} NaN\nspecial{v=\"inf\"} +Inf\n";
+
+fn job(name: &str, target: &str, extra: &str) -> String {
+    format!("  - job_name: {name}\n    scrape_interval: 1s\n    scrape_timeout: 500ms\n    static_configs:\n      - targets: [\"{target}\"]\n        labels: {{team: core}}\n{extra}")
+}
+
+/// (name, sorted labels, value) of every sample in an exposition.
+fn samples(text: &str) -> Vec<(String, Vec<(String, String)>, String)> {
+    let mut out = Vec::new();
+    for entry in Parser::new(text.as_bytes(), Format::Text) {
+        if let Ok(Entry::Sample(s)) = entry {
+            let mut labels = Labels::default();
+            s.labels_into(&mut labels);
+            let mut pairs: Vec<_> = labels
+                .iter()
+                .filter(|l| l.name != "__name__")
+                .map(|l| (l.name.to_string(), l.value.to_string()))
+                .collect();
+            pairs.sort();
+            out.push((s.name.to_owned(), pairs, format!("{}", s.value)));
+        }
+    }
+    out
+}
+
+fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+    p.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn values_and_labels_arrive_exact() {
+    let target = Target::start(Reply::text(APP));
+    let relay = Relay::start(&format!(
+        "scrape_configs:\n{}",
+        job("app", &target.addr, "")
+    ));
+    relay.wait_for_line("up{");
+    let text = relay.metrics();
+    let got = samples(&text);
+    let inst = target.addr.as_str();
+    let want = [
+        (
+            "app_temperature_celsius",
+            pairs(&[
+                ("floor", "1"),
+                ("instance", inst),
+                ("job", "app"),
+                ("room", "a\"b\\c\nd"),
+                ("team", "core"),
+            ]),
+            "21.5",
+        ),
+        (
+            "app_jobs_total",
+            pairs(&[
+                ("exported_job", "inner"),
+                ("instance", inst),
+                ("job", "app"),
+                ("team", "core"),
+            ]),
+            "7",
+        ),
+        (
+            "app_latency_seconds_bucket",
+            pairs(&[
+                ("instance", inst),
+                ("job", "app"),
+                ("le", "+Inf"),
+                ("team", "core"),
+            ]),
+            "2",
+        ),
+        (
+            "up",
+            pairs(&[("instance", inst), ("job", "app"), ("team", "core")]),
+            "1",
+        ),
+        (
+            "scrape_samples_scraped",
+            pairs(&[("instance", inst), ("job", "app"), ("team", "core")]),
+            "8",
+        ),
+    ];
+    for (name, labels, value) in want {
+        assert!(
+            got.iter()
+                .any(|(n, l, v)| n == name && *l == labels && v == value),
+            "missing {name}{labels:?} {value} in:\n{text}"
+        );
+    }
+    let special: Vec<_> = got
+        .iter()
+        .filter(|(n, _, _)| n == "special")
+        .map(|(_, _, v)| v.as_str())
+        .collect();
+    assert_eq!(special, vec!["NaN", "inf"]);
+    assert!(
+        text.contains("# HELP app_jobs_total A counter.\n# TYPE app_jobs_total counter\n"),
+        "{text}"
+    );
+    assert!(text.contains("relay_build_info{version=\""), "{text}");
+}
+
+#[test]
+fn promtool_accepts_the_output() {
+    let Some(promtool) = peer("promtool") else {
+        return;
+    };
+    let target = Target::start(Reply::text(APP));
+    let relay = Relay::start(&format!(
+        "scrape_configs:\n{}",
+        job("app", &target.addr, "")
+    ));
+    relay.wait_for_line("up{");
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    let metrics = relay.metrics();
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(metrics.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n--- input:\n{metrics}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn failing_targets_give_up_0_with_a_reason_and_relay_stays_healthy() {
+    let garbage = Target::start(Reply::text("this is { not an exposition\n"));
+    let missing = Target::start(Reply {
+        status: 404,
+        ..Reply::text("nothing here")
+    });
+    let hung = Target::start(Reply {
+        delay: Duration::from_secs(3),
+        ..Reply::text(APP)
+    });
+    let big = Target::start(Reply::text(APP));
+    let config = format!(
+        "scrape_configs:\n{}{}{}{}",
+        job("garbage", &garbage.addr, ""),
+        job("missing", &missing.addr, ""),
+        job("hung", &hung.addr, ""),
+        job("big", &big.addr, "    body_size_limit: 100B\n"),
+    );
+    let relay = Relay::start(&config);
+    for (job, fragments) in [
+        (
+            "garbage",
+            vec![
+                "invalid exposition at line 1:6: bad number \"is\"",
+                "garbage/",
+            ],
+        ),
+        (
+            "missing",
+            vec!["server returned HTTP status 404 Not Found", "missing/"],
+        ),
+        ("hung", vec!["scrape timed out after 500ms", "hung/"]),
+        ("big", vec!["body size limit exceeded (100 bytes)", "big/"]),
+    ] {
+        let line = relay.wait_for_line(&format!(
+            "up{{instance=\"{}\",job=\"{job}\"",
+            target_addr(job, &[&garbage, &missing, &hung, &big])
+        ));
+        assert!(line.ends_with(" 0"), "{line}");
+        let log = relay.wait_for_log(&fragments);
+        assert!(
+            log.contains("WARN") && log.contains("scrape failed"),
+            "{log}"
+        );
+    }
+    assert_eq!(
+        get(&relay.addr, "/-/healthy", &[]).map(|r| r.status),
+        Some(200)
+    );
+    assert_eq!(
+        get(&relay.addr, "/-/ready", &[]).map(|r| r.status),
+        Some(503)
+    );
+    let metrics = relay.metrics();
+    assert!(
+        metrics.contains("relay_scrape_failures_total{job=\"missing\",reason=\"http_status\"}"),
+        "{metrics}"
+    );
+
+    // A target that comes back is up again.
+    garbage.set(Reply::text("ok_metric 1\n"));
+    common::wait_for("the garbage target to come back", || {
+        relay
+            .metrics()
+            .lines()
+            .any(|l| l.starts_with("up{") && l.contains("job=\"garbage\"") && l.ends_with(" 1"))
+            .then_some(())
+    });
+    assert!(relay.metrics().contains("ok_metric{"));
+}
+
+fn target_addr<'a>(job: &str, targets: &[&'a Target]) -> &'a str {
+    let i = ["garbage", "missing", "hung", "big"]
+        .iter()
+        .position(|j| *j == job)
+        .unwrap_or(0);
+    &targets[i].addr
+}
+
+#[test]
+fn readiness_waits_for_the_first_successful_scrape() {
+    let target = Target::start(Reply {
+        status: 503,
+        ..Reply::text("")
+    });
+    let relay = Relay::start(&format!(
+        "scrape_configs:\n{}",
+        job("app", &target.addr, "")
+    ));
+    relay.wait_for_line("up{");
+    let ready = get(&relay.addr, "/-/ready", &[]).expect("ready answers");
+    assert_eq!(ready.status, 503);
+    assert!(
+        ready.text().contains("no successful scrape yet of app/"),
+        "{}",
+        ready.text()
+    );
+    target.set(Reply::text(APP));
+    common::wait_for("/-/ready to turn 200", || {
+        get(&relay.addr, "/-/ready", &[]).filter(|r| r.status == 200)
+    });
+}
+
+#[test]
+fn gzip_and_openmetrics_are_negotiated() {
+    let target = Target::start(Reply::text(APP));
+    let relay = Relay::start(&format!(
+        "scrape_configs:\n{}",
+        job("app", &target.addr, "")
+    ));
+    relay.wait_for_line("up{");
+    let plain = get(&relay.addr, "/metrics", &[]).expect("plain");
+    assert_eq!(
+        plain.header("content-type").as_deref(),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let zipped = get(&relay.addr, "/metrics", &[("Accept-Encoding", "gzip")]).expect("gzip");
+    assert_eq!(zipped.header("content-encoding").as_deref(), Some("gzip"));
+    let mut unzipped = String::new();
+    flate2::read::GzDecoder::new(&zipped.body[..])
+        .read_to_string(&mut unzipped)
+        .expect("gunzip");
+    assert!(unzipped.contains("app_temperature_celsius{"), "{unzipped}");
+    let om = get(
+        &relay.addr,
+        "/metrics",
+        &[("Accept", "application/openmetrics-text;version=1.0.0")],
+    )
+    .expect("om");
+    assert_eq!(
+        om.header("content-type").as_deref(),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    let om = om.text();
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    assert!(om.contains("# TYPE app_jobs counter\n"), "{om}");
+    assert_eq!(
+        relay::exposition::check(om.as_bytes(), Format::OpenMetrics).len(),
+        0,
+        "{om}"
+    );
+}
+
+#[test]
+fn sigterm_exits_zero_promptly() {
+    let target = Target::start(Reply::text(APP));
+    let mut relay = Relay::start(&format!(
+        "scrape_configs:\n{}",
+        job("app", &target.addr, "")
+    ));
+    relay.wait_for_line("up{");
+    let started = Instant::now();
+    let status = relay.terminate();
+    assert!(status.success(), "{status:?}");
+    eprintln!("relay stopped {:?} after SIGTERM", started.elapsed());
+    assert!(relay.logs().contains("stopping"));
+}
+
+#[test]
+fn honor_labels_keeps_the_apps_job() {
+    let target = Target::start(Reply::text(APP));
+    let relay = Relay::start(&format!(
+        "scrape_configs:\n{}",
+        job("app", &target.addr, "    honor_labels: true\n")
+    ));
+    let line = relay.wait_for_line("app_jobs_total{");
+    assert!(
+        line.contains("job=\"inner\"") && !line.contains("exported_job"),
+        "{line}"
+    );
+}
