@@ -16,8 +16,11 @@ fn job(name: &str, target: &str, extra: &str) -> String {
     format!("  - job_name: {name}\n    scrape_interval: 1s\n    scrape_timeout: 500ms\n    static_configs:\n      - targets: [\"{target}\"]\n        labels: {{team: core}}\n{extra}")
 }
 
-/// (name, sorted labels, value) of every sample in an exposition.
-fn samples(text: &str) -> Vec<(String, Vec<(String, String)>, String)> {
+/// A sample as (name, sorted labels without `__name__`, value as text).
+type Flat = (String, Vec<(String, String)>, String);
+
+/// Every sample of an exposition, flattened for comparison.
+fn samples(text: &str) -> Vec<Flat> {
     let mut out = Vec::new();
     for entry in Parser::new(text.as_bytes(), Format::Text) {
         if let Ok(Entry::Sample(s)) = entry {
