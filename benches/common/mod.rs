@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 pub fn exposition(series: usize) -> String {
     let groups = (series / 20).max(1);
     let mut out = String::with_capacity(series * 150);
-    out.push_str("# HELP http_requests_total Requests handled.\n# TYPE http_requests_total counter\n");
+    out.push_str(
+        "# HELP http_requests_total Requests handled.\n# TYPE http_requests_total counter\n",
+    );
     for g in 0..groups {
         for code in ["200", "201", "404", "500"] {
             let _ = writeln!(
@@ -29,12 +31,25 @@ pub fn exposition(series: usize) -> String {
             g % 50
         );
         let mut cumulative = 0;
-        for le in ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"] {
+        for le in [
+            "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf",
+        ] {
             cumulative += g % 13 + 1;
-            let _ = writeln!(out, "http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+            );
         }
-        let _ = writeln!(out, "http_request_duration_seconds_sum{{{labels}}} {}.{}", g * 3, g % 1000);
-        let _ = writeln!(out, "http_request_duration_seconds_count{{{labels}}} {cumulative}");
+        let _ = writeln!(
+            out,
+            "http_request_duration_seconds_sum{{{labels}}} {}.{}",
+            g * 3,
+            g % 1000
+        );
+        let _ = writeln!(
+            out,
+            "http_request_duration_seconds_count{{{labels}}} {cumulative}"
+        );
     }
     out.push_str("# HELP queue_depth Items waiting.\n# TYPE queue_depth gauge\n");
     for g in 0..groups * 2 {

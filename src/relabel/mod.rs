@@ -421,7 +421,9 @@ impl Rule {
                 }
                 None
             }
-            Pattern::Re(re) => match re.captures(val) {
+            // `captures` allocates even on a miss; the cheaper test first
+            // keeps a series this rule leaves alone allocation-free.
+            Pattern::Re(re) => match re.is_match(val).then(|| re.captures(val)).flatten() {
                 Some(c) => Some(c),
                 None => return,
             },
