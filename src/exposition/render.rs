@@ -125,6 +125,12 @@ pub fn float(out: &mut Vec<u8>, v: f64) {
         out.extend_from_slice(if v.is_sign_negative() { b"-0" } else { b"0" });
         return;
     }
+    // Most values are small integers (counters, buckets): Go writes those
+    // plainly below 1e6, and so can we, without the exponent analysis.
+    if v.fract() == 0.0 && v.abs() < 1e6 {
+        let _ = write!(out, "{}", v as i64);
+        return;
+    }
     // Rust's `{:e}` gives the shortest round-trip digits and the decimal
     // exponent; only the layout differs from Go's.
     let mut buf = [0u8; 40];
