@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use relay::exposition::{Format, Labels};
-use relay::scrape::pipeline::{process, Limits, Rendered, SeriesMemory, Settings};
+use relay::scrape::pipeline::{process, Rendered, SeriesMemory, Settings};
 use relay::scrape::store::Store;
 
 fn get(addr: &str, gzip: bool) -> usize {
@@ -49,16 +49,8 @@ fn bench(c: &mut Criterion) {
     let target: Labels<'static> = [("instance", "10.0.0.7:8001"), ("job", "app")]
         .into_iter()
         .collect();
-    let rules = Default::default();
-    let settings = Settings {
-        target_labels: &target,
-        honor_labels: false,
-        honor_timestamps: true,
-        rules: &rules,
-        limits: Limits::default(),
-        output: Format::Text,
-        sort_labels: true,
-    };
+    let rules = relay::relabel::Rules::default();
+    let settings = Settings::new(&target, &rules);
     let mut rendered = Rendered::default();
     process(
         text.as_bytes(),

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::exposition::{render, Format};
-use crate::scrape::pipeline::{self, Rendered, SeriesMemory, Settings};
+use crate::scrape::pipeline;
 use crate::scrape::store::Store;
 
 const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -63,27 +63,9 @@ impl Snapshot {
 
 /// Re-renders our own text output as OpenMetrics (same samples and labels).
 fn to_openmetrics(text: &[u8]) -> Vec<u8> {
-    let empty = Default::default();
-    let rules = Default::default();
-    let settings = Settings {
-        target_labels: &empty,
-        honor_labels: false,
-        honor_timestamps: true,
-        rules: &rules,
-        limits: pipeline::Limits::default(),
-        output: Format::OpenMetrics,
-        sort_labels: false,
-    };
-    let mut rendered = Rendered::default();
     let mut out = Vec::with_capacity(text.len() + 16);
-    match pipeline::process(
-        text,
-        Format::Text,
-        &settings,
-        &mut SeriesMemory::default(),
-        &mut rendered,
-    ) {
-        Ok(()) => rendered.write(&mut out, Format::OpenMetrics),
+    match pipeline::convert(text, Format::Text, Format::OpenMetrics) {
+        Ok(rendered) => rendered.write(&mut out, Format::OpenMetrics),
         Err(e) => tracing::error!(error = %e, "cannot re-render the snapshot as OpenMetrics"),
     }
     render::end(&mut out, Format::OpenMetrics);

@@ -94,6 +94,11 @@ pub struct Labels<'a> {
 }
 
 impl<'a> Labels<'a> {
+    /// An empty set (usable in statics).
+    pub const fn new() -> Self {
+        Labels { items: Vec::new() }
+    }
+
     /// An empty set that can hold `n` labels before it reallocates.
     pub fn with_capacity(n: usize) -> Self {
         Labels {

@@ -124,35 +124,18 @@ fn scan_quoted(b: &[u8]) -> Option<usize> {
     }
 }
 
-/// Undoes `\\`, `\"` and `\n`; any other escape is kept as written, like
-/// Prometheus's replacer.
+/// Undoes `\\`, `\"` and `\n` in a label value; any other escape is kept
+/// as written, like Prometheus's replacer.
 pub(crate) fn unescape_label_value(raw: &str) -> Cow<'_, str> {
-    if !raw.contains('\\') {
-        return Cow::Borrowed(raw);
-    }
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('\\') => out.push('\\'),
-            Some('"') => out.push('"'),
-            Some('n') => out.push('\n'),
-            Some(other) => {
-                out.push('\\');
-                out.push(other);
-            }
-            None => out.push('\\'),
-        }
-    }
-    Cow::Owned(out)
+    unescape(raw, true)
 }
 
 /// Undoes the escapes of a HELP text: `\\` and `\n` (and `\"` in OpenMetrics).
 fn unescape_help(raw: &str, format: Format) -> Cow<'_, str> {
+    unescape(raw, format == Format::OpenMetrics)
+}
+
+fn unescape(raw: &str, quote: bool) -> Cow<'_, str> {
     if !raw.contains('\\') {
         return Cow::Borrowed(raw);
     }
@@ -166,7 +149,7 @@ fn unescape_help(raw: &str, format: Format) -> Cow<'_, str> {
         match chars.next() {
             Some('\\') => out.push('\\'),
             Some('n') => out.push('\n'),
-            Some('"') if format == Format::OpenMetrics => out.push('"'),
+            Some('"') if quote => out.push('"'),
             Some(other) => {
                 out.push('\\');
                 out.push(other);

@@ -5,7 +5,8 @@
 use std::io::Write;
 
 use crate::config::{Config, ScrapeConfig};
-use crate::exposition::{render, Entry, Format, Labels, MetricType, ParseError, Parser};
+use crate::exposition::{render, Entry, Format, Labels, ParseError, Parser};
+use crate::scrape::pipeline::{self, PipelineError, Rendered, SeriesMemory, Settings};
 
 use super::{RelabelConfig, Rules};
 
@@ -18,6 +19,8 @@ pub enum CliError {
     NoJobs,
     #[error("stdin:{0}")]
     Parse(ParseError),
+    #[error("{0}")]
+    Limit(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -65,75 +68,37 @@ fn find_job<'c>(config: &'c Config, job: Option<&str>) -> Result<&'c ScrapeConfi
     }
 }
 
-/// The metadata of the family being read.
-#[derive(Default)]
-struct Family<'a> {
-    name: &'a str,
-    help: Option<std::borrow::Cow<'a, str>>,
-    kind: MetricType,
-    unit: Option<&'a str>,
-}
-
+/// The scrape pipeline with no target labels and no sorting, so each series
+/// comes out as given, minus what the rules changed.
 fn relabel_all(
     rules: &Rules,
     format: Format,
     input: &[u8],
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
+    static NO_LABELS: Labels<'static> = Labels::new();
+    let settings = Settings {
+        output: format,
+        sort_labels: false,
+        ..Settings::new(&NO_LABELS, rules)
+    };
+    let mut rendered = Rendered::default();
+    pipeline::process(
+        input,
+        format,
+        &settings,
+        &mut SeriesMemory::default(),
+        &mut rendered,
+    )
+    .map_err(|e| match e {
+        PipelineError::Parse(e) => CliError::Parse(e),
+        other => CliError::Limit(other.to_string()),
+    })?;
     let mut buf = Vec::with_capacity(input.len());
-    let mut family = Family::default();
-    // The family whose header was written last, so each is written once.
-    let mut written: Option<String> = None;
-    let mut labels = Labels::with_capacity(16);
-    for entry in Parser::new(input, format) {
-        match entry? {
-            Entry::Help { name, text } => {
-                family_for(&mut family, name).help = Some(text);
-            }
-            Entry::Type { name, kind } => family_for(&mut family, name).kind = kind,
-            Entry::Unit { name, unit } => family_for(&mut family, name).unit = Some(unit),
-            Entry::Sample(sample) => {
-                labels.clear();
-                sample.labels_into(&mut labels);
-                if !rules.apply(&mut labels) || labels.metric_name().is_empty() {
-                    continue;
-                }
-                let name = labels.metric_name();
-                let (header_name, help, kind, unit) = if family.kind.has_sample(family.name, name)
-                    || family.name.is_empty() && name == sample.name
-                {
-                    let header = if family.name.is_empty() {
-                        name
-                    } else {
-                        family.name
-                    };
-                    (header, family.help.as_deref(), family.kind, family.unit)
-                } else {
-                    // Renamed out of its family: it stands in a family of its own.
-                    (name, None, MetricType::Unknown, None)
-                };
-                if written.as_deref() != Some(header_name) {
-                    render::family_header(&mut buf, format, header_name, help, kind, unit);
-                    written = Some(header_name.to_owned());
-                }
-                render::sample(&mut buf, format, &labels, sample.value, sample.timestamp_ms);
-            }
-            Entry::Comment(_) | Entry::Eof => {}
-        }
-    }
+    rendered.write(&mut buf, format);
     render::end(&mut buf, format);
     out.write_all(&buf)?;
     Ok(())
-}
-
-fn family_for<'f, 'a>(family: &'f mut Family<'a>, name: &'a str) -> &'f mut Family<'a> {
-    if family.name != name {
-        *family = Family {
-            name,
-            ..Family::default()
-        };
-    }
-    family
 }
 
 fn explain_all(

@@ -36,6 +36,43 @@ pub struct Settings<'t> {
     pub sort_labels: bool,
 }
 
+impl<'t> Settings<'t> {
+    /// Prometheus's defaults for a target: target labels win, timestamps are
+    /// honored, no limits, text output, labels sorted.
+    pub fn new(target_labels: &'t Labels<'static>, rules: &'t Rules) -> Self {
+        Settings {
+            target_labels,
+            honor_labels: false,
+            honor_timestamps: true,
+            rules,
+            limits: Limits::default(),
+            output: Format::Text,
+            sort_labels: true,
+        }
+    }
+}
+
+/// Re-renders an exposition in another format, samples and label order
+/// unchanged (relay's own metrics, OpenMetrics on request).
+pub fn convert(body: &[u8], input: Format, output: Format) -> Result<Rendered, PipelineError> {
+    static NO_LABELS: Labels<'static> = Labels::new();
+    let rules = Rules::default();
+    let settings = Settings {
+        output,
+        sort_labels: false,
+        ..Settings::new(&NO_LABELS, &rules)
+    };
+    let mut out = Rendered::default();
+    process(
+        body,
+        input,
+        &settings,
+        &mut SeriesMemory::default(),
+        &mut out,
+    )?;
+    Ok(out)
+}
+
 /// Why a scrape's body was rejected whole (Prometheus fails the scrape too).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PipelineError {
@@ -326,13 +363,9 @@ mod tests {
         limits: Limits,
     ) -> Result<String, PipelineError> {
         let settings = Settings {
-            target_labels: target,
             honor_labels: honor,
-            honor_timestamps: true,
-            rules,
             limits,
-            output: Format::Text,
-            sort_labels: true,
+            ..Settings::new(target, rules)
         };
         let mut out = Rendered::default();
         process(
@@ -440,15 +473,7 @@ mod tests {
     fn series_added_counts_new_series_only() {
         let target = Labels::default();
         let rules = Rules::default();
-        let settings = Settings {
-            target_labels: &target,
-            honor_labels: false,
-            honor_timestamps: true,
-            rules: &rules,
-            limits: Limits::default(),
-            output: Format::Text,
-            sort_labels: true,
-        };
+        let settings = Settings::new(&target, &rules);
         let mut memory = SeriesMemory::default();
         let mut out = Rendered::default();
         process(

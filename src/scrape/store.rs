@@ -6,9 +6,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use super::pipeline::{self, Rendered, SeriesMemory, Settings};
-use crate::exposition::{render, Format, Labels};
-use crate::relabel::Rules;
+use super::pipeline::{self, Rendered};
+use crate::exposition::{render, Format};
 use crate::serve::Snapshot;
 use crate::telemetry::Telemetry;
 
@@ -86,30 +85,16 @@ impl Store {
     }
 
     fn merge(&self, outputs: &[Arc<Rendered>]) -> Vec<u8> {
-        let mut own = Rendered::default();
-        let om = self.telemetry.openmetrics();
-        let empty = Labels::default();
-        let rules = Rules::default();
-        let settings = Settings {
-            target_labels: &empty,
-            honor_labels: false,
-            honor_timestamps: true,
-            rules: &rules,
-            limits: pipeline::Limits::default(),
-            output: Format::Text,
-            sort_labels: false,
-        };
         // prometheus-client writes OpenMetrics; re-render it as text 0.0.4.
-        if let Err(e) = pipeline::process(
-            om.as_bytes(),
+        let own = pipeline::convert(
+            self.telemetry.openmetrics().as_bytes(),
             Format::OpenMetrics,
-            &settings,
-            &mut SeriesMemory::default(),
-            &mut own,
-        ) {
+            Format::Text,
+        )
+        .unwrap_or_else(|e| {
             tracing::error!(error = %e, "relay's own metrics did not parse; leaving them out");
-            own.clear();
-        }
+            Rendered::default()
+        });
         let size: usize = outputs.iter().map(|o| o.text.len()).sum::<usize>() + own.text.len();
         let mut text = Vec::with_capacity(size + size / 4);
         let all: Vec<&Rendered> = outputs.iter().map(|o| o.as_ref()).chain([&own]).collect();
