@@ -246,6 +246,107 @@ fn entries_table() {
     assert_eq!(g.value, -1.5e-7);
 }
 
+/// Cases of Prometheus's promparse tests, written as ours: what Prometheus
+/// ingests must parse to the same name, labels and value here.
+#[test]
+fn accepts_what_promparse_accepts() {
+    let input = "# HELP gc A summary.\n# \tTYPE gc summary\ngc{quantile=\"0.25\",} 7.424100000000001e-05\ngc{ quantile=\"0.9\", a=\"b\"} 8.3835e-05\n# Hrandom comment starting with prefix of HELP\n#\nwind_speed{A=\"2\",c=\"3\"} 12345\n# HELP nohelp1\n# HELP nohelp2 \ngc { quantile = \"1.0\", a = \"b\" } 8.3835e-05\ngc { quantile = \"2.0\" a = \"b\" } 8.3835e-05\nsome:aggregate:rate5m{a_b=\"c\"}\t1\ngo_goroutines 33  \t123123\n_metric_starting_with_underscore 1\ntestmetric{label=\"\\\"bar\\\"\"} 1\n# HELP metric foo\u{0}bar\nnull_byte_metric{a=\"abc\u{0}\"} 1";
+    let entries: Vec<Entry> = Parser::new(input.as_bytes(), Format::Text)
+        .collect::<Result<_, _>>()
+        .expect("promparse accepts all of it");
+    let mut got = Vec::new();
+    for e in &entries {
+        match e {
+            Entry::Sample(s) => {
+                let pairs: Vec<String> = s.labels().map(|(k, v)| format!("{k}={v}")).collect();
+                got.push(format!(
+                    "{} {} {} {:?}",
+                    s.name,
+                    pairs.join(","),
+                    s.value,
+                    s.timestamp_ms
+                ));
+            }
+            Entry::Help { name, text } => got.push(format!("HELP {name} {text:?}")),
+            Entry::Type { name, kind } => got.push(format!("TYPE {name} {kind}")),
+            Entry::Comment(c) => got.push(format!("COMMENT {c:?}")),
+            other => got.push(format!("{other:?}")),
+        }
+    }
+    assert_eq!(
+        got,
+        vec![
+            "HELP gc \"A summary.\"",
+            "TYPE gc summary",
+            "gc quantile=0.25 0.00007424100000000001 None",
+            "gc quantile=0.9,a=b 0.000083835 None",
+            "COMMENT \" Hrandom comment starting with prefix of HELP\"",
+            "COMMENT \"\"",
+            "wind_speed A=2,c=3 12345 None",
+            "HELP nohelp1 \"\"",
+            "HELP nohelp2 \"\"",
+            "gc quantile=1.0,a=b 0.000083835 None",
+            "gc quantile=2.0,a=b 0.000083835 None",
+            "some:aggregate:rate5m a_b=c 1 None",
+            "go_goroutines  33 Some(123123)",
+            "_metric_starting_with_underscore  1 None",
+            "testmetric label=\"bar\" 1 None",
+            "HELP metric \"foo\\0bar\"",
+            "null_byte_metric a=abc\u{0} 1 None",
+        ]
+    );
+}
+
+/// promparse's error cases: each is an error here too, located.
+#[test]
+fn rejects_what_promparse_rejects() {
+    let cases: &[(&[u8], &str)] = &[
+        (b"a", "1:2: expected value, got end of line"),
+        (b"a{b='c'} 1\n", "1:5: expected label value, got \"'c'\""),
+        (b"a{b=\n", "1:5: expected label value, got end of line"),
+        (b"a{\xff=\"foo\"} 1\n", "1:3: expected label name"),
+        (b"a{b=\"\xff\"} 1\n", "1:6: invalid UTF-8 in label value"),
+        (b"a true\n", "1:3: bad number \"true\""),
+        (
+            b"something_weird{problem=\"",
+            "1:25: unterminated label value",
+        ),
+        (
+            b"empty_label_name{=\"\"} 0",
+            "1:18: expected label name, got \"=\"",
+        ),
+        (b"foo 1_2\n", "1:5: bad number \"1_2\""),
+        (b"foo 0x1p-3\n", "1:5: bad number \"0x1p-3\""),
+        (b"foo 0 1_2\n", "1:7: bad timestamp \"1_2\""),
+        (b"{a=\"ok\"} 1", "1:1: expected metric name, got \"{\""),
+        (
+            b"# TYPE #\n",
+            "1:8: expected metric name after TYPE, got \"#\"",
+        ),
+        (
+            b"# HELP #\n",
+            "1:8: expected metric name after HELP, got \"#\"",
+        ),
+        (b"a{b=\x00\"ssss\"} 1\n", "1:5: expected label value"),
+        (
+            b"a{b\x00=\"hiih\"}\t1",
+            "1:4: expected \"=\" after label name",
+        ),
+        (b"a 0 1\x00", "1:5: bad timestamp"),
+    ];
+    for (input, want) in cases {
+        let got = Parser::new(input, Format::Text)
+            .find_map(Result::err)
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "accepted".into());
+        assert!(
+            got.starts_with(want),
+            "{:?}: got {got:?}, want {want:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
+}
+
 /// Our samples of a text exposition: name → labels → value.
 fn ours(text: &str) -> BTreeMap<(String, Vec<(String, String)>), f64> {
     let mut out = BTreeMap::new();

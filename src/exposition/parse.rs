@@ -554,12 +554,16 @@ impl<'a> Parser<'a> {
                 ));
             }
             c.i = value_start + len + 1;
+            let spaced = c.at_ws();
             if !om {
                 c.skip_ws();
             }
             match c.peek() {
                 Some(b',') => c.bump(),
                 Some(b'}') => break,
+                // promparse also takes pairs separated by blanks alone
+                // (`{a="1" b="2"}`), so Prometheus ingests them: so do we.
+                Some(b) if !om && spaced && is_name_byte(b, true) => {}
                 _ => {
                     return Err(c.error(format!(
                         "expected \",\" or \"}}\" after label value, got {}",
@@ -794,6 +798,9 @@ impl<'a> Cursor<'a> {
         let rest = self.rest();
         if rest.is_empty() {
             return "end of line".into();
+        }
+        if matches!(rest[0], b'{' | b'}' | b'=' | b',' | b'"') {
+            return quote(&rest[..1]);
         }
         let len = rest
             .iter()
