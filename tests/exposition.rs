@@ -347,6 +347,90 @@ fn rejects_what_promparse_rejects() {
     }
 }
 
+/// The error inputs of Prometheus's OpenMetrics parser tests: each is
+/// rejected here too (the parser alone, not the lint rules).
+#[test]
+fn rejects_what_the_openmetrics_parser_rejects() {
+    let cases = [
+        "",
+        "\n",
+        "metric",
+        "metric 1",
+        "metric 1\n",
+        "metric_total 1 # {aa=\"bb\"} 4",
+        "a\n#EOF\n",
+        "\n\n#EOF\n",
+        " a 1\n#EOF\n",
+        "9\n#EOF\n",
+        "# TYPE u untyped\n#EOF\n",
+        "# TYPE c counter \n#EOF\n",
+        "#  TYPE c counter\n#EOF\n",
+        "# TYPE \n#EOF\n",
+        "# TYPE m\n#EOF\n",
+        "# UNIT metric suffix\n#EOF\n",
+        "# UNIT metricsuffix suffix\n#EOF\n",
+        "# UNIT m suffix\n#EOF\n",
+        "# UNIT \n#EOF\n",
+        "# UNIT m\n#EOF\n",
+        "# HELP \n#EOF\n",
+        "# HELP m\n#EOF\n",
+        "a\t1\n#EOF\n",
+        "a 1\t2\n#EOF\n",
+        "a 1 2 \n#EOF\n",
+        "a 1 2 #\n#EOF\n",
+        "a 1 1z\n#EOF\n",
+        " # EOF\n",
+        "# EOF\na 1",
+        "# EOF\n\n",
+        "# EOFa 1",
+        "#\tTYPE c counter\n",
+        "# TYPE c  counter\n",
+        "a 1 1 1\n# EOF\n",
+        "a{b='c'} 1\n# EOF\n",
+        "a{,b=\"c\"} 1\n# EOF\n",
+        "a{b=\"c\"d=\"e\"} 1\n# EOF\n",
+        "a{b=\"c\",,d=\"e\"} 1\n# EOF\n",
+        "a{b=\n# EOF\n",
+        "a true\n",
+        "something_weird{problem=\"\n# EOF\n",
+        "empty_label_name{=\"\"} 0\n# EOF\n",
+        "foo 1_2\n\n# EOF\n",
+        "foo 0x1p-3\n\n# EOF\n",
+        "foo 0 1_2\n\n# EOF\n",
+        "custom_metric_total 1 # {aa=bb}\n# EOF\n",
+        "custom_metric_total 1 # {aa=\"bb\"}\n# EOF\n",
+        "custom_metric_total 1 # {bb}",
+        "custom_metric_total 1 # {bb, a=\"dd\"}",
+        "custom_metric_total 1 # {aa=\"bb\",,cc=\"dd\"} 1",
+        "custom_metric_total 1 # {aa=\"bb\"} 1_2",
+        "custom_metric_total 1 # {aa=\"bb\"} true",
+        "custom_metric_total 1 # {aa=\"bb\",cc=}",
+        "{b=\"c\",} 1",
+        "a 1 NaN",
+        "a 1 -Inf",
+        "a 1 Inf",
+        "# TYPE hhh histogram\nhhh_bucket{le=\"+Inf\"} 1 # {aa=\"bb\"} 4 NaN",
+        "#",
+        "# H",
+    ];
+    for input in cases {
+        let error = Parser::new(input.as_bytes(), Format::OpenMetrics).find_map(Result::err);
+        assert!(error.is_some(), "accepted {input:?}");
+    }
+    let accepted = [
+        "# EOF",
+        "# EOF\n",
+        "null_byte_metric{a=\"abc\u{0}\"} 1\n# EOF\n",
+        "a{b=\"\u{0}\"} 1\n# EOF",
+    ];
+    for input in accepted {
+        let errors: Vec<_> = Parser::new(input.as_bytes(), Format::OpenMetrics)
+            .filter_map(Result::err)
+            .collect();
+        assert!(errors.is_empty(), "{input:?}: {errors:?}");
+    }
+}
+
 /// Our samples of a text exposition: name → labels → value.
 fn ours(text: &str) -> BTreeMap<(String, Vec<(String, String)>), f64> {
     let mut out = BTreeMap::new();
