@@ -194,3 +194,34 @@ fn check_config_names_the_invalid_rule() {
         "{stderr}"
     );
 }
+
+#[test]
+fn cli_treats_a_closed_stdout_as_success() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relay"))
+        .args(["relabel", "--config", "config/relay.yml"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn relay");
+    // The reader goes away before relay writes, as with `relay relabel | head`.
+    drop(child.stdout.take());
+    let input = "a{b=\"c\"} 1\n".repeat(100_000);
+    let _ = child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

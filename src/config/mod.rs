@@ -62,10 +62,7 @@ const ENV_KEYS: [&str; 4] = [
 /// Loads a config file: YAML, then `RELAY_*` environment, then `overrides`.
 pub fn load(path: &Path, overrides: &Overrides) -> Result<Loaded, ConfigError> {
     if !path.is_file() {
-        return Err(ConfigError::Read(format!(
-            "cannot read {}: no such file",
-            path.display()
-        )));
+        return Err(ConfigError::Read("no such file".into()));
     }
     let env = Env::prefixed("RELAY_")
         .only(&ENV_KEYS)

@@ -21,7 +21,7 @@ pub enum CliError {
     Parse(ParseError),
     #[error("{0}")]
     Limit(String),
-    #[error(transparent)]
+    #[error("cannot write the output")]
     Io(#[from] std::io::Error),
 }
 
