@@ -324,3 +324,69 @@ fn honor_labels_keeps_the_apps_job() {
         "{line}"
     );
 }
+
+#[test]
+fn requests_carry_negotiation_and_auth_headers() {
+    let target = Target::start(Reply::text(APP));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret-token\n").expect("write token");
+    let relay = Relay::start(&format!(
+        "scrape_configs:\n{}",
+        job(
+            "app",
+            &target.addr,
+            &format!(
+                "    authorization:\n      credentials_file: {}\n",
+                token.display()
+            )
+        )
+    ));
+    relay.wait_for_line("up{");
+    let request = target.last_request().to_ascii_lowercase();
+    assert!(
+        request.starts_with("get /metrics http/1.1\r\n"),
+        "{request}"
+    );
+    assert!(
+        request.contains("authorization: bearer s3cret-token\r\n"),
+        "{request}"
+    );
+    assert!(
+        request.contains("accept: application/openmetrics-text;version=1.0.0,"),
+        "{request}"
+    );
+    assert!(
+        request.contains("text/plain;version=0.0.4;q=0.5"),
+        "{request}"
+    );
+    assert!(
+        request.contains("x-prometheus-scrape-timeout-seconds: 0.5\r\n"),
+        "{request}"
+    );
+    assert!(request.contains("accept-encoding: gzip"), "{request}");
+    assert!(request.contains("user-agent: relay/"), "{request}");
+
+    let basic = Target::start(Reply::text(APP));
+    let relay = Relay::start(&format!(
+        "scrape_configs:\n{}",
+        job(
+            "app",
+            &basic.addr,
+            "    basic_auth: {username: alice, password: wonderland}\n"
+        )
+    ));
+    relay.wait_for_line("up{");
+    // base64("alice:wonderland")
+    assert!(
+        basic
+            .last_request()
+            .contains("authorization: Basic YWxpY2U6d29uZGVybGFuZA==\r\n"),
+        "{}",
+        basic.last_request()
+    );
+    assert!(
+        !relay.logs().contains("wonderland"),
+        "a secret reached the log"
+    );
+}

@@ -46,6 +46,7 @@ impl Reply {
 pub struct Target {
     pub addr: String,
     reply: Arc<Mutex<Reply>>,
+    last_request: Arc<Mutex<String>>,
 }
 
 impl Target {
@@ -53,17 +54,27 @@ impl Target {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind target");
         let addr = listener.local_addr().expect("addr").to_string();
         let shared = Arc::new(Mutex::new(reply));
-        let state = shared.clone();
+        let last_request = Arc::new(Mutex::new(String::new()));
+        let (state, seen) = (shared.clone(), last_request.clone());
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let state = state.clone();
-                thread::spawn(move || answer(stream, &state));
+                let (state, seen) = (state.clone(), seen.clone());
+                thread::spawn(move || answer(stream, &state, &seen));
             }
         });
         Target {
             addr,
             reply: shared,
+            last_request,
         }
+    }
+
+    /// The request line and headers of the latest scrape.
+    pub fn last_request(&self) -> String {
+        self.last_request
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn set(&self, reply: Reply) {
@@ -71,18 +82,18 @@ impl Target {
     }
 }
 
-fn answer(stream: TcpStream, state: &Mutex<Reply>) {
+fn answer(stream: TcpStream, state: &Mutex<Reply>, seen: &Mutex<String>) {
     let mut reader = BufReader::new(match stream.try_clone() {
         Ok(s) => s,
         Err(_) => return,
     });
-    let mut line = String::new();
-    while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-        if line == "\r\n" {
+    let mut head = String::new();
+    while reader.read_line(&mut head).map(|n| n > 0).unwrap_or(false) {
+        if head.ends_with("\r\n\r\n") {
             break;
         }
-        line.clear();
     }
+    *seen.lock().unwrap_or_else(|e| e.into_inner()) = head;
     let reply = state.lock().unwrap_or_else(|e| e.into_inner()).clone();
     thread::sleep(reply.delay);
     let mut stream = stream;
