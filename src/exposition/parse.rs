@@ -100,10 +100,10 @@ impl<'a> Iterator for LabelPairs<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         // The parser proved the syntax, so this only has to find the pieces.
         let s = self.src.trim_start_matches([' ', '\t', ',']);
-        let eq = s.find('=')?;
+        let eq = memchr::memchr(b'=', s.as_bytes())?;
         let name = s[..eq].trim_end_matches([' ', '\t']);
         let rest = &s[eq + 1..];
-        let open = rest.find('"')?;
+        let open = memchr::memchr(b'"', rest.as_bytes())?;
         let body = &rest[open + 1..];
         let close = scan_quoted(body.as_bytes())?;
         self.src = &body[close + 1..];
@@ -520,7 +520,14 @@ impl<'a> Parser<'a> {
             if name.is_empty() {
                 return Err(c.error(format!("expected label name, got {}", c.token_text())));
             }
-            if self.names.contains(&name) {
+            // Same length and last byte before a full compare: most names
+            // differ there, which spares a memcmp call per pair.
+            let last = name.as_bytes().last();
+            if self
+                .names
+                .iter()
+                .any(|n| n.len() == name.len() && n.as_bytes().last() == last && *n == name)
+            {
                 return Err(c.error_at(name_col, format!("label name {name:?} is not unique")));
             }
             self.names.push(name);
@@ -546,13 +553,6 @@ impl<'a> Parser<'a> {
                     "unterminated label value (expected a closing '\"' on the same line)".into(),
                 ));
             };
-            let raw = &c.b[value_start..value_start + len];
-            if let Err(e) = std::str::from_utf8(raw) {
-                return Err(c.error_at(
-                    value_start + e.valid_up_to(),
-                    "invalid UTF-8 in label value".into(),
-                ));
-            }
             c.i = value_start + len + 1;
             let spaced = c.at_ws();
             if !om {
@@ -572,8 +572,14 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        // Everything between the braces was checked to be ASCII or UTF-8.
-        Ok(std::str::from_utf8(&c.b[start..c.i]).unwrap_or_default())
+        // Names and punctuation are ASCII, so one check of the whole list
+        // validates every value; a bad byte can only be inside a value.
+        std::str::from_utf8(&c.b[start..c.i]).map_err(|e| {
+            c.error_at(
+                start + e.valid_up_to(),
+                "invalid UTF-8 in label value".into(),
+            )
+        })
     }
 }
 
