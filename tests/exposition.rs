@@ -4,32 +4,20 @@
 //! prometheus-parse, property tests, and Python's prometheus_client as an
 //! independent reader of what we render.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use proptest::prelude::*;
 use relay::exposition::{check, render, Entry, Format, Labels, MetricType, Parser};
 
 fn check_cli(format: &str, input: &[u8]) -> (i32, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_relay"))
-        .args(["check", "metrics", "--format", format])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn relay");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input)
-        .expect("write");
-    let out = child.wait_with_output().expect("wait");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let ran = common::pipe(
+        common::relay(&["check", "metrics", "--format", format]),
+        input,
+    );
+    (ran.code, ran.stderr)
 }
 
 /// (format, input, the first problem as `<stdin>:line:col: message...`).
@@ -550,27 +538,11 @@ fn python_prometheus_client_reads_our_rendering() {
         );
     }
     let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\nfor f in p(sys.stdin.read()):\n  print('HELP', repr(f.documentation))\n  for s in f.samples:\n    print(repr(s.labels['case']), repr(float(s.value)), repr(s.timestamp))\n";
-    let mut child = Command::new(python)
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run python");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(&rendered)
-        .expect("write");
-    let out = child.wait_with_output().expect("python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let mut lines = stdout.lines();
+    let mut python = Command::new(python);
+    python.args(["-c", script]);
+    let out = common::pipe(python, &rendered);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut lines = out.stdout.lines();
     assert_eq!(lines.next(), Some("HELP 'Escapes \\\\ and\\nnewlines.'"));
     let pyfloats = [
         "1.0",

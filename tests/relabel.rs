@@ -1,6 +1,8 @@
 //! The relabel case table (`tests/relabel_cases.yaml`) and `relay relabel`
 //! end to end.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -106,28 +108,12 @@ fn relabel(config: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("relay.yml");
     std::fs::write(&path, config).expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_relay"))
-        .arg("relabel")
-        .arg("--config")
-        .arg(&path)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn relay");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("wait");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let path = path.display().to_string();
+    let ran = common::pipe(
+        common::relay(&[&["relabel", "--config", &path], args].concat()),
+        stdin.as_bytes(),
+    );
+    (ran.code, ran.stdout, ran.stderr)
 }
 
 const RULES: &str = "scrape_configs:\n  - job_name: other\n  - job_name: app\n    metric_relabel_configs:\n      - {source_labels: [__name__], regex: 'go_.*', action: drop}\n      - {regex: pod, action: labeldrop}\n";

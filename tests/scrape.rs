@@ -3,8 +3,8 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::io::Read;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{get, peer, Relay, Reply, Target};
@@ -129,26 +129,14 @@ fn promtool_accepts_the_output() {
         job("app", &target.addr, "")
     ));
     relay.wait_for_line("up{");
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool");
     let metrics = relay.metrics();
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(metrics.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success(),
+    let mut promtool = Command::new(promtool);
+    promtool.args(["check", "metrics"]);
+    let out = common::pipe(promtool, metrics.as_bytes());
+    assert_eq!(
+        out.code, 0,
         "promtool check metrics failed:\n{}{}\n--- input:\n{metrics}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        out.stdout, out.stderr
     );
 }
 

@@ -261,6 +261,38 @@ impl Drop for Relay {
     }
 }
 
+/// What a finished command printed.
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `command` with `input` on its stdin and waits for it.
+pub fn pipe(mut command: Command, input: &[u8]) -> Ran {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the command");
+    // A command may exit before reading everything (that is its business).
+    let _ = child.stdin.take().expect("stdin").write_all(input);
+    let out = child.wait_with_output().expect("wait for the command");
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The real `relay` binary with `args`.
+pub fn relay(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_relay"));
+    command.args(args);
+    command
+}
+
 /// A peer binary from Debian's packages: its path, or None outside CI
 /// (where the test is then skipped with a note). Under `CI=true` a missing
 /// peer fails the test: CI must never pass by skipping.
