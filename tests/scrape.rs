@@ -378,3 +378,28 @@ fn requests_carry_negotiation_and_auth_headers() {
         "a secret reached the log"
     );
 }
+
+#[test]
+fn sigterm_cancels_a_scrape_in_flight() {
+    let hung = Target::start(Reply {
+        delay: Duration::from_secs(60),
+        ..Reply::text(APP)
+    });
+    let mut relay = Relay::start(&format!(
+        "scrape_configs:\n  - job_name: slow\n    scrape_interval: 1m\n    scrape_timeout: 1m\n    static_configs:\n      - targets: [\"{}\"]\n",
+        hung.addr
+    ));
+    // The first scrape starts at the target's offset within the 1m interval.
+    let start = Instant::now();
+    while hung.last_request().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(70),
+            "no scrape within the first interval"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Exit must come from cancelling that scrape: it would otherwise take
+    // 60 s, past the harness's 30 s bound on waiting for the exit.
+    let status = relay.terminate();
+    assert!(status.success(), "{status:?}");
+}

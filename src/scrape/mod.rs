@@ -85,8 +85,10 @@ pub async fn run_target(
     let mut ticker = tokio::time::interval(scraper.target.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
+        // Shutdown also cancels a scrape in flight: SIGTERM need not wait
+        // for a slow target's timeout.
         tokio::select! {
-            _ = ticker.tick() => scraper.scrape_once().await,
+            _ = async { ticker.tick().await; scraper.scrape_once().await } => {}
             _ = shutdown.changed() => return,
         }
     }
