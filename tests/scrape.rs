@@ -403,3 +403,141 @@ fn sigterm_cancels_a_scrape_in_flight() {
     let status = relay.terminate();
     assert!(status.success(), "{status:?}");
 }
+
+/// `openssl s_server -WWW` serving a directory over HTTPS; killed on drop.
+struct TlsTarget {
+    child: std::process::Child,
+    addr: String,
+    ca: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TlsTarget {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tls_target(openssl: &std::path::Path) -> TlsTarget {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A throwaway CA and a leaf certificate for 127.0.0.1 signed by it.
+    std::fs::write(
+        dir.path().join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("write extensions");
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=relay-test-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "leaf.csr",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "cert.pem",
+        ],
+    ];
+    for args in steps {
+        let made = Command::new(openssl)
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("run openssl");
+        assert!(
+            made.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    std::fs::write(dir.path().join("metrics"), "tls_metric{over=\"https\"} 1\n")
+        .expect("write body");
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let child = Command::new(openssl)
+        .args([
+            "s_server", "-quiet", "-WWW", "-cert", "cert.pem", "-key", "key.pem", "-accept", &addr,
+        ])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    common::wait_for("openssl s_server to listen", || {
+        std::net::TcpStream::connect(&addr).ok()
+    });
+    TlsTarget {
+        child,
+        addr,
+        ca: dir.path().join("ca.pem"),
+        _dir: dir,
+    }
+}
+
+#[test]
+fn https_targets_are_verified_against_ca_file() {
+    let Some(openssl) = peer("openssl") else {
+        return;
+    };
+    let target = tls_target(&openssl);
+    let trusted = Relay::start(&format!(
+        "scrape_configs:\n{}",
+        job(
+            "tls",
+            &target.addr,
+            &format!(
+                "    scheme: https\n    tls_config:\n      ca_file: {}\n",
+                target.ca.display()
+            )
+        )
+    ));
+    let line = trusted.wait_for_line("tls_metric{");
+    assert!(
+        line.contains("over=\"https\"") && line.ends_with(" 1"),
+        "{line}"
+    );
+    assert!(trusted.wait_for_line("up{").ends_with(" 1"));
+
+    // Without the CA, the self-signed certificate must be refused.
+    let untrusted = Relay::start(&format!(
+        "scrape_configs:\n{}",
+        job("tls", &target.addr, "    scheme: https\n")
+    ));
+    assert!(untrusted.wait_for_line("up{").ends_with(" 0"));
+    let log = untrusted.wait_for_log(&["scrape failed", "tls/"]);
+    assert!(log.to_ascii_lowercase().contains("certificate"), "{log}");
+}
