@@ -10,3 +10,4 @@ pub mod scrape;
 pub mod serve;
 pub mod targets;
 pub mod telemetry;
+pub mod tls;

@@ -123,6 +123,30 @@ fn invalid_configs_name_the_field() {
             "scrape_configs:\n  - job_name: a\n    metric_relabel_configs:\n      - action: dropp\n",
             "scrape_configs[0].metric_relabel_configs[0].action: unknown relabel action \"dropp\"",
         ),
+        (
+            "scrape_configs:\n  - job_name: a\n    tls_config: {ca_file: /nonexistent/ca.pem}\n",
+            "scrape_configs[0].tls_config.ca_file: /nonexistent/ca.pem: cannot read:",
+        ),
+        (
+            "scrape_configs:\n  - job_name: a\n    tls_config: {cert_file: /c.pem}\n",
+            "scrape_configs[0].tls_config.key_file: must be configured when cert_file is configured",
+        ),
+        (
+            "scrape_configs:\n  - job_name: a\n    tls_config: {server_name: \"not a name\"}\n",
+            "scrape_configs[0].tls_config.server_name: \"not a name\" is not a valid DNS name or IP address",
+        ),
+        (
+            "scrape_configs:\n  - job_name: a\n    tls_config: {min_version: TLS14}\n",
+            "scrape_configs[0].tls_config.min_version: unknown TLS version \"TLS14\"",
+        ),
+        (
+            "scrape_configs:\n  - job_name: a\n    tls_config: {max_version: TLS11}\n",
+            "scrape_configs[0].tls_config.max_version: relay speaks TLS 1.2 and 1.3 only",
+        ),
+        (
+            "remote_write:\n  - url: https://x\n    tls_config: {key_file: /k.pem}\n",
+            "remote_write[0].tls_config.cert_file: must be configured when key_file is configured",
+        ),
     ];
     for (yaml, want) in cases {
         let got = error_of(yaml);
@@ -131,6 +155,40 @@ fn invalid_configs_name_the_field() {
             "config:\n{yaml}\ngot:  {got}\nwant: {want}"
         );
     }
+}
+
+#[test]
+fn relative_files_are_read_from_the_config_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("relay.yml");
+    std::fs::write(
+        &file,
+        "scrape_configs:\n  - job_name: a\n    tls_config: {ca_file: certs/ca.pem}\n",
+    )
+    .expect("write config");
+    let err = config::load(&file, &Default::default())
+        .expect_err("the CA file does not exist")
+        .to_string();
+    let want = format!(
+        "scrape_configs[0].tls_config.ca_file: {}: cannot read",
+        dir.path().join("certs/ca.pem").display()
+    );
+    assert!(err.starts_with(&want), "got:  {err}\nwant: {want}");
+
+    std::fs::write(
+        &file,
+        "scrape_configs:\n  - job_name: a\n    basic_auth: {username: u, password_file: pw}\n",
+    )
+    .expect("write config");
+    let loaded = config::load(&file, &Default::default()).expect("valid");
+    let basic = loaded.config.scrape_configs[0]
+        .basic_auth
+        .as_ref()
+        .expect("basic_auth");
+    assert_eq!(
+        basic.password_file.as_deref(),
+        Some(dir.path().join("pw").as_path())
+    );
 }
 
 #[test]

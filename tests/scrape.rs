@@ -385,11 +385,26 @@ fn sigterm_cancels_a_scrape_in_flight() {
         delay: Duration::from_secs(60),
         ..Reply::text(APP)
     });
-    let mut relay = Relay::start(&format!(
-        "scrape_configs:\n  - job_name: slow\n    scrape_interval: 1m\n    scrape_timeout: 1m\n    static_configs:\n      - targets: [\"{}\"]\n",
-        hung.addr
-    ));
-    // The first scrape starts at the target's offset within the 1m interval.
+    // A 1m interval and timeout, so the scrape outlives the harness's 30 s
+    // bound on waiting for the exit; a `try` label picked with relay's own
+    // offset function so the first scrape starts within 2.5 s, not up to 60.
+    let config = |attempt: u32| {
+        format!(
+            "scrape_configs:\n  - job_name: slow\n    scrape_interval: 1m\n    scrape_timeout: 1m\n    static_configs:\n      - targets: [\"{}\"]\n        labels: {{try: \"{attempt}\"}}\n",
+            hung.addr
+        )
+    };
+    let soon = |attempt: u32| {
+        let job = relay::config::from_yaml_str(&config(attempt)).expect("valid config");
+        let (targets, _) = relay::targets::from_config(&job.config.scrape_configs[0]);
+        let offset = relay::scrape::offset(&targets[0], std::time::SystemTime::now());
+        // Not too soon either: relay computes it again once it has started.
+        (Duration::from_millis(500)..Duration::from_millis(2500)).contains(&offset)
+    };
+    let attempt = (0..10_000)
+        .find(|&a| soon(a))
+        .expect("an offset within 0.5-2.5 s");
+    let mut relay = Relay::start(&config(attempt));
     let start = Instant::now();
     while hung.last_request().is_empty() {
         assert!(
@@ -408,8 +423,14 @@ fn sigterm_cancels_a_scrape_in_flight() {
 struct TlsTarget {
     child: std::process::Child,
     addr: String,
-    ca: std::path::PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+impl TlsTarget {
+    /// A file the target made: `ca.pem`, `client.pem`, `client.key`.
+    fn file(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
 }
 
 impl Drop for TlsTarget {
@@ -419,61 +440,17 @@ impl Drop for TlsTarget {
     }
 }
 
-fn tls_target(openssl: &std::path::Path) -> TlsTarget {
+/// A throwaway CA; a server certificate whose subjectAltName is `san`; a
+/// client certificate; and `s_server` on 127.0.0.1, demanding a client
+/// certificate signed by the CA when `client_auth`.
+fn tls_target(openssl: &std::path::Path, san: &str, client_auth: bool) -> TlsTarget {
     let dir = tempfile::tempdir().expect("tempdir");
-    // A throwaway CA and a leaf certificate for 127.0.0.1 signed by it.
     std::fs::write(
         dir.path().join("leaf.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\n"),
     )
     .expect("write extensions");
-    let steps: [&[&str]; 3] = [
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=relay-test-ca",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "leaf.csr",
-        ],
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "leaf.ext",
-            "-out",
-            "cert.pem",
-        ],
-    ];
-    for args in steps {
+    let run = |args: &[&str]| {
         let made = Command::new(openssl)
             .args(args)
             .current_dir(dir.path())
@@ -484,14 +461,70 @@ fn tls_target(openssl: &std::path::Path) -> TlsTarget {
             "openssl {args:?}: {}",
             String::from_utf8_lossy(&made.stderr)
         );
+    };
+    let key = ["-newkey", "rsa:2048", "-nodes"];
+    run(&[
+        &["req", "-x509"],
+        &key[..],
+        &["-days", "1", "-subj", "/CN=relay-test-ca"],
+    ]
+    .concat()
+    .into_iter()
+    .chain(["-keyout", "ca.key", "-out", "ca.pem"])
+    .collect::<Vec<_>>());
+    for (name, cn) in [
+        ("server", "relay-test-server"),
+        ("client", "relay-test-client"),
+    ] {
+        let (csr, keyout, out) = (
+            format!("{name}.csr"),
+            format!("{name}.key"),
+            format!("{name}.pem"),
+        );
+        let subj = format!("/CN={cn}");
+        run(&[
+            &["req"][..],
+            &key[..],
+            &["-subj", &subj, "-keyout", &keyout, "-out", &csr],
+        ]
+        .concat());
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            &out,
+        ]);
     }
     std::fs::write(dir.path().join("metrics"), "tls_metric{over=\"https\"} 1\n")
         .expect("write body");
     let addr = format!("127.0.0.1:{}", common::free_port());
+    let mut args = vec![
+        "s_server",
+        "-quiet",
+        "-WWW",
+        "-cert",
+        "server.pem",
+        "-key",
+        "server.key",
+        "-accept",
+        &addr,
+    ];
+    if client_auth {
+        args.extend(["-Verify", "1", "-CAfile", "ca.pem"]);
+    }
     let child = Command::new(openssl)
-        .args([
-            "s_server", "-quiet", "-WWW", "-cert", "cert.pem", "-key", "key.pem", "-accept", &addr,
-        ])
+        .args(&args)
         .current_dir(dir.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -500,12 +533,39 @@ fn tls_target(openssl: &std::path::Path) -> TlsTarget {
     common::wait_for("openssl s_server to listen", || {
         std::net::TcpStream::connect(&addr).ok()
     });
-    TlsTarget {
-        child,
-        addr,
-        ca: dir.path().join("ca.pem"),
-        _dir: dir,
+    TlsTarget { child, addr, dir }
+}
+
+/// A relay scraping `target` over HTTPS with the given `tls_config` lines.
+fn https_relay(target: &TlsTarget, tls_config: &[String]) -> Relay {
+    let mut extra = "    scheme: https\n".to_owned();
+    if !tls_config.is_empty() {
+        extra.push_str("    tls_config:\n");
+        for line in tls_config {
+            extra.push_str(&format!("      {line}\n"));
+        }
     }
+    Relay::start(&format!(
+        "scrape_configs:\n{}",
+        job("tls", &target.addr, &extra)
+    ))
+}
+
+/// The scrape reached the page: its sample and `up 1` are served.
+fn assert_scraped_over_tls(relay: &Relay) {
+    let line = relay.wait_for_line("tls_metric{");
+    assert!(
+        line.contains("over=\"https\"") && line.ends_with(" 1"),
+        "{line}"
+    );
+    assert!(relay.wait_for_line("up{").ends_with(" 1"));
+}
+
+/// The scrape failed with `up 0` and a log line that mentions `word`.
+fn assert_refused(relay: &Relay, word: &str) {
+    assert!(relay.wait_for_line("up{").ends_with(" 0"));
+    let log = relay.wait_for_log(&["scrape failed", "tls/"]);
+    assert!(log.to_ascii_lowercase().contains(word), "{log}");
 }
 
 #[test]
@@ -513,31 +573,49 @@ fn https_targets_are_verified_against_ca_file() {
     let Some(openssl) = peer("openssl") else {
         return;
     };
-    let target = tls_target(&openssl);
-    let trusted = Relay::start(&format!(
-        "scrape_configs:\n{}",
-        job(
-            "tls",
-            &target.addr,
-            &format!(
-                "    scheme: https\n    tls_config:\n      ca_file: {}\n",
-                target.ca.display()
-            )
-        )
+    let target = tls_target(&openssl, "IP:127.0.0.1", false);
+    let ca = format!("ca_file: {}", target.file("ca.pem"));
+    assert_scraped_over_tls(&https_relay(&target, std::slice::from_ref(&ca)));
+    // Without the CA, the self-signed chain must be refused...
+    assert_refused(&https_relay(&target, &[]), "certificate");
+    // ...unless verification is switched off, as in Prometheus.
+    assert_scraped_over_tls(&https_relay(
+        &target,
+        &["insecure_skip_verify: true".to_owned()],
     ));
-    let line = trusted.wait_for_line("tls_metric{");
-    assert!(
-        line.contains("over=\"https\"") && line.ends_with(" 1"),
-        "{line}"
-    );
-    assert!(trusted.wait_for_line("up{").ends_with(" 1"));
+}
 
-    // Without the CA, the self-signed certificate must be refused.
-    let untrusted = Relay::start(&format!(
-        "scrape_configs:\n{}",
-        job("tls", &target.addr, "    scheme: https\n")
-    ));
-    assert!(untrusted.wait_for_line("up{").ends_with(" 0"));
-    let log = untrusted.wait_for_log(&["scrape failed", "tls/"]);
-    assert!(log.to_ascii_lowercase().contains("certificate"), "{log}");
+#[test]
+fn server_name_is_what_the_certificate_must_name() {
+    let Some(openssl) = peer("openssl") else {
+        return;
+    };
+    // The sidecar case: the target is an IP, the certificate names a service.
+    let target = tls_target(&openssl, "DNS:metrics.app.svc", false);
+    let ca = format!("ca_file: {}", target.file("ca.pem"));
+    assert_refused(
+        &https_relay(&target, std::slice::from_ref(&ca)),
+        "not valid for name",
+    );
+    let named = [ca.clone(), "server_name: metrics.app.svc".to_owned()];
+    assert_scraped_over_tls(&https_relay(&target, &named));
+    let wrong = [ca, "server_name: other.app.svc".to_owned()];
+    assert_refused(&https_relay(&target, &wrong), "not valid for name");
+}
+
+#[test]
+fn client_certificates_are_presented() {
+    let Some(openssl) = peer("openssl") else {
+        return;
+    };
+    let target = tls_target(&openssl, "IP:127.0.0.1", true);
+    let ca = format!("ca_file: {}", target.file("ca.pem"));
+    let with_identity = [
+        ca.clone(),
+        format!("cert_file: {}", target.file("client.pem")),
+        format!("key_file: {}", target.file("client.key")),
+    ];
+    assert_scraped_over_tls(&https_relay(&target, &with_identity));
+    // s_server ends the handshake when no client certificate comes.
+    assert_refused(&https_relay(&target, &[ca]), "tls/");
 }

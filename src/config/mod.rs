@@ -71,15 +71,17 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Loaded, ConfigError> {
     if let Some(addr) = &overrides.listen_address {
         figment = figment.merge(("relay.listen_address", addr));
     }
-    from_figment(figment)
+    from_figment(figment, path.parent())
 }
 
 /// Loads a config from a YAML string (tests, `relay demo`), no environment.
 pub fn from_yaml_str(yaml: &str) -> Result<Loaded, ConfigError> {
-    from_figment(Figment::from(Yaml::string(yaml)))
+    from_figment(Figment::from(Yaml::string(yaml)), None)
 }
 
-fn from_figment(figment: Figment) -> Result<Loaded, ConfigError> {
+/// `dir` is the config file's directory: as in Prometheus, relative secret
+/// and certificate paths are read from there, not from the working directory.
+fn from_figment(figment: Figment, dir: Option<&Path>) -> Result<Loaded, ConfigError> {
     let mut value: Value = figment
         .extract()
         .map_err(|e| ConfigError::Read(format!("cannot read YAML: {}", e.kind)))?;
@@ -90,6 +92,9 @@ fn from_figment(figment: Figment) -> Result<Loaded, ConfigError> {
     let warnings = foreign::strip(&mut value)?;
     let mut config: Config =
         serde_path_to_error::deserialize(&value).map_err(foreign::describe_serde_error)?;
+    if let Some(dir) = dir {
+        config.set_directory(dir);
+    }
     validate::resolve(&mut config)?;
     Ok(Loaded { config, warnings })
 }

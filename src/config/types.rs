@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -21,6 +21,34 @@ pub struct Config {
     pub remote_write: Vec<RemoteWriteConfig>,
     #[serde(default)]
     pub relay: RelaySettings,
+}
+
+impl Config {
+    /// Makes relative file paths relative to `dir` (Prometheus's `SetDirectory`).
+    pub fn set_directory(&mut self, dir: &Path) {
+        let jobs = self
+            .scrape_configs
+            .iter_mut()
+            .map(|j| (&mut j.authorization, &mut j.basic_auth, &mut j.tls_config));
+        let writers = self
+            .remote_write
+            .iter_mut()
+            .map(|r| (&mut r.authorization, &mut r.basic_auth, &mut r.tls_config));
+        for (auth, basic, tls) in jobs.chain(writers) {
+            let files = [
+                auth.as_mut().and_then(|a| a.credentials_file.as_mut()),
+                basic.as_mut().and_then(|b| b.password_file.as_mut()),
+                tls.ca_file.as_mut(),
+                tls.cert_file.as_mut(),
+                tls.key_file.as_mut(),
+            ];
+            for file in files.into_iter().flatten() {
+                if file.is_relative() {
+                    *file = dir.join(&*file);
+                }
+            }
+        }
+    }
 }
 
 /// `global:`; what a job leaves unset comes from here.
@@ -203,6 +231,11 @@ pub struct TlsConfig {
     pub server_name: Option<String>,
     #[serde(default)]
     pub insecure_skip_verify: bool,
+    /// `TLS10` … `TLS13`, as in Prometheus (relay speaks TLS 1.2 and 1.3).
+    #[serde(default)]
+    pub min_version: Option<String>,
+    #[serde(default)]
+    pub max_version: Option<String>,
 }
 
 /// One `remote_write` entry (validated now; the sender comes later).

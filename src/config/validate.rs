@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use super::types::{Authorization, BasicAuth, Config, ScrapeConfig};
+use super::types::{Authorization, BasicAuth, Config, ScrapeConfig, TlsConfig};
 use super::ConfigError;
 use crate::relabel::{RelabelConfig, Rules};
 
@@ -47,6 +47,7 @@ pub(super) fn resolve(config: &mut Config) -> Result<(), ConfigError> {
         let path = format!("remote_write[{i}]");
         check_url(&format!("{path}.url"), &rw.url)?;
         check_auth(&path, rw.authorization.as_ref(), rw.basic_auth.as_ref())?;
+        check_tls(&path, &rw.tls_config)?;
         rw.write_relabel = compile(
             &format!("{path}.write_relabel_configs"),
             &rw.write_relabel_configs,
@@ -115,6 +116,7 @@ fn resolve_job(
         }
     }
     check_auth(path, job.authorization.as_ref(), job.basic_auth.as_ref())?;
+    check_tls(path, &job.tls_config)?;
     job.target_relabel = compile(&format!("{path}.relabel_configs"), &job.relabel_configs)?;
     job.metric_relabel = compile(
         &format!("{path}.metric_relabel_configs"),
@@ -228,4 +230,12 @@ fn check_auth(
         }
     }
     Ok(())
+}
+
+/// Builds the TLS client once at load, so a missing or unreadable CA,
+/// certificate or key is a config error with its path, not a failing scrape.
+fn check_tls(path: &str, tls: &TlsConfig) -> Result<(), ConfigError> {
+    crate::tls::client_config(tls)
+        .map(drop)
+        .map_err(|e| ConfigError::field(format!("{path}.tls_config.{}", e.field), e.message))
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 
-use crate::config::{Authorization, BasicAuth, ScrapeConfig, TlsConfig};
+use crate::config::{Authorization, BasicAuth, ScrapeConfig};
 use crate::exposition::Format;
 
 /// What Prometheus 2.42 sends: OpenMetrics preferred, text 0.0.4 accepted.
@@ -71,7 +71,10 @@ impl Fetcher {
             .default_headers(headers)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout);
-        let client = tls(builder, &job.tls_config)?
+        let tls = crate::tls::client_config(&job.tls_config)
+            .map_err(|e| FetchError::Setup(e.to_string()))?;
+        let client = builder
+            .use_preconfigured_tls(tls)
             .build()
             .map_err(|e| FetchError::Setup(e.to_string()))?;
         Ok(Fetcher {
@@ -158,32 +161,4 @@ fn secret(inline: Option<&str>, file: Option<&std::path::Path>) -> Result<String
         }
         (None, None) => Ok(String::new()),
     }
-}
-
-fn tls(
-    mut builder: reqwest::ClientBuilder,
-    tls: &TlsConfig,
-) -> Result<reqwest::ClientBuilder, FetchError> {
-    let read = |p: &std::path::Path| {
-        std::fs::read(p).map_err(|source| FetchError::SecretFile {
-            path: p.display().to_string(),
-            source,
-        })
-    };
-    if let Some(ca) = &tls.ca_file {
-        let cert = reqwest::Certificate::from_pem(&read(ca)?)
-            .map_err(|e| FetchError::Setup(format!("ca_file: {e}")))?;
-        builder = builder.add_root_certificate(cert);
-    }
-    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
-        let mut pem = read(cert)?;
-        pem.extend_from_slice(&read(key)?);
-        let identity = reqwest::Identity::from_pem(&pem)
-            .map_err(|e| FetchError::Setup(format!("cert_file/key_file: {e}")))?;
-        builder = builder.identity(identity);
-    }
-    if tls.insecure_skip_verify {
-        builder = builder.danger_accept_invalid_certs(true);
-    }
-    Ok(builder)
 }

@@ -1,0 +1,274 @@
+//! `tls_config` towards a target, with Prometheus's meaning: `ca_file`
+//! replaces the public roots, `cert_file`/`key_file` is the client identity,
+//! `server_name` is the name the certificate must carry (a sidecar scrapes
+//! `localhost`, whose certificate names the service), and
+//! `insecure_skip_verify` accepts any certificate.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use crate::config::TlsConfig;
+
+/// Why a `tls_config` cannot be turned into a client: which field, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("tls_config.{field}: {message}")]
+pub struct TlsError {
+    /// The `tls_config` key at fault, for the config's field path.
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl TlsError {
+    fn new(field: &'static str, message: impl Into<String>) -> TlsError {
+        TlsError {
+            field,
+            message: message.into(),
+        }
+    }
+
+    fn file(field: &'static str, path: &Path, why: impl std::fmt::Display) -> TlsError {
+        TlsError::new(field, format!("{}: {why}", path.display()))
+    }
+}
+
+/// Builds the rustls client configuration for one scrape job.
+pub fn client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions(tls)?)
+        .map_err(|e| TlsError::new("min_version", e.to_string()))?;
+    let verifier: Arc<dyn ServerCertVerifier> = if tls.insecure_skip_verify {
+        Arc::new(AcceptAny(provider.signature_verification_algorithms))
+    } else {
+        let roots = Arc::new(roots(tls.ca_file.as_deref())?);
+        let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .map_err(|e| TlsError::new("ca_file", e.to_string()))?;
+        match &tls.server_name {
+            Some(name) => Arc::new(Named {
+                name: ServerName::try_from(name.clone()).map_err(|_| {
+                    TlsError::new(
+                        "server_name",
+                        format!("{name:?} is not a valid DNS name or IP address"),
+                    )
+                })?,
+                inner: webpki,
+            }),
+            None => webpki,
+        }
+    };
+    let builder = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => {
+            let chain = certificates("cert_file", cert)?;
+            let key_pem = read("key_file", key)?;
+            let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
+                .map_err(|e| TlsError::file("key_file", key, e))?;
+            builder
+                .with_client_auth_cert(chain, key_der)
+                .map_err(|e| TlsError::file("cert_file", cert, e))
+        }
+        (Some(_), None) => Err(TlsError::new(
+            "key_file",
+            "must be configured when cert_file is configured",
+        )),
+        (None, Some(_)) => Err(TlsError::new(
+            "cert_file",
+            "must be configured when key_file is configured",
+        )),
+        (None, None) => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// The protocol versions between `min_version` and `max_version`.
+fn versions(tls: &TlsConfig) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, TlsError> {
+    let rank = |field: &'static str, value: &Option<String>, unset: u8| match value.as_deref() {
+        None | Some("") => Ok(unset),
+        Some("TLS10") => Ok(10),
+        Some("TLS11") => Ok(11),
+        Some("TLS12") => Ok(12),
+        Some("TLS13") => Ok(13),
+        Some(other) => Err(TlsError::new(
+            field,
+            format!("unknown TLS version {other:?} (expected TLS10, TLS11, TLS12 or TLS13)"),
+        )),
+    };
+    let (min, max) = (
+        rank("min_version", &tls.min_version, 12)?,
+        rank("max_version", &tls.max_version, 13)?,
+    );
+    let chosen: Vec<_> = [(12, &rustls::version::TLS12), (13, &rustls::version::TLS13)]
+        .into_iter()
+        .filter(|(v, _)| (min..=max).contains(v))
+        .map(|(_, version)| version)
+        .collect();
+    if chosen.is_empty() {
+        return Err(TlsError::new(
+            "max_version",
+            "relay speaks TLS 1.2 and 1.3 only; allow at least one of them",
+        ));
+    }
+    Ok(chosen)
+}
+
+/// The CA file's certificates when given (as Go does), else the public roots.
+fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, TlsError> {
+    let mut store = RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            for cert in certificates("ca_file", path)? {
+                store
+                    .add(cert)
+                    .map_err(|e| TlsError::file("ca_file", path, e))?;
+            }
+        }
+        None => store
+            .roots
+            .extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    Ok(store)
+}
+
+fn read(field: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|e| TlsError::file(field, path, format!("cannot read: {e}")))
+}
+
+/// Every certificate in a PEM file; a file with none is an error.
+fn certificates(
+    field: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read(field, path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::file(field, path, e))?;
+    if certs.is_empty() {
+        return Err(TlsError::file(field, path, "no PEM certificate found"));
+    }
+    Ok(certs)
+}
+
+/// Verifies the chain as usual but against `server_name` instead of the
+/// host in the target URL.
+#[derive(Debug)]
+struct Named {
+    name: ServerName<'static>,
+    inner: Arc<WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for Named {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _url_host: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// `insecure_skip_verify`: any certificate is accepted, but the handshake
+/// signature must still match it (as Go's `InsecureSkipVerify` does).
+#[derive(Debug)]
+struct AcceptAny(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chosen(min: Option<&str>, max: Option<&str>) -> Result<Vec<u16>, String> {
+        let tls = TlsConfig {
+            min_version: min.map(str::to_owned),
+            max_version: max.map(str::to_owned),
+            ..TlsConfig::default()
+        };
+        versions(&tls)
+            .map(|v| v.iter().map(|v| u16::from(v.version)).collect())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn versions_follow_min_and_max() {
+        let (v12, v13) = (0x0303, 0x0304);
+        assert_eq!(chosen(None, None), Ok(vec![v12, v13]));
+        assert_eq!(chosen(Some("TLS10"), None), Ok(vec![v12, v13]));
+        assert_eq!(chosen(Some("TLS13"), None), Ok(vec![v13]));
+        assert_eq!(chosen(None, Some("TLS12")), Ok(vec![v12]));
+        assert!(chosen(Some("TLS13"), Some("TLS12")).is_err());
+        assert_eq!(
+            chosen(Some("tls13"), None),
+            Err("tls_config.min_version: unknown TLS version \"tls13\" \
+                 (expected TLS10, TLS11, TLS12 or TLS13)"
+                .into())
+        );
+    }
+}
