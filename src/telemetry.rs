@@ -27,7 +27,9 @@ fn histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
 
-/// The `relay_*` metrics.
+/// The `relay_*` metrics. Per-job series carry `scrape_job`, not `job`
+/// (as Prometheus's own `prometheus_target_*`): a scraper with
+/// `honor_labels: true` would otherwise file them under the app's job.
 pub struct Telemetry {
     registry: Registry,
     scrapes: Family<JobLabels, Counter>,
@@ -54,13 +56,13 @@ impl Telemetry {
         let scrapes = Family::<JobLabels, Counter>::default();
         registry.register(
             "relay_scrapes",
-            "Scrapes attempted, by job",
+            "Scrapes attempted, by scrape_job",
             scrapes.clone(),
         );
         let failures = Family::<JobLabels, Counter>::default();
         registry.register(
             "relay_scrape_failures",
-            "Scrapes that gave up 0, by job and reason",
+            "Scrapes that gave up 0, by scrape_job and reason",
             failures.clone(),
         );
         let bytes = Family::<JobLabels, Counter>::default();
@@ -79,7 +81,7 @@ impl Telemetry {
             Family::<JobLabels, Histogram, fn() -> Histogram>::new_with_constructor(histogram);
         registry.register(
             "relay_scrape_duration_seconds",
-            "How long scrapes took, by job",
+            "How long scrapes took, by scrape_job",
             duration.clone(),
         );
         Telemetry {
@@ -101,7 +103,7 @@ impl Telemetry {
         samples: usize,
         failure: Option<&str>,
     ) {
-        let job_labels = vec![("job".to_owned(), job.to_owned())];
+        let job_labels = vec![("scrape_job".to_owned(), job.to_owned())];
         self.scrapes.get_or_create(&job_labels).inc();
         self.bytes.get_or_create(&job_labels).inc_by(bytes as u64);
         self.samples
@@ -110,7 +112,7 @@ impl Telemetry {
         self.duration.get_or_create(&job_labels).observe(seconds);
         if let Some(reason) = failure {
             let labels = vec![
-                ("job".to_owned(), job.to_owned()),
+                ("scrape_job".to_owned(), job.to_owned()),
                 ("reason".to_owned(), reason.to_owned()),
             ];
             self.failures.get_or_create(&labels).inc();

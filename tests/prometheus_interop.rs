@@ -1,6 +1,8 @@
 //! A real Prometheus (Debian's package) scrapes relay's :9090 with
 //! `honor_labels: true`, as the classic sidecar setup does, and must store
-//! the app's series under the app's own `job` and `instance`.
+//! the app's series under the app's own `job` and `instance`; and what it
+//! stores through relay must equal what a second Prometheus stores scraping
+//! the app itself with the same rules.
 
 mod common;
 
@@ -21,14 +23,20 @@ impl Drop for Prometheus {
     }
 }
 
-fn start_prometheus(binary: &std::path::Path, relay_addr: &str) -> Prometheus {
+/// Prometheus scraping relay's endpoint as the sidecar setup does.
+fn scraping_relay(relay_addr: &str) -> String {
+    format!(
+        "scrape_configs:\n  - job_name: relay-sidecar\n    honor_labels: true\n    static_configs:\n      - targets: [\"{relay_addr}\"]\n"
+    )
+}
+
+/// Starts Prometheus with `scrape_configs` (a YAML block) scraping every 1s.
+fn start_prometheus(binary: &std::path::Path, scrape_configs: &str) -> Prometheus {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("prometheus.yml");
     std::fs::write(
         &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: relay-sidecar\n    honor_labels: true\n    static_configs:\n      - targets: [\"{relay_addr}\"]\n"
-        ),
+        format!("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n{scrape_configs}"),
     )
     .expect("write prometheus.yml");
     let addr = format!("127.0.0.1:{}", free_port());
@@ -63,7 +71,7 @@ fn prometheus_scraping_relay_sees_the_apps_series() {
         target.addr
     ));
     relay.wait_for_line("orders_total{");
-    let prom = start_prometheus(&prometheus, &relay.addr);
+    let prom = start_prometheus(&prometheus, &scraping_relay(&relay.addr));
     let body = wait_for("Prometheus to have orders_total from relay", || {
         get(&prom.addr, "/api/v1/query?query=orders_total", &[])
             .map(|r| r.text())
@@ -91,4 +99,187 @@ fn prometheus_scraping_relay_sees_the_apps_series() {
         .filter(|t| t.contains("\"result\":[{"))
     });
     assert!(up.contains(",\"1\"]"), "{up}");
+}
+
+/// An app exposition with the cases where a relay could go wrong: escapes,
+/// special floats, labels that clash with target labels, every type.
+const RICH_APP: &str = r#"# HELP http_requests_total Requests by route and code.
+# TYPE http_requests_total counter
+http_requests_total{method="GET",route="/api/v1/items/7",code="200"} 1027
+http_requests_total{method="POST",route="/api/v1/orders/1",code="500"} 3
+http_requests_total{method="Get",route="/healthz",code="200"} 0.30000000000000004
+# TYPE request_seconds histogram
+request_seconds_bucket{route="/a",le="0.005"} 0
+request_seconds_bucket{route="/a",le="0.1"} 12
+request_seconds_bucket{route="/a",le="+Inf"} 13
+request_seconds_sum{route="/a"} 1.2345e-05
+request_seconds_count{route="/a"} 13
+# TYPE rpc_seconds summary
+rpc_seconds{quantile="0.5"} NaN
+rpc_seconds{quantile="0.99"} 1.7976931348623157e+308
+rpc_seconds_sum 5e-324
+rpc_seconds_count 0
+# TYPE temperature gauge
+temperature{meta_room="lab",meta_floor="2"} -0
+temperature{meta_room="hall \"B\"",meta_floor="0"} -Inf
+temperature{meta_room="back\\slash\nnewline",meta_floor="1"} +Inf
+# HELP clashing Labels that clash with the target's.
+clashing{job="from-app",instance="app:1",exported_job="older"} 1e21
+clashing{job="",instance="x"} 7
+go_goroutines 42
+pair{left="same",right="same"} 1
+pair{left="this",right="that"} 2
+"#;
+
+/// Rules exercising each action; they also read `job` and `instance`,
+/// which metric relabeling sees because target labels come first.
+const RICH_RULES: &str = r#"    metric_relabel_configs:
+      - source_labels: [__name__]
+        regex: go_.*
+        action: drop
+      - source_labels: [route]
+        regex: /api/v1/(?P<resource>[a-z]+)/.*
+        target_label: resource
+        replacement: ${resource}
+      - source_labels: [job, instance]
+        separator: "@"
+        target_label: origin
+      - source_labels: [__name__, code]
+        modulus: 4
+        target_label: shard
+        action: hashmod
+      - regex: meta_(.+)
+        replacement: m_$1
+        action: labelmap
+      - regex: meta_.*
+        action: labeldrop
+      - source_labels: [method]
+        target_label: method
+        action: lowercase
+      - source_labels: [route]
+        regex: (.*)z
+        target_label: route_x
+        replacement: $1_x
+      - source_labels: [left]
+        regex: ""
+        target_label: left
+        replacement: none
+      - source_labels: [left]
+        target_label: right
+        action: dropequal
+"#;
+
+/// `/federate` lines for `{job="app"}`, sorted, without the scrape's
+/// timing-dependent values and scrape timestamps.
+fn stored(prom: &Prometheus) -> Vec<String> {
+    let text = get(
+        &prom.addr,
+        "/federate?match%5B%5D=%7Bjob%3D%22app%22%7D",
+        &[],
+    )
+    .map(|r| r.text())
+    .unwrap_or_default();
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter(|l| {
+            !l.starts_with("scrape_duration_seconds") && !l.starts_with("scrape_series_added")
+        })
+        // Scrape times differ; a timestamp the app gave must not.
+        .map(|l| match l.rsplit_once(' ') {
+            Some((series, _scrape_time)) if !l.starts_with("stamped") => series.to_owned(),
+            _ => l.to_owned(),
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// Runs `app` behind relay (scraped by one Prometheus with `honor_labels`)
+/// and directly (scraped by another with the same `rules`), and asserts
+/// both store the same series with the same values.
+fn same_as_prometheus(app: Reply, rules: &str, min_series: usize) {
+    let Some(prometheus) = peer("prometheus") else {
+        return;
+    };
+    let app = Target::start(app);
+    let job = format!(
+        "scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [\"{}\"]\n{rules}",
+        app.addr
+    );
+    let direct = start_prometheus(&prometheus, &job);
+    let relay = Relay::start(&format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n{job}"
+    ));
+    let via_relay = start_prometheus(&prometheus, &scraping_relay(&relay.addr));
+    // Both have ingested once the post-relabeling count arrives.
+    let [direct_series, relayed_series] = [&direct, &via_relay].map(|prom| {
+        wait_for("Prometheus to store the app's series", || {
+            Some(stored(prom)).filter(|lines| {
+                lines
+                    .iter()
+                    .any(|l| l.starts_with("scrape_samples_post_metric_relabeling"))
+            })
+        })
+    });
+    assert!(
+        !relayed_series.iter().any(|l| l.starts_with("relay_")),
+        "relay's own metrics must not land in the app's job: {relayed_series:#?}"
+    );
+    assert!(
+        direct_series.len() >= min_series,
+        "too few series to compare: {direct_series:#?}"
+    );
+    assert_eq!(
+        relayed_series, direct_series,
+        "left: through relay, right: Prometheus scraping the app"
+    );
+}
+
+#[test]
+fn text_through_relay_is_stored_as_prometheus_stores_it() {
+    same_as_prometheus(Reply::text(RICH_APP), RICH_RULES, 20);
+}
+
+#[test]
+fn openmetrics_through_relay_is_stored_as_prometheus_stores_it() {
+    // A timestamp within the query lookback, in OpenMetrics seconds.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let body = format!(
+        r#"# TYPE orders counter
+# HELP orders Orders placed.
+orders_total{{shop="eu"}} 42 # {{trace_id="abc"}} 1.0 1700000000.123
+orders_created{{shop="eu"}} 1700000000.5
+# TYPE build info
+build_info{{version="1.2.3"}} 1
+# TYPE feature stateset
+feature{{feature="a"}} 1
+feature{{feature="b"}} 0
+# TYPE queue gaugehistogram
+queue_bucket{{le="1.0"}} 3
+queue_bucket{{le="+Inf"}} 5
+queue_gcount 5
+queue_gsum 7.5
+# TYPE mystery unknown
+mystery 1
+# TYPE stamped gauge
+stamped 3 {now}.25
+# TYPE latency_seconds histogram
+# UNIT latency_seconds seconds
+latency_seconds_bucket{{le="0.5"}} 1
+latency_seconds_bucket{{le="+Inf"}} 2
+latency_seconds_count 2
+latency_seconds_sum 0.9
+latency_seconds_created 1700000000
+# EOF
+"#
+    );
+    let app = Reply {
+        content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8".into(),
+        ..Reply::text(&body)
+    };
+    same_as_prometheus(app, "", 15);
 }

@@ -196,7 +196,8 @@ fn failing_targets_give_up_0_with_a_reason_and_relay_stays_healthy() {
     );
     let metrics = relay.metrics();
     assert!(
-        metrics.contains("relay_scrape_failures_total{job=\"missing\",reason=\"http_status\"}"),
+        metrics
+            .contains("relay_scrape_failures_total{scrape_job=\"missing\",reason=\"http_status\"}"),
         "{metrics}"
     );
 

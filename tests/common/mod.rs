@@ -144,11 +144,36 @@ pub fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> Option<Http> {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let headers = String::from_utf8_lossy(&raw[..split]).into_owned();
     let status = headers.split_whitespace().nth(1)?.parse().ok()?;
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers.lines().any(|l| {
+        l.split_once(':').is_some_and(|(k, v)| {
+            k.eq_ignore_ascii_case("transfer-encoding") && v.trim().eq_ignore_ascii_case("chunked")
+        })
+    });
+    if chunked {
+        body = dechunk(&body)?;
+    }
     Some(Http {
         status,
         headers,
-        body: raw[split + 4..].to_vec(),
+        body,
     })
+}
+
+/// The payload of a `Transfer-Encoding: chunked` body (Go servers stream so).
+fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = raw.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&raw[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(raw.get(..size)?);
+        raw = raw.get(size + 2..)?;
+    }
 }
 
 /// Polls `probe` until it returns Some or the deadline passes.
