@@ -283,3 +283,34 @@ latency_seconds_created 1700000000
     };
     same_as_prometheus(app, "", 15);
 }
+
+#[test]
+fn sample_limit_fails_the_scrape_as_in_prometheus() {
+    same_as_prometheus(Reply::text(RICH_APP), "    sample_limit: 5\n", 3);
+}
+
+#[test]
+fn label_limit_fails_the_scrape_as_in_prometheus() {
+    same_as_prometheus(Reply::text(RICH_APP), "    label_limit: 4\n", 3);
+}
+
+#[test]
+fn body_size_limit_fails_the_scrape_as_in_prometheus() {
+    same_as_prometheus(Reply::text(RICH_APP), "    body_size_limit: 200B\n", 3);
+}
+
+#[test]
+fn honor_labels_and_timestamps_as_in_prometheus() {
+    let app = format!("{RICH_APP}stamped{{job=\"batch\"}} 9 1700000000000\n");
+    same_as_prometheus(
+        Reply::text(&app),
+        "    honor_labels: true\n    honor_timestamps: false\n",
+        20,
+    );
+}
+
+#[test]
+fn parse_error_fails_the_scrape_as_in_prometheus() {
+    let app = "a 1\nb{x=\"1\"} 2\nc{x=\"unterminated} 3\nd 4\n";
+    same_as_prometheus(Reply::text(app), "", 3);
+}

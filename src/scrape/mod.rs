@@ -121,11 +121,12 @@ impl Scraper {
             Ok(()) => self.memory.commit(),
             Err(e) => {
                 self.memory.discard();
-                // As Prometheus: only a sample-limit failure reports what it read.
-                let scraped = out.samples_scraped;
-                out.clear();
-                if matches!(e, ScrapeError::Pipeline(PipelineError::SampleLimit { .. })) {
-                    out.samples_scraped = scraped;
+                // As Prometheus: a failed fetch reports 0 samples; a body that
+                // failed in the pipeline reports what was counted up to the
+                // failure (a sample limit: the whole body), but serves none.
+                match e {
+                    ScrapeError::Fetch(_) => out.clear(),
+                    ScrapeError::Pipeline(_) => out.clear_samples(),
                 }
                 tracing::warn!(target = %self.target.name(), url = %self.target.url, error = %e, "scrape failed");
             }

@@ -136,9 +136,14 @@ pub struct Rendered {
 }
 
 impl Rendered {
-    pub fn clear(&mut self) {
+    /// Drops the rendered samples but keeps the counts (a failed scrape).
+    pub fn clear_samples(&mut self) {
         self.families.clear();
         self.text.clear();
+    }
+
+    pub fn clear(&mut self) {
+        self.clear_samples();
         self.samples_scraped = 0;
         self.samples_kept = 0;
         self.series_added = 0;
@@ -202,7 +207,8 @@ impl<'a> Meta<'a> {
     }
 }
 
-/// Runs one body through the pipeline into `out` (cleared first).
+/// Runs one body through the pipeline into `out` (cleared first). On an
+/// error `out` still holds the counts up to it, which Prometheus reports.
 pub fn process(
     body: &[u8],
     input: Format,
@@ -239,11 +245,10 @@ pub fn process(
         }
         check_label_limits(&labels, &settings.limits)?;
         out.samples_kept += 1;
-        if settings.limits.sample_limit > 0 && out.samples_kept > settings.limits.sample_limit {
-            return Err(PipelineError::SampleLimit {
-                count: out.samples_kept,
-                limit: settings.limits.sample_limit,
-            });
+        // Past the limit the scrape has failed, but Prometheus still counts
+        // the rest for scrape_samples_scraped and _post_metric_relabeling.
+        if over_limit(out.samples_kept, settings.limits.sample_limit) {
+            continue;
         }
         if settings.sort_labels {
             labels.sort();
@@ -265,7 +270,17 @@ pub fn process(
             block.lines.end = out.text.len();
         }
     }
+    if over_limit(out.samples_kept, settings.limits.sample_limit) {
+        return Err(PipelineError::SampleLimit {
+            count: out.samples_kept,
+            limit: settings.limits.sample_limit,
+        });
+    }
     Ok(())
+}
+
+fn over_limit(count: usize, limit: usize) -> bool {
+    limit > 0 && count > limit
 }
 
 /// Starts a new block unless the sample continues the last one. A sample
