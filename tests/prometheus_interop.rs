@@ -274,7 +274,11 @@ fn now_secs() -> u64 {
 
 #[test]
 fn text_through_relay_is_stored_as_prometheus_stores_it() {
-    let app = format!("{RICH_APP}stamped 5 {}123\n", now_secs());
+    // Prometheus's text lexer takes a raw newline inside a label value.
+    let app = format!(
+        "{RICH_APP}stamped 5 {}123\nraw_newline{{value=\"two\nlines\"}} 1\n",
+        now_secs()
+    );
     same_as_prometheus(Reply::text(&app), RICH_RULES, 20);
 }
 

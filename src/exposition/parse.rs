@@ -124,6 +124,27 @@ fn scan_quoted(b: &[u8]) -> Option<usize> {
     }
 }
 
+/// Where a text sample starting at `start` ends when its quoted label values
+/// may span lines (Prometheus's text lexer takes a raw newline there): the
+/// newline after its `}`; None when a newline comes outside the quotes or
+/// the input ends first, so the one-line error stands.
+fn sample_end_across_lines(input: &[u8], start: usize) -> Option<usize> {
+    let rest = input.get(start..)?;
+    let brace = memchr::memchr2(b'{', b'\n', rest).filter(|&i| rest[i] == b'{')?;
+    let mut i = brace + 1;
+    loop {
+        let j = i + memchr::memchr3(b'"', b'}', b'\n', rest.get(i..)?)?;
+        match rest[j] {
+            b'"' => i = j + 1 + scan_quoted(&rest[j + 1..])? + 1,
+            b'}' => {
+                let end = memchr::memchr(b'\n', &rest[j..]).map_or(rest.len(), |n| j + n);
+                return Some(start + end);
+            }
+            _ => return None,
+        }
+    }
+}
+
 /// Undoes `\\`, `\"` and `\n` in a label value; any other escape is kept
 /// as written, like Prometheus's replacer.
 pub(crate) fn unescape_label_value(raw: &str) -> Cow<'_, str> {
@@ -197,6 +218,9 @@ pub struct Parser<'a> {
     /// Scratch list of a sample's label names, for the duplicate check; kept
     /// between samples so it does not allocate again.
     names: Vec<&'a str>,
+    /// Set when a text-format label value ran to the end of its line: the
+    /// value may hold a raw newline, which Prometheus's text lexer accepts.
+    unterminated: bool,
 }
 
 impl<'a> Parser<'a> {
@@ -210,6 +234,7 @@ impl<'a> Parser<'a> {
             finished: false,
             om_family: "",
             names: Vec::with_capacity(16),
+            unterminated: false,
         }
     }
 
@@ -227,6 +252,16 @@ impl<'a> Parser<'a> {
         self.pos += len + 1;
         self.line += 1;
         Some(&rest[..len])
+    }
+
+    /// Parses `input[start..end]`, a text sample whose label values hold raw
+    /// newlines, as one line; the next line starts after it.
+    fn parse_lines(&mut self, start: usize, end: usize) -> Result<Option<Entry<'a>>, ParseError> {
+        let lines = &self.input[start..end];
+        self.pos = end + 1;
+        let parsed = self.parse_line(lines);
+        self.line += memchr::memchr_iter(b'\n', lines).count();
+        parsed
     }
 
     fn parse_line(&mut self, line: &'a [u8]) -> Result<Option<Entry<'a>>, ParseError> {
@@ -548,9 +583,10 @@ impl<'a> Parser<'a> {
             }
             let value_start = c.i;
             let Some(len) = scan_quoted(c.rest()) else {
+                self.unterminated = !om;
                 return Err(c.error_at(
                     value_start - 1,
-                    "unterminated label value (expected a closing '\"' on the same line)".into(),
+                    "unterminated label value (expected a closing '\"')".into(),
                 ));
             };
             c.i = value_start + len + 1;
@@ -588,6 +624,7 @@ impl<'a> Iterator for Parser<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.finished {
+            let start = self.pos;
             let Some(line) = self.next_line() else {
                 self.finished = true;
                 if self.format == Format::OpenMetrics && !self.eof_seen {
@@ -600,7 +637,13 @@ impl<'a> Iterator for Parser<'a> {
                 }
                 return None;
             };
-            match self.parse_line(line) {
+            let mut parsed = self.parse_line(line);
+            if std::mem::take(&mut self.unterminated) {
+                if let Some(end) = sample_end_across_lines(self.input, start) {
+                    parsed = self.parse_lines(start, end);
+                }
+            }
+            match parsed {
                 Ok(Some(entry)) => return Some(Ok(entry)),
                 Ok(None) => continue,
                 Err(e) => return Some(Err(e)),
@@ -952,6 +995,40 @@ mod tests {
             got.starts_with("2:3: unit \"bytes\" is not a suffix"),
             "{got}"
         );
+    }
+
+    #[test]
+    fn text_label_values_may_hold_a_raw_newline_as_in_promparse() {
+        let input = "a{b=\"x\ny\",c=\"z\"} 1\nnext 2\nbad 3x\n";
+        let mut parser = Parser::new(input.as_bytes(), Format::Text);
+        let Some(Ok(Entry::Sample(first))) = parser.next() else {
+            panic!("the two-line sample must parse");
+        };
+        let labels: Vec<_> = first.labels().map(|(k, v)| (k, v.into_owned())).collect();
+        assert_eq!(labels, [("b", "x\ny".to_owned()), ("c", "z".to_owned())]);
+        assert_eq!(first.value, 1.0);
+        assert!(matches!(parser.next(), Some(Ok(Entry::Sample(s))) if s.name == "next"));
+        assert_eq!(
+            parser.line(),
+            3,
+            "line numbers count the newline in the value"
+        );
+        let err = parser.next().and_then(Result::err).map(|e| e.to_string());
+        assert_eq!(err.as_deref(), Some("4:5: bad number \"3x\""));
+        assert!(parser.next().is_none());
+        // Still an error: a newline outside the quotes, the input ending
+        // inside them, and OpenMetrics, which forbids raw newlines.
+        for (input, format) in [
+            ("a{b=\"x\ny} 1\n", Format::Text),
+            ("a{b=\"x\n", Format::Text),
+            ("a{b=\"x\ny\"} 1\n# EOF\n", Format::OpenMetrics),
+        ] {
+            assert!(
+                first_error(input, format).starts_with("1:5: unterminated label value"),
+                "{input:?}: {}",
+                first_error(input, format)
+            );
+        }
     }
 
     #[test]
