@@ -6,7 +6,7 @@ mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use relay::exposition::{Format, Labels};
-use relay::scrape::pipeline::{process, Rendered, SeriesMemory, Settings};
+use relay::scrape::pipeline::{process, Rendered, SeriesCache, Settings};
 
 const RULES: &str = "scrape_configs:\n  - job_name: app\n    metric_relabel_configs:\n      - {source_labels: [__name__], regex: 'go_.*', action: drop}\n      - {regex: pod_template_hash, action: labeldrop}\n      - {source_labels: [namespace], regex: 'shop-0', target_label: tier, replacement: gold}\n";
 
@@ -19,7 +19,7 @@ fn bench(c: &mut Criterion) {
         .into_iter()
         .collect();
     let settings = Settings::new(&target, &rules);
-    let mut memory = SeriesMemory::default();
+    let mut memory = SeriesCache::default();
     let mut out = Rendered::default();
     let mut cycle = || {
         process(

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use relay::exposition::{Format, Labels};
-use relay::scrape::pipeline::{process, Rendered, SeriesMemory, Settings};
+use relay::scrape::pipeline::{process, Rendered, SeriesCache, Settings};
 use relay::scrape::store::Store;
 
 fn get(addr: &str, gzip: bool) -> usize {
@@ -56,7 +56,7 @@ fn bench(c: &mut Criterion) {
         text.as_bytes(),
         Format::Text,
         &settings,
-        &mut SeriesMemory::default(),
+        &mut SeriesCache::default(),
         &mut rendered,
     )
     .expect("valid");

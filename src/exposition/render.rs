@@ -64,6 +64,11 @@ pub fn sample(
     timestamp_ms: Option<i64>,
 ) {
     series(out, labels);
+    sample_tail(out, format, value, timestamp_ms);
+}
+
+/// Writes what follows a series on its line: ` value[ timestamp]\n`.
+pub fn sample_tail(out: &mut Vec<u8>, format: Format, value: f64, timestamp_ms: Option<i64>) {
     out.push(b' ');
     float(out, value);
     if let Some(ms) = timestamp_ms {

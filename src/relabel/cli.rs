@@ -6,7 +6,7 @@ use std::io::Write;
 
 use crate::config::{Config, ScrapeConfig};
 use crate::exposition::{render, Entry, Format, Labels, ParseError, Parser};
-use crate::scrape::pipeline::{self, PipelineError, Rendered, SeriesMemory, Settings};
+use crate::scrape::pipeline::{self, PipelineError, Rendered, SeriesCache, Settings};
 
 use super::{RelabelConfig, Rules};
 
@@ -87,7 +87,7 @@ fn relabel_all(
         input,
         format,
         &settings,
-        &mut SeriesMemory::default(),
+        &mut SeriesCache::default(),
         &mut rendered,
     )
     .map_err(|e| match e {

@@ -18,7 +18,7 @@ use crate::config::ScrapeConfig;
 use crate::exposition::{render, Format, Labels, MetricType};
 use crate::targets::Target;
 use fetch::Fetcher;
-use pipeline::{Limits, PipelineError, Rendered, SeriesMemory, Settings};
+use pipeline::{Limits, PipelineError, Rendered, SeriesCache, Settings};
 use store::Store;
 
 /// Why one scrape failed.
@@ -74,7 +74,7 @@ pub async fn run_target(
         fetcher,
         body: Vec::new(),
         spare: Arc::new(Rendered::default()),
-        memory: SeriesMemory::default(),
+        memory: SeriesCache::default(),
         store,
     };
     let first = offset(&scraper.target, SystemTime::now());
@@ -101,7 +101,7 @@ struct Scraper {
     fetcher: Fetcher,
     body: Vec<u8>,
     spare: Arc<Rendered>,
-    memory: SeriesMemory,
+    memory: SeriesCache,
     store: Arc<Store>,
 }
 

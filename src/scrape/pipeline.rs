@@ -2,14 +2,19 @@
 //! relabeling → limits → rendered family blocks. No I/O, so benchmarks and
 //! `relay relabel` run exactly what the scrape loop runs.
 //!
-//! Labels borrow from the body and the target; the output buffers are reused
-//! from scrape to scrape, so a sample that passes unchanged costs no heap
-//! allocation.
+//! A series seen before is found in the target's [`SeriesCache`] by its
+//! bytes in the body and written out as rendered then, so steady-state
+//! scrapes parse and validate each line but build, relabel and render no
+//! labels; a new series is processed once, its labels borrowing from the body
+//! and the target. Output buffers are reused from scrape to scrape, so a
+//! known series costs no heap allocation.
 
-use std::collections::HashSet;
 use std::ops::Range;
 
-use crate::exposition::{render, Entry, Format, Labels, MetricType, ParseError, Parser};
+use hashbrown::hash_map::EntryRef;
+use hashbrown::HashMap;
+
+use crate::exposition::{render, Entry, Format, Labels, MetricType, ParseError, Parser, Sample};
 use crate::relabel::Rules;
 
 /// Prometheus's per-scrape limits; 0 means no limit.
@@ -67,7 +72,7 @@ pub fn convert(body: &[u8], input: Format, output: Format) -> Result<Rendered, P
         body,
         input,
         &settings,
-        &mut SeriesMemory::default(),
+        &mut SeriesCache::default(),
         &mut out,
     )?;
     Ok(out)
@@ -166,23 +171,56 @@ impl Rendered {
     }
 }
 
-/// The series seen in the last successful scrape, for `scrape_series_added`.
+/// A target's series as last scraped, keyed by their text as the target
+/// wrote it (`name{labels}`), like Prometheus's scrape cache: a series seen
+/// before skips label parsing, target labels, relabeling, sorting and
+/// rendering, and one not seen before counts in `scrape_series_added`.
+/// Valid for one target's [`Settings`]; the scrape loop keeps one per target.
 #[derive(Debug, Default)]
-pub struct SeriesMemory {
-    previous: HashSet<u64>,
-    current: HashSet<u64>,
+pub struct SeriesCache {
+    entries: HashMap<Vec<u8>, Cached>,
+    /// Scrape counter, to find the entries the last scrape did not see.
+    generation: u64,
+    /// Entries the current scrape has seen.
+    seen: usize,
+    /// Size after the last successful scrape, to bound growth when scrapes fail.
+    settled: usize,
 }
 
-impl SeriesMemory {
-    /// Call after a successful scrape: what was current becomes previous.
+#[derive(Debug)]
+struct Cached {
+    /// The rendered `name{labels}` after target labels, relabeling and
+    /// sorting; None when relabeling dropped the series.
+    series: Option<Box<[u8]>>,
+    /// Length of the metric name at the start of `series`.
+    name_len: usize,
+    generation: u64,
+}
+
+impl SeriesCache {
+    /// Call after a successful scrape: forgets the series it did not see.
     pub fn commit(&mut self) {
-        std::mem::swap(&mut self.previous, &mut self.current);
-        self.current.clear();
+        if self.entries.len() > self.seen {
+            let current = self.generation;
+            self.entries.retain(|_, e| e.generation == current);
+        }
+        self.settled = self.entries.len();
+        self.next_generation();
     }
 
-    /// Call after a failed scrape: forget the partial set.
+    /// Call after a failed scrape: keeps what is known unless a churning
+    /// target has doubled the cache since the last success (as Prometheus).
     pub fn discard(&mut self) {
-        self.current.clear();
+        if self.entries.len() > 2 * self.settled + 1000 {
+            let current = self.generation;
+            self.entries.retain(|_, e| e.generation == current);
+        }
+        self.next_generation();
+    }
+
+    fn next_generation(&mut self) {
+        self.generation += 1;
+        self.seen = 0;
     }
 }
 
@@ -213,7 +251,7 @@ pub fn process(
     body: &[u8],
     input: Format,
     settings: &Settings<'_>,
-    memory: &mut SeriesMemory,
+    cache: &mut SeriesCache,
     out: &mut Rendered,
 ) -> Result<(), PipelineError> {
     out.clear();
@@ -237,35 +275,36 @@ pub fn process(
             Entry::Sample(s) => s,
         };
         out.samples_scraped += 1;
-        labels.clear();
-        sample.labels_into(&mut labels);
-        add_target_labels(&mut labels, settings.target_labels, settings.honor_labels);
-        if !settings.rules.apply(&mut labels) || labels.metric_name().is_empty() {
-            continue;
+        let key = series_key(body, &sample);
+        let generation = cache.generation;
+        let (cached, new) = match cache.entries.entry_ref(key) {
+            EntryRef::Occupied(o) => (o.into_mut(), false),
+            EntryRef::Vacant(v) => {
+                let known = first_sight(&sample, &mut labels, settings, generation)?;
+                (v.insert(known), true)
+            }
+        };
+        if new || cached.generation != generation {
+            cached.generation = generation;
+            cache.seen += 1;
         }
-        check_label_limits(&labels, &settings.limits)?;
+        let Some(series) = cached.series.as_deref() else {
+            continue;
+        };
         out.samples_kept += 1;
         // Past the limit the scrape has failed, but Prometheus still counts
         // the rest for scrape_samples_scraped and _post_metric_relabeling.
         if over_limit(out.samples_kept, settings.limits.sample_limit) {
             continue;
         }
-        if settings.sort_labels {
-            labels.sort();
-        }
-        let id = labels.hash64();
-        if memory.current.insert(id) && !memory.previous.contains(&id) {
+        if new {
             out.series_added += 1;
         }
-        open_block(out, &meta, labels.metric_name(), settings.output);
+        let name = std::str::from_utf8(&series[..cached.name_len]).unwrap_or_default();
+        open_block(out, &meta, name, settings.output);
+        out.text.extend_from_slice(series);
         let timestamp = sample.timestamp_ms.filter(|_| settings.honor_timestamps);
-        render::sample(
-            &mut out.text,
-            settings.output,
-            &labels,
-            sample.value,
-            timestamp,
-        );
+        render::sample_tail(&mut out.text, settings.output, sample.value, timestamp);
         if let Some(block) = out.families.last_mut() {
             block.lines.end = out.text.len();
         }
@@ -277,6 +316,51 @@ pub fn process(
         });
     }
     Ok(())
+}
+
+/// What a series not in the cache becomes: target labels, relabeling, the
+/// label limits, then sorted and rendered once.
+fn first_sight<'a>(
+    sample: &Sample<'a>,
+    labels: &mut Labels<'a>,
+    settings: &Settings<'a>,
+    generation: u64,
+) -> Result<Cached, PipelineError> {
+    labels.clear();
+    sample.labels_into(labels);
+    add_target_labels(labels, settings.target_labels, settings.honor_labels);
+    let dropped = Cached {
+        series: None,
+        name_len: 0,
+        generation,
+    };
+    if !settings.rules.apply(labels) || labels.metric_name().is_empty() {
+        return Ok(dropped);
+    }
+    check_label_limits(labels, &settings.limits)?;
+    if settings.sort_labels {
+        labels.sort();
+    }
+    let mut series = Vec::with_capacity(sample.name.len() + sample.labels_src.len() + 64);
+    render::series(&mut series, labels);
+    Ok(Cached {
+        series: Some(series.into_boxed_slice()),
+        name_len: labels.metric_name().len(),
+        generation,
+    })
+}
+
+/// The series as the target wrote it, name through labels: a slice of the
+/// body, so looking it up allocates nothing.
+fn series_key<'a>(body: &'a [u8], sample: &Sample<'a>) -> &'a [u8] {
+    let offset = |s: &str| (s.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
+    let start = offset(sample.name);
+    let end = if sample.labels_src.is_empty() {
+        start + sample.name.len()
+    } else {
+        offset(sample.labels_src) + sample.labels_src.len()
+    };
+    body.get(start..end).unwrap_or(sample.name.as_bytes())
 }
 
 fn over_limit(count: usize, limit: usize) -> bool {
@@ -387,7 +471,7 @@ mod tests {
             body.as_bytes(),
             Format::Text,
             &settings,
-            &mut SeriesMemory::default(),
+            &mut SeriesCache::default(),
             &mut out,
         )?;
         let mut text = Vec::new();
@@ -485,11 +569,49 @@ mod tests {
     }
 
     #[test]
+    fn cached_series_render_as_on_first_sight_and_stale_ones_are_forgotten() {
+        let target = target();
+        let config = crate::config::from_yaml_str(
+            "scrape_configs:\n  - job_name: a\n    metric_relabel_configs:\n      - {source_labels: [__name__], regex: drop_me, action: drop}\n      - {source_labels: [x], target_label: y, replacement: 'y$1'}\n",
+        )
+        .expect("valid");
+        let rules = &config.config.scrape_configs[0].metric_relabel;
+        let settings = Settings::new(&target, rules);
+        let mut cache = SeriesCache::default();
+        let scrape = |body: &str, cache: &mut SeriesCache| {
+            let mut out = Rendered::default();
+            process(body.as_bytes(), Format::Text, &settings, cache, &mut out).expect("valid");
+            cache.commit();
+            let mut text = Vec::new();
+            out.write(&mut text, Format::Text);
+            (
+                String::from_utf8_lossy(&text).into_owned(),
+                out.samples_kept,
+                out.series_added,
+            )
+        };
+        let body =
+            "# TYPE m gauge\nm{x=\"1\",a=\"\\\"q\\\"\"} 1\ndrop_me 2\nm{x=\"2\"} 3 1700000000000\n";
+        let want = "# TYPE m gauge\nm{a=\"\\\"q\\\"\",instance=\"localhost:8001\",job=\"app\",x=\"1\",y=\"y1\"} 1\nm{instance=\"localhost:8001\",job=\"app\",x=\"2\",y=\"y2\"} 3 1700000000000\n";
+        assert_eq!(scrape(body, &mut cache), (want.to_owned(), 2, 2));
+        // Same series, new values: served from the cache, nothing added.
+        let again = body.replace("} 1\n", "} 10\n");
+        let (text, kept, added) = scrape(&again, &mut cache);
+        assert_eq!((kept, added), (2, 0));
+        assert_eq!(text, want.replace("} 1\n", "} 10\n"));
+        assert_eq!(cache.entries.len(), 3, "the dropped series is cached too");
+        // A scrape without m{x="2"} forgets it; its return counts as added.
+        scrape("m{x=\"1\",a=\"\\\"q\\\"\"} 1\n", &mut cache);
+        assert_eq!(cache.entries.len(), 1);
+        assert_eq!(scrape(body, &mut cache).2, 1);
+    }
+
+    #[test]
     fn series_added_counts_new_series_only() {
         let target = Labels::default();
         let rules = Rules::default();
         let settings = Settings::new(&target, &rules);
-        let mut memory = SeriesMemory::default();
+        let mut memory = SeriesCache::default();
         let mut out = Rendered::default();
         process(
             b"a 1\nb 1\n",
