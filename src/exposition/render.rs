@@ -108,8 +108,13 @@ fn seconds(out: &mut Vec<u8>, ms: i64) {
     let _ = if frac == 0 {
         write!(out, "{sign}{s}")
     } else {
-        let digits = format!("{frac:03}");
-        write!(out, "{sign}{s}.{}", digits.trim_end_matches('0'))
+        // Three digits, trailing zeros dropped: .5, .25, .125.
+        let (digits, width) = match (frac % 100, frac % 10) {
+            (0, _) => (frac / 100, 1),
+            (_, 0) => (frac / 10, 2),
+            _ => (frac, 3),
+        };
+        write!(out, "{sign}{s}.{digits:0width$}")
     };
 }
 
@@ -238,6 +243,25 @@ mod tests {
             String::from_utf8_lossy(&out),
             "m{a=\"x\\\\\\\"y\\n\"} 1 1500\nm{a=\"x\\\\\\\"y\\n\"} 1 1.5\n"
         );
+    }
+
+    #[test]
+    fn openmetrics_timestamps_are_exact_seconds() {
+        let cases = [
+            (1500, "1.5"),
+            (1250, "1.25"),
+            (1001, "1.001"),
+            (1010, "1.01"),
+            (2000, "2"),
+            (0, "0"),
+            (-1500, "-1.5"),
+            (1_700_000_000_120, "1700000000.12"),
+        ];
+        for (ms, want) in cases {
+            let mut out = Vec::new();
+            seconds(&mut out, ms);
+            assert_eq!(String::from_utf8_lossy(&out), want, "{ms} ms");
+        }
     }
 
     #[test]
