@@ -1,4 +1,5 @@
-//! `tls_config` towards a target, with Prometheus's meaning: `ca_file`
+//! `tls_config` towards a target (and a remote-write receiver, whose config
+//! is checked the same way), with Prometheus's meaning: `ca_file`
 //! replaces the public roots, `cert_file`/`key_file` is the client identity,
 //! `server_name` is the name the certificate must carry (a sidecar scrapes
 //! `localhost`, whose certificate names the service), and
@@ -38,7 +39,8 @@ impl TlsError {
     }
 }
 
-/// Builds the rustls client configuration for one scrape job.
+/// Builds the rustls client configuration for one `tls_config`; config
+/// validation calls it too, so a bad file fails `relay check config`.
 pub fn client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
