@@ -46,26 +46,29 @@ pub fn client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, TlsError> 
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions(tls)?)
         .map_err(|e| TlsError::new("min_version", e.to_string()))?;
-    let verifier: Arc<dyn ServerCertVerifier> = if tls.insecure_skip_verify {
-        Arc::new(AcceptAny(provider.signature_verification_algorithms))
+    let chain = if tls.insecure_skip_verify {
+        None
     } else {
         let roots = Arc::new(roots(tls.ca_file.as_deref())?);
         let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
             .build()
             .map_err(|e| TlsError::new("ca_file", e.to_string()))?;
-        match &tls.server_name {
-            Some(name) => Arc::new(Named {
-                name: ServerName::try_from(name.clone()).map_err(|_| {
-                    TlsError::new(
-                        "server_name",
-                        format!("{name:?} is not a valid DNS name or IP address"),
-                    )
-                })?,
-                inner: webpki,
-            }),
-            None => webpki,
-        }
+        Some(webpki)
     };
+    let server_name = match &tls.server_name {
+        Some(name) => Some(ServerName::try_from(name.clone()).map_err(|_| {
+            TlsError::new(
+                "server_name",
+                format!("{name:?} is not a valid DNS name or IP address"),
+            )
+        })?),
+        None => None,
+    };
+    let verifier = Arc::new(Verifier {
+        chain,
+        server_name,
+        algorithms: provider.signature_verification_algorithms,
+    });
     let builder = builder
         .dangerous()
         .with_custom_certificate_verifier(verifier);
@@ -159,25 +162,37 @@ fn certificates(
     Ok(certs)
 }
 
-/// Verifies the chain as usual but against `server_name` instead of the
-/// host in the target URL.
+/// Checks a target's certificate as `tls_config` says: its chain against
+/// the roots and its name against `server_name` (else the URL's host), or
+/// neither with `insecure_skip_verify`. The handshake signature must match
+/// the certificate either way, as with Go's `InsecureSkipVerify`.
 #[derive(Debug)]
-struct Named {
-    name: ServerName<'static>,
-    inner: Arc<WebPkiServerVerifier>,
+struct Verifier {
+    /// None with `insecure_skip_verify`.
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    server_name: Option<ServerName<'static>>,
+    algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for Named {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _url_host: &ServerName<'_>,
+        url_host: &ServerName<'_>,
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner
-            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+        match &self.chain {
+            Some(chain) => chain.verify_server_cert(
+                end_entity,
+                intermediates,
+                self.server_name.as_ref().unwrap_or(url_host),
+                ocsp_response,
+                now,
+            ),
+            None => Ok(ServerCertVerified::assertion()),
+        }
     }
 
     fn verify_tls12_signature(
@@ -186,7 +201,7 @@ impl ServerCertVerifier for Named {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -195,51 +210,11 @@ impl ServerCertVerifier for Named {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// `insecure_skip_verify`: any certificate is accepted, but the handshake
-/// signature must still match it (as Go's `InsecureSkipVerify` does).
-#[derive(Debug)]
-struct AcceptAny(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 
