@@ -357,3 +357,34 @@ fn parse_error_fails_the_scrape_as_in_prometheus() {
     let app = "a 1\nb{x=\"1\"} 2\nc{x=\"unterminated} 3\nd 4\n";
     same_as_prometheus(Reply::text(app), "", 3);
 }
+
+#[test]
+fn target_relabeling_and_static_labels_as_in_prometheus() {
+    // `labels:` belongs to the static config above it; the rest to the job.
+    let job = r#"        labels: {env: prod, team: shop, __meta_zone: eu-1}
+    params: {module: [http]}
+    relabel_configs:
+      - source_labels: [__address__]
+        regex: (.*):(\d+)
+        target_label: host
+        replacement: $1
+      - source_labels: [env]
+        target_label: environment
+      - regex: env
+        action: labeldrop
+      - source_labels: [__meta_zone]
+        target_label: zone
+      - source_labels: [__scheme__, __metrics_path__, __param_module]
+        separator: "|"
+        target_label: endpoint
+      - target_label: __param_extra
+        replacement: "1"
+      - source_labels: [__address__]
+        target_label: instance
+        regex: (.*):.*
+        replacement: app@$1
+"#;
+    // The app's own `team` clashes with the static one: exported_team.
+    let app = format!("{RICH_APP}owned{{team=\"payments\"}} 1\n");
+    same_as_prometheus(Reply::text(&app), job, 20);
+}
