@@ -191,7 +191,7 @@ pub struct SeriesCache {
 struct Cached {
     /// The rendered `name{labels}` after target labels, relabeling and
     /// sorting; None when relabeling dropped the series.
-    series: Option<Box<[u8]>>,
+    series: Option<Box<str>>,
     /// Length of the metric name at the start of `series`.
     name_len: usize,
     generation: u64,
@@ -300,9 +300,9 @@ pub fn process(
         if new {
             out.series_added += 1;
         }
-        let name = std::str::from_utf8(&series[..cached.name_len]).unwrap_or_default();
+        let name = series.get(..cached.name_len).unwrap_or(series);
         open_block(out, &meta, name, settings.output);
-        out.text.extend_from_slice(series);
+        out.text.extend_from_slice(series.as_bytes());
         let timestamp = sample.timestamp_ms.filter(|_| settings.honor_timestamps);
         render::sample_tail(&mut out.text, settings.output, sample.value, timestamp);
         if let Some(block) = out.families.last_mut() {
@@ -343,8 +343,11 @@ fn first_sight<'a>(
     }
     let mut series = Vec::with_capacity(sample.name.len() + sample.labels_src.len() + 64);
     render::series(&mut series, labels);
+    // Written from str pieces and ASCII escapes: valid, this only checks.
+    let series = String::from_utf8(series)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     Ok(Cached {
-        series: Some(series.into_boxed_slice()),
+        series: Some(series.into_boxed_str()),
         name_len: labels.metric_name().len(),
         generation,
     })
