@@ -610,6 +610,48 @@ mod tests {
     }
 
     #[test]
+    fn a_churning_target_cannot_grow_the_cache_without_bound() {
+        let target = Labels::default();
+        let rules = Rules::default();
+        let settings = Settings {
+            limits: Limits {
+                sample_limit: 10,
+                ..Limits::default()
+            },
+            ..Settings::new(&target, &rules)
+        };
+        let mut cache = SeriesCache::default();
+        let mut out = Rendered::default();
+        // Every scrape fails (over the sample limit) with 500 new series.
+        for scrape in 0..20 {
+            let body: String = (0..500)
+                .map(|i| format!("m{{s=\"{scrape}-{i}\"}} 1\n"))
+                .collect();
+            let result = process(
+                body.as_bytes(),
+                Format::Text,
+                &settings,
+                &mut cache,
+                &mut out,
+            );
+            assert!(matches!(
+                result,
+                Err(PipelineError::SampleLimit { count: 500, .. })
+            ));
+            cache.discard();
+            assert!(
+                cache.entries.len() <= 1500,
+                "{} entries",
+                cache.entries.len()
+            );
+        }
+        // A successful scrape keeps only what it saw.
+        process(b"m 1\n", Format::Text, &settings, &mut cache, &mut out).expect("ok");
+        cache.commit();
+        assert_eq!(cache.entries.len(), 1);
+    }
+
+    #[test]
     fn series_added_counts_new_series_only() {
         let target = Labels::default();
         let rules = Rules::default();
