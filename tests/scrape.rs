@@ -152,12 +152,14 @@ fn failing_targets_give_up_0_with_a_reason_and_relay_stays_healthy() {
         ..Reply::text(APP)
     });
     let big = Target::start(Reply::text(APP));
+    let limited = Target::start(Reply::text(APP));
     let config = format!(
-        "scrape_configs:\n{}{}{}{}",
+        "scrape_configs:\n{}{}{}{}{}",
         job("garbage", &garbage.addr, ""),
         job("missing", &missing.addr, ""),
         job("hung", &hung.addr, ""),
         job("big", &big.addr, "    body_size_limit: 100B\n"),
+        job("limited", &limited.addr, "    sample_limit: 1\n"),
     );
     let relay = Relay::start(&config);
     for (job, fragments) in [
@@ -174,10 +176,18 @@ fn failing_targets_give_up_0_with_a_reason_and_relay_stays_healthy() {
         ),
         ("hung", vec!["scrape timed out after 500ms", "hung/"]),
         ("big", vec!["body size limit exceeded (100 bytes)", "big/"]),
+        (
+            "limited",
+            vec![
+                "error=sample_limit exceeded: ",
+                "samples after relabeling, limit 1",
+                "limited/",
+            ],
+        ),
     ] {
         let line = relay.wait_for_line(&format!(
             "up{{instance=\"{}\",job=\"{job}\"",
-            target_addr(job, &[&garbage, &missing, &hung, &big])
+            target_addr(job, &[&garbage, &missing, &hung, &big, &limited])
         ));
         assert!(line.ends_with(" 0"), "{line}");
         let log = relay.wait_for_log(&fragments);
@@ -214,7 +224,7 @@ fn failing_targets_give_up_0_with_a_reason_and_relay_stays_healthy() {
 }
 
 fn target_addr<'a>(job: &str, targets: &[&'a Target]) -> &'a str {
-    let i = ["garbage", "missing", "hung", "big"]
+    let i = ["garbage", "missing", "hung", "big", "limited"]
         .iter()
         .position(|j| *j == job)
         .unwrap_or(0);

@@ -26,7 +26,7 @@ use store::Store;
 pub enum ScrapeError {
     #[error(transparent)]
     Fetch(#[from] fetch::FetchError),
-    #[error("invalid exposition at {0}")]
+    #[error(transparent)]
     Pipeline(#[from] PipelineError),
 }
 

@@ -81,7 +81,7 @@ pub fn convert(body: &[u8], input: Format, output: Format) -> Result<Rendered, P
 /// Why a scrape's body was rejected whole (Prometheus fails the scrape too).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PipelineError {
-    #[error("line {0}")]
+    #[error("invalid exposition at line {0}")]
     Parse(ParseError),
     #[error("sample_limit exceeded: {count} samples after relabeling, limit {limit}")]
     SampleLimit { count: usize, limit: usize },
