@@ -9,10 +9,10 @@
 //! and the target. Output buffers are reused from scrape to scrape, so a
 //! known series costs no heap allocation.
 
+use std::hash::BuildHasher;
 use std::ops::Range;
 
-use hashbrown::hash_map::EntryRef;
-use hashbrown::HashMap;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::exposition::{render, Entry, Format, Labels, MetricType, ParseError, Parser, Sample};
 use crate::relabel::Rules;
@@ -176,9 +176,17 @@ impl Rendered {
 /// before skips label parsing, target labels, relabeling, sorting and
 /// rendering, and one not seen before counts in `scrape_series_added`.
 /// Valid for one target's [`Settings`]; the scrape loop keeps one per target.
+///
+/// Keys and rendered series live end to end in one string, so an entry costs
+/// its bytes and a small index record, not two heap allocations.
 #[derive(Debug, Default)]
 pub struct SeriesCache {
-    entries: HashMap<Vec<u8>, Cached>,
+    table: HashTable<Cached>,
+    hasher: DefaultHashBuilder,
+    /// Each entry's key followed by its rendered series.
+    arena: String,
+    /// Bytes of `arena` that no entry uses any more.
+    garbage: usize,
     /// Scrape counter, to find the entries the last scrape did not see.
     generation: u64,
     /// Entries the current scrape has seen.
@@ -187,33 +195,50 @@ pub struct SeriesCache {
     settled: usize,
 }
 
+/// Where one series' key and rendering are in the arena.
 #[derive(Debug)]
 struct Cached {
-    /// The rendered `name{labels}` after target labels, relabeling and
-    /// sorting; None when relabeling dropped the series.
-    series: Option<Box<str>>,
-    /// Length of the metric name at the start of `series`.
+    start: usize,
+    key_len: usize,
+    /// Length of the rendered `name{labels}` after target labels,
+    /// relabeling and sorting; 0 when relabeling dropped the series.
+    series_len: usize,
+    /// Length of the metric name at the start of the rendered series.
     name_len: usize,
     generation: u64,
+}
+
+impl Cached {
+    fn key<'s>(&self, arena: &'s str) -> &'s [u8] {
+        let bytes = arena.as_bytes();
+        bytes
+            .get(self.start..self.start + self.key_len)
+            .unwrap_or_default()
+    }
+
+    fn series<'s>(&self, arena: &'s str) -> &'s str {
+        let start = self.start + self.key_len;
+        arena
+            .get(start..start + self.series_len)
+            .unwrap_or_default()
+    }
 }
 
 impl SeriesCache {
     /// Call after a successful scrape: forgets the series it did not see.
     pub fn commit(&mut self) {
-        if self.entries.len() > self.seen {
-            let current = self.generation;
-            self.entries.retain(|_, e| e.generation == current);
+        if self.table.len() > self.seen {
+            self.forget_unseen();
         }
-        self.settled = self.entries.len();
+        self.settled = self.table.len();
         self.next_generation();
     }
 
     /// Call after a failed scrape: keeps what is known unless a churning
     /// target has doubled the cache since the last success (as Prometheus).
     pub fn discard(&mut self) {
-        if self.entries.len() > 2 * self.settled + 1000 {
-            let current = self.generation;
-            self.entries.retain(|_, e| e.generation == current);
+        if self.table.len() > 2 * self.settled + 1000 {
+            self.forget_unseen();
         }
         self.next_generation();
     }
@@ -221,6 +246,75 @@ impl SeriesCache {
     fn next_generation(&mut self) {
         self.generation += 1;
         self.seen = 0;
+    }
+
+    fn forget_unseen(&mut self) {
+        let (current, garbage) = (self.generation, &mut self.garbage);
+        self.table.retain(|e| {
+            let keep = e.generation == current;
+            if !keep {
+                *garbage += e.key_len + e.series_len;
+            }
+            keep
+        });
+        if self.garbage > self.arena.len() / 2 {
+            let mut arena = String::with_capacity(self.arena.len() - self.garbage);
+            for e in self.table.iter_mut() {
+                let end = e.start + e.key_len + e.series_len;
+                let bytes = self.arena.get(e.start..end).unwrap_or_default();
+                e.start = arena.len();
+                arena.push_str(bytes);
+            }
+            self.arena = arena;
+            self.garbage = 0;
+        }
+    }
+
+    /// The entry for `key` (new: built by `first_sight`), and whether it is new.
+    fn get_or_insert(
+        &mut self,
+        key: &[u8],
+        first_sight: impl FnOnce() -> Result<Option<(String, usize)>, PipelineError>,
+    ) -> Result<(&mut Cached, &str, bool), PipelineError> {
+        let SeriesCache {
+            table,
+            hasher,
+            arena,
+            generation,
+            seen,
+            ..
+        } = self;
+        let hash = hasher.hash_one(key);
+        let entry = table.entry(
+            hash,
+            |e| e.key(arena) == key,
+            |e| hasher.hash_one(e.key(arena)),
+        );
+        let (cached, new) = match entry {
+            hashbrown::hash_table::Entry::Occupied(o) => (o.into_mut(), false),
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                let rendered = first_sight()?;
+                let start = arena.len();
+                // The parser has checked the key's bytes as UTF-8 already.
+                arena.push_str(&String::from_utf8_lossy(key));
+                let key_len = arena.len() - start;
+                let (series, name_len) = rendered.unwrap_or_default();
+                arena.push_str(&series);
+                let cached = Cached {
+                    start,
+                    key_len,
+                    series_len: series.len(),
+                    name_len,
+                    generation: *generation,
+                };
+                (v.insert(cached).into_mut(), true)
+            }
+        };
+        if new || cached.generation != *generation {
+            cached.generation = *generation;
+            *seen += 1;
+        }
+        Ok((cached, arena.as_str(), new))
     }
 }
 
@@ -276,21 +370,12 @@ pub fn process(
         };
         out.samples_scraped += 1;
         let key = series_key(body, &sample);
-        let generation = cache.generation;
-        let (cached, new) = match cache.entries.entry_ref(key) {
-            EntryRef::Occupied(o) => (o.into_mut(), false),
-            EntryRef::Vacant(v) => {
-                let known = first_sight(&sample, &mut labels, settings, generation)?;
-                (v.insert(known), true)
-            }
-        };
-        if new || cached.generation != generation {
-            cached.generation = generation;
-            cache.seen += 1;
-        }
-        let Some(series) = cached.series.as_deref() else {
+        let (cached, arena, new) =
+            cache.get_or_insert(key, || first_sight(&sample, &mut labels, settings))?;
+        let series = cached.series(arena);
+        if series.is_empty() {
             continue;
-        };
+        }
         out.samples_kept += 1;
         // Past the limit the scrape has failed, but Prometheus still counts
         // the rest for scrape_samples_scraped and _post_metric_relabeling.
@@ -319,23 +404,18 @@ pub fn process(
 }
 
 /// What a series not in the cache becomes: target labels, relabeling, the
-/// label limits, then sorted and rendered once.
+/// label limits, then sorted and rendered once; None when it is dropped.
+/// Returns the rendered series and its metric name's length.
 fn first_sight<'a>(
     sample: &Sample<'a>,
     labels: &mut Labels<'a>,
     settings: &Settings<'a>,
-    generation: u64,
-) -> Result<Cached, PipelineError> {
+) -> Result<Option<(String, usize)>, PipelineError> {
     labels.clear();
     sample.labels_into(labels);
     add_target_labels(labels, settings.target_labels, settings.honor_labels);
-    let dropped = Cached {
-        series: None,
-        name_len: 0,
-        generation,
-    };
     if !settings.rules.apply(labels) || labels.metric_name().is_empty() {
-        return Ok(dropped);
+        return Ok(None);
     }
     check_label_limits(labels, &settings.limits)?;
     if settings.sort_labels {
@@ -346,11 +426,7 @@ fn first_sight<'a>(
     // Written from str pieces and ASCII escapes: valid, this only checks.
     let series = String::from_utf8(series)
         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-    Ok(Cached {
-        series: Some(series.into_boxed_str()),
-        name_len: labels.metric_name().len(),
-        generation,
-    })
+    Ok(Some((series, labels.metric_name().len())))
 }
 
 /// The series as the target wrote it, name through labels: a slice of the
@@ -602,10 +678,10 @@ mod tests {
         let (text, kept, added) = scrape(&again, &mut cache);
         assert_eq!((kept, added), (2, 0));
         assert_eq!(text, want.replace("} 1\n", "} 10\n"));
-        assert_eq!(cache.entries.len(), 3, "the dropped series is cached too");
+        assert_eq!(cache.table.len(), 3, "the dropped series is cached too");
         // A scrape without m{x="2"} forgets it; its return counts as added.
         scrape("m{x=\"1\",a=\"\\\"q\\\"\"} 1\n", &mut cache);
-        assert_eq!(cache.entries.len(), 1);
+        assert_eq!(cache.table.len(), 1);
         assert_eq!(scrape(body, &mut cache).2, 1);
     }
 
@@ -639,16 +715,39 @@ mod tests {
                 Err(PipelineError::SampleLimit { count: 500, .. })
             ));
             cache.discard();
-            assert!(
-                cache.entries.len() <= 1500,
-                "{} entries",
-                cache.entries.len()
-            );
+            assert!(cache.table.len() <= 1500, "{} entries", cache.table.len());
         }
         // A successful scrape keeps only what it saw.
         process(b"m 1\n", Format::Text, &settings, &mut cache, &mut out).expect("ok");
         cache.commit();
-        assert_eq!(cache.entries.len(), 1);
+        assert_eq!(cache.table.len(), 1);
+        // Successful scrapes that churn: the arena is compacted, and what
+        // stays renders as before.
+        let settings = Settings::new(&target, &rules);
+        for scrape in 0..20 {
+            let body: String = (0..100)
+                .map(|i| format!("m{{s=\"{scrape}-{i}\"}} 1\nkept 2\n"))
+                .collect();
+            process(
+                body.as_bytes(),
+                Format::Text,
+                &settings,
+                &mut cache,
+                &mut out,
+            )
+            .expect("ok");
+            cache.commit();
+            assert_eq!(cache.table.len(), 101);
+            let live: usize = cache.table.iter().map(|e| e.key_len + e.series_len).sum();
+            assert!(
+                cache.arena.len() <= 2 * live + 64,
+                "{} for {live}",
+                cache.arena.len()
+            );
+        }
+        process(b"kept 3\n", Format::Text, &settings, &mut cache, &mut out).expect("ok");
+        assert_eq!(out.series_added, 0);
+        assert_eq!(String::from_utf8_lossy(&out.text), "kept 3\n");
     }
 
     #[test]
