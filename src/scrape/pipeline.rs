@@ -187,6 +187,8 @@ pub struct SeriesCache {
     arena: String,
     /// Bytes of `arena` that no entry uses any more.
     garbage: usize,
+    /// Where a new series is rendered before it joins the arena.
+    scratch: Vec<u8>,
     /// Scrape counter, to find the entries the last scrape did not see.
     generation: u64,
     /// Entries the current scrape has seen.
@@ -270,16 +272,19 @@ impl SeriesCache {
         }
     }
 
-    /// The entry for `key` (new: built by `first_sight`), and whether it is new.
+    /// The entry for `key`, the arena, and whether the entry is new. A new
+    /// one is rendered by `first_sight` into the scratch buffer, which
+    /// returns the metric name's length, or None for a dropped series.
     fn get_or_insert(
         &mut self,
         key: &[u8],
-        first_sight: impl FnOnce() -> Result<Option<(String, usize)>, PipelineError>,
+        first_sight: impl FnOnce(&mut Vec<u8>) -> Result<Option<usize>, PipelineError>,
     ) -> Result<(&mut Cached, &str, bool), PipelineError> {
         let SeriesCache {
             table,
             hasher,
             arena,
+            scratch,
             generation,
             seen,
             ..
@@ -293,17 +298,18 @@ impl SeriesCache {
         let (cached, new) = match entry {
             hashbrown::hash_table::Entry::Occupied(o) => (o.into_mut(), false),
             hashbrown::hash_table::Entry::Vacant(v) => {
-                let rendered = first_sight()?;
+                scratch.clear();
+                let name_len = first_sight(scratch)?.unwrap_or(0);
                 let start = arena.len();
-                // The parser has checked the key's bytes as UTF-8 already.
+                // The parser has checked the key as UTF-8, and the series is
+                // written from str pieces: these only check.
                 arena.push_str(&String::from_utf8_lossy(key));
                 let key_len = arena.len() - start;
-                let (series, name_len) = rendered.unwrap_or_default();
-                arena.push_str(&series);
+                arena.push_str(&String::from_utf8_lossy(scratch));
                 let cached = Cached {
                     start,
                     key_len,
-                    series_len: series.len(),
+                    series_len: arena.len() - start - key_len,
                     name_len,
                     generation: *generation,
                 };
@@ -371,7 +377,7 @@ pub fn process(
         out.samples_scraped += 1;
         let key = series_key(body, &sample);
         let (cached, arena, new) =
-            cache.get_or_insert(key, || first_sight(&sample, &mut labels, settings))?;
+            cache.get_or_insert(key, |out| first_sight(&sample, &mut labels, settings, out))?;
         let series = cached.series(arena);
         if series.is_empty() {
             continue;
@@ -404,13 +410,14 @@ pub fn process(
 }
 
 /// What a series not in the cache becomes: target labels, relabeling, the
-/// label limits, then sorted and rendered once; None when it is dropped.
-/// Returns the rendered series and its metric name's length.
+/// label limits, then sorted and rendered once into `out`. Returns the
+/// metric name's length, or None when relabeling drops the series.
 fn first_sight<'a>(
     sample: &Sample<'a>,
     labels: &mut Labels<'a>,
     settings: &Settings<'a>,
-) -> Result<Option<(String, usize)>, PipelineError> {
+    out: &mut Vec<u8>,
+) -> Result<Option<usize>, PipelineError> {
     labels.clear();
     sample.labels_into(labels);
     add_target_labels(labels, settings.target_labels, settings.honor_labels);
@@ -421,12 +428,8 @@ fn first_sight<'a>(
     if settings.sort_labels {
         labels.sort();
     }
-    let mut series = Vec::with_capacity(sample.name.len() + sample.labels_src.len() + 64);
-    render::series(&mut series, labels);
-    // Written from str pieces and ASCII escapes: valid, this only checks.
-    let series = String::from_utf8(series)
-        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-    Ok(Some((series, labels.metric_name().len())))
+    render::series(out, labels);
+    Ok(Some(labels.metric_name().len()))
 }
 
 /// The series as the target wrote it, name through labels: a slice of the
