@@ -645,6 +645,24 @@ proptest! {
     }
 
     #[test]
+    fn quote_and_newline_heavy_text_never_panics(input in "[a_{}\"\\\\\n=, 1#]{0,80}") {
+        // The alphabet that drives label values across lines (a raw newline
+        // in a quoted value is accepted in text, as Prometheus does).
+        let lines = input.split('\n').count() + 1;
+        for e in check(input.as_bytes(), Format::Text) {
+            prop_assert!(e.line >= 1 && e.line <= lines && e.col >= 1, "{e} beyond {lines} lines");
+        }
+        let mut labels = Labels::default();
+        for entry in Parser::new(input.as_bytes(), Format::Text) {
+            if let Ok(Entry::Sample(s)) = entry {
+                labels.clear();
+                s.labels_into(&mut labels);
+                prop_assert_eq!(labels.metric_name(), s.name);
+            }
+        }
+    }
+
+    #[test]
     fn mutated_expositions_never_panic(pos in 0usize..600, byte in any::<u8>(), om in any::<bool>()) {
         let (format, base) = if om { (Format::OpenMetrics, VALID_OPENMETRICS) } else { (Format::Text, VALID_TEXT) };
         let mut input = base.as_bytes().to_vec();
