@@ -17,8 +17,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::exposition::{render, Format};
-use crate::scrape::pipeline;
+use crate::exposition::{render, Entry, Format, Parser};
+use crate::scrape::pipeline::{self, FamilyBlock};
 use crate::scrape::store::Store;
 
 const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -27,15 +27,19 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 /// One rendered exposition; the other encodings are made on first request.
 pub struct Snapshot {
     text: Bytes,
+    /// Each family's header fields and the range of its lines in `text`.
+    families: Vec<FamilyBlock>,
     text_gzip: OnceLock<Bytes>,
     openmetrics: OnceLock<Bytes>,
     openmetrics_gzip: OnceLock<Bytes>,
 }
 
 impl Snapshot {
-    pub fn new(text: Vec<u8>) -> Snapshot {
+    /// `text` is a text 0.0.4 body; `families` say where its lines are.
+    pub fn new(text: Vec<u8>, families: Vec<FamilyBlock>) -> Snapshot {
         Snapshot {
             text: Bytes::from(text),
+            families,
             text_gzip: OnceLock::new(),
             openmetrics: OnceLock::new(),
             openmetrics_gzip: OnceLock::new(),
@@ -57,19 +61,50 @@ impl Snapshot {
 
     fn openmetrics(&self) -> &Bytes {
         self.openmetrics
-            .get_or_init(|| Bytes::from(to_openmetrics(&self.text)))
+            .get_or_init(|| Bytes::from(to_openmetrics(&self.text, &self.families)))
     }
 }
 
-/// Re-renders our own text output as OpenMetrics (same samples and labels).
-fn to_openmetrics(text: &[u8]) -> Vec<u8> {
+/// The same families as OpenMetrics: OpenMetrics headers over the same
+/// sample lines, which only differ where a line has a timestamp (Prometheus
+/// asks for OpenMetrics first, so this runs once for every snapshot).
+fn to_openmetrics(text: &[u8], families: &[FamilyBlock]) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len() + 16);
-    match pipeline::convert(text, Format::Text, Format::OpenMetrics) {
-        Ok(rendered) => rendered.write(&mut out, Format::OpenMetrics),
-        Err(e) => tracing::error!(error = %e, "cannot re-render the snapshot as OpenMetrics"),
+    for f in families {
+        render::family_header(
+            &mut out,
+            Format::OpenMetrics,
+            &f.name,
+            f.help.as_deref(),
+            f.kind,
+            f.unit.as_deref(),
+        );
+        let lines = text.get(f.lines.clone()).unwrap_or_default();
+        if f.timestamps {
+            with_seconds(&mut out, lines);
+        } else {
+            out.extend_from_slice(lines);
+        }
     }
     render::end(&mut out, Format::OpenMetrics);
     out
+}
+
+/// Rewrites text sample lines with their timestamps in seconds.
+fn with_seconds(out: &mut Vec<u8>, lines: &[u8]) {
+    for entry in Parser::new(lines, Format::Text) {
+        match entry {
+            Ok(Entry::Sample(s)) => {
+                out.extend_from_slice(pipeline::series_key(lines, &s));
+                if !s.labels_src.is_empty() {
+                    out.push(b'}');
+                }
+                render::sample_tail(out, Format::OpenMetrics, s.value, s.timestamp_ms);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot re-render the snapshot as OpenMetrics"),
+        }
+    }
 }
 
 fn compress(data: &[u8]) -> Bytes {
@@ -193,4 +228,50 @@ fn plain(status: StatusCode, body: String) -> Response<Full<Bytes>> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exposition::Labels;
+    use crate::relabel::Rules;
+    use crate::scrape::pipeline::{process, Rendered, SeriesCache, Settings};
+
+    #[test]
+    fn openmetrics_is_the_text_snapshot_re_rendered() {
+        let body = "# HELP c_total Requests \\\\ \"all\".\n# TYPE c_total counter\nc_total{a=\"x y\"} 3\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 1.5\nh_count 2\n# TYPE g gauge\n# UNIT g seconds\ng{q=\"\\\"\"} NaN 1700000000123\ng{q=\"b\"} 1\ng 2 -1500\nuntyped_one 4\n";
+        let (target, rules) = (Labels::default(), Rules::default());
+        let mut rendered = Rendered::default();
+        process(
+            body.as_bytes(),
+            Format::Text,
+            &Settings::new(&target, &rules),
+            &mut SeriesCache::default(),
+            &mut rendered,
+        )
+        .expect("valid");
+        let store = Store::new(vec!["app/a:1".into()]);
+        store.publish(0, Arc::new(rendered), true);
+        let snapshot = store.snapshot();
+        let text = snapshot.body(Format::Text, false);
+        let om = snapshot.body(Format::OpenMetrics, false);
+        // What parsing the text body again and rendering it gives.
+        let mut want = Vec::new();
+        pipeline::convert(&text, Format::Text, Format::OpenMetrics)
+            .expect("our text parses")
+            .write(&mut want, Format::OpenMetrics);
+        render::end(&mut want, Format::OpenMetrics);
+        assert_eq!(String::from_utf8_lossy(&om), String::from_utf8_lossy(&want));
+        let om_text = String::from_utf8_lossy(&om);
+        assert!(
+            om_text.contains("g{q=\"\\\"\"} NaN 1700000000.123\n"),
+            "{om_text}"
+        );
+        assert!(om_text.contains("g 2 -1.5\n"), "{om_text}");
+        assert!(
+            om_text.contains("# TYPE c counter\nc_total{a=\"x y\"} 3\n"),
+            "{om_text}"
+        );
+        assert_eq!(crate::exposition::check(&om, Format::OpenMetrics), vec![]);
+    }
 }

@@ -203,6 +203,7 @@ fn append_synthetic(out: &mut Rendered, target: &Labels<'static>, up: bool, dura
             kind: MetricType::Gauge,
             unit: None,
             lines: start..out.text.len(),
+            timestamps: false,
         });
     }
 }

@@ -128,6 +128,9 @@ pub struct FamilyBlock {
     pub kind: MetricType,
     pub unit: Option<String>,
     pub lines: Range<usize>,
+    /// Whether a line carries a timestamp (milliseconds in text, seconds
+    /// in OpenMetrics): the only part of a sample line the formats differ in.
+    pub timestamps: bool,
 }
 
 /// A target's relabeled samples, rendered; reused between scrapes.
@@ -398,6 +401,7 @@ pub fn process(
         render::sample_tail(&mut out.text, settings.output, sample.value, timestamp);
         if let Some(block) = out.families.last_mut() {
             block.lines.end = out.text.len();
+            block.timestamps |= timestamp.is_some();
         }
     }
     if over_limit(out.samples_kept, settings.limits.sample_limit) {
@@ -432,9 +436,9 @@ fn first_sight<'a>(
     Ok(Some(labels.metric_name().len()))
 }
 
-/// The series as the target wrote it, name through labels: a slice of the
-/// body, so looking it up allocates nothing.
-fn series_key<'a>(body: &'a [u8], sample: &Sample<'a>) -> &'a [u8] {
+/// The series as the target wrote it, name through labels (without the
+/// closing `}`): a slice of the body, so looking it up allocates nothing.
+pub(crate) fn series_key<'a>(body: &'a [u8], sample: &Sample<'a>) -> &'a [u8] {
     let offset = |s: &str| (s.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
     let start = offset(sample.name);
     let end = if sample.labels_src.is_empty() {
@@ -479,6 +483,7 @@ fn open_block(out: &mut Rendered, meta: &Meta<'_>, name: &str, format: Format) {
         kind,
         unit: in_family.then(|| meta.unit.map(str::to_owned)).flatten(),
         lines: start..start,
+        timestamps: false,
     });
 }
 

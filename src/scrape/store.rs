@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use super::pipeline::{self, Rendered};
+use super::pipeline::{self, FamilyBlock, Rendered};
 use crate::exposition::{render, Format};
 use crate::serve::Snapshot;
 use crate::telemetry::Telemetry;
@@ -37,14 +37,14 @@ impl Store {
             .collect();
         let store = Store {
             slots: Mutex::new(slots),
-            snapshot: RwLock::new(Arc::new(Snapshot::new(Vec::new()))),
+            snapshot: RwLock::new(Arc::new(Snapshot::new(Vec::new(), Vec::new()))),
             telemetry: Telemetry::new(),
         };
         let empty = store.merge(&[]);
         *store
             .snapshot
             .write()
-            .unwrap_or_else(PoisonError::into_inner) = Arc::new(Snapshot::new(empty));
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(empty);
         store
     }
 
@@ -58,11 +58,11 @@ impl Store {
         });
         let outputs: Vec<Arc<Rendered>> = slots.iter().filter_map(|s| s.output.clone()).collect();
         drop(slots);
-        let text = self.merge(&outputs);
+        let snapshot = self.merge(&outputs);
         *self
             .snapshot
             .write()
-            .unwrap_or_else(PoisonError::into_inner) = Arc::new(Snapshot::new(text));
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(snapshot);
         previous
     }
 
@@ -84,7 +84,9 @@ impl Store {
             .collect()
     }
 
-    fn merge(&self, outputs: &[Arc<Rendered>]) -> Vec<u8> {
+    /// The snapshot: the text body, and where each family's lines are in it
+    /// (so OpenMetrics is written from the same lines, not parsed again).
+    fn merge(&self, outputs: &[Arc<Rendered>]) -> Snapshot {
         // prometheus-client writes OpenMetrics; re-render it as text 0.0.4.
         let own = pipeline::convert(
             self.telemetry.openmetrics().as_bytes(),
@@ -110,6 +112,7 @@ impl Store {
                 order[i].1.push((t, b));
             }
         }
+        let mut layout = Vec::with_capacity(order.len());
         for (_, blocks) in &order {
             let (t, b) = blocks[0];
             let first = &all[t].families[b];
@@ -121,10 +124,19 @@ impl Store {
                 first.kind,
                 first.unit.as_deref(),
             );
+            let start = text.len();
+            let mut timestamps = false;
             for &(t, b) in blocks {
-                text.extend_from_slice(&all[t].text[all[t].families[b].lines.clone()]);
+                let block = &all[t].families[b];
+                text.extend_from_slice(&all[t].text[block.lines.clone()]);
+                timestamps |= block.timestamps;
             }
+            layout.push(FamilyBlock {
+                lines: start..text.len(),
+                timestamps,
+                ..first.clone()
+            });
         }
-        text
+        Snapshot::new(text, layout)
     }
 }
