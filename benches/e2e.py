@@ -5,11 +5,12 @@ One synthetic app (`relay demo --agent-only --series N`) is scraped in turn by
 each peer with the same scrape config, alone on the machine, for the same
 window: relay (scrape + serve), Prometheus in server mode (the classic
 "metrics sidecar" container), Prometheus in agent mode, and vmagent (whose
-remote write goes to a local black hole that answers 204). For each it
-prints CPU seconds used in the window, resident memory (peak and at the end)
-and, for those that serve the scraped data, the latency of fetching all of
-it (relay's /metrics, Prometheus's /federate); then every peer's ratio to
-relay. Everything listens on 127.0.0.1; every process is stopped at the end.
+remote write goes to a local black hole that answers 204). The two that
+serve the scraped data (relay's /metrics, Prometheus's /federate) are also
+fetched once per interval during the window, with Prometheus's Accept
+header, as the central Prometheus does. For each it prints CPU seconds used
+in the window, resident memory (peak and at the end) and, for those that
+serve, the latency of fetching all of it; then every peer's ratio to relay. Everything listens on 127.0.0.1; every process is stopped at the end.
 
     python3 benches/e2e.py              # 100k series, 60 s window per peer
     python3 benches/e2e.py --quick      # 10k series, 10 s window (CI smoke run)
@@ -40,9 +41,26 @@ def free_port():
         return s.getsockname()[1]
 
 
-def get(url, timeout=30.0):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
+# What Prometheus 2.42 sends when it scrapes: OpenMetrics first.
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+    "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+
+
+def get(url, timeout=30.0, accept=None):
+    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    with urllib.request.urlopen(request, timeout=timeout) as r:
         return r.status, r.read()
+
+
+def scrape_as_prometheus(url, interval, stop):
+    """The central Prometheus of the sidecar setup, fetching what is served."""
+    while not stop.wait(interval):
+        try:
+            get(url, accept=PROMETHEUS_ACCEPT)
+        except OSError:
+            pass
 
 
 def wait_for(what, probe, deadline=120.0):
@@ -149,9 +167,18 @@ def measure(name, argv, serve_path, agent, interval, window, requests):
         time.sleep(2 * interval + 1)
         if proc.poll() is not None:
             sys.exit(f"{name} exited early with {proc.returncode}")
+        # Peers that serve the data are also fetched once per interval, as
+        # the central Prometheus does in the sidecar setup: that is CPU too.
+        stop = threading.Event()
+        if serve_path:
+            url = f"http://127.0.0.1:{port}{serve_path}"
+            threading.Thread(
+                target=scrape_as_prometheus, args=(url, interval, stop), daemon=True
+            ).start()
         cpu0 = cpu_seconds(proc.pid)
         time.sleep(window)
         cpu = cpu_seconds(proc.pid) - cpu0
+        stop.set()
         peak, rss = memory_mib(proc.pid)
         latencies, size = [], 0
         if serve_path:
