@@ -7,8 +7,8 @@ window: relay (scrape + serve), Prometheus in server mode (the classic
 "metrics sidecar" container), Prometheus in agent mode, and vmagent (whose
 remote write goes to a local black hole that answers 204). The two that
 serve the scraped data (relay's /metrics, Prometheus's /federate) are also
-fetched once per interval during the window, with Prometheus's Accept
-header, as the central Prometheus does. For each it prints CPU seconds used
+fetched once per interval during the window, with Prometheus's Accept and
+Accept-Encoding headers, as the central Prometheus does. For each it prints CPU seconds used
 in the window, resident memory (peak and at the end) and, for those that
 serve, the latency of fetching all of it; then every peer's ratio to relay. Everything listens on 127.0.0.1; every process is stopped at the end.
 
@@ -41,15 +41,15 @@ def free_port():
         return s.getsockname()[1]
 
 
-# What Prometheus 2.42 sends when it scrapes: OpenMetrics first.
+# What Prometheus 2.42 sends when it scrapes: OpenMetrics first (and gzip).
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
     "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 )
 
 
-def get(url, timeout=30.0, accept=None):
-    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+def get(url, timeout=30.0, headers=None):
+    request = urllib.request.Request(url, headers=headers or {})
     with urllib.request.urlopen(request, timeout=timeout) as r:
         return r.status, r.read()
 
@@ -58,7 +58,7 @@ def scrape_as_prometheus(url, interval, stop):
     """The central Prometheus of the sidecar setup, fetching what is served."""
     while not stop.wait(interval):
         try:
-            get(url, accept=PROMETHEUS_ACCEPT)
+            get(url, headers={"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"})
         except OSError:
             pass
 
