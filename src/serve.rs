@@ -71,14 +71,7 @@ impl Snapshot {
 fn to_openmetrics(text: &[u8], families: &[FamilyBlock]) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len() + 16);
     for f in families {
-        render::family_header(
-            &mut out,
-            Format::OpenMetrics,
-            &f.name,
-            f.help.as_deref(),
-            f.kind,
-            f.unit.as_deref(),
-        );
+        f.write_header(&mut out, Format::OpenMetrics);
         let lines = text.get(f.lines.clone()).unwrap_or_default();
         if f.timestamps {
             with_seconds(&mut out, lines);

@@ -133,6 +133,20 @@ pub struct FamilyBlock {
     pub timestamps: bool,
 }
 
+impl FamilyBlock {
+    /// The family's `# HELP`/`# TYPE`/`# UNIT` lines in `format`.
+    pub fn write_header(&self, out: &mut Vec<u8>, format: Format) {
+        render::family_header(
+            out,
+            format,
+            &self.name,
+            self.help.as_deref(),
+            self.kind,
+            self.unit.as_deref(),
+        );
+    }
+}
+
 /// A target's relabeled samples, rendered; reused between scrapes.
 #[derive(Debug, Clone, Default)]
 pub struct Rendered {
@@ -161,14 +175,7 @@ impl Rendered {
     /// (without the OpenMetrics `# EOF`).
     pub fn write(&self, out: &mut Vec<u8>, format: Format) {
         for f in &self.families {
-            render::family_header(
-                out,
-                format,
-                &f.name,
-                f.help.as_deref(),
-                f.kind,
-                f.unit.as_deref(),
-            );
+            f.write_header(out, format);
             out.extend_from_slice(&self.text[f.lines.clone()]);
         }
     }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use super::pipeline::{self, FamilyBlock, Rendered};
-use crate::exposition::{render, Format};
+use crate::exposition::Format;
 use crate::serve::Snapshot;
 use crate::telemetry::Telemetry;
 
@@ -116,14 +116,7 @@ impl Store {
         for (_, blocks) in &order {
             let (t, b) = blocks[0];
             let first = &all[t].families[b];
-            render::family_header(
-                &mut text,
-                Format::Text,
-                &first.name,
-                first.help.as_deref(),
-                first.kind,
-                first.unit.as_deref(),
-            );
+            first.write_header(&mut text, Format::Text);
             let start = text.len();
             let mut timestamps = false;
             for &(t, b) in blocks {
