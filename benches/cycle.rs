@@ -21,18 +21,18 @@ fn bench(c: &mut Criterion) {
         .into_iter()
         .collect();
     let settings = Settings::new(&target, &rules);
-    let mut memory = SeriesCache::default();
+    let mut cache = SeriesCache::default();
     let mut out = Rendered::default();
     let mut cycle = || {
         process(
             text.as_bytes(),
             Format::Text,
             &settings,
-            &mut memory,
+            &mut cache,
             &mut out,
         )
         .expect("valid body");
-        memory.commit();
+        cache.commit();
         out.text.len()
     };
     let mut group = c.benchmark_group("scrape_cycle");

@@ -74,7 +74,7 @@ pub async fn run_target(
         fetcher,
         body: Vec::new(),
         spare: Arc::new(Rendered::default()),
-        memory: SeriesCache::default(),
+        cache: SeriesCache::default(),
         store,
     };
     let first = offset(&scraper.target, SystemTime::now());
@@ -101,7 +101,7 @@ struct Scraper {
     fetcher: Fetcher,
     body: Vec<u8>,
     spare: Arc<Rendered>,
-    memory: SeriesCache,
+    cache: SeriesCache,
     store: Arc<Store>,
 }
 
@@ -118,9 +118,9 @@ impl Scraper {
         let duration = started.elapsed().as_secs_f64();
         let up = result.is_ok();
         match &result {
-            Ok(()) => self.memory.commit(),
+            Ok(()) => self.cache.commit(),
             Err(e) => {
-                self.memory.discard();
+                self.cache.discard();
                 // As Prometheus: a failed fetch reports 0 samples; a body that
                 // failed in the pipeline reports what was counted up to the
                 // failure (a sample limit: the whole body), but serves none.
@@ -159,7 +159,7 @@ impl Scraper {
             output: Format::Text,
             sort_labels: true,
         };
-        pipeline::process(&self.body, format, &settings, &mut self.memory, out)
+        pipeline::process(&self.body, format, &settings, &mut self.cache, out)
     }
 }
 

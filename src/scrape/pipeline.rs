@@ -770,26 +770,12 @@ mod tests {
         let target = Labels::default();
         let rules = Rules::default();
         let settings = Settings::new(&target, &rules);
-        let mut memory = SeriesCache::default();
+        let mut cache = SeriesCache::default();
         let mut out = Rendered::default();
-        process(
-            b"a 1\nb 1\n",
-            Format::Text,
-            &settings,
-            &mut memory,
-            &mut out,
-        )
-        .expect("ok");
+        process(b"a 1\nb 1\n", Format::Text, &settings, &mut cache, &mut out).expect("ok");
         assert_eq!(out.series_added, 2);
-        memory.commit();
-        process(
-            b"a 2\nc 1\n",
-            Format::Text,
-            &settings,
-            &mut memory,
-            &mut out,
-        )
-        .expect("ok");
+        cache.commit();
+        process(b"a 2\nc 1\n", Format::Text, &settings, &mut cache, &mut out).expect("ok");
         assert_eq!(out.series_added, 1);
     }
 }
