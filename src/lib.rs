@@ -1,10 +1,12 @@
 //! relay: a Prometheus-compatible metrics relay for the Kubernetes native
 //! sidecar slot. The binary (`src/main.rs`) only wires these modules.
 
+pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod exposition;
 pub mod relabel;
+pub mod remote_write;
 pub mod run;
 pub mod scrape;
 pub mod serve;

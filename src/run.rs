@@ -1,14 +1,19 @@
 //! The `relay run` lifecycle: targets from the config, one scrape loop each,
-//! the server, and a clean stop on SIGTERM/SIGINT (Kubernetes sends SIGTERM
-//! when the Pod stops; exiting 0 promptly keeps the shutdown quiet).
+//! the remote-write WAL and queues, the server, and a clean stop on
+//! SIGTERM/SIGINT (Kubernetes sends SIGTERM when the Pod stops): scraping
+//! stops (with a last scrape and staleness markers when remote writing),
+//! the queues flush for up to `relay.shutdown_timeout`, and relay exits 0;
+//! what was not sent stays in the WAL for the next start.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::scrape::{self, store::Store};
+use crate::remote_write::{wal::WalError, RemoteWrite};
+use crate::scrape::{self, store::Store, WalSink};
 use crate::{serve, targets};
 
 /// Why `relay run` stopped with an error.
@@ -21,6 +26,8 @@ pub enum RunError {
     },
     #[error("cannot wait for signals: {0}")]
     Signal(std::io::Error),
+    #[error("cannot open the remote-write WAL (relay.wal_dir): {0}")]
+    Wal(#[from] WalError),
 }
 
 /// Scrapes every target, serves the result, and returns after SIGTERM/SIGINT.
@@ -55,34 +62,46 @@ pub async fn run_on(
         jobs.extend(found.into_iter().map(|t| (job.clone(), t)));
     }
     let store = Arc::new(Store::new(jobs.iter().map(|(_, t)| t.name()).collect()));
+    let remote = RemoteWrite::start(&config, &store.telemetry.remote)?;
+    let sink = remote.as_ref().map(|r| WalSink {
+        wal: r.wal.clone(),
+        highest_timestamp: store.telemetry.remote.highest_timestamp.clone(),
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (server_stop_tx, server_stop_rx) = watch::channel(false);
     let address = listener
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    tracing::info!(address = %address, targets = jobs.len(), "relay is serving /metrics");
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(serve::serve(
-        listener,
-        store.clone(),
-        stop_rx.clone(),
-    )));
+    tracing::info!(address = %address, targets = jobs.len(), remote_write = config.remote_write.len(), "relay is serving /metrics");
+    let server = tokio::spawn(serve::serve(listener, store.clone(), server_stop_rx));
+    let mut scrapers = Vec::new();
     for (index, (job, target)) in jobs.into_iter().enumerate() {
         tracing::info!(target = %target.name(), url = %target.url, interval = ?target.interval, "scraping");
-        tasks.push(tokio::spawn(scrape::run_target(
+        scrapers.push(tokio::spawn(scrape::run_target(
             index,
             job,
             target,
             store.clone(),
+            sink.clone(),
             stop_rx.clone(),
         )));
     }
     let result = stop.await;
+    let stopping = Instant::now();
     tracing::info!("stopping");
     let _ = stop_tx.send(true);
-    for task in tasks {
+    for task in scrapers {
         let _ = task.await;
     }
+    if let Some(remote) = remote {
+        let budget = config.relay.shutdown_timeout.as_std();
+        remote
+            .shutdown(budget.saturating_sub(stopping.elapsed()))
+            .await;
+    }
+    let _ = server_stop_tx.send(true);
+    let _ = server.await;
     result
 }
 

@@ -37,6 +37,8 @@ pub struct Telemetry {
     bytes: Family<JobLabels, Counter>,
     samples: Family<JobLabels, Counter>,
     duration: Family<JobLabels, Histogram, fn() -> Histogram>,
+    /// Remote write's metrics (Prometheus's names) and the WAL's.
+    pub remote: crate::remote_write::metrics::RemoteWriteMetrics,
 }
 
 impl Default for Telemetry {
@@ -84,7 +86,9 @@ impl Telemetry {
             "How long scrapes took, by scrape_job",
             duration.clone(),
         );
+        let remote = crate::remote_write::metrics::RemoteWriteMetrics::register(&mut registry);
         Telemetry {
+            remote,
             registry,
             scrapes,
             failures,

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, USER_AGENT};
 
 use crate::config::{Authorization, BasicAuth, ScrapeConfig};
 use crate::exposition::Format;
@@ -97,24 +97,15 @@ impl Fetcher {
     }
 
     async fn fetch_inner(&self, buf: &mut Vec<u8>) -> Result<Format, FetchError> {
-        let mut request = self.client.get(&self.url);
-        if let Some(auth) = &self.authorization {
-            let credentials = secret(
-                auth.credentials.as_ref().map(|s| s.0.as_str()),
-                auth.credentials_file.as_deref(),
-            )?;
-            request = request.header(
-                AUTHORIZATION,
-                format!("{} {}", auth.kind, credentials.trim()),
-            );
-        }
-        if let Some(basic) = &self.basic_auth {
-            let password = secret(
-                basic.password.as_ref().map(|s| s.0.as_str()),
-                basic.password_file.as_deref(),
-            )?;
-            request = request.basic_auth(&basic.username, Some(password.trim_end_matches('\n')));
-        }
+        let request = crate::auth::apply(
+            self.client.get(&self.url),
+            self.authorization.as_ref(),
+            self.basic_auth.as_ref(),
+        )
+        .map_err(|e| FetchError::SecretFile {
+            path: e.path,
+            source: e.source,
+        })?;
         let mut response = request.send().await.map_err(|e| self.request_error(e))?;
         if !response.status().is_success() {
             return Err(FetchError::Status(response.status()));
@@ -146,19 +137,5 @@ impl Fetcher {
             source = s.source();
         }
         FetchError::Request(message)
-    }
-}
-
-/// A secret given inline or read from its file now (files may be rotated).
-fn secret(inline: Option<&str>, file: Option<&std::path::Path>) -> Result<String, FetchError> {
-    match (inline, file) {
-        (Some(s), _) => Ok(s.to_owned()),
-        (None, Some(path)) => {
-            std::fs::read_to_string(path).map_err(|source| FetchError::SecretFile {
-                path: path.display().to_string(),
-                source,
-            })
-        }
-        (None, None) => Ok(String::new()),
     }
 }

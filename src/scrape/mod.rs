@@ -5,20 +5,27 @@
 //! [`store`]. A failed scrape gives `up 0` and one warning; nothing a target
 //! does stops the loop.
 
+pub mod append;
+pub mod cache;
 pub mod fetch;
 pub mod pipeline;
 pub mod store;
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 
 use crate::config::ScrapeConfig;
 use crate::exposition::{render, Format, Labels, MetricType};
+use crate::remote_write::wal::{AppendGuard, Wal, WalBatch};
 use crate::targets::Target;
+use append::{stale_nan, Appended, Appender, Family, SeriesRef};
+use cache::{next_ref, NEVER};
 use fetch::Fetcher;
-use pipeline::{Limits, PipelineError, Rendered, SeriesCache, Settings};
+use pipeline::{Counts, Limits, PipelineError, Rendered, SeriesCache, Settings};
 use store::Store;
 
 /// Why one scrape failed.
@@ -52,12 +59,23 @@ pub fn offset(target: &Target, now: SystemTime) -> Duration {
     Duration::from_nanos(u64::try_from(next).unwrap_or(0))
 }
 
-/// Scrapes `target` until `shutdown` turns true.
+/// What a scrape loop writes to besides the snapshot: the remote-write WAL,
+/// and the gauge of the newest timestamp written to it.
+#[derive(Clone)]
+pub struct WalSink {
+    pub wal: Arc<Wal>,
+    pub highest_timestamp: Gauge<f64, AtomicU64>,
+}
+
+/// Scrapes `target` until `shutdown` turns true. With a WAL, shutdown takes
+/// one last scrape (a native sidecar is stopped after the app, so this
+/// usually records the app gone: `up 0`) and marks every series stale.
 pub async fn run_target(
     index: usize,
     job: Arc<ScrapeConfig>,
     target: Target,
     store: Arc<Store>,
+    wal: Option<WalSink>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let fetcher = match Fetcher::new(&job, target.url.clone(), target.timeout) {
@@ -67,6 +85,7 @@ pub async fn run_target(
             return;
         }
     };
+    let report = Report::new(&target.labels);
     let mut scraper = Scraper {
         index,
         job,
@@ -76,22 +95,40 @@ pub async fn run_target(
         spare: Arc::new(Rendered::default()),
         cache: SeriesCache::default(),
         store,
+        wal,
+        batch: WalBatch::default(),
+        report,
+        last_ts: i64::MIN,
     };
     let first = offset(&scraper.target, SystemTime::now());
-    tokio::select! {
-        _ = tokio::time::sleep(first) => {}
-        _ = shutdown.changed() => return,
-    }
-    let mut ticker = tokio::time::interval(scraper.target.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        // Shutdown also cancels a scrape in flight: SIGTERM need not wait
-        // for a slow target's timeout.
-        tokio::select! {
-            _ = async { ticker.tick().await; scraper.scrape_once().await } => {}
-            _ = shutdown.changed() => return,
+    let stopped = tokio::select! {
+        _ = tokio::time::sleep(first) => false,
+        _ = shutdown.changed() => true,
+    };
+    if !stopped {
+        let mut ticker = tokio::time::interval(scraper.target.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            // Shutdown also cancels a scrape in flight: SIGTERM need not wait
+            // for a slow target's timeout.
+            tokio::select! {
+                _ = async { ticker.tick().await; scraper.scrape_once().await } => {}
+                _ = shutdown.changed() => break,
+            }
         }
     }
+    if scraper.wal.is_some() {
+        scraper.finish().await;
+    }
+}
+
+/// How long the last scrape at shutdown may take: the flush needs the rest.
+const FINAL_SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 struct Scraper {
@@ -103,38 +140,88 @@ struct Scraper {
     spare: Arc<Rendered>,
     cache: SeriesCache,
     store: Arc<Store>,
+    wal: Option<WalSink>,
+    batch: WalBatch,
+    report: Report,
+    /// The newest timestamp this target wrote (staleness must come after it).
+    last_ts: i64,
 }
 
 impl Scraper {
     async fn scrape_once(&mut self) {
         let started = Instant::now();
+        let timestamp = now_ms().max(self.last_ts.saturating_add(1));
         let fetched = self.fetcher.fetch(&mut self.body).await;
         let mut rendered = std::mem::take(&mut self.spare);
         let out = Arc::make_mut(&mut rendered);
-        let result = match fetched {
-            Ok(format) => self.process(format, out).map_err(ScrapeError::from),
-            Err(e) => Err(ScrapeError::from(e)),
-        };
-        let duration = started.elapsed().as_secs_f64();
-        let up = result.is_ok();
-        match &result {
-            Ok(()) => self.cache.commit(),
-            Err(e) => {
-                self.cache.discard();
-                // As Prometheus: a failed fetch reports 0 samples; a body that
-                // failed in the pipeline reports what was counted up to the
-                // failure (a sample limit: the whole body), but serves none.
-                match e {
-                    ScrapeError::Fetch(_) => out.clear(),
-                    ScrapeError::Pipeline(_) => out.clear_samples(),
+        out.clear();
+        out.format = Format::Text;
+        let wal = self.wal.as_ref().map(|w| w.wal.clone());
+        let guard = wal.as_ref().map(|w| w.begin());
+        let epoch = guard.as_ref().map_or(NEVER, |g| g.epoch());
+        self.batch.begin(timestamp);
+        let mut counts = Counts::default();
+        let result = {
+            let mut wal_batch = guard.as_ref().map(|_| &mut self.batch);
+            let mut sink = (&mut *out, &mut wal_batch);
+            let result = match fetched {
+                Ok(format) => {
+                    let settings = Settings {
+                        target_labels: &self.target.labels,
+                        honor_labels: self.job.honor_labels,
+                        honor_timestamps: self.job.honor_timestamps,
+                        rules: &self.job.metric_relabel,
+                        limits: Limits {
+                            sample_limit: self.job.sample_limit,
+                            label_limit: self.job.label_limit,
+                            label_name_length_limit: self.job.label_name_length_limit,
+                            label_value_length_limit: self.job.label_value_length_limit,
+                        },
+                        output: Format::Text,
+                        sort_labels: true,
+                        epoch,
+                    };
+                    pipeline::process_into(
+                        &self.body,
+                        format,
+                        &settings,
+                        &mut self.cache,
+                        &mut counts,
+                        &mut sink,
+                    )
+                    .map_err(ScrapeError::from)
                 }
-                tracing::warn!(target = %self.target.name(), url = %self.target.url, error = %e, "scrape failed");
+                Err(e) => Err(ScrapeError::from(e)),
+            };
+            match &result {
+                Ok(()) => self.cache.commit(&mut sink, epoch),
+                Err(e) => {
+                    // As Prometheus: a failed fetch reports 0 samples; a body
+                    // that failed in the pipeline reports what was counted up
+                    // to the failure (a sample limit: the whole body), but
+                    // appends none of it, and its series go stale.
+                    if matches!(e, ScrapeError::Fetch(_)) {
+                        counts = Counts::default();
+                    }
+                    sink.0.clear_samples();
+                    if let Some(b) = sink.1.as_mut() {
+                        b.rollback();
+                    }
+                    self.cache.discard(&mut sink, epoch);
+                    tracing::warn!(target = %self.target.name(), url = %self.target.url, error = %e, "scrape failed");
+                }
             }
-        }
-        append_synthetic(out, &self.target.labels, up, duration);
+            let duration = started.elapsed().as_secs_f64();
+            self.report
+                .append(&mut sink, epoch, result.is_ok(), duration, &counts);
+            result
+        };
+        sink_counts(out, counts);
+        self.append_to_wal(guard);
+        let up = result.is_ok();
         self.store.telemetry.scrape(
             &self.job.job_name,
-            duration,
+            started.elapsed().as_secs_f64(),
             self.body.len(),
             out.samples_scraped,
             result.as_ref().err().map(ScrapeError::reason),
@@ -144,67 +231,154 @@ impl Scraper {
         self.spare = previous.unwrap_or_default();
     }
 
-    fn process(&mut self, format: Format, out: &mut Rendered) -> Result<(), PipelineError> {
-        let settings = Settings {
-            target_labels: &self.target.labels,
-            honor_labels: self.job.honor_labels,
-            honor_timestamps: self.job.honor_timestamps,
-            rules: &self.job.metric_relabel,
-            limits: Limits {
-                sample_limit: self.job.sample_limit,
-                label_limit: self.job.label_limit,
-                label_name_length_limit: self.job.label_name_length_limit,
-                label_value_length_limit: self.job.label_value_length_limit,
-            },
-            output: Format::Text,
-            sort_labels: true,
+    /// Writes the scrape's batch; if that fails, the series it described
+    /// are described again next time.
+    fn append_to_wal(&mut self, guard: Option<AppendGuard<'_>>) {
+        let (Some(guard), Some(sink)) = (guard, self.wal.as_ref()) else {
+            return;
         };
-        pipeline::process(&self.body, format, &settings, &mut self.cache, out)
+        self.batch.finish();
+        if self.batch.count == 0 {
+            return;
+        }
+        match guard.append(&self.batch) {
+            Ok(()) => {
+                self.last_ts = self.last_ts.max(self.batch.max_ts);
+                if self.batch.max_ts as f64 / 1000.0 > sink.highest_timestamp.get() {
+                    sink.highest_timestamp
+                        .set(self.batch.max_ts as f64 / 1000.0);
+                }
+            }
+            Err(e) => {
+                tracing::error!(target = %self.target.name(), samples = self.batch.count, error = %e, "cannot write the scrape to the WAL; its samples are lost");
+                self.cache.forget_descriptions();
+                self.report.forget_descriptions();
+            }
+        }
+    }
+
+    /// Shutdown: a last scrape if the target still answers, then staleness
+    /// markers for every series, stamped after anything written before.
+    async fn finish(&mut self) {
+        if tokio::time::timeout(FINAL_SCRAPE_TIMEOUT, self.scrape_once())
+            .await
+            .is_err()
+        {
+            tracing::warn!(target = %self.target.name(), "last scrape at shutdown timed out");
+        }
+        let Some(sink) = self.wal.clone() else {
+            return;
+        };
+        let guard = sink.wal.begin();
+        let epoch = guard.epoch();
+        self.batch
+            .begin(now_ms().max(self.last_ts.saturating_add(1)));
+        self.cache.stale_all(&mut self.batch, epoch);
+        self.report.stale(&mut self.batch, epoch);
+        self.append_to_wal(Some(guard));
     }
 }
 
-/// The series Prometheus adds to every scrape, with the target's labels.
-fn append_synthetic(out: &mut Rendered, target: &Labels<'static>, up: bool, duration: f64) {
-    let values = [
-        (
-            "up",
+fn sink_counts(out: &mut Rendered, counts: Counts) {
+    out.set_counts(counts);
+}
+
+/// The series Prometheus adds to every scrape (`up`, `scrape_*`), with the
+/// target's labels: a fixed ref each, appended like scraped samples.
+struct Report {
+    series: Vec<(SeriesRef, String, usize, u32)>,
+}
+
+const REPORT: [(&str, &str); 5] = [
+    (
+        "up",
+        "1 if the last scrape of the target succeeded, else 0.",
+    ),
+    ("scrape_duration_seconds", "How long the last scrape took."),
+    ("scrape_samples_scraped", "Samples the target exposed."),
+    (
+        "scrape_samples_post_metric_relabeling",
+        "Samples left after metric relabeling.",
+    ),
+    ("scrape_series_added", "Series not in the previous scrape."),
+];
+
+impl Report {
+    fn new(target: &Labels<'static>) -> Report {
+        let series = REPORT
+            .iter()
+            .map(|(name, _)| {
+                let mut labels = target.clone();
+                labels.set(crate::exposition::METRIC_NAME, *name);
+                labels.sort();
+                let mut text = Vec::new();
+                render::series(&mut text, &labels);
+                (
+                    next_ref(),
+                    String::from_utf8_lossy(&text).into_owned(),
+                    name.len(),
+                    NEVER,
+                )
+            })
+            .collect();
+        Report { series }
+    }
+
+    fn append(
+        &mut self,
+        sink: &mut impl Appender,
+        epoch: u32,
+        up: bool,
+        duration: f64,
+        counts: &Counts,
+    ) {
+        let values = [
             if up { 1.0 } else { 0.0 },
-            "1 if the last scrape of the target succeeded, else 0.",
-        ),
-        (
-            "scrape_duration_seconds",
             duration,
-            "How long the last scrape took.",
-        ),
-        (
-            "scrape_samples_scraped",
-            out.samples_scraped as f64,
-            "Samples the target exposed.",
-        ),
-        (
-            "scrape_samples_post_metric_relabeling",
-            out.samples_kept as f64,
-            "Samples left after metric relabeling.",
-        ),
-        (
-            "scrape_series_added",
-            out.series_added as f64,
-            "Series not in the previous scrape.",
-        ),
-    ];
-    let mut labels = target.clone();
-    for (name, value, help) in values {
-        labels.set(crate::exposition::METRIC_NAME, name);
-        let start = out.text.len();
-        render::sample(&mut out.text, Format::Text, &labels, value, None);
-        out.families.push(pipeline::FamilyBlock {
-            name: name.to_owned(),
-            help: Some(help.to_owned()),
-            kind: MetricType::Gauge,
-            unit: None,
-            lines: start..out.text.len(),
-            timestamps: false,
-        });
+            counts.samples_scraped as f64,
+            counts.samples_kept as f64,
+            counts.series_added as f64,
+        ];
+        for ((series, (name, help)), value) in self.series.iter_mut().zip(REPORT).zip(values) {
+            let family = Family {
+                name,
+                help: Some(help.into()),
+                kind: MetricType::Gauge,
+                unit: None,
+            };
+            sink.append(&Appended {
+                series_ref: series.0,
+                series: &series.1,
+                name_len: series.2,
+                family: &family,
+                timestamp_ms: None,
+                value,
+                describe: series.3 != epoch,
+            });
+            series.3 = epoch;
+        }
+    }
+
+    fn stale(&mut self, sink: &mut impl Appender, epoch: u32) {
+        let family = Family::default();
+        for series in &mut self.series {
+            sink.append(&Appended {
+                series_ref: series.0,
+                series: &series.1,
+                name_len: series.2,
+                family: &family,
+                timestamp_ms: None,
+                value: stale_nan(),
+                describe: series.3 != epoch,
+            });
+            series.3 = epoch;
+        }
+    }
+
+    fn forget_descriptions(&mut self) {
+        for series in &mut self.series {
+            series.3 = NEVER;
+        }
     }
 }
 

@@ -1,19 +1,21 @@
 //! The pure part of a scrape: body bytes → parse → target labels → metric
-//! relabeling → limits → rendered family blocks. No I/O, so benchmarks and
-//! `relay relabel` run exactly what the scrape loop runs.
+//! relabeling → limits → samples handed to an [`Appender`] (the rendered
+//! family blocks of [`Rendered`], the WAL, or both). No I/O, so benchmarks
+//! and `relay relabel` run exactly what the scrape loop runs.
 //!
 //! A series seen before is found in the target's [`SeriesCache`] by its
-//! bytes in the body and written out as rendered then, so steady-state
+//! bytes in the body and handed on as rendered then, so steady-state
 //! scrapes parse and validate each line but build, relabel and render no
 //! labels; a new series is processed once, its labels borrowing from the body
 //! and the target. Output buffers are reused from scrape to scrape, so a
 //! known series costs no heap allocation.
 
-use std::hash::BuildHasher;
 use std::ops::Range;
 
-use hashbrown::{DefaultHashBuilder, HashTable};
-
+use super::append::is_stale;
+pub use super::append::{Appended, Appender, Family};
+pub use super::cache::SeriesCache;
+use super::cache::NEVER;
 use crate::exposition::{render, Entry, Format, Labels, MetricType, ParseError, Parser, Sample};
 use crate::relabel::Rules;
 
@@ -39,6 +41,9 @@ pub struct Settings<'t> {
     pub output: Format,
     /// Sort labels by name (what Prometheus stores); off to keep input order.
     pub sort_labels: bool,
+    /// The sinks' current epoch (the WAL segment being written): a series
+    /// not yet appended in it is described to the sink again.
+    pub epoch: u32,
 }
 
 impl<'t> Settings<'t> {
@@ -53,6 +58,7 @@ impl<'t> Settings<'t> {
             limits: Limits::default(),
             output: Format::Text,
             sort_labels: true,
+            epoch: NEVER,
         }
     }
 }
@@ -147,11 +153,22 @@ impl FamilyBlock {
     }
 }
 
-/// A target's relabeled samples, rendered; reused between scrapes.
+/// What a scrape counted, for `scrape_samples_*` and `scrape_series_added`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub samples_scraped: usize,
+    pub samples_kept: usize,
+    pub series_added: usize,
+}
+
+/// A target's relabeled samples, rendered as text (or `format`) family
+/// blocks: the sink behind the :9090 snapshot; reused between scrapes.
 #[derive(Debug, Clone, Default)]
 pub struct Rendered {
     pub families: Vec<FamilyBlock>,
     pub text: Vec<u8>,
+    /// The format the sample lines are written in.
+    pub format: Format,
     pub samples_scraped: usize,
     pub samples_kept: usize,
     pub series_added: usize,
@@ -166,9 +183,13 @@ impl Rendered {
 
     pub fn clear(&mut self) {
         self.clear_samples();
-        self.samples_scraped = 0;
-        self.samples_kept = 0;
-        self.series_added = 0;
+        self.set_counts(Counts::default());
+    }
+
+    pub fn set_counts(&mut self, counts: Counts) {
+        self.samples_scraped = counts.samples_scraped;
+        self.samples_kept = counts.samples_kept;
+        self.series_added = counts.series_added;
     }
 
     /// Writes every block with its header, in order, as one exposition body
@@ -181,182 +202,37 @@ impl Rendered {
     }
 }
 
-/// A target's series as last scraped, keyed by their text as the target
-/// wrote it (`name{labels}`), like Prometheus's scrape cache: a series seen
-/// before skips label parsing, target labels, relabeling, sorting and
-/// rendering, and one not seen before counts in `scrape_series_added`.
-/// Valid for one target's [`Settings`]; the scrape loop keeps one per target.
-///
-/// Keys and rendered series live end to end in one string, so an entry costs
-/// its bytes and a small index record, not two heap allocations.
-#[derive(Debug, Default)]
-pub struct SeriesCache {
-    table: HashTable<Cached>,
-    hasher: DefaultHashBuilder,
-    /// Each entry's key followed by its rendered series.
-    arena: String,
-    /// Bytes of `arena` that no entry uses any more.
-    garbage: usize,
-    /// Where a new series is rendered before it joins the arena.
-    scratch: Vec<u8>,
-    /// Scrape counter, to find the entries the last scrape did not see.
-    generation: u64,
-    /// Entries the current scrape has seen.
-    seen: usize,
-    /// Size after the last successful scrape, to bound growth when scrapes fail.
-    settled: usize,
-}
-
-/// Where one series' key and rendering are in the arena.
-#[derive(Debug)]
-struct Cached {
-    start: usize,
-    key_len: usize,
-    /// Length of the rendered `name{labels}` after target labels,
-    /// relabeling and sorting; 0 when relabeling dropped the series.
-    series_len: usize,
-    /// Length of the metric name at the start of the rendered series.
-    name_len: usize,
-    generation: u64,
-}
-
-impl Cached {
-    fn key<'s>(&self, arena: &'s str) -> &'s [u8] {
-        let bytes = arena.as_bytes();
-        bytes
-            .get(self.start..self.start + self.key_len)
-            .unwrap_or_default()
-    }
-
-    fn series<'s>(&self, arena: &'s str) -> &'s str {
-        let start = self.start + self.key_len;
-        arena
-            .get(start..start + self.series_len)
-            .unwrap_or_default()
+/// The text sink: staleness markers are not served (a scraper of :9090
+/// tracks staleness itself).
+impl Appender for Rendered {
+    fn append(&mut self, s: &Appended<'_>) {
+        if is_stale(s.value) {
+            return;
+        }
+        open_block(self, s.family, s.name(), self.format);
+        self.text.extend_from_slice(s.series.as_bytes());
+        render::sample_tail(&mut self.text, self.format, s.value, s.timestamp_ms);
+        if let Some(block) = self.families.last_mut() {
+            block.lines.end = self.text.len();
+            block.timestamps |= s.timestamp_ms.is_some();
+        }
     }
 }
 
-impl SeriesCache {
-    /// Call after a successful scrape: forgets the series it did not see.
-    pub fn commit(&mut self) {
-        if self.table.len() > self.seen {
-            self.forget_unseen();
-        }
-        self.settled = self.table.len();
-        self.next_generation();
-    }
-
-    /// Call after a failed scrape: keeps what is known unless a churning
-    /// target has doubled the cache since the last success (as Prometheus).
-    pub fn discard(&mut self) {
-        if self.table.len() > 2 * self.settled + 1000 {
-            self.forget_unseen();
-        }
-        self.next_generation();
-    }
-
-    fn next_generation(&mut self) {
-        self.generation += 1;
-        self.seen = 0;
-    }
-
-    fn forget_unseen(&mut self) {
-        let (current, garbage) = (self.generation, &mut self.garbage);
-        self.table.retain(|e| {
-            let keep = e.generation == current;
-            if !keep {
-                *garbage += e.key_len + e.series_len;
-            }
-            keep
-        });
-        if self.garbage > self.arena.len() / 2 {
-            let mut arena = String::with_capacity(self.arena.len() - self.garbage);
-            for e in self.table.iter_mut() {
-                let end = e.start + e.key_len + e.series_len;
-                let bytes = self.arena.get(e.start..end).unwrap_or_default();
-                e.start = arena.len();
-                arena.push_str(bytes);
-            }
-            self.arena = arena;
-            self.garbage = 0;
-        }
-    }
-
-    /// The entry for `key`, the arena, and whether the entry is new. A new
-    /// one is rendered by `first_sight` into the scratch buffer, which
-    /// returns the metric name's length, or None for a dropped series.
-    fn get_or_insert(
-        &mut self,
-        key: &[u8],
-        first_sight: impl FnOnce(&mut Vec<u8>) -> Result<Option<usize>, PipelineError>,
-    ) -> Result<(&mut Cached, &str, bool), PipelineError> {
-        let SeriesCache {
-            table,
-            hasher,
-            arena,
-            scratch,
-            generation,
-            seen,
-            ..
-        } = self;
-        let hash = hasher.hash_one(key);
-        let entry = table.entry(
-            hash,
-            |e| e.key(arena) == key,
-            |e| hasher.hash_one(e.key(arena)),
-        );
-        let (cached, new) = match entry {
-            hashbrown::hash_table::Entry::Occupied(o) => (o.into_mut(), false),
-            hashbrown::hash_table::Entry::Vacant(v) => {
-                scratch.clear();
-                let name_len = first_sight(scratch)?.unwrap_or(0);
-                let start = arena.len();
-                // The parser has checked the key as UTF-8, and the series is
-                // written from str pieces: these only check.
-                arena.push_str(&String::from_utf8_lossy(key));
-                let key_len = arena.len() - start;
-                arena.push_str(&String::from_utf8_lossy(scratch));
-                let cached = Cached {
-                    start,
-                    key_len,
-                    series_len: arena.len() - start - key_len,
-                    name_len,
-                    generation: *generation,
-                };
-                (v.insert(cached).into_mut(), true)
-            }
+/// Makes `family` the family of the samples that follow (HELP/TYPE/UNIT).
+fn for_name<'f, 'a>(family: &'f mut Family<'a>, name: &'a str) -> &'f mut Family<'a> {
+    if family.name != name {
+        *family = Family {
+            name,
+            ..Family::default()
         };
-        if new || cached.generation != *generation {
-            cached.generation = *generation;
-            *seen += 1;
-        }
-        Ok((cached, arena.as_str(), new))
     }
+    family
 }
 
-/// The family the next samples belong to (from HELP/TYPE/UNIT lines).
-#[derive(Default)]
-struct Meta<'a> {
-    name: &'a str,
-    help: Option<std::borrow::Cow<'a, str>>,
-    kind: MetricType,
-    unit: Option<&'a str>,
-}
-
-impl<'a> Meta<'a> {
-    fn for_name(&mut self, name: &'a str) -> &mut Self {
-        if self.name != name {
-            *self = Meta {
-                name,
-                ..Meta::default()
-            };
-        }
-        self
-    }
-}
-
-/// Runs one body through the pipeline into `out` (cleared first). On an
-/// error `out` still holds the counts up to it, which Prometheus reports.
+/// Runs one body through the pipeline into `out` (cleared first; rendered in
+/// `settings.output`). On an error `out` still holds the counts up to it,
+/// which Prometheus reports.
 pub fn process(
     body: &[u8],
     input: Format,
@@ -365,55 +241,74 @@ pub fn process(
     out: &mut Rendered,
 ) -> Result<(), PipelineError> {
     out.clear();
-    let mut meta = Meta::default();
+    out.format = settings.output;
+    let mut counts = Counts::default();
+    let result = process_into(body, input, settings, cache, &mut counts, out);
+    out.set_counts(counts);
+    result
+}
+
+/// Runs one body through the pipeline, handing every kept sample to `sink`
+/// once (the first of duplicates wins). `counts` are what Prometheus reports,
+/// also up to an error. On an error the sink has received part of the body:
+/// the caller rolls it back.
+pub fn process_into(
+    body: &[u8],
+    input: Format,
+    settings: &Settings<'_>,
+    cache: &mut SeriesCache,
+    counts: &mut Counts,
+    sink: &mut impl Appender,
+) -> Result<(), PipelineError> {
+    let mut meta = Family::default();
     let mut labels: Labels<'_> = Labels::with_capacity(16);
     for entry in Parser::new(body, input) {
         let sample = match entry.map_err(PipelineError::Parse)? {
             Entry::Help { name, text } => {
-                meta.for_name(name).help = Some(text);
+                for_name(&mut meta, name).help = Some(text);
                 continue;
             }
             Entry::Type { name, kind } => {
-                meta.for_name(name).kind = kind;
+                for_name(&mut meta, name).kind = kind;
                 continue;
             }
             Entry::Unit { name, unit } => {
-                meta.for_name(name).unit = Some(unit);
+                for_name(&mut meta, name).unit = Some(unit);
                 continue;
             }
             Entry::Comment(_) | Entry::Eof => continue,
             Entry::Sample(s) => s,
         };
-        out.samples_scraped += 1;
+        counts.samples_scraped += 1;
         let key = series_key(body, &sample);
-        let (cached, arena, new) =
-            cache.get_or_insert(key, |out| first_sight(&sample, &mut labels, settings, out))?;
-        let series = cached.series(arena);
-        if series.is_empty() {
-            continue;
-        }
-        out.samples_kept += 1;
+        let found = cache.lookup(key, |out| first_sight(&sample, &mut labels, settings, out))?;
+        let Some(slot) = found.slot else { continue };
+        counts.samples_kept += 1;
         // Past the limit the scrape has failed, but Prometheus still counts
         // the rest for scrape_samples_scraped and _post_metric_relabeling.
-        if over_limit(out.samples_kept, settings.limits.sample_limit) {
+        if over_limit(counts.samples_kept, settings.limits.sample_limit) {
             continue;
         }
-        if new {
-            out.series_added += 1;
+        if found.new {
+            counts.series_added += 1;
         }
-        let name = series.get(..cached.name_len).unwrap_or(series);
-        open_block(out, &meta, name, settings.output);
-        out.text.extend_from_slice(series.as_bytes());
         let timestamp = sample.timestamp_ms.filter(|_| settings.honor_timestamps);
-        render::sample_tail(&mut out.text, settings.output, sample.value, timestamp);
-        if let Some(block) = out.families.last_mut() {
-            block.lines.end = out.text.len();
-            block.timestamps |= timestamp.is_some();
-        }
+        let Some(emit) = cache.emit(slot, settings.epoch, timestamp.is_some()) else {
+            continue;
+        };
+        sink.append(&Appended {
+            series_ref: emit.series_ref,
+            series: emit.text,
+            name_len: emit.name_len,
+            family: &meta,
+            timestamp_ms: timestamp,
+            value: sample.value,
+            describe: emit.describe,
+        });
     }
-    if over_limit(out.samples_kept, settings.limits.sample_limit) {
+    if over_limit(counts.samples_kept, settings.limits.sample_limit) {
         return Err(PipelineError::SampleLimit {
-            count: out.samples_kept,
+            count: counts.samples_kept,
             limit: settings.limits.sample_limit,
         });
     }
@@ -462,7 +357,7 @@ fn over_limit(count: usize, limit: usize) -> bool {
 
 /// Starts a new block unless the sample continues the last one. A sample
 /// relabeled out of its family's names stands in an untyped family of its own.
-fn open_block(out: &mut Rendered, meta: &Meta<'_>, name: &str, format: Format) {
+fn open_block(out: &mut Rendered, meta: &Family<'_>, name: &str, format: Format) {
     let in_family = !meta.name.is_empty() && meta.kind.has_sample(meta.name, name);
     let (family, kind) = if in_family {
         (meta.name, meta.kind)
@@ -675,7 +570,7 @@ mod tests {
         let scrape = |body: &str, cache: &mut SeriesCache| {
             let mut out = Rendered::default();
             process(body.as_bytes(), Format::Text, &settings, cache, &mut out).expect("valid");
-            cache.commit();
+            cache.commit(&mut (), NEVER);
             let mut text = Vec::new();
             out.write(&mut text, Format::Text);
             (
@@ -693,10 +588,10 @@ mod tests {
         let (text, kept, added) = scrape(&again, &mut cache);
         assert_eq!((kept, added), (2, 0));
         assert_eq!(text, want.replace("} 1\n", "} 10\n"));
-        assert_eq!(cache.table.len(), 3, "the dropped series is cached too");
+        assert_eq!(cache.len(), 3, "the dropped series is cached too");
         // A scrape without m{x="2"} forgets it; its return counts as added.
         scrape("m{x=\"1\",a=\"\\\"q\\\"\"} 1\n", &mut cache);
-        assert_eq!(cache.table.len(), 1);
+        assert_eq!(cache.len(), 1);
         assert_eq!(scrape(body, &mut cache).2, 1);
     }
 
@@ -729,13 +624,13 @@ mod tests {
                 result,
                 Err(PipelineError::SampleLimit { count: 500, .. })
             ));
-            cache.discard();
-            assert!(cache.table.len() <= 1500, "{} entries", cache.table.len());
+            cache.discard(&mut (), NEVER);
+            assert!(cache.len() <= 1500, "{} entries", cache.len());
         }
         // A successful scrape keeps only what it saw.
         process(b"m 1\n", Format::Text, &settings, &mut cache, &mut out).expect("ok");
-        cache.commit();
-        assert_eq!(cache.table.len(), 1);
+        cache.commit(&mut (), NEVER);
+        assert_eq!(cache.len(), 1);
         // Successful scrapes that churn: the arena is compacted, and what
         // stays renders as before.
         let settings = Settings::new(&target, &rules);
@@ -751,13 +646,13 @@ mod tests {
                 &mut out,
             )
             .expect("ok");
-            cache.commit();
-            assert_eq!(cache.table.len(), 101);
-            let live: usize = cache.table.iter().map(|e| e.key_len + e.series_len).sum();
+            cache.commit(&mut (), NEVER);
+            assert_eq!(cache.len(), 101);
+            let live = cache.live_len();
             assert!(
-                cache.arena.len() <= 2 * live + 64,
+                cache.arena_len() <= 2 * live + 64,
                 "{} for {live}",
-                cache.arena.len()
+                cache.arena_len()
             );
         }
         process(b"kept 3\n", Format::Text, &settings, &mut cache, &mut out).expect("ok");
@@ -774,7 +669,7 @@ mod tests {
         let mut out = Rendered::default();
         process(b"a 1\nb 1\n", Format::Text, &settings, &mut cache, &mut out).expect("ok");
         assert_eq!(out.series_added, 2);
-        cache.commit();
+        cache.commit(&mut (), NEVER);
         process(b"a 2\nc 1\n", Format::Text, &settings, &mut cache, &mut out).expect("ok");
         assert_eq!(out.series_added, 1);
     }

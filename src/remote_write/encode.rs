@@ -1,0 +1,294 @@
+//! Turns WAL series and samples into a remote-write request body.
+//!
+//! A series' labels are prepared once per WAL segment: parsed from the text
+//! the pipeline rendered, `global.external_labels` added (the series' own
+//! label of the same name wins), the entry's `write_relabel_configs`
+//! applied, sorted, and encoded as the protobuf bytes of its `Label`
+//! fields. A batch is then written straight into protobuf wire format, one
+//! `TimeSeries` per sample as Prometheus sends them, byte for byte what
+//! prost would encode for the same [`prompb::WriteRequest`] (tested), and
+//! snappy-compressed with the block format the spec asks for.
+
+use std::hash::{BuildHasher, Hasher};
+
+use super::prompb;
+use crate::exposition::{Entry, Format, Labels, Parser};
+use crate::relabel::Rules;
+
+/// What a series is sent as: its encoded labels, and a hash that picks
+/// its shard (stable across segments and restarts).
+#[derive(Debug, PartialEq, Eq)]
+pub struct EncodedSeries {
+    pub labels: Box<[u8]>,
+    pub hash: u64,
+}
+
+/// One sample ready to send.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub series: std::sync::Arc<EncodedSeries>,
+    pub timestamp_ms: i64,
+    pub value: f64,
+}
+
+/// What every series of one queue goes through before it is sent.
+pub struct SeriesPrep<'c> {
+    pub external_labels: &'c [(String, String)],
+    pub rules: &'c Rules,
+    scratch: Vec<u8>,
+    hasher: std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>,
+}
+
+impl<'c> SeriesPrep<'c> {
+    pub fn new(external_labels: &'c [(String, String)], rules: &'c Rules) -> Self {
+        SeriesPrep {
+            external_labels,
+            rules,
+            scratch: Vec::new(),
+            hasher: Default::default(),
+        }
+    }
+
+    /// The series rendered as `name{labels}`, ready to send; None when
+    /// write relabeling drops it or the text does not parse (logged).
+    pub fn prepare(&mut self, rendered: &[u8]) -> Option<EncodedSeries> {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(rendered);
+        self.scratch.extend_from_slice(b" 0\n");
+        let sample = match Parser::new(&self.scratch, Format::Text).next() {
+            Some(Ok(Entry::Sample(s))) => s,
+            _ => {
+                tracing::warn!(series = %String::from_utf8_lossy(rendered), "WAL series does not parse; its samples are dropped");
+                return None;
+            }
+        };
+        let mut labels = Labels::with_capacity(16);
+        sample.labels_into(&mut labels);
+        for (name, value) in self.external_labels {
+            if labels.get(name).is_none() {
+                labels.set(name.as_str(), value.as_str());
+            }
+        }
+        if !self.rules.apply(&mut labels) || labels.metric_name().is_empty() {
+            return None;
+        }
+        labels.sort();
+        let mut out = Vec::with_capacity(rendered.len() + 16);
+        for l in labels.iter() {
+            let (name, value) = (l.name.as_bytes(), l.value.as_bytes());
+            out.push(0x0a);
+            put_varint(
+                &mut out,
+                (field_len(1, name.len()) + field_len(2, value.len())) as u64,
+            );
+            put_bytes(&mut out, 0x0a, name);
+            put_bytes(&mut out, 0x12, value);
+        }
+        let mut hasher = self.hasher.build_hasher();
+        hasher.write(&out);
+        Some(EncodedSeries {
+            labels: out.into_boxed_slice(),
+            hash: hasher.finish(),
+        })
+    }
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Bytes of a length-delimited field (tag, length, payload); 0 when empty,
+/// as proto3 leaves out empty strings.
+fn field_len(_field: u32, len: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        1 + varint_len(len as u64) + len
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    out.push(tag);
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// Appends a `WriteRequest` holding `samples` to `out` (protobuf, not compressed).
+pub fn write_request(samples: &[Outgoing], out: &mut Vec<u8>) {
+    for s in samples {
+        // Sample: value (fixed64, field 1) and timestamp (int64, field 2),
+        // each left out when zero, as proto3 encoders do.
+        let value = s.value != 0.0;
+        let ts = s.timestamp_ms != 0;
+        let sample_len = if value { 9 } else { 0 }
+            + if ts {
+                1 + varint_len(s.timestamp_ms as u64)
+            } else {
+                0
+            };
+        let labels = &s.series.labels;
+        let series_len = labels.len() + 1 + varint_len(sample_len as u64) + sample_len;
+        out.push(0x0a);
+        put_varint(out, series_len as u64);
+        out.extend_from_slice(labels);
+        out.push(0x12);
+        put_varint(out, sample_len as u64);
+        if value {
+            out.push(0x09);
+            out.extend_from_slice(&s.value.to_bits().to_le_bytes());
+        }
+        if ts {
+            out.push(0x10);
+            put_varint(out, s.timestamp_ms as u64);
+        }
+    }
+}
+
+/// Snappy block format (`Content-Encoding: snappy` in remote write).
+pub fn compress(
+    encoder: &mut snap::raw::Encoder,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), snap::Error> {
+    out.resize(snap::raw::max_compress_len(input.len()), 0);
+    let n = encoder.compress(input, out)?;
+    out.truncate(n);
+    Ok(())
+}
+
+/// The same request as prost types (tests and the bench sink decode into these).
+pub fn decode(body: &[u8]) -> Result<prompb::WriteRequest, String> {
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| format!("snappy: {e}"))?;
+    prost::Message::decode(raw.as_slice()).map_err(|e| format!("protobuf: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+    use std::sync::Arc;
+
+    fn prep(rendered: &str, external: &[(String, String)], rules: &Rules) -> Option<EncodedSeries> {
+        SeriesPrep::new(external, rules).prepare(rendered.as_bytes())
+    }
+
+    #[test]
+    fn requests_are_what_prost_encodes() {
+        let rules = Rules::default();
+        let external = vec![
+            ("cluster".to_owned(), "c1".to_owned()),
+            ("job".to_owned(), "ext".to_owned()),
+        ];
+        let series =
+            Arc::new(prep("m{a=\"x \\\"q\\\"\",job=\"app\"}", &external, &rules).expect("kept"));
+        let samples: Vec<Outgoing> = [
+            (1_700_000_000_123, 1.5),
+            (0, 0.0),
+            (-5, f64::NAN),
+            (7, -0.0),
+            (1, f64::from_bits(0x7ff0_0000_0000_0002)),
+        ]
+        .into_iter()
+        .map(|(timestamp_ms, value)| Outgoing {
+            series: series.clone(),
+            timestamp_ms,
+            value,
+        })
+        .collect();
+        let mut ours = Vec::new();
+        write_request(&samples, &mut ours);
+        let labels = |pairs: &[(&str, &str)]| -> Vec<prompb::Label> {
+            pairs
+                .iter()
+                .map(|(n, v)| prompb::Label {
+                    name: (*n).into(),
+                    value: (*v).into(),
+                })
+                .collect()
+        };
+        let want = prompb::WriteRequest {
+            timeseries: samples
+                .iter()
+                .map(|s| prompb::TimeSeries {
+                    labels: labels(&[
+                        ("__name__", "m"),
+                        ("a", "x \"q\""),
+                        ("cluster", "c1"),
+                        ("job", "app"),
+                    ]),
+                    samples: vec![prompb::Sample {
+                        value: s.value,
+                        timestamp: s.timestamp_ms,
+                    }],
+                })
+                .collect(),
+        };
+        assert_eq!(ours, want.encode_to_vec());
+        let mut encoder = snap::raw::Encoder::new();
+        let mut compressed = Vec::new();
+        compress(&mut encoder, &ours, &mut compressed).expect("compresses");
+        let back = decode(&compressed).expect("decodes");
+        assert_eq!(back.timeseries.len(), 5);
+        assert_eq!(
+            back.timeseries[4].samples[0].value.to_bits(),
+            0x7ff0_0000_0000_0002
+        );
+    }
+
+    #[test]
+    fn write_relabel_runs_after_external_labels() {
+        let config = crate::config::from_yaml_str(
+            "remote_write:\n  - url: http://127.0.0.1:1/w\n    write_relabel_configs:\n      - {source_labels: [cluster], target_label: from_cluster}\n      - {source_labels: [__name__], regex: drop_me, action: drop}\n",
+        )
+        .expect("valid");
+        let rules = &config.config.remote_write[0].write_relabel;
+        let external = vec![("cluster".to_owned(), "c1".to_owned())];
+        assert!(prep("drop_me{a=\"1\"}", &external, rules).is_none());
+        let kept = prep("m{a=\"1\"}", &external, rules).expect("kept");
+        let decoded = prompb::TimeSeries::decode(
+            [&[0x0a_u8, kept.labels.len() as u8][..], &kept.labels]
+                .concat()
+                .as_slice(),
+        );
+        // One Label field decoded on its own proves the framing; check all below.
+        assert!(decoded.is_ok());
+        let mut req = Vec::new();
+        write_request(
+            &[Outgoing {
+                series: Arc::new(kept),
+                timestamp_ms: 1,
+                value: 1.0,
+            }],
+            &mut req,
+        );
+        let got = prompb::WriteRequest::decode(req.as_slice()).expect("decodes");
+        let names: Vec<(String, String)> = got.timeseries[0]
+            .labels
+            .iter()
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("__name__", "m"),
+                ("a", "1"),
+                ("cluster", "c1"),
+                ("from_cluster", "c1")
+            ]
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! Remote write's own metrics, under the names and labels Prometheus uses
+//! (`remote_name`, `url`), so existing remote-write dashboards and the
+//! Prometheus mixin's alerts (PrometheusRemoteWriteBehind,
+//! PrometheusRemoteWriteDesiredShards) work unchanged; plus the WAL's.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+type QueueLabels = Vec<(String, String)>;
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+fn batch_histogram() -> Histogram {
+    // Prometheus's DefBuckets plus 25, 60, 120 and 300 seconds.
+    Histogram::new(
+        [
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 60.0, 120.0, 300.0,
+        ]
+        .into_iter(),
+    )
+}
+
+/// The families, registered once; each queue takes its own series.
+#[derive(Clone)]
+pub struct RemoteWriteMetrics {
+    samples: Family<QueueLabels, Counter>,
+    failed: Family<QueueLabels, Counter>,
+    retried: Family<QueueLabels, Counter>,
+    dropped: Family<QueueLabels, Counter>,
+    bytes: Family<QueueLabels, Counter>,
+    batch_duration: Family<QueueLabels, Histogram, fn() -> Histogram>,
+    shards: Family<QueueLabels, Gauge>,
+    shards_desired: Family<QueueLabels, FloatGauge>,
+    shards_max: Family<QueueLabels, Gauge>,
+    shards_min: Family<QueueLabels, Gauge>,
+    highest_sent: Family<QueueLabels, FloatGauge>,
+    oldest_unsent: Family<QueueLabels, FloatGauge>,
+    /// Newest sample timestamp written to the WAL (no labels, as Prometheus).
+    pub highest_timestamp: FloatGauge,
+    pub wal_size: Gauge,
+    pub wal_dropped: Counter,
+}
+
+impl RemoteWriteMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = RemoteWriteMetrics {
+            samples: Family::default(),
+            failed: Family::default(),
+            retried: Family::default(),
+            dropped: Family::default(),
+            bytes: Family::default(),
+            batch_duration: Family::new_with_constructor(batch_histogram),
+            shards: Family::default(),
+            shards_desired: Family::default(),
+            shards_max: Family::default(),
+            shards_min: Family::default(),
+            highest_sent: Family::default(),
+            oldest_unsent: Family::default(),
+            highest_timestamp: FloatGauge::default(),
+            wal_size: Gauge::default(),
+            wal_dropped: Counter::default(),
+        };
+        let p = "prometheus_remote_storage_";
+        let r = registry;
+        r.register(
+            format!("{p}samples"),
+            "Total number of samples sent to remote storage.",
+            m.samples.clone(),
+        );
+        r.register(
+            format!("{p}samples_failed"),
+            "Total number of samples which failed on send to remote storage, non-recoverable errors.",
+            m.failed.clone(),
+        );
+        r.register(
+            format!("{p}samples_retried"),
+            "Total number of samples which failed on send to remote storage but were retried because the send error was recoverable.",
+            m.retried.clone(),
+        );
+        r.register(
+            format!("{p}samples_dropped"),
+            "Total number of samples which were dropped after being read from the WAL before being sent via remote write, either via relabelling or unintentionally because of an unknown reference ID.",
+            m.dropped.clone(),
+        );
+        r.register(
+            format!("{p}bytes"),
+            "The total number of bytes of data (not metadata) sent by the queue after compression.",
+            m.bytes.clone(),
+        );
+        r.register(
+            format!("{p}sent_batch_duration_seconds"),
+            "Duration of send calls to the remote storage.",
+            m.batch_duration.clone(),
+        );
+        r.register(
+            format!("{p}shards"),
+            "The number of shards used for parallel sending to the remote storage.",
+            m.shards.clone(),
+        );
+        r.register(
+            format!("{p}shards_desired"),
+            "The number of shards that the queues shard calculation wants to run based on the rate of samples in vs. samples out.",
+            m.shards_desired.clone(),
+        );
+        r.register(
+            format!("{p}shards_max"),
+            "The maximum number of shards that the queue is allowed to run.",
+            m.shards_max.clone(),
+        );
+        r.register(
+            format!("{p}shards_min"),
+            "The minimum number of shards that the queue is allowed to run.",
+            m.shards_min.clone(),
+        );
+        r.register(
+            format!("{p}queue_highest_sent_timestamp_seconds"),
+            "Timestamp from a WAL sample, the highest timestamp successfully sent by this queue, in seconds since epoch.",
+            m.highest_sent.clone(),
+        );
+        r.register(
+            format!("{p}highest_timestamp_in_seconds"),
+            "Highest timestamp that has come into the remote storage via the Appender interface, in seconds since epoch.",
+            m.highest_timestamp.clone(),
+        );
+        r.register(
+            "relay_wal_size_bytes",
+            "Bytes of WAL segments on disk.",
+            m.wal_size.clone(),
+        );
+        r.register(
+            "relay_wal_dropped_samples",
+            "Samples dropped from the WAL over relay.wal_max_size before every queue had sent them.",
+            m.wal_dropped.clone(),
+        );
+        r.register(
+            "relay_wal_oldest_unsent_sample_age_seconds",
+            "Age of the oldest sample read from the WAL and not yet acknowledged by the receiver, by queue.",
+            m.oldest_unsent.clone(),
+        );
+        m
+    }
+
+    /// The series of one queue.
+    pub fn queue(&self, remote_name: &str, url: &str) -> QueueMetrics {
+        let labels = vec![
+            ("remote_name".to_owned(), remote_name.to_owned()),
+            ("url".to_owned(), url.to_owned()),
+        ];
+        QueueMetrics {
+            samples: self.samples.get_or_create(&labels).clone(),
+            failed: self.failed.get_or_create(&labels).clone(),
+            retried: self.retried.get_or_create(&labels).clone(),
+            dropped: self.dropped.get_or_create(&labels).clone(),
+            bytes: self.bytes.get_or_create(&labels).clone(),
+            batch_duration: self.batch_duration.get_or_create(&labels).clone(),
+            shards: self.shards.get_or_create(&labels).clone(),
+            shards_desired: self.shards_desired.get_or_create(&labels).clone(),
+            shards_max: self.shards_max.get_or_create(&labels).clone(),
+            shards_min: self.shards_min.get_or_create(&labels).clone(),
+            highest_sent: self.highest_sent.get_or_create(&labels).clone(),
+            oldest_unsent: self.oldest_unsent.get_or_create(&labels).clone(),
+        }
+    }
+}
+
+/// One queue's series.
+#[derive(Clone)]
+pub struct QueueMetrics {
+    pub samples: Counter,
+    pub failed: Counter,
+    pub retried: Counter,
+    pub dropped: Counter,
+    pub bytes: Counter,
+    pub batch_duration: Histogram,
+    pub shards: Gauge,
+    pub shards_desired: FloatGauge,
+    pub shards_max: Gauge,
+    pub shards_min: Gauge,
+    pub highest_sent: FloatGauge,
+    pub oldest_unsent: FloatGauge,
+}

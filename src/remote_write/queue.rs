@@ -1,0 +1,538 @@
+//! One queue per `remote_write` entry: a tailer reads the WAL in order from
+//! the queue's checkpoint (the backlog after a restart and live data alike,
+//! so a series' backlog always reaches the receiver before its newer
+//! samples), prepares each series once per segment, and deals samples to
+//! shards by series hash. Each shard sends its batches one after another,
+//! so the samples of a series stay in order. The checkpoint moves past a
+//! WAL record once every sample read from it has been acknowledged (or
+//! rejected for good), and is saved every second and at the end.
+//!
+//! The number of shards follows the load between `min_shards` and
+//! `max_shards`, computed as Prometheus does (time per sample sent times the
+//! incoming rate plus a share of the backlog); resharding first drains the
+//! running shards, so ordering holds across it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::encode::{self, EncodedSeries, Outgoing, SeriesPrep};
+use super::metrics::QueueMetrics;
+use super::send::{Outcome, Sender};
+use super::wal::{Next, Position, Reader, Record, Wal};
+use crate::config::RemoteWriteConfig;
+use crate::scrape::append::SeriesRef;
+
+/// How often the desired number of shards is computed (as Prometheus).
+const RESHARD_EVERY: Duration = Duration::from_secs(10);
+
+/// What one queue needs to run.
+pub struct QueueSpec {
+    pub remote_name: String,
+    pub config: RemoteWriteConfig,
+    pub external_labels: Vec<(String, String)>,
+}
+
+/// Which records have been delivered: a record's samples are counted out
+/// to the shards and back in as they are acknowledged.
+struct Tracker {
+    state: Mutex<TrackState>,
+}
+
+struct Pending {
+    seq: u64,
+    end: Position,
+    remaining: usize,
+    oldest_ts: i64,
+}
+
+struct TrackState {
+    pending: VecDeque<Pending>,
+    delivered: Position,
+    highest_sent_ts: i64,
+}
+
+impl Tracker {
+    fn new(start: Position) -> Tracker {
+        Tracker {
+            state: Mutex::new(TrackState {
+                pending: VecDeque::new(),
+                delivered: start,
+                highest_sent_ts: i64::MIN,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TrackState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Record `seq`, ending at `end`, dealt `samples` samples to the shards.
+    fn read(&self, seq: u64, end: Position, samples: usize, oldest_ts: i64) {
+        let mut s = self.lock();
+        s.pending.push_back(Pending {
+            seq,
+            end,
+            remaining: samples,
+            oldest_ts,
+        });
+        s.advance();
+    }
+
+    /// `samples` samples of record `seq` are done with.
+    fn done(&self, seq: u64, samples: usize, sent_ts: Option<i64>) {
+        let mut s = self.lock();
+        let i = s.pending.partition_point(|p| p.seq < seq);
+        if let Some(p) = s.pending.get_mut(i).filter(|p| p.seq == seq) {
+            p.remaining = p.remaining.saturating_sub(samples);
+        }
+        if let Some(ts) = sent_ts {
+            s.highest_sent_ts = s.highest_sent_ts.max(ts);
+        }
+        s.advance();
+    }
+
+    fn delivered(&self) -> Position {
+        self.lock().delivered
+    }
+
+    fn highest_sent_ts(&self) -> Option<i64> {
+        Some(self.lock().highest_sent_ts).filter(|&t| t != i64::MIN)
+    }
+
+    /// The timestamp of the oldest sample read and not yet done with.
+    fn oldest_unsent_ts(&self) -> Option<i64> {
+        self.lock()
+            .pending
+            .iter()
+            .find(|p| p.remaining > 0)
+            .map(|p| p.oldest_ts)
+    }
+}
+
+impl TrackState {
+    fn advance(&mut self) {
+        while let Some(front) = self.pending.front() {
+            if front.remaining > 0 {
+                break;
+            }
+            self.delivered = front.end;
+            self.pending.pop_front();
+        }
+    }
+}
+
+/// Samples of one record for one shard.
+struct Chunk {
+    seq: u64,
+    samples: Vec<Outgoing>,
+}
+
+/// What the shards measured, for the desired-shards computation.
+#[derive(Default)]
+struct SendStats {
+    samples_out: u64,
+    busy: Duration,
+    last_failure: Option<Instant>,
+}
+
+struct Shards {
+    senders: Vec<mpsc::Sender<Chunk>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Everything a shard task shares with the queue.
+#[derive(Clone)]
+struct ShardContext {
+    sender: Arc<Sender>,
+    tracker: Arc<Tracker>,
+    stats: Arc<Mutex<SendStats>>,
+    max_samples: usize,
+    deadline: Duration,
+    abort: watch::Receiver<bool>,
+}
+
+impl Shards {
+    fn start(n: usize, ctx: &ShardContext) -> Shards {
+        let mut senders = Vec::with_capacity(n);
+        let mut tasks = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (tx, rx) = mpsc::channel(1);
+            senders.push(tx);
+            tasks.push(tokio::spawn(shard(rx, ctx.clone())));
+        }
+        Shards { senders, tasks }
+    }
+
+    /// Closes the shards and waits until each has sent what it holds (or
+    /// was aborted).
+    async fn drain(self) {
+        drop(self.senders);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Sends a shard's samples in batches of up to `max_samples_per_send`, a
+/// partial batch after `batch_send_deadline`, until its channel closes.
+async fn shard(mut rx: mpsc::Receiver<Chunk>, mut ctx: ShardContext) {
+    let mut buffer: VecDeque<Outgoing> = VecDeque::new();
+    let mut runs: VecDeque<(u64, usize)> = VecDeque::new();
+    let mut encoder = snap::raw::Encoder::new();
+    let (mut raw, mut compressed, mut batch) = (Vec::new(), Vec::new(), Vec::new());
+    let mut open = true;
+    let mut oldest = Instant::now();
+    loop {
+        let full = buffer.len() >= ctx.max_samples;
+        let due = !buffer.is_empty() && (!open || oldest.elapsed() >= ctx.deadline);
+        if full || due {
+            let n = buffer.len().min(ctx.max_samples);
+            batch.clear();
+            batch.extend(buffer.drain(..n));
+            raw.clear();
+            encode::write_request(&batch, &mut raw);
+            if let Err(e) = encode::compress(&mut encoder, &raw, &mut compressed) {
+                tracing::error!(error = %e, "cannot compress a remote-write batch");
+                return;
+            }
+            let started = Instant::now();
+            let outcome = ctx
+                .sender
+                .send(
+                    Bytes::copy_from_slice(&compressed),
+                    n as u64,
+                    &mut ctx.abort,
+                )
+                .await;
+            let busy = started.elapsed();
+            {
+                let mut stats = ctx.stats.lock().unwrap_or_else(PoisonError::into_inner);
+                stats.busy += busy;
+                match outcome {
+                    Outcome::Sent => stats.samples_out += n as u64,
+                    Outcome::Rejected => stats.last_failure = Some(Instant::now()),
+                    Outcome::Aborted => return,
+                }
+            }
+            let sent_ts = (outcome == Outcome::Sent)
+                .then(|| batch.iter().map(|s| s.timestamp_ms).max())
+                .flatten();
+            let mut left = n;
+            while left > 0 {
+                let Some((seq, count)) = runs.front_mut() else {
+                    break;
+                };
+                let take = (*count).min(left);
+                ctx.tracker.done(*seq, take, sent_ts);
+                *count -= take;
+                left -= take;
+                if *count == 0 {
+                    runs.pop_front();
+                }
+            }
+            if !buffer.is_empty() {
+                oldest = Instant::now();
+            }
+            continue;
+        }
+        if !open {
+            return;
+        }
+        let wait = ctx.deadline.saturating_sub(oldest.elapsed());
+        tokio::select! {
+            chunk = rx.recv() => match chunk {
+                Some(chunk) => {
+                    if buffer.is_empty() {
+                        oldest = Instant::now();
+                    }
+                    runs.push_back((chunk.seq, chunk.samples.len()));
+                    buffer.extend(chunk.samples);
+                }
+                None => open = false,
+            },
+            _ = tokio::time::sleep(wait), if !buffer.is_empty() => {}
+            _ = ctx.abort.changed() => {
+                if *ctx.abort.borrow() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Prometheus's shard computation: the time sending one sample takes, times
+/// the samples coming in per second plus 5% of the backlog, clamped, and
+/// left alone within ±30% of the current number.
+fn desired_shards(
+    current: usize,
+    in_rate: f64,
+    time_per_sample: f64,
+    backlog_samples: f64,
+    min: usize,
+    max: usize,
+) -> (f64, usize) {
+    let desired = time_per_sample * (in_rate + 0.05 * backlog_samples);
+    let n = if desired > current as f64 * 1.3 || desired < current as f64 * 0.7 {
+        desired.ceil() as usize
+    } else {
+        current
+    };
+    (desired, n.clamp(min.max(1), max.max(min).max(1)))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs the queue until the WAL is closed and everything read is sent, or
+/// `abort` turns true (shutdown's deadline); saves the checkpoint last.
+pub async fn run(
+    wal: Arc<Wal>,
+    spec: QueueSpec,
+    start: Position,
+    metrics: QueueMetrics,
+    highest_wal_ts: prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
+    mut abort: watch::Receiver<bool>,
+) {
+    let name = spec.remote_name.clone();
+    let sender = match Sender::new(&spec.config, &name, metrics.clone()) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            tracing::error!(error = %e, "remote write queue cannot start; its samples stay in the WAL");
+            return;
+        }
+    };
+    let queue = &spec.config.queue_config;
+    let (min_shards, max_shards) = (queue.min_shards.max(1), queue.max_shards.max(1));
+    metrics.shards_min.set(min_shards as i64);
+    metrics.shards_max.set(max_shards as i64);
+    let tracker = Arc::new(Tracker::new(start));
+    let ctx = ShardContext {
+        sender,
+        tracker: tracker.clone(),
+        stats: Arc::new(Mutex::new(SendStats::default())),
+        max_samples: queue.max_samples_per_send.max(1),
+        deadline: queue.batch_send_deadline.as_std(),
+        abort: abort.clone(),
+    };
+    let saver = tokio::spawn(save_checkpoints(
+        wal.clone(),
+        name.clone(),
+        tracker.clone(),
+        metrics.clone(),
+        abort.clone(),
+    ));
+    let mut n_shards = min_shards;
+    let mut shards = Shards::start(n_shards, &ctx);
+    metrics.shards.set(n_shards as i64);
+    metrics.shards_desired.set(n_shards as f64);
+    let chunk_max = queue.capacity.max(ctx.max_samples);
+    let mut reader = Reader::new(wal.clone(), start);
+    let mut head = wal.subscribe();
+    let mut prep = SeriesPrep::new(&spec.external_labels, &spec.config.write_relabel);
+    let mut series: HashMap<SeriesRef, Option<Arc<EncodedSeries>>> = HashMap::new();
+    let mut dealt: Vec<Vec<Outgoing>> = vec![Vec::new(); n_shards];
+    let mut seq = 0u64;
+    let (mut samples_in, mut last_reshard) = (0u64, Instant::now());
+    let mut last_stats = (0u64, Duration::ZERO);
+    'read: loop {
+        if last_reshard.elapsed() >= RESHARD_EVERY {
+            let elapsed = last_reshard.elapsed().as_secs_f64();
+            let (out, busy, failing) = {
+                let s = ctx.stats.lock().unwrap_or_else(PoisonError::into_inner);
+                let failing = s
+                    .last_failure
+                    .is_some_and(|t| t.elapsed() < RESHARD_EVERY * 2);
+                (s.samples_out, s.busy, failing)
+            };
+            let (d_out, d_busy) = (out - last_stats.0, busy - last_stats.1);
+            last_stats = (out, busy);
+            let in_rate = samples_in as f64 / elapsed;
+            samples_in = 0;
+            last_reshard = Instant::now();
+            if d_out > 0 {
+                let time_per_sample = d_busy.as_secs_f64() / d_out as f64;
+                let lag_s = tracker.highest_sent_ts().map_or(0.0, |sent| {
+                    (highest_wal_ts.get() * 1000.0 - sent as f64).max(0.0) / 1000.0
+                });
+                let (desired, n) = desired_shards(
+                    n_shards,
+                    in_rate,
+                    time_per_sample,
+                    lag_s * in_rate,
+                    min_shards,
+                    max_shards,
+                );
+                metrics.shards_desired.set(desired);
+                if n != n_shards && !failing {
+                    tracing::info!(remote_name = %name, from = n_shards, to = n, "resharding");
+                    shards.drain().await;
+                    n_shards = n;
+                    shards = Shards::start(n_shards, &ctx);
+                    dealt = vec![Vec::new(); n_shards];
+                    metrics.shards.set(n_shards as i64);
+                }
+            }
+        }
+        let (record, end) = match reader.next() {
+            Next::Record(record, end) => (record, end),
+            Next::NewSegment(segment) => {
+                series.clear();
+                tracker.read(seq, Position { segment, offset: 0 }, 0, 0);
+                seq += 1;
+                continue;
+            }
+            Next::Pending => {
+                tokio::select! {
+                    _ = head.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = abort.changed() => {
+                        if *abort.borrow() {
+                            break 'read;
+                        }
+                    }
+                }
+                continue;
+            }
+            Next::End => break,
+        };
+        let mut count = 0;
+        let mut oldest = i64::MAX;
+        match record {
+            Record::Series(entries) => {
+                for (r, text) in entries {
+                    series.insert(r, prep.prepare(text).map(Arc::new));
+                }
+            }
+            Record::Samples(_) if end <= start => {}
+            Record::Samples(entries) => {
+                let mut dropped = 0;
+                for (r, timestamp_ms, value) in entries {
+                    match series.get(&r) {
+                        Some(Some(s)) => {
+                            let shard = (s.hash % n_shards as u64) as usize;
+                            dealt[shard].push(Outgoing {
+                                series: s.clone(),
+                                timestamp_ms,
+                                value,
+                            });
+                            oldest = oldest.min(timestamp_ms);
+                            count += 1;
+                        }
+                        _ => dropped += 1,
+                    }
+                }
+                metrics.dropped.inc_by(dropped);
+            }
+        }
+        tracker.read(seq, end, count, oldest);
+        samples_in += count as u64;
+        for (i, samples) in dealt.iter_mut().enumerate() {
+            while !samples.is_empty() {
+                let rest = if samples.len() > chunk_max {
+                    samples.split_off(chunk_max)
+                } else {
+                    Vec::new()
+                };
+                let chunk = Chunk {
+                    seq,
+                    samples: std::mem::replace(samples, rest),
+                };
+                tokio::select! {
+                    sent = shards.senders[i].send(chunk) => {
+                        if sent.is_err() {
+                            break 'read;
+                        }
+                    }
+                    _ = abort.changed() => {
+                        if *abort.borrow() {
+                            break 'read;
+                        }
+                    }
+                }
+            }
+        }
+        seq += 1;
+    }
+    shards.drain().await;
+    saver.abort();
+    save(&wal, &name, &tracker, &metrics);
+}
+
+/// Saves the checkpoint every second while the queue runs.
+async fn save_checkpoints(
+    wal: Arc<Wal>,
+    name: String,
+    tracker: Arc<Tracker>,
+    metrics: QueueMetrics,
+    mut abort: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => save(&wal, &name, &tracker, &metrics),
+            r = abort.changed() => {
+                if r.is_err() || *abort.borrow() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn save(wal: &Wal, name: &str, tracker: &Tracker, metrics: &QueueMetrics) {
+    let delivered = tracker.delivered();
+    if let Err(e) = wal.save_checkpoint(name, delivered) {
+        tracing::error!(error = %e, "cannot save the remote write checkpoint");
+    }
+    wal.truncate();
+    if let Some(ts) = tracker.highest_sent_ts() {
+        metrics.highest_sent.set(ts as f64 / 1000.0);
+    }
+    let age = tracker
+        .oldest_unsent_ts()
+        .map_or(0.0, |ts| ((now_ms() - ts) as f64 / 1000.0).max(0.0));
+    metrics.oldest_unsent.set(age);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_is_delivered_when_all_its_samples_are_done_in_order() {
+        let p = |offset| Position { segment: 1, offset };
+        let t = Tracker::new(p(0));
+        t.read(0, p(10), 3, 100);
+        t.read(1, p(20), 0, 0);
+        t.read(2, p(30), 2, 200);
+        t.done(2, 2, Some(200));
+        assert_eq!(t.delivered(), p(0), "record 0 is still out");
+        assert_eq!(t.oldest_unsent_ts(), Some(100));
+        t.done(0, 2, Some(100));
+        assert_eq!(t.delivered(), p(0));
+        t.done(0, 1, None);
+        assert_eq!(t.delivered(), p(30), "0 done, 1 had nothing, 2 done");
+        assert_eq!(t.oldest_unsent_ts(), None);
+        assert_eq!(t.highest_sent_ts(), Some(200));
+    }
+
+    #[test]
+    fn shards_follow_load_as_prometheus_computes_them() {
+        // 10k samples/s at 1 ms each needs 10 shards.
+        assert_eq!(desired_shards(1, 10_000.0, 0.001, 0.0, 1, 50).1, 10);
+        // Within ±30% of the current number: no change.
+        assert_eq!(desired_shards(10, 11_000.0, 0.001, 0.0, 1, 50).1, 10);
+        // Clamped to max_shards and min_shards.
+        assert_eq!(desired_shards(1, 1e9, 0.001, 0.0, 1, 50).1, 50);
+        assert_eq!(desired_shards(10, 0.0, 0.001, 0.0, 2, 50).1, 2);
+    }
+}

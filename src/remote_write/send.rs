@@ -1,0 +1,185 @@
+//! Sending one batch to a receiver as the remote-write 1.0 spec says: POST,
+//! snappy-compressed protobuf, the spec's headers; 5xx (and 429 when
+//! `retry_on_http_429`) and network errors retried with capped exponential
+//! backoff or the receiver's `Retry-After`; any other 4xx never retried (the
+//! spec forbids it): logged, and its samples counted as failed.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, USER_AGENT,
+};
+use tokio::sync::watch;
+
+use super::metrics::QueueMetrics;
+use crate::config::RemoteWriteConfig;
+
+/// Why a receiver's client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("remote_write {url}: {message}")]
+pub struct ClientError {
+    pub url: String,
+    pub message: String,
+}
+
+/// How a batch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Acknowledged with a 2xx.
+    Sent,
+    /// Rejected for good (a 4xx other than a retried 429); counted as failed.
+    Rejected,
+    /// Given up at shutdown: not acknowledged, so it stays in the WAL.
+    Aborted,
+}
+
+/// A configured HTTP client for one `remote_write` entry.
+pub struct Sender {
+    client: reqwest::Client,
+    config: RemoteWriteConfig,
+    remote_name: String,
+    metrics: QueueMetrics,
+}
+
+impl Sender {
+    pub fn new(
+        config: &RemoteWriteConfig,
+        remote_name: &str,
+        metrics: QueueMetrics,
+    ) -> Result<Sender, ClientError> {
+        let err = |message: String| ClientError {
+            url: config.url.clone(),
+            message,
+        };
+        let mut headers = HeaderMap::new();
+        for (name, value) in &config.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| err(format!("header {name:?}: {e}")))?;
+            let value =
+                HeaderValue::from_str(value).map_err(|e| err(format!("header {name}: {e}")))?;
+            headers.insert(name, value);
+        }
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("snappy"));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-protobuf"),
+        );
+        headers.insert(
+            "X-Prometheus-Remote-Write-Version",
+            HeaderValue::from_static("0.1.0"),
+        );
+        headers.insert(
+            USER_AGENT,
+            HeaderValue::from_static(concat!("relay/", env!("CARGO_PKG_VERSION"))),
+        );
+        let tls = crate::tls::client_config(&config.tls_config).map_err(|e| err(e.to_string()))?;
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(config.remote_timeout.as_std())
+            .use_preconfigured_tls(tls)
+            .build()
+            .map_err(|e| err(e.to_string()))?;
+        Ok(Sender {
+            client,
+            config: config.clone(),
+            remote_name: remote_name.to_owned(),
+            metrics,
+        })
+    }
+
+    /// Sends one compressed batch of `samples` samples until it is
+    /// acknowledged, rejected, or `abort` turns true.
+    pub async fn send(
+        &self,
+        body: Bytes,
+        samples: u64,
+        abort: &mut watch::Receiver<bool>,
+    ) -> Outcome {
+        let queue = &self.config.queue_config;
+        let mut backoff = queue.min_backoff.as_std();
+        let max_backoff = queue.max_backoff.as_std();
+        loop {
+            if *abort.borrow() {
+                return Outcome::Aborted;
+            }
+            self.metrics.samples.inc_by(samples);
+            self.metrics.bytes.inc_by(body.len() as u64);
+            let started = Instant::now();
+            let attempt = tokio::select! {
+                r = self.post(body.clone()) => r,
+                _ = abort.changed() => return Outcome::Aborted,
+            };
+            self.metrics
+                .batch_duration
+                .observe(started.elapsed().as_secs_f64());
+            let retry_after = match attempt {
+                Ok((status, _, _)) if status.is_success() => return Outcome::Sent,
+                Ok((status, retry_after, _))
+                    if status.is_server_error()
+                        || (status.as_u16() == 429 && queue.retry_on_http_429) =>
+                {
+                    tracing::warn!(remote_name = %self.remote_name, url = %self.config.url, status = status.as_u16(), samples, "remote write failed; retrying");
+                    retry_after
+                }
+                Ok((status, _, text)) => {
+                    tracing::warn!(remote_name = %self.remote_name, url = %self.config.url, status = status.as_u16(), samples, response = %text.trim(), "remote write batch rejected, not retried; its samples are dropped");
+                    self.metrics.failed.inc_by(samples);
+                    return Outcome::Rejected;
+                }
+                Err(e) => {
+                    tracing::warn!(remote_name = %self.remote_name, url = %self.config.url, error = %e, samples, "remote write failed; retrying");
+                    None
+                }
+            };
+            self.metrics.retried.inc_by(samples);
+            let wait = retry_after.unwrap_or(backoff);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = abort.changed() => return Outcome::Aborted,
+            }
+            backoff = (backoff * 2).min(max_backoff);
+        }
+    }
+
+    /// One POST: the status, `Retry-After` if any, and the start of the body.
+    async fn post(
+        &self,
+        body: Bytes,
+    ) -> Result<(reqwest::StatusCode, Option<Duration>, String), String> {
+        let request = crate::auth::apply(
+            self.client.post(&self.config.url).body(body),
+            self.config.authorization.as_ref(),
+            self.config.basic_auth.as_ref(),
+        )
+        .map_err(|e| e.to_string())?;
+        let response = request.send().await.map_err(|e| error_chain(&e))?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let text = if status.is_success() {
+            String::new()
+        } else {
+            let bytes = response.bytes().await.unwrap_or_default();
+            String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned()
+        };
+        Ok((status, retry_after, text))
+    }
+}
+
+/// reqwest's Display is terse; its source chain says what happened.
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}

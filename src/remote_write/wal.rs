@@ -1,0 +1,874 @@
+//! The write-ahead log every remote-written sample goes through first.
+//!
+//! Segment files (`00000001`, `00000002`, ...) hold records framed as
+//! `[length u32][CRC32-Castagnoli u32][type u8][body]` (little-endian), as
+//! Prometheus's WAL checksums its records. Two record types: series (a ref
+//! and the series rendered as `name{labels}`) and samples (ref, timestamp,
+//! value). Every segment is self-contained: a series is described again the
+//! first time it is appended in a new segment, so a reader can start at any
+//! segment and segments can be deleted one by one, with no checkpointing of
+//! series (the cost is one copy of the active series per segment). Refs are
+//! only meaningful within a segment; a new process starts a new segment.
+//!
+//! Each remote-write queue tails the WAL with a [`Reader`] from its own
+//! checkpoint (a position saved after the receiver acknowledged everything
+//! before it). A segment is deleted when every queue has delivered past it,
+//! or, oldest first, when the WAL outgrows `relay.wal_max_size`; what that
+//! drops is counted and logged.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read as _, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
+
+use tokio::sync::watch;
+
+use crate::scrape::append::{Appended, Appender, SeriesRef};
+
+const HEADER: usize = 9;
+/// A record larger than this is corruption, not data.
+const MAX_RECORD: usize = 64 << 20;
+/// Records are cut at about this size, so readers work in small steps.
+const RECORD_TARGET: usize = 1 << 20;
+const SERIES: u8 = 1;
+const SAMPLES: u8 = 2;
+
+/// Why the WAL could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error("WAL directory {dir}: {source}")]
+    Dir { dir: PathBuf, source: io::Error },
+    #[error("WAL segment {path}: {source}")]
+    Segment { path: PathBuf, source: io::Error },
+    #[error("WAL checkpoint {path}: {source}")]
+    Checkpoint { path: PathBuf, source: io::Error },
+}
+
+/// A place in the WAL: everything before `offset` in `segment`, and every
+/// earlier segment, comes before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Position {
+    pub segment: u32,
+    pub offset: u64,
+}
+
+/// The end of the data readers may read: the active segment and its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Head {
+    pub segment: u32,
+    pub len: u64,
+    /// True once the writer is closed for good (shutdown): no more data.
+    pub closed: bool,
+}
+
+struct Writer {
+    file: File,
+    segment: u32,
+    size: u64,
+    /// Size of every segment on disk, the active one included.
+    sizes: BTreeMap<u32, u64>,
+}
+
+/// The WAL of one relay process (shared by the scrape loops and the queues).
+pub struct Wal {
+    dir: PathBuf,
+    max_size: u64,
+    segment_size: u64,
+    /// Builders of a batch hold it shared; cutting a segment holds it alone,
+    /// so a batch is built and appended within one segment.
+    cut: RwLock<()>,
+    writer: Mutex<Writer>,
+    epoch: AtomicU32,
+    first: AtomicU32,
+    head: watch::Sender<Head>,
+    /// Each queue's delivered position, to know what may be deleted.
+    checkpoints: Mutex<BTreeMap<String, Position>>,
+    /// Samples dropped because of the size cap.
+    dropped: prometheus_client::metrics::counter::Counter,
+    size_gauge: prometheus_client::metrics::gauge::Gauge,
+}
+
+fn segment_name(segment: u32) -> String {
+    format!("{segment:08}")
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
+    move |source| WalError::Segment {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl Wal {
+    /// Opens (or creates) the WAL in `dir`: repairs a torn tail, starts a new
+    /// segment, and loads the checkpoints of `queues` (a queue without one
+    /// starts at the new segment, and its checkpoint is written now, so a
+    /// crash before its first delivery still resends from here).
+    pub fn open(
+        dir: &Path,
+        max_size: u64,
+        queues: &[String],
+        dropped: prometheus_client::metrics::counter::Counter,
+        size_gauge: prometheus_client::metrics::gauge::Gauge,
+    ) -> Result<Wal, WalError> {
+        let dir_err = |source| WalError::Dir {
+            dir: dir.to_owned(),
+            source,
+        };
+        fs::create_dir_all(dir.join("checkpoints")).map_err(dir_err)?;
+        let mut sizes = BTreeMap::new();
+        for entry in fs::read_dir(dir).map_err(dir_err)? {
+            let entry = entry.map_err(dir_err)?;
+            let name = entry.file_name();
+            let Some(segment) = name
+                .to_str()
+                .filter(|n| n.len() == 8)
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            sizes.insert(segment, len);
+        }
+        let mut previous = None;
+        for &segment in sizes.keys() {
+            if let Some(p) = previous {
+                if segment != p + 1 {
+                    tracing::warn!(
+                        after = p,
+                        next = segment,
+                        "WAL segments are not sequential; the missing ones are skipped"
+                    );
+                }
+            }
+            previous = Some(segment);
+        }
+        if let Some((&last, len)) = sizes.iter_mut().next_back() {
+            *len = repair(&dir.join(segment_name(last)))?;
+        }
+        let segment = sizes.keys().next_back().map_or(1, |s| s + 1);
+        let path = dir.join(segment_name(segment));
+        let file = create_segment(&path)?;
+        sync_dir(dir);
+        sizes.insert(segment, 0);
+        let first = sizes.keys().next().copied().unwrap_or(segment);
+        let max_size = max_size.max(1 << 20);
+        let wal = Wal {
+            dir: dir.to_owned(),
+            max_size,
+            segment_size: (max_size / 8).clamp(1 << 20, 128 << 20),
+            cut: RwLock::new(()),
+            writer: Mutex::new(Writer {
+                file,
+                segment,
+                size: 0,
+                sizes,
+            }),
+            epoch: AtomicU32::new(segment),
+            first: AtomicU32::new(first),
+            head: watch::Sender::new(Head {
+                segment,
+                len: 0,
+                closed: false,
+            }),
+            checkpoints: Mutex::new(BTreeMap::new()),
+            dropped,
+            size_gauge,
+        };
+        for queue in queues {
+            let saved = wal.read_checkpoint(queue)?;
+            let position = match saved {
+                Some(p) if p.segment > segment => {
+                    tracing::warn!(queue = %queue, segment = p.segment, "checkpoint is past the end of the WAL; starting at the new segment");
+                    Position { segment, offset: 0 }
+                }
+                Some(p) if p.segment >= first => p,
+                Some(p) => {
+                    tracing::warn!(queue = %queue, segment = p.segment, "checkpoint is older than the WAL; starting at its oldest segment");
+                    Position {
+                        segment: first,
+                        offset: 0,
+                    }
+                }
+                None => Position { segment, offset: 0 },
+            };
+            wal.save_checkpoint(queue, position)?;
+        }
+        wal.truncate();
+        Ok(wal)
+    }
+
+    /// The directory, for log lines.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Starts a batch: the epoch (segment) it is built for stays current
+    /// until the guard is dropped. Cuts a new segment first when the active
+    /// one is full.
+    pub fn begin(&self) -> AppendGuard<'_> {
+        if self.full() {
+            let _alone = self.cut.write().unwrap_or_else(PoisonError::into_inner);
+            if self.full() {
+                if let Err(e) = self.cut_segment() {
+                    tracing::error!(error = %e, "cannot start a new WAL segment; appending to the current one");
+                }
+            }
+        }
+        let guard = self.cut.read().unwrap_or_else(PoisonError::into_inner);
+        AppendGuard {
+            wal: self,
+            epoch: self.epoch.load(Ordering::Acquire),
+            _guard: guard,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.head.borrow().len >= self.segment_size
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn cut_segment(&self) -> Result<(), WalError> {
+        let mut w = self.lock();
+        let old = self.dir.join(segment_name(w.segment));
+        w.file.sync_data().map_err(io_err(&old))?;
+        let segment = w.segment + 1;
+        let path = self.dir.join(segment_name(segment));
+        w.file = create_segment(&path)?;
+        sync_dir(&self.dir);
+        w.segment = segment;
+        w.size = 0;
+        w.sizes.insert(segment, 0);
+        self.epoch.store(segment, Ordering::Release);
+        self.head.send_replace(Head {
+            segment,
+            len: 0,
+            closed: false,
+        });
+        drop(w);
+        self.truncate();
+        Ok(())
+    }
+
+    fn append(&self, bytes: &[u8]) -> Result<(), WalError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let mut w = self.lock();
+        let path = self.dir.join(segment_name(w.segment));
+        if let Err(e) = w.file.write_all(bytes) {
+            // Cut off a partial record, so later appends stay readable.
+            let size = w.size;
+            let _ = w.file.set_len(size);
+            let _ = w.file.seek(SeekFrom::Start(size));
+            return Err(io_err(&path)(e));
+        }
+        w.size += bytes.len() as u64;
+        let (segment, size) = (w.segment, w.size);
+        w.sizes.insert(segment, size);
+        let total: u64 = w.sizes.values().sum();
+        drop(w);
+        self.head.send_replace(Head {
+            segment,
+            len: size,
+            closed: false,
+        });
+        self.size_gauge
+            .set(i64::try_from(total).unwrap_or(i64::MAX));
+        if total > self.max_size {
+            self.enforce_cap();
+        }
+        Ok(())
+    }
+
+    /// Flushes the active segment to disk (the periodic sync and shutdown).
+    pub fn sync(&self) -> Result<(), WalError> {
+        let (file, path) = {
+            let w = self.lock();
+            let path = self.dir.join(segment_name(w.segment));
+            (w.file.try_clone().map_err(io_err(&path))?, path)
+        };
+        file.sync_data().map_err(io_err(&path))
+    }
+
+    /// No more appends: readers finish at the current end.
+    pub fn close(&self) {
+        let _alone = self.cut.write().unwrap_or_else(PoisonError::into_inner);
+        if let Err(e) = self.sync() {
+            tracing::error!(error = %e, "cannot sync the WAL at shutdown");
+        }
+        self.head.send_modify(|h| h.closed = true);
+    }
+
+    /// Watches the head, to wake readers when data arrives.
+    pub fn subscribe(&self) -> watch::Receiver<Head> {
+        self.head.subscribe()
+    }
+
+    /// The oldest segment still on disk.
+    pub fn first_segment(&self) -> u32 {
+        self.first.load(Ordering::Acquire)
+    }
+
+    fn checkpoint_path(&self, queue: &str) -> PathBuf {
+        self.dir.join("checkpoints").join(queue)
+    }
+
+    fn read_checkpoint(&self, queue: &str) -> Result<Option<Position>, WalError> {
+        let path = self.checkpoint_path(queue);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(WalError::Checkpoint { path, source }),
+        };
+        let mut parts = text.split_whitespace().map(str::parse::<u64>);
+        match (parts.next(), parts.next()) {
+            (Some(Ok(segment)), Some(Ok(offset))) => Ok(Some(Position {
+                segment: u32::try_from(segment).unwrap_or(u32::MAX),
+                offset,
+            })),
+            _ => {
+                tracing::warn!(path = %path.display(), "unreadable checkpoint; resending the whole WAL");
+                Ok(Some(Position::default()))
+            }
+        }
+    }
+
+    /// Records that `queue` has delivered everything before `position`
+    /// (written to a temporary file, then renamed over the old one).
+    pub fn save_checkpoint(&self, queue: &str, position: Position) -> Result<(), WalError> {
+        let path = self.checkpoint_path(queue);
+        let tmp = path.with_extension("tmp");
+        let err = |source| WalError::Checkpoint {
+            path: path.clone(),
+            source,
+        };
+        fs::write(&tmp, format!("{} {}\n", position.segment, position.offset)).map_err(err)?;
+        fs::rename(&tmp, &path).map_err(err)?;
+        self.checkpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(queue.to_owned(), position);
+        Ok(())
+    }
+
+    /// Where `queue` resumes: everything before it was delivered.
+    pub fn checkpoint(&self, queue: &str) -> Position {
+        self.checkpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(queue)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// The position the slowest queue has delivered up to.
+    fn slowest(&self) -> Option<Position> {
+        self.checkpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .min()
+            .copied()
+    }
+
+    /// Deletes the segments every queue has delivered past.
+    pub fn truncate(&self) {
+        let Some(slowest) = self.slowest() else {
+            return;
+        };
+        let mut w = self.lock();
+        let active = w.segment;
+        let done: Vec<u32> = w
+            .sizes
+            .range(..slowest.segment.min(active))
+            .map(|(&s, _)| s)
+            .collect();
+        for segment in done {
+            let path = self.dir.join(segment_name(segment));
+            if let Err(e) = fs::remove_file(&path) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot delete a delivered WAL segment");
+                    continue;
+                }
+            }
+            w.sizes.remove(&segment);
+        }
+        self.set_first(&w);
+    }
+
+    fn set_first(&self, w: &Writer) {
+        let first = w.sizes.keys().next().copied().unwrap_or(w.segment);
+        self.first.store(first, Ordering::Release);
+        let total: u64 = w.sizes.values().sum();
+        self.size_gauge
+            .set(i64::try_from(total).unwrap_or(i64::MAX));
+    }
+
+    /// Drops the oldest segments until the WAL fits its cap again, counting
+    /// the samples no queue had delivered yet.
+    fn enforce_cap(&self) {
+        let slowest = self.slowest().unwrap_or_default();
+        let mut w = self.lock();
+        loop {
+            let total: u64 = w.sizes.values().sum();
+            let Some((&oldest, _)) = w.sizes.iter().next() else {
+                break;
+            };
+            if total <= self.max_size || oldest == w.segment {
+                break;
+            }
+            let path = self.dir.join(segment_name(oldest));
+            let from = if slowest.segment == oldest {
+                slowest.offset
+            } else {
+                0
+            };
+            let lost = if slowest.segment > oldest {
+                0
+            } else {
+                count_samples(&path, from)
+            };
+            if let Err(e) = fs::remove_file(&path) {
+                tracing::error!(path = %path.display(), error = %e, "cannot delete a WAL segment over the size cap");
+                break;
+            }
+            w.sizes.remove(&oldest);
+            self.dropped.inc_by(lost);
+            tracing::warn!(segment = oldest, samples = lost, max_size = self.max_size, "WAL over relay.wal_max_size: dropped its oldest segment before every queue delivered it");
+        }
+        self.set_first(&w);
+    }
+}
+
+/// Holds the segment current while a scrape's batch is built and appended.
+pub struct AppendGuard<'w> {
+    wal: &'w Wal,
+    epoch: u32,
+    _guard: RwLockReadGuard<'w, ()>,
+}
+
+impl AppendGuard<'_> {
+    /// The epoch to build the batch for (series appended first in it are described).
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// Writes the batch's records (not synced: see [`Wal::sync`]).
+    pub fn append(&self, batch: &WalBatch) -> Result<(), WalError> {
+        self.wal.append(&batch.out)
+    }
+}
+
+fn create_segment(path: &Path) -> Result<File, WalError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io_err(path))
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Cuts a segment after its last whole, valid record (a crash can leave a
+/// torn one); returns the new length.
+fn repair(path: &Path) -> Result<u64, WalError> {
+    let data = fs::read(path).map_err(io_err(path))?;
+    let mut offset = 0;
+    while let Some((_, _, next)) = record_at(&data, offset) {
+        offset = next;
+    }
+    if offset < data.len() {
+        tracing::warn!(path = %path.display(), valid = offset, size = data.len(), "WAL segment has a torn or corrupt tail; cutting it off");
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io_err(path))?;
+        file.set_len(offset as u64).map_err(io_err(path))?;
+        file.sync_all().map_err(io_err(path))?;
+    }
+    Ok(offset as u64)
+}
+
+/// The record at `offset` of `data`: its type, body and the next offset.
+fn record_at(data: &[u8], offset: usize) -> Option<(u8, &[u8], usize)> {
+    let header = data.get(offset..offset + HEADER)?;
+    let len = u32::from_le_bytes(header[0..4].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
+    if len == 0 || len > MAX_RECORD {
+        return None;
+    }
+    let payload = data.get(offset + 8..offset + 8 + len)?;
+    if crc32c::crc32c(payload) != crc {
+        return None;
+    }
+    Some((payload[0], &payload[1..], offset + 8 + len))
+}
+
+/// Samples in the records of a segment from `from` on (what dropping it loses).
+fn count_samples(path: &Path, from: u64) -> u64 {
+    let Ok(data) = fs::read(path) else { return 0 };
+    let mut offset = 0;
+    let mut count = 0;
+    while let Some((kind, body, next)) = record_at(&data, offset) {
+        if kind == SAMPLES && offset as u64 >= from {
+            count += SampleIter::new(body).count() as u64;
+        }
+        offset = next;
+    }
+    count
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(data: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *data.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// One scrape's records, built by the pipeline as an [`Appender`] and
+/// appended in one write; reused between scrapes.
+#[derive(Debug, Default)]
+pub struct WalBatch {
+    /// The scrape's timestamp, for samples without their own.
+    default_ts: i64,
+    out: Vec<u8>,
+    series: Vec<u8>,
+    samples: Vec<u8>,
+    last_ts: i64,
+    /// Samples in the batch, and the newest timestamp among them.
+    pub count: usize,
+    pub max_ts: i64,
+}
+
+impl WalBatch {
+    /// Empties the batch for a scrape that started at `timestamp_ms`.
+    pub fn begin(&mut self, timestamp_ms: i64) {
+        self.default_ts = timestamp_ms;
+        self.out.clear();
+        self.series.clear();
+        self.samples.clear();
+        self.last_ts = 0;
+        self.count = 0;
+        self.max_ts = i64::MIN;
+    }
+
+    /// Drops what was added (a failed scrape appends none of its samples).
+    pub fn rollback(&mut self) {
+        let ts = self.default_ts;
+        self.begin(ts);
+    }
+
+    /// Frames the open records; call before appending.
+    pub fn finish(&mut self) {
+        self.flush_series();
+        frame(&mut self.out, SAMPLES, &self.samples);
+        self.samples.clear();
+        self.last_ts = 0;
+    }
+
+    fn flush_series(&mut self) {
+        frame(&mut self.out, SERIES, &self.series);
+        self.series.clear();
+    }
+
+    /// The framed records (after [`WalBatch::finish`]).
+    pub fn bytes(&self) -> &[u8] {
+        &self.out
+    }
+}
+
+fn frame(out: &mut Vec<u8>, kind: u8, body: &[u8]) {
+    if body.is_empty() {
+        return;
+    }
+    let len = u32::try_from(body.len() + 1).unwrap_or(u32::MAX);
+    let mut crc = crc32c::crc32c(&[kind]);
+    crc = crc32c::crc32c_append(crc, body);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.push(kind);
+    out.extend_from_slice(body);
+}
+
+impl Appender for WalBatch {
+    fn append(&mut self, s: &Appended<'_>) {
+        if s.describe {
+            put_varint(&mut self.series, s.series_ref);
+            put_varint(&mut self.series, s.series.len() as u64);
+            self.series.extend_from_slice(s.series.as_bytes());
+        }
+        let ts = s.timestamp_ms.unwrap_or(self.default_ts);
+        put_varint(&mut self.samples, s.series_ref);
+        put_varint(&mut self.samples, zigzag(ts.wrapping_sub(self.last_ts)));
+        self.samples
+            .extend_from_slice(&s.value.to_bits().to_le_bytes());
+        self.last_ts = ts;
+        self.count += 1;
+        self.max_ts = self.max_ts.max(ts);
+        if self.samples.len() >= RECORD_TARGET {
+            // The series this record refers to go first.
+            self.finish();
+        } else if self.series.len() >= RECORD_TARGET {
+            self.flush_series();
+            // Samples already in the open record were described before:
+            // keep them after their series by closing the record too.
+            frame(&mut self.out, SAMPLES, &self.samples);
+            self.samples.clear();
+            self.last_ts = 0;
+        }
+    }
+}
+
+/// The entries of a series record: (ref, `name{labels}`).
+pub struct SeriesIter<'a> {
+    body: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Iterator for SeriesIter<'a> {
+    type Item = (SeriesRef, &'a [u8]);
+    fn next(&mut self) -> Option<Self::Item> {
+        let r = get_varint(self.body, &mut self.pos)?;
+        let len = usize::try_from(get_varint(self.body, &mut self.pos)?).ok()?;
+        let text = self.body.get(self.pos..self.pos + len)?;
+        self.pos += len;
+        Some((r, text))
+    }
+}
+
+/// The entries of a samples record: (ref, timestamp ms, value).
+pub struct SampleIter<'a> {
+    body: &'a [u8],
+    pos: usize,
+    last_ts: i64,
+}
+
+impl<'a> SampleIter<'a> {
+    fn new(body: &'a [u8]) -> Self {
+        SampleIter {
+            body,
+            pos: 0,
+            last_ts: 0,
+        }
+    }
+}
+
+impl Iterator for SampleIter<'_> {
+    type Item = (SeriesRef, i64, f64);
+    fn next(&mut self) -> Option<Self::Item> {
+        let r = get_varint(self.body, &mut self.pos)?;
+        let delta = unzigzag(get_varint(self.body, &mut self.pos)?);
+        let bits = self.body.get(self.pos..self.pos + 8)?;
+        self.pos += 8;
+        let value = f64::from_bits(u64::from_le_bytes(bits.try_into().ok()?));
+        self.last_ts = self.last_ts.wrapping_add(delta);
+        Some((r, self.last_ts, value))
+    }
+}
+
+/// One record as a reader sees it.
+pub enum Record<'a> {
+    Series(SeriesIter<'a>),
+    Samples(SampleIter<'a>),
+}
+
+/// What [`Reader::next`] found.
+pub enum Next<'a> {
+    /// A record, and the position right after it.
+    Record(Record<'a>, Position),
+    /// The reader moved on to a new segment: refs start over.
+    NewSegment(u32),
+    /// Nothing more for now; wait for the head to move.
+    Pending,
+    /// The WAL is closed and everything has been read.
+    End,
+}
+
+/// Reads the WAL in order from a position, following the writer.
+pub struct Reader {
+    wal: Arc<Wal>,
+    segment: u32,
+    offset: u64,
+    file: Option<File>,
+    buf: Vec<u8>,
+}
+
+impl Reader {
+    /// A reader at the start of `from`'s segment (the caller skips the
+    /// samples before `from` but needs the series described there).
+    pub fn new(wal: Arc<Wal>, from: Position) -> Reader {
+        Reader {
+            wal,
+            segment: from.segment,
+            offset: 0,
+            file: None,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The segment being read.
+    pub fn segment(&self) -> u32 {
+        self.segment
+    }
+
+    /// The next record, or why there is none now.
+    pub fn next(&mut self) -> Next<'_> {
+        let position = loop {
+            let first = self.wal.first_segment();
+            if self.segment < first {
+                tracing::warn!(
+                    segment = self.segment,
+                    next = first,
+                    "WAL segment was dropped before it was sent"
+                );
+                return self.move_to(first);
+            }
+            let head = *self.wal.head.borrow();
+            let sealed = self.segment < head.segment;
+            let limit = if sealed { u64::MAX } else { head.len };
+            if self.file.is_none() {
+                let path = self.wal.dir.join(segment_name(self.segment));
+                match File::open(&path) {
+                    Ok(f) => self.file = Some(f),
+                    Err(e) if sealed => {
+                        tracing::warn!(path = %path.display(), error = %e, "WAL segment is missing; skipping it");
+                        return self.move_to(self.segment + 1);
+                    }
+                    Err(_) => return Next::Pending,
+                }
+            }
+            match self.read_record(limit) {
+                Ok(true) if matches!(self.buf[0], SERIES | SAMPLES) => {
+                    break Position {
+                        segment: self.segment,
+                        offset: self.offset,
+                    };
+                }
+                Ok(true) => {
+                    tracing::warn!(
+                        segment = self.segment,
+                        kind = self.buf[0],
+                        "unknown WAL record type; skipped"
+                    );
+                }
+                Ok(false) if sealed => return self.move_to(self.segment + 1),
+                Ok(false) if head.closed => return Next::End,
+                Ok(false) => return Next::Pending,
+                Err(why) => {
+                    tracing::warn!(
+                        segment = self.segment,
+                        offset = self.offset,
+                        why,
+                        "corrupt WAL record; skipping the rest of the segment"
+                    );
+                    if sealed {
+                        return self.move_to(self.segment + 1);
+                    }
+                    // The active segment only gets whole records appended:
+                    // this is a read error; try again later.
+                    self.file = None;
+                    return Next::Pending;
+                }
+            }
+        };
+        let body = &self.buf[1..];
+        let record = if self.buf[0] == SERIES {
+            Record::Series(SeriesIter { body, pos: 0 })
+        } else {
+            Record::Samples(SampleIter::new(body))
+        };
+        Next::Record(record, position)
+    }
+
+    fn move_to(&mut self, segment: u32) -> Next<'static> {
+        self.segment = segment;
+        self.offset = 0;
+        self.file = None;
+        Next::NewSegment(segment)
+    }
+
+    /// Reads the record at the offset into `buf` if it is whole below
+    /// `limit`: Ok(false) when there is none (yet), Err when it is corrupt.
+    fn read_record(&mut self, limit: u64) -> Result<bool, &'static str> {
+        let Some(file) = self.file.as_mut() else {
+            return Ok(false);
+        };
+        if self.offset + HEADER as u64 > limit {
+            return Ok(false);
+        }
+        let mut header = [0u8; 8];
+        if file.seek(SeekFrom::Start(self.offset)).is_err() {
+            return Err("seek failed");
+        }
+        match read_full(file, &mut header) {
+            Ok(true) => {}
+            Ok(false) => return Ok(false),
+            Err(_) => return Err("read failed"),
+        }
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        if len == 0 || len > MAX_RECORD {
+            return Err("bad record length");
+        }
+        if self.offset + 8 + len as u64 > limit {
+            return Ok(false);
+        }
+        self.buf.resize(len, 0);
+        match read_full(file, &mut self.buf) {
+            Ok(true) => {}
+            Ok(false) => return Err("truncated record"),
+            Err(_) => return Err("read failed"),
+        }
+        if crc32c::crc32c(&self.buf) != crc {
+            return Err("checksum mismatch");
+        }
+        self.offset += 8 + len as u64;
+        Ok(true)
+    }
+}
+
+/// Fills `buf`: Ok(false) at end of file before the first byte or midway.
+fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<bool> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read(&mut buf[done..]) {
+            Ok(0) => return Ok(false),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
