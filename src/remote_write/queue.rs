@@ -13,10 +13,12 @@
 //! running shards, so ordering holds across it.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -41,6 +43,8 @@ pub struct QueueSpec {
 /// to the shards and back in as they are acknowledged.
 struct Tracker {
     state: Mutex<TrackState>,
+    /// `queue_highest_sent_timestamp_seconds`, set as batches are acknowledged.
+    highest_sent: Gauge<f64, AtomicU64>,
 }
 
 struct Pending {
@@ -57,13 +61,14 @@ struct TrackState {
 }
 
 impl Tracker {
-    fn new(start: Position) -> Tracker {
+    fn new(start: Position, highest_sent: Gauge<f64, AtomicU64>) -> Tracker {
         Tracker {
             state: Mutex::new(TrackState {
                 pending: VecDeque::new(),
                 delivered: start,
                 highest_sent_ts: i64::MIN,
             }),
+            highest_sent,
         }
     }
 
@@ -90,8 +95,9 @@ impl Tracker {
         if let Some(p) = s.pending.get_mut(i).filter(|p| p.seq == seq) {
             p.remaining = p.remaining.saturating_sub(samples);
         }
-        if let Some(ts) = sent_ts {
-            s.highest_sent_ts = s.highest_sent_ts.max(ts);
+        if let Some(ts) = sent_ts.filter(|&ts| ts > s.highest_sent_ts) {
+            s.highest_sent_ts = ts;
+            self.highest_sent.set(ts as f64 / 1000.0);
         }
         s.advance();
     }
@@ -299,7 +305,7 @@ pub async fn run(
     spec: QueueSpec,
     start: Position,
     metrics: QueueMetrics,
-    highest_wal_ts: prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
+    highest_wal_ts: Gauge<f64, AtomicU64>,
     mut abort: watch::Receiver<bool>,
 ) {
     let name = spec.remote_name.clone();
@@ -314,7 +320,7 @@ pub async fn run(
     let (min_shards, max_shards) = (queue.min_shards.max(1), queue.max_shards.max(1));
     metrics.shards_min.set(min_shards as i64);
     metrics.shards_max.set(max_shards as i64);
-    let tracker = Arc::new(Tracker::new(start));
+    let tracker = Arc::new(Tracker::new(start, metrics.highest_sent.clone()));
     let ctx = ShardContext {
         sender,
         tracker: tracker.clone(),
@@ -494,9 +500,6 @@ fn save(wal: &Wal, name: &str, tracker: &Tracker, metrics: &QueueMetrics) {
         tracing::error!(error = %e, "cannot save the remote write checkpoint");
     }
     wal.truncate();
-    if let Some(ts) = tracker.highest_sent_ts() {
-        metrics.highest_sent.set(ts as f64 / 1000.0);
-    }
     let age = tracker
         .oldest_unsent_ts()
         .map_or(0.0, |ts| ((now_ms() - ts) as f64 / 1000.0).max(0.0));
@@ -510,7 +513,7 @@ mod tests {
     #[test]
     fn a_record_is_delivered_when_all_its_samples_are_done_in_order() {
         let p = |offset| Position { segment: 1, offset };
-        let t = Tracker::new(p(0));
+        let t = Tracker::new(p(0), Gauge::default());
         t.read(0, p(10), 3, 100);
         t.read(1, p(20), 0, 0);
         t.read(2, p(30), 2, 200);

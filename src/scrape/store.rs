@@ -1,10 +1,13 @@
 //! The latest result of every target, merged into one exposition each time
 //! a scrape finishes (one block per metric family even when several targets
 //! share it, then relay's own metrics), and swapped in atomically so that a
-//! GET is a memory copy.
+//! GET is a memory copy. Relay's own metrics move between scrapes (remote
+//! write sends then), so a GET of a snapshot older than a second merges
+//! again with them as they are now.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use super::pipeline::{self, FamilyBlock, Rendered};
 use crate::exposition::Format;
@@ -20,9 +23,12 @@ struct Slot {
 /// Shared between the scrape loops and the server.
 pub struct Store {
     slots: Mutex<Vec<Slot>>,
-    snapshot: RwLock<Arc<Snapshot>>,
+    snapshot: RwLock<(Arc<Snapshot>, Instant)>,
     pub telemetry: Telemetry,
 }
+
+/// How old relay's own metrics in a served snapshot may be.
+const OWN_METRICS_MAX_AGE: Duration = Duration::from_secs(1);
 
 impl Store {
     /// A store for targets named `job/instance`, in order.
@@ -37,14 +43,13 @@ impl Store {
             .collect();
         let store = Store {
             slots: Mutex::new(slots),
-            snapshot: RwLock::new(Arc::new(Snapshot::new(Vec::new(), Vec::new()))),
+            snapshot: RwLock::new((
+                Arc::new(Snapshot::new(Vec::new(), Vec::new())),
+                Instant::now(),
+            )),
             telemetry: Telemetry::new(),
         };
-        let empty = store.merge(&[]);
-        *store
-            .snapshot
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Arc::new(empty);
+        store.rebuild();
         store
     }
 
@@ -56,21 +61,38 @@ impl Store {
             slot.ever_up |= up;
             slot.output.replace(output)
         });
+        drop(slots);
+        self.rebuild();
+        previous
+    }
+
+    /// Merges the targets' latest results with relay's own metrics now.
+    fn rebuild(&self) {
+        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         let outputs: Vec<Arc<Rendered>> = slots.iter().filter_map(|s| s.output.clone()).collect();
         drop(slots);
         let snapshot = self.merge(&outputs);
         *self
             .snapshot
             .write()
-            .unwrap_or_else(PoisonError::into_inner) = Arc::new(snapshot);
-        previous
+            .unwrap_or_else(PoisonError::into_inner) = (Arc::new(snapshot), Instant::now());
     }
 
     /// What `/metrics` serves now.
     pub fn snapshot(&self) -> Arc<Snapshot> {
+        let (snapshot, built) = self
+            .snapshot
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if built.elapsed() < OWN_METRICS_MAX_AGE {
+            return snapshot;
+        }
+        self.rebuild();
         self.snapshot
             .read()
             .unwrap_or_else(PoisonError::into_inner)
+            .0
             .clone()
     }
 
