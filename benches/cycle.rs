@@ -8,7 +8,9 @@ mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use relay::exposition::{Format, Labels};
-use relay::scrape::pipeline::{process, Rendered, SeriesCache, Settings};
+use relay::remote_write::wal::WalBatch;
+use relay::scrape::cache::NEVER;
+use relay::scrape::pipeline::{process, process_into, Counts, Rendered, SeriesCache, Settings};
 
 const RULES: &str = "scrape_configs:\n  - job_name: app\n    metric_relabel_configs:\n      - {source_labels: [__name__], regex: 'go_.*', action: drop}\n      - {regex: pod_template_hash, action: labeldrop}\n      - {source_labels: [namespace], regex: 'shop-0', target_label: tier, replacement: gold}\n";
 
@@ -32,18 +34,47 @@ fn bench(c: &mut Criterion) {
             &mut out,
         )
         .expect("valid body");
-        cache.commit();
+        cache.commit(&mut (), NEVER);
         out.text.len()
+    };
+    // The same with remote write on: one pass feeds the text snapshot and
+    // the WAL batch (encoded records, not written to disk).
+    let mut wal_settings = settings;
+    wal_settings.epoch = 1;
+    let mut wal_cache = SeriesCache::default();
+    let mut batch = WalBatch::default();
+    let mut wal_out = Rendered::default();
+    let mut wal_cycle = || {
+        wal_out.clear();
+        batch.begin(1_700_000_000_000);
+        let mut counts = Counts::default();
+        let mut sink = (&mut wal_out, &mut batch);
+        process_into(
+            text.as_bytes(),
+            Format::Text,
+            &wal_settings,
+            &mut wal_cache,
+            &mut counts,
+            &mut sink,
+        )
+        .expect("valid body");
+        wal_cache.commit(&mut sink, 1);
+        batch.finish();
+        batch.bytes().len()
     };
     let mut group = c.benchmark_group("scrape_cycle");
     group.throughput(Throughput::Elements(series as u64));
     group.sample_size(10);
     group.bench_function("parse_relabel_render_100k", |b| b.iter(&mut cycle));
+    group.bench_function("parse_relabel_render_wal_100k", |b| b.iter(&mut wal_cycle));
     group.finish();
 
     if common::bench_mode() {
         let ours = common::median(5, || {
             std::hint::black_box(cycle());
+        });
+        let with_wal = common::median(5, || {
+            std::hint::black_box(wal_cycle());
         });
         // A target's first scrape: every series new to the cache.
         let first = common::median(3, || {
@@ -67,8 +98,9 @@ fn bench(c: &mut Criterion) {
         });
         let per = |d: std::time::Duration| d.as_nanos() as f64 / series as f64;
         println!(
-            "\ncycle: {series} series, 3 rules, target labels, sorted, rendered\n  relay, series known       {:6.0} ns/series\n  relay, first scrape       {:6.0} ns/series\n  prometheus-parse parse    {:6.0} ns/series\n  ratio (known series)      {:6.1}x",
+            "\ncycle: {series} series, 3 rules, target labels, sorted, rendered\n  relay, series known       {:6.0} ns/series\n  + WAL records (rw on)     {:6.0} ns/series\n  relay, first scrape       {:6.0} ns/series\n  prometheus-parse parse    {:6.0} ns/series\n  ratio (known series)      {:6.1}x",
             per(ours),
+            per(with_wal),
             per(first),
             per(theirs),
             per(theirs) / per(ours)

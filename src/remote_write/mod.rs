@@ -129,9 +129,8 @@ async fn sync_every_second(wal: Arc<Wal>) {
     loop {
         tick.tick().await;
         let w = wal.clone();
-        match tokio::task::spawn_blocking(move || w.sync()).await {
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot sync the WAL"),
-            Ok(Ok(())) | Err(_) => {}
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || w.sync()).await {
+            tracing::error!(error = %e, "cannot sync the WAL");
         }
     }
 }

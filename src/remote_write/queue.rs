@@ -388,7 +388,7 @@ pub async fn run(
                 }
             }
         }
-        let (record, end) = match reader.next() {
+        let (record, end) = match reader.read_next() {
             Next::Record(record, end) => (record, end),
             Next::NewSegment(segment) => {
                 series.clear();

@@ -704,7 +704,7 @@ pub enum Record<'a> {
     Samples(SampleIter<'a>),
 }
 
-/// What [`Reader::next`] found.
+/// What [`Reader::read_next`] found.
 pub enum Next<'a> {
     /// A record, and the position right after it.
     Record(Record<'a>, Position),
@@ -744,7 +744,7 @@ impl Reader {
     }
 
     /// The next record, or why there is none now.
-    pub fn next(&mut self) -> Next<'_> {
+    pub fn read_next(&mut self) -> Next<'_> {
         let position = loop {
             let first = self.wal.first_segment();
             if self.segment < first {
