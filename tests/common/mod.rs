@@ -3,6 +3,10 @@
 //! to 127.0.0.1 only.
 #![allow(dead_code)]
 
+pub mod json;
+pub mod peers;
+pub mod rw;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -201,15 +205,31 @@ pub struct Relay {
 
 impl Relay {
     /// Starts `relay run` with `config` (its `relay.listen_address` is set
-    /// here) and waits until `/-/healthy` answers.
+    /// here, and its WAL goes to a private tempdir rather than `data/wal`
+    /// under the repository) and waits until `/-/healthy` answers.
     pub fn start(config: &str) -> Relay {
+        Relay::launch(config, None, "")
+    }
+
+    /// Like `start`, with the WAL in `wal_dir` (so a second relay can
+    /// reuse it, as after a `kill -9`) and `settings` as more lines of the
+    /// `relay:` section (e.g. `"  shutdown_timeout: 10s\n"`).
+    pub fn start_with(config: &str, wal_dir: &Path, settings: &str) -> Relay {
+        Relay::launch(config, Some(wal_dir), settings)
+    }
+
+    fn launch(config: &str, wal_dir: Option<&Path>, settings: &str) -> Relay {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let path = dir.path().join("relay.yml");
+        let wal_dir = wal_dir.map_or_else(|| dir.path().join("wal"), Path::to_path_buf);
         std::fs::write(
             &path,
-            format!("{config}\nrelay:\n  listen_address: \"{addr}\"\n"),
+            format!(
+                "{config}\nrelay:\n  listen_address: \"{addr}\"\n  wal_dir: \"{}\"\n{settings}",
+                wal_dir.display()
+            ),
         )
         .expect("write config");
         let stderr = dir.path().join("stderr.log");
@@ -276,6 +296,13 @@ impl Relay {
         wait_for("relay to exit after SIGTERM", || {
             self.child.try_wait().ok().flatten()
         })
+    }
+
+    /// SIGKILL (as `kill -9`: no flush, no stale markers) and waits for
+    /// the exit, so that a test can start a second relay on the same WAL.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("SIGKILL relay");
+        self.child.wait().expect("wait for relay");
     }
 }
 

@@ -1,0 +1,563 @@
+//! Remote-write test tools: a receiver that decodes what relay sends and
+//! answers from a script (so retries, `Retry-After` and dropped 4xx can be
+//! provoked on cue), and a target whose value counts its own answered
+//! scrapes (so "no gaps" is a check of 1..=N, not a guess).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use prost::Message;
+use relay::remote_write::prompb::WriteRequest;
+
+use super::{wait_for, Relay};
+
+/// The bits of Prometheus's staleness marker (`value.StaleNaN`).
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// Milliseconds since the Unix epoch, the unit of remote-write timestamps.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// One scripted reply of the receiver.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Answer {
+    pub fn status(status: u16) -> Answer {
+        Answer {
+            status,
+            headers: Vec::new(),
+        }
+    }
+
+    /// `status` with `Retry-After: secs` (delay-seconds form).
+    pub fn retry_after(status: u16, secs: u64) -> Answer {
+        Answer {
+            status,
+            headers: vec![("Retry-After".into(), secs.to_string())],
+        }
+    }
+}
+
+/// One request as the receiver saw it, with what it answered.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// When the whole body had been read.
+    pub arrived: Instant,
+    /// When the answer had been written.
+    pub answered: Instant,
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    /// The compressed body's length (what `_bytes_total` counts).
+    pub body_len: usize,
+    pub status: u16,
+    /// The decoded body, or why it did not decode.
+    pub write: Result<WriteRequest, String>,
+}
+
+impl Request {
+    /// A header's value (the first one of that name, case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn accepted(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// Every sample of the request, with its series' labels.
+    pub fn samples(&self) -> Vec<Got> {
+        let Ok(write) = &self.write else {
+            return Vec::new();
+        };
+        write
+            .timeseries
+            .iter()
+            .flat_map(|ts| {
+                let labels: Vec<(String, String)> = ts
+                    .labels
+                    .iter()
+                    .map(|l| (l.name.clone(), l.value.clone()))
+                    .collect();
+                ts.samples.iter().map(move |s| Got {
+                    labels: labels.clone(),
+                    ts: s.timestamp,
+                    value: s.value,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A received sample: its series' labels as sent, timestamp (ms), value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Got {
+    pub labels: Vec<(String, String)>,
+    pub ts: i64,
+    pub value: f64,
+}
+
+impl Got {
+    pub fn name(&self) -> &str {
+        self.label("__name__").unwrap_or("")
+    }
+
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The labels sorted by name (the series' identity).
+    pub fn series(&self) -> Vec<(String, String)> {
+        let mut labels = self.labels.clone();
+        labels.sort();
+        labels
+    }
+
+    /// Identity of this exact sample: series, timestamp and value bits
+    /// (a redelivery must be byte-identical).
+    pub fn key(&self) -> (Vec<(String, String)>, i64, u64) {
+        (self.series(), self.ts, self.value.to_bits())
+    }
+
+    pub fn is_stale(&self) -> bool {
+        self.value.to_bits() == STALE_NAN_BITS
+    }
+}
+
+/// Labels written as `[("a","1"), ...]` from `&[("a", "1")]`, sorted.
+pub fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[derive(Default)]
+struct Shared {
+    script: Mutex<VecDeque<Answer>>,
+    requests: Mutex<Vec<Request>>,
+}
+
+/// A remote-write receiver on loopback (std threads, HTTP/1.1 with
+/// keep-alive as relay's client uses it). It decodes every POST (snappy
+/// block format, then protobuf `WriteRequest`), records it, and answers
+/// from its script, then 204 as Prometheus does.
+pub struct Receiver {
+    pub addr: String,
+    /// The write URL to put in `remote_write[].url`.
+    pub url: String,
+    shared: Arc<Shared>,
+}
+
+impl Receiver {
+    pub fn start() -> Receiver {
+        Receiver::start_on("127.0.0.1:0")
+    }
+
+    /// Listens on `addr`: a test that wants the receiver "down" for a while
+    /// points relay at a free port first and starts the receiver there later.
+    pub fn start_on(addr: &str) -> Receiver {
+        let listener = TcpListener::bind(addr).expect("bind the receiver");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let shared = Arc::new(Shared::default());
+        let state = shared.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let state = state.clone();
+                thread::spawn(move || serve(stream, &state));
+            }
+        });
+        Receiver {
+            url: format!("http://{addr}/api/v1/write"),
+            addr,
+            shared,
+        }
+    }
+
+    /// The answers to the next requests, in order (then 204 again).
+    pub fn script(&self, answers: Vec<Answer>) {
+        self.shared
+            .script
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(answers);
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<Request> {
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Every sample of the requests answered 2xx, in arrival order.
+    pub fn accepted(&self) -> Vec<Got> {
+        self.requests()
+            .iter()
+            .filter(|r| r.accepted())
+            .flat_map(Request::samples)
+            .collect()
+    }
+
+    /// Accepted samples of series named `name`, in arrival order.
+    pub fn accepted_named(&self, name: &str) -> Vec<Got> {
+        self.accepted()
+            .into_iter()
+            .filter(|g| g.name() == name)
+            .collect()
+    }
+}
+
+/// Serves one connection: any number of requests until the peer closes.
+fn serve(stream: TcpStream, shared: &Shared) {
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(read_half);
+    let mut stream = stream;
+    loop {
+        let mut request_line = String::new();
+        match reader.read_line(&mut request_line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if request_line.trim().is_empty() {
+            continue;
+        }
+        let mut parts = request_line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_owned();
+        let path = parts.next().unwrap_or("").to_owned();
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                headers.push((k.trim().to_owned(), v.trim().to_owned()));
+            }
+        }
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        let body = if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            match read_chunked(&mut reader) {
+                Some(b) => b,
+                None => return,
+            }
+        } else {
+            let len: usize = header("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; len];
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+            body
+        };
+        let arrived = Instant::now();
+        let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let write = snap::raw::Decoder::new()
+            .decompress_vec(&body)
+            .map_err(|e| format!("not snappy (block format): {e}"))
+            .and_then(|raw| {
+                WriteRequest::decode(raw.as_slice())
+                    .map_err(|e| format!("not a prompb WriteRequest: {e}"))
+            });
+        // Take the next answer and record the request under one lock, so
+        // the record's order is the order of the answers.
+        let mut requests = shared.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let answer = shared
+            .script
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
+            .unwrap_or_else(|| Answer::status(204));
+        let mut head = format!("HTTP/1.1 {} Scripted\r\n", answer.status);
+        for (k, v) in &answer.headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        let text = format!("scripted {}\n", answer.status);
+        if answer.status == 204 {
+            head.push_str("\r\n");
+        } else {
+            head.push_str(&format!(
+                "Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{text}",
+                text.len()
+            ));
+        }
+        let written = stream
+            .write_all(head.as_bytes())
+            .and_then(|_| stream.flush());
+        requests.push(Request {
+            arrived,
+            answered: Instant::now(),
+            method,
+            path,
+            headers,
+            body_len: body.len(),
+            status: answer.status,
+            write,
+        });
+        drop(requests);
+        if written.is_err() || close {
+            return;
+        }
+    }
+}
+
+fn read_chunked(reader: &mut impl BufRead) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let mut size_line = String::new();
+        reader.read_line(&mut size_line).ok()?;
+        let size = usize::from_str_radix(size_line.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            // Trailers, then the blank line.
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).ok()? == 0 || line.trim().is_empty() {
+                    return Some(out);
+                }
+            }
+        }
+        let mut chunk = vec![0; size + 2];
+        reader.read_exact(&mut chunk).ok()?;
+        out.extend_from_slice(&chunk[..size]);
+    }
+}
+
+#[derive(Default)]
+struct Count {
+    paused: bool,
+    /// (value served, wall time of the answer in ms), in order.
+    answered: Vec<(u64, i64)>,
+}
+
+/// A target whose `count_of_scrapes` is the number of scrapes it has
+/// answered with 200 (1, 2, 3, ...), remembering when it answered each.
+/// Paused, it answers 503 without counting: once relay's /metrics shows
+/// `up 0` for it, every counted scrape has been processed (and written).
+pub struct CountingTarget {
+    pub addr: String,
+    state: Arc<Mutex<Count>>,
+}
+
+impl CountingTarget {
+    pub fn start() -> CountingTarget {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind counting target");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let state = Arc::new(Mutex::new(Count::default()));
+        let shared = state.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let shared = shared.clone();
+                thread::spawn(move || count_answer(stream, &shared));
+            }
+        });
+        CountingTarget { addr, state }
+    }
+
+    pub fn pause(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).paused = true;
+    }
+
+    pub fn resume(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).paused = false;
+    }
+
+    /// (value, answer time in ms) of every scrape answered with 200.
+    pub fn answered(&self) -> Vec<(u64, i64)> {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .answered
+            .clone()
+    }
+
+    /// Waits until at least `n` scrapes have been answered.
+    pub fn wait_answered(&self, n: usize) {
+        wait_for(&format!("{n} answered scrapes"), || {
+            (self.answered().len() >= n).then_some(())
+        });
+    }
+
+    /// Pauses the target and waits until relay has recorded a failed scrape
+    /// of it, so every answered scrape has gone through relay's pipeline.
+    pub fn pause_and_settle(&self, relay: &Relay) -> Vec<(u64, i64)> {
+        self.pause();
+        wait_for_up(relay, &self.addr, "0");
+        self.answered()
+    }
+}
+
+fn count_answer(stream: TcpStream, state: &Mutex<Count>) {
+    let mut reader = BufReader::new(match stream.try_clone() {
+        Ok(s) => s,
+        Err(_) => return,
+    });
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) if line.trim().is_empty() => break,
+            Ok(_) => {}
+        }
+    }
+    let (status, body) = {
+        let mut count = state.lock().unwrap_or_else(|e| e.into_inner());
+        if count.paused {
+            (503, "paused\n".to_owned())
+        } else {
+            let n = count.answered.len() as u64 + 1;
+            count.answered.push((n, now_ms()));
+            (
+                200,
+                format!(
+                    "# HELP count_of_scrapes Scrapes this target has answered with 200.\n# TYPE count_of_scrapes gauge\ncount_of_scrapes {n}\n"
+                ),
+            )
+        }
+    };
+    let mut stream = stream;
+    let _ = stream.write_all(
+        format!(
+            "HTTP/1.1 {status} X\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+}
+
+/// Waits until relay's /metrics has `up{instance="<instance>",...} <value>`.
+pub fn wait_for_up(relay: &Relay, instance: &str, value: &str) {
+    let fragment = format!("instance=\"{instance}\"");
+    wait_for(
+        &format!("up{{{fragment}}} {value} on relay's /metrics"),
+        || {
+            relay
+                .metrics()
+                .lines()
+                .any(|l| {
+                    l.starts_with("up{")
+                        && l.contains(&fragment)
+                        && l.split_whitespace().nth(1) == Some(value)
+                })
+                .then_some(())
+        },
+    );
+}
+
+/// The value of the first line of `name` in an exposition whose labels
+/// contain every fragment (e.g. `remote_name="rw"`).
+pub fn metric_value(text: &str, name: &str, fragments: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| {
+            (l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+                && fragments.iter().all(|f| l.contains(f))
+        })
+        .and_then(|l| {
+            let rest = if l.as_bytes().get(name.len()) == Some(&b'{') {
+                l.rsplit_once('}')?.1
+            } else {
+                &l[name.len()..]
+            };
+            rest.split_whitespace().next()?.parse().ok()
+        })
+}
+
+/// Asserts "no gaps": each value 1..=N the counting target answered is in
+/// `got` (timestamp ms, value) — at least once, always with the same
+/// timestamp — stamped within 1 s before the target answered it (the
+/// scrape's start), no other value, and timestamps increasing with the
+/// value. Staleness markers in `got` are ignored.
+pub fn assert_no_gaps(answered: &[(u64, i64)], got: &[(i64, f64)], what: &str) {
+    assert!(
+        !answered.is_empty(),
+        "{what}: the target answered no scrape"
+    );
+    for (i, (n, _)) in answered.iter().enumerate() {
+        assert_eq!(*n, i as u64 + 1, "{what}: the target's own count");
+    }
+    let mut by_value: BTreeMap<u64, Vec<i64>> = BTreeMap::new();
+    for &(ts, value) in got {
+        if value.to_bits() == STALE_NAN_BITS {
+            continue;
+        }
+        assert!(
+            value.fract() == 0.0 && value >= 1.0,
+            "{what}: count_of_scrapes {value} at {ts} was never served"
+        );
+        let stamps = by_value.entry(value as u64).or_default();
+        if !stamps.contains(&ts) {
+            stamps.push(ts);
+        }
+    }
+    let served: Vec<u64> = answered.iter().map(|(n, _)| *n).collect();
+    let missing: Vec<u64> = served
+        .iter()
+        .copied()
+        .filter(|n| !by_value.contains_key(n))
+        .collect();
+    let extra: Vec<u64> = by_value
+        .keys()
+        .copied()
+        .filter(|n| !served.contains(n))
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what}: {} of {} served values missing: {missing:?}; never served but received: {extra:?}",
+        missing.len(),
+        served.len()
+    );
+    let mut previous = i64::MIN;
+    for &(n, at) in answered {
+        let stamps = &by_value[&n];
+        assert_eq!(
+            stamps.len(),
+            1,
+            "{what}: value {n} arrived with several timestamps {stamps:?}"
+        );
+        let ts = stamps[0];
+        assert!(
+            at - 1000 <= ts && ts <= at + 1,
+            "{what}: value {n} stamped {ts}, but the target answered it at {at}"
+        );
+        assert!(
+            ts > previous,
+            "{what}: value {n} at {ts} is not after the previous value's {previous}"
+        );
+        previous = ts;
+    }
+}

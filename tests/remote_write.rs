@@ -1,0 +1,1057 @@
+//! Remote write end to end: the real relay binary scrapes a target and
+//! writes to a receiver started here — a scripted Rust receiver (headers,
+//! labels, staleness, 500/429/400 handling, outages, kill -9, SIGTERM) and
+//! the real receivers, Prometheus 2.42 and VictoriaMetrics (Debian packages;
+//! `#[ignore]`d under plain `cargo test`, run by `scripts/test`).
+//!
+//! "No gaps" is proved with a target whose value counts its own answered
+//! scrapes: every value 1..=N it served must arrive, stamped with its
+//! scrape's time. See `common::rw`.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::json::{seconds_text_to_ms, Json};
+use common::peers::{require_peer, Kind, Peer, Stored};
+use common::rw::{
+    assert_no_gaps, labels, metric_value, now_ms, Answer, CountingTarget, Got, Receiver, Request,
+    STALE_NAN_BITS,
+};
+use common::{free_port, wait_for, Relay, Reply, Target, DEADLINE};
+
+/// A sample's identity: sorted labels, timestamp (ms), value bits.
+type SampleKey = (Vec<(String, String)>, i64, u64);
+
+/// The series relay adds for every target (besides what it scrapes).
+const REPORT_SERIES: [&str; 5] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
+
+/// A relay config: job `app` scraping `target` every `interval` with
+/// `external_labels: {cluster: c1}` (plus `more_external`), and the given
+/// `remote_write` entries (from `entry`).
+fn config(target: &str, interval: &str, more_external: &str, entries: &[String]) -> String {
+    format!(
+        "global:\n  scrape_interval: {interval}\n  scrape_timeout: 400ms\n  external_labels: {{cluster: c1{more_external}}}\nscrape_configs:\n  - job_name: app\n    static_configs: [{{targets: [\"{target}\"]}}]\nremote_write:\n{}",
+        entries.concat()
+    )
+}
+
+/// One `remote_write` entry with short backoffs and batch deadline, so
+/// retries and flushes happen within a test's seconds. `queue` adds
+/// `queue_config` fields (e.g. one shard, so requests come one at a time
+/// and a script's answers meet the batches in order); `extra` adds fields.
+fn entry(name: &str, url: &str, queue: &str, extra: &str) -> String {
+    format!(
+        "  - url: {url}\n    name: {name}\n    queue_config: {{min_backoff: 50ms, max_backoff: 1s, batch_send_deadline: 200ms{queue}}}\n{extra}"
+    )
+}
+
+const ONE_SHARD: &str = ", min_shards: 1, max_shards: 1";
+
+/// `relay:` lines for tests that SIGTERM relay.
+const SHUTDOWN: &str = "  shutdown_timeout: 10s\n";
+
+/// The labels relay must send for `name` of job `app` scraping `instance`.
+fn app_labels(name: &str, instance: &str) -> Vec<(String, String)> {
+    labels(&[
+        ("__name__", name),
+        ("cluster", "c1"),
+        ("instance", instance),
+        ("job", "app"),
+    ])
+}
+
+/// (timestamp, value) of the accepted samples of `name`, checking that
+/// they all belong to the one series with exactly `expected` labels.
+fn one_series(got: &[Got], expected: &[(String, String)]) -> Vec<(i64, f64)> {
+    for g in got {
+        assert_eq!(&g.series(), expected, "labels of {g:?}");
+    }
+    got.iter().map(|g| (g.ts, g.value)).collect()
+}
+
+/// Asserts that, in arrival order, the timestamps of every series never go
+/// back (a redelivered sample may repeat its own timestamp, byte-identical).
+fn assert_in_order_per_series(got: &[Got]) {
+    let mut last: BTreeMap<Vec<(String, String)>, (i64, u64)> = BTreeMap::new();
+    for g in got {
+        let series = g.series();
+        if let Some(&(ts, bits)) = last.get(&series) {
+            assert!(
+                g.ts > ts || (g.ts == ts && g.value.to_bits() == bits),
+                "{series:?}: sample ({}, {}) arrived after ({ts}, {})",
+                g.ts,
+                g.value,
+                f64::from_bits(bits)
+            );
+        }
+        last.insert(series, (g.ts, g.value.to_bits()));
+    }
+}
+
+/// Polls `probe` (expected, actual) until both are equal, then returns;
+/// at the deadline asserts equality, so the failure shows the last values.
+fn settle<T: PartialEq + std::fmt::Debug>(what: &str, mut probe: impl FnMut() -> (T, T)) {
+    let start = std::time::Instant::now();
+    loop {
+        let (expected, actual) = probe();
+        if expected == actual {
+            return;
+        }
+        if start.elapsed() > DEADLINE {
+            assert_eq!(expected, actual, "{what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A self-metric of the `rw` entry writing to `url` (0 when absent).
+fn rw_metric(relay: &Relay, name: &str, url: &str) -> f64 {
+    metric_value(
+        &relay.metrics(),
+        name,
+        &["remote_name=\"rw\"", &format!("url=\"{url}\"")],
+    )
+    .unwrap_or(0.0)
+}
+
+fn sample_count(requests: &[Request]) -> usize {
+    requests.iter().map(|r| r.samples().len()).sum()
+}
+
+#[test]
+fn json_reader_reads_a_prometheus_matrix() {
+    let j = Json::parse(
+        r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"x","a":"\"q\""},"values":[[1712345678.1,"5"],[17,"NaN"]]}]}}"#,
+    )
+    .expect("valid JSON");
+    let result = &j["data"]["result"].array().expect("array")[0];
+    assert_eq!(
+        result["metric"].labels(),
+        Some(labels(&[("__name__", "x"), ("a", "\"q\"")]))
+    );
+    let values = result["values"].array().expect("values");
+    let ts = values[0].array().expect("pair")[0].num_text();
+    assert_eq!(ts.and_then(seconds_text_to_ms), Some(1_712_345_678_100));
+    assert_eq!(seconds_text_to_ms("17"), Some(17_000));
+    assert_eq!(
+        Json::parse("[null, NaN, true]").map(|j| j.array().map(<[Json]>::len)),
+        Ok(Some(3))
+    );
+}
+
+#[test]
+fn requests_are_remote_write_1_0() {
+    let receiver = Receiver::start();
+    let target = CountingTarget::start();
+    let _relay = Relay::start(&config(
+        &target.addr,
+        "500ms",
+        "",
+        &[entry("rw", &receiver.url, "", "")],
+    ));
+    wait_for("3 requests at the receiver", || {
+        (receiver.requests().len() >= 3).then_some(())
+    });
+    let requests = receiver.requests();
+    for r in &requests {
+        assert_eq!(
+            (r.method.as_str(), r.path.as_str()),
+            ("POST", "/api/v1/write")
+        );
+        assert_eq!(r.header("Content-Encoding"), Some("snappy"), "{r:?}");
+        assert_eq!(
+            r.header("Content-Type"),
+            Some("application/x-protobuf"),
+            "{r:?}"
+        );
+        assert_eq!(
+            r.header("X-Prometheus-Remote-Write-Version"),
+            Some("0.1.0"),
+            "{r:?}"
+        );
+        assert!(
+            r.header("User-Agent")
+                .is_some_and(|ua| ua.starts_with("relay/")),
+            "{r:?}"
+        );
+        let write = r.write.as_ref().expect("a snappy-compressed WriteRequest");
+        assert!(!write.timeseries.is_empty(), "an empty request: {r:?}");
+        for series in &write.timeseries {
+            // The spec: labels sorted by name, names unique, no empty value.
+            let names: Vec<&str> = series.labels.iter().map(|l| l.name.as_str()).collect();
+            assert!(
+                names.windows(2).all(|w| w[0] < w[1]),
+                "labels not sorted or not unique: {names:?}"
+            );
+            assert!(
+                series.labels.iter().all(|l| !l.value.is_empty()),
+                "{series:?}"
+            );
+            assert!(!series.samples.is_empty(), "{series:?}");
+            assert!(
+                series
+                    .samples
+                    .windows(2)
+                    .all(|w| w[0].timestamp <= w[1].timestamp),
+                "samples of a series out of timestamp order: {series:?}"
+            );
+        }
+    }
+    // Exactly the scraped series plus the five report series, each with
+    // job, instance and the external label.
+    let got = receiver.accepted();
+    let names: BTreeSet<&str> = got.iter().map(Got::name).collect();
+    let mut expected: BTreeSet<&str> = REPORT_SERIES.into_iter().collect();
+    expected.insert("count_of_scrapes");
+    assert_eq!(names, expected);
+    for g in &got {
+        assert_eq!(g.series(), app_labels(g.name(), &target.addr));
+    }
+    let up = receiver.accepted_named("up");
+    assert!(up.iter().all(|g| g.value == 1.0), "{up:?}");
+    let counts = receiver.accepted_named("count_of_scrapes");
+    assert_eq!(counts.first().map(|g| g.value), Some(1.0), "{counts:?}");
+}
+
+#[test]
+fn self_metrics_agree_with_what_the_receiver_got() {
+    let receiver = Receiver::start();
+    let target = CountingTarget::start();
+    // A 2 s interval and a 200 ms batch deadline leave quiet gaps in which
+    // everything scraped has been sent, so the counters can be compared
+    // exactly with what arrived.
+    let relay = Relay::start(&config(
+        &target.addr,
+        "2s",
+        "",
+        &[entry(
+            "rw",
+            &receiver.url,
+            ", min_shards: 1, max_shards: 2",
+            "",
+        )],
+    ));
+    wait_for("2 requests at the receiver", || {
+        (receiver.requests().len() >= 2).then_some(())
+    });
+    let url = receiver.url.clone();
+    let ms = |seconds: f64| (seconds * 1000.0).round() as i64;
+    settle(
+        "self-metrics (samples, bytes, batches, highest timestamps) vs the receiver",
+        || {
+            let before = receiver.requests();
+            let text = relay.metrics();
+            let after = receiver.requests();
+            let rw = |name: &str| {
+                metric_value(
+                    &text,
+                    name,
+                    &["remote_name=\"rw\"", &format!("url=\"{url}\"")],
+                )
+            };
+            let max_ts = after
+                .iter()
+                .flat_map(Request::samples)
+                .map(|g| g.ts)
+                .max()
+                .unwrap_or(0);
+            let expected = (
+                Some(sample_count(&after) as f64),
+                Some(after.iter().map(|r| r.body_len).sum::<usize>() as f64),
+                Some(after.len() as f64),
+                Some(max_ts),
+                Some(max_ts),
+                before.len() == after.len(),
+            );
+            let actual = (
+                rw("prometheus_remote_storage_samples_total"),
+                rw("prometheus_remote_storage_bytes_total"),
+                rw("prometheus_remote_storage_sent_batch_duration_seconds_count"),
+                rw("prometheus_remote_storage_queue_highest_sent_timestamp_seconds").map(ms),
+                metric_value(
+                    &text,
+                    "prometheus_remote_storage_highest_timestamp_in_seconds",
+                    &[],
+                )
+                .map(ms),
+                true,
+            );
+            (expected, actual)
+        },
+    );
+    let text = relay.metrics();
+    let rw_labels = ["remote_name=\"rw\"", &format!("url=\"{url}\"")];
+    for (name, expected) in [
+        ("prometheus_remote_storage_samples_failed_total", Some(0.0)),
+        ("prometheus_remote_storage_samples_retried_total", Some(0.0)),
+        ("prometheus_remote_storage_samples_dropped_total", Some(0.0)),
+        ("prometheus_remote_storage_shards_min", Some(1.0)),
+        ("prometheus_remote_storage_shards_max", Some(2.0)),
+    ] {
+        assert_eq!(metric_value(&text, name, &rw_labels), expected, "{name}");
+    }
+    let shards = metric_value(&text, "prometheus_remote_storage_shards", &rw_labels);
+    assert!(
+        shards.is_some_and(|s| (1.0..=2.0).contains(&s)),
+        "shards {shards:?}"
+    );
+    assert!(
+        metric_value(
+            &text,
+            "prometheus_remote_storage_shards_desired",
+            &rw_labels
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("prometheus_remote_storage_highest_timestamp_in_seconds ")),
+        "highest_timestamp_in_seconds has no labels, as in Prometheus: {text}"
+    );
+    assert!(
+        metric_value(&text, "relay_wal_size_bytes", &[]).is_some_and(|v| v > 0.0),
+        "{text}"
+    );
+    assert!(
+        metric_value(&text, "relay_wal_oldest_unsent_sample_age_seconds", &[])
+            .is_some_and(|v| v >= 0.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric_value(&text, "relay_wal_dropped_samples_total", &[]),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn external_labels_then_write_relabel_configs() {
+    let receiver = Receiver::start();
+    let target = Target::start(Reply::text(
+        "# TYPE kept gauge\nkept{a=\"1\"} 5\n# TYPE dropped gauge\ndropped 7\n# TYPE own_cluster gauge\nown_cluster{cluster=\"own\"} 3\n# TYPE unscraped gauge\nunscraped 9\n",
+    ));
+    let rules = "    write_relabel_configs:\n      - source_labels: [__name__]\n        regex: dropped\n        action: drop\n      - source_labels: [cluster]\n        regex: c1\n        target_label: from_external\n        replacement: \"yes\"\n      - target_label: env\n        replacement: test\n";
+    let base = config(
+        &target.addr,
+        "500ms",
+        ", region: r1",
+        &[entry("rw", &receiver.url, "", rules)],
+    );
+    // metric_relabel_configs come first: `unscraped` never reaches a queue.
+    let with_metric_rules = base.replace(
+        "\nremote_write:",
+        "\n    metric_relabel_configs:\n      - source_labels: [__name__]\n        regex: unscraped\n        action: drop\nremote_write:",
+    );
+    let _relay = Relay::start(&with_metric_rules);
+    wait_for("3 up samples at the receiver", || {
+        (receiver.accepted_named("up").len() >= 3).then_some(())
+    });
+    let got = receiver.accepted();
+    let instance = target.addr.as_str();
+    let series = |name: &str| -> BTreeSet<(Vec<(String, String)>, u64)> {
+        got.iter()
+            .filter(|g| g.name() == name)
+            .map(|g| (g.series(), g.value.to_bits()))
+            .collect()
+    };
+    let ext = |name: &'static str| {
+        labels(&[
+            ("__name__", name),
+            ("cluster", "c1"),
+            ("region", "r1"),
+            ("from_external", "yes"),
+            ("env", "test"),
+            ("instance", instance),
+            ("job", "app"),
+        ])
+    };
+    let mut kept = ext("kept");
+    kept.push(("a".into(), "1".into()));
+    kept.sort();
+    assert_eq!(series("kept"), BTreeSet::from([(kept, 5f64.to_bits())]));
+    // The series' own cluster wins over the external label, so the rule
+    // matching cluster=c1 does not fire for it.
+    assert_eq!(
+        series("own_cluster"),
+        BTreeSet::from([(
+            labels(&[
+                ("__name__", "own_cluster"),
+                ("cluster", "own"),
+                ("region", "r1"),
+                ("env", "test"),
+                ("instance", instance),
+                ("job", "app"),
+            ]),
+            3f64.to_bits()
+        )])
+    );
+    assert_eq!(series("up"), BTreeSet::from([(ext("up"), 1f64.to_bits())]));
+    assert_eq!(
+        series("scrape_samples_scraped"),
+        BTreeSet::from([(ext("scrape_samples_scraped"), 4f64.to_bits())])
+    );
+    assert_eq!(
+        series("scrape_samples_post_metric_relabeling"),
+        BTreeSet::from([(ext("scrape_samples_post_metric_relabeling"), 3f64.to_bits())])
+    );
+    assert!(series("dropped").is_empty(), "write_relabel_configs drop");
+    assert!(
+        series("unscraped").is_empty(),
+        "metric_relabel_configs drop"
+    );
+}
+
+/// The sample with the highest timestamp of a series (and that it is alone
+/// at that timestamp).
+fn last_of(got: &[Got], name: &str) -> Got {
+    let of: Vec<&Got> = got.iter().filter(|g| g.name() == name).collect();
+    let max = of
+        .iter()
+        .map(|g| g.ts)
+        .max()
+        .expect("samples of the series");
+    let at_max: BTreeSet<u64> = of
+        .iter()
+        .filter(|g| g.ts == max)
+        .map(|g| g.value.to_bits())
+        .collect();
+    assert_eq!(at_max.len(), 1, "{name}: several values at {max}: {of:?}");
+    of.into_iter()
+        .find(|g| g.ts == max)
+        .cloned()
+        .expect("the last sample")
+}
+
+#[test]
+fn stale_markers_for_vanished_failed_and_shut_down_series() {
+    let receiver = Receiver::start();
+    let target = Target::start(Reply::text("# TYPE a gauge\na 1\n# TYPE b gauge\nb 2\n"));
+    let wal = tempfile::tempdir().expect("tempdir");
+    let mut relay = Relay::start_with(
+        &config(
+            &target.addr,
+            "500ms",
+            "",
+            &[entry("rw", &receiver.url, "", "")],
+        ),
+        wal.path(),
+        SHUTDOWN,
+    );
+    wait_for("2 samples of b", || {
+        (receiver.accepted_named("b").len() >= 2).then_some(())
+    });
+
+    // b vanishes: one stale marker, stamped with the first scrape without it.
+    target.set(Reply::text("# TYPE a gauge\na 1\n"));
+    let stale_b = wait_for("a stale marker for b", || {
+        receiver
+            .accepted_named("b")
+            .into_iter()
+            .find(|g| g.value.is_nan())
+    });
+    assert_eq!(stale_b.value.to_bits(), STALE_NAN_BITS, "{stale_b:?}");
+    let last_b = receiver
+        .accepted_named("b")
+        .iter()
+        .filter(|g| !g.value.is_nan())
+        .map(|g| g.ts)
+        .max()
+        .expect("b's samples");
+    let first_a_without_b = wait_for("a's sample of the scrape without b", || {
+        let a = receiver.accepted_named("a");
+        a.iter()
+            .any(|g| g.ts >= stale_b.ts)
+            .then(|| a.iter().map(|g| g.ts).filter(|&ts| ts > last_b).min())
+    });
+    assert_eq!(
+        Some(stale_b.ts),
+        first_a_without_b,
+        "b's marker is stamped with the first scrape without b, as in Prometheus"
+    );
+
+    // The target fails: a's stale marker at the failed scrape's time, up 0.
+    target.set(Reply {
+        status: 503,
+        ..Reply::text("down\n")
+    });
+    let stale_a = wait_for("a stale marker for a", || {
+        receiver
+            .accepted_named("a")
+            .into_iter()
+            .find(|g| g.value.is_nan())
+    });
+    assert_eq!(stale_a.value.to_bits(), STALE_NAN_BITS, "{stale_a:?}");
+    let first_down = wait_for("up 0", || {
+        receiver
+            .accepted_named("up")
+            .into_iter()
+            .find(|g| g.value == 0.0)
+    });
+    assert_eq!(
+        stale_a.ts, first_down.ts,
+        "a's marker time is the failed scrape's"
+    );
+
+    // Back up, then SIGTERM: a final scrape, then every series of the
+    // target ends with a marker stamped with the shutdown time.
+    target.set(Reply::text("# TYPE a gauge\na 1\n"));
+    wait_for("a again after the failure", || {
+        receiver
+            .accepted_named("a")
+            .into_iter()
+            .find(|g| g.ts > stale_a.ts && g.value == 1.0)
+    });
+    let sigterm_at = now_ms();
+    let status = relay.terminate();
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+    let exited_at = now_ms();
+    let got = receiver.accepted();
+    assert!(
+        got.iter()
+            .any(|g| g.name() == "a" && g.value == 1.0 && g.ts >= sigterm_at),
+        "no final scrape of a after SIGTERM at {sigterm_at}"
+    );
+    for name in REPORT_SERIES.into_iter().chain(["a"]) {
+        let last = last_of(&got, name);
+        assert_eq!(
+            last.value.to_bits(),
+            STALE_NAN_BITS,
+            "{name} must end with a stale marker: {last:?}"
+        );
+        assert!(
+            sigterm_at <= last.ts && last.ts <= exited_at,
+            "{name}'s marker at {} is not the shutdown time ({sigterm_at}..{exited_at})",
+            last.ts
+        );
+    }
+    // b stays stale: nothing of it after its marker.
+    assert_eq!(last_of(&got, "b").ts, stale_b.ts);
+    assert_in_order_per_series(&got);
+}
+
+#[test]
+fn server_errors_are_retried_with_backoff() {
+    let receiver = Receiver::start();
+    receiver.script(vec![Answer::status(500); 3]);
+    let target = CountingTarget::start();
+    let relay = Relay::start(&config(
+        &target.addr,
+        "500ms",
+        "",
+        &[entry("rw", &receiver.url, ONE_SHARD, "")],
+    ));
+    wait_for("2 accepted requests after the 500s", || {
+        (receiver.requests().iter().filter(|r| r.accepted()).count() >= 2).then_some(())
+    });
+    let requests = receiver.requests();
+    let statuses: Vec<u16> = requests.iter().map(|r| r.status).collect();
+    assert_eq!(statuses[..4], [500, 500, 500, 204], "{statuses:?}");
+    // Capped exponential backoff from min_backoff (50ms): 50, 100, 200 ms.
+    for (i, min) in [50u64, 100, 200].into_iter().enumerate() {
+        let waited = requests[i + 1].arrived.duration_since(requests[i].answered);
+        assert!(
+            waited >= Duration::from_millis(min),
+            "retry {} came {waited:?} after a 500, before the {min} ms backoff",
+            i + 1
+        );
+    }
+    // What the 500s held arrives later, byte-identical.
+    let accepted: BTreeSet<_> = receiver.accepted().iter().map(Got::key).collect();
+    let refused: Vec<Got> = requests[..3].iter().flat_map(Request::samples).collect();
+    assert!(!refused.is_empty());
+    for g in &refused {
+        assert!(accepted.contains(&g.key()), "never delivered: {g:?}");
+    }
+    let answered = target.pause_and_settle(&relay);
+    let url = receiver.url.clone();
+    settle("samples_retried_total = samples of the 500s", || {
+        (
+            (refused.len() as f64, 0.0),
+            (
+                rw_metric(
+                    &relay,
+                    "prometheus_remote_storage_samples_retried_total",
+                    &url,
+                ),
+                rw_metric(
+                    &relay,
+                    "prometheus_remote_storage_samples_failed_total",
+                    &url,
+                ),
+            ),
+        )
+    });
+    let counts = wait_for("every served count at the receiver", || {
+        let got = receiver.accepted_named("count_of_scrapes");
+        let values: BTreeSet<u64> = got.iter().map(|g| g.value as u64).collect();
+        answered
+            .iter()
+            .all(|(n, _)| values.contains(n))
+            .then_some(got)
+    });
+    assert_no_gaps(
+        &answered,
+        &one_series(&counts, &app_labels("count_of_scrapes", &target.addr)),
+        "after three 500s",
+    );
+    assert_in_order_per_series(&receiver.accepted());
+}
+
+#[test]
+fn too_many_requests_waits_for_retry_after() {
+    let receiver = Receiver::start();
+    // Retry-After (2 s) beyond max_backoff (1 s): Prometheus honours it.
+    receiver.script(vec![Answer::retry_after(429, 2)]);
+    let target = CountingTarget::start();
+    let relay = Relay::start(&config(
+        &target.addr,
+        "500ms",
+        "",
+        &[entry("rw", &receiver.url, ONE_SHARD, "")],
+    ));
+    wait_for("an accepted request after the 429", || {
+        receiver
+            .requests()
+            .iter()
+            .any(|r| r.accepted())
+            .then_some(())
+    });
+    let requests = receiver.requests();
+    assert_eq!(requests[0].status, 429);
+    let waited = requests[1].arrived.duration_since(requests[0].answered);
+    assert!(
+        waited >= Duration::from_secs(2),
+        "retried {waited:?} after a 429 with Retry-After: 2"
+    );
+    assert!(
+        waited < Duration::from_millis(3500),
+        "retried only {waited:?} after a 429 with Retry-After: 2"
+    );
+    let refused = requests[0].samples();
+    assert!(!refused.is_empty());
+    let accepted: BTreeSet<_> = receiver.accepted().iter().map(Got::key).collect();
+    for g in &refused {
+        assert!(accepted.contains(&g.key()), "never delivered: {g:?}");
+    }
+    let answered = target.pause_and_settle(&relay);
+    let url = receiver.url.clone();
+    settle("samples_retried_total = samples of the 429", || {
+        (
+            (refused.len() as f64, 0.0),
+            (
+                rw_metric(
+                    &relay,
+                    "prometheus_remote_storage_samples_retried_total",
+                    &url,
+                ),
+                rw_metric(
+                    &relay,
+                    "prometheus_remote_storage_samples_failed_total",
+                    &url,
+                ),
+            ),
+        )
+    });
+    let counts = wait_for("every served count at the receiver", || {
+        let got = receiver.accepted_named("count_of_scrapes");
+        let values: BTreeSet<u64> = got.iter().map(|g| g.value as u64).collect();
+        answered
+            .iter()
+            .all(|(n, _)| values.contains(n))
+            .then_some(got)
+    });
+    assert_no_gaps(
+        &answered,
+        &one_series(&counts, &app_labels("count_of_scrapes", &target.addr)),
+        "after a 429",
+    );
+}
+
+#[test]
+fn client_errors_are_dropped_counted_and_logged() {
+    let receiver = Receiver::start();
+    receiver.script(vec![Answer::status(400)]);
+    let target = CountingTarget::start();
+    let relay = Relay::start(&config(
+        &target.addr,
+        "500ms",
+        "",
+        &[entry("rw", &receiver.url, ONE_SHARD, "")],
+    ));
+    wait_for("3 requests", || {
+        (receiver.requests().len() >= 3).then_some(())
+    });
+    let log = relay.wait_for_log(&["not retried", "400"]);
+    assert!(log.contains("WARN"), "{log}");
+    let answered = target.pause_and_settle(&relay);
+    let requests = receiver.requests();
+    assert_eq!(requests[0].status, 400);
+    let dropped = requests[0].samples();
+    assert!(!dropped.is_empty());
+    let dropped_keys: BTreeSet<_> = dropped.iter().map(Got::key).collect();
+    for later in &requests[1..] {
+        for g in later.samples() {
+            assert!(
+                !dropped_keys.contains(&g.key()),
+                "a sample refused with 400 was sent again: {g:?}"
+            );
+        }
+    }
+    let url = receiver.url.clone();
+    settle("samples_failed_total = samples of the 400", || {
+        (
+            (dropped.len() as f64, 0.0),
+            (
+                rw_metric(
+                    &relay,
+                    "prometheus_remote_storage_samples_failed_total",
+                    &url,
+                ),
+                rw_metric(
+                    &relay,
+                    "prometheus_remote_storage_samples_retried_total",
+                    &url,
+                ),
+            ),
+        )
+    });
+    // Everything else still arrives: exactly the 400's counts are missing.
+    let lost: BTreeSet<u64> = dropped
+        .iter()
+        .filter(|g| g.name() == "count_of_scrapes")
+        .map(|g| g.value as u64)
+        .collect();
+    let expected: BTreeSet<u64> = answered
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| !lost.contains(n))
+        .collect();
+    settle("the counts not in the 400 arrive", || {
+        let got: BTreeSet<u64> = receiver
+            .accepted_named("count_of_scrapes")
+            .iter()
+            .filter(|g| !g.is_stale())
+            .map(|g| g.value as u64)
+            .collect();
+        (expected.clone(), got)
+    });
+}
+
+#[test]
+fn sigterm_flushes_the_backlog() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let url = format!("http://{addr}/api/v1/write");
+    let wal = tempfile::tempdir().expect("tempdir");
+    let target = CountingTarget::start();
+    let mut relay = Relay::start_with(
+        &config(&target.addr, "500ms", "", &[entry("rw", &url, "", "")]),
+        wal.path(),
+        SHUTDOWN,
+    );
+    // Receiver down for 6 scrapes.
+    target.wait_answered(6);
+    let receiver = Receiver::start_on(&addr);
+    let status = relay.terminate();
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+    // Everything, the final scrape included, arrived before relay exited.
+    let answered = target.answered();
+    let counts = receiver.accepted_named("count_of_scrapes");
+    assert_no_gaps(
+        &answered,
+        &one_series(&counts, &app_labels("count_of_scrapes", &target.addr)),
+        "backlog flushed on SIGTERM",
+    );
+    let got = receiver.accepted();
+    assert_in_order_per_series(&got);
+    assert_eq!(
+        last_of(&got, "count_of_scrapes").value.to_bits(),
+        STALE_NAN_BITS
+    );
+}
+
+#[test]
+fn kill9_while_the_receiver_is_down_loses_nothing() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let url = format!("http://{addr}/api/v1/write");
+    let wal = tempfile::tempdir().expect("tempdir");
+    let target = CountingTarget::start();
+    let cfg = config(&target.addr, "500ms", "", &[entry("rw", &url, "", "")]);
+    let mut first = Relay::start_with(&cfg, wal.path(), "");
+    target.wait_answered(4);
+    let before = target.pause_and_settle(&first);
+    first.kill9();
+    target.resume();
+    let second = Relay::start_with(&cfg, wal.path(), "");
+    target.wait_answered(before.len() + 3);
+    let receiver = Receiver::start_on(&addr);
+    target.wait_answered(before.len() + 5);
+    let answered = target.pause_and_settle(&second);
+    let counts = wait_for("every served count at the receiver", || {
+        let got = receiver.accepted_named("count_of_scrapes");
+        let values: BTreeSet<u64> = got.iter().map(|g| g.value as u64).collect();
+        answered
+            .iter()
+            .all(|(n, _)| values.contains(n))
+            .then_some(got)
+    });
+    assert_no_gaps(
+        &answered,
+        &one_series(&counts, &app_labels("count_of_scrapes", &target.addr)),
+        "kill -9 while the receiver was down",
+    );
+    // Replayed samples came before the newer ones, series by series.
+    assert_in_order_per_series(&receiver.accepted());
+}
+
+/// The one series of `stored` with `expected` labels, as (ts, value).
+fn stored_series(stored: &[Stored], expected: &[(String, String)]) -> Vec<(i64, f64)> {
+    assert_eq!(stored.len(), 1, "one series expected: {stored:?}");
+    assert_eq!(stored[0].0, expected);
+    stored[0]
+        .1
+        .iter()
+        .map(|(ts, v)| (*ts, v.parse().expect("a number")))
+        .collect()
+}
+
+/// Waits until `peer` has every value the counting target served, then
+/// asserts no gaps and exact labels.
+fn assert_peer_has_all(peer: &Peer, target: &CountingTarget, answered: &[(u64, i64)], what: &str) {
+    let stored = wait_for(
+        &format!("{:?} to have every served count", peer.kind),
+        || {
+            let stored = peer.raw("count_of_scrapes");
+            let values: BTreeSet<u64> = stored
+                .iter()
+                .flat_map(|(_, s)| s.iter().filter_map(|(_, v)| v.parse::<u64>().ok()))
+                .collect();
+            answered
+                .iter()
+                .all(|(n, _)| values.contains(n))
+                .then_some(stored)
+        },
+    );
+    assert_no_gaps(
+        answered,
+        &stored_series(&stored, &app_labels("count_of_scrapes", &target.addr)),
+        what,
+    );
+}
+
+#[test]
+#[ignore = "needs Debian package prometheus; scripts/test runs it"]
+fn prometheus_stores_exactly_what_relay_sent() {
+    let binary = require_peer("prometheus", "prometheus");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prometheus = Peer::start(
+        Kind::Prometheus,
+        &binary,
+        &format!("127.0.0.1:{}", free_port()),
+        dir.path(),
+    );
+    // The same samples also go to the Rust receiver, which shows exactly
+    // what relay sent.
+    let receiver = Receiver::start();
+    let target = CountingTarget::start();
+    let wal = tempfile::tempdir().expect("tempdir");
+    let mut relay = Relay::start_with(
+        &config(
+            &target.addr,
+            "500ms",
+            "",
+            &[
+                entry("prom", &prometheus.write_url(), "", ""),
+                entry("rw", &receiver.url, "", ""),
+            ],
+        ),
+        wal.path(),
+        SHUTDOWN,
+    );
+    target.wait_answered(5);
+    let status = relay.terminate();
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+    let answered = target.answered();
+    assert_peer_has_all(&prometheus, &target, &answered, "Prometheus");
+    // Every series and sample Prometheus stored equals what was sent
+    // (Prometheus leaves stale markers out of range queries).
+    let sent: BTreeSet<SampleKey> = receiver
+        .accepted()
+        .iter()
+        .filter(|g| !g.is_stale())
+        .map(Got::key)
+        .collect();
+    let stored: BTreeSet<SampleKey> = prometheus
+        .raw("{job=\"app\"}")
+        .into_iter()
+        .flat_map(|(labels, samples)| {
+            samples.into_iter().map(move |(ts, v)| {
+                let v: f64 = v.parse().expect("a number");
+                (labels.clone(), ts, v.to_bits())
+            })
+        })
+        .collect();
+    let missing: Vec<_> = sent.difference(&stored).collect();
+    let extra: Vec<_> = stored.difference(&sent).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "sent but not stored: {missing:?}\nstored but not sent: {extra:?}"
+    );
+    let names: BTreeSet<&str> = sent
+        .iter()
+        .filter_map(|(l, _, _)| l.iter().find(|(k, _)| k == "__name__"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(names.len(), 6, "{names:?}");
+}
+
+#[test]
+#[ignore = "needs Debian package prometheus; scripts/test runs it"]
+fn prometheus_down_then_back_no_gaps() {
+    let binary = require_peer("prometheus", "prometheus");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut prometheus = Peer::start(
+        Kind::Prometheus,
+        &binary,
+        &format!("127.0.0.1:{}", free_port()),
+        dir.path(),
+    );
+    let target = CountingTarget::start();
+    let url = prometheus.write_url();
+    let relay = Relay::start(&config(
+        &target.addr,
+        "500ms",
+        "",
+        &[entry("rw", &url, "", "")],
+    ));
+    target.wait_answered(3);
+    wait_for("Prometheus to have a count", || {
+        (!prometheus.raw("count_of_scrapes").is_empty()).then_some(())
+    });
+    prometheus.stop();
+    let down = target.answered().len();
+    target.wait_answered(down + 6);
+    prometheus.restart();
+    target.wait_answered(down + 9);
+    let answered = target.pause_and_settle(&relay);
+    assert_peer_has_all(
+        &prometheus,
+        &target,
+        &answered,
+        "Prometheus stopped for 3 s, then back",
+    );
+    // Nothing was refused as out of order on the way.
+    assert_eq!(
+        rw_metric(
+            &relay,
+            "prometheus_remote_storage_samples_failed_total",
+            &url
+        ),
+        0.0,
+        "{}",
+        prometheus.logs()
+    );
+}
+
+#[test]
+#[ignore = "needs Debian package prometheus; scripts/test runs it"]
+fn kill9_while_prometheus_is_down_then_both_back_no_gaps() {
+    let binary = require_peer("prometheus", "prometheus");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let url = format!("http://{addr}/api/v1/write");
+    let wal = tempfile::tempdir().expect("tempdir");
+    let target = CountingTarget::start();
+    let cfg = config(&target.addr, "500ms", "", &[entry("rw", &url, "", "")]);
+    let mut first = Relay::start_with(&cfg, wal.path(), "");
+    target.wait_answered(4);
+    let before = target.pause_and_settle(&first);
+    first.kill9();
+    target.resume();
+    let second = Relay::start_with(&cfg, wal.path(), "");
+    target.wait_answered(before.len() + 3);
+    let prometheus = Peer::start(Kind::Prometheus, &binary, &addr, dir.path());
+    target.wait_answered(before.len() + 5);
+    let answered = target.pause_and_settle(&second);
+    assert_peer_has_all(
+        &prometheus,
+        &target,
+        &answered,
+        "kill -9 of relay while Prometheus was down",
+    );
+    assert_eq!(
+        rw_metric(
+            &second,
+            "prometheus_remote_storage_samples_failed_total",
+            &url
+        ),
+        0.0,
+        "{}",
+        prometheus.logs()
+    );
+}
+
+#[test]
+#[ignore = "needs Debian package prometheus; scripts/test runs it"]
+fn sigterm_flushes_the_backlog_to_prometheus() {
+    let binary = require_peer("prometheus", "prometheus");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let url = format!("http://{addr}/api/v1/write");
+    let target = CountingTarget::start();
+    let wal = tempfile::tempdir().expect("tempdir");
+    let mut relay = Relay::start_with(
+        &config(&target.addr, "500ms", "", &[entry("rw", &url, "", "")]),
+        wal.path(),
+        SHUTDOWN,
+    );
+    target.wait_answered(6);
+    let prometheus = Peer::start(Kind::Prometheus, &binary, &addr, dir.path());
+    let status = relay.terminate();
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+    let answered = target.answered();
+    // Delivered before exit: Prometheus has it all at once.
+    let stored = prometheus.raw("count_of_scrapes");
+    assert_no_gaps(
+        &answered,
+        &stored_series(&stored, &app_labels("count_of_scrapes", &target.addr)),
+        "backlog flushed to Prometheus on SIGTERM",
+    );
+}
+
+#[test]
+#[ignore = "needs Debian package victoria-metrics; scripts/test runs it"]
+fn victoria_metrics_gets_every_sample_with_external_labels() {
+    let binary = require_peer("victoria-metrics", "victoria-metrics");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vm = Peer::start(
+        Kind::VictoriaMetrics,
+        &binary,
+        &format!("127.0.0.1:{}", free_port()),
+        dir.path(),
+    );
+    let target = CountingTarget::start();
+    let relay = Relay::start(&config(
+        &target.addr,
+        "500ms",
+        "",
+        &[entry("rw", &vm.write_url(), "", "")],
+    ));
+    target.wait_answered(6);
+    let answered = target.pause_and_settle(&relay);
+    // VictoriaMetrics keeps exact duplicates: assert_no_gaps counts
+    // distinct timestamps per value.
+    assert_peer_has_all(&vm, &target, &answered, "VictoriaMetrics");
+    let up = vm.raw("up");
+    assert_eq!(up.len(), 1, "{up:?}");
+    assert_eq!(up[0].0, app_labels("up", &target.addr));
+}
