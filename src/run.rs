@@ -66,6 +66,7 @@ pub async fn run_on(
     let sink = remote.as_ref().map(|r| WalSink {
         wal: r.wal.clone(),
         highest_timestamp: store.telemetry.remote.highest_timestamp.clone(),
+        out_of_order: store.telemetry.remote.wal_out_of_order.clone(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let (server_stop_tx, server_stop_rx) = watch::channel(false);

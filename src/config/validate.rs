@@ -43,9 +43,19 @@ pub(super) fn resolve(config: &mut Config) -> Result<(), ConfigError> {
         }
         resolve_job(job, &global, &path)?;
     }
+    let mut queues = HashSet::new();
     for (i, rw) in config.remote_write.iter_mut().enumerate() {
         let path = format!("remote_write[{i}]");
         check_url(&format!("{path}.url"), &rw.url)?;
+        // Each entry's queue and WAL checkpoint are named by it.
+        let name = crate::remote_write::remote_name(rw);
+        if !queues.insert(name.clone()) {
+            let (field, what) = match &rw.name {
+                Some(_) => ("name", format!("found multiple remote write configs named {name:?}")),
+                None => ("url", format!("found multiple remote write configs for {:?} without a name; give each a distinct name", rw.url)),
+            };
+            return Err(ConfigError::field(format!("{path}.{field}"), what));
+        }
         check_auth(&path, rw.authorization.as_ref(), rw.basic_auth.as_ref())?;
         check_tls(&path, &rw.tls_config)?;
         rw.write_relabel = compile(

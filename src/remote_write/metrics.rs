@@ -43,6 +43,7 @@ pub struct RemoteWriteMetrics {
     pub highest_timestamp: FloatGauge,
     pub wal_size: Gauge,
     pub wal_dropped: Counter,
+    pub wal_out_of_order: Counter,
 }
 
 impl RemoteWriteMetrics {
@@ -63,6 +64,7 @@ impl RemoteWriteMetrics {
             highest_timestamp: FloatGauge::default(),
             wal_size: Gauge::default(),
             wal_dropped: Counter::default(),
+            wal_out_of_order: Counter::default(),
         };
         let p = "prometheus_remote_storage_";
         let r = registry;
@@ -135,6 +137,11 @@ impl RemoteWriteMetrics {
             "relay_wal_dropped_samples",
             "Samples dropped from the WAL over relay.wal_max_size before every queue had sent them.",
             m.wal_dropped.clone(),
+        );
+        r.register(
+            "relay_wal_out_of_order_samples",
+            "Samples not written to the WAL because the target's own timestamp was not newer than the series' last one (a receiver would reject the batch).",
+            m.wal_out_of_order.clone(),
         );
         r.register(
             "relay_wal_oldest_unsent_sample_age_seconds",

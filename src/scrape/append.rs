@@ -51,6 +51,10 @@ pub struct Appended<'a> {
     /// True the first time this series is appended in the sink's current
     /// epoch (a WAL segment): the sink must record the labels before the sample.
     pub describe: bool,
+    /// False when the target's own timestamp is not newer than the series'
+    /// last one: a remote-write receiver would reject it with its whole
+    /// batch, so the WAL leaves it out (Prometheus's agent does the same).
+    pub in_order: bool,
 }
 
 impl Appended<'_> {

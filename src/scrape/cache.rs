@@ -62,6 +62,10 @@ struct Series {
     keys: u32,
     /// Prometheus does not mark series with the target's own timestamps stale.
     explicit_timestamps: bool,
+    /// The newest of the target's own timestamps appended, and the one
+    /// before this scrape: a sample not newer is out of order for a receiver.
+    last_explicit: i64,
+    before_explicit: i64,
 }
 
 /// What a key leads to.
@@ -78,6 +82,9 @@ pub(crate) struct Emit<'c> {
     pub text: &'c str,
     pub name_len: usize,
     pub describe: bool,
+    /// False when the target's own timestamp is not newer than the last one
+    /// appended: a receiver would reject it (and its whole batch).
+    pub in_order: bool,
 }
 
 /// See the module documentation; the scrape loop keeps one per target.
@@ -242,6 +249,8 @@ impl SeriesCache {
             epoch: NEVER,
             keys: 1,
             explicit_timestamps: false,
+            last_explicit: i64::MIN,
+            before_explicit: i64::MIN,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -268,7 +277,7 @@ impl SeriesCache {
         &mut self,
         slot: u32,
         epoch: u32,
-        explicit_timestamp: bool,
+        explicit_timestamp: Option<i64>,
     ) -> Option<Emit<'_>> {
         let s = self.series.get_mut(slot as usize)?;
         if s.appended == self.generation {
@@ -280,7 +289,16 @@ impl SeriesCache {
         s.before = s.appended;
         s.appended = self.generation;
         self.appended_now += 1;
-        s.explicit_timestamps = explicit_timestamp;
+        s.explicit_timestamps = explicit_timestamp.is_some();
+        s.before_explicit = s.last_explicit;
+        let in_order = match explicit_timestamp {
+            Some(ts) if ts <= s.last_explicit => false,
+            Some(ts) => {
+                s.last_explicit = ts;
+                true
+            }
+            None => true,
+        };
         let describe = s.epoch != epoch;
         s.epoch = epoch;
         Some(Emit {
@@ -288,6 +306,7 @@ impl SeriesCache {
             text: text(&self.arena, s.start, s.len),
             name_len: s.name_len,
             describe,
+            in_order,
         })
     }
 
@@ -320,6 +339,7 @@ impl SeriesCache {
         for s in self.series.iter_mut().filter(|s| s.appended == generation) {
             // Not appended after all, and its description was rolled back.
             s.appended = s.before;
+            s.last_explicit = s.before_explicit;
             s.epoch = NEVER;
         }
         self.stale_all(sink, epoch);
@@ -359,6 +379,7 @@ impl SeriesCache {
                 timestamp_ms: None,
                 value: stale_nan(),
                 describe,
+                in_order: true,
             });
         }
     }

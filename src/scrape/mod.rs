@@ -15,6 +15,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 
@@ -65,6 +66,7 @@ pub fn offset(target: &Target, now: SystemTime) -> Duration {
 pub struct WalSink {
     pub wal: Arc<Wal>,
     pub highest_timestamp: Gauge<f64, AtomicU64>,
+    pub out_of_order: Counter,
 }
 
 /// Scrapes `target` until `shutdown` turns true. With a WAL, shutdown takes
@@ -238,7 +240,11 @@ impl Scraper {
             return;
         };
         self.batch.finish();
-        if self.batch.count == 0 {
+        if self.batch.out_of_order > 0 {
+            sink.out_of_order.inc_by(self.batch.out_of_order as u64);
+            tracing::debug!(target = %self.target.name(), samples = self.batch.out_of_order, "samples with timestamps not newer than their series' last one left out of the WAL");
+        }
+        if self.batch.bytes().is_empty() {
             return;
         }
         match guard.append(&self.batch) {
@@ -354,6 +360,7 @@ impl Report {
                 timestamp_ms: None,
                 value,
                 describe: series.3 != epoch,
+                in_order: true,
             });
             series.3 = epoch;
         }
@@ -370,6 +377,7 @@ impl Report {
                 timestamp_ms: None,
                 value: stale_nan(),
                 describe: series.3 != epoch,
+                in_order: true,
             });
             series.3 = epoch;
         }

@@ -293,7 +293,7 @@ pub fn process_into(
             counts.series_added += 1;
         }
         let timestamp = sample.timestamp_ms.filter(|_| settings.honor_timestamps);
-        let Some(emit) = cache.emit(slot, settings.epoch, timestamp.is_some()) else {
+        let Some(emit) = cache.emit(slot, settings.epoch, timestamp) else {
             continue;
         };
         sink.append(&Appended {
@@ -304,6 +304,7 @@ pub fn process_into(
             timestamp_ms: timestamp,
             value: sample.value,
             describe: emit.describe,
+            in_order: emit.in_order,
         });
     }
     if over_limit(counts.samples_kept, settings.limits.sample_limit) {
