@@ -1,0 +1,262 @@
+//! A remote-write receiver that acknowledges and counts, for `benches/e2e.py`.
+//!
+//! `cargo run --release --example rw_sink -- --port 0` prints
+//! `listening on 127.0.0.1:PORT`, answers 204 to every valid
+//! `POST /api/v1/write` (snappy block format, then the project's own prost
+//! `WriteRequest`) and serves its counts as JSON on `GET /stats`;
+//! `POST /reset` forgets everything, so one sink serves peer after peer.
+//!
+//! The counts are what the benchmark needs to judge a shipper, not only time
+//! it: samples are grouped by their timestamp (one per scrape), and within a
+//! group by series, so a lost sample shows as a scrape with fewer distinct
+//! series than the app exposes, and an at-least-once redelivery shows as
+//! samples beyond the distinct ones instead of hiding in a total. Each group
+//! also keeps a histogram of when its samples were acknowledged relative to
+//! their timestamp (the scrape's start), which is the delivery latency a
+//! user sees. The sink runs on one thread and reports its own CPU time, so
+//! the benchmark can tell its cost apart from the shipper's.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::hash::BuildHasher;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prost::Message;
+use relay::remote_write::prompb::WriteRequest;
+use tokio::net::TcpListener;
+
+/// The bit pattern Prometheus writes as a staleness marker (`value.StaleNaN`).
+const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
+
+/// The samples that carry one timestamp: in practice, one scrape of a target.
+#[derive(Default)]
+struct Group {
+    samples: u64,
+    stale: u64,
+    /// Hashes of the series seen with this timestamp (64 bits: a collision
+    /// among a few million series is about a one-in-a-million event).
+    series: hashbrown::HashSet<u64>,
+    /// Acknowledgement time minus the timestamp, in ms → samples.
+    latency_ms: BTreeMap<i64, u64>,
+}
+
+#[derive(Default)]
+struct Stats {
+    requests: u64,
+    bytes: u64,
+    samples: u64,
+    stale: u64,
+    /// Requests answered 400 because their body did not decode.
+    rejected: u64,
+    /// Samples older than the last one seen for their series: a sender must
+    /// keep each series in timestamp order (Prometheus answers 400).
+    out_of_order: u64,
+    last_timestamp: hashbrown::HashMap<u64, i64>,
+    groups: BTreeMap<i64, Group>,
+}
+
+impl Stats {
+    /// Counts one decoded request, acknowledged at `now_ms`.
+    fn record(
+        &mut self,
+        request: &WriteRequest,
+        bytes: usize,
+        now_ms: i64,
+        hasher: &impl BuildHasher,
+    ) {
+        self.requests += 1;
+        self.bytes += bytes as u64;
+        for series in &request.timeseries {
+            let id = hasher.hash_one(&series.labels);
+            for sample in &series.samples {
+                let stale = sample.value.to_bits() == STALE_NAN;
+                let group = self.groups.entry(sample.timestamp).or_default();
+                group.samples += 1;
+                group.stale += u64::from(stale);
+                group.series.insert(id);
+                *group
+                    .latency_ms
+                    .entry(now_ms - sample.timestamp)
+                    .or_default() += 1;
+                self.samples += 1;
+                self.stale += u64::from(stale);
+                let last = self.last_timestamp.entry(id).or_insert(i64::MIN);
+                if sample.timestamp < *last {
+                    self.out_of_order += 1;
+                } else {
+                    *last = sample.timestamp;
+                }
+            }
+        }
+    }
+
+    fn to_json(&self) -> String {
+        let distinct: usize = self.groups.values().map(|g| g.series.len()).sum();
+        let mut out = format!(
+            "{{\"requests\":{},\"bytes\":{},\"samples\":{},\"distinct\":{},\"stale\":{},\
+             \"rejected\":{},\"out_of_order\":{},\"series\":{},\"cpu_seconds\":{:.6},\"timestamps\":[",
+            self.requests,
+            self.bytes,
+            self.samples,
+            distinct,
+            self.stale,
+            self.rejected,
+            self.out_of_order,
+            self.last_timestamp.len(),
+            own_cpu_seconds(),
+        );
+        for (i, (ts, g)) in self.groups.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(
+                out,
+                "{sep}{{\"ts\":{ts},\"samples\":{},\"distinct\":{},\"stale\":{},\"latency_ms\":[",
+                g.samples,
+                g.series.len(),
+                g.stale
+            );
+            for (j, (ms, n)) in g.latency_ms.iter().enumerate() {
+                let sep = if j == 0 { "" } else { "," };
+                let _ = write!(out, "{sep}[{ms},{n}]");
+            }
+            out.push_str("]}");
+        }
+        out.push_str("]}\n");
+        out
+    }
+}
+
+/// CPU time of this whole process (all threads) in seconds, from the
+/// scheduler's nanosecond counters rather than clock ticks: a small run may
+/// cost the sink only a few ticks.
+fn own_cpu_seconds() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return f64::NAN;
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    ns as f64 / 1e9
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn response(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r
+}
+
+/// Snappy block format, then protobuf, as remote write 1.0 specifies.
+fn decode(body: &[u8]) -> Result<WriteRequest, String> {
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| format!("snappy: {e}"))?;
+    WriteRequest::decode(raw.as_slice()).map_err(|e| format!("protobuf: {e}"))
+}
+
+struct Sink {
+    stats: Mutex<Stats>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+impl Sink {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        match (req.method(), req.uri().path()) {
+            (&Method::POST, "/api/v1/write") => {
+                let Ok(body) = req.into_body().collect().await.map(|b| b.to_bytes()) else {
+                    return response(StatusCode::BAD_REQUEST, "body not read\n");
+                };
+                let decoded = decode(&body);
+                let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+                match decoded {
+                    Ok(request) => {
+                        stats.record(&request, body.len(), now_ms(), &self.hasher);
+                        response(StatusCode::NO_CONTENT, Bytes::new())
+                    }
+                    Err(e) => {
+                        stats.rejected += 1;
+                        response(StatusCode::BAD_REQUEST, e + "\n")
+                    }
+                }
+            }
+            (&Method::GET, "/stats") => {
+                let json = self
+                    .stats
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .to_json();
+                response(StatusCode::OK, json)
+            }
+            (&Method::POST, "/reset") => {
+                *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = Stats::default();
+                response(StatusCode::NO_CONTENT, Bytes::new())
+            }
+            _ => response(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+}
+
+fn port_from_args() -> Result<u16, String> {
+    let mut args = std::env::args().skip(1);
+    let mut port = 0;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--port" => {
+                let value = args.next().ok_or("--port needs a value")?;
+                port = value
+                    .parse()
+                    .map_err(|_| format!("--port: not a port: {value}"))?;
+            }
+            _ => return Err(format!("unknown argument {arg}; usage: rw_sink [--port N]")),
+        }
+    }
+    Ok(port)
+}
+
+/// One thread: the sink should cost the machine as little as possible next to
+/// the shipper being measured, and decoding is far faster than any shipper
+/// encodes.
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let port = port_from_args()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(port))?;
+    Ok(())
+}
+
+async fn serve(port: u16) -> std::io::Result<()> {
+    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
+    println!("listening on {}", listener.local_addr()?);
+    let sink = Arc::new(Sink {
+        stats: Mutex::default(),
+        hasher: hashbrown::DefaultHashBuilder::default(),
+    });
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let sink = sink.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let sink = sink.clone();
+                async move { Ok::<_, Infallible>(sink.handle(req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
