@@ -155,3 +155,64 @@ impl Store {
         Snapshot::new(text, layout)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exposition::{check, Labels};
+    use crate::relabel::Rules;
+    use crate::scrape::pipeline::{process, SeriesCache, Settings};
+
+    /// A scraped Prometheus exposes the remote-write families relay also
+    /// exposes: the merged body holds each family once and stays valid.
+    #[test]
+    fn a_target_with_relays_own_families_still_gives_a_valid_body() {
+        let body = "# HELP prometheus_remote_storage_samples_total Total number of samples sent to remote storage.\n# TYPE prometheus_remote_storage_samples_total counter\nprometheus_remote_storage_samples_total{remote_name=\"a\",url=\"http://r/w\"} 7\n# HELP prometheus_remote_storage_sent_batch_duration_seconds Duration of send calls to the remote storage.\n# TYPE prometheus_remote_storage_sent_batch_duration_seconds histogram\nprometheus_remote_storage_sent_batch_duration_seconds_bucket{remote_name=\"a\",url=\"http://r/w\",le=\"1\"} 1\nprometheus_remote_storage_sent_batch_duration_seconds_bucket{remote_name=\"a\",url=\"http://r/w\",le=\"+Inf\"} 1\nprometheus_remote_storage_sent_batch_duration_seconds_sum{remote_name=\"a\",url=\"http://r/w\"} 0.5\nprometheus_remote_storage_sent_batch_duration_seconds_count{remote_name=\"a\",url=\"http://r/w\"} 1\n# HELP prometheus_remote_storage_highest_timestamp_in_seconds Highest timestamp.\n# TYPE prometheus_remote_storage_highest_timestamp_in_seconds gauge\nprometheus_remote_storage_highest_timestamp_in_seconds 1.7e+09\n";
+        let target: Labels<'static> = [("instance", "p:9090"), ("job", "prometheus")]
+            .into_iter()
+            .collect();
+        let rules = Rules::default();
+        let mut rendered = Rendered::default();
+        process(
+            body.as_bytes(),
+            Format::Text,
+            &Settings::new(&target, &rules),
+            &mut SeriesCache::default(),
+            &mut rendered,
+        )
+        .expect("valid");
+        let store = Store::new(vec!["prometheus/p:9090".into()]);
+        let queue = store.telemetry.remote.queue("rw", "http://127.0.0.1:1/w");
+        queue.samples.inc_by(3);
+        queue.batch_duration.observe(0.2);
+        store.publish(0, Arc::new(rendered), true);
+        let snapshot = store.snapshot();
+        for format in [Format::Text, Format::OpenMetrics] {
+            let out = snapshot.body(format, false);
+            let text = String::from_utf8_lossy(&out);
+            assert_eq!(check(&out, format), vec![], "{format:?}:\n{text}");
+            for family in [
+                "prometheus_remote_storage_samples",
+                "prometheus_remote_storage_sent_batch_duration_seconds",
+                "prometheus_remote_storage_highest_timestamp_in_seconds",
+            ] {
+                let headers = text
+                    .lines()
+                    .filter(|l| {
+                        l.starts_with("# TYPE ")
+                            && l[7..]
+                                .split(' ')
+                                .next()
+                                .is_some_and(|n| n.trim_end_matches("_total") == family)
+                    })
+                    .count();
+                assert_eq!(
+                    headers, 1,
+                    "{format:?}: one TYPE line for {family}:\n{text}"
+                );
+            }
+            assert!(text.contains("prometheus_remote_storage_samples_total{remote_name=\"a\",url=\"http://r/w\",instance=\"p:9090\",job=\"prometheus\"} 7") || text.contains("prometheus_remote_storage_samples_total{instance=\"p:9090\",job=\"prometheus\",remote_name=\"a\",url=\"http://r/w\"} 7"), "{text}");
+            assert!(text.contains("prometheus_remote_storage_samples_total{remote_name=\"rw\",url=\"http://127.0.0.1:1/w\"} 3"), "{text}");
+        }
+    }
+}
