@@ -63,6 +63,9 @@ pub async fn run_on(
     }
     let store = Arc::new(Store::new(jobs.iter().map(|(_, t)| t.name()).collect()));
     let remote = RemoteWrite::start(&config, &store.telemetry.remote)?;
+    if remote.is_some() {
+        store.own_metrics_move();
+    }
     let sink = remote.as_ref().map(|r| WalSink {
         wal: r.wal.clone(),
         highest_timestamp: store.telemetry.remote.highest_timestamp.clone(),

@@ -1,11 +1,12 @@
 //! The latest result of every target, merged into one exposition each time
 //! a scrape finishes (one block per metric family even when several targets
 //! share it, then relay's own metrics), and swapped in atomically so that a
-//! GET is a memory copy. Relay's own metrics move between scrapes (remote
-//! write sends then), so a GET of a snapshot older than a second merges
-//! again with them as they are now.
+//! GET is a memory copy. With remote write, relay's own metrics move
+//! between scrapes (batches are sent then), so a GET of a snapshot older
+//! than a second merges again with them as they are now.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,8 @@ pub struct Store {
     slots: Mutex<Vec<Slot>>,
     snapshot: RwLock<(Arc<Snapshot>, Instant)>,
     pub telemetry: Telemetry,
+    /// Set when remote write runs: its metrics move between scrapes.
+    own_metrics_move: AtomicBool,
 }
 
 /// How old relay's own metrics in a served snapshot may be.
@@ -48,6 +51,7 @@ impl Store {
                 Instant::now(),
             )),
             telemetry: Telemetry::new(),
+            own_metrics_move: AtomicBool::new(false),
         };
         store.rebuild();
         store
@@ -78,6 +82,12 @@ impl Store {
             .unwrap_or_else(PoisonError::into_inner) = (Arc::new(snapshot), Instant::now());
     }
 
+    /// Says that relay's own metrics change between scrapes (remote write
+    /// runs), so a snapshot over a second old is merged again when served.
+    pub fn own_metrics_move(&self) {
+        self.own_metrics_move.store(true, Ordering::Relaxed);
+    }
+
     /// What `/metrics` serves now.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         let (snapshot, built) = self
@@ -85,7 +95,7 @@ impl Store {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        if built.elapsed() < OWN_METRICS_MAX_AGE {
+        if !self.own_metrics_move.load(Ordering::Relaxed) || built.elapsed() < OWN_METRICS_MAX_AGE {
             return snapshot;
         }
         self.rebuild();
