@@ -19,8 +19,10 @@ receiver built from the project's own protobuf types, on one thread, its CPU
 reported apart). The sink groups samples by timestamp, that is by scrape, so
 the run proves no sample was lost (distinct series per scrape against the
 app's), shows redelivered duplicates, and gives the delay from a scrape's
-timestamp to the acknowledgement of its samples. CPU comes from the
-scheduler's per-thread nanosecond counters, not clock ticks.
+timestamp to the acknowledgement of its samples.
+
+CPU is summed over all of a process's threads from the scheduler's
+nanosecond counters, not clock ticks, so a small run does not read 0.00 s.
 
     python3 benches/e2e.py              # 100k series, 60 s window per peer
     python3 benches/e2e.py --quick      # 10k series, 10 s window (CI smoke run)
@@ -94,6 +96,57 @@ def cpu_seconds(pid):
         fields = f.read().rsplit(")", 1)[1].split()
     # utime and stime are fields 14 and 15; index 11 and 12 after the ")".
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+class CpuMeter:
+    """CPU time of a whole process, all its threads, in scheduler nanoseconds.
+
+    Sums the first field of /proc/PID/task/*/schedstat. A thread that exits
+    takes its counter with it, so a background poll keeps each thread's last
+    reading every half second; the threads that come and go in these
+    programs (tokio's blocking pool, Go's spare threads) exit after idling,
+    so nothing they ran is missed. The tick-based figure of /proc/PID/stat,
+    which counts exited threads but only in 10 ms steps, is kept to check.
+    """
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.last, self.base = {}, {}
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _poll(self):
+        try:
+            tids = os.listdir(f"/proc/{self.pid}/task")
+        except OSError:
+            return
+        for tid in tids:
+            try:
+                with open(f"/proc/{self.pid}/task/{tid}/schedstat") as f:
+                    ns = int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+            with self.lock:
+                self.last[tid] = max(ns, self.last.get(tid, 0))
+
+    def _run(self):
+        while not self.done.wait(0.5):
+            self._poll()
+
+    def start(self):
+        self._poll()
+        self.base = dict(self.last)
+        self.ticks = cpu_seconds(self.pid)
+        self.thread.start()
+
+    def stop(self):
+        """(seconds from schedstat, seconds from clock ticks) since start."""
+        self.done.set()
+        self.thread.join()
+        self._poll()
+        ns = sum(v - self.base.get(tid, 0) for tid, v in self.last.items())
+        return ns / 1e9, cpu_seconds(self.pid) - self.ticks
 
 
 def memory_mib(pid):
@@ -189,9 +242,10 @@ def measure(name, argv, serve_path, agent, interval, window, requests):
             threading.Thread(
                 target=scrape_as_prometheus, args=(url, interval, stop), daemon=True
             ).start()
-        cpu0 = cpu_seconds(proc.pid)
+        meter = CpuMeter(proc.pid)
+        meter.start()
         time.sleep(window)
-        cpu = cpu_seconds(proc.pid) - cpu0
+        cpu, _ = meter.stop()
         stop.set()
         peak, rss = memory_mib(proc.pid)
         latencies, size = [], 0
@@ -240,57 +294,6 @@ def stop(proc, timeout=30):
 PROMETHEUS_AUTO_SERIES = 5
 VMAGENT_AUTO_SERIES = 6
 RW_PEERS = ("relay", "prometheus", "vmagent")
-
-
-class CpuMeter:
-    """CPU time of a whole process, all its threads, in scheduler nanoseconds.
-
-    Sums the first field of /proc/PID/task/*/schedstat. A thread that exits
-    takes its counter with it, so a background poll keeps each thread's last
-    reading every half second; the threads that come and go in these
-    programs (tokio's blocking pool, Go's spare threads) exit after idling,
-    so nothing they ran is missed. The tick-based figure of /proc/PID/stat,
-    which counts exited threads but only in 10 ms steps, is kept to check.
-    """
-
-    def __init__(self, pid):
-        self.pid = pid
-        self.last, self.base = {}, {}
-        self.lock = threading.Lock()
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _poll(self):
-        try:
-            tids = os.listdir(f"/proc/{self.pid}/task")
-        except OSError:
-            return
-        for tid in tids:
-            try:
-                with open(f"/proc/{self.pid}/task/{tid}/schedstat") as f:
-                    ns = int(f.read().split()[0])
-            except (OSError, ValueError, IndexError):
-                continue
-            with self.lock:
-                self.last[tid] = max(ns, self.last.get(tid, 0))
-
-    def _run(self):
-        while not self.done.wait(0.5):
-            self._poll()
-
-    def start(self):
-        self._poll()
-        self.base = dict(self.last)
-        self.ticks = cpu_seconds(self.pid)
-        self.thread.start()
-
-    def stop(self):
-        """(seconds from schedstat, seconds from clock ticks) since start."""
-        self.done.set()
-        self.thread.join()
-        self._poll()
-        ns = sum(v - self.base.get(tid, 0) for tid, v in self.last.items())
-        return ns / 1e9, cpu_seconds(self.pid) - self.ticks
 
 
 class Sink:

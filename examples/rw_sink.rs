@@ -56,8 +56,9 @@ struct Stats {
     stale: u64,
     /// Requests answered 400 because their body did not decode.
     rejected: u64,
-    /// Samples older than the last one seen for their series: a sender must
-    /// keep each series in timestamp order (Prometheus answers 400).
+    /// Samples, not seen before, older than the last one of their series: a
+    /// sender must keep each series in timestamp order (Prometheus answers
+    /// 400). A redelivered sample is a duplicate, not out of order.
     out_of_order: u64,
     last_timestamp: hashbrown::HashMap<u64, i64>,
     groups: BTreeMap<i64, Group>,
@@ -81,7 +82,7 @@ impl Stats {
                 let group = self.groups.entry(sample.timestamp).or_default();
                 group.samples += 1;
                 group.stale += u64::from(stale);
-                group.series.insert(id);
+                let new = group.series.insert(id);
                 *group
                     .latency_ms
                     .entry(now_ms - sample.timestamp)
@@ -90,7 +91,7 @@ impl Stats {
                 self.stale += u64::from(stale);
                 let last = self.last_timestamp.entry(id).or_insert(i64::MIN);
                 if sample.timestamp < *last {
-                    self.out_of_order += 1;
+                    self.out_of_order += u64::from(new);
                 } else {
                     *last = sample.timestamp;
                 }
