@@ -146,7 +146,13 @@ impl Wal {
             previous = Some(segment);
         }
         if let Some((&last, len)) = sizes.iter_mut().next_back() {
-            *len = repair(&dir.join(segment_name(last)))?;
+            match repair(&dir.join(segment_name(last))) {
+                Ok(valid) => *len = valid,
+                // Readers skip what they cannot read; relay still starts.
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check the last WAL segment for a torn tail")
+                }
+            }
         }
         let segment = sizes.keys().next_back().map_or(1, |s| s + 1);
         let path = dir.join(segment_name(segment));

@@ -218,7 +218,7 @@ impl Scraper {
                 .append(&mut sink, epoch, result.is_ok(), duration, &counts);
             result
         };
-        sink_counts(out, counts);
+        out.set_counts(counts);
         self.append_to_wal(guard);
         let up = result.is_ok();
         self.store.telemetry.scrape(
@@ -285,10 +285,6 @@ impl Scraper {
     }
 }
 
-fn sink_counts(out: &mut Rendered, counts: Counts) {
-    out.set_counts(counts);
-}
-
 /// The series Prometheus adds to every scrape (`up`, `scrape_*`), with the
 /// target's labels: a fixed ref each, appended like scraped samples.
 struct Report {
@@ -330,6 +326,7 @@ impl Report {
         Report { series }
     }
 
+    /// Appends this scrape's values: up, duration and the counts.
     fn append(
         &mut self,
         sink: &mut impl Appender,
@@ -345,6 +342,15 @@ impl Report {
             counts.samples_kept as f64,
             counts.series_added as f64,
         ];
+        self.append_values(sink, epoch, values);
+    }
+
+    /// Marks the report series stale (shutdown).
+    fn stale(&mut self, sink: &mut impl Appender, epoch: u32) {
+        self.append_values(sink, epoch, [stale_nan(); 5]);
+    }
+
+    fn append_values(&mut self, sink: &mut impl Appender, epoch: u32, values: [f64; 5]) {
         for ((series, (name, help)), value) in self.series.iter_mut().zip(REPORT).zip(values) {
             let family = Family {
                 name,
@@ -359,23 +365,6 @@ impl Report {
                 family: &family,
                 timestamp_ms: None,
                 value,
-                describe: series.3 != epoch,
-                in_order: true,
-            });
-            series.3 = epoch;
-        }
-    }
-
-    fn stale(&mut self, sink: &mut impl Appender, epoch: u32) {
-        let family = Family::default();
-        for series in &mut self.series {
-            sink.append(&Appended {
-                series_ref: series.0,
-                series: &series.1,
-                name_len: series.2,
-                family: &family,
-                timestamp_ms: None,
-                value: stale_nan(),
                 describe: series.3 != epoch,
                 in_order: true,
             });
