@@ -674,4 +674,125 @@ mod tests {
         process(b"a 2\nc 1\n", Format::Text, &settings, &mut cache, &mut out).expect("ok");
         assert_eq!(out.series_added, 1);
     }
+
+    /// What a sink was handed: (ref, series, timestamp, value bits, describe).
+    type Captured = (u64, String, Option<i64>, u64, bool);
+
+    #[derive(Default)]
+    struct Capture(Vec<Captured>);
+
+    impl Appender for Capture {
+        fn append(&mut self, s: &Appended<'_>) {
+            if s.in_order {
+                self.0.push((
+                    s.series_ref,
+                    s.series.to_owned(),
+                    s.timestamp_ms,
+                    s.value.to_bits(),
+                    s.describe,
+                ));
+            }
+        }
+    }
+
+    fn scrape_into(body: &str, settings: &Settings<'_>, cache: &mut SeriesCache) -> Vec<Captured> {
+        let mut sink = Capture::default();
+        let mut counts = Counts::default();
+        let result = process_into(
+            body.as_bytes(),
+            Format::Text,
+            settings,
+            cache,
+            &mut counts,
+            &mut sink,
+        );
+        if result.is_ok() {
+            cache.commit(&mut sink, settings.epoch);
+            return sink.0;
+        }
+        // A failed scrape's samples are rolled back; only staleness is appended.
+        let mut stale = Capture::default();
+        cache.discard(&mut stale, settings.epoch);
+        stale.0
+    }
+
+    #[test]
+    fn series_that_relabel_alike_are_one_series_sent_once_per_scrape() {
+        let config = crate::config::from_yaml_str(
+            "scrape_configs:\n  - job_name: a\n    metric_relabel_configs:\n      - {regex: pod, action: labeldrop}\n",
+        )
+        .expect("valid");
+        let rules = &config.config.scrape_configs[0].metric_relabel;
+        let target = Labels::default();
+        let settings = Settings {
+            epoch: 1,
+            ..Settings::new(&target, rules)
+        };
+        let mut cache = SeriesCache::default();
+        // Two pods relabel to one series; `m` also appears twice verbatim.
+        let got = scrape_into(
+            "m{pod=\"a\"} 1\nm{pod=\"b\"} 2\nm{pod=\"a\"} 3\nn 4\n",
+            &settings,
+            &mut cache,
+        );
+        let names: Vec<(&str, u64, bool)> = got.iter().map(|g| (g.1.as_str(), g.3, g.4)).collect();
+        assert_eq!(
+            names,
+            vec![("m", 1f64.to_bits(), true), ("n", 4f64.to_bits(), true)]
+        );
+        let m_ref = got[0].0;
+        // The next scrape: same ref, no new description in the same epoch.
+        let again = scrape_into(
+            "m{pod=\"b\"} 5\nm{pod=\"a\"} 6\nn 7\n",
+            &settings,
+            &mut cache,
+        );
+        assert_eq!(
+            again[0],
+            (m_ref, "m".to_owned(), None, 5f64.to_bits(), false)
+        );
+        // A new epoch (WAL segment) describes every series again.
+        let next_epoch = Settings {
+            epoch: 2,
+            ..settings
+        };
+        let described = scrape_into("m{pod=\"a\"} 8\nn 9\n", &next_epoch, &mut cache);
+        assert!(described.iter().all(|g| g.4), "{described:?}");
+    }
+
+    #[test]
+    fn vanished_and_failed_series_get_staleness_markers_but_timestamped_ones_do_not() {
+        let (target, rules) = (Labels::default(), Rules::default());
+        let settings = Settings {
+            epoch: 1,
+            limits: Limits {
+                sample_limit: 3,
+                ..Limits::default()
+            },
+            ..Settings::new(&target, &rules)
+        };
+        let stale = crate::scrape::append::STALE_NAN_BITS;
+        let mut cache = SeriesCache::default();
+        scrape_into("a 1\nb 2\nt 3 1700000000000\n", &settings, &mut cache);
+        // b vanished: a stale marker for b after the scrape's samples.
+        let got = scrape_into("a 1\nt 3 1700000001000\n", &settings, &mut cache);
+        let tail: Vec<(&str, u64)> = got.iter().map(|g| (g.1.as_str(), g.3)).collect();
+        assert_eq!(
+            tail,
+            vec![("a", 1f64.to_bits()), ("t", 3f64.to_bits()), ("b", stale)]
+        );
+        // A failed scrape (over the sample limit): every series of the last
+        // good scrape goes stale, except the one with its own timestamps.
+        let failed = scrape_into("a 1\nb 1\nc 1\nd 1\n", &settings, &mut cache);
+        let marked: Vec<(&str, u64)> = failed.iter().map(|g| (g.1.as_str(), g.3)).collect();
+        assert_eq!(marked, vec![("a", stale)]);
+        // After a failure nothing is stale twice; a comeback is appended.
+        let back = scrape_into("b 5\n", &settings, &mut cache);
+        let back: Vec<(&str, u64)> = back.iter().map(|g| (g.1.as_str(), g.3)).collect();
+        assert_eq!(back, vec![("b", 5f64.to_bits())]);
+        // A timestamp not newer than the series' last one is left out.
+        scrape_into("t 3 1700000002000\n", &settings, &mut cache);
+        let old = scrape_into("t 4 1700000002000\n", &settings, &mut cache);
+        assert!(old.iter().all(|g| g.1 != "t"), "{old:?}");
+    }
 }
