@@ -136,6 +136,10 @@ impl TrackState {
 struct Chunk {
     seq: u64,
     samples: Vec<Outgoing>,
+    /// The queue has caught up with the WAL: send what is buffered now
+    /// rather than after `batch_send_deadline` (a scrape's last partial
+    /// batch would otherwise wait for it).
+    flush: bool,
 }
 
 /// What the shards measured, for the desired-shards computation.
@@ -185,17 +189,19 @@ impl Shards {
 }
 
 /// Sends a shard's samples in batches of up to `max_samples_per_send`, a
-/// partial batch after `batch_send_deadline`, until its channel closes.
+/// partial batch when the queue has caught up with the WAL or after
+/// `batch_send_deadline`, until its channel closes.
 async fn shard(mut rx: mpsc::Receiver<Chunk>, mut ctx: ShardContext) {
     let mut buffer: VecDeque<Outgoing> = VecDeque::new();
     let mut runs: VecDeque<(u64, usize)> = VecDeque::new();
     let mut encoder = snap::raw::Encoder::new();
     let (mut raw, mut compressed, mut batch) = (Vec::new(), Vec::new(), Vec::new());
     let mut open = true;
+    let mut flush = false;
     let mut oldest = Instant::now();
     loop {
         let full = buffer.len() >= ctx.max_samples;
-        let due = !buffer.is_empty() && (!open || oldest.elapsed() >= ctx.deadline);
+        let due = !buffer.is_empty() && (!open || flush || oldest.elapsed() >= ctx.deadline);
         if full || due {
             let n = buffer.len().min(ctx.max_samples);
             batch.clear();
@@ -241,7 +247,9 @@ async fn shard(mut rx: mpsc::Receiver<Chunk>, mut ctx: ShardContext) {
                     runs.pop_front();
                 }
             }
-            if !buffer.is_empty() {
+            if buffer.is_empty() {
+                flush = false;
+            } else {
                 oldest = Instant::now();
             }
             continue;
@@ -256,8 +264,11 @@ async fn shard(mut rx: mpsc::Receiver<Chunk>, mut ctx: ShardContext) {
                     if buffer.is_empty() {
                         oldest = Instant::now();
                     }
-                    runs.push_back((chunk.seq, chunk.samples.len()));
-                    buffer.extend(chunk.samples);
+                    if !chunk.samples.is_empty() {
+                        runs.push_back((chunk.seq, chunk.samples.len()));
+                        buffer.extend(chunk.samples);
+                    }
+                    flush |= chunk.flush && !buffer.is_empty();
                 }
                 None => open = false,
             },
@@ -347,6 +358,8 @@ pub async fn run(
     let mut series: HashMap<SeriesRef, Option<Arc<EncodedSeries>>> = HashMap::new();
     let mut dealt: Vec<Vec<Outgoing>> = vec![Vec::new(); n_shards];
     let mut seq = 0u64;
+    // Samples were dealt since the shards were last told to flush.
+    let mut caught_up_pending = false;
     let (mut samples_in, mut last_reshard) = (0u64, Instant::now());
     let mut last_stats = (0u64, Duration::ZERO);
     'read: loop {
@@ -397,6 +410,29 @@ pub async fn run(
                 continue;
             }
             Next::Pending => {
+                if caught_up_pending {
+                    caught_up_pending = false;
+                    for tx in &shards.senders {
+                        let flush = Chunk {
+                            seq,
+                            samples: Vec::new(),
+                            flush: true,
+                        };
+                        tokio::select! {
+                            sent = tx.send(flush) => {
+                                if sent.is_err() {
+                                    break 'read;
+                                }
+                            }
+                            _ = abort.changed() => {
+                                if *abort.borrow() {
+                                    break 'read;
+                                }
+                            }
+                        }
+                    }
+                    continue;
+                }
                 tokio::select! {
                     _ = head.changed() => {}
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -451,7 +487,9 @@ pub async fn run(
                 let chunk = Chunk {
                     seq,
                     samples: std::mem::replace(samples, rest),
+                    flush: false,
                 };
+                caught_up_pending = true;
                 tokio::select! {
                     sent = shards.senders[i].send(chunk) => {
                         if sent.is_err() {
