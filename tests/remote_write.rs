@@ -38,7 +38,7 @@ const REPORT_SERIES: [&str; 5] = [
 /// `remote_write` entries (from `entry`).
 fn config(target: &str, interval: &str, more_external: &str, entries: &[String]) -> String {
     format!(
-        "global:\n  scrape_interval: {interval}\n  scrape_timeout: 400ms\n  external_labels: {{cluster: c1{more_external}}}\nscrape_configs:\n  - job_name: app\n    static_configs: [{{targets: [\"{target}\"]}}]\nremote_write:\n{}",
+        "global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n  external_labels: {{cluster: c1{more_external}}}\nscrape_configs:\n  - job_name: app\n    static_configs: [{{targets: [\"{target}\"]}}]\nremote_write:\n{}",
         entries.concat()
     )
 }
@@ -1005,6 +1005,72 @@ fn kill9_while_prometheus_is_down_then_both_back_no_gaps() {
         0.0,
         "{}",
         prometheus.logs()
+    );
+}
+
+/// The sidecar's everyday crash: relay killed while the receiver is up,
+/// just after delivering, then restarted on its WAL. What it resends from
+/// its checkpoint must not make Prometheus refuse anything (a refused
+/// batch is dropped whole), and nothing may be missing.
+#[test]
+#[ignore = "needs Debian package prometheus; scripts/test runs it"]
+fn kill9_while_prometheus_is_up_then_restarted_no_gaps_nothing_refused() {
+    let binary = require_peer("prometheus", "prometheus");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prometheus = Peer::start(
+        Kind::Prometheus,
+        &binary,
+        &format!("127.0.0.1:{}", free_port()),
+        dir.path(),
+    );
+    let url = prometheus.write_url();
+    let wal = tempfile::tempdir().expect("tempdir");
+    let target = CountingTarget::start();
+    // Scrapes every 200 ms, so that the checkpoint (saved every second)
+    // lags several deliveries behind when relay is killed.
+    let cfg = config(&target.addr, "200ms", "", &[entry("rw", &url, "", "")]);
+    let mut first = Relay::start_with(&cfg, wal.path(), "");
+    target.wait_answered(10);
+    let before = target.pause_and_settle(&first);
+    // Kill right after a delivery: as soon as Prometheus has the up 0 of
+    // the first failed scrape (the checkpoint on disk may lag behind it).
+    let first_failed_scrape = target.refused()[0];
+    let stored_up_0 = |up: &[Stored]| {
+        up.iter().flat_map(|(_, s)| s).any(|(ts, v)| {
+            v == "0" && first_failed_scrape - 1000 <= *ts && *ts <= first_failed_scrape + 1
+        })
+    };
+    let up = poll_until(|| prometheus.raw("up"), |up| stored_up_0(up));
+    first.kill9();
+    assert!(
+        stored_up_0(&up),
+        "no up 0 for the scrape refused at {first_failed_scrape}: {up:?}"
+    );
+    target.resume();
+    let second = Relay::start_with(&cfg, wal.path(), "");
+    target.wait_answered(before.len() + 10);
+    let answered = target.pause_and_settle(&second);
+    assert_peer_has_all(
+        &prometheus,
+        &target,
+        &answered,
+        "kill -9 of relay while Prometheus was up",
+    );
+    assert_eq!(
+        rw_metric(
+            &second,
+            "prometheus_remote_storage_samples_failed_total",
+            &url
+        ),
+        0.0,
+        "the restarted relay had samples refused:\n{}\n{}",
+        second.logs(),
+        prometheus
+            .logs()
+            .lines()
+            .filter(|l| l.contains("remote write"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 

@@ -362,6 +362,8 @@ struct Count {
     paused: bool,
     /// (value served, wall time of the answer in ms), in order.
     answered: Vec<(u64, i64)>,
+    /// Wall times (ms) of the 503s answered while paused.
+    refused: Vec<i64>,
 }
 
 /// A target whose `count_of_scrapes` is the number of scrapes it has
@@ -405,6 +407,15 @@ impl CountingTarget {
             .clone()
     }
 
+    /// Wall times (ms) of the scrapes answered 503 while paused.
+    pub fn refused(&self) -> Vec<i64> {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .refused
+            .clone()
+    }
+
     /// Waits until at least `n` scrapes have been answered.
     pub fn wait_answered(&self, n: usize) {
         wait_for(&format!("{n} answered scrapes"), || {
@@ -437,6 +448,7 @@ fn count_answer(stream: TcpStream, state: &Mutex<Count>) {
     let (status, body) = {
         let mut count = state.lock().unwrap_or_else(|e| e.into_inner());
         if count.paused {
+            count.refused.push(now_ms());
             (503, "paused\n".to_owned())
         } else {
             let n = count.answered.len() as u64 + 1;
