@@ -48,6 +48,7 @@ fn batch() -> (Vec<Outgoing>, Vec<Vec<(String, String)>>) {
             series: Arc::new(series),
             timestamp_ms: 1_700_000_000_000,
             value: s.value,
+            replayed: false,
         });
         if out.len() == BATCH {
             break;

@@ -29,6 +29,8 @@ pub struct Outgoing {
     pub series: std::sync::Arc<EncodedSeries>,
     pub timestamp_ms: i64,
     pub value: f64,
+    /// Written by an earlier process: it may have been delivered already.
+    pub replayed: bool,
 }
 
 /// What every series of one queue goes through before it is sent.
@@ -206,6 +208,7 @@ mod tests {
             series: series.clone(),
             timestamp_ms,
             value,
+            replayed: false,
         })
         .collect();
         let mut ours = Vec::new();
@@ -271,6 +274,7 @@ mod tests {
                 series: Arc::new(kept),
                 timestamp_ms: 1,
                 value: 1.0,
+                replayed: false,
             }],
             &mut req,
         );

@@ -31,6 +31,7 @@ pub struct RemoteWriteMetrics {
     failed: Family<QueueLabels, Counter>,
     retried: Family<QueueLabels, Counter>,
     dropped: Family<QueueLabels, Counter>,
+    redelivered: Family<QueueLabels, Counter>,
     bytes: Family<QueueLabels, Counter>,
     batch_duration: Family<QueueLabels, Histogram, fn() -> Histogram>,
     shards: Family<QueueLabels, Gauge>,
@@ -53,6 +54,7 @@ impl RemoteWriteMetrics {
             failed: Family::default(),
             retried: Family::default(),
             dropped: Family::default(),
+            redelivered: Family::default(),
             bytes: Family::default(),
             batch_duration: Family::new_with_constructor(batch_histogram),
             shards: Family::default(),
@@ -87,6 +89,11 @@ impl RemoteWriteMetrics {
             format!("{p}samples_dropped"),
             "Total number of samples which were dropped after being read from the WAL before being sent via remote write, either via relabelling or unintentionally because of an unknown reference ID.",
             m.dropped.clone(),
+        );
+        r.register(
+            "relay_remote_write_redelivered_samples",
+            "Samples resent after a restart that the receiver already had (it refused them as out of order): delivered, not failed.",
+            m.redelivered.clone(),
         );
         r.register(
             format!("{p}bytes"),
@@ -162,6 +169,7 @@ impl RemoteWriteMetrics {
             failed: self.failed.get_or_create(&labels).clone(),
             retried: self.retried.get_or_create(&labels).clone(),
             dropped: self.dropped.get_or_create(&labels).clone(),
+            redelivered: self.redelivered.get_or_create(&labels).clone(),
             bytes: self.bytes.get_or_create(&labels).clone(),
             batch_duration: self.batch_duration.get_or_create(&labels).clone(),
             shards: self.shards.get_or_create(&labels).clone(),
@@ -181,6 +189,7 @@ pub struct QueueMetrics {
     pub failed: Counter,
     pub retried: Counter,
     pub dropped: Counter,
+    pub redelivered: Counter,
     pub bytes: Counter,
     pub batch_duration: Histogram,
     pub shards: Gauge,

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -43,6 +44,8 @@ pub struct QueueSpec {
 /// to the shards and back in as they are acknowledged.
 struct Tracker {
     state: Mutex<TrackState>,
+    /// Woken when the delivered position moves, so it is saved at once.
+    moved: tokio::sync::Notify,
     /// `queue_highest_sent_timestamp_seconds`, set as batches are acknowledged.
     highest_sent: Gauge<f64, AtomicU64>,
 }
@@ -69,6 +72,7 @@ impl Tracker {
                 highest_sent_ts: i64::MIN,
             }),
             highest_sent,
+            moved: tokio::sync::Notify::new(),
         }
     }
 
@@ -99,7 +103,9 @@ impl Tracker {
             s.highest_sent_ts = ts;
             self.highest_sent.set(ts as f64 / 1000.0);
         }
-        s.advance();
+        if s.advance() {
+            self.moved.notify_one();
+        }
     }
 
     fn delivered(&self) -> Position {
@@ -121,7 +127,10 @@ impl Tracker {
 }
 
 impl TrackState {
-    fn advance(&mut self) {
+    /// Moves the delivered position past the records that are done;
+    /// true if it moved.
+    fn advance(&mut self) -> bool {
+        let before = self.delivered;
         while let Some(front) = self.pending.front() {
             if front.remaining > 0 {
                 break;
@@ -129,6 +138,7 @@ impl TrackState {
             self.delivered = front.end;
             self.pending.pop_front();
         }
+        self.delivered != before
     }
 }
 
@@ -164,6 +174,8 @@ struct ShardContext {
     max_samples: usize,
     deadline: Duration,
     abort: watch::Receiver<bool>,
+    failed: Counter,
+    redelivered: Counter,
 }
 
 impl Shards {
@@ -206,34 +218,21 @@ async fn shard(mut rx: mpsc::Receiver<Chunk>, mut ctx: ShardContext) {
             let n = buffer.len().min(ctx.max_samples);
             batch.clear();
             batch.extend(buffer.drain(..n));
-            raw.clear();
-            encode::write_request(&batch, &mut raw);
-            if let Err(e) = encode::compress(&mut encoder, &raw, &mut compressed) {
-                tracing::error!(error = %e, "cannot compress a remote-write batch");
-                return;
-            }
             let started = Instant::now();
-            let outcome = ctx
-                .sender
-                .send(
-                    Bytes::copy_from_slice(&compressed),
-                    n as u64,
-                    &mut ctx.abort,
-                )
-                .await;
+            let delivery = deliver(&mut ctx, &batch, &mut encoder, &mut raw, &mut compressed).await;
             let busy = started.elapsed();
             {
                 let mut stats = ctx.stats.lock().unwrap_or_else(PoisonError::into_inner);
                 stats.busy += busy;
-                match outcome {
-                    Outcome::Sent => stats.samples_out += n as u64,
-                    Outcome::Rejected => stats.last_failure = Some(Instant::now()),
-                    Outcome::Aborted => return,
+                stats.samples_out += delivery.sent;
+                if delivery.failed > 0 {
+                    stats.last_failure = Some(Instant::now());
                 }
             }
-            let sent_ts = (outcome == Outcome::Sent)
-                .then(|| batch.iter().map(|s| s.timestamp_ms).max())
-                .flatten();
+            if delivery.aborted {
+                return;
+            }
+            let sent_ts = delivery.highest_sent_ts;
             let mut left = n;
             while left > 0 {
                 let Some((seq, count)) = runs.front_mut() else {
@@ -280,6 +279,77 @@ async fn shard(mut rx: mpsc::Receiver<Chunk>, mut ctx: ShardContext) {
             }
         }
     }
+}
+
+/// What became of one batch.
+#[derive(Default)]
+struct Delivery {
+    sent: u64,
+    failed: u64,
+    highest_sent_ts: Option<i64>,
+    aborted: bool,
+}
+
+/// Sends `batch` (one request, or several when the receiver refuses it for
+/// a conflict). Prometheus refuses a whole request when one sample is older
+/// than what it holds for the series: after a restart that is a resend of
+/// a sample it already stored (the checkpoint trails the acknowledgements
+/// by up to a second). Such a batch is split in halves, first half first so
+/// each series stays in order, down to single samples: the others arrive,
+/// and a refused resent one was already delivered. Other refusals count
+/// the batch as failed, as Prometheus does.
+async fn deliver(
+    ctx: &mut ShardContext,
+    batch: &[Outgoing],
+    encoder: &mut snap::raw::Encoder,
+    raw: &mut Vec<u8>,
+    compressed: &mut Vec<u8>,
+) -> Delivery {
+    let mut delivery = Delivery::default();
+    // Parts still to send, as (start, end): the last one goes next.
+    let mut parts = vec![(0, batch.len())];
+    while let Some((start, end)) = parts.pop() {
+        let part = &batch[start..end];
+        raw.clear();
+        encode::write_request(part, raw);
+        if let Err(e) = encode::compress(encoder, raw, compressed) {
+            tracing::error!(error = %e, "cannot compress a remote-write batch");
+            delivery.failed += part.len() as u64;
+            continue;
+        }
+        let n = part.len() as u64;
+        let outcome = ctx
+            .sender
+            .send(Bytes::copy_from_slice(compressed), n, &mut ctx.abort)
+            .await;
+        match outcome {
+            Outcome::Sent => {
+                delivery.sent += n;
+                let ts = part.iter().map(|s| s.timestamp_ms).max();
+                delivery.highest_sent_ts = delivery.highest_sent_ts.max(ts);
+            }
+            Outcome::Rejected { conflict: true } if part.len() > 1 => {
+                let mid = start + part.len() / 2;
+                parts.push((mid, end));
+                parts.push((start, mid));
+            }
+            Outcome::Rejected { conflict: true } if part.iter().all(|s| s.replayed) => {
+                ctx.redelivered.inc_by(n);
+            }
+            Outcome::Rejected { conflict } => {
+                if conflict {
+                    tracing::warn!(samples = n, "remote write sample refused as out of order or duplicate, not retried; dropped");
+                }
+                ctx.failed.inc_by(n);
+                delivery.failed += n;
+            }
+            Outcome::Aborted => {
+                delivery.aborted = true;
+                return delivery;
+            }
+        }
+    }
+    delivery
 }
 
 /// Prometheus's shard computation: the time sending one sample takes, times
@@ -339,6 +409,8 @@ pub async fn run(
         max_samples: queue.max_samples_per_send.max(1),
         deadline: queue.batch_send_deadline.as_std(),
         abort: abort.clone(),
+        failed: metrics.failed.clone(),
+        redelivered: metrics.redelivered.clone(),
     };
     let saver = tokio::spawn(save_checkpoints(
         wal.clone(),
@@ -353,6 +425,7 @@ pub async fn run(
     metrics.shards_desired.set(n_shards as f64);
     let chunk_max = queue.capacity.max(ctx.max_samples);
     let mut reader = Reader::new(wal.clone(), start);
+    let replay_end = wal.opened_at();
     let mut head = wal.subscribe();
     let mut prep = SeriesPrep::new(&spec.external_labels, &spec.config.write_relabel);
     let mut series: HashMap<SeriesRef, Option<Arc<EncodedSeries>>> = HashMap::new();
@@ -456,6 +529,7 @@ pub async fn run(
             }
             Record::Samples(_) if end <= start => {}
             Record::Samples(entries) => {
+                let replayed = end <= replay_end;
                 let mut dropped = 0;
                 for (r, timestamp_ms, value) in entries {
                     match series.get(&r) {
@@ -465,6 +539,7 @@ pub async fn run(
                                 series: s.clone(),
                                 timestamp_ms,
                                 value,
+                                replayed,
                             });
                             oldest = oldest.min(timestamp_ms);
                             count += 1;
@@ -511,7 +586,10 @@ pub async fn run(
     save(&wal, &name, &tracker, &metrics);
 }
 
-/// Saves the checkpoint every second while the queue runs.
+/// Saves the checkpoint as soon as acknowledgements move it (at most
+/// every 50 ms), and every second for the gauges, while the queue runs. A
+/// checkpoint that trails what the receiver has means resending after a
+/// crash, and a Prometheus receiver refuses an older resent sample.
 async fn save_checkpoints(
     wal: Arc<Wal>,
     name: String,
@@ -523,6 +601,10 @@ async fn save_checkpoints(
     loop {
         tokio::select! {
             _ = tick.tick() => save(&wal, &name, &tracker, &metrics),
+            _ = tracker.moved.notified() => {
+                save(&wal, &name, &tracker, &metrics);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             r = abort.changed() => {
                 if r.is_err() || *abort.borrow() {
                     return;

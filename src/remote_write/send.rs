@@ -2,7 +2,8 @@
 //! snappy-compressed protobuf, the spec's headers; 5xx (and 429 when
 //! `retry_on_http_429`) and network errors retried with capped exponential
 //! backoff or the receiver's `Retry-After`; any other 4xx never retried (the
-//! spec forbids it): logged, and its samples counted as failed.
+//! spec forbids it). The caller decides what a rejection means (see
+//! [`Outcome::Rejected`]).
 
 use std::time::{Duration, Instant};
 
@@ -28,8 +29,11 @@ pub struct ClientError {
 pub enum Outcome {
     /// Acknowledged with a 2xx.
     Sent,
-    /// Rejected for good (a 4xx other than a retried 429); counted as failed.
-    Rejected,
+    /// Rejected for good (a 4xx other than a retried 429). `conflict` when
+    /// the receiver said it holds newer or other data for a series ("out of
+    /// order sample", "duplicate sample for timestamp"): Prometheus then
+    /// refuses the whole request, though only some samples conflict.
+    Rejected { conflict: bool },
     /// Given up at shutdown: not acknowledged, so it stays in the WAL.
     Aborted,
 }
@@ -124,9 +128,13 @@ impl Sender {
                     retry_after
                 }
                 Ok((status, _, text)) => {
-                    tracing::warn!(remote_name = %self.remote_name, url = %self.config.url, status = status.as_u16(), samples, response = %text.trim(), "remote write batch rejected, not retried; its samples are dropped");
-                    self.metrics.failed.inc_by(samples);
-                    return Outcome::Rejected;
+                    let conflict = status.as_u16() == 400
+                        && (text.contains("out of order sample")
+                            || text.contains("duplicate sample for timestamp"));
+                    if !conflict {
+                        tracing::warn!(remote_name = %self.remote_name, url = %self.config.url, status = status.as_u16(), samples, response = %text.trim(), "remote write batch rejected, not retried; its samples are dropped");
+                    }
+                    return Outcome::Rejected { conflict };
                 }
                 Err(e) => {
                     tracing::warn!(remote_name = %self.remote_name, url = %self.config.url, error = %e, samples, "remote write failed; retrying");

@@ -82,6 +82,9 @@ pub struct Wal {
     writer: Mutex<Writer>,
     epoch: AtomicU32,
     first: AtomicU32,
+    /// The first segment of this process: everything before it was
+    /// written by an earlier one, and may have been delivered already.
+    opened: u32,
     head: watch::Sender<Head>,
     /// Each queue's delivered position, to know what may be deleted.
     checkpoints: Mutex<BTreeMap<String, Position>>,
@@ -174,6 +177,7 @@ impl Wal {
             }),
             epoch: AtomicU32::new(segment),
             first: AtomicU32::new(first),
+            opened: segment,
             head: watch::Sender::new(Head {
                 segment,
                 len: 0,
@@ -204,6 +208,14 @@ impl Wal {
         }
         wal.truncate();
         Ok(wal)
+    }
+
+    /// Where this process's data starts (see [`Wal::open`]).
+    pub fn opened_at(&self) -> Position {
+        Position {
+            segment: self.opened,
+            offset: 0,
+        }
     }
 
     /// The directory, for log lines.
