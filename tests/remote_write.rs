@@ -1074,6 +1074,65 @@ fn kill9_while_prometheus_is_up_then_restarted_no_gaps_nothing_refused() {
     );
 }
 
+/// The worst resend: relay delivers for a while, then keeps scraping while
+/// Prometheus is down, and its checkpoint is rewound to the start of the
+/// WAL (as if it had died before saving any). The restarted relay replays
+/// everything: samples Prometheus stored, several per series, mixed in the
+/// same requests with samples it never got. Prometheus 2.42 refuses each
+/// older resent sample with a 400 that rolls back its whole request, so
+/// relay must split such requests to get the new samples through, and
+/// count the refused resends as redelivered, not failed.
+#[test]
+#[ignore = "needs Debian package prometheus; scripts/test runs it"]
+fn a_rewound_checkpoint_resends_to_prometheus_without_loss() {
+    let binary = require_peer("prometheus", "prometheus");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut prometheus = Peer::start(
+        Kind::Prometheus,
+        &binary,
+        &format!("127.0.0.1:{}", free_port()),
+        dir.path(),
+    );
+    let url = prometheus.write_url();
+    let wal = tempfile::tempdir().expect("tempdir");
+    let target = CountingTarget::start();
+    let cfg = config(&target.addr, "200ms", "", &[entry("rw", &url, "", "")]);
+    let mut first = Relay::start_with(&cfg, wal.path(), "");
+    target.wait_answered(10);
+    let delivered = target.pause_and_settle(&first);
+    assert_peer_has_all(&prometheus, &target, &delivered, "first relay");
+    // Prometheus goes down; relay scrapes on into its WAL.
+    prometheus.stop();
+    target.resume();
+    target.wait_answered(delivered.len() + 8);
+    target.pause_and_settle(&first);
+    first.kill9();
+    let checkpoint = wal.path().join("checkpoints").join("rw");
+    std::fs::write(&checkpoint, "1 0\n").expect("rewind the checkpoint");
+    prometheus.restart();
+    target.resume();
+    let second = Relay::start_with(&cfg, wal.path(), "");
+    target.wait_answered(delivered.len() + 16);
+    let answered = target.pause_and_settle(&second);
+    assert_peer_has_all(&prometheus, &target, &answered, "after a full resend");
+    let failed = rw_metric(
+        &second,
+        "prometheus_remote_storage_samples_failed_total",
+        &url,
+    );
+    assert_eq!(failed, 0.0, "resends counted as failed:\n{}", second.logs());
+    let redelivered = rw_metric(
+        &second,
+        "relay_remote_write_redelivered_samples_total",
+        &url,
+    );
+    assert!(
+        redelivered >= delivered.len() as f64,
+        "{redelivered} samples counted as redelivered, expected at least the {} counts delivered before",
+        delivered.len()
+    );
+}
+
 #[test]
 #[ignore = "needs Debian package prometheus; scripts/test runs it"]
 fn sigterm_flushes_the_backlog_to_prometheus() {

@@ -72,87 +72,87 @@ impl RemoteWriteMetrics {
         let r = registry;
         r.register(
             format!("{p}samples"),
-            "Total number of samples sent to remote storage.",
+            "Total number of samples sent to remote storage",
             m.samples.clone(),
         );
         r.register(
             format!("{p}samples_failed"),
-            "Total number of samples which failed on send to remote storage, non-recoverable errors.",
+            "Total number of samples which failed on send to remote storage, non-recoverable errors",
             m.failed.clone(),
         );
         r.register(
             format!("{p}samples_retried"),
-            "Total number of samples which failed on send to remote storage but were retried because the send error was recoverable.",
+            "Total number of samples which failed on send to remote storage but were retried because the send error was recoverable",
             m.retried.clone(),
         );
         r.register(
             format!("{p}samples_dropped"),
-            "Total number of samples which were dropped after being read from the WAL before being sent via remote write, either via relabelling or unintentionally because of an unknown reference ID.",
+            "Total number of samples which were dropped after being read from the WAL before being sent via remote write, either via relabelling or unintentionally because of an unknown reference ID",
             m.dropped.clone(),
         );
         r.register(
             "relay_remote_write_redelivered_samples",
-            "Samples resent after a restart that the receiver already had (it refused them as out of order): delivered, not failed.",
+            "Samples resent after a restart that the receiver already had (it refused them as out of order): delivered, not failed",
             m.redelivered.clone(),
         );
         r.register(
             format!("{p}bytes"),
-            "The total number of bytes of data (not metadata) sent by the queue after compression.",
+            "The total number of bytes of data (not metadata) sent by the queue after compression",
             m.bytes.clone(),
         );
         r.register(
             format!("{p}sent_batch_duration_seconds"),
-            "Duration of send calls to the remote storage.",
+            "Duration of send calls to the remote storage",
             m.batch_duration.clone(),
         );
         r.register(
             format!("{p}shards"),
-            "The number of shards used for parallel sending to the remote storage.",
+            "The number of shards used for parallel sending to the remote storage",
             m.shards.clone(),
         );
         r.register(
             format!("{p}shards_desired"),
-            "The number of shards that the queues shard calculation wants to run based on the rate of samples in vs. samples out.",
+            "The number of shards that the queues shard calculation wants to run based on the rate of samples in vs. samples out",
             m.shards_desired.clone(),
         );
         r.register(
             format!("{p}shards_max"),
-            "The maximum number of shards that the queue is allowed to run.",
+            "The maximum number of shards that the queue is allowed to run",
             m.shards_max.clone(),
         );
         r.register(
             format!("{p}shards_min"),
-            "The minimum number of shards that the queue is allowed to run.",
+            "The minimum number of shards that the queue is allowed to run",
             m.shards_min.clone(),
         );
         r.register(
             format!("{p}queue_highest_sent_timestamp_seconds"),
-            "Timestamp from a WAL sample, the highest timestamp successfully sent by this queue, in seconds since epoch.",
+            "Timestamp from a WAL sample, the highest timestamp successfully sent by this queue, in seconds since epoch",
             m.highest_sent.clone(),
         );
         r.register(
             format!("{p}highest_timestamp_in_seconds"),
-            "Highest timestamp that has come into the remote storage via the Appender interface, in seconds since epoch.",
+            "Highest timestamp that has come into the remote storage via the Appender interface, in seconds since epoch",
             m.highest_timestamp.clone(),
         );
         r.register(
             "relay_wal_size_bytes",
-            "Bytes of WAL segments on disk.",
+            "Bytes of WAL segments on disk",
             m.wal_size.clone(),
         );
         r.register(
             "relay_wal_dropped_samples",
-            "Samples dropped from the WAL over relay.wal_max_size before every queue had sent them.",
+            "Samples dropped from the WAL over relay.wal_max_size before every queue had sent them",
             m.wal_dropped.clone(),
         );
         r.register(
             "relay_wal_out_of_order_samples",
-            "Samples not written to the WAL because the target's own timestamp was not newer than the series' last one (a receiver would reject the batch).",
+            "Samples not written to the WAL because the target's own timestamp was not newer than the series' last one (a receiver would reject the batch)",
             m.wal_out_of_order.clone(),
         );
         r.register(
             "relay_wal_oldest_unsent_sample_age_seconds",
-            "Age of the oldest sample read from the WAL and not yet acknowledged by the receiver, by queue.",
+            "Age of the oldest sample read from the WAL and not yet acknowledged by the receiver, by queue",
             m.oldest_unsent.clone(),
         );
         m
