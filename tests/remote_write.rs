@@ -176,6 +176,46 @@ fn json_reader_reads_a_prometheus_matrix() {
     );
 }
 
+/// Credentials and headers towards the receiver come from the entry, the
+/// password from its file (re-read on every request, as for targets).
+#[test]
+fn receiver_credentials_and_headers_are_sent() {
+    let receiver = Receiver::start();
+    let other = Receiver::start();
+    let target = CountingTarget::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let password = dir.path().join("password");
+    std::fs::write(&password, "s3cret\n").expect("password file");
+    let basic = format!(
+        "    headers: {{X-Scope-OrgID: tenant-1}}\n    basic_auth: {{username: relay, password_file: {}}}\n",
+        password.display()
+    );
+    let bearer = "    authorization: {credentials: tok3n}\n";
+    let _relay = Relay::start(&config(
+        &target.addr,
+        "500ms",
+        "",
+        &[
+            entry("basic", &receiver.url, "", &basic),
+            entry("bearer", &other.url, "", bearer),
+        ],
+    ));
+    wait_for("a request at each receiver", || {
+        (!receiver.requests().is_empty() && !other.requests().is_empty()).then_some(())
+    });
+    let r = &receiver.requests()[0];
+    // base64("relay:s3cret")
+    assert_eq!(
+        r.header("Authorization"),
+        Some("Basic cmVsYXk6czNjcmV0"),
+        "{r:?}"
+    );
+    assert_eq!(r.header("X-Scope-OrgID"), Some("tenant-1"), "{r:?}");
+    let o = &other.requests()[0];
+    assert_eq!(o.header("Authorization"), Some("Bearer tok3n"), "{o:?}");
+    assert_eq!(o.header("X-Scope-OrgID"), None, "{o:?}");
+}
+
 #[test]
 fn requests_are_remote_write_1_0() {
     let receiver = Receiver::start();
