@@ -7,8 +7,9 @@
 //! value). Every segment is self-contained: a series is described again the
 //! first time it is appended in a new segment, so a reader can start at any
 //! segment and segments can be deleted one by one, with no checkpointing of
-//! series (the cost is one copy of the active series per segment). Refs are
-//! only meaningful within a segment; a new process starts a new segment.
+//! series (the cost is one copy of the active series per segment, which is
+//! why a segment grows with the number of series). Refs are only
+//! meaningful within a segment; a new process starts a new segment.
 //!
 //! Each remote-write queue tails the WAL with a [`Reader`] from its own
 //! checkpoint (a position saved after the receiver acknowledged everything
@@ -20,7 +21,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read as _, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use tokio::sync::watch;
@@ -67,6 +68,8 @@ struct Writer {
     file: File,
     segment: u32,
     size: u64,
+    /// Bytes of series records in the active segment.
+    described: u64,
     /// Size of every segment on disk, the active one included.
     sizes: BTreeMap<u32, u64>,
 }
@@ -75,7 +78,13 @@ struct Writer {
 pub struct Wal {
     dir: PathBuf,
     max_size: u64,
+    /// The least a segment is cut at: 1/8 of the cap, at most 128 MiB.
     segment_size: u64,
+    /// Where the active segment is cut: at least `segment_size`, and eight
+    /// times the series descriptions the last segment needed (every segment
+    /// describes its series once, so a target with many series gets larger
+    /// segments: descriptions stay under an eighth), at most half the cap.
+    cut_at: AtomicU64,
     /// Builders of a batch hold it shared; cutting a segment holds it alone,
     /// so a batch is built and appended within one segment.
     cut: RwLock<()>,
@@ -168,11 +177,13 @@ impl Wal {
             dir: dir.to_owned(),
             max_size,
             segment_size: (max_size / 8).clamp(1 << 20, 128 << 20),
+            cut_at: AtomicU64::new((max_size / 8).clamp(1 << 20, 128 << 20)),
             cut: RwLock::new(()),
             writer: Mutex::new(Writer {
                 file,
                 segment,
                 size: 0,
+                described: 0,
                 sizes,
             }),
             epoch: AtomicU32::new(segment),
@@ -244,7 +255,7 @@ impl Wal {
     }
 
     fn full(&self) -> bool {
-        self.head.borrow().len >= self.segment_size
+        self.head.borrow().len >= self.cut_at.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Writer> {
@@ -258,6 +269,12 @@ impl Wal {
         let segment = w.segment + 1;
         let path = self.dir.join(segment_name(segment));
         w.file = create_segment(&path)?;
+        let cut_at = w.described.saturating_mul(8).clamp(
+            self.segment_size,
+            (self.max_size / 2).max(self.segment_size),
+        );
+        self.cut_at.store(cut_at, Ordering::Relaxed);
+        w.described = 0;
         sync_dir(&self.dir);
         w.segment = segment;
         w.size = 0;
@@ -273,7 +290,7 @@ impl Wal {
         Ok(())
     }
 
-    fn append(&self, bytes: &[u8]) -> Result<(), WalError> {
+    fn append(&self, bytes: &[u8], described: u64) -> Result<(), WalError> {
         if bytes.is_empty() {
             return Ok(());
         }
@@ -287,6 +304,7 @@ impl Wal {
             return Err(io_err(&path)(e));
         }
         w.size += bytes.len() as u64;
+        w.described += described;
         let (segment, size) = (w.segment, w.size);
         w.sizes.insert(segment, size);
         let total: u64 = w.sizes.values().sum();
@@ -489,7 +507,7 @@ impl AppendGuard<'_> {
 
     /// Writes the batch's records (not synced: see [`Wal::sync`]).
     pub fn append(&self, batch: &WalBatch) -> Result<(), WalError> {
-        self.wal.append(&batch.out)
+        self.wal.append(&batch.out, batch.described)
     }
 }
 
@@ -595,6 +613,8 @@ pub struct WalBatch {
     series: Vec<u8>,
     samples: Vec<u8>,
     last_ts: i64,
+    /// Bytes of series records framed into `out`.
+    described: u64,
     /// Samples in the batch, and the newest timestamp among them.
     pub count: usize,
     pub max_ts: i64,
@@ -610,6 +630,7 @@ impl WalBatch {
         self.series.clear();
         self.samples.clear();
         self.last_ts = 0;
+        self.described = 0;
         self.count = 0;
         self.max_ts = i64::MIN;
         self.out_of_order = 0;
@@ -630,6 +651,7 @@ impl WalBatch {
     }
 
     fn flush_series(&mut self) {
+        self.described += self.series.len() as u64;
         frame(&mut self.out, SERIES, &self.series);
         self.series.clear();
     }
