@@ -1183,4 +1183,23 @@ mod tests {
         assert_eq!(wal.first_segment(), 3);
         assert!(!dir.path().join(segment_name(2)).exists());
     }
+
+    #[test]
+    fn segments_grow_with_the_series_they_describe() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // 8 MiB cap: segments are cut from 1 MiB on.
+        let (wal, _) = open(dir.path(), 8 << 20, &["q"]);
+        let values = vec![1.0; 20_000];
+        let mut described = NEVER;
+        let mut first_segment_series = 0;
+        while wal.subscribe().borrow().segment == 1 {
+            scrape(&wal, 1000, &values, &mut described);
+            first_segment_series = wal.lock().described;
+        }
+        // 20k series of about 10 bytes each were described once in segment 1.
+        assert!(first_segment_series > 200_000, "{first_segment_series}");
+        let cut_at = wal.cut_at.load(Ordering::Relaxed);
+        assert_eq!(cut_at, (first_segment_series * 8).clamp(1 << 20, 4 << 20));
+        assert!(cut_at > 1 << 20);
+    }
 }
