@@ -125,12 +125,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             listen_address,
         } => {
-            let loaded = config::load(&config, &Overrides { listen_address })
+            let overrides = Overrides { listen_address };
+            let loaded = config::load(&config, &overrides)
                 .with_context(|| format!("{}", config.display()))?;
             for w in &loaded.warnings {
                 tracing::warn!(file = %config.display(), "{w}");
             }
-            runtime()?.block_on(relay::run::run(loaded.config))?;
+            let source = relay::run::ConfigSource {
+                path: config,
+                overrides,
+            };
+            runtime()?.block_on(relay::run::run(loaded.config, Some(source)))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check(Check::Config { files }) => check_configs(&files),

@@ -1,19 +1,30 @@
 //! The `relay run` lifecycle: targets from the config, one scrape loop each,
-//! the remote-write WAL and queues, the server, and a clean stop on
-//! SIGTERM/SIGINT (Kubernetes sends SIGTERM when the Pod stops): scraping
-//! stops (with a last scrape and staleness markers when remote writing),
-//! the queues flush for up to `relay.shutdown_timeout`, and relay exits 0;
-//! what was not sent stays in the WAL for the next start.
+//! the remote-write WAL and queues, the server, live config reloads, and a
+//! clean stop on SIGTERM/SIGINT (Kubernetes sends SIGTERM when the Pod
+//! stops): scraping stops (with a last scrape and staleness markers when
+//! remote writing), the queues flush for up to `relay.shutdown_timeout`, and
+//! relay exits 0; what was not sent stays in the WAL for the next start.
+//!
+//! A reload (SIGHUP, `POST /-/reload`, or the config file's content
+//! changing, as when Kubernetes swaps a ConfigMap's `..data` symlink)
+//! validates the new file first and keeps the old config when it is
+//! invalid. A target whose job and labels did not change keeps its scrape
+//! loop, series cache and staleness state; a remote_write entry that did not
+//! change keeps its queue and WAL position.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use crate::config::{self, Config, Overrides, ScrapeConfig};
 use crate::remote_write::{wal::WalError, RemoteWrite};
-use crate::scrape::{self, store::Store, WalSink};
+use crate::scrape::{self, store::Store, SharedSink, WalSink};
+use crate::targets::Target;
 use crate::{serve, targets};
 
 /// Why `relay run` stopped with an error.
@@ -30,10 +41,39 @@ pub enum RunError {
     Wal(#[from] WalError),
 }
 
-/// Scrapes every target, serves the result, and returns after SIGTERM/SIGINT.
-pub async fn run(config: Config) -> Result<(), RunError> {
+/// Why a reload was refused (the running config stays).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{path}: {source}")]
+    Invalid {
+        path: String,
+        source: config::ConfigError,
+    },
+    #[error("{0} changed: that needs a restart of relay; the running config stays")]
+    NeedsRestart(&'static str),
+    #[error("cannot open the remote-write WAL (relay.wal_dir): {0}")]
+    Wal(#[from] WalError),
+}
+
+/// Where the running config came from, so it can be read again.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    pub path: PathBuf,
+    pub overrides: Overrides,
+}
+
+/// How often the config file is read to see whether its content changed
+/// (a ConfigMap update reaches the Pod within a minute or so anyway).
+const WATCH_EVERY: Duration = Duration::from_secs(3);
+
+/// A reload asked for over HTTP, and where its outcome goes.
+pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
+
+/// Scrapes every target, serves the result, reloads on request, and returns
+/// after SIGTERM/SIGINT.
+pub async fn run(config: Config, source: Option<ConfigSource>) -> Result<(), RunError> {
     let listener = bind(&config.relay.listen_address).await?;
-    run_on(config, listener, shutdown_signal()).await
+    run_on(config, listener, shutdown_signal(), source).await
 }
 
 /// Binds the listen address, naming it in the error.
@@ -46,67 +86,296 @@ pub async fn bind(address: &str) -> Result<TcpListener, RunError> {
         })
 }
 
-/// Like [`run`] on an already bound listener, until `stop` completes.
+/// Like [`run`] on an already bound listener, until `stop` completes;
+/// without a `source` there is nothing to reload from.
 pub async fn run_on(
     config: Config,
     listener: TcpListener,
     stop: impl std::future::Future<Output = Result<(), RunError>>,
+    source: Option<ConfigSource>,
 ) -> Result<(), RunError> {
-    let mut jobs = Vec::new();
+    let store = Arc::new(Store::new(Vec::new()));
+    let mut running = Running::start(config, store.clone())?;
+    let (server_stop_tx, server_stop_rx) = watch::channel(false);
+    let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
+    let address = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(address = %address, targets = running.targets.len(), remote_write = running.config.remote_write.len(), "relay is serving /metrics");
+    let server = tokio::spawn(serve::serve(
+        listener,
+        store.clone(),
+        server_stop_rx,
+        source.as_ref().map(|_| reload_tx),
+    ));
+    let mut hangup = hangup_signal()?;
+    let mut last_seen = source.as_ref().and_then(|s| std::fs::read(&s.path).ok());
+    let mut watch = tokio::time::interval(WATCH_EVERY);
+    tokio::pin!(stop);
+    let result = loop {
+        tokio::select! {
+            r = &mut stop => break r,
+            _ = hangup.recv(), if source.is_some() => {
+                if let Some(source) = &source {
+                    tracing::info!("SIGHUP: reloading the config");
+                    let _ = running.reload_from(source).await;
+                }
+            }
+            Some(reply) = reload_rx.recv() => {
+                if let Some(source) = &source {
+                    tracing::info!("POST /-/reload: reloading the config");
+                    let _ = reply.send(running.reload_from(source).await.map_err(|e| e.to_string()));
+                }
+            }
+            _ = watch.tick(), if source.is_some() => {
+                let Some(source) = &source else { continue };
+                let now = std::fs::read(&source.path).ok();
+                if now.is_some() && now != last_seen {
+                    last_seen = now;
+                    tracing::info!(file = %source.path.display(), "config file changed: reloading");
+                    let _ = running.reload_from(source).await;
+                }
+            }
+        }
+    };
+    tracing::info!("stopping");
+    running.shutdown(Instant::now()).await;
+    let _ = server_stop_tx.send(true);
+    let _ = server.await;
+    result
+}
+
+/// A scrape loop that runs.
+struct RunningTarget {
+    id: u64,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// The running config and everything started from it.
+struct Running {
+    config: Config,
+    store: Arc<Store>,
+    sink: SharedSink,
+    remote: Option<RemoteWrite>,
+    /// By [`target_key`]: a target with the same key keeps running.
+    targets: HashMap<String, RunningTarget>,
+    next_id: u64,
+}
+
+/// What makes a target's scrape loop different from another: its job
+/// (secrets included, which `Debug` hides) and the target itself.
+fn target_key(job: &ScrapeConfig, target: &Target) -> String {
+    let secrets = (
+        job.authorization
+            .as_ref()
+            .and_then(|a| a.credentials.as_ref())
+            .map(|s| s.0.as_str()),
+        job.basic_auth
+            .as_ref()
+            .and_then(|b| b.password.as_ref())
+            .map(|s| s.0.as_str()),
+    );
+    format!("{job:?}|{secrets:?}|{target:?}")
+}
+
+/// The targets of every job, with their keys.
+fn targets_of(config: &Config) -> Vec<(String, Arc<ScrapeConfig>, Target)> {
+    let mut out = Vec::new();
     for job in &config.scrape_configs {
         let (found, errors) = targets::from_config(job);
         for e in errors {
             tracing::error!(error = %e, "target skipped");
         }
         let job = Arc::new(job.clone());
-        jobs.extend(found.into_iter().map(|t| (job.clone(), t)));
+        out.extend(
+            found
+                .into_iter()
+                .map(|t| (target_key(&job, &t), job.clone(), t)),
+        );
     }
-    let store = Arc::new(Store::new(jobs.iter().map(|(_, t)| t.name()).collect()));
-    let remote = RemoteWrite::start(&config, &store.telemetry.remote)?;
-    if remote.is_some() {
-        store.own_metrics_move();
+    out
+}
+
+impl Running {
+    fn start(config: Config, store: Arc<Store>) -> Result<Running, RunError> {
+        let remote = RemoteWrite::start(&config, &store.telemetry.remote)?;
+        let mut running = Running {
+            config,
+            store,
+            sink: SharedSink::default(),
+            remote,
+            targets: HashMap::new(),
+            next_id: 0,
+        };
+        running.set_sink();
+        let config = running.config.clone();
+        running.sync_targets(&config);
+        running.store.telemetry.reloaded(true);
+        Ok(running)
     }
-    let sink = remote.as_ref().map(|r| WalSink {
-        wal: r.wal.clone(),
-        highest_timestamp: store.telemetry.remote.highest_timestamp.clone(),
-        out_of_order: store.telemetry.remote.wal_out_of_order.clone(),
-    });
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (server_stop_tx, server_stop_rx) = watch::channel(false);
-    let address = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    tracing::info!(address = %address, targets = jobs.len(), remote_write = config.remote_write.len(), "relay is serving /metrics");
-    let server = tokio::spawn(serve::serve(listener, store.clone(), server_stop_rx));
-    let mut scrapers = Vec::new();
-    for (index, (job, target)) in jobs.into_iter().enumerate() {
-        tracing::info!(target = %target.name(), url = %target.url, interval = ?target.interval, "scraping");
-        scrapers.push(tokio::spawn(scrape::run_target(
-            index,
-            job,
-            target,
-            store.clone(),
-            sink.clone(),
-            stop_rx.clone(),
-        )));
+
+    /// Points the scrape loops at the WAL while there is remote write.
+    fn set_sink(&mut self) {
+        let sink = self
+            .remote
+            .as_ref()
+            .filter(|_| !self.config.remote_write.is_empty())
+            .map(|r| WalSink {
+                wal: r.wal.clone(),
+                highest_timestamp: self.store.telemetry.remote.highest_timestamp.clone(),
+                out_of_order: self.store.telemetry.remote.wal_out_of_order.clone(),
+            });
+        if sink.is_some() {
+            self.store.own_metrics_move();
+        }
+        self.sink.set(sink);
     }
-    let result = stop.await;
-    let stopping = Instant::now();
-    tracing::info!("stopping");
-    let _ = stop_tx.send(true);
-    for task in scrapers {
-        let _ = task.await;
+
+    /// Stops the scrape loops `config` no longer has (they write their
+    /// staleness markers and leave the snapshot) and starts the new ones.
+    fn sync_targets(&mut self, config: &Config) {
+        let wanted = targets_of(config);
+        let keys: std::collections::HashSet<&str> =
+            wanted.iter().map(|(k, _, _)| k.as_str()).collect();
+        let gone: Vec<String> = self
+            .targets
+            .keys()
+            .filter(|k| !keys.contains(k.as_str()))
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(t) = self.targets.remove(&key) {
+                let _ = t.stop.send(true);
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    let _ = t.task.await;
+                    store.remove(t.id);
+                });
+            }
+        }
+        for (key, job, target) in wanted {
+            if self.targets.contains_key(&key) {
+                continue;
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            tracing::info!(target = %target.name(), url = %target.url, interval = ?target.interval, "scraping");
+            self.store.add(id, target.name());
+            let (stop, stop_rx) = watch::channel(false);
+            let task = tokio::spawn(scrape::run_target(
+                id,
+                job,
+                target,
+                self.store.clone(),
+                self.sink.clone(),
+                stop_rx,
+            ));
+            self.targets.insert(key, RunningTarget { id, stop, task });
+        }
     }
-    if let Some(remote) = remote {
-        let budget = config.relay.shutdown_timeout.as_std();
-        remote
-            .shutdown(budget.saturating_sub(stopping.elapsed()))
-            .await;
+
+    /// Reads, validates and applies the config file; records the outcome
+    /// in `relay_config_last_reload_successful` and logs a refusal.
+    async fn reload_from(&mut self, source: &ConfigSource) -> Result<(), ReloadError> {
+        let result = match config::load(&source.path, &source.overrides) {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    tracing::warn!(file = %source.path.display(), "{w}");
+                }
+                self.apply(loaded.config).await
+            }
+            Err(source_err) => Err(ReloadError::Invalid {
+                path: source.path.display().to_string(),
+                source: source_err,
+            }),
+        };
+        match &result {
+            Ok(()) => {
+                tracing::info!(file = %source.path.display(), targets = self.targets.len(), "config reloaded")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "config reload refused; the running config stays")
+            }
+        }
+        self.store.telemetry.reloaded(result.is_ok());
+        result
     }
-    let _ = server_stop_tx.send(true);
-    let _ = server.await;
-    result
+
+    async fn apply(&mut self, new: Config) -> Result<(), ReloadError> {
+        let (old, fresh) = (&self.config.relay, &new.relay);
+        if old.listen_address != fresh.listen_address {
+            return Err(ReloadError::NeedsRestart("relay.listen_address"));
+        }
+        if old.wal_dir != fresh.wal_dir {
+            return Err(ReloadError::NeedsRestart("relay.wal_dir"));
+        }
+        if old.wal_max_size != fresh.wal_max_size {
+            return Err(ReloadError::NeedsRestart("relay.wal_max_size"));
+        }
+        match &mut self.remote {
+            Some(remote) => remote.reconcile(&new).await?,
+            None => self.remote = RemoteWrite::start(&new, &self.store.telemetry.remote)?,
+        }
+        self.config = new;
+        self.set_sink();
+        let config = self.config.clone();
+        self.sync_targets(&config);
+        Ok(())
+    }
+
+    /// Stops scraping (each loop's last scrape and staleness markers), then
+    /// flushes remote write for what is left of `relay.shutdown_timeout`.
+    async fn shutdown(self, stopping: Instant) {
+        for t in self.targets.values() {
+            let _ = t.stop.send(true);
+        }
+        for (_, t) in self.targets {
+            let _ = t.task.await;
+        }
+        if let Some(remote) = self.remote {
+            let budget = self.config.relay.shutdown_timeout.as_std();
+            remote
+                .shutdown(budget.saturating_sub(stopping.elapsed()))
+                .await;
+        }
+    }
+}
+
+/// Seconds since the epoch, for the reload timestamp.
+pub(crate) fn now_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// SIGHUP, which asks for a reload (never fires where there is none).
+struct Hangup {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Hangup {
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            self.signal.recv().await;
+        }
+        #[cfg(not(unix))]
+        std::future::pending::<()>().await;
+    }
+}
+
+fn hangup_signal() -> Result<Hangup, RunError> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let signal = signal(SignalKind::hangup()).map_err(RunError::Signal)?;
+        Ok(Hangup { signal })
+    }
+    #[cfg(not(unix))]
+    Ok(Hangup {})
 }
 
 /// Completes on SIGTERM or SIGINT.

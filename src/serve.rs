@@ -15,9 +15,10 @@ use hyper::header::{HeaderValue, ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONT
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::exposition::{render, Entry, Format, Parser};
+use crate::run::ReloadRequest;
 use crate::scrape::pipeline::{self, FamilyBlock};
 use crate::scrape::store::Store;
 
@@ -110,8 +111,15 @@ fn compress(data: &[u8]) -> Bytes {
     Bytes::from(encoder.finish().unwrap_or_default())
 }
 
-/// Serves `store` on `listener` until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, store: Arc<Store>, mut shutdown: watch::Receiver<bool>) {
+/// Serves `store` on `listener` until `shutdown` turns true; `POST
+/// /-/reload` goes to `reload` (None: nothing to reload from, as in `relay
+/// demo`).
+pub async fn serve(
+    listener: TcpListener,
+    store: Arc<Store>,
+    mut shutdown: watch::Receiver<bool>,
+    reload: Option<mpsc::Sender<ReloadRequest>>,
+) {
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -124,11 +132,18 @@ pub async fn serve(listener: TcpListener, store: Arc<Store>, mut shutdown: watch
             _ = shutdown.changed() => return,
         };
         let store = store.clone();
+        let reload = reload.clone();
         let mut conn_shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let store = store.clone();
-                async move { Ok::<_, Infallible>(respond(&store, &req)) }
+                let reload = reload.clone();
+                async move {
+                    if req.uri().path() == "/-/reload" {
+                        return Ok::<_, Infallible>(reload_response(&req, reload).await);
+                    }
+                    Ok::<_, Infallible>(respond(&store, &req))
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service);
@@ -142,6 +157,44 @@ pub async fn serve(listener: TcpListener, store: Arc<Store>, mut shutdown: watch
                 _ = conn_shutdown.changed() => conn.as_mut().graceful_shutdown(),
             }
         });
+    }
+}
+
+/// `POST /-/reload` (or PUT, as Prometheus takes both): 200 once the new
+/// config runs, 500 with the reason when it was refused.
+async fn reload_response(
+    req: &Request<Incoming>,
+    reload: Option<mpsc::Sender<ReloadRequest>>,
+) -> Response<Full<Bytes>> {
+    if req.method() != Method::POST && req.method() != Method::PUT {
+        return plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "POST /-/reload to reload the config\n".into(),
+        );
+    }
+    let Some(reload) = reload else {
+        return plain(
+            StatusCode::NOT_FOUND,
+            "this relay has no config file to reload\n".into(),
+        );
+    };
+    let (reply, outcome) = oneshot::channel();
+    if reload.send(reply).await.is_err() {
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "relay is stopping\n".into(),
+        );
+    }
+    match outcome.await {
+        Ok(Ok(())) => plain(StatusCode::OK, "config reloaded\n".into()),
+        Ok(Err(e)) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload config: {e}\n"),
+        ),
+        Err(_) => plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "relay is stopping\n".into(),
+        ),
     }
 }
 
@@ -171,7 +224,7 @@ fn respond(store: &Store, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         }
         _ => plain(
             StatusCode::NOT_FOUND,
-            "not found: relay serves /metrics, /-/healthy and /-/ready\n".into(),
+            "not found: relay serves /metrics, /-/healthy, /-/ready and /-/reload\n".into(),
         ),
     }
 }

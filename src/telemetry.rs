@@ -39,6 +39,8 @@ pub struct Telemetry {
     duration: Family<JobLabels, Histogram, fn() -> Histogram>,
     /// Remote write's metrics (Prometheus's names) and the WAL's.
     pub remote: crate::remote_write::metrics::RemoteWriteMetrics,
+    reload_ok: Gauge,
+    reload_time: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Telemetry {
@@ -87,8 +89,22 @@ impl Telemetry {
             duration.clone(),
         );
         let remote = crate::remote_write::metrics::RemoteWriteMetrics::register(&mut registry);
+        let reload_ok = Gauge::default();
+        registry.register(
+            "relay_config_last_reload_successful",
+            "Whether the last config (re)load succeeded",
+            reload_ok.clone(),
+        );
+        let reload_time = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "relay_config_last_reload_success_timestamp_seconds",
+            "When the config was last (re)loaded successfully",
+            reload_time.clone(),
+        );
         Telemetry {
             remote,
+            reload_ok,
+            reload_time,
             registry,
             scrapes,
             failures,
@@ -120,6 +136,14 @@ impl Telemetry {
                 ("reason".to_owned(), reason.to_owned()),
             ];
             self.failures.get_or_create(&labels).inc();
+        }
+    }
+
+    /// Records a config (re)load's outcome, as Prometheus does its own.
+    pub fn reloaded(&self, ok: bool) {
+        self.reload_ok.set(i64::from(ok));
+        if ok {
+            self.reload_time.set(crate::run::now_seconds());
         }
     }
 

@@ -12,13 +12,14 @@ pub mod queue;
 pub mod send;
 pub mod wal;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use crate::config::{Config, RemoteWriteConfig};
 use metrics::RemoteWriteMetrics;
 use wal::{Wal, WalError};
 
@@ -40,9 +41,32 @@ pub fn remote_name(config: &crate::config::RemoteWriteConfig) -> String {
 /// The running WAL and queues.
 pub struct RemoteWrite {
     pub wal: Arc<Wal>,
-    queues: Vec<JoinHandle<()>>,
+    queues: HashMap<String, QueueHandle>,
+    metrics: RemoteWriteMetrics,
     syncer: JoinHandle<()>,
+}
+
+/// One queue's task, and what it was started from.
+struct QueueHandle {
+    fingerprint: String,
+    task: JoinHandle<()>,
     abort: watch::Sender<bool>,
+}
+
+/// What makes a queue different from another: its entry (secrets included,
+/// which `Debug` hides) and the external labels it adds.
+fn fingerprint(rw: &RemoteWriteConfig, external: &[(String, String)]) -> String {
+    let secrets = (
+        rw.authorization
+            .as_ref()
+            .and_then(|a| a.credentials.as_ref())
+            .map(|s| s.0.as_str()),
+        rw.basic_auth
+            .as_ref()
+            .and_then(|b| b.password.as_ref())
+            .map(|s| s.0.as_str()),
+    );
+    format!("{rw:?}|{secrets:?}|{external:?}")
 }
 
 impl RemoteWrite {
@@ -63,38 +87,113 @@ impl RemoteWrite {
             metrics.wal_dropped.clone(),
             metrics.wal_size.clone(),
         )?);
-        let checkpoints = names.iter().map(|n| wal.checkpoint(n)).collect::<Vec<_>>();
-        let (abort, abort_rx) = watch::channel(false);
-        let external_labels: Vec<(String, String)> = config
+        let syncer = tokio::spawn(sync_every_second(wal.clone()));
+        let mut remote = RemoteWrite {
+            wal,
+            queues: HashMap::new(),
+            metrics: metrics.clone(),
+            syncer,
+        };
+        let plan = remote.plan(config);
+        debug_assert!(plan.stop.is_empty());
+        for (name, rw, fingerprint) in plan.start {
+            remote.spawn(name, rw, fingerprint, plan.external.clone())?;
+        }
+        Ok(Some(remote))
+    }
+
+    /// Makes the queues match `config`'s entries: an unchanged entry keeps
+    /// its queue (and its place in the WAL), a removed or changed one is
+    /// stopped (its checkpoint saved), a new or changed one starts from its
+    /// checkpoint.
+    pub async fn reconcile(&mut self, config: &Config) -> Result<(), WalError> {
+        let plan = self.plan(config);
+        for name in plan.stop {
+            let Some(q) = self.queues.remove(&name) else {
+                continue;
+            };
+            tracing::info!(remote_name = %name, "remote write queue stopping (config reload)");
+            let _ = q.abort.send(true);
+            let _ = q.task.await;
+            self.wal.unregister(&name);
+        }
+        for (name, rw, fingerprint) in plan.start {
+            self.spawn(name, rw, fingerprint, plan.external.clone())?;
+        }
+        Ok(())
+    }
+
+    /// Which queues go and which come for `config`.
+    fn plan(&self, config: &Config) -> Plan {
+        let external: Vec<(String, String)> = config
             .global
             .external_labels
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let mut queues = Vec::new();
-        for ((rw, name), start) in config.remote_write.iter().zip(names).zip(checkpoints) {
-            tracing::info!(remote_name = %name, url = %rw.url, segment = start.segment, offset = start.offset, wal = %config.relay.wal_dir.display(), "remote write queue starting from its checkpoint");
-            let spec = queue::QueueSpec {
-                remote_name: name.clone(),
-                config: rw.clone(),
-                external_labels: external_labels.clone(),
-            };
-            queues.push(tokio::spawn(queue::run(
-                wal.clone(),
-                spec,
-                start,
-                metrics.queue(&name, &rw.url),
-                metrics.highest_timestamp.clone(),
-                abort_rx.clone(),
-            )));
+        let wanted: HashMap<String, (&RemoteWriteConfig, String)> = config
+            .remote_write
+            .iter()
+            .map(|rw| (remote_name(rw), (rw, fingerprint(rw, &external))))
+            .collect();
+        let stop: Vec<String> = self
+            .queues
+            .iter()
+            .filter(|(name, q)| wanted.get(*name).is_none_or(|(_, f)| *f != q.fingerprint))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let start = wanted
+            .into_iter()
+            .filter(|(name, _)| !self.queues.contains_key(name) || stop.contains(name))
+            .map(|(name, (rw, fingerprint))| (name, rw.clone(), fingerprint))
+            .collect();
+        Plan {
+            stop,
+            start,
+            external,
         }
-        let syncer = tokio::spawn(sync_every_second(wal.clone()));
-        Ok(Some(RemoteWrite {
-            wal,
-            queues,
-            syncer,
-            abort,
-        }))
+    }
+
+    /// The queues running now, by `remote_name`.
+    pub fn queue_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.queues.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    fn spawn(
+        &mut self,
+        name: String,
+        rw: RemoteWriteConfig,
+        fingerprint: String,
+        external: Vec<(String, String)>,
+    ) -> Result<(), WalError> {
+        let start = self.wal.register(&name)?;
+        tracing::info!(remote_name = %name, url = %rw.url, segment = start.segment, offset = start.offset, wal = %self.wal.dir().display(), "remote write queue starting from its checkpoint");
+        let (abort, abort_rx) = watch::channel(false);
+        let metrics = self.metrics.queue(&name, &rw.url);
+        let spec = queue::QueueSpec {
+            remote_name: name.clone(),
+            config: rw,
+            external_labels: external,
+        };
+        let task = tokio::spawn(queue::run(
+            self.wal.clone(),
+            spec,
+            start,
+            metrics,
+            self.metrics.highest_timestamp.clone(),
+            abort_rx,
+        ));
+        self.queues.insert(
+            name,
+            QueueHandle {
+                fingerprint,
+                task,
+                abort,
+            },
+        );
+        Ok(())
     }
 
     /// After the last append: closes the WAL, lets the queues send what is
@@ -103,17 +202,28 @@ impl RemoteWrite {
     pub async fn shutdown(self, timeout: Duration) {
         self.syncer.abort();
         self.wal.close();
-        let all = futures_join(self.queues);
+        let (tasks, aborts): (Vec<_>, Vec<_>) =
+            self.queues.into_values().map(|q| (q.task, q.abort)).unzip();
+        let all = futures_join(tasks);
         tokio::pin!(all);
         tokio::select! {
             _ = &mut all => tracing::info!("remote write queues flushed"),
             _ = tokio::time::sleep(timeout) => {
                 tracing::warn!(timeout = ?timeout, "remote write not flushed within relay.shutdown_timeout; the rest stays in the WAL for the next start");
-                let _ = self.abort.send(true);
+                for abort in &aborts {
+                    let _ = abort.send(true);
+                }
                 all.await;
             }
         }
     }
+}
+
+/// What a reload changes in the queues.
+struct Plan {
+    stop: Vec<String>,
+    start: Vec<(String, RemoteWriteConfig, String)>,
+    external: Vec<(String, String)>,
 }
 
 async fn futures_join(handles: Vec<JoinHandle<()>>) {

@@ -199,23 +199,7 @@ impl Wal {
             size_gauge,
         };
         for queue in queues {
-            let saved = wal.read_checkpoint(queue)?;
-            let position = match saved {
-                Some(p) if p.segment > segment => {
-                    tracing::warn!(queue = %queue, segment = p.segment, "checkpoint is past the end of the WAL; starting at the new segment");
-                    Position { segment, offset: 0 }
-                }
-                Some(p) if p.segment >= first => p,
-                Some(p) => {
-                    tracing::warn!(queue = %queue, segment = p.segment, "checkpoint is older than the WAL; starting at its oldest segment");
-                    Position {
-                        segment: first,
-                        offset: 0,
-                    }
-                }
-                None => Position { segment, offset: 0 },
-            };
-            wal.save_checkpoint(queue, position)?;
+            wal.register(queue)?;
         }
         wal.truncate();
         Ok(wal)
@@ -401,6 +385,49 @@ impl Wal {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(queue.to_owned(), position);
         Ok(())
+    }
+
+    /// Adds a queue (at start, or when a reload adds it) and says where it
+    /// resumes: its saved checkpoint when there is one on disk (clamped to
+    /// the segments there are), else the start of the active segment. The
+    /// checkpoint is written now, so a crash before its first delivery
+    /// still resends from here.
+    pub fn register(&self, queue: &str) -> Result<Position, WalError> {
+        let active = self.epoch.load(Ordering::Acquire);
+        let first = self.first_segment();
+        let position = match self.read_checkpoint(queue)? {
+            Some(p) if p.segment > active => {
+                tracing::warn!(queue = %queue, segment = p.segment, "checkpoint is past the end of the WAL; starting at the active segment");
+                Position {
+                    segment: active,
+                    offset: 0,
+                }
+            }
+            Some(p) if p.segment >= first => p,
+            Some(p) => {
+                tracing::warn!(queue = %queue, segment = p.segment, "checkpoint is older than the WAL; starting at its oldest segment");
+                Position {
+                    segment: first,
+                    offset: 0,
+                }
+            }
+            None => Position {
+                segment: active,
+                offset: 0,
+            },
+        };
+        self.save_checkpoint(queue, position)?;
+        Ok(position)
+    }
+
+    /// A queue a reload removed no longer holds segments back (its
+    /// checkpoint file stays, should the entry come back).
+    pub fn unregister(&self, queue: &str) {
+        self.checkpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(queue);
+        self.truncate();
     }
 
     /// Where `queue` resumes: everything before it was delivered.

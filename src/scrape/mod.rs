@@ -69,15 +69,37 @@ pub struct WalSink {
     pub out_of_order: Counter,
 }
 
+/// The WAL the scrape loops write to, if any: a config reload may add
+/// remote write where there was none, or remove it.
+#[derive(Clone, Default)]
+pub struct SharedSink(Arc<std::sync::RwLock<Option<WalSink>>>);
+
+impl SharedSink {
+    pub fn set(&self, sink: Option<WalSink>) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = sink;
+    }
+
+    /// The sink for one scrape.
+    pub fn get(&self) -> Option<WalSink> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
 /// Scrapes `target` until `shutdown` turns true. With a WAL, shutdown takes
 /// one last scrape (a native sidecar is stopped after the app, so this
 /// usually records the app gone: `up 0`) and marks every series stale.
 pub async fn run_target(
-    index: usize,
+    id: u64,
     job: Arc<ScrapeConfig>,
     target: Target,
     store: Arc<Store>,
-    wal: Option<WalSink>,
+    wal: SharedSink,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let fetcher = match Fetcher::new(&job, target.url.clone(), target.timeout) {
@@ -89,7 +111,7 @@ pub async fn run_target(
     };
     let report = Report::new(&target.labels);
     let mut scraper = Scraper {
-        index,
+        id,
         job,
         target,
         fetcher,
@@ -119,7 +141,7 @@ pub async fn run_target(
             }
         }
     }
-    if scraper.wal.is_some() {
+    if scraper.wal.get().is_some() {
         scraper.finish().await;
     }
 }
@@ -134,7 +156,7 @@ fn now_ms() -> i64 {
 }
 
 struct Scraper {
-    index: usize,
+    id: u64,
     job: Arc<ScrapeConfig>,
     target: Target,
     fetcher: Fetcher,
@@ -142,7 +164,7 @@ struct Scraper {
     spare: Arc<Rendered>,
     cache: SeriesCache,
     store: Arc<Store>,
-    wal: Option<WalSink>,
+    wal: SharedSink,
     batch: WalBatch,
     report: Report,
     /// The newest timestamp this target wrote (staleness must come after it).
@@ -158,8 +180,8 @@ impl Scraper {
         let out = Arc::make_mut(&mut rendered);
         out.clear();
         out.format = Format::Text;
-        let wal = self.wal.as_ref().map(|w| w.wal.clone());
-        let guard = wal.as_ref().map(|w| w.begin());
+        let sink = self.wal.get();
+        let guard = sink.as_ref().map(|w| w.wal.begin());
         let epoch = guard.as_ref().map_or(NEVER, |g| g.epoch());
         self.batch.begin(timestamp);
         let mut counts = Counts::default();
@@ -219,7 +241,7 @@ impl Scraper {
             result
         };
         out.set_counts(counts);
-        self.append_to_wal(guard);
+        self.append_to_wal(guard, sink.as_ref());
         let up = result.is_ok();
         self.store.telemetry.scrape(
             &self.job.job_name,
@@ -228,15 +250,15 @@ impl Scraper {
             out.samples_scraped,
             result.as_ref().err().map(ScrapeError::reason),
         );
-        let previous = self.store.publish(self.index, rendered, up);
+        let previous = self.store.publish(self.id, rendered, up);
         // The replaced result is no longer in any snapshot: reuse its buffers.
         self.spare = previous.unwrap_or_default();
     }
 
     /// Writes the scrape's batch; if that fails, the series it described
     /// are described again next time.
-    fn append_to_wal(&mut self, guard: Option<AppendGuard<'_>>) {
-        let (Some(guard), Some(sink)) = (guard, self.wal.as_ref()) else {
+    fn append_to_wal(&mut self, guard: Option<AppendGuard<'_>>, sink: Option<&WalSink>) {
+        let (Some(guard), Some(sink)) = (guard, sink) else {
             return;
         };
         self.batch.finish();
@@ -272,7 +294,7 @@ impl Scraper {
         {
             tracing::warn!(target = %self.target.name(), "last scrape at shutdown timed out");
         }
-        let Some(sink) = self.wal.clone() else {
+        let Some(sink) = self.wal.get() else {
             return;
         };
         let guard = sink.wal.begin();
@@ -281,7 +303,7 @@ impl Scraper {
             .begin(now_ms().max(self.last_ts.saturating_add(1)));
         self.cache.stale_all(&mut self.batch, epoch);
         self.report.stale(&mut self.batch, epoch);
-        self.append_to_wal(Some(guard));
+        self.append_to_wal(Some(guard), Some(&sink));
     }
 }
 

@@ -5,7 +5,7 @@
 //! between scrapes (batches are sent then), so a GET of a snapshot older
 //! than a second merges again with them as they are now.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -21,9 +21,10 @@ struct Slot {
     ever_up: bool,
 }
 
-/// Shared between the scrape loops and the server.
+/// Shared between the scrape loops and the server. Targets come and go
+/// with config reloads: each has a slot under a lasting id, in id order.
 pub struct Store {
-    slots: Mutex<Vec<Slot>>,
+    slots: Mutex<BTreeMap<u64, Slot>>,
     snapshot: RwLock<(Arc<Snapshot>, Instant)>,
     pub telemetry: Telemetry,
     /// Set when remote write runs: its metrics move between scrapes.
@@ -34,14 +35,18 @@ pub struct Store {
 const OWN_METRICS_MAX_AGE: Duration = Duration::from_secs(1);
 
 impl Store {
-    /// A store for targets named `job/instance`, in order.
+    /// A store for targets named `job/instance`, with ids 0, 1, ... in order.
     pub fn new(target_names: Vec<String>) -> Store {
         let slots = target_names
             .into_iter()
-            .map(|name| Slot {
-                name,
-                output: None,
-                ever_up: false,
+            .enumerate()
+            .map(|(id, name)| {
+                let slot = Slot {
+                    name,
+                    output: None,
+                    ever_up: false,
+                };
+                (id as u64, slot)
             })
             .collect();
         let store = Store {
@@ -57,11 +62,36 @@ impl Store {
         store
     }
 
-    /// Publishes target `index`'s latest result and rebuilds the snapshot;
-    /// returns the result it replaced, so its buffers can be reused.
-    pub fn publish(&self, index: usize, output: Arc<Rendered>, up: bool) -> Option<Arc<Rendered>> {
+    /// A new target (a reload added it): not ready until its first scrape.
+    pub fn add(&self, id: u64, name: String) {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        let previous = slots.get_mut(index).and_then(|slot| {
+        slots.insert(
+            id,
+            Slot {
+                name,
+                output: None,
+                ever_up: false,
+            },
+        );
+    }
+
+    /// A target a reload removed: its series leave the snapshot.
+    pub fn remove(&self, id: u64) {
+        let removed = self
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+        if removed.is_some() {
+            self.rebuild();
+        }
+    }
+
+    /// Publishes target `id`'s latest result and rebuilds the snapshot;
+    /// returns the result it replaced, so its buffers can be reused.
+    pub fn publish(&self, id: u64, output: Arc<Rendered>, up: bool) -> Option<Arc<Rendered>> {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let previous = slots.get_mut(&id).and_then(|slot| {
             slot.ever_up |= up;
             slot.output.replace(output)
         });
@@ -73,7 +103,7 @@ impl Store {
     /// Merges the targets' latest results with relay's own metrics now.
     fn rebuild(&self) {
         let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        let outputs: Vec<Arc<Rendered>> = slots.iter().filter_map(|s| s.output.clone()).collect();
+        let outputs: Vec<Arc<Rendered>> = slots.values().filter_map(|s| s.output.clone()).collect();
         drop(slots);
         let snapshot = self.merge(&outputs);
         *self
@@ -110,7 +140,7 @@ impl Store {
     pub fn waiting_for(&self) -> Vec<String> {
         let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         slots
-            .iter()
+            .values()
             .filter(|s| !s.ever_up)
             .map(|s| s.name.clone())
             .collect()
