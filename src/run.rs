@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{self, Config, Overrides, ScrapeConfig};
 use crate::remote_write::{wal::WalError, RemoteWrite};
-use crate::scrape::{self, store::Store, SharedSink, WalSink};
+use crate::scrape::{self, store::Store, SharedSink, Stop, WalSink};
 use crate::targets::Target;
 use crate::{serve, targets};
 
@@ -149,7 +149,9 @@ pub async fn run_on(
 /// A scrape loop that runs.
 struct RunningTarget {
     id: u64,
-    stop: watch::Sender<bool>,
+    /// `job/instance`: a reload that keeps it replaces the loop quietly.
+    name: String,
+    stop: watch::Sender<Stop>,
     task: JoinHandle<()>,
 }
 
@@ -233,12 +235,16 @@ impl Running {
         self.sink.set(sink);
     }
 
-    /// Stops the scrape loops `config` no longer has (they write their
-    /// staleness markers and leave the snapshot) and starts the new ones.
+    /// Stops the scrape loops `config` no longer has and starts the new
+    /// ones. A removed target writes its staleness markers and leaves the
+    /// snapshot; a target whose job changed is replaced by a new loop
+    /// without them (the new loop carries its series on).
     fn sync_targets(&mut self, config: &Config) {
         let wanted = targets_of(config);
         let keys: std::collections::HashSet<&str> =
             wanted.iter().map(|(k, _, _)| k.as_str()).collect();
+        let names: std::collections::HashSet<String> =
+            wanted.iter().map(|(_, _, t)| t.name()).collect();
         let gone: Vec<String> = self
             .targets
             .keys()
@@ -247,7 +253,12 @@ impl Running {
             .collect();
         for key in gone {
             if let Some(t) = self.targets.remove(&key) {
-                let _ = t.stop.send(true);
+                let how = if names.contains(&t.name) {
+                    Stop::Replaced
+                } else {
+                    Stop::Finish
+                };
+                let _ = t.stop.send(how);
                 let store = self.store.clone();
                 tokio::spawn(async move {
                     let _ = t.task.await;
@@ -262,8 +273,9 @@ impl Running {
             let id = self.next_id;
             self.next_id += 1;
             tracing::info!(target = %target.name(), url = %target.url, interval = ?target.interval, "scraping");
-            self.store.add(id, target.name());
-            let (stop, stop_rx) = watch::channel(false);
+            let name = target.name();
+            self.store.add(id, name.clone());
+            let (stop, stop_rx) = watch::channel(Stop::Run);
             let task = tokio::spawn(scrape::run_target(
                 id,
                 job,
@@ -272,7 +284,15 @@ impl Running {
                 self.sink.clone(),
                 stop_rx,
             ));
-            self.targets.insert(key, RunningTarget { id, stop, task });
+            self.targets.insert(
+                key,
+                RunningTarget {
+                    id,
+                    name,
+                    stop,
+                    task,
+                },
+            );
         }
     }
 
@@ -329,7 +349,7 @@ impl Running {
     /// flushes remote write for what is left of `relay.shutdown_timeout`.
     async fn shutdown(self, stopping: Instant) {
         for t in self.targets.values() {
-            let _ = t.stop.send(true);
+            let _ = t.stop.send(Stop::Finish);
         }
         for (_, t) in self.targets {
             let _ = t.task.await;

@@ -91,16 +91,29 @@ impl SharedSink {
     }
 }
 
-/// Scrapes `target` until `shutdown` turns true. With a WAL, shutdown takes
-/// one last scrape (a native sidecar is stopped after the app, so this
-/// usually records the app gone: `up 0`) and marks every series stale.
+/// What a scrape loop is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Keep scraping.
+    Run,
+    /// The target is gone (shutdown, or a reload removed it): with a WAL,
+    /// one last scrape (a native sidecar is stopped after the app, so this
+    /// usually records the app gone: `up 0`), then every series marked stale.
+    Finish,
+    /// A reload replaced the loop with one for the same target: the new
+    /// loop carries the series on, so no staleness markers (as Prometheus
+    /// disables end-of-run staleness for a reloaded loop).
+    Replaced,
+}
+
+/// Scrapes `target` until `shutdown` says to stop, then ends as it says.
 pub async fn run_target(
     id: u64,
     job: Arc<ScrapeConfig>,
     target: Target,
     store: Arc<Store>,
     wal: SharedSink,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<Stop>,
 ) {
     let fetcher = match Fetcher::new(&job, target.url.clone(), target.timeout) {
         Ok(f) => f,
@@ -141,7 +154,7 @@ pub async fn run_target(
             }
         }
     }
-    if scraper.wal.get().is_some() {
+    if *shutdown.borrow() == Stop::Finish && scraper.wal.get().is_some() {
         scraper.finish().await;
     }
 }

@@ -133,11 +133,20 @@ impl Http {
 
 /// GET over HTTP/1.1 with `Connection: close`; None if the server is not up.
 pub fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> Option<Http> {
+    request("GET", addr, path, headers)
+}
+
+/// An empty POST, as `curl -X POST` sends to `/-/reload`.
+pub fn post(addr: &str, path: &str) -> Option<Http> {
+    request("POST", addr, path, &[("Content-Length", "0")])
+}
+
+fn request(method: &str, addr: &str, path: &str, headers: &[(&str, &str)]) -> Option<Http> {
     let mut stream = TcpStream::connect(addr).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .ok()?;
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -216,6 +225,39 @@ impl Relay {
     /// `relay:` section (e.g. `"  shutdown_timeout: 10s\n"`).
     pub fn start_with(config: &str, wal_dir: &Path, settings: &str) -> Relay {
         Relay::launch(config, Some(wal_dir), settings)
+    }
+
+    /// `relay run --config path` on a file the test writes (and edits),
+    /// whose `relay.listen_address` is `addr`.
+    pub fn start_file(path: &Path, addr: &str) -> Relay {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stderr = dir.path().join("stderr.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_relay"))
+            .args(["run", "--config"])
+            .arg(path)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("spawn relay");
+        let relay = Relay {
+            addr: addr.to_owned(),
+            child,
+            stderr,
+            _dir: dir,
+        };
+        wait_for("relay's /-/healthy", || {
+            get(&relay.addr, "/-/healthy", &[]).filter(|r| r.status == 200)
+        });
+        relay
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, ...) to relay.
+    pub fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success());
     }
 
     fn launch(config: &str, wal_dir: Option<&Path>, settings: &str) -> Relay {

@@ -1,0 +1,260 @@
+//! Live config reload against the real binary: SIGHUP, `POST /-/reload`
+//! and a change of the file's content the way Kubernetes makes it (the
+//! `..data` symlink of a mounted ConfigMap swapped to a new directory). A
+//! bad edit leaves the old config running; what did not change keeps
+//! running as it was.
+
+mod common;
+
+use std::path::Path;
+
+use common::rw::Receiver;
+use common::{free_port, get, post, wait_for, Relay, Reply, Target};
+
+/// A config with `jobs` (name, target address, extra job lines) and the
+/// `relay:` section on `addr`.
+fn config(addr: &str, wal: &Path, jobs: &[(&str, &str, &str)], remote: &str) -> String {
+    let mut out = String::from(
+        "global:\n  scrape_interval: 300ms\n  scrape_timeout: 300ms\nscrape_configs:\n",
+    );
+    for (name, target, extra) in jobs {
+        out.push_str(&format!(
+            "  - job_name: {name}\n    static_configs: [{{targets: [\"{target}\"]}}]\n{extra}"
+        ));
+    }
+    out.push_str(remote);
+    out.push_str(&format!(
+        "relay:\n  listen_address: \"{addr}\"\n  wal_dir: \"{}\"\n",
+        wal.display()
+    ));
+    out
+}
+
+const DROP_B: &str =
+    "    metric_relabel_configs:\n      - {source_labels: [__name__], regex: b, action: drop}\n";
+
+/// The value of the first line of `metrics` that starts with `prefix`.
+fn value(metrics: &str, prefix: &str) -> Option<String> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .map(str::to_owned)
+}
+
+fn app() -> Target {
+    Target::start(Reply::text("# TYPE a gauge\na 1\n# TYPE b gauge\nb 2\n"))
+}
+
+#[test]
+fn sighup_applies_an_edit_and_unchanged_targets_keep_their_cache() {
+    let (one, two) = (app(), app());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("relay.yml");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let wal = dir.path().join("wal");
+    let write = |extra: &str| {
+        let jobs = [
+            ("one", one.addr.as_str(), ""),
+            ("two", two.addr.as_str(), extra),
+        ];
+        std::fs::write(&path, config(&addr, &wal, &jobs, "")).expect("write config");
+    };
+    write("");
+    let relay = Relay::start_file(&path, &addr);
+    relay.wait_for_line(&format!("b{{instance=\"{}\",job=\"two\"}} 2", two.addr));
+    relay.wait_for_line("relay_config_last_reload_successful 1");
+    write(DROP_B);
+    relay.signal("HUP");
+    // Job two restarts with the new rule: its b is gone.
+    wait_for("job two's b to be dropped", || {
+        let m = relay.metrics();
+        let two_b = format!("b{{instance=\"{}\",job=\"two\"}}", two.addr);
+        let two_a = format!("a{{instance=\"{}\",job=\"two\"}}", two.addr);
+        (!m.contains(&two_b) && m.contains(&two_a)).then_some(())
+    });
+    relay.wait_for_log(&["config reloaded"]);
+    // Job one did not change: its loop and series cache ran on, so no
+    // scrape of it has counted its series as added since.
+    let added = format!(
+        "scrape_series_added{{instance=\"{}\",job=\"one\"}}",
+        one.addr
+    );
+    for _ in 0..5 {
+        let m = relay.metrics();
+        assert_eq!(value(&m, &added).as_deref(), Some("0"), "{m}");
+        assert!(m.contains(&format!("b{{instance=\"{}\",job=\"one\"}} 2", one.addr)));
+        std::thread::sleep(std::time::Duration::from_millis(150));
+    }
+    let scraping = relay.logs().matches("target=one/").count();
+    assert_eq!(scraping, 1, "job one was started again:\n{}", relay.logs());
+}
+
+#[test]
+fn post_reload_refuses_a_bad_edit_and_keeps_the_old_config() {
+    let one = app();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("relay.yml");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let wal = dir.path().join("wal");
+    let good = config(&addr, &wal, &[("one", &one.addr, "")], "");
+    std::fs::write(&path, &good).expect("write config");
+    let relay = Relay::start_file(&path, &addr);
+    relay.wait_for_line(&format!("b{{instance=\"{}\",job=\"one\"}} 2", one.addr));
+    // A typo: refused with the field path, the old config runs on.
+    std::fs::write(
+        &path,
+        good.replace("scrape_interval: 300ms", "scrape_intervall: 300ms"),
+    )
+    .expect("write config");
+    let answer = post(&addr, "/-/reload").expect("an answer");
+    assert_eq!(answer.status, 500, "{}", answer.text());
+    assert!(
+        answer.text().contains("global.scrape_intervall"),
+        "{}",
+        answer.text()
+    );
+    relay.wait_for_log(&["config reload refused", "scrape_intervall"]);
+    relay.wait_for_line("relay_config_last_reload_successful 0");
+    let before = relay.metrics();
+    assert!(before.contains(&format!("b{{instance=\"{}\",job=\"one\"}} 2", one.addr)));
+    // A change that needs a restart is refused too, saying so.
+    let other = format!("127.0.0.1:{}", free_port());
+    std::fs::write(&path, good.replace(&addr, &other)).expect("write config");
+    let answer = post(&addr, "/-/reload").expect("an answer");
+    assert_eq!(answer.status, 500);
+    assert!(
+        answer
+            .text()
+            .contains("relay.listen_address changed: that needs a restart"),
+        "{}",
+        answer.text()
+    );
+    // A good edit is applied, and the gauge is back to 1.
+    std::fs::write(
+        &path,
+        config(&addr, &wal, &[("one", &one.addr, DROP_B)], ""),
+    )
+    .expect("write config");
+    let answer = post(&addr, "/-/reload").expect("an answer");
+    assert_eq!(
+        (answer.status, answer.text().as_str()),
+        (200, "config reloaded\n")
+    );
+    relay.wait_for_line("relay_config_last_reload_successful 1");
+    wait_for("b to be dropped", || {
+        (!relay.metrics().contains("\nb{")).then_some(())
+    });
+    assert_eq!(get(&addr, "/-/reload", &[]).map(|r| r.status), Some(405));
+}
+
+/// A mounted ConfigMap: `relay.yml -> ..data/relay.yml`, `..data -> ..<stamp>`,
+/// and an update swaps `..data` atomically to a new directory.
+#[test]
+fn a_configmap_style_symlink_swap_is_picked_up() {
+    let one = app();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mount = dir.path();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let wal = dir.path().join("wal");
+    let publish = |stamp: &str, text: &str| {
+        let data = mount.join(stamp);
+        std::fs::create_dir(&data).expect("mkdir");
+        std::fs::write(data.join("relay.yml"), text).expect("write config");
+        let tmp = mount.join("..data_tmp");
+        std::os::unix::fs::symlink(stamp, &tmp).expect("symlink");
+        std::fs::rename(&tmp, mount.join("..data")).expect("swap ..data");
+    };
+    publish(
+        "..2026_11_25_1",
+        &config(&addr, &wal, &[("one", &one.addr, "")], ""),
+    );
+    let path = mount.join("relay.yml");
+    std::os::unix::fs::symlink("..data/relay.yml", &path).expect("symlink");
+    let relay = Relay::start_file(&path, &addr);
+    relay.wait_for_line(&format!("b{{instance=\"{}\",job=\"one\"}} 2", one.addr));
+    // An invalid update: refused on its own, nothing changes.
+    publish(
+        "..2026_11_25_2",
+        "scrape_configs: [{job_name: one, static_configs: [{targets: [\"http://x\"]}]}]\n",
+    );
+    relay.wait_for_log(&["config file changed"]);
+    relay.wait_for_log(&["config reload refused", "is a URL"]);
+    assert!(relay
+        .metrics()
+        .contains(&format!("b{{instance=\"{}\",job=\"one\"}} 2", one.addr)));
+    // A valid update: applied without any signal.
+    publish(
+        "..2026_11_25_3",
+        &config(&addr, &wal, &[("one", &one.addr, DROP_B)], ""),
+    );
+    wait_for("b to be dropped after the swap", || {
+        (!relay.metrics().contains("\nb{")).then_some(())
+    });
+    relay.wait_for_line("relay_config_last_reload_successful 1");
+}
+
+#[test]
+fn an_unchanged_remote_write_entry_keeps_its_queue_and_a_removed_one_stops() {
+    let (keep, drop) = (Receiver::start(), Receiver::start());
+    let one = app();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("relay.yml");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let wal = dir.path().join("wal");
+    let entry = |name: &str, url: &str| {
+        format!(
+            "  - url: {url}\n    name: {name}\n    queue_config: {{batch_send_deadline: 100ms}}\n"
+        )
+    };
+    let both = format!(
+        "remote_write:\n{}{}",
+        entry("keep", &keep.url),
+        entry("drop", &drop.url)
+    );
+    let only_keep = format!("remote_write:\n{}", entry("keep", &keep.url));
+    std::fs::write(&path, config(&addr, &wal, &[("one", &one.addr, "")], &both)).expect("write");
+    let relay = Relay::start_file(&path, &addr);
+    wait_for("both receivers to get data", || {
+        (!keep.requests().is_empty() && !drop.requests().is_empty()).then_some(())
+    });
+    std::fs::write(
+        &path,
+        config(&addr, &wal, &[("one", &one.addr, DROP_B)], &only_keep),
+    )
+    .expect("write");
+    relay.signal("HUP");
+    relay.wait_for_log(&["remote write queue stopping", "remote_name=drop"]);
+    relay.wait_for_log(&["config reloaded"]);
+    // The dropped entry's receiver gets nothing more; the kept one goes on.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (drop_count, keep_count) = (drop.requests().len(), keep.requests().len());
+    wait_for("more requests at the kept receiver", || {
+        (keep.requests().len() > keep_count + 2).then_some(())
+    });
+    assert_eq!(
+        drop.requests().len(),
+        drop_count,
+        "the removed queue still sends"
+    );
+    let started = relay.logs().matches("remote write queue starting").count();
+    assert_eq!(started, 2, "a queue was started again:\n{}", relay.logs());
+    // The kept queue sends the new rule's result: no b after the reload.
+    let last = keep.requests().last().cloned().expect("a request");
+    let names: Vec<String> = last.samples().iter().map(|g| g.name().to_owned()).collect();
+    assert!(!names.iter().any(|n| n == "b"), "{names:?}");
+    // Job one's loop was replaced, not removed: its series run on without
+    // a staleness marker, and nothing was refused.
+    let stale_a = keep
+        .accepted()
+        .iter()
+        .filter(|g| g.name() == "a" && g.is_stale())
+        .count();
+    assert_eq!(stale_a, 0, "a replaced loop marked its series stale");
+    let failed = common::rw::metric_value(
+        &relay.metrics(),
+        "prometheus_remote_storage_samples_failed_total",
+        &["remote_name=\"keep\""],
+    );
+    assert_eq!(failed, Some(0.0));
+}
