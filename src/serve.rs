@@ -241,9 +241,7 @@ fn metrics(store: &Store, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     } else {
         Format::Text
     };
-    let gzip = header(ACCEPT_ENCODING)
-        .split(',')
-        .any(|e| e.split(';').next().is_some_and(|c| c.trim() == "gzip"));
+    let gzip = accepts_gzip(header(ACCEPT_ENCODING));
     let body = store.snapshot().body(format, gzip);
     let mut response = Response::new(Full::new(if req.method() == Method::HEAD {
         Bytes::new()
@@ -266,6 +264,27 @@ fn metrics(store: &Store, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     response
 }
 
+/// Whether `Accept-Encoding` takes gzip: listed (or `*`) with a q-value
+/// above 0 (`gzip;q=0` refuses it, RFC 9110).
+fn accepts_gzip(accept_encoding: &str) -> bool {
+    let mut star = false;
+    for item in accept_encoding.split(',') {
+        let mut parts = item.split(';');
+        let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .filter_map(|q| q.trim().parse::<f64>().ok())
+            .next()
+            .unwrap_or(1.0);
+        match coding.as_str() {
+            "gzip" | "x-gzip" => return q > 0.0,
+            "*" => star = q > 0.0,
+            _ => {}
+        }
+    }
+    star
+}
+
 fn plain(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
@@ -282,6 +301,23 @@ mod tests {
     use crate::exposition::Labels;
     use crate::relabel::Rules;
     use crate::scrape::pipeline::{process, Rendered, SeriesCache, Settings};
+
+    #[test]
+    fn gzip_is_served_only_when_accepted() {
+        for (header, want) in [
+            ("gzip", true),
+            ("deflate, gzip;q=0.5", true),
+            ("gzip;q=0", false),
+            ("gzip; q=0.0, identity", false),
+            ("*", true),
+            ("*;q=0", false),
+            ("identity", false),
+            ("", false),
+            ("GZIP", true),
+        ] {
+            assert_eq!(accepts_gzip(header), want, "{header:?}");
+        }
+    }
 
     #[test]
     fn openmetrics_is_the_text_snapshot_re_rendered() {

@@ -115,13 +115,12 @@ pub async fn run_target(
     wal: SharedSink,
     mut shutdown: watch::Receiver<Stop>,
 ) {
-    let fetcher = match Fetcher::new(&job, target.url.clone(), target.timeout) {
-        Ok(f) => f,
-        Err(e) => {
-            tracing::error!(target = %target.name(), error = %e, "cannot set up scraping; target stays down");
-            return;
-        }
-    };
+    // A target whose client cannot be set up still reports `up 0` (with
+    // the reason) every interval, so it is visible and /-/ready says why.
+    let fetcher = Fetcher::new(&job, target.url.clone(), target.timeout).map_err(|e| {
+        tracing::error!(target = %target.name(), error = %e, "cannot set up scraping; the target reports up 0");
+        e.to_string()
+    });
     let report = Report::new(&target.labels);
     let mut scraper = Scraper {
         id,
@@ -172,7 +171,7 @@ struct Scraper {
     id: u64,
     job: Arc<ScrapeConfig>,
     target: Target,
-    fetcher: Fetcher,
+    fetcher: Result<Fetcher, String>,
     body: Vec<u8>,
     spare: Arc<Rendered>,
     cache: SeriesCache,
@@ -188,7 +187,13 @@ impl Scraper {
     async fn scrape_once(&mut self) {
         let started = Instant::now();
         let timestamp = now_ms().max(self.last_ts.saturating_add(1));
-        let fetched = self.fetcher.fetch(&mut self.body).await;
+        let fetched = match &self.fetcher {
+            Ok(fetcher) => fetcher.fetch(&mut self.body).await,
+            Err(e) => {
+                self.body.clear();
+                Err(fetch::FetchError::Setup(e.clone()))
+            }
+        };
         let mut rendered = std::mem::take(&mut self.spare);
         let out = Arc::make_mut(&mut rendered);
         out.clear();
