@@ -44,6 +44,8 @@ struct Key {
     generation: u64,
     /// Index into `series`, or [`DROPPED`].
     slot: u32,
+    /// Kept so that growing the table does not hash every key again.
+    hash: u64,
 }
 
 /// One label set after target labels and relabeling.
@@ -93,8 +95,9 @@ pub struct SeriesCache {
     keys: HashTable<Key>,
     series: Vec<Series>,
     free: Vec<u32>,
-    /// Slots by rendered text, to find a label set another key already has.
-    by_text: HashTable<u32>,
+    /// (hash of the rendered text, slot), to find a label set another key
+    /// already has.
+    by_text: HashTable<(u64, u32)>,
     hasher: DefaultHashBuilder,
     arena: String,
     /// Bytes of `arena` that nothing uses any more.
@@ -210,16 +213,9 @@ impl SeriesCache {
             len: self.arena.len() - start,
             generation,
             slot: slot.unwrap_or(DROPPED),
+            hash,
         };
-        let (arena, hasher) = (&self.arena, &self.hasher);
-        self.keys.insert_unique(hash, entry, |k| {
-            hasher.hash_one(
-                arena
-                    .as_bytes()
-                    .get(k.start..k.start + k.len)
-                    .unwrap_or_default(),
-            )
-        });
+        self.keys.insert_unique(hash, entry, |k| k.hash);
         self.seen += 1;
         Ok(Lookup { slot, new: true })
     }
@@ -228,11 +224,11 @@ impl SeriesCache {
     fn series_for(&mut self, rendered: &[u8], name_len: usize) -> u32 {
         let hash = self.hasher.hash_one(rendered);
         let (arena, series) = (&self.arena, &self.series);
-        let found = self.by_text.find(hash, |&slot| {
+        let found = self.by_text.find(hash, |&(h, slot)| {
             let s = &series[slot as usize];
-            text(arena, s.start, s.len).as_bytes() == rendered
+            h == hash && text(arena, s.start, s.len).as_bytes() == rendered
         });
-        if let Some(&slot) = found {
+        if let Some(&(_, slot)) = found {
             self.series[slot as usize].keys += 1;
             return slot;
         }
@@ -262,11 +258,7 @@ impl SeriesCache {
                 u32::try_from(self.series.len() - 1).unwrap_or(DROPPED - 1)
             }
         };
-        let (arena, series, hasher) = (&self.arena, &self.series, &self.hasher);
-        self.by_text.insert_unique(hash, slot, |&slot| {
-            let s = &series[slot as usize];
-            hasher.hash_one(text(arena, s.start, s.len).as_bytes())
-        });
+        self.by_text.insert_unique(hash, (hash, slot), |&(h, _)| h);
         slot
     }
 
@@ -418,7 +410,7 @@ impl SeriesCache {
                 if s.keys == 0 {
                     *garbage += s.len;
                     let hash = hasher.hash_one(text(arena, s.start, s.len).as_bytes());
-                    if let Ok(entry) = by_text.find_entry(hash, |&slot| slot == k.slot) {
+                    if let Ok(entry) = by_text.find_entry(hash, |&(_, slot)| slot == k.slot) {
                         entry.remove();
                     }
                     free.push(k.slot);
