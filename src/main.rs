@@ -23,6 +23,12 @@ Examples:
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log line format: logfmt or json [env: RELAY_LOG_FORMAT] [default: logfmt]
+    #[arg(long = "log.format", global = true, value_name = "FORMAT")]
+    log_format: Option<relay::logging::LogFormat>,
+    /// Least severe level logged: debug, info, warn or error [env: RELAY_LOG] [default: info]
+    #[arg(long = "log.level", global = true, value_name = "LEVEL")]
+    log_level: Option<relay::logging::LogLevel>,
 }
 
 #[derive(Subcommand)]
@@ -108,8 +114,12 @@ impl From<FormatArg> for Format {
 }
 
 fn main() -> ExitCode {
-    relay::telemetry::init_logging();
-    match dispatch(Cli::parse()) {
+    let cli = Cli::parse();
+    if let Err(e) = relay::logging::init(cli.log_format, cli.log_level) {
+        eprintln!("relay: {e}");
+        return ExitCode::FAILURE;
+    }
+    match dispatch(cli) {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,25 +1,12 @@
-//! The relay's own observability: log setup and the `relay_*` metrics that
-//! are served beside the scraped ones, so a sidecar's health is visible in
-//! the same Prometheus that collects the app.
+//! The relay's own observability: the `relay_*` metrics that are served
+//! beside the scraped ones, so a sidecar's health is visible in the same
+//! Prometheus that collects the app. Log setup is in `logging`.
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use tracing_subscriber::EnvFilter;
-
-/// Logs go to stderr so that CLI output on stdout stays pipeable; the level
-/// comes from `RELAY_LOG` (e.g. `RELAY_LOG=debug`), default `info`.
-pub fn init_logging() {
-    let filter = EnvFilter::try_from_env("RELAY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
-}
 
 type JobLabels = Vec<(String, String)>;
 
