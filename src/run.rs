@@ -169,16 +169,7 @@ struct Running {
 /// What makes a target's scrape loop different from another: its job
 /// (secrets included, which `Debug` hides) and the target itself.
 fn target_key(job: &ScrapeConfig, target: &Target) -> String {
-    let secrets = (
-        job.authorization
-            .as_ref()
-            .and_then(|a| a.credentials.as_ref())
-            .map(|s| s.0.as_str()),
-        job.basic_auth
-            .as_ref()
-            .and_then(|b| b.password.as_ref())
-            .map(|s| s.0.as_str()),
-    );
+    let secrets = config::inline_secrets(job.authorization.as_ref(), job.basic_auth.as_ref());
     format!("{job:?}|{secrets:?}|{target:?}")
 }
 

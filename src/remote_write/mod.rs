@@ -56,16 +56,7 @@ struct QueueHandle {
 /// What makes a queue different from another: its entry (secrets included,
 /// which `Debug` hides) and the external labels it adds.
 fn fingerprint(rw: &RemoteWriteConfig, external: &[(String, String)]) -> String {
-    let secrets = (
-        rw.authorization
-            .as_ref()
-            .and_then(|a| a.credentials.as_ref())
-            .map(|s| s.0.as_str()),
-        rw.basic_auth
-            .as_ref()
-            .and_then(|b| b.password.as_ref())
-            .map(|s| s.0.as_str()),
-    );
+    let secrets = crate::config::inline_secrets(rw.authorization.as_ref(), rw.basic_auth.as_ref());
     format!("{rw:?}|{secrets:?}|{external:?}")
 }
 

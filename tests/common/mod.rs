@@ -230,7 +230,12 @@ impl Relay {
     /// `relay run --config path` on a file the test writes (and edits),
     /// whose `relay.listen_address` is `addr`.
     pub fn start_file(path: &Path, addr: &str) -> Relay {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Relay::spawn(path, addr, tempfile::tempdir().expect("tempdir"))
+    }
+
+    /// Runs `relay run --config path`, its stderr in `dir`, and waits
+    /// until `/-/healthy` answers on `addr`.
+    fn spawn(path: &Path, addr: &str, dir: tempfile::TempDir) -> Relay {
         let stderr = dir.path().join("stderr.log");
         let child = Command::new(env!("CARGO_BIN_EXE_relay"))
             .args(["run", "--config"])
@@ -274,24 +279,7 @@ impl Relay {
             ),
         )
         .expect("write config");
-        let stderr = dir.path().join("stderr.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_relay"))
-            .args(["run", "--config"])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
-            .spawn()
-            .expect("spawn relay");
-        let relay = Relay {
-            addr,
-            child,
-            stderr,
-            _dir: dir,
-        };
-        wait_for("relay's /-/healthy", || {
-            get(&relay.addr, "/-/healthy", &[]).filter(|r| r.status == 200)
-        });
-        relay
+        Relay::spawn(&path, &addr, dir)
     }
 
     pub fn metrics(&self) -> String {
