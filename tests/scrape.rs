@@ -166,7 +166,8 @@ fn failing_targets_give_up_0_with_a_reason_and_relay_stays_healthy() {
         (
             "garbage",
             vec![
-                "invalid exposition at line 1:6: bad number \"is\"",
+                // logfmt quotes the error value and escapes its quotes.
+                "invalid exposition at line 1:6: bad number \\\"is\\\"",
                 "garbage/",
             ],
         ),
@@ -179,7 +180,7 @@ fn failing_targets_give_up_0_with_a_reason_and_relay_stays_healthy() {
         (
             "limited",
             vec![
-                "error=sample_limit exceeded: ",
+                "error=\"sample_limit exceeded: ",
                 "samples after relabeling, limit 1",
                 "limited/",
             ],
