@@ -1,0 +1,49 @@
+# relay's container image: one static binary in an otherwise empty image.
+#
+#   docker build -t relay .                   # needs registry access (rust:1-bookworm)
+#   scripts/build-image                       # offline: binary built on the host, then
+#                                             # only the runtime stage (podman)
+#
+# BINARY picks the stage the runtime stage takes the binary from: `build`
+# (the default) compiles it here; `prebuilt` takes `relay` from the build
+# context, which is how scripts/build-image builds without pulling anything.
+ARG BINARY=build
+
+# Static glibc build (musl is not needed): +crt-static on the gnu target
+# links libc in, so the runtime stage needs no libraries at all.
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+ENV RUSTFLAGS="-C target-feature=+crt-static" \
+    CARGO_PROFILE_RELEASE_DEBUG=false \
+    CARGO_PROFILE_RELEASE_STRIP=symbols
+RUN cargo build --release --locked --target x86_64-unknown-linux-gnu --bin relay \
+ && mkdir -p /out \
+ && cp target/x86_64-unknown-linux-gnu/release/relay /out/relay
+
+FROM scratch AS prebuilt
+COPY relay /out/relay
+
+FROM ${BINARY} AS binary
+
+FROM scratch AS runtime
+# glibc's resolver reads /etc/nsswitch.conf; without one a static binary
+# falls back to DNS first and cannot resolve `localhost`, the default
+# target. /etc/hosts is here for runtimes that do not provide their own
+# (Kubernetes and podman mount theirs over it).
+COPY image/etc/ /etc/
+# The default config (config/relay.yml, the one `relay gen` embeds); in a
+# Pod the ConfigMap is mounted over /etc/relay.
+COPY config/relay.yml /etc/relay/relay.yml
+# The working directory is writable by relay's user, so the default
+# relative `relay.wal_dir` (data/wal) works when no volume is mounted; in a
+# Pod (read-only root) the WAL goes to an emptyDir.
+COPY --chown=65532:65532 image/var/lib/relay/ /var/lib/relay/
+COPY --from=binary /out/relay /usr/local/bin/relay
+ENV PATH=/usr/local/bin
+WORKDIR /var/lib/relay
+# Numeric, so Kubernetes' runAsNonRoot can check it without /etc/passwd.
+USER 65532:65532
+EXPOSE 9090
+ENTRYPOINT ["relay"]
+CMD ["run", "--config", "/etc/relay/relay.yml"]
