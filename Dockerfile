@@ -17,9 +17,10 @@ COPY . .
 ENV RUSTFLAGS="-C target-feature=+crt-static" \
     CARGO_PROFILE_RELEASE_DEBUG=false \
     CARGO_PROFILE_RELEASE_STRIP=symbols
-RUN cargo build --release --locked --target x86_64-unknown-linux-gnu --bin relay \
+RUN triple="$(uname -m)-unknown-linux-gnu" \
+ && cargo build --release --locked --target "$triple" --bin relay \
  && mkdir -p /out \
- && cp target/x86_64-unknown-linux-gnu/release/relay /out/relay
+ && cp "target/$triple/release/relay" /out/relay
 
 FROM scratch AS prebuilt
 COPY relay /out/relay
@@ -27,10 +28,11 @@ COPY relay /out/relay
 FROM ${BINARY} AS binary
 
 FROM scratch AS runtime
-# glibc's resolver reads /etc/nsswitch.conf; without one a static binary
-# falls back to DNS first and cannot resolve `localhost`, the default
-# target. /etc/hosts is here for runtimes that do not provide their own
-# (Kubernetes and podman mount theirs over it).
+# The static binary resolves names with glibc's built-in `files` and `dns`
+# (no NSS modules to load), but `localhost`, the default target, only
+# through /etc/hosts: without one (`podman run --no-hosts`) it does not
+# resolve. Kubernetes and podman mount their own /etc/hosts over this one.
+# nsswitch.conf asks the file before DNS (glibc's default is DNS first).
 COPY image/etc/ /etc/
 # The default config (config/relay.yml, the one `relay gen` embeds); in a
 # Pod the ConfigMap is mounted over /etc/relay.
