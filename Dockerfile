@@ -23,6 +23,8 @@ RUN triple="$(uname -m)-unknown-linux-gnu" \
  && cp "target/$triple/release/relay" /out/relay
 
 FROM scratch AS prebuilt
+# So scripts/build-image can remove this stage's image after a build.
+LABEL io.github.relay.stage=prebuilt
 COPY relay /out/relay
 
 FROM ${BINARY} AS binary
