@@ -7,6 +7,8 @@
 # BINARY picks the stage the runtime stage takes the binary from: `build`
 # (the default) compiles it here; `prebuilt` takes `relay` from the build
 # context, which is how scripts/build-image builds without pulling anything.
+# Only the stages the target needs are built (BuildKit, Docker's default
+# builder since 23.0, and podman/buildah do so).
 ARG BINARY=build
 
 # Static glibc build (musl is not needed): +crt-static on the gnu target
