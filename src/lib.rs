@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod exposition;
+pub mod gen;
 pub mod logging;
 pub mod relabel;
 pub mod remote_write;

@@ -1,0 +1,164 @@
+//! The logging sidecar: Fluent Bit as a native sidecar tailing the agent's
+//! log files from a shared emptyDir and printing them on its stdout (where
+//! the cluster's log collection picks them up); its own ConfigMap.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    HTTPGetAction, Probe, ResourceRequirements, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::pod::{meta, restricted, LOG_VOLUME};
+use super::{to_yaml, GenError, Object, Options, AGENT_LOG_DIR, FLUENT_BIT_PORT, RUN_AS_USER};
+
+const CONFIG_VOLUME: &str = "fluent-bit-config";
+const STATE_VOLUME: &str = "fluent-bit-state";
+const CONFIG_DIR: &str = "/fluent-bit/etc";
+const STATE_DIR: &str = "/fluent-bit/state";
+const PORT_NAME: &str = "fluent-bit";
+
+/// The name of Fluent Bit's ConfigMap.
+pub fn config_map_name(options: &Options) -> String {
+    format!("{}-fluent-bit", options.name)
+}
+
+fn conf() -> String {
+    format!(
+        "\
+[SERVICE]
+    Flush         1
+    Log_Level     info
+    HTTP_Server   On
+    HTTP_Listen   0.0.0.0
+    HTTP_Port     {FLUENT_BIT_PORT}
+    Health_Check  On
+
+[INPUT]
+    Name              tail
+    Path              {AGENT_LOG_DIR}/*.log
+    Tag               agent.*
+    DB                {STATE_DIR}/tail.db
+    Mem_Buf_Limit     5MB
+    Skip_Long_Lines   On
+    Refresh_Interval  5
+
+[OUTPUT]
+    Name    stdout
+    Match   *
+    Format  json_lines
+"
+    )
+}
+
+/// The ConfigMap and its `fluent-bit.conf` (also hashed into the Pod's checksum).
+pub(crate) fn config_map(options: &Options) -> Result<(Object, String), GenError> {
+    let name = config_map_name(options);
+    let conf = conf();
+    let cm = ConfigMap {
+        metadata: meta(options, name.clone()),
+        data: Some(BTreeMap::from([(
+            "fluent-bit.conf".to_owned(),
+            conf.clone(),
+        )])),
+        ..Default::default()
+    };
+    Ok((
+        Object {
+            kind: "ConfigMap",
+            name,
+            yaml: to_yaml("the Fluent Bit ConfigMap", &cm)?,
+        },
+        conf,
+    ))
+}
+
+fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
+        .collect()
+}
+
+pub(crate) fn container(options: &Options) -> Container {
+    let probe = |path: &str, period: i32, failures: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String(PORT_NAME.to_owned()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(2),
+        ..Default::default()
+    };
+    Container {
+        name: "fluent-bit".to_owned(),
+        image: Some(options.fluent_bit_image.clone()),
+        command: Some(vec![
+            "/fluent-bit/bin/fluent-bit".to_owned(),
+            "--config".to_owned(),
+            format!("{CONFIG_DIR}/fluent-bit.conf"),
+        ]),
+        restart_policy: Some("Always".to_owned()),
+        ports: Some(vec![ContainerPort {
+            name: Some(PORT_NAME.to_owned()),
+            container_port: i32::from(FLUENT_BIT_PORT),
+            protocol: Some("TCP".to_owned()),
+            ..Default::default()
+        }]),
+        startup_probe: Some(probe("/", 1, 30)),
+        liveness_probe: Some(probe("/", 10, 3)),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities(&[("cpu", "10m"), ("memory", "32Mi")])),
+            limits: Some(quantities(&[("cpu", "200m"), ("memory", "64Mi")])),
+            ..Default::default()
+        }),
+        security_context: Some(restricted(Some(RUN_AS_USER))),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: CONFIG_VOLUME.to_owned(),
+                mount_path: CONFIG_DIR.to_owned(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: LOG_VOLUME.to_owned(),
+                mount_path: AGENT_LOG_DIR.to_owned(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: STATE_VOLUME.to_owned(),
+                mount_path: STATE_DIR.to_owned(),
+                ..Default::default()
+            },
+        ]),
+        ..Default::default()
+    }
+}
+
+pub(crate) fn volumes(options: &Options) -> Vec<Volume> {
+    let empty_dir = |name: &str, size: &str| Volume {
+        name: name.to_owned(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: Some(Quantity(size.to_owned())),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    vec![
+        Volume {
+            name: CONFIG_VOLUME.to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: config_map_name(options),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        empty_dir(LOG_VOLUME, "1Gi"),
+        empty_dir(STATE_VOLUME, "16Mi"),
+    ]
+}

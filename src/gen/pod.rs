@@ -1,0 +1,314 @@
+//! The relay ConfigMap and the Pod or Deployment: the app in `containers`,
+//! relay (and Fluent Bit) as native sidecars in `initContainers`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    HTTPGetAction, Pod, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::relay_config::RelayConfig;
+use super::{
+    fluentbit, to_yaml, GenError, Kind, Object, Options, AGENT_LOG_DIR, CONFIG_DIR, CONFIG_KEY,
+    CONFIG_PATH, RELAY_PORT_NAME, RUN_AS_USER,
+};
+
+/// The label every generated object carries and selectors match.
+pub const NAME_LABEL: &str = "app.kubernetes.io/name";
+/// Seconds added to the app's and relay's shutdown times in terminationGracePeriodSeconds.
+const GRACE_MARGIN_SECONDS: i64 = 5;
+const CONFIG_VOLUME: &str = "relay-config";
+const WAL_VOLUME: &str = "relay-wal";
+/// The log emptyDir shared by the agent and Fluent Bit.
+pub(crate) const LOG_VOLUME: &str = "agent-logs";
+
+/// The name of the relay ConfigMap.
+pub fn config_map_name(options: &Options) -> String {
+    format!("{}-relay", options.name)
+}
+
+/// Labels of the Pod (and of every object): `app.kubernetes.io/name`.
+pub(crate) fn labels(options: &Options) -> BTreeMap<String, String> {
+    BTreeMap::from([(NAME_LABEL.to_owned(), options.name.clone())])
+}
+
+pub(crate) fn meta(options: &Options, name: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: options.namespace.clone(),
+        labels: Some(labels(options)),
+        ..Default::default()
+    }
+}
+
+pub(crate) fn config_map(options: &Options, relay: &RelayConfig) -> Result<Object, GenError> {
+    let name = config_map_name(options);
+    let cm = ConfigMap {
+        metadata: meta(options, name.clone()),
+        data: Some(BTreeMap::from([(
+            CONFIG_KEY.to_owned(),
+            relay.yaml.clone(),
+        )])),
+        ..Default::default()
+    };
+    Ok(Object {
+        kind: "ConfigMap",
+        name,
+        yaml: to_yaml("the relay ConfigMap", &cm)?,
+    })
+}
+
+/// The restricted Pod Security Standard for one container (plus a read-only root).
+pub(crate) fn restricted(run_as_user: Option<i64>) -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            ..Default::default()
+        }),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        run_as_user: run_as_user,
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String(RELAY_PORT_NAME.to_owned()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(2),
+        ..Default::default()
+    }
+}
+
+fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
+        .collect()
+}
+
+fn port(name: &str, number: u16) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.to_owned()),
+        container_port: i32::from(number),
+        protocol: Some("TCP".to_owned()),
+        ..Default::default()
+    }
+}
+
+fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: volume.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: read_only.then_some(true),
+        ..Default::default()
+    }
+}
+
+fn relay_container(options: &Options, relay: &RelayConfig) -> Container {
+    Container {
+        name: "relay".to_owned(),
+        image: Some(options.relay_image.clone()),
+        args: Some(vec![
+            "run".to_owned(),
+            "--config".to_owned(),
+            CONFIG_PATH.to_owned(),
+        ]),
+        // Native sidecar: started before the app, stopped after it.
+        restart_policy: Some("Always".to_owned()),
+        ports: Some(vec![port(RELAY_PORT_NAME, relay.listen_port)]),
+        // The kubelet starts the app only once this passes: /-/healthy, not
+        // /-/ready, which waits for the app's first scrape (a deadlock).
+        startup_probe: Some(http_probe("/-/healthy", 1, 60)),
+        liveness_probe: Some(http_probe("/-/healthy", 10, 3)),
+        readiness_probe: Some(http_probe("/-/ready", 5, 3)),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities(&[
+                ("cpu", &options.relay_cpu_request),
+                ("memory", &options.relay_memory_request),
+            ])),
+            limits: Some(quantities(&[
+                ("cpu", &options.relay_cpu_limit),
+                ("memory", &options.relay_memory_limit),
+            ])),
+            ..Default::default()
+        }),
+        security_context: Some(restricted(Some(RUN_AS_USER))),
+        volume_mounts: Some(vec![
+            // The whole directory, no subPath: a subPath mount never sees
+            // the ConfigMap's updates, and relay reloads on them.
+            mount(CONFIG_VOLUME, CONFIG_DIR, true),
+            mount(WAL_VOLUME, &relay.wal_dir.display().to_string(), false),
+        ]),
+        ..Default::default()
+    }
+}
+
+fn agent_container(options: &Options) -> Container {
+    let mut mounts = Vec::new();
+    if options.fluent_bit {
+        mounts.push(mount(LOG_VOLUME, AGENT_LOG_DIR, false));
+    }
+    Container {
+        name: "agent".to_owned(),
+        image: Some(options.agent_image.clone()),
+        ports: Some(vec![
+            port("http", options.agent_port),
+            port("metrics", options.metrics_port),
+        ]),
+        security_context: Some(restricted(None)),
+        volume_mounts: (!mounts.is_empty()).then_some(mounts),
+        ..Default::default()
+    }
+}
+
+/// The WAL emptyDir's sizeLimit: a quarter above wal_max_size (segments are
+/// cut and dropped in steps), in MiB, so the kubelet never evicts before the cap acts.
+pub fn wal_size_limit(wal_max_size: u64) -> String {
+    let mib = (wal_max_size + wal_max_size / 4).div_ceil(1 << 20).max(64);
+    format!("{mib}Mi")
+}
+
+fn pod_template(
+    options: &Options,
+    relay: &RelayConfig,
+    fluent_bit_conf: Option<&str>,
+) -> PodTemplateSpec {
+    let mut checksum = relay.yaml.clone();
+    if let Some(conf) = fluent_bit_conf {
+        checksum.push_str(conf);
+    }
+    let annotations = BTreeMap::from([
+        (
+            "checksum/config".to_owned(),
+            format!("{:x}", md5::compute(checksum.as_bytes())),
+        ),
+        ("prometheus.io/scrape".to_owned(), "true".to_owned()),
+        (
+            "prometheus.io/port".to_owned(),
+            relay.listen_port.to_string(),
+        ),
+        ("prometheus.io/path".to_owned(), "/metrics".to_owned()),
+    ]);
+    let mut init_containers = vec![relay_container(options, relay)];
+    let mut volumes = vec![
+        Volume {
+            name: CONFIG_VOLUME.to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: config_map_name(options),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Volume {
+            name: WAL_VOLUME.to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                size_limit: Some(Quantity(wal_size_limit(relay.config.relay.wal_max_size.0))),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ];
+    if options.fluent_bit {
+        init_containers.push(fluentbit::container(options));
+        volumes.extend(fluentbit::volumes(options));
+    }
+    let grace = options.app_shutdown_timeout.as_std().as_secs_f64().ceil() as i64
+        + relay
+            .config
+            .relay
+            .shutdown_timeout
+            .as_std()
+            .as_secs_f64()
+            .ceil() as i64
+        + GRACE_MARGIN_SECONDS;
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels(options)),
+            annotations: Some(annotations),
+            ..Default::default()
+        }),
+        spec: Some(PodSpec {
+            init_containers: Some(init_containers),
+            containers: vec![agent_container(options)],
+            volumes: Some(volumes),
+            termination_grace_period_seconds: Some(grace),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(RUN_AS_USER),
+                run_as_group: Some(RUN_AS_USER),
+                fs_group: Some(RUN_AS_USER),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".to_owned(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+pub(crate) fn workload(
+    options: &Options,
+    relay: &RelayConfig,
+    fluent_bit_conf: Option<&str>,
+) -> Result<Object, GenError> {
+    let template = pod_template(options, relay, fluent_bit_conf);
+    let name = options.name.clone();
+    match options.kind {
+        Kind::Pod => {
+            let template_meta = template.metadata.unwrap_or_default();
+            let pod = Pod {
+                metadata: ObjectMeta {
+                    annotations: template_meta.annotations,
+                    ..meta(options, name.clone())
+                },
+                spec: template.spec,
+                ..Default::default()
+            };
+            Ok(Object {
+                kind: "Pod",
+                name,
+                yaml: to_yaml("the Pod", &pod)?,
+            })
+        }
+        Kind::Deployment => {
+            let deployment = Deployment {
+                metadata: meta(options, name.clone()),
+                spec: Some(DeploymentSpec {
+                    replicas: Some(options.replicas),
+                    selector: LabelSelector {
+                        match_labels: Some(labels(options)),
+                        ..Default::default()
+                    },
+                    template,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            Ok(Object {
+                kind: "Deployment",
+                name,
+                yaml: to_yaml("the Deployment", &deployment)?,
+            })
+        }
+    }
+}
