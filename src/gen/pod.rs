@@ -74,7 +74,7 @@ pub(crate) fn restricted(run_as_user: Option<i64>) -> SecurityContext {
         }),
         read_only_root_filesystem: Some(true),
         run_as_non_root: Some(true),
-        run_as_user: run_as_user,
+        run_as_user,
         seccomp_profile: Some(SeccompProfile {
             type_: "RuntimeDefault".to_owned(),
             ..Default::default()
