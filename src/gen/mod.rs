@@ -57,7 +57,7 @@ pub struct Args {
     #[arg(long, default_value = "pod")]
     pub kind: String,
     /// Replicas of the Deployment (with --kind deployment).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub replicas: Option<String>,
     /// The app's image.
     #[arg(long, default_value = DEFAULT_AGENT_IMAGE)]
