@@ -62,7 +62,9 @@ enum Command {
         format: FormatArg,
     },
     /// Print the Kubernetes manifests: relay as a native sidecar next to your app.
-    #[command(after_help = "Examples:\n  relay gen | kubectl apply -f -\n  relay gen --kind deployment --replicas 2 --remote-write-url http://prometheus:9090/api/v1/write")]
+    #[command(
+        after_help = "Examples:\n  relay gen | kubectl apply -f -\n  relay gen --kind deployment --replicas 2 --remote-write-url http://prometheus:9090/api/v1/write"
+    )]
     Gen(Box<relay::gen::Args>),
     /// A synthetic app on 127.0.0.1:8001 plus relay scraping it, serving :9090.
     #[command(after_help = "Then try:\n  curl -s localhost:9090/metrics")]
