@@ -64,6 +64,11 @@ fn sighup_applies_an_edit_and_unchanged_targets_keep_their_cache() {
     let relay = Relay::start_file(&path, &addr);
     relay.wait_for_line(&format!("b{{instance=\"{}\",job=\"two\"}} 2", two.addr));
     relay.wait_for_line("relay_config_last_reload_successful 1");
+    // Job one's cache is warm: its second scrape added nothing.
+    relay.wait_for_line(&format!(
+        "scrape_series_added{{instance=\"{}\",job=\"one\"}} 0",
+        one.addr
+    ));
     write(DROP_B);
     relay.signal("HUP");
     // Job two restarts with the new rule: its b is gone.
