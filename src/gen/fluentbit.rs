@@ -6,10 +6,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    HTTPGetAction, Probe, ResourceRequirements, Volume, VolumeMount,
+    ResourceRequirements, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::pod::{meta, restricted, LOG_VOLUME};
 use super::{to_yaml, GenError, Object, Options, AGENT_LOG_DIR, FLUENT_BIT_PORT, RUN_AS_USER};
@@ -83,17 +82,6 @@ fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
 }
 
 pub(crate) fn container(options: &Options) -> Container {
-    let probe = |path: &str, period: i32, failures: i32| Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(path.to_owned()),
-            port: IntOrString::String(PORT_NAME.to_owned()),
-            ..Default::default()
-        }),
-        period_seconds: Some(period),
-        failure_threshold: Some(failures),
-        timeout_seconds: Some(2),
-        ..Default::default()
-    };
     Container {
         name: "fluent-bit".to_owned(),
         image: Some(options.fluent_bit_image.clone()),
@@ -109,8 +97,8 @@ pub(crate) fn container(options: &Options) -> Container {
             protocol: Some("TCP".to_owned()),
             ..Default::default()
         }]),
-        startup_probe: Some(probe("/", 1, 30)),
-        liveness_probe: Some(probe("/", 10, 3)),
+        startup_probe: Some(super::pod::http_probe(PORT_NAME, "/", 1, 30)),
+        liveness_probe: Some(super::pod::http_probe(PORT_NAME, "/", 10, 3)),
         resources: Some(ResourceRequirements {
             requests: Some(quantities(&[("cpu", "10m"), ("memory", "32Mi")])),
             limits: Some(quantities(&[("cpu", "200m"), ("memory", "64Mi")])),

@@ -83,11 +83,12 @@ pub(crate) fn restricted(run_as_user: Option<i64>) -> SecurityContext {
     }
 }
 
-fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+/// An HTTP GET probe of `path` on the container port named `port`.
+pub(crate) fn http_probe(port: &str, path: &str, period: i32, failures: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_owned()),
-            port: IntOrString::String(RELAY_PORT_NAME.to_owned()),
+            port: IntOrString::String(port.to_owned()),
             ..Default::default()
         }),
         period_seconds: Some(period),
@@ -136,9 +137,9 @@ fn relay_container(options: &Options, relay: &RelayConfig) -> Container {
         ports: Some(vec![port(RELAY_PORT_NAME, relay.listen_port)]),
         // The kubelet starts the app only once this passes: /-/healthy, not
         // /-/ready, which waits for the app's first scrape (a deadlock).
-        startup_probe: Some(http_probe("/-/healthy", 1, 60)),
-        liveness_probe: Some(http_probe("/-/healthy", 10, 3)),
-        readiness_probe: Some(http_probe("/-/ready", 5, 3)),
+        startup_probe: Some(http_probe(RELAY_PORT_NAME, "/-/healthy", 1, 60)),
+        liveness_probe: Some(http_probe(RELAY_PORT_NAME, "/-/healthy", 10, 3)),
+        readiness_probe: Some(http_probe(RELAY_PORT_NAME, "/-/ready", 5, 3)),
         resources: Some(ResourceRequirements {
             requests: Some(quantities(&[
                 ("cpu", &options.relay_cpu_request),
