@@ -106,6 +106,51 @@ fn receiver_counts(receiver: &Receiver, answered: &[(u64, i64)]) -> Vec<Got> {
     )
 }
 
+/// The samples of `refused` requests (answered with a retryable status)
+/// arrive later, byte-identical; `_samples_retried_total` counts exactly
+/// them and nothing failed; every count the target served arrives.
+fn assert_retried_then_delivered(
+    relay: &Relay,
+    receiver: &Receiver,
+    target: &CountingTarget,
+    refused: &[Got],
+    answer: &str,
+    what: &str,
+) {
+    let accepted: BTreeSet<_> = receiver.accepted().iter().map(Got::key).collect();
+    for g in refused {
+        assert!(accepted.contains(&g.key()), "never delivered: {g:?}");
+    }
+    let answered = target.pause_and_settle(relay);
+    let url = receiver.url.clone();
+    settle(
+        &format!("samples_retried_total = samples of the {answer}"),
+        || {
+            (
+                (refused.len() as f64, 0.0),
+                (
+                    rw_metric(
+                        relay,
+                        "prometheus_remote_storage_samples_retried_total",
+                        &url,
+                    ),
+                    rw_metric(
+                        relay,
+                        "prometheus_remote_storage_samples_failed_total",
+                        &url,
+                    ),
+                ),
+            )
+        },
+    );
+    let counts = receiver_counts(receiver, &answered);
+    assert_no_gaps(
+        &answered,
+        &one_series(&counts, &app_labels("count_of_scrapes", &target.addr)),
+        what,
+    );
+}
+
 /// Asserts that, in arrival order, the timestamps of every series never go
 /// back (a redelivered sample may repeat its own timestamp, byte-identical).
 fn assert_in_order_per_series(got: &[Got]) {
@@ -633,35 +678,14 @@ fn server_errors_are_retried_with_backoff() {
         );
     }
     // What the 500s held arrives later, byte-identical.
-    let accepted: BTreeSet<_> = receiver.accepted().iter().map(Got::key).collect();
     let refused: Vec<Got> = requests[..3].iter().flat_map(Request::samples).collect();
     assert!(!refused.is_empty());
-    for g in &refused {
-        assert!(accepted.contains(&g.key()), "never delivered: {g:?}");
-    }
-    let answered = target.pause_and_settle(&relay);
-    let url = receiver.url.clone();
-    settle("samples_retried_total = samples of the 500s", || {
-        (
-            (refused.len() as f64, 0.0),
-            (
-                rw_metric(
-                    &relay,
-                    "prometheus_remote_storage_samples_retried_total",
-                    &url,
-                ),
-                rw_metric(
-                    &relay,
-                    "prometheus_remote_storage_samples_failed_total",
-                    &url,
-                ),
-            ),
-        )
-    });
-    let counts = receiver_counts(&receiver, &answered);
-    assert_no_gaps(
-        &answered,
-        &one_series(&counts, &app_labels("count_of_scrapes", &target.addr)),
+    assert_retried_then_delivered(
+        &relay,
+        &receiver,
+        &target,
+        &refused,
+        "500s",
         "after three 500s",
     );
     assert_in_order_per_series(&receiver.accepted());
@@ -699,35 +723,7 @@ fn too_many_requests_waits_for_retry_after() {
     );
     let refused = requests[0].samples();
     assert!(!refused.is_empty());
-    let accepted: BTreeSet<_> = receiver.accepted().iter().map(Got::key).collect();
-    for g in &refused {
-        assert!(accepted.contains(&g.key()), "never delivered: {g:?}");
-    }
-    let answered = target.pause_and_settle(&relay);
-    let url = receiver.url.clone();
-    settle("samples_retried_total = samples of the 429", || {
-        (
-            (refused.len() as f64, 0.0),
-            (
-                rw_metric(
-                    &relay,
-                    "prometheus_remote_storage_samples_retried_total",
-                    &url,
-                ),
-                rw_metric(
-                    &relay,
-                    "prometheus_remote_storage_samples_failed_total",
-                    &url,
-                ),
-            ),
-        )
-    });
-    let counts = receiver_counts(&receiver, &answered);
-    assert_no_gaps(
-        &answered,
-        &one_series(&counts, &app_labels("count_of_scrapes", &target.addr)),
-        "after a 429",
-    );
+    assert_retried_then_delivered(&relay, &receiver, &target, &refused, "429", "after a 429");
 }
 
 #[test]
