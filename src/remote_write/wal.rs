@@ -1032,6 +1032,15 @@ mod tests {
         }
     }
 
+    /// The timestamps a reader from the start of segment 1 gets.
+    fn timestamps_from_the_start(wal: &Arc<Wal>) -> Vec<i64> {
+        let start = Position {
+            segment: 1,
+            offset: 0,
+        };
+        read_all(wal, start).0.iter().map(|g| g.1).collect()
+    }
+
     #[test]
     fn a_reader_gets_every_sample_in_order_with_its_series() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1115,28 +1124,14 @@ mod tests {
         let (wal, _) = open(dir.path(), 1 << 30, &["q"]);
         let mut described = NEVER;
         scrape(&wal, 3000, &[3.0], &mut described);
-        let (got, _) = read_all(
-            &wal,
-            Position {
-                segment: 1,
-                offset: 0,
-            },
-        );
-        let ts: Vec<i64> = got.iter().map(|g| g.1).collect();
+        let ts = timestamps_from_the_start(&wal);
         assert_eq!(ts, vec![1000, 3000]);
         // Corruption inside a sealed segment that the repair did not see
         // (the middle of segment 1): the reader moves on to segment 2.
         let mut data = fs::read(&segment).expect("reads");
         data[HEADER + 2] ^= 0xff;
         fs::write(&segment, &data).expect("writes");
-        let (got, _) = read_all(
-            &wal,
-            Position {
-                segment: 1,
-                offset: 0,
-            },
-        );
-        let ts: Vec<i64> = got.iter().map(|g| g.1).collect();
+        let ts = timestamps_from_the_start(&wal);
         assert_eq!(ts, vec![3000]);
     }
 
