@@ -338,15 +338,26 @@ impl Running {
 
     /// Stops scraping (each loop's last scrape and staleness markers), then
     /// flushes remote write for what is left of `relay.shutdown_timeout`.
+    ///
+    /// The last scrapes get at most half of the budget: a target that hangs
+    /// loses its last scrape and staleness markers, not the flush, and relay
+    /// exits within `shutdown_timeout` (Kubernetes kills it after its grace).
     async fn shutdown(self, stopping: Instant) {
+        let budget = self.config.relay.shutdown_timeout.as_std();
         for t in self.targets.values() {
             let _ = t.stop.send(Stop::Finish);
         }
-        for (_, t) in self.targets {
-            let _ = t.task.await;
+        let scrapes_until = tokio::time::Instant::from_std(stopping + budget / 2);
+        for (key, mut t) in self.targets {
+            if tokio::time::timeout_at(scrapes_until, &mut t.task)
+                .await
+                .is_err()
+            {
+                tracing::warn!(target = %key, "last scrape at shutdown did not finish within half of relay.shutdown_timeout; stopped without it");
+                t.task.abort();
+            }
         }
         if let Some(remote) = self.remote {
-            let budget = self.config.relay.shutdown_timeout.as_std();
             remote
                 .shutdown(budget.saturating_sub(stopping.elapsed()))
                 .await;

@@ -1224,3 +1224,65 @@ fn victoria_metrics_gets_every_sample_with_external_labels() {
     assert_eq!(up.len(), 1, "{up:?}");
     assert_eq!(up[0].0, app_labels("up", &target.addr));
 }
+
+/// A receiver that accepts connections and never answers: every send hangs
+/// until relay gives up on it.
+struct HungReceiver {
+    addr: String,
+}
+
+impl HungReceiver {
+    fn start() -> HungReceiver {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind hung receiver");
+        let addr = listener.local_addr().expect("addr").to_string();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                held.push(stream);
+            }
+        });
+        HungReceiver { addr }
+    }
+}
+
+#[test]
+fn sigterm_exits_within_shutdown_timeout_when_target_and_receiver_hang() {
+    let target = Target::start(Reply::text("# TYPE a gauge\na 1\n"));
+    let receiver = HungReceiver::start();
+    let url = format!("http://{}/api/v1/write", receiver.addr);
+    let wal = tempfile::tempdir().expect("wal dir");
+    let mut relay = Relay::start_with(
+        &config(
+            &target.addr,
+            // A 4 s scrape timeout: the last scrape alone would outlast 2 s.
+            "4s",
+            "",
+            &[entry("hung", &url, ONE_SHARD, "    remote_timeout: 30s\n")],
+        ),
+        wal.path(),
+        "  shutdown_timeout: 2s\n",
+    );
+    relay.wait_for_line("up{");
+    // The last scrape would now wait 60 s for the app, and every send 30 s
+    // for the receiver: both must give way to the 2 s budget.
+    target.set(Reply {
+        delay: Duration::from_secs(60),
+        ..Reply::text("# TYPE a gauge\na 1\n")
+    });
+    let sent = std::time::Instant::now();
+    let status = relay.terminate();
+    let took = sent.elapsed();
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+    // The deadline relay promises (relay.shutdown_timeout), with 1 s for
+    // the process itself to start and end its last steps.
+    assert!(
+        took < Duration::from_secs(3),
+        "relay took {took:?} to exit, past its 2 s shutdown_timeout\n{}",
+        relay.logs()
+    );
+    let logs = relay.logs();
+    assert!(
+        logs.contains("not flushed within relay.shutdown_timeout"),
+        "{logs}"
+    );
+}
