@@ -147,6 +147,14 @@ fn invalid_configs_name_the_field() {
             "remote_write:\n  - url: https://x\n    tls_config: {key_file: /k.pem}\n",
             "remote_write[0].tls_config.cert_file: must be configured when key_file is configured",
         ),
+        (
+            "scrape_configs:\n  - job_name: a\nscrape_configs:\n  - job_name: b\n",
+            "cannot read YAML: duplicate entry with key \"scrape_configs\" at line 3 column 1",
+        ),
+        (
+            "scrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n    scrape_interval: 6s\n",
+            "cannot read YAML: scrape_configs[0]: duplicate entry with key \"scrape_interval\" at line 4 column 5",
+        ),
     ];
     for (yaml, want) in cases {
         let got = error_of(yaml);

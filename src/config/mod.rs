@@ -67,7 +67,9 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Loaded, ConfigError> {
     let env = Env::prefixed("RELAY_")
         .only(&ENV_KEYS)
         .map(|k| format!("relay.{k}").into());
-    let mut figment = Figment::from(Yaml::file_exact(path)).merge(env);
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(e.to_string()))?;
+    reject_duplicate_keys(&text)?;
+    let mut figment = Figment::from(Yaml::string(&text)).merge(env);
     if let Some(addr) = &overrides.listen_address {
         figment = figment.merge(("relay.listen_address", addr));
     }
@@ -76,7 +78,37 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Loaded, ConfigError> {
 
 /// Loads a config from a YAML string (tests, `relay demo`), no environment.
 pub fn from_yaml_str(yaml: &str) -> Result<Loaded, ConfigError> {
+    reject_duplicate_keys(yaml)?;
     from_figment(Figment::from(Yaml::string(yaml)), None)
+}
+
+/// A key given twice is an error, as in Prometheus (`field … already set`):
+/// figment would silently keep the last one, dropping e.g. a whole
+/// `scrape_configs` list.
+fn reject_duplicate_keys(yaml: &str) -> Result<(), ConfigError> {
+    match serde_norway::from_str::<serde_norway::Value>(yaml) {
+        Err(e) if e.to_string().contains("duplicate entry") => {
+            let mut message = e.to_string();
+            // The parser gives no position for a top-level key: find its
+            // second occurrence.
+            if !message.contains(" at line ") {
+                if let Some(key) = message.split('"').nth(1) {
+                    let prefix = format!("{key}:");
+                    if let Some((line, _)) = yaml
+                        .lines()
+                        .enumerate()
+                        .filter(|(_, l)| l.starts_with(&prefix))
+                        .nth(1)
+                    {
+                        message = format!("{message} at line {} column 1", line + 1);
+                    }
+                }
+            }
+            Err(ConfigError::Read(format!("cannot read YAML: {message}")))
+        }
+        // Other syntax errors are figment's to report, as before.
+        _ => Ok(()),
+    }
 }
 
 /// `dir` is the config file's directory: as in Prometheus, relative secret
