@@ -88,27 +88,45 @@ pub fn from_yaml_str(yaml: &str) -> Result<Loaded, ConfigError> {
 fn reject_duplicate_keys(yaml: &str) -> Result<(), ConfigError> {
     match serde_norway::from_str::<serde_norway::Value>(yaml) {
         Err(e) if e.to_string().contains("duplicate entry") => {
-            let mut message = e.to_string();
-            // The parser gives no position for a top-level key: find its
-            // second occurrence.
-            if !message.contains(" at line ") {
-                if let Some(key) = message.split('"').nth(1) {
-                    let prefix = format!("{key}:");
-                    if let Some((line, _)) = yaml
-                        .lines()
-                        .enumerate()
-                        .filter(|(_, l)| l.starts_with(&prefix))
-                        .nth(1)
-                    {
-                        message = format!("{message} at line {} column 1", line + 1);
-                    }
-                }
-            }
-            Err(ConfigError::Read(format!("cannot read YAML: {message}")))
+            let message = e.to_string();
+            // The parser points at the mapping, not at the second key: find it.
+            let head = message.split(" at line ").next().unwrap_or(&message);
+            let key = message.split('"').nth(1).unwrap_or_default();
+            let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+            let at = second_key_line(yaml, key, line, column)
+                .map(|l| format!(" at line {l} column {column}"))
+                .unwrap_or_default();
+            Err(ConfigError::Read(format!("cannot read YAML: {head}{at}")))
         }
         // Other syntax errors are figment's to report, as before.
         _ => Ok(()),
     }
+}
+
+/// The 1-based line of `key`'s second occurrence in the block mapping whose
+/// first key is at (`line`, `column`).
+fn second_key_line(yaml: &str, key: &str, line: usize, column: usize) -> Option<usize> {
+    let indent = column.checked_sub(1)?;
+    let mut seen = 0;
+    for (i, text) in yaml.lines().enumerate().skip(line.checked_sub(1)?) {
+        let rest = text.get(indent..).unwrap_or("");
+        let lead = text.get(..indent).unwrap_or(text);
+        let first = i + 1 == line;
+        if !first && !text.trim().is_empty() && !lead.trim().is_empty() {
+            break; // the mapping ended
+        }
+        let is_key = rest.strip_prefix(key).is_some_and(|r| r.starts_with(':'))
+            || rest
+                .strip_prefix(&format!("\"{key}\""))
+                .is_some_and(|r| r.starts_with(':'));
+        if is_key {
+            seen += 1;
+            if seen == 2 {
+                return Some(i + 1);
+            }
+        }
+    }
+    None
 }
 
 /// `dir` is the config file's directory: as in Prometheus, relative secret
