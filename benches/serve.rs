@@ -88,7 +88,13 @@ fn bench(c: &mut Criterion) {
         .expect("bind loopback");
     let addr = listener.local_addr().expect("addr").to_string();
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-    runtime.spawn(relay::serve::serve(listener, store.clone(), stop_rx, None));
+    runtime.spawn(relay::serve::serve(
+        listener,
+        store.clone(),
+        stop_rx,
+        None,
+        Arc::new(relay::web::Web::disabled()),
+    ));
 
     let mut group = c.benchmark_group("serve_100k_series");
     group.sample_size(10);

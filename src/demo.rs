@@ -169,7 +169,14 @@ pub async fn run(options: DemoOptions) -> Result<(), RunError> {
          Try:\n  curl -s http://{relay_addr}/metrics | grep -E '^(up|http_requests_total)'\n  curl -s http://{relay_addr}/-/ready\n\n\
          Or point a Prometheus at it (prometheus.yml):\n  scrape_configs:\n    - job_name: relay\n      honor_labels: true\n      static_configs:\n        - targets: [\"{relay_addr}\"]\n\nCtrl-C stops."
     );
-    run::run_on(config, listener, run::shutdown_signal(), None).await
+    run::run_on(
+        config,
+        listener,
+        run::shutdown_signal(),
+        None,
+        Arc::new(crate::web::Web::disabled()),
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -15,3 +15,4 @@ pub mod serve;
 pub mod targets;
 pub mod telemetry;
 pub mod tls;
+pub mod web;

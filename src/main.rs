@@ -15,6 +15,7 @@ Examples:
   relay demo                                  synthetic app on :8001, relay on :9090
   relay run --config config/relay.yml         the sidecar
   relay check config config/relay.yml         validate a config (exit 1 when invalid)
+  relay check web-config web.yml              validate a --web.config.file
   curl -s localhost:8001/metrics | relay check metrics
   relay relabel --config relay.yml --explain < metrics.txt";
 
@@ -39,8 +40,12 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
         /// Where to serve /metrics (overrides relay.listen_address).
-        #[arg(long)]
+        #[arg(long, visible_alias = "web.listen-address")]
         listen_address: Option<String>,
+        /// TLS and basic auth for :9090: a Prometheus web config file
+        /// (tls_server_config, basic_auth_users), read again on every request.
+        #[arg(long = "web.config.file", value_name = "FILE")]
+        web_config_file: Option<PathBuf>,
     },
     /// Validate config files or an exposition, like promtool but with positions.
     #[command(subcommand)]
@@ -88,6 +93,12 @@ enum Check {
     /// Validate config files: exit 0 when all are valid, 1 when not.
     #[command(after_help = "Example:\n  relay check config config/relay.yml")]
     Config {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Validate --web.config.file files (certificates and keys included).
+    #[command(after_help = "Example:\n  relay check web-config web.yml")]
+    WebConfig {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -139,10 +150,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run {
             config,
             listen_address,
+            web_config_file,
         } => {
             let overrides = Overrides { listen_address };
             let loaded = config::load(&config, &overrides)
                 .with_context(|| format!("{}", config.display()))?;
+            let web = match &web_config_file {
+                Some(path) => relay::web::Web::open(path)
+                    .with_context(|| format!("--web.config.file {}", path.display()))?,
+                None => relay::web::Web::disabled(),
+            };
             for w in &loaded.warnings {
                 tracing::warn!(file = %config.display(), "{w}");
             }
@@ -150,10 +167,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 path: config,
                 overrides,
             };
-            runtime()?.block_on(relay::run::run(loaded.config, Some(source)))?;
+            runtime()?.block_on(relay::run::run(
+                loaded.config,
+                Some(source),
+                std::sync::Arc::new(web),
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check(Check::Config { files }) => check_configs(&files),
+        Command::Check(Check::WebConfig { files }) => check_web_configs(&files),
         Command::Check(Check::Metrics { format, file }) => check_metrics(format.into(), file),
         Command::Relabel {
             config,
@@ -217,6 +239,25 @@ fn check_configs(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
                 }
                 writeln!(stdout, "{}: valid", file.display())?;
             }
+            Err(e) => {
+                ok = false;
+                eprintln!("{}: {e}", file.display());
+            }
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn check_web_configs(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let mut ok = true;
+    let mut stdout = io::stdout().lock();
+    for file in files {
+        match relay::web::WebConfig::load(file) {
+            Ok(_) => writeln!(stdout, "{}: valid", file.display())?,
             Err(e) => {
                 ok = false;
                 eprintln!("{}: {e}", file.display());

@@ -25,6 +25,7 @@ use crate::config::{self, Config, Overrides, ScrapeConfig};
 use crate::remote_write::{wal::WalError, RemoteWrite};
 use crate::scrape::{self, store::Store, SharedSink, Stop, WalSink};
 use crate::targets::Target;
+use crate::web::Web;
 use crate::{serve, targets};
 
 /// Why `relay run` stopped with an error.
@@ -71,9 +72,13 @@ pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 
 /// Scrapes every target, serves the result, reloads on request, and returns
 /// after SIGTERM/SIGINT.
-pub async fn run(config: Config, source: Option<ConfigSource>) -> Result<(), RunError> {
+pub async fn run(
+    config: Config,
+    source: Option<ConfigSource>,
+    web: Arc<Web>,
+) -> Result<(), RunError> {
     let listener = bind(&config.relay.listen_address).await?;
-    run_on(config, listener, shutdown_signal(), source).await
+    run_on(config, listener, shutdown_signal(), source, web).await
 }
 
 /// Binds the listen address, naming it in the error.
@@ -87,12 +92,14 @@ pub async fn bind(address: &str) -> Result<TcpListener, RunError> {
 }
 
 /// Like [`run`] on an already bound listener, until `stop` completes;
-/// without a `source` there is nothing to reload from.
+/// without a `source` there is nothing to reload from. A reload leaves `web`
+/// alone: it reads its file again on every request anyway.
 pub async fn run_on(
     config: Config,
     listener: TcpListener,
     stop: impl std::future::Future<Output = Result<(), RunError>>,
     source: Option<ConfigSource>,
+    web: Arc<Web>,
 ) -> Result<(), RunError> {
     let store = Arc::new(Store::new(Vec::new()));
     let mut running = Running::start(config, store.clone())?;
@@ -102,12 +109,13 @@ pub async fn run_on(
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    tracing::info!(address = %address, targets = running.targets.len(), remote_write = running.config.remote_write.len(), "relay is serving /metrics");
+    tracing::info!(address = %address, targets = running.targets.len(), remote_write = running.config.remote_write.len(), tls = web.tls(), basic_auth = web.basic_auth(), "relay is serving /metrics");
     let server = tokio::spawn(serve::serve(
         listener,
         store.clone(),
         server_stop_rx,
         source.as_ref().map(|_| reload_tx),
+        web,
     ));
     let mut hangup = hangup_signal()?;
     let mut last_seen = source.as_ref().and_then(|s| std::fs::read(&s.path).ok());

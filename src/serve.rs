@@ -2,25 +2,32 @@
 //! (text 0.0.4, or OpenMetrics when asked; gzip when accepted, compressed
 //! once per snapshot), `/-/healthy` while running, and `/-/ready` only after
 //! every target has had one successful scrape, so the Pod reads READY only
-//! when metrics flow.
+//! when metrics flow. With `--web.config.file`, over TLS and behind basic
+//! auth (the probes' paths excepted), as `crate::web` says.
 
 use std::convert::Infallible;
 use std::io::Write;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
+use hyper::header::{
+    HeaderValue, ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, VARY,
+    WWW_AUTHENTICATE,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::exposition::{render, Entry, Format, Parser};
 use crate::run::ReloadRequest;
 use crate::scrape::pipeline::{self, FamilyBlock};
 use crate::scrape::store::Store;
+use crate::web::Web;
 
 const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -113,12 +120,13 @@ fn compress(data: &[u8]) -> Bytes {
 
 /// Serves `store` on `listener` until `shutdown` turns true; `POST
 /// /-/reload` goes to `reload` (None: nothing to reload from, as in `relay
-/// demo`).
+/// demo`). `web` says whether to speak TLS and whom to let in.
 pub async fn serve(
     listener: TcpListener,
     store: Arc<Store>,
     mut shutdown: watch::Receiver<bool>,
     reload: Option<mpsc::Sender<ReloadRequest>>,
+    web: Arc<Web>,
 ) {
     loop {
         let (stream, _) = tokio::select! {
@@ -133,31 +141,107 @@ pub async fn serve(
         };
         let store = store.clone();
         let reload = reload.clone();
-        let mut conn_shutdown = shutdown.clone();
+        let conn_shutdown = shutdown.clone();
+        let web = web.clone();
         tokio::spawn(async move {
+            let tls = web.tls_config();
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let store = store.clone();
                 let reload = reload.clone();
+                let web = web.clone();
                 async move {
-                    if req.uri().path() == "/-/reload" {
-                        return Ok::<_, Infallible>(reload_response(&req, reload).await);
-                    }
-                    Ok::<_, Infallible>(respond(&store, &req))
+                    let verdict = web
+                        .check(req.uri().path(), req.headers().get(AUTHORIZATION))
+                        .await;
+                    let mut response = if !verdict.allowed {
+                        unauthorized()
+                    } else if req.uri().path() == "/-/reload" {
+                        reload_response(&req, reload).await
+                    } else {
+                        respond(&store, &req)
+                    };
+                    response.headers_mut().extend(verdict.headers);
+                    Ok::<_, Infallible>(response)
                 }
             });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "connection ended with an error");
+            match tls {
+                None => serve_connection(TokioIo::new(stream), service, conn_shutdown).await,
+                Some(config) => {
+                    if let Some(stream) = accept_tls(stream, config).await {
+                        serve_connection(TokioIo::new(stream), service, conn_shutdown).await
                     }
                 }
-                _ = conn_shutdown.changed() => conn.as_mut().graceful_shutdown(),
             }
         });
     }
+}
+
+/// How long a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The TLS handshake; a client speaking plain HTTP gets Go's 400 answer
+/// (so `curl http://` says what is wrong) and a failed handshake a debug
+/// line (port scanners and probes with the wrong scheme are not errors).
+async fn accept_tls(
+    stream: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let mut first = [0u8; 1];
+    let peeked = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await;
+    if !matches!(peeked, Ok(Ok(1))) {
+        return None;
+    }
+    // A TLS connection starts with a handshake record (content type 22).
+    if first[0] != 22 {
+        let mut stream = stream;
+        let _ = stream
+            .write_all(
+                b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
+            )
+            .await;
+        let _ = stream.shutdown().await;
+        return None;
+    }
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// Serves HTTP/1.1 on one connection until it ends or relay stops.
+async fn serve_connection<I, S>(io: I, service: S, mut shutdown: watch::Receiver<bool>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = Full<Bytes>> + Send,
+    S::Future: Send,
+{
+    let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        _ = shutdown.changed() => conn.as_mut().graceful_shutdown(),
+    }
+}
+
+/// 401 with a Basic challenge, as exporter-toolkit answers.
+fn unauthorized() -> Response<Full<Bytes>> {
+    let mut response = plain(StatusCode::UNAUTHORIZED, "Unauthorized\n".into());
+    response
+        .headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+    response
 }
 
 /// `POST /-/reload` (or PUT, as Prometheus takes both): 200 once the new

@@ -96,7 +96,16 @@ pub fn client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, TlsError> 
 
 /// The protocol versions between `min_version` and `max_version`.
 fn versions(tls: &TlsConfig) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, TlsError> {
-    let rank = |field: &'static str, value: &Option<String>, unset: u8| match value.as_deref() {
+    protocol_versions(tls.min_version.as_deref(), tls.max_version.as_deref())
+}
+
+/// The protocol versions between two Prometheus version names (`TLS12`…),
+/// for clients and for the server of `--web.config.file` alike.
+pub(crate) fn protocol_versions(
+    min_version: Option<&str>,
+    max_version: Option<&str>,
+) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, TlsError> {
+    let rank = |field: &'static str, value: Option<&str>, unset: u8| match value {
         None | Some("") => Ok(unset),
         Some("TLS10") => Ok(10),
         Some("TLS11") => Ok(11),
@@ -108,8 +117,8 @@ fn versions(tls: &TlsConfig) -> Result<Vec<&'static rustls::SupportedProtocolVer
         )),
     };
     let (min, max) = (
-        rank("min_version", &tls.min_version, 12)?,
-        rank("max_version", &tls.max_version, 13)?,
+        rank("min_version", min_version, 12)?,
+        rank("max_version", max_version, 13)?,
     );
     let chosen: Vec<_> = [(12, &rustls::version::TLS12), (13, &rustls::version::TLS13)]
         .into_iter()

@@ -456,68 +456,7 @@ impl Drop for TlsTarget {
 /// client certificate; and `s_server` on 127.0.0.1, demanding a client
 /// certificate signed by the CA when `client_auth`.
 fn tls_target(openssl: &std::path::Path, san: &str, client_auth: bool) -> TlsTarget {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("leaf.ext"),
-        format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\n"),
-    )
-    .expect("write extensions");
-    let run = |args: &[&str]| {
-        let made = Command::new(openssl)
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .expect("run openssl");
-        assert!(
-            made.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&made.stderr)
-        );
-    };
-    let key = ["-newkey", "rsa:2048", "-nodes"];
-    run(&[
-        &["req", "-x509"],
-        &key[..],
-        &["-days", "1", "-subj", "/CN=relay-test-ca"],
-    ]
-    .concat()
-    .into_iter()
-    .chain(["-keyout", "ca.key", "-out", "ca.pem"])
-    .collect::<Vec<_>>());
-    for (name, cn) in [
-        ("server", "relay-test-server"),
-        ("client", "relay-test-client"),
-    ] {
-        let (csr, keyout, out) = (
-            format!("{name}.csr"),
-            format!("{name}.key"),
-            format!("{name}.pem"),
-        );
-        let subj = format!("/CN={cn}");
-        run(&[
-            &["req"][..],
-            &key[..],
-            &["-subj", &subj, "-keyout", &keyout, "-out", &csr],
-        ]
-        .concat());
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "leaf.ext",
-            "-out",
-            &out,
-        ]);
-    }
+    let dir = common::certs::Certs::make(openssl, san).dir;
     std::fs::write(dir.path().join("metrics"), "tls_metric{over=\"https\"} 1\n")
         .expect("write body");
     let addr = format!("127.0.0.1:{}", common::free_port());

@@ -230,7 +230,7 @@ fn visit(
 
 /// `path: message` for a deserialization error, with a did-you-mean for an
 /// unknown field.
-pub(super) fn describe_serde_error(e: serde_path_to_error::Error<figment::Error>) -> ConfigError {
+pub(crate) fn describe_serde_error(e: serde_path_to_error::Error<figment::Error>) -> ConfigError {
     let path = e.path().to_string();
     let path = if path == "." { String::new() } else { path };
     let join = |field: &str| {

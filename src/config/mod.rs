@@ -148,3 +148,15 @@ fn from_figment(figment: Figment, dir: Option<&Path>) -> Result<Loaded, ConfigEr
     validate::resolve(&mut config)?;
     Ok(Loaded { config, warnings })
 }
+
+/// Deserializes another YAML file of relay's (the web config) with the same
+/// error style: the field path, unknown fields refused with a did-you-mean.
+pub(crate) fn from_yaml_as<T: serde::de::DeserializeOwned>(yaml: &str) -> Result<T, ConfigError> {
+    let mut value: Value = Figment::from(Yaml::string(yaml))
+        .extract()
+        .map_err(|e| ConfigError::Read(format!("cannot read YAML: {}", e.kind)))?;
+    if matches!(&value, Value::Empty(..)) {
+        value = Value::from(figment::value::Dict::new());
+    }
+    serde_path_to_error::deserialize(&value).map_err(foreign::describe_serde_error)
+}
