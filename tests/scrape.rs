@@ -7,7 +7,8 @@ use std::io::Read;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{get, peer, Relay, Reply, Target};
+use common::peers::require_peer;
+use common::{get, Relay, Reply, Target};
 use relay::exposition::{Entry, Format, Labels, Parser};
 
 const APP: &str = "# HELP app_temperature_celsius A gauge.\n# TYPE app_temperature_celsius gauge\napp_temperature_celsius{room=\"a\\\"b\\\\c\\nd\",floor=\"1\"} 21.5\n# HELP app_jobs_total A counter.\n# TYPE app_jobs_total counter\napp_jobs_total{job=\"inner\"} 7\n# HELP app_latency_seconds A histogram.\n# TYPE app_latency_seconds histogram\napp_latency_seconds_bucket{le=\"0.1\"} 1\napp_latency_seconds_bucket{le=\"+Inf\"} 2\napp_latency_seconds_sum 0.3\napp_latency_seconds_count 2\n# HELP special Special values.\nspecial{v=\"nan\"} NaN\nspecial{v=\"inf\"} +Inf\n";
@@ -119,10 +120,9 @@ fn values_and_labels_arrive_exact() {
 }
 
 #[test]
+#[ignore = "needs promtool; scripts/test runs it"]
 fn promtool_accepts_the_output() {
-    let Some(promtool) = peer("promtool") else {
-        return;
-    };
+    let promtool = require_peer("promtool", "prometheus");
     let target = Target::start(Reply::text(APP));
     let relay = Relay::start(&format!(
         "scrape_configs:\n{}",
@@ -520,10 +520,9 @@ fn assert_refused(relay: &Relay, word: &str) {
 }
 
 #[test]
+#[ignore = "needs openssl; scripts/test runs it"]
 fn https_targets_are_verified_against_ca_file() {
-    let Some(openssl) = peer("openssl") else {
-        return;
-    };
+    let openssl = require_peer("openssl", "openssl");
     let target = tls_target(&openssl, "IP:127.0.0.1", false);
     let ca = format!("ca_file: {}", target.file("ca.pem"));
     assert_scraped_over_tls(&https_relay(&target, std::slice::from_ref(&ca)));
@@ -537,10 +536,9 @@ fn https_targets_are_verified_against_ca_file() {
 }
 
 #[test]
+#[ignore = "needs openssl; scripts/test runs it"]
 fn server_name_is_what_the_certificate_must_name() {
-    let Some(openssl) = peer("openssl") else {
-        return;
-    };
+    let openssl = require_peer("openssl", "openssl");
     // The sidecar case: the target is an IP, the certificate names a service.
     let target = tls_target(&openssl, "DNS:metrics.app.svc", false);
     let ca = format!("ca_file: {}", target.file("ca.pem"));
@@ -555,10 +553,9 @@ fn server_name_is_what_the_certificate_must_name() {
 }
 
 #[test]
+#[ignore = "needs openssl; scripts/test runs it"]
 fn client_certificates_are_presented() {
-    let Some(openssl) = peer("openssl") else {
-        return;
-    };
+    let openssl = require_peer("openssl", "openssl");
     let target = tls_target(&openssl, "IP:127.0.0.1", true);
     let ca = format!("ca_file: {}", target.file("ca.pem"));
     let with_identity = [

@@ -8,5 +8,5 @@ pub mod model;
 pub mod parse;
 pub mod render;
 
-pub use model::{Label, Labels, MetricType, METRIC_NAME};
+pub use model::{is_label_name, is_metric_name, Label, Labels, MetricType, METRIC_NAME};
 pub use parse::{check, Entry, Exemplar, Format, ParseError, Parser, Sample};

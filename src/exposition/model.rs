@@ -11,6 +11,24 @@ use std::fmt;
 /// The label that holds a series' metric name, as in Prometheus.
 pub const METRIC_NAME: &str = "__name__";
 
+/// Prometheus 2.x's `model.IsValidMetricName`: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+pub fn is_metric_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b':')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+}
+
+/// Prometheus 2.x's `model.LabelName.IsValid`: `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub fn is_label_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 /// The metric types of text 0.0.4 and OpenMetrics 1.0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum MetricType {
@@ -218,6 +236,18 @@ impl<'a> Labels<'a> {
         h
     }
 
+    /// Whether Prometheus would store the set (`labels.IsValid`): a valid
+    /// metric name and valid label names (values are UTF-8 already).
+    pub fn is_valid(&self) -> bool {
+        self.items.iter().all(|l| {
+            if l.name == METRIC_NAME {
+                is_metric_name(&l.value)
+            } else {
+                is_label_name(&l.name)
+            }
+        })
+    }
+
     /// A copy that owns its strings, for keeping a series past its scrape.
     pub fn into_owned(self) -> Labels<'static> {
         Labels {
@@ -230,6 +260,20 @@ impl<'a> Labels<'a> {
                 })
                 .collect(),
         }
+    }
+}
+
+/// As Prometheus prints a label set in its errors: `{__name__="up", job="a"}`.
+impl fmt::Display for Labels<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{")?;
+        for (i, l) in self.items.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{}={:?}", l.name, l.value)?;
+        }
+        f.write_str("}")
     }
 }
 

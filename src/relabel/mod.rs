@@ -37,6 +37,8 @@ use serde::{de, Deserialize, Deserializer};
 pub use cli::{run_cli, CliError};
 use template::Template;
 
+/// The label-name check relabeling validates targets with (one for the crate).
+pub use crate::exposition::is_label_name;
 use crate::exposition::Labels;
 
 /// One rule as written in YAML, with Prometheus's field names and defaults.
@@ -489,15 +491,6 @@ fn set_if_changed(labels: &mut Labels<'_>, name: &str, value: &str) {
         None if value.is_empty() => {}
         _ => labels.set(name.to_owned(), value.to_owned()),
     }
-}
-
-/// Prometheus 2.x's `model.LabelName.IsValid`: `[a-zA-Z_][a-zA-Z0-9_]*`.
-pub fn is_label_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// Prometheus's `relabelTarget`: a label name that may contain `$1`,

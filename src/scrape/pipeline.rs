@@ -105,6 +105,12 @@ pub enum PipelineError {
         name: String,
         limit: usize,
     },
+    /// Relabeling left a name Prometheus would not store (`labels.IsValid`).
+    #[error("invalid metric name or label names: {series}{rule}")]
+    InvalidLabels { series: String, rule: String },
+    /// Relabeling removed `__name__` but kept other labels.
+    #[error("missing metric name (__name__ label): {series}{rule}")]
+    MissingName { series: String, rule: String },
     #[error("label_value_length_limit exceeded (metric: {metric}, label value of {name}: {length} bytes, limit: {limit})")]
     LabelValueLength {
         metric: String,
@@ -120,7 +126,12 @@ impl PipelineError {
         match self {
             PipelineError::Parse(_) => "parse",
             PipelineError::SampleLimit { .. } => "sample_limit",
-            _ => "label_limit",
+            PipelineError::InvalidLabels { .. } | PipelineError::MissingName { .. } => {
+                "invalid_labels"
+            }
+            PipelineError::LabelLimit { .. }
+            | PipelineError::LabelNameLength { .. }
+            | PipelineError::LabelValueLength { .. } => "label_limit",
         }
     }
 }
@@ -317,8 +328,10 @@ pub fn process_into(
 }
 
 /// What a series not in the cache becomes: target labels, relabeling, the
-/// label limits, then sorted and rendered once into `out`. Returns the
-/// metric name's length, or None when relabeling drops the series.
+/// validity check and the label limits, then sorted and rendered once into
+/// `out`. Returns the metric name's length, or None when relabeling drops
+/// the series. Only a cache miss gets here, so a known series is never
+/// checked again.
 fn first_sight<'a>(
     sample: &Sample<'a>,
     labels: &mut Labels<'a>,
@@ -328,8 +341,13 @@ fn first_sight<'a>(
     labels.clear();
     sample.labels_into(labels);
     add_target_labels(labels, settings.target_labels, settings.honor_labels);
-    if !settings.rules.apply(labels) || labels.metric_name().is_empty() {
+    // As Prometheus: no labels left is a drop; labels without a name, or
+    // with a name Prometheus cannot store, fail the scrape.
+    if !settings.rules.apply(labels) || labels.is_empty() {
         return Ok(None);
+    }
+    if labels.metric_name().is_empty() || !labels.is_valid() {
+        return Err(invalid_series(sample, labels, settings));
     }
     check_label_limits(labels, &settings.limits)?;
     if settings.sort_labels {
@@ -337,6 +355,57 @@ fn first_sight<'a>(
     }
     render::series(out, labels);
     Ok(Some(labels.metric_name().len()))
+}
+
+/// The error for a series relabeling made invalid, naming the series and
+/// the first rule after which it was (found by applying the rules again:
+/// this runs once per failed scrape, not per sample).
+fn invalid_series<'a>(
+    sample: &Sample<'a>,
+    result: &Labels<'_>,
+    settings: &Settings<'a>,
+) -> PipelineError {
+    let broken = |l: &Labels<'_>| l.metric_name().is_empty() || !l.is_valid();
+    let mut labels = Labels::default();
+    sample.labels_into(&mut labels);
+    add_target_labels(&mut labels, settings.target_labels, settings.honor_labels);
+    let mut culprit = None;
+    if !broken(&labels) {
+        settings
+            .rules
+            .apply_traced(&mut labels, |index, rule, after| {
+                if culprit.is_none() && broken(after) {
+                    culprit = Some(describe_rule(index, rule));
+                }
+            });
+    }
+    let rule = culprit.map_or_else(String::new, |r| format!(" (made by {r})"));
+    let series = result.to_string();
+    if result.metric_name().is_empty() {
+        PipelineError::MissingName { series, rule }
+    } else {
+        PipelineError::InvalidLabels { series, rule }
+    }
+}
+
+/// A rule as a log line names it: its place in the list and what it does.
+fn describe_rule(index: usize, rule: &crate::relabel::RelabelConfig) -> String {
+    use crate::relabel::Action;
+    let mut out = format!("metric_relabel_configs[{index}]: action {}", rule.action);
+    if !rule.source_labels.is_empty() {
+        out.push_str(&format!(
+            ", source_labels [{}]",
+            rule.source_labels.join(", ")
+        ));
+    }
+    out.push_str(&format!(", regex {:?}", rule.regex));
+    if let Some(target) = &rule.target_label {
+        out.push_str(&format!(", target_label {target:?}"));
+    }
+    if matches!(rule.action, Action::Replace | Action::LabelMap) {
+        out.push_str(&format!(", replacement {:?}", rule.replacement));
+    }
+    out
 }
 
 /// The series as the target wrote it, name through labels (without the
@@ -556,6 +625,68 @@ mod tests {
             ),
             "{err:?}"
         );
+    }
+
+    /// Prometheus's `verifyLabels`: an invalid name or a series left
+    /// without `__name__` fails the scrape, naming the rule and the series.
+    #[test]
+    fn relabeling_to_an_invalid_name_fails_the_scrape() {
+        let cases = [
+            (
+                "- {source_labels: [__name__], regex: 'bad_.*', target_label: __name__, replacement: 1bad}",
+                "bad_one{x=\"y\"} 1\n",
+                "invalid metric name or label names: {__name__=\"1bad\", x=\"y\"} (made by metric_relabel_configs[0]: action replace, source_labels [__name__], regex \"bad_.*\", target_label \"__name__\", replacement \"1bad\")",
+            ),
+            (
+                "- {regex: 'meta_(.*)', action: labelmap}",
+                "m{meta_=\"x\"} 1\n",
+                "invalid metric name or label names: {__name__=\"m\", meta_=\"x\", =\"x\"} (made by metric_relabel_configs[0]: action labelmap, regex \"meta_(.*)\", replacement \"$1\")",
+            ),
+            (
+                "- {regex: __name__, action: labeldrop}",
+                "m{a=\"1\"} 1\n",
+                "missing metric name (__name__ label): {a=\"1\"} (made by metric_relabel_configs[0]: action labeldrop, regex \"__name__\")",
+            ),
+        ];
+        for (rule, body, want) in cases {
+            let config = crate::config::from_yaml_str(&format!(
+                "scrape_configs:\n  - job_name: a\n    metric_relabel_configs:\n      {rule}\n"
+            ))
+            .expect("valid");
+            let rules = &config.config.scrape_configs[0].metric_relabel;
+            let got = run(body, &Labels::default(), false, rules, Limits::default());
+            let err = got.expect_err(rule);
+            assert_eq!(err.to_string(), want);
+            assert_eq!(err.reason(), "invalid_labels");
+            // The same rules pass a series they leave valid, or with no
+            // labels at all (a drop, as in Prometheus).
+            let fine = run(
+                "fine 1\n",
+                &Labels::default(),
+                false,
+                rules,
+                Limits::default(),
+            );
+            let kept = if rule.contains("labeldrop") {
+                ""
+            } else {
+                "# TYPE fine untyped\nfine 1\n"
+            };
+            assert_eq!(fine.as_deref(), Ok(kept), "{rule}");
+        }
+        let config = crate::config::from_yaml_str(
+            "scrape_configs:\n  - job_name: a\n    metric_relabel_configs:\n      - {regex: 'x', action: labelkeep}\n",
+        )
+        .expect("valid");
+        let rules = &config.config.scrape_configs[0].metric_relabel;
+        let dropped = run(
+            "m{a=\"1\"} 1\n",
+            &Labels::default(),
+            false,
+            rules,
+            Limits::default(),
+        );
+        assert_eq!(dropped.as_deref(), Ok(""));
     }
 
     #[test]

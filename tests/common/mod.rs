@@ -375,22 +375,3 @@ pub fn relay(args: &[&str]) -> Command {
     command.args(args);
     command
 }
-
-/// A peer binary from Debian's packages: its path, or None outside CI
-/// (where the test is then skipped with a note). Under `CI=true` a missing
-/// peer fails the test: CI must never pass by skipping.
-pub fn peer(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(name))
-            .find(|p| Path::new(p).is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{name} is not installed; scripts/test installs it (Debian package prometheus)"
-        );
-        eprintln!("note: {name} not found; skipping (CI=true would fail here)");
-    }
-    found
-}
