@@ -2,6 +2,7 @@
 //! sidecar slot. The binary (`src/main.rs`) only wires these modules.
 
 pub mod auth;
+pub mod buffers;
 pub mod config;
 pub mod demo;
 pub mod exposition;

@@ -683,6 +683,15 @@ impl WalBatch {
         self.series.clear();
     }
 
+    /// Gives back the space a much larger earlier batch left (see
+    /// [`crate::buffers`]); call after appending.
+    pub fn give_back(&mut self) {
+        let used = self.out.len();
+        crate::buffers::give_back(&mut self.out, used);
+        crate::buffers::give_back(&mut self.series, used);
+        crate::buffers::give_back(&mut self.samples, used);
+    }
+
     /// The framed records (after [`WalBatch::finish`]).
     pub fn bytes(&self) -> &[u8] {
         &self.out

@@ -220,6 +220,28 @@ impl SeriesCache {
         Ok(Lookup { slot, new: true })
     }
 
+    /// Whether relabeling keeps the series of `key`, without caching a key
+    /// not seen before (a scrape past its sample limit only counts).
+    pub(crate) fn kept_uncached(
+        &mut self,
+        key: &[u8],
+        first_sight: impl FnOnce(&mut Vec<u8>) -> Result<Option<usize>, PipelineError>,
+    ) -> Result<bool, PipelineError> {
+        let hash = self.hasher.hash_one(key);
+        let (arena, generation) = (&self.arena, self.generation);
+        if let Some(k) = self.keys.find_mut(hash, |k| {
+            arena.as_bytes().get(k.start..k.start + k.len) == Some(key)
+        }) {
+            if k.generation != generation {
+                k.generation = generation;
+                self.seen += 1;
+            }
+            return Ok(k.slot != DROPPED);
+        }
+        self.scratch.clear();
+        Ok(first_sight(&mut self.scratch)?.is_some())
+    }
+
     /// The slot of the label set rendered as `rendered`, made if new.
     fn series_for(&mut self, rendered: &[u8], name_len: usize) -> u32 {
         let hash = self.hasher.hash_one(rendered);
@@ -319,6 +341,7 @@ impl SeriesCache {
             self.forget_unseen();
         }
         self.settled = self.keys.len();
+        self.give_back();
         self.next_generation();
     }
 
@@ -338,6 +361,7 @@ impl SeriesCache {
         if self.keys.len() > 2 * self.settled + 1000 {
             self.forget_unseen();
         }
+        self.give_back();
         self.next_generation();
     }
 
@@ -420,6 +444,58 @@ impl SeriesCache {
         });
         if self.garbage > self.arena.len() / 2 {
             self.compact();
+        }
+    }
+
+    /// Gives back what a much larger earlier scrape left: the index tables
+    /// and the series slots (renumbered when most are free), as
+    /// [`crate::buffers::give_back`] does for plain buffers.
+    fn give_back(&mut self) {
+        use crate::buffers::oversized;
+        let live = self.series.len() - self.free.len();
+        if oversized(self.series.len(), live, std::mem::size_of::<Series>()) {
+            self.renumber();
+        }
+        crate::buffers::give_back(&mut self.series, live);
+        let free = self.free.len();
+        crate::buffers::give_back(&mut self.free, free);
+        if oversized(
+            self.keys.capacity(),
+            self.keys.len(),
+            std::mem::size_of::<Key>(),
+        ) {
+            self.keys.shrink_to(self.keys.len() * 2, |k| k.hash);
+        }
+        if oversized(self.by_text.capacity(), self.by_text.len(), 16) {
+            self.by_text.shrink_to(self.by_text.len() * 2, |&(h, _)| h);
+        }
+        let used = self.scratch.len();
+        crate::buffers::give_back(&mut self.scratch, used);
+    }
+
+    /// Moves the live series to the front of `series` (free slots dropped)
+    /// and points the keys and the text index at their new slots. Only
+    /// between scrapes: no slot is held elsewhere then.
+    fn renumber(&mut self) {
+        let mut moved = vec![DROPPED; self.series.len()];
+        let mut live = Vec::with_capacity(self.series.len() - self.free.len());
+        for (old, s) in self.series.drain(..).enumerate() {
+            if s.keys > 0 {
+                moved[old] = u32::try_from(live.len()).unwrap_or(DROPPED);
+                live.push(s);
+            }
+        }
+        self.series = live;
+        self.free.clear();
+        for k in self.keys.iter_mut() {
+            if let Some(&slot) = moved.get(k.slot as usize) {
+                k.slot = slot;
+            }
+        }
+        for (_, slot) in self.by_text.iter_mut() {
+            if let Some(&new) = moved.get(*slot as usize) {
+                *slot = new;
+            }
         }
     }
 

@@ -259,7 +259,11 @@ impl Scraper {
             result
         };
         out.set_counts(counts);
+        out.give_back();
         self.append_to_wal(guard, sink.as_ref());
+        self.batch.give_back();
+        let used = self.body.len();
+        crate::buffers::give_back(&mut self.body, used);
         let up = result.is_ok();
         self.store.telemetry.scrape(
             &self.job.job_name,

@@ -197,6 +197,14 @@ impl Rendered {
         self.set_counts(Counts::default());
     }
 
+    /// Gives back the space a much larger earlier scrape left in the
+    /// buffers (see [`crate::buffers`]).
+    pub fn give_back(&mut self) {
+        let (text, families) = (self.text.len(), self.families.len());
+        crate::buffers::give_back(&mut self.text, text);
+        crate::buffers::give_back(&mut self.families, families);
+    }
+
     pub fn set_counts(&mut self, counts: Counts) {
         self.samples_scraped = counts.samples_scraped;
         self.samples_kept = counts.samples_kept;
@@ -292,14 +300,19 @@ pub fn process_into(
         };
         counts.samples_scraped += 1;
         let key = series_key(body, &sample);
+        // Past the sample limit the scrape has failed, but Prometheus still
+        // counts the rest for scrape_samples_scraped and
+        // _post_metric_relabeling; new series stay out of the cache, so a body of a
+        // million series costs its own bytes, not a million cache entries.
+        if over_limit(counts.samples_kept + 1, settings.limits.sample_limit) {
+            let kept =
+                cache.kept_uncached(key, |out| first_sight(&sample, &mut labels, settings, out))?;
+            counts.samples_kept += usize::from(kept);
+            continue;
+        }
         let found = cache.lookup(key, |out| first_sight(&sample, &mut labels, settings, out))?;
         let Some(slot) = found.slot else { continue };
         counts.samples_kept += 1;
-        // Past the limit the scrape has failed, but Prometheus still counts
-        // the rest for scrape_samples_scraped and _post_metric_relabeling.
-        if over_limit(counts.samples_kept, settings.limits.sample_limit) {
-            continue;
-        }
         if found.new {
             counts.series_added += 1;
         }

@@ -1,0 +1,43 @@
+//! Giving back memory that one unusually large scrape made a reused buffer
+//! grow: buffers kept from scrape to scrape save allocations, but must not
+//! hold a burst's size for the rest of the process's life.
+
+/// Buffers smaller than this are kept whatever their use.
+const KEEP_BELOW: usize = 1 << 20;
+
+/// Shrinks `v` to twice `used` elements when its capacity is over four
+/// times that and over 1 MiB: kept while scrapes are of a size, given back
+/// when they are much smaller than the largest one.
+pub fn give_back<T>(v: &mut Vec<T>, used: usize) {
+    if oversized(v.capacity(), used, std::mem::size_of::<T>()) {
+        v.shrink_to(used.max(v.len()).saturating_mul(2));
+    }
+}
+
+/// Whether a buffer of `capacity` elements of `size` bytes, `used` of them
+/// in use, holds much more than its use.
+pub fn oversized(capacity: usize, used: usize, size: usize) -> bool {
+    capacity.saturating_mul(size.max(1)) > KEEP_BELOW && capacity > used.saturating_mul(4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_idle_buffers_shrink_and_busy_or_small_ones_stay() {
+        let mut v: Vec<u8> = Vec::with_capacity(64 << 20);
+        v.extend_from_slice(b"small");
+        give_back(&mut v, 5);
+        assert!(v.capacity() < 1 << 10, "{}", v.capacity());
+        assert_eq!(v, b"small");
+
+        let mut busy: Vec<u8> = Vec::with_capacity(64 << 20);
+        give_back(&mut busy, 20 << 20);
+        assert!(busy.capacity() >= 64 << 20);
+
+        let mut small: Vec<u8> = Vec::with_capacity(512 << 10);
+        give_back(&mut small, 0);
+        assert!(small.capacity() >= 512 << 10);
+    }
+}
