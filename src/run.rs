@@ -143,6 +143,13 @@ pub async fn run_on(
                     last_seen = now;
                     tracing::info!(file = %source.path.display(), "config file changed: reloading");
                     let _ = running.reload_from(source).await;
+                } else if now.is_none() && last_seen.is_some() {
+                    // Deleted or made unreadable: said once (the reload
+                    // fails naming why, and the reload metric turns 0); the
+                    // running config stays until the file is back.
+                    last_seen = None;
+                    tracing::warn!(file = %source.path.display(), "config file can no longer be read");
+                    let _ = running.reload_from(source).await;
                 }
             }
         }

@@ -61,8 +61,16 @@ const ENV_KEYS: [&str; 4] = [
 
 /// Loads a config file: YAML, then `RELAY_*` environment, then `overrides`.
 pub fn load(path: &Path, overrides: &Overrides) -> Result<Loaded, ConfigError> {
-    if !path.is_file() {
-        return Err(ConfigError::Read("no such file".into()));
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => return Err(ConfigError::Read("is a directory".into())),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ConfigError::Read("no such file".into()))
+        }
+        Err(e) => return Err(ConfigError::Read(format!("cannot read: {e}"))),
+    }
+    if let Err(e) = std::fs::File::open(path) {
+        return Err(ConfigError::Read(format!("cannot read: {e}")));
     }
     let env = Env::prefixed("RELAY_")
         .only(&ENV_KEYS)
