@@ -6,6 +6,7 @@
 pub mod certs;
 pub mod json;
 pub mod peers;
+pub mod procfs;
 pub mod rw;
 
 use std::io::{BufRead, BufReader, Read, Write};
