@@ -50,7 +50,11 @@ pub fn from_config(sc: &ScrapeConfig) -> (Vec<Target>, Vec<TargetError>) {
                 Ok(None) => {}
                 Err(message) => errors.push(TargetError {
                     job: sc.job_name.clone(),
-                    target: address.clone(),
+                    // User info is a password: shown as Prometheus shows one.
+                    target: match address.rsplit_once('@') {
+                        Some((_, host)) => format!("xxxxx@{host}"),
+                        None => address.clone(),
+                    },
                     message,
                 }),
             }
@@ -104,6 +108,13 @@ fn populate(
         return Err(format!(
             "invalid scheme {scheme:?} (expected http or https)"
         ));
+    }
+    // Not shown: what comes before the @ would be a password.
+    if addr.contains('@') {
+        return Err(
+            "a target address with user info (user:password@host) is refused: use basic_auth"
+                .into(),
+        );
     }
     if addr.contains('/') {
         return Err(format!("{addr:?} is not a valid host:port address"));

@@ -566,3 +566,126 @@ fn prometheus_scrapes_relay_over_tls_with_basic_auth() {
     assert!(up.contains(",\"1\"]"), "{up}");
     assert!(!relay.logs().contains(PASSWORD));
 }
+
+/// Secrets in the config, the web config and the requests show up in no
+/// log line (at debug level), nowhere in /metrics and nowhere in `relay
+/// check config`'s output, for a valid config and for invalid ones.
+#[test]
+#[ignore = "needs curl; scripts/test runs it"]
+fn secrets_are_never_shown() {
+    require_peer("curl", "curl");
+    let secrets = [
+        "scrape-basic-SECRET-1",
+        "scrape-bearer-SECRET-2",
+        "rw-url-SECRET-3",
+        "rw-bearer-SECRET-4",
+        "rw-basic-SECRET-5",
+        "target-userinfo-SECRET-6",
+        "98765432123456789",
+        PASSWORD,
+    ];
+    let target = app();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hash = bcrypt_hash(PASSWORD);
+    let web = dir.path().join("web.yml");
+    std::fs::write(&web, users(&hash)).expect("write web.yml");
+    let jobs = format!(
+        "  - job_name: other\n    scrape_interval: 1s\n    authorization:\n      credentials: {}\n    static_configs:\n      - targets: [\"{}\", \"u:{}@127.0.0.1:1\"]\n\
+         remote_write:\n  - url: http://relay:{}@127.0.0.1:1/api/v1/write\n    authorization:\n      credentials: {}\n  - url: http://127.0.0.1:1/push\n    basic_auth:\n      username: u\n      password: {}\n",
+        secrets[1], target.addr, secrets[5], secrets[2], secrets[3], secrets[4]
+    );
+    let extra = format!(
+        "    basic_auth:\n      username: u\n      password: {}\n{jobs}",
+        secrets[0]
+    );
+    let relay = SecureRelay::start(&target.addr, &web, None, &extra);
+    use base64::Engine as _;
+    let basic = |pass: &str| {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("alice:{pass}"));
+        format!("Basic {token}")
+    };
+    let metrics = wait_for("the remote-write series in /metrics", || {
+        get(
+            &relay.addr,
+            "/metrics",
+            &[("Authorization", &basic(PASSWORD))],
+        )
+        .map(|r| r.text())
+        .filter(|t| {
+            t.contains("prometheus_remote_storage_samples_total{")
+                && t.contains("app_requests_total")
+        })
+    });
+    assert!(
+        metrics.contains("url=\"http://relay:xxxxx@127.0.0.1:1/api/v1/write\""),
+        "{metrics}"
+    );
+    let denied = get(
+        &relay.addr,
+        "/metrics",
+        &[("Authorization", &basic(secrets[6]))],
+    )
+    .expect("answer");
+    assert_eq!(denied.status, 401);
+    assert!(!denied.text().contains(secrets[6]));
+    // A reload, and a refused one whose bad value is a secret.
+    let reloaded = relay.curl(
+        &["-X", "POST", "-u", &format!("alice:{PASSWORD}")],
+        "/-/reload",
+    );
+    assert_eq!(reloaded.status, 200, "{reloaded:?}");
+    let config = relay._dir.path().join("relay.yml");
+    let good = std::fs::read_to_string(&config).expect("read config");
+    let bad = good.replace(
+        &format!("credentials: {}", secrets[1]),
+        &format!("credentials: {}", secrets[6]),
+    );
+    assert_ne!(good, bad);
+    std::fs::write(&config, &bad).expect("write config");
+    let refused = relay.curl(
+        &["-X", "POST", "-u", &format!("alice:{PASSWORD}")],
+        "/-/reload",
+    );
+    assert_eq!(refused.status, 500, "{refused:?}");
+    assert!(
+        refused.body.contains("credentials: expected a string"),
+        "{refused:?}"
+    );
+    let checked_bad = common::pipe(relay_check(&config), b"");
+    assert_eq!(checked_bad.code, 1, "{}", checked_bad.stderr);
+    std::fs::write(&config, &good).expect("write config");
+    let checked_good = common::pipe(relay_check(&config), b"");
+    assert_eq!(checked_good.code, 0, "{}", checked_good.stderr);
+    let later = get(
+        &relay.addr,
+        "/metrics",
+        &[("Authorization", &basic(PASSWORD))],
+    )
+    .expect("answer")
+    .text();
+    let logs = relay.logs();
+    assert!(logs.contains("remote write failed"), "{logs}");
+    assert!(logs.contains("user info"), "{logs}");
+    for (what, text) in [
+        ("the log", &logs),
+        ("/metrics", &metrics),
+        ("/metrics later", &later),
+        ("the refused reload", &refused.body),
+        (
+            "check config (invalid)",
+            &format!("{}{}", checked_bad.stdout, checked_bad.stderr),
+        ),
+        (
+            "check config (valid)",
+            &format!("{}{}", checked_good.stdout, checked_good.stderr),
+        ),
+    ] {
+        for secret in secrets.iter().chain([&hash.as_str()]) {
+            assert!(!text.contains(secret), "{what} shows {secret}:\n{text}");
+        }
+    }
+}
+
+fn relay_check(config: &Path) -> Command {
+    relay(&["check", "config", &config.display().to_string()])
+}

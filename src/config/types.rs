@@ -180,9 +180,35 @@ pub struct StaticConfig {
 }
 
 /// A string that must not show up in logs or `Debug` output.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(pub String);
+
+/// Only a string: any other value is refused without showing it (serde's
+/// own message would print a number given as a password).
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = Secret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Secret, E> {
+                Ok(Secret(v))
+            }
+        }
+        // A non-string fails in the visitor's default methods, whose
+        // message names the value: replace it with one that does not.
+        d.deserialize_string(Text).map_err(|_| {
+            serde::de::Error::custom(
+                "expected a string (put the secret in quotes; its value is not shown)",
+            )
+        })
+    }
+}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -278,6 +304,25 @@ pub struct RemoteWriteConfig {
     /// `write_relabel_configs`, compiled at load.
     #[serde(skip)]
     pub write_relabel: Rules,
+}
+
+impl RemoteWriteConfig {
+    /// The URL with its password (if any) replaced by `xxxxx`, as
+    /// Prometheus shows it: for logs and the `url` label.
+    pub fn url_redacted(&self) -> String {
+        redact_url(&self.url)
+    }
+}
+
+/// A URL with the password of its user info replaced by `xxxxx`.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("xxxxx"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
 }
 
 fn default_remote_timeout() -> Duration {

@@ -160,9 +160,9 @@ impl RemoteWrite {
         external: Vec<(String, String)>,
     ) -> Result<(), WalError> {
         let start = self.wal.register(&name)?;
-        tracing::info!(remote_name = %name, url = %rw.url, segment = start.segment, offset = start.offset, wal = %self.wal.dir().display(), "remote write queue starting from its checkpoint");
+        tracing::info!(remote_name = %name, url = %rw.url_redacted(), segment = start.segment, offset = start.offset, wal = %self.wal.dir().display(), "remote write queue starting from its checkpoint");
         let (abort, abort_rx) = watch::channel(false);
-        let metrics = self.metrics.queue(&name, &rw.url);
+        let metrics = self.metrics.queue(&name, &rw.url_redacted());
         let spec = queue::QueueSpec {
             remote_name: name.clone(),
             config: rw,

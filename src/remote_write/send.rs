@@ -53,7 +53,7 @@ impl Sender {
         metrics: QueueMetrics,
     ) -> Result<Sender, ClientError> {
         let err = |message: String| ClientError {
-            url: config.url.clone(),
+            url: config.url_redacted(),
             message,
         };
         let mut headers = HeaderMap::new();
@@ -124,7 +124,7 @@ impl Sender {
                     if status.is_server_error()
                         || (status.as_u16() == 429 && queue.retry_on_http_429) =>
                 {
-                    tracing::warn!(remote_name = %self.remote_name, url = %self.config.url, status = status.as_u16(), samples, "remote write failed; retrying");
+                    tracing::warn!(remote_name = %self.remote_name, url = %self.config.url_redacted(), status = status.as_u16(), samples, "remote write failed; retrying");
                     retry_after
                 }
                 Ok((status, _, text)) => {
@@ -132,12 +132,12 @@ impl Sender {
                         && (text.contains("out of order sample")
                             || text.contains("duplicate sample for timestamp"));
                     if !conflict {
-                        tracing::warn!(remote_name = %self.remote_name, url = %self.config.url, status = status.as_u16(), samples, response = %text.trim(), "remote write batch rejected, not retried; its samples are dropped");
+                        tracing::warn!(remote_name = %self.remote_name, url = %self.config.url_redacted(), status = status.as_u16(), samples, response = %text.trim(), "remote write batch rejected, not retried; its samples are dropped");
                     }
                     return Outcome::Rejected { conflict };
                 }
                 Err(e) => {
-                    tracing::warn!(remote_name = %self.remote_name, url = %self.config.url, error = %e, samples, "remote write failed; retrying");
+                    tracing::warn!(remote_name = %self.remote_name, url = %self.config.url_redacted(), error = %e, samples, "remote write failed; retrying");
                     None
                 }
             };
@@ -162,7 +162,11 @@ impl Sender {
             self.config.basic_auth.as_ref(),
         )
         .map_err(|e| e.to_string())?;
-        let response = request.send().await.map_err(|e| error_chain(&e))?;
+        // Without the URL, which the log line names already, redacted.
+        let response = request
+            .send()
+            .await
+            .map_err(|e| error_chain(&e.without_url()))?;
         let status = response.status();
         let retry_after = response
             .headers()
