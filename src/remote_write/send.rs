@@ -38,6 +38,10 @@ pub enum Outcome {
     Aborted,
 }
 
+/// How much of an error response's body is read (for the log line and the
+/// out-of-order check).
+const ERROR_BODY_KEPT: usize = 512;
+
 /// A configured HTTP client for one `remote_write` entry.
 pub struct Sender {
     client: reqwest::Client,
@@ -163,7 +167,7 @@ impl Sender {
         )
         .map_err(|e| e.to_string())?;
         // Without the URL, which the log line names already, redacted.
-        let response = request
+        let mut response = request
             .send()
             .await
             .map_err(|e| error_chain(&e.without_url()))?;
@@ -174,12 +178,19 @@ impl Sender {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let text = if status.is_success() {
-            String::new()
-        } else {
-            let bytes = response.bytes().await.unwrap_or_default();
-            String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned()
-        };
+        // Only the start of an error body is read: a receiver that sends
+        // one without end must not fill relay's memory until the timeout.
+        let mut start = Vec::new();
+        while !status.is_success() && start.len() < ERROR_BODY_KEPT {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = ERROR_BODY_KEPT - start.len();
+                    start.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let text = String::from_utf8_lossy(&start).into_owned();
         Ok((status, retry_after, text))
     }
 }
