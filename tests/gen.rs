@@ -23,6 +23,7 @@ const VARIANTS: &[(&str, &[&str])] = &[
     ),
     ("fluent-bit", &["--log-sidecar", "fluent-bit"]),
     ("pod-monitor", &["--pod-monitor"]),
+    ("tls", &["--web-tls-secret", "agent-tls", "--pod-monitor"]),
 ];
 
 /// More combinations that must validate too (not kept in `k8s/`).
@@ -231,7 +232,10 @@ fn check_round_trip(args: &[&str], yaml: &str) {
         .iter()
         .map(|a| a.as_str().expect("string"))
         .collect();
-    assert_eq!(args_in_pod, ["run", "--config", "/etc/relay/relay.yml"]);
+    assert_eq!(
+        args_in_pod[..3],
+        ["run", "--config", "/etc/relay/relay.yml"]
+    );
 
     // The ConfigMap mounted at /etc/relay holds relay.yml, and it is valid.
     let config_mount = relay["volumeMounts"]
@@ -283,6 +287,18 @@ fn check_round_trip(args: &[&str], yaml: &str) {
         .and_then(|(_, p)| p.parse().ok())
         .expect("a port");
     assert_eq!(port_of(relay, "relay-metrics"), listen_port);
+    // With a web config (in the same ConfigMap), the probes' scheme is
+    // HTTPS exactly when it turns TLS on.
+    let tls = match args_in_pod[3..] {
+        [] => false,
+        ["--web.config.file", "/etc/relay/web.yml"] => {
+            let text = cm["data"]["web.yml"].as_str().expect("web.yml");
+            let web = relay::web::WebConfig::parse(text, Some(Path::new("/etc/relay")))
+                .unwrap_or_else(|e| panic!("relay gen {args:?}: web.yml: {e}"));
+            web.tls_enabled()
+        }
+        ref other => panic!("relay gen {args:?}: unexpected args {other:?}"),
+    };
     for (probe, path) in [
         ("startupProbe", "/-/healthy"),
         ("livenessProbe", "/-/healthy"),
@@ -290,11 +306,19 @@ fn check_round_trip(args: &[&str], yaml: &str) {
     ] {
         assert_eq!(relay[probe]["httpGet"]["path"], path, "{probe}");
         assert_eq!(relay[probe]["httpGet"]["port"], "relay-metrics", "{probe}");
+        let scheme = relay[probe]["httpGet"]["scheme"].as_str().unwrap_or("HTTP");
+        assert_eq!(scheme, if tls { "HTTPS" } else { "HTTP" }, "{probe}");
     }
     let annotations = &pod_meta(&objects)["annotations"];
     assert_eq!(annotations["prometheus.io/port"], listen_port.to_string());
     assert_eq!(annotations["prometheus.io/path"], "/metrics");
     assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert_eq!(
+        annotations["prometheus.io/scheme"]
+            .as_str()
+            .unwrap_or("http"),
+        if tls { "https" } else { "http" }
+    );
     assert!(annotations["checksum/config"].is_string());
 
     // The WAL directory is an emptyDir mount, sized above the cap.
@@ -599,5 +623,107 @@ fn closed_stdout_is_quiet() {
         out.stderr.is_empty(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `--web-tls-secret` mounts the Secret and turns TLS on; `--web-config`
+/// embeds a file of your own, validated, whose certificate files must be in
+/// the mounted Secret; the probes follow.
+#[test]
+fn web_config_flags_secure_the_port() {
+    let objects = docs(&gen_ok(&["--web-tls-secret", "agent-tls", "--pod-monitor"]));
+    let spec = pod_spec(&objects);
+    let relay = container(&spec["initContainers"], "relay");
+    let tls_mount = relay["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .find(|m| m["mountPath"] == "/etc/relay-tls")
+        .expect("the TLS Secret is mounted");
+    assert_eq!(tls_mount["readOnly"], true);
+    let volume = spec["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == tls_mount["name"])
+        .expect("its volume");
+    assert_eq!(volume["secret"]["secretName"], "agent-tls");
+    let cm = find(&objects, "ConfigMap")[0];
+    let web = cm["data"]["web.yml"].as_str().expect("web.yml");
+    assert!(web.contains("cert_file: /etc/relay-tls/tls.crt"), "{web}");
+    assert!(web.contains("key_file: /etc/relay-tls/tls.key"), "{web}");
+    assert_eq!(relay["readinessProbe"]["httpGet"]["scheme"], "HTTPS");
+    let endpoint = &find(&objects, "PodMonitor")[0]["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(endpoint["scheme"], "https");
+    assert_eq!(endpoint["tlsConfig"]["ca"]["secret"]["name"], "agent-tls");
+    assert_eq!(endpoint["tlsConfig"]["ca"]["secret"]["key"], "ca.crt");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path.display().to_string()
+    };
+    let hash = bcrypt::hash("pw", 4).expect("hash");
+    // Basic auth alone: embedded, probes stay HTTP (they need no credentials).
+    let auth_only = write("auth.yml", &format!("basic_auth_users:\n  alice: {hash}\n"));
+    let args = ["--web-config", auth_only.as_str()];
+    let yaml = gen_ok(&args);
+    check_round_trip(&args, &yaml);
+    let objects = docs(&yaml);
+    let cm = find(&objects, "ConfigMap")[0];
+    assert!(cm["data"]["web.yml"]
+        .as_str()
+        .expect("web.yml")
+        .contains(&hash));
+    let relay = container(&pod_spec(&objects)["initContainers"], "relay");
+    assert!(relay["livenessProbe"]["httpGet"].get("scheme").is_none());
+    // TLS and client certificates from the Secret's files.
+    let mtls = write(
+        "mtls.yml",
+        "tls_server_config:\n  cert_file: /etc/relay-tls/tls.crt\n  key_file: /etc/relay-tls/tls.key\n  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: /etc/relay-tls/ca.crt\n",
+    );
+    let args = [
+        "--web-config",
+        mtls.as_str(),
+        "--web-tls-secret",
+        "agent-tls",
+    ];
+    let yaml = gen_ok(&args);
+    check_round_trip(&args, &yaml);
+    assert!(yaml.contains("client_auth_type: VerifyClientCertIfGiven"));
+
+    for (args, want) in [
+        (
+            vec!["--web-config", mtls.as_str()],
+            "tls_server_config.cert_file: /etc/relay-tls/tls.crt is not in the Pod",
+        ),
+        (
+            vec![
+                "--web-config",
+                auth_only.as_str(),
+                "--web-tls-secret",
+                "agent-tls",
+            ],
+            "--web-tls-secret: the --web-config file has no tls_server_config",
+        ),
+        (
+            vec!["--web-tls-secret", "Agent_TLS"],
+            "--web-tls-secret: \"Agent_TLS\" is not a Secret name",
+        ),
+    ] {
+        let out = gen(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+    let bad = write("bad.yml", "basic_auth_users:\n  alice: pw\n");
+    let out = gen(&["--web-config", &bad]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--web-config")
+            && stderr.contains("basic_auth_users.alice: not a bcrypt hash"),
+        "{stderr}"
     );
 }

@@ -9,6 +9,7 @@ mod fluentbit;
 mod monitor;
 mod pod;
 mod relay_config;
+mod web;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use serde::Serialize;
 use crate::config::{ConfigError, Duration};
 
 pub use monitor::PodMonitor;
+pub use web::{WEB_CONFIG_KEY, WEB_CONFIG_PATH, WEB_TLS_DIR};
 
 /// The agent image used when `--agent-image` is not given: a placeholder for your app.
 pub const DEFAULT_AGENT_IMAGE: &str = "registry.example.com/agent:1.0";
@@ -104,6 +106,12 @@ pub struct Args {
     /// relay's memory limit (about 170 MiB peak at 100k series with remote write, measured).
     #[arg(long, default_value = "256Mi")]
     pub relay_memory_limit: String,
+    /// Serve relay's port over TLS with this kubernetes.io/tls Secret (e.g. cert-manager's), mounted at /etc/relay-tls; probes use HTTPS.
+    #[arg(long)]
+    pub web_tls_secret: Option<String>,
+    /// Embed this web config (TLS, basic_auth_users) as /etc/relay/web.yml instead of the generated one.
+    #[arg(long)]
+    pub web_config: Option<PathBuf>,
     /// Write one file per object into this directory instead of YAML on stdout.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
@@ -139,6 +147,8 @@ pub struct Options {
     pub relay_cpu_limit: String,
     pub relay_memory_request: String,
     pub relay_memory_limit: String,
+    pub web_tls_secret: Option<String>,
+    pub web_config: Option<PathBuf>,
 }
 
 /// Why `relay gen` refused: always names the flag or the config field.
@@ -154,6 +164,8 @@ pub enum GenError {
     },
     #[error("--config {}: {message}", path.display())]
     Conflict { path: PathBuf, message: String },
+    #[error("--web-config {}: {message}", path.display())]
+    WebConfig { path: PathBuf, message: String },
     #[error("the generated config is invalid (a bug): {0}")]
     Generated(ConfigError),
     #[error("cannot read {}: {source}", path.display())]
@@ -362,6 +374,11 @@ impl Args {
             relay_cpu_limit: quantity("--relay-cpu-limit", &self.relay_cpu_limit)?,
             relay_memory_request: quantity("--relay-memory-request", &self.relay_memory_request)?,
             relay_memory_limit: quantity("--relay-memory-limit", &self.relay_memory_limit)?,
+            web_tls_secret: match &self.web_tls_secret {
+                Some(s) => Some(web::secret_name(s)?),
+                None => None,
+            },
+            web_config: self.web_config.clone(),
         };
         for (request, limit, name) in [
             (
@@ -440,7 +457,8 @@ pub(crate) fn to_yaml<T: Serialize>(what: &str, value: &T) -> Result<String, Gen
 pub fn generate(options: &Options) -> Result<Vec<Object>, GenError> {
     let relay = relay_config::build(options)?;
     check_ports(options, relay.listen_port)?;
-    let mut objects = vec![pod::config_map(options, &relay)?];
+    let web = web::build(options)?;
+    let mut objects = vec![pod::config_map(options, &relay, web.as_ref())?];
     let fluent_bit_conf = if options.fluent_bit {
         let (object, conf) = fluentbit::config_map(options)?;
         objects.push(object);
@@ -448,9 +466,14 @@ pub fn generate(options: &Options) -> Result<Vec<Object>, GenError> {
     } else {
         None
     };
-    objects.push(pod::workload(options, &relay, fluent_bit_conf.as_deref())?);
+    objects.push(pod::workload(
+        options,
+        &relay,
+        web.as_ref(),
+        fluent_bit_conf.as_deref(),
+    )?);
     if options.pod_monitor {
-        objects.push(monitor::object(options)?);
+        objects.push(monitor::object(options, web.as_ref())?);
     }
     Ok(objects)
 }

@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use serde::{Deserialize, Serialize};
 
 use super::pod::{labels, meta};
+use super::web::WebSetup;
 use super::{to_yaml, GenError, Object, Options, RELAY_PORT_NAME};
 
 /// `monitoring.coreos.com/v1` PodMonitor: which Pods' ports Prometheus scrapes.
@@ -33,9 +34,37 @@ pub struct PodMonitorSpec {
 pub struct PodMetricsEndpoint {
     pub port: String,
     pub path: String,
+    /// `https` when relay serves TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_config: Option<SafeTlsConfig>,
 }
 
-pub(crate) fn object(options: &Options) -> Result<Object, GenError> {
+/// The PodMonitor's `tlsConfig`: the CA from the TLS Secret's `ca.crt`, and
+/// the name the certificate must carry (a Pod IP rarely is in it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SafeTlsConfig {
+    pub ca: SecretOrConfigMap,
+    pub server_name: String,
+}
+
+/// A key of a Secret, as the Prometheus Operator refers to one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecretOrConfigMap {
+    pub secret: SecretKey,
+}
+
+/// `{name, key}` of a Secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecretKey {
+    pub name: String,
+    pub key: String,
+}
+
+pub(crate) fn object(options: &Options, web: Option<&WebSetup>) -> Result<Object, GenError> {
+    let tls = web.filter(|w| w.tls);
     let monitor = PodMonitor {
         api_version: "monitoring.coreos.com/v1".to_owned(),
         kind: "PodMonitor".to_owned(),
@@ -48,6 +77,18 @@ pub(crate) fn object(options: &Options) -> Result<Object, GenError> {
             pod_metrics_endpoints: vec![PodMetricsEndpoint {
                 port: RELAY_PORT_NAME.to_owned(),
                 path: "/metrics".to_owned(),
+                scheme: tls.map(|_| "https".to_owned()),
+                tls_config: tls
+                    .and_then(|w| w.tls_secret.clone())
+                    .map(|name| SafeTlsConfig {
+                        ca: SecretOrConfigMap {
+                            secret: SecretKey {
+                                name,
+                                key: "ca.crt".to_owned(),
+                            },
+                        },
+                        server_name: options.name.clone(),
+                    }),
             }],
         },
     };

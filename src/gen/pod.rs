@@ -7,13 +7,14 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     HTTPGetAction, Pod, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecurityContext, Volume, VolumeMount,
+    SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::relay_config::RelayConfig;
+use super::web::{self, WebSetup, WEB_CONFIG_KEY, WEB_TLS_DIR};
 use super::{
     fluentbit, to_yaml, GenError, Kind, Object, Options, AGENT_LOG_DIR, CONFIG_DIR, CONFIG_KEY,
     CONFIG_PATH, RELAY_PORT_NAME, RUN_AS_USER,
@@ -25,6 +26,7 @@ pub const NAME_LABEL: &str = "app.kubernetes.io/name";
 const GRACE_MARGIN_SECONDS: i64 = 5;
 const CONFIG_VOLUME: &str = "relay-config";
 const WAL_VOLUME: &str = "relay-wal";
+const TLS_VOLUME: &str = "relay-tls";
 /// The log emptyDir shared by the agent and Fluent Bit.
 pub(crate) const LOG_VOLUME: &str = "agent-logs";
 
@@ -47,14 +49,19 @@ pub(crate) fn meta(options: &Options, name: String) -> ObjectMeta {
     }
 }
 
-pub(crate) fn config_map(options: &Options, relay: &RelayConfig) -> Result<Object, GenError> {
+pub(crate) fn config_map(
+    options: &Options,
+    relay: &RelayConfig,
+    web: Option<&WebSetup>,
+) -> Result<Object, GenError> {
     let name = config_map_name(options);
+    let mut data = BTreeMap::from([(CONFIG_KEY.to_owned(), relay.yaml.clone())]);
+    if let Some(web) = web {
+        data.insert(WEB_CONFIG_KEY.to_owned(), web.yaml.clone());
+    }
     let cm = ConfigMap {
         metadata: meta(options, name.clone()),
-        data: Some(BTreeMap::from([(
-            CONFIG_KEY.to_owned(),
-            relay.yaml.clone(),
-        )])),
+        data: Some(data),
         ..Default::default()
     };
     Ok(Object {
@@ -123,23 +130,48 @@ fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
-fn relay_container(options: &Options, relay: &RelayConfig) -> Container {
+/// The kubelet probes relay over HTTPS when its web config turns TLS on
+/// (the probe paths need no basic auth; a required client certificate
+/// would fail them: the kubelet presents none).
+fn relay_probe(path: &str, period: i32, failures: i32, web: Option<&WebSetup>) -> Probe {
+    let mut probe = http_probe(RELAY_PORT_NAME, path, period, failures);
+    if let (Some(get), true) = (probe.http_get.as_mut(), web.is_some_and(|w| w.tls)) {
+        get.scheme = Some("HTTPS".to_owned());
+    }
+    probe
+}
+
+fn relay_container(options: &Options, relay: &RelayConfig, web: Option<&WebSetup>) -> Container {
+    let mut args = vec![
+        "run".to_owned(),
+        "--config".to_owned(),
+        CONFIG_PATH.to_owned(),
+    ];
+    let mut mounts = vec![
+        // The whole directory, no subPath: a subPath mount never sees
+        // the ConfigMap's updates, and relay reloads on them.
+        mount(CONFIG_VOLUME, CONFIG_DIR, true),
+        mount(WAL_VOLUME, &relay.wal_dir.display().to_string(), false),
+    ];
+    if let Some(web) = web {
+        args.push("--web.config.file".to_owned());
+        args.push(web::config_path().display().to_string());
+        if web.tls_secret.is_some() {
+            mounts.push(mount(TLS_VOLUME, WEB_TLS_DIR, true));
+        }
+    }
     Container {
         name: "relay".to_owned(),
         image: Some(options.relay_image.clone()),
-        args: Some(vec![
-            "run".to_owned(),
-            "--config".to_owned(),
-            CONFIG_PATH.to_owned(),
-        ]),
+        args: Some(args),
         // Native sidecar: started before the app, stopped after it.
         restart_policy: Some("Always".to_owned()),
         ports: Some(vec![port(RELAY_PORT_NAME, relay.listen_port)]),
         // The kubelet starts the app only once this passes: /-/healthy, not
         // /-/ready, which waits for the app's first scrape (a deadlock).
-        startup_probe: Some(http_probe(RELAY_PORT_NAME, "/-/healthy", 1, 60)),
-        liveness_probe: Some(http_probe(RELAY_PORT_NAME, "/-/healthy", 10, 3)),
-        readiness_probe: Some(http_probe(RELAY_PORT_NAME, "/-/ready", 5, 3)),
+        startup_probe: Some(relay_probe("/-/healthy", 1, 60, web)),
+        liveness_probe: Some(relay_probe("/-/healthy", 10, 3, web)),
+        readiness_probe: Some(relay_probe("/-/ready", 5, 3, web)),
         resources: Some(ResourceRequirements {
             requests: Some(quantities(&[
                 ("cpu", &options.relay_cpu_request),
@@ -152,12 +184,7 @@ fn relay_container(options: &Options, relay: &RelayConfig) -> Container {
             ..Default::default()
         }),
         security_context: Some(restricted(Some(RUN_AS_USER))),
-        volume_mounts: Some(vec![
-            // The whole directory, no subPath: a subPath mount never sees
-            // the ConfigMap's updates, and relay reloads on them.
-            mount(CONFIG_VOLUME, CONFIG_DIR, true),
-            mount(WAL_VOLUME, &relay.wal_dir.display().to_string(), false),
-        ]),
+        volume_mounts: Some(mounts),
         ..Default::default()
     }
 }
@@ -190,13 +217,17 @@ pub fn wal_size_limit(wal_max_size: u64) -> String {
 fn pod_template(
     options: &Options,
     relay: &RelayConfig,
+    web: Option<&WebSetup>,
     fluent_bit_conf: Option<&str>,
 ) -> PodTemplateSpec {
     let mut checksum = relay.yaml.clone();
+    if let Some(web) = web {
+        checksum.push_str(&web.yaml);
+    }
     if let Some(conf) = fluent_bit_conf {
         checksum.push_str(conf);
     }
-    let annotations = BTreeMap::from([
+    let mut annotations = BTreeMap::from([
         (
             "checksum/config".to_owned(),
             format!("{:x}", md5::compute(checksum.as_bytes())),
@@ -208,7 +239,10 @@ fn pod_template(
         ),
         ("prometheus.io/path".to_owned(), "/metrics".to_owned()),
     ]);
-    let mut init_containers = vec![relay_container(options, relay)];
+    if web.is_some_and(|w| w.tls) {
+        annotations.insert("prometheus.io/scheme".to_owned(), "https".to_owned());
+    }
+    let mut init_containers = vec![relay_container(options, relay, web)];
     let mut volumes = vec![
         Volume {
             name: CONFIG_VOLUME.to_owned(),
@@ -227,6 +261,16 @@ fn pod_template(
             ..Default::default()
         },
     ];
+    if let Some(secret) = web.and_then(|w| w.tls_secret.clone()) {
+        volumes.push(Volume {
+            name: TLS_VOLUME.to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
     if options.fluent_bit {
         init_containers.push(fluentbit::container(options));
         volumes.extend(fluentbit::volumes(options));
@@ -270,9 +314,10 @@ fn pod_template(
 pub(crate) fn workload(
     options: &Options,
     relay: &RelayConfig,
+    web: Option<&WebSetup>,
     fluent_bit_conf: Option<&str>,
 ) -> Result<Object, GenError> {
-    let template = pod_template(options, relay, fluent_bit_conf);
+    let template = pod_template(options, relay, web, fluent_bit_conf);
     let name = options.name.clone();
     match options.kind {
         Kind::Pod => {
