@@ -1,12 +1,14 @@
-//! The latest result of every target, merged into one exposition each time
-//! a scrape finishes (one block per metric family even when several targets
-//! share it, then relay's own metrics), and swapped in atomically so that a
-//! GET is a memory copy. With remote write, relay's own metrics move
-//! between scrapes (batches are sent then), so a GET of a snapshot older
-//! than a second merges again with them as they are now.
+//! The latest result of every target, merged into one exposition (one
+//! block per metric family even when several targets share it, then relay's
+//! own metrics) on the first GET after a scrape finished, and kept until the
+//! next one finishes, so that further GETs are a memory copy. Nobody asking
+//! (remote write the only consumer) costs no merged copy. With remote write,
+//! relay's own metrics move between scrapes (batches are sent then), so a
+//! GET of a snapshot older than a second merges again with them as they are
+//! now.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -25,7 +27,14 @@ struct Slot {
 /// with config reloads: each has a slot under a lasting id, in id order.
 pub struct Store {
     slots: Mutex<BTreeMap<u64, Slot>>,
-    snapshot: RwLock<(Arc<Snapshot>, Instant)>,
+    /// The merged snapshot and when it was built; None once a target's
+    /// result changed (built again on the next GET).
+    snapshot: RwLock<Option<(Arc<Snapshot>, Instant, u64)>>,
+    /// Counts changes to the targets' results: a snapshot merged from an
+    /// older count is not current.
+    changes: AtomicU64,
+    /// Held while merging, so concurrent GETs merge once.
+    merging: Mutex<()>,
     pub telemetry: Telemetry,
     /// Set when remote write runs: its metrics move between scrapes.
     own_metrics_move: AtomicBool,
@@ -49,17 +58,14 @@ impl Store {
                 (id as u64, slot)
             })
             .collect();
-        let store = Store {
+        Store {
             slots: Mutex::new(slots),
-            snapshot: RwLock::new((
-                Arc::new(Snapshot::new(Vec::new(), Vec::new())),
-                Instant::now(),
-            )),
+            snapshot: RwLock::new(None),
+            changes: AtomicU64::new(0),
+            merging: Mutex::new(()),
             telemetry: Telemetry::new(),
             own_metrics_move: AtomicBool::new(false),
-        };
-        store.rebuild();
-        store
+        }
     }
 
     /// A new target (a reload added it): not ready until its first scrape.
@@ -77,39 +83,44 @@ impl Store {
 
     /// A target a reload removed: its series leave the snapshot.
     pub fn remove(&self, id: u64) {
-        let removed = self
-            .slots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&id);
-        if removed.is_some() {
-            self.rebuild();
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if slots.remove(&id).is_some() {
+            self.invalidate();
         }
     }
 
-    /// Publishes target `id`'s latest result and rebuilds the snapshot;
-    /// returns the result it replaced, so its buffers can be reused.
+    /// Publishes target `id`'s latest result (the snapshot is merged again
+    /// on the next GET); returns the result it replaced, so its buffers can
+    /// be reused.
     pub fn publish(&self, id: u64, output: Arc<Rendered>, up: bool) -> Option<Arc<Rendered>> {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         let previous = slots.get_mut(&id).and_then(|slot| {
             slot.ever_up |= up;
             slot.output.replace(output)
         });
+        self.invalidate();
         drop(slots);
-        self.rebuild();
         previous
     }
 
-    /// Merges the targets' latest results with relay's own metrics now.
-    fn rebuild(&self) {
-        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        let outputs: Vec<Arc<Rendered>> = slots.values().filter_map(|s| s.output.clone()).collect();
-        drop(slots);
-        let snapshot = self.merge(&outputs);
+    /// Drops the merged snapshot (GETs in flight keep theirs); called with
+    /// the slots locked, so a merge sees the change or is not current.
+    fn invalidate(&self) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
         *self
             .snapshot
             .write()
-            .unwrap_or_else(PoisonError::into_inner) = (Arc::new(snapshot), Instant::now());
+            .unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// The merged snapshot if it is current.
+    fn current(&self) -> Option<Arc<Snapshot>> {
+        let guard = self.snapshot.read().unwrap_or_else(PoisonError::into_inner);
+        let (snapshot, built, changes) = guard.as_ref()?;
+        let fresh = *changes == self.changes.load(Ordering::Acquire)
+            && (!self.own_metrics_move.load(Ordering::Relaxed)
+                || built.elapsed() < OWN_METRICS_MAX_AGE);
+        fresh.then(|| snapshot.clone())
     }
 
     /// Says that relay's own metrics change between scrapes (remote write
@@ -120,20 +131,27 @@ impl Store {
 
     /// What `/metrics` serves now.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        let (snapshot, built) = self
-            .snapshot
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if !self.own_metrics_move.load(Ordering::Relaxed) || built.elapsed() < OWN_METRICS_MAX_AGE {
+        if let Some(snapshot) = self.current() {
             return snapshot;
         }
-        self.rebuild();
-        self.snapshot
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .0
-            .clone()
+        let _merging = self.merging.lock().unwrap_or_else(PoisonError::into_inner);
+        // Another GET may have merged it while this one waited.
+        if let Some(snapshot) = self.current() {
+            return snapshot;
+        }
+        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        // Read under the slots' lock: a result published after this is a
+        // later change, and the snapshot merged now is not current then.
+        let changes = self.changes.load(Ordering::Acquire);
+        let outputs: Vec<Arc<Rendered>> = slots.values().filter_map(|s| s.output.clone()).collect();
+        drop(slots);
+        let snapshot = Arc::new(self.merge(&outputs));
+        *self
+            .snapshot
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) =
+            Some((snapshot.clone(), Instant::now(), changes));
+        snapshot
     }
 
     /// The targets that have not had a successful scrape yet (ready when empty).
