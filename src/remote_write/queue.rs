@@ -12,7 +12,7 @@
 //! incoming rate plus a share of the backlog); resharding first drains the
 //! running shards, so ordering holds across it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -428,7 +428,10 @@ pub async fn run(
     let replay_end = wal.opened_at();
     let mut head = wal.subscribe();
     let mut prep = SeriesPrep::new(&spec.external_labels, &spec.config.write_relabel);
-    let mut series: HashMap<SeriesRef, Option<Arc<EncodedSeries>>> = HashMap::new();
+    // Looked up once per sample: hashbrown's foldhash, not SipHash (refs
+    // come from relay's own WAL, no one else chooses them).
+    let mut series: hashbrown::HashMap<SeriesRef, Option<Arc<EncodedSeries>>> =
+        hashbrown::HashMap::new();
     let mut dealt: Vec<Vec<Outgoing>> = vec![Vec::new(); n_shards];
     let mut seq = 0u64;
     // Samples were dealt since the shards were last told to flush.
