@@ -60,7 +60,7 @@ fn bench(c: &mut Criterion) {
         .expect("valid body");
         wal_cache.commit(&mut sink, 1);
         batch.finish();
-        batch.bytes().len()
+        batch.len()
     };
     let mut group = c.benchmark_group("scrape_cycle");
     group.throughput(Throughput::Elements(series as u64));

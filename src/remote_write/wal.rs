@@ -534,7 +534,40 @@ impl AppendGuard<'_> {
 
     /// Writes the batch's records (not synced: see [`Wal::sync`]).
     pub fn append(&self, batch: &WalBatch) -> Result<(), WalError> {
+        self.wal.append(&batch.early, batch.early_described)?;
         self.wal.append(&batch.out, batch.described)
+    }
+
+    /// Writes the batch's full series records now, so a scrape that
+    /// describes many series (a target's first, or the first in a new
+    /// segment) does not hold all their text until its end. Only
+    /// descriptions go early: a series described and then not sampled (the
+    /// scrape failed) costs the reader nothing. If the write fails they
+    /// stay in the batch for [`AppendGuard::append`].
+    pub fn spill(&self, batch: &mut WalBatch) {
+        if batch.early.is_empty() {
+            return;
+        }
+        if self.wal.append(&batch.early, batch.early_described).is_ok() {
+            batch.early.clear();
+            batch.early_described = 0;
+        }
+    }
+}
+
+/// The WAL's side of a scrape: its batch, whose series records are written
+/// as they fill up (see [`AppendGuard::spill`]).
+pub struct Spilling<'b, 'w> {
+    pub batch: &'b mut WalBatch,
+    pub guard: &'b AppendGuard<'w>,
+}
+
+impl Appender for Spilling<'_, '_> {
+    fn append(&mut self, s: &Appended<'_>) {
+        self.batch.append(s);
+        if !self.batch.early.is_empty() {
+            self.guard.spill(self.batch);
+        }
     }
 }
 
@@ -637,6 +670,9 @@ pub struct WalBatch {
     /// The scrape's timestamp, for samples without their own.
     default_ts: i64,
     out: Vec<u8>,
+    /// Full series records, written ahead of `out` (see [`AppendGuard::spill`]).
+    early: Vec<u8>,
+    early_described: u64,
     series: Vec<u8>,
     samples: Vec<u8>,
     last_ts: i64,
@@ -654,6 +690,8 @@ impl WalBatch {
     pub fn begin(&mut self, timestamp_ms: i64) {
         self.default_ts = timestamp_ms;
         self.out.clear();
+        self.early.clear();
+        self.early_described = 0;
         self.series.clear();
         self.samples.clear();
         self.last_ts = 0;
@@ -686,15 +724,21 @@ impl WalBatch {
     /// Gives back the space a much larger earlier batch left (see
     /// [`crate::buffers`]); call after appending.
     pub fn give_back(&mut self) {
-        let used = self.out.len();
+        let used = self.len();
         crate::buffers::give_back(&mut self.out, used);
+        crate::buffers::give_back(&mut self.early, used);
         crate::buffers::give_back(&mut self.series, used);
         crate::buffers::give_back(&mut self.samples, used);
     }
 
-    /// The framed records (after [`WalBatch::finish`]).
-    pub fn bytes(&self) -> &[u8] {
-        &self.out
+    /// Bytes of the framed records not written yet (after [`WalBatch::finish`]).
+    pub fn len(&self) -> usize {
+        self.early.len() + self.out.len()
+    }
+
+    /// Whether nothing is left to write (after [`WalBatch::finish`]).
+    pub fn is_empty(&self) -> bool {
+        self.early.is_empty() && self.out.is_empty()
     }
 }
 
@@ -734,12 +778,11 @@ impl Appender for WalBatch {
             // The series this record refers to go first.
             self.finish();
         } else if self.series.len() >= RECORD_TARGET {
-            self.flush_series();
-            // Samples already in the open record were described before:
-            // keep them after their series by closing the record too.
-            frame(&mut self.out, SAMPLES, &self.samples);
-            self.samples.clear();
-            self.last_ts = 0;
+            // Early series records go before every record in `out`, so the
+            // open samples record may stay open.
+            self.early_described += self.series.len() as u64;
+            frame(&mut self.early, SERIES, &self.series);
+            self.series.clear();
         }
     }
 }
@@ -1006,7 +1049,7 @@ mod tests {
         *described = epoch;
         batch.finish();
         guard.append(&batch).expect("appends");
-        batch.bytes().len()
+        batch.len()
     }
 
     /// Everything a reader from `from` gets until it would wait: samples as
@@ -1048,6 +1091,51 @@ mod tests {
             offset: 0,
         };
         read_all(wal, start).0.iter().map(|g| g.1).collect()
+    }
+
+    #[test]
+    fn series_records_are_written_as_they_fill_and_the_samples_follow_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (wal, _) = open(dir.path(), 1 << 30, &["q"]);
+        let texts: Vec<String> = (0..90_000)
+            .map(|k| format!("spilled_series_name{{instance=\"{k}\",pad=\"xxxxxxxxxxxxxxxx\"}}"))
+            .collect();
+        let total: usize = texts.iter().map(String::len).sum();
+        assert!(total > 2 * RECORD_TARGET);
+        let guard = wal.begin();
+        let mut batch = WalBatch::default();
+        batch.begin(1000);
+        let family = Family::default();
+        let before = wal.head.borrow().len;
+        {
+            let mut sink = Spilling {
+                batch: &mut batch,
+                guard: &guard,
+            };
+            for (k, text) in texts.iter().enumerate() {
+                sink.append(&Appended {
+                    series_ref: 1 + k as u64,
+                    series: text,
+                    name_len: 19,
+                    family: &family,
+                    timestamp_ms: None,
+                    value: k as f64,
+                    describe: true,
+                    in_order: true,
+                });
+            }
+        }
+        let early = wal.head.borrow().len - before;
+        assert!(early >= 2 * RECORD_TARGET as u64, "written early: {early}");
+        batch.finish();
+        assert!(batch.len() < total / 2, "held to the end: {}", batch.len());
+        guard.append(&batch).expect("appends");
+        drop(guard);
+        let (got, _) = read_all(&wal, wal.checkpoint("q"));
+        assert_eq!(got.len(), texts.len());
+        for (k, (text, ts, bits)) in got.iter().enumerate() {
+            assert_eq!((text, *ts, *bits), (&texts[k], 1000, (k as f64).to_bits()));
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use crate::config::ScrapeConfig;
 use crate::exposition::{render, Format, Labels, MetricType};
-use crate::remote_write::wal::{AppendGuard, Wal, WalBatch};
+use crate::remote_write::wal::{AppendGuard, Spilling, Wal, WalBatch};
 use crate::targets::Target;
 use append::{stale_nan, Appended, Appender, Family, SeriesRef};
 use cache::{next_ref, NEVER};
@@ -204,7 +204,10 @@ impl Scraper {
         self.batch.begin(timestamp);
         let mut counts = Counts::default();
         let result = {
-            let mut wal_batch = guard.as_ref().map(|_| &mut self.batch);
+            let mut wal_batch = guard.as_ref().map(|guard| Spilling {
+                batch: &mut self.batch,
+                guard,
+            });
             let mut sink = (&mut *out, &mut wal_batch);
             let result = match fetched {
                 Ok(format) => {
@@ -247,7 +250,7 @@ impl Scraper {
                     }
                     sink.0.clear_samples();
                     if let Some(b) = sink.1.as_mut() {
-                        b.rollback();
+                        b.batch.rollback();
                     }
                     self.cache.discard(&mut sink, epoch);
                     tracing::warn!(target = %self.target.name(), url = %self.target.url, error = %e, "scrape failed");
@@ -288,7 +291,7 @@ impl Scraper {
             sink.out_of_order.inc_by(self.batch.out_of_order as u64);
             tracing::debug!(target = %self.target.name(), samples = self.batch.out_of_order, "samples with timestamps not newer than their series' last one left out of the WAL");
         }
-        if self.batch.bytes().is_empty() {
+        if self.batch.is_empty() {
             return;
         }
         match guard.append(&self.batch) {
