@@ -39,7 +39,21 @@ impl SecureRelay {
     /// Starts relay scraping `target` with `web_config` (a path) and waits
     /// until `/-/healthy` answers over `scheme`, with no credentials.
     fn start(target: &str, web_config: &Path, ca: Option<&Path>, extra_config: &str) -> Self {
+        SecureRelay::start_under(&[], target, web_config, ca, extra_config)
+    }
+
+    /// Like `start`, relay run by `wrapper` (`strace ...`) when not empty,
+    /// with its working directory `dir/cwd` and its WAL in `dir/wal`.
+    fn start_under(
+        wrapper: &[&str],
+        target: &str,
+        web_config: &Path,
+        ca: Option<&Path>,
+        extra_config: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
+        let cwd = dir.path().join("cwd");
+        std::fs::create_dir(&cwd).expect("mkdir cwd");
         let addr = format!("127.0.0.1:{}", free_port());
         let config = dir.path().join("relay.yml");
         std::fs::write(
@@ -51,7 +65,17 @@ impl SecureRelay {
         )
         .expect("write config");
         let stderr = dir.path().join("stderr.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_relay"))
+        let relay_bin = env!("CARGO_BIN_EXE_relay");
+        let mut command = match wrapper {
+            [] => Command::new(relay_bin),
+            [first, rest @ ..] => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(relay_bin);
+                c
+            }
+        };
+        let child = command
+            .current_dir(&cwd)
             .args(["--log.level", "debug", "run", "--config"])
             .arg(&config)
             .arg("--web.config.file")
@@ -688,4 +712,120 @@ fn secrets_are_never_shown() {
 
 fn relay_check(config: &Path) -> Command {
     relay(&["check", "config", &config.display().to_string()])
+}
+
+/// The pid of the only child of `parent` (relay under strace).
+fn only_child(parent: u32) -> u32 {
+    wait_for("strace's child", || {
+        let children =
+            std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
+        children.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// Every path relay created, wrote, renamed, removed or changed, from an
+/// strace of `--trace=%file,%desc`-style syscalls (`-e trace=` below).
+fn written_paths(trace: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in trace.lines() {
+        let Some((call, rest)) = line
+            .split_once(' ')
+            .map(|(_, rest)| rest.trim_start())
+            .and_then(|rest| rest.split_once('('))
+        else {
+            continue;
+        };
+        let writes = match call {
+            "open" | "openat" | "openat2" => ["O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC"]
+                .iter()
+                .any(|f| rest.contains(f)),
+            "creat" | "mkdir" | "mkdirat" | "rename" | "renameat" | "renameat2" | "unlink"
+            | "unlinkat" | "rmdir" | "truncate" | "link" | "linkat" | "symlink" | "symlinkat"
+            | "chmod" | "fchmodat" | "chown" | "fchownat" | "mknod" | "mknodat" | "utimensat" => {
+                true
+            }
+            _ => false,
+        };
+        if !writes {
+            continue;
+        }
+        // Every quoted argument is a path.
+        for (i, part) in rest.split('"').enumerate() {
+            if i % 2 == 1 {
+                out.push(part.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// relay writes only to `wal_dir`: an strace of a run with TLS, basic
+/// auth, scraping, remote write, a reload and a SIGTERM sees no file
+/// created, written, renamed or removed anywhere else.
+#[test]
+#[ignore = "needs strace, openssl and curl; scripts/test runs it"]
+fn relay_writes_only_to_wal_dir() {
+    let strace = require_peer("strace", "strace");
+    let openssl = require_peer("openssl", "openssl");
+    require_peer("curl", "curl");
+    let certs = Certs::make(&openssl, "IP:127.0.0.1");
+    let web = write_web_config(&certs, "", &users(&bcrypt_hash(PASSWORD)));
+    let target = app();
+    let receiver = common::rw::Receiver::start();
+    let trace_dir = tempfile::tempdir().expect("tempdir");
+    let trace = trace_dir.path().join("trace.txt");
+    let strace = strace.display().to_string();
+    let trace_arg = trace.display().to_string();
+    let wrapper = [
+        strace.as_str(),
+        "-f",
+        "-qq",
+        "-e",
+        "trace=open,openat,openat2,creat,mkdir,mkdirat,rename,renameat,renameat2,unlink,unlinkat,rmdir,truncate,link,linkat,symlink,symlinkat,chmod,fchmodat,chown,fchownat,mknod,mknodat,utimensat",
+        "-o",
+        trace_arg.as_str(),
+    ];
+    let ca = certs.path("ca.pem");
+    let mut relay = SecureRelay::start_under(
+        &wrapper,
+        &target.addr,
+        &web,
+        Some(&ca),
+        &format!("remote_write:\n  - url: {}\n", receiver.url),
+    );
+    let relay_pid = only_child(relay.child.id());
+    let wal_dir = relay._dir.path().join("wal");
+    let ca = ca.display().to_string();
+    let auth = format!("alice:{PASSWORD}");
+    wait_for("a remote-write request", || {
+        (!receiver.requests().is_empty()).then_some(())
+    });
+    let got = relay.curl(&["--cacert", &ca, "-u", &auth], "/metrics");
+    assert_eq!(got.status, 200, "{got:?}");
+    let got = relay.curl(&["--cacert", &ca, "-u", &auth, "-X", "POST"], "/-/reload");
+    assert_eq!(got.status, 200, "{got:?}");
+    let sent = Command::new("kill")
+        .args(["-TERM", &relay_pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let status = wait_for("relay (under strace) to exit", || {
+        relay.child.try_wait().ok().flatten()
+    });
+    assert!(status.success(), "{status:?}: {}", relay.logs());
+    let trace = std::fs::read_to_string(&trace).expect("read the trace");
+    let written = written_paths(&trace);
+    assert!(
+        written.iter().any(|p| Path::new(p).starts_with(&wal_dir)),
+        "the WAL writes must show in the trace:\n{trace}"
+    );
+    let elsewhere: Vec<&String> = written
+        .iter()
+        .filter(|p| !Path::new(p.as_str()).starts_with(&wal_dir))
+        .collect();
+    assert!(
+        elsewhere.is_empty(),
+        "relay wrote outside wal_dir {}: {elsewhere:?}",
+        wal_dir.display()
+    );
 }
