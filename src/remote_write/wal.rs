@@ -978,8 +978,14 @@ impl Reader {
         if len == 0 || len > MAX_RECORD {
             return Err("bad record length");
         }
-        if self.offset + 8 + len as u64 > limit {
+        let end = self.offset + 8 + len as u64;
+        if end > limit {
             return Ok(false);
+        }
+        // A sealed segment does not grow: a (corrupt) length past its end
+        // is a truncated record, not a reason to allocate up to MAX_RECORD.
+        if limit == u64::MAX && file.metadata().is_ok_and(|m| end > m.len()) {
+            return Err("truncated record");
         }
         self.buf.resize(len, 0);
         match read_full(file, &mut self.buf) {
