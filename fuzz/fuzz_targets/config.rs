@@ -1,0 +1,24 @@
+//! Config loading on arbitrary YAML: an error that names what is wrong, or a
+//! config whose jobs yield their targets, never a panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use relay::config::{from_yaml_str, ConfigError};
+
+fuzz_target!(|data: &[u8]| {
+    relay_fuzz::limit_allocations(64 << 20);
+    let Ok(yaml) = std::str::from_utf8(data) else {
+        return;
+    };
+    match from_yaml_str(yaml) {
+        Ok(loaded) => {
+            for job in &loaded.config.scrape_configs {
+                let _ = relay::targets::from_config(job);
+            }
+        }
+        Err(ConfigError::Read(message)) => assert!(!message.is_empty()),
+        Err(ConfigError::Field { path, message }) => {
+            assert!(!message.is_empty(), "error without a message at {path:?}");
+        }
+    }
+});

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for a bounded time (scripts/test calls this):
+#
+#   fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]     (default 30 s, every target)
+#
+# Installs cargo-fuzz when missing, seeds fuzz/corpus/<target> from the test
+# tables (fuzz/seed.py; a corpus grown by earlier runs is kept), builds the
+# targets with the nightly toolchain and runs them one after the other. A
+# crash fails the script and names the input libFuzzer saved; reproduce it
+# with `cargo +nightly fuzz run -s none <target> <that file>`, then make it
+# a regression test in the normal test suite with the fix.
+#
+# Built without a sanitizer (-s none): relay has no unsafe code, so
+# AddressSanitizer would find little more than the panics, overflow checks
+# (debug assertions are on) and the targets' own assertions do, and it
+# slows both the build and every run. Oversized allocations are caught by the
+# targets' own allocator (fuzz/src/lib.rs) instead of ASan's malloc limit.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+secs=${1:-30}
+shift || true
+
+if ! cargo +nightly --version >/dev/null 2>&1; then
+    echo "installing the nightly toolchain (cargo-fuzz needs it)" >&2
+    rustup toolchain install nightly --profile minimal
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "installing cargo-fuzz" >&2
+    cargo install cargo-fuzz --locked --quiet
+fi
+
+python=python3
+[ -x ../.venv/bin/python ] && python=../.venv/bin/python
+"$python" seed.py corpus
+
+cargo +nightly fuzz build -s none 2>&1 | grep -v '^\s*Compiling ' >&2 || true
+# The pipe hides the build's status: this build is a no-op when it succeeded.
+cargo +nightly fuzz build -s none >/dev/null 2>&1 || cargo +nightly fuzz build -s none
+
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(cargo +nightly fuzz list)
+
+mkdir -p artifacts
+failed=()
+for t in "${targets[@]}"; do
+    log="artifacts/$t.log"
+    # -timeout: an input running 10 s counts as a hang; -rss_limit_mb: a
+    # run growing past 2 GiB as a leak.
+    if cargo +nightly fuzz run -s none "$t" "corpus/$t" -- \
+        -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        >"$log" 2>&1; then
+        runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+        cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n1)
+        echo "fuzz $t: ${runs:-?} runs in ${secs}s, ${cov:-cov: ?}, no crash" >&2
+    else
+        echo "fuzz $t: FAILED; the last lines of $PWD/$log:" >&2
+        tail -n 40 "$log" >&2
+        grep -o 'Test unit written to .*' "$log" >&2 || true
+        failed+=("$t")
+    fi
+done
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "fuzz targets that crashed: ${failed[*]}" >&2
+    exit 1
+fi
