@@ -3,6 +3,7 @@
 //! [`Parser`] is an iterator over the entries of a scrape body that borrows
 //! from it; [`render`] writes text 0.0.4 (or OpenMetrics) back out.
 
+pub mod conform;
 pub mod lint;
 pub mod model;
 pub mod parse;

@@ -8,6 +8,7 @@
 pub mod append;
 pub mod cache;
 pub mod fetch;
+pub mod merge;
 pub mod pipeline;
 pub mod store;
 

@@ -1,18 +1,20 @@
 //! The latest result of every target, merged into one exposition (one
 //! block per metric family even when several targets share it, then relay's
-//! own metrics) on the first GET after a scrape finished, and kept until the
-//! next one finishes, so that further GETs are a memory copy. Nobody asking
+//! own metrics; valid however the targets disagree, see [`merge`]) on the
+//! first GET after a scrape finished, and kept until the next one
+//! finishes, so that further GETs are a memory copy. Nobody asking
 //! (remote write the only consumer) costs no merged copy. With remote write,
 //! relay's own metrics move between scrapes (batches are sent then), so a
 //! GET of a snapshot older than a second merges again with them as they are
 //! now.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use super::pipeline::{self, FamilyBlock, Rendered};
+use super::merge;
+use super::pipeline::{self, Rendered};
 use crate::exposition::Format;
 use crate::serve::Snapshot;
 use crate::telemetry::Telemetry;
@@ -177,39 +179,8 @@ impl Store {
             tracing::error!(error = %e, "relay's own metrics did not parse; leaving them out");
             Rendered::default()
         });
-        let size: usize = outputs.iter().map(|o| o.text.len()).sum::<usize>() + own.text.len();
-        let mut text = Vec::with_capacity(size + size / 4);
         let all: Vec<&Rendered> = outputs.iter().map(|o| o.as_ref()).chain([&own]).collect();
-        // Families in order of first appearance, each with all its blocks.
-        let mut order: Vec<(&str, Vec<(usize, usize)>)> = Vec::new();
-        let mut index: HashMap<&str, usize> = HashMap::new();
-        for (t, rendered) in all.iter().enumerate() {
-            for (b, block) in rendered.families.iter().enumerate() {
-                let i = *index.entry(block.name.as_str()).or_insert_with(|| {
-                    order.push((block.name.as_str(), Vec::new()));
-                    order.len() - 1
-                });
-                order[i].1.push((t, b));
-            }
-        }
-        let mut layout = Vec::with_capacity(order.len());
-        for (_, blocks) in &order {
-            let (t, b) = blocks[0];
-            let first = &all[t].families[b];
-            first.write_header(&mut text, Format::Text);
-            let start = text.len();
-            let mut timestamps = false;
-            for &(t, b) in blocks {
-                let block = &all[t].families[b];
-                text.extend_from_slice(&all[t].text[block.lines.clone()]);
-                timestamps |= block.timestamps;
-            }
-            layout.push(FamilyBlock {
-                lines: start..text.len(),
-                timestamps,
-                ..first.clone()
-            });
-        }
+        let (text, layout) = merge::merge(&all);
         Snapshot::new(text, layout)
     }
 }

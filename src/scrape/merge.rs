@@ -1,0 +1,355 @@
+//! Every target's family blocks merged into one exposition that is valid
+//! in text 0.0.4 and in OpenMetrics, and that a Prometheus scraping it
+//! stores exactly as it would store the targets scraped one by one.
+//!
+//! Targets need not agree: one exposes `go_gc_duration_seconds` as a
+//! summary, another the same samples without TYPE lines; one a gauge `x`,
+//! another a counter `x_total` (one OpenMetrics family name, `x`). So a
+//! family is keyed by its OpenMetrics name, and the names its type
+//! reserves (`_sum`, `_count`, `_bucket`, ...) are its own: an untyped block
+//! with such a name joins it, a typed family whose names overlap another's
+//! makes both untyped. A typed family whose samples its type forbids in
+//! OpenMetrics (see [`conform`](crate::exposition::conform)) is served
+//! untyped too. Untyped, every sample name is a family of its own: its
+//! series and values are what they were, only the TYPE metadata is lost.
+//!
+//! This runs once per published scrape, over blocks and line slices; only
+//! the samples of typed families other than gauges are parsed again.
+
+use std::collections::HashMap;
+
+use super::pipeline::{FamilyBlock, Rendered};
+use crate::exposition::conform::{reserved_suffixes, Conform};
+use crate::exposition::{Format, MetricType};
+
+/// A family's OpenMetrics name: a counter's without `_total`.
+fn openmetrics_name(block: &FamilyBlock) -> &str {
+    match block.kind {
+        MetricType::Counter => block.name.strip_suffix("_total").unwrap_or(&block.name),
+        _ => &block.name,
+    }
+}
+
+/// A typed family as the targets give it.
+struct Typed<'r> {
+    key: &'r str,
+    first: &'r FamilyBlock,
+    /// (target, block), typed blocks first, then untyped ones that joined.
+    parts: Vec<(usize, usize)>,
+    untyped: bool,
+    /// Where it went in the output, once placed.
+    placed: bool,
+}
+
+/// A family of the output: its header and its pieces of sample lines
+/// (with whether they carry timestamps).
+struct Out<'r> {
+    name: &'r str,
+    help: Option<&'r str>,
+    kind: MetricType,
+    unit: Option<&'r str>,
+    pieces: Vec<(&'r [u8], bool)>,
+}
+
+/// The merged text body of `all` (targets in order, relay's own last) and
+/// where each family's lines are in it.
+pub fn merge<'r>(all: &[&'r Rendered]) -> (Vec<u8>, Vec<FamilyBlock>) {
+    let block = |(t, b): (usize, usize)| -> &'r FamilyBlock { &all[t].families[b] };
+    let lines = |(t, b): (usize, usize)| -> &'r [u8] {
+        let r: &'r Rendered = all[t];
+        r.text.get(r.families[b].lines.clone()).unwrap_or_default()
+    };
+    // Typed families by OpenMetrics name; blocks of another type or text
+    // header than the first make the family untyped.
+    let mut typed: Vec<Typed<'r>> = Vec::new();
+    let mut by_key: HashMap<&'r str, usize> = HashMap::new();
+    let all_blocks = all
+        .iter()
+        .enumerate()
+        .flat_map(|(t, r)| (0..r.families.len()).map(move |b| (t, b)));
+    for at in all_blocks.clone() {
+        let b = block(at);
+        if b.kind == MetricType::Unknown {
+            continue;
+        }
+        let key = openmetrics_name(b);
+        match by_key.get(key) {
+            Some(&i) => {
+                let f = &mut typed[i];
+                f.untyped |= f.first.kind != b.kind || f.first.name != b.name;
+                f.parts.push(at);
+            }
+            None => {
+                by_key.insert(key, typed.len());
+                typed.push(Typed {
+                    key,
+                    first: b,
+                    parts: vec![at],
+                    untyped: false,
+                    placed: false,
+                });
+            }
+        }
+    }
+    // The sample names each typed family reserves; two that share one
+    // cannot both keep their type.
+    let mut owner: HashMap<String, usize> = HashMap::new();
+    let mut clashes = Vec::new();
+    for (i, f) in typed.iter().enumerate() {
+        let names = reserved_suffixes(f.first.kind)
+            .iter()
+            .map(|s| format!("{}{s}", f.key))
+            .chain([f.first.name.clone()]);
+        for name in names {
+            match owner.get(&name) {
+                Some(&j) if j != i => clashes.push((i, j)),
+                Some(_) => {}
+                None => {
+                    owner.insert(name, i);
+                }
+            }
+        }
+    }
+    for (i, j) in clashes {
+        typed[i].untyped = true;
+        typed[j].untyped = true;
+    }
+    // Untyped blocks named like a typed family's samples join it.
+    for at in all_blocks.clone() {
+        let b = block(at);
+        if b.kind == MetricType::Unknown {
+            if let Some(&i) = owner.get(b.name.as_str()) {
+                typed[i].parts.push(at);
+            }
+        }
+    }
+    // The output, in order of first appearance.
+    let mut out: Vec<Out<'r>> = Vec::new();
+    let mut untyped_out: HashMap<&'r str, usize> = HashMap::new();
+    let mut untyped_piece =
+        |out: &mut Vec<Out<'r>>, name: &'r str, help: Option<&'r str>, piece: (&'r [u8], bool)| {
+            let i = *untyped_out.entry(name).or_insert_with(|| {
+                out.push(Out {
+                    name,
+                    help,
+                    kind: MetricType::Unknown,
+                    unit: None,
+                    pieces: Vec::new(),
+                });
+                out.len() - 1
+            });
+            if out[i].help.is_none() {
+                out[i].help = help;
+            }
+            out[i].pieces.push(piece);
+        };
+    for at in all_blocks {
+        let b = block(at);
+        let family = match b.kind {
+            MetricType::Unknown => owner.get(b.name.as_str()).copied(),
+            _ => by_key.get(openmetrics_name(b)).copied(),
+        };
+        let Some(i) = family else {
+            untyped_piece(
+                &mut out,
+                &b.name,
+                b.help.as_deref(),
+                (lines(at), b.timestamps),
+            );
+            continue;
+        };
+        let f = &mut typed[i];
+        if std::mem::replace(&mut f.placed, true) {
+            continue;
+        }
+        // One target's lines together, targets in order.
+        f.parts.sort_unstable();
+        if !f.untyped {
+            let mut check = Conform::new(f.first.kind, f.key, &f.first.name);
+            f.untyped = !(f.parts.iter().all(|&p| check.feed(lines(p))) && check.finish());
+        }
+        if f.untyped {
+            // Each sample name a family of its own.
+            for &p in &f.parts {
+                let source = block(p);
+                for line in lines(p).split_inclusive(|&c| c == b'\n') {
+                    let name = sample_name(line);
+                    let help = (name == source.name)
+                        .then_some(source.help.as_deref())
+                        .flatten();
+                    untyped_piece(&mut out, name, help, (line, source.timestamps));
+                }
+            }
+            continue;
+        }
+        let help = f.parts.iter().find_map(|&p| block(p).help.as_deref());
+        let unit = f.first.unit.as_deref().filter(|u| {
+            f.key.len() > u.len() + 1
+                && f.key.ends_with(u)
+                && f.key.as_bytes()[f.key.len() - u.len() - 1] == b'_'
+                && !matches!(f.first.kind, MetricType::Info | MetricType::StateSet)
+        });
+        out.push(Out {
+            name: &f.first.name,
+            help,
+            kind: f.first.kind,
+            unit,
+            pieces: f
+                .parts
+                .iter()
+                .map(|&p| (lines(p), block(p).timestamps))
+                .collect(),
+        });
+    }
+    write(&out, all.iter().map(|r| r.text.len()).sum())
+}
+
+/// The metric name a rendered sample line starts with.
+fn sample_name(line: &[u8]) -> &str {
+    let end = line
+        .iter()
+        .position(|&c| c == b'{' || c == b' ')
+        .unwrap_or(line.len());
+    std::str::from_utf8(&line[..end]).unwrap_or_default()
+}
+
+fn write(out: &[Out<'_>], size: usize) -> (Vec<u8>, Vec<FamilyBlock>) {
+    let mut text = Vec::with_capacity(size + size / 4);
+    let mut layout = Vec::with_capacity(out.len());
+    for f in out {
+        let mut block = FamilyBlock {
+            name: f.name.to_owned(),
+            help: f.help.map(str::to_owned),
+            kind: f.kind,
+            unit: f.unit.map(str::to_owned),
+            lines: 0..0,
+            timestamps: false,
+        };
+        block.write_header(&mut text, Format::Text);
+        let start = text.len();
+        for (piece, timestamps) in &f.pieces {
+            text.extend_from_slice(piece);
+            block.timestamps |= timestamps;
+        }
+        block.lines = start..text.len();
+        layout.push(block);
+    }
+    (text, layout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exposition::{check, Labels};
+    use crate::relabel::Rules;
+    use crate::scrape::pipeline::{process, SeriesCache, Settings};
+    use crate::serve::Snapshot;
+
+    fn target(instance: &str, body: &str) -> Rendered {
+        let labels: Labels<'static> = [("instance", instance.to_owned()), ("job", "j".to_owned())]
+            .into_iter()
+            .collect::<Labels>()
+            .into_owned();
+        let rules = Rules::default();
+        let mut out = Rendered::default();
+        process(
+            body.as_bytes(),
+            Format::Text,
+            &Settings::new(&labels, &rules),
+            &mut SeriesCache::default(),
+            &mut out,
+        )
+        .expect("valid");
+        out
+    }
+
+    fn samples(text: &[u8]) -> Vec<String> {
+        let mut lines: Vec<String> = String::from_utf8_lossy(text)
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    /// Merges the targets' bodies; asserts the result is valid in both
+    /// formats and holds exactly their samples; returns the text body.
+    fn merged(bodies: &[&str]) -> String {
+        let targets: Vec<Rendered> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| target(&format!("t{i}:1"), b))
+            .collect();
+        let all: Vec<&Rendered> = targets.iter().collect();
+        let (text, layout) = merge(&all);
+        let want: Vec<String> = targets.iter().flat_map(|t| samples(&t.text)).collect();
+        let mut want = want;
+        want.sort();
+        assert_eq!(samples(&text), want, "samples must not change");
+        let snapshot = Snapshot::new(text.clone(), layout);
+        for format in [Format::Text, Format::OpenMetrics] {
+            let body = snapshot.body(format, false);
+            assert_eq!(
+                check(&body, format),
+                vec![],
+                "{format:?}:\n{}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        String::from_utf8_lossy(&text).into_owned()
+    }
+
+    #[test]
+    fn an_untyped_target_joins_the_typed_family_of_the_others() {
+        let typed = "# HELP s S.\n# TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 2\ns_count 3\n";
+        let untyped = "s{quantile=\"0.5\"} 4\ns_sum 5\ns_count 6\n";
+        let text = merged(&[typed, untyped, typed]);
+        assert_eq!(text.matches("# TYPE").count(), 1, "{text}");
+        assert!(
+            text.starts_with("# HELP s S.\n# TYPE s summary\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn families_that_clash_are_served_untyped() {
+        // One OpenMetrics name for a gauge and a counter; a counter against
+        // a gauge of the same name; a gauge named like a histogram's samples.
+        let a = "# TYPE a gauge\na 1\n# TYPE a_total counter\na_total 2\n# TYPE b gauge\nb 1\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n";
+        let b = "# TYPE b counter\nb 3\n# TYPE h_sum gauge\nh_sum 7\n# TYPE ok gauge\nok 1\n";
+        let text = merged(&[a, b]);
+        for untyped in ["a", "a_total", "b", "h_bucket", "h_sum", "h_count"] {
+            assert!(
+                text.contains(&format!("# TYPE {untyped} untyped\n")),
+                "{untyped}: {text}"
+            );
+        }
+        assert!(text.contains("# TYPE ok gauge\n"), "{text}");
+    }
+
+    #[test]
+    fn what_openmetrics_forbids_is_served_untyped() {
+        let bad = [
+            "# TYPE c_total counter\nc_total NaN\n",
+            "# TYPE c_total counter\nc_total -1\n",
+            "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 1\nh_count 1\n",
+            "# TYPE s summary\ns{quantile=\"1.5\"} 1\n",
+        ];
+        for body in bad {
+            let text = merged(&[body, "# TYPE other gauge\nother 1\n"]);
+            assert!(
+                !text.contains(" counter\n")
+                    && !text.contains(" histogram\n")
+                    && !text.contains(" summary\n"),
+                "{text}"
+            );
+        }
+        let good = "# TYPE c_total counter\nc_total 1\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n";
+        let text = merged(&[good, good]);
+        assert!(
+            text.contains("# TYPE c_total counter\n") && text.contains("# TYPE h histogram\n"),
+            "{text}"
+        );
+    }
+}
