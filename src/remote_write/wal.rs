@@ -372,6 +372,16 @@ impl Wal {
     /// Records that `queue` has delivered everything before `position`
     /// (written to a temporary file, then renamed over the old one).
     pub fn save_checkpoint(&self, queue: &str, position: Position) -> Result<(), WalError> {
+        // Unchanged (a receiver outage, an idle queue): no write, no fsync-free churn.
+        if self
+            .checkpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(queue)
+            == Some(&position)
+        {
+            return Ok(());
+        }
         let path = self.checkpoint_path(queue);
         let tmp = path.with_extension("tmp");
         let err = |source| WalError::Checkpoint {
@@ -1307,6 +1317,23 @@ mod tests {
         wal.truncate();
         assert_eq!(wal.first_segment(), 3);
         assert!(!dir.path().join(segment_name(2)).exists());
+    }
+
+    #[test]
+    fn an_unchanged_checkpoint_is_not_written_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (wal, _) = open(dir.path(), 8 << 20, &["q"]);
+        let at = Position {
+            segment: 1,
+            offset: 0,
+        };
+        let file = wal.checkpoint_path("q");
+        std::fs::remove_file(&file).expect("registered, so written");
+        wal.save_checkpoint("q", at).expect("saves");
+        assert!(!file.exists(), "rewritten although unchanged");
+        let moved = Position { offset: 8, ..at };
+        wal.save_checkpoint("q", moved).expect("saves");
+        assert_eq!(wal.read_checkpoint("q").expect("reads"), Some(moved));
     }
 
     #[test]
