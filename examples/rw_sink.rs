@@ -10,11 +10,14 @@
 //! it: samples are grouped by their timestamp (one per scrape), and within a
 //! group by series, so a lost sample shows as a scrape with fewer distinct
 //! series than the app exposes, and an at-least-once redelivery shows as
-//! samples beyond the distinct ones instead of hiding in a total. Each group
-//! also keeps a histogram of when its samples were acknowledged relative to
-//! their timestamp (the scrape's start), which is the delivery latency a
-//! user sees. The sink runs on one thread and reports its own CPU time, so
-//! the benchmark can tell its cost apart from the shipper's.
+//! samples beyond the distinct ones instead of hiding in a total; staleness
+//! markers are counted apart (a series that went away is not a sample
+//! scraped). Each group also keeps a histogram of when its samples were
+//! acknowledged relative to their timestamp (the scrape's start), and the
+//! shipper's own `scrape_duration_seconds` for that scrape, so the benchmark
+//! can tell the delay from the scrape's end to the acknowledgement. The sink
+//! runs on one thread and reports its own CPU time, so the benchmark can
+//! tell its cost apart from the shipper's.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -41,9 +44,13 @@ const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
 struct Group {
     samples: u64,
     stale: u64,
-    /// Hashes of the series seen with this timestamp (64 bits: a collision
-    /// among a few million series is about a one-in-a-million event).
+    /// Hashes of the series seen with this timestamp, staleness markers
+    /// left out (64 bits: a collision among a few million series is about a
+    /// one-in-a-million event).
     series: hashbrown::HashSet<u64>,
+    /// The value of the shipper's `scrape_duration_seconds` sample with this
+    /// timestamp: when the scrape ended, as the shipper sees it.
+    scrape_duration: Option<f64>,
     /// Acknowledgement time minus the timestamp, in ms → samples.
     latency_ms: BTreeMap<i64, u64>,
 }
@@ -77,12 +84,23 @@ impl Stats {
         self.bytes += bytes as u64;
         for series in &request.timeseries {
             let id = hasher.hash_one(&series.labels);
+            let is_duration = series
+                .labels
+                .iter()
+                .any(|l| l.name == "__name__" && l.value == "scrape_duration_seconds");
             for sample in &series.samples {
                 let stale = sample.value.to_bits() == STALE_NAN;
                 let group = self.groups.entry(sample.timestamp).or_default();
                 group.samples += 1;
                 group.stale += u64::from(stale);
-                let new = group.series.insert(id);
+                if is_duration && !stale {
+                    group.scrape_duration = Some(sample.value);
+                }
+                let new = if stale {
+                    !group.series.contains(&id)
+                } else {
+                    group.series.insert(id)
+                };
                 *group
                     .latency_ms
                     .entry(now_ms - sample.timestamp)
@@ -118,10 +136,13 @@ impl Stats {
             let sep = if i == 0 { "" } else { "," };
             let _ = write!(
                 out,
-                "{sep}{{\"ts\":{ts},\"samples\":{},\"distinct\":{},\"stale\":{},\"latency_ms\":[",
+                "{sep}{{\"ts\":{ts},\"samples\":{},\"distinct\":{},\"stale\":{},\"duration_s\":{},\"latency_ms\":[",
                 g.samples,
                 g.series.len(),
-                g.stale
+                g.stale,
+                g.scrape_duration
+                    .filter(|d| d.is_finite())
+                    .map_or("null".to_owned(), |d| d.to_string()),
             );
             for (j, (ms, n)) in g.latency_ms.iter().enumerate() {
                 let sep = if j == 0 { "" } else { "," };

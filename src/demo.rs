@@ -5,6 +5,7 @@
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,6 +26,9 @@ pub struct DemoOptions {
     pub agent_address: String,
     pub series: usize,
     pub agent_only: bool,
+    /// The share of series replaced by new ones at every scrape (0 to 1),
+    /// for benchmarks of series churn (pods of a Deployment rolling, say).
+    pub churn: f64,
 }
 
 const METHODS: [&str; 2] = ["GET", "POST"];
@@ -38,16 +42,54 @@ const SERIES_PER_ROUTE: usize = METHODS.len() * CODES.len() + BUCKETS.len() + 3;
 /// The app's exposition after `elapsed` seconds, about `series` series,
 /// in text format 0.0.4. Values grow with time like a busy service's.
 pub fn exposition(series: usize, elapsed: f64) -> String {
+    exposition_with_churn(series, elapsed, Churn::NONE, 0)
+}
+
+/// Series churn: which routes the app has at its `scrape`-th scrape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Churn {
+    /// Per mille of the routes (and so of the series) replaced per scrape.
+    per_mille: u64,
+}
+
+impl Churn {
+    /// The same routes forever.
+    pub const NONE: Churn = Churn { per_mille: 0 };
+
+    /// `fraction` (0 to 1) of the routes replaced by new ones at each scrape.
+    pub fn new(fraction: f64) -> Churn {
+        Churn {
+            per_mille: (fraction.clamp(0.0, 1.0) * 1000.0).round() as u64,
+        }
+    }
+
+    /// The number in route `r`'s path at `scrape`: `r` itself without churn;
+    /// with it, a new number whenever the route's turn comes, so a route
+    /// lives 1/fraction scrapes and the same share of routes turns over
+    /// each scrape (spread by `r`, so it is not all at once).
+    fn route_id(self, r: usize, routes: usize, scrape: u64) -> u64 {
+        if self.per_mille == 0 {
+            return r as u64;
+        }
+        let phase = (r as u64 * self.per_mille) % 1000;
+        let generation = (scrape * self.per_mille + phase) / 1000;
+        r as u64 + generation * routes as u64
+    }
+}
+
+/// [`exposition`] at the app's `scrape`-th scrape, with `churn`.
+pub fn exposition_with_churn(series: usize, elapsed: f64, churn: Churn, scrape: u64) -> String {
     let routes = (series / SERIES_PER_ROUTE).max(1);
     let mut out = String::with_capacity(routes * SERIES_PER_ROUTE * 90 + 1024);
     out.push_str("# HELP http_requests_total Requests handled, by route, method and status code.\n# TYPE http_requests_total counter\n");
     for r in 0..routes {
+        let id = churn.route_id(r, routes, scrape);
         for (m, method) in METHODS.iter().enumerate() {
             for (c, code) in CODES.iter().enumerate() {
                 let rate = (1 + r % 7) as f64 * [10.0, 2.0][m] * [1.0, 0.05, 0.01][c];
                 let _ = writeln!(
                     out,
-                    "http_requests_total{{route=\"/api/v1/items/{r}\",method=\"{method}\",code=\"{code}\"}} {}",
+                    "http_requests_total{{route=\"/api/v1/items/{id}\",method=\"{method}\",code=\"{code}\"}} {}",
                     (rate * elapsed).floor()
                 );
             }
@@ -55,25 +97,26 @@ pub fn exposition(series: usize, elapsed: f64) -> String {
     }
     out.push_str("# HELP http_request_duration_seconds Request latency, by route.\n# TYPE http_request_duration_seconds histogram\n");
     for r in 0..routes {
+        let id = churn.route_id(r, routes, scrape);
         let count = ((1 + r % 7) as f64 * 12.0 * elapsed).floor();
         let mut cumulative = 0.0;
         for (b, le) in BUCKETS.iter().enumerate() {
             cumulative += count * [0.05, 0.1, 0.2, 0.25, 0.2, 0.1, 0.05, 0.03, 0.01, 0.005][b];
             let _ = writeln!(
                 out,
-                "http_request_duration_seconds_bucket{{route=\"/api/v1/items/{r}\",le=\"{le}\"}} {}",
+                "http_request_duration_seconds_bucket{{route=\"/api/v1/items/{id}\",le=\"{le}\"}} {}",
                 cumulative.floor()
             );
         }
-        let _ = writeln!(out, "http_request_duration_seconds_bucket{{route=\"/api/v1/items/{r}\",le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "http_request_duration_seconds_bucket{{route=\"/api/v1/items/{id}\",le=\"+Inf\"}} {count}");
         let _ = writeln!(
             out,
-            "http_request_duration_seconds_sum{{route=\"/api/v1/items/{r}\"}} {}",
+            "http_request_duration_seconds_sum{{route=\"/api/v1/items/{id}\"}} {}",
             count * 0.087
         );
         let _ = writeln!(
             out,
-            "http_request_duration_seconds_count{{route=\"/api/v1/items/{r}\"}} {count}"
+            "http_request_duration_seconds_count{{route=\"/api/v1/items/{id}\"}} {count}"
         );
     }
     let in_flight = 3.0 + 2.0 * (elapsed / 5.0).sin();
@@ -105,17 +148,21 @@ async fn bind_or_free(address: &str) -> Result<TcpListener, RunError> {
     }
 }
 
-/// Serves the synthetic app until the process stops.
-async fn serve_agent(listener: TcpListener, series: usize) {
-    let started = Arc::new(Instant::now());
+/// Serves the synthetic app until the process stops; each request is a
+/// scrape (what churn counts).
+async fn serve_agent(listener: TcpListener, series: usize, churn: Churn) {
+    let started = Instant::now();
+    let scrapes = Arc::new(AtomicU64::new(0));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let started = started.clone();
+        let scrapes = scrapes.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |_req| {
-                let body = exposition(series, started.elapsed().as_secs_f64() + 60.0);
+                let scrape = scrapes.fetch_add(1, Ordering::Relaxed);
+                let elapsed = started.elapsed().as_secs_f64() + 60.0;
+                let body = exposition_with_churn(series, elapsed, churn, scrape);
                 async move {
                     let mut response = Response::new(Full::new(Bytes::from(body)));
                     response.headers_mut().insert(
@@ -139,7 +186,11 @@ pub async fn run(options: DemoOptions) -> Result<(), RunError> {
         address: options.agent_address.clone(),
         source,
     })?;
-    tokio::spawn(serve_agent(agent, options.series));
+    tokio::spawn(serve_agent(
+        agent,
+        options.series,
+        Churn::new(options.churn),
+    ));
     println!(
         "synthetic app: http://{agent_addr}/metrics ({} series)",
         options.series
@@ -193,5 +244,36 @@ mod tests {
         assert!(text.contains(
             "http_requests_total{route=\"/api/v1/items/0\",method=\"GET\",code=\"200\"} 1000\n"
         ));
+    }
+
+    fn series_of(text: &str) -> std::collections::HashSet<&str> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' ').map(|(s, _)| s))
+            .collect()
+    }
+
+    #[test]
+    fn churn_replaces_its_share_of_series_every_scrape() {
+        assert_eq!(
+            exposition_with_churn(1000, 100.0, Churn::new(0.0), 7),
+            exposition(1000, 100.0)
+        );
+        let churn = Churn::new(0.1);
+        let mut previous = exposition_with_churn(10_000, 100.0, churn, 0);
+        let count = series_of(&previous).len();
+        for scrape in 1..25 {
+            let next = exposition_with_churn(10_000, 100.0, churn, scrape);
+            let (old, new) = (series_of(&previous), series_of(&next));
+            assert_eq!(new.len(), count, "scrape {scrape}");
+            let replaced = old.difference(&new).count();
+            // 10% of the routes, and every series of each (not the 4 process series).
+            assert!(
+                (950..=1060).contains(&replaced),
+                "scrape {scrape}: {replaced}"
+            );
+            assert_eq!(check(next.as_bytes(), Format::Text), vec![]);
+            previous = next;
+        }
     }
 }

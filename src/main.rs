@@ -85,6 +85,10 @@ enum Command {
         /// Serve only the synthetic app (for benchmarks against other scrapers).
         #[arg(long)]
         agent_only: bool,
+        /// Replace this share of the app's series (0 to 1) by new ones at
+        /// every scrape, as a rolling Deployment's pods do (benchmarks).
+        #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+        churn: f64,
     },
 }
 
@@ -208,12 +212,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             agent_address,
             series,
             agent_only,
+            churn,
         } => {
             let options = relay::demo::DemoOptions {
                 listen_address,
                 agent_address,
                 series,
                 agent_only,
+                churn,
             };
             runtime()?.block_on(relay::demo::run(options))?;
             Ok(ExitCode::SUCCESS)
@@ -309,4 +315,14 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<io::Error>()
             .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
     })
+}
+
+/// Parses `--churn`: a share, 0 to 1.
+fn fraction(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!(
+            "{value:?} is not a share between 0 and 1 (0.1 is 10%)"
+        )),
+    }
 }
