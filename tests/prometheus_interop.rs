@@ -6,58 +6,8 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-
-use common::peers::require_peer;
-use common::{free_port, get, wait_for, Relay, Reply, Target};
-
-struct Prometheus {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Prometheus scraping relay's endpoint as the sidecar setup does.
-fn scraping_relay(relay_addr: &str) -> String {
-    format!(
-        "scrape_configs:\n  - job_name: relay-sidecar\n    honor_labels: true\n    static_configs:\n      - targets: [\"{relay_addr}\"]\n"
-    )
-}
-
-/// Starts Prometheus with `scrape_configs` (a YAML block) scraping every 1s.
-fn start_prometheus(binary: &std::path::Path, scrape_configs: &str) -> Prometheus {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n{scrape_configs}"),
-    )
-    .expect("write prometheus.yml");
-    let addr = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(binary)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address={addr}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus");
-    Prometheus {
-        child,
-        addr,
-        _dir: dir,
-    }
-}
+use common::peers::{require_peer, scraping_relay, start_prometheus, Prometheus};
+use common::{get, wait_for, Relay, Reply, Target};
 
 #[test]
 #[ignore = "needs prometheus; scripts/test runs it"]

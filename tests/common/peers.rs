@@ -246,3 +246,53 @@ pub fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// A Prometheus that scrapes (the test's "central" Prometheus); killed
+/// when dropped.
+pub struct Prometheus {
+    child: Child,
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Prometheus scraping relay's endpoint as the sidecar setup does.
+pub fn scraping_relay(relay_addr: &str) -> String {
+    format!(
+        "scrape_configs:\n  - job_name: relay-sidecar\n    honor_labels: true\n    static_configs:\n      - targets: [\"{relay_addr}\"]\n"
+    )
+}
+
+/// Starts Prometheus with `scrape_configs` (a YAML block) scraping every 1s.
+pub fn start_prometheus(binary: &std::path::Path, scrape_configs: &str) -> Prometheus {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n{scrape_configs}"),
+    )
+    .expect("write prometheus.yml");
+    let addr = format!("127.0.0.1:{}", super::free_port());
+    let child = Command::new(binary)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address={addr}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    Prometheus {
+        child,
+        addr,
+        _dir: dir,
+    }
+}
