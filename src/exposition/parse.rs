@@ -350,6 +350,13 @@ impl<'a> Parser<'a> {
                 let name = self.meta_name(&mut c, "UNIT")?;
                 let unit = match c.peek() {
                     None => "",
+                    // `# UNIT name ` with an empty unit, as `# HELP name `
+                    // may have an empty text (the OpenMetrics suite's
+                    // empty_metadata case).
+                    Some(b' ') if c.rest().len() == 1 => {
+                        c.bump();
+                        ""
+                    }
                     Some(_) => {
                         c.separator(om)?;
                         let start = c.i;
@@ -372,6 +379,11 @@ impl<'a> Parser<'a> {
                 }
                 Ok(Some(Entry::Unit { name, unit }))
             }
+            (b"HELP" | b"TYPE" | b"UNIT", false) if om => Err(c.error(format!(
+                "expected a space and a metric name after {}, got {}",
+                quote(keyword),
+                c.token_text()
+            ))),
             _ if om => {
                 c.i = keyword_start;
                 Err(c.error(format!(
@@ -399,6 +411,19 @@ impl<'a> Parser<'a> {
         if name.is_empty() {
             return Err(c.error(format!(
                 "expected metric name after {keyword}, got {}",
+                c.token_text()
+            )));
+        }
+        if om && c.peek() != Some(b' ') {
+            // Prometheus's lexer wants exactly one space here, even when the
+            // HELP text or the unit after it is empty.
+            let what = match keyword {
+                "HELP" => "help text (which may be empty)",
+                "UNIT" => "unit (which may be empty)",
+                _ => "metric type",
+            };
+            return Err(c.error(format!(
+                "expected a space and the {what} after the metric name, got {}",
                 c.token_text()
             )));
         }

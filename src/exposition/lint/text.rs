@@ -1,18 +1,18 @@
-//! `relay check metrics`: the parser's errors plus the family-level rules
-//! that `promtool check metrics` and the OpenMetrics spec add (a counter's
-//! `_total`, a histogram's `+Inf` bucket, one HELP/TYPE per family, a
-//! family's samples kept together). Scrapes do not apply these: Prometheus
-//! ingests such expositions, so relay does too.
+//! The text 0.0.4 rules of `relay check metrics`, as `promtool check
+//! metrics` applies them: the parser's errors plus a counter's `_total`, a
+//! histogram's `+Inf` bucket, one HELP/TYPE per family, a family's samples
+//! kept together. Scrapes do not apply these: Prometheus ingests such
+//! expositions, so relay does too.
 
 use std::collections::HashMap;
 
-use super::model::MetricType;
-use super::parse::{Entry, Format, ParseError, Parser, Sample};
+use crate::exposition::model::MetricType;
+use crate::exposition::parse::{Entry, Format, ParseError, Parser, Sample};
 
-/// Every problem in `input`, in line order; empty when it is valid.
-pub fn check(input: &[u8], format: Format) -> Vec<ParseError> {
-    let mut lint = Lint::new(format);
-    let mut parser = Parser::new(input, format);
+/// Every problem of a text 0.0.4 exposition, unsorted.
+pub(super) fn check(input: &[u8]) -> Vec<ParseError> {
+    let mut lint = Lint::new();
+    let mut parser = Parser::new(input, Format::Text);
     while let Some(entry) = parser.next() {
         match entry {
             Ok(entry) => lint.entry(&entry, parser.line()),
@@ -20,9 +20,7 @@ pub fn check(input: &[u8], format: Format) -> Vec<ParseError> {
         }
     }
     lint.finish_family();
-    let mut problems = lint.problems;
-    problems.sort_by_key(|p| (p.line, p.col));
-    problems
+    lint.problems
 }
 
 #[derive(Default)]
@@ -38,7 +36,6 @@ struct Family {
 }
 
 struct Lint {
-    format: Format,
     family: Option<Family>,
     /// Families already closed, with the line they started on.
     seen: HashMap<String, usize>,
@@ -47,9 +44,8 @@ struct Lint {
 }
 
 impl Lint {
-    fn new(format: Format) -> Self {
+    fn new() -> Self {
         Lint {
-            format,
             family: None,
             seen: HashMap::new(),
             started_line: 0,
@@ -152,26 +148,19 @@ impl Lint {
         if !belongs {
             self.open_family(sample.name, line);
         }
-        let format = self.format;
         let Some(family) = self.family.as_mut() else {
             return;
         };
         family.samples += 1;
         let mut problem = None;
         match family.kind {
-            MetricType::Counter => {
-                let ok = match format {
-                    Format::Text => {
-                        sample.name.ends_with("_total") || sample.name.ends_with("_created")
-                    }
-                    Format::OpenMetrics => sample.name != family.name,
-                };
-                if !ok {
-                    problem = Some(format!(
-                        "counter {:?} should have a \"_total\" suffix",
-                        sample.name
-                    ));
-                }
+            MetricType::Counter
+                if !(sample.name.ends_with("_total") || sample.name.ends_with("_created")) =>
+            {
+                problem = Some(format!(
+                    "counter {:?} should have a \"_total\" suffix",
+                    sample.name
+                ));
             }
             MetricType::Histogram | MetricType::GaugeHistogram
                 if sample.name.ends_with("_bucket") =>
@@ -239,8 +228,8 @@ fn record_bucket(family: &mut Family, sample: &Sample<'_>, line: usize) -> Optio
 mod tests {
     use super::*;
 
-    fn problems(input: &str, format: Format) -> Vec<String> {
-        check(input.as_bytes(), format)
+    fn problems(input: &str) -> Vec<String> {
+        check(input.as_bytes())
             .into_iter()
             .map(|e| e.to_string())
             .collect()
@@ -248,46 +237,32 @@ mod tests {
 
     #[test]
     fn family_rules() {
-        let cases: &[(&str, Format, &str)] = &[
+        let cases: &[(&str, &str)] = &[
             (
                 "# TYPE c counter\nc 1\n",
-                Format::Text,
                 "2:1: counter \"c\" should have a \"_total\" suffix",
             ),
             (
-                "# TYPE c counter\nc 1\n# EOF\n",
-                Format::OpenMetrics,
-                "2:1: counter \"c\" should have",
-            ),
-            (
                 "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 1\nh_count 1\n",
-                Format::Text,
                 "2:1: histogram \"h\" has no bucket with le=\"+Inf\" for series {}",
             ),
             (
                 "# TYPE g gauge\n# TYPE g gauge\ng 1\n",
-                Format::Text,
                 "2:1: second TYPE line",
             ),
-            (
-                "# HELP g x\n# HELP g y\ng 1\n",
-                Format::Text,
-                "2:1: second HELP line",
-            ),
+            ("# HELP g x\n# HELP g y\ng 1\n", "2:1: second HELP line"),
             (
                 "a 1\nb 1\na 2\n",
-                Format::Text,
                 "3:1: metric family \"a\" is not contiguous",
             ),
-            ("s{quantile=\"x\"} 1\n", Format::Text, ""),
+            ("s{quantile=\"x\"} 1\n", ""),
             (
                 "# TYPE s summary\ns{quantile=\"x\"} 1\n",
-                Format::Text,
                 "2:1: summary \"s\" has a bad quantile",
             ),
         ];
-        for (input, format, want) in cases {
-            let got = problems(input, *format);
+        for (input, want) in cases {
+            let got = problems(input);
             if want.is_empty() {
                 assert!(got.is_empty(), "{input:?}: {got:?}");
             } else {
@@ -302,6 +277,6 @@ mod tests {
     #[test]
     fn valid_histogram_has_no_problems() {
         let input = "# HELP h x\n# TYPE h histogram\nh_bucket{a=\"1\",le=\"0.5\"} 1\nh_bucket{a=\"1\",le=\"+Inf\"} 2\nh_sum{a=\"1\"} 3\nh_count{a=\"1\"} 2\n";
-        assert_eq!(problems(input, Format::Text), Vec::<String>::new());
+        assert_eq!(problems(input), Vec::<String>::new());
     }
 }

@@ -1,0 +1,107 @@
+//! Where the pieces of an already parsed OpenMetrics line are, so that a
+//! rule broken by a value, a label or an exemplar can point at its column.
+//! The parser proved the syntax (single spaces, quoted values), so this only
+//! has to find the pieces again; it never panics on odd input.
+
+use std::borrow::Cow;
+
+use crate::exposition::parse::unescape_label_value;
+
+/// The 1-based column (in characters) of byte `byte` of `line`.
+pub(super) fn col(line: &[u8], byte: usize) -> usize {
+    let byte = byte.min(line.len());
+    String::from_utf8_lossy(&line[..byte]).chars().count() + 1
+}
+
+/// One `name="value"` pair of a label set, with byte offsets in the line.
+pub(super) struct LabelAt<'a> {
+    pub name: &'a str,
+    pub value: Cow<'a, str>,
+    /// Offset of the value's opening quote.
+    pub value_at: usize,
+}
+
+/// The pairs of a validated label set that starts at byte `at` of its line.
+pub(super) fn labels_at(src: &str, at: usize) -> Vec<LabelAt<'_>> {
+    let b = src.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        while i < b.len() && matches!(b[i], b',' | b' ' | b'\t') {
+            i += 1;
+        }
+        let Some(eq) = b[i..].iter().position(|&c| c == b'=').map(|p| i + p) else {
+            break;
+        };
+        let name = src[i..eq].trim();
+        let open = eq + 1;
+        if b.get(open) != Some(&b'"') {
+            break;
+        }
+        let mut j = open + 1;
+        while j < b.len() && b[j] != b'"' {
+            j += if b[j] == b'\\' { 2 } else { 1 };
+        }
+        let raw = src.get(open + 1..j.min(b.len())).unwrap_or_default();
+        out.push(LabelAt {
+            name,
+            value: unescape_label_value(raw),
+            value_at: at + open,
+        });
+        i = j + 1;
+    }
+    out
+}
+
+/// The byte offset of a trailing comma in a label set starting at `at`
+/// (`{a="1",}`), which OpenMetrics forbids and Prometheus tolerates.
+pub(super) fn trailing_comma(src: &str, at: usize) -> Option<usize> {
+    let trimmed = src.trim_end_matches([' ', '\t']);
+    trimmed.ends_with(',').then(|| at + trimmed.len() - 1)
+}
+
+/// Where the parts of a sample line are (byte offsets in the line).
+pub(super) struct SampleLayout<'a> {
+    /// Start of the label set inside the braces, when there are braces.
+    pub labels_at: Option<usize>,
+    pub value_at: usize,
+    /// The timestamp as written and its offset.
+    pub timestamp: Option<(&'a str, usize)>,
+    /// Offset of the value's end (where a missing timestamp would go).
+    pub value_end: usize,
+    /// Offset of the exemplar's `#`, and of its label set.
+    pub exemplar_at: Option<(usize, usize)>,
+}
+
+/// Finds the parts of a sample line named `name` whose label set (between
+/// the braces) is `labels_src`.
+pub(super) fn sample_layout<'a>(line: &'a [u8], name: &str, labels_src: &str) -> SampleLayout<'a> {
+    let mut i = name.len();
+    let labels_at = (line.get(i) == Some(&b'{')).then(|| {
+        i += labels_src.len() + 2;
+        name.len() + 1
+    });
+    let token_end = |from: usize| {
+        line.get(from..)
+            .and_then(|rest| rest.iter().position(|&b| b == b' '))
+            .map_or(line.len(), |p| from + p)
+    };
+    let value_at = (i + 1).min(line.len());
+    let value_end = token_end(value_at);
+    let mut next = value_end + 1;
+    let mut timestamp = None;
+    if next < line.len() && line[next] != b'#' {
+        let end = token_end(next);
+        let text = std::str::from_utf8(&line[next..end]).unwrap_or_default();
+        timestamp = Some((text, next));
+        next = end + 1;
+    }
+    let exemplar_at = (next < line.len() && line[next] == b'#').then_some((next, next + 3));
+    SampleLayout {
+        labels_at,
+        value_at,
+        timestamp,
+        value_end,
+        exemplar_at,
+    }
+}
