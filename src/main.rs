@@ -106,7 +106,8 @@ enum Check {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Validate an exposition: exit 0 when valid, 1 with FILE:line:col: reason when not.
+    /// Validate an exposition strictly (promtool's rules for text, the OpenMetrics 1.0
+    /// spec for openmetrics): exit 0 when valid, 1 with FILE:line:col: reason for each problem.
     #[command(after_help = "Example:\n  curl -s localhost:8001/metrics | relay check metrics")]
     Metrics {
         #[arg(long, value_enum, default_value_t = FormatArg::Text)]
