@@ -91,15 +91,19 @@ pub fn merge<'r>(all: &[&'r Rendered]) -> (Vec<u8>, Vec<FamilyBlock>) {
             }
         }
     }
-    // The sample names each typed family reserves; two that share one
-    // cannot both keep their type.
+    // The sample names each typed family reserves (for each type its
+    // blocks have), and its blocks' names; two that share one cannot both
+    // keep their type.
     let mut owner: HashMap<String, usize> = HashMap::new();
     let mut clashes = Vec::new();
     for (i, f) in typed.iter().enumerate() {
-        let names = reserved_suffixes(f.first.kind)
-            .iter()
-            .map(|s| format!("{}{s}", f.key))
-            .chain([f.first.name.clone()]);
+        let names = f.parts.iter().flat_map(|&p| {
+            let b = block(p);
+            reserved_suffixes(b.kind)
+                .iter()
+                .map(|s| format!("{}{s}", f.key))
+                .chain([b.name.clone()])
+        });
         for name in names {
             match owner.get(&name) {
                 Some(&j) if j != i => clashes.push((i, j)),

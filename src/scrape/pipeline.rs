@@ -456,7 +456,12 @@ fn open_block(out: &mut Rendered, meta: &Family<'_>, name: &str, format: Format)
         }
         _ => family,
     };
-    if out.families.last().is_some_and(|b| b.name == header) {
+    // A family of another type under the same name is a block of its own.
+    if out
+        .families
+        .last()
+        .is_some_and(|b| b.name == header && b.kind == kind)
+    {
         return;
     }
     let start = out.text.len();
