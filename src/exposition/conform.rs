@@ -133,7 +133,10 @@ impl<'f> Check<'f> {
         if (counter_like || suffix == "_gsum") && value.is_nan() {
             return false;
         }
-        if counter_like && value < 0.0 {
+        // A creation time is a time: not NaN, not before 1970.
+        if (counter_like || suffix == "_created") && value < 0.0
+            || suffix == "_created" && value.is_nan()
+        {
             return false;
         }
         let integral = |v: f64| v.is_finite() && v.fract() == 0.0;
@@ -272,6 +275,7 @@ mod tests {
             (Summary, "s", "s", "s{quantile=\"0.5\"} -1\n", false),
             (Summary, "s", "s", "s 1\n", false),
             (Summary, "s", "s", "s_sum NaN\n", false),
+            (Summary, "s", "s", "s_created -1\n", false),
             (Info, "i", "i", "i_info{v=\"1\"} 1\n", true),
             (Info, "i", "i", "i_info{v=\"1\"} 2\n", false),
             (StateSet, "s", "s", "s{s=\"a\"} 1\ns{s=\"b\"} 0\n", true),
