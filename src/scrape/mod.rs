@@ -28,7 +28,7 @@ use append::{stale_nan, Appended, Appender, Family, SeriesRef};
 use cache::{next_ref, NEVER};
 use fetch::Fetcher;
 use pipeline::{Counts, Limits, PipelineError, Rendered, SeriesCache, Settings};
-use store::Store;
+use store::{Deferred, Store};
 
 /// Why one scrape failed.
 #[derive(Debug, thiserror::Error)]
@@ -195,38 +195,29 @@ impl Scraper {
                 Err(fetch::FetchError::Setup(e.clone()))
             }
         };
+        // Nobody asked for /metrics lately: the body is kept, not rendered.
+        let render = self.store.serving();
         let mut rendered = std::mem::take(&mut self.spare);
         let out = Arc::make_mut(&mut rendered);
         out.clear();
         out.format = Format::Text;
+        let mut text = TextSink { out, on: render };
         let sink = self.wal.get();
         let guard = sink.as_ref().map(|w| w.wal.begin());
         let epoch = guard.as_ref().map_or(NEVER, |g| g.epoch());
         self.batch.begin(timestamp);
         let mut counts = Counts::default();
+        let mut fetched_format = None;
         let result = {
             let mut wal_batch = guard.as_ref().map(|guard| Spilling {
                 batch: &mut self.batch,
                 guard,
             });
-            let mut sink = (&mut *out, &mut wal_batch);
+            let mut sink = (&mut text, &mut wal_batch);
             let result = match fetched {
                 Ok(format) => {
-                    let settings = Settings {
-                        target_labels: &self.target.labels,
-                        honor_labels: self.job.honor_labels,
-                        honor_timestamps: self.job.honor_timestamps,
-                        rules: &self.job.metric_relabel,
-                        limits: Limits {
-                            sample_limit: self.job.sample_limit,
-                            label_limit: self.job.label_limit,
-                            label_name_length_limit: self.job.label_name_length_limit,
-                            label_value_length_limit: self.job.label_value_length_limit,
-                        },
-                        output: Format::Text,
-                        sort_labels: true,
-                        epoch,
-                    };
+                    fetched_format = Some(format);
+                    let settings = settings(&self.job, &self.target.labels, epoch);
                     pipeline::process_into(
                         &self.body,
                         format,
@@ -249,7 +240,7 @@ impl Scraper {
                     if matches!(e, ScrapeError::Fetch(_)) {
                         counts = Counts::default();
                     }
-                    sink.0.clear_samples();
+                    sink.0.out.clear_samples();
                     if let Some(b) = sink.1.as_mut() {
                         b.batch.rollback();
                     }
@@ -258,10 +249,13 @@ impl Scraper {
                 }
             }
             let duration = started.elapsed().as_secs_f64();
+            // The report's series are rendered either way.
+            sink.0.on = true;
             self.report
                 .append(&mut sink, epoch, result.is_ok(), duration, &counts);
             result
         };
+        let out = text.out;
         out.set_counts(counts);
         out.give_back();
         self.append_to_wal(guard, sink.as_ref());
@@ -276,9 +270,29 @@ impl Scraper {
             out.samples_scraped,
             result.as_ref().err().map(ScrapeError::reason),
         );
-        let previous = self.store.publish(self.id, rendered, up);
+        let deferred = match &fetched_format {
+            Some(format) if up && !render => Some(Deferred::new(
+                // Kept until the next scrape: without the room reading left
+                // (up to twice the body).
+                Arc::new({
+                    let mut body = std::mem::take(&mut self.body);
+                    body.shrink_to_fit();
+                    body
+                }),
+                *format,
+                self.job.clone(),
+                self.target.labels.clone(),
+            )),
+            _ => None,
+        };
+        let replaced = self.store.publish_deferred(self.id, rendered, deferred, up);
         // The replaced result is no longer in any snapshot: reuse its buffers.
-        self.spare = previous.unwrap_or_default();
+        self.spare = replaced.output.unwrap_or_default();
+        if let Some(body) = replaced.body.and_then(|b| Arc::try_unwrap(b).ok()) {
+            if self.body.capacity() == 0 {
+                self.body = body;
+            }
+        }
     }
 
     /// Writes the scrape's batch; if that fails, the series it described
@@ -330,6 +344,44 @@ impl Scraper {
         self.cache.stale_all(&mut self.batch, epoch);
         self.report.stale(&mut self.batch, epoch);
         self.append_to_wal(Some(guard), Some(&sink));
+    }
+}
+
+/// How a target's samples are processed, from its job's config.
+pub(crate) fn settings<'a>(
+    job: &'a ScrapeConfig,
+    target_labels: &'a Labels<'static>,
+    epoch: u32,
+) -> Settings<'a> {
+    Settings {
+        target_labels,
+        honor_labels: job.honor_labels,
+        honor_timestamps: job.honor_timestamps,
+        rules: &job.metric_relabel,
+        limits: Limits {
+            sample_limit: job.sample_limit,
+            label_limit: job.label_limit,
+            label_name_length_limit: job.label_name_length_limit,
+            label_value_length_limit: job.label_value_length_limit,
+        },
+        output: Format::Text,
+        sort_labels: true,
+        epoch,
+    }
+}
+
+/// The text sink of a scrape, off while its body is kept for a later GET
+/// instead (see [`Store::serving`]).
+struct TextSink<'a> {
+    out: &'a mut Rendered,
+    on: bool,
+}
+
+impl Appender for TextSink<'_> {
+    fn append(&mut self, sample: &Appended<'_>) {
+        if self.on {
+            self.out.append(sample);
+        }
     }
 }
 

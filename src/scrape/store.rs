@@ -7,6 +7,12 @@
 //! relay's own metrics move between scrapes (batches are sent then), so a
 //! GET of a snapshot older than a second merges again with them as they are
 //! now.
+//!
+//! While nobody has asked for /metrics for a while ([`Store::serving`]), a
+//! scrape loop publishes its body instead of rendering it: the next GET
+//! renders it (the same pipeline, so the same lines), and from then on the
+//! loops render as they scrape again. A relay that only remote-writes holds
+//! one body per target, not two rendered copies of it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,16 +20,78 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use super::merge;
-use super::pipeline::{self, Rendered};
-use crate::exposition::Format;
+use super::pipeline::{self, Rendered, SeriesCache};
+use crate::config::ScrapeConfig;
+use crate::exposition::{Format, Labels};
 use crate::serve::Snapshot;
 use crate::telemetry::Telemetry;
 
 struct Slot {
     name: String,
     output: Option<Arc<Rendered>>,
+    /// The scrape's body when it was not rendered (its `output` then holds
+    /// only the `up` and `scrape_*` series, which come after it).
+    deferred: Option<Deferred>,
     ever_up: bool,
 }
+
+/// A successful scrape's body, not rendered yet, and what renders it.
+pub struct Deferred {
+    pub body: Arc<Vec<u8>>,
+    pub format: Format,
+    pub job: Arc<ScrapeConfig>,
+    pub target_labels: Labels<'static>,
+    /// The body rendered, once a GET asked for it.
+    rendered: Option<Arc<Rendered>>,
+}
+
+impl Deferred {
+    pub fn new(
+        body: Arc<Vec<u8>>,
+        format: Format,
+        job: Arc<ScrapeConfig>,
+        target_labels: Labels<'static>,
+    ) -> Deferred {
+        Deferred {
+            body,
+            format,
+            job,
+            target_labels,
+            rendered: None,
+        }
+    }
+
+    /// The body's lines as the scrape would have rendered them (it passed
+    /// the pipeline then, so it passes again; a fresh cache gives the same
+    /// lines, first duplicate winning).
+    fn render(&mut self) -> Arc<Rendered> {
+        let (body, format) = (&self.body, self.format);
+        let (job, labels) = (&self.job, &self.target_labels);
+        self.rendered
+            .get_or_insert_with(|| {
+                let mut out = Rendered::default();
+                let settings = super::settings(job, labels, super::cache::NEVER);
+                if let Err(e) =
+                    pipeline::process(body, format, &settings, &mut SeriesCache::default(), &mut out)
+                {
+                    tracing::error!(error = %e, "a scraped body kept for /metrics did not render again");
+                    out.clear_samples();
+                }
+                Arc::new(out)
+            })
+            .clone()
+    }
+}
+
+/// What a publish replaced, for its buffers to be reused.
+#[derive(Default)]
+pub struct Replaced {
+    pub output: Option<Arc<Rendered>>,
+    pub body: Option<Arc<Vec<u8>>>,
+}
+
+/// How long after the last GET of /metrics scrapes still render as they go.
+const SERVING_FOR: Duration = Duration::from_secs(600);
 
 /// Shared between the scrape loops and the server. Targets come and go
 /// with config reloads: each has a slot under a lasting id, in id order.
@@ -37,6 +105,10 @@ pub struct Store {
     changes: AtomicU64,
     /// Held while merging, so concurrent GETs merge once.
     merging: Mutex<()>,
+    /// Milliseconds from `started` to the last GET of /metrics, plus one;
+    /// 0 before the first.
+    last_get: AtomicU64,
+    started: Instant,
     pub telemetry: Telemetry,
     /// Set when remote write runs: its metrics move between scrapes.
     own_metrics_move: AtomicBool,
@@ -55,6 +127,7 @@ impl Store {
                 let slot = Slot {
                     name,
                     output: None,
+                    deferred: None,
                     ever_up: false,
                 };
                 (id as u64, slot)
@@ -65,6 +138,8 @@ impl Store {
             snapshot: RwLock::new(None),
             changes: AtomicU64::new(0),
             merging: Mutex::new(()),
+            last_get: AtomicU64::new(0),
+            started: Instant::now(),
             telemetry: Telemetry::new(),
             own_metrics_move: AtomicBool::new(false),
         }
@@ -78,6 +153,7 @@ impl Store {
             Slot {
                 name,
                 output: None,
+                deferred: None,
                 ever_up: false,
             },
         );
@@ -95,14 +171,43 @@ impl Store {
     /// on the next GET); returns the result it replaced, so its buffers can
     /// be reused.
     pub fn publish(&self, id: u64, output: Arc<Rendered>, up: bool) -> Option<Arc<Rendered>> {
+        self.publish_deferred(id, output, None, up).output
+    }
+
+    /// Publishes a result whose body is rendered on the next GET (see
+    /// [`Store::serving`]); `output` holds what follows the body's lines.
+    pub fn publish_deferred(
+        &self,
+        id: u64,
+        output: Arc<Rendered>,
+        deferred: Option<Deferred>,
+        up: bool,
+    ) -> Replaced {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        let previous = slots.get_mut(&id).and_then(|slot| {
-            slot.ever_up |= up;
-            slot.output.replace(output)
-        });
+        let replaced = slots
+            .get_mut(&id)
+            .map(|slot| {
+                slot.ever_up |= up;
+                Replaced {
+                    output: slot.output.replace(output),
+                    body: std::mem::replace(&mut slot.deferred, deferred).map(|d| d.body),
+                }
+            })
+            .unwrap_or_default();
         self.invalidate();
         drop(slots);
-        previous
+        replaced
+    }
+
+    /// Whether /metrics was asked for lately: scrapes then render as they
+    /// go, so that a GET finds their lines ready.
+    pub fn serving(&self) -> bool {
+        let last = self.last_get.load(Ordering::Relaxed);
+        last != 0 && self.millis().saturating_sub(last - 1) < SERVING_FOR.as_millis() as u64
+    }
+
+    fn millis(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Drops the merged snapshot (GETs in flight keep theirs); called with
@@ -133,6 +238,8 @@ impl Store {
 
     /// What `/metrics` serves now.
     pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.last_get
+            .store(self.millis().saturating_add(1), Ordering::Relaxed);
         if let Some(snapshot) = self.current() {
             return snapshot;
         }
@@ -141,11 +248,17 @@ impl Store {
         if let Some(snapshot) = self.current() {
             return snapshot;
         }
-        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         // Read under the slots' lock: a result published after this is a
         // later change, and the snapshot merged now is not current then.
         let changes = self.changes.load(Ordering::Acquire);
-        let outputs: Vec<Arc<Rendered>> = slots.values().filter_map(|s| s.output.clone()).collect();
+        let mut outputs: Vec<Arc<Rendered>> = Vec::with_capacity(slots.len());
+        for slot in slots.values_mut() {
+            if let Some(deferred) = slot.deferred.as_mut() {
+                outputs.push(deferred.render());
+            }
+            outputs.extend(slot.output.clone());
+        }
         drop(slots);
         let snapshot = Arc::new(self.merge(&outputs));
         *self
@@ -190,7 +303,82 @@ mod tests {
     use super::*;
     use crate::exposition::{check, Labels};
     use crate::relabel::Rules;
-    use crate::scrape::pipeline::{process, SeriesCache, Settings};
+    use crate::scrape::pipeline::{process, FamilyBlock, SeriesCache, Settings};
+
+    /// A body kept while nobody GETs is served as the scrape would have
+    /// rendered it (relabeled, target labels, duplicates dropped), before the
+    /// report series that followed it; the GET turns rendering at scrape on.
+    #[test]
+    fn a_deferred_body_is_served_as_the_scrape_would_have_rendered_it() {
+        let yaml = "scrape_configs:\n  - job_name: app\n    metric_relabel_configs:\n      - {source_labels: [__name__], regex: 'drop_.*', action: drop}\n";
+        let job = Arc::new(
+            crate::config::from_yaml_str(yaml)
+                .expect("config")
+                .config
+                .scrape_configs[0]
+                .clone(),
+        );
+        let target: Labels<'static> = [("instance", "a:1"), ("job", "app")].into_iter().collect();
+        let body = "# HELP c Things.\n# TYPE c counter\nc_total{b=\"2\",a=\"1\"} 3\nc_total{b=\"2\",a=\"1\"} 4\ndrop_me 1\ng{instance=\"x\"} 2 1700000000000\n";
+        let report = "# TYPE up gauge\nup{instance=\"a:1\",job=\"app\"} 1\n";
+        let render = |text: &str| {
+            let mut out = Rendered::default();
+            let settings = crate::scrape::settings(&job, &target, crate::scrape::cache::NEVER);
+            process(
+                text.as_bytes(),
+                Format::Text,
+                &settings,
+                &mut SeriesCache::default(),
+                &mut out,
+            )
+            .expect("valid");
+            out
+        };
+        // What a scrape that renders publishes: the body's lines, then the report's.
+        let mut whole = render(body);
+        let tail = render(report);
+        let offset = whole.text.len();
+        whole.text.extend_from_slice(&tail.text);
+        whole
+            .families
+            .extend(tail.families.iter().map(|f| FamilyBlock {
+                lines: f.lines.start + offset..f.lines.end + offset,
+                ..f.clone()
+            }));
+        let rendering = Store::new(vec!["app/a:1".into()]);
+        rendering.publish(0, Arc::new(whole), true);
+
+        let deferring = Store::new(vec!["app/a:1".into()]);
+        assert!(!deferring.serving(), "nobody asked yet");
+        let kept = Deferred::new(
+            Arc::new(body.as_bytes().to_vec()),
+            Format::Text,
+            job.clone(),
+            target.clone(),
+        );
+        deferring.publish_deferred(0, Arc::new(tail), Some(kept), true);
+        for format in [Format::Text, Format::OpenMetrics] {
+            let want = rendering.snapshot().body(format, false);
+            let got = deferring.snapshot().body(format, false);
+            let (want, got) = (
+                String::from_utf8_lossy(&want),
+                String::from_utf8_lossy(&got),
+            );
+            assert_eq!(got, want, "{format:?}");
+            assert!(
+                got.contains("c_total{a=\"1\",b=\"2\",instance=\"a:1\",job=\"app\"} 3\n"),
+                "{got}"
+            );
+            assert!(!got.contains("drop_me"), "{got}");
+        }
+        assert!(deferring.serving(), "a GET turns rendering at scrape on");
+        // A later publish that renders gives the kept body back for reuse.
+        let replaced = deferring.publish_deferred(0, Arc::new(Rendered::default()), None, true);
+        assert_eq!(
+            replaced.body.as_deref().map(Vec::as_slice),
+            Some(body.as_bytes())
+        );
+    }
 
     /// A scraped Prometheus exposes the remote-write families relay also
     /// exposes: the merged body holds each family once and stays valid.
