@@ -556,15 +556,17 @@ pub async fn run(
         tracker.read(seq, end, count, oldest);
         samples_in += count as u64;
         for (i, samples) in dealt.iter_mut().enumerate() {
-            while !samples.is_empty() {
-                let rest = if samples.len() > chunk_max {
-                    samples.split_off(chunk_max)
-                } else {
-                    Vec::new()
-                };
+            // Each sample moves once, into a chunk of its own size (cutting
+            // the rest off the front again and again copied it quadratically).
+            let mut samples = std::mem::take(samples).into_iter();
+            loop {
+                let chunk: Vec<Outgoing> = samples.by_ref().take(chunk_max).collect();
+                if chunk.is_empty() {
+                    break;
+                }
                 let chunk = Chunk {
                     seq,
-                    samples: std::mem::replace(samples, rest),
+                    samples: chunk,
                     flush: false,
                 };
                 caught_up_pending = true;
