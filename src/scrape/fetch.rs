@@ -13,6 +13,9 @@ use crate::exposition::Format;
 const ACCEPT_HEADER: &str =
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
+/// The most a Content-Length header makes a fetch reserve up front.
+const MAX_RESERVE: u64 = 256 << 20;
+
 /// Why a fetch failed; each maps to `up 0` and one log line.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -115,6 +118,15 @@ impl Fetcher {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map_or(Format::Text, Format::from_content_type);
+        // Room for the whole body at once when its length is known (and
+        // allowed), rather than doubling up to twice its size; a length
+        // past MAX_RESERVE is not taken on trust and grows as it comes.
+        if let Some(len) = response
+            .content_length()
+            .filter(|&len| len <= MAX_RESERVE && (self.body_limit == 0 || len <= self.body_limit))
+        {
+            buf.reserve_exact(usize::try_from(len).unwrap_or(0));
+        }
         while let Some(chunk) = response.chunk().await.map_err(|e| self.request_error(e))? {
             if self.body_limit > 0 && (buf.len() + chunk.len()) as u64 > self.body_limit {
                 return Err(FetchError::BodyTooLarge(self.body_limit));
