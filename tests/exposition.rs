@@ -154,7 +154,7 @@ const OPENMETRICS_INVALID: &[(&str, &str, &str)] = &[
     (
         "UNIT equal to the name",
         "# TYPE seconds gauge\n# UNIT seconds seconds\nseconds 1\n# EOF\n",
-        "<stdin>:2:16: metric name \"seconds\" must end in \"_seconds\" for unit \"seconds\"\n",
+        "<stdin>:2:3: unit \"seconds\" is not a suffix of metric \"seconds\"\n",
     ),
     (
         "UNIT on info",
@@ -1107,6 +1107,10 @@ fn rejects_what_the_openmetrics_parser_rejects() {
         (
             "# UNIT metricsuffix suffix\n# EOF\n",
             &["1:3: unit \"suffix\" is not a suffix of metric \"metricsuffix\""],
+        ),
+        (
+            "# UNIT seconds seconds\n# EOF\n",
+            &["1:3: unit \"seconds\" is not a suffix of metric \"seconds\""],
         ),
         (
             "# UNIT m suffix\n# EOF\n",

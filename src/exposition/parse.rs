@@ -371,7 +371,8 @@ impl<'a> Parser<'a> {
                         unit
                     }
                 };
-                if !unit.is_empty() && !name.ends_with(&format!("_{unit}")) && name != unit {
+                // As in Prometheus: "_" and the unit end the name.
+                if !unit.is_empty() && !name.ends_with(&format!("_{unit}")) {
                     return Err(c.error_at(
                         keyword_start,
                         format!("unit {unit:?} is not a suffix of metric {name:?}"),

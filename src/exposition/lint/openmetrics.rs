@@ -184,13 +184,6 @@ impl<'a> Validator<'a> {
             }
             Entry::Unit { name, unit } => {
                 let unit_pos = (n, col(raw, 8 + name.len()));
-                if !unit.is_empty() && !name.ends_with(&format!("_{unit}")) {
-                    self.problems.push((
-                        unit_pos,
-                        format!("metric name {name:?} must end in \"_{unit}\" for unit {unit:?}"),
-                    ));
-                    return;
-                }
                 if self.metadata(name, Meta::Unit, n, None) && !unit.is_empty() {
                     if let Some(f) = self.family.as_mut() {
                         f.unit = Some((unit_pos, unit));
