@@ -98,7 +98,7 @@ def to_bytes(text):
 def exposition_seeds():
     files = [
         "tests/exposition.rs", "tests/scrape.rs", "tests/prometheus_interop.rs",
-        "src/exposition/parse.rs", "src/exposition/lint.rs", "src/exposition/render.rs",
+        "src/exposition/parse.rs", "src/exposition/lint/text.rs", "src/exposition/render.rs",
         "src/scrape/pipeline.rs", "src/scrape/cache.rs", "benches/parse.rs",
     ]
     for f in files:
