@@ -10,14 +10,6 @@ use relay::exposition::{check, Format, Parser};
 use relay::scrape::pipeline::convert;
 use relay_fuzz::{flat_samples, served, Flat};
 
-/// Whether to require that a body the checker accepts is served valid too.
-/// Off until relay serves every such body valid (issue 11, in progress): it
-/// finds at once, e.g., an OpenMetrics counter with `_created` served with two
-/// HELP/TYPE pairs, and a histogram interrupted by another metric whose
-/// later samples are served as the histogram's (the checker reads them as
-/// new untyped families).
-const SERVED_STAYS_VALID: bool = false;
-
 fuzz_target!(|body: &[u8]| {
     relay_fuzz::limit_allocations(64 << 20);
     for format in [Format::Text, Format::OpenMetrics] {
@@ -83,7 +75,7 @@ fn one_format(body: &[u8], format: Format) {
             "{format:?} -> {output:?}: samples changed\n{}",
             show()
         );
-        if SERVED_STAYS_VALID && problems.is_empty() {
+        if problems.is_empty() {
             let after = check(&text, output);
             assert!(
                 after.is_empty(),
