@@ -32,6 +32,8 @@ enum Mode {
     NotHttp,
     /// Answers 500 with a body that never ends.
     EndlessError,
+    /// Reads the request whole, answers 200 with a body of junk.
+    JunkOk,
 }
 
 /// A remote-write endpoint that misbehaves as `mode` says until stopped;
@@ -142,6 +144,25 @@ fn misbehave(
         Mode::NotHttp => {
             let _ = read_head(&stream);
             let _ = stream.write_all(b"SSH-2.0-OpenSSH_9.2\r\nthis is not HTTP\r\n\r\n");
+        }
+        Mode::JunkOk => {
+            let Ok(head) = read_head(&stream) else { return };
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            // The head was read through a buffered clone; what it read
+            // ahead is lost, so the rest is drained until the peer waits.
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+            let mut body = vec![0u8; length];
+            let _ = std::io::Read::read(&mut stream, &mut body);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nConnection: close\r\n\r\n\xff\xfe\x00junk!\x01\x02\x03\x04",
+            );
         }
         Mode::EndlessError => {
             let _ = read_head(&stream);
@@ -284,6 +305,34 @@ fn an_endless_error_body_is_not_read_whole() {
         per_attempt < 64 << 20,
         "relay read {per_attempt} bytes of one error body"
     );
+}
+
+#[test]
+fn a_receiver_that_answers_200_with_junk_is_taken_at_its_word() {
+    // As Prometheus: a 2xx acknowledges the batch, whatever its body.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let bad = BadReceiver::start(&addr, Mode::JunkOk);
+    let target = CountingTarget::start();
+    let relay = Relay::start(&config(
+        &target.addr,
+        &format!("http://{addr}/api/v1/write"),
+    ));
+    wait_for("20 samples acknowledged", || {
+        (rw_metric(&relay, "prometheus_remote_storage_samples_total") >= 20.0).then_some(())
+    });
+    assert!(bad.connections.load(Ordering::Relaxed) >= 2);
+    for name in [
+        "prometheus_remote_storage_samples_retried_total",
+        "prometheus_remote_storage_samples_failed_total",
+    ] {
+        assert_eq!(rw_metric(&relay, name), 0.0, "{name}");
+    }
+    assert!(
+        !relay.logs().contains("remote write failed"),
+        "{}",
+        relay.logs()
+    );
+    assert_peak_under(relay.pid(), 40, "receiver answers 200 with junk");
 }
 
 /// A 1 MiB tmpfs at `dir` (relay's WAL directory in the tests below).
