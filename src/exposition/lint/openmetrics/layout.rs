@@ -105,3 +105,59 @@ pub(super) fn sample_layout<'a>(line: &'a [u8], name: &str, labels_src: &str) ->
         exemplar_at,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_found_with_their_value_offsets_past_escapes() {
+        let line = br#"m{a="x\"}",b="\\",c="\u00e9"} 1"#;
+        let src = r#"a="x\"}",b="\\",c="\u00e9""#;
+        let labels = labels_at(src, 2);
+        let found: Vec<_> = labels
+            .iter()
+            .map(|l| (l.name, l.value.to_string(), l.value_at))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("a", "x\"}".to_owned(), 4),
+                ("b", "\\".to_owned(), 13),
+                ("c", "\\u00e9".to_owned(), 20),
+            ]
+        );
+        assert_eq!(line[4], b'"');
+        assert_eq!(line[13], b'"');
+        assert_eq!(line[20], b'"');
+    }
+
+    #[test]
+    fn trailing_comma_is_located() {
+        assert_eq!(trailing_comma(r#"a="1","#, 2), Some(7));
+        assert_eq!(trailing_comma(r#"a="1""#, 2), None);
+        assert_eq!(trailing_comma("", 2), None);
+    }
+
+    #[test]
+    fn sample_parts_are_located() {
+        let line = br#"m_total{a="1"} 3 17.5 # {t="x"} 1"#;
+        let lay = sample_layout(line, "m_total", r#"a="1""#);
+        assert_eq!(lay.labels_at, Some(8));
+        assert_eq!(lay.value_at, 15);
+        assert_eq!(lay.value_end, 16);
+        assert_eq!(lay.timestamp, Some(("17.5", 17)));
+        assert_eq!(lay.exemplar_at, Some((22, 25)));
+        let bare = sample_layout(b"m 3 # {} 1", "m", "");
+        assert_eq!(
+            (
+                bare.labels_at,
+                bare.value_at,
+                bare.timestamp,
+                bare.exemplar_at
+            ),
+            (None, 2, None, Some((4, 7)))
+        );
+        assert_eq!(col("é = 1".as_bytes(), 3), 3);
+    }
+}
