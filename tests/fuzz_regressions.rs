@@ -6,7 +6,11 @@ use std::cell::Cell;
 use std::sync::Arc;
 
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
+use relay::exposition::{check, Format, Labels};
+use relay::relabel::{RelabelConfig, Rules};
 use relay::remote_write::wal::{Next, Position, Reader, Wal};
+use relay::scrape::pipeline::{convert, process, PipelineError, Rendered, SeriesCache, Settings};
+use relay::scrape::store::Store;
 
 thread_local! {
     /// The largest single allocation this thread made since it was reset.
@@ -92,5 +96,82 @@ fn a_huge_record_length_in_a_short_sealed_segment_is_not_allocated() {
     assert!(
         largest < 1 << 20,
         "reading a 25-byte segment allocated {largest} bytes at once"
+    );
+}
+
+/// What `/metrics` serves in `format` when one target's last scrape gave `rendered`.
+fn served(rendered: Rendered, format: Format) -> String {
+    let store = Store::new(vec!["app/localhost:8001".into()]);
+    store.publish(0, Arc::new(rendered), true);
+    String::from_utf8_lossy(&store.snapshot().body(format, false)).into_owned()
+}
+
+/// Target `exposition` found bodies the checker accepts that relay served
+/// invalid (fixed by the merged-body validity change, 47117c5): each is
+/// checked as served, in both formats.
+#[test]
+fn bodies_the_checker_accepts_are_served_valid() {
+    let cases: &[(Format, &str)] = &[
+        // A counter's `_created` sample, rendered in a block of its own, was
+        // served in OpenMetrics under a second HELP/TYPE pair for `c`.
+        (
+            Format::OpenMetrics,
+            "# HELP c A counter.\n# TYPE c counter\nc_total{a=\"x\"} 1\nc_created{a=\"x\"} 1700000000\n# EOF\n",
+        ),
+        // A histogram interrupted by another metric: the checker reads what
+        // follows as new untyped families; relay served it under the
+        // histogram's TYPE (a bad `le`, then no `+Inf` bucket).
+        (
+            Format::Text,
+            "# TYPE app_latency_seconds histogram\napp_latzency_seconds_bucket{le=\"0.1\"} 1\napp_latency_seconds_bucket{le=\"+IUnf\"} 2\napp_latency_seconds_sum 0.3\napp_latency_seconds_count 2\n",
+        ),
+        // The same with `h_count` after the interruption: found on one
+        // target's rendered blocks (before the merge), where `h` came twice.
+        (
+            Format::Text,
+            "# HELP h x\n# TYPE h histogram\nh_bucket{a=\"1\",le=\"0.5\"} 1\nh_bucket{a=\"1\",le=\"+Inf\"} 2\nhWsum{a=\"1\"} 3\nh_count{a=\"1\"} 2\n",
+        ),
+    ];
+    for (input_format, body) in cases {
+        assert_eq!(
+            check(body.as_bytes(), *input_format),
+            vec![],
+            "input:\n{body}"
+        );
+        let rendered = convert(body.as_bytes(), *input_format, Format::Text).expect("parses");
+        for format in [Format::Text, Format::OpenMetrics] {
+            let out = served(rendered.clone(), format);
+            assert_eq!(check(out.as_bytes(), format), vec![], "{format:?}:\n{out}");
+        }
+    }
+}
+
+/// Target `scrape`: a rule writing `app_$1"` (a stray quote from YAML)
+/// into `__name__` made relay serve `app_requests_total"{...} 1`, which no
+/// parser reads. The scrape fails instead now (invalid-labels change).
+#[test]
+fn a_metric_name_made_invalid_by_relabeling_fails_the_scrape() {
+    let rules = Rules::compile(&[RelabelConfig {
+        source_labels: vec!["__name__".into()],
+        regex: "http_(.*)".into(),
+        target_label: Some("__name__".into()),
+        replacement: "app_$1\"".into(),
+        ..serde_norway::from_str("{}").expect("defaults")
+    }])
+    .expect("compiles");
+    let target: Labels<'static> = [("instance", "localhost:8001"), ("job", "app")]
+        .into_iter()
+        .collect();
+    let mut out = Rendered::default();
+    let result = process(
+        b"http_requests_total 1\n",
+        Format::Text,
+        &Settings::new(&target, &rules),
+        &mut SeriesCache::default(),
+        &mut out,
+    );
+    assert!(
+        matches!(&result, Err(PipelineError::InvalidLabels { series, .. }) if series.contains("app_requests_total\\\"")),
+        "{result:?}"
     );
 }
