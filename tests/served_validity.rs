@@ -138,6 +138,8 @@ fn targets() -> impl Strategy<Value = Vec<(String, Vec<usize>)>> {
 /// Scrapes each body as relay's scrape loop does (a failed scrape publishes
 /// no samples) and returns the snapshot's text and OpenMetrics bodies, and
 /// the targets' sample lines.
+/// A body that ends in `# EOF` is read as OpenMetrics, as its content type
+/// would say.
 fn serve(targets: &[(String, Vec<usize>)]) -> (Vec<u8>, Vec<u8>, Vec<String>) {
     let mut yaml = String::from("scrape_configs:\n");
     for (i, (_, rules)) in targets.iter().enumerate() {
@@ -160,11 +162,16 @@ fn serve(targets: &[(String, Vec<usize>)]) -> (Vec<u8>, Vec<u8>, Vec<String>) {
                 .into_iter()
                 .collect::<relay::exposition::Labels>()
                 .into_owned();
+        let input = if body.ends_with("# EOF\n") {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        };
         let mut out = Rendered::default();
         let settings = Settings::new(&labels, &config.scrape_configs[i].metric_relabel);
         let up = process(
             body.as_bytes(),
-            Format::Text,
+            input,
             &settings,
             &mut SeriesCache::default(),
             &mut out,
@@ -230,6 +237,9 @@ fn prometheus_client_parses_what_relay_serves() {
         bodies.push((text, false));
         bodies.push((om, true));
     }
+    let (text, om, _) = serve(&openmetrics_case());
+    bodies.push((text, false));
+    bodies.push((om, true));
     // One python: bodies separated by NUL, each prefixed with its format.
     let mut input = Vec::new();
     for (body, om) in &bodies {
@@ -243,6 +253,7 @@ fn prometheus_client_parses_what_relay_serves() {
     let out = common::pipe(python, &input);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.stdout, "", "prometheus_client rejected a body");
+    assert_eq!(bodies.len(), 130);
     // The cases exercise both outcomes: families served typed, and
     // families served untyped because of a clash or a forbidden sample.
     let all: String = bodies
@@ -251,5 +262,54 @@ fn prometheus_client_parses_what_relay_serves() {
         .collect();
     for kind in [" counter\n", " histogram\n", " summary\n", " untyped\n"] {
         assert!(all.contains(kind), "no{kind}");
+    }
+}
+
+/// Two OpenMetrics targets with the types text 0.0.4 lacks, created
+/// timestamps and units, and a text target whose gauges clash with them.
+fn openmetrics_case() -> Vec<(String, Vec<usize>)> {
+    let om = "# TYPE orders counter\n# HELP orders Orders placed.\norders_total{shop=\"eu\"} 42 # {trace_id=\"abc\"} 1.0 1700000000.123\norders_created{shop=\"eu\"} 1700000000.5\n# TYPE build info\nbuild_info{version=\"1.2.3\"} 1\n# TYPE feature stateset\nfeature{feature=\"a\"} 1\nfeature{feature=\"b\"} 0\n# TYPE queue gaugehistogram\nqueue_bucket{le=\"1.0\"} 3\nqueue_bucket{le=\"+Inf\"} 5\nqueue_gcount 5\nqueue_gsum 7.5\n# TYPE mystery unknown\nmystery 1\n# TYPE latency_seconds histogram\n# UNIT latency_seconds seconds\nlatency_seconds_bucket{le=\"0.5\"} 1\nlatency_seconds_bucket{le=\"+Inf\"} 2\nlatency_seconds_count 2\nlatency_seconds_sum 0.9\nlatency_seconds_created 1700000000\n# EOF\n";
+    let text = "# TYPE orders gauge\norders 1\n# TYPE build_info gauge\nbuild_info 2\n";
+    vec![
+        (om.to_owned(), vec![]),
+        (om.to_owned(), vec![]),
+        (text.to_owned(), vec![]),
+    ]
+}
+
+/// OpenMetrics targets with the types text 0.0.4 lacks (info, stateset,
+/// gauge histogram), created timestamps and units, next to a text target
+/// with a clashing counter: both formats stay valid, samples unchanged.
+#[test]
+fn openmetrics_targets_are_served_valid() {
+    let targets = openmetrics_case();
+    let (text, om, expected) = serve(&targets);
+    let served = [(text, om, expected)];
+    for (text, om, expected) in &served {
+        for (body, format) in [(text, Format::Text), (om, Format::OpenMetrics)] {
+            assert_eq!(
+                check(body, format),
+                vec![],
+                "{format:?}:\n{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let mut lines = sample_lines(text);
+        lines.sort();
+        assert_eq!(&lines, expected);
+    }
+    let om = String::from_utf8_lossy(&served[0].1);
+    // Typed where nothing clashes; untyped where the text target's gauges
+    // clash (orders, build_info), a counter has _created samples, or a
+    // gauge histogram has two series (text 0.0.4 would split it).
+    for kept in [
+        "# TYPE feature stateset\n",
+        "# TYPE latency_seconds histogram\n# UNIT latency_seconds seconds\n",
+        "# TYPE build_info unknown\n",
+        "# TYPE orders_total unknown\n",
+        "# TYPE orders_created unknown\n",
+        "# TYPE queue_bucket unknown\n",
+    ] {
+        assert!(om.contains(kept), "{kept:?} in {om}");
     }
 }

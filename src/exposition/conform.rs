@@ -175,6 +175,12 @@ impl<'f> Check<'f> {
             if !self.finish_group() || !self.seen.insert(group.clone()) {
                 return false;
             }
+            // Text 0.0.4 has no gauge histogram: its `_bucket`, `_gcount`
+            // and `_gsum` samples stand as families of their own there, so a
+            // second series would split them.
+            if self.kind == MetricType::GaugeHistogram && self.seen.len() > 1 {
+                return false;
+            }
             self.group = Some(group);
         }
         if matches!(
@@ -276,6 +282,8 @@ mod tests {
             (Summary, "s", "s", "s 1\n", false),
             (Summary, "s", "s", "s_sum NaN\n", false),
             (Summary, "s", "s", "s_created -1\n", false),
+            (GaugeHistogram, "q", "q", "q_bucket{le=\"+Inf\"} 1\nq_gcount 1\nq_gsum 1\n", true),
+            (GaugeHistogram, "q", "q", "q_bucket{a=\"1\",le=\"+Inf\"} 1\nq_bucket{a=\"2\",le=\"+Inf\"} 1\n", false),
             (Info, "i", "i", "i_info{v=\"1\"} 1\n", true),
             (Info, "i", "i", "i_info{v=\"1\"} 2\n", false),
             (StateSet, "s", "s", "s{s=\"a\"} 1\ns{s=\"b\"} 0\n", true),
