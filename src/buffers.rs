@@ -2,6 +2,22 @@
 //! grow: buffers kept from scrape to scrape save allocations, but must not
 //! hold a burst's size for the rest of the process's life.
 
+/// How often freed heap memory is handed back to the system.
+pub const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Hands memory that was freed back to the system. glibc's malloc keeps
+/// freed small chunks (the series of a burst, say) in its arenas, so RSS
+/// would stay at the burst's peak; `malloc_trim` returns their pages. It
+/// walks only free chunks, so calling it every [`TRIM_EVERY`] is cheap.
+pub fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only takes the allocator's own locks and touches
+    // no memory of ours.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Buffers smaller than this are kept whatever their use.
 const KEEP_BELOW: usize = 1 << 20;
 

@@ -117,6 +117,13 @@ pub async fn run_on(
         source.as_ref().map(|_| reload_tx),
         web,
     ));
+    let trimmer = tokio::spawn(async {
+        let mut every = tokio::time::interval(crate::buffers::TRIM_EVERY);
+        loop {
+            every.tick().await;
+            crate::buffers::trim_heap();
+        }
+    });
     let mut hangup = hangup_signal()?;
     let mut last_seen = source.as_ref().and_then(|s| std::fs::read(&s.path).ok());
     let mut watch = tokio::time::interval(WATCH_EVERY);
@@ -155,6 +162,7 @@ pub async fn run_on(
         }
     };
     tracing::info!("stopping");
+    trimmer.abort();
     running.shutdown(Instant::now()).await;
     let _ = server_stop_tx.send(true);
     let _ = server.await;

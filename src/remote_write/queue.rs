@@ -480,7 +480,10 @@ pub async fn run(
         let (record, end) = match reader.read_next() {
             Next::Record(record, end) => (record, end),
             Next::NewSegment(segment) => {
+                // The next segment describes again the series it uses: the
+                // old segment's (a burst's included) are given back.
                 series.clear();
+                series.shrink_to_fit();
                 tracker.read(seq, Position { segment, offset: 0 }, 0, 0);
                 seq += 1;
                 continue;

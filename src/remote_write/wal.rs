@@ -85,6 +85,9 @@ pub struct Wal {
     /// describes its series once, so a target with many series gets larger
     /// segments: descriptions stay under an eighth), at most half the cap.
     cut_at: AtomicU64,
+    /// Bytes of series records in the active segment (the writer's count,
+    /// readable without its lock).
+    described: AtomicU64,
     /// Builders of a batch hold it shared; cutting a segment holds it alone,
     /// so a batch is built and appended within one segment.
     cut: RwLock<()>,
@@ -178,6 +181,7 @@ impl Wal {
             max_size,
             segment_size: (max_size / 8).clamp(1 << 20, 128 << 20),
             cut_at: AtomicU64::new((max_size / 8).clamp(1 << 20, 128 << 20)),
+            described: AtomicU64::new(0),
             cut: RwLock::new(()),
             writer: Mutex::new(Writer {
                 file,
@@ -238,8 +242,18 @@ impl Wal {
         }
     }
 
+    /// Whether the active segment is cut before the next batch: at its
+    /// size, or as soon as its series descriptions pass an eighth of it (a
+    /// burst of new series). Readers hold every series of a segment until
+    /// its end, so this gives the burst's back once the next segment, which
+    /// describes only the series still written, is reached; a target that
+    /// stays that large gets segments sized for it from then on (unless the
+    /// cap already limits them).
     fn full(&self) -> bool {
-        self.head.borrow().len >= self.cut_at.load(Ordering::Relaxed)
+        let cut_at = self.cut_at.load(Ordering::Relaxed);
+        self.head.borrow().len >= cut_at
+            || (self.described.load(Ordering::Relaxed).saturating_mul(8) > cut_at
+                && cut_at < self.max_size / 2)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Writer> {
@@ -259,6 +273,7 @@ impl Wal {
         );
         self.cut_at.store(cut_at, Ordering::Relaxed);
         w.described = 0;
+        self.described.store(0, Ordering::Relaxed);
         sync_dir(&self.dir);
         w.segment = segment;
         w.size = 0;
@@ -289,6 +304,7 @@ impl Wal {
         }
         w.size += bytes.len() as u64;
         w.described += described;
+        self.described.store(w.described, Ordering::Relaxed);
         let (segment, size) = (w.segment, w.size);
         w.sizes.insert(segment, size);
         let total: u64 = w.sizes.values().sum();
