@@ -1,10 +1,14 @@
 //! A remote-write receiver that acknowledges and counts, for `benches/e2e.py`.
 //!
 //! `cargo run --release --example rw_sink -- --port 0` prints
-//! `listening on 127.0.0.1:PORT`, answers 204 to every valid
-//! `POST /api/v1/write` (snappy block format, then the project's own prost
-//! `WriteRequest`) and serves its counts as JSON on `GET /stats`;
-//! `POST /reset` forgets everything, so one sink serves peer after peer.
+//! `listening on 127.0.0.1:PORT`, answers 204 to every `POST /api/v1/write`
+//! as soon as its body is read, decodes it (snappy block format, then the
+//! project's own prost `WriteRequest`) and counts it on a second thread, and
+//! serves its counts as JSON on `GET /stats` (once everything received is
+//! counted); `POST /reset` forgets everything, so one sink serves peer after
+//! peer. Acknowledging before decoding keeps the sink's own work out of the
+//! delays it measures: what is timed is the shipper. A body that does not
+//! decode is counted as rejected, and the benchmark reports it.
 //!
 //! The counts are what the benchmark needs to judge a shipper, not only time
 //! it: samples are grouped by their timestamp (one per scrape), and within a
@@ -16,16 +20,17 @@
 //! acknowledged relative to their timestamp (the scrape's start), and the
 //! shipper's own `scrape_duration_seconds` for that scrape, so the benchmark
 //! can tell the delay from the scrape's end to the acknowledgement. The sink
-//! runs on one thread and reports its own CPU time, so the benchmark can
-//! tell its cost apart from the shipper's.
+//! reports its own CPU time (both threads), so the benchmark can tell its
+//! cost apart from the shipper's.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -190,9 +195,19 @@ fn decode(body: &[u8]) -> Result<WriteRequest, String> {
     WriteRequest::decode(raw.as_slice()).map_err(|e| format!("protobuf: {e}"))
 }
 
+/// A request body acknowledged at `ms`, waiting to be counted.
+struct Received {
+    body: Bytes,
+    ms: i64,
+}
+
 struct Sink {
     stats: Mutex<Stats>,
     hasher: hashbrown::DefaultHashBuilder,
+    /// Bodies acknowledged, and bodies counted: `/stats` waits until equal.
+    received: AtomicU64,
+    counted: AtomicU64,
+    queue: Mutex<mpsc::Sender<Received>>,
 }
 
 impl Sink {
@@ -202,20 +217,20 @@ impl Sink {
                 let Ok(body) = req.into_body().collect().await.map(|b| b.to_bytes()) else {
                     return response(StatusCode::BAD_REQUEST, "body not read\n");
                 };
-                let decoded = decode(&body);
-                let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
-                match decoded {
-                    Ok(request) => {
-                        stats.record(&request, body.len(), now_ms(), &self.hasher);
-                        response(StatusCode::NO_CONTENT, Bytes::new())
-                    }
-                    Err(e) => {
-                        stats.rejected += 1;
-                        response(StatusCode::BAD_REQUEST, e + "\n")
-                    }
+                self.received.fetch_add(1, Ordering::SeqCst);
+                let received = Received { body, ms: now_ms() };
+                let sent = self
+                    .queue
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .send(received);
+                if sent.is_err() {
+                    return response(StatusCode::INTERNAL_SERVER_ERROR, "counter gone\n");
                 }
+                response(StatusCode::NO_CONTENT, Bytes::new())
             }
             (&Method::GET, "/stats") => {
+                self.drained().await;
                 let json = self
                     .stats
                     .lock()
@@ -224,10 +239,32 @@ impl Sink {
                 response(StatusCode::OK, json)
             }
             (&Method::POST, "/reset") => {
+                self.drained().await;
                 *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = Stats::default();
                 response(StatusCode::NO_CONTENT, Bytes::new())
             }
             _ => response(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+
+    /// Waits until every body acknowledged so far has been counted.
+    async fn drained(&self) {
+        while self.counted.load(Ordering::SeqCst) < self.received.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The counting thread: decodes and records each body in turn.
+    fn count(&self, queue: mpsc::Receiver<Received>) {
+        for Received { body, ms } in queue {
+            let decoded = decode(&body);
+            let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+            match decoded {
+                Ok(request) => stats.record(&request, body.len(), ms, &self.hasher),
+                Err(_) => stats.rejected += 1,
+            }
+            drop(stats);
+            self.counted.fetch_add(1, Ordering::SeqCst);
         }
     }
 }
@@ -249,25 +286,30 @@ fn port_from_args() -> Result<u16, String> {
     Ok(port)
 }
 
-/// One thread: the sink should cost the machine as little as possible next to
-/// the shipper being measured, and decoding is far faster than any shipper
-/// encodes.
+/// Two threads: one answers HTTP, one decodes and counts; the sink should
+/// cost the machine as little as possible next to the shipper measured.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port = port_from_args()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(serve(port))?;
-    Ok(())
-}
-
-async fn serve(port: u16) -> std::io::Result<()> {
-    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
-    println!("listening on {}", listener.local_addr()?);
+    let (tx, rx) = mpsc::channel();
     let sink = Arc::new(Sink {
         stats: Mutex::default(),
         hasher: hashbrown::DefaultHashBuilder::default(),
+        received: AtomicU64::new(0),
+        counted: AtomicU64::new(0),
+        queue: Mutex::new(tx),
     });
+    let counter = sink.clone();
+    std::thread::spawn(move || counter.count(rx));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(port, sink))?;
+    Ok(())
+}
+
+async fn serve(port: u16, sink: Arc<Sink>) -> std::io::Result<()> {
+    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
+    println!("listening on {}", listener.local_addr()?);
     loop {
         let (stream, _) = listener.accept().await?;
         let sink = sink.clone();
