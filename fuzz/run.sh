@@ -5,10 +5,12 @@
 #
 # Installs cargo-fuzz when missing, seeds fuzz/corpus/<target> from the test
 # tables (fuzz/seed.py; a corpus grown by earlier runs is kept), builds the
-# targets with the nightly toolchain and runs them one after the other. A
-# crash fails the script and names the input libFuzzer saved; reproduce it
-# with `cargo +nightly fuzz run -s none <target> <that file>`, then make it
-# a regression test in the normal test suite with the fix.
+# targets with the nightly toolchain and runs them, one per core at a time
+# (FUZZ_JOBS overrides). A crash fails the script and names the input
+# libFuzzer saved; reproduce it with
+# `cargo +nightly fuzz run -s none <target> <that file>`, then make it a
+# regression test in the normal test suite (tests/fuzz_regressions.rs) with
+# the fix.
 #
 # Built without a sanitizer (-s none): relay has no unsafe code, so
 # AddressSanitizer would find little more than the panics, overflow checks
@@ -42,23 +44,38 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(cargo +nightly fuzz list)
 
 mkdir -p artifacts
-failed=()
-for t in "${targets[@]}"; do
-    log="artifacts/$t.log"
+# One target per core at a time; each writes its verdict to artifacts/<t>.status.
+run_one() {
+    local t=$1 log="artifacts/$1.log"
     # -timeout: an input running 10 s counts as a hang; -rss_limit_mb: a
     # run growing past 2 GiB as a leak.
     if cargo +nightly fuzz run -s none "$t" "corpus/$t" -- \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         >"$log" 2>&1; then
+        local runs cov
         runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
         cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n1)
         echo "fuzz $t: ${runs:-?} runs in ${secs}s, ${cov:-cov: ?}, no crash" >&2
+        echo ok >"artifacts/$t.status"
     else
-        echo "fuzz $t: FAILED; the last lines of $PWD/$log:" >&2
-        tail -n 40 "$log" >&2
-        grep -o 'Test unit written to .*' "$log" >&2 || true
-        failed+=("$t")
+        {
+            echo "fuzz $t: FAILED; from $PWD/$log:"
+            grep -A 20 -m1 'panicked at\|==fuzz==\|ERROR: libFuzzer' "$log" || tail -n 40 "$log"
+            grep -o 'Test unit written to .*' "$log" || true
+        } >&2
+        echo failed >"artifacts/$t.status"
     fi
+}
+parallel=${FUZZ_JOBS:-$(nproc)}
+for t in "${targets[@]}"; do
+    rm -f "artifacts/$t.status"
+    while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n || true; done
+    run_one "$t" &
+done
+wait
+failed=()
+for t in "${targets[@]}"; do
+    [ "$(cat "artifacts/$t.status" 2>/dev/null)" = ok ] || failed+=("$t")
 done
 if [ ${#failed[@]} -gt 0 ]; then
     echo "fuzz targets that crashed: ${failed[*]}" >&2
