@@ -96,11 +96,13 @@ def to_bytes(text):
 
 
 def exposition_seeds():
-    files = [
-        "tests/exposition.rs", "tests/scrape.rs", "tests/prometheus_interop.rs",
-        "src/exposition/parse.rs", "src/exposition/lint/text.rs", "src/exposition/render.rs",
-        "src/scrape/pipeline.rs", "src/scrape/cache.rs", "benches/parse.rs",
+    # Globs, so that files moving around (lint.rs became lint/) keep seeding.
+    patterns = [
+        "tests/exposition*.rs", "tests/scrape.rs", "tests/prometheus_interop.rs",
+        "tests/served_validity.rs", "src/exposition/**/*.rs", "src/scrape/*.rs",
+        "benches/parse.rs",
     ]
+    files = sorted({p.relative_to(ROOT) for pat in patterns for p in ROOT.glob(pat)})
     for f in files:
         path = ROOT / f
         if not path.exists():
