@@ -514,13 +514,15 @@ impl<'a> Parser<'a> {
         if c.peek() != Some(b'#') {
             let ts_col = c.i;
             let ts = c.take_while(|b| b != b' ');
-            let secs = om_timestamp(ts).ok_or_else(|| {
-                c.error_at(
-                    ts_col,
-                    format!("bad timestamp {} (expected seconds)", quote(ts)),
-                )
-            })?;
-            sample.timestamp_ms = Some(seconds_to_ms(secs));
+            let ms = decimal_seconds_to_ms(ts)
+                .or_else(|| om_timestamp(ts).map(seconds_to_ms))
+                .ok_or_else(|| {
+                    c.error_at(
+                        ts_col,
+                        format!("bad timestamp {} (expected seconds)", quote(ts)),
+                    )
+                })?;
+            sample.timestamp_ms = Some(ms);
             if c.peek().is_none() {
                 return Ok(());
             }
@@ -713,6 +715,37 @@ fn om_timestamp(b: &[u8]) -> Option<f64> {
 /// Seconds to milliseconds, rounded to the nearest (1.005 s is 1005 ms).
 fn seconds_to_ms(secs: f64) -> i64 {
     (secs * 1000.0).round() as i64
+}
+
+/// Plain decimal seconds (`-12.3456`) to milliseconds exactly, rounded to
+/// the nearest as `seconds_to_ms`: a float keeps only ~16 digits, so a
+/// millisecond timestamp relay rendered as seconds must not come back
+/// changed. `None` for other forms (exponents) or past the i64 range.
+fn decimal_seconds_to_ms(b: &[u8]) -> Option<i64> {
+    let (negative, digits) = match b.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, b),
+    };
+    let (whole, fraction) = match memchr::memchr(b'.', digits) {
+        Some(dot) => (&digits[..dot], &digits[dot + 1..]),
+        None => (digits, &digits[digits.len()..]),
+    };
+    if whole.is_empty() || !whole.iter().chain(fraction).all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut ms: i128 = 0;
+    for &d in whole {
+        ms = ms.checked_mul(10)?.checked_add(i128::from(d - b'0'))?;
+    }
+    for i in 0..3 {
+        let d = fraction.get(i).map_or(0, |d| i128::from(d - b'0'));
+        ms = ms.checked_mul(10)?.checked_add(d)?;
+    }
+    if fraction.get(3).is_some_and(|&d| d >= b'5') {
+        ms += 1;
+    }
+    i64::try_from(if negative { -ms } else { ms }).ok()
 }
 
 fn is_name_byte(b: u8, first: bool) -> bool {
@@ -916,6 +949,26 @@ mod tests {
             .find_map(Result::err)
             .map(|e| e.to_string())
             .unwrap_or_else(|| "no error".into())
+    }
+
+    #[test]
+    fn openmetrics_timestamps_keep_every_millisecond() {
+        for (text, ms) in [
+            ("-123372036548058.778", -123_372_036_548_058_778),
+            ("1700000000.123", 1_700_000_000_123),
+            ("1.005", 1005),
+            ("1.0005", 1001),
+            ("1.0004", 1000),
+            ("+2", 2000),
+            ("7.", 7000),
+            ("-9223372036854775.808", i64::MIN),
+            ("9223372036854775.807", i64::MAX),
+        ] {
+            assert_eq!(decimal_seconds_to_ms(text.as_bytes()), Some(ms), "{text}");
+        }
+        for text in ["1e3", ".5", "-", "", "1.2.3", "99999999999999999999"] {
+            assert_eq!(decimal_seconds_to_ms(text.as_bytes()), None, "{text}");
+        }
     }
 
     #[test]
