@@ -242,6 +242,7 @@ impl Running {
                 wal: r.wal.clone(),
                 highest_timestamp: self.store.telemetry.remote.highest_timestamp.clone(),
                 out_of_order: self.store.telemetry.remote.wal_out_of_order.clone(),
+                write_failed: self.store.telemetry.remote.wal_write_failed.clone(),
             });
         if sink.is_some() {
             self.store.own_metrics_move();

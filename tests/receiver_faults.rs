@@ -396,9 +396,17 @@ fn a_full_wal_directory_loses_new_samples_with_an_error_and_keeps_the_written_on
         line.contains("ERROR") && line.contains("samples are lost"),
         "{line}"
     );
-    // Scraping and serving go on.
+    // Scraping and serving go on; the lost samples are counted.
     let metrics = relay.metrics();
     assert_eq!(metric_value(&metrics, "up", &["job=\"app\""]), Some(1.0));
+    wait_for("lost samples counted", || {
+        let lost = metric_value(
+            &relay.metrics(),
+            "relay_wal_write_failed_samples_total",
+            &[],
+        )?;
+        (lost >= 1.0).then_some(())
+    });
     // Room again: what was written before, and what comes after, arrives.
     std::fs::remove_file(&filler).expect("remove filler");
     let room_at = target.answered().len() as u64 + 1;

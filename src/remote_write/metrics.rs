@@ -45,6 +45,7 @@ pub struct RemoteWriteMetrics {
     pub wal_size: Gauge,
     pub wal_dropped: Counter,
     pub wal_out_of_order: Counter,
+    pub wal_write_failed: Counter,
 }
 
 impl RemoteWriteMetrics {
@@ -67,6 +68,7 @@ impl RemoteWriteMetrics {
             wal_size: Gauge::default(),
             wal_dropped: Counter::default(),
             wal_out_of_order: Counter::default(),
+            wal_write_failed: Counter::default(),
         };
         let p = "prometheus_remote_storage_";
         let r = registry;
@@ -149,6 +151,11 @@ impl RemoteWriteMetrics {
             "relay_wal_out_of_order_samples",
             "Samples not written to the WAL because the target's own timestamp was not newer than the series' last one (a receiver would reject the batch)",
             m.wal_out_of_order.clone(),
+        );
+        r.register(
+            "relay_wal_write_failed_samples",
+            "Samples of scrapes that could not be written to the WAL (disk full, I/O error): lost, and logged",
+            m.wal_write_failed.clone(),
         );
         r.register(
             "relay_wal_oldest_unsent_sample_age_seconds",

@@ -68,6 +68,8 @@ pub struct WalSink {
     pub wal: Arc<Wal>,
     pub highest_timestamp: Gauge<f64, AtomicU64>,
     pub out_of_order: Counter,
+    /// Samples lost because the WAL could not be written.
+    pub write_failed: Counter,
 }
 
 /// The WAL the scrape loops write to, if any: a config reload may add
@@ -318,6 +320,7 @@ impl Scraper {
                 }
             }
             Err(e) => {
+                sink.write_failed.inc_by(self.batch.count as u64);
                 tracing::error!(target = %self.target.name(), samples = self.batch.count, error = %e, "cannot write the scrape to the WAL; its samples are lost");
                 self.cache.forget_descriptions();
                 self.report.forget_descriptions();
