@@ -213,14 +213,10 @@ class Sink:
 def match(answered, groups, series, sigterms):
     """Splits the answered scrapes into delivered, in flight at a SIGTERM,
     and lost; also returns the full groups no answered scrape explains."""
-    full = sorted(
-        g["ts"]
-        for g in groups
-        if g["stale"] == 0 and g["distinct"] >= series + REPORT_SERIES
-    )
-    partial = [
-        g for g in groups if g["stale"] == 0 and 0 < g["distinct"] - REPORT_SERIES < series
-    ]
+    # rw_sink's `distinct` leaves staleness markers out: a failed scrape's
+    # group (relay's report series and markers) has just the report series.
+    full = sorted(g["ts"] for g in groups if g["distinct"] >= series + REPORT_SERIES)
+    partial = [g for g in groups if 0 < g["distinct"] - REPORT_SERIES < series]
     used = set()
     delivered, in_flight, lost = [], [], []
     j = 0
@@ -346,9 +342,10 @@ def main():
         f"unexplained groups: {len(extra)}"
     )
     print(
-        f"sink: {stats['samples']} samples received, {stats['distinct']} distinct by (timestamp, series), "
-        f"{stats['stale']} staleness markers, {stats['out_of_order']} out of order, "
-        f"{stats['samples'] - stats['distinct']} redelivered"
+        f"sink: {stats['samples']} samples received: {stats['distinct']} distinct by (timestamp, series), "
+        f"{stats['stale']} staleness markers, "
+        f"{stats['samples'] - stats['stale'] - stats['distinct']} redelivered; "
+        f"{stats['out_of_order']} out of order"
     )
     errors = [l for l in log.splitlines() if "level=ERROR" in l]
     print(f"relay log: {len(errors)} ERROR lines")
