@@ -7,6 +7,7 @@
 //! series and values unchanged).
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 
 use super::model::MetricType;
 use super::parse::{Entry, Format, Parser};
@@ -59,10 +60,13 @@ impl<'f> Conform<'f> {
         {
             return false;
         }
+        // One label buffer for the piece: no allocation per sample.
+        let mut labels: Vec<(&str, Cow<'_, str>)> = Vec::new();
         for entry in Parser::new(lines, Format::Text) {
             let ok = match entry {
                 Ok(Entry::Sample(s)) => {
-                    let labels: Vec<(&str, Cow<'_, str>)> = s.labels().collect();
+                    labels.clear();
+                    labels.extend(s.labels());
                     s.timestamp_ms.is_none() && check.sample(s.name, &labels, s.value)
                 }
                 Ok(_) => true,
@@ -88,7 +92,11 @@ struct Check<'f> {
     header: &'f str,
     /// The current group (labels without `le`/`quantile`) and those done.
     group: Option<String>,
-    seen: std::collections::HashSet<String>,
+    /// Looked up once per group (for a counter, per sample): foldhash,
+    /// not SipHash; the keys are the families' own label text.
+    seen: hashbrown::HashSet<String>,
+    /// The sample being checked's group key, built in place.
+    key: String,
     histogram: Histogram,
 }
 
@@ -111,6 +119,7 @@ impl<'f> Check<'f> {
             header,
             group: None,
             seen: Default::default(),
+            key: String::new(),
             histogram: Histogram::default(),
         }
     }
@@ -166,13 +175,12 @@ impl<'f> Check<'f> {
             _ => return false,
         };
         // A group's samples are contiguous, and a group is not seen twice.
-        let group: String = labels
-            .iter()
-            .filter(|(k, _)| *k != skip)
-            .map(|(k, v)| format!("{k}={v:?},"))
-            .collect();
-        if self.group.as_deref() != Some(group.as_str()) {
-            if !self.finish_group() || !self.seen.insert(group.clone()) {
+        self.key.clear();
+        for (k, v) in labels.iter().filter(|(k, _)| *k != skip) {
+            let _ = write!(self.key, "{k}={v:?},");
+        }
+        if self.group.as_deref() != Some(self.key.as_str()) {
+            if !self.finish_group() || !self.seen.insert(self.key.clone()) {
                 return false;
             }
             // Text 0.0.4 has no gauge histogram: its `_bucket`, `_gcount`
@@ -181,7 +189,10 @@ impl<'f> Check<'f> {
             if self.kind == MetricType::GaugeHistogram && self.seen.len() > 1 {
                 return false;
             }
-            self.group = Some(group);
+            match self.group.as_mut() {
+                Some(group) => group.clone_from(&self.key),
+                None => self.group = Some(self.key.clone()),
+            }
         }
         if matches!(
             self.kind,
