@@ -12,7 +12,7 @@ a corpus grown by earlier runs stays). Sources:
 - scrape: each case's rules as a job's metric_relabel_configs, with its
   input labels as a body, and the shipped configs with exposition seeds;
 - config: config/*.yml, the relay configs inside k8s/*.yaml, the YAML in the
-  config tests, and the relabel table;
+  config and web-config tests, and the relabel table;
 - wal: segments written in the WAL's documented format from the series and
   samples of exposition seeds, plus truncated and bit-flipped copies.
 
@@ -161,12 +161,15 @@ def config_seeds():
                 for value in (doc.get("data") or {}).values():
                     if "scrape_configs" in value or "relay:" in value:
                         yield value.encode()
-    for f in ["tests/config.rs", "tests/reload.rs", "tests/remote_write.rs", "src/config/validate.rs",
-              "src/config/foreign.rs"]:
+    files = ["tests/config.rs", "tests/reload.rs", "tests/remote_write.rs", "tests/web.rs"]
+    files += [str(p.relative_to(ROOT)) for p in ROOT.glob("src/config/*.rs")]
+    files += [str(p.relative_to(ROOT)) for p in ROOT.glob("src/web/*.rs")]
+    keys = r"scrape_configs|global|relay|remote_write|tls_server_config|basic_auth_users|http_server_config"
+    for f in files:
         path = ROOT / f
         if path.exists():
             for lit in rust_literals(path):
-                if re.search(r"^\s*(scrape_configs|global|relay|remote_write):", lit, re.M):
+                if re.search(r"^\s*(%s):" % keys, lit, re.M):
                     yield lit.encode()
     yield (ROOT / "tests/relabel_cases.yaml").read_bytes()
 

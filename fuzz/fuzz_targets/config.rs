@@ -1,9 +1,11 @@
-//! Config loading on arbitrary YAML: an error that names what is wrong, or a
-//! config whose jobs yield their targets, never a panic.
+//! Config loading on arbitrary YAML, as a relay config and as a web config
+//! (`--web.config.file`): an error that names what is wrong, or a config
+//! whose jobs yield their targets, never a panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use relay::config::{from_yaml_str, ConfigError};
+use relay::web::WebConfig;
 
 fuzz_target!(|data: &[u8]| {
     relay_fuzz::limit_allocations(64 << 20);
@@ -20,5 +22,9 @@ fuzz_target!(|data: &[u8]| {
         Err(ConfigError::Field { path, message }) => {
             assert!(!message.is_empty(), "error without a message at {path:?}");
         }
+    }
+    // Relative paths stay relative: parsing reads no file.
+    if let Err(e) = WebConfig::parse(yaml, None) {
+        assert!(!e.to_string().is_empty());
     }
 });
