@@ -175,9 +175,12 @@ impl<'f> Check<'f> {
             _ => return false,
         };
         // A group's samples are contiguous, and a group is not seen twice.
+        // Name, value length, value: unambiguous without escaping each byte.
         self.key.clear();
         for (k, v) in labels.iter().filter(|(k, _)| *k != skip) {
-            let _ = write!(self.key, "{k}={v:?},");
+            self.key.push_str(k);
+            let _ = write!(self.key, "={}:", v.len());
+            self.key.push_str(v);
         }
         if self.group.as_deref() != Some(self.key.as_str()) {
             if !self.finish_group() || !self.seen.insert(self.key.clone()) {
