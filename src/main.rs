@@ -236,35 +236,33 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn check_configs(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    let mut ok = true;
-    let mut stdout = io::stdout().lock();
-    for file in files {
-        match config::load(file, &Overrides::default()) {
-            Ok(loaded) => {
-                for w in &loaded.warnings {
-                    eprintln!("{}: warning: {w}", file.display());
-                }
-                writeln!(stdout, "{}: valid", file.display())?;
-            }
-            Err(e) => {
-                ok = false;
-                eprintln!("{}: {e}", file.display());
-            }
-        }
-    }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    check_files(files, |file| {
+        config::load(file, &Overrides::default()).map(|loaded| loaded.warnings)
     })
 }
 
 fn check_web_configs(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    check_files(files, |file| {
+        relay::web::WebConfig::load(file).map(|_| Vec::new())
+    })
+}
+
+/// Prints `FILE: valid` (after its warnings) or `FILE: error` for each file;
+/// exit 1 when any is invalid.
+fn check_files<E: std::fmt::Display>(
+    files: &[PathBuf],
+    check: impl Fn(&std::path::Path) -> Result<Vec<String>, E>,
+) -> anyhow::Result<ExitCode> {
     let mut ok = true;
     let mut stdout = io::stdout().lock();
     for file in files {
-        match relay::web::WebConfig::load(file) {
-            Ok(_) => writeln!(stdout, "{}: valid", file.display())?,
+        match check(file) {
+            Ok(warnings) => {
+                for w in &warnings {
+                    eprintln!("{}: warning: {w}", file.display());
+                }
+                writeln!(stdout, "{}: valid", file.display())?;
+            }
             Err(e) => {
                 ok = false;
                 eprintln!("{}: {e}", file.display());

@@ -181,16 +181,9 @@ impl SeriesCache {
         key: &[u8],
         first_sight: impl FnOnce(&mut Vec<u8>) -> Result<Option<usize>, PipelineError>,
     ) -> Result<Lookup, PipelineError> {
-        let hash = self.hasher.hash_one(key);
-        let (arena, generation) = (&self.arena, self.generation);
-        if let Some(k) = self.keys.find_mut(hash, |k| {
-            arena.as_bytes().get(k.start..k.start + k.len) == Some(key)
-        }) {
-            if k.generation != generation {
-                k.generation = generation;
-                self.seen += 1;
-            }
-            let slot = (k.slot != DROPPED).then_some(k.slot);
+        let (hash, known) = self.find_seen(key);
+        if let Some(slot) = known {
+            let slot = (slot != DROPPED).then_some(slot);
             return Ok(Lookup { slot, new: false });
         }
         self.scratch.clear();
@@ -211,7 +204,7 @@ impl SeriesCache {
         let entry = Key {
             start,
             len: self.arena.len() - start,
-            generation,
+            generation: self.generation,
             slot: slot.unwrap_or(DROPPED),
             hash,
         };
@@ -227,19 +220,28 @@ impl SeriesCache {
         key: &[u8],
         first_sight: impl FnOnce(&mut Vec<u8>) -> Result<Option<usize>, PipelineError>,
     ) -> Result<bool, PipelineError> {
-        let hash = self.hasher.hash_one(key);
-        let (arena, generation) = (&self.arena, self.generation);
-        if let Some(k) = self.keys.find_mut(hash, |k| {
-            arena.as_bytes().get(k.start..k.start + k.len) == Some(key)
-        }) {
-            if k.generation != generation {
-                k.generation = generation;
-                self.seen += 1;
-            }
-            return Ok(k.slot != DROPPED);
+        if let (_, Some(slot)) = self.find_seen(key) {
+            return Ok(slot != DROPPED);
         }
         self.scratch.clear();
         Ok(first_sight(&mut self.scratch)?.is_some())
+    }
+
+    /// `key`'s hash, and its slot (or [`DROPPED`]) when known; a known key
+    /// is marked seen in this scrape.
+    fn find_seen(&mut self, key: &[u8]) -> (u64, Option<u32>) {
+        let hash = self.hasher.hash_one(key);
+        let (arena, generation) = (&self.arena, self.generation);
+        let Some(k) = self.keys.find_mut(hash, |k| {
+            arena.as_bytes().get(k.start..k.start + k.len) == Some(key)
+        }) else {
+            return (hash, None);
+        };
+        if k.generation != generation {
+            k.generation = generation;
+            self.seen += 1;
+        }
+        (hash, Some(k.slot))
     }
 
     /// The slot of the label set rendered as `rendered`, made if new.
