@@ -73,6 +73,15 @@ impl Body<'_> {
         self.stream.write_all(head.as_bytes())
     }
 
+    /// A whole 200 answer of text 0.0.4 with a Content-Length, then close.
+    fn text(&mut self, body: &[u8]) -> io::Result<()> {
+        self.head(&format!(
+            "HTTP/1.1 200 OK\r\n{TEXT}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        ))?;
+        self.write(body)
+    }
+
     /// Waits until the peer closes (Ok) or `limit` passes (Err).
     fn until_closed(&mut self, limit: Duration) -> io::Result<()> {
         self.stream
@@ -400,13 +409,7 @@ fn a_million_series_over_sample_limit_fail_the_scrape_in_bounded_memory() {
     let body = Arc::new(body);
     eprintln!("1M series: body of {} bytes", body.len());
     let served = body.clone();
-    let target = RawTarget::start(move |b| {
-        b.head(&format!(
-            "HTTP/1.1 200 OK\r\n{TEXT}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            served.len()
-        ))?;
-        b.write(served.as_bytes())
-    });
+    let target = RawTarget::start(move |b| b.text(served.as_bytes()));
     let relay = Relay::start(&format!(
         "scrape_configs:\n  - job_name: million\n    scrape_interval: 3s\n    scrape_timeout: 3s\n    sample_limit: 1000\n    static_configs: [{{targets: [\"{}\"]}}]\n",
         target.addr
@@ -459,15 +462,7 @@ fn megabyte_label_values_are_refused_by_the_limit_or_served_whole() {
         text.push_str(&format!("big{{n=\"{i}\",blob=\"{value}\"}} {i}\n"));
     }
     let body = Arc::new(text);
-    let target = |body: Arc<String>| {
-        RawTarget::start(move |b| {
-            b.head(&format!(
-                "HTTP/1.1 200 OK\r\n{TEXT}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            ))?;
-            b.write(body.as_bytes())
-        })
-    };
+    let target = |body: Arc<String>| RawTarget::start(move |b| b.text(body.as_bytes()));
     let (limited, open) = (target(body.clone()), target(body.clone()));
     let relay = Relay::start(&format!(
         "scrape_configs:\n{}{}",
@@ -503,19 +498,11 @@ fn megabyte_label_values_are_refused_by_the_limit_or_served_whole() {
 fn invalid_utf8_fails_the_scrape_naming_the_line() {
     let target = RawTarget::start(|b| {
         let body: &[u8] = b"fine 1\nbad{l=\"\xff\xfe\"} 1\n";
-        b.head(&format!(
-            "HTTP/1.1 200 OK\r\n{TEXT}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        ))?;
-        b.write(body)
+        b.text(body)
     });
     let name = RawTarget::start(|b| {
         let body: &[u8] = b"fine 1\nb\xc3\x28d 1\n";
-        b.head(&format!(
-            "HTTP/1.1 200 OK\r\n{TEXT}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        ))?;
-        b.write(body)
+        b.text(body)
     });
     let relay = Relay::start(&format!(
         "scrape_configs:\n{}{}",
@@ -540,11 +527,7 @@ fn invalid_utf8_fails_the_scrape_naming_the_line() {
 fn duplicate_series_keep_the_first_sample() {
     let target = RawTarget::start(|b| {
         let body: &[u8] = b"# TYPE dup gauge\ndup{a=\"1\",b=\"2\"} 1\ndup{a=\"1\",b=\"2\"} 2\ndup{b=\"2\",a=\"1\"} 3\nother 4\n";
-        b.head(&format!(
-            "HTTP/1.1 200 OK\r\n{TEXT}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        ))?;
-        b.write(body)
+        b.text(body)
     });
     let relay = Relay::start(&format!(
         "scrape_configs:\n{}",
@@ -580,11 +563,7 @@ fn a_flapping_target_alternates_up_with_staleness_and_no_leak() {
             return b.head("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         }
         let body = format!("flappy {n}\n");
-        b.head(&format!(
-            "HTTP/1.1 200 OK\r\n{TEXT}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        ))?;
-        b.write(body.as_bytes())
+        b.text(body.as_bytes())
     });
     let receiver = Receiver::start();
     let relay = Relay::start(&format!(
@@ -731,11 +710,7 @@ fn huge_then_small(remote_write: bool) {
             count.fetch_add(1, Ordering::Relaxed);
             &small
         };
-        b.head(&format!(
-            "HTTP/1.1 200 OK\r\n{TEXT}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        ))?;
-        b.write(body.as_bytes())
+        b.text(body.as_bytes())
     });
     let receiver = Receiver::start();
     let remote = if remote_write {
