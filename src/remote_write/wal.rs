@@ -388,14 +388,15 @@ impl Wal {
     /// Records that `queue` has delivered everything before `position`
     /// (written to a temporary file, then renamed over the old one).
     pub fn save_checkpoint(&self, queue: &str, position: Position) -> Result<(), WalError> {
-        // Unchanged (a receiver outage, an idle queue): no write, no fsync-free churn.
-        if self
+        // Held across the write and the rename: two savers of one queue (its
+        // saver task and its stop) would otherwise share the temporary file,
+        // and the second rename would find it gone.
+        let mut saved = self
             .checkpoints
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(queue)
-            == Some(&position)
-        {
+            .unwrap_or_else(PoisonError::into_inner);
+        // Unchanged (a receiver outage, an idle queue): nothing to write.
+        if saved.get(queue) == Some(&position) {
             return Ok(());
         }
         let path = self.checkpoint_path(queue);
@@ -406,10 +407,7 @@ impl Wal {
         };
         fs::write(&tmp, format!("{} {}\n", position.segment, position.offset)).map_err(err)?;
         fs::rename(&tmp, &path).map_err(err)?;
-        self.checkpoints
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(queue.to_owned(), position);
+        saved.insert(queue.to_owned(), position);
         Ok(())
     }
 
