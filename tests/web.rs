@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use common::certs::Certs;
-use common::peers::require_peer;
+use common::peers::{require_peer, start_prometheus};
 use common::{free_port, get, relay, wait_for, Reply, Target};
 
 /// The password the tests log in with; it must never be printed.
@@ -545,45 +545,31 @@ fn prometheus_scrapes_relay_over_tls_with_basic_auth() {
     let dir = tempfile::tempdir().expect("tempdir");
     let password_file = dir.path().join("password");
     std::fs::write(&password_file, PASSWORD).expect("write password");
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: relay-sidecar\n    honor_labels: true\n    scheme: https\n    tls_config:\n      ca_file: {}\n    basic_auth:\n      username: alice\n      password_file: {}\n    static_configs:\n      - targets: [\"{}\"]\n",
+    let scraper = start_prometheus(
+        &prometheus,
+        &format!(
+            "scrape_configs:\n  - job_name: relay-sidecar\n    honor_labels: true\n    scheme: https\n    tls_config:\n      ca_file: {}\n    basic_auth:\n      username: alice\n      password_file: {}\n    static_configs:\n      - targets: [\"{}\"]\n",
             ca.display(),
             password_file.display(),
             relay.addr
         ),
-    )
-    .expect("write prometheus.yml");
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new(&prometheus)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address={addr}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus");
+    );
+    let addr = &scraper.addr;
     let body = wait_for("Prometheus to store app_requests_total from relay", || {
-        get(&addr, "/api/v1/query?query=app_requests_total", &[])
+        get(addr, "/api/v1/query?query=app_requests_total", &[])
             .map(|r| r.text())
             .filter(|t| t.contains("\"app_requests_total\""))
     });
     let up = wait_for("Prometheus's up for relay", || {
         get(
-            &addr,
+            addr,
             "/api/v1/query?query=up%7Bjob%3D%22relay-sidecar%22%7D",
             &[],
         )
         .map(|r| r.text())
         .filter(|t| t.contains("\"result\":[{"))
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(scraper);
     assert!(body.contains("\"job\":\"app\""), "{body}");
     assert!(body.contains("\"code\":\"200\""), "{body}");
     assert!(body.contains(",\"7\"]"), "{body}");
