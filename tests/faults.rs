@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::procfs::{assert_peak_under, open_fds, rss_mib};
 use common::rw::{metric_value, Receiver, STALE_NAN_BITS};
-use common::{get, wait_for, Relay};
+use common::{get, read_head, wait_for, Relay};
 
 const MIB: u64 = 1 << 20;
 
@@ -116,7 +116,7 @@ impl RawTarget {
             for mut stream in listener.incoming().flatten() {
                 let (stats, answer) = (shared.clone(), answer.clone());
                 thread::spawn(move || {
-                    let Ok(head) = read_head(&mut stream) else {
+                    let Ok(head) = read_head(&stream) else {
                         return;
                     };
                     *stats.head.lock().unwrap_or_else(|e| e.into_inner()) = head;
@@ -138,21 +138,6 @@ impl RawTarget {
             }
         });
         RawTarget { addr, stats }
-    }
-}
-
-fn read_head(stream: &mut TcpStream) -> io::Result<String> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        if line.trim().is_empty() {
-            return Ok(head);
-        }
-        head.push_str(&line);
     }
 }
 

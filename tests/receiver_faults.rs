@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::procfs::{assert_peak_under, open_fds};
 use common::rw::{assert_no_gaps, metric_value, CountingTarget, Got, Receiver};
-use common::{free_port, get, wait_for, Relay};
+use common::{free_port, get, read_head, wait_for, Relay};
 
 /// How a [`BadReceiver`] treats each connection.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -103,22 +103,6 @@ impl BadReceiver {
 impl Drop for BadReceiver {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// The request head (the body is left unread).
-fn read_head(stream: &TcpStream) -> io::Result<String> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        if line.trim().is_empty() {
-            return Ok(head);
-        }
-        head.push_str(&line);
     }
 }
 

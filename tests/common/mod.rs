@@ -377,3 +377,19 @@ pub fn relay(args: &[&str]) -> Command {
     command.args(args);
     command
 }
+
+/// A request's head, read up to the blank line (the body is left unread).
+pub fn read_head(stream: &TcpStream) -> std::io::Result<String> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if line.trim().is_empty() {
+            return Ok(head);
+        }
+        head.push_str(&line);
+    }
+}
