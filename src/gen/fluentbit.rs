@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    ResourceRequirements, Volume, VolumeMount,
+    ConfigMap, Container, ContainerPort, EmptyDirVolumeSource, ResourceRequirements, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::pod::{meta, restricted, LOG_VOLUME};
+use super::pod::{config_map_volume, meta, restricted, LOG_VOLUME};
 use super::{to_yaml, GenError, Object, Options, AGENT_LOG_DIR, FLUENT_BIT_PORT, RUN_AS_USER};
 
 const CONFIG_VOLUME: &str = "fluent-bit-config";
@@ -138,14 +138,7 @@ pub(crate) fn volumes(options: &Options) -> Vec<Volume> {
         ..Default::default()
     };
     vec![
-        Volume {
-            name: CONFIG_VOLUME.to_owned(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: config_map_name(options),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
+        config_map_volume(CONFIG_VOLUME, config_map_name(options)),
         empty_dir(LOG_VOLUME, "1Gi"),
         empty_dir(STATE_VOLUME, "16Mi"),
     ]

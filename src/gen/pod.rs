@@ -35,6 +35,18 @@ pub fn config_map_name(options: &Options) -> String {
     format!("{}-relay", options.name)
 }
 
+/// A volume holding ConfigMap `config_map` (relay's and Fluent Bit's).
+pub(crate) fn config_map_volume(name: &str, config_map: String) -> Volume {
+    Volume {
+        name: name.to_owned(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: config_map,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// Labels of the Pod (and of every object): `app.kubernetes.io/name`.
 pub(crate) fn labels(options: &Options) -> BTreeMap<String, String> {
     BTreeMap::from([(NAME_LABEL.to_owned(), options.name.clone())])
@@ -244,14 +256,7 @@ fn pod_template(
     }
     let mut init_containers = vec![relay_container(options, relay, web)];
     let mut volumes = vec![
-        Volume {
-            name: CONFIG_VOLUME.to_owned(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: config_map_name(options),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
+        config_map_volume(CONFIG_VOLUME, config_map_name(options)),
         Volume {
             name: WAL_VOLUME.to_owned(),
             empty_dir: Some(EmptyDirVolumeSource {
