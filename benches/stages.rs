@@ -1,0 +1,277 @@
+//! Instruction counts per stage of the remote-write hot path, for
+//! `valgrind --tool=callgrind` (run by `benches/stages.py`): wall time on a
+//! shared 2-core machine moves by tens of percent between runs, instruction
+//! counts by well under one. Each stage runs `--iterations` times inside
+//! [`measured`], the only function callgrind collects, so input generation,
+//! warm-up and the WAL's files are not counted.
+//!
+//! Without a stage (as `cargo test --benches` runs it) every stage runs once
+//! and checks what it produced.
+
+mod common;
+
+use std::sync::Arc;
+
+use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
+use relay::exposition::{Entry, Format, Labels, Parser};
+use relay::relabel::Rules;
+use relay::remote_write::encode::{compress, write_request, Outgoing, SeriesPrep};
+use relay::remote_write::wal::{Next, Position, Reader, Record, Spilling, Wal, WalBatch};
+use relay::scrape::cache::NEVER;
+use relay::scrape::pipeline::{process, process_into, Counts, Rendered, SeriesCache, Settings};
+
+/// The series of the body every stage works on: small enough for callgrind
+/// (about 50 times slower than native) to run each stage in seconds.
+const SERIES: usize = 10_000;
+
+/// The same rules as the cycle bench: a drop, a labeldrop and a replace.
+const RULES: &str = "scrape_configs:\n  - job_name: app\n    metric_relabel_configs:\n      - {source_labels: [__name__], regex: 'go_.*', action: drop}\n      - {regex: pod_template_hash, action: labeldrop}\n      - {source_labels: [namespace], regex: 'shop-0', target_label: tier, replacement: gold}\n";
+
+const STAGES: [&str; 7] = [
+    "parse",
+    "first_scrape",
+    "scrape_known",
+    "scrape_to_wal",
+    "wal_append",
+    "wal_read",
+    "encode_snappy",
+];
+
+/// The only code callgrind counts (`--toggle-collect=*measured*`).
+#[inline(never)]
+fn measured(iterations: usize, f: &mut dyn FnMut() -> usize) -> usize {
+    let mut last = 0;
+    for _ in 0..iterations {
+        last = std::hint::black_box(f());
+    }
+    last
+}
+
+struct Inputs {
+    text: String,
+    series: usize,
+    target: Labels<'static>,
+    rules: Rules,
+    dir: tempfile::TempDir,
+}
+
+impl Inputs {
+    fn new() -> Inputs {
+        let text = common::exposition(SERIES);
+        let series = text.lines().filter(|l| !l.starts_with('#')).count();
+        let config = relay::config::from_yaml_str(RULES).expect("rules").config;
+        let rules = config.scrape_configs[0].metric_relabel.clone();
+        let target = [("instance", "10.0.0.7:8001"), ("job", "app")]
+            .into_iter()
+            .collect();
+        let dir = tempfile::tempdir().expect("tempdir");
+        Inputs {
+            text,
+            series,
+            target,
+            rules,
+            dir,
+        }
+    }
+
+    fn wal(&self, name: &str) -> Arc<Wal> {
+        let path = self.dir.path().join(name);
+        std::fs::create_dir_all(&path).expect("wal dir");
+        Arc::new(
+            Wal::open(&path, 1 << 30, &[], Counter::default(), Gauge::default()).expect("opens"),
+        )
+    }
+
+    /// One scrape with the WAL as the only sink; appended if `append`.
+    fn scrape_to_wal(
+        &self,
+        wal: &Wal,
+        cache: &mut SeriesCache,
+        batch: &mut WalBatch,
+        ts: i64,
+        append: bool,
+    ) -> usize {
+        let guard = wal.begin();
+        let settings = Settings {
+            epoch: guard.epoch(),
+            ..Settings::new(&self.target, &self.rules)
+        };
+        batch.begin(ts);
+        let mut counts = Counts::default();
+        let mut sink = Spilling {
+            batch: &mut *batch,
+            guard: &guard,
+        };
+        process_into(
+            self.text.as_bytes(),
+            Format::Text,
+            &settings,
+            cache,
+            &mut counts,
+            &mut sink,
+        )
+        .expect("valid body");
+        cache.commit(&mut sink, settings.epoch);
+        batch.finish();
+        if append {
+            guard.append(batch).expect("appends");
+        }
+        counts.samples_kept
+    }
+}
+
+/// Runs `stage` `iterations` times; returns what its last run produced
+/// (samples, bytes or series, as the stage counts them) and what that must be.
+fn run(stage: &str, iterations: usize, inputs: &Inputs) -> (usize, usize) {
+    let body = inputs.text.as_bytes();
+    let series = inputs.series;
+    let settings = Settings::new(&inputs.target, &inputs.rules);
+    let mut out = Rendered::default();
+    match stage {
+        "parse" => {
+            let mut parse = || {
+                Parser::new(body, Format::Text)
+                    .filter(|e| matches!(e, Ok(Entry::Sample(_))))
+                    .count()
+            };
+            (measured(iterations, &mut parse), series)
+        }
+        "first_scrape" => {
+            let mut first = || {
+                let mut cache = SeriesCache::default();
+                process(body, Format::Text, &settings, &mut cache, &mut out).expect("valid");
+                out.samples_kept
+            };
+            (measured(iterations, &mut first), series)
+        }
+        "scrape_known" => {
+            let mut cache = SeriesCache::default();
+            let mut known = || {
+                process(body, Format::Text, &settings, &mut cache, &mut out).expect("valid");
+                cache.commit(&mut (), NEVER);
+                out.samples_kept
+            };
+            known();
+            (measured(iterations, &mut known), series)
+        }
+        "scrape_to_wal" => {
+            let wal = inputs.wal("scrape");
+            let (mut cache, mut batch) = (SeriesCache::default(), WalBatch::default());
+            let mut ts = 1_700_000_000_000;
+            inputs.scrape_to_wal(&wal, &mut cache, &mut batch, ts, true);
+            let mut scrape = || {
+                ts += 1000;
+                inputs.scrape_to_wal(&wal, &mut cache, &mut batch, ts, false)
+            };
+            (measured(iterations, &mut scrape), series)
+        }
+        "wal_append" => {
+            let wal = inputs.wal("append");
+            let (mut cache, mut batch) = (SeriesCache::default(), WalBatch::default());
+            inputs.scrape_to_wal(&wal, &mut cache, &mut batch, 1, true);
+            inputs.scrape_to_wal(&wal, &mut cache, &mut batch, 2, false);
+            let mut append = || {
+                wal.begin().append(&batch).expect("appends");
+                batch.len()
+            };
+            assert!(!batch.is_empty(), "a steady scrape has records to append");
+            (measured(iterations, &mut append), batch.len())
+        }
+        "wal_read" => {
+            let wal = inputs.wal("read");
+            let start = wal.opened_at();
+            inputs.scrape_to_wal(
+                &wal,
+                &mut SeriesCache::default(),
+                &mut WalBatch::default(),
+                1,
+                true,
+            );
+            let mut refs: hashbrown::HashMap<u64, usize> = hashbrown::HashMap::new();
+            let mut read = || {
+                refs.clear();
+                let mut reader = Reader::new(wal.clone(), Position { offset: 0, ..start });
+                let mut samples = 0;
+                loop {
+                    match reader.read_next() {
+                        Next::Record(Record::Series(entries), _) => {
+                            for (r, text) in entries {
+                                refs.insert(r, text.len());
+                            }
+                        }
+                        Next::Record(Record::Samples(entries), _) => {
+                            samples += entries
+                                .into_iter()
+                                .filter(|(r, _, _)| refs.contains_key(r))
+                                .count();
+                        }
+                        Next::NewSegment(_) => refs.clear(),
+                        Next::Pending | Next::End => break,
+                    }
+                }
+                samples
+            };
+            (measured(iterations, &mut read), series)
+        }
+        "encode_snappy" => {
+            let samples = outgoing(inputs);
+            let mut encoder = snap::raw::Encoder::new();
+            let (mut raw, mut compressed) = (Vec::new(), Vec::new());
+            let mut encode = || {
+                // In batches of Prometheus's max_samples_per_send.
+                for chunk in samples.chunks(2000) {
+                    raw.clear();
+                    write_request(chunk, &mut raw);
+                    compress(&mut encoder, &raw, &mut compressed).expect("compresses");
+                }
+                samples.len()
+            };
+            (measured(iterations, &mut encode), series)
+        }
+        other => panic!("unknown stage {other:?}; stages: {}", STAGES.join(", ")),
+    }
+}
+
+/// Every sample of the body as the queue holds it before sending.
+fn outgoing(inputs: &Inputs) -> Vec<Outgoing> {
+    let external = vec![("cluster".to_owned(), "eu-1".to_owned())];
+    let mut prep = SeriesPrep::new(&external, &inputs.rules);
+    let mut out = Vec::new();
+    for entry in Parser::new(inputs.text.as_bytes(), Format::Text) {
+        let Ok(Entry::Sample(s)) = entry else {
+            continue;
+        };
+        let mut labels = Labels::default();
+        s.labels_into(&mut labels);
+        labels.sort();
+        let mut rendered = Vec::new();
+        relay::exposition::render::series(&mut rendered, &labels);
+        let series = prep.prepare(&rendered).expect("kept");
+        out.push(Outgoing {
+            series: Arc::new(series),
+            timestamp_ms: 1_700_000_000_000,
+            value: s.value,
+            replayed: false,
+        });
+    }
+    out
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
+    let stage = args.next();
+    let iterations = args
+        .next()
+        .map(|n| n.parse().expect("iterations: a number"))
+        .unwrap_or(1);
+    let inputs = Inputs::new();
+    let stages: Vec<&str> = match &stage {
+        Some(s) => vec![s.as_str()],
+        None => STAGES.to_vec(),
+    };
+    for stage in stages {
+        let (produced, expected) = run(stage, iterations, &inputs);
+        assert_eq!(produced, expected, "stage {stage}");
+        println!("{stage} series={} produced={produced}", inputs.series);
+    }
+}
