@@ -158,7 +158,7 @@ pub async fn serve(
                     } else if req.uri().path() == "/-/reload" {
                         reload_response(&req, reload).await
                     } else {
-                        respond(&store, &req)
+                        respond(&store, &req).await
                     };
                     response.headers_mut().extend(verdict.headers);
                     Ok::<_, Infallible>(response)
@@ -282,7 +282,7 @@ async fn reload_response(
     }
 }
 
-fn respond(store: &Store, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn respond(store: &Store, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return plain(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -290,7 +290,7 @@ fn respond(store: &Store, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         );
     }
     match req.uri().path() {
-        "/metrics" => metrics(store, req),
+        "/metrics" => metrics(store, req).await,
         "/-/healthy" => plain(StatusCode::OK, "relay is Healthy.\n".into()),
         "/-/ready" => {
             let waiting = store.waiting_for();
@@ -313,7 +313,7 @@ fn respond(store: &Store, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     }
 }
 
-fn metrics(store: &Store, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn metrics(store: &Store, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let header = |name| {
         req.headers()
             .get(name)
@@ -326,7 +326,13 @@ fn metrics(store: &Store, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         Format::Text
     };
     let gzip = accepts_gzip(header(ACCEPT_ENCODING));
-    let body = store.snapshot().body(format, gzip);
+    let wait = fresh_wait(
+        req.headers()
+            .get("X-Prometheus-Scrape-Timeout-Seconds")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    );
+    let body = store.fresh_snapshot(wait).await.body(format, gzip);
     let mut response = Response::new(Full::new(if req.method() == Method::HEAD {
         Bytes::new()
     } else {
@@ -346,6 +352,21 @@ fn metrics(store: &Store, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     response
+}
+
+/// How long the first GET after an idle time waits for the targets' fresh
+/// results: the scraper's timeout less a tenth (for merging and sending),
+/// else 9 s (what Prometheus' default 10 s timeout gives).
+fn fresh_wait(timeout_header: &str) -> Duration {
+    let timeout = timeout_header
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|t| t.is_finite() && *t > 0.0)
+        .map_or(Duration::from_secs(10), |t| {
+            Duration::from_secs_f64(t.min(3600.0))
+        });
+    timeout.mul_f64(0.9)
 }
 
 /// Whether `Accept-Encoding` takes gzip: listed (or `*`) with a q-value

@@ -223,6 +223,63 @@ fn json_reader_reads_a_prometheus_matrix() {
 
 /// Credentials and headers towards the receiver come from the entry, the
 /// password from its file (re-read on every request, as for targets).
+/// Nobody reading /metrics for a while (shortened here to 1.5 s), relay
+/// renders nothing as it scrapes; the first GET after that has the target
+/// scraped at once (the 1 min interval would be far off) and serves that
+/// scrape's value. Remote write gets every scrape exactly once, the ones a
+/// GET asked for among them.
+#[test]
+fn a_get_after_an_idle_time_scrapes_at_once_and_remote_write_gets_every_scrape() {
+    let target = CountingTarget::start();
+    let receiver = Receiver::start();
+    let relay = Relay::start_env(
+        &config(
+            &target.addr,
+            "1m",
+            "",
+            &[entry("rw", &receiver.url, "", "")],
+        ),
+        &[("RELAY_SERVING_FOR_MS", "1500")],
+    );
+    let series = app_labels("count_of_scrapes", &target.addr);
+    let served = |text: &str| metric_value(text, "count_of_scrapes", &[]);
+    for round in 0..3 {
+        // Idle: no GET for longer than the idle time.
+        std::thread::sleep(Duration::from_millis(2000));
+        let before = target.answered().len() as f64;
+        let text = relay.metrics();
+        let value = served(&text).unwrap_or_else(|| panic!("round {round}: no value:\n{text}"));
+        assert!(
+            value > before,
+            "round {round}: served {value}, not a scrape after the GET (the target had answered {before})"
+        );
+        assert_eq!(
+            metric_value(&text, "up", &[]),
+            Some(1.0),
+            "round {round}:\n{text}"
+        );
+    }
+    // Every answered scrape goes through the pipeline before this one
+    // (a GET after idle again), which fails.
+    target.pause();
+    std::thread::sleep(Duration::from_millis(2000));
+    common::rw::wait_for_up(&relay, &target.addr, "0");
+    let answered = target.answered();
+    assert!(answered.len() >= 3, "{answered:?}");
+    let got = receiver_counts(&receiver, &answered);
+    let got = one_series(&got, &series);
+    assert_no_gaps(&answered, &got, "scrapes asked for by GETs");
+    let live: Vec<_> = got
+        .iter()
+        .filter(|(_, v)| v.to_bits() != STALE_NAN_BITS)
+        .collect();
+    assert_eq!(
+        live.len(),
+        answered.len(),
+        "one sample per answered scrape: {got:?}"
+    );
+}
+
 #[test]
 fn receiver_credentials_and_headers_are_sent() {
     let receiver = Receiver::start();

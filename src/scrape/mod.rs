@@ -28,7 +28,7 @@ use append::{stale_nan, Appended, Appender, Family, SeriesRef};
 use cache::{next_ref, NEVER};
 use fetch::Fetcher;
 use pipeline::{Counts, Limits, PipelineError, Rendered, SeriesCache, Settings};
-use store::{Deferred, Store};
+use store::Store;
 
 /// Why one scrape failed.
 #[derive(Debug, thiserror::Error)]
@@ -140,24 +140,41 @@ pub async fn run_target(
         last_ts: i64::MIN,
     };
     let first = offset(&scraper.target, SystemTime::now());
-    let stopped = tokio::select! {
-        _ = tokio::time::sleep(first) => false,
-        _ = shutdown.changed() => true,
-    };
-    if !stopped {
-        let mut ticker = tokio::time::interval(scraper.target.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            // Shutdown also cancels a scrape in flight: SIGTERM need not wait
-            // for a slow target's timeout.
-            tokio::select! {
-                _ = async { ticker.tick().await; scraper.scrape_once().await } => {}
-                _ = shutdown.changed() => break,
-            }
+    let mut ticker =
+        tokio::time::interval_at(tokio::time::Instant::now() + first, scraper.target.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut scrape_now = scraper.store.scrape_now();
+    loop {
+        // Shutdown also cancels a scrape in flight: SIGTERM need not wait
+        // for a slow target's timeout.
+        tokio::select! {
+            _ = async {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    // A GET after an idle time wants this target's lines now
+                    // (unless a scrape since gave them); the schedule goes on.
+                    _ = now_wanted(&mut scrape_now, &scraper.store, id) => {}
+                }
+                scraper.scrape_once().await
+            } => {}
+            _ = shutdown.changed() => break,
         }
     }
     if *shutdown.borrow() == Stop::Finish && scraper.wal.get().is_some() {
         scraper.finish().await;
+    }
+}
+
+/// Resolves when a GET after an idle time wants target `id` scraped now.
+async fn now_wanted(scrape_now: &mut watch::Receiver<u64>, store: &Store, id: u64) {
+    loop {
+        if scrape_now.changed().await.is_err() {
+            // The store is gone: only the interval scrapes.
+            std::future::pending::<()>().await;
+        }
+        if store.wanted(id) {
+            return;
+        }
     }
 }
 
@@ -190,6 +207,11 @@ impl Scraper {
     async fn scrape_once(&mut self) {
         let started = Instant::now();
         let timestamp = now_ms().max(self.last_ts.saturating_add(1));
+        // Nobody asked for /metrics lately: nothing is rendered (the first
+        // GET has every target scraped again). Decided before fetching: a
+        // scrape begun before the GET that ended the idle time renders
+        // nothing, and does not count as the fresh result it waits for.
+        let render = self.store.serving();
         let fetched = match &self.fetcher {
             Ok(fetcher) => fetcher.fetch(&mut self.body).await,
             Err(e) => {
@@ -197,8 +219,6 @@ impl Scraper {
                 Err(fetch::FetchError::Setup(e.clone()))
             }
         };
-        // Nobody asked for /metrics lately: the body is kept, not rendered.
-        let render = self.store.serving();
         let mut rendered = std::mem::take(&mut self.spare);
         let out = Arc::make_mut(&mut rendered);
         out.clear();
@@ -209,7 +229,6 @@ impl Scraper {
         let epoch = guard.as_ref().map_or(NEVER, |g| g.epoch());
         self.batch.begin(timestamp);
         let mut counts = Counts::default();
-        let mut fetched_format = None;
         let result = {
             let mut wal_batch = guard.as_ref().map(|guard| Spilling {
                 batch: &mut self.batch,
@@ -218,7 +237,6 @@ impl Scraper {
             let mut sink = (&mut text, &mut wal_batch);
             let result = match fetched {
                 Ok(format) => {
-                    fetched_format = Some(format);
                     let settings = settings(&self.job, &self.target.labels, epoch);
                     pipeline::process_into(
                         &self.body,
@@ -272,29 +290,11 @@ impl Scraper {
             out.samples_scraped,
             result.as_ref().err().map(ScrapeError::reason),
         );
-        let deferred = match &fetched_format {
-            Some(format) if up && !render => Some(Deferred::new(
-                // Kept until the next scrape: without the room reading left
-                // (up to twice the body).
-                Arc::new({
-                    let mut body = std::mem::take(&mut self.body);
-                    body.shrink_to_fit();
-                    body
-                }),
-                *format,
-                self.job.clone(),
-                self.target.labels.clone(),
-            )),
-            _ => None,
-        };
-        let replaced = self.store.publish_deferred(self.id, rendered, deferred, up);
+        // A failed scrape's result is whole either way (up 0, no lines).
+        let complete = render || !up;
+        let replaced = self.store.publish_scrape(self.id, rendered, up, complete);
         // The replaced result is no longer in any snapshot: reuse its buffers.
-        self.spare = replaced.output.unwrap_or_default();
-        if let Some(body) = replaced.body.and_then(|b| Arc::try_unwrap(b).ok()) {
-            if self.body.capacity() == 0 {
-                self.body = body;
-            }
-        }
+        self.spare = replaced.unwrap_or_default();
     }
 
     /// Writes the scrape's batch; if that fails, the series it described
@@ -373,8 +373,8 @@ pub(crate) fn settings<'a>(
     }
 }
 
-/// The text sink of a scrape, off while its body is kept for a later GET
-/// instead (see [`Store::serving`]).
+/// The text sink of a scrape, off while nobody reads /metrics (see
+/// [`Store::serving`]).
 struct TextSink<'a> {
     out: &'a mut Rendered,
     on: bool,

@@ -8,90 +8,54 @@
 //! GET of a snapshot older than a second merges again with them as they are
 //! now.
 //!
-//! While nobody has asked for /metrics for a while ([`Store::serving`]), a
-//! scrape loop publishes its body instead of rendering it: the next GET
-//! renders it (the same pipeline, so the same lines), and from then on the
-//! loops render as they scrape again. A relay that only remote-writes holds
-//! one body per target, not two rendered copies of it.
+//! While nobody has asked for /metrics for a while ([`Store::serving`]), the
+//! scrape loops render nothing and keep nothing (remote write still gets
+//! every sample): the first GET after such an idle time has every target
+//! scraped at once and waits (bounded) for those results, rendered as the
+//! scrapes go from then on. A relay that only remote-writes holds neither a
+//! body nor a rendered copy of it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use tokio::sync::{watch, Notify};
+
 use super::merge;
-use super::pipeline::{self, Rendered, SeriesCache};
-use crate::config::ScrapeConfig;
-use crate::exposition::{Format, Labels};
+use super::pipeline::{self, Rendered};
+use crate::exposition::Format;
 use crate::serve::Snapshot;
 use crate::telemetry::Telemetry;
 
 struct Slot {
     name: String,
     output: Option<Arc<Rendered>>,
-    /// The scrape's body when it was not rendered (its `output` then holds
-    /// only the `up` and `scrape_*` series, which come after it).
-    deferred: Option<Deferred>,
+    /// A GET after an idle time asked for a fresh rendered result that has
+    /// not come yet: GETs wait (bounded) until it does.
+    wanted: bool,
     ever_up: bool,
 }
 
-/// A successful scrape's body, not rendered yet, and what renders it.
-pub struct Deferred {
-    pub body: Arc<Vec<u8>>,
-    pub format: Format,
-    pub job: Arc<ScrapeConfig>,
-    pub target_labels: Labels<'static>,
-    /// The body rendered, once a GET asked for it.
-    rendered: Option<Arc<Rendered>>,
-}
-
-impl Deferred {
-    pub fn new(
-        body: Arc<Vec<u8>>,
-        format: Format,
-        job: Arc<ScrapeConfig>,
-        target_labels: Labels<'static>,
-    ) -> Deferred {
-        Deferred {
-            body,
-            format,
-            job,
-            target_labels,
-            rendered: None,
+impl Slot {
+    fn new(name: String) -> Slot {
+        Slot {
+            name,
+            output: None,
+            wanted: false,
+            ever_up: false,
         }
     }
-
-    /// The body's lines as the scrape would have rendered them (it passed
-    /// the pipeline then, so it passes again; a fresh cache gives the same
-    /// lines, first duplicate winning).
-    fn render(&mut self) -> Arc<Rendered> {
-        let (body, format) = (&self.body, self.format);
-        let (job, labels) = (&self.job, &self.target_labels);
-        self.rendered
-            .get_or_insert_with(|| {
-                let mut out = Rendered::default();
-                let settings = super::settings(job, labels, super::cache::NEVER);
-                if let Err(e) =
-                    pipeline::process(body, format, &settings, &mut SeriesCache::default(), &mut out)
-                {
-                    tracing::error!(error = %e, "a scraped body kept for /metrics did not render again");
-                    out.clear_samples();
-                }
-                Arc::new(out)
-            })
-            .clone()
-    }
 }
 
-/// What a publish replaced, for its buffers to be reused.
-#[derive(Default)]
-pub struct Replaced {
-    pub output: Option<Arc<Rendered>>,
-    pub body: Option<Arc<Vec<u8>>>,
+/// How long after the last GET of /metrics scrapes still render as they
+/// go; `RELAY_SERVING_FOR_MS` shortens it (for tests).
+fn serving_for() -> Duration {
+    std::env::var("RELAY_SERVING_FOR_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(600), Duration::from_millis)
 }
-
-/// How long after the last GET of /metrics scrapes still render as they go.
-const SERVING_FOR: Duration = Duration::from_secs(600);
 
 /// Shared between the scrape loops and the server. Targets come and go
 /// with config reloads: each has a slot under a lasting id, in id order.
@@ -112,6 +76,12 @@ pub struct Store {
     pub telemetry: Telemetry,
     /// Set when remote write runs: its metrics move between scrapes.
     own_metrics_move: AtomicBool,
+    serving_for: Duration,
+    /// Bumped by the first GET after an idle time: each scrape loop then
+    /// scrapes at once (see [`Store::scrape_now`]).
+    demand: watch::Sender<u64>,
+    /// Notified on every publish, for GETs waiting for fresh results.
+    published: Notify,
 }
 
 /// How old relay's own metrics in a served snapshot may be.
@@ -123,15 +93,7 @@ impl Store {
         let slots = target_names
             .into_iter()
             .enumerate()
-            .map(|(id, name)| {
-                let slot = Slot {
-                    name,
-                    output: None,
-                    deferred: None,
-                    ever_up: false,
-                };
-                (id as u64, slot)
-            })
+            .map(|(id, name)| (id as u64, Slot::new(name)))
             .collect();
         Store {
             slots: Mutex::new(slots),
@@ -142,21 +104,16 @@ impl Store {
             started: Instant::now(),
             telemetry: Telemetry::new(),
             own_metrics_move: AtomicBool::new(false),
+            serving_for: serving_for(),
+            demand: watch::Sender::new(0),
+            published: Notify::new(),
         }
     }
 
     /// A new target (a reload added it): not ready until its first scrape.
     pub fn add(&self, id: u64, name: String) {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        slots.insert(
-            id,
-            Slot {
-                name,
-                output: None,
-                deferred: None,
-                ever_up: false,
-            },
-        );
+        slots.insert(id, Slot::new(name));
     }
 
     /// A target a reload removed: its series leave the snapshot.
@@ -171,39 +128,48 @@ impl Store {
     /// on the next GET); returns the result it replaced, so its buffers can
     /// be reused.
     pub fn publish(&self, id: u64, output: Arc<Rendered>, up: bool) -> Option<Arc<Rendered>> {
-        self.publish_deferred(id, output, None, up).output
+        self.publish_scrape(id, output, up, true)
     }
 
-    /// Publishes a result whose body is rendered on the next GET (see
-    /// [`Store::serving`]); `output` holds what follows the body's lines.
-    pub fn publish_deferred(
+    /// [`Store::publish`] of a scrape's result; `complete` says whether it
+    /// holds the body's lines (not when nobody was reading, see
+    /// [`Store::serving`]): only a complete one is what a GET waits for.
+    pub fn publish_scrape(
         &self,
         id: u64,
         output: Arc<Rendered>,
-        deferred: Option<Deferred>,
         up: bool,
-    ) -> Replaced {
+        complete: bool,
+    ) -> Option<Arc<Rendered>> {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        let replaced = slots
-            .get_mut(&id)
-            .map(|slot| {
-                slot.ever_up |= up;
-                Replaced {
-                    output: slot.output.replace(output),
-                    body: std::mem::replace(&mut slot.deferred, deferred).map(|d| d.body),
-                }
-            })
-            .unwrap_or_default();
+        let replaced = slots.get_mut(&id).and_then(|slot| {
+            slot.ever_up |= up;
+            slot.wanted &= !complete;
+            slot.output.replace(output)
+        });
         self.invalidate();
         drop(slots);
+        self.published.notify_waiters();
         replaced
+    }
+
+    /// A receiver that changes when a GET after an idle time wants every
+    /// target scraped now (a scrape loop selects on it next to its interval).
+    pub fn scrape_now(&self) -> watch::Receiver<u64> {
+        self.demand.subscribe()
+    }
+
+    /// Whether target `id` still owes a GET a rendered result.
+    pub fn wanted(&self, id: u64) -> bool {
+        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots.get(&id).is_some_and(|s| s.wanted)
     }
 
     /// Whether /metrics was asked for lately: scrapes then render as they
     /// go, so that a GET finds their lines ready.
     pub fn serving(&self) -> bool {
         let last = self.last_get.load(Ordering::Relaxed);
-        last != 0 && self.millis().saturating_sub(last - 1) < SERVING_FOR.as_millis() as u64
+        last != 0 && self.millis().saturating_sub(last - 1) < self.serving_for.as_millis() as u64
     }
 
     fn millis(&self) -> u64 {
@@ -236,10 +202,44 @@ impl Store {
         self.own_metrics_move.store(true, Ordering::Relaxed);
     }
 
-    /// What `/metrics` serves now.
-    pub fn snapshot(&self) -> Arc<Snapshot> {
+    /// What `/metrics` serves: after an idle time (the scrapes did not
+    /// render), every target is scraped now and their results awaited up to
+    /// `wait`; whatever is there then is served.
+    pub async fn fresh_snapshot(&self, wait: Duration) -> Arc<Snapshot> {
+        let deadline = tokio::time::Instant::now() + wait;
+        if !self.serving() {
+            self.mark_get();
+            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            for slot in slots.values_mut() {
+                slot.wanted = true;
+            }
+            drop(slots);
+            self.demand.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        loop {
+            let published = self.published.notified();
+            tokio::pin!(published);
+            // Registered before looking, so a publish in between wakes it.
+            published.as_mut().enable();
+            let waiting = {
+                let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+                slots.values().any(|s| s.wanted)
+            };
+            if !waiting || tokio::time::timeout_at(deadline, published).await.is_err() {
+                break;
+            }
+        }
+        self.snapshot()
+    }
+
+    fn mark_get(&self) {
         self.last_get
             .store(self.millis().saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// What `/metrics` serves now (see [`Store::fresh_snapshot`]).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.mark_get();
         if let Some(snapshot) = self.current() {
             return snapshot;
         }
@@ -248,17 +248,11 @@ impl Store {
         if let Some(snapshot) = self.current() {
             return snapshot;
         }
-        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         // Read under the slots' lock: a result published after this is a
         // later change, and the snapshot merged now is not current then.
         let changes = self.changes.load(Ordering::Acquire);
-        let mut outputs: Vec<Arc<Rendered>> = Vec::with_capacity(slots.len());
-        for slot in slots.values_mut() {
-            if let Some(deferred) = slot.deferred.as_mut() {
-                outputs.push(deferred.render());
-            }
-            outputs.extend(slot.output.clone());
-        }
+        let outputs: Vec<Arc<Rendered>> = slots.values().filter_map(|s| s.output.clone()).collect();
         drop(slots);
         let snapshot = Arc::new(self.merge(&outputs));
         *self
@@ -303,82 +297,7 @@ mod tests {
     use super::*;
     use crate::exposition::{check, Labels};
     use crate::relabel::Rules;
-    use crate::scrape::pipeline::{process, FamilyBlock, SeriesCache, Settings};
-
-    /// A body kept while nobody GETs is served as the scrape would have
-    /// rendered it (relabeled, target labels, duplicates dropped), before the
-    /// report series that followed it; the GET turns rendering at scrape on.
-    #[test]
-    fn a_deferred_body_is_served_as_the_scrape_would_have_rendered_it() {
-        let yaml = "scrape_configs:\n  - job_name: app\n    metric_relabel_configs:\n      - {source_labels: [__name__], regex: 'drop_.*', action: drop}\n";
-        let job = Arc::new(
-            crate::config::from_yaml_str(yaml)
-                .expect("config")
-                .config
-                .scrape_configs[0]
-                .clone(),
-        );
-        let target: Labels<'static> = [("instance", "a:1"), ("job", "app")].into_iter().collect();
-        let body = "# HELP c Things.\n# TYPE c counter\nc_total{b=\"2\",a=\"1\"} 3\nc_total{b=\"2\",a=\"1\"} 4\ndrop_me 1\ng{instance=\"x\"} 2 1700000000000\n";
-        let report = "# TYPE up gauge\nup{instance=\"a:1\",job=\"app\"} 1\n";
-        let render = |text: &str| {
-            let mut out = Rendered::default();
-            let settings = crate::scrape::settings(&job, &target, crate::scrape::cache::NEVER);
-            process(
-                text.as_bytes(),
-                Format::Text,
-                &settings,
-                &mut SeriesCache::default(),
-                &mut out,
-            )
-            .expect("valid");
-            out
-        };
-        // What a scrape that renders publishes: the body's lines, then the report's.
-        let mut whole = render(body);
-        let tail = render(report);
-        let offset = whole.text.len();
-        whole.text.extend_from_slice(&tail.text);
-        whole
-            .families
-            .extend(tail.families.iter().map(|f| FamilyBlock {
-                lines: f.lines.start + offset..f.lines.end + offset,
-                ..f.clone()
-            }));
-        let rendering = Store::new(vec!["app/a:1".into()]);
-        rendering.publish(0, Arc::new(whole), true);
-
-        let deferring = Store::new(vec!["app/a:1".into()]);
-        assert!(!deferring.serving(), "nobody asked yet");
-        let kept = Deferred::new(
-            Arc::new(body.as_bytes().to_vec()),
-            Format::Text,
-            job.clone(),
-            target.clone(),
-        );
-        deferring.publish_deferred(0, Arc::new(tail), Some(kept), true);
-        for format in [Format::Text, Format::OpenMetrics] {
-            let want = rendering.snapshot().body(format, false);
-            let got = deferring.snapshot().body(format, false);
-            let (want, got) = (
-                String::from_utf8_lossy(&want),
-                String::from_utf8_lossy(&got),
-            );
-            assert_eq!(got, want, "{format:?}");
-            assert!(
-                got.contains("c_total{a=\"1\",b=\"2\",instance=\"a:1\",job=\"app\"} 3\n"),
-                "{got}"
-            );
-            assert!(!got.contains("drop_me"), "{got}");
-        }
-        assert!(deferring.serving(), "a GET turns rendering at scrape on");
-        // A later publish that renders gives the kept body back for reuse.
-        let replaced = deferring.publish_deferred(0, Arc::new(Rendered::default()), None, true);
-        assert_eq!(
-            replaced.body.as_deref().map(Vec::as_slice),
-            Some(body.as_bytes())
-        );
-    }
+    use crate::scrape::pipeline::{process, SeriesCache, Settings};
 
     /// A scraped Prometheus exposes the remote-write families relay also
     /// exposes: the merged body holds each family once and stays valid.

@@ -220,29 +220,36 @@ impl Relay {
     /// here, and its WAL goes to a private tempdir rather than `data/wal`
     /// under the repository) and waits until `/-/healthy` answers.
     pub fn start(config: &str) -> Relay {
-        Relay::launch(config, None, "")
+        Relay::launch(config, None, "", &[])
+    }
+
+    /// Like `start`, with more environment variables for relay (e.g.
+    /// `RELAY_SERVING_FOR_MS`, its idle time for /metrics shortened).
+    pub fn start_env(config: &str, env: &[(&str, &str)]) -> Relay {
+        Relay::launch(config, None, "", env)
     }
 
     /// Like `start`, with the WAL in `wal_dir` (so a second relay can
     /// reuse it, as after a `kill -9`) and `settings` as more lines of the
     /// `relay:` section (e.g. `"  shutdown_timeout: 10s\n"`).
     pub fn start_with(config: &str, wal_dir: &Path, settings: &str) -> Relay {
-        Relay::launch(config, Some(wal_dir), settings)
+        Relay::launch(config, Some(wal_dir), settings, &[])
     }
 
     /// `relay run --config path` on a file the test writes (and edits),
     /// whose `relay.listen_address` is `addr`.
     pub fn start_file(path: &Path, addr: &str) -> Relay {
-        Relay::spawn(path, addr, tempfile::tempdir().expect("tempdir"))
+        Relay::spawn(path, addr, tempfile::tempdir().expect("tempdir"), &[])
     }
 
     /// Runs `relay run --config path`, its stderr in `dir`, and waits
     /// until `/-/healthy` answers on `addr`.
-    fn spawn(path: &Path, addr: &str, dir: tempfile::TempDir) -> Relay {
+    fn spawn(path: &Path, addr: &str, dir: tempfile::TempDir, env: &[(&str, &str)]) -> Relay {
         let stderr = dir.path().join("stderr.log");
         let child = Command::new(env!("CARGO_BIN_EXE_relay"))
             .args(["run", "--config"])
             .arg(path)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).expect("stderr file"))
             .spawn()
@@ -268,7 +275,7 @@ impl Relay {
         assert!(sent.success());
     }
 
-    fn launch(config: &str, wal_dir: Option<&Path>, settings: &str) -> Relay {
+    fn launch(config: &str, wal_dir: Option<&Path>, settings: &str, env: &[(&str, &str)]) -> Relay {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
@@ -282,7 +289,7 @@ impl Relay {
             ),
         )
         .expect("write config");
-        Relay::spawn(&path, &addr, dir)
+        Relay::spawn(&path, &addr, dir, env)
     }
 
     pub fn metrics(&self) -> String {
