@@ -469,7 +469,8 @@ impl<'a> Parser<'a> {
         if value.is_empty() {
             return Err(c.error(format!("expected value, got {}", c.token_text())));
         }
-        let value = parse_float(value)
+        let value = c
+            .float_at(value_col)
             .ok_or_else(|| c.error_at(value_col, format!("bad number {}", quote(value))))?;
         let mut sample = Sample {
             name,
@@ -636,6 +637,9 @@ impl<'a> Parser<'a> {
                 }
             }
         }
+        if let Some(line) = c.s {
+            return Ok(line.get(start..c.i).unwrap_or_default());
+        }
         // Names and punctuation are ASCII, so one check of the whole list
         // validates every value; a bad byte can only be inside a value.
         std::str::from_utf8(&c.b[start..c.i]).map_err(|e| {
@@ -749,7 +753,32 @@ fn decimal_seconds_to_ms(b: &[u8]) -> Option<i64> {
 }
 
 fn is_name_byte(b: u8, first: bool) -> bool {
-    b.is_ascii_alphabetic() || b == b'_' || (!first && b.is_ascii_digit())
+    NAME_BYTES[usize::from(b)] & if first { NAME_START } else { NAME_REST } != 0
+}
+
+/// Classes of the bytes names are made of, one table lookup per byte.
+const NAME_START: u8 = 1;
+const NAME_REST: u8 = 2;
+const COLON: u8 = 4;
+static NAME_BYTES: [u8; 256] = name_bytes();
+
+const fn name_bytes() -> [u8; 256] {
+    let mut table = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = if byte.is_ascii_alphabetic() || byte == b'_' {
+            NAME_START | NAME_REST
+        } else if byte.is_ascii_digit() {
+            NAME_REST
+        } else if byte == b':' {
+            COLON
+        } else {
+            0
+        };
+        b += 1;
+    }
+    table
 }
 
 /// Bytes the grammar already limited to ASCII.
@@ -765,13 +794,49 @@ fn quote(b: &[u8]) -> String {
 /// A position within one line.
 struct Cursor<'a> {
     b: &'a [u8],
+    /// The line as text when it is valid UTF-8 (almost always): tokens are
+    /// then slices of it, checked once per line, not once per token. A line
+    /// that is not takes the per-token checks, which say where it breaks.
+    s: Option<&'a str>,
     i: usize,
     line: usize,
 }
 
 impl<'a> Cursor<'a> {
     fn new(b: &'a [u8], line: usize) -> Self {
-        Cursor { b, i: 0, line }
+        let s = std::str::from_utf8(b).ok();
+        Cursor { b, s, i: 0, line }
+    }
+
+    /// `b[start..end]`, which the grammar limited to ASCII, as text.
+    fn ascii_at(&self, start: usize, end: usize) -> &'a str {
+        match self.s {
+            Some(line) => line.get(start..end).unwrap_or_default(),
+            None => ascii(&self.b[start..end]),
+        }
+    }
+
+    /// The number from `start` to the cursor.
+    fn float_at(&self, start: usize) -> Option<f64> {
+        match self.s {
+            Some(line) => line.get(start..self.i)?.parse().ok(),
+            None => parse_float(&self.b[start..self.i]),
+        }
+    }
+
+    /// Moves past the bytes of class `rest` after one of class `first`.
+    fn skip_name(&mut self, first: u8, rest: u8) {
+        let bytes = self.rest();
+        if bytes
+            .first()
+            .is_some_and(|&b| NAME_BYTES[usize::from(b)] & first != 0)
+        {
+            let len = bytes[1..]
+                .iter()
+                .position(|&b| NAME_BYTES[usize::from(b)] & rest == 0)
+                .unwrap_or(bytes.len() - 1);
+            self.i += 1 + len;
+        }
     }
 
     fn peek(&self) -> Option<u8> {
@@ -816,31 +881,15 @@ impl<'a> Cursor<'a> {
     /// `[a-zA-Z_:][a-zA-Z0-9_:]*`, or "" when there is none here.
     fn metric_name(&mut self) -> &'a str {
         let start = self.i;
-        if self
-            .peek()
-            .is_some_and(|b| is_name_byte(b, true) || b == b':')
-        {
-            self.i += 1;
-            while self
-                .peek()
-                .is_some_and(|b| is_name_byte(b, false) || b == b':')
-            {
-                self.i += 1;
-            }
-        }
-        ascii(&self.b[start..self.i])
+        self.skip_name(NAME_START | COLON, NAME_REST | COLON);
+        self.ascii_at(start, self.i)
     }
 
     /// `[a-zA-Z_][a-zA-Z0-9_]*`, or "" when there is none here.
     fn label_name(&mut self) -> &'a str {
         let start = self.i;
-        if self.peek().is_some_and(|b| is_name_byte(b, true)) {
-            self.i += 1;
-            while self.peek().is_some_and(|b| is_name_byte(b, false)) {
-                self.i += 1;
-            }
-        }
-        ascii(&self.b[start..self.i])
+        self.skip_name(NAME_START, NAME_REST);
+        self.ascii_at(start, self.i)
     }
 
     /// One space (OpenMetrics) or a run of blanks (text) between tokens.
@@ -877,6 +926,11 @@ impl<'a> Cursor<'a> {
 
     /// The rest of the line as text, which must be UTF-8 (a HELP text).
     fn text_rest(&mut self) -> Result<&'a str, ParseError> {
+        if let Some(line) = self.s {
+            let text = line.get(self.i.min(line.len())..).unwrap_or_default();
+            self.i = self.b.len();
+            return Ok(text);
+        }
         let rest = self.rest();
         match std::str::from_utf8(rest) {
             Ok(s) => {
