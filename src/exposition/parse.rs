@@ -124,23 +124,49 @@ fn scan_quoted(b: &[u8]) -> Option<usize> {
     }
 }
 
+/// Where a text sample whose quoted label values may span lines ends.
+enum Across {
+    /// The newline after its `}` (or the end of the whole input).
+    End(usize),
+    /// The input ends first but more follows: parse it with the next piece.
+    MoreInput,
+    /// A newline outside the quotes: the one-line error stands.
+    No,
+}
+
 /// Where a text sample starting at `start` ends when its quoted label values
 /// may span lines (Prometheus's text lexer takes a raw newline there): the
-/// newline after its `}`; None when a newline comes outside the quotes or
-/// the input ends first, so the one-line error stands.
-fn sample_end_across_lines(input: &[u8], start: usize) -> Option<usize> {
-    let rest = input.get(start..)?;
-    let brace = memchr::memchr2(b'{', b'\n', rest).filter(|&i| rest[i] == b'{')?;
+/// newline after its `}`; `more` says whether input follows `input`.
+fn sample_end_across_lines(input: &[u8], start: usize, more: bool) -> Across {
+    let ran_out = if more { Across::MoreInput } else { Across::No };
+    let Some(rest) = input.get(start..) else {
+        return Across::No;
+    };
+    let Some(brace) = memchr::memchr2(b'{', b'\n', rest).filter(|&i| rest[i] == b'{') else {
+        return Across::No;
+    };
     let mut i = brace + 1;
     loop {
-        let j = i + memchr::memchr3(b'"', b'}', b'\n', rest.get(i..)?)?;
+        let Some(j) = rest
+            .get(i..)
+            .and_then(|r| memchr::memchr3(b'"', b'}', b'\n', r))
+            .map(|n| i + n)
+        else {
+            return ran_out;
+        };
         match rest[j] {
-            b'"' => i = j + 1 + scan_quoted(&rest[j + 1..])? + 1,
+            b'"' => match scan_quoted(&rest[j + 1..]) {
+                Some(q) => i = j + 1 + q + 1,
+                None => return ran_out,
+            },
             b'}' => {
-                let end = memchr::memchr(b'\n', &rest[j..]).map_or(rest.len(), |n| j + n);
-                return Some(start + end);
+                return match memchr::memchr(b'\n', &rest[j..]) {
+                    Some(n) => Across::End(start + j + n),
+                    None if more => Across::MoreInput,
+                    None => Across::End(start + rest.len()),
+                }
             }
-            _ => return None,
+            _ => return Across::No,
         }
     }
 }
@@ -212,9 +238,8 @@ pub struct Parser<'a> {
     line: usize,
     eof_seen: bool,
     finished: bool,
-    /// The OpenMetrics family the last `# TYPE`/`# UNIT` named, for the
-    /// "UNIT must be a suffix of the name" rule.
-    om_family: &'a str,
+    /// More input follows this piece (see [`Parser::resume`]).
+    more: bool,
     /// Scratch list of a sample's label names, for the duplicate check; kept
     /// between samples so it does not allocate again.
     names: Vec<&'a str>,
@@ -223,19 +248,47 @@ pub struct Parser<'a> {
     unterminated: bool,
 }
 
+/// Where the parse of a body given in pieces stands between two of them:
+/// lines are numbered over the whole body, and nothing may follow `# EOF`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resume {
+    line: usize,
+    eof_seen: bool,
+}
+
 impl<'a> Parser<'a> {
     pub fn new(input: &'a [u8], format: Format) -> Self {
+        Parser::resume(input, format, Resume::default(), false)
+    }
+
+    /// A parser for one piece of a body, going on from where the previous
+    /// piece's parse stopped ([`Parser::stopped`]). With `more`, input
+    /// follows: an unfinished last line (or a text sample whose label values
+    /// run past the piece) is left for the next piece, not parsed.
+    pub fn resume(input: &'a [u8], format: Format, at: Resume, more: bool) -> Self {
         Parser {
             input,
             format,
             pos: 0,
-            line: 0,
-            eof_seen: false,
+            line: at.line,
+            eof_seen: at.eof_seen,
             finished: false,
-            om_family: "",
+            more,
             names: Vec::with_capacity(16),
             unterminated: false,
         }
+    }
+
+    /// How many bytes of the piece were parsed (the rest goes before the
+    /// next piece) and where the parse stands.
+    pub fn stopped(&self) -> (usize, Resume) {
+        (
+            self.pos.min(self.input.len()),
+            Resume {
+                line: self.line,
+                eof_seen: self.eof_seen,
+            },
+        )
     }
 
     /// The 1-based line number of the entry (or error) returned last.
@@ -248,7 +301,11 @@ impl<'a> Parser<'a> {
             return None;
         }
         let rest = &self.input[self.pos..];
-        let len = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+        let len = match memchr::memchr(b'\n', rest) {
+            Some(len) => len,
+            None if self.more => return None,
+            None => rest.len(),
+        };
         self.pos += len + 1;
         self.line += 1;
         Some(&rest[..len])
@@ -343,7 +400,6 @@ impl<'a> Parser<'a> {
                     )
                 })?;
                 c.end_of_line(om, "metric type")?;
-                self.om_family = name;
                 Ok(Some(Entry::Type { name, kind }))
             }
             (b"UNIT", true) if om => {
@@ -659,7 +715,7 @@ impl<'a> Iterator for Parser<'a> {
             let start = self.pos;
             let Some(line) = self.next_line() else {
                 self.finished = true;
-                if self.format == Format::OpenMetrics && !self.eof_seen {
+                if self.format == Format::OpenMetrics && !self.eof_seen && !self.more {
                     self.line += 1;
                     return Some(Err(ParseError {
                         line: self.line,
@@ -671,8 +727,16 @@ impl<'a> Iterator for Parser<'a> {
             };
             let mut parsed = self.parse_line(line);
             if std::mem::take(&mut self.unterminated) {
-                if let Some(end) = sample_end_across_lines(self.input, start) {
-                    parsed = self.parse_lines(start, end);
+                match sample_end_across_lines(self.input, start, self.more) {
+                    Across::End(end) => parsed = self.parse_lines(start, end),
+                    Across::MoreInput => {
+                        // Parsed again, whole, with the next piece.
+                        self.pos = start;
+                        self.line -= 1;
+                        self.finished = true;
+                        return None;
+                    }
+                    Across::No => {}
                 }
             }
             match parsed {

@@ -16,7 +16,9 @@ use super::append::is_stale;
 pub use super::append::{Appended, Appender, Family};
 pub use super::cache::SeriesCache;
 use super::cache::NEVER;
-use crate::exposition::{render, Entry, Format, Labels, MetricType, ParseError, Parser, Sample};
+use crate::exposition::{
+    render, Entry, Format, Labels, MetricType, ParseError, Parser, Resume, Sample,
+};
 use crate::relabel::Rules;
 
 /// Prometheus's per-scrape limits; 0 means no limit.
@@ -279,65 +281,227 @@ pub fn process_into(
     counts: &mut Counts,
     sink: &mut impl Appender,
 ) -> Result<(), PipelineError> {
-    let mut meta = Family::default();
-    let mut labels: Labels<'_> = Labels::with_capacity(16);
-    for entry in Parser::new(body, input) {
-        let sample = match entry.map_err(PipelineError::Parse)? {
-            Entry::Help { name, text } => {
-                for_name(&mut meta, name).help = Some(text);
-                continue;
-            }
-            Entry::Type { name, kind } => {
-                for_name(&mut meta, name).kind = kind;
-                continue;
-            }
-            Entry::Unit { name, unit } => {
-                for_name(&mut meta, name).unit = Some(unit);
-                continue;
-            }
-            Entry::Comment(_) | Entry::Eof => continue,
-            Entry::Sample(s) => s,
-        };
-        counts.samples_scraped += 1;
-        let key = series_key(body, &sample);
-        // Past the sample limit the scrape has failed, but Prometheus still
-        // counts the rest for scrape_samples_scraped and
-        // _post_metric_relabeling; new series stay out of the cache, so a body of a
-        // million series costs its own bytes, not a million cache entries.
-        if over_limit(counts.samples_kept + 1, settings.limits.sample_limit) {
-            let kept =
-                cache.kept_uncached(key, |out| first_sight(&sample, &mut labels, settings, out))?;
-            counts.samples_kept += usize::from(kept);
-            continue;
+    let mut stream = Stream::new(input, settings, cache, counts, sink);
+    stream.piece(body, false)?;
+    stream.check_limit()
+}
+
+/// The family of the samples that follow, owned so that it carries over
+/// from one piece of a body to the next.
+#[derive(Debug, Default)]
+struct OwnedFamily {
+    name: String,
+    help: Option<String>,
+    kind: MetricType,
+    unit: Option<String>,
+}
+
+impl OwnedFamily {
+    fn borrow(&self) -> Family<'_> {
+        Family {
+            name: &self.name,
+            help: self.help.as_deref().map(std::borrow::Cow::Borrowed),
+            kind: self.kind,
+            unit: self.unit.as_deref(),
         }
-        let found = cache.lookup(key, |out| first_sight(&sample, &mut labels, settings, out))?;
-        let Some(slot) = found.slot else { continue };
-        counts.samples_kept += 1;
-        if found.new {
-            counts.series_added += 1;
+    }
+
+    fn set(&mut self, family: &Family<'_>) {
+        self.name.clear();
+        self.name.push_str(family.name);
+        self.help = family.help.as_deref().map(str::to_owned);
+        self.kind = family.kind;
+        self.unit = family.unit.map(str::to_owned);
+    }
+}
+
+/// A body run through the pipeline as it arrives, piece by piece (see
+/// [`Stream::feed`]): what is held between pieces is the unfinished last
+/// line and the parse's place, not the body.
+pub struct Stream<'p, 's, S> {
+    input: Format,
+    settings: &'p Settings<'s>,
+    cache: &'p mut SeriesCache,
+    counts: &'p mut Counts,
+    sink: &'p mut S,
+    at: Resume,
+    family: OwnedFamily,
+}
+
+impl<'p, 's, S: Appender> Stream<'p, 's, S> {
+    pub fn new(
+        input: Format,
+        settings: &'p Settings<'s>,
+        cache: &'p mut SeriesCache,
+        counts: &'p mut Counts,
+        sink: &'p mut S,
+    ) -> Self {
+        Stream {
+            input,
+            settings,
+            cache,
+            counts,
+            sink,
+            at: Resume::default(),
+            family: OwnedFamily::default(),
         }
-        let timestamp = sample.timestamp_ms.filter(|_| settings.honor_timestamps);
-        let Some(emit) = cache.emit(slot, settings.epoch, timestamp) else {
-            continue;
+    }
+
+    /// Runs the next `chunk` of the body; `carry` holds what the previous
+    /// ones left unparsed (an unfinished line) and keeps what this one
+    /// leaves. Only that part is copied: whole lines are parsed where they
+    /// are.
+    pub fn feed(&mut self, carry: &mut Carry, chunk: &[u8]) -> Result<(), PipelineError> {
+        let mut rest = chunk;
+        if !carry.buf.is_empty() {
+            let Some(nl) = memchr::memchr(b'\n', rest) else {
+                carry.buf.extend_from_slice(rest);
+                return Ok(());
+            };
+            if carry.buf.len() < carry.retry_at {
+                // A sample spanning lines still waits for its end: parsed
+                // again once the carry has doubled, so not once per chunk.
+                carry.buf.extend_from_slice(rest);
+                return Ok(());
+            }
+            carry.buf.extend_from_slice(&rest[..=nl]);
+            rest = &rest[nl + 1..];
+            let used = self.piece(&carry.buf, true)?;
+            if used < carry.buf.len() {
+                carry.buf.drain(..used);
+                carry.buf.extend_from_slice(rest);
+                carry.retry_at = carry.buf.len() * 2;
+                return Ok(());
+            }
+            carry.buf.clear();
+        }
+        let used = self.piece(rest, true)?;
+        let left = &rest[used..];
+        carry.buf.extend_from_slice(left);
+        carry.retry_at = if memchr::memchr(b'\n', left).is_some() {
+            left.len() * 2
+        } else {
+            0
         };
-        sink.append(&Appended {
-            series_ref: emit.series_ref,
-            series: emit.text,
-            name_len: emit.name_len,
-            family: &meta,
-            timestamp_ms: timestamp,
-            value: sample.value,
-            describe: emit.describe,
-            in_order: emit.in_order,
-        });
+        Ok(())
     }
-    if over_limit(counts.samples_kept, settings.limits.sample_limit) {
-        return Err(PipelineError::SampleLimit {
-            count: counts.samples_kept,
-            limit: settings.limits.sample_limit,
-        });
+
+    /// The body's format, once its response says it (before any chunk).
+    pub fn set_format(&mut self, input: Format) {
+        self.input = input;
     }
-    Ok(())
+
+    /// The body has ended: parses what `carry` holds and checks the
+    /// sample limit.
+    pub fn finish(&mut self, carry: &mut Carry) -> Result<(), PipelineError> {
+        let result = self.piece(&carry.buf, false);
+        carry.clear();
+        result?;
+        self.check_limit()
+    }
+
+    fn check_limit(&self) -> Result<(), PipelineError> {
+        if over_limit(self.counts.samples_kept, self.settings.limits.sample_limit) {
+            return Err(PipelineError::SampleLimit {
+                count: self.counts.samples_kept,
+                limit: self.settings.limits.sample_limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs the whole lines of `body` (all of it unless `more` follows);
+    /// returns how many bytes it parsed.
+    fn piece(&mut self, body: &[u8], more: bool) -> Result<usize, PipelineError> {
+        let settings = self.settings;
+        let mut meta = self.family.borrow();
+        let mut family_changed = false;
+        let mut labels: Labels<'_> = Labels::with_capacity(16);
+        let mut parser = Parser::resume(body, self.input, self.at, more);
+        for entry in parser.by_ref() {
+            let sample = match entry.map_err(PipelineError::Parse)? {
+                Entry::Help { name, text } => {
+                    for_name(&mut meta, name).help = Some(text);
+                    family_changed = true;
+                    continue;
+                }
+                Entry::Type { name, kind } => {
+                    for_name(&mut meta, name).kind = kind;
+                    family_changed = true;
+                    continue;
+                }
+                Entry::Unit { name, unit } => {
+                    for_name(&mut meta, name).unit = Some(unit);
+                    family_changed = true;
+                    continue;
+                }
+                Entry::Comment(_) | Entry::Eof => continue,
+                Entry::Sample(s) => s,
+            };
+            let counts = &mut *self.counts;
+            let cache = &mut *self.cache;
+            counts.samples_scraped += 1;
+            let key = series_key(body, &sample);
+            // Past the sample limit the scrape has failed, but Prometheus still
+            // counts the rest for scrape_samples_scraped and
+            // _post_metric_relabeling; new series stay out of the cache, so a body of a
+            // million series costs its own bytes, not a million cache entries.
+            if over_limit(counts.samples_kept + 1, settings.limits.sample_limit) {
+                let kept = cache
+                    .kept_uncached(key, |out| first_sight(&sample, &mut labels, settings, out))?;
+                counts.samples_kept += usize::from(kept);
+                continue;
+            }
+            let found =
+                cache.lookup(key, |out| first_sight(&sample, &mut labels, settings, out))?;
+            let Some(slot) = found.slot else { continue };
+            counts.samples_kept += 1;
+            if found.new {
+                counts.series_added += 1;
+            }
+            let timestamp = sample.timestamp_ms.filter(|_| settings.honor_timestamps);
+            let Some(emit) = cache.emit(slot, settings.epoch, timestamp) else {
+                continue;
+            };
+            self.sink.append(&Appended {
+                series_ref: emit.series_ref,
+                series: emit.text,
+                name_len: emit.name_len,
+                family: &meta,
+                timestamp_ms: timestamp,
+                value: sample.value,
+                describe: emit.describe,
+                in_order: emit.in_order,
+            });
+        }
+        let (used, at) = parser.stopped();
+        self.at = at;
+        if family_changed {
+            let mut family = OwnedFamily::default();
+            family.set(&meta);
+            drop(meta);
+            self.family = family;
+        }
+        Ok(used)
+    }
+}
+
+/// What a [`Stream`] keeps between chunks: the unparsed end of the last
+/// one. Reused from scrape to scrape.
+#[derive(Debug, Default)]
+pub struct Carry {
+    buf: Vec<u8>,
+    /// A sample spanning lines is waiting: parse again at this length.
+    retry_at: usize,
+}
+
+impl Carry {
+    /// Empties it, giving back the room a long line took.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.retry_at = 0;
+        crate::buffers::give_back(&mut self.buf, 0);
+    }
 }
 
 /// What a series not in the cache becomes: target labels, relabeling, the
