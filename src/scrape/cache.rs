@@ -9,13 +9,26 @@
 //! successful scrape appended, so a series that vanishes, or every series
 //! of a failed scrape, gets a staleness marker.
 //!
-//! Keys and rendered series live end to end in one arena string, so an
-//! entry costs its bytes and a small index record, not heap allocations.
+//! A key is not stored: the cache holds a 128-bit hash of its bytes
+//! (XXH3-128 with a secret drawn at random for each process), which is all
+//! a lookup compares. Two keys collide with probability about n²/2^129 for
+//! n keys, about 1.5·10⁻²⁷ at a million series, far below the odds of a
+//! memory error; and as the hashes never leave the process and the secret is
+//! not known outside it, a target cannot write series chosen to collide. A
+//! collision would file one series' samples under the other's labels.
+//! Prometheus keys its scrape cache by the full string; holding only the
+//! hash saves a series' text as the target wrote it, about half the cache.
+//! The table buckets by 64 bits of the same hash, so a key is hashed once.
+//!
+//! Rendered series live end to end in one arena string, so a series costs
+//! its bytes and a small index record, not heap allocations.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
+use xxhash_rust::xxh3::xxh3_128_with_secret;
 
 use super::append::{stale_nan, Appended, Appender, Family, SeriesRef};
 use super::pipeline::PipelineError;
@@ -35,17 +48,50 @@ pub const NEVER: u32 = u32::MAX;
 /// Marks a key whose series relabeling dropped.
 const DROPPED: u32 = u32::MAX;
 
-/// One target series as written in the body.
+/// Bytes of XXH3's secret (its default size).
+const SECRET_LEN: usize = 192;
+
+/// The process's XXH3 secret: random, so that which keys collide cannot be
+/// known outside the process.
+fn secret() -> &'static [u8; SECRET_LEN] {
+    static SECRET: OnceLock<[u8; SECRET_LEN]> = OnceLock::new();
+    SECRET.get_or_init(|| {
+        // std seeds RandomState from the OS's random source; SipHash of a
+        // counter under that key stretches it to the secret's length.
+        let state = std::collections::hash_map::RandomState::new();
+        let mut secret = [0; SECRET_LEN];
+        for (i, chunk) in secret.chunks_exact_mut(8).enumerate() {
+            chunk.copy_from_slice(&state.hash_one(i).to_le_bytes());
+        }
+        secret
+    })
+}
+
+/// A key's 128-bit hash, in two halves: `low` also buckets the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KeyHash {
+    low: u64,
+    high: u64,
+}
+
+impl KeyHash {
+    fn of(key: &[u8], secret: &[u8; SECRET_LEN]) -> Self {
+        let hash = xxh3_128_with_secret(key, secret);
+        KeyHash {
+            low: hash as u64,
+            high: (hash >> 64) as u64,
+        }
+    }
+}
+
+/// One target series as written in the body, known by its hash alone.
 #[derive(Debug)]
 struct Key {
-    start: usize,
-    len: usize,
+    hash: KeyHash,
     /// The scrape that last saw it.
     generation: u64,
     /// Index into `series`, or [`DROPPED`].
     slot: u32,
-    /// Kept so that growing the table does not hash every key again.
-    hash: u64,
 }
 
 /// One label set after target labels and relabeling.
@@ -99,6 +145,8 @@ pub struct SeriesCache {
     /// already has.
     by_text: HashTable<(u64, u32)>,
     hasher: DefaultHashBuilder,
+    /// The process's secret for key hashes (see [`secret`]).
+    secret: &'static [u8; SECRET_LEN],
     arena: String,
     /// Bytes of `arena` that nothing uses any more.
     garbage: usize,
@@ -128,6 +176,7 @@ impl Default for SeriesCache {
             free: Vec::new(),
             by_text: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
+            secret: secret(),
             arena: String::new(),
             garbage: 0,
             scratch: Vec::new(),
@@ -161,16 +210,13 @@ impl SeriesCache {
         self.arena.len()
     }
 
-    /// Bytes of the arena that live entries use.
+    /// Bytes of the arena that live series use.
     pub fn live_len(&self) -> usize {
-        let keys: usize = self.keys.iter().map(|k| k.len).sum();
-        let series: usize = self
-            .series
+        self.series
             .iter()
             .filter(|s| s.keys > 0)
             .map(|s| s.len)
-            .sum();
-        keys + series
+            .sum()
     }
 
     /// Finds the series for `key`. On a miss, `first_sight` renders the
@@ -198,17 +244,12 @@ impl SeriesCache {
             }
         };
         self.scratch = scratch;
-        let start = self.arena.len();
-        // The parser has checked the key as UTF-8: this only checks.
-        self.arena.push_str(&String::from_utf8_lossy(key));
         let entry = Key {
-            start,
-            len: self.arena.len() - start,
+            hash,
             generation: self.generation,
             slot: slot.unwrap_or(DROPPED),
-            hash,
         };
-        self.keys.insert_unique(hash, entry, |k| k.hash);
+        self.keys.insert_unique(hash.low, entry, |k| k.hash.low);
         self.seen += 1;
         Ok(Lookup { slot, new: true })
     }
@@ -229,12 +270,10 @@ impl SeriesCache {
 
     /// `key`'s hash, and its slot (or [`DROPPED`]) when known; a known key
     /// is marked seen in this scrape.
-    fn find_seen(&mut self, key: &[u8]) -> (u64, Option<u32>) {
-        let hash = self.hasher.hash_one(key);
-        let (arena, generation) = (&self.arena, self.generation);
-        let Some(k) = self.keys.find_mut(hash, |k| {
-            arena.as_bytes().get(k.start..k.start + k.len) == Some(key)
-        }) else {
+    fn find_seen(&mut self, key: &[u8]) -> (KeyHash, Option<u32>) {
+        let hash = KeyHash::of(key, self.secret);
+        let generation = self.generation;
+        let Some(k) = self.keys.find_mut(hash.low, |k| k.hash == hash) else {
             return (hash, None);
         };
         if k.generation != generation {
@@ -430,7 +469,6 @@ impl SeriesCache {
             if k.generation == current {
                 return true;
             }
-            *garbage += k.len;
             if let Some(s) = series.get_mut(k.slot as usize) {
                 s.keys -= 1;
                 if s.keys == 0 {
@@ -466,7 +504,7 @@ impl SeriesCache {
             self.keys.len(),
             std::mem::size_of::<Key>(),
         ) {
-            self.keys.shrink_to(self.keys.len() * 2, |k| k.hash);
+            self.keys.shrink_to(self.keys.len() * 2, |k| k.hash.low);
         }
         if oversized(self.by_text.capacity(), self.by_text.len(), 16) {
             self.by_text.shrink_to(self.by_text.len() * 2, |&(h, _)| h);
@@ -505,11 +543,6 @@ impl SeriesCache {
     fn compact(&mut self) {
         let live = self.arena.len() - self.garbage;
         let mut arena = String::with_capacity(live);
-        for k in self.keys.iter_mut() {
-            let bytes = text(&self.arena, k.start, k.len);
-            k.start = arena.len();
-            arena.push_str(bytes);
-        }
         for s in self.series.iter_mut().filter(|s| s.keys > 0) {
             let bytes = text(&self.arena, s.start, s.len);
             s.start = arena.len();
