@@ -89,32 +89,49 @@ impl KeyHash {
 struct Key {
     hash: KeyHash,
     /// The scrape that last saw it.
-    generation: u64,
+    generation: u32,
     /// Index into `series`, or [`DROPPED`].
     slot: u32,
 }
 
-/// One label set after target labels and relabeling.
+/// One label set after target labels and relabeling: 40 bytes besides its
+/// text. Generations are u32: a key or series not seen by a successful
+/// scrape is forgotten at its end, so a cached generation is never 2^32
+/// scrapes old.
 #[derive(Debug)]
 struct Series {
-    start: usize,
-    len: usize,
-    name_len: usize,
     series_ref: SeriesRef,
+    start: usize,
+    /// Bytes of its text (at most u32::MAX: see [`PipelineError::SeriesTooLong`]).
+    len: u32,
+    name_len: u32,
     /// The scrape that last appended a sample of it, and the one before.
-    appended: u64,
-    before: u64,
+    appended: u32,
+    before: u32,
     /// The sink epoch the labels were last described in.
     epoch: u32,
     /// How many keys lead here; 0 for a free slot.
     keys: u32,
-    /// Prometheus does not mark series with the target's own timestamps stale.
-    explicit_timestamps: bool,
+}
+
+/// A series' own timestamps, kept apart as few targets write any.
+#[derive(Debug, Clone, Copy)]
+struct Explicit {
+    /// The last scrape appended it with the target's own timestamp:
+    /// Prometheus does not mark such series stale.
+    on: bool,
     /// The newest of the target's own timestamps appended, and the one
     /// before this scrape: a sample not newer is out of order for a receiver.
-    last_explicit: i64,
-    before_explicit: i64,
+    last: i64,
+    before: i64,
 }
+
+/// A series that never had its own timestamp.
+const NO_EXPLICIT: Explicit = Explicit {
+    on: false,
+    last: i64::MIN,
+    before: i64::MIN,
+};
 
 /// What a key leads to.
 pub(crate) struct Lookup {
@@ -140,10 +157,13 @@ pub(crate) struct Emit<'c> {
 pub struct SeriesCache {
     keys: HashTable<Key>,
     series: Vec<Series>,
+    /// By slot as `series`, up to the last slot that had its own timestamp
+    /// (empty for a target that writes none); [`NO_EXPLICIT`] past its end.
+    explicit: Vec<Explicit>,
     free: Vec<u32>,
-    /// (hash of the rendered text, slot), to find a label set another key
-    /// already has.
-    by_text: HashTable<(u64, u32)>,
+    /// Slots by the hash of their text, to find a label set another key
+    /// already has (the hash is computed again when the table grows).
+    by_text: HashTable<u32>,
     hasher: DefaultHashBuilder,
     /// The process's secret for key hashes (see [`secret`]).
     secret: &'static [u8; SECRET_LEN],
@@ -153,13 +173,13 @@ pub struct SeriesCache {
     /// Where a new series is rendered before it joins the arena.
     scratch: Vec<u8>,
     /// The current scrape; starts at 1 so that 0 means "never".
-    generation: u64,
+    generation: u32,
     /// Keys the current scrape has seen.
     seen: usize,
     /// Keys after the last successful scrape, to bound growth when scrapes fail.
     settled: usize,
     /// The last successful scrape, while no scrape has failed since.
-    last_appended: Option<u64>,
+    last_appended: Option<u32>,
     /// How many series it appended.
     last_count: usize,
     /// Of the series appended in this scrape, how many it also appended.
@@ -173,6 +193,7 @@ impl Default for SeriesCache {
         SeriesCache {
             keys: HashTable::new(),
             series: Vec::new(),
+            explicit: Vec::new(),
             free: Vec::new(),
             by_text: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
@@ -191,8 +212,10 @@ impl Default for SeriesCache {
     }
 }
 
-fn text(arena: &str, start: usize, len: usize) -> &str {
-    arena.get(start..start + len).unwrap_or_default()
+fn text<'a>(arena: &'a str, s: &Series) -> &'a str {
+    arena
+        .get(s.start..s.start + s.len as usize)
+        .unwrap_or_default()
 }
 
 impl SeriesCache {
@@ -215,7 +238,7 @@ impl SeriesCache {
         self.series
             .iter()
             .filter(|s| s.keys > 0)
-            .map(|s| s.len)
+            .map(|s| s.len as usize)
             .sum()
     }
 
@@ -235,9 +258,12 @@ impl SeriesCache {
         self.scratch.clear();
         let mut scratch = std::mem::take(&mut self.scratch);
         let rendered = first_sight(&mut scratch);
-        let slot = match rendered {
-            Ok(Some(name_len)) => Some(self.series_for(&scratch, name_len)),
-            Ok(None) => None,
+        let slot = match rendered.and_then(|name_len| {
+            name_len
+                .map(|name_len| self.series_for(&scratch, name_len))
+                .transpose()
+        }) {
+            Ok(slot) => slot,
             Err(e) => {
                 self.scratch = scratch;
                 return Err(e);
@@ -284,36 +310,42 @@ impl SeriesCache {
     }
 
     /// The slot of the label set rendered as `rendered`, made if new.
-    fn series_for(&mut self, rendered: &[u8], name_len: usize) -> u32 {
+    fn series_for(&mut self, rendered: &[u8], name_len: usize) -> Result<u32, PipelineError> {
         let hash = self.hasher.hash_one(rendered);
         let (arena, series) = (&self.arena, &self.series);
-        let found = self.by_text.find(hash, |&(h, slot)| {
-            let s = &series[slot as usize];
-            h == hash && text(arena, s.start, s.len).as_bytes() == rendered
+        let found = self.by_text.find(hash, |&slot| {
+            series
+                .get(slot as usize)
+                .is_some_and(|s| text(arena, s).as_bytes() == rendered)
         });
-        if let Some(&(_, slot)) = found {
+        if let Some(&slot) = found {
             self.series[slot as usize].keys += 1;
-            return slot;
+            return Ok(slot);
         }
+        let too_long = || PipelineError::SeriesTooLong {
+            length: rendered.len(),
+        };
+        let len = u32::try_from(rendered.len()).map_err(|_| too_long())?;
+        let name_len = u32::try_from(name_len).map_err(|_| too_long())?;
         let start = self.arena.len();
         // Rendered from str pieces: this only checks.
         self.arena.push_str(&String::from_utf8_lossy(rendered));
         let entry = Series {
-            start,
-            len: self.arena.len() - start,
-            name_len,
             series_ref: next_ref(),
+            start,
+            len,
+            name_len,
             appended: 0,
             before: 0,
             epoch: NEVER,
             keys: 1,
-            explicit_timestamps: false,
-            last_explicit: i64::MIN,
-            before_explicit: i64::MIN,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.series[slot as usize] = entry;
+                if let Some(e) = self.explicit.get_mut(slot as usize) {
+                    *e = NO_EXPLICIT;
+                }
                 slot
             }
             None => {
@@ -321,8 +353,10 @@ impl SeriesCache {
                 u32::try_from(self.series.len() - 1).unwrap_or(DROPPED - 1)
             }
         };
-        self.by_text.insert_unique(hash, (hash, slot), |&(h, _)| h);
-        slot
+        let (arena, series, hasher) = (&self.arena, &self.series, &self.hasher);
+        self.by_text
+            .insert_unique(hash, slot, |&slot| text_hash(hasher, arena, series, slot));
+        Ok(slot)
     }
 
     /// Marks the series appended in this scrape and says what to append, or
@@ -344,13 +378,22 @@ impl SeriesCache {
         s.before = s.appended;
         s.appended = self.generation;
         self.appended_now += 1;
-        s.explicit_timestamps = explicit_timestamp.is_some();
-        s.before_explicit = s.last_explicit;
-        let in_order = match explicit_timestamp {
-            Some(ts) if ts <= s.last_explicit => false,
-            Some(ts) => {
-                s.last_explicit = ts;
-                true
+        let index = slot as usize;
+        if explicit_timestamp.is_some() && self.explicit.len() <= index {
+            self.explicit.resize(index + 1, NO_EXPLICIT);
+        }
+        let in_order = match self.explicit.get_mut(index) {
+            Some(e) => {
+                e.on = explicit_timestamp.is_some();
+                e.before = e.last;
+                match explicit_timestamp {
+                    Some(ts) if ts <= e.last => false,
+                    Some(ts) => {
+                        e.last = ts;
+                        true
+                    }
+                    None => true,
+                }
             }
             None => true,
         };
@@ -358,8 +401,8 @@ impl SeriesCache {
         s.epoch = epoch;
         Some(Emit {
             series_ref: s.series_ref,
-            text: text(&self.arena, s.start, s.len),
-            name_len: s.name_len,
+            text: text(&self.arena, s),
+            name_len: s.name_len as usize,
             describe,
             in_order,
         })
@@ -392,11 +435,16 @@ impl SeriesCache {
     /// target has doubled it since the last success.
     pub fn discard(&mut self, sink: &mut impl Appender, epoch: u32) {
         let generation = self.generation;
-        for s in self.series.iter_mut().filter(|s| s.appended == generation) {
+        for (index, s) in self.series.iter_mut().enumerate() {
+            if s.appended != generation {
+                continue;
+            }
             // Not appended after all, and its description was rolled back.
             s.appended = s.before;
-            s.last_explicit = s.before_explicit;
             s.epoch = NEVER;
+            if let Some(e) = self.explicit.get_mut(index) {
+                e.last = e.before;
+            }
         }
         self.stale_all(sink, epoch);
         if self.keys.len() > 2 * self.settled + 1000 {
@@ -422,16 +470,17 @@ impl SeriesCache {
         which: impl Fn(&Series) -> bool,
     ) {
         let family = Family::default();
-        for s in self.series.iter_mut() {
-            if s.keys == 0 || s.explicit_timestamps || !which(s) {
+        for (index, s) in self.series.iter_mut().enumerate() {
+            let explicit = self.explicit.get(index).is_some_and(|e| e.on);
+            if s.keys == 0 || explicit || !which(s) {
                 continue;
             }
             let describe = s.epoch != epoch;
             s.epoch = epoch;
             sink.append(&Appended {
                 series_ref: s.series_ref,
-                series: text(&self.arena, s.start, s.len),
-                name_len: s.name_len,
+                series: text(&self.arena, s),
+                name_len: s.name_len as usize,
                 family: &family,
                 timestamp_ms: None,
                 value: stale_nan(),
@@ -450,7 +499,8 @@ impl SeriesCache {
     }
 
     fn next_generation(&mut self) {
-        self.generation += 1;
+        // 0 means "never"; see [`Series`] on why wrapping is safe.
+        self.generation = self.generation.wrapping_add(1).max(1);
         self.seen = 0;
         self.continued = 0;
         self.appended_now = 0;
@@ -472,9 +522,9 @@ impl SeriesCache {
             if let Some(s) = series.get_mut(k.slot as usize) {
                 s.keys -= 1;
                 if s.keys == 0 {
-                    *garbage += s.len;
-                    let hash = hasher.hash_one(text(arena, s.start, s.len).as_bytes());
-                    if let Ok(entry) = by_text.find_entry(hash, |&(_, slot)| slot == k.slot) {
+                    *garbage += s.len as usize;
+                    let hash = hasher.hash_one(text(arena, s).as_bytes());
+                    if let Ok(entry) = by_text.find_entry(hash, |&slot| slot == k.slot) {
                         entry.remove();
                     }
                     free.push(k.slot);
@@ -497,6 +547,8 @@ impl SeriesCache {
             self.renumber();
         }
         crate::buffers::give_back(&mut self.series, live);
+        let explicit = self.explicit.len();
+        crate::buffers::give_back(&mut self.explicit, explicit);
         let free = self.free.len();
         crate::buffers::give_back(&mut self.free, free);
         if oversized(
@@ -506,8 +558,11 @@ impl SeriesCache {
         ) {
             self.keys.shrink_to(self.keys.len() * 2, |k| k.hash.low);
         }
-        if oversized(self.by_text.capacity(), self.by_text.len(), 16) {
-            self.by_text.shrink_to(self.by_text.len() * 2, |&(h, _)| h);
+        if oversized(self.by_text.capacity(), self.by_text.len(), 4) {
+            let (arena, series, hasher) = (&self.arena, &self.series, &self.hasher);
+            self.by_text.shrink_to(self.by_text.len() * 2, |&slot| {
+                text_hash(hasher, arena, series, slot)
+            });
         }
         let used = self.scratch.len();
         crate::buffers::give_back(&mut self.scratch, used);
@@ -519,20 +574,25 @@ impl SeriesCache {
     fn renumber(&mut self) {
         let mut moved = vec![DROPPED; self.series.len()];
         let mut live = Vec::with_capacity(self.series.len() - self.free.len());
+        let mut explicit = Vec::new();
         for (old, s) in self.series.drain(..).enumerate() {
             if s.keys > 0 {
                 moved[old] = u32::try_from(live.len()).unwrap_or(DROPPED);
                 live.push(s);
+                if !self.explicit.is_empty() {
+                    explicit.push(self.explicit.get(old).copied().unwrap_or(NO_EXPLICIT));
+                }
             }
         }
         self.series = live;
+        self.explicit = explicit;
         self.free.clear();
         for k in self.keys.iter_mut() {
             if let Some(&slot) = moved.get(k.slot as usize) {
                 k.slot = slot;
             }
         }
-        for (_, slot) in self.by_text.iter_mut() {
+        for slot in self.by_text.iter_mut() {
             if let Some(&new) = moved.get(*slot as usize) {
                 *slot = new;
             }
@@ -544,11 +604,18 @@ impl SeriesCache {
         let live = self.arena.len() - self.garbage;
         let mut arena = String::with_capacity(live);
         for s in self.series.iter_mut().filter(|s| s.keys > 0) {
-            let bytes = text(&self.arena, s.start, s.len);
+            let bytes = text(&self.arena, s);
             s.start = arena.len();
             arena.push_str(bytes);
         }
         self.arena = arena;
         self.garbage = 0;
     }
+}
+
+/// The hash `by_text` files a slot under: its text's.
+fn text_hash(hasher: &DefaultHashBuilder, arena: &str, series: &[Series], slot: u32) -> u64 {
+    series
+        .get(slot as usize)
+        .map_or(0, |s| hasher.hash_one(text(arena, s).as_bytes()))
 }

@@ -113,6 +113,9 @@ pub enum PipelineError {
     /// Relabeling removed `__name__` but kept other labels.
     #[error("missing metric name (__name__ label): {series}{rule}")]
     MissingName { series: String, rule: String },
+    /// A series too long for the cache (over 4 GiB rendered).
+    #[error("series of {length} bytes after relabeling: longer than relay can keep")]
+    SeriesTooLong { length: usize },
     #[error("label_value_length_limit exceeded (metric: {metric}, label value of {name}: {length} bytes, limit: {limit})")]
     LabelValueLength {
         metric: String,
@@ -133,7 +136,8 @@ impl PipelineError {
             }
             PipelineError::LabelLimit { .. }
             | PipelineError::LabelNameLength { .. }
-            | PipelineError::LabelValueLength { .. } => "label_limit",
+            | PipelineError::LabelValueLength { .. }
+            | PipelineError::SeriesTooLong { .. } => "label_limit",
         }
     }
 }
@@ -1107,5 +1111,36 @@ mod tests {
         scrape_into("t 3 1700000002000\n", &settings, &mut cache);
         let old = scrape_into("t 4 1700000002000\n", &settings, &mut cache);
         assert!(old.iter().all(|g| g.1 != "t"), "{old:?}");
+    }
+
+    #[test]
+    fn a_series_in_a_freed_slot_inherits_nothing_of_its_timestamps() {
+        let (target, rules) = (Labels::default(), Rules::default());
+        let settings = Settings {
+            epoch: 1,
+            ..Settings::new(&target, &rules)
+        };
+        let stale = crate::scrape::append::STALE_NAN_BITS;
+        let mut cache = SeriesCache::default();
+        let values = |got: Vec<Captured>| -> Vec<(String, u64)> {
+            got.into_iter().map(|g| (g.1, g.3)).collect()
+        };
+        scrape_into("t 1 1700000000000\n", &settings, &mut cache);
+        // t is forgotten; u takes its slot, without timestamps: u is marked
+        // stale when it vanishes.
+        scrape_into("a 1\n", &settings, &mut cache);
+        scrape_into("a 1\nu 2\n", &settings, &mut cache);
+        let got = values(scrape_into("a 1\n", &settings, &mut cache));
+        assert_eq!(got, vec![("a".into(), 1f64.to_bits()), ("u".into(), stale)]);
+        // w takes the slot next, with a timestamp older than t's: in order.
+        let got = values(scrape_into(
+            "a 1\nw 5 1600000000000\n",
+            &settings,
+            &mut cache,
+        ));
+        assert_eq!(
+            got,
+            vec![("a".into(), 1f64.to_bits()), ("w".into(), 5f64.to_bits())]
+        );
     }
 }
