@@ -976,7 +976,12 @@ impl Reader {
                 }
                 Ok(false) if sealed => return self.move_to(self.segment + 1),
                 Ok(false) if head.closed => return Next::End,
-                Ok(false) => return Next::Pending,
+                Ok(false) => {
+                    // Caught up: the record buffer (a whole scrape's samples
+                    // for a large one) goes back until the next record.
+                    self.buf = Vec::new();
+                    return Next::Pending;
+                }
                 Err(why) => {
                     tracing::warn!(
                         segment = self.segment,
