@@ -61,7 +61,8 @@ pub struct Exemplar<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample<'a> {
     pub name: &'a str,
-    /// The raw text between the braces, already validated by the parser.
+    /// The raw text between the braces, validated by the parser (when it
+    /// defers that, by [`Parser::check_labels`] before anyone reads it).
     pub labels_src: &'a str,
     pub value: f64,
     /// Milliseconds since the epoch (OpenMetrics seconds are converted).
@@ -246,6 +247,19 @@ pub struct Parser<'a> {
     /// Set when a text-format label value ran to the end of its line: the
     /// value may hold a raw newline, which Prometheus's text lexer accepts.
     unterminated: bool,
+    /// See [`Parser::deferring_labels`].
+    defer_labels: bool,
+    /// The label list of the last sample, when its check was deferred.
+    deferred: Option<DeferredLabels<'a>>,
+}
+
+/// Where a label list whose check was deferred is: its line, that line's
+/// number and the byte after its `{`.
+#[derive(Debug, Clone, Copy)]
+struct DeferredLabels<'a> {
+    line: &'a [u8],
+    number: usize,
+    start: usize,
 }
 
 /// Where the parse of a body given in pieces stands between two of them:
@@ -276,6 +290,51 @@ impl<'a> Parser<'a> {
             more,
             names: Vec::with_capacity(16),
             unterminated: false,
+            defer_labels: false,
+            deferred: None,
+        }
+    }
+
+    /// Label lists are only delimited, not checked, until
+    /// [`Parser::check_labels`] asks: a scrape loop has seen most series
+    /// before, byte for byte, and checks only the ones its cache does not
+    /// know. A list that cannot even be delimited is checked at once.
+    pub fn deferring_labels(mut self) -> Self {
+        self.defer_labels = true;
+        self
+    }
+
+    /// Checks the label list of the sample returned last, if its check was
+    /// deferred: the same errors, at the same places, as without deferring.
+    pub fn check_labels(&mut self) -> Result<(), ParseError> {
+        let Some(deferred) = self.deferred.take() else {
+            return Ok(());
+        };
+        let mut c = Cursor::new(deferred.line, deferred.number);
+        c.i = deferred.start;
+        self.label_list(&mut c).map(drop)
+    }
+
+    /// The label list from the cursor to its closing brace, found by pairing
+    /// quotes (escapes skipped) without checking names or separators; None
+    /// when that fails, so that the full check reports why.
+    fn delimit_labels(&mut self, c: &mut Cursor<'a>) -> Option<&'a str> {
+        let line = c.s?;
+        let start = c.i;
+        let mut i = start;
+        loop {
+            let rest = c.b.get(i..)?;
+            let j = i + memchr::memchr2(b'"', b'}', rest)?;
+            if c.b[j] == b'}' {
+                self.deferred = Some(DeferredLabels {
+                    line: c.b,
+                    number: c.line,
+                    start,
+                });
+                c.i = j;
+                return line.get(start..j);
+            }
+            i = j + 1 + scan_quoted(c.b.get(j + 1..)?)? + 1;
         }
     }
 
@@ -502,9 +561,17 @@ impl<'a> Parser<'a> {
         if !om {
             c.skip_ws();
         }
+        self.deferred = None;
         let labels_src = if c.peek() == Some(b'{') {
             c.bump();
-            let src = self.label_list(&mut c)?;
+            let delimited = match self.defer_labels {
+                true => self.delimit_labels(&mut c),
+                false => None,
+            };
+            let src = match delimited {
+                Some(src) => src,
+                None => self.label_list(&mut c)?,
+            };
             c.bump(); // '}'
             src
         } else {

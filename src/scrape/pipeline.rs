@@ -421,8 +421,8 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
         let mut meta = self.family.borrow();
         let mut family_changed = false;
         let mut labels: Labels<'_> = Labels::with_capacity(16);
-        let mut parser = Parser::resume(body, self.input, self.at, more);
-        for entry in parser.by_ref() {
+        let mut parser = Parser::resume(body, self.input, self.at, more).deferring_labels();
+        while let Some(entry) = parser.next() {
             let sample = match entry.map_err(PipelineError::Parse)? {
                 Entry::Help { name, text } => {
                     for_name(&mut meta, name).help = Some(text);
@@ -451,13 +451,18 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
             // _post_metric_relabeling; new series stay out of the cache, so a body of a
             // million series costs its own bytes, not a million cache entries.
             if over_limit(counts.samples_kept + 1, settings.limits.sample_limit) {
-                let kept = cache
-                    .kept_uncached(key, |out| first_sight(&sample, &mut labels, settings, out))?;
+                let kept = cache.kept_uncached(key, |out| {
+                    parser.check_labels().map_err(PipelineError::Parse)?;
+                    first_sight(&sample, &mut labels, settings, out)
+                })?;
                 counts.samples_kept += usize::from(kept);
                 continue;
             }
-            let found =
-                cache.lookup(key, |out| first_sight(&sample, &mut labels, settings, out))?;
+            // A key the cache knows was checked, byte for byte, when it was new.
+            let found = cache.lookup(key, |out| {
+                parser.check_labels().map_err(PipelineError::Parse)?;
+                first_sight(&sample, &mut labels, settings, out)
+            })?;
             let Some(slot) = found.slot else { continue };
             counts.samples_kept += 1;
             if found.new {
@@ -722,6 +727,66 @@ mod tests {
         let mut text = Vec::new();
         out.write(&mut text, Format::Text);
         Ok(String::from_utf8_lossy(&text).into_owned())
+    }
+
+    /// Label lists are checked only on a cache miss (`deferring_labels`):
+    /// every broken list still fails the scrape with the error, line and
+    /// column the parser gives without deferring, whether the cache is cold
+    /// or knows the body's other series.
+    #[test]
+    fn deferred_label_checks_give_the_parsers_errors() {
+        let broken = [
+            r#"a{x="1",x="2"} 1"#,
+            r#"a{x="1" 1"#,
+            r#"a{x="1"y="2"} 1"#,
+            r#"a{x="1",,y="2"} 1"#,
+            r#"a{x=1} 1"#,
+            r#"a{1x="1"} 1"#,
+            r#"a{x-y="1"} 1"#,
+            r#"a{x"1"} 1"#,
+            r#"a{,} 1"#,
+            r#"a{x="1"}} 1"#,
+            r#"a{x="a\"} 1"#,
+            r#"a{x="1",y="}"} 1"#,
+            "a{x=\"\u{0}\",\"} 1",
+            "a{x=\"\u{e9}\" y=\"2\"} 1",
+        ];
+        let valid = "a{x=\"1\"} 1\nb 2\n";
+        let target = target();
+        let rules = Rules::default();
+        let settings = Settings::new(&target, &rules);
+        for format in [Format::Text, Format::OpenMetrics] {
+            let eof = if format == Format::OpenMetrics {
+                "# EOF\n"
+            } else {
+                ""
+            };
+            let mut failing = 0;
+            for line in broken {
+                let body = format!("{valid}{line}\n{eof}");
+                let want = Parser::new(body.as_bytes(), format)
+                    .find_map(Result::err)
+                    .map(|e| e.to_string());
+                failing += usize::from(want.is_some());
+                let mut warm = SeriesCache::default();
+                let mut out = Rendered::default();
+                let known = format!("{valid}{eof}");
+                process(known.as_bytes(), format, &settings, &mut warm, &mut out)
+                    .expect("the valid lines pass");
+                for (cache, which) in [(SeriesCache::default(), "cold"), (warm, "warm")] {
+                    let mut cache = cache;
+                    let got = process(body.as_bytes(), format, &settings, &mut cache, &mut out)
+                        .err()
+                        .map(|e| match e {
+                            PipelineError::Parse(p) => p.to_string(),
+                            other => format!("not a parse error: {other}"),
+                        });
+                    assert_eq!(got, want, "{format:?} {which} cache: {line}");
+                }
+            }
+            // Text takes blank-separated pairs and a brace inside a value.
+            assert!(failing >= broken.len() - 2, "{format:?}: {failing} failed");
+        }
     }
 
     fn target() -> Labels<'static> {
