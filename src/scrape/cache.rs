@@ -20,8 +20,8 @@
 //! hash saves a series' text as the target wrote it, about half the cache.
 //! The table buckets by 64 bits of the same hash, so a key is hashed once.
 //!
-//! Rendered series live end to end in one arena string, so a series costs
-//! its bytes and a small index record, not heap allocations.
+//! Rendered series live end to end in an [`Arena`], so a series costs its
+//! bytes and a small index record, not heap allocations.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +31,7 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use xxhash_rust::xxh3::xxh3_128_with_secret;
 
 use super::append::{stale_nan, Appended, Appender, Family, SeriesRef};
+use super::arena::{Arena, Place};
 use super::pipeline::PipelineError;
 
 /// Series refs are unique in the process, across targets: a WAL segment
@@ -101,7 +102,7 @@ struct Key {
 #[derive(Debug)]
 struct Series {
     series_ref: SeriesRef,
-    start: usize,
+    start: Place,
     /// Bytes of its text (at most u32::MAX: see [`PipelineError::SeriesTooLong`]).
     len: u32,
     name_len: u32,
@@ -167,7 +168,7 @@ pub struct SeriesCache {
     hasher: DefaultHashBuilder,
     /// The process's secret for key hashes (see [`secret`]).
     secret: &'static [u8; SECRET_LEN],
-    arena: String,
+    arena: Arena,
     /// Bytes of `arena` that nothing uses any more.
     garbage: usize,
     /// Where a new series is rendered before it joins the arena.
@@ -198,7 +199,7 @@ impl Default for SeriesCache {
             by_text: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
             secret: secret(),
-            arena: String::new(),
+            arena: Arena::default(),
             garbage: 0,
             scratch: Vec::new(),
             generation: 1,
@@ -212,10 +213,8 @@ impl Default for SeriesCache {
     }
 }
 
-fn text<'a>(arena: &'a str, s: &Series) -> &'a str {
-    arena
-        .get(s.start..s.start + s.len as usize)
-        .unwrap_or_default()
+fn text<'a>(arena: &'a Arena, s: &Series) -> &'a str {
+    arena.get(s.start, s.len)
 }
 
 impl SeriesCache {
@@ -327,9 +326,11 @@ impl SeriesCache {
         };
         let len = u32::try_from(rendered.len()).map_err(|_| too_long())?;
         let name_len = u32::try_from(name_len).map_err(|_| too_long())?;
-        let start = self.arena.len();
         // Rendered from str pieces: this only checks.
-        self.arena.push_str(&String::from_utf8_lossy(rendered));
+        let start = self
+            .arena
+            .push(&String::from_utf8_lossy(rendered))
+            .ok_or_else(too_long)?;
         let entry = Series {
             series_ref: next_ref(),
             start,
@@ -601,12 +602,11 @@ impl SeriesCache {
 
     /// Copies what is live into a new arena.
     fn compact(&mut self) {
-        let live = self.arena.len() - self.garbage;
-        let mut arena = String::with_capacity(live);
+        let mut arena = Arena::default();
         for s in self.series.iter_mut().filter(|s| s.keys > 0) {
-            let bytes = text(&self.arena, s);
-            s.start = arena.len();
-            arena.push_str(bytes);
+            if let Some(start) = arena.push(text(&self.arena, s)) {
+                s.start = start;
+            }
         }
         self.arena = arena;
         self.garbage = 0;
@@ -614,7 +614,7 @@ impl SeriesCache {
 }
 
 /// The hash `by_text` files a slot under: its text's.
-fn text_hash(hasher: &DefaultHashBuilder, arena: &str, series: &[Series], slot: u32) -> u64 {
+fn text_hash(hasher: &DefaultHashBuilder, arena: &Arena, series: &[Series], slot: u32) -> u64 {
     series
         .get(slot as usize)
         .map_or(0, |s| hasher.hash_one(text(arena, s).as_bytes()))

@@ -6,6 +6,7 @@
 //! does stops the loop.
 
 pub mod append;
+mod arena;
 pub mod cache;
 pub mod fetch;
 pub mod merge;
