@@ -253,13 +253,13 @@ pub struct Parser<'a> {
     deferred: Option<DeferredLabels<'a>>,
 }
 
-/// Where a label list whose check was deferred is: its line, that line's
-/// number and the byte after its `{`.
+/// Where a sample whose label list was not checked is: its line, that
+/// line's number and where the sample starts in it.
 #[derive(Debug, Clone, Copy)]
 struct DeferredLabels<'a> {
     line: &'a [u8],
     number: usize,
-    start: usize,
+    sample_at: usize,
 }
 
 /// Where the parse of a body given in pieces stands between two of them:
@@ -307,35 +307,55 @@ impl<'a> Parser<'a> {
     /// Checks the label list of the sample returned last, if its check was
     /// deferred: the same errors, at the same places, as without deferring.
     pub fn check_labels(&mut self) -> Result<(), ParseError> {
-        let Some(deferred) = self.deferred.take() else {
-            return Ok(());
-        };
-        let mut c = Cursor::new(deferred.line, deferred.number);
-        c.i = deferred.start;
-        self.label_list(&mut c).map(drop)
+        match self.deferred.take() {
+            Some(deferred) => self.strict_sample(deferred).map(drop),
+            None => Ok(()),
+        }
     }
 
-    /// The label list from the cursor to its closing brace, found by pairing
-    /// quotes (escapes skipped) without checking names or separators; None
-    /// when that fails, so that the full check reports why.
-    fn delimit_labels(&mut self, c: &mut Cursor<'a>) -> Option<&'a str> {
+    /// The sample parsed again with every check: rare (a series the cache
+    /// does not know, or a broken line), so simply the same code twice.
+    fn strict_sample(&mut self, at: DeferredLabels<'a>) -> Result<Sample<'a>, ParseError> {
+        let defer = std::mem::replace(&mut self.defer_labels, false);
+        let mut c = Cursor::new(at.line, at.number);
+        c.i = at.sample_at;
+        let sample = self.parse_sample(c);
+        self.defer_labels = defer;
+        self.deferred = None;
+        sample
+    }
+
+    /// The label list from the cursor to its closing brace, with nothing
+    /// checked; None when it cannot be found so, and the full check runs.
+    /// In a valid sample line no `}` follows the list's own, except in an
+    /// OpenMetrics exemplar (after a `#`), so the last `}` of a line closes
+    /// it; lines with a `#` pair the quotes from the start instead. Where
+    /// a broken line puts the end does not matter: a key the cache does not
+    /// know is checked in full, and one it knows is the same bytes as a
+    /// valid line's.
+    fn delimit_labels(&mut self, c: &mut Cursor<'a>, sample_at: usize) -> Option<&'a str> {
         let line = c.s?;
         let start = c.i;
-        let mut i = start;
-        loop {
-            let rest = c.b.get(i..)?;
-            let j = i + memchr::memchr2(b'"', b'}', rest)?;
-            if c.b[j] == b'}' {
-                self.deferred = Some(DeferredLabels {
-                    line: c.b,
-                    number: c.line,
-                    start,
-                });
-                c.i = j;
-                return line.get(start..j);
+        let rest = c.b.get(start..)?;
+        let end = if self.format == Format::OpenMetrics && memchr::memchr(b'#', rest).is_some() {
+            let mut i = 0;
+            loop {
+                let j = i + memchr::memchr2(b'"', b'}', rest.get(i..)?)?;
+                if rest[j] == b'}' {
+                    break j;
+                }
+                i = j + 1 + scan_quoted(rest.get(j + 1..)?)? + 1;
             }
-            i = j + 1 + scan_quoted(c.b.get(j + 1..)?)? + 1;
-        }
+        } else {
+            memchr::memrchr(b'}', rest)?
+        };
+        self.deferred = Some(DeferredLabels {
+            line: c.b,
+            number: c.line,
+            sample_at,
+        });
+        c.i = start + end;
+        line.get(start..start + end)
     }
 
     /// How many bytes of the piece were parsed (the rest goes before the
@@ -393,7 +413,15 @@ impl<'a> Parser<'a> {
             None if om => Err(c.error("unexpected empty line (OpenMetrics allows none)".into())),
             None => Ok(None),
             Some(b'#') => self.parse_comment(c),
-            Some(_) => self.parse_sample(c).map(|s| Some(Entry::Sample(s))),
+            Some(_) => match self.parse_sample(c) {
+                Ok(sample) => Ok(Some(Entry::Sample(sample))),
+                // After a deferred label list, the error the full check
+                // gives first (a broken list comes before a broken value).
+                Err(e) => match self.deferred.take() {
+                    Some(deferred) => self.strict_sample(deferred).map(|s| Some(Entry::Sample(s))),
+                    None => Err(e),
+                },
+            },
         }
     }
 
@@ -554,6 +582,8 @@ impl<'a> Parser<'a> {
 
     fn parse_sample(&mut self, mut c: Cursor<'a>) -> Result<Sample<'a>, ParseError> {
         let om = self.format == Format::OpenMetrics;
+        let sample_at = c.i;
+        self.deferred = None;
         let name = c.metric_name();
         if name.is_empty() {
             return Err(c.error(format!("expected metric name, got {}", c.token_text())));
@@ -561,11 +591,10 @@ impl<'a> Parser<'a> {
         if !om {
             c.skip_ws();
         }
-        self.deferred = None;
         let labels_src = if c.peek() == Some(b'{') {
             c.bump();
             let delimited = match self.defer_labels {
-                true => self.delimit_labels(&mut c),
+                true => self.delimit_labels(&mut c, sample_at),
                 false => None,
             };
             let src = match delimited {
