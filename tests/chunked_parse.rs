@@ -47,11 +47,12 @@ fn whole(body: &[u8], format: Format, settings: &Settings<'_>) -> Outcome {
 }
 
 /// The body fed in chunks cut at `cuts` (any byte offsets), as a scrape
-/// feeds it: stopping at the first error.
+/// feeds it: stopping at the first error. Each chunk is parsed as it comes
+/// (a scrape gathers small ones up to 64 KiB first).
 fn chunked(body: &[u8], format: Format, settings: &Settings<'_>, cuts: &[usize]) -> Outcome {
     let (mut seen, mut counts) = (Seen::default(), Counts::default());
     let mut cache = SeriesCache::default();
-    let mut carry = Carry::default();
+    let mut carry = Carry::gathering(0);
     let mut stream = Stream::new(format, settings, &mut cache, &mut counts, &mut seen);
     let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (body.len() + 1)).collect();
     cuts.push(0);
@@ -162,6 +163,43 @@ fn byte_by_byte_keeps_the_error_position() {
     let error = got.2.expect_err("line 53 is bad").to_string();
     assert!(
         error.starts_with("invalid exposition at line 53:"),
+        "{error}"
+    );
+}
+
+/// As a scrape feeds it: a gzip decoder's 4 KiB chunks of a body far over
+/// the 64 KiB a parse gathers, with a multi-line sample and an error late.
+#[test]
+fn small_chunks_gathered_give_the_whole_result() {
+    let mut body = String::new();
+    for i in 0..20_000 {
+        if i % 1000 == 0 {
+            body.push_str(&format!("# TYPE m{i} gauge\n"));
+        }
+        body.push_str(&format!(
+            "m{}{{i=\"{i}\",j=\"a\nb\"}} {i}\n",
+            i / 1000 * 1000
+        ));
+    }
+    body.push_str("m 1 2 3\n");
+    let (target, rules) = (Labels::default(), Rules::default());
+    let settings = Settings::new(&target, &rules);
+    let want = whole(body.as_bytes(), Format::Text, &settings);
+    let (mut seen, mut counts) = (Seen::default(), Counts::default());
+    let mut cache = SeriesCache::default();
+    let mut carry = Carry::default();
+    let mut stream = Stream::new(Format::Text, &settings, &mut cache, &mut counts, &mut seen);
+    let result = body
+        .as_bytes()
+        .chunks(4096)
+        .try_for_each(|c| stream.feed(&mut carry, c))
+        .and_then(|()| stream.finish(&mut carry));
+    let got = (seen.0, counts, result);
+    assert_eq!(got.0.len(), 20_000);
+    assert_eq!(got, want);
+    let error = got.2.expect_err("the last line is bad").to_string();
+    assert!(
+        error.starts_with("invalid exposition at line 40021:"),
         "{error}"
     );
 }

@@ -116,7 +116,7 @@ fn scrape(
         let result = if chunk == 0 {
             process_into(body, format, settings, cache, &mut counts, &mut sink)
         } else {
-            let mut carry = Carry::default();
+            let mut carry = Carry::gathering(0);
             let mut stream = Stream::new(format, settings, cache, &mut counts, &mut sink);
             body.chunks(chunk)
                 .try_for_each(|c| stream.feed(&mut carry, c))

@@ -352,10 +352,16 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
     }
 
     /// Runs the next `chunk` of the body; `carry` holds what the previous
-    /// ones left unparsed (an unfinished line) and keeps what this one
-    /// leaves. Only that part is copied: whole lines are parsed where they
-    /// are.
+    /// ones left unparsed (an unfinished line, or chunks too small to parse
+    /// alone) and keeps what this one leaves. Whole lines of a large chunk
+    /// are parsed where they are.
     pub fn feed(&mut self, carry: &mut Carry, chunk: &[u8]) -> Result<(), PipelineError> {
+        if carry.buf.len() + chunk.len() < carry.piece {
+            // Small chunks (a gzip decoder hands out a few KiB at a time)
+            // are gathered first: a piece's parse has a fixed cost.
+            carry.buf.extend_from_slice(chunk);
+            return Ok(());
+        }
         let mut rest = chunk;
         if !carry.buf.is_empty() {
             let Some(nl) = memchr::memchr(b'\n', rest) else {
@@ -495,16 +501,37 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
     }
 }
 
+/// The least a [`Stream`] parses at once, gathering smaller chunks.
+const PIECE: usize = 64 << 10;
+
 /// What a [`Stream`] keeps between chunks: the unparsed end of the last
 /// one. Reused from scrape to scrape.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Carry {
     buf: Vec<u8>,
     /// A sample spanning lines is waiting: parse again at this length.
     retry_at: usize,
+    /// Chunks are gathered up to this many bytes before a parse.
+    piece: usize,
+}
+
+impl Default for Carry {
+    fn default() -> Self {
+        Carry::gathering(PIECE)
+    }
 }
 
 impl Carry {
+    /// A carry that parses once `piece` bytes are there (the default:
+    /// 64 KiB; tests split bodies finer).
+    pub fn gathering(piece: usize) -> Carry {
+        Carry {
+            buf: Vec::new(),
+            retry_at: 0,
+            piece,
+        }
+    }
+
     /// Empties it, giving back the room a long line took.
     pub fn clear(&mut self) {
         self.buf.clear();
