@@ -8,6 +8,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use prost::Message;
 use relay::exposition::{Entry, Format, Labels, Parser};
@@ -43,7 +45,7 @@ fn batch() -> (Vec<Outgoing>, Vec<Vec<(String, String)>>) {
                 .collect(),
         );
         out.push(Outgoing {
-            series,
+            series: Arc::new(series),
             timestamp_ms: 1_700_000_000_000,
             value: s.value,
             replayed: false,
