@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use prost::Message;
 use relay::exposition::{Entry, Format, Labels, Parser};
@@ -45,7 +43,7 @@ fn batch() -> (Vec<Outgoing>, Vec<Vec<(String, String)>>) {
                 .collect(),
         );
         out.push(Outgoing {
-            series: Arc::new(series),
+            series,
             timestamp_ms: 1_700_000_000_000,
             value: s.value,
             replayed: false,

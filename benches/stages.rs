@@ -248,7 +248,7 @@ fn outgoing(inputs: &Inputs) -> Vec<Outgoing> {
         relay::exposition::render::series(&mut rendered, &labels);
         let series = prep.prepare(&rendered).expect("kept");
         out.push(Outgoing {
-            series: Arc::new(series),
+            series,
             timestamp_ms: 1_700_000_000_000,
             value: s.value,
             replayed: false,

@@ -18,6 +18,25 @@ pub fn trim_heap() {
     }
 }
 
+/// Malloc arenas at most, unless `MALLOC_ARENA_MAX` says otherwise.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const ARENAS: i32 = 2;
+
+/// Caps glibc's malloc arenas at [`ARENAS`]. glibc gives each thread that
+/// allocates an arena of its own (relay's runtime has three or four
+/// threads), and each keeps its own partly used pages: 0.8 MB of a
+/// 1k-series Pod's 2.5 MB of heap at rest. Two, not one: at 100k series one
+/// arena cost 2-3% more CPU (the threads waited for its lock), two did not.
+pub fn cap_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only changes a setting of the allocator.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, ARENAS);
+        }
+    }
+}
+
 /// Buffers smaller than this are kept whatever their use.
 const KEEP_BELOW: usize = 1 << 20;
 

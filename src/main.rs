@@ -172,6 +172,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 path: config,
                 overrides,
             };
+            relay::buffers::cap_arenas();
             runtime()?.block_on(relay::run::run(
                 loaded.config,
                 Some(source),

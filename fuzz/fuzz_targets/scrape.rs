@@ -7,8 +7,9 @@
 //! Invariants: what relay serves after a scrape parses back in both
 //! formats (relabeling that makes a name invalid fails the scrape instead),
 //! and a warm series cache changes nothing: the second body gives the same
-//! result after the first as it does alone. (The WAL batch is a sink too,
-//! for its encoder; the wal target reads segments.)
+//! result after the first as it does alone; and the first body fed in
+//! small chunks, as a scrape reads it, gives what it gives whole. (The WAL
+//! batch is a sink too, for its encoder; the wal target reads segments.)
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -16,7 +17,7 @@ use relay::config::ScrapeConfig;
 use relay::exposition::{Format, Labels};
 use relay::remote_write::wal::WalBatch;
 use relay::scrape::pipeline::{
-    process_into, Counts, Limits, PipelineError, Rendered, SeriesCache, Settings,
+    process_into, Carry, Counts, Limits, PipelineError, Rendered, SeriesCache, Settings, Stream,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -47,10 +48,16 @@ fuzz_target!(|data: &[u8]| {
     };
     let settings = settings(job, &target_labels);
     let mut warm = SeriesCache::default();
-    let after_first = scrape(first, &settings, &mut warm);
+    let after_first = scrape(first, &settings, &mut warm, 0);
+    let in_chunks = scrape(first, &settings, &mut SeriesCache::default(), 7);
+    assert_eq!(
+        (&in_chunks.0, &in_chunks.1, in_chunks.2),
+        (&after_first.0, &after_first.1, after_first.2),
+        "fed in 7-byte chunks, the body gave another result"
+    );
     if let Some(second) = second {
-        let warmed = scrape(second, &settings, &mut warm);
-        let alone = scrape(second, &settings, &mut SeriesCache::default());
+        let warmed = scrape(second, &settings, &mut warm, 0);
+        let alone = scrape(second, &settings, &mut SeriesCache::default(), 0);
         assert_eq!(
             (
                 warmed.0,
@@ -87,11 +94,13 @@ fn settings<'t>(job: &'t ScrapeConfig, target_labels: &'t Labels<'static>) -> Se
 }
 
 /// One scrape into both sinks, committed or discarded as the scrape loop
-/// does; returns the result, the served text and the counts.
+/// does (the body in one piece, or fed in `chunk`-byte chunks); returns the
+/// result, the served text and the counts.
 fn scrape(
     body: &[u8],
     settings: &Settings<'_>,
     cache: &mut SeriesCache,
+    chunk: usize,
 ) -> (Result<(), PipelineError>, String, Counts) {
     let format = if body.windows(5).any(|w| w == b"# EOF") {
         Format::OpenMetrics
@@ -104,7 +113,15 @@ fn scrape(
     let mut counts = Counts::default();
     let result = {
         let mut sink = (&mut rendered, &mut batch);
-        let result = process_into(body, format, settings, cache, &mut counts, &mut sink);
+        let result = if chunk == 0 {
+            process_into(body, format, settings, cache, &mut counts, &mut sink)
+        } else {
+            let mut carry = Carry::gathering(0);
+            let mut stream = Stream::new(format, settings, cache, &mut counts, &mut sink);
+            body.chunks(chunk)
+                .try_for_each(|c| stream.feed(&mut carry, c))
+                .and_then(|()| stream.finish(&mut carry))
+        };
         match &result {
             Ok(()) => cache.commit(&mut sink, settings.epoch),
             Err(_) => cache.discard(&mut sink, settings.epoch),

@@ -10,4 +10,4 @@ pub mod parse;
 pub mod render;
 
 pub use model::{is_label_name, is_metric_name, Label, Labels, MetricType, METRIC_NAME};
-pub use parse::{check, Entry, Exemplar, Format, ParseError, Parser, Sample};
+pub use parse::{check, Entry, Exemplar, Format, ParseError, Parser, Resume, Sample};

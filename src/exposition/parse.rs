@@ -61,7 +61,8 @@ pub struct Exemplar<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample<'a> {
     pub name: &'a str,
-    /// The raw text between the braces, already validated by the parser.
+    /// The raw text between the braces, validated by the parser (when it
+    /// defers that, by [`Parser::check_labels`] before anyone reads it).
     pub labels_src: &'a str,
     pub value: f64,
     /// Milliseconds since the epoch (OpenMetrics seconds are converted).
@@ -124,23 +125,49 @@ fn scan_quoted(b: &[u8]) -> Option<usize> {
     }
 }
 
+/// Where a text sample whose quoted label values may span lines ends.
+enum Across {
+    /// The newline after its `}` (or the end of the whole input).
+    End(usize),
+    /// The input ends first but more follows: parse it with the next piece.
+    MoreInput,
+    /// A newline outside the quotes: the one-line error stands.
+    No,
+}
+
 /// Where a text sample starting at `start` ends when its quoted label values
 /// may span lines (Prometheus's text lexer takes a raw newline there): the
-/// newline after its `}`; None when a newline comes outside the quotes or
-/// the input ends first, so the one-line error stands.
-fn sample_end_across_lines(input: &[u8], start: usize) -> Option<usize> {
-    let rest = input.get(start..)?;
-    let brace = memchr::memchr2(b'{', b'\n', rest).filter(|&i| rest[i] == b'{')?;
+/// newline after its `}`; `more` says whether input follows `input`.
+fn sample_end_across_lines(input: &[u8], start: usize, more: bool) -> Across {
+    let ran_out = if more { Across::MoreInput } else { Across::No };
+    let Some(rest) = input.get(start..) else {
+        return Across::No;
+    };
+    let Some(brace) = memchr::memchr2(b'{', b'\n', rest).filter(|&i| rest[i] == b'{') else {
+        return Across::No;
+    };
     let mut i = brace + 1;
     loop {
-        let j = i + memchr::memchr3(b'"', b'}', b'\n', rest.get(i..)?)?;
+        let Some(j) = rest
+            .get(i..)
+            .and_then(|r| memchr::memchr3(b'"', b'}', b'\n', r))
+            .map(|n| i + n)
+        else {
+            return ran_out;
+        };
         match rest[j] {
-            b'"' => i = j + 1 + scan_quoted(&rest[j + 1..])? + 1,
+            b'"' => match scan_quoted(&rest[j + 1..]) {
+                Some(q) => i = j + 1 + q + 1,
+                None => return ran_out,
+            },
             b'}' => {
-                let end = memchr::memchr(b'\n', &rest[j..]).map_or(rest.len(), |n| j + n);
-                return Some(start + end);
+                return match memchr::memchr(b'\n', &rest[j..]) {
+                    Some(n) => Across::End(start + j + n),
+                    None if more => Across::MoreInput,
+                    None => Across::End(start + rest.len()),
+                }
             }
-            _ => return None,
+            _ => return Across::No,
         }
     }
 }
@@ -212,30 +239,135 @@ pub struct Parser<'a> {
     line: usize,
     eof_seen: bool,
     finished: bool,
-    /// The OpenMetrics family the last `# TYPE`/`# UNIT` named, for the
-    /// "UNIT must be a suffix of the name" rule.
-    om_family: &'a str,
+    /// More input follows this piece (see [`Parser::resume`]).
+    more: bool,
     /// Scratch list of a sample's label names, for the duplicate check; kept
     /// between samples so it does not allocate again.
     names: Vec<&'a str>,
     /// Set when a text-format label value ran to the end of its line: the
     /// value may hold a raw newline, which Prometheus's text lexer accepts.
     unterminated: bool,
+    /// See [`Parser::deferring_labels`].
+    defer_labels: bool,
+    /// The label list of the last sample, when its check was deferred.
+    deferred: Option<DeferredLabels<'a>>,
+}
+
+/// Where a sample whose label list was not checked is: its line, that
+/// line's number and where the sample starts in it.
+#[derive(Debug, Clone, Copy)]
+struct DeferredLabels<'a> {
+    line: &'a [u8],
+    number: usize,
+    sample_at: usize,
+}
+
+/// Where the parse of a body given in pieces stands between two of them:
+/// lines are numbered over the whole body, and nothing may follow `# EOF`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resume {
+    line: usize,
+    eof_seen: bool,
 }
 
 impl<'a> Parser<'a> {
     pub fn new(input: &'a [u8], format: Format) -> Self {
+        Parser::resume(input, format, Resume::default(), false)
+    }
+
+    /// A parser for one piece of a body, going on from where the previous
+    /// piece's parse stopped ([`Parser::stopped`]). With `more`, input
+    /// follows: an unfinished last line (or a text sample whose label values
+    /// run past the piece) is left for the next piece, not parsed.
+    pub fn resume(input: &'a [u8], format: Format, at: Resume, more: bool) -> Self {
         Parser {
             input,
             format,
             pos: 0,
-            line: 0,
-            eof_seen: false,
+            line: at.line,
+            eof_seen: at.eof_seen,
             finished: false,
-            om_family: "",
+            more,
             names: Vec::with_capacity(16),
             unterminated: false,
+            defer_labels: false,
+            deferred: None,
         }
+    }
+
+    /// Label lists are only delimited, not checked, until
+    /// [`Parser::check_labels`] asks: a scrape loop has seen most series
+    /// before, byte for byte, and checks only the ones its cache does not
+    /// know. A list that cannot even be delimited is checked at once.
+    pub fn deferring_labels(mut self) -> Self {
+        self.defer_labels = true;
+        self
+    }
+
+    /// Checks the label list of the sample returned last, if its check was
+    /// deferred: the same errors, at the same places, as without deferring.
+    pub fn check_labels(&mut self) -> Result<(), ParseError> {
+        match self.deferred.take() {
+            Some(deferred) => self.strict_sample(deferred).map(drop),
+            None => Ok(()),
+        }
+    }
+
+    /// The sample parsed again with every check: rare (a series the cache
+    /// does not know, or a broken line), so simply the same code twice.
+    fn strict_sample(&mut self, at: DeferredLabels<'a>) -> Result<Sample<'a>, ParseError> {
+        let defer = std::mem::replace(&mut self.defer_labels, false);
+        let mut c = Cursor::new(at.line, at.number);
+        c.i = at.sample_at;
+        let sample = self.parse_sample(c);
+        self.defer_labels = defer;
+        self.deferred = None;
+        sample
+    }
+
+    /// The label list from the cursor to its closing brace, with nothing
+    /// checked; None when it cannot be found so, and the full check runs.
+    /// In a valid sample line no `}` follows the list's own, except in an
+    /// OpenMetrics exemplar (after a `#`), so the last `}` of a line closes
+    /// it; lines with a `#` pair the quotes from the start instead. Where
+    /// a broken line puts the end does not matter: a key the cache does not
+    /// know is checked in full, and one it knows is the same bytes as a
+    /// valid line's.
+    fn delimit_labels(&mut self, c: &mut Cursor<'a>, sample_at: usize) -> Option<&'a str> {
+        let line = c.s?;
+        let start = c.i;
+        let rest = c.b.get(start..)?;
+        let end = if self.format == Format::OpenMetrics && memchr::memchr(b'#', rest).is_some() {
+            let mut i = 0;
+            loop {
+                let j = i + memchr::memchr2(b'"', b'}', rest.get(i..)?)?;
+                if rest[j] == b'}' {
+                    break j;
+                }
+                i = j + 1 + scan_quoted(rest.get(j + 1..)?)? + 1;
+            }
+        } else {
+            memchr::memrchr(b'}', rest)?
+        };
+        self.deferred = Some(DeferredLabels {
+            line: c.b,
+            number: c.line,
+            sample_at,
+        });
+        c.i = start + end;
+        line.get(start..start + end)
+    }
+
+    /// How many bytes of the piece were parsed (the rest goes before the
+    /// next piece) and where the parse stands.
+    pub fn stopped(&self) -> (usize, Resume) {
+        (
+            self.pos.min(self.input.len()),
+            Resume {
+                line: self.line,
+                eof_seen: self.eof_seen,
+            },
+        )
     }
 
     /// The 1-based line number of the entry (or error) returned last.
@@ -248,7 +380,11 @@ impl<'a> Parser<'a> {
             return None;
         }
         let rest = &self.input[self.pos..];
-        let len = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+        let len = match memchr::memchr(b'\n', rest) {
+            Some(len) => len,
+            None if self.more => return None,
+            None => rest.len(),
+        };
         self.pos += len + 1;
         self.line += 1;
         Some(&rest[..len])
@@ -277,7 +413,15 @@ impl<'a> Parser<'a> {
             None if om => Err(c.error("unexpected empty line (OpenMetrics allows none)".into())),
             None => Ok(None),
             Some(b'#') => self.parse_comment(c),
-            Some(_) => self.parse_sample(c).map(|s| Some(Entry::Sample(s))),
+            Some(_) => match self.parse_sample(c) {
+                Ok(sample) => Ok(Some(Entry::Sample(sample))),
+                // After a deferred label list, the error the full check
+                // gives first (a broken list comes before a broken value).
+                Err(e) => match self.deferred.take() {
+                    Some(deferred) => self.strict_sample(deferred).map(|s| Some(Entry::Sample(s))),
+                    None => Err(e),
+                },
+            },
         }
     }
 
@@ -343,7 +487,6 @@ impl<'a> Parser<'a> {
                     )
                 })?;
                 c.end_of_line(om, "metric type")?;
-                self.om_family = name;
                 Ok(Some(Entry::Type { name, kind }))
             }
             (b"UNIT", true) if om => {
@@ -439,6 +582,8 @@ impl<'a> Parser<'a> {
 
     fn parse_sample(&mut self, mut c: Cursor<'a>) -> Result<Sample<'a>, ParseError> {
         let om = self.format == Format::OpenMetrics;
+        let sample_at = c.i;
+        self.deferred = None;
         let name = c.metric_name();
         if name.is_empty() {
             return Err(c.error(format!("expected metric name, got {}", c.token_text())));
@@ -448,7 +593,14 @@ impl<'a> Parser<'a> {
         }
         let labels_src = if c.peek() == Some(b'{') {
             c.bump();
-            let src = self.label_list(&mut c)?;
+            let delimited = match self.defer_labels {
+                true => self.delimit_labels(&mut c, sample_at),
+                false => None,
+            };
+            let src = match delimited {
+                Some(src) => src,
+                None => self.label_list(&mut c)?,
+            };
             c.bump(); // '}'
             src
         } else {
@@ -469,7 +621,8 @@ impl<'a> Parser<'a> {
         if value.is_empty() {
             return Err(c.error(format!("expected value, got {}", c.token_text())));
         }
-        let value = parse_float(value)
+        let value = c
+            .float_at(value_col)
             .ok_or_else(|| c.error_at(value_col, format!("bad number {}", quote(value))))?;
         let mut sample = Sample {
             name,
@@ -636,6 +789,9 @@ impl<'a> Parser<'a> {
                 }
             }
         }
+        if let Some(line) = c.s {
+            return Ok(line.get(start..c.i).unwrap_or_default());
+        }
         // Names and punctuation are ASCII, so one check of the whole list
         // validates every value; a bad byte can only be inside a value.
         std::str::from_utf8(&c.b[start..c.i]).map_err(|e| {
@@ -655,7 +811,7 @@ impl<'a> Iterator for Parser<'a> {
             let start = self.pos;
             let Some(line) = self.next_line() else {
                 self.finished = true;
-                if self.format == Format::OpenMetrics && !self.eof_seen {
+                if self.format == Format::OpenMetrics && !self.eof_seen && !self.more {
                     self.line += 1;
                     return Some(Err(ParseError {
                         line: self.line,
@@ -667,8 +823,16 @@ impl<'a> Iterator for Parser<'a> {
             };
             let mut parsed = self.parse_line(line);
             if std::mem::take(&mut self.unterminated) {
-                if let Some(end) = sample_end_across_lines(self.input, start) {
-                    parsed = self.parse_lines(start, end);
+                match sample_end_across_lines(self.input, start, self.more) {
+                    Across::End(end) => parsed = self.parse_lines(start, end),
+                    Across::MoreInput => {
+                        // Parsed again, whole, with the next piece.
+                        self.pos = start;
+                        self.line -= 1;
+                        self.finished = true;
+                        return None;
+                    }
+                    Across::No => {}
                 }
             }
             match parsed {
@@ -749,7 +913,32 @@ fn decimal_seconds_to_ms(b: &[u8]) -> Option<i64> {
 }
 
 fn is_name_byte(b: u8, first: bool) -> bool {
-    b.is_ascii_alphabetic() || b == b'_' || (!first && b.is_ascii_digit())
+    NAME_BYTES[usize::from(b)] & if first { NAME_START } else { NAME_REST } != 0
+}
+
+/// Classes of the bytes names are made of, one table lookup per byte.
+const NAME_START: u8 = 1;
+const NAME_REST: u8 = 2;
+const COLON: u8 = 4;
+static NAME_BYTES: [u8; 256] = name_bytes();
+
+const fn name_bytes() -> [u8; 256] {
+    let mut table = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = if byte.is_ascii_alphabetic() || byte == b'_' {
+            NAME_START | NAME_REST
+        } else if byte.is_ascii_digit() {
+            NAME_REST
+        } else if byte == b':' {
+            COLON
+        } else {
+            0
+        };
+        b += 1;
+    }
+    table
 }
 
 /// Bytes the grammar already limited to ASCII.
@@ -765,13 +954,49 @@ fn quote(b: &[u8]) -> String {
 /// A position within one line.
 struct Cursor<'a> {
     b: &'a [u8],
+    /// The line as text when it is valid UTF-8 (almost always): tokens are
+    /// then slices of it, checked once per line, not once per token. A line
+    /// that is not takes the per-token checks, which say where it breaks.
+    s: Option<&'a str>,
     i: usize,
     line: usize,
 }
 
 impl<'a> Cursor<'a> {
     fn new(b: &'a [u8], line: usize) -> Self {
-        Cursor { b, i: 0, line }
+        let s = std::str::from_utf8(b).ok();
+        Cursor { b, s, i: 0, line }
+    }
+
+    /// `b[start..end]`, which the grammar limited to ASCII, as text.
+    fn ascii_at(&self, start: usize, end: usize) -> &'a str {
+        match self.s {
+            Some(line) => line.get(start..end).unwrap_or_default(),
+            None => ascii(&self.b[start..end]),
+        }
+    }
+
+    /// The number from `start` to the cursor.
+    fn float_at(&self, start: usize) -> Option<f64> {
+        match self.s {
+            Some(line) => line.get(start..self.i)?.parse().ok(),
+            None => parse_float(&self.b[start..self.i]),
+        }
+    }
+
+    /// Moves past the bytes of class `rest` after one of class `first`.
+    fn skip_name(&mut self, first: u8, rest: u8) {
+        let bytes = self.rest();
+        if bytes
+            .first()
+            .is_some_and(|&b| NAME_BYTES[usize::from(b)] & first != 0)
+        {
+            let len = bytes[1..]
+                .iter()
+                .position(|&b| NAME_BYTES[usize::from(b)] & rest == 0)
+                .unwrap_or(bytes.len() - 1);
+            self.i += 1 + len;
+        }
     }
 
     fn peek(&self) -> Option<u8> {
@@ -816,31 +1041,15 @@ impl<'a> Cursor<'a> {
     /// `[a-zA-Z_:][a-zA-Z0-9_:]*`, or "" when there is none here.
     fn metric_name(&mut self) -> &'a str {
         let start = self.i;
-        if self
-            .peek()
-            .is_some_and(|b| is_name_byte(b, true) || b == b':')
-        {
-            self.i += 1;
-            while self
-                .peek()
-                .is_some_and(|b| is_name_byte(b, false) || b == b':')
-            {
-                self.i += 1;
-            }
-        }
-        ascii(&self.b[start..self.i])
+        self.skip_name(NAME_START | COLON, NAME_REST | COLON);
+        self.ascii_at(start, self.i)
     }
 
     /// `[a-zA-Z_][a-zA-Z0-9_]*`, or "" when there is none here.
     fn label_name(&mut self) -> &'a str {
         let start = self.i;
-        if self.peek().is_some_and(|b| is_name_byte(b, true)) {
-            self.i += 1;
-            while self.peek().is_some_and(|b| is_name_byte(b, false)) {
-                self.i += 1;
-            }
-        }
-        ascii(&self.b[start..self.i])
+        self.skip_name(NAME_START, NAME_REST);
+        self.ascii_at(start, self.i)
     }
 
     /// One space (OpenMetrics) or a run of blanks (text) between tokens.
@@ -877,6 +1086,11 @@ impl<'a> Cursor<'a> {
 
     /// The rest of the line as text, which must be UTF-8 (a HELP text).
     fn text_rest(&mut self) -> Result<&'a str, ParseError> {
+        if let Some(line) = self.s {
+            let text = line.get(self.i.min(line.len())..).unwrap_or_default();
+            self.i = self.b.len();
+            return Ok(text);
+        }
         let rest = self.rest();
         match std::str::from_utf8(rest) {
             Ok(s) => {

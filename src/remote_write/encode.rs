@@ -16,17 +16,32 @@ use crate::exposition::{Entry, Format, Labels, Parser};
 use crate::relabel::Rules;
 
 /// What a series is sent as: its encoded labels, and a hash that picks
-/// its shard (stable across segments and restarts).
-#[derive(Debug, PartialEq, Eq)]
-pub struct EncodedSeries {
-    pub labels: Box<[u8]>,
-    pub hash: u64,
+/// its shard (stable across segments and restarts). One allocation and
+/// one reference count per series, shared by all of its samples in flight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedSeries(std::sync::Arc<[u8]>);
+
+/// Bytes of the hash in front of the labels.
+const HASH_LEN: usize = std::mem::size_of::<u64>();
+
+impl EncodedSeries {
+    /// The `Label` fields of a `TimeSeries`, encoded.
+    pub fn labels(&self) -> &[u8] {
+        &self.0[HASH_LEN..]
+    }
+
+    /// Picks the series' shard.
+    pub fn hash(&self) -> u64 {
+        let mut bytes = [0; HASH_LEN];
+        bytes.copy_from_slice(&self.0[..HASH_LEN]);
+        u64::from_le_bytes(bytes)
+    }
 }
 
 /// One sample ready to send.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
-    pub series: std::sync::Arc<EncodedSeries>,
+    pub series: EncodedSeries,
     pub timestamp_ms: i64,
     pub value: f64,
     /// Written by an earlier process: it may have been delivered already.
@@ -38,6 +53,8 @@ pub struct SeriesPrep<'c> {
     pub external_labels: &'c [(String, String)],
     pub rules: &'c Rules,
     scratch: Vec<u8>,
+    /// The hash and encoded labels of the series being prepared.
+    encoded: Vec<u8>,
     hasher: std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>,
 }
 
@@ -47,6 +64,7 @@ impl<'c> SeriesPrep<'c> {
             external_labels,
             rules,
             scratch: Vec::new(),
+            encoded: Vec::new(),
             hasher: Default::default(),
         }
     }
@@ -75,23 +93,23 @@ impl<'c> SeriesPrep<'c> {
             return None;
         }
         labels.sort();
-        let mut out = Vec::with_capacity(rendered.len() + 16);
+        let out = &mut self.encoded;
+        out.clear();
+        out.extend_from_slice(&[0; HASH_LEN]);
         for l in labels.iter() {
             let (name, value) = (l.name.as_bytes(), l.value.as_bytes());
             out.push(0x0a);
             put_varint(
-                &mut out,
+                out,
                 (field_len(1, name.len()) + field_len(2, value.len())) as u64,
             );
-            put_bytes(&mut out, 0x0a, name);
-            put_bytes(&mut out, 0x12, value);
+            put_bytes(out, 0x0a, name);
+            put_bytes(out, 0x12, value);
         }
         let mut hasher = self.hasher.build_hasher();
-        hasher.write(&out);
-        Some(EncodedSeries {
-            labels: out.into_boxed_slice(),
-            hash: hasher.finish(),
-        })
+        hasher.write(&out[HASH_LEN..]);
+        out[..HASH_LEN].copy_from_slice(&hasher.finish().to_le_bytes());
+        Some(EncodedSeries(std::sync::Arc::from(out.as_slice())))
     }
 }
 
@@ -139,7 +157,7 @@ pub fn write_request(samples: &[Outgoing], out: &mut Vec<u8>) {
             } else {
                 0
             };
-        let labels = &s.series.labels;
+        let labels = s.series.labels();
         let series_len = labels.len() + 1 + varint_len(sample_len as u64) + sample_len;
         out.push(0x0a);
         put_varint(out, series_len as u64);
@@ -181,7 +199,6 @@ pub fn decode(body: &[u8]) -> Result<prompb::WriteRequest, String> {
 mod tests {
     use super::*;
     use prost::Message;
-    use std::sync::Arc;
 
     fn prep(rendered: &str, external: &[(String, String)], rules: &Rules) -> Option<EncodedSeries> {
         SeriesPrep::new(external, rules).prepare(rendered.as_bytes())
@@ -194,8 +211,7 @@ mod tests {
             ("cluster".to_owned(), "c1".to_owned()),
             ("job".to_owned(), "ext".to_owned()),
         ];
-        let series =
-            Arc::new(prep("m{a=\"x \\\"q\\\"\",job=\"app\"}", &external, &rules).expect("kept"));
+        let series = prep("m{a=\"x \\\"q\\\"\",job=\"app\"}", &external, &rules).expect("kept");
         let samples: Vec<Outgoing> = [
             (1_700_000_000_123, 1.5),
             (0, 0.0),
@@ -262,7 +278,7 @@ mod tests {
         assert!(prep("drop_me{a=\"1\"}", &external, rules).is_none());
         let kept = prep("m{a=\"1\"}", &external, rules).expect("kept");
         let decoded = prompb::TimeSeries::decode(
-            [&[0x0a_u8, kept.labels.len() as u8][..], &kept.labels]
+            [&[0x0a_u8, kept.labels().len() as u8][..], kept.labels()]
                 .concat()
                 .as_slice(),
         );
@@ -271,7 +287,7 @@ mod tests {
         let mut req = Vec::new();
         write_request(
             &[Outgoing {
-                series: Arc::new(kept),
+                series: kept,
                 timestamp_ms: 1,
                 value: 1.0,
                 replayed: false,

@@ -10,6 +10,7 @@ pub mod encode;
 pub mod metrics;
 pub mod queue;
 pub mod send;
+pub mod series;
 pub mod wal;
 
 use std::collections::HashMap;

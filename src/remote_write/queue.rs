@@ -23,12 +23,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::encode::{self, EncodedSeries, Outgoing, SeriesPrep};
+use super::encode::{self, Outgoing, SeriesPrep};
 use super::metrics::QueueMetrics;
 use super::send::{Outcome, Sender};
+use super::series::SeriesTable;
 use super::wal::{Next, Position, Reader, Record, Wal};
 use crate::config::RemoteWriteConfig;
-use crate::scrape::append::SeriesRef;
 
 /// How often the desired number of shards is computed (as Prometheus).
 const RESHARD_EVERY: Duration = Duration::from_secs(10);
@@ -55,6 +55,8 @@ struct Pending {
     end: Position,
     remaining: usize,
     oldest_ts: i64,
+    /// Still being dealt: more samples may be added.
+    open: bool,
 }
 
 struct TrackState {
@@ -82,14 +84,45 @@ impl Tracker {
 
     /// Record `seq`, ending at `end`, dealt `samples` samples to the shards.
     fn read(&self, seq: u64, end: Position, samples: usize, oldest_ts: i64) {
-        let mut s = self.lock();
-        s.pending.push_back(Pending {
+        self.open(seq, end);
+        self.add(seq, samples, oldest_ts);
+        self.close(seq);
+    }
+
+    /// Record `seq`, ending at `end`, is being dealt: it is not delivered
+    /// before [`Tracker::close`], whatever is done with.
+    fn open(&self, seq: u64, end: Position) {
+        self.lock().pending.push_back(Pending {
             seq,
             end,
-            remaining: samples,
-            oldest_ts,
+            remaining: 0,
+            oldest_ts: i64::MAX,
+            open: true,
         });
-        s.advance();
+    }
+
+    /// `samples` more samples of the open record `seq` go to a shard (told
+    /// before they go, so that they cannot be done with first).
+    fn add(&self, seq: u64, samples: usize, oldest_ts: i64) {
+        let mut s = self.lock();
+        if let Some(p) = s.pending.back_mut().filter(|p| p.seq == seq && samples > 0) {
+            p.remaining += samples;
+            p.oldest_ts = p.oldest_ts.min(oldest_ts);
+        }
+    }
+
+    /// Every sample of record `seq` has been dealt. A record without
+    /// samples moves the delivered position quietly (saved with the next).
+    fn close(&self, seq: u64) {
+        let mut s = self.lock();
+        let mut had_samples = false;
+        if let Some(p) = s.pending.back_mut().filter(|p| p.seq == seq) {
+            p.open = false;
+            had_samples = p.oldest_ts != i64::MAX;
+        }
+        if s.advance() && had_samples {
+            self.moved.notify_one();
+        }
     }
 
     /// `samples` samples of record `seq` are done with.
@@ -132,7 +165,7 @@ impl TrackState {
     fn advance(&mut self) -> bool {
         let before = self.delivered;
         while let Some(front) = self.pending.front() {
-            if front.remaining > 0 {
+            if front.remaining > 0 || front.open {
                 break;
             }
             self.delivered = front.end;
@@ -248,6 +281,10 @@ async fn shard(mut rx: mpsc::Receiver<Chunk>, mut ctx: ShardContext) {
             }
             if buffer.is_empty() {
                 flush = false;
+                // Caught up: the request buffers (a few hundred KiB, mapped
+                // apart from the heap) go back until the next batch, so an
+                // idle Pod does not hold them between scrapes.
+                (raw, compressed, batch) = (Vec::new(), Vec::new(), Vec::new());
             } else {
                 oldest = Instant::now();
             }
@@ -428,11 +465,8 @@ pub async fn run(
     let replay_end = wal.opened_at();
     let mut head = wal.subscribe();
     let mut prep = SeriesPrep::new(&spec.external_labels, &spec.config.write_relabel);
-    // Looked up once per sample: hashbrown's foldhash, not SipHash (refs
-    // come from relay's own WAL, no one else chooses them).
-    let mut series: hashbrown::HashMap<SeriesRef, Option<Arc<EncodedSeries>>> =
-        hashbrown::HashMap::new();
-    let mut dealt: Vec<Vec<Outgoing>> = vec![Vec::new(); n_shards];
+    let mut series = SeriesTable::default();
+    let mut dealt = Dealt::new(n_shards);
     let mut seq = 0u64;
     // Samples were dealt since the shards were last told to flush.
     let mut caught_up_pending = false;
@@ -472,7 +506,7 @@ pub async fn run(
                     shards.drain().await;
                     n_shards = n;
                     shards = Shards::start(n_shards, &ctx);
-                    dealt = vec![Vec::new(); n_shards];
+                    dealt = Dealt::new(n_shards);
                     metrics.shards.set(n_shards as i64);
                 }
             }
@@ -483,7 +517,6 @@ pub async fn run(
                 // The next segment describes again the series it uses: the
                 // old segment's (a burst's included) are given back.
                 series.clear();
-                series.shrink_to_fit();
                 tracker.read(seq, Position { segment, offset: 0 }, 0, 0);
                 seq += 1;
                 continue;
@@ -497,17 +530,8 @@ pub async fn run(
                             samples: Vec::new(),
                             flush: true,
                         };
-                        tokio::select! {
-                            sent = tx.send(flush) => {
-                                if sent.is_err() {
-                                    break 'read;
-                                }
-                            }
-                            _ = abort.changed() => {
-                                if *abort.borrow() {
-                                    break 'read;
-                                }
-                            }
+                        if !hand_over(tx, flush, &mut abort).await {
+                            break 'read;
                         }
                     }
                     continue;
@@ -525,12 +549,11 @@ pub async fn run(
             }
             Next::End => break,
         };
-        let mut count = 0;
-        let mut oldest = i64::MAX;
+        tracker.open(seq, end);
         match record {
             Record::Series(entries) => {
                 for (r, text) in entries {
-                    series.insert(r, prep.prepare(text).map(Arc::new));
+                    series.insert(r, prep.prepare(text));
                 }
             }
             Record::Samples(_) if end <= start => {}
@@ -538,60 +561,138 @@ pub async fn run(
                 let replayed = end <= replay_end;
                 let mut dropped = 0;
                 for (r, timestamp_ms, value) in entries {
-                    match series.get(&r) {
-                        Some(Some(s)) => {
-                            let shard = (s.hash % n_shards as u64) as usize;
-                            dealt[shard].push(Outgoing {
-                                series: s.clone(),
-                                timestamp_ms,
-                                value,
-                                replayed,
-                            });
-                            oldest = oldest.min(timestamp_ms);
-                            count += 1;
+                    let Some(s) = series.get(r) else {
+                        dropped += 1;
+                        continue;
+                    };
+                    let shard = (s.hash() % n_shards as u64) as usize;
+                    let sample = Outgoing {
+                        series: s.clone(),
+                        timestamp_ms,
+                        value,
+                        replayed,
+                    };
+                    // A full chunk goes at once: what is in flight is
+                    // bounded by the shards' chunks, not by the record.
+                    if let Some(chunk) = dealt.push(shard, sample, chunk_max) {
+                        samples_in += chunk.len() as u64;
+                        caught_up_pending = true;
+                        if !send_chunk(&shards, shard, seq, chunk, &tracker, &mut abort).await {
+                            break 'read;
                         }
-                        _ => dropped += 1,
                     }
                 }
                 metrics.dropped.inc_by(dropped);
-            }
-        }
-        tracker.read(seq, end, count, oldest);
-        samples_in += count as u64;
-        for (i, samples) in dealt.iter_mut().enumerate() {
-            // Each sample moves once, into a chunk of its own size (cutting
-            // the rest off the front again and again copied it quadratically).
-            let mut samples = std::mem::take(samples).into_iter();
-            loop {
-                let chunk: Vec<Outgoing> = samples.by_ref().take(chunk_max).collect();
-                if chunk.is_empty() {
-                    break;
-                }
-                let chunk = Chunk {
-                    seq,
-                    samples: chunk,
-                    flush: false,
-                };
-                caught_up_pending = true;
-                tokio::select! {
-                    sent = shards.senders[i].send(chunk) => {
-                        if sent.is_err() {
-                            break 'read;
-                        }
-                    }
-                    _ = abort.changed() => {
-                        if *abort.borrow() {
+                for shard in 0..n_shards {
+                    if let Some(chunk) = dealt.take(shard) {
+                        samples_in += chunk.len() as u64;
+                        caught_up_pending = true;
+                        if !send_chunk(&shards, shard, seq, chunk, &tracker, &mut abort).await {
                             break 'read;
                         }
                     }
                 }
             }
         }
+        tracker.close(seq);
         seq += 1;
     }
     shards.drain().await;
     saver.abort();
     save(&wal, &name, &tracker, &metrics);
+}
+
+/// Samples dealt to each shard and not yet handed over, with the oldest
+/// timestamp among them.
+struct Dealt {
+    shards: Vec<(Vec<Outgoing>, i64)>,
+}
+
+/// Samples dealt to one shard, handed over together.
+struct DealtChunk {
+    samples: Vec<Outgoing>,
+    oldest_ts: i64,
+}
+
+impl DealtChunk {
+    fn len(&self) -> usize {
+        self.samples.len()
+    }
+}
+
+impl Dealt {
+    fn new(n_shards: usize) -> Dealt {
+        Dealt {
+            shards: (0..n_shards).map(|_| (Vec::new(), i64::MAX)).collect(),
+        }
+    }
+
+    /// Deals `sample` to `shard`; the shard's chunk once it holds `chunk_max`.
+    fn push(&mut self, shard: usize, sample: Outgoing, chunk_max: usize) -> Option<DealtChunk> {
+        let (samples, oldest) = &mut self.shards[shard];
+        *oldest = (*oldest).min(sample.timestamp_ms);
+        samples.push(sample);
+        if samples.len() < chunk_max {
+            return None;
+        }
+        // The record is large: the next chunk is likely full too.
+        let full = std::mem::replace(samples, Vec::with_capacity(chunk_max));
+        Some(DealtChunk {
+            samples: full,
+            oldest_ts: std::mem::replace(oldest, i64::MAX),
+        })
+    }
+
+    /// What is dealt to `shard`, if anything (the end of a record).
+    fn take(&mut self, shard: usize) -> Option<DealtChunk> {
+        let (samples, oldest) = &mut self.shards[shard];
+        let samples = std::mem::take(samples);
+        let oldest_ts = std::mem::replace(oldest, i64::MAX);
+        (!samples.is_empty()).then_some(DealtChunk { samples, oldest_ts })
+    }
+}
+
+/// Hands `chunk` of record `seq` to `shard`, counted in the tracker first;
+/// false when the queue must stop.
+async fn send_chunk(
+    shards: &Shards,
+    shard: usize,
+    seq: u64,
+    chunk: DealtChunk,
+    tracker: &Tracker,
+    abort: &mut watch::Receiver<bool>,
+) -> bool {
+    tracker.add(seq, chunk.len(), chunk.oldest_ts);
+    let chunk = Chunk {
+        seq,
+        samples: chunk.samples,
+        flush: false,
+    };
+    hand_over(&shards.senders[shard], chunk, abort).await
+}
+
+/// Sends `chunk` to a shard; false when the shard is gone or `abort`
+/// turned true (the queue stops).
+async fn hand_over(
+    tx: &mpsc::Sender<Chunk>,
+    chunk: Chunk,
+    abort: &mut watch::Receiver<bool>,
+) -> bool {
+    let send = tx.send(chunk);
+    tokio::pin!(send);
+    loop {
+        tokio::select! {
+            sent = &mut send => return sent.is_ok(),
+            changed = abort.changed() => {
+                if changed.is_err() {
+                    return send.await.is_ok();
+                }
+                if *abort.borrow() {
+                    return false;
+                }
+            }
+        }
+    }
 }
 
 /// Saves the checkpoint as soon as acknowledgements move it (at most

@@ -21,8 +21,8 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read as _, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use tokio::sync::watch;
 
@@ -88,9 +88,16 @@ pub struct Wal {
     /// Bytes of series records in the active segment (the writer's count,
     /// readable without its lock).
     described: AtomicU64,
-    /// Builders of a batch hold it shared; cutting a segment holds it alone,
-    /// so a batch is built and appended within one segment.
+    /// Cutting a segment holds it alone; a batch's builder holds it shared
+    /// only to count itself in `appending`.
     cut: RwLock<()>,
+    /// Batches being built (a scrape reads its body meanwhile, over awaits,
+    /// so no lock is held): the segment is cut only when there are none,
+    /// so a batch is built and appended within one segment.
+    appending: AtomicUsize,
+    /// A `begin` found the segment full while batches were being built:
+    /// the last of them cuts it.
+    cut_waiting: AtomicBool,
     writer: Mutex<Writer>,
     epoch: AtomicU32,
     first: AtomicU32,
@@ -183,6 +190,8 @@ impl Wal {
             cut_at: AtomicU64::new((max_size / 8).clamp(1 << 20, 128 << 20)),
             described: AtomicU64::new(0),
             cut: RwLock::new(()),
+            appending: AtomicUsize::new(0),
+            cut_waiting: AtomicBool::new(false),
             writer: Mutex::new(Writer {
                 file,
                 segment,
@@ -224,21 +233,33 @@ impl Wal {
 
     /// Starts a batch: the epoch (segment) it is built for stays current
     /// until the guard is dropped. Cuts a new segment first when the active
-    /// one is full.
+    /// one is full and no other batch is being built (else the last of them
+    /// cuts it when it ends).
     pub fn begin(&self) -> AppendGuard<'_> {
         if self.full() {
-            let _alone = self.cut.write().unwrap_or_else(PoisonError::into_inner);
-            if self.full() {
-                if let Err(e) = self.cut_segment() {
-                    tracing::error!(error = %e, "cannot start a new WAL segment; appending to the current one");
-                }
-            }
+            self.cut_if_idle();
         }
-        let guard = self.cut.read().unwrap_or_else(PoisonError::into_inner);
+        let _shared = self.cut.read().unwrap_or_else(PoisonError::into_inner);
+        self.appending.fetch_add(1, Ordering::AcqRel);
         AppendGuard {
             wal: self,
             epoch: self.epoch.load(Ordering::Acquire),
-            _guard: guard,
+        }
+    }
+
+    /// Cuts the full active segment unless a batch is being built for it
+    /// (none can start meanwhile: they count themselves under the shared lock).
+    fn cut_if_idle(&self) {
+        let _alone = self.cut.write().unwrap_or_else(PoisonError::into_inner);
+        if !self.full() {
+            return;
+        }
+        if self.appending.load(Ordering::Acquire) > 0 {
+            self.cut_waiting.store(true, Ordering::Release);
+            return;
+        }
+        if let Err(e) = self.cut_segment() {
+            tracing::error!(error = %e, "cannot start a new WAL segment; appending to the current one");
         }
     }
 
@@ -547,7 +568,17 @@ impl Wal {
 pub struct AppendGuard<'w> {
     wal: &'w Wal,
     epoch: u32,
-    _guard: RwLockReadGuard<'w, ()>,
+}
+
+impl Drop for AppendGuard<'_> {
+    fn drop(&mut self) {
+        // The last batch of a full segment cuts it, if a `begin` left it.
+        if self.wal.appending.fetch_sub(1, Ordering::AcqRel) == 1
+            && self.wal.cut_waiting.swap(false, Ordering::AcqRel)
+        {
+            self.wal.cut_if_idle();
+        }
+    }
 }
 
 impl AppendGuard<'_> {
@@ -945,7 +976,12 @@ impl Reader {
                 }
                 Ok(false) if sealed => return self.move_to(self.segment + 1),
                 Ok(false) if head.closed => return Next::End,
-                Ok(false) => return Next::Pending,
+                Ok(false) => {
+                    // Caught up: the record buffer (a whole scrape's samples
+                    // for a large one) goes back until the next record.
+                    self.buf = Vec::new();
+                    return Next::Pending;
+                }
                 Err(why) => {
                     tracing::warn!(
                         segment = self.segment,
@@ -1348,6 +1384,35 @@ mod tests {
         let moved = Position { offset: 8, ..at };
         wal.save_checkpoint("q", moved).expect("saves");
         assert_eq!(wal.read_checkpoint("q").expect("reads"), Some(moved));
+    }
+
+    /// A scrape reads its body while its batch is built, so another
+    /// target's `begin` finding the segment full does not cut it under that
+    /// batch: the batch ends in its segment, and then the segment is cut.
+    #[test]
+    fn a_full_segment_is_cut_after_the_batch_being_built() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (wal, _) = open(dir.path(), 8 << 20, &["q"]);
+        let values = vec![1.0; 20_000];
+        let mut described = NEVER;
+        let reading = wal.begin();
+        let epoch = reading.epoch();
+        let mut ts = 1000;
+        while !wal.full() {
+            scrape(&wal, ts, &values, &mut described);
+            ts += 1000;
+        }
+        assert_eq!(wal.subscribe().borrow().segment, epoch, "cut under a batch");
+        // Another batch starts and ends meanwhile: still not cut.
+        scrape(&wal, ts, &values, &mut described);
+        assert_eq!(wal.subscribe().borrow().segment, epoch, "cut under a batch");
+        drop(reading);
+        assert_eq!(
+            wal.subscribe().borrow().segment,
+            epoch + 1,
+            "cut once the last batch ended"
+        );
+        assert_eq!(wal.begin().epoch(), epoch + 1);
     }
 
     #[test]

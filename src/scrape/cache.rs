@@ -9,15 +9,29 @@
 //! successful scrape appended, so a series that vanishes, or every series
 //! of a failed scrape, gets a staleness marker.
 //!
-//! Keys and rendered series live end to end in one arena string, so an
-//! entry costs its bytes and a small index record, not heap allocations.
+//! A key is not stored: the cache holds a 128-bit hash of its bytes
+//! (XXH3-128 with a secret drawn at random for each process), which is all
+//! a lookup compares. Two keys collide with probability about n²/2^129 for
+//! n keys, about 1.5·10⁻²⁷ at a million series, far below the odds of a
+//! memory error; and as the hashes never leave the process and the secret is
+//! not known outside it, a target cannot write series chosen to collide. A
+//! collision would file one series' samples under the other's labels.
+//! Prometheus keys its scrape cache by the full string; holding only the
+//! hash saves a series' text as the target wrote it, about half the cache.
+//! The table buckets by 64 bits of the same hash, so a key is hashed once.
+//!
+//! Rendered series live end to end in an [`Arena`], so a series costs its
+//! bytes and a small index record, not heap allocations.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
+use xxhash_rust::xxh3::xxh3_128_with_secret;
 
 use super::append::{stale_nan, Appended, Appender, Family, SeriesRef};
+use super::arena::{Arena, Place};
 use super::pipeline::PipelineError;
 
 /// Series refs are unique in the process, across targets: a WAL segment
@@ -35,40 +49,90 @@ pub const NEVER: u32 = u32::MAX;
 /// Marks a key whose series relabeling dropped.
 const DROPPED: u32 = u32::MAX;
 
-/// One target series as written in the body.
-#[derive(Debug)]
-struct Key {
-    start: usize,
-    len: usize,
-    /// The scrape that last saw it.
-    generation: u64,
-    /// Index into `series`, or [`DROPPED`].
-    slot: u32,
-    /// Kept so that growing the table does not hash every key again.
-    hash: u64,
+/// Bytes of XXH3's secret (its default size).
+const SECRET_LEN: usize = 192;
+
+/// The process's XXH3 secret: random, so that which keys collide cannot be
+/// known outside the process.
+fn secret() -> &'static [u8; SECRET_LEN] {
+    static SECRET: OnceLock<[u8; SECRET_LEN]> = OnceLock::new();
+    SECRET.get_or_init(|| {
+        // std seeds RandomState from the OS's random source; SipHash of a
+        // counter under that key stretches it to the secret's length.
+        let state = std::collections::hash_map::RandomState::new();
+        let mut secret = [0; SECRET_LEN];
+        for (i, chunk) in secret.chunks_exact_mut(8).enumerate() {
+            chunk.copy_from_slice(&state.hash_one(i).to_le_bytes());
+        }
+        secret
+    })
 }
 
-/// One label set after target labels and relabeling.
+/// A key's 128-bit hash, in two halves: `low` also buckets the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KeyHash {
+    low: u64,
+    high: u64,
+}
+
+impl KeyHash {
+    fn of(key: &[u8], secret: &[u8; SECRET_LEN]) -> Self {
+        let hash = xxh3_128_with_secret(key, secret);
+        KeyHash {
+            low: hash as u64,
+            high: (hash >> 64) as u64,
+        }
+    }
+}
+
+/// One target series as written in the body, known by its hash alone.
+#[derive(Debug)]
+struct Key {
+    hash: KeyHash,
+    /// The scrape that last saw it.
+    generation: u32,
+    /// Index into `series`, or [`DROPPED`].
+    slot: u32,
+}
+
+/// One label set after target labels and relabeling: 40 bytes besides its
+/// text. Generations are u32: a key or series not seen by a successful
+/// scrape is forgotten at its end, so a cached generation is never 2^32
+/// scrapes old.
 #[derive(Debug)]
 struct Series {
-    start: usize,
-    len: usize,
-    name_len: usize,
     series_ref: SeriesRef,
+    start: Place,
+    /// Bytes of its text (at most u32::MAX: see [`PipelineError::SeriesTooLong`]).
+    len: u32,
+    name_len: u32,
     /// The scrape that last appended a sample of it, and the one before.
-    appended: u64,
-    before: u64,
+    appended: u32,
+    before: u32,
     /// The sink epoch the labels were last described in.
     epoch: u32,
     /// How many keys lead here; 0 for a free slot.
     keys: u32,
-    /// Prometheus does not mark series with the target's own timestamps stale.
-    explicit_timestamps: bool,
+}
+
+/// A series' own timestamps, kept apart as few targets write any.
+#[derive(Debug, Clone, Copy)]
+struct Explicit {
+    /// The last scrape appended it with the target's own timestamp:
+    /// Prometheus does not mark such series stale.
+    on: bool,
     /// The newest of the target's own timestamps appended, and the one
     /// before this scrape: a sample not newer is out of order for a receiver.
-    last_explicit: i64,
-    before_explicit: i64,
+    last: i64,
+    before: i64,
 }
+
+/// A series that never had its own timestamp.
+const NO_EXPLICIT: Explicit = Explicit {
+    on: false,
+    last: i64::MIN,
+    before: i64::MIN,
+};
 
 /// What a key leads to.
 pub(crate) struct Lookup {
@@ -94,24 +158,29 @@ pub(crate) struct Emit<'c> {
 pub struct SeriesCache {
     keys: HashTable<Key>,
     series: Vec<Series>,
+    /// By slot as `series`, up to the last slot that had its own timestamp
+    /// (empty for a target that writes none); [`NO_EXPLICIT`] past its end.
+    explicit: Vec<Explicit>,
     free: Vec<u32>,
-    /// (hash of the rendered text, slot), to find a label set another key
-    /// already has.
-    by_text: HashTable<(u64, u32)>,
+    /// Slots by the hash of their text, to find a label set another key
+    /// already has (the hash is computed again when the table grows).
+    by_text: HashTable<u32>,
     hasher: DefaultHashBuilder,
-    arena: String,
+    /// The process's secret for key hashes (see [`secret`]).
+    secret: &'static [u8; SECRET_LEN],
+    arena: Arena,
     /// Bytes of `arena` that nothing uses any more.
     garbage: usize,
     /// Where a new series is rendered before it joins the arena.
     scratch: Vec<u8>,
     /// The current scrape; starts at 1 so that 0 means "never".
-    generation: u64,
+    generation: u32,
     /// Keys the current scrape has seen.
     seen: usize,
     /// Keys after the last successful scrape, to bound growth when scrapes fail.
     settled: usize,
     /// The last successful scrape, while no scrape has failed since.
-    last_appended: Option<u64>,
+    last_appended: Option<u32>,
     /// How many series it appended.
     last_count: usize,
     /// Of the series appended in this scrape, how many it also appended.
@@ -125,10 +194,12 @@ impl Default for SeriesCache {
         SeriesCache {
             keys: HashTable::new(),
             series: Vec::new(),
+            explicit: Vec::new(),
             free: Vec::new(),
             by_text: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
-            arena: String::new(),
+            secret: secret(),
+            arena: Arena::default(),
             garbage: 0,
             scratch: Vec::new(),
             generation: 1,
@@ -142,8 +213,8 @@ impl Default for SeriesCache {
     }
 }
 
-fn text(arena: &str, start: usize, len: usize) -> &str {
-    arena.get(start..start + len).unwrap_or_default()
+fn text<'a>(arena: &'a Arena, s: &Series) -> &'a str {
+    arena.get(s.start, s.len)
 }
 
 impl SeriesCache {
@@ -161,16 +232,13 @@ impl SeriesCache {
         self.arena.len()
     }
 
-    /// Bytes of the arena that live entries use.
+    /// Bytes of the arena that live series use.
     pub fn live_len(&self) -> usize {
-        let keys: usize = self.keys.iter().map(|k| k.len).sum();
-        let series: usize = self
-            .series
+        self.series
             .iter()
             .filter(|s| s.keys > 0)
-            .map(|s| s.len)
-            .sum();
-        keys + series
+            .map(|s| s.len as usize)
+            .sum()
     }
 
     /// Finds the series for `key`. On a miss, `first_sight` renders the
@@ -189,26 +257,24 @@ impl SeriesCache {
         self.scratch.clear();
         let mut scratch = std::mem::take(&mut self.scratch);
         let rendered = first_sight(&mut scratch);
-        let slot = match rendered {
-            Ok(Some(name_len)) => Some(self.series_for(&scratch, name_len)),
-            Ok(None) => None,
+        let slot = match rendered.and_then(|name_len| {
+            name_len
+                .map(|name_len| self.series_for(&scratch, name_len))
+                .transpose()
+        }) {
+            Ok(slot) => slot,
             Err(e) => {
                 self.scratch = scratch;
                 return Err(e);
             }
         };
         self.scratch = scratch;
-        let start = self.arena.len();
-        // The parser has checked the key as UTF-8: this only checks.
-        self.arena.push_str(&String::from_utf8_lossy(key));
         let entry = Key {
-            start,
-            len: self.arena.len() - start,
+            hash,
             generation: self.generation,
             slot: slot.unwrap_or(DROPPED),
-            hash,
         };
-        self.keys.insert_unique(hash, entry, |k| k.hash);
+        self.keys.insert_unique(hash.low, entry, |k| k.hash.low);
         self.seen += 1;
         Ok(Lookup { slot, new: true })
     }
@@ -229,12 +295,10 @@ impl SeriesCache {
 
     /// `key`'s hash, and its slot (or [`DROPPED`]) when known; a known key
     /// is marked seen in this scrape.
-    fn find_seen(&mut self, key: &[u8]) -> (u64, Option<u32>) {
-        let hash = self.hasher.hash_one(key);
-        let (arena, generation) = (&self.arena, self.generation);
-        let Some(k) = self.keys.find_mut(hash, |k| {
-            arena.as_bytes().get(k.start..k.start + k.len) == Some(key)
-        }) else {
+    fn find_seen(&mut self, key: &[u8]) -> (KeyHash, Option<u32>) {
+        let hash = KeyHash::of(key, self.secret);
+        let generation = self.generation;
+        let Some(k) = self.keys.find_mut(hash.low, |k| k.hash == hash) else {
             return (hash, None);
         };
         if k.generation != generation {
@@ -245,36 +309,44 @@ impl SeriesCache {
     }
 
     /// The slot of the label set rendered as `rendered`, made if new.
-    fn series_for(&mut self, rendered: &[u8], name_len: usize) -> u32 {
+    fn series_for(&mut self, rendered: &[u8], name_len: usize) -> Result<u32, PipelineError> {
         let hash = self.hasher.hash_one(rendered);
         let (arena, series) = (&self.arena, &self.series);
-        let found = self.by_text.find(hash, |&(h, slot)| {
-            let s = &series[slot as usize];
-            h == hash && text(arena, s.start, s.len).as_bytes() == rendered
+        let found = self.by_text.find(hash, |&slot| {
+            series
+                .get(slot as usize)
+                .is_some_and(|s| text(arena, s).as_bytes() == rendered)
         });
-        if let Some(&(_, slot)) = found {
+        if let Some(&slot) = found {
             self.series[slot as usize].keys += 1;
-            return slot;
+            return Ok(slot);
         }
-        let start = self.arena.len();
+        let too_long = || PipelineError::SeriesTooLong {
+            length: rendered.len(),
+        };
+        let len = u32::try_from(rendered.len()).map_err(|_| too_long())?;
+        let name_len = u32::try_from(name_len).map_err(|_| too_long())?;
         // Rendered from str pieces: this only checks.
-        self.arena.push_str(&String::from_utf8_lossy(rendered));
+        let start = self
+            .arena
+            .push(&String::from_utf8_lossy(rendered))
+            .ok_or_else(too_long)?;
         let entry = Series {
-            start,
-            len: self.arena.len() - start,
-            name_len,
             series_ref: next_ref(),
+            start,
+            len,
+            name_len,
             appended: 0,
             before: 0,
             epoch: NEVER,
             keys: 1,
-            explicit_timestamps: false,
-            last_explicit: i64::MIN,
-            before_explicit: i64::MIN,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.series[slot as usize] = entry;
+                if let Some(e) = self.explicit.get_mut(slot as usize) {
+                    *e = NO_EXPLICIT;
+                }
                 slot
             }
             None => {
@@ -282,8 +354,10 @@ impl SeriesCache {
                 u32::try_from(self.series.len() - 1).unwrap_or(DROPPED - 1)
             }
         };
-        self.by_text.insert_unique(hash, (hash, slot), |&(h, _)| h);
-        slot
+        let (arena, series, hasher) = (&self.arena, &self.series, &self.hasher);
+        self.by_text
+            .insert_unique(hash, slot, |&slot| text_hash(hasher, arena, series, slot));
+        Ok(slot)
     }
 
     /// Marks the series appended in this scrape and says what to append, or
@@ -305,13 +379,22 @@ impl SeriesCache {
         s.before = s.appended;
         s.appended = self.generation;
         self.appended_now += 1;
-        s.explicit_timestamps = explicit_timestamp.is_some();
-        s.before_explicit = s.last_explicit;
-        let in_order = match explicit_timestamp {
-            Some(ts) if ts <= s.last_explicit => false,
-            Some(ts) => {
-                s.last_explicit = ts;
-                true
+        let index = slot as usize;
+        if explicit_timestamp.is_some() && self.explicit.len() <= index {
+            self.explicit.resize(index + 1, NO_EXPLICIT);
+        }
+        let in_order = match self.explicit.get_mut(index) {
+            Some(e) => {
+                e.on = explicit_timestamp.is_some();
+                e.before = e.last;
+                match explicit_timestamp {
+                    Some(ts) if ts <= e.last => false,
+                    Some(ts) => {
+                        e.last = ts;
+                        true
+                    }
+                    None => true,
+                }
             }
             None => true,
         };
@@ -319,8 +402,8 @@ impl SeriesCache {
         s.epoch = epoch;
         Some(Emit {
             series_ref: s.series_ref,
-            text: text(&self.arena, s.start, s.len),
-            name_len: s.name_len,
+            text: text(&self.arena, s),
+            name_len: s.name_len as usize,
             describe,
             in_order,
         })
@@ -353,11 +436,16 @@ impl SeriesCache {
     /// target has doubled it since the last success.
     pub fn discard(&mut self, sink: &mut impl Appender, epoch: u32) {
         let generation = self.generation;
-        for s in self.series.iter_mut().filter(|s| s.appended == generation) {
+        for (index, s) in self.series.iter_mut().enumerate() {
+            if s.appended != generation {
+                continue;
+            }
             // Not appended after all, and its description was rolled back.
             s.appended = s.before;
-            s.last_explicit = s.before_explicit;
             s.epoch = NEVER;
+            if let Some(e) = self.explicit.get_mut(index) {
+                e.last = e.before;
+            }
         }
         self.stale_all(sink, epoch);
         if self.keys.len() > 2 * self.settled + 1000 {
@@ -383,16 +471,17 @@ impl SeriesCache {
         which: impl Fn(&Series) -> bool,
     ) {
         let family = Family::default();
-        for s in self.series.iter_mut() {
-            if s.keys == 0 || s.explicit_timestamps || !which(s) {
+        for (index, s) in self.series.iter_mut().enumerate() {
+            let explicit = self.explicit.get(index).is_some_and(|e| e.on);
+            if s.keys == 0 || explicit || !which(s) {
                 continue;
             }
             let describe = s.epoch != epoch;
             s.epoch = epoch;
             sink.append(&Appended {
                 series_ref: s.series_ref,
-                series: text(&self.arena, s.start, s.len),
-                name_len: s.name_len,
+                series: text(&self.arena, s),
+                name_len: s.name_len as usize,
                 family: &family,
                 timestamp_ms: None,
                 value: stale_nan(),
@@ -411,7 +500,8 @@ impl SeriesCache {
     }
 
     fn next_generation(&mut self) {
-        self.generation += 1;
+        // 0 means "never"; see [`Series`] on why wrapping is safe.
+        self.generation = self.generation.wrapping_add(1).max(1);
         self.seen = 0;
         self.continued = 0;
         self.appended_now = 0;
@@ -430,13 +520,12 @@ impl SeriesCache {
             if k.generation == current {
                 return true;
             }
-            *garbage += k.len;
             if let Some(s) = series.get_mut(k.slot as usize) {
                 s.keys -= 1;
                 if s.keys == 0 {
-                    *garbage += s.len;
-                    let hash = hasher.hash_one(text(arena, s.start, s.len).as_bytes());
-                    if let Ok(entry) = by_text.find_entry(hash, |&(_, slot)| slot == k.slot) {
+                    *garbage += s.len as usize;
+                    let hash = hasher.hash_one(text(arena, s).as_bytes());
+                    if let Ok(entry) = by_text.find_entry(hash, |&slot| slot == k.slot) {
                         entry.remove();
                     }
                     free.push(k.slot);
@@ -459,6 +548,8 @@ impl SeriesCache {
             self.renumber();
         }
         crate::buffers::give_back(&mut self.series, live);
+        let explicit = self.explicit.len();
+        crate::buffers::give_back(&mut self.explicit, explicit);
         let free = self.free.len();
         crate::buffers::give_back(&mut self.free, free);
         if oversized(
@@ -466,10 +557,13 @@ impl SeriesCache {
             self.keys.len(),
             std::mem::size_of::<Key>(),
         ) {
-            self.keys.shrink_to(self.keys.len() * 2, |k| k.hash);
+            self.keys.shrink_to(self.keys.len() * 2, |k| k.hash.low);
         }
-        if oversized(self.by_text.capacity(), self.by_text.len(), 16) {
-            self.by_text.shrink_to(self.by_text.len() * 2, |&(h, _)| h);
+        if oversized(self.by_text.capacity(), self.by_text.len(), 4) {
+            let (arena, series, hasher) = (&self.arena, &self.series, &self.hasher);
+            self.by_text.shrink_to(self.by_text.len() * 2, |&slot| {
+                text_hash(hasher, arena, series, slot)
+            });
         }
         let used = self.scratch.len();
         crate::buffers::give_back(&mut self.scratch, used);
@@ -481,20 +575,25 @@ impl SeriesCache {
     fn renumber(&mut self) {
         let mut moved = vec![DROPPED; self.series.len()];
         let mut live = Vec::with_capacity(self.series.len() - self.free.len());
+        let mut explicit = Vec::new();
         for (old, s) in self.series.drain(..).enumerate() {
             if s.keys > 0 {
                 moved[old] = u32::try_from(live.len()).unwrap_or(DROPPED);
                 live.push(s);
+                if !self.explicit.is_empty() {
+                    explicit.push(self.explicit.get(old).copied().unwrap_or(NO_EXPLICIT));
+                }
             }
         }
         self.series = live;
+        self.explicit = explicit;
         self.free.clear();
         for k in self.keys.iter_mut() {
             if let Some(&slot) = moved.get(k.slot as usize) {
                 k.slot = slot;
             }
         }
-        for (_, slot) in self.by_text.iter_mut() {
+        for slot in self.by_text.iter_mut() {
             if let Some(&new) = moved.get(*slot as usize) {
                 *slot = new;
             }
@@ -503,19 +602,20 @@ impl SeriesCache {
 
     /// Copies what is live into a new arena.
     fn compact(&mut self) {
-        let live = self.arena.len() - self.garbage;
-        let mut arena = String::with_capacity(live);
-        for k in self.keys.iter_mut() {
-            let bytes = text(&self.arena, k.start, k.len);
-            k.start = arena.len();
-            arena.push_str(bytes);
-        }
+        let mut arena = Arena::default();
         for s in self.series.iter_mut().filter(|s| s.keys > 0) {
-            let bytes = text(&self.arena, s.start, s.len);
-            s.start = arena.len();
-            arena.push_str(bytes);
+            if let Some(start) = arena.push(text(&self.arena, s)) {
+                s.start = start;
+            }
         }
         self.arena = arena;
         self.garbage = 0;
     }
+}
+
+/// The hash `by_text` files a slot under: its text's.
+fn text_hash(hasher: &DefaultHashBuilder, arena: &Arena, series: &[Series], slot: u32) -> u64 {
+    series
+        .get(slot as usize)
+        .map_or(0, |s| hasher.hash_one(text(arena, s).as_bytes()))
 }

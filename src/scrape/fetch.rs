@@ -1,6 +1,7 @@
 //! The HTTP side of a scrape, as Prometheus sends it: content negotiation
 //! for OpenMetrics and text 0.0.4, gzip, the scrape-timeout header, auth and
 //! TLS towards the target, and a body size limit enforced while reading.
+//! The body is handed on chunk by chunk as it arrives, never held whole.
 
 use std::time::Duration;
 
@@ -12,9 +13,6 @@ use crate::exposition::Format;
 /// What Prometheus 2.42 sends: OpenMetrics preferred, text 0.0.4 accepted.
 const ACCEPT_HEADER: &str =
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-
-/// The most a Content-Length header makes a fetch reserve up front.
-const MAX_RESERVE: u64 = 256 << 20;
 
 /// Why a fetch failed; each maps to `up 0` and one log line.
 #[derive(Debug, thiserror::Error)]
@@ -70,10 +68,11 @@ impl Fetcher {
         if let Ok(v) = HeaderValue::from_str(&format!("{}", timeout.as_secs_f64())) {
             headers.insert("X-Prometheus-Scrape-Timeout-Seconds", v);
         }
+        // The timeout is the fetch's own (see `Body`), not reqwest's: that
+        // one would count the time the pipeline spends on each chunk too.
         let builder = reqwest::Client::builder()
             .default_headers(headers)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout);
+            .redirect(reqwest::redirect::Policy::none());
         let tls = crate::tls::client_config(&job.tls_config)
             .map_err(|e| FetchError::Setup(e.to_string()))?;
         let client = builder
@@ -90,16 +89,29 @@ impl Fetcher {
         })
     }
 
-    /// Reads the body into `buf` (cleared first) and says its format.
-    pub async fn fetch(&self, buf: &mut Vec<u8>) -> Result<Format, FetchError> {
-        buf.clear();
-        match tokio::time::timeout(self.timeout, self.fetch_inner(buf)).await {
-            Ok(result) => result,
-            Err(_) => Err(FetchError::Timeout(self.timeout)),
-        }
+    /// Sends the request; its body is then read with [`Body::chunk`], the
+    /// whole within the scrape timeout.
+    pub async fn start(&self) -> Result<Body<'_>, FetchError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let response = match tokio::time::timeout_at(deadline, self.send()).await {
+            Ok(response) => response?,
+            Err(_) => return Err(FetchError::Timeout(self.timeout)),
+        };
+        let format = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map_or(Format::Text, Format::from_content_type);
+        Ok(Body {
+            fetcher: self,
+            response,
+            format,
+            read: 0,
+            deadline,
+        })
     }
 
-    async fn fetch_inner(&self, buf: &mut Vec<u8>) -> Result<Format, FetchError> {
+    async fn send(&self) -> Result<reqwest::Response, FetchError> {
         let request = crate::auth::apply(
             self.client.get(&self.url),
             self.authorization.as_ref(),
@@ -109,31 +121,11 @@ impl Fetcher {
             path: e.path,
             source: e.source,
         })?;
-        let mut response = request.send().await.map_err(|e| self.request_error(e))?;
+        let response = request.send().await.map_err(|e| self.request_error(e))?;
         if !response.status().is_success() {
             return Err(FetchError::Status(response.status()));
         }
-        let format = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map_or(Format::Text, Format::from_content_type);
-        // Room for the whole body at once when its length is known (and
-        // allowed), rather than doubling up to twice its size; a length
-        // past MAX_RESERVE is not taken on trust and grows as it comes.
-        if let Some(len) = response
-            .content_length()
-            .filter(|&len| len <= MAX_RESERVE && (self.body_limit == 0 || len <= self.body_limit))
-        {
-            buf.reserve_exact(usize::try_from(len).unwrap_or(0));
-        }
-        while let Some(chunk) = response.chunk().await.map_err(|e| self.request_error(e))? {
-            if self.body_limit > 0 && (buf.len() + chunk.len()) as u64 > self.body_limit {
-                return Err(FetchError::BodyTooLarge(self.body_limit));
-            }
-            buf.extend_from_slice(&chunk);
-        }
-        Ok(format)
+        Ok(response)
     }
 
     fn request_error(&self, e: reqwest::Error) -> FetchError {
@@ -149,5 +141,50 @@ impl Fetcher {
             source = s.source();
         }
         FetchError::Request(message)
+    }
+}
+
+/// A response being read, chunk by chunk as it arrives (decoded when
+/// gzipped), so that nobody holds the whole body.
+pub struct Body<'f> {
+    fetcher: &'f Fetcher,
+    response: reqwest::Response,
+    format: Format,
+    read: u64,
+    deadline: tokio::time::Instant,
+}
+
+impl Body<'_> {
+    /// The body's format, from its Content-Type.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Decoded bytes read so far (the body's size once read).
+    pub fn bytes_read(&self) -> u64 {
+        self.read
+    }
+
+    /// Moves the deadline by time spent on the body between chunks: as in
+    /// Prometheus, the scrape timeout bounds the fetch, not the parsing.
+    pub fn not_counting(&mut self, spent: Duration) {
+        self.deadline += spent;
+    }
+
+    /// The next decoded chunk, None at the end; fails past the body size
+    /// limit (on decoded bytes, as Prometheus) or the scrape timeout.
+    pub async fn chunk(&mut self) -> Result<Option<bytes::Bytes>, FetchError> {
+        let fetcher = self.fetcher;
+        let chunk = match tokio::time::timeout_at(self.deadline, self.response.chunk()).await {
+            Ok(chunk) => chunk.map_err(|e| fetcher.request_error(e))?,
+            Err(_) => return Err(FetchError::Timeout(fetcher.timeout)),
+        };
+        if let Some(chunk) = &chunk {
+            self.read += chunk.len() as u64;
+            if fetcher.body_limit > 0 && self.read > fetcher.body_limit {
+                return Err(FetchError::BodyTooLarge(fetcher.body_limit));
+            }
+        }
+        Ok(chunk)
     }
 }

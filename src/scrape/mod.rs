@@ -6,6 +6,7 @@
 //! does stops the loop.
 
 pub mod append;
+mod arena;
 pub mod cache;
 pub mod fetch;
 pub mod merge;
@@ -27,7 +28,7 @@ use crate::targets::Target;
 use append::{stale_nan, Appended, Appender, Family, SeriesRef};
 use cache::{next_ref, NEVER};
 use fetch::Fetcher;
-use pipeline::{Counts, Limits, PipelineError, Rendered, SeriesCache, Settings};
+use pipeline::{Carry, Counts, Limits, PipelineError, Rendered, SeriesCache, Settings, Stream};
 use store::Store;
 
 /// Why one scrape failed.
@@ -130,7 +131,7 @@ pub async fn run_target(
         job,
         target,
         fetcher,
-        body: Vec::new(),
+        carry: Carry::default(),
         spare: Arc::new(Rendered::default()),
         cache: SeriesCache::default(),
         store,
@@ -178,6 +179,35 @@ async fn now_wanted(scrape_now: &mut watch::Receiver<u64>, store: &Store, id: u6
     }
 }
 
+/// Reads the body through the pipeline as it arrives (`bytes` counts it).
+/// A pipeline error stops the parsing, not the reading: a fetch error
+/// found later (the size limit, the timeout) is the scrape's error, as
+/// when the body was read whole first.
+async fn read_through<S: Appender>(
+    fetcher: &Fetcher,
+    stream: &mut Stream<'_, '_, S>,
+    carry: &mut Carry,
+    bytes: &mut u64,
+) -> Result<(), ScrapeError> {
+    let mut body = fetcher.start().await?;
+    stream.set_format(body.format());
+    let mut failed = None;
+    loop {
+        let chunk = body.chunk().await;
+        *bytes = body.bytes_read();
+        let Some(chunk) = chunk? else { break };
+        if failed.is_none() {
+            let parsing = Instant::now();
+            failed = stream.feed(carry, &chunk).err();
+            body.not_counting(parsing.elapsed());
+        }
+    }
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(stream.finish(carry)?),
+    }
+}
+
 /// How long the last scrape at shutdown may take: the flush needs the rest.
 const FINAL_SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -192,7 +222,8 @@ struct Scraper {
     job: Arc<ScrapeConfig>,
     target: Target,
     fetcher: Result<Fetcher, String>,
-    body: Vec<u8>,
+    /// The unparsed end of the body's last chunk, while reading.
+    carry: Carry,
     spare: Arc<Rendered>,
     cache: SeriesCache,
     store: Arc<Store>,
@@ -212,13 +243,6 @@ impl Scraper {
         // scrape begun before the GET that ended the idle time renders
         // nothing, and does not count as the fresh result it waits for.
         let render = self.store.serving();
-        let fetched = match &self.fetcher {
-            Ok(fetcher) => fetcher.fetch(&mut self.body).await,
-            Err(e) => {
-                self.body.clear();
-                Err(fetch::FetchError::Setup(e.clone()))
-            }
-        };
         let mut rendered = std::mem::take(&mut self.spare);
         let out = Arc::make_mut(&mut rendered);
         out.clear();
@@ -229,27 +253,28 @@ impl Scraper {
         let epoch = guard.as_ref().map_or(NEVER, |g| g.epoch());
         self.batch.begin(timestamp);
         let mut counts = Counts::default();
+        let mut body_bytes = 0;
         let result = {
             let mut wal_batch = guard.as_ref().map(|guard| Spilling {
                 batch: &mut self.batch,
                 guard,
             });
             let mut sink = (&mut text, &mut wal_batch);
-            let result = match fetched {
-                Ok(format) => {
+            let result = match &self.fetcher {
+                Ok(fetcher) => {
                     let settings = settings(&self.job, &self.target.labels, epoch);
-                    pipeline::process_into(
-                        &self.body,
-                        format,
+                    let mut stream = Stream::new(
+                        Format::Text,
                         &settings,
                         &mut self.cache,
                         &mut counts,
                         &mut sink,
-                    )
-                    .map_err(ScrapeError::from)
+                    );
+                    read_through(fetcher, &mut stream, &mut self.carry, &mut body_bytes).await
                 }
-                Err(e) => Err(ScrapeError::from(e)),
+                Err(e) => Err(ScrapeError::from(fetch::FetchError::Setup(e.clone()))),
             };
+            self.carry.clear();
             match &result {
                 Ok(()) => self.cache.commit(&mut sink, epoch),
                 Err(e) => {
@@ -280,13 +305,11 @@ impl Scraper {
         out.give_back();
         self.append_to_wal(guard, sink.as_ref());
         self.batch.give_back();
-        let used = self.body.len();
-        crate::buffers::give_back(&mut self.body, used);
         let up = result.is_ok();
         self.store.telemetry.scrape(
             &self.job.job_name,
             started.elapsed().as_secs_f64(),
-            self.body.len(),
+            usize::try_from(body_bytes).unwrap_or(usize::MAX),
             out.samples_scraped,
             result.as_ref().err().map(ScrapeError::reason),
         );

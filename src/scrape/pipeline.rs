@@ -16,8 +16,9 @@ use super::append::is_stale;
 pub use super::append::{Appended, Appender, Family};
 pub use super::cache::SeriesCache;
 use super::cache::NEVER;
-use crate::exposition::conform::{self, Judged, SampleAt, Scratch};
-use crate::exposition::{render, Entry, Format, Labels, MetricType, ParseError, Parser, Sample};
+use crate::exposition::{
+    render, Entry, Format, Labels, MetricType, ParseError, Parser, Resume, Sample,
+};
 use crate::relabel::Rules;
 
 /// Prometheus's per-scrape limits; 0 means no limit.
@@ -112,6 +113,9 @@ pub enum PipelineError {
     /// Relabeling removed `__name__` but kept other labels.
     #[error("missing metric name (__name__ label): {series}{rule}")]
     MissingName { series: String, rule: String },
+    /// A series too long for the cache (over 4 GiB rendered).
+    #[error("series of {length} bytes after relabeling: longer than relay can keep")]
+    SeriesTooLong { length: usize },
     #[error("label_value_length_limit exceeded (metric: {metric}, label value of {name}: {length} bytes, limit: {limit})")]
     LabelValueLength {
         metric: String,
@@ -132,7 +136,8 @@ impl PipelineError {
             }
             PipelineError::LabelLimit { .. }
             | PipelineError::LabelNameLength { .. }
-            | PipelineError::LabelValueLength { .. } => "label_limit",
+            | PipelineError::LabelValueLength { .. }
+            | PipelineError::SeriesTooLong { .. } => "label_limit",
         }
     }
 }
@@ -149,9 +154,6 @@ pub struct FamilyBlock {
     /// Whether a line carries a timestamp (milliseconds in text, seconds
     /// in OpenMetrics): the only part of a sample line the formats differ in.
     pub timestamps: bool,
-    /// Whether its samples may be served under its type (judged as they
-    /// are appended, so the merge parses no line again).
-    pub judged: Judged,
 }
 
 impl FamilyBlock {
@@ -187,8 +189,6 @@ pub struct Rendered {
     pub samples_scraped: usize,
     pub samples_kept: usize,
     pub series_added: usize,
-    /// What judging the blocks reuses from sample to sample.
-    scratch: Scratch,
 }
 
 impl Rendered {
@@ -235,36 +235,11 @@ impl Appender for Rendered {
             return;
         }
         open_block(self, s.family, s.name(), self.format);
-        let Rendered {
-            families,
-            text,
-            scratch,
-            format,
-            ..
-        } = self;
-        let start = text.len();
-        text.extend_from_slice(s.series.as_bytes());
-        render::sample_tail(text, *format, s.value, s.timestamp_ms);
-        if let Some(block) = families.last_mut() {
-            block.lines.end = text.len();
+        self.text.extend_from_slice(s.series.as_bytes());
+        render::sample_tail(&mut self.text, self.format, s.value, s.timestamp_ms);
+        if let Some(block) = self.families.last_mut() {
+            block.lines.end = self.text.len();
             block.timestamps |= s.timestamp_ms.is_some();
-            // The pipeline appends a series once per scrape.
-            scratch.distinct = true;
-            let at = start - block.lines.start;
-            let sample = SampleAt {
-                name: s.name(),
-                series: at..at + s.series.len(),
-                value: s.value,
-                timestamp: s.timestamp_ms.is_some(),
-            };
-            block.judged.sample(
-                block.kind,
-                conform::family_name(block.kind, &block.name),
-                &block.name,
-                &text[block.lines.clone()],
-                &sample,
-                scratch,
-            );
         }
     }
 }
@@ -310,65 +285,259 @@ pub fn process_into(
     counts: &mut Counts,
     sink: &mut impl Appender,
 ) -> Result<(), PipelineError> {
-    let mut meta = Family::default();
-    let mut labels: Labels<'_> = Labels::with_capacity(16);
-    for entry in Parser::new(body, input) {
-        let sample = match entry.map_err(PipelineError::Parse)? {
-            Entry::Help { name, text } => {
-                for_name(&mut meta, name).help = Some(text);
-                continue;
-            }
-            Entry::Type { name, kind } => {
-                for_name(&mut meta, name).kind = kind;
-                continue;
-            }
-            Entry::Unit { name, unit } => {
-                for_name(&mut meta, name).unit = Some(unit);
-                continue;
-            }
-            Entry::Comment(_) | Entry::Eof => continue,
-            Entry::Sample(s) => s,
-        };
-        counts.samples_scraped += 1;
-        let key = series_key(body, &sample);
-        // Past the sample limit the scrape has failed, but Prometheus still
-        // counts the rest for scrape_samples_scraped and
-        // _post_metric_relabeling; new series stay out of the cache, so a body of a
-        // million series costs its own bytes, not a million cache entries.
-        if over_limit(counts.samples_kept + 1, settings.limits.sample_limit) {
-            let kept =
-                cache.kept_uncached(key, |out| first_sight(&sample, &mut labels, settings, out))?;
-            counts.samples_kept += usize::from(kept);
-            continue;
+    let mut stream = Stream::new(input, settings, cache, counts, sink);
+    stream.piece(body, false)?;
+    stream.check_limit()
+}
+
+/// The family of the samples that follow, owned so that it carries over
+/// from one piece of a body to the next.
+#[derive(Debug, Default)]
+struct OwnedFamily {
+    name: String,
+    help: Option<String>,
+    kind: MetricType,
+    unit: Option<String>,
+}
+
+impl OwnedFamily {
+    fn borrow(&self) -> Family<'_> {
+        Family {
+            name: &self.name,
+            help: self.help.as_deref().map(std::borrow::Cow::Borrowed),
+            kind: self.kind,
+            unit: self.unit.as_deref(),
         }
-        let found = cache.lookup(key, |out| first_sight(&sample, &mut labels, settings, out))?;
-        let Some(slot) = found.slot else { continue };
-        counts.samples_kept += 1;
-        if found.new {
-            counts.series_added += 1;
+    }
+
+    fn set(&mut self, family: &Family<'_>) {
+        self.name.clear();
+        self.name.push_str(family.name);
+        self.help = family.help.as_deref().map(str::to_owned);
+        self.kind = family.kind;
+        self.unit = family.unit.map(str::to_owned);
+    }
+}
+
+/// A body run through the pipeline as it arrives, piece by piece (see
+/// [`Stream::feed`]): what is held between pieces is the unfinished last
+/// line and the parse's place, not the body.
+pub struct Stream<'p, 's, S> {
+    input: Format,
+    settings: &'p Settings<'s>,
+    cache: &'p mut SeriesCache,
+    counts: &'p mut Counts,
+    sink: &'p mut S,
+    at: Resume,
+    family: OwnedFamily,
+}
+
+impl<'p, 's, S: Appender> Stream<'p, 's, S> {
+    pub fn new(
+        input: Format,
+        settings: &'p Settings<'s>,
+        cache: &'p mut SeriesCache,
+        counts: &'p mut Counts,
+        sink: &'p mut S,
+    ) -> Self {
+        Stream {
+            input,
+            settings,
+            cache,
+            counts,
+            sink,
+            at: Resume::default(),
+            family: OwnedFamily::default(),
         }
-        let timestamp = sample.timestamp_ms.filter(|_| settings.honor_timestamps);
-        let Some(emit) = cache.emit(slot, settings.epoch, timestamp) else {
-            continue;
+    }
+
+    /// Runs the next `chunk` of the body; `carry` holds what the previous
+    /// ones left unparsed (an unfinished line, or chunks too small to parse
+    /// alone) and keeps what this one leaves. Whole lines of a large chunk
+    /// are parsed where they are.
+    pub fn feed(&mut self, carry: &mut Carry, chunk: &[u8]) -> Result<(), PipelineError> {
+        if carry.buf.len() + chunk.len() < carry.piece {
+            // Small chunks (a gzip decoder hands out a few KiB at a time)
+            // are gathered first: a piece's parse has a fixed cost.
+            carry.buf.extend_from_slice(chunk);
+            return Ok(());
+        }
+        let mut rest = chunk;
+        if !carry.buf.is_empty() {
+            let Some(nl) = memchr::memchr(b'\n', rest) else {
+                carry.buf.extend_from_slice(rest);
+                return Ok(());
+            };
+            if carry.buf.len() < carry.retry_at {
+                // A sample spanning lines still waits for its end: parsed
+                // again once the carry has doubled, so not once per chunk.
+                carry.buf.extend_from_slice(rest);
+                return Ok(());
+            }
+            carry.buf.extend_from_slice(&rest[..=nl]);
+            rest = &rest[nl + 1..];
+            let used = self.piece(&carry.buf, true)?;
+            if used < carry.buf.len() {
+                carry.buf.drain(..used);
+                carry.buf.extend_from_slice(rest);
+                carry.retry_at = carry.buf.len() * 2;
+                return Ok(());
+            }
+            carry.buf.clear();
+        }
+        let used = self.piece(rest, true)?;
+        let left = &rest[used..];
+        carry.buf.extend_from_slice(left);
+        carry.retry_at = if memchr::memchr(b'\n', left).is_some() {
+            left.len() * 2
+        } else {
+            0
         };
-        sink.append(&Appended {
-            series_ref: emit.series_ref,
-            series: emit.text,
-            name_len: emit.name_len,
-            family: &meta,
-            timestamp_ms: timestamp,
-            value: sample.value,
-            describe: emit.describe,
-            in_order: emit.in_order,
-        });
+        Ok(())
     }
-    if over_limit(counts.samples_kept, settings.limits.sample_limit) {
-        return Err(PipelineError::SampleLimit {
-            count: counts.samples_kept,
-            limit: settings.limits.sample_limit,
-        });
+
+    /// The body's format, once its response says it (before any chunk).
+    pub fn set_format(&mut self, input: Format) {
+        self.input = input;
     }
-    Ok(())
+
+    /// The body has ended: parses what `carry` holds and checks the
+    /// sample limit.
+    pub fn finish(&mut self, carry: &mut Carry) -> Result<(), PipelineError> {
+        let result = self.piece(&carry.buf, false);
+        carry.clear();
+        result?;
+        self.check_limit()
+    }
+
+    fn check_limit(&self) -> Result<(), PipelineError> {
+        if over_limit(self.counts.samples_kept, self.settings.limits.sample_limit) {
+            return Err(PipelineError::SampleLimit {
+                count: self.counts.samples_kept,
+                limit: self.settings.limits.sample_limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs the whole lines of `body` (all of it unless `more` follows);
+    /// returns how many bytes it parsed.
+    fn piece(&mut self, body: &[u8], more: bool) -> Result<usize, PipelineError> {
+        let settings = self.settings;
+        let mut meta = self.family.borrow();
+        let mut family_changed = false;
+        let mut labels: Labels<'_> = Labels::with_capacity(16);
+        let mut parser = Parser::resume(body, self.input, self.at, more).deferring_labels();
+        while let Some(entry) = parser.next() {
+            let sample = match entry.map_err(PipelineError::Parse)? {
+                Entry::Help { name, text } => {
+                    for_name(&mut meta, name).help = Some(text);
+                    family_changed = true;
+                    continue;
+                }
+                Entry::Type { name, kind } => {
+                    for_name(&mut meta, name).kind = kind;
+                    family_changed = true;
+                    continue;
+                }
+                Entry::Unit { name, unit } => {
+                    for_name(&mut meta, name).unit = Some(unit);
+                    family_changed = true;
+                    continue;
+                }
+                Entry::Comment(_) | Entry::Eof => continue,
+                Entry::Sample(s) => s,
+            };
+            let counts = &mut *self.counts;
+            let cache = &mut *self.cache;
+            counts.samples_scraped += 1;
+            let key = series_key(body, &sample);
+            // Past the sample limit the scrape has failed, but Prometheus still
+            // counts the rest for scrape_samples_scraped and
+            // _post_metric_relabeling; new series stay out of the cache, so a body of a
+            // million series costs its own bytes, not a million cache entries.
+            if over_limit(counts.samples_kept + 1, settings.limits.sample_limit) {
+                let kept = cache.kept_uncached(key, |out| {
+                    parser.check_labels().map_err(PipelineError::Parse)?;
+                    first_sight(&sample, &mut labels, settings, out)
+                })?;
+                counts.samples_kept += usize::from(kept);
+                continue;
+            }
+            // A key the cache knows was checked, byte for byte, when it was new.
+            let found = cache.lookup(key, |out| {
+                parser.check_labels().map_err(PipelineError::Parse)?;
+                first_sight(&sample, &mut labels, settings, out)
+            })?;
+            let Some(slot) = found.slot else { continue };
+            counts.samples_kept += 1;
+            if found.new {
+                counts.series_added += 1;
+            }
+            let timestamp = sample.timestamp_ms.filter(|_| settings.honor_timestamps);
+            let Some(emit) = cache.emit(slot, settings.epoch, timestamp) else {
+                continue;
+            };
+            self.sink.append(&Appended {
+                series_ref: emit.series_ref,
+                series: emit.text,
+                name_len: emit.name_len,
+                family: &meta,
+                timestamp_ms: timestamp,
+                value: sample.value,
+                describe: emit.describe,
+                in_order: emit.in_order,
+            });
+        }
+        let (used, at) = parser.stopped();
+        self.at = at;
+        if family_changed {
+            let mut family = OwnedFamily::default();
+            family.set(&meta);
+            drop(meta);
+            self.family = family;
+        }
+        Ok(used)
+    }
+}
+
+/// The least a [`Stream`] parses at once, gathering smaller chunks.
+const PIECE: usize = 64 << 10;
+
+/// What a [`Stream`] keeps between chunks: the unparsed end of the last
+/// one. Reused from scrape to scrape.
+#[derive(Debug)]
+pub struct Carry {
+    buf: Vec<u8>,
+    /// A sample spanning lines is waiting: parse again at this length.
+    retry_at: usize,
+    /// Chunks are gathered up to this many bytes before a parse.
+    piece: usize,
+}
+
+impl Default for Carry {
+    fn default() -> Self {
+        Carry::gathering(PIECE)
+    }
+}
+
+impl Carry {
+    /// A carry that parses once `piece` bytes are there (the default:
+    /// 64 KiB; tests split bodies finer).
+    pub fn gathering(piece: usize) -> Carry {
+        Carry {
+            buf: Vec::new(),
+            retry_at: 0,
+            piece,
+        }
+    }
+
+    /// Empties it, giving back the room a long line took.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.retry_at = 0;
+        crate::buffers::give_back(&mut self.buf, 0);
+    }
 }
 
 /// What a series not in the cache becomes: target labels, relabeling, the
@@ -505,7 +674,6 @@ fn open_block(out: &mut Rendered, meta: &Family<'_>, name: &str, format: Format)
         unit: in_family.then(|| meta.unit.map(str::to_owned)).flatten(),
         lines: start..start,
         timestamps: false,
-        judged: Judged::default(),
     });
 }
 
@@ -586,6 +754,72 @@ mod tests {
         let mut text = Vec::new();
         out.write(&mut text, Format::Text);
         Ok(String::from_utf8_lossy(&text).into_owned())
+    }
+
+    /// Label lists are checked only on a cache miss (`deferring_labels`):
+    /// every broken list still fails the scrape with the error, line and
+    /// column the parser gives without deferring, whether the cache is cold
+    /// or knows the body's other series.
+    #[test]
+    fn deferred_label_checks_give_the_parsers_errors() {
+        let broken = [
+            r#"a{x="1",x="2"} 1"#,
+            r#"a{x="1" 1"#,
+            r#"a{x="1"y="2"} 1"#,
+            r#"a{x="1",,y="2"} 1"#,
+            r#"a{x=1} 1"#,
+            r#"a{1x="1"} 1"#,
+            r#"a{x-y="1"} 1"#,
+            r#"a{x"1"} 1"#,
+            r#"a{,} 1"#,
+            r#"a{x="1"}} 1"#,
+            r#"a{x="a\"} 1"#,
+            r#"a{x="1",y="}"} 1"#,
+            "a{x=\"\u{0}\",\"} 1",
+            "a{x=\"\u{e9}\" y=\"2\"} 1",
+            r#"a{x="1" y} zz"#,
+            r#"a{x="1"} 1}"#,
+            r#"a{x="1"} 1 # {t="}"} 2"#,
+            r##"a{x="#"} 1 # {t="1"}} 2"##,
+            r#"a{x="1" # {t="1"} 2"#,
+            r#"a{x="1"}} # {t="1"} 2"#,
+        ];
+        let valid = "a{x=\"1\"} 1\nb 2\n";
+        let target = target();
+        let rules = Rules::default();
+        let settings = Settings::new(&target, &rules);
+        for format in [Format::Text, Format::OpenMetrics] {
+            let eof = if format == Format::OpenMetrics {
+                "# EOF\n"
+            } else {
+                ""
+            };
+            let mut failing = 0;
+            for line in broken {
+                let body = format!("{valid}{line}\n{eof}");
+                let want = Parser::new(body.as_bytes(), format)
+                    .find_map(Result::err)
+                    .map(|e| e.to_string());
+                failing += usize::from(want.is_some());
+                let mut warm = SeriesCache::default();
+                let mut out = Rendered::default();
+                let known = format!("{valid}{eof}");
+                process(known.as_bytes(), format, &settings, &mut warm, &mut out)
+                    .expect("the valid lines pass");
+                for (cache, which) in [(SeriesCache::default(), "cold"), (warm, "warm")] {
+                    let mut cache = cache;
+                    let got = process(body.as_bytes(), format, &settings, &mut cache, &mut out)
+                        .err()
+                        .map(|e| match e {
+                            PipelineError::Parse(p) => p.to_string(),
+                            other => format!("not a parse error: {other}"),
+                        });
+                    assert_eq!(got, want, "{format:?} {which} cache: {line}");
+                }
+            }
+            // Text takes blank-separated pairs and a brace inside a value.
+            assert!(failing >= broken.len() - 4, "{format:?}: {failing} failed");
+        }
     }
 
     fn target() -> Labels<'static> {
@@ -975,5 +1209,36 @@ mod tests {
         scrape_into("t 3 1700000002000\n", &settings, &mut cache);
         let old = scrape_into("t 4 1700000002000\n", &settings, &mut cache);
         assert!(old.iter().all(|g| g.1 != "t"), "{old:?}");
+    }
+
+    #[test]
+    fn a_series_in_a_freed_slot_inherits_nothing_of_its_timestamps() {
+        let (target, rules) = (Labels::default(), Rules::default());
+        let settings = Settings {
+            epoch: 1,
+            ..Settings::new(&target, &rules)
+        };
+        let stale = crate::scrape::append::STALE_NAN_BITS;
+        let mut cache = SeriesCache::default();
+        let values = |got: Vec<Captured>| -> Vec<(String, u64)> {
+            got.into_iter().map(|g| (g.1, g.3)).collect()
+        };
+        scrape_into("t 1 1700000000000\n", &settings, &mut cache);
+        // t is forgotten; u takes its slot, without timestamps: u is marked
+        // stale when it vanishes.
+        scrape_into("a 1\n", &settings, &mut cache);
+        scrape_into("a 1\nu 2\n", &settings, &mut cache);
+        let got = values(scrape_into("a 1\n", &settings, &mut cache));
+        assert_eq!(got, vec![("a".into(), 1f64.to_bits()), ("u".into(), stale)]);
+        // w takes the slot next, with a timestamp older than t's: in order.
+        let got = values(scrape_into(
+            "a 1\nw 5 1600000000000\n",
+            &settings,
+            &mut cache,
+        ));
+        assert_eq!(
+            got,
+            vec![("a".into(), 1f64.to_bits()), ("w".into(), 5f64.to_bits())]
+        );
     }
 }
