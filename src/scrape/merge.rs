@@ -13,21 +13,19 @@
 //! untyped too. Untyped, every sample name is a family of its own: its
 //! series and values are what they were, only the TYPE metadata is lost.
 //!
-//! This runs once per published scrape, over blocks and line slices; only
-//! the samples of typed families other than gauges are parsed again.
+//! This runs once per published scrape, over blocks and line slices: no
+//! line is parsed again (the text sink judged each block's samples as it
+//! wrote them).
 
 use std::collections::HashMap;
 
 use super::pipeline::{FamilyBlock, Rendered};
-use crate::exposition::conform::{reserved_suffixes, Conform};
+use crate::exposition::conform::{self, reserved_suffixes, Judged, Piece};
 use crate::exposition::{Format, MetricType};
 
 /// A family's OpenMetrics name: a counter's without `_total`.
 fn openmetrics_name(block: &FamilyBlock) -> &str {
-    match block.kind {
-        MetricType::Counter => block.name.strip_suffix("_total").unwrap_or(&block.name),
-        _ => &block.name,
-    }
+    conform::family_name(block.kind, &block.name)
 }
 
 /// A typed family as the targets give it.
@@ -169,8 +167,17 @@ pub fn merge<'r>(all: &[&'r Rendered]) -> (Vec<u8>, Vec<FamilyBlock>) {
         // One target's lines together, targets in order.
         f.parts.sort_unstable();
         if !f.untyped {
-            let mut check = Conform::new(f.first.kind, f.key, &f.first.name);
-            f.untyped = !(f.parts.iter().all(|&p| check.feed(lines(p))) && check.finish());
+            let pieces: Vec<Piece<'_>> = f
+                .parts
+                .iter()
+                .map(|&p| Piece {
+                    name: &block(p).name,
+                    typed: block(p).kind != MetricType::Unknown,
+                    judged: &block(p).judged,
+                    lines: lines(p),
+                })
+                .collect();
+            f.untyped = !conform::family(f.first.kind, f.key, &f.first.name, &pieces);
         }
         if f.untyped {
             // Each sample name a family of its own.
@@ -228,6 +235,7 @@ fn write(out: &[Out<'_>], size: usize) -> (Vec<u8>, Vec<FamilyBlock>) {
             unit: f.unit.map(str::to_owned),
             lines: 0..0,
             timestamps: false,
+            judged: Judged::default(),
         };
         block.write_header(&mut text, Format::Text);
         let start = text.len();

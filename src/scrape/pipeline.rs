@@ -16,6 +16,7 @@ use super::append::is_stale;
 pub use super::append::{Appended, Appender, Family};
 pub use super::cache::SeriesCache;
 use super::cache::NEVER;
+use crate::exposition::conform::{self, Judged, SampleAt, Scratch};
 use crate::exposition::{
     render, Entry, Format, Labels, MetricType, ParseError, Parser, Resume, Sample,
 };
@@ -154,6 +155,9 @@ pub struct FamilyBlock {
     /// Whether a line carries a timestamp (milliseconds in text, seconds
     /// in OpenMetrics): the only part of a sample line the formats differ in.
     pub timestamps: bool,
+    /// Whether its samples may be served under its type (judged as they
+    /// are appended, so the merge parses no line again).
+    pub judged: Judged,
 }
 
 impl FamilyBlock {
@@ -189,6 +193,8 @@ pub struct Rendered {
     pub samples_scraped: usize,
     pub samples_kept: usize,
     pub series_added: usize,
+    /// What judging the blocks reuses from sample to sample.
+    scratch: Scratch,
 }
 
 impl Rendered {
@@ -235,11 +241,36 @@ impl Appender for Rendered {
             return;
         }
         open_block(self, s.family, s.name(), self.format);
-        self.text.extend_from_slice(s.series.as_bytes());
-        render::sample_tail(&mut self.text, self.format, s.value, s.timestamp_ms);
-        if let Some(block) = self.families.last_mut() {
-            block.lines.end = self.text.len();
+        let Rendered {
+            families,
+            text,
+            scratch,
+            format,
+            ..
+        } = self;
+        let start = text.len();
+        text.extend_from_slice(s.series.as_bytes());
+        render::sample_tail(text, *format, s.value, s.timestamp_ms);
+        if let Some(block) = families.last_mut() {
+            block.lines.end = text.len();
             block.timestamps |= s.timestamp_ms.is_some();
+            // The pipeline appends a series once per scrape.
+            scratch.distinct = true;
+            let at = start - block.lines.start;
+            let sample = SampleAt {
+                name: s.name(),
+                series: at..at + s.series.len(),
+                value: s.value,
+                timestamp: s.timestamp_ms.is_some(),
+            };
+            block.judged.sample(
+                block.kind,
+                conform::family_name(block.kind, &block.name),
+                &block.name,
+                &text[block.lines.clone()],
+                &sample,
+                scratch,
+            );
         }
     }
 }
@@ -674,6 +705,7 @@ fn open_block(out: &mut Rendered, meta: &Family<'_>, name: &str, format: Format)
         unit: in_family.then(|| meta.unit.map(str::to_owned)).flatten(),
         lines: start..start,
         timestamps: false,
+        judged: Judged::default(),
     });
 }
 
