@@ -225,7 +225,16 @@ impl Store {
                 let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
                 slots.values().any(|s| s.wanted)
             };
-            if !waiting || tokio::time::timeout_at(deadline, published).await.is_err() {
+            if !waiting {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, published).await.is_err() {
+                // Given up: what is there is served, and the GETs after
+                // this one do not wait for the same scrapes again.
+                let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+                for slot in slots.values_mut() {
+                    slot.wanted = false;
+                }
                 break;
             }
         }
@@ -350,5 +359,24 @@ mod tests {
             assert!(text.contains("prometheus_remote_storage_samples_total{remote_name=\"a\",url=\"http://r/w\",instance=\"p:9090\",job=\"prometheus\"} 7") || text.contains("prometheus_remote_storage_samples_total{instance=\"p:9090\",job=\"prometheus\",remote_name=\"a\",url=\"http://r/w\"} 7"), "{text}");
             assert!(text.contains("prometheus_remote_storage_samples_total{remote_name=\"rw\",url=\"http://127.0.0.1:1/w\"} 3"), "{text}");
         }
+    }
+
+    /// A GET that gave up waiting for a target's fresh result (its scrape
+    /// is slow, or its loop is gone) is served what is there, and the GETs
+    /// after it do not wait for that scrape again.
+    #[tokio::test]
+    async fn a_get_that_gave_up_waiting_does_not_make_the_next_ones_wait() {
+        let store = Store::new(vec!["app/a:1".into()]);
+        store.publish(0, Arc::new(Rendered::default()), true);
+        assert!(!store.serving(), "idle before the first GET");
+        store.fresh_snapshot(Duration::from_millis(20)).await;
+        assert!(store.serving());
+        assert!(!store.wanted(0), "the wait was given up");
+        let next = tokio::time::timeout(
+            Duration::from_secs(30),
+            store.fresh_snapshot(Duration::from_secs(60)),
+        )
+        .await;
+        assert!(next.is_ok(), "the next GET did not wait its whole minute");
     }
 }
