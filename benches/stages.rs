@@ -16,9 +16,9 @@ use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use relay::exposition::{Entry, Format, Labels, Parser};
 use relay::relabel::Rules;
 use relay::remote_write::encode::{compress, write_request, Outgoing, SeriesPrep};
-use relay::remote_write::wal::{Next, Position, Reader, Record, Spilling, Wal, WalBatch};
+use relay::remote_write::wal::{Next, Position, Reader, Record, Wal, WalBatch};
 use relay::scrape::cache::NEVER;
-use relay::scrape::pipeline::{process, process_into, Counts, Rendered, SeriesCache, Settings};
+use relay::scrape::pipeline::{process, Rendered, SeriesCache, Settings};
 
 /// The series of the body every stage works on: small enough for callgrind
 /// (about 50 times slower than native) to run each stage in seconds.
@@ -91,32 +91,8 @@ impl Inputs {
         ts: i64,
         append: bool,
     ) -> usize {
-        let guard = wal.begin();
-        let settings = Settings {
-            epoch: guard.epoch(),
-            ..Settings::new(&self.target, &self.rules)
-        };
-        batch.begin(ts);
-        let mut counts = Counts::default();
-        let mut sink = Spilling {
-            batch: &mut *batch,
-            guard: &guard,
-        };
-        process_into(
-            self.text.as_bytes(),
-            Format::Text,
-            &settings,
-            cache,
-            &mut counts,
-            &mut sink,
-        )
-        .expect("valid body");
-        cache.commit(&mut sink, settings.epoch);
-        batch.finish();
-        if append {
-            guard.append(batch).expect("appends");
-        }
-        counts.samples_kept
+        let settings = Settings::new(&self.target, &self.rules);
+        common::scrape_to_wal(&self.text, &settings, wal, cache, batch, ts, append)
     }
 }
 

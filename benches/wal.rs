@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
-use relay::exposition::{Format, Labels};
+use relay::exposition::Labels;
 use relay::relabel::Rules;
-use relay::remote_write::wal::{Next, Position, Reader, Record, Spilling, Wal, WalBatch};
-use relay::scrape::pipeline::{process_into, Counts, SeriesCache, Settings};
+use relay::remote_write::wal::{Next, Position, Reader, Record, Wal, WalBatch};
+use relay::scrape::pipeline::{SeriesCache, Settings};
 
 fn bench(c: &mut Criterion) {
     let text = common::exposition(100_000);
@@ -35,33 +35,10 @@ fn bench(c: &mut Criterion) {
         .into_iter()
         .collect();
     let rules = Rules::default();
+    let settings = Settings::new(&target, &rules);
     // One scrape into `batch`, appended to `wal` if `append`.
     let run = |wal: &Wal, cache: &mut SeriesCache, batch: &mut WalBatch, ts: i64, append: bool| {
-        let guard = wal.begin();
-        let settings = Settings {
-            epoch: guard.epoch(),
-            ..Settings::new(&target, &rules)
-        };
-        batch.begin(ts);
-        let mut counts = Counts::default();
-        let mut sink = Spilling {
-            batch: &mut *batch,
-            guard: &guard,
-        };
-        process_into(
-            text.as_bytes(),
-            Format::Text,
-            &settings,
-            cache,
-            &mut counts,
-            &mut sink,
-        )
-        .expect("valid body");
-        cache.commit(&mut sink, settings.epoch);
-        batch.finish();
-        if append {
-            guard.append(batch).expect("appends");
-        }
+        common::scrape_to_wal(&text, &settings, wal, cache, batch, ts, append);
         batch.len()
     };
     let (mut cache, mut batch) = (SeriesCache::default(), WalBatch::default());

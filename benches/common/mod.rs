@@ -4,6 +4,10 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use relay::exposition::Format;
+use relay::remote_write::wal::{Spilling, Wal, WalBatch};
+use relay::scrape::pipeline::{process_into, Counts, SeriesCache, Settings};
+
 /// A realistic exposition of about `series` series: counters with six
 /// labels, histograms with seven (with `le`), gauges, HELP/TYPE for each.
 pub fn exposition(series: usize) -> String {
@@ -83,4 +87,44 @@ pub fn median(runs: usize, mut f: impl FnMut()) -> Duration {
 /// `cargo test --benches`, where the long side-by-side summaries are skipped.
 pub fn bench_mode() -> bool {
     std::env::args().any(|a| a == "--bench")
+}
+
+/// One scrape of `text` with the WAL as its only sink (as a scrape loop
+/// runs it when nobody reads /metrics): records built into `batch`, and
+/// appended to `wal` if `append`. Returns the samples kept.
+pub fn scrape_to_wal(
+    text: &str,
+    settings: &Settings<'_>,
+    wal: &Wal,
+    cache: &mut SeriesCache,
+    batch: &mut WalBatch,
+    ts: i64,
+    append: bool,
+) -> usize {
+    let guard = wal.begin();
+    let settings = Settings {
+        epoch: guard.epoch(),
+        ..*settings
+    };
+    batch.begin(ts);
+    let mut counts = Counts::default();
+    let mut sink = Spilling {
+        batch: &mut *batch,
+        guard: &guard,
+    };
+    process_into(
+        text.as_bytes(),
+        Format::Text,
+        &settings,
+        cache,
+        &mut counts,
+        &mut sink,
+    )
+    .expect("valid body");
+    cache.commit(&mut sink, settings.epoch);
+    batch.finish();
+    if append {
+        guard.append(batch).expect("appends");
+    }
+    counts.samples_kept
 }
