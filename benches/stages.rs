@@ -16,7 +16,7 @@ use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use relay::exposition::{Entry, Format, Labels, Parser};
 use relay::relabel::Rules;
 use relay::remote_write::encode::{compress, write_request, Outgoing, SeriesPrep};
-use relay::remote_write::wal::{Next, Position, Reader, Record, Wal, WalBatch};
+use relay::remote_write::wal::{Wal, WalBatch};
 use relay::scrape::cache::NEVER;
 use relay::scrape::pipeline::{process, Rendered, SeriesCache, Settings};
 
@@ -81,19 +81,6 @@ impl Inputs {
             Wal::open(&path, 1 << 30, &[], Counter::default(), Gauge::default()).expect("opens"),
         )
     }
-
-    /// One scrape with the WAL as the only sink; appended if `append`.
-    fn scrape_to_wal(
-        &self,
-        wal: &Wal,
-        cache: &mut SeriesCache,
-        batch: &mut WalBatch,
-        ts: i64,
-        append: bool,
-    ) -> usize {
-        let settings = Settings::new(&self.target, &self.rules);
-        common::scrape_to_wal(&self.text, &settings, wal, cache, batch, ts, append)
-    }
 }
 
 /// Runs `stage` `iterations` times; returns what its last run produced
@@ -102,6 +89,10 @@ fn run(stage: &str, iterations: usize, inputs: &Inputs) -> (usize, usize) {
     let body = inputs.text.as_bytes();
     let series = inputs.series;
     let settings = Settings::new(&inputs.target, &inputs.rules);
+    let scrape_to_wal =
+        |wal: &Wal, cache: &mut SeriesCache, batch: &mut WalBatch, ts: i64, append: bool| {
+            common::scrape_to_wal(&inputs.text, &settings, wal, cache, batch, ts, append)
+        };
     let mut out = Rendered::default();
     match stage {
         "parse" => {
@@ -134,18 +125,18 @@ fn run(stage: &str, iterations: usize, inputs: &Inputs) -> (usize, usize) {
             let wal = inputs.wal("scrape");
             let (mut cache, mut batch) = (SeriesCache::default(), WalBatch::default());
             let mut ts = 1_700_000_000_000;
-            inputs.scrape_to_wal(&wal, &mut cache, &mut batch, ts, true);
+            scrape_to_wal(&wal, &mut cache, &mut batch, ts, true);
             let mut scrape = || {
                 ts += 1000;
-                inputs.scrape_to_wal(&wal, &mut cache, &mut batch, ts, false)
+                scrape_to_wal(&wal, &mut cache, &mut batch, ts, false)
             };
             (measured(iterations, &mut scrape), series)
         }
         "wal_append" => {
             let wal = inputs.wal("append");
             let (mut cache, mut batch) = (SeriesCache::default(), WalBatch::default());
-            inputs.scrape_to_wal(&wal, &mut cache, &mut batch, 1, true);
-            inputs.scrape_to_wal(&wal, &mut cache, &mut batch, 2, false);
+            scrape_to_wal(&wal, &mut cache, &mut batch, 1, true);
+            scrape_to_wal(&wal, &mut cache, &mut batch, 2, false);
             let mut append = || {
                 wal.begin().append(&batch).expect("appends");
                 batch.len()
@@ -156,37 +147,15 @@ fn run(stage: &str, iterations: usize, inputs: &Inputs) -> (usize, usize) {
         "wal_read" => {
             let wal = inputs.wal("read");
             let start = wal.opened_at();
-            inputs.scrape_to_wal(
+            scrape_to_wal(
                 &wal,
                 &mut SeriesCache::default(),
                 &mut WalBatch::default(),
                 1,
                 true,
             );
-            let mut refs: hashbrown::HashMap<u64, usize> = hashbrown::HashMap::new();
-            let mut read = || {
-                refs.clear();
-                let mut reader = Reader::new(wal.clone(), Position { offset: 0, ..start });
-                let mut samples = 0;
-                loop {
-                    match reader.read_next() {
-                        Next::Record(Record::Series(entries), _) => {
-                            for (r, text) in entries {
-                                refs.insert(r, text.len());
-                            }
-                        }
-                        Next::Record(Record::Samples(entries), _) => {
-                            samples += entries
-                                .into_iter()
-                                .filter(|(r, _, _)| refs.contains_key(r))
-                                .count();
-                        }
-                        Next::NewSegment(_) => refs.clear(),
-                        Next::Pending | Next::End => break,
-                    }
-                }
-                samples
-            };
+            let mut refs = hashbrown::HashMap::new();
+            let mut read = || common::read_back(&wal, start, &mut refs).0;
             (measured(iterations, &mut read), series)
         }
         "encode_snappy" => {

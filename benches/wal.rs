@@ -13,7 +13,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use relay::exposition::Labels;
 use relay::relabel::Rules;
-use relay::remote_write::wal::{Next, Position, Reader, Record, Wal, WalBatch};
+use relay::remote_write::wal::{Wal, WalBatch};
 use relay::scrape::pipeline::{SeriesCache, Settings};
 
 fn bench(c: &mut Criterion) {
@@ -79,28 +79,9 @@ fn bench(c: &mut Criterion) {
         true,
     );
     let start = read_wal.opened_at();
-    let mut refs: hashbrown::HashMap<u64, usize> = hashbrown::HashMap::new();
+    let mut refs = hashbrown::HashMap::new();
     let mut read = || {
-        refs.clear();
-        let mut reader = Reader::new(read_wal.clone(), Position { offset: 0, ..start });
-        let (mut samples, mut sum) = (0usize, 0usize);
-        loop {
-            match reader.read_next() {
-                Next::Record(Record::Series(entries), _) => {
-                    for (r, text) in entries {
-                        refs.insert(r, text.len());
-                    }
-                }
-                Next::Record(Record::Samples(entries), _) => {
-                    for (r, _, _) in entries {
-                        sum += refs.get(&r).copied().unwrap_or(0);
-                        samples += 1;
-                    }
-                }
-                Next::NewSegment(_) => refs.clear(),
-                Next::Pending | Next::End => break,
-            }
-        }
+        let (samples, sum) = common::read_back(&read_wal, start, &mut refs);
         assert_eq!(samples, series, "every sample read back");
         sum
     };

@@ -2,10 +2,11 @@
 #![allow(dead_code)]
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use relay::exposition::Format;
-use relay::remote_write::wal::{Spilling, Wal, WalBatch};
+use relay::remote_write::wal::{Next, Position, Reader, Record, Spilling, Wal, WalBatch};
 use relay::scrape::pipeline::{process_into, Counts, SeriesCache, Settings};
 
 /// A realistic exposition of about `series` series: counters with six
@@ -127,4 +128,35 @@ pub fn scrape_to_wal(
         guard.append(batch).expect("appends");
     }
     counts.samples_kept
+}
+
+/// A queue's tailer reading `wal` from `start` to its end, as `queue::run`
+/// does: records read and checksummed, samples decoded, each ref looked up
+/// in the segment's series (`refs`, reused). Returns the samples read and
+/// the sum of their series' text lengths (so nothing is optimised away).
+pub fn read_back(
+    wal: &Arc<Wal>,
+    start: Position,
+    refs: &mut hashbrown::HashMap<u64, usize>,
+) -> (usize, usize) {
+    refs.clear();
+    let mut reader = Reader::new(wal.clone(), Position { offset: 0, ..start });
+    let (mut samples, mut sum) = (0, 0);
+    loop {
+        match reader.read_next() {
+            Next::Record(Record::Series(entries), _) => {
+                for (r, text) in entries {
+                    refs.insert(r, text.len());
+                }
+            }
+            Next::Record(Record::Samples(entries), _) => {
+                for (r, _, _) in entries {
+                    sum += refs.get(&r).copied().unwrap_or(0);
+                    samples += 1;
+                }
+            }
+            Next::NewSegment(_) => refs.clear(),
+            Next::Pending | Next::End => return (samples, sum),
+        }
+    }
 }
