@@ -488,18 +488,22 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
             // _post_metric_relabeling; new series stay out of the cache, so a body of a
             // million series costs its own bytes, not a million cache entries.
             if over_limit(counts.samples_kept + 1, settings.limits.sample_limit) {
-                let kept = cache.kept_uncached(key, |out| {
-                    parser.check_labels().map_err(PipelineError::Parse)?;
-                    first_sight(&sample, &mut labels, settings, out)
-                })?;
+                let kept = cache
+                    .kept_uncached(key, |out| {
+                        parser.check_labels().map_err(PipelineError::Parse)?;
+                        first_sight(&sample, &mut labels, settings, out)
+                    })
+                    .inspect_err(|e| uncount_unparsed(counts, e))?;
                 counts.samples_kept += usize::from(kept);
                 continue;
             }
             // A key the cache knows was checked, byte for byte, when it was new.
-            let found = cache.lookup(key, |out| {
-                parser.check_labels().map_err(PipelineError::Parse)?;
-                first_sight(&sample, &mut labels, settings, out)
-            })?;
+            let found = cache
+                .lookup(key, |out| {
+                    parser.check_labels().map_err(PipelineError::Parse)?;
+                    first_sight(&sample, &mut labels, settings, out)
+                })
+                .inspect_err(|e| uncount_unparsed(counts, e))?;
             let Some(slot) = found.slot else { continue };
             counts.samples_kept += 1;
             if found.new {
@@ -663,6 +667,14 @@ pub(crate) fn series_key<'a>(body: &'a [u8], sample: &Sample<'a>) -> &'a [u8] {
         offset(sample.labels_src) + sample.labels_src.len()
     };
     body.get(start..end).unwrap_or(sample.name.as_bytes())
+}
+
+/// A line whose deferred label check failed was counted as scraped before
+/// the check; Prometheus counts only the samples parsed before the error.
+fn uncount_unparsed(counts: &mut Counts, error: &PipelineError) {
+    if matches!(error, PipelineError::Parse(_)) {
+        counts.samples_scraped = counts.samples_scraped.saturating_sub(1);
+    }
 }
 
 fn over_limit(count: usize, limit: usize) -> bool {
@@ -847,6 +859,15 @@ mod tests {
                             other => format!("not a parse error: {other}"),
                         });
                     assert_eq!(got, want, "{format:?} {which} cache: {line}");
+                    // As Prometheus: the samples parsed before the error.
+                    let parsed = Parser::new(body.as_bytes(), format)
+                        .map_while(Result::ok)
+                        .filter(|e| matches!(e, Entry::Sample(_)))
+                        .count();
+                    assert_eq!(
+                        out.samples_scraped, parsed,
+                        "{format:?} {which} cache: {line}"
+                    );
                 }
             }
             // Text takes blank-separated pairs and a brace inside a value.
