@@ -109,3 +109,20 @@ fn a_broken_list_is_only_caught_by_the_check() {
         Some("1:9: label name \"x\" is not unique")
     );
 }
+
+/// Found by the fuzzer: a text label value left open on its line goes on
+/// over the next lines (as in Prometheus's text lexer); the line's last `}`
+/// sits inside that value, so the list must not be delimited there.
+#[test]
+fn a_value_open_at_the_end_of_its_line_is_parsed_as_the_strict_parser_does() {
+    let bodies: [&[u8]; 3] = [
+        b"s{quantile=\"0.5&} 4\ns_sum 5\ns_c0.5\"} 4\ns_sum 5\ns_couronmount 6\n",
+        b"s{q=\"a\",r=\"} 4\nx\"} 5\n",
+        b"s{q=\"a\\\"} 4\nx\"} 5\n",
+    ];
+    for body in bodies {
+        let (want, _) = strict(body, Format::Text);
+        assert!(want.1.is_none(), "valid text: {want:?}");
+        assert_eq!(deferred(body, Format::Text, &HashSet::new()), want);
+    }
+}

@@ -332,7 +332,9 @@ impl<'a> Parser<'a> {
     /// it; lines with a `#` pair the quotes from the start instead. Where
     /// a broken line puts the end does not matter: a key the cache does not
     /// know is checked in full, and one it knows is the same bytes as a
-    /// valid line's.
+    /// valid line's. A list that may leave a value open is not delimited:
+    /// in text such a sample can go on over the next lines (see
+    /// `parse_lines`), which only the full parse decides.
     fn delimit_labels(&mut self, c: &mut Cursor<'a>, sample_at: usize) -> Option<&'a str> {
         let line = c.s?;
         let start = c.i;
@@ -347,7 +349,16 @@ impl<'a> Parser<'a> {
                 i = j + 1 + scan_quoted(rest.get(j + 1..)?)? + 1;
             }
         } else {
-            memchr::memrchr(b'}', rest)?
+            let end = memchr::memrchr(b'}', rest)?;
+            // Without escapes, an even number of quotes closes every value
+            // the full parse could open: no value is left open.
+            let (quotes, escapes) = rest[..end].iter().fold((0usize, false), |(q, e), &b| {
+                (q + usize::from(b == b'"'), e | (b == b'\\'))
+            });
+            if escapes || quotes % 2 == 1 {
+                return None;
+            }
+            end
         };
         self.deferred = Some(DeferredLabels {
             line: c.b,
