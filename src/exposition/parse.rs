@@ -352,9 +352,9 @@ impl<'a> Parser<'a> {
             let end = memchr::memrchr(b'}', rest)?;
             // Without escapes, an even number of quotes closes every value
             // the full parse could open: no value is left open.
-            let (quotes, escapes) = rest[..end].iter().fold((0usize, false), |(q, e), &b| {
-                (q + usize::from(b == b'"'), e | (b == b'\\'))
-            });
+            let list = &rest[..end];
+            let quotes = memchr::memchr_iter(b'"', list).count();
+            let escapes = memchr::memchr(b'\\', list).is_some();
             if escapes || quotes % 2 == 1 {
                 return None;
             }
