@@ -55,11 +55,16 @@ enum Command {
         after_help = "Example:\n  relay relabel --config relay.yml --job app --explain < metrics.txt"
     )]
     Relabel {
+        /// The relay (or prometheus.yml) config whose rules and targets to use.
         #[arg(long, short)]
         config: PathBuf,
         /// The scrape config whose rules to apply (default: the first).
         #[arg(long)]
         job: Option<String>,
+        /// The job's target whose job, instance and static labels the series
+        /// get, by its instance or address (default: the job's first).
+        #[arg(long)]
+        target: Option<String>,
         /// Print every rule's effect on every series instead of the result.
         #[arg(long)]
         explain: bool,
@@ -186,6 +191,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Relabel {
             config,
             job,
+            target,
             explain,
             format,
         } => {
@@ -197,6 +203,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             relay::relabel::run_cli(
                 &loaded.config,
                 job.as_deref(),
+                target.as_deref(),
                 explain,
                 format.into(),
                 &input,

@@ -116,7 +116,7 @@ fn relabel(config: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
     (ran.code, ran.stdout, ran.stderr)
 }
 
-const RULES: &str = "scrape_configs:\n  - job_name: other\n  - job_name: app\n    metric_relabel_configs:\n      - {source_labels: [__name__], regex: 'go_.*', action: drop}\n      - {regex: pod, action: labeldrop}\n";
+const RULES: &str = "scrape_configs:\n  - job_name: other\n  - job_name: app\n    static_configs: [{targets: ['localhost:8001']}]\n    metric_relabel_configs:\n      - {source_labels: [__name__], regex: 'go_.*', action: drop}\n      - {regex: pod, action: labeldrop}\n";
 
 #[test]
 fn cli_round_trips_escapes_and_special_values() {
@@ -125,7 +125,7 @@ fn cli_round_trips_escapes_and_special_values() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
         stdout,
-        "# HELP t A gauge with \\\\ and \\n in its help.\n# TYPE t gauge\nt{path=\"a\\\\b\\\"c\\nd\"} NaN\nt{path=\"x\"} +Inf 1700000000000\nt{path=\"y\"} -Inf\n"
+        "# HELP t A gauge with \\\\ and \\n in its help.\n# TYPE t gauge\nt{instance=\"localhost:8001\",job=\"app\",path=\"a\\\\b\\\"c\\nd\"} NaN\nt{instance=\"localhost:8001\",job=\"app\",path=\"x\"} +Inf 1700000000000\nt{instance=\"localhost:8001\",job=\"app\",path=\"y\"} -Inf\n"
     );
 }
 
@@ -139,8 +139,51 @@ fn cli_explain_shows_each_rule() {
     assert_eq!(code, 0);
     assert_eq!(
         stdout,
-        "series go_goroutines\n  [0] drop source_labels=[__name__] regex=\"go_.*\"\n      -> dropped\nseries up{pod=\"p\"}\n  [0] drop source_labels=[__name__] regex=\"go_.*\"\n      -> up{pod=\"p\"}\n  [1] labeldrop regex=\"pod\"\n      -> up\n  => kept\n"
+        "series go_goroutines\n  with the target's labels\n      -> go_goroutines{instance=\"localhost:8001\",job=\"app\"}\n  [0] drop source_labels=[__name__] regex=\"go_.*\"\n      -> dropped\nseries up{pod=\"p\"}\n  with the target's labels\n      -> up{pod=\"p\",instance=\"localhost:8001\",job=\"app\"}\n  [0] drop source_labels=[__name__] regex=\"go_.*\"\n      -> up{pod=\"p\",instance=\"localhost:8001\",job=\"app\"}\n  [1] labeldrop regex=\"pod\"\n      -> up{instance=\"localhost:8001\",job=\"app\"}\n  => kept as up{instance=\"localhost:8001\",job=\"app\"}\n"
     );
+}
+
+/// Rules on `job`, `instance` and a static label act in the debugger as in
+/// `relay run` (they showed no effect when the debugger left target labels out).
+const TARGET_RULES: &str = "scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['localhost:8001', 'localhost:8002']\n        labels: {team: shop}\n    relabel_configs:\n      - {source_labels: [__address__], regex: '.*:8002', target_label: zone, replacement: b}\n    metric_relabel_configs:\n      - {source_labels: [job, instance], regex: 'app;localhost:800(.)', target_label: port_digit}\n      - {source_labels: [team], regex: shop, action: drop}\n      - {regex: zone, action: labeldrop}\n";
+
+#[test]
+fn cli_applies_rules_to_target_labels_as_the_scrape_does() {
+    let (code, stdout, stderr) = relabel(TARGET_RULES, &["--explain"], "up 1\n");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(
+            "-> up{instance=\"localhost:8001\",job=\"app\",team=\"shop\",port_digit=\"1\"}\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("  [1] drop source_labels=[team] regex=\"shop\"\n      -> dropped\n"),
+        "{stdout}"
+    );
+    // Without the static label's drop, the second target's series comes out
+    // with its target labels, sorted, as relay serves it.
+    let kept = TARGET_RULES.replace(
+        "      - {source_labels: [team], regex: shop, action: drop}\n",
+        "",
+    );
+    let (code, stdout, stderr) = relabel(&kept, &["--target", "localhost:8002"], "up 1\n");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout,
+        "# TYPE up untyped\nup{instance=\"localhost:8002\",job=\"app\",port_digit=\"2\",team=\"shop\"} 1\n"
+    );
+    let (code, _, stderr) = relabel(&kept, &["--target", "localhost:9"], "up 1\n");
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(
+            "job \"app\" has no target \"localhost:9\" (targets: localhost:8001, localhost:8002)"
+        ),
+        "{stderr}"
+    );
+    let (code, _, stderr) = relabel(RULES, &["--job", "other"], "up 1\n");
+    assert_eq!(code, 1);
+    assert!(stderr.contains("job \"other\" has no target"), "{stderr}");
 }
 
 #[test]
@@ -151,7 +194,7 @@ fn cli_unknown_job_and_bad_input_fail_clearly() {
         stderr.contains("no scrape config has job_name \"nope\" (jobs: other, app)"),
         "{stderr}"
     );
-    let (code, _, stderr) = relabel(RULES, &[], "up 1\nup{ 2\n");
+    let (code, _, stderr) = relabel(RULES, &["--job", "app"], "up 1\nup{ 2\n");
     assert_eq!(code, 1);
     assert!(
         stderr.contains("stdin:2:5: expected label name, got \"2\""),

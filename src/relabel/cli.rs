@@ -1,14 +1,18 @@
 //! `relay relabel`: try a job's `metric_relabel_configs` on a real
 //! exposition, and with `--explain` see what each rule did to each series
-//! (a relabel debugger; Prometheus has none).
+//! (a relabel debugger; Prometheus has none). Each series gets one of the
+//! job's targets' labels (`job`, `instance`, static labels, as
+//! `relabel_configs` left them) before the rules, through the scrape's own
+//! code, so a rule on `job` or `instance` does here what it does in `relay run`.
 
 use std::io::Write;
 
 use crate::config::{Config, ScrapeConfig};
 use crate::exposition::{render, Entry, Format, Labels, ParseError, Parser};
 use crate::scrape::pipeline::{self, PipelineError, Rendered, SeriesCache, Settings};
+use crate::targets::{self, Target};
 
-use super::{RelabelConfig, Rules};
+use super::RelabelConfig;
 
 /// Why `relay relabel` could not relabel its input.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +21,14 @@ pub enum CliError {
     NoSuchJob(String, String),
     #[error("the config has no scrape_configs")]
     NoJobs,
+    #[error("job {0:?} has no target (its series take job, instance and static labels from one)")]
+    NoTargets(String),
+    #[error("job {job:?} has no target {target:?} (targets: {targets})")]
+    NoSuchTarget {
+        job: String,
+        target: String,
+        targets: String,
+    },
     #[error("stdin:{0}")]
     Parse(ParseError),
     #[error("{0}")]
@@ -32,21 +44,53 @@ impl From<ParseError> for CliError {
 }
 
 /// `relay relabel`: applies one job's `metric_relabel_configs` (the first
-/// job's when `job` is None) to every series of `input` and writes the
+/// job's when `job` is None) to every series of `input`, with the labels of
+/// the job's target at `target` (its first when None), and writes the
 /// survivors to `out`; with `explain`, each rule's effect per series instead.
 pub fn run_cli(
     config: &Config,
     job: Option<&str>,
+    target: Option<&str>,
     explain: bool,
     format: Format,
     input: &[u8],
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let job = find_job(config, job)?;
+    let target = find_target(job, target)?;
+    let settings = Settings {
+        output: format,
+        ..crate::scrape::settings(job, &target.labels, crate::scrape::cache::NEVER)
+    };
     if explain {
-        explain_all(&job.metric_relabel, format, input, out)
+        explain_all(&settings, format, input, out)
     } else {
-        relabel_all(&job.metric_relabel, format, input, out)
+        relabel_all(&settings, format, input, out)
+    }
+}
+
+/// The target whose labels the series get, as `relay run` builds it
+/// (static labels, then `relabel_configs`): the one at `address`, or the first.
+fn find_target(job: &ScrapeConfig, address: Option<&str>) -> Result<Target, CliError> {
+    let (found, _) = targets::from_config(job);
+    let picked = match address {
+        None => found.first(),
+        Some(a) => found
+            .iter()
+            .find(|t| t.labels.get("instance") == Some(a) || t.url.contains(&format!("//{a}/"))),
+    };
+    match (picked, address) {
+        (Some(t), _) => Ok(t.clone()),
+        (None, None) => Err(CliError::NoTargets(job.job_name.clone())),
+        (None, Some(a)) => Err(CliError::NoSuchTarget {
+            job: job.job_name.clone(),
+            target: a.to_owned(),
+            targets: found
+                .iter()
+                .map(|t| t.labels.get("instance").unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
     }
 }
 
@@ -68,25 +112,19 @@ fn find_job<'c>(config: &'c Config, job: Option<&str>) -> Result<&'c ScrapeConfi
     }
 }
 
-/// The scrape pipeline with no target labels and no sorting, so each series
-/// comes out as given, minus what the rules changed.
+/// The scrape pipeline itself, rendering what `relay run` would serve for
+/// this input (minus its `up` and `scrape_*` series).
 fn relabel_all(
-    rules: &Rules,
+    settings: &Settings<'_>,
     format: Format,
     input: &[u8],
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    static NO_LABELS: Labels<'static> = Labels::new();
-    let settings = Settings {
-        output: format,
-        sort_labels: false,
-        ..Settings::new(&NO_LABELS, rules)
-    };
     let mut rendered = Rendered::default();
     pipeline::process(
         input,
         format,
-        &settings,
+        settings,
         &mut SeriesCache::default(),
         &mut rendered,
     )
@@ -102,21 +140,29 @@ fn relabel_all(
 }
 
 fn explain_all(
-    rules: &Rules,
+    settings: &Settings<'_>,
     format: Format,
     input: &[u8],
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
+    let rules = settings.rules;
     let mut labels = Labels::with_capacity(16);
     let mut text = Vec::new();
     for entry in Parser::new(input, format) {
         let Entry::Sample(sample) = entry? else {
             continue;
         };
-        labels.clear();
-        sample.labels_into(&mut labels);
         text.clear();
         text.extend_from_slice(b"series ");
+        labels.clear();
+        sample.labels_into(&mut labels);
+        render::series(&mut text, &labels);
+        pipeline::labels_before_relabel(&sample, &mut labels, settings);
+        text.extend_from_slice(b"\n  with the target's labels");
+        if settings.honor_labels {
+            text.extend_from_slice(b" (honor_labels: the scraped values win)");
+        }
+        text.extend_from_slice(b"\n      -> ");
         render::series(&mut text, &labels);
         text.push(b'\n');
         let mut last = 0;
@@ -132,7 +178,11 @@ fn explain_all(
         } else if labels.metric_name().is_empty() {
             text.extend_from_slice(b"  => dropped: no __name__ left\n");
         } else {
-            text.extend_from_slice(b"  => kept\n");
+            // Stored with sorted labels, as the scrape does.
+            labels.sort();
+            text.extend_from_slice(b"  => kept as ");
+            render::series(&mut text, &labels);
+            text.push(b'\n');
         }
         out.write_all(&text)?;
     }

@@ -34,7 +34,7 @@ pub struct Limits {
 /// How one target's samples are turned into output.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings<'t> {
-    /// `job`, `instance` and static labels; empty for `relay relabel`.
+    /// `job`, `instance` and static labels.
     pub target_labels: &'t Labels<'static>,
     pub honor_labels: bool,
     pub honor_timestamps: bool,
@@ -586,9 +586,7 @@ fn first_sight<'a>(
     settings: &Settings<'a>,
     out: &mut Vec<u8>,
 ) -> Result<Option<usize>, PipelineError> {
-    labels.clear();
-    sample.labels_into(labels);
-    add_target_labels(labels, settings.target_labels, settings.honor_labels);
+    labels_before_relabel(sample, labels, settings);
     // As Prometheus: no labels left is a drop; labels without a name, or
     // with a name Prometheus cannot store, fail the scrape.
     if !settings.rules.apply(labels) || labels.is_empty() {
@@ -615,8 +613,7 @@ fn invalid_series<'a>(
 ) -> PipelineError {
     let broken = |l: &Labels<'_>| l.metric_name().is_empty() || !l.is_valid();
     let mut labels = Labels::default();
-    sample.labels_into(&mut labels);
-    add_target_labels(&mut labels, settings.target_labels, settings.honor_labels);
+    labels_before_relabel(sample, &mut labels, settings);
     let mut culprit = None;
     if !broken(&labels) {
         settings
@@ -719,6 +716,19 @@ fn open_block(out: &mut Rendered, meta: &Family<'_>, name: &str, format: Format)
         timestamps: false,
         judged: Judged::default(),
     });
+}
+
+/// The labels a sample has when metric relabeling starts: its own plus the
+/// target's. The scrape and `relay relabel` (and its `--explain`) start here,
+/// so the debugger shows what the running relay does.
+pub(crate) fn labels_before_relabel<'a>(
+    sample: &Sample<'a>,
+    labels: &mut Labels<'a>,
+    settings: &Settings<'a>,
+) {
+    labels.clear();
+    sample.labels_into(labels);
+    add_target_labels(labels, settings.target_labels, settings.honor_labels);
 }
 
 /// Prometheus's `mutateSampleLabels` before relabeling: with honor_labels the
