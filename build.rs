@@ -11,7 +11,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if target_os == "linux" && target_env == "gnu" {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
+    commit();
     let descriptors = protox::compile(["proto/remote.proto"], ["proto"])?;
     prost_build::Config::new().compile_fds(descriptors)?;
     Ok(())
+}
+
+/// `RELAY_COMMIT` for `relay --version`: the short hash of the commit
+/// built, or `unknown` outside a git checkout (e.g. a source tarball).
+fn commit() {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=RELAY_COMMIT={commit}");
+    // A commit or a checkout moves HEAD or the branch it points to (a
+    // worktree keeps HEAD apart from the shared refs).
+    if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
+        println!("cargo:rerun-if-changed={dir}/HEAD");
+    }
+    if let (Some(dir), Some(head)) = (
+        git(&["rev-parse", "--git-common-dir"]),
+        git(&["symbolic-ref", "-q", "HEAD"]),
+    ) {
+        println!("cargo:rerun-if-changed={dir}/{head}");
+    }
 }

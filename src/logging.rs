@@ -116,9 +116,9 @@ pub fn init(format: Option<LogFormat>, level: Option<LogLevel>) -> Result<(), Lo
     };
     let filter = match (level, env(LEVEL_ENV)) {
         (Some(l), _) => EnvFilter::new(l.directive()),
-        (None, Some(value)) => EnvFilter::try_new(&value).map_err(|e| LogError::Env {
+        (None, Some(value)) => level_filter(&value).map_err(|reason| LogError::Env {
             var: LEVEL_ENV,
-            reason: e.to_string(),
+            reason,
             value,
         })?,
         (None, None) => EnvFilter::new("info"),
@@ -131,6 +131,24 @@ pub fn init(format: Option<LogFormat>, level: Option<LogLevel>) -> Result<(), Lo
         .event_format(LineFormat { format })
         .try_init();
     Ok(())
+}
+
+/// `RELAY_LOG`'s value as a filter. A bare word must be a level:
+/// `EnvFilter` reads any other word (`warning`, `verbose`) as the name of a
+/// module to log at every level, which turns off every line relay writes,
+/// errors included.
+fn level_filter(value: &str) -> Result<EnvFilter, String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    for directive in value.split(',').map(str::trim) {
+        let bare = !directive.contains(['=', '[', ':']);
+        if bare && !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(directive)) {
+            return Err(format!(
+                "unknown log level {directive:?}: use debug, info, warn or error \
+                 (or a filter such as relay=debug,info)"
+            ));
+        }
+    }
+    EnvFilter::try_new(value).map_err(|e| e.to_string())
 }
 
 /// Formats one event as a logfmt or JSON line.

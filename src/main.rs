@@ -19,8 +19,17 @@ Examples:
   curl -s localhost:8001/metrics | relay check metrics
   relay relabel --config relay.yml --explain < metrics.txt";
 
+/// The version and the commit it was built from (build.rs; "unknown"
+/// outside a git checkout), so a bug report names the exact code.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RELAY_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
-#[command(name = "relay", version, about, after_help = EXAMPLES)]
+#[command(name = "relay", version = VERSION, about, after_help = EXAMPLES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -149,10 +158,30 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("relay: {e:#}");
+            eprintln!("relay: {}", chain_text(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, `: `-joined as `{:#}` does, leaving out a cause
+/// whose text the error before it already ends with (many of relay's errors
+/// name their cause, which `{:#}` then printed twice: "Address already in
+/// use (os error 98): Address already in use (os error 98)").
+fn chain_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    let mut last = String::new();
+    for cause in e.chain() {
+        let this = cause.to_string();
+        if !last.ends_with(&this) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&this);
+        }
+        last = this;
+    }
+    text
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -294,11 +323,13 @@ fn check_metrics(format: Format, file: Option<PathBuf>) -> anyhow::Result<ExitCo
     for p in &problems {
         eprintln!("{shown}:{p}");
     }
-    Ok(if problems.is_empty() {
-        ExitCode::SUCCESS
+    if problems.is_empty() {
+        // As `check config`: a silent success reads like nothing was checked.
+        writeln!(io::stdout().lock(), "{shown}: valid")?;
+        Ok(ExitCode::SUCCESS)
     } else {
-        ExitCode::FAILURE
-    })
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 fn read_input(file: Option<&Path>) -> anyhow::Result<Vec<u8>> {

@@ -216,6 +216,29 @@ fn unknown_formats_and_levels_are_refused_by_name() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("RELAY_LOG=\"relay=loud\""));
 
+    // A bare word that is no level would be read as a module name, turning
+    // every line off (it did, with exit 0): refused, and the filter syntax
+    // and the levels in any case still work.
+    for word in ["warning", "relay=debug,verbose"] {
+        let out = relay(&["check", "config", "config/relay.yml"])
+            .env("RELAY_LOG", word)
+            .output()
+            .expect("run relay");
+        assert_eq!(out.status.code(), Some(1), "RELAY_LOG={word}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("RELAY_LOG={word:?}: unknown log level")),
+            "{stderr}"
+        );
+    }
+    for good in ["WARN", "relay=debug,info", "off"] {
+        let out = relay(&["check", "config", "config/relay.yml"])
+            .env("RELAY_LOG", good)
+            .output()
+            .expect("run relay");
+        assert_eq!(out.status.code(), Some(0), "RELAY_LOG={good}");
+    }
+
     // A bad flag is a usage error, as every other flag's.
     let out = relay(&["--log.level=verbose", "check", "config", "config/relay.yml"])
         .output()
