@@ -94,6 +94,7 @@ fn bench(c: &mut Criterion) {
         stop_rx,
         None,
         Arc::new(relay::web::Web::disabled()),
+        relay::serve::Options::default(),
     ));
 
     // The first GET finds relay idle and waits for scrapes (this bench has

@@ -226,6 +226,7 @@ pub async fn run(options: DemoOptions) -> Result<(), RunError> {
         run::shutdown_signal(),
         None,
         Arc::new(crate::web::Web::disabled()),
+        crate::serve::Options::default(),
     )
     .await
 }

@@ -55,6 +55,15 @@ enum Command {
         /// (tls_server_config, basic_auth_users), read again on every request.
         #[arg(long = "web.config.file", value_name = "FILE")]
         web_config_file: Option<PathBuf>,
+        /// Serve POST /-/reload (off: SIGHUP and the file watch still reload).
+        #[arg(long = "web.enable-lifecycle")]
+        web_enable_lifecycle: bool,
+        /// Open connections at most; at the cap a new one closes the oldest idle one.
+        #[arg(long = "web.max-connections", value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+        web_max_connections: u32,
+        /// How long a connection may wait before its request head is in (idle keep-alive included).
+        #[arg(long = "web.read-timeout", value_name = "DURATION", default_value = "30s", value_parser = positive_duration)]
+        web_read_timeout: std::time::Duration,
     },
     /// Validate config files or an exposition, like promtool but with positions.
     #[command(subcommand)]
@@ -190,6 +199,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             listen_address,
             web_config_file,
+            web_enable_lifecycle,
+            web_max_connections,
+            web_read_timeout,
         } => {
             let overrides = Overrides { listen_address };
             let loaded = config::load(&config, &overrides)
@@ -206,11 +218,20 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 path: config,
                 overrides,
             };
+            let options = relay::serve::Options {
+                limits: relay::serve::Limits {
+                    max_connections: web_max_connections as usize,
+                    read_timeout: web_read_timeout,
+                    ..Default::default()
+                },
+                lifecycle: web_enable_lifecycle,
+            };
             relay::buffers::cap_arenas();
             runtime()?.block_on(relay::run::run(
                 loaded.config,
                 Some(source),
                 std::sync::Arc::new(web),
+                options,
             ))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -353,6 +374,15 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<io::Error>()
             .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
     })
+}
+
+/// Parses a Prometheus duration flag (`30s`, `2m`) that must be above 0.
+fn positive_duration(value: &str) -> Result<std::time::Duration, String> {
+    match config::Duration::parse(value) {
+        Ok(d) if !d.as_std().is_zero() => Ok(d.as_std()),
+        Ok(_) => Err("must be greater than 0".to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Parses `--churn`: a share, 0 to 1.

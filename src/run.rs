@@ -76,9 +76,10 @@ pub async fn run(
     config: Config,
     source: Option<ConfigSource>,
     web: Arc<Web>,
+    options: serve::Options,
 ) -> Result<(), RunError> {
     let listener = bind(&config.relay.listen_address).await?;
-    run_on(config, listener, shutdown_signal(), source, web).await
+    run_on(config, listener, shutdown_signal(), source, web, options).await
 }
 
 /// Binds the listen address, naming it in the error.
@@ -100,6 +101,7 @@ pub async fn run_on(
     stop: impl std::future::Future<Output = Result<(), RunError>>,
     source: Option<ConfigSource>,
     web: Arc<Web>,
+    options: serve::Options,
 ) -> Result<(), RunError> {
     let store = Arc::new(Store::new(Vec::new()));
     let mut running = Running::start(config, store.clone())?;
@@ -116,6 +118,7 @@ pub async fn run_on(
         server_stop_rx,
         source.as_ref().map(|_| reload_tx),
         web,
+        options,
     ));
     let trimmer = tokio::spawn(async {
         let mut every = tokio::time::interval(crate::buffers::TRIM_EVERY);

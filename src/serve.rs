@@ -14,11 +14,11 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, VARY,
-    WWW_AUTHENTICATE,
+    HeaderValue, ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE,
+    RETRY_AFTER, VARY, WWW_AUTHENTICATE,
 };
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -27,7 +27,10 @@ use crate::exposition::{render, Entry, Format, Parser};
 use crate::run::ReloadRequest;
 use crate::scrape::pipeline::{self, FamilyBlock};
 use crate::scrape::store::Store;
+use crate::web::conns::{out_of_descriptors, AcceptBackoff, Registry, WriteDeadline};
 use crate::web::Web;
+
+pub use crate::web::conns::Limits;
 
 const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -118,6 +121,16 @@ fn compress(data: &[u8]) -> Bytes {
     Bytes::from(encoder.finish().unwrap_or_default())
 }
 
+/// How the listen port is served: its limits, and whether `POST
+/// /-/reload` is on (`--web.enable-lifecycle`, off by default as in
+/// Prometheus: the port is reachable by the whole cluster, and SIGHUP and
+/// the file watch reload without it).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    pub limits: Limits,
+    pub lifecycle: bool,
+}
+
 /// Serves `store` on `listener` until `shutdown` turns true; `POST
 /// /-/reload` goes to `reload` (None: nothing to reload from, as in `relay
 /// demo`). `web` says whether to speak TLS and whom to let in.
@@ -127,28 +140,58 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
     reload: Option<mpsc::Sender<ReloadRequest>>,
     web: Arc<Web>,
+    options: Options,
 ) {
+    let registry = Arc::new(Registry::default());
+    let mut backoff = AcceptBackoff::default();
+    let reloads = Arc::new(ReloadGate::new(options.lifecycle, reload));
     loop {
-        let (stream, _) = tokio::select! {
+        let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
+                Ok((stream, _)) => {
+                    backoff.succeeded();
+                    stream
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    // Out of descriptors: closing an idle connection frees
+                    // one; the pause keeps the loop from spinning either way.
+                    if out_of_descriptors(&e) {
+                        registry.shed();
+                    }
+                    let pause = backoff.failed(&e, registry.len());
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = shutdown.changed() => return,
+                    }
                     continue;
                 }
             },
             _ = shutdown.changed() => return,
         };
+        let Ok(slot) = registry.admit(options.limits.max_connections) else {
+            // Every connection is inside a request: this one is closed
+            // unanswered, as a full backlog would refuse it.
+            tracing::debug!(
+                max_connections = options.limits.max_connections,
+                "connection refused: every connection is busy"
+            );
+            drop(stream);
+            continue;
+        };
+        let slot = Arc::new(slot);
         let store = store.clone();
-        let reload = reload.clone();
+        let reloads = reloads.clone();
         let conn_shutdown = shutdown.clone();
         let web = web.clone();
+        let limits = options.limits;
         tokio::spawn(async move {
             let tls = web.tls_config();
+            let in_request = slot.clone();
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let store = store.clone();
-                let reload = reload.clone();
+                let reloads = reloads.clone();
                 let web = web.clone();
+                let busy = in_request.busy();
                 async move {
                     let verdict = web
                         .check(req.uri().path(), req.headers().get(AUTHORIZATION))
@@ -156,19 +199,31 @@ pub async fn serve(
                     let mut response = if !verdict.allowed {
                         unauthorized()
                     } else if req.uri().path() == "/-/reload" {
-                        reload_response(&req, reload).await
+                        reloads.respond(&req).await
                     } else {
                         respond(&store, &req).await
                     };
                     response.headers_mut().extend(verdict.headers);
+                    drop(busy);
                     Ok::<_, Infallible>(response)
                 }
             });
+            let evicted = slot.evicted();
+            let deadline = |s| TokioIo::new(WriteDeadline::new(s, limits.write_timeout));
             match tls {
-                None => serve_connection(TokioIo::new(stream), service, conn_shutdown).await,
+                None => {
+                    serve_connection(deadline(stream), service, conn_shutdown, limits, evicted)
+                        .await
+                }
                 Some(config) => {
-                    if let Some(stream) = accept_tls(stream, config).await {
-                        serve_connection(TokioIo::new(stream), service, conn_shutdown).await
+                    // The handshake has its own deadline; an eviction ends it too.
+                    let accepted = tokio::select! {
+                        s = accept_tls(stream, config) => s,
+                        _ = slot.evicted() => None,
+                    };
+                    if let Some(stream) = accepted {
+                        let io = TokioIo::new(WriteDeadline::new(stream, limits.write_timeout));
+                        serve_connection(io, service, conn_shutdown, limits, evicted).await
                     }
                 }
             }
@@ -216,14 +271,25 @@ async fn accept_tls(
     }
 }
 
-/// Serves HTTP/1.1 on one connection until it ends or relay stops.
-async fn serve_connection<I, S>(io: I, service: S, mut shutdown: watch::Receiver<bool>)
-where
+/// Serves HTTP/1.1 on one connection until it ends, relay stops, or the
+/// registry closes it to make room. A request head must arrive within the
+/// read timeout of the connection starting to wait for one (hyper's header
+/// timer, which also runs while a keep-alive connection is idle).
+async fn serve_connection<I, S>(
+    io: I,
+    service: S,
+    mut shutdown: watch::Receiver<bool>,
+    limits: Limits,
+    evicted: impl std::future::Future<Output = ()>,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     S: hyper::service::HttpService<Incoming, ResBody = Full<Bytes>> + Send,
     S::Future: Send,
 {
-    let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.read_timeout)
+        .serve_connection(io, service);
     tokio::pin!(conn);
     tokio::select! {
         result = conn.as_mut() => {
@@ -231,7 +297,12 @@ where
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         }
-        _ = shutdown.changed() => conn.as_mut().graceful_shutdown(),
+        _ = shutdown.changed() => {
+            conn.as_mut().graceful_shutdown();
+            // Finish the request in flight, within the write deadline.
+            let _ = tokio::time::timeout(limits.write_timeout, conn).await;
+        }
+        _ = evicted => tracing::debug!("connection closed to make room for a new one"),
     }
 }
 
@@ -244,41 +315,84 @@ fn unauthorized() -> Response<Full<Bytes>> {
     response
 }
 
-/// `POST /-/reload` (or PUT, as Prometheus takes both): 200 once the new
-/// config runs, 500 with the reason when it was refused.
-async fn reload_response(
-    req: &Request<Incoming>,
+/// The least time between two reloads over HTTP: one connection ran
+/// 37,785 reloads in 10 s before this (a ConfigMap update needs one).
+const RELOAD_EVERY: Duration = Duration::from_secs(1);
+
+/// `POST /-/reload`, when `--web.enable-lifecycle` turned it on.
+struct ReloadGate {
+    lifecycle: bool,
     reload: Option<mpsc::Sender<ReloadRequest>>,
-) -> Response<Full<Bytes>> {
-    if req.method() != Method::POST && req.method() != Method::PUT {
-        return plain(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "POST /-/reload to reload the config\n".into(),
-        );
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl ReloadGate {
+    fn new(lifecycle: bool, reload: Option<mpsc::Sender<ReloadRequest>>) -> Self {
+        ReloadGate {
+            lifecycle,
+            reload,
+            last: std::sync::Mutex::new(None),
+        }
     }
-    let Some(reload) = reload else {
-        return plain(
-            StatusCode::NOT_FOUND,
-            "this relay has no config file to reload\n".into(),
-        );
-    };
-    let (reply, outcome) = oneshot::channel();
-    if reload.send(reply).await.is_err() {
-        return plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "relay is stopping\n".into(),
-        );
-    }
-    match outcome.await {
-        Ok(Ok(())) => plain(StatusCode::OK, "config reloaded\n".into()),
-        Ok(Err(e)) => plain(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("failed to reload config: {e}\n"),
-        ),
-        Err(_) => plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "relay is stopping\n".into(),
-        ),
+
+    /// POST (or PUT, as Prometheus takes both): 403 without the flag, as
+    /// Prometheus answers; 429 within a second of the last; 200 once the
+    /// new config runs; 500 when it was refused. The reason of a refusal
+    /// goes to relay's log, not to the caller: a config error can quote a
+    /// value of the file, and the caller need not be its reader.
+    async fn respond(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.method() != Method::POST && req.method() != Method::PUT {
+            return plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "POST /-/reload to reload the config\n".into(),
+            );
+        }
+        if !self.lifecycle {
+            return plain(
+                StatusCode::FORBIDDEN,
+                "Lifecycle API is not enabled (relay run --web.enable-lifecycle).\n".into(),
+            );
+        }
+        let Some(reload) = &self.reload else {
+            return plain(
+                StatusCode::NOT_FOUND,
+                "this relay has no config file to reload\n".into(),
+            );
+        };
+        {
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            let now = std::time::Instant::now();
+            if last.is_some_and(|at| now.duration_since(at) < RELOAD_EVERY) {
+                let mut response = plain(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "a reload ran less than a second ago\n".into(),
+                );
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                return response;
+            }
+            *last = Some(now);
+        }
+        let (reply, outcome) = oneshot::channel();
+        if reload.send(reply).await.is_err() {
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "relay is stopping\n".into(),
+            );
+        }
+        match outcome.await {
+            Ok(Ok(())) => plain(StatusCode::OK, "config reloaded\n".into()),
+            Ok(Err(_)) => plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "failed to reload config; relay's log says why, and the running config stays\n"
+                    .into(),
+            ),
+            Err(_) => plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "relay is stopping\n".into(),
+            ),
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 //! is fixed at start, as in exporter-toolkit.
 
 mod basic_auth;
+pub mod conns;
 mod tls;
 
 use std::collections::BTreeMap;

@@ -236,19 +236,38 @@ impl Relay {
         Relay::launch(config, Some(wal_dir), settings, &[])
     }
 
-    /// `relay run --config path` on a file the test writes (and edits),
-    /// whose `relay.listen_address` is `addr`.
+    /// `relay run --config path --web.enable-lifecycle` (POST /-/reload on)
+    /// on a file the test writes (and edits), whose `relay.listen_address`
+    /// is `addr`.
     pub fn start_file(path: &Path, addr: &str) -> Relay {
-        Relay::spawn(path, addr, tempfile::tempdir().expect("tempdir"), &[])
+        Relay::spawn_args(
+            path,
+            addr,
+            tempfile::tempdir().expect("tempdir"),
+            &[],
+            &["--web.enable-lifecycle"],
+        )
     }
 
     /// Runs `relay run --config path`, its stderr in `dir`, and waits
     /// until `/-/healthy` answers on `addr`.
     fn spawn(path: &Path, addr: &str, dir: tempfile::TempDir, env: &[(&str, &str)]) -> Relay {
+        Relay::spawn_args(path, addr, dir, env, &[])
+    }
+
+    /// Like `spawn`, with more flags of `relay run`.
+    fn spawn_args(
+        path: &Path,
+        addr: &str,
+        dir: tempfile::TempDir,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Relay {
         let stderr = dir.path().join("stderr.log");
         let child = Command::new(env!("CARGO_BIN_EXE_relay"))
             .args(["run", "--config"])
             .arg(path)
+            .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).expect("stderr file"))
