@@ -27,27 +27,52 @@ const VARIANTS: &[(&str, &[&str])] = &[
 ];
 
 /// More combinations that must validate too (not kept in `k8s/`).
-const EXTRA: &[&[&str]] = &[&[
-    "--kind",
-    "deployment",
-    "--namespace",
-    "shop",
-    "--name",
-    "checkout",
-    "--agent-port",
-    "8080",
-    "--metrics-port",
-    "9100",
-    "--listen-port",
-    "9091",
-    "--log-sidecar",
-    "fluent-bit",
-    "--pod-monitor",
-    "--remote-write-url",
-    "https://metrics.example.com/api/v1/push",
-    "--app-shutdown-timeout",
-    "1m",
-]];
+const EXTRA: &[&[&str]] = &[
+    &[
+        "--kind",
+        "deployment",
+        "--namespace",
+        "shop",
+        "--name",
+        "checkout",
+        "--agent-port",
+        "8080",
+        "--metrics-port",
+        "9100",
+        "--listen-port",
+        "9091",
+        "--log-sidecar",
+        "fluent-bit",
+        "--pod-monitor",
+        "--remote-write-url",
+        "https://metrics.example.com/api/v1/push",
+        "--app-shutdown-timeout",
+        "1m",
+        "--app-run-as-user",
+        "1000",
+        "--app-run-as-group",
+        "1000",
+        "--app-read-only-root",
+    ],
+    &[
+        "--name",
+        "shop",
+        "--app-security-context",
+        "none",
+        "--scrape-annotations",
+        "false",
+    ],
+    &[
+        "--kind",
+        "deployment",
+        "--remote-write-url",
+        "http://prometheus:9090/api/v1/write",
+        "--scrape-annotations",
+        "true",
+        "--log-sidecar",
+        "fluent-bit",
+    ],
+];
 
 fn gen(args: &[&str]) -> Output {
     Command::new(RELAY)
@@ -211,13 +236,122 @@ fn port_of(container: &Value, name: &str) -> u64 {
         .expect("a number")
 }
 
-fn restricted(c: &Value) {
+/// The restricted Pod Security Standard (Kubernetes 1.30, "restricted" plus
+/// the baseline rules a generated Pod could break), checked on one container
+/// with the Pod-level settings it inherits: privileged unset or false,
+/// allowPrivilegeEscalation false, capabilities drop ALL and add at most
+/// NET_BIND_SERVICE, runAsNonRoot true (container, or Pod and not overridden),
+/// runAsUser never 0, seccompProfile RuntimeDefault or Localhost (container,
+/// or Pod and not overridden), no host ports.
+fn restricted_pss(spec: &Value, c: &Value) {
+    let name = &c["name"];
+    let pod = &spec["securityContext"];
     let sc = &c["securityContext"];
-    assert_eq!(sc["runAsNonRoot"], true, "{}", c["name"]);
-    assert_eq!(sc["readOnlyRootFilesystem"], true, "{}", c["name"]);
-    assert_eq!(sc["allowPrivilegeEscalation"], false, "{}", c["name"]);
+    assert_ne!(sc["privileged"], true, "{name}: privileged");
+    assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}");
+    let drop = sc["capabilities"]["drop"].as_array();
+    assert!(
+        drop.is_some_and(|d| d.iter().any(|c| c == "ALL")),
+        "{name}: capabilities must drop ALL: {sc}"
+    );
+    for added in sc["capabilities"]["add"].as_array().into_iter().flatten() {
+        assert_eq!(added, "NET_BIND_SERVICE", "{name}: adds {added}");
+    }
+    let non_root = match sc["runAsNonRoot"].as_bool() {
+        Some(v) => v,
+        None => pod["runAsNonRoot"] == true,
+    };
+    assert!(non_root, "{name}: runAsNonRoot");
+    assert_ne!(sc["runAsUser"], 0, "{name}: runAsUser 0");
+    assert_ne!(pod["runAsUser"], 0, "the Pod's runAsUser 0");
+    let seccomp = if sc["seccompProfile"].is_object() {
+        &sc["seccompProfile"]["type"]
+    } else {
+        &pod["seccompProfile"]["type"]
+    };
+    assert!(
+        seccomp == "RuntimeDefault" || seccomp == "Localhost",
+        "{name}: seccompProfile {seccomp}"
+    );
+    for p in c["ports"].as_array().into_iter().flatten() {
+        assert!(p.get("hostPort").is_none(), "{name}: hostPort");
+    }
+}
+
+/// The Pod-level rules of the restricted standard: no host namespaces, only
+/// the volume types it allows.
+fn restricted_pss_pod(spec: &Value) {
+    for host in ["hostNetwork", "hostPID", "hostIPC"] {
+        assert_ne!(spec[host], true, "{host}");
+    }
+    const ALLOWED: [&str; 8] = [
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+    ];
+    for v in spec["volumes"].as_array().into_iter().flatten() {
+        let kinds: Vec<&String> = v
+            .as_object()
+            .expect("volume")
+            .keys()
+            .filter(|k| *k != "name")
+            .collect();
+        assert_eq!(kinds.len(), 1, "{v}");
+        assert!(
+            ALLOWED.contains(&kinds[0].as_str()),
+            "volume type {}",
+            kinds[0]
+        );
+    }
+}
+
+/// relay's (and Fluent Bit's) own settings: what their images need, stricter
+/// than the standard (a fixed non-root uid, a read-only root).
+fn sidecar_hardened(c: &Value) {
+    let sc = &c["securityContext"];
+    let name = &c["name"];
+    assert_eq!(sc["runAsNonRoot"], true, "{name}");
+    assert_eq!(sc["runAsUser"], 65532, "{name}");
+    assert_eq!(sc["runAsGroup"], 65532, "{name}");
+    assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}");
+    assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}");
     assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
     assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+}
+
+/// The value of `flag` in `args`, if given.
+fn arg<'a>(args: &[&'a str], flag: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| *a == flag)
+        .and_then(|i| args.get(i + 1).copied())
+}
+
+/// The app's container: named after --name (default `agent`), the only one in `containers`.
+fn app_container<'a>(args: &[&str], spec: &'a Value) -> &'a Value {
+    let containers = spec["containers"].as_array().expect("containers");
+    assert_eq!(containers.len(), 1, "one app container");
+    container(&spec["containers"], arg(args, "--name").unwrap_or("agent"))
+}
+
+/// relay's container gets its Pod's name and namespace from the Downward API.
+fn check_downward_env(relay: &Value) {
+    let env = relay["env"].as_array().expect("relay has env");
+    for (var, field) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        let e = env
+            .iter()
+            .find(|e| e["name"] == var)
+            .unwrap_or_else(|| panic!("no env {var}"));
+        assert_eq!(e["valueFrom"]["fieldRef"]["fieldPath"], field, "{var}");
+        assert!(e.get("value").is_none(), "{var}");
+    }
 }
 
 /// The Pod agrees with what its ConfigMap's config makes relay do.
@@ -236,6 +370,7 @@ fn check_round_trip(args: &[&str], yaml: &str) {
         args_in_pod[..3],
         ["run", "--config", "/etc/relay/relay.yml"]
     );
+    check_downward_env(relay);
 
     // The ConfigMap mounted at /etc/relay holds relay.yml, and it is valid.
     let config_mount = relay["volumeMounts"]
@@ -310,15 +445,34 @@ fn check_round_trip(args: &[&str], yaml: &str) {
         assert_eq!(scheme, if tls { "HTTPS" } else { "HTTP" }, "{probe}");
     }
     let annotations = &pod_meta(&objects)["annotations"];
-    assert_eq!(annotations["prometheus.io/port"], listen_port.to_string());
-    assert_eq!(annotations["prometheus.io/path"], "/metrics");
-    assert_eq!(annotations["prometheus.io/scrape"], "true");
-    assert_eq!(
-        annotations["prometheus.io/scheme"]
-            .as_str()
-            .unwrap_or("http"),
-        if tls { "https" } else { "http" }
-    );
+    // prometheus.io/* by default only without remote write: with it, a
+    // Prometheus discovering Pods by annotation would ingest everything twice.
+    let scrape_annotations = match arg(args, "--scrape-annotations") {
+        Some("true") => true,
+        Some("false") => false,
+        _ => config.remote_write.is_empty(),
+    };
+    if scrape_annotations {
+        assert_eq!(annotations["prometheus.io/port"], listen_port.to_string());
+        assert_eq!(annotations["prometheus.io/path"], "/metrics");
+        assert_eq!(annotations["prometheus.io/scrape"], "true");
+        assert_eq!(
+            annotations["prometheus.io/scheme"]
+                .as_str()
+                .unwrap_or("http"),
+            if tls { "https" } else { "http" }
+        );
+    } else {
+        let keys: Vec<&String> = annotations
+            .as_object()
+            .expect("annotations")
+            .keys()
+            .collect();
+        assert!(
+            keys.iter().all(|k| !k.starts_with("prometheus.io/")),
+            "relay gen {args:?}: {keys:?}"
+        );
+    }
     assert!(annotations["checksum/config"].is_string());
 
     // The WAL directory is an emptyDir mount, sized above the cap.
@@ -333,8 +487,8 @@ fn check_round_trip(args: &[&str], yaml: &str) {
     let mib: u64 = limit.strip_suffix("Mi").expect("Mi").parse().expect("n");
     assert!(mib << 20 > config.relay.wal_max_size.0, "{limit}");
 
-    // relay scrapes the agent's `metrics` port on localhost.
-    let agent = container(&spec["containers"], "agent");
+    // relay scrapes the app's `metrics` port on localhost.
+    let agent = app_container(args, spec);
     let metrics_port = port_of(agent, "metrics");
     let targets: Vec<String> = config
         .scrape_configs
@@ -343,7 +497,9 @@ fn check_round_trip(args: &[&str], yaml: &str) {
         .flat_map(|s| s.targets.iter().cloned())
         .collect();
     assert!(
-        targets.contains(&format!("localhost:{metrics_port}")),
+        ["localhost", "127.0.0.1", "[::1]"]
+            .iter()
+            .any(|host| targets.contains(&format!("{host}:{metrics_port}"))),
         "{targets:?}"
     );
     assert_ne!(port_of(agent, "http"), metrics_port);
@@ -354,13 +510,48 @@ fn check_round_trip(args: &[&str], yaml: &str) {
         .expect("grace");
     assert!(grace > 30 + config.relay.shutdown_timeout.as_std().as_secs());
 
-    for c in spec["initContainers"]
-        .as_array()
-        .into_iter()
-        .chain(spec["containers"].as_array())
-        .flatten()
-    {
-        restricted(c);
+    // relay's and Fluent Bit's settings are their own; the app's are the
+    // restricted standard's minimum unless flags say more, or none at all.
+    for c in spec["initContainers"].as_array().expect("sidecars") {
+        sidecar_hardened(c);
+    }
+    for key in ["runAsUser", "runAsGroup", "fsGroup"] {
+        assert!(
+            spec["securityContext"].get(key).is_none(),
+            "relay gen {args:?}: the Pod sets {key}, which would override the app image's user"
+        );
+    }
+    let app_sc = &agent["securityContext"];
+    if arg(args, "--app-security-context") == Some("none") {
+        assert!(agent.get("securityContext").is_none(), "{app_sc}");
+        assert!(
+            spec.get("securityContext").is_none(),
+            "Pod-level settings would apply to the app: {}",
+            spec["securityContext"]
+        );
+    } else {
+        restricted_pss_pod(spec);
+        for c in spec["initContainers"]
+            .as_array()
+            .into_iter()
+            .chain(spec["containers"].as_array())
+            .flatten()
+        {
+            restricted_pss(spec, c);
+        }
+        match arg(args, "--app-run-as-user") {
+            Some(uid) => assert_eq!(app_sc["runAsUser"].to_string(), uid),
+            None => assert!(app_sc.get("runAsUser").is_none(), "{app_sc}"),
+        }
+        match arg(args, "--app-run-as-group") {
+            Some(gid) => assert_eq!(app_sc["runAsGroup"].to_string(), gid),
+            None => assert!(app_sc.get("runAsGroup").is_none(), "{app_sc}"),
+        }
+        if args.contains(&"--app-read-only-root") {
+            assert_eq!(app_sc["readOnlyRootFilesystem"], true);
+        } else {
+            assert!(app_sc.get("readOnlyRootFilesystem").is_none(), "{app_sc}");
+        }
     }
     assert!(relay["resources"]["requests"]["memory"].is_string());
     assert!(relay["resources"]["limits"]["memory"].is_string());
@@ -436,7 +627,7 @@ fn fluent_bit_is_a_native_sidecar_sharing_the_log_dir() {
     let spec = pod_spec(&objects);
     let fb = container(&spec["initContainers"], "fluent-bit");
     assert_eq!(fb["restartPolicy"], "Always");
-    restricted(fb);
+    sidecar_hardened(fb);
     let agent = container(&spec["containers"], "agent");
     let log_mount = |c: &Value| -> String {
         c["volumeMounts"]
@@ -726,4 +917,308 @@ fn web_config_flags_secure_the_port() {
             && stderr.contains("basic_auth_users.alice: not a bcrypt hash"),
         "{stderr}"
     );
+}
+
+/// The embedded relay config of generated manifests, as YAML and as relay loads it.
+fn embedded_config(objects: &[Value]) -> (serde_norway::Value, relay::config::Config) {
+    let text = find(objects, "ConfigMap")
+        .into_iter()
+        .find(|c| c["data"]["relay.yml"].is_string())
+        .expect("the relay ConfigMap")["data"]["relay.yml"]
+        .as_str()
+        .expect("relay.yml")
+        .to_owned();
+    let raw: serde_norway::Value = serde_norway::from_str(&text).expect("YAML");
+    let loaded = relay::config::from_yaml_str(&text)
+        .unwrap_or_else(|e| panic!("relay's loader refuses the embedded config: {e}\n{text}"))
+        .config;
+    (raw, loaded)
+}
+
+/// A loaded external label: the literal `${VAR}` (a loader that does not
+/// expand) or what this process's environment expands it to (one that does,
+/// as Prometheus 3: an unset variable is the empty string).
+fn assert_external_label(config: &relay::config::Config, name: &str, var: &str) {
+    let value = config
+        .global
+        .external_labels
+        .get(name)
+        .unwrap_or_else(|| panic!("no external label {name}"));
+    let expanded = std::env::var(var).unwrap_or_default();
+    assert!(
+        *value == format!("${{{var}}}") || *value == expanded,
+        "external label {name}={value:?}"
+    );
+}
+
+/// Issue 17: every replica scrapes localhost, so with remote write each
+/// relay labels its series with its Pod (Downward API env, expanded in
+/// external_labels); a config that sets the label keeps its value.
+#[test]
+fn remote_write_labels_series_with_the_pod() {
+    // The example of `relay gen --help`: two replicas, remote write.
+    let args = [
+        "--kind",
+        "deployment",
+        "--replicas",
+        "2",
+        "--remote-write-url",
+        "http://prometheus:9090/api/v1/write",
+    ];
+    let objects = docs(&gen_ok(&args));
+    let (raw, loaded) = embedded_config(&objects);
+    let labels = &raw["global"]["external_labels"];
+    assert_eq!(labels["pod"].as_str(), Some("${POD_NAME}"), "{labels:?}");
+    assert_eq!(
+        labels["namespace"].as_str(),
+        Some("${POD_NAMESPACE}"),
+        "{labels:?}"
+    );
+    assert_external_label(&loaded, "pod", "POD_NAME");
+    assert_external_label(&loaded, "namespace", "POD_NAMESPACE");
+    // Each variable is the Pod's own name (unique per replica) or namespace.
+    let relay = container(&pod_spec(&objects)["initContainers"], "relay");
+    check_downward_env(relay);
+
+    // Without remote write: the env is there, no label is added.
+    let objects = docs(&gen_ok(&[]));
+    check_downward_env(container(&pod_spec(&objects)["initContainers"], "relay"));
+    let (raw, loaded) = embedded_config(&objects);
+    assert!(raw["global"].get("external_labels").is_none(), "{raw:?}");
+    assert!(loaded.global.external_labels.is_empty());
+
+    // A config with remote_write entries of its own, which sets `pod`: its
+    // value stays, `namespace` is added, its other labels are kept.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("rw.yml");
+    std::fs::write(
+        &file,
+        "global:\n  external_labels:\n    pod: ${HOSTNAME}\n    region: eu\n\
+         scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [localhost:8001]\n\
+         remote_write:\n  - url: http://receiver:9090/api/v1/write\n",
+    )
+    .expect("write");
+    let file = file.to_str().expect("utf-8");
+    let objects = docs(&gen_ok(&["--config", file]));
+    let (raw, _) = embedded_config(&objects);
+    let labels = &raw["global"]["external_labels"];
+    assert_eq!(labels["pod"].as_str(), Some("${HOSTNAME}"), "{labels:?}");
+    assert_eq!(labels["region"].as_str(), Some("eu"), "{labels:?}");
+    assert_eq!(
+        labels["namespace"].as_str(),
+        Some("${POD_NAMESPACE}"),
+        "{labels:?}"
+    );
+    // The same file without remote_write gets no label of ours.
+    let plain = dir.path().join("plain.yml");
+    std::fs::write(
+        &plain,
+        "global:\n  external_labels:\n    region: eu\n\
+         scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [localhost:8001]\n",
+    )
+    .expect("write");
+    let objects = docs(&gen_ok(&["--config", plain.to_str().expect("utf-8")]));
+    let (raw, _) = embedded_config(&objects);
+    let labels = raw["global"]["external_labels"]
+        .as_mapping()
+        .expect("mapping");
+    assert_eq!(labels.len(), 1, "{labels:?}");
+}
+
+/// The app keeps its image's user and a writable root unless asked; relay's
+/// hardening is on relay's container; flags add what they say.
+#[test]
+fn app_security_context_stays_the_users() {
+    let objects = docs(&gen_ok(&[]));
+    let spec = pod_spec(&objects);
+    let app = container(&spec["containers"], "agent");
+    let sc = &app["securityContext"];
+    for key in ["runAsUser", "runAsGroup", "readOnlyRootFilesystem"] {
+        assert!(sc.get(key).is_none(), "the app's {key}: {sc}");
+    }
+    for key in ["runAsUser", "runAsGroup", "fsGroup"] {
+        assert!(
+            spec["securityContext"].get(key).is_none(),
+            "the Pod's {key}: {}",
+            spec["securityContext"]
+        );
+    }
+    restricted_pss(spec, app);
+    sidecar_hardened(container(&spec["initContainers"], "relay"));
+
+    let objects = docs(&gen_ok(&[
+        "--app-run-as-user",
+        "1000",
+        "--app-run-as-group",
+        "2000",
+        "--app-read-only-root",
+    ]));
+    let spec = pod_spec(&objects);
+    let sc = &container(&spec["containers"], "agent")["securityContext"];
+    assert_eq!(sc["runAsUser"], 1000);
+    assert_eq!(sc["runAsGroup"], 2000);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+
+    let objects = docs(&gen_ok(&["--app-security-context", "none"]));
+    let spec = pod_spec(&objects);
+    let app = container(&spec["containers"], "agent");
+    assert!(app.get("securityContext").is_none(), "{app}");
+    assert!(spec.get("securityContext").is_none(), "{spec}");
+    sidecar_hardened(container(&spec["initContainers"], "relay"));
+
+    for (args, want) in [
+        (
+            &[
+                "--app-security-context",
+                "none",
+                "--app-run-as-user",
+                "1000",
+            ][..],
+            ["--app-run-as-user", "--app-security-context none"],
+        ),
+        (
+            &["--app-security-context", "none", "--app-read-only-root"][..],
+            ["--app-read-only-root", "--app-security-context none"],
+        ),
+        (
+            &["--app-run-as-user", "0"][..],
+            ["--app-run-as-user", "not 0"],
+        ),
+        (
+            &["--app-run-as-group", "-1"][..],
+            ["--app-run-as-group", "\"-1\""],
+        ),
+        (
+            &["--app-security-context", "baseline"][..],
+            ["--app-security-context", "\"baseline\""],
+        ),
+    ] {
+        let out = gen(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "relay gen {args:?}: {stderr}");
+        for w in want {
+            assert!(stderr.contains(w), "relay gen {args:?}: {stderr}");
+        }
+        assert!(out.stdout.is_empty());
+    }
+}
+
+/// --metrics-port and --config's localhost target agree, or gen refuses naming both.
+#[test]
+fn metrics_port_and_config_agree() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, targets: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: {targets}\n"
+            ),
+        )
+        .expect("write");
+        path.display().to_string()
+    };
+    let one = write("one.yml", "[localhost:8001]");
+    let out = gen(&["--config", &one, "--metrics-port", "9000"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--metrics-port 9000")
+            && stderr.contains("--config")
+            && stderr.contains("localhost:8001"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    // Agreeing values, or the port taken from the config.
+    for args in [
+        vec!["--config", one.as_str(), "--metrics-port", "8001"],
+        vec!["--config", one.as_str()],
+    ] {
+        let yaml = gen_ok(&args);
+        check_round_trip(&args, &yaml);
+        let objects = docs(&yaml);
+        assert_eq!(
+            port_of(
+                container(&pod_spec(&objects)["containers"], "agent"),
+                "metrics"
+            ),
+            8001
+        );
+    }
+    let other = write("other.yml", "[\"127.0.0.1:9100\"]");
+    let args = ["--config", other.as_str()];
+    let yaml = gen_ok(&args);
+    check_round_trip(&args, &yaml);
+    assert_eq!(
+        port_of(
+            container(&pod_spec(&docs(&yaml))["containers"], "agent"),
+            "metrics"
+        ),
+        9100
+    );
+    // Two localhost ports: the flag picks one of them, none is ambiguous.
+    let two = write("two.yml", "[localhost:8001, localhost:8002]");
+    let args = ["--config", two.as_str(), "--metrics-port", "8002"];
+    check_round_trip(&args, &gen_ok(&args));
+    let out = gen(&["--config", &two]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--metrics-port") && stderr.contains("8001") && stderr.contains("8002"),
+        "{stderr}"
+    );
+    // No localhost target: relay would not scrape the app.
+    let none = write("none.yml", "[\"db.example.com:9187\"]");
+    let out = gen(&["--config", &none]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("localhost"), "{stderr}");
+}
+
+/// The app's container is named after --name; a sidecar's name is refused.
+#[test]
+fn app_container_is_named_after_the_app() {
+    let args = ["--name", "shop"];
+    let yaml = gen_ok(&args);
+    check_round_trip(&args, &yaml);
+    let objects = docs(&yaml);
+    let spec = pod_spec(&objects);
+    assert_eq!(spec["containers"][0]["name"], "shop");
+    for args in [
+        &["--name", "relay"][..],
+        &["--name", "fluent-bit", "--log-sidecar", "fluent-bit"][..],
+    ] {
+        let out = gen(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "relay gen {args:?}: {stderr}");
+        assert!(
+            stderr.contains("--name") && stderr.contains("sidecar"),
+            "relay gen {args:?}: {stderr}"
+        );
+    }
+    // fluent-bit is free when there is no Fluent Bit sidecar.
+    gen_ok(&["--name", "fluent-bit"]);
+}
+
+/// prometheus.io/scrape annotations: on without remote write, off with it, the flag overrides.
+#[test]
+fn scrape_annotations_follow_remote_write() {
+    let rw = ["--remote-write-url", "http://prometheus:9090/api/v1/write"];
+    let has = |args: &[&str]| -> bool {
+        let objects = docs(&gen_ok(args));
+        let annotations = &pod_meta(&objects)["annotations"];
+        let scrape = annotations.get("prometheus.io/scrape").is_some();
+        assert_eq!(scrape, annotations.get("prometheus.io/port").is_some());
+        assert_eq!(scrape, annotations.get("prometheus.io/path").is_some());
+        scrape
+    };
+    assert!(has(&[]));
+    assert!(!has(&rw));
+    assert!(has(&[rw[0], rw[1], "--scrape-annotations", "true"]));
+    assert!(!has(&[rw[0], rw[1], "--scrape-annotations", "auto"]));
+    assert!(!has(&["--scrape-annotations", "false"]));
+    assert!(has(&["--scrape-annotations", "auto"]));
+    let out = gen(&["--scrape-annotations", "yes"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--scrape-annotations"));
 }

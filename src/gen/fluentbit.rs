@@ -10,8 +10,8 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::pod::{config_map_volume, meta, restricted, LOG_VOLUME};
-use super::{to_yaml, GenError, Object, Options, AGENT_LOG_DIR, FLUENT_BIT_PORT, RUN_AS_USER};
+use super::pod::{config_map_volume, meta, sidecar_security, LOG_VOLUME};
+use super::{to_yaml, GenError, Object, Options, AGENT_LOG_DIR, FLUENT_BIT_PORT};
 
 const CONFIG_VOLUME: &str = "fluent-bit-config";
 const STATE_VOLUME: &str = "fluent-bit-state";
@@ -104,7 +104,10 @@ pub(crate) fn container(options: &Options) -> Container {
             limits: Some(quantities(&[("cpu", "200m"), ("memory", "64Mi")])),
             ..Default::default()
         }),
-        security_context: Some(restricted(Some(RUN_AS_USER))),
+        // Its state emptyDir is world-writable (no fsGroup needed); it reads
+        // the app's log files, which the app must create readable by others
+        // (the usual 0644) now that the app keeps its image's uid.
+        security_context: Some(sidecar_security()),
         volume_mounts: Some(vec![
             VolumeMount {
                 name: CONFIG_VOLUME.to_owned(),

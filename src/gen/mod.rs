@@ -43,7 +43,9 @@ pub const RELAY_PORT_NAME: &str = "relay-metrics";
 pub const AGENT_LOG_DIR: &str = "/var/log/agent";
 /// Fluent Bit's HTTP port (health and metrics), counted among the Pod's ports.
 pub const FLUENT_BIT_PORT: u16 = 2020;
-/// The numeric non-root user relay's image and the generated Pod run as.
+/// The numeric non-root user (and group) relay's image runs as; gen sets it
+/// on relay's and Fluent Bit's containers only, never on the Pod (a Pod-level
+/// uid would override the app image's own user).
 pub const RUN_AS_USER: i64 = 65532;
 
 /// `relay gen` flags as typed: strings, so a bad value exits 1 naming the flag.
@@ -67,9 +69,9 @@ pub struct Args {
     /// The app's serving port (container port `http`).
     #[arg(long, default_value = "8000")]
     pub agent_port: String,
-    /// The app's metrics port (container port `metrics`), scraped on localhost.
-    #[arg(long, default_value = "8001")]
-    pub metrics_port: String,
+    /// The app's metrics port (container port `metrics`), scraped on localhost [default: 8001, or with --config the port of its one localhost target; a flag that names none of the config's localhost targets is refused].
+    #[arg(long)]
+    pub metrics_port: Option<String>,
     /// How long the app may take to shut down (terminationGracePeriodSeconds adds relay's shutdown_timeout).
     #[arg(long, default_value = "30s")]
     pub app_shutdown_timeout: String,
@@ -79,9 +81,24 @@ pub struct Args {
     /// relay's port (`relay-metrics`) [default: 9090, or the port of --config's relay.listen_address].
     #[arg(long)]
     pub listen_port: Option<String>,
-    /// Add a remote_write entry with this URL to the generated config.
+    /// Add a remote_write entry with this URL to the generated config. With remote write (this flag or --config's remote_write), the config gets external labels pod: ${POD_NAME} and namespace: ${POD_NAMESPACE} (unless it sets those keys) so replicas' series stay apart.
     #[arg(long)]
     pub remote_write_url: Option<String>,
+    /// Add prometheus.io/scrape, port and path annotations for a Prometheus that discovers Pods by annotation: `auto` (on without remote write, off with it, or that Prometheus would ingest everything twice), `true` or `false`.
+    #[arg(long, default_value = "auto")]
+    pub scrape_annotations: String,
+    /// The app container's securityContext: `restricted` (what the restricted Pod Security Standard requires: runAsNonRoot, allowPrivilegeEscalation false, capabilities drop ALL, seccomp RuntimeDefault; the image's own user and a writable root filesystem are kept) or `none` (gen sets nothing on the app, nor on the Pod).
+    #[arg(long, default_value = "restricted")]
+    pub app_security_context: String,
+    /// Run the app's container as this numeric uid (runAsUser; not 0), e.g. when its image names its user by name, which runAsNonRoot cannot check.
+    #[arg(long, allow_negative_numbers = true)]
+    pub app_run_as_user: Option<String>,
+    /// Run the app's container with this numeric primary gid (runAsGroup).
+    #[arg(long, allow_negative_numbers = true)]
+    pub app_run_as_group: Option<String>,
+    /// Mount the app container's root filesystem read-only (readOnlyRootFilesystem: true); the app then needs volumes for what it writes (e.g. /tmp, prometheus_client's PROMETHEUS_MULTIPROC_DIR).
+    #[arg(long)]
+    pub app_read_only_root: bool,
     /// Embed this relay config (validated first) instead of config/relay.yml.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
@@ -124,6 +141,28 @@ pub enum Kind {
     Deployment,
 }
 
+/// Whether the Pod carries prometheus.io/* annotations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScrapeAnnotations {
+    /// On without remote write, off with it: one path per sample by default.
+    Auto,
+    On,
+    Off,
+}
+
+/// What gen puts in the app container's securityContext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppSecurity {
+    /// Nothing: the app's settings are the user's to write.
+    None,
+    /// The restricted Pod Security Standard's required fields, plus what the flags add.
+    Restricted {
+        run_as_user: Option<i64>,
+        run_as_group: Option<i64>,
+        read_only_root: bool,
+    },
+}
+
 /// Validated `relay gen` options: every field is what the manifests will say.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -133,12 +172,15 @@ pub struct Options {
     pub replicas: i32,
     pub agent_image: String,
     pub agent_port: u16,
-    pub metrics_port: u16,
+    /// None: 8001, or the config's one localhost target.
+    pub metrics_port: Option<u16>,
     pub app_shutdown_timeout: Duration,
     pub relay_image: String,
     /// None: the config's port, or 9090.
     pub listen_port: Option<u16>,
     pub remote_write_url: Option<String>,
+    pub scrape_annotations: ScrapeAnnotations,
+    pub app_security: AppSecurity,
     pub config: Option<PathBuf>,
     pub fluent_bit: bool,
     pub fluent_bit_image: String,
@@ -231,6 +273,59 @@ fn port(name: &'static str, value: &str) -> Result<u16, GenError> {
         _ => Err(flag(
             name,
             format!("{value:?} is not a port (an integer from 1 to 65535)"),
+        )),
+    }
+}
+
+/// A numeric uid or gid for the app's container; 0 is refused (runAsNonRoot and the standard forbid root).
+fn id(name: &'static str, value: &str) -> Result<i64, GenError> {
+    match value.parse::<u32>() {
+        Ok(0) => Err(flag(
+            name,
+            "0 is root: the restricted standard (and runAsNonRoot) need a uid that is not 0",
+        )),
+        Ok(n) if n < i32::MAX as u32 => Ok(i64::from(n)),
+        _ => Err(flag(
+            name,
+            format!("{value:?} is not a numeric id (1 to 2147483646)"),
+        )),
+    }
+}
+
+fn app_security(args: &Args) -> Result<AppSecurity, GenError> {
+    let run_as_user = match &args.app_run_as_user {
+        Some(v) => Some(id("--app-run-as-user", v)?),
+        None => None,
+    };
+    let run_as_group = match &args.app_run_as_group {
+        Some(v) => Some(id("--app-run-as-group", v)?),
+        None => None,
+    };
+    match args.app_security_context.as_str() {
+        "restricted" => Ok(AppSecurity::Restricted {
+            run_as_user,
+            run_as_group,
+            read_only_root: args.app_read_only_root,
+        }),
+        "none" => {
+            for (given, name) in [
+                (run_as_user.is_some(), "--app-run-as-user"),
+                (run_as_group.is_some(), "--app-run-as-group"),
+                (args.app_read_only_root, "--app-read-only-root"),
+            ] {
+                if given {
+                    return Err(flag(
+                        name,
+                        "conflicts with --app-security-context none, which leaves the app's \
+                         securityContext to you: drop one of the two",
+                    ));
+                }
+            }
+            Ok(AppSecurity::None)
+        }
+        other => Err(flag(
+            "--app-security-context",
+            format!("{other:?} is neither `restricted` nor `none`"),
         )),
     }
 }
@@ -334,7 +429,10 @@ impl Args {
             },
         };
         let agent_port = port("--agent-port", &self.agent_port)?;
-        let metrics_port = port("--metrics-port", &self.metrics_port)?;
+        let metrics_port = match &self.metrics_port {
+            Some(p) => Some(port("--metrics-port", p)?),
+            None => None,
+        };
         let listen_port = match &self.listen_port {
             Some(p) => Some(port("--listen-port", p)?),
             None => None,
@@ -346,6 +444,27 @@ impl Args {
                 return Err(flag(
                     "--log-sidecar",
                     format!("{other:?} is not a known logging sidecar (only `fluent-bit`)"),
+                ))
+            }
+        };
+        // The app's container is named after --name, next to the sidecars.
+        if name == "relay" || (fluent_bit && name == "fluent-bit") {
+            return Err(flag(
+                "--name",
+                format!(
+                    "{name:?} is the name of a sidecar's container, and the app's container is \
+                     named after --name: choose another name"
+                ),
+            ));
+        }
+        let scrape_annotations = match self.scrape_annotations.as_str() {
+            "auto" => ScrapeAnnotations::Auto,
+            "true" => ScrapeAnnotations::On,
+            "false" => ScrapeAnnotations::Off,
+            other => {
+                return Err(flag(
+                    "--scrape-annotations",
+                    format!("{other:?} is not `auto`, `true` or `false`"),
                 ))
             }
         };
@@ -366,6 +485,8 @@ impl Args {
                 Some(u) => Some(url("--remote-write-url", u)?),
                 None => None,
             },
+            scrape_annotations,
+            app_security: app_security(self)?,
             config: self.config.clone(),
             fluent_bit,
             fluent_bit_image: image("--fluent-bit-image", &self.fluent_bit_image)?,
@@ -396,21 +517,21 @@ impl Args {
                 return Err(flag(name, format!("{request} is above the limit {limit}")));
             }
         }
-        if agent_port == metrics_port {
-            return Err(flag(
-                "--metrics-port",
-                format!("{metrics_port} is also --agent-port: the app needs two ports"),
-            ));
-        }
         Ok(options)
     }
 }
 
 /// Checks that no two containers of the Pod listen on one port (they share its network).
-fn check_ports(options: &Options, listen_port: u16) -> Result<(), GenError> {
+fn check_ports(options: &Options, listen_port: u16, metrics_port: u16) -> Result<(), GenError> {
+    if options.agent_port == metrics_port {
+        return Err(flag(
+            "--metrics-port",
+            format!("{metrics_port} is also --agent-port: the app needs two ports"),
+        ));
+    }
     for (other, other_flag) in [
         (options.agent_port, "--agent-port"),
-        (options.metrics_port, "--metrics-port"),
+        (metrics_port, "--metrics-port"),
     ] {
         if listen_port == other {
             return Err(flag(
@@ -424,7 +545,7 @@ fn check_ports(options: &Options, listen_port: u16) -> Result<(), GenError> {
     if options.fluent_bit {
         for (port, port_flag) in [
             (options.agent_port, "--agent-port"),
-            (options.metrics_port, "--metrics-port"),
+            (metrics_port, "--metrics-port"),
             (listen_port, "--listen-port"),
         ] {
             if port == FLUENT_BIT_PORT {
@@ -456,7 +577,7 @@ pub(crate) fn to_yaml<T: Serialize>(what: &str, value: &T) -> Result<String, Gen
 /// Builds every object for the options: ConfigMaps first, then the workload, then the PodMonitor.
 pub fn generate(options: &Options) -> Result<Vec<Object>, GenError> {
     let relay = relay_config::build(options)?;
-    check_ports(options, relay.listen_port)?;
+    check_ports(options, relay.listen_port, relay.metrics_port)?;
     let web = web::build(options)?;
     let mut objects = vec![pod::config_map(options, &relay, web.as_ref())?];
     let fluent_bit_conf = if options.fluent_bit {

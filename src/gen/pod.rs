@@ -6,18 +6,18 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    HTTPGetAction, Pod, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, Pod, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::relay_config::RelayConfig;
+use super::relay_config::{RelayConfig, POD_LABELS};
 use super::web::{self, WebSetup, WEB_CONFIG_KEY, WEB_TLS_DIR};
 use super::{
-    fluentbit, to_yaml, GenError, Kind, Object, Options, AGENT_LOG_DIR, CONFIG_DIR, CONFIG_KEY,
-    CONFIG_PATH, RELAY_PORT_NAME, RUN_AS_USER,
+    fluentbit, to_yaml, AppSecurity, GenError, Kind, Object, Options, ScrapeAnnotations,
+    AGENT_LOG_DIR, CONFIG_DIR, CONFIG_KEY, CONFIG_PATH, RELAY_PORT_NAME, RUN_AS_USER,
 };
 
 /// The label every generated object carries and selectors match.
@@ -83,23 +83,75 @@ pub(crate) fn config_map(
     })
 }
 
-/// The restricted Pod Security Standard for one container (plus a read-only root).
-pub(crate) fn restricted(run_as_user: Option<i64>) -> SecurityContext {
+/// What the restricted Pod Security Standard requires of every container
+/// (Kubernetes 1.30: allowPrivilegeEscalation false, capabilities drop ALL,
+/// runAsNonRoot true, seccompProfile RuntimeDefault or Localhost); no uid
+/// and no read-only root, which are not required and would break images
+/// that run as their own user or write to their root filesystem.
+fn restricted() -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
         capabilities: Some(Capabilities {
             drop: Some(vec!["ALL".to_owned()]),
             ..Default::default()
         }),
-        read_only_root_filesystem: Some(true),
         run_as_non_root: Some(true),
-        run_as_user,
         seccomp_profile: Some(SeccompProfile {
             type_: "RuntimeDefault".to_owned(),
             ..Default::default()
         }),
         ..Default::default()
     }
+}
+
+/// relay's and Fluent Bit's containers: the restricted standard plus the
+/// uid and gid their images run as, and a read-only root (they write only
+/// to their emptyDirs). On the containers, never on the Pod: Pod-level
+/// settings would apply to the app's container too.
+pub(crate) fn sidecar_security() -> SecurityContext {
+    SecurityContext {
+        read_only_root_filesystem: Some(true),
+        run_as_user: Some(RUN_AS_USER),
+        run_as_group: Some(RUN_AS_USER),
+        ..restricted()
+    }
+}
+
+/// The app's container: the restricted standard's minimum and what the
+/// flags add, or nothing with `--app-security-context none`.
+fn app_security(security: &AppSecurity) -> Option<SecurityContext> {
+    match security {
+        AppSecurity::None => None,
+        AppSecurity::Restricted {
+            run_as_user,
+            run_as_group,
+            read_only_root,
+        } => Some(SecurityContext {
+            run_as_user: *run_as_user,
+            run_as_group: *run_as_group,
+            read_only_root_filesystem: read_only_root.then_some(true),
+            ..restricted()
+        }),
+    }
+}
+
+/// The Pod's own name and namespace from the Downward API, for relay to
+/// expand in external_labels (`${POD_NAME}`, `${POD_NAMESPACE}`).
+fn downward_env() -> Vec<EnvVar> {
+    POD_LABELS
+        .iter()
+        .map(|(_, var, field)| EnvVar {
+            name: (*var).to_owned(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: (*field).to_owned(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .collect()
 }
 
 /// An HTTP GET probe of `path` on the container port named `port`.
@@ -179,8 +231,11 @@ fn relay_container(options: &Options, relay: &RelayConfig, web: Option<&WebSetup
         // Native sidecar: started before the app, stopped after it.
         restart_policy: Some("Always".to_owned()),
         ports: Some(vec![port(RELAY_PORT_NAME, relay.listen_port)]),
-        // The kubelet starts the app only once this passes: /-/healthy, not
-        // /-/ready, which waits for the app's first scrape (a deadlock).
+        // The kubelet starts the app only once the startup probe passes, so
+        // it must not depend on the app: /-/healthy (relay is up). /-/ready
+        // means up with its config loaded, as Prometheus's; it never waits
+        // for a scrape, so relay's readiness (part of the Pod's) does not
+        // take the app out of its Service over a metrics problem.
         startup_probe: Some(relay_probe("/-/healthy", 1, 60, web)),
         liveness_probe: Some(relay_probe("/-/healthy", 10, 3, web)),
         readiness_probe: Some(relay_probe("/-/ready", 5, 3, web)),
@@ -195,25 +250,28 @@ fn relay_container(options: &Options, relay: &RelayConfig, web: Option<&WebSetup
             ])),
             ..Default::default()
         }),
-        security_context: Some(restricted(Some(RUN_AS_USER))),
+        env: Some(downward_env()),
+        security_context: Some(sidecar_security()),
         volume_mounts: Some(mounts),
         ..Default::default()
     }
 }
 
-fn agent_container(options: &Options) -> Container {
+fn agent_container(options: &Options, metrics_port: u16) -> Container {
     let mut mounts = Vec::new();
     if options.fluent_bit {
         mounts.push(mount(LOG_VOLUME, AGENT_LOG_DIR, false));
     }
     Container {
-        name: "agent".to_owned(),
+        // Named after the app (kubectl logs POD -c NAME); --name is refused
+        // when it would collide with a sidecar's container.
+        name: options.name.clone(),
         image: Some(options.agent_image.clone()),
         ports: Some(vec![
             port("http", options.agent_port),
-            port("metrics", options.metrics_port),
+            port("metrics", metrics_port),
         ]),
-        security_context: Some(restricted(None)),
+        security_context: app_security(&options.app_security),
         volume_mounts: (!mounts.is_empty()).then_some(mounts),
         ..Default::default()
     }
@@ -239,24 +297,36 @@ fn pod_template(
     if let Some(conf) = fluent_bit_conf {
         checksum.push_str(conf);
     }
-    let mut annotations = BTreeMap::from([
-        (
-            "checksum/config".to_owned(),
-            format!("{:x}", md5::compute(checksum.as_bytes())),
-        ),
-        ("prometheus.io/scrape".to_owned(), "true".to_owned()),
-        (
-            "prometheus.io/port".to_owned(),
-            relay.listen_port.to_string(),
-        ),
-        ("prometheus.io/path".to_owned(), "/metrics".to_owned()),
-    ]);
-    if web.is_some_and(|w| w.tls) {
-        annotations.insert("prometheus.io/scheme".to_owned(), "https".to_owned());
+    let mut annotations = BTreeMap::from([(
+        "checksum/config".to_owned(),
+        format!("{:x}", md5::compute(checksum.as_bytes())),
+    )]);
+    // With remote write on, a Prometheus that also scrapes the Pod by
+    // annotation would ingest every sample twice: off unless asked for.
+    let scrape_annotations = match options.scrape_annotations {
+        ScrapeAnnotations::On => true,
+        ScrapeAnnotations::Off => false,
+        ScrapeAnnotations::Auto => relay.config.remote_write.is_empty(),
+    };
+    if scrape_annotations {
+        annotations.extend([
+            ("prometheus.io/scrape".to_owned(), "true".to_owned()),
+            (
+                "prometheus.io/port".to_owned(),
+                relay.listen_port.to_string(),
+            ),
+            ("prometheus.io/path".to_owned(), "/metrics".to_owned()),
+        ]);
+        if web.is_some_and(|w| w.tls) {
+            annotations.insert("prometheus.io/scheme".to_owned(), "https".to_owned());
+        }
     }
     let mut init_containers = vec![relay_container(options, relay, web)];
     let mut volumes = vec![
         config_map_volume(CONFIG_VOLUME, config_map_name(options)),
+        // relay (uid 65532) writes the WAL here without a Pod-level
+        // fsGroup: the kubelet creates an emptyDir's directory world-writable
+        // (mode 0777, pkg/volume/emptydir), so any uid can write to it.
         Volume {
             name: WAL_VOLUME.to_owned(),
             empty_dir: Some(EmptyDirVolumeSource {
@@ -297,20 +367,13 @@ fn pod_template(
         }),
         spec: Some(PodSpec {
             init_containers: Some(init_containers),
-            containers: vec![agent_container(options)],
+            containers: vec![agent_container(options, relay.metrics_port)],
             volumes: Some(volumes),
             termination_grace_period_seconds: Some(grace),
-            security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(RUN_AS_USER),
-                run_as_group: Some(RUN_AS_USER),
-                fs_group: Some(RUN_AS_USER),
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".to_owned(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
+            // No Pod-level securityContext: whatever it set (a uid, a gid,
+            // fsGroup, runAsNonRoot) would apply to the app's container too
+            // and override its image. Each container says its own.
+            security_context: None,
             ..Default::default()
         }),
     }

@@ -1,5 +1,7 @@
 //! The relay config `gen` embeds: config/relay.yml or --config's file, with
-//! `relay.listen_address` and `relay.wal_dir` set to what the Pod provides.
+//! `relay.listen_address` and `relay.wal_dir` set to what the Pod provides,
+//! the app's metrics port agreeing with its localhost scrape target, and,
+//! with remote write, the Pod's identity in `global.external_labels`.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +14,18 @@ use crate::config::{self, Config, Overrides};
 const DEFAULT_CONFIG: &str = include_str!("../../config/relay.yml");
 /// The default config's scrape target, replaced by `localhost:<--metrics-port>`.
 const DEFAULT_TARGET: &str = "localhost:8001";
+/// The app's metrics port when neither --metrics-port nor --config says.
+const DEFAULT_METRICS_PORT: u16 = 8001;
+/// Hosts of a scrape target in the Pod's own network namespace.
+const LOCAL_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
+/// The external labels that tell replicas apart under remote write, the
+/// variables they expand and the Pod fields the Downward API sets those to
+/// on relay's container: every replica scrapes localhost, so job and
+/// instance alone collide at the receiver.
+pub(crate) const POD_LABELS: [(&str, &str, &str); 2] = [
+    ("pod", "POD_NAME", "metadata.name"),
+    ("namespace", "POD_NAMESPACE", "metadata.namespace"),
+];
 /// The port relay listens on when neither --listen-port nor the config says.
 const DEFAULT_LISTEN_PORT: u16 = 9090;
 
@@ -21,6 +35,8 @@ pub(crate) struct RelayConfig {
     pub yaml: String,
     pub config: Config,
     pub listen_port: u16,
+    /// The app's `metrics` container port: what relay scrapes on localhost.
+    pub metrics_port: u16,
     pub wal_dir: PathBuf,
 }
 
@@ -57,9 +73,6 @@ pub(crate) fn build(options: &Options) -> Result<RelayConfig, GenError> {
     let root = doc
         .as_mapping_mut()
         .ok_or_else(|| conflict("the config is not a YAML mapping".into()))?;
-    if path.is_none() {
-        retarget(root, &format!("localhost:{}", options.metrics_port));
-    }
     let relay = root
         .entry(Value::from("relay"))
         .or_insert_with(|| Value::Mapping(Mapping::new()));
@@ -94,6 +107,23 @@ pub(crate) fn build(options: &Options) -> Result<RelayConfig, GenError> {
         Value::from(wal_dir.display().to_string()),
     );
 
+    let metrics_port = match path {
+        None => {
+            let port = options.metrics_port.unwrap_or(DEFAULT_METRICS_PORT);
+            retarget(root, &format!("localhost:{port}"));
+            port
+        }
+        Some(_) => {
+            // Ports in the Pod that are not the app's: relay's own (a config
+            // may scrape itself) and Fluent Bit's.
+            let mut others = vec![listen_port];
+            if options.fluent_bit {
+                others.push(super::FLUENT_BIT_PORT);
+            }
+            metrics_port(root, options.metrics_port, &others).map_err(conflict)?
+        }
+    };
+
     if let Some(url) = &options.remote_write_url {
         let entries = root
             .entry(Value::from("remote_write"))
@@ -109,6 +139,14 @@ pub(crate) fn build(options: &Options) -> Result<RelayConfig, GenError> {
         entries.push(Value::Mapping(entry));
     }
 
+    let remote_write = root
+        .get("remote_write")
+        .and_then(Value::as_sequence)
+        .is_some_and(|entries| !entries.is_empty());
+    if remote_write {
+        add_pod_labels(root).map_err(conflict)?;
+    }
+
     let yaml = super::to_yaml("the relay config", &doc)?;
     let config = config::from_yaml_str(&yaml)
         .map_err(GenError::Generated)?
@@ -117,8 +155,106 @@ pub(crate) fn build(options: &Options) -> Result<RelayConfig, GenError> {
         yaml,
         config,
         listen_port,
+        metrics_port,
         wal_dir,
     })
+}
+
+/// Adds `pod: ${POD_NAME}` and `namespace: ${POD_NAMESPACE}` to
+/// `global.external_labels`, keeping a value the config already gives either
+/// key (that is how a user overrides them; a `labeldrop` in
+/// write_relabel_configs removes them, as external labels come first).
+fn add_pod_labels(root: &mut Mapping) -> Result<(), String> {
+    let global = root
+        .entry(Value::from("global"))
+        .or_insert_with(|| Value::Mapping(Mapping::new()));
+    if global.is_null() {
+        *global = Value::Mapping(Mapping::new());
+    }
+    let global = global
+        .as_mapping_mut()
+        .ok_or_else(|| "global: is not a mapping".to_owned())?;
+    let labels = global
+        .entry(Value::from("external_labels"))
+        .or_insert_with(|| Value::Mapping(Mapping::new()));
+    if labels.is_null() {
+        *labels = Value::Mapping(Mapping::new());
+    }
+    let labels = labels
+        .as_mapping_mut()
+        .ok_or_else(|| "global.external_labels: is not a mapping".to_owned())?;
+    for (name, var, _) in POD_LABELS {
+        if !labels.contains_key(name) {
+            labels.insert(Value::from(name), Value::from(format!("${{{var}}}")));
+        }
+    }
+    Ok(())
+}
+
+/// The ports of the config's static targets on localhost (any host naming
+/// the Pod's own network), in order, without repeats.
+fn local_ports(root: &Mapping) -> Vec<u16> {
+    let mut ports = Vec::new();
+    let Some(Value::Sequence(jobs)) = root.get("scrape_configs") else {
+        return ports;
+    };
+    for job in jobs {
+        let Some(Value::Sequence(statics)) = job.get("static_configs") else {
+            continue;
+        };
+        for s in statics {
+            let Some(Value::Sequence(targets)) = s.get("targets") else {
+                continue;
+            };
+            for t in targets.iter().filter_map(Value::as_str) {
+                let Some((host, port)) = t.rsplit_once(':') else {
+                    continue;
+                };
+                if let (true, Ok(port)) = (LOCAL_HOSTS.contains(&host), port.parse::<u16>()) {
+                    if !ports.contains(&port) {
+                        ports.push(port);
+                    }
+                }
+            }
+        }
+    }
+    ports
+}
+
+/// The app's metrics port with --config: the flag when it names one of the
+/// config's localhost targets, else the config's one localhost target
+/// (ports in `others` belong to relay and the other sidecars).
+fn metrics_port(root: &Mapping, flag: Option<u16>, others: &[u16]) -> Result<u16, String> {
+    let ports: Vec<u16> = local_ports(root)
+        .into_iter()
+        .filter(|p| !others.contains(p))
+        .collect();
+    let listed = ports
+        .iter()
+        .map(|p| format!("localhost:{p}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match (flag, ports.as_slice()) {
+        (Some(f), ports) if ports.contains(&f) => Ok(f),
+        (Some(f), []) => Err(format!(
+            "--metrics-port {f} conflicts with the config, which scrapes no localhost target: \
+             add localhost:{f} to a static_configs target, or relay never scrapes the app"
+        )),
+        (Some(f), _) => Err(format!(
+            "--metrics-port {f} conflicts with the config's localhost scrape target(s) {listed}: \
+             drop the flag or change the file"
+        )),
+        (None, [one]) => Ok(*one),
+        (None, []) => Err(
+            "the config scrapes no localhost target (localhost, 127.0.0.1 or [::1]), so relay \
+             would not scrape the app in its Pod: add localhost:PORT to a static_configs target"
+                .to_owned(),
+        ),
+        (None, _) => Err(format!(
+            "the config scrapes several localhost targets ({listed}): name the app's metrics \
+             port with --metrics-port"
+        )),
+    }
 }
 
 /// Points the default config's `localhost:8001` targets at `target`.
@@ -171,5 +307,49 @@ fn listen_port(relay: &Mapping, flag: Option<u16>, from_file: bool) -> Result<u1
              drop the flag or change the file"
         )),
         _ => Ok(port),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root(yaml: &str) -> Mapping {
+        serde_norway::from_str(yaml).expect("a mapping")
+    }
+
+    #[test]
+    fn metrics_port_ignores_relay_and_sidecar_ports() {
+        // A config that also scrapes relay itself (9090) and Fluent Bit (2020).
+        let r = root(
+            "scrape_configs:\n- job_name: a\n  static_configs:\n  - targets: ['localhost:8001', '127.0.0.1:9090']\n\
+             - job_name: b\n  static_configs:\n  - targets: ['[::1]:2020', 'localhost:8001']\n",
+        );
+        assert_eq!(local_ports(&r), [8001, 9090, 2020]);
+        assert_eq!(metrics_port(&r, None, &[9090, 2020]), Ok(8001));
+        assert_eq!(metrics_port(&r, Some(8001), &[9090, 2020]), Ok(8001));
+        let err = metrics_port(&r, None, &[9090]).expect_err("two candidates");
+        assert!(err.contains("localhost:8001, localhost:2020"), "{err}");
+        let err = metrics_port(&r, Some(9000), &[9090, 2020]).expect_err("disagrees");
+        assert!(err.contains("--metrics-port 9000"), "{err}");
+    }
+
+    #[test]
+    fn pod_labels_fill_null_sections_and_keep_set_keys() {
+        let mut r = root("global:\n");
+        add_pod_labels(&mut r).expect("added");
+        let labels = &r["global"]["external_labels"];
+        assert_eq!(labels["pod"].as_str(), Some("${POD_NAME}"));
+        assert_eq!(labels["namespace"].as_str(), Some("${POD_NAMESPACE}"));
+
+        let mut r = root("global:\n  external_labels:\n    namespace: prod\n");
+        add_pod_labels(&mut r).expect("added");
+        let labels = &r["global"]["external_labels"];
+        assert_eq!(labels["namespace"].as_str(), Some("prod"));
+        assert_eq!(labels["pod"].as_str(), Some("${POD_NAME}"));
+
+        let mut r = root("global:\n  external_labels: [a]\n");
+        let err = add_pod_labels(&mut r).expect_err("not a mapping");
+        assert!(err.contains("global.external_labels"), "{err}");
     }
 }
