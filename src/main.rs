@@ -64,6 +64,9 @@ enum Command {
         /// How long a connection may wait before its request head is in (idle keep-alive included).
         #[arg(long = "web.read-timeout", value_name = "DURATION", default_value = "30s", value_parser = positive_duration)]
         web_read_timeout: std::time::Duration,
+        /// How long writing a response may make no progress (a client that does not read).
+        #[arg(long = "web.write-timeout", value_name = "DURATION", default_value = "30s", value_parser = positive_duration)]
+        web_write_timeout: std::time::Duration,
     },
     /// Validate config files or an exposition, like promtool but with positions.
     #[command(subcommand)]
@@ -202,6 +205,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             web_enable_lifecycle,
             web_max_connections,
             web_read_timeout,
+            web_write_timeout,
         } => {
             let overrides = Overrides { listen_address };
             let loaded = config::load(&config, &overrides)
@@ -222,7 +226,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 limits: relay::serve::Limits {
                     max_connections: web_max_connections as usize,
                     read_timeout: web_read_timeout,
-                    ..Default::default()
+                    write_timeout: web_write_timeout,
                 },
                 lifecycle: web_enable_lifecycle,
             };

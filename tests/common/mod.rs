@@ -294,7 +294,22 @@ impl Relay {
         assert!(sent.success());
     }
 
+    /// Like `start`, with more flags of `relay run` (e.g. `--web.read-timeout 2s`).
+    pub fn start_args(config: &str, args: &[&str]) -> Relay {
+        Relay::launch_args(config, None, "", &[], args)
+    }
+
     fn launch(config: &str, wal_dir: Option<&Path>, settings: &str, env: &[(&str, &str)]) -> Relay {
+        Relay::launch_args(config, wal_dir, settings, env, &[])
+    }
+
+    fn launch_args(
+        config: &str,
+        wal_dir: Option<&Path>,
+        settings: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Relay {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
@@ -308,7 +323,7 @@ impl Relay {
             ),
         )
         .expect("write config");
-        Relay::spawn(&path, &addr, dir, env)
+        Relay::spawn_args(&path, &addr, dir, env, args)
     }
 
     pub fn metrics(&self) -> String {
