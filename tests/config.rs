@@ -265,3 +265,107 @@ fn cli_environment_overrides_the_relay_section() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("relay.listen_address: \"not-an-address\" is not an address to listen on"));
 }
+
+#[test]
+fn global_timeout_defaults_to_10s_clamped_to_the_global_interval() {
+    // Prometheus (GlobalConfig.UnmarshalYAML): an unset global timeout is
+    // min(10s, global interval); only a written one may be refused.
+    let c =
+        config::from_yaml_str("global:\n  scrape_interval: 5s\nscrape_configs:\n  - job_name: a\n")
+            .expect("a 5s global interval alone is valid")
+            .config;
+    assert_eq!(c.global.scrape_timeout.as_std(), Duration::from_secs(5));
+    assert_eq!(c.scrape_configs[0].interval(), Duration::from_secs(5));
+    assert_eq!(c.scrape_configs[0].timeout(), Duration::from_secs(5));
+
+    let c = config::from_yaml_str("global:\n  scrape_interval: 15s\n")
+        .expect("valid")
+        .config;
+    assert_eq!(c.global.scrape_timeout.as_std(), Duration::from_secs(10));
+
+    let got = error_of("global:\n  scrape_interval: 5s\n  scrape_timeout: 10s\n");
+    assert_eq!(
+        got,
+        "global.scrape_timeout: 10s is greater than global.scrape_interval 5s"
+    );
+}
+
+#[test]
+fn follow_redirects_and_enable_http2_load_in_jobs_and_remote_write() {
+    let c = config::from_yaml_str(
+        "scrape_configs:\n  - job_name: a\n  - job_name: b\n    follow_redirects: false\n    enable_http2: false\nremote_write:\n  - url: http://r/api/v1/write\n  - url: http://s/api/v1/write\n    follow_redirects: false\n    enable_http2: false\n",
+    )
+    .expect("valid")
+    .config;
+    // Prometheus's common http_config defaults: both true.
+    assert!(c.scrape_configs[0].follow_redirects);
+    assert!(c.scrape_configs[0].enable_http2);
+    assert!(!c.scrape_configs[1].follow_redirects);
+    assert!(!c.scrape_configs[1].enable_http2);
+    assert!(c.remote_write[0].follow_redirects);
+    assert!(c.remote_write[0].enable_http2);
+    assert!(!c.remote_write[1].follow_redirects);
+    assert!(!c.remote_write[1].enable_http2);
+
+    for (yaml, want) in [
+        (
+            "scrape_configs:\n  - job_name: a\n    follow_redirects: maybe\n",
+            "scrape_configs[0].follow_redirects: expected a boolean",
+        ),
+        (
+            "scrape_configs:\n  - job_name: a\n    enable_http2: 2\n",
+            "scrape_configs[0].enable_http2: expected a boolean",
+        ),
+        (
+            "remote_write:\n  - url: http://r/\n    follow_redirects: [true]\n",
+            "remote_write[0].follow_redirects: expected a boolean",
+        ),
+        (
+            "remote_write:\n  - url: http://r/\n    enable_http2: yes please\n",
+            "remote_write[0].enable_http2: expected a boolean",
+        ),
+    ] {
+        let got = error_of(yaml);
+        assert!(
+            got.starts_with(want),
+            "config:\n{yaml}\ngot:  {got}\nwant: {want}"
+        );
+    }
+}
+
+#[test]
+fn cli_check_config_warns_of_an_empty_external_label_variable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("relay.yml");
+    std::fs::write(
+        &file,
+        "global:\n  external_labels:\n    pod: '${RELAY_TEST_POD_NAME}'\n    namespace: $RELAY_TEST_POD_NAMESPACE\n    cost: '$$5'\n",
+    )
+    .expect("write config");
+    let unset = relay()
+        .args(["check", "config"])
+        .arg(&file)
+        .env_remove("RELAY_TEST_POD_NAME")
+        .env("RELAY_TEST_POD_NAMESPACE", "prod")
+        .output()
+        .expect("run relay");
+    let stderr = String::from_utf8_lossy(&unset.stderr);
+    // As Prometheus: a warning, and the label is kept with an empty value.
+    assert_eq!(unset.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("global.external_labels.pod: environment variable RELAY_TEST_POD_NAME is empty or unset"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("RELAY_TEST_POD_NAMESPACE"), "{stderr}");
+
+    let set = relay()
+        .args(["check", "config"])
+        .arg(&file)
+        .env("RELAY_TEST_POD_NAME", "app-0")
+        .env("RELAY_TEST_POD_NAMESPACE", "prod")
+        .output()
+        .expect("run relay");
+    let stderr = String::from_utf8_lossy(&set.stderr);
+    assert_eq!(set.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("environment variable"), "{stderr}");
+}

@@ -1343,3 +1343,59 @@ fn sigterm_exits_within_shutdown_timeout_when_target_and_receiver_hang() {
         "{logs}"
     );
 }
+
+/// A receiver behind a redirect (a load balancer moving the write path):
+/// Prometheus's remote write follows it by default, 307 resending the POST
+/// with its body; relay must too, and with `follow_redirects: false` the
+/// 307 is a refused batch, counted as failed.
+#[test]
+#[ignore = "needs Debian package prometheus; scripts/test runs it"]
+fn remote_write_follows_a_307_to_the_receiver() {
+    let binary = require_peer("prometheus", "prometheus");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prometheus = Peer::start(
+        Kind::Prometheus,
+        &binary,
+        &format!("127.0.0.1:{}", free_port()),
+        dir.path(),
+    );
+    let front = Target::start(Reply::text("not a receiver\n"));
+    front.redirect("/api/v1/write", 307, &prometheus.write_url());
+    front.redirect("/old/write", 307, &prometheus.write_url());
+    let target = CountingTarget::start();
+    let moved = format!("http://{}/api/v1/write", front.addr);
+    let refused = format!("http://{}/old/write", front.addr);
+    let relay = Relay::start(&config(
+        &target.addr,
+        "500ms",
+        "",
+        &[
+            entry("rw", &moved, "", ""),
+            entry("no", &refused, "", "    follow_redirects: false\n"),
+        ],
+    ));
+    target.wait_answered(4);
+    let answered = target.pause_and_settle(&relay);
+    assert_peer_has_all(&prometheus, &target, &answered, "Prometheus behind a 307");
+    assert!(front.paths().iter().any(|p| p == "/api/v1/write"));
+    // The entry that does not follow: its batches are refused (a 3xx is
+    // neither retried nor delivered).
+    let failed = wait_for("failed samples of the entry not following", || {
+        metric_value(
+            &relay.metrics(),
+            "prometheus_remote_storage_samples_failed_total",
+            &["remote_name=\"no\""],
+        )
+        .filter(|v| *v > 0.0)
+    });
+    assert!(failed > 0.0);
+    relay.wait_for_log(&["remote write batch rejected", "status=307"]);
+    assert_eq!(
+        metric_value(
+            &relay.metrics(),
+            "prometheus_remote_storage_samples_failed_total",
+            &["remote_name=\"rw\""],
+        ),
+        Some(0.0)
+    );
+}

@@ -7,8 +7,8 @@ use std::io::Read;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::peers::require_peer;
-use common::{get, Relay, Reply, Target};
+use common::peers::{require_peer, start_prometheus};
+use common::{get, wait_for, Relay, Reply, Target};
 use relay::exposition::{Entry, Format, Labels, Parser};
 
 const APP: &str = "# HELP app_temperature_celsius A gauge.\n# TYPE app_temperature_celsius gauge\napp_temperature_celsius{room=\"a\\\"b\\\\c\\nd\",floor=\"1\"} 21.5\n# HELP app_jobs_total A counter.\n# TYPE app_jobs_total counter\napp_jobs_total{job=\"inner\"} 7\n# HELP app_latency_seconds A histogram.\n# TYPE app_latency_seconds histogram\napp_latency_seconds_bucket{le=\"0.1\"} 1\napp_latency_seconds_bucket{le=\"+Inf\"} 2\napp_latency_seconds_sum 0.3\napp_latency_seconds_count 2\n# HELP special Special values.\nspecial{v=\"nan\"} NaN\nspecial{v=\"inf\"} +Inf\n";
@@ -566,4 +566,148 @@ fn client_certificates_are_presented() {
     assert_scraped_over_tls(&https_relay(&target, &with_identity));
     // s_server ends the handshake when no client certificate comes.
     assert_refused(&https_relay(&target, &[ca]), "tls/");
+}
+
+/// A target that redirects `/metrics` through `hops` redirects (`/hop1`,
+/// `/hop2`, …) to `/metrics/`, which serves APP.
+fn redirecting(hops: usize) -> Target {
+    let target = Target::start(Reply::text(APP));
+    let mut from = "/metrics".to_owned();
+    for i in 1..hops {
+        let to = format!("/hop{i}");
+        target.redirect(&from, 307, &to);
+        from = to;
+    }
+    target.redirect(&from, 307, "/metrics/");
+    target
+}
+
+/// The value of `up` for `target` on relay's /metrics, once it has one.
+fn up_of(relay: &Relay, target: &Target) -> String {
+    let line = relay.wait_for_line(&format!("up{{instance=\"{}\"", target.addr));
+    line.rsplit(' ').next().unwrap_or_default().to_owned()
+}
+
+/// FastAPI (Starlette) answers `/metrics` with `307 Location: /metrics/`;
+/// Prometheus follows it (`follow_redirects` defaults to true), and Go's
+/// client gives up at the 10th redirect. relay must do the same: a
+/// Prometheus 2.42 scrapes the same targets side by side.
+#[test]
+#[ignore = "needs prometheus; scripts/test runs it"]
+fn redirects_are_followed_as_prometheus_follows_them() {
+    let prometheus = require_peer("prometheus", "prometheus");
+    let fastapi = redirecting(1);
+    let nine = redirecting(9);
+    let ten = redirecting(10);
+    let jobs = format!(
+        "{}{}{}",
+        job("fastapi", &fastapi.addr, ""),
+        job("nine", &nine.addr, ""),
+        job("ten", &ten.addr, "")
+    );
+    let relay = Relay::start(&format!("scrape_configs:\n{jobs}"));
+    let prom = start_prometheus(&prometheus, &format!("scrape_configs:\n{jobs}"));
+
+    assert_eq!(up_of(&relay, &fastapi), "1", "{}", relay.logs());
+    let text = relay.metrics();
+    let want = format!(
+        "app_jobs_total{{job=\"fastapi\",instance=\"{}\",team=\"core\",exported_job=\"inner\"}} 7",
+        fastapi.addr
+    );
+    let got = samples(&text);
+    assert!(
+        got.iter()
+            .any(|(name, labels, value)| name == "app_jobs_total"
+                && value == "7"
+                && labels.contains(&("job".into(), "fastapi".into()))),
+        "no {want} in:\n{text}"
+    );
+    assert!(
+        fastapi.paths().iter().any(|p| p == "/metrics/"),
+        "relay never asked for /metrics/: {:?}",
+        fastapi.paths()
+    );
+    assert_eq!(up_of(&relay, &nine), "1", "{}", relay.logs());
+    assert_eq!(up_of(&relay, &ten), "0");
+    let line = relay.wait_for_log(&["scrape failed", "ten/", "stopped after 10 redirects"]);
+    assert!(!line.contains("/metrics/"), "{line}");
+
+    for (job, want) in [("fastapi", "1"), ("nine", "1"), ("ten", "0")] {
+        let path = format!("/api/v1/query?query=up%7Bjob%3D%22{job}%22%7D");
+        let body = wait_for(&format!("Prometheus's up for {job}"), || {
+            get(&prom.addr, &path, &[])
+                .map(|r| r.text())
+                .filter(|t| t.contains("\"result\":[{"))
+        });
+        assert!(
+            body.contains(&format!(",\"{want}\"]")),
+            "Prometheus's up for {job}, want {want}: {body}"
+        );
+    }
+    let body = wait_for(
+        "Prometheus's app_jobs_total from the FastAPI target",
+        || {
+            get(
+                &prom.addr,
+                "/api/v1/query?query=app_jobs_total%7Bjob%3D%22fastapi%22%7D",
+                &[],
+            )
+            .map(|r| r.text())
+            .filter(|t| t.contains("\"result\":[{"))
+        },
+    );
+    assert!(body.contains(",\"7\"]"), "{body}");
+}
+
+/// With `follow_redirects: false` a redirect is a failed scrape, as in
+/// Prometheus: `up 0` and a log line naming the status.
+#[test]
+fn follow_redirects_false_gives_up_0_naming_the_307() {
+    let fastapi = redirecting(1);
+    let relay = Relay::start(&format!(
+        "scrape_configs:\n{}",
+        job("fastapi", &fastapi.addr, "    follow_redirects: false\n")
+    ));
+    assert_eq!(up_of(&relay, &fastapi), "0");
+    relay.wait_for_log(&[
+        "scrape failed",
+        "fastapi/",
+        "server returned HTTP status 307",
+    ]);
+    assert!(
+        fastapi.paths().iter().all(|p| p == "/metrics"),
+        "{:?}",
+        fastapi.paths()
+    );
+}
+
+/// A redirect to a URL with a password: an error that names the URL
+/// shows it with the password replaced, as everywhere else.
+#[test]
+fn a_redirect_target_in_an_error_has_its_password_redacted() {
+    let closed = common::free_port();
+    let refused = Target::start(Reply::text(APP));
+    refused.redirect(
+        "/metrics",
+        307,
+        &format!("http://scraper:hunter2@127.0.0.1:{closed}/metrics"),
+    );
+    let ftp = Target::start(Reply::text(APP));
+    ftp.redirect("/metrics", 302, "ftp://scraper:hunter2@127.0.0.1/metrics");
+    let relay = Relay::start(&format!(
+        "scrape_configs:\n{}{}",
+        job("refused", &refused.addr, ""),
+        job("ftp", &ftp.addr, "")
+    ));
+    assert_eq!(up_of(&relay, &refused), "0");
+    assert_eq!(up_of(&relay, &ftp), "0");
+    relay.wait_for_log(&["scrape failed", "refused/", "Connection refused"]);
+    let line = relay.wait_for_log(&["scrape failed", "ftp/"]);
+    assert!(
+        line.contains(
+            "URL scheme is not allowed (after a redirect to ftp://scraper:xxxxx@127.0.0.1/metrics)"
+        ),
+        "{line}"
+    );
+    assert!(!relay.logs().contains("hunter2"), "{}", relay.logs());
 }

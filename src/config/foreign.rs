@@ -115,16 +115,6 @@ const UNSUPPORTED: &[(&str, &str, &str)] = &[
     ),
     (
         "scrape_configs[]",
-        "follow_redirects",
-        "relay does not follow redirects",
-    ),
-    (
-        "scrape_configs[]",
-        "enable_http2",
-        "relay scrapes over HTTP/1.1",
-    ),
-    (
-        "scrape_configs[]",
         "enable_compression",
         "relay always accepts gzip",
     ),
@@ -150,16 +140,6 @@ const UNSUPPORTED: &[(&str, &str, &str)] = &[
         "use authorization: {credentials_file: ...}",
     ),
     ("remote_write[]", "proxy_url", "not supported yet"),
-    (
-        "remote_write[]",
-        "follow_redirects",
-        "relay does not follow redirects",
-    ),
-    (
-        "remote_write[]",
-        "enable_http2",
-        "relay sends over HTTP/1.1",
-    ),
 ];
 
 /// Removes ignored fields (returning a warning for each) and rejects

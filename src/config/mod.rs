@@ -6,6 +6,7 @@
 //! section, then command-line overrides) followed by our own validation, so
 //! every error names the field path (`scrape_configs[0].scrape_timeout`).
 
+mod expand;
 mod foreign;
 mod types;
 mod units;
@@ -84,7 +85,8 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Loaded, ConfigError> {
     from_figment(figment, path.parent())
 }
 
-/// Loads a config from a YAML string (tests, `relay demo`), no environment.
+/// Loads a config from a YAML string (tests, `relay demo`): no `RELAY_*`
+/// environment, though `external_labels` are expanded as in a file.
 pub fn from_yaml_str(yaml: &str) -> Result<Loaded, ConfigError> {
     reject_duplicate_keys(yaml)?;
     from_figment(Figment::from(Yaml::string(yaml)), None)
@@ -147,9 +149,13 @@ fn from_figment(figment: Figment, dir: Option<&Path>) -> Result<Loaded, ConfigEr
     if matches!(&value, Value::Empty(..)) {
         value = Value::from(figment::value::Dict::new());
     }
-    let warnings = foreign::strip(&mut value)?;
+    let mut warnings = foreign::strip(&mut value)?;
     let mut config: Config =
         serde_path_to_error::deserialize(&value).map_err(foreign::describe_serde_error)?;
+    warnings.extend(expand::external_labels(
+        &mut config.global.external_labels,
+        |var| std::env::var_os(var),
+    )?);
     if let Some(dir) = dir {
         config.set_directory(dir);
     }

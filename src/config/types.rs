@@ -57,8 +57,12 @@ impl Config {
 pub struct GlobalConfig {
     #[serde(default = "default_scrape_interval")]
     pub scrape_interval: Duration,
-    #[serde(default = "default_scrape_timeout")]
+    /// Zero when the file leaves it out: resolved at load to 10s clamped to
+    /// `scrape_interval`, as Prometheus does (only a written one is checked).
+    #[serde(default)]
     pub scrape_timeout: Duration,
+    /// Environment variables in the values (`${POD_NAME}`) are expanded at
+    /// load, as Prometheus 3 does, so each replica labels its own series.
     #[serde(default)]
     pub external_labels: BTreeMap<String, String>,
 }
@@ -76,7 +80,8 @@ impl Default for GlobalConfig {
 fn default_scrape_interval() -> Duration {
     Duration::from_secs(60)
 }
-fn default_scrape_timeout() -> Duration {
+/// Prometheus's `DefaultGlobalConfig.ScrapeTimeout`.
+pub(crate) fn default_scrape_timeout() -> Duration {
     Duration::from_secs(10)
 }
 
@@ -124,6 +129,13 @@ pub struct ScrapeConfig {
     pub basic_auth: Option<BasicAuth>,
     #[serde(default)]
     pub tls_config: TlsConfig,
+    /// Follow 3xx answers (up to 10 requests, as Go's client), the default
+    /// of Prometheus's `http_config`: FastAPI answers `/metrics` with a 307.
+    #[serde(default = "yes")]
+    pub follow_redirects: bool,
+    /// Accepted for `prometheus.yml` compatibility; relay speaks HTTP/1.1.
+    #[serde(default = "yes")]
+    pub enable_http2: bool,
     /// `relabel_configs`, compiled at load.
     #[serde(skip)]
     pub target_relabel: Rules,
@@ -301,6 +313,13 @@ pub struct RemoteWriteConfig {
     pub basic_auth: Option<BasicAuth>,
     #[serde(default)]
     pub tls_config: TlsConfig,
+    /// Follow 3xx answers (up to 10 requests, as Go's client), the default
+    /// of Prometheus's `http_config`.
+    #[serde(default = "yes")]
+    pub follow_redirects: bool,
+    /// Accepted for `prometheus.yml` compatibility; relay speaks HTTP/1.1.
+    #[serde(default = "yes")]
+    pub enable_http2: bool,
     /// `write_relabel_configs`, compiled at load.
     #[serde(skip)]
     pub write_relabel: Rules,

@@ -10,16 +10,22 @@ use super::ConfigError;
 use crate::relabel::{RelabelConfig, Rules};
 
 pub(super) fn resolve(config: &mut Config) -> Result<(), ConfigError> {
-    let global = config.global.clone();
-    if global.scrape_timeout > global.scrape_interval {
+    // As Prometheus's GlobalConfig.UnmarshalYAML: a written timeout may not
+    // exceed the interval; an unset (zero) one is 10s clamped to it.
+    let g = &mut config.global;
+    if g.scrape_timeout > g.scrape_interval {
         return Err(ConfigError::field(
             "global.scrape_timeout",
             format!(
                 "{} is greater than global.scrape_interval {}",
-                global.scrape_timeout, global.scrape_interval
+                g.scrape_timeout, g.scrape_interval
             ),
         ));
     }
+    if g.scrape_timeout.as_std().is_zero() {
+        g.scrape_timeout = super::types::default_scrape_timeout().min(g.scrape_interval);
+    }
+    let global = config.global.clone();
     for name in global.external_labels.keys() {
         check_label_name(&format!("global.external_labels.{name}"), name)?;
     }

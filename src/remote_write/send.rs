@@ -84,7 +84,9 @@ impl Sender {
         let tls = crate::tls::client_config(&config.tls_config).map_err(|e| err(e.to_string()))?;
         let client = reqwest::Client::builder()
             .default_headers(headers)
-            .redirect(reqwest::redirect::Policy::none())
+            .redirect(crate::scrape::fetch::redirect_policy(
+                config.follow_redirects,
+            ))
             .timeout(config.remote_timeout.as_std())
             .use_preconfigured_tls(tls)
             .build()
@@ -166,11 +168,12 @@ impl Sender {
             self.config.basic_auth.as_ref(),
         )
         .map_err(|e| e.to_string())?;
-        // Without the URL, which the log line names already, redacted.
+        // The URL only when a redirect led elsewhere (the log line names
+        // the configured one), its password redacted.
         let mut response = request
             .send()
             .await
-            .map_err(|e| error_chain(&e.without_url()))?;
+            .map_err(|e| crate::scrape::fetch::error_message(e, &self.config.url))?;
         let status = response.status();
         let retry_after = response
             .headers()
@@ -193,16 +196,4 @@ impl Sender {
         let text = String::from_utf8_lossy(&start).into_owned();
         Ok((status, retry_after, text))
     }
-}
-
-/// reqwest's Display is terse; its source chain says what happened.
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
 }

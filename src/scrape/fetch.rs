@@ -72,7 +72,7 @@ impl Fetcher {
         // one would count the time the pipeline spends on each chunk too.
         let builder = reqwest::Client::builder()
             .default_headers(headers)
-            .redirect(reqwest::redirect::Policy::none());
+            .redirect(redirect_policy(job.follow_redirects));
         let tls = crate::tls::client_config(&job.tls_config)
             .map_err(|e| FetchError::Setup(e.to_string()))?;
         let client = builder
@@ -132,16 +132,48 @@ impl Fetcher {
         if e.is_timeout() {
             return FetchError::Timeout(self.timeout);
         }
-        // reqwest's Display is terse; its source chain says what happened.
-        let mut message = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            source = s.source();
-        }
-        FetchError::Request(message)
+        FetchError::Request(error_message(e, &self.url))
     }
+}
+
+/// Prometheus's `follow_redirects` as Go's client does it: at most 10
+/// requests (the 10th redirect is refused, with Go's words), 307/308
+/// resend the method and body, 301/302/303 turn a POST into a GET; reqwest
+/// drops `Authorization` on a redirect to another host or port.
+pub fn redirect_policy(follow: bool) -> reqwest::redirect::Policy {
+    if !follow {
+        return reqwest::redirect::Policy::none();
+    }
+    reqwest::redirect::Policy::custom(|attempt| {
+        // `previous` holds every URL requested so far, the first included.
+        if attempt.previous().len() >= 10 {
+            attempt.error("stopped after 10 redirects")
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// A client error as one line: reqwest's terse Display plus its source
+/// chain, and the URL it concerns only when a redirect led elsewhere than
+/// `requested` (which the caller's log line names), password redacted.
+pub fn error_message(e: reqwest::Error, requested: &str) -> String {
+    let at = e
+        .url()
+        .filter(|u| reqwest::Url::parse(requested).ok().as_ref() != Some(*u))
+        .map(|u| crate::config::redact_url(u.as_str()));
+    let e = e.without_url();
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    if let Some(at) = at {
+        message.push_str(&format!(" (after a redirect to {at})"));
+    }
+    message
 }
 
 /// A response being read, chunk by chunk as it arrives (decoded when

@@ -54,6 +54,10 @@ pub struct Target {
     pub addr: String,
     reply: Arc<Mutex<Reply>>,
     last_request: Arc<Mutex<String>>,
+    /// (path, status, Location): requests for `path` get a redirect.
+    redirects: Arc<Mutex<Vec<(String, u16, String)>>>,
+    /// The path of every request, in order.
+    paths: Arc<Mutex<Vec<String>>>,
 }
 
 impl Target {
@@ -62,18 +66,41 @@ impl Target {
         let addr = listener.local_addr().expect("addr").to_string();
         let shared = Arc::new(Mutex::new(reply));
         let last_request = Arc::new(Mutex::new(String::new()));
-        let (state, seen) = (shared.clone(), last_request.clone());
+        let redirects = Arc::new(Mutex::new(Vec::new()));
+        let paths = Arc::new(Mutex::new(Vec::new()));
+        let routes = Routes {
+            reply: shared.clone(),
+            seen: last_request.clone(),
+            redirects: redirects.clone(),
+            paths: paths.clone(),
+        };
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (state, seen) = (state.clone(), seen.clone());
-                thread::spawn(move || answer(stream, &state, &seen));
+                let routes = routes.clone();
+                thread::spawn(move || answer(stream, &routes));
             }
         });
         Target {
             addr,
             reply: shared,
             last_request,
+            redirects,
+            paths,
         }
+    }
+
+    /// Answers requests for `path` with `status` and `Location: location`
+    /// (e.g. FastAPI's 307 from `/metrics` to `/metrics/`); others as set.
+    pub fn redirect(&self, path: &str, status: u16, location: &str) {
+        self.redirects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((path.to_owned(), status, location.to_owned()));
+    }
+
+    /// The path of every request so far, in order.
+    pub fn paths(&self) -> Vec<String> {
+        self.paths.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The request line and headers of the latest scrape.
@@ -89,7 +116,16 @@ impl Target {
     }
 }
 
-fn answer(stream: TcpStream, state: &Mutex<Reply>, seen: &Mutex<String>) {
+/// What a target's connection threads share.
+#[derive(Clone)]
+struct Routes {
+    reply: Arc<Mutex<Reply>>,
+    seen: Arc<Mutex<String>>,
+    redirects: Arc<Mutex<Vec<(String, u16, String)>>>,
+    paths: Arc<Mutex<Vec<String>>>,
+}
+
+fn answer(stream: TcpStream, routes: &Routes) {
     let mut reader = BufReader::new(match stream.try_clone() {
         Ok(s) => s,
         Err(_) => return,
@@ -100,12 +136,48 @@ fn answer(stream: TcpStream, state: &Mutex<Reply>, seen: &Mutex<String>) {
             break;
         }
     }
-    *seen.lock().unwrap_or_else(|e| e.into_inner()) = head;
-    let reply = state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    // A POST's body (a remote-write batch) is read, so closing does not
+    // reset the connection under the client.
+    let length = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<u64>().ok())?
+    });
+    if let Some(n) = length {
+        let _ = std::io::copy(&mut (&mut reader).take(n), &mut std::io::sink());
+    }
+    let path = head
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    *routes.seen.lock().unwrap_or_else(|e| e.into_inner()) = head;
+    routes
+        .paths
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(path.clone());
+    let mut reply = routes
+        .reply
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let mut location = String::new();
+    let redirects = routes.redirects.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, status, to)) = redirects.iter().find(|(from, _, _)| *from == path) {
+        reply = Reply {
+            status: *status,
+            body: Vec::new(),
+            content_type: "text/plain".into(),
+            delay: Duration::ZERO,
+        };
+        location = format!("Location: {to}\r\n");
+    }
+    drop(redirects);
     thread::sleep(reply.delay);
     let mut stream = stream;
     let head = format!(
-        "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\n{location}Connection: close\r\n\r\n",
         reply.status,
         reply.content_type,
         reply.body.len()
@@ -247,6 +319,12 @@ impl Relay {
             &[],
             &["--web.enable-lifecycle"],
         )
+    }
+
+    /// Like `start_file`, with more environment variables for relay (e.g.
+    /// `POD_NAME`, or `RELAY_WAL_DIR` so replicas can share one file).
+    pub fn start_file_env(path: &Path, addr: &str, env: &[(&str, &str)]) -> Relay {
+        Relay::spawn(path, addr, tempfile::tempdir().expect("tempdir"), env)
     }
 
     /// Runs `relay run --config path`, its stderr in `dir`, and waits
