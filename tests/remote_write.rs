@@ -379,6 +379,11 @@ fn refused_requests_log_one_line_each_with_what_to_act_on() {
         .collect();
     assert_eq!(lines.len(), 1, "one WARN line for the refusals:\n{log}");
     let line = lines[0];
+    eprintln!(
+        "{} refused samples, {} requests, one line: {line}",
+        failed,
+        requests.len()
+    );
     let first = &requests[0];
     assert_eq!(first.status, 400);
     let example = first.samples()[0].clone();
