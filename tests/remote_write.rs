@@ -1438,7 +1438,15 @@ fn sigterm_exits_within_shutdown_timeout_when_target_and_receiver_hang() {
         wal.path(),
         "  shutdown_timeout: 2s\n",
     );
-    relay.wait_for_line("up{");
+    // An interval scrape is in the WAL (a GET's own scrape is not).
+    wait_for("a scrape in the WAL", || {
+        metric_value(
+            &relay.metrics(),
+            "prometheus_remote_storage_highest_timestamp_in_seconds",
+            &[],
+        )
+        .filter(|v| *v > 0.0)
+    });
     // The last scrape would now wait 60 s for the app, and every send 30 s
     // for the receiver: both must give way to the 2 s budget.
     target.set(Reply {
