@@ -76,7 +76,7 @@ fn bench(c: &mut Criterion) {
     .expect("valid");
     let rendered = Arc::new(rendered);
     let store = Arc::new(Store::new(vec!["app/10.0.0.7:8001".into()]));
-    store.publish(0, rendered.clone(), true);
+    store.publish(0, rendered.clone());
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -115,11 +115,11 @@ fn bench(c: &mut Criterion) {
         // scraping relay asks for) renders it; against parsing the text
         // body again, as relay did before.
         let first_om = common::median(9, || {
-            store.publish(0, rendered.clone(), true);
+            store.publish(0, rendered.clone());
             std::hint::black_box(request(&addr, OPENMETRICS));
         });
         let first_om_gzip = common::median(9, || {
-            store.publish(0, rendered.clone(), true);
+            store.publish(0, rendered.clone());
             std::hint::black_box(request(&addr, OPENMETRICS_GZIP));
         });
         let body = store.snapshot().body(Format::Text, false);

@@ -165,6 +165,7 @@ pub async fn run_on(
         }
     };
     tracing::info!("stopping");
+    store.stop();
     trimmer.abort();
     running.shutdown(Instant::now()).await;
     let _ = server_stop_tx.send(true);

@@ -1,8 +1,9 @@
 //! The HTTP server Prometheus scrapes: `/metrics` from the latest snapshot
 //! (text 0.0.4, or OpenMetrics when asked; gzip when accepted, compressed
-//! once per snapshot), `/-/healthy` while running, and `/-/ready` only after
-//! every target has had one successful scrape, so the Pod reads READY only
-//! when metrics flow. With `--web.config.file`, over TLS and behind basic
+//! once per snapshot), `/-/healthy` while running, and `/-/ready` once
+//! serving with its config loaded, whatever the targets do (as Prometheus;
+//! whether a target was ever scraped is in relay's own metrics and log).
+//! With `--web.config.file`, over TLS and behind basic
 //! auth (the probes' paths excepted), as `crate::web` says.
 
 use std::convert::Infallible;
@@ -406,20 +407,20 @@ async fn respond(store: &Store, req: &Request<Incoming>) -> Response<Full<Bytes>
     match req.uri().path() {
         "/metrics" => metrics(store, req).await,
         "/-/healthy" => plain(StatusCode::OK, "relay is Healthy.\n".into()),
-        "/-/ready" => {
-            let waiting = store.waiting_for();
-            if waiting.is_empty() {
-                plain(StatusCode::OK, "relay is Ready.\n".into())
-            } else {
-                plain(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "relay is not ready: no successful scrape yet of {}\n",
-                        waiting.join(", ")
-                    ),
-                )
-            }
+        // As Prometheus: ready once serving with the config loaded, never
+        // gated on the targets (a native sidecar's readiness is the Pod's);
+        // 503 with `X-Prometheus-Stopping: true` once shutting down.
+        "/-/ready" if store.is_stopping() => {
+            let mut response = plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "relay is stopping.\n".into(),
+            );
+            response
+                .headers_mut()
+                .insert("X-Prometheus-Stopping", HeaderValue::from_static("true"));
+            response
         }
+        "/-/ready" => plain(StatusCode::OK, "relay is Ready.\n".into()),
         _ => plain(
             StatusCode::NOT_FOUND,
             "not found: relay serves /metrics, /-/healthy, /-/ready and /-/reload\n".into(),
@@ -552,7 +553,7 @@ mod tests {
         )
         .expect("valid");
         let store = Store::new(vec!["app/a:1".into()]);
-        store.publish(0, Arc::new(rendered), true);
+        store.publish(0, Arc::new(rendered));
         let snapshot = store.snapshot();
         let text = snapshot.body(Format::Text, false);
         let om = snapshot.body(Format::OpenMetrics, false);

@@ -102,7 +102,7 @@ fn a_huge_record_length_in_a_short_sealed_segment_is_not_allocated() {
 /// What `/metrics` serves in `format` when one target's last scrape gave `rendered`.
 fn served(rendered: Rendered, format: Format) -> String {
     let store = Store::new(vec!["app/localhost:8001".into()]);
-    store.publish(0, Arc::new(rendered), true);
+    store.publish(0, Arc::new(rendered));
     String::from_utf8_lossy(&store.snapshot().body(format, false)).into_owned()
 }
 

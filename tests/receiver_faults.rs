@@ -210,7 +210,13 @@ fn survive(mode: Mode, log: &[&str], cap_mib: u64) -> (String, BadReceiver) {
     let url = format!("http://{addr}/api/v1/write");
     let mut bad = BadReceiver::start(&addr, mode);
     let target = CountingTarget::start();
+    // The first GET after start has the target scraped for that GET alone
+    // (not remote-written): it happens while the target refuses, so every
+    // count it answers later is an interval scrape that must arrive.
+    target.pause();
     let relay = Relay::start(&config(&target.addr, &url));
+    common::rw::wait_for_up(&relay, &target.addr, "0");
+    target.resume();
     let fds_early = wait_for("a first retry", || {
         (rw_metric(&relay, "prometheus_remote_storage_samples_retried_total") > 0.0)
             .then(|| open_fds(relay.pid()))

@@ -221,63 +221,182 @@ fn json_reader_reads_a_prometheus_matrix() {
     );
 }
 
-/// Credentials and headers towards the receiver come from the entry, the
-/// password from its file (re-read on every request, as for targets).
-/// Nobody reading /metrics for a while (shortened here to 1.5 s), relay
+/// While nobody reads /metrics (here: 1.5 s without a GET), relay
 /// renders nothing as it scrapes; the first GET after that has the target
-/// scraped at once (the 1 min interval would be far off) and serves that
-/// scrape's value. Remote write gets every scrape exactly once, the ones a
-/// GET asked for among them.
+/// scraped at once and serves that scrape's value, but that scrape is for
+/// the GET only: remote write gets the interval scrapes, each exactly once,
+/// and none of the ones a GET asked for (before, a GET after an idle time
+/// added a sample about 100 ms after an interval one).
 #[test]
-fn a_get_after_an_idle_time_scrapes_at_once_and_remote_write_gets_every_scrape() {
+fn a_get_after_an_idle_time_scrapes_for_the_get_only_and_remote_write_follows_the_interval() {
     let target = CountingTarget::start();
     let receiver = Receiver::start();
     let relay = Relay::start_env(
         &config(
             &target.addr,
-            "1m",
+            "2s",
             "",
             &[entry("rw", &receiver.url, "", "")],
         ),
         &[("RELAY_SERVING_FOR_MS", "1500")],
     );
+    let interval_ms = 2000;
     let series = app_labels("count_of_scrapes", &target.addr);
     let served = |text: &str| metric_value(text, "count_of_scrapes", &[]);
+    let mut on_demand = BTreeSet::new();
+    let mut seen = 0;
     for round in 0..3 {
-        // Idle: no GET for longer than the idle time.
-        std::thread::sleep(Duration::from_millis(2000));
-        let before = target.answered().len() as f64;
+        // Idle (no GET for longer than 1.5 s), then right after an
+        // interval scrape, so that the next tick is far from the GET.
+        std::thread::sleep(Duration::from_millis(1600));
+        let before = wait_for("an interval scrape", || {
+            let n = target.answered().len();
+            (n > seen).then_some(n)
+        });
         let text = relay.metrics();
         let value = served(&text).unwrap_or_else(|| panic!("round {round}: no value:\n{text}"));
-        assert!(
-            value > before,
-            "round {round}: served {value}, not a scrape after the GET (the target had answered {before})"
+        assert_eq!(
+            value,
+            before as f64 + 1.0,
+            "round {round}: served {value}, not the scrape the GET asked for (the target had answered {before})"
         );
         assert_eq!(
             metric_value(&text, "up", &[]),
             Some(1.0),
             "round {round}:\n{text}"
         );
+        on_demand.insert(value as u64);
+        seen = before + 1;
     }
-    // Every answered scrape goes through the pipeline before this one
-    // (a GET after idle again), which fails.
+    // Every answered scrape goes through the loop before this one (a GET
+    // after idle again, for the GET only), which fails.
     target.pause();
-    std::thread::sleep(Duration::from_millis(2000));
+    std::thread::sleep(Duration::from_millis(1600));
     common::rw::wait_for_up(&relay, &target.addr, "0");
     let answered = target.answered();
-    assert!(answered.len() >= 3, "{answered:?}");
-    let got = receiver_counts(&receiver, &answered);
-    let got = one_series(&got, &series);
-    assert_no_gaps(&answered, &got, "scrapes asked for by GETs");
-    let live: Vec<_> = got
+    let interval: Vec<(u64, i64)> = answered
         .iter()
+        .copied()
+        .filter(|(n, _)| !on_demand.contains(n))
+        .collect();
+    assert!(interval.len() >= 3, "{answered:?}");
+    let got = receiver_counts(&receiver, &interval);
+    let got = one_series(&got, &series);
+    let extra: Vec<_> = got
+        .iter()
+        .filter(|(_, v)| on_demand.contains(&(*v as u64)))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "scrapes a GET asked for ({on_demand:?}) reached remote write: {extra:?}"
+    );
+    assert_no_gaps(
+        &renumbered(&interval),
+        &renumber_got(&got, &interval),
+        "the interval scrapes",
+    );
+    let live: Vec<(i64, f64)> = got
+        .iter()
+        .copied()
         .filter(|(_, v)| v.to_bits() != STALE_NAN_BITS)
         .collect();
     assert_eq!(
         live.len(),
-        answered.len(),
-        "one sample per answered scrape: {got:?}"
+        interval.len(),
+        "one sample per interval scrape: {got:?}"
     );
+    for pair in live.windows(2) {
+        assert!(
+            pair[1].0 - pair[0].0 >= interval_ms / 2,
+            "samples {pair:?} are not an interval apart: {live:?}"
+        );
+    }
+}
+
+/// `answered` numbered 1..=N again (for `assert_no_gaps`, which checks a
+/// counting target's whole run).
+fn renumbered(answered: &[(u64, i64)]) -> Vec<(u64, i64)> {
+    answered
+        .iter()
+        .enumerate()
+        .map(|(i, (_, at))| (i as u64 + 1, *at))
+        .collect()
+}
+
+/// `got` with each value of `answered` replaced by its place (1..=N).
+fn renumber_got(got: &[(i64, f64)], answered: &[(u64, i64)]) -> Vec<(i64, f64)> {
+    got.iter()
+        .map(|&(ts, v)| {
+            let place = answered.iter().position(|(n, _)| *n as f64 == v);
+            (ts, place.map_or(v, |p| p as f64 + 1.0))
+        })
+        .collect()
+}
+
+/// A receiver that refuses requests for a conflict ("out of order sample",
+/// as Prometheus 2.42 answers) has relay split each one down to single
+/// samples. The log gets one WARN per refused request, not one per piece
+/// or sample, naming the queue, the URL, the status, the refused samples,
+/// one of their series and the receiver's message; and at most one such
+/// line per 10 s per queue. The failed-samples counter stays exact.
+#[test]
+fn refused_requests_log_one_line_each_with_what_to_act_on() {
+    let receiver = Receiver::start();
+    // Enough refusals for several requests and every piece of them.
+    receiver.script(vec![Answer::text(400, "out of order sample\n"); 60]);
+    let target = CountingTarget::start();
+    let relay = Relay::start(&config(
+        &target.addr,
+        "500ms",
+        "",
+        &[entry("rw", &receiver.url, ONE_SHARD, "")],
+    ));
+    wait_for("the refusals used up", || {
+        (receiver.requests().iter().filter(|r| r.accepted()).count() >= 2).then_some(())
+    });
+    let requests = receiver.requests();
+    // A sample failed when its single-sample piece was refused.
+    let failed = requests
+        .iter()
+        .filter(|r| r.status == 400 && r.samples().len() == 1)
+        .count();
+    assert!(failed > 10, "{failed} refused samples");
+    let url = receiver.url.clone();
+    settle("samples_failed_total = samples refused alone", || {
+        (
+            failed as f64,
+            rw_metric(
+                &relay,
+                "prometheus_remote_storage_samples_failed_total",
+                &url,
+            ),
+        )
+    });
+    let log = relay.logs();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("level=WARN") && l.contains("remote_name=rw"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one WARN line for the refusals:\n{log}");
+    let line = lines[0];
+    eprintln!(
+        "{} refused samples, {} requests, one line: {line}",
+        failed,
+        requests.len()
+    );
+    let first = &requests[0];
+    assert_eq!(first.status, 400);
+    let example = first.samples()[0].clone();
+    for field in [
+        format!("url={url}"),
+        "status=400".to_owned(),
+        format!("samples={}", first.samples().len()),
+        "response=\"out of order sample\"".to_owned(),
+        format!("instance=\\\"{}\\\"", target.addr),
+        format!("series=\"{}{{", example.name()),
+    ] {
+        assert!(line.contains(&field), "{field} not in {line}");
+    }
 }
 
 #[test]
@@ -1126,18 +1245,21 @@ fn kill9_while_prometheus_is_up_then_restarted_no_gaps_nothing_refused() {
     target.wait_answered(10);
     let before = target.pause_and_settle(&first);
     // Kill right after a delivery: as soon as Prometheus has the up 0 of
-    // the first failed scrape (the checkpoint on disk may lag behind it).
-    let first_failed_scrape = target.refused()[0];
+    // a failed scrape (the checkpoint on disk may lag behind it). Not
+    // necessarily the first one refused: that may be the first GET's own
+    // scrape, which is not remote-written.
     let stored_up_0 = |up: &[Stored]| {
-        up.iter().flat_map(|(_, s)| s).any(|(ts, v)| {
-            v == "0" && first_failed_scrape - 1000 <= *ts && *ts <= first_failed_scrape + 1
-        })
+        let refused = target.refused();
+        up.iter()
+            .flat_map(|(_, s)| s)
+            .any(|(ts, v)| v == "0" && refused.iter().any(|r| r - 1000 <= *ts && *ts <= r + 1))
     };
     let up = poll_until(|| prometheus.raw("up"), |up| stored_up_0(up));
     first.kill9();
     assert!(
         stored_up_0(&up),
-        "no up 0 for the scrape refused at {first_failed_scrape}: {up:?}"
+        "no up 0 for the scrapes refused at {:?}: {up:?}",
+        target.refused()
     );
     target.resume();
     let second = Relay::start_with(&cfg, wal.path(), "");
@@ -1319,7 +1441,15 @@ fn sigterm_exits_within_shutdown_timeout_when_target_and_receiver_hang() {
         wal.path(),
         "  shutdown_timeout: 2s\n",
     );
-    relay.wait_for_line("up{");
+    // An interval scrape is in the WAL (a GET's own scrape is not).
+    wait_for("a scrape in the WAL", || {
+        metric_value(
+            &relay.metrics(),
+            "prometheus_remote_storage_highest_timestamp_in_seconds",
+            &[],
+        )
+        .filter(|v| *v > 0.0)
+    });
     // The last scrape would now wait 60 s for the app, and every send 30 s
     // for the receiver: both must give way to the 2 s budget.
     target.set(Reply {

@@ -130,6 +130,7 @@ fn promtool_accepts_the_output() {
     ));
     relay.wait_for_line("up{");
     let metrics = relay.metrics();
+    assert!(metrics.contains("\nprocess_open_fds "), "{metrics}");
     let mut promtool = Command::new(promtool);
     promtool.args(["check", "metrics"]);
     let out = common::pipe(promtool, metrics.as_bytes());
@@ -201,9 +202,10 @@ fn failing_targets_give_up_0_with_a_reason_and_relay_stays_healthy() {
         get(&relay.addr, "/-/healthy", &[]).map(|r| r.status),
         Some(200)
     );
+    // Ready means up with its config loaded, whatever the targets do.
     assert_eq!(
         get(&relay.addr, "/-/ready", &[]).map(|r| r.status),
-        Some(503)
+        Some(200)
     );
     let metrics = relay.metrics();
     assert!(
@@ -222,6 +224,65 @@ fn failing_targets_give_up_0_with_a_reason_and_relay_stays_healthy() {
             .then_some(())
     });
     assert!(relay.metrics().contains("ok_metric{"));
+    // Its first success is logged once, with how long and how many
+    // scrapes failed before, and the last error.
+    let line = relay.wait_for_log(&["first successful scrape", "target=garbage/"]);
+    assert!(line.contains("level=INFO"), "{line}");
+    assert_failed_before(&line, "invalid exposition");
+    let logs = relay.logs();
+    assert_eq!(
+        logs.lines()
+            .filter(|l| l.contains("successful scrape") && l.contains("target=garbage/"))
+            .count(),
+        1,
+        "{logs}"
+    );
+    // A target that never succeeds logs no success.
+    assert!(
+        !logs
+            .lines()
+            .any(|l| l.contains("successful scrape") && l.contains("target=big/")),
+        "{logs}"
+    );
+}
+
+/// Asserts that a log line says how many scrapes failed, for how long, and
+/// the last error (containing `error`).
+fn assert_failed_before(line: &str, error: &str) {
+    let failed: u64 = field(line, "failed_scrapes")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no failed_scrapes in {line}"));
+    assert!(failed >= 1, "{line}");
+    let failing_for = field(line, "failing_for").unwrap_or_else(|| panic!("{line}"));
+    let seconds: f64 = failing_for
+        .strip_suffix('s')
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("failing_for {failing_for:?} in {line}"));
+    assert!(seconds >= 0.0, "{line}");
+    assert!(
+        field(line, "last_error").is_some_and(|e| e.contains(error)),
+        "{line}"
+    );
+}
+
+/// A logfmt field's value (unquoted when quoted), from one log line.
+fn field(line: &str, key: &str) -> Option<String> {
+    let at = line.find(&format!(" {key}="))? + key.len() + 2;
+    let rest = &line[at..];
+    if let Some(quoted) = rest.strip_prefix('"') {
+        let mut out = String::new();
+        let mut chars = quoted.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => out.extend(chars.next()),
+                '"' => return Some(out),
+                c => out.push(c),
+            }
+        }
+        None
+    } else {
+        Some(rest.split(' ').next().unwrap_or("").to_owned())
+    }
 }
 
 fn target_addr<'a>(job: &str, targets: &[&'a Target]) -> &'a str {
@@ -232,8 +293,13 @@ fn target_addr<'a>(job: &str, targets: &[&'a Target]) -> &'a str {
     &targets[i].addr
 }
 
+/// `/-/ready` is Prometheus's "up with its config loaded": 200 while the
+/// only target is down (a native sidecar's readiness is the Pod's, and the
+/// app must not leave its Service over a metrics problem). The first good
+/// scrape shows in `relay_target_last_success_timestamp_seconds` (0 until
+/// then) and in one INFO line.
 #[test]
-fn readiness_waits_for_the_first_successful_scrape() {
+fn readiness_does_not_wait_for_targets_and_a_metric_shows_the_first_success() {
     let target = Target::start(Reply {
         status: 503,
         ..Reply::text("")
@@ -244,16 +310,147 @@ fn readiness_waits_for_the_first_successful_scrape() {
     ));
     relay.wait_for_line("up{");
     let ready = get(&relay.addr, "/-/ready", &[]).expect("ready answers");
-    assert_eq!(ready.status, 503);
+    assert_eq!(
+        (ready.status, ready.text().as_str()),
+        (200, "relay is Ready.\n")
+    );
+    let gauge = format!(
+        "relay_target_last_success_timestamp_seconds{{scrape_job=\"app\",scrape_instance=\"{}\"}} ",
+        target.addr
+    );
+    let never = relay.wait_for_line(&gauge);
+    assert_eq!(never, format!("{gauge}0"), "never scraped successfully");
+    assert!(!relay.logs().contains("first successful scrape"));
+    let fixed = unix_now();
+    target.set(Reply::text(APP));
+    let when = common::wait_for("the first success in the gauge", || {
+        relay.metrics().lines().find_map(|l| {
+            let v: f64 = l.strip_prefix(&gauge)?.parse().ok()?;
+            (v > 0.0).then_some(v)
+        })
+    });
+    // A scrape's time is when it began: at most one timeout before the fix.
     assert!(
-        ready.text().contains("no successful scrape yet of app/"),
-        "{}",
-        ready.text()
+        when >= fixed - 0.5,
+        "{when} is before the target was fixed at {fixed}"
+    );
+    let line = relay.wait_for_log(&["first successful scrape", "target=app/"]);
+    assert!(line.contains("level=INFO"), "{line}");
+    assert_failed_before(&line, "HTTP status 503");
+    assert!(!relay.logs().contains("scrape succeeds again"));
+    // Down again, then back: the recovery is logged.
+    target.set(Reply {
+        status: 500,
+        ..Reply::text("")
+    });
+    relay.wait_for_log(&["scrape failed", "HTTP status 500"]);
+    assert_eq!(
+        get(&relay.addr, "/-/ready", &[]).map(|r| r.status),
+        Some(200)
     );
     target.set(Reply::text(APP));
-    common::wait_for("/-/ready to turn 200", || {
-        get(&relay.addr, "/-/ready", &[]).filter(|r| r.status == 200)
-    });
+    let line = relay.wait_for_log(&["scrape succeeds again", "target=app/"]);
+    assert!(line.contains("level=INFO"), "{line}");
+    assert_failed_before(&line, "HTTP status 500");
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64()
+}
+
+/// relay's own `process_*` metrics, as every Prometheus client exposes
+/// them, agree with what the kernel says about the process.
+#[test]
+fn process_metrics_agree_with_proc() {
+    let target = Target::start(Reply::text(APP));
+    let spawned = unix_now();
+    let relay = Relay::start(&format!(
+        "scrape_configs:\n{}",
+        job("app", &target.addr, "")
+    ));
+    relay.wait_for_line("up{");
+    let pid = relay.pid();
+    let cpu_before = cpu_seconds(pid);
+    let text = relay.metrics();
+    let cpu_after = cpu_seconds(pid);
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} "))?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    };
+    for (family, kind) in [
+        ("process_cpu_seconds_total", "counter"),
+        ("process_resident_memory_bytes", "gauge"),
+        ("process_virtual_memory_bytes", "gauge"),
+        ("process_open_fds", "gauge"),
+        ("process_max_fds", "gauge"),
+        ("process_start_time_seconds", "gauge"),
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family} {kind}\n")),
+            "{family} {kind}:\n{text}"
+        );
+    }
+    let rss = common::procfs::status_kib(pid, "VmRSS") as f64 * 1024.0;
+    let got = value("process_resident_memory_bytes");
+    assert!(
+        (got - rss).abs() <= rss * 0.25,
+        "RSS {got}, /proc says {rss}"
+    );
+    let vsize = common::procfs::status_kib(pid, "VmSize") as f64 * 1024.0;
+    let got = value("process_virtual_memory_bytes");
+    assert!(
+        (got - vsize).abs() <= vsize * 0.25,
+        "virtual memory {got}, /proc says {vsize}"
+    );
+    let fds = common::procfs::open_fds(pid) as f64;
+    let got = value("process_open_fds");
+    assert!(
+        (got - fds).abs() <= 5.0,
+        "open fds {got}, /proc/{pid}/fd has {fds}"
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let soft: f64 = limits
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Max open files")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("Max open files");
+    assert_eq!(value("process_max_fds"), soft);
+    let started = value("process_start_time_seconds");
+    assert!(
+        (started - spawned).abs() <= 1.0,
+        "start time {started}, spawned at {spawned}"
+    );
+    let cpu = value("process_cpu_seconds_total");
+    assert!(
+        cpu_before <= cpu && cpu <= cpu_after,
+        "cpu {cpu} s, /proc says {cpu_before} s before the GET and {cpu_after} s after"
+    );
+}
+
+/// The user and system CPU time of process `pid`, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("comm")
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 =
+        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks / hz
 }
 
 #[test]

@@ -181,7 +181,7 @@ fn serve(targets: &[(String, Vec<usize>)]) -> (Vec<u8>, Vec<u8>, Vec<String>) {
             out.clear_samples();
         }
         expected.extend(sample_lines(&out.text));
-        store.publish(i as u64, Arc::new(out), up);
+        store.publish(i as u64, Arc::new(out));
     }
     expected.sort();
     let snapshot = store.snapshot();

@@ -23,7 +23,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::encode::{self, Outgoing, SeriesPrep};
+use super::encode::{self, EncodedSeries, Outgoing, SeriesPrep};
 use super::metrics::QueueMetrics;
 use super::send::{Outcome, Sender};
 use super::series::SeriesTable;
@@ -209,6 +209,91 @@ struct ShardContext {
     abort: watch::Receiver<bool>,
     failed: Counter,
     redelivered: Counter,
+    /// The queue's refusal log lines, shared by its shards.
+    refusals: Arc<Mutex<RefusalLog>>,
+}
+
+/// At most one refusal line per this time per queue: a receiver that
+/// refuses every request would otherwise fill the log.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// How many bytes of a receiver's message a log line quotes.
+const MESSAGE_LOGGED: usize = 256;
+
+/// The rate limit of a queue's refusal lines: when the last went out, and
+/// what was refused since without a line.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    last: Option<Instant>,
+    suppressed_requests: u64,
+    suppressed_samples: u64,
+}
+
+impl RefusalLog {
+    /// Whether a refused request of `samples` samples gets a line at `now`;
+    /// if so, the requests and samples refused without a line since the
+    /// last one (which that line reports), else it is counted for the next.
+    fn admit(&mut self, now: Instant, samples: u64) -> Option<(u64, u64)> {
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < REFUSAL_LOG_EVERY => {
+                self.suppressed_requests += 1;
+                self.suppressed_samples += samples;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some((
+                    std::mem::take(&mut self.suppressed_requests),
+                    std::mem::take(&mut self.suppressed_samples),
+                ))
+            }
+        }
+    }
+}
+
+/// What a receiver refused of one request (all its split pieces).
+struct Refused {
+    status: u16,
+    message: String,
+    /// One of the refused samples' series.
+    example: EncodedSeries,
+}
+
+/// A series' labels as `name{label="value",...}`, for a log line.
+fn series_text(series: &EncodedSeries) -> String {
+    use prost::Message;
+    let Ok(decoded) = super::prompb::TimeSeries::decode(series.labels()) else {
+        return String::new();
+    };
+    let mut name = "";
+    let mut rest = Vec::new();
+    for label in &decoded.labels {
+        if label.name == "__name__" {
+            name = &label.value;
+        } else {
+            let value = label
+                .value
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            rest.push(format!("{}=\"{value}\"", label.name));
+        }
+    }
+    format!("{name}{{{}}}", rest.join(","))
+}
+
+/// The start of a receiver's message, on one line, cut at a character.
+fn message_excerpt(message: &str) -> String {
+    let trimmed = message.trim();
+    let mut end = trimmed.len().min(MESSAGE_LOGGED);
+    while !trimmed.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = trimmed[..end].replace(['\n', '\r'], " ");
+    if end < trimmed.len() {
+        out.push_str("...");
+    }
+    out
 }
 
 impl Shards {
@@ -343,6 +428,8 @@ async fn deliver(
     compressed: &mut Vec<u8>,
 ) -> Delivery {
     let mut delivery = Delivery::default();
+    let mut refused: Option<Refused> = None;
+    let mut redelivered = 0;
     // Parts still to send, as (start, end): the last one goes next.
     let mut parts = vec![(0, batch.len())];
     while let Some((start, end)) = parts.pop() {
@@ -365,28 +452,68 @@ async fn deliver(
                 let ts = part.iter().map(|s| s.timestamp_ms).max();
                 delivery.highest_sent_ts = delivery.highest_sent_ts.max(ts);
             }
-            Outcome::Rejected { conflict: true } if part.len() > 1 => {
+            Outcome::Rejected { conflict: true, .. } if part.len() > 1 => {
                 let mid = start + part.len() / 2;
                 parts.push((mid, end));
                 parts.push((start, mid));
             }
-            Outcome::Rejected { conflict: true } if part.iter().all(|s| s.replayed) => {
+            Outcome::Rejected { conflict: true, .. } if part.iter().all(|s| s.replayed) => {
                 ctx.redelivered.inc_by(n);
+                redelivered += n;
             }
-            Outcome::Rejected { conflict } => {
-                if conflict {
-                    tracing::warn!(samples = n, "remote write sample refused as out of order or duplicate, not retried; dropped");
-                }
+            Outcome::Rejected {
+                status, message, ..
+            } => {
                 ctx.failed.inc_by(n);
                 delivery.failed += n;
+                if refused.is_none() {
+                    if let Some(first) = part.first() {
+                        refused = Some(Refused {
+                            status,
+                            message,
+                            example: first.series.clone(),
+                        });
+                    }
+                }
             }
             Outcome::Aborted => {
                 delivery.aborted = true;
+                log_refused(ctx, refused, delivery.failed, redelivered);
                 return delivery;
             }
         }
     }
+    log_refused(ctx, refused, delivery.failed, redelivered);
     delivery
+}
+
+/// One WARN line for a refused request, whatever its pieces were (at most
+/// one per [`REFUSAL_LOG_EVERY`] per queue; the next line counts the ones
+/// left out). The counters count every sample either way.
+fn log_refused(ctx: &ShardContext, refused: Option<Refused>, failed: u64, redelivered: u64) {
+    let Some(refused) = refused else {
+        return;
+    };
+    let admitted = ctx
+        .refusals
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .admit(Instant::now(), failed);
+    let Some((suppressed_requests, suppressed_samples)) = admitted else {
+        return;
+    };
+    tracing::warn!(
+        remote_name = %ctx.sender.remote_name(),
+        url = %ctx.sender.url_redacted(),
+        status = refused.status,
+        samples = failed,
+        redelivered,
+        series = %series_text(&refused.example),
+        response = %message_excerpt(&refused.message),
+        suppressed_requests,
+        suppressed_samples,
+        "remote write request refused, not retried; its samples are dropped"
+    );
 }
 
 /// Prometheus's shard computation: the time sending one sample takes, times
@@ -448,6 +575,7 @@ pub async fn run(
         abort: abort.clone(),
         failed: metrics.failed.clone(),
         redelivered: metrics.redelivered.clone(),
+        refusals: Arc::new(Mutex::new(RefusalLog::default())),
     };
     let saver = tokio::spawn(save_checkpoints(
         wal.clone(),
@@ -738,6 +866,33 @@ fn save(wal: &Wal, name: &str, tracker: &Tracker, metrics: &QueueMetrics) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusal_lines_are_one_per_ten_seconds_and_the_next_counts_the_rest() {
+        let mut log = RefusalLog::default();
+        let t0 = Instant::now();
+        assert_eq!(log.admit(t0, 7), Some((0, 0)));
+        assert_eq!(log.admit(t0 + Duration::from_secs(1), 3), None);
+        assert_eq!(log.admit(t0 + Duration::from_millis(9_999), 2), None);
+        assert_eq!(log.admit(t0 + Duration::from_secs(10), 4), Some((2, 5)));
+        assert_eq!(log.admit(t0 + Duration::from_secs(25), 1), Some((0, 0)));
+    }
+
+    #[test]
+    fn a_refusal_line_quotes_a_series_and_a_bounded_message() {
+        let rules = crate::relabel::Rules::default();
+        let mut prep = SeriesPrep::new(&[], &rules);
+        let series = prep
+            .prepare(b"up{job=\"app\",path=\"a\\\"b\"}")
+            .expect("parses");
+        assert_eq!(series_text(&series), "up{job=\"app\",path=\"a\\\"b\"}");
+        let long = format!("out of order sample\n{}", "é".repeat(300));
+        let excerpt = message_excerpt(&long);
+        assert!(excerpt.starts_with("out of order sample é"), "{excerpt}");
+        assert!(excerpt.ends_with("..."), "{excerpt}");
+        assert!(excerpt.len() <= MESSAGE_LOGGED + 3, "{}", excerpt.len());
+        assert_eq!(message_excerpt(" short\n"), "short");
+    }
 
     #[test]
     fn a_record_is_delivered_when_all_its_samples_are_done_in_order() {

@@ -25,15 +25,21 @@ pub struct ClientError {
 }
 
 /// How a batch ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Acknowledged with a 2xx.
     Sent,
     /// Rejected for good (a 4xx other than a retried 429). `conflict` when
     /// the receiver said it holds newer or other data for a series ("out of
     /// order sample", "duplicate sample for timestamp"): Prometheus then
-    /// refuses the whole request, though only some samples conflict.
-    Rejected { conflict: bool },
+    /// refuses the whole request, though only some samples conflict. The
+    /// caller logs it (once per request it split, see `queue::deliver`),
+    /// with the status and the start of the receiver's message.
+    Rejected {
+        conflict: bool,
+        status: u16,
+        message: String,
+    },
     /// Given up at shutdown: not acknowledged, so it stays in the WAL.
     Aborted,
 }
@@ -99,6 +105,16 @@ impl Sender {
         })
     }
 
+    /// The queue's name, for log lines.
+    pub fn remote_name(&self) -> &str {
+        &self.remote_name
+    }
+
+    /// The receiver's URL without credentials, for log lines.
+    pub fn url_redacted(&self) -> String {
+        self.config.url_redacted()
+    }
+
     /// Sends one compressed batch of `samples` samples until it is
     /// acknowledged, rejected, or `abort` turns true.
     pub async fn send(
@@ -137,10 +153,11 @@ impl Sender {
                     let conflict = status.as_u16() == 400
                         && (text.contains("out of order sample")
                             || text.contains("duplicate sample for timestamp"));
-                    if !conflict {
-                        tracing::warn!(remote_name = %self.remote_name, url = %self.config.url_redacted(), status = status.as_u16(), samples, response = %text.trim(), "remote write batch rejected, not retried; its samples are dropped");
-                    }
-                    return Outcome::Rejected { conflict };
+                    return Outcome::Rejected {
+                        conflict,
+                        status: status.as_u16(),
+                        message: text,
+                    };
                 }
                 Err(e) => {
                     tracing::warn!(remote_name = %self.remote_name, url = %self.config.url_redacted(), error = %e, samples, "remote write failed; retrying");

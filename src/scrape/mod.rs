@@ -126,7 +126,12 @@ pub async fn run_target(
         e.to_string()
     });
     let report = Report::new(&target.labels);
+    let instance = target.labels.get("instance").unwrap_or("").to_owned();
+    store.telemetry.target_started(&job.job_name, &instance);
     let mut scraper = Scraper {
+        instance,
+        health: Health::default(),
+        last_series_added: 0,
         id,
         job,
         target,
@@ -150,19 +155,30 @@ pub async fn run_target(
         // for a slow target's timeout.
         tokio::select! {
             _ = async {
-                tokio::select! {
-                    _ = ticker.tick() => {}
+                let for_get = tokio::select! {
+                    _ = ticker.tick() => false,
                     // A GET after an idle time wants this target's lines now
                     // (unless a scrape since gave them); the schedule goes on.
-                    _ = now_wanted(&mut scrape_now, &scraper.store, id) => {}
+                    _ = now_wanted(&mut scrape_now, &scraper.store, id) => true,
+                };
+                if for_get && scraper.wal.get().is_some() {
+                    scraper.scrape_for_get().await
+                } else {
+                    scraper.scrape_once().await
                 }
-                scraper.scrape_once().await
             } => {}
             _ = shutdown.changed() => break,
         }
     }
-    if *shutdown.borrow() == Stop::Finish && scraper.wal.get().is_some() {
+    let stop = *shutdown.borrow();
+    if stop == Stop::Finish && scraper.wal.get().is_some() {
         scraper.finish().await;
+    }
+    if stop == Stop::Finish {
+        scraper
+            .store
+            .telemetry
+            .target_stopped(&scraper.job.job_name, &scraper.instance);
     }
 }
 
@@ -217,10 +233,25 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// Whether a target's scrapes succeed, for the log lines that say when
+/// that changes.
+#[derive(Default)]
+struct Health {
+    ever_up: bool,
+    /// Since when, how many scrapes in a row, and the last error.
+    failing: Option<(Instant, u64, String)>,
+}
+
 struct Scraper {
     id: u64,
     job: Arc<ScrapeConfig>,
     target: Target,
+    /// The target's `instance` label, for relay's own metrics.
+    instance: String,
+    health: Health,
+    /// `scrape_series_added` of the last interval scrape (see
+    /// [`Scraper::scrape_for_get`]).
+    last_series_added: usize,
     fetcher: Result<Fetcher, String>,
     /// The unparsed end of the body's last chunk, while reading.
     carry: Carry,
@@ -300,6 +331,7 @@ impl Scraper {
                 .append(&mut sink, epoch, result.is_ok(), duration, &counts);
             result
         };
+        self.last_series_added = counts.series_added;
         let out = text.out;
         out.set_counts(counts);
         out.give_back();
@@ -313,11 +345,122 @@ impl Scraper {
             out.samples_scraped,
             result.as_ref().err().map(ScrapeError::reason),
         );
+        tracing::debug!(target = %self.target.name(), up, samples = out.samples_scraped, duration_seconds = started.elapsed().as_secs_f64(), rendered = render, "scraped");
+        self.note_health(&result, timestamp);
         // A failed scrape's result is whole either way (up 0, no lines).
         let complete = render || !up;
-        let replaced = self.store.publish_scrape(self.id, rendered, up, complete);
+        let replaced = self.store.publish_scrape(self.id, rendered, complete);
         // The replaced result is no longer in any snapshot: reuse its buffers.
         self.spare = replaced.unwrap_or_default();
+    }
+
+    /// The scrape a GET after an idle time asked for, when remote write
+    /// runs: rendered for the GET only, through a series cache of its own
+    /// that is dropped after, leaving the loop's cache, its report series
+    /// and the WAL untouched.
+    ///
+    /// Why not an ordinary scrape: what remote write receives must follow
+    /// the interval (one sample per series per tick), and this scrape comes
+    /// at any time. Appending it to the WAL would put a sample 100 ms after
+    /// an interval one. Leaving it out of the WAL but running it through the
+    /// loop's cache would make the cache believe the WAL has seen this
+    /// scrape: a series seen here and gone at the next tick would get no
+    /// staleness marker, a series new here would not be described in the
+    /// WAL segment before its first sample there, and `scrape_series_added`
+    /// would be counted against a scrape the WAL never had. With a cache of
+    /// its own this scrape changes nothing the next interval scrape relies
+    /// on, and the WAL gets exactly what it would have without the GET. The
+    /// cost (each series parsed, relabeled and rendered afresh) is paid once
+    /// per idle time, not per scrape. `scrape_series_added` is the last
+    /// interval scrape's: a fresh cache would count every series as new.
+    async fn scrape_for_get(&mut self) {
+        let started = Instant::now();
+        let timestamp = now_ms();
+        let mut rendered = std::mem::take(&mut self.spare);
+        let out = Arc::make_mut(&mut rendered);
+        out.clear();
+        out.format = Format::Text;
+        let mut cache = SeriesCache::default();
+        let mut counts = Counts::default();
+        let mut body_bytes = 0;
+        let result = match &self.fetcher {
+            Ok(fetcher) => {
+                let settings = settings(&self.job, &self.target.labels, NEVER);
+                let mut stream =
+                    Stream::new(Format::Text, &settings, &mut cache, &mut counts, &mut *out);
+                read_through(fetcher, &mut stream, &mut self.carry, &mut body_bytes).await
+            }
+            Err(e) => Err(ScrapeError::from(fetch::FetchError::Setup(e.clone()))),
+        };
+        self.carry.clear();
+        match &result {
+            Ok(()) => cache.commit(&mut *out, NEVER),
+            Err(e) => {
+                if matches!(e, ScrapeError::Fetch(_)) {
+                    counts = Counts::default();
+                }
+                out.clear_samples();
+                tracing::warn!(target = %self.target.name(), url = %self.target.url, error = %e, "scrape failed");
+            }
+        }
+        counts.series_added = self.last_series_added;
+        let duration = started.elapsed().as_secs_f64();
+        // A copy: the loop's report series keep what the WAL was told.
+        self.report
+            .clone()
+            .append(&mut *out, NEVER, result.is_ok(), duration, &counts);
+        out.set_counts(counts);
+        out.give_back();
+        self.store.telemetry.scrape(
+            &self.job.job_name,
+            started.elapsed().as_secs_f64(),
+            usize::try_from(body_bytes).unwrap_or(usize::MAX),
+            out.samples_scraped,
+            result.as_ref().err().map(ScrapeError::reason),
+        );
+        tracing::debug!(target = %self.target.name(), up = result.is_ok(), samples = out.samples_scraped, duration_seconds = started.elapsed().as_secs_f64(), "scraped for a GET after an idle time (not remote-written)");
+        self.note_health(&result, timestamp);
+        let replaced = self.store.publish_scrape(self.id, rendered, true);
+        self.spare = replaced.unwrap_or_default();
+    }
+
+    /// Keeps the target's last-success gauge, and logs its first
+    /// successful scrape and its recovery after failed ones (each failure
+    /// has its own WARN line already).
+    fn note_health(&mut self, result: &Result<(), ScrapeError>, timestamp_ms: i64) {
+        match result {
+            Ok(()) => {
+                self.store.telemetry.target_succeeded(
+                    &self.job.job_name,
+                    &self.instance,
+                    timestamp_ms as f64 / 1000.0,
+                );
+                let failed = self.health.failing.take();
+                let (scrapes, failing_for, last_error) = match &failed {
+                    Some((since, n, e)) => (*n, since.elapsed().as_secs_f64(), e.as_str()),
+                    None => (0, 0.0, ""),
+                };
+                let failing_for = format!("{failing_for:.1}s");
+                if !self.health.ever_up {
+                    self.health.ever_up = true;
+                    if failed.is_some() {
+                        tracing::info!(target = %self.target.name(), failed_scrapes = scrapes, failing_for = %failing_for, last_error = %last_error, "first successful scrape");
+                    } else {
+                        tracing::info!(target = %self.target.name(), "first successful scrape");
+                    }
+                } else if failed.is_some() {
+                    tracing::info!(target = %self.target.name(), failed_scrapes = scrapes, failing_for = %failing_for, last_error = %last_error, "scrape succeeds again");
+                }
+            }
+            Err(e) => {
+                let failing = self
+                    .health
+                    .failing
+                    .get_or_insert_with(|| (Instant::now(), 0, String::new()));
+                failing.1 += 1;
+                failing.2 = e.to_string();
+            }
+        }
     }
 
     /// Writes the scrape's batch; if that fails, the series it described
@@ -413,6 +556,7 @@ impl Appender for TextSink<'_> {
 
 /// The series Prometheus adds to every scrape (`up`, `scrape_*`), with the
 /// target's labels: a fixed ref each, appended like scraped samples.
+#[derive(Clone)]
 struct Report {
     series: Vec<(SeriesRef, String, usize, u32)>,
 }

@@ -29,12 +29,12 @@ use crate::serve::Snapshot;
 use crate::telemetry::Telemetry;
 
 struct Slot {
+    /// `job/instance`, for the log.
     name: String,
     output: Option<Arc<Rendered>>,
     /// A GET after an idle time asked for a fresh rendered result that has
     /// not come yet: GETs wait (bounded) until it does.
     wanted: bool,
-    ever_up: bool,
 }
 
 impl Slot {
@@ -43,7 +43,6 @@ impl Slot {
             name,
             output: None,
             wanted: false,
-            ever_up: false,
         }
     }
 }
@@ -82,6 +81,8 @@ pub struct Store {
     demand: watch::Sender<u64>,
     /// Notified on every publish, for GETs waiting for fresh results.
     published: Notify,
+    /// Set at shutdown (see [`Store::stop`]).
+    stopping: AtomicBool,
 }
 
 /// How old relay's own metrics in a served snapshot may be.
@@ -107,10 +108,11 @@ impl Store {
             serving_for: serving_for(),
             demand: watch::Sender::new(0),
             published: Notify::new(),
+            stopping: AtomicBool::new(false),
         }
     }
 
-    /// A new target (a reload added it): not ready until its first scrape.
+    /// A new target (a reload added it).
     pub fn add(&self, id: u64, name: String) {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         slots.insert(id, Slot::new(name));
@@ -127,8 +129,8 @@ impl Store {
     /// Publishes target `id`'s latest result (the snapshot is merged again
     /// on the next GET); returns the result it replaced, so its buffers can
     /// be reused.
-    pub fn publish(&self, id: u64, output: Arc<Rendered>, up: bool) -> Option<Arc<Rendered>> {
-        self.publish_scrape(id, output, up, true)
+    pub fn publish(&self, id: u64, output: Arc<Rendered>) -> Option<Arc<Rendered>> {
+        self.publish_scrape(id, output, true)
     }
 
     /// [`Store::publish`] of a scrape's result; `complete` says whether it
@@ -138,12 +140,10 @@ impl Store {
         &self,
         id: u64,
         output: Arc<Rendered>,
-        up: bool,
         complete: bool,
     ) -> Option<Arc<Rendered>> {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         let replaced = slots.get_mut(&id).and_then(|slot| {
-            slot.ever_up |= up;
             slot.wanted &= !complete;
             slot.output.replace(output)
         });
@@ -232,8 +232,9 @@ impl Store {
                 // Given up: what is there is served, and the GETs after
                 // this one do not wait for the same scrapes again.
                 let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-                for slot in slots.values_mut() {
+                for slot in slots.values_mut().filter(|s| s.wanted) {
                     slot.wanted = false;
+                    tracing::debug!(target = %slot.name, "a GET stopped waiting for this target's fresh scrape; its last result is served");
                 }
                 break;
             }
@@ -272,14 +273,14 @@ impl Store {
         snapshot
     }
 
-    /// The targets that have not had a successful scrape yet (ready when empty).
-    pub fn waiting_for(&self) -> Vec<String> {
-        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        slots
-            .values()
-            .filter(|s| !s.ever_up)
-            .map(|s| s.name.clone())
-            .collect()
+    /// Says that relay is shutting down: `/-/ready` answers 503 from now on.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether relay is shutting down.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
     }
 
     /// The snapshot: the text body, and where each family's lines are in it
@@ -330,7 +331,7 @@ mod tests {
         let queue = store.telemetry.remote.queue("rw", "http://127.0.0.1:1/w");
         queue.samples.inc_by(3);
         queue.batch_duration.observe(0.2);
-        store.publish(0, Arc::new(rendered), true);
+        store.publish(0, Arc::new(rendered));
         let snapshot = store.snapshot();
         for format in [Format::Text, Format::OpenMetrics] {
             let out = snapshot.body(format, false);
@@ -367,7 +368,7 @@ mod tests {
     #[tokio::test]
     async fn a_get_that_gave_up_waiting_does_not_make_the_next_ones_wait() {
         let store = Store::new(vec!["app/a:1".into()]);
-        store.publish(0, Arc::new(Rendered::default()), true);
+        store.publish(0, Arc::new(Rendered::default()));
         assert!(!store.serving(), "idle before the first GET");
         store.fresh_snapshot(Duration::from_millis(20)).await;
         assert!(store.serving());

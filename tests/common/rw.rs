@@ -31,6 +31,9 @@ pub fn now_ms() -> i64 {
 pub struct Answer {
     pub status: u16,
     pub headers: Vec<(String, String)>,
+    /// The error body (None: `scripted STATUS`), e.g. Prometheus's
+    /// `out of order sample` for a conflict.
+    pub body: Option<String>,
 }
 
 impl Answer {
@@ -38,6 +41,15 @@ impl Answer {
         Answer {
             status,
             headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    /// `status` with `body` as the error text (as a receiver says why).
+    pub fn text(status: u16, body: &str) -> Answer {
+        Answer {
+            body: Some(body.to_owned()),
+            ..Answer::status(status)
         }
     }
 
@@ -46,6 +58,7 @@ impl Answer {
         Answer {
             status,
             headers: vec![("Retry-After".into(), secs.to_string())],
+            body: None,
         }
     }
 }
@@ -307,7 +320,10 @@ fn serve(stream: TcpStream, shared: &Shared) {
         for (k, v) in &answer.headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
-        let text = format!("scripted {}\n", answer.status);
+        let text = answer
+            .body
+            .clone()
+            .unwrap_or_else(|| format!("scripted {}\n", answer.status));
         if answer.status == 204 {
             head.push_str("\r\n");
         } else {
