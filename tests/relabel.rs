@@ -254,3 +254,39 @@ fn cli_treats_a_closed_stdout_as_success() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// docs/relabel.md's example runs as shown: its config ships, and the
+/// binary prints the output the page shows (the README's example named a
+/// config that did not exist).
+#[test]
+fn the_documented_example_prints_what_the_docs_show() {
+    let page = std::fs::read_to_string("docs/relabel.md").expect("docs/relabel.md");
+    let start = page
+        .find("```console\n$ printf ")
+        .expect("a console block running relay relabel");
+    let block = &page[start + "```console\n".len()..];
+    let block = &block[..block.find("```").expect("the block's end")];
+    let (command, shown) = block.split_once('\n').expect("a command line");
+    let input = command
+        .strip_prefix("$ printf '")
+        .and_then(|c| {
+            c.split_once("' | relay relabel --config config/relabel-example.yml --explain")
+        })
+        .map(|(input, _)| input.replace("\\n", "\n"))
+        .expect("the example's input and command");
+    let ran = common::pipe(
+        common::relay(&[
+            "relabel",
+            "--config",
+            "config/relabel-example.yml",
+            "--explain",
+        ]),
+        input.as_bytes(),
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(ran.stdout, shown);
+    assert!(
+        shown.contains("tier=\"backend\""),
+        "the example shows a rule on job"
+    );
+}
