@@ -80,7 +80,16 @@ fn replicas_sharing_one_config_are_told_apart_by_their_pod_label() {
         )
     };
     let pods = ["agent-7c9d-0", "agent-7c9d-1"];
+    // The first GET of a relay's /metrics has the target scraped for that
+    // GET alone (not remote-written): it happens while the target refuses,
+    // so every count the target answers later is an interval scrape that
+    // must arrive.
+    target.pause();
     let relays = [start(pods[0]), start(pods[1])];
+    for relay in &relays {
+        wait_for_up(relay, &target.addr, "0");
+    }
+    target.resume();
 
     target.wait_answered(12);
     for relay in &relays {

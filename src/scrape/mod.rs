@@ -337,18 +337,37 @@ impl Scraper {
         out.give_back();
         self.append_to_wal(guard, sink.as_ref());
         self.batch.give_back();
-        let up = result.is_ok();
+        // A failed scrape's result is whole either way (up 0, no lines).
+        let complete = render || result.is_err();
+        let kind = if render { "rendered" } else { "not rendered" };
+        self.conclude(started, timestamp, body_bytes, &result, rendered, complete, kind);
+    }
+
+    /// What every scrape ends with: relay's own metrics, the debug line
+    /// naming the target, the target's health, and the result published
+    /// for /metrics (`complete`: it holds the target's lines).
+    #[allow(clippy::too_many_arguments)]
+    fn conclude(
+        &mut self,
+        started: Instant,
+        timestamp: i64,
+        body_bytes: u64,
+        result: &Result<(), ScrapeError>,
+        rendered: Arc<Rendered>,
+        complete: bool,
+        kind: &'static str,
+    ) {
+        let samples = rendered.samples_scraped;
+        let duration = started.elapsed().as_secs_f64();
         self.store.telemetry.scrape(
             &self.job.job_name,
-            started.elapsed().as_secs_f64(),
+            duration,
             usize::try_from(body_bytes).unwrap_or(usize::MAX),
-            out.samples_scraped,
+            samples,
             result.as_ref().err().map(ScrapeError::reason),
         );
-        tracing::debug!(target = %self.target.name(), up, samples = out.samples_scraped, duration_seconds = started.elapsed().as_secs_f64(), rendered = render, "scraped");
-        self.note_health(&result, timestamp);
-        // A failed scrape's result is whole either way (up 0, no lines).
-        let complete = render || !up;
+        tracing::debug!(target = %self.target.name(), up = result.is_ok(), samples, duration_seconds = duration, kind, "scraped");
+        self.note_health(result, timestamp);
         let replaced = self.store.publish_scrape(self.id, rendered, complete);
         // The replaced result is no longer in any snapshot: reuse its buffers.
         self.spare = replaced.unwrap_or_default();
@@ -411,17 +430,8 @@ impl Scraper {
             .append(&mut *out, NEVER, result.is_ok(), duration, &counts);
         out.set_counts(counts);
         out.give_back();
-        self.store.telemetry.scrape(
-            &self.job.job_name,
-            started.elapsed().as_secs_f64(),
-            usize::try_from(body_bytes).unwrap_or(usize::MAX),
-            out.samples_scraped,
-            result.as_ref().err().map(ScrapeError::reason),
-        );
-        tracing::debug!(target = %self.target.name(), up = result.is_ok(), samples = out.samples_scraped, duration_seconds = started.elapsed().as_secs_f64(), "scraped for a GET after an idle time (not remote-written)");
-        self.note_health(&result, timestamp);
-        let replaced = self.store.publish_scrape(self.id, rendered, true);
-        self.spare = replaced.unwrap_or_default();
+        let kind = "for a GET after an idle time (not remote-written)";
+        self.conclude(started, timestamp, body_bytes, &result, rendered, true, kind);
     }
 
     /// Keeps the target's last-success gauge, and logs its first
