@@ -340,7 +340,9 @@ impl Scraper {
         // A failed scrape's result is whole either way (up 0, no lines).
         let complete = render || result.is_err();
         let kind = if render { "rendered" } else { "not rendered" };
-        self.conclude(started, timestamp, body_bytes, &result, rendered, complete, kind);
+        self.conclude(
+            started, timestamp, body_bytes, &result, rendered, complete, kind,
+        );
     }
 
     /// What every scrape ends with: relay's own metrics, the debug line
@@ -431,7 +433,9 @@ impl Scraper {
         out.set_counts(counts);
         out.give_back();
         let kind = "for a GET after an idle time (not remote-written)";
-        self.conclude(started, timestamp, body_bytes, &result, rendered, true, kind);
+        self.conclude(
+            started, timestamp, body_bytes, &result, rendered, true, kind,
+        );
     }
 
     /// Keeps the target's last-success gauge, and logs its first
