@@ -1519,7 +1519,7 @@ fn remote_write_follows_a_307_to_the_receiver() {
         .filter(|v| *v > 0.0)
     });
     assert!(failed > 0.0);
-    relay.wait_for_log(&["remote write batch rejected", "status=307"]);
+    relay.wait_for_log(&["remote write request refused, not retried", "status=307"]);
     assert_eq!(
         metric_value(
             &relay.metrics(),
