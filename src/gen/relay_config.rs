@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_norway::{Mapping, Value};
 
-use super::{GenError, Options, DEFAULT_WAL_DIR};
+use super::{GenError, Options, RemoteWriteAuth, DEFAULT_WAL_DIR};
 use crate::config::{self, Config, Overrides};
 
 /// The default sidecar config, as shipped in the repository.
@@ -136,6 +136,22 @@ pub(crate) fn build(options: &Options) -> Result<RelayConfig, GenError> {
             .ok_or_else(|| conflict("remote_write: is not a list".into()))?;
         let mut entry = Mapping::new();
         entry.insert(Value::from("url"), Value::from(url.clone()));
+        // Credentials are files from the Secret relay mounts: the
+        // ConfigMap (readable with the `view` role) holds only their paths.
+        match &options.remote_write_auth {
+            Some(auth @ RemoteWriteAuth::Basic { username, .. }) => {
+                let mut basic = Mapping::new();
+                basic.insert(Value::from("username"), Value::from(username.clone()));
+                basic.insert(Value::from("password_file"), Value::from(auth.file()));
+                entry.insert(Value::from("basic_auth"), Value::Mapping(basic));
+            }
+            Some(auth @ RemoteWriteAuth::Bearer { .. }) => {
+                let mut authorization = Mapping::new();
+                authorization.insert(Value::from("credentials_file"), Value::from(auth.file()));
+                entry.insert(Value::from("authorization"), Value::Mapping(authorization));
+            }
+            None => {}
+        }
         entries.push(Value::Mapping(entry));
     }
 
