@@ -1513,3 +1513,46 @@ fn network_policy_admits_only_the_scraper_to_relay() {
     let ingress = &find(&objects, "NetworkPolicy")[0]["spec"]["ingress"];
     assert_eq!(ingress.as_array().map(Vec::len), Some(1), "{ingress}");
 }
+
+/// A --config holding a secret inline would put it in the ConfigMap too:
+/// refused naming the field, without echoing it.
+#[test]
+fn a_config_with_inline_secrets_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scrape = "scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [localhost:8001]\n";
+    let cases = [
+        (
+            "remote_write:\n  - url: https://r/api/v1/write\n    basic_auth: {username: u, password: s3cr3t}\n",
+            "remote_write[0].basic_auth.password",
+        ),
+        (
+            "remote_write:\n  - url: https://u:s3cr3t@r/api/v1/write\n",
+            "remote_write[0].url",
+        ),
+        (
+            "remote_write:\n  - url: https://r/api/v1/write\n    authorization: {credentials: s3cr3t}\n",
+            "remote_write[0].authorization.credentials",
+        ),
+    ];
+    for (i, (extra, field)) in cases.iter().enumerate() {
+        let file = dir.path().join(format!("{i}.yml"));
+        std::fs::write(&file, format!("{scrape}{extra}")).expect("write");
+        let out = gen(&["--config", file.to_str().expect("utf-8")]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{extra}: {stderr}");
+        assert!(
+            stderr.contains("--config") && stderr.contains(field),
+            "{stderr}"
+        );
+        assert!(stderr.contains("_file"), "no advice: {stderr}");
+        assert!(!stderr.contains("s3cr3t"), "{stderr}");
+    }
+    // The same with files is embedded.
+    let file = dir.path().join("files.yml");
+    std::fs::write(
+        &file,
+        format!("{scrape}remote_write:\n  - url: https://r/api/v1/write\n    basic_auth: {{username: u, password_file: /etc/rw/password}}\n"),
+    )
+    .expect("write");
+    gen_ok(&["--config", file.to_str().expect("utf-8")]);
+}
