@@ -757,8 +757,8 @@ fn huge_then_small(remote_write: bool) {
     );
 }
 
-/// A gzip stream of one huge sample line, `prefix` + `size` bytes of `fill`
-/// + `suffix`, made of one repeated compressed chunk so that neither side
+/// A gzip stream of one huge sample line (`prefix`, `size` bytes of `fill`,
+/// `suffix`), made of one repeated compressed chunk so that neither side
 /// holds the line: fixed-Huffman deflate blocks of 258-byte copies at
 /// distance 1 (the same bytes wherever they stand), each closed by an
 /// empty stored block so the next starts on a byte. The trailer is valid.
@@ -815,8 +815,10 @@ impl GzipLine {
         let per_chunk = 258 * Self::COPIES;
         let chunks = (size - 1) / per_chunk;
         let rest = size - 1 - chunks * per_chunk;
-        let mut bits = Bits::default();
-        bits.out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+        let mut bits = Bits {
+            out: vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff],
+            ..Bits::default()
+        };
         bits.put(0, 1);
         bits.put(1, 2);
         for &b in prefix {

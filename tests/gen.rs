@@ -1265,16 +1265,6 @@ fn config_map_text(objects: &[Value]) -> String {
         .join("\n")
 }
 
-/// The volume of the Pod named `name`.
-fn volume_named<'a>(spec: &'a Value, name: &str) -> &'a Value {
-    spec["volumes"]
-        .as_array()
-        .expect("volumes")
-        .iter()
-        .find(|v| v["name"] == name)
-        .unwrap_or_else(|| panic!("no volume {name}"))
-}
-
 /// Issue 19: a password in --remote-write-url would land in the ConfigMap
 /// (readable with the `view` role): refused with advice; the credentials
 /// come from a Secret mounted read-only into relay alone, the config names
