@@ -756,3 +756,208 @@ fn huge_then_small(remote_write: bool) {
         "{what}: relay kept {now} MiB after the huge scrape (peak {peak} MiB; cap {cap} MiB)"
     );
 }
+
+/// A gzip stream of one huge sample line (`prefix`, `size` bytes of `fill`,
+/// `suffix`), made of one repeated compressed chunk so that neither side
+/// holds the line: fixed-Huffman deflate blocks of 258-byte copies at
+/// distance 1 (the same bytes wherever they stand), each closed by an
+/// empty stored block so the next starts on a byte. The trailer is valid.
+struct GzipLine {
+    head: Vec<u8>,
+    chunk: Vec<u8>,
+    chunks: u64,
+    tail: Vec<u8>,
+}
+
+impl GzipLine {
+    /// Copies of 258 bytes in each repeated chunk.
+    const COPIES: u64 = 1000;
+
+    fn new(prefix: &[u8], fill: u8, size: u64, suffix: &[u8]) -> GzipLine {
+        #[derive(Default)]
+        struct Bits {
+            out: Vec<u8>,
+            acc: u64,
+            n: u32,
+        }
+        impl Bits {
+            fn put(&mut self, value: u64, count: u32) {
+                self.acc |= value << self.n;
+                self.n += count;
+                while self.n >= 8 {
+                    self.out.push(self.acc as u8);
+                    self.acc >>= 8;
+                    self.n -= 8;
+                }
+            }
+            fn code(&mut self, code: u64, len: u32) {
+                let reversed = (0..len).fold(0, |r, i| (r << 1) | ((code >> i) & 1));
+                self.put(reversed, len);
+            }
+            /// A literal byte in the fixed code (all bytes used here are < 144).
+            fn literal(&mut self, byte: u8) {
+                assert!(byte < 144);
+                self.code(0x30 + u64::from(byte), 8);
+            }
+            /// End of block, then an empty stored block: back on a byte.
+            fn align(&mut self) {
+                self.code(0, 7);
+                self.put(0, 3);
+                if self.n > 0 {
+                    self.put(0, 8 - self.n);
+                }
+                self.out.extend_from_slice(&[0, 0, 0xff, 0xff]);
+            }
+            fn take(&mut self) -> Vec<u8> {
+                std::mem::take(&mut self.out)
+            }
+        }
+        let per_chunk = 258 * Self::COPIES;
+        let chunks = (size - 1) / per_chunk;
+        let rest = size - 1 - chunks * per_chunk;
+        let mut bits = Bits {
+            out: vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff],
+            ..Bits::default()
+        };
+        bits.put(0, 1);
+        bits.put(1, 2);
+        for &b in prefix {
+            bits.literal(b);
+        }
+        bits.literal(fill);
+        bits.align();
+        let head = bits.take();
+        bits.put(0, 1);
+        bits.put(1, 2);
+        for _ in 0..Self::COPIES {
+            bits.code(0b1100_0101, 8); // length 258 (code 285)
+            bits.code(0, 5); // distance 1
+        }
+        bits.align();
+        let chunk = bits.take();
+        bits.put(1, 1); // the last block
+        bits.put(1, 2);
+        for _ in 0..rest {
+            bits.literal(fill);
+        }
+        for &b in suffix {
+            bits.literal(b);
+        }
+        bits.code(0, 7);
+        if bits.n > 0 {
+            bits.put(0, 8 - bits.n);
+        }
+        let mut crc = flate2::Crc::new();
+        crc.update(prefix);
+        crc.update(&[fill]);
+        let mut one = flate2::Crc::new();
+        one.update(&vec![fill; per_chunk as usize]);
+        for _ in 0..chunks {
+            crc.combine(&one);
+        }
+        crc.update(&vec![fill; rest as usize]);
+        crc.update(suffix);
+        let mut tail = bits.take();
+        tail.extend_from_slice(&crc.sum().to_le_bytes());
+        tail.extend_from_slice(&crc.amount().to_le_bytes());
+        GzipLine {
+            head,
+            chunk,
+            chunks,
+            tail,
+        }
+    }
+
+    fn write(&self, out: &mut impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+        out(&self.head)?;
+        for _ in 0..self.chunks {
+            out(&self.chunk)?;
+        }
+        out(&self.tail)
+    }
+
+    fn len(&self) -> u64 {
+        (self.head.len() + self.tail.len()) as u64 + self.chunks * self.chunk.len() as u64
+    }
+}
+
+#[test]
+fn gzip_line_inflates_to_its_line() {
+    use std::io::Read as _;
+    let line = GzipLine::new(b"m{a=\"", b'x', 3 * 258 * GzipLine::COPIES + 7, b"\"} 1\n");
+    let mut gz = Vec::new();
+    line.write(&mut |b: &[u8]| {
+        gz.extend_from_slice(b);
+        Ok(())
+    })
+    .expect("in memory");
+    assert_eq!(gz.len() as u64, line.len());
+    let mut text = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut text)
+        .expect("a valid gzip stream");
+    let want = format!("m{{a=\"{}\"}} 1\n", "x".repeat(3 * 258 * 1000 + 7));
+    assert!(text == want.as_bytes(), "inflated to {} bytes", text.len());
+}
+
+/// relay's default config (config/relay.yml, as `relay gen` embeds it)
+/// scraping `addr` every 2 s instead of the app's localhost:8001 every 15 s;
+/// its limits are the file's.
+fn default_config(addr: &str) -> String {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/relay.yml"))
+        .expect("config/relay.yml");
+    let (scrape, _relay) = text.split_once("\nrelay:").expect("a relay: section");
+    assert!(scrape.contains("localhost:8001") && scrape.contains("scrape_interval: 15s"));
+    scrape
+        .replace("localhost:8001", addr)
+        .replace("scrape_interval: 15s", "scrape_interval: 2s")
+        .replace("scrape_timeout: 10s", "scrape_timeout: 2s")
+}
+
+#[test]
+fn a_300_mib_label_value_fails_under_the_default_config_in_bounded_memory() {
+    let line = Arc::new(GzipLine::new(b"huge{blob=\"", b'x', 300 << 20, b"\"} 1\n"));
+    eprintln!("300 MiB label value: {} bytes gzipped", line.len());
+    let served = line.clone();
+    let target = RawTarget::start(move |b| {
+        b.head(&format!(
+            "HTTP/1.1 200 OK\r\n{TEXT}\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            served.len()
+        ))?;
+        served.write(&mut |bytes| b.write(bytes))
+    });
+    let relay = Relay::start(&default_config(&target.addr));
+    wait_long("up 0 for job app", || {
+        (up(&relay, "app").as_deref() == Some("0")).then_some(())
+    });
+    let log = relay.wait_for_log(&["scrape failed", "app/"]);
+    assert!(
+        log.contains("label_value_length_limit exceeded (metric: huge, a line longer than"),
+        "{log}"
+    );
+    wait_failures(&relay, "app", "label_limit", 2.0);
+    // relay stopped reading at the line's bound (about 2 MiB), not at the
+    // body's 300 MiB nor the body size limit's 16 MiB.
+    let metrics = relay.metrics();
+    let job = "scrape_job=\"app\"";
+    let read = metric_value(&metrics, "relay_scraped_bytes_total", &[job]).expect("bytes read");
+    let failed = metric_value(
+        &metrics,
+        "relay_scrape_failures_total",
+        &[job, "reason=\"label_limit\""],
+    )
+    .expect("failures");
+    let scrapes = metric_value(&metrics, "relay_scrapes_total", &[job]).unwrap_or(failed);
+    eprintln!("300 MiB label value: {read} bytes read in {scrapes} scrapes ({failed} failed)");
+    assert!(
+        read / scrapes.max(1.0) < 4.0 * MIB as f64,
+        "{read} bytes read in {scrapes} scrapes"
+    );
+    assert!(!metrics.contains("huge{"));
+    assert_serving(&relay);
+    assert_peak_under(
+        relay.pid(),
+        40,
+        "one 300 MiB label value (gzip), default config",
+    );
+}

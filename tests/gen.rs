@@ -24,6 +24,21 @@ const VARIANTS: &[(&str, &[&str])] = &[
     ("fluent-bit", &["--log-sidecar", "fluent-bit"]),
     ("pod-monitor", &["--pod-monitor"]),
     ("tls", &["--web-tls-secret", "agent-tls", "--pod-monitor"]),
+    (
+        "remote-write-secret",
+        &[
+            "--remote-write-url",
+            "https://metrics.example.com/api/v1/push",
+            "--remote-write-basic-auth-secret",
+            "relay-remote-write",
+            "--remote-write-username",
+            "shipper",
+        ],
+    ),
+    (
+        "network-policy",
+        &["--network-policy", "--scraper-namespace", "monitoring"],
+    ),
 ];
 
 /// More combinations that must validate too (not kept in `k8s/`).
@@ -53,6 +68,23 @@ const EXTRA: &[&[&str]] = &[
         "--app-run-as-group",
         "1000",
         "--app-read-only-root",
+        "--remote-write-bearer-token-secret",
+        "rw-token",
+        "--network-policy",
+        "--scraper-namespace",
+        "monitoring",
+    ],
+    &[
+        "--remote-write-url",
+        "https://metrics.example.com/api/v1/push",
+        "--remote-write-basic-auth-secret",
+        "rw-auth",
+        "--remote-write-username",
+        "shipper",
+        "--network-policy",
+        "--scraper-pod-selector",
+        "app.kubernetes.io/name=prometheus,team=obs",
+        "--automount-service-account-token",
     ],
     &[
         "--name",
@@ -1221,4 +1253,296 @@ fn scrape_annotations_follow_remote_write() {
     let out = gen(&["--scrape-annotations", "yes"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--scrape-annotations"));
+}
+
+/// Every `data` value of every ConfigMap, joined: what the `view` role reads.
+fn config_map_text(objects: &[Value]) -> String {
+    find(objects, "ConfigMap")
+        .into_iter()
+        .flat_map(|c| c["data"].as_object().expect("data").values())
+        .map(|v| v.as_str().expect("a string").to_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Issue 19: a password in --remote-write-url would land in the ConfigMap
+/// (readable with the `view` role): refused with advice; the credentials
+/// come from a Secret mounted read-only into relay alone, the config names
+/// the files.
+#[test]
+fn remote_write_credentials_come_from_a_secret() {
+    let url = "https://metrics.example.com/api/v1/push";
+    for with_password in [
+        "https://shipper:s3cr3t@metrics.example.com/api/v1/push",
+        "https://shipper@metrics.example.com/api/v1/push",
+    ] {
+        let out = gen(&["--remote-write-url", with_password]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("--remote-write-url"), "{stderr}");
+        assert!(
+            stderr.contains("--remote-write-basic-auth-secret"),
+            "no advice: {stderr}"
+        );
+        assert!(
+            !stderr.contains("s3cr3t"),
+            "the password is echoed: {stderr}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    let cases: [(&[&str], &str, Value); 2] = [
+        (
+            &[
+                "--remote-write-basic-auth-secret",
+                "rw-auth",
+                "--remote-write-username",
+                "shipper",
+            ],
+            "password",
+            serde_json::json!({"basic_auth": {"username": "shipper", "password_file": "/etc/relay-remote-write/password"}}),
+        ),
+        (
+            &["--remote-write-bearer-token-secret", "rw-token"],
+            "token",
+            serde_json::json!({"authorization": {"credentials_file": "/etc/relay-remote-write/token"}}),
+        ),
+    ];
+    for (flags, key, want) in cases {
+        let mut args = vec!["--remote-write-url", url];
+        args.extend_from_slice(flags);
+        let yaml = gen_ok(&args);
+        check_round_trip(&args, &yaml);
+        let objects = docs(&yaml);
+        let (raw, loaded) = embedded_config(&objects);
+        let entry = serde_json::to_value(&raw["remote_write"][0]).expect("json");
+        assert_eq!(entry["url"], url);
+        for (field, value) in want.as_object().expect("object") {
+            assert_eq!(&entry[field], value, "{args:?}: {entry}");
+        }
+        assert_eq!(loaded.remote_write.len(), 1);
+        let text = config_map_text(&objects);
+        assert!(
+            !text.contains("password:") && !text.contains("credentials:"),
+            "{args:?}: a secret field in a ConfigMap:\n{text}"
+        );
+        // The Secret, its one key, read-only in relay's container only.
+        let spec = pod_spec(&objects);
+        let secret = flags[1];
+        let volume = spec["volumes"]
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .find(|v| v["secret"]["secretName"] == secret)
+            .unwrap_or_else(|| panic!("{args:?}: no volume of Secret {secret}"));
+        assert_eq!(
+            volume["secret"]["items"],
+            serde_json::json!([{"key": key, "path": key}])
+        );
+        let relay = container(&spec["initContainers"], "relay");
+        let mount = relay["volumeMounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .find(|m| m["name"] == volume["name"])
+            .expect("the Secret is mounted into relay");
+        assert_eq!(mount["mountPath"], "/etc/relay-remote-write");
+        assert_eq!(mount["readOnly"], true);
+        let agent = app_container(&args, spec);
+        let mounted_in_app = agent["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|m| m["name"] == volume["name"]);
+        assert!(!mounted_in_app, "the app mounts the Secret");
+    }
+    // Flags that do not go together, each refused naming the flag.
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--remote-write-bearer-token-secret", "t"],
+            "--remote-write-bearer-token-secret",
+        ),
+        (
+            &[
+                "--remote-write-url",
+                url,
+                "--remote-write-basic-auth-secret",
+                "a",
+            ],
+            "--remote-write-username",
+        ),
+        (
+            &["--remote-write-url", url, "--remote-write-username", "u"],
+            "--remote-write-username",
+        ),
+        (
+            &[
+                "--remote-write-url",
+                url,
+                "--remote-write-basic-auth-secret",
+                "a",
+                "--remote-write-username",
+                "u",
+                "--remote-write-bearer-token-secret",
+                "t",
+            ],
+            "--remote-write-bearer-token-secret",
+        ),
+        (
+            &[
+                "--remote-write-url",
+                url,
+                "--remote-write-bearer-token-secret",
+                "Not_A_Name",
+            ],
+            "--remote-write-bearer-token-secret",
+        ),
+    ];
+    for (args, flag) in cases {
+        let out = gen(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "relay gen {args:?}: {stderr}");
+        assert!(stderr.contains(flag), "relay gen {args:?}: {stderr}");
+    }
+}
+
+/// Issue 19: no Kubernetes API token in relay or the app unless asked for;
+/// Fluent Bit's HTTP server (which has endpoints beyond health) only on the
+/// Pod's loopback, so no probe can reach it and none is set.
+#[test]
+fn no_service_account_token_and_fluent_bit_on_loopback() {
+    for (_, args) in VARIANTS {
+        let objects = docs(&gen_ok(args));
+        assert_eq!(
+            pod_spec(&objects)["automountServiceAccountToken"],
+            false,
+            "relay gen {args:?}"
+        );
+    }
+    let objects = docs(&gen_ok(&["--automount-service-account-token"]));
+    assert_eq!(pod_spec(&objects)["automountServiceAccountToken"], true);
+
+    let objects = docs(&gen_ok(&["--log-sidecar", "fluent-bit"]));
+    let conf = config_map_text(&objects);
+    let listen: Vec<&str> = conf.lines().filter(|l| l.contains("HTTP_Listen")).collect();
+    assert_eq!(listen, ["    HTTP_Listen   127.0.0.1"], "{conf}");
+    let fb = container(&pod_spec(&objects)["initContainers"], "fluent-bit");
+    for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+        assert!(
+            fb.get(probe).is_none(),
+            "the kubelet cannot reach 127.0.0.1: {probe}"
+        );
+    }
+    assert!(fb.get("ports").is_none(), "{fb}");
+}
+
+/// Issue 19: --network-policy admits the scraper to relay's port, anyone
+/// to the app's serving port, and nothing else.
+#[test]
+fn network_policy_admits_only_the_scraper_to_relay() {
+    let args = [
+        "--network-policy",
+        "--scraper-namespace",
+        "monitoring",
+        "--scraper-pod-selector",
+        "app.kubernetes.io/name=prometheus",
+        "--namespace",
+        "shop",
+    ];
+    let objects = docs(&gen_ok(&args));
+    let policies = find(&objects, "NetworkPolicy");
+    assert_eq!(policies.len(), 1);
+    let np = policies[0];
+    assert_eq!(np["apiVersion"], "networking.k8s.io/v1");
+    assert_eq!(np["metadata"]["namespace"], "shop");
+    let pod = find(&objects, "Pod")[0];
+    assert_eq!(
+        np["spec"]["podSelector"]["matchLabels"],
+        pod["metadata"]["labels"]
+    );
+    assert_eq!(np["spec"]["policyTypes"], serde_json::json!(["Ingress"]));
+    let relay = container(&pod["spec"]["initContainers"], "relay");
+    let agent = container(&pod["spec"]["containers"], "agent");
+    assert_eq!(
+        np["spec"]["ingress"],
+        serde_json::json!([
+            {"ports": [{"port": port_of(agent, "http"), "protocol": "TCP"}]},
+            {
+                "from": [{
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}
+                }],
+                "ports": [{"port": port_of(relay, "relay-metrics"), "protocol": "TCP"}]
+            }
+        ])
+    );
+    // No policy without the flag; scraper flags need it; without a scraper
+    // and without remote write nothing could read relay: refused.
+    assert!(find(&docs(&gen_ok(&[])), "NetworkPolicy").is_empty());
+    for (args, flag) in [
+        (
+            &["--scraper-namespace", "monitoring"][..],
+            "--scraper-namespace",
+        ),
+        (&["--network-policy"][..], "--network-policy"),
+        (
+            &["--network-policy", "--scraper-pod-selector", "no-equals"][..],
+            "--scraper-pod-selector",
+        ),
+    ] {
+        let out = gen(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "relay gen {args:?}: {stderr}");
+        assert!(stderr.contains(flag), "relay gen {args:?}: {stderr}");
+    }
+    // With remote write and no scraper, relay's port admits no one.
+    let objects = docs(&gen_ok(&[
+        "--network-policy",
+        "--remote-write-url",
+        "http://prometheus:9090/api/v1/write",
+    ]));
+    let ingress = &find(&objects, "NetworkPolicy")[0]["spec"]["ingress"];
+    assert_eq!(ingress.as_array().map(Vec::len), Some(1), "{ingress}");
+}
+
+/// A --config holding a secret inline would put it in the ConfigMap too:
+/// refused naming the field, without echoing it.
+#[test]
+fn a_config_with_inline_secrets_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scrape = "scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [localhost:8001]\n";
+    let cases = [
+        (
+            "remote_write:\n  - url: https://r/api/v1/write\n    basic_auth: {username: u, password: s3cr3t}\n",
+            "remote_write[0].basic_auth.password",
+        ),
+        (
+            "remote_write:\n  - url: https://u:s3cr3t@r/api/v1/write\n",
+            "remote_write[0].url",
+        ),
+        (
+            "remote_write:\n  - url: https://r/api/v1/write\n    authorization: {credentials: s3cr3t}\n",
+            "remote_write[0].authorization.credentials",
+        ),
+    ];
+    for (i, (extra, field)) in cases.iter().enumerate() {
+        let file = dir.path().join(format!("{i}.yml"));
+        std::fs::write(&file, format!("{scrape}{extra}")).expect("write");
+        let out = gen(&["--config", file.to_str().expect("utf-8")]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{extra}: {stderr}");
+        assert!(
+            stderr.contains("--config") && stderr.contains(field),
+            "{stderr}"
+        );
+        assert!(stderr.contains("_file"), "no advice: {stderr}");
+        assert!(!stderr.contains("s3cr3t"), "{stderr}");
+    }
+    // The same with files is embedded.
+    let file = dir.path().join("files.yml");
+    std::fs::write(
+        &file,
+        format!("{scrape}remote_write:\n  - url: https://r/api/v1/write\n    basic_auth: {{username: u, password_file: /etc/rw/password}}\n"),
+    )
+    .expect("write");
+    gen_ok(&["--config", file.to_str().expect("utf-8")]);
 }

@@ -5,8 +5,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, ContainerPort, EmptyDirVolumeSource, ResourceRequirements, Volume,
-    VolumeMount,
+    ConfigMap, Container, EmptyDirVolumeSource, ResourceRequirements, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -17,7 +16,6 @@ const CONFIG_VOLUME: &str = "fluent-bit-config";
 const STATE_VOLUME: &str = "fluent-bit-state";
 const CONFIG_DIR: &str = "/fluent-bit/etc";
 const STATE_DIR: &str = "/fluent-bit/state";
-const PORT_NAME: &str = "fluent-bit";
 
 /// The name of Fluent Bit's ConfigMap.
 pub fn config_map_name(options: &Options) -> String {
@@ -31,7 +29,7 @@ fn conf() -> String {
     Flush         1
     Log_Level     info
     HTTP_Server   On
-    HTTP_Listen   0.0.0.0
+    HTTP_Listen   127.0.0.1
     HTTP_Port     {FLUENT_BIT_PORT}
     Health_Check  On
 
@@ -91,14 +89,16 @@ pub(crate) fn container(options: &Options) -> Container {
             format!("{CONFIG_DIR}/fluent-bit.conf"),
         ]),
         restart_policy: Some("Always".to_owned()),
-        ports: Some(vec![ContainerPort {
-            name: Some(PORT_NAME.to_owned()),
-            container_port: i32::from(FLUENT_BIT_PORT),
-            protocol: Some("TCP".to_owned()),
-            ..Default::default()
-        }]),
-        startup_probe: Some(super::pod::http_probe(PORT_NAME, "/", 1, 30)),
-        liveness_probe: Some(super::pod::http_probe(PORT_NAME, "/", 10, 3)),
+        // Its HTTP server listens on the Pod's loopback only (its API has
+        // more than health: metrics, and trace or reload where built in),
+        // so neither a port nor a probe: the kubelet probes the Pod's IP,
+        // and the image has no shell or client for an exec probe. A crash
+        // still restarts it (restartPolicy Always); the app does not wait
+        // for it (a native sidecar without a startup probe counts as
+        // started once running).
+        ports: None,
+        startup_probe: None,
+        liveness_probe: None,
         resources: Some(ResourceRequirements {
             requests: Some(quantities(&[("cpu", "10m"), ("memory", "32Mi")])),
             limits: Some(quantities(&[("cpu", "200m"), ("memory", "64Mi")])),

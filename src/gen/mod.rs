@@ -7,10 +7,12 @@
 
 mod fluentbit;
 mod monitor;
+mod network;
 mod pod;
 mod relay_config;
 mod web;
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
@@ -41,7 +43,10 @@ pub const DEFAULT_WAL_DIR: &str = "/var/lib/relay/wal";
 pub const RELAY_PORT_NAME: &str = "relay-metrics";
 /// The directory the agent writes logs to and Fluent Bit tails.
 pub const AGENT_LOG_DIR: &str = "/var/log/agent";
-/// Fluent Bit's HTTP port (health and metrics), counted among the Pod's ports.
+/// Where relay's container mounts the remote-write credentials Secret.
+pub const REMOTE_WRITE_SECRET_DIR: &str = "/etc/relay-remote-write";
+/// Fluent Bit's HTTP port (health and metrics, on the Pod's loopback only),
+/// counted among the Pod's ports.
 pub const FLUENT_BIT_PORT: u16 = 2020;
 /// The numeric non-root user (and group) relay's image runs as; gen sets it
 /// on relay's and Fluent Bit's containers only, never on the Pod (a Pod-level
@@ -84,6 +89,27 @@ pub struct Args {
     /// Add a remote_write entry with this URL to the generated config. With remote write (this flag or --config's remote_write), the config gets external labels pod: ${POD_NAME} and namespace: ${POD_NAMESPACE} (unless it sets those keys) so replicas' series stay apart.
     #[arg(long)]
     pub remote_write_url: Option<String>,
+    /// Take the remote_write entry's basic-auth password from this Secret (key `password`), mounted read-only into relay alone; needs --remote-write-username. A password in --remote-write-url is refused: it would land in the ConfigMap, which the `view` role reads.
+    #[arg(long)]
+    pub remote_write_basic_auth_secret: Option<String>,
+    /// The basic-auth username of the remote_write entry (with --remote-write-basic-auth-secret).
+    #[arg(long)]
+    pub remote_write_username: Option<String>,
+    /// Take the remote_write entry's bearer token from this Secret (key `token`), mounted read-only into relay alone.
+    #[arg(long)]
+    pub remote_write_bearer_token_secret: Option<String>,
+    /// Mount the Pod's service account token (automountServiceAccountToken: true); off by default, as neither relay nor gen's sidecars call the Kubernetes API (an app that does needs this flag).
+    #[arg(long)]
+    pub automount_service_account_token: bool,
+    /// Also emit a NetworkPolicy: the app's serving port open, relay's port only to the scraper (--scraper-namespace, --scraper-pod-selector), every other port closed to other Pods.
+    #[arg(long)]
+    pub network_policy: bool,
+    /// The namespace of the Prometheus that scrapes relay (with --network-policy).
+    #[arg(long)]
+    pub scraper_namespace: Option<String>,
+    /// Labels of the Prometheus Pods that scrape relay, `key=value[,key=value]` (with --network-policy; without --scraper-namespace, Pods of the Pod's own namespace).
+    #[arg(long)]
+    pub scraper_pod_selector: Option<String>,
     /// Add prometheus.io/scrape, port and path annotations for a Prometheus that discovers Pods by annotation: `auto` (on without remote write, off with it, or that Prometheus would ingest everything twice), `true` or `false`.
     #[arg(long, default_value = "auto")]
     pub scrape_annotations: String,
@@ -163,6 +189,37 @@ pub enum AppSecurity {
     },
 }
 
+/// Where the generated remote_write entry's credentials come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteWriteAuth {
+    /// `basic_auth` with `password_file` from the Secret's key `password`.
+    Basic { secret: String, username: String },
+    /// `authorization` (Bearer) with `credentials_file` from the Secret's key `token`.
+    Bearer { secret: String },
+}
+
+impl RemoteWriteAuth {
+    /// The Secret and the one key of it relay reads.
+    pub fn secret(&self) -> (&str, &str) {
+        match self {
+            RemoteWriteAuth::Basic { secret, .. } => (secret, "password"),
+            RemoteWriteAuth::Bearer { secret } => (secret, "token"),
+        }
+    }
+
+    /// The file relay reads the credential from.
+    pub fn file(&self) -> String {
+        format!("{REMOTE_WRITE_SECRET_DIR}/{}", self.secret().1)
+    }
+}
+
+/// Who may reach relay's port under --network-policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scraper {
+    pub namespace: Option<String>,
+    pub pod_labels: Option<BTreeMap<String, String>>,
+}
+
 /// Validated `relay gen` options: every field is what the manifests will say.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -179,6 +236,10 @@ pub struct Options {
     /// None: the config's port, or 9090.
     pub listen_port: Option<u16>,
     pub remote_write_url: Option<String>,
+    pub remote_write_auth: Option<RemoteWriteAuth>,
+    pub automount_token: bool,
+    /// Some with --network-policy: the scraper (None: nobody) admitted to relay's port.
+    pub network_policy: Option<Option<Scraper>>,
     pub scrape_annotations: ScrapeAnnotations,
     pub app_security: AppSecurity,
     pub config: Option<PathBuf>,
@@ -381,6 +442,21 @@ fn quantity_value(q: &str) -> f64 {
 
 fn url(name: &'static str, value: &str) -> Result<String, GenError> {
     match reqwest::Url::parse(value) {
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            let mut shown = u.clone();
+            let _ = shown.set_username("");
+            let _ = shown.set_password(None);
+            Err(flag(
+                name,
+                format!(
+                    "{shown} with credentials in it (user:password@) would put them in the \
+                     ConfigMap, which anyone with the `view` role reads: create a Secret \
+                     (kubectl create secret generic NAME --from-literal=password=...) and pass \
+                     --remote-write-basic-auth-secret NAME --remote-write-username USER, or, \
+                     for a bearer token (key `token`), --remote-write-bearer-token-secret NAME"
+                ),
+            ))
+        }
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
             Ok(value.to_owned())
         }
@@ -392,6 +468,109 @@ fn url(name: &'static str, value: &str) -> Result<String, GenError> {
             ),
         )),
         Err(e) => Err(flag(name, format!("{value:?} is not a URL: {e}"))),
+    }
+}
+
+/// The remote_write entry's credentials from the Secret flags, which need
+/// --remote-write-url and exclude each other (as basic_auth and
+/// authorization do in Prometheus).
+fn remote_write_auth(args: &Args) -> Result<Option<RemoteWriteAuth>, GenError> {
+    let basic = match &args.remote_write_basic_auth_secret {
+        Some(s) => Some(web::secret_name("--remote-write-basic-auth-secret", s)?),
+        None => None,
+    };
+    let bearer = match &args.remote_write_bearer_token_secret {
+        Some(s) => Some(web::secret_name("--remote-write-bearer-token-secret", s)?),
+        None => None,
+    };
+    let auth = match (basic, bearer, &args.remote_write_username) {
+        (None, None, None) => return Ok(None),
+        (Some(_), Some(_), _) => {
+            return Err(flag(
+                "--remote-write-bearer-token-secret",
+                "conflicts with --remote-write-basic-auth-secret: a remote_write entry has \
+                 basic_auth or a bearer token, not both",
+            ))
+        }
+        (Some(secret), None, Some(username)) if !username.is_empty() => RemoteWriteAuth::Basic {
+            secret,
+            username: username.clone(),
+        },
+        (Some(_), None, _) => {
+            return Err(flag(
+                "--remote-write-username",
+                "--remote-write-basic-auth-secret needs the username (not a secret) too",
+            ))
+        }
+        (None, Some(_), Some(_)) | (None, None, Some(_)) => {
+            return Err(flag(
+                "--remote-write-username",
+                "goes with --remote-write-basic-auth-secret (the Secret holding the password)",
+            ))
+        }
+        (None, Some(secret), None) => RemoteWriteAuth::Bearer { secret },
+    };
+    if args.remote_write_url.is_none() {
+        let name = match auth {
+            RemoteWriteAuth::Basic { .. } => "--remote-write-basic-auth-secret",
+            RemoteWriteAuth::Bearer { .. } => "--remote-write-bearer-token-secret",
+        };
+        return Err(flag(
+            name,
+            "needs --remote-write-url (the entry it authenticates); with --config, set \
+             password_file or credentials_file in the file and mount the Secret yourself",
+        ));
+    }
+    Ok(Some(auth))
+}
+
+/// `key=value[,key=value]` as matchLabels.
+fn label_selector(name: &'static str, value: &str) -> Result<BTreeMap<String, String>, GenError> {
+    let mut labels = BTreeMap::new();
+    for pair in value.split(',') {
+        match pair.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                labels.insert(k.trim().to_owned(), v.trim().to_owned());
+            }
+            _ => {
+                return Err(flag(
+                    name,
+                    format!("{pair:?} is not key=value (labels as key=value[,key=value])"),
+                ))
+            }
+        }
+    }
+    Ok(labels)
+}
+
+/// --network-policy and the scraper it admits to relay's port.
+fn network_policy(args: &Args) -> Result<Option<Option<Scraper>>, GenError> {
+    let namespace = match &args.scraper_namespace {
+        Some(ns) => Some(dns_label("--scraper-namespace", ns, 63)?),
+        None => None,
+    };
+    let pod_labels = match &args.scraper_pod_selector {
+        Some(s) => Some(label_selector("--scraper-pod-selector", s)?),
+        None => None,
+    };
+    let given = namespace.is_some() || pod_labels.is_some();
+    match (args.network_policy, given) {
+        (false, false) => Ok(None),
+        (false, true) => Err(flag(
+            if namespace.is_some() {
+                "--scraper-namespace"
+            } else {
+                "--scraper-pod-selector"
+            },
+            "needs --network-policy (the policy it goes into)",
+        )),
+        (true, true) => Ok(Some(Some(Scraper {
+            namespace,
+            pod_labels,
+        }))),
+        // Without a scraper relay's port admits no one: refused in
+        // `generate` unless the config remote-writes.
+        (true, false) => Ok(Some(None)),
     }
 }
 
@@ -485,6 +664,9 @@ impl Args {
                 Some(u) => Some(url("--remote-write-url", u)?),
                 None => None,
             },
+            remote_write_auth: remote_write_auth(self)?,
+            automount_token: self.automount_service_account_token,
+            network_policy: network_policy(self)?,
             scrape_annotations,
             app_security: app_security(self)?,
             config: self.config.clone(),
@@ -496,7 +678,7 @@ impl Args {
             relay_memory_request: quantity("--relay-memory-request", &self.relay_memory_request)?,
             relay_memory_limit: quantity("--relay-memory-limit", &self.relay_memory_limit)?,
             web_tls_secret: match &self.web_tls_secret {
-                Some(s) => Some(web::secret_name(s)?),
+                Some(s) => Some(web::secret_name("--web-tls-secret", s)?),
                 None => None,
             },
             web_config: self.web_config.clone(),
@@ -574,7 +756,7 @@ pub(crate) fn to_yaml<T: Serialize>(what: &str, value: &T) -> Result<String, Gen
     })
 }
 
-/// Builds every object for the options: ConfigMaps first, then the workload, then the PodMonitor.
+/// Builds every object for the options: ConfigMaps first, then the workload, then the PodMonitor and the NetworkPolicy.
 pub fn generate(options: &Options) -> Result<Vec<Object>, GenError> {
     let relay = relay_config::build(options)?;
     check_ports(options, relay.listen_port, relay.metrics_port)?;
@@ -595,6 +777,20 @@ pub fn generate(options: &Options) -> Result<Vec<Object>, GenError> {
     )?);
     if options.pod_monitor {
         objects.push(monitor::object(options, web.as_ref())?);
+    }
+    if let Some(scraper) = &options.network_policy {
+        if scraper.is_none() && relay.config.remote_write.is_empty() {
+            return Err(flag(
+                "--network-policy",
+                "without remote write only a scraper reads relay: name it with \
+                 --scraper-namespace and/or --scraper-pod-selector",
+            ));
+        }
+        objects.push(network::object(
+            options,
+            relay.listen_port,
+            scraper.as_ref(),
+        )?);
     }
     Ok(objects)
 }

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, Pod, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, Pod, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -17,7 +18,8 @@ use super::relay_config::{RelayConfig, POD_LABELS};
 use super::web::{self, WebSetup, WEB_CONFIG_KEY, WEB_TLS_DIR};
 use super::{
     fluentbit, to_yaml, AppSecurity, GenError, Kind, Object, Options, ScrapeAnnotations,
-    AGENT_LOG_DIR, CONFIG_DIR, CONFIG_KEY, CONFIG_PATH, RELAY_PORT_NAME, RUN_AS_USER,
+    AGENT_LOG_DIR, CONFIG_DIR, CONFIG_KEY, CONFIG_PATH, RELAY_PORT_NAME, REMOTE_WRITE_SECRET_DIR,
+    RUN_AS_USER,
 };
 
 /// The label every generated object carries and selectors match.
@@ -27,6 +29,7 @@ const GRACE_MARGIN_SECONDS: i64 = 5;
 const CONFIG_VOLUME: &str = "relay-config";
 const WAL_VOLUME: &str = "relay-wal";
 const TLS_VOLUME: &str = "relay-tls";
+const REMOTE_WRITE_VOLUME: &str = "relay-remote-write";
 /// The log emptyDir shared by the agent and Fluent Bit.
 pub(crate) const LOG_VOLUME: &str = "agent-logs";
 
@@ -217,6 +220,9 @@ fn relay_container(options: &Options, relay: &RelayConfig, web: Option<&WebSetup
         mount(CONFIG_VOLUME, CONFIG_DIR, true),
         mount(WAL_VOLUME, &relay.wal_dir.display().to_string(), false),
     ];
+    if options.remote_write_auth.is_some() {
+        mounts.push(mount(REMOTE_WRITE_VOLUME, REMOTE_WRITE_SECRET_DIR, true));
+    }
     if let Some(web) = web {
         args.push("--web.config.file".to_owned());
         args.push(web::config_path().display().to_string());
@@ -346,6 +352,23 @@ fn pod_template(
             ..Default::default()
         });
     }
+    if let Some(auth) = &options.remote_write_auth {
+        // Only the key relay reads, in relay's container only.
+        let (secret, key) = auth.secret();
+        volumes.push(Volume {
+            name: REMOTE_WRITE_VOLUME.to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.to_owned()),
+                items: Some(vec![KeyToPath {
+                    key: key.to_owned(),
+                    path: key.to_owned(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
     if options.fluent_bit {
         init_containers.push(fluentbit::container(options));
         volumes.extend(fluentbit::volumes(options));
@@ -370,6 +393,9 @@ fn pod_template(
             containers: vec![agent_container(options, relay.metrics_port)],
             volumes: Some(volumes),
             termination_grace_period_seconds: Some(grace),
+            // Neither relay nor Fluent Bit calls the Kubernetes API: no
+            // token in the Pod (the app's too) unless the flag asks for it.
+            automount_service_account_token: Some(options.automount_token),
             // No Pod-level securityContext: whatever it set (a uid, a gid,
             // fsGroup, runAsNonRoot) would apply to the app's container too
             // and override its image. Each container says its own.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_norway::{Mapping, Value};
 
-use super::{GenError, Options, DEFAULT_WAL_DIR};
+use super::{GenError, Options, RemoteWriteAuth, DEFAULT_WAL_DIR};
 use crate::config::{self, Config, Overrides};
 
 /// The default sidecar config, as shipped in the repository.
@@ -73,6 +73,14 @@ pub(crate) fn build(options: &Options) -> Result<RelayConfig, GenError> {
     let root = doc
         .as_mapping_mut()
         .ok_or_else(|| conflict("the config is not a YAML mapping".into()))?;
+    if let Some(field) = inline_secret(root) {
+        return Err(conflict(format!(
+            "{field} holds a secret, which would be embedded in the ConfigMap that anyone with \
+             the `view` role reads: use password_file / credentials_file (a mounted Secret), or \
+             --remote-write-url with --remote-write-basic-auth-secret or \
+             --remote-write-bearer-token-secret"
+        )));
+    }
     let relay = root
         .entry(Value::from("relay"))
         .or_insert_with(|| Value::Mapping(Mapping::new()));
@@ -136,6 +144,22 @@ pub(crate) fn build(options: &Options) -> Result<RelayConfig, GenError> {
             .ok_or_else(|| conflict("remote_write: is not a list".into()))?;
         let mut entry = Mapping::new();
         entry.insert(Value::from("url"), Value::from(url.clone()));
+        // Credentials are files from the Secret relay mounts: the
+        // ConfigMap (readable with the `view` role) holds only their paths.
+        match &options.remote_write_auth {
+            Some(auth @ RemoteWriteAuth::Basic { username, .. }) => {
+                let mut basic = Mapping::new();
+                basic.insert(Value::from("username"), Value::from(username.clone()));
+                basic.insert(Value::from("password_file"), Value::from(auth.file()));
+                entry.insert(Value::from("basic_auth"), Value::Mapping(basic));
+            }
+            Some(auth @ RemoteWriteAuth::Bearer { .. }) => {
+                let mut authorization = Mapping::new();
+                authorization.insert(Value::from("credentials_file"), Value::from(auth.file()));
+                entry.insert(Value::from("authorization"), Value::Mapping(authorization));
+            }
+            None => {}
+        }
         entries.push(Value::Mapping(entry));
     }
 
@@ -158,6 +182,49 @@ pub(crate) fn build(options: &Options) -> Result<RelayConfig, GenError> {
         metrics_port,
         wal_dir,
     })
+}
+
+/// Fields of Prometheus's HTTP client config that hold a secret inline
+/// (each has a `_file` twin); `client_secret` is OAuth2's.
+const SECRET_FIELDS: [&str; 3] = ["password", "credentials", "client_secret"];
+
+/// The path of the first secret the config holds inline: a secret field
+/// with a value, or a remote_write URL with a user or password in it.
+fn inline_secret(root: &Mapping) -> Option<String> {
+    fn walk(value: &Value, path: &str) -> Option<String> {
+        match value {
+            Value::Mapping(m) => m.iter().find_map(|(k, v)| {
+                let key = k.as_str().unwrap_or_default();
+                let here = if path.is_empty() {
+                    key.to_owned()
+                } else {
+                    format!("{path}.{key}")
+                };
+                let set = !v.is_null() && v.as_str() != Some("");
+                if SECRET_FIELDS.contains(&key) && set {
+                    return Some(here);
+                }
+                walk(v, &here)
+            }),
+            Value::Sequence(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| walk(v, &format!("{path}[{i}]"))),
+            _ => None,
+        }
+    }
+    let entries = root.get("remote_write").and_then(Value::as_sequence);
+    for (i, entry) in entries.into_iter().flatten().enumerate() {
+        let url = entry.get("url").and_then(Value::as_str).unwrap_or_default();
+        if reqwest::Url::parse(url)
+            .is_ok_and(|u| !u.username().is_empty() || u.password().is_some())
+        {
+            return Some(format!("remote_write[{i}].url"));
+        }
+    }
+    ["scrape_configs", "remote_write"]
+        .iter()
+        .find_map(|section| walk(root.get(*section)?, section))
 }
 
 /// Adds `pod: ${POD_NAME}` and `namespace: ${POD_NAMESPACE}` to

@@ -35,11 +35,11 @@ static DNS_SUBDOMAIN: LazyLock<Regex> = LazyLock::new(|| {
         .expect("static regex")
 });
 
-/// Checks `--web-tls-secret`'s name (a DNS subdomain, as Secret names are).
-pub(crate) fn secret_name(value: &str) -> Result<String, GenError> {
+/// Checks a Secret's name given to `flag_name` (a DNS subdomain, as Secret names are).
+pub(crate) fn secret_name(flag_name: &'static str, value: &str) -> Result<String, GenError> {
     if value.len() > 253 || !DNS_SUBDOMAIN.is_match(value) {
         return Err(flag(
-            "--web-tls-secret",
+            flag_name,
             format!("{value:?} is not a Secret name (a DNS subdomain: lowercase letters, digits, '-' and '.')"),
         ));
     }

@@ -198,7 +198,8 @@ async fn now_wanted(scrape_now: &mut watch::Receiver<u64>, store: &Store, id: u6
 /// Reads the body through the pipeline as it arrives (`bytes` counts it).
 /// A pipeline error stops the parsing, not the reading: a fetch error
 /// found later (the size limit, the timeout) is the scrape's error, as
-/// when the body was read whole first.
+/// when the body was read whole first. A line too long for the label
+/// limits stops the reading too.
 async fn read_through<S: Appender>(
     fetcher: &Fetcher,
     stream: &mut Stream<'_, '_, S>,
@@ -216,6 +217,12 @@ async fn read_through<S: Appender>(
             let parsing = Instant::now();
             failed = stream.feed(carry, &chunk).err();
             body.not_counting(parsing.elapsed());
+            // A line past the label limits' bound is relay's own refusal
+            // (Prometheus would buffer it): nothing read later can change
+            // the outcome, so the rest of a huge body is not read at all.
+            if matches!(failed, Some(PipelineError::LineTooLong { .. })) {
+                break;
+            }
         }
     }
     match failed {

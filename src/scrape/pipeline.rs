@@ -31,6 +31,51 @@ pub struct Limits {
     pub label_value_length_limit: usize,
 }
 
+/// How many labels a line is taken to hold when bounding its length
+/// without a `label_limit` (see [`Limits::line_bound`]).
+const BOUND_LABELS: usize = 128;
+/// Room for a line's value, timestamp and OpenMetrics exemplar (whose labels
+/// OpenMetrics caps at 128 characters) past its labels.
+const BOUND_TAIL: usize = 1024;
+
+impl Limits {
+    /// The longest sample line (or lines joined inside a quoted value) that
+    /// the label limits can let through, so a longer one is refused while it
+    /// streams in instead of being buffered whole first: every name and
+    /// value at its limit (names at the value limit when unlimited) and
+    /// escaped (two bytes a byte), `label_limit` labels or 128, the metric
+    /// name, and the tail; at least a 64 KiB piece. None without a
+    /// `label_value_length_limit`: a value is then unbounded.
+    pub fn line_bound(&self) -> Option<usize> {
+        let value = self.label_value_length_limit;
+        if value == 0 {
+            return None;
+        }
+        let name = match self.label_name_length_limit {
+            0 => value,
+            n => n,
+        };
+        let count = match self.label_limit {
+            0 => BOUND_LABELS,
+            n => n,
+        };
+        // `"name"="value",` with every byte escaped.
+        let label = name
+            .saturating_mul(2)
+            .saturating_add(value.saturating_mul(2))
+            .saturating_add(6);
+        // The metric name, quoted (it is `__name__`'s value).
+        let metric = value.saturating_mul(2).saturating_add(2);
+        Some(
+            count
+                .saturating_mul(label)
+                .saturating_add(metric)
+                .saturating_add(BOUND_TAIL)
+                .max(PIECE),
+        )
+    }
+}
+
 /// How one target's samples are turned into output.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings<'t> {
@@ -117,6 +162,10 @@ pub enum PipelineError {
     /// A series too long for the cache (over 4 GiB rendered).
     #[error("series of {length} bytes after relabeling: longer than relay can keep")]
     SeriesTooLong { length: usize },
+    /// A line still unfinished past [`Limits::line_bound`], refused before
+    /// it is buffered whole (relay's own: Prometheus reads the body first).
+    #[error("label_value_length_limit exceeded (metric: {metric}, a line longer than {bound} bytes, the most the label limits allow)")]
+    LineTooLong { metric: String, bound: usize },
     #[error("label_value_length_limit exceeded (metric: {metric}, label value of {name}: {length} bytes, limit: {limit})")]
     LabelValueLength {
         metric: String,
@@ -138,6 +187,7 @@ impl PipelineError {
             PipelineError::LabelLimit { .. }
             | PipelineError::LabelNameLength { .. }
             | PipelineError::LabelValueLength { .. }
+            | PipelineError::LineTooLong { .. }
             | PipelineError::SeriesTooLong { .. } => "label_limit",
         }
     }
@@ -386,7 +436,41 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
     /// ones left unparsed (an unfinished line, or chunks too small to parse
     /// alone) and keeps what this one leaves. Whole lines of a large chunk
     /// are parsed where they are.
+    ///
+    /// With a `label_value_length_limit`, the unfinished line the carry
+    /// keeps may not grow past [`Limits::line_bound`]: a longer one fails
+    /// the scrape at once, so one huge line costs the bound, not its size.
     pub fn feed(&mut self, carry: &mut Carry, chunk: &[u8]) -> Result<(), PipelineError> {
+        self.take(carry, chunk)?;
+        self.bound(carry)
+    }
+
+    /// Fails when the line the carry keeps is longer than the limits allow.
+    fn bound(&mut self, carry: &mut Carry) -> Result<(), PipelineError> {
+        let Some(bound) = self.settings.limits.line_bound() else {
+            return Ok(());
+        };
+        if carry.buf.len() <= bound {
+            return Ok(());
+        }
+        // Whole lines gathered before the unfinished one are parsed first.
+        let used = self.piece(&carry.buf, true)?;
+        carry.buf.drain(..used);
+        if carry.buf.len() > bound {
+            let metric = line_name(&carry.buf);
+            carry.clear();
+            return Err(PipelineError::LineTooLong { metric, bound });
+        }
+        carry.retry_at = if memchr::memchr(b'\n', &carry.buf).is_some() {
+            carry.buf.len() * 2
+        } else {
+            0
+        };
+        Ok(())
+    }
+
+    /// [`Stream::feed`] without the bound.
+    fn take(&mut self, carry: &mut Carry, chunk: &[u8]) -> Result<(), PipelineError> {
         if carry.buf.len() + chunk.len() < carry.piece {
             // Small chunks (a gzip decoder hands out a few KiB at a time)
             // are gathered first: a piece's parse has a fixed cost.
@@ -666,6 +750,22 @@ pub(crate) fn series_key<'a>(body: &'a [u8], sample: &Sample<'a>) -> &'a [u8] {
     body.get(start..end).unwrap_or(sample.name.as_bytes())
 }
 
+/// The metric name a line starts with, for an error about the line: at
+/// most 64 bytes of it (the name may be what is too long).
+fn line_name(line: &[u8]) -> String {
+    const SHOWN: usize = 64;
+    let end = line
+        .iter()
+        .position(|b| matches!(b, b'{' | b' ' | b'\t' | b'\n'))
+        .unwrap_or(line.len());
+    let name = String::from_utf8_lossy(&line[..end.min(SHOWN)]);
+    match (end > SHOWN, name.is_empty()) {
+        (_, true) => "?".to_owned(),
+        (true, false) => format!("{name}..."),
+        (false, false) => name.into_owned(),
+    }
+}
+
 /// A line whose deferred label check failed was counted as scraped before
 /// the check; Prometheus counts only the samples parsed before the error.
 fn uncount_unparsed(counts: &mut Counts, error: &PipelineError) {
@@ -889,6 +989,109 @@ mod tests {
         [("instance", "localhost:8001"), ("job", "app")]
             .into_iter()
             .collect()
+    }
+
+    /// What [`feed_long`] saw: the result, the bytes fed until it, the
+    /// most the carry held (capacity) and the rendered samples.
+    type Streamed = (Result<(), PipelineError>, usize, usize, String);
+
+    /// Streams `head`, then 8 KiB chunks of `fill` up to `total` bytes (or
+    /// an error), then `tail`, as the scrape loop feeds a body.
+    fn feed_long(limits: Limits, head: &[u8], fill: &[u8], tail: &[u8], total: usize) -> Streamed {
+        let (target, rules) = (Labels::default(), Rules::default());
+        let settings = Settings {
+            limits,
+            ..Settings::new(&target, &rules)
+        };
+        let (mut cache, mut counts, mut out) = (
+            SeriesCache::default(),
+            Counts::default(),
+            Rendered::default(),
+        );
+        let mut stream = Stream::new(Format::Text, &settings, &mut cache, &mut counts, &mut out);
+        let mut carry = Carry::default();
+        let chunk: Vec<u8> = fill.iter().copied().cycle().take(8192).collect();
+        let mut result = stream.feed(&mut carry, head);
+        let (mut fed, mut held) = (head.len(), carry.buf.capacity());
+        while result.is_ok() && fed < total {
+            result = stream.feed(&mut carry, &chunk);
+            fed += chunk.len();
+            held = held.max(carry.buf.capacity());
+        }
+        if result.is_ok() {
+            result = stream
+                .feed(&mut carry, tail)
+                .and_then(|()| stream.finish(&mut carry));
+        }
+        drop(stream);
+        let mut text = Vec::new();
+        out.write(&mut text, Format::Text);
+        (
+            result,
+            fed,
+            held,
+            String::from_utf8_lossy(&text).into_owned(),
+        )
+    }
+
+    /// A line longer than the label limits allow fails the scrape while it
+    /// streams in: the carry never holds much more than the bound, whether
+    /// the line is one line or a quoted value spanning lines.
+    #[test]
+    fn a_line_past_the_label_limits_fails_while_it_streams_in() {
+        let limits = Limits {
+            label_value_length_limit: 1024,
+            ..Limits::default()
+        };
+        let bound = limits.line_bound().expect("a bound with a value limit");
+        // 128 labels (no label_limit) of names and values within 1024
+        // bytes, escaped: 2 bytes a byte, plus the name, value and tail.
+        assert_eq!(bound, 128 * (2 * 1024 + 2 * 1024 + 6) + 2 * 1024 + 2 + 1024);
+        let total = 8 << 20;
+        let cases: [(&[u8], &[u8], &str); 3] = [
+            (b"ok 1\nm{a=\"", b"x", "m"),
+            (b"m{a=\"", b"x\n", "m"),
+            (b"", b"n", "nnnnnnnn"),
+        ];
+        for (head, fill, metric) in cases {
+            let (result, fed, held, _) = feed_long(limits, head, fill, b"\"} 1\n", total);
+            let err = result.expect_err("a line past the bound");
+            assert_eq!(err.reason(), "label_limit");
+            let text = err.to_string();
+            assert!(
+                text.starts_with(&format!(
+                    "label_value_length_limit exceeded (metric: {metric}"
+                )),
+                "{text}"
+            );
+            assert!(
+                text.contains(&format!("longer than {bound} bytes")),
+                "{text}"
+            );
+            assert!(
+                text.len() < 400,
+                "the message quotes little of the line: {text}"
+            );
+            println!("fed {fed} bytes, carry held at most {held}: {text}");
+            assert!(fed <= bound + 2 * 8192, "fed {fed} bytes before failing");
+            assert!(held <= 2 * (bound + 8192), "the carry held {held} bytes");
+        }
+        // A long line within the limits (100 labels of 1000 bytes, over
+        // 100 KB, well past a 64 KiB piece) streams through.
+        let labels: Vec<String> = (0..100)
+            .map(|i| format!("l{i}=\"{}\"", "v".repeat(1000)))
+            .collect();
+        let line = format!("m{{{}}} 1\n", labels.join(","));
+        let (result, _, _, text) = feed_long(limits, line.as_bytes(), b"", b"", 0);
+        assert_eq!(result, Ok(()));
+        assert_eq!(text.len(), line.len() + "# TYPE m untyped\n".len());
+        // Without a value limit a line has no bound (as in Prometheus, the
+        // body size limit is then the only one).
+        let (result, fed, held, text) =
+            feed_long(Limits::default(), b"m{a=\"", b"x", b"\"} 1\n", 2 << 20);
+        assert_eq!(result, Ok(()));
+        assert!(held >= fed, "{held} {fed}");
+        assert!(text.ends_with("\"} 1\n"));
     }
 
     #[test]
