@@ -500,7 +500,9 @@ fn cli_check_and_run_refuse_the_same_configs_without_showing_passwords() {
 
 /// A reload refused for any of these configs logs why without the
 /// password, and the running relay's log and /metrics never show the
-/// password of its remote-write URL.
+/// password of its remote-write URL; its default `remote_name` is the
+/// hash of the redacted URL, as Prometheus hashes a config with its
+/// secrets redacted.
 #[test]
 fn refused_reloads_and_metrics_never_show_passwords() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -517,8 +519,13 @@ fn refused_reloads_and_metrics_never_show_passwords() {
     );
     std::fs::write(&path, &good).expect("write config");
     let relay = Relay::start_file(&path, &addr);
+    let name = format!("{:x}", md5::compute(redacted.as_bytes()))[..6].to_owned();
     let line = relay.wait_for_line("prometheus_remote_storage_samples_total{");
-    assert!(line.contains(&format!("url=\"{redacted}\"")), "{line}");
+    assert!(
+        line.contains(&format!("remote_name=\"{name}\""))
+            && line.contains(&format!("url=\"{redacted}\"")),
+        "{line}\nwant remote_name {name:?} (md5 of {redacted:?})"
+    );
     for (yaml, want) in SECRET_CASES {
         std::fs::write(&path, format!("{yaml}{relay_section}")).expect("write config");
         // The file watcher reloads it: the field path and the value as shown.
