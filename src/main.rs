@@ -297,9 +297,20 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// A config is refused for what loading refuses, and for each target that
+/// `relay run` would skip after relabeling (one line each).
 fn check_configs(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     check_files(files, |file| {
-        config::load(file, &Overrides::default()).map(|loaded| loaded.warnings)
+        let loaded = config::load(file, &Overrides::default()).map_err(|e| e.to_string())?;
+        let refused: Vec<String> = relay::targets::refused(&loaded.config)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        if refused.is_empty() {
+            Ok(loaded.warnings)
+        } else {
+            Err(refused.join(&format!("\n{}: ", file.display())))
+        }
     })
 }
 

@@ -50,17 +50,25 @@ pub fn from_config(sc: &ScrapeConfig) -> (Vec<Target>, Vec<TargetError>) {
                 Ok(None) => {}
                 Err(message) => errors.push(TargetError {
                     job: sc.job_name.clone(),
-                    // User info is a password: shown as Prometheus shows one.
-                    target: match address.rsplit_once('@') {
-                        Some((_, host)) => format!("xxxxx@{host}"),
-                        None => address.clone(),
-                    },
+                    // A password in it is shown as Prometheus shows one.
+                    target: config::redact_url(address),
                     message,
                 }),
             }
         }
     }
     (targets, errors)
+}
+
+/// Every target of `config` that `relay run` would skip, as it would log
+/// them: `relay check config` refuses these (targets are static, so what
+/// relabeling makes of them is known at load).
+pub fn refused(config: &config::Config) -> Vec<TargetError> {
+    config
+        .scrape_configs
+        .iter()
+        .flat_map(|job| from_config(job).1)
+        .collect()
 }
 
 fn populate(
@@ -117,6 +125,7 @@ fn populate(
         );
     }
     if addr.contains('/') {
+        let addr = config::redact_url(&addr);
         return Err(format!("{addr:?} is not a valid host:port address"));
     }
     // Prometheus 2.x adds the scheme's default port when there is none.
@@ -245,6 +254,16 @@ mod tests {
         assert_eq!(t[0].url, "https://example/metrics"); // the default port is implied
         assert_eq!(t[0].labels.get("instance"), Some("example:443"));
         assert_eq!(t[0].job, "other");
+    }
+
+    #[test]
+    fn user_info_put_in_by_relabeling_is_refused_without_showing_it() {
+        let (t, e) = targets("scrape_configs:\n- job_name: app\n  static_configs:\n  - targets: ['a:1']\n  relabel_configs:\n  - {target_label: __address__, replacement: 'u:S3cret@a:1'}\n");
+        assert!(t.is_empty());
+        assert_eq!(
+            e[0].to_string(),
+            "job \"app\", target \"a:1\": a target address with user info (user:password@host) is refused: use basic_auth"
+        );
     }
 
     #[test]

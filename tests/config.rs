@@ -1,9 +1,13 @@
 //! The config language: defaults, Prometheus compatibility, and errors that
 //! name the field path. The CLI cases run the real `relay` binary.
 
-use std::process::Command;
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::{free_port, Relay, DEADLINE};
 use relay::config::{self, ByteSize, Scheme};
 
 fn error_of(yaml: &str) -> String {
@@ -368,4 +372,203 @@ fn cli_check_config_warns_of_an_empty_external_label_variable() {
     let stderr = String::from_utf8_lossy(&set.stderr);
     assert_eq!(set.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("environment variable"), "{stderr}");
+}
+
+/// The password of every URL and target in [`SECRET_CASES`].
+const SECRET: &str = "S3cret";
+
+/// Configs whose bad value holds a password, and the start of the error
+/// each gives: the value shown as Prometheus shows a URL, `xxxxx` for its
+/// password, also where the value does not parse as a URL.
+const SECRET_CASES: &[(&str, &str)] = &[
+    (
+        "remote_write:\n  - url: ftp://u:S3cret@h/\n",
+        "remote_write[0].url: \"ftp://u:xxxxx@h/\" is not an http(s) URL",
+    ),
+    (
+        "remote_write:\n  - url: u:S3cret@h:1\n",
+        "remote_write[0].url: \"u:xxxxx@h:1\" is not an http(s) URL",
+    ),
+    (
+        "remote_write:\n  - url: 'http://u:S3cret@[bad'\n",
+        "remote_write[0].url: \"http://u:xxxxx@[bad\" is not an http(s) URL",
+    ),
+    (
+        "remote_write:\n  - url: http://u:S3cret@127.0.0.1:1/w\n  - url: http://u:S3cret@127.0.0.1:1/w\n",
+        "remote_write[1].url: found multiple remote write configs for \"http://u:xxxxx@127.0.0.1:1/w\" without a name",
+    ),
+    (
+        "scrape_configs:\n  - job_name: a\n    static_configs:\n      - targets: [\"alice:S3cret@127.0.0.1:notaport\"]\n",
+        "scrape_configs[0].static_configs[0].targets[0]: \"alice:xxxxx@127.0.0.1:notaport\" has an invalid port",
+    ),
+    (
+        "scrape_configs:\n  - job_name: a\n    static_configs:\n      - targets: [\"alice:S3cret@127.0.0.1:18001\"]\n",
+        "scrape_configs[0].static_configs[0].targets[0]: \"alice:xxxxx@127.0.0.1:18001\" has user info (user:password@host), which relay refuses: put the credentials in basic_auth",
+    ),
+    (
+        "scrape_configs:\n  - job_name: a\n    static_configs:\n      - targets: [\"http://alice:S3cret@127.0.0.1:18001\"]\n",
+        "scrape_configs[0].static_configs[0].targets[0]: \"http://alice:xxxxx@127.0.0.1:18001/\" is a URL",
+    ),
+];
+
+#[test]
+fn passwords_in_urls_and_targets_are_redacted_in_errors() {
+    for (yaml, want) in SECRET_CASES {
+        let got = error_of(yaml);
+        assert!(
+            got.starts_with(want) && !got.contains(SECRET),
+            "config:\n{yaml}\ngot:  {got}\nwant: {want}"
+        );
+    }
+}
+
+/// `relay run --config path`, bounded: its exit code and stderr, or a
+/// failure if it is still running at the deadline (it accepted the config).
+fn run_until_exit(path: &Path) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("stderr.log");
+    let mut child = relay()
+        .args(["run", "--config"])
+        .arg(path)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("stderr file"))
+        .spawn()
+        .expect("spawn relay");
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for relay") {
+            break Some(status);
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        status.is_some(),
+        "relay run accepted {}:\n{stderr}",
+        path.display()
+    );
+    (status.and_then(|s| s.code()), stderr)
+}
+
+/// `relay check config` refuses what `relay run` refuses, and neither
+/// shows the password, on stdout or stderr.
+#[test]
+fn cli_check_and_run_refuse_the_same_configs_without_showing_passwords() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("relay.yml");
+    for (yaml, want) in SECRET_CASES {
+        let relay_section = format!(
+            "relay:\n  listen_address: \"127.0.0.1:{}\"\n  wal_dir: \"{}\"\n",
+            free_port(),
+            dir.path().join("wal").display()
+        );
+        std::fs::write(&file, format!("{yaml}{relay_section}")).expect("write config");
+        let checked = relay()
+            .args(["check", "config"])
+            .arg(&file)
+            .output()
+            .expect("run relay");
+        let out = format!(
+            "{}{}",
+            String::from_utf8_lossy(&checked.stdout),
+            String::from_utf8_lossy(&checked.stderr)
+        );
+        assert_eq!(
+            checked.status.code(),
+            Some(1),
+            "check config of\n{yaml}\n{out}"
+        );
+        assert!(
+            out.contains(want),
+            "check config of\n{yaml}\n{out}\nwant: {want}"
+        );
+        assert!(!out.contains(SECRET), "check config of\n{yaml}\n{out}");
+        let (code, stderr) = run_until_exit(&file);
+        assert_eq!(code, Some(1), "run of\n{yaml}\n{stderr}");
+        assert!(
+            stderr.contains(want),
+            "run of\n{yaml}\n{stderr}\nwant: {want}"
+        );
+        assert!(!stderr.contains(SECRET), "run of\n{yaml}\n{stderr}");
+    }
+}
+
+/// A reload refused for any of these configs logs why without the
+/// password, and the running relay's log and /metrics never show the
+/// password of its remote-write URL; its default `remote_name` is the
+/// hash of the redacted URL, as Prometheus hashes a config with its
+/// secrets redacted.
+#[test]
+fn refused_reloads_and_metrics_never_show_passwords() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("relay.yml");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let relay_section = format!(
+        "relay:\n  listen_address: \"{addr}\"\n  wal_dir: \"{}\"\n",
+        dir.path().join("wal").display()
+    );
+    let url = format!("http://u:{SECRET}@127.0.0.1:{}/api/v1/write", free_port());
+    let redacted = url.replace(SECRET, "xxxxx");
+    let good = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: a\n    static_configs: [{{targets: [\"127.0.0.1:1\"]}}]\nremote_write:\n  - url: {url}\n{relay_section}"
+    );
+    std::fs::write(&path, &good).expect("write config");
+    let relay = Relay::start_file(&path, &addr);
+    let name = format!("{:x}", md5::compute(redacted.as_bytes()))[..6].to_owned();
+    let line = relay.wait_for_line("prometheus_remote_storage_samples_total{");
+    assert!(
+        line.contains(&format!("remote_name=\"{name}\""))
+            && line.contains(&format!("url=\"{redacted}\"")),
+        "{line}\nwant remote_name {name:?} (md5 of {redacted:?})"
+    );
+    for (yaml, want) in SECRET_CASES {
+        std::fs::write(&path, format!("{yaml}{relay_section}")).expect("write config");
+        // The file watcher reloads it: the field path and the value as shown.
+        let at = want.split(": ").next().unwrap_or(want);
+        let shown = want.split('"').nth(1).unwrap_or(want);
+        relay.wait_for_log(&["config reload refused", at, shown]);
+    }
+    let logs = relay.logs();
+    let metrics = relay.metrics();
+    assert!(logs.contains("xxxxx"), "{logs}");
+    for (what, text) in [("the log", &logs), ("/metrics", &metrics)] {
+        assert!(!text.contains(SECRET), "{what} shows the password:\n{text}");
+    }
+}
+
+/// A target that relabeling makes invalid is skipped by `relay run` (an
+/// ERROR log line, as Prometheus drops it) and refused by `relay check
+/// config`, which relabels the static targets as run does: the password
+/// relabeling put in is shown in neither.
+#[test]
+fn cli_check_config_refuses_a_target_relabeling_makes_invalid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("relay.yml");
+    std::fs::write(
+        &file,
+        "scrape_configs:\n  - job_name: a\n    static_configs: [{targets: [\"127.0.0.1:1\", \"127.0.0.1:2\"]}]\n    relabel_configs:\n      - {source_labels: [__address__], regex: '127.0.0.1:1', target_label: __address__, replacement: 'u:S3cret@127.0.0.1:1'}\n  - job_name: b\n    static_configs: [{targets: [\"127.0.0.1:3\"]}]\n    relabel_configs:\n      - {target_label: __scheme__, replacement: ftp}\n",
+    )
+    .expect("write config");
+    let out = relay()
+        .args(["check", "config"])
+        .arg(&file)
+        .output()
+        .expect("run relay");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let file = file.display();
+    for want in [
+        format!("{file}: job \"a\", target \"127.0.0.1:1\": a target address with user info (user:password@host) is refused: use basic_auth"),
+        format!("{file}: job \"b\", target \"127.0.0.1:3\": invalid scheme \"ftp\" (expected http or https)"),
+    ] {
+        assert!(stderr.contains(&want), "{stderr}\nwant: {want}");
+    }
+    assert!(!stderr.contains("127.0.0.1:2"), "{stderr}");
+    assert!(!stderr.contains(SECRET), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).is_empty());
 }

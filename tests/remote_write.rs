@@ -1033,6 +1033,74 @@ fn kill9_while_the_receiver_is_down_loses_nothing() {
     assert_in_order_per_series(&receiver.accepted());
 }
 
+/// An upgrade in place: an unnamed entry's queue (and its WAL checkpoint
+/// file) was named by the md5 of its URL with the password, and now of the
+/// URL redacted. The checkpoint under the old name is taken over, so the
+/// backlog a relay killed while the receiver was down left still arrives.
+#[test]
+fn an_upgrade_resumes_the_checkpoint_saved_under_the_old_default_name() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let url = format!("http://u:S3cret@{addr}/api/v1/write");
+    let hash = |text: &str| format!("{:x}", md5::compute(text.as_bytes()))[..6].to_owned();
+    let (old, new) = (hash(&url), hash(&url.replace("S3cret", "xxxxx")));
+    assert_ne!(old, new);
+    let wal = tempfile::tempdir().expect("tempdir");
+    let checkpoints = wal.path().join("checkpoints");
+    let target = CountingTarget::start();
+    // The earlier release: the same queue, under the name it gave it.
+    let mut first = Relay::start_with(
+        &config(&target.addr, "500ms", "", &[entry(&old, &url, "", "")]),
+        wal.path(),
+        "",
+    );
+    target.wait_answered(4);
+    let before = target.pause_and_settle(&first);
+    first.kill9();
+    assert!(checkpoints.join(&old).exists());
+    target.resume();
+    let unnamed = format!(
+        "  - url: {url}\n    queue_config: {{min_backoff: 50ms, max_backoff: 1s, batch_send_deadline: 200ms}}\n"
+    );
+    let second = Relay::start_with(
+        &config(&target.addr, "500ms", "", &[unnamed]),
+        wal.path(),
+        "",
+    );
+    // Not a GET of /metrics while the target counts: that would scrape it
+    // for the GET alone. The queue resumes in the first relay's segment.
+    second.wait_for_log(&[
+        "remote write queue starting from its checkpoint",
+        &format!("remote_name={new} "),
+        "segment=1 ",
+    ]);
+    assert!(
+        !checkpoints.join(&old).exists() && checkpoints.join(&new).exists(),
+        "checkpoints: {:?}",
+        std::fs::read_dir(&checkpoints)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+    );
+    target.wait_answered(before.len() + 3);
+    let receiver = Receiver::start_on(&addr);
+    target.wait_answered(before.len() + 5);
+    let answered = target.pause_and_settle(&second);
+    let counts = receiver_counts(&receiver, &answered);
+    assert_no_gaps(
+        &answered,
+        &one_series(&counts, &app_labels("count_of_scrapes", &target.addr)),
+        "the backlog saved under the old queue name",
+    );
+    assert_in_order_per_series(&receiver.accepted());
+    let line = second.wait_for_line("prometheus_remote_storage_samples_total{");
+    assert!(line.contains(&format!("remote_name=\"{new}\"")), "{line}");
+    let logs = second.logs();
+    assert!(!logs.contains("S3cret"), "{logs}");
+    // The client sends the user info as basic auth: the URL it reports
+    // without it is the one requested, not a redirect.
+    assert!(logs.contains("remote write failed; retrying"), "{logs}");
+    assert!(!logs.contains("after a redirect"), "{logs}");
+}
+
 /// The one series of `stored` (none if nothing was stored), checking it
 /// has `expected` labels, as (ts, value).
 fn stored_series(stored: &[Stored], expected: &[(String, String)]) -> Vec<(i64, f64)> {

@@ -333,14 +333,55 @@ impl RemoteWriteConfig {
     }
 }
 
-/// A URL with the password of its user info replaced by `xxxxx`.
+/// A URL (or a target) with the password of its user info replaced by
+/// `xxxxx`, as Prometheus shows one: for every message, label and name
+/// derived from it. A text that is not a URL with an authority (`u:p@h:1`,
+/// `http://u:p@[bad`) is redacted by its text, at the last `@` before the
+/// host, so a password is never shown because the URL is invalid.
 pub fn redact_url(url: &str) -> String {
     match reqwest::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("xxxxx"));
-            parsed.to_string()
+        // The parser found the user info (or that there is none).
+        Ok(mut parsed) if parsed.has_authority() => {
+            if parsed.password().is_none() {
+                url.to_owned()
+            } else if parsed.set_password(Some("xxxxx")).is_ok() {
+                parsed.to_string()
+            } else {
+                redact_text(url)
+            }
         }
-        _ => url.to_owned(),
+        _ => redact_text(url),
+    }
+}
+
+/// The user info's password of `text`, found without a URL parser: after
+/// an optional `scheme://`, the user info ends at the last `@` before the
+/// first `/`, `?` or `#` that follows an `@`; what follows its first `:` is
+/// the password. A text with no such `@` is returned as it is.
+fn redact_text(text: &str) -> String {
+    let start = text
+        .find("://")
+        .filter(|&i| {
+            let scheme = &text[..i];
+            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        })
+        .map_or(0, |i| i + 3);
+    let rest = &text[start..];
+    let Some(first_at) = rest.find('@') else {
+        return text.to_owned();
+    };
+    let end = rest[first_at..]
+        .find(['/', '?', '#'])
+        .map_or(rest.len(), |i| first_at + i);
+    let Some(at) = rest[..end].rfind('@') else {
+        return text.to_owned();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!("{}{}xxxxx{}", &text[..start], &rest[..=colon], &rest[at..]),
+        None => text.to_owned(),
     }
 }
 
@@ -398,6 +439,41 @@ impl Default for RelaySettings {
             wal_dir: PathBuf::from("data/wal"),
             wal_max_size: ByteSize(1 << 30),
             shutdown_timeout: Duration::from_secs(25),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_redacted_in_urls_and_in_what_does_not_parse() {
+        for (text, shown) in [
+            ("http://u:p@h:1/w", "http://u:xxxxx@h:1/w"),
+            ("ftp://u:S3cret@h", "ftp://u:xxxxx@h/"),
+            ("foo://u:p@h/x", "foo://u:xxxxx@h/x"),
+            ("http:u:p@h", "http://u:xxxxx@h/"),
+            ("u:p@h:1", "u:xxxxx@h:1"),
+            (
+                "alice:S3cret@127.0.0.1:notaport",
+                "alice:xxxxx@127.0.0.1:notaport",
+            ),
+            ("http://u:p@[bad", "http://u:xxxxx@[bad"),
+            ("http://u:pa/ss@h:1", "http://u:xxxxx@h:1"),
+            ("http://u:p#x@h:99999", "http://u:xxxxx@h:99999"),
+            ("http://u:p@ss@h:99999/a@b", "http://u:xxxxx@h:99999/a@b"),
+            ("u:p@h/x://y", "u:xxxxx@h/x://y"),
+            ("foo:u:p@h", "foo:xxxxx@h"),
+            // Nothing to redact: kept as written.
+            ("http://h:1/w", "http://h:1/w"),
+            ("http://u@h:1/w", "http://u@h:1/w"),
+            ("http://h:1/a:b@c", "http://h:1/a:b@c"),
+            ("not a url", "not a url"),
+            ("h:1", "h:1"),
+            ("", ""),
+        ] {
+            assert_eq!(redact_url(text), shown, "{text}");
         }
     }
 }

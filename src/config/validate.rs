@@ -58,7 +58,7 @@ pub(super) fn resolve(config: &mut Config) -> Result<(), ConfigError> {
         if !queues.insert(name.clone()) {
             let (field, what) = match &rw.name {
                 Some(_) => ("name", format!("found multiple remote write configs named {name:?}")),
-                None => ("url", format!("found multiple remote write configs for {:?} without a name; give each a distinct name", rw.url)),
+                None => ("url", format!("found multiple remote write configs for {:?} without a name; give each a distinct name", rw.url_redacted())),
             };
             return Err(ConfigError::field(format!("{path}.{field}"), what));
         }
@@ -153,12 +153,17 @@ fn compile(path: &str, rules: &[RelabelConfig]) -> Result<Rules, ConfigError> {
 }
 
 /// A target is `host:port` (a missing port defaults by scheme, as in
-/// Prometheus 2.x), never a URL.
+/// Prometheus 2.x), never a URL, and has no user info: the scrape refuses
+/// `user:password@host` (src/targets.rs), so the config does too, and
+/// `relay check config` says so. Shown with its password redacted.
 fn check_target(path: &str, target: &str) -> Result<(), ConfigError> {
     let bad = |why: &str| {
         ConfigError::field(
             path,
-            format!("{target:?} {why} (expected host:port, e.g. localhost:8001)"),
+            format!(
+                "{:?} {why} (expected host:port, e.g. localhost:8001)",
+                super::types::redact_url(target)
+            ),
         )
     };
     if target.is_empty() {
@@ -176,6 +181,11 @@ fn check_target(path: &str, target: &str) -> Result<(), ConfigError> {
         if port.parse::<u16>().is_err() {
             return Err(bad("has an invalid port"));
         }
+    }
+    if target.contains('@') {
+        return Err(bad(
+            "has user info (user:password@host), which relay refuses: put the credentials in basic_auth",
+        ));
     }
     Ok(())
 }
@@ -206,7 +216,8 @@ fn check_url(path: &str, url: &str) -> Result<(), ConfigError> {
         Err(ConfigError::field(
             path,
             format!(
-                "{url:?} is not an http(s) URL (expected e.g. http://receiver:9090/api/v1/write)"
+                "{:?} is not an http(s) URL (expected e.g. http://receiver:9090/api/v1/write)",
+                super::types::redact_url(url)
             ),
         ))
     }

@@ -32,11 +32,45 @@ pub mod prompb {
 
 /// The `remote_name` label of an entry: its `name`, or as Prometheus does
 /// without one, a short hash (here of the URL, so it survives reordering).
-pub fn remote_name(config: &crate::config::RemoteWriteConfig) -> String {
+/// The URL is hashed with its password redacted, as Prometheus hashes a
+/// config with its secrets redacted: the name is shown in `/metrics` and
+/// names the queue's checkpoint file.
+pub fn remote_name(config: &RemoteWriteConfig) -> String {
     match &config.name {
         Some(name) if !name.is_empty() => name.clone(),
-        _ => format!("{:x}", md5::compute(config.url.as_bytes()))[..6].to_owned(),
+        _ => short_hash(&config.url_redacted()),
     }
+}
+
+/// The default name earlier releases gave an unnamed entry whose URL has a
+/// password (the hash of the URL with it), so that an upgraded relay takes
+/// over the checkpoint saved under it; None when it is the same name.
+pub fn former_remote_name(config: &RemoteWriteConfig) -> Option<String> {
+    let unnamed = config.name.as_ref().is_none_or(String::is_empty);
+    let former = short_hash(&config.url);
+    (unnamed && former != remote_name(config)).then_some(former)
+}
+
+/// Renames the checkpoint an earlier release saved under `rw`'s former
+/// default name (see [`former_remote_name`]) to its name now, unless a
+/// queue of `names` (this config's or a running one) is called that.
+fn adopt_former_checkpoint(
+    dir: &std::path::Path,
+    rw: &RemoteWriteConfig,
+    names: &[String],
+) -> Result<(), WalError> {
+    let Some(former) = former_remote_name(rw).filter(|f| !names.contains(f)) else {
+        return Ok(());
+    };
+    let name = remote_name(rw);
+    if Wal::adopt_checkpoint(dir, &former, &name)? {
+        tracing::info!(remote_name = %name, url = %rw.url_redacted(), "remote write checkpoint taken over from the queue's former default name (a hash of the URL with its password)");
+    }
+    Ok(())
+}
+
+fn short_hash(text: &str) -> String {
+    format!("{:x}", md5::compute(text.as_bytes()))[..6].to_owned()
 }
 
 /// The running WAL and queues.
@@ -72,6 +106,9 @@ impl RemoteWrite {
             return Ok(None);
         }
         let names: Vec<String> = config.remote_write.iter().map(remote_name).collect();
+        for rw in &config.remote_write {
+            adopt_former_checkpoint(&config.relay.wal_dir, rw, &names)?;
+        }
         let wal = Arc::new(Wal::open(
             &config.relay.wal_dir,
             config.relay.wal_max_size.0,
@@ -109,7 +146,10 @@ impl RemoteWrite {
             let _ = q.task.await;
             self.wal.unregister(&name);
         }
+        let mut names: Vec<String> = config.remote_write.iter().map(remote_name).collect();
+        names.extend(self.queues.keys().cloned());
         for (name, rw, fingerprint) in plan.start {
+            adopt_former_checkpoint(self.wal.dir(), &rw, &names)?;
             self.spawn(name, rw, fingerprint, plan.external.clone())?;
         }
         Ok(())

@@ -372,18 +372,26 @@ impl Wal {
         self.first.load(Ordering::Acquire)
     }
 
-    /// A queue's checkpoint file: its name with anything but letters,
-    /// digits, `-` and `_` percent-encoded (any `remote_write.name` is valid).
     fn checkpoint_path(&self, queue: &str) -> PathBuf {
-        let mut file = String::with_capacity(queue.len());
-        for b in queue.bytes() {
-            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
-                file.push(char::from(b));
-            } else {
-                file.push_str(&format!("%{b:02X}"));
-            }
+        checkpoint_file(&self.dir, queue)
+    }
+
+    /// Gives the checkpoint saved under queue `from` to queue `to` when
+    /// `to` has none (a queue whose name changed resumes where it was,
+    /// nothing resent or skipped); Ok(true) when it did. Called before the
+    /// WAL is opened with `to`, or before `to` is registered.
+    pub fn adopt_checkpoint(dir: &Path, from: &str, to: &str) -> Result<bool, WalError> {
+        let (old, new) = (checkpoint_file(dir, from), checkpoint_file(dir, to));
+        let err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| WalError::Checkpoint { path, source }
+        };
+        if new.try_exists().map_err(err(&new))? || !old.try_exists().map_err(err(&old))? {
+            return Ok(false);
         }
-        self.dir.join("checkpoints").join(file)
+        fs::rename(&old, &new).map_err(err(&old))?;
+        sync_dir(&dir.join("checkpoints"));
+        Ok(true)
     }
 
     fn read_checkpoint(&self, queue: &str) -> Result<Option<Position>, WalError> {
@@ -632,6 +640,20 @@ fn create_segment(path: &Path) -> Result<File, WalError> {
         .append(true)
         .open(path)
         .map_err(io_err(path))
+}
+
+/// A queue's checkpoint file: its name with anything but letters, digits,
+/// `-` and `_` percent-encoded (any `remote_write.name` is valid).
+fn checkpoint_file(dir: &Path, queue: &str) -> PathBuf {
+    let mut file = String::with_capacity(queue.len());
+    for b in queue.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            file.push(char::from(b));
+        } else {
+            file.push_str(&format!("%{b:02X}"));
+        }
+    }
+    dir.join("checkpoints").join(file)
 }
 
 fn sync_dir(dir: &Path) {
@@ -1384,6 +1406,34 @@ mod tests {
         let moved = Position { offset: 8, ..at };
         wal.save_checkpoint("q", moved).expect("saves");
         assert_eq!(wal.read_checkpoint("q").expect("reads"), Some(moved));
+    }
+
+    /// A renamed queue takes over its former checkpoint exactly (nothing
+    /// resent, nothing skipped), but never over one the new name has.
+    #[test]
+    fn a_renamed_queue_adopts_its_former_checkpoint_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut described = NEVER;
+        let saved = {
+            let (wal, _) = open(dir.path(), 8 << 20, &["old"]);
+            scrape(&wal, 1_000, &[1.0, 2.0], &mut described);
+            let at = Position {
+                segment: 1,
+                offset: 40,
+            };
+            wal.save_checkpoint("old", at).expect("saves");
+            at
+        };
+        assert!(!Wal::adopt_checkpoint(dir.path(), "absent", "new").expect("no-op"));
+        assert!(Wal::adopt_checkpoint(dir.path(), "old", "new").expect("renames"));
+        assert!(!checkpoint_file(dir.path(), "old").exists());
+        let (wal, _) = open(dir.path(), 8 << 20, &["new"]);
+        assert_eq!(wal.checkpoint("new"), saved);
+        assert_eq!(wal.first_segment(), 1, "segment 1 is still to be sent");
+        // Both names on disk: the new one's checkpoint stays as it is.
+        std::fs::write(checkpoint_file(dir.path(), "old"), "1 0\n").expect("write");
+        assert!(!Wal::adopt_checkpoint(dir.path(), "old", "new").expect("no-op"));
+        assert_eq!(wal.read_checkpoint("new").expect("reads"), Some(saved));
     }
 
     /// A scrape reads its body while its batch is built, so another

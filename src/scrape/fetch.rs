@@ -157,10 +157,21 @@ pub fn redirect_policy(follow: bool) -> reqwest::redirect::Policy {
 /// A client error as one line: reqwest's terse Display plus its source
 /// chain, and the URL it concerns only when a redirect led elsewhere than
 /// `requested` (which the caller's log line names), password redacted.
+/// reqwest reports the URL without the user info it sent as basic auth, so
+/// the two are compared without it.
 pub fn error_message(e: reqwest::Error, requested: &str) -> String {
+    let without_user = |u: &reqwest::Url| {
+        let mut u = u.clone();
+        let _ = u.set_username("");
+        let _ = u.set_password(None);
+        u
+    };
+    let requested = reqwest::Url::parse(requested)
+        .ok()
+        .map(|u| without_user(&u));
     let at = e
         .url()
-        .filter(|u| reqwest::Url::parse(requested).ok().as_ref() != Some(*u))
+        .filter(|u| requested.as_ref() != Some(&without_user(u)))
         .map(|u| crate::config::redact_url(u.as_str()));
     let e = e.without_url();
     let mut message = e.to_string();
