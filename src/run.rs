@@ -302,6 +302,7 @@ impl Running {
                 self.store.clone(),
                 self.sink.clone(),
                 stop_rx,
+                scrape::offset_seed(&self.config.global.external_labels),
             ));
             self.targets.insert(
                 key,

@@ -606,7 +606,8 @@ fn sigterm_cancels_a_scrape_in_flight() {
     let soon = |attempt: u32| {
         let job = relay::config::from_yaml_str(&config(attempt)).expect("valid config");
         let (targets, _) = relay::targets::from_config(&job.config.scrape_configs[0]);
-        let offset = relay::scrape::offset(&targets[0], std::time::SystemTime::now());
+        let seed = relay::scrape::offset_seed(&job.config.global.external_labels);
+        let offset = relay::scrape::offset(&targets[0], seed, std::time::SystemTime::now());
         // Not too soon either: relay computes it again once it has started.
         (Duration::from_millis(500)..Duration::from_millis(2500)).contains(&offset)
     };

@@ -50,16 +50,43 @@ impl ScrapeError {
 }
 
 /// The delay before a target's first scrape: the same target always lands at
-/// the same point of its interval, and targets are spread over it.
-pub fn offset(target: &Target, now: SystemTime) -> Duration {
+/// the same point of its interval, and targets are spread over it. `seed`
+/// ([`offset_seed`]) tells apart relays whose targets are the same.
+pub fn offset(target: &Target, seed: u64, now: SystemTime) -> Duration {
     let interval = target.interval.as_nanos().max(1);
     let since_epoch = now
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos();
     let base = interval - since_epoch % interval;
-    let next = (base + u128::from(target.labels.hash64()) % interval) % interval;
+    let spread = u128::from(target.labels.hash64() ^ seed) % interval;
+    let next = (base + spread) % interval;
     Duration::from_nanos(u64::try_from(next).unwrap_or(0))
+}
+
+/// As Prometheus's scrape offset seed: a hash of the host name and the
+/// external labels. Every replica's relay scrapes `localhost:8001` with the
+/// same labels, so without it all Pods of a Deployment scraped at the same
+/// instant; a Pod's host name is its name.
+pub fn offset_seed(external_labels: &std::collections::BTreeMap<String, String>) -> u64 {
+    let mut text = host_name();
+    for (name, value) in external_labels {
+        text.push_str(&format!("{name}={value:?},"));
+    }
+    xxhash_rust::xxh3::xxh3_64(text.as_bytes())
+}
+
+/// The kernel's host name (a Pod's name), empty if it cannot be read.
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at
+    // most that many bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 /// What a scrape loop writes to besides the snapshot: the remote-write WAL,
@@ -118,9 +145,10 @@ pub async fn run_target(
     store: Arc<Store>,
     wal: SharedSink,
     mut shutdown: watch::Receiver<Stop>,
+    seed: u64,
 ) {
     // A target whose client cannot be set up still reports `up 0` (with
-    // the reason) every interval, so it is visible and /-/ready says why.
+    // the reason) every interval, so it is visible.
     let fetcher = Fetcher::new(&job, target.url.clone(), target.timeout).map_err(|e| {
         tracing::error!(target = %target.name(), error = %e, "cannot set up scraping; the target reports up 0");
         e.to_string()
@@ -145,7 +173,7 @@ pub async fn run_target(
         report,
         last_ts: i64::MIN,
     };
-    let first = offset(&scraper.target, SystemTime::now());
+    let first = offset(&scraper.target, seed, SystemTime::now());
     let mut ticker =
         tokio::time::interval_at(tokio::time::Instant::now() + first, scraper.target.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -687,12 +715,41 @@ mod tests {
             timeout: Duration::from_secs(10),
         };
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let a = offset(&target("a:1"), now);
-        assert_eq!(a, offset(&target("a:1"), now));
+        let seed = 7;
+        let a = offset(&target("a:1"), seed, now);
+        assert_eq!(a, offset(&target("a:1"), seed, now));
         assert!(a < Duration::from_secs(15));
-        assert_ne!(a, offset(&target("b:1"), now));
+        assert_ne!(a, offset(&target("b:1"), seed, now));
         // One second later, the same target is one second closer.
-        let later = offset(&target("a:1"), now + Duration::from_secs(1));
+        let later = offset(&target("a:1"), seed, now + Duration::from_secs(1));
         assert_eq!((a.as_millis() + 15_000 - 1_000) % 15_000, later.as_millis());
+    }
+
+    /// Replicas scrape the same `localhost` target: their relays' seeds
+    /// (host name and external labels, e.g. `pod`) spread them apart.
+    #[test]
+    fn replicas_of_one_target_are_spread_by_the_seed() {
+        let target = Target {
+            job: "app".into(),
+            url: String::new(),
+            labels: [
+                ("instance", "localhost:8001".to_owned()),
+                ("job", "app".to_owned()),
+            ]
+            .into_iter()
+            .collect::<Labels>()
+            .into_owned(),
+            interval: Duration::from_secs(15),
+            timeout: Duration::from_secs(10),
+        };
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let pod =
+            |name: &str| offset_seed(&[("pod".to_owned(), name.to_owned())].into_iter().collect());
+        assert_eq!(pod("a-0"), pod("a-0"));
+        let offsets: std::collections::BTreeSet<Duration> = (0..10)
+            .map(|i| offset(&target, pod(&format!("shop-7c9d-{i}")), now))
+            .collect();
+        // Ten Pods, ten different instants (they were all one before).
+        assert_eq!(offsets.len(), 10, "{offsets:?}");
     }
 }
