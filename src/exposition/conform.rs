@@ -17,6 +17,13 @@
 //! out to be: the samples its name's suffix names (`x_sum`, `x_bucket`, ...),
 //! a summary's quantiles, a state set's states; which of these the merge
 //! uses depends on the typed family it joins.
+//!
+//! A counter's, histogram's or summary's `_created` samples are not in its
+//! block: text 0.0.4 has no place for them in the family, so the text sink
+//! keeps them apart, judged as an untyped `x_created` block and paired with
+//! their series ([`Created`]); the merge serves them after the family as a
+//! gauge `x_created` in text 0.0.4 (as prometheus_client does) and
+//! OpenMetrics puts them back where they came.
 
 use std::hash::BuildHasher;
 use std::ops::Range;
@@ -1155,6 +1162,8 @@ mod tests {
             (Counter, "c", "c_total", "c_total NaN\n", false),
             (Counter, "c", "c_total", "c_total -1\n", false),
             (Counter, "c", "c", "c 1\n", false),
+            // Within one block (never so from the text sink: it keeps a
+            // counter's `_created` apart), text 0.0.4 would split the family.
             (Counter, "c", "c_total", "c_total 1\nc_created 1\n", false),
             (Counter, "c", "c_total", "c_total{a=\"1\"} 1\nc_total{a=\"2\"} 1\nc_total{a=\"1\"} 1\n", false),
             (Counter, "c", "c_total", "c_total 1 1700000000000\n", false),

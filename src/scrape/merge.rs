@@ -12,6 +12,9 @@
 //! OpenMetrics (see [`conform`](crate::exposition::conform)) is served
 //! untyped too. Untyped, every sample name is a family of its own: its
 //! series and values are what they were, only the TYPE metadata is lost.
+//! A typed family's `_created` blocks (kept apart by the text sink) go with
+//! it: after it as a gauge `x_created` family with its HELP in text 0.0.4,
+//! back among its lines in OpenMetrics ([`FamilyBlock::created`]).
 //!
 //! This runs once per published scrape, over blocks and line slices: no
 //! line is parsed again (the text sink judged each block's samples as it
