@@ -79,20 +79,43 @@ impl Snapshot {
 
 /// The same families as OpenMetrics: OpenMetrics headers over the same
 /// sample lines, which only differ where a line has a timestamp (Prometheus
-/// asks for OpenMetrics first, so this runs once for every snapshot).
+/// asks for OpenMetrics first, so this runs once for every snapshot). A
+/// family's `_created` samples, a gauge family of their own in text 0.0.4,
+/// go back among its lines, each where the target had it.
 fn to_openmetrics(text: &[u8], families: &[FamilyBlock]) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len() + 16);
-    for f in families {
+    let mut blocks = families.iter().peekable();
+    while let Some(f) = blocks.next() {
         f.write_header(&mut out, Format::OpenMetrics);
         let lines = text.get(f.lines.clone()).unwrap_or_default();
-        if f.timestamps {
-            with_seconds(&mut out, lines);
-        } else {
-            out.extend_from_slice(lines);
+        let Some((c, at)) = blocks
+            .next_if(|c| c.created.is_some())
+            .and_then(|c| Some((c, &c.created.as_ref()?.at)))
+        else {
+            sample_lines(&mut out, lines, f.timestamps);
+            continue;
+        };
+        let created = text.get(c.lines.clone()).unwrap_or_default();
+        let mut from = 0;
+        for (line, &to) in created.split_inclusive(|&b| b == b'\n').zip(at) {
+            let to = to.clamp(from, lines.len());
+            sample_lines(&mut out, &lines[from..to], f.timestamps);
+            sample_lines(&mut out, line, c.timestamps);
+            from = to;
         }
+        sample_lines(&mut out, &lines[from..], f.timestamps);
     }
     render::end(&mut out, Format::OpenMetrics);
     out
+}
+
+/// Text sample lines as OpenMetrics has them.
+fn sample_lines(out: &mut Vec<u8>, lines: &[u8], timestamps: bool) {
+    if timestamps {
+        with_seconds(out, lines);
+    } else {
+        out.extend_from_slice(lines);
+    }
 }
 
 /// Rewrites text sample lines with their timestamps in seconds.

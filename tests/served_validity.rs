@@ -101,26 +101,35 @@ fn family() -> impl Strategy<Value = String> {
 }
 
 /// A family as a well-behaved client library writes it, so that some
-/// families are served typed: a counter, a histogram or a summary.
+/// families are served typed: a counter, a histogram or a summary, maybe
+/// with `_created` samples after each series' others (as prometheus_client
+/// writes them in OpenMetrics).
 fn valid_family() -> impl Strategy<Value = String> {
     (
         prop::sample::select(NAMES),
         0..3usize,
+        any::<bool>(),
         prop::sample::select(&["", "l=\"1\"", "l=\"2\""][..]),
         (0..5u32, 0..5u32, 0..5u32),
     )
-        .prop_map(|(name, kind, labels, (a, b, c))| {
+        .prop_map(|(name, kind, created, labels, (a, b, c))| {
             let sep = if labels.is_empty() { "" } else { "," };
+            let created = if created {
+                format!("{name}_created{{{labels}}} 1.7e+09\n")
+            } else {
+                String::new()
+            };
             match kind {
+                0 if !created.is_empty() => format!("# HELP {name} A counter.\n# TYPE {name} counter\n{name}_total{{{labels}}} {a}\n{created}"),
                 0 => format!("# HELP {name}_total A counter.\n# TYPE {name}_total counter\n{name}_total{{{labels}}} {a}\n"),
                 1 => format!(
-                    "# TYPE {name} histogram\n{name}_bucket{{{labels}{sep}le=\"0.5\"}} {a}\n{name}_bucket{{{labels}{sep}le=\"1\"}} {}\n{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}\n{name}_sum{{{labels}}} 1.5\n{name}_count{{{labels}}} {}\n",
+                    "# TYPE {name} histogram\n{name}_bucket{{{labels}{sep}le=\"0.5\"}} {a}\n{name}_bucket{{{labels}{sep}le=\"1\"}} {}\n{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}\n{name}_sum{{{labels}}} 1.5\n{name}_count{{{labels}}} {}\n{created}",
                     a + b,
                     a + b + c,
                     a + b + c
                 ),
                 _ => format!(
-                    "# TYPE {name} summary\n{name}{{{labels}{sep}quantile=\"0.5\"}} {a}\n{name}{{{labels}{sep}quantile=\"0.9\"}} {b}\n{name}_sum{{{labels}}} 2\n{name}_count{{{labels}}} {c}\n"
+                    "# TYPE {name} summary\n{name}{{{labels}{sep}quantile=\"0.5\"}} {a}\n{name}{{{labels}{sep}quantile=\"0.9\"}} {b}\n{name}_sum{{{labels}}} 2\n{name}_count{{{labels}}} {c}\n{created}"
                 ),
             }
         })
@@ -181,6 +190,8 @@ fn serve(targets: &[(String, Vec<usize>)]) -> (Vec<u8>, Vec<u8>, Vec<String>) {
             out.clear_samples();
         }
         expected.extend(sample_lines(&out.text));
+        // `_created` samples of typed families are kept apart.
+        expected.extend(sample_lines(&out.created));
         store.publish(i as u64, Arc::new(out));
     }
     expected.sort();
@@ -260,7 +271,13 @@ fn prometheus_client_parses_what_relay_serves() {
         .iter()
         .map(|(b, _)| String::from_utf8_lossy(b).into_owned())
         .collect();
-    for kind in [" counter\n", " histogram\n", " summary\n", " untyped\n"] {
+    for kind in [
+        " counter\n",
+        " histogram\n",
+        " summary\n",
+        " untyped\n",
+        "_created gauge\n",
+    ] {
         assert!(all.contains(kind), "no{kind}");
     }
 }
@@ -300,11 +317,12 @@ fn openmetrics_targets_are_served_valid() {
     }
     let om = String::from_utf8_lossy(&served[0].1);
     // Typed where nothing clashes; untyped where the text target's gauges
-    // clash (orders, build_info), a counter has _created samples, or a
-    // gauge histogram has two series (text 0.0.4 would split it).
+    // clash (orders, build_info) or a gauge histogram has two series (text
+    // 0.0.4 would split it). A histogram's `_created` samples stay in it.
     for kept in [
         "# TYPE feature stateset\n",
         "# TYPE latency_seconds histogram\n# UNIT latency_seconds seconds\n",
+        "latency_seconds_sum{instance=\"t1:1\",job=\"t1\"} 0.9\nlatency_seconds_created{instance=\"t1:1\",job=\"t1\"} 1.7e+09\n",
         "# TYPE build_info unknown\n",
         "# TYPE orders_total unknown\n",
         "# TYPE orders_created unknown\n",

@@ -17,6 +17,13 @@
 //! out to be: the samples its name's suffix names (`x_sum`, `x_bucket`, ...),
 //! a summary's quantiles, a state set's states; which of these the merge
 //! uses depends on the typed family it joins.
+//!
+//! A counter's, histogram's or summary's `_created` samples are not in its
+//! block: text 0.0.4 has no place for them in the family, so the text sink
+//! keeps them apart, judged as an untyped `x_created` block and paired with
+//! their series ([`Created`]); the merge serves them after the family as a
+//! gauge `x_created` in text 0.0.4 (as prometheus_client does) and
+//! OpenMetrics puts them back where they came.
 
 use std::hash::BuildHasher;
 use std::ops::Range;
@@ -421,6 +428,78 @@ impl Part {
 pub struct Judged {
     started: bool,
     parts: Vec<Part>,
+}
+
+impl Judged {
+    /// Whether the block fits being the `_created` samples of a family
+    /// (judged as an untyped block named `x_created`).
+    pub fn fits_created(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|p| p.what == As::Named(Rule::Created))
+    }
+
+    /// The number of series groups so far if the last one's labels are
+    /// `labels` (as rendered between the braces): a typed block only.
+    fn last_group_is(&self, lines: &[u8], labels: &[u8]) -> Option<usize> {
+        let part = self.parts.iter().find(|p| p.what == As::Typed)?;
+        let empty: &[u8] = &[];
+        (!part.groups.is_empty() && concat_eq(part.last.bytes(lines), (labels, empty)))
+            .then_some(part.groups.len())
+    }
+}
+
+/// The `_created` samples of a counter, histogram or summary block, kept
+/// apart from it: text 0.0.4 has no place for them in the family, so they
+/// are served after it as a gauge family of their own (as prometheus_client
+/// serves them), and OpenMetrics puts each back among the family's lines
+/// where it came, after its own series' other samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Created {
+    /// For each `_created` line, in order: the offset in the family
+    /// block's lines where OpenMetrics has it.
+    pub at: Vec<usize>,
+    /// Whether each came right after its own series' other samples, one per
+    /// series (else OpenMetrics could not have them back in the family).
+    paired: bool,
+    /// The family block's groups when the last one was paired.
+    groups: usize,
+}
+
+impl Default for Created {
+    fn default() -> Self {
+        Created {
+            at: Vec::new(),
+            paired: true,
+            groups: 0,
+        }
+    }
+}
+
+impl Created {
+    /// Records the next `_created` sample, with labels `labels` (rendered,
+    /// between the braces), which came after the family block's `lines`
+    /// (judged `main`) so far.
+    pub fn pair(&mut self, main: &Judged, lines: &[u8], labels: &[u8]) {
+        self.at.push(lines.len());
+        match main.last_group_is(lines, labels) {
+            Some(groups) if groups != self.groups => self.groups = groups,
+            _ => self.paired = false,
+        }
+    }
+
+    /// A merged family's: placed where the merge put them.
+    pub fn placed(at: Vec<usize>) -> Created {
+        Created {
+            at,
+            ..Created::default()
+        }
+    }
+
+    /// Whether every `_created` sample has its series' place in OpenMetrics.
+    pub fn paired(&self) -> bool {
+        self.paired
+    }
 }
 
 /// Buffers the judging of a scrape's blocks reuses: no allocation per sample.
@@ -1083,6 +1162,8 @@ mod tests {
             (Counter, "c", "c_total", "c_total NaN\n", false),
             (Counter, "c", "c_total", "c_total -1\n", false),
             (Counter, "c", "c", "c 1\n", false),
+            // Within one block (never so from the text sink: it keeps a
+            // counter's `_created` apart), text 0.0.4 would split the family.
             (Counter, "c", "c_total", "c_total 1\nc_created 1\n", false),
             (Counter, "c", "c_total", "c_total{a=\"1\"} 1\nc_total{a=\"2\"} 1\nc_total{a=\"1\"} 1\n", false),
             (Counter, "c", "c_total", "c_total 1 1700000000000\n", false),

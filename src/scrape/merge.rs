@@ -12,6 +12,9 @@
 //! OpenMetrics (see [`conform`](crate::exposition::conform)) is served
 //! untyped too. Untyped, every sample name is a family of its own: its
 //! series and values are what they were, only the TYPE metadata is lost.
+//! A typed family's `_created` blocks (kept apart by the text sink) go with
+//! it: after it as a gauge `x_created` family with its HELP in text 0.0.4,
+//! back among its lines in OpenMetrics ([`FamilyBlock::created`]).
 //!
 //! This runs once per published scrape, over blocks and line slices: no
 //! line is parsed again (the text sink judged each block's samples as it
@@ -20,7 +23,7 @@
 use std::collections::HashMap;
 
 use super::pipeline::{FamilyBlock, Rendered};
-use crate::exposition::conform::{self, reserved_suffixes, Judged, Piece};
+use crate::exposition::conform::{self, reserved_suffixes, Created, Judged, Piece};
 use crate::exposition::{Format, MetricType};
 
 /// A family's OpenMetrics name: a counter's without `_total`.
@@ -34,6 +37,8 @@ struct Typed<'r> {
     first: &'r FamilyBlock,
     /// (target, block), typed blocks first, then untyped ones that joined.
     parts: Vec<(usize, usize)>,
+    /// The blocks of its `_created` samples (each after its family block).
+    created: Vec<(usize, usize)>,
     untyped: bool,
     /// Where it went in the output, once placed.
     placed: bool,
@@ -47,6 +52,9 @@ struct Out<'r> {
     kind: MetricType,
     unit: Option<&'r str>,
     pieces: Vec<(&'r [u8], bool)>,
+    /// Its `_created` samples' pieces, each with where in its family piece
+    /// (an index in `pieces`) OpenMetrics has its lines.
+    created: Vec<(&'r [u8], usize, &'r [usize])>,
 }
 
 /// The merged text body of `all` (targets in order, relay's own last) and
@@ -55,7 +63,7 @@ pub fn merge<'r>(all: &[&'r Rendered]) -> (Vec<u8>, Vec<FamilyBlock>) {
     let block = |(t, b): (usize, usize)| -> &'r FamilyBlock { &all[t].families[b] };
     let lines = |(t, b): (usize, usize)| -> &'r [u8] {
         let r: &'r Rendered = all[t];
-        r.text.get(r.families[b].lines.clone()).unwrap_or_default()
+        r.lines(&r.families[b])
     };
     // Typed families by OpenMetrics name; blocks of another type or text
     // header than the first make the family untyped.
@@ -67,7 +75,7 @@ pub fn merge<'r>(all: &[&'r Rendered]) -> (Vec<u8>, Vec<FamilyBlock>) {
         .flat_map(|(t, r)| (0..r.families.len()).map(move |b| (t, b)));
     for at in all_blocks.clone() {
         let b = block(at);
-        if b.kind == MetricType::Unknown {
+        if b.kind == MetricType::Unknown || b.created.is_some() {
             continue;
         }
         let key = openmetrics_name(b);
@@ -83,6 +91,7 @@ pub fn merge<'r>(all: &[&'r Rendered]) -> (Vec<u8>, Vec<FamilyBlock>) {
                     key,
                     first: b,
                     parts: vec![at],
+                    created: Vec::new(),
                     untyped: false,
                     placed: false,
                 });
@@ -116,6 +125,18 @@ pub fn merge<'r>(all: &[&'r Rendered]) -> (Vec<u8>, Vec<FamilyBlock>) {
         typed[i].untyped = true;
         typed[j].untyped = true;
     }
+    // `_created` blocks go with the family of the block before them.
+    let created_of = |(t, b): (usize, usize)| -> Option<usize> {
+        block((t, b)).created.as_ref()?;
+        by_key
+            .get(openmetrics_name(block((t, b.checked_sub(1)?))))
+            .copied()
+    };
+    for at in all_blocks.clone() {
+        if let Some(i) = created_of(at) {
+            typed[i].created.push(at);
+        }
+    }
     // Untyped blocks named like a typed family's samples join it.
     for at in all_blocks.clone() {
         let b = block(at);
@@ -137,6 +158,7 @@ pub fn merge<'r>(all: &[&'r Rendered]) -> (Vec<u8>, Vec<FamilyBlock>) {
                     kind: MetricType::Unknown,
                     unit: None,
                     pieces: Vec::new(),
+                    created: Vec::new(),
                 });
                 out.len() - 1
             });
@@ -148,6 +170,7 @@ pub fn merge<'r>(all: &[&'r Rendered]) -> (Vec<u8>, Vec<FamilyBlock>) {
     for at in all_blocks {
         let b = block(at);
         let family = match b.kind {
+            _ if b.created.is_some() => created_of(at),
             MetricType::Unknown => owner.get(b.name.as_str()).copied(),
             _ => by_key.get(openmetrics_name(b)).copied(),
         };
@@ -177,11 +200,20 @@ pub fn merge<'r>(all: &[&'r Rendered]) -> (Vec<u8>, Vec<FamilyBlock>) {
                     lines: lines(p),
                 })
                 .collect();
-            f.untyped = !conform::family(f.first.kind, f.key, &f.first.name, &pieces);
+            // Each `_created` block fits, and has its family block's place
+            // in OpenMetrics.
+            let created = f.created.iter().all(|&(t, b)| {
+                let c = block((t, b));
+                c.judged.fits_created()
+                    && !c.timestamps
+                    && c.created.as_ref().is_some_and(Created::paired)
+                    && f.parts.contains(&(t, b - 1))
+            });
+            f.untyped = !(created && conform::family(f.first.kind, f.key, &f.first.name, &pieces));
         }
         if f.untyped {
             // Each sample name a family of its own.
-            for &p in &f.parts {
+            for &p in f.parts.iter().chain(&f.created) {
                 let source = block(p);
                 for line in lines(p).split_inclusive(|&c| c == b'\n') {
                     let name = sample_name(line);
@@ -210,9 +242,21 @@ pub fn merge<'r>(all: &[&'r Rendered]) -> (Vec<u8>, Vec<FamilyBlock>) {
                 .iter()
                 .map(|&p| (lines(p), block(p).timestamps))
                 .collect(),
+            created: f
+                .created
+                .iter()
+                .filter_map(|&(t, b)| {
+                    let piece = f.parts.iter().position(|&p| p == (t, b - 1))?;
+                    let at = &block((t, b)).created.as_ref()?.at;
+                    Some((lines((t, b)), piece, at.as_slice()))
+                })
+                .collect(),
         });
     }
-    write(&out, all.iter().map(|r| r.text.len()).sum())
+    write(
+        &out,
+        all.iter().map(|r| r.text.len() + r.created.len()).sum(),
+    )
 }
 
 /// The metric name a rendered sample line starts with.
@@ -236,15 +280,45 @@ fn write(out: &[Out<'_>], size: usize) -> (Vec<u8>, Vec<FamilyBlock>) {
             lines: 0..0,
             timestamps: false,
             judged: Judged::default(),
+            created: None,
         };
         block.write_header(&mut text, Format::Text);
         let start = text.len();
+        // Where each piece starts in the family's lines.
+        let mut starts = Vec::with_capacity(f.pieces.len());
         for (piece, timestamps) in &f.pieces {
+            starts.push(text.len() - start);
             text.extend_from_slice(piece);
             block.timestamps |= timestamps;
         }
         block.lines = start..text.len();
         layout.push(block);
+        if f.created.is_empty() {
+            continue;
+        }
+        // Text 0.0.4 has the `_created` samples after the family, as a
+        // gauge family of their own with its HELP (as prometheus_client).
+        let mut created = FamilyBlock {
+            name: format!("{}_created", conform::family_name(f.kind, f.name)),
+            help: f.help.map(str::to_owned),
+            kind: MetricType::Gauge,
+            unit: None,
+            lines: 0..0,
+            timestamps: false,
+            judged: Judged::default(),
+            created: None,
+        };
+        created.write_header(&mut text, Format::Text);
+        let start = text.len();
+        let mut at = Vec::new();
+        for (piece, family_piece, offsets) in &f.created {
+            let base = starts.get(*family_piece).copied().unwrap_or_default();
+            at.extend(offsets.iter().map(|o| base + o));
+            text.extend_from_slice(piece);
+        }
+        created.lines = start..text.len();
+        created.created = Some(Created::placed(at));
+        layout.push(created);
     }
     (text, layout)
 }
@@ -295,7 +369,10 @@ mod tests {
             .collect();
         let all: Vec<&Rendered> = targets.iter().collect();
         let (text, layout) = merge(&all);
-        let want: Vec<String> = targets.iter().flat_map(|t| samples(&t.text)).collect();
+        let want: Vec<String> = targets
+            .iter()
+            .flat_map(|t| samples(&t.text).into_iter().chain(samples(&t.created)))
+            .collect();
         let mut want = want;
         want.sort();
         assert_eq!(samples(&text), want, "samples must not change");
@@ -338,6 +415,87 @@ mod tests {
             );
         }
         assert!(text.contains("# TYPE ok gauge\n"), "{text}");
+    }
+
+    #[test]
+    fn created_samples_are_a_gauge_family_in_text_and_in_place_in_openmetrics() {
+        let body = "# HELP c Requests.\n# TYPE c counter\nc_total{p=\"a\"} 3\nc_created{p=\"a\"} 5\nc_total{p=\"b\"} 1\nc_created{p=\"b\"} 6\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_count 1\nh_sum 2\nh_created 7\n";
+        let targets = [target("t0:1", body), target("t1:1", body)];
+        let all: Vec<&Rendered> = targets.iter().collect();
+        let (text, layout) = merge(&all);
+        let snapshot = Snapshot::new(text, layout);
+        let text = snapshot.body(Format::Text, false);
+        let om = snapshot.body(Format::OpenMetrics, false);
+        let series = |name: &str, t: usize, labels: &str| {
+            format!("{name}{{instance=\"t{t}:1\",job=\"j\"{labels}}}")
+        };
+        let p = |v: &str| format!(",p=\"{v}\"");
+        let mut want_text = String::from("# HELP c_total Requests.\n# TYPE c_total counter\n");
+        for t in 0..2 {
+            want_text += &format!(
+                "{} 3\n{} 1\n",
+                series("c_total", t, &p("a")),
+                series("c_total", t, &p("b"))
+            );
+        }
+        want_text += "# HELP c_created Requests.\n# TYPE c_created gauge\n";
+        for t in 0..2 {
+            want_text += &format!(
+                "{} 5\n{} 6\n",
+                series("c_created", t, &p("a")),
+                series("c_created", t, &p("b"))
+            );
+        }
+        assert!(
+            String::from_utf8_lossy(&text).starts_with(&want_text),
+            "{}",
+            String::from_utf8_lossy(&text)
+        );
+        let mut want_om = String::from("# HELP c Requests.\n# TYPE c counter\n");
+        for t in 0..2 {
+            for (v, total, created) in [("a", 3, 5), ("b", 1, 6)] {
+                want_om += &format!(
+                    "{} {total}\n{} {created}\n",
+                    series("c_total", t, &p(v)),
+                    series("c_created", t, &p(v))
+                );
+            }
+        }
+        want_om += "# TYPE h histogram\n";
+        for t in 0..2 {
+            want_om += &format!(
+                "{} 1\n{} 1\n{} 2\n{} 7\n",
+                series("h_bucket", t, ",le=\"+Inf\""),
+                series("h_count", t, ""),
+                series("h_sum", t, ""),
+                series("h_created", t, "")
+            );
+        }
+        assert!(
+            String::from_utf8_lossy(&om).starts_with(&want_om),
+            "{}",
+            String::from_utf8_lossy(&om)
+        );
+        for (body, format) in [(&text, Format::Text), (&om, Format::OpenMetrics)] {
+            assert_eq!(check(body, format), vec![], "{format:?}");
+        }
+    }
+
+    #[test]
+    fn created_samples_without_their_series_make_the_family_untyped() {
+        // A `_created` with no `_total` before it (the order OpenMetrics
+        // would need), one twice for a series, one with other labels.
+        for body in [
+            "# TYPE c counter\nc_created 5\nc_total 1\n",
+            "# TYPE c counter\nc_total 1\nc_created 5\nc_created{p=\"x\"} 5\n",
+            "# TYPE s summary\ns_count 1\ns_sum 1\ns_created{p=\"x\"} 5\n",
+        ] {
+            let text = merged(&[body]);
+            assert!(
+                !text.contains(" counter\n") && !text.contains(" summary\n"),
+                "{text}"
+            );
+        }
     }
 
     #[test]

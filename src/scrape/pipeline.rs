@@ -16,7 +16,7 @@ use super::append::is_stale;
 pub use super::append::{Appended, Appender, Family};
 pub use super::cache::SeriesCache;
 use super::cache::NEVER;
-use crate::exposition::conform::{self, Judged, SampleAt, Scratch};
+use crate::exposition::conform::{self, Created, Judged, SampleAt, Scratch};
 use crate::exposition::{
     render, Entry, Format, Labels, MetricType, ParseError, Parser, Resume, Sample,
 };
@@ -208,6 +208,11 @@ pub struct FamilyBlock {
     /// Whether its samples may be served under its type (judged as they
     /// are appended, so the merge parses no line again).
     pub judged: Judged,
+    /// For the `_created` samples of the family block before it (a gauge
+    /// `x_created` in text 0.0.4, as prometheus_client serves them): where
+    /// OpenMetrics has each among that block's lines. In a scrape's
+    /// [`Rendered`] such a block's lines are in [`Rendered::created`].
+    pub created: Option<Created>,
 }
 
 impl FamilyBlock {
@@ -238,6 +243,9 @@ pub struct Counts {
 pub struct Rendered {
     pub families: Vec<FamilyBlock>,
     pub text: Vec<u8>,
+    /// The lines of the `_created` blocks (see [`FamilyBlock::created`]):
+    /// apart from `text`, so that their family's block goes on growing there.
+    pub created: Vec<u8>,
     /// The format the sample lines are written in.
     pub format: Format,
     pub samples_scraped: usize,
@@ -252,6 +260,7 @@ impl Rendered {
     pub fn clear_samples(&mut self) {
         self.families.clear();
         self.text.clear();
+        self.created.clear();
     }
 
     pub fn clear(&mut self) {
@@ -263,7 +272,9 @@ impl Rendered {
     /// buffers (see [`crate::buffers`]).
     pub fn give_back(&mut self) {
         let (text, families) = (self.text.len(), self.families.len());
+        let created = self.created.len();
         crate::buffers::give_back(&mut self.text, text);
+        crate::buffers::give_back(&mut self.created, created);
         crate::buffers::give_back(&mut self.families, families);
     }
 
@@ -278,8 +289,124 @@ impl Rendered {
     pub fn write(&self, out: &mut Vec<u8>, format: Format) {
         for f in &self.families {
             f.write_header(out, format);
-            out.extend_from_slice(&self.text[f.lines.clone()]);
+            out.extend_from_slice(self.lines(f));
         }
+    }
+
+    /// A block's sample lines.
+    pub fn lines(&self, block: &FamilyBlock) -> &[u8] {
+        let buffer = match block.created {
+            Some(_) => &self.created,
+            None => &self.text,
+        };
+        buffer.get(block.lines.clone()).unwrap_or_default()
+    }
+
+    /// Appends a `_created` sample of the family block being written to
+    /// the `_created` block after it (opened if need be).
+    fn append_created(&mut self, s: &Appended<'_>) {
+        let meta = s.family;
+        let Some(main) = main_block(self, meta) else {
+            return;
+        };
+        if self.families.len() == main + 1 {
+            let start = self.created.len();
+            self.families.push(FamilyBlock {
+                name: s.name().to_owned(),
+                help: meta.help.as_deref().map(str::to_owned),
+                kind: MetricType::Gauge,
+                unit: None,
+                lines: start..start,
+                timestamps: false,
+                judged: Judged::default(),
+                created: Some(Created::default()),
+            });
+        }
+        let Rendered {
+            families,
+            text,
+            created,
+            scratch,
+            ..
+        } = self;
+        let start = created.len();
+        created.extend_from_slice(s.series.as_bytes());
+        render::sample_tail(created, Format::Text, s.value, s.timestamp_ms);
+        let [family, block] = &mut families[main..] else {
+            return;
+        };
+        block.lines.end = created.len();
+        block.timestamps |= s.timestamp_ms.is_some();
+        let at = start - block.lines.start;
+        let name = s.name();
+        let series = at..at + s.series.len();
+        // The labels between the braces.
+        let labels = if s.series.len() > name.len() + 1 {
+            s.series.get(name.len() + 1..s.series.len() - 1)
+        } else {
+            None
+        };
+        if let Some(pairing) = block.created.as_mut() {
+            pairing.pair(
+                &family.judged,
+                text.get(family.lines.clone()).unwrap_or_default(),
+                labels.unwrap_or_default().as_bytes(),
+            );
+        }
+        scratch.distinct = true;
+        let sample = SampleAt {
+            name,
+            series,
+            value: s.value,
+            timestamp: s.timestamp_ms.is_some(),
+        };
+        block.judged.sample(
+            MetricType::Unknown,
+            name,
+            name,
+            created.get(block.lines.clone()).unwrap_or_default(),
+            &sample,
+            scratch,
+        );
+    }
+}
+
+/// Whether a sample is a `_created` one of a family text 0.0.4 serves
+/// typed (a counter, histogram or summary), which it keeps apart.
+fn is_created(meta: &Family<'_>, name: &str) -> bool {
+    matches!(
+        meta.kind,
+        MetricType::Counter | MetricType::Histogram | MetricType::Summary
+    ) && name
+        .strip_prefix(meta.name)
+        .is_some_and(|rest| rest == "_created")
+}
+
+/// The index of the block the family `meta`'s samples go on in (before
+/// its `_created` block, if it has one), opened (empty) if need be.
+fn main_block(out: &mut Rendered, meta: &Family<'_>) -> Option<usize> {
+    let current = current_block(out);
+    let header_is =
+        |b: &FamilyBlock| b.kind == meta.kind && conform::family_name(b.kind, &b.name) == meta.name;
+    if let Some(i) = current.filter(|&i| header_is(&out.families[i])) {
+        return Some(i);
+    }
+    // Text 0.0.4 names a counter family after its `_total` samples.
+    let header = match meta.kind {
+        MetricType::Counter => format!("{}_total", meta.name),
+        _ => meta.name.to_owned(),
+    };
+    push_block(out, header, meta, meta.kind);
+    out.families.len().checked_sub(1)
+}
+
+/// The block samples go on in: the last, or the one before it if the last
+/// holds its `_created` samples.
+fn current_block(out: &Rendered) -> Option<usize> {
+    let last = out.families.len().checked_sub(1)?;
+    match out.families[last].created {
+        Some(_) => last.checked_sub(1),
+        None => Some(last),
     }
 }
 
@@ -290,7 +417,14 @@ impl Appender for Rendered {
         if is_stale(s.value) {
             return;
         }
+        if self.format == Format::Text && is_created(s.family, s.name()) {
+            self.append_created(s);
+            return;
+        }
         open_block(self, s.family, s.name(), self.format);
+        let Some(current) = current_block(self) else {
+            return;
+        };
         let Rendered {
             families,
             text,
@@ -301,7 +435,7 @@ impl Appender for Rendered {
         let start = text.len();
         text.extend_from_slice(s.series.as_bytes());
         render::sample_tail(text, *format, s.value, s.timestamp_ms);
-        if let Some(block) = families.last_mut() {
+        if let Some(block) = families.get_mut(current) {
             block.lines.end = text.len();
             block.timestamps |= s.timestamp_ms.is_some();
             // The pipeline appends a series once per scrape.
@@ -797,24 +931,31 @@ fn open_block(out: &mut Rendered, meta: &Family<'_>, name: &str, format: Format)
         _ => family,
     };
     // A family of another type under the same name is a block of its own.
-    if out
-        .families
-        .last()
+    if current_block(out)
+        .map(|i| &out.families[i])
         .is_some_and(|b| b.name == header && b.kind == kind)
     {
         return;
     }
+    if in_family {
+        push_block(out, header.to_owned(), meta, kind);
+    } else {
+        push_block(out, header.to_owned(), &Family::default(), kind);
+    }
+}
+
+/// Starts a block named `header` of the family `meta` (its HELP and UNIT).
+fn push_block(out: &mut Rendered, header: String, meta: &Family<'_>, kind: MetricType) {
     let start = out.text.len();
     out.families.push(FamilyBlock {
-        name: header.to_owned(),
-        help: in_family
-            .then(|| meta.help.as_deref().map(str::to_owned))
-            .flatten(),
+        name: header,
+        help: meta.help.as_deref().map(str::to_owned),
         kind,
-        unit: in_family.then(|| meta.unit.map(str::to_owned)).flatten(),
+        unit: meta.unit.map(str::to_owned),
         lines: start..start,
         timestamps: false,
         judged: Judged::default(),
+        created: None,
     });
 }
 
