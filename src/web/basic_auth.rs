@@ -18,13 +18,14 @@
 //! not cached yet (first request, or after a password change) by its queue.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine as _;
 use hyper::header::HeaderValue;
 use tokio::sync::Semaphore;
 
 use crate::config::Secret;
+use crate::telemetry::WebAuthChecks;
 
 /// Failed outcomes kept; past this, the oldest goes.
 const FAILURES_KEPT: usize = 256;
@@ -39,6 +40,8 @@ pub(super) struct Checker {
     /// bcrypt runs at most this many at a time, so a flood of wrong
     /// passwords leaves CPUs for scraping and serving.
     pool: Arc<Semaphore>,
+    /// Where checks are counted, once relay's metrics exist.
+    counted: OnceLock<WebAuthChecks>,
 }
 
 impl Default for Checker {
@@ -46,6 +49,7 @@ impl Default for Checker {
         Checker {
             outcomes: Arc::default(),
             pool: Arc::new(Semaphore::new(pool_size())),
+            counted: OnceLock::new(),
         }
     }
 }
@@ -126,7 +130,27 @@ impl Checker {
         users: &BTreeMap<String, Secret>,
         authorization: Option<&HeaderValue>,
     ) -> bool {
-        self.decide(users, authorization).await.0
+        let (ok, answer) = self.decide(users, authorization).await;
+        if let Some(checks) = self.counted.get() {
+            let answered_by = match answer {
+                Answer::Unusable => "none",
+                Answer::Cached => "cache",
+                Answer::Verified => "bcrypt",
+            };
+            let outcome = if ok { "accepted" } else { "refused" };
+            checks
+                .get_or_create(&vec![
+                    ("outcome".to_owned(), outcome.to_owned()),
+                    ("answered_by".to_owned(), answered_by.to_owned()),
+                ])
+                .inc();
+        }
+        ok
+    }
+
+    /// Counts checks into `checks` from now on (the first call wins).
+    pub(super) fn count_into(&self, checks: WebAuthChecks) {
+        let _ = self.counted.set(checks);
     }
 
     async fn decide(
