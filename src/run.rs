@@ -105,6 +105,7 @@ pub async fn run_on(
 ) -> Result<(), RunError> {
     let store = Arc::new(Store::new(Vec::new()));
     let mut running = Running::start(config, store.clone())?;
+    web.count_checks(store.telemetry.web_auth_checks.clone());
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let address = listener

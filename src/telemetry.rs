@@ -12,6 +12,10 @@ use prometheus_client::registry::Registry;
 
 type JobLabels = Vec<(String, String)>;
 
+/// `relay_web_auth_checks_total` by `outcome` and `answered_by`: shows a
+/// flood of wrong passwords, and whether good scrapers still hit the cache.
+pub type WebAuthChecks = Family<Vec<(String, String)>, Counter>;
+
 fn histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
@@ -31,6 +35,8 @@ pub struct Telemetry {
     reload_ok: Gauge,
     reload_time: Gauge<f64, std::sync::atomic::AtomicU64>,
     last_success: Family<JobLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Basic auth checks on relay's port, counted by `web`.
+    pub web_auth_checks: WebAuthChecks,
 }
 
 impl Default for Telemetry {
@@ -97,8 +103,15 @@ impl Telemetry {
             "When each target's last successful scrape began; 0 until its first (readiness does not wait for it)",
             last_success.clone(),
         );
+        let web_auth_checks = WebAuthChecks::default();
+        registry.register(
+            "relay_web_auth_checks",
+            "Basic auth checks on relay's port, by outcome (accepted, refused) and answered_by (cache, bcrypt, none: no usable credentials)",
+            web_auth_checks.clone(),
+        );
         registry.register_collector(Box::new(process::ProcessCollector));
         Telemetry {
+            web_auth_checks,
             last_success,
             remote,
             reload_ok,

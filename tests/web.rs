@@ -535,6 +535,77 @@ fn basic_auth_without_tls() {
     );
 }
 
+/// Issue 19: a flood of wrong passwords used to evict the good scraper's
+/// cached outcome, so its scrapes queued behind the flood. Counted by
+/// relay's own metric: the good scraper costs one bcrypt in all, every
+/// other answer it gets comes from the cache, and each wrong password
+/// costs one bcrypt.
+#[test]
+fn a_flood_of_wrong_passwords_leaves_the_good_scraper_cached() {
+    use base64::Engine as _;
+    const ATTACKERS: usize = 8;
+    /// 8 × 40 = 320 distinct wrong passwords: more than the 256 failures kept.
+    const EACH: usize = 40;
+    const GOOD_DURING: usize = 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let web = dir.path().join("web.yml");
+    std::fs::write(&web, users(&bcrypt_hash(PASSWORD))).expect("write");
+    let target = app();
+    let relay = SecureRelay::start(&target.addr, &web, None, "");
+    let basic = |password: &str| {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("alice:{password}"));
+        format!("Basic {token}")
+    };
+    let good = basic(PASSWORD);
+    let status = |authorization: &str| {
+        get(&relay.addr, "/metrics", &[("Authorization", authorization)]).map(|r| r.status)
+    };
+    assert_eq!(status(&good), Some(200));
+    std::thread::scope(|s| {
+        for a in 0..ATTACKERS {
+            let (status, basic) = (&status, &basic);
+            s.spawn(move || {
+                for i in 0..EACH {
+                    assert_eq!(status(&basic(&format!("wrong-{a}-{i}"))), Some(401));
+                }
+            });
+        }
+        for _ in 0..GOOD_DURING {
+            assert_eq!(status(&good), Some(200));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    });
+    let metrics = get(&relay.addr, "/metrics", &[("Authorization", &good)])
+        .expect("an answer")
+        .text();
+    let count = |outcome: &str, answered_by: &str| {
+        let labels = [
+            format!("outcome=\"{outcome}\""),
+            format!("answered_by=\"{answered_by}\""),
+        ];
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        common::rw::metric_value(&metrics, "relay_web_auth_checks_total", &labels)
+    };
+    assert_eq!(
+        (
+            count("accepted", "bcrypt"),
+            count("accepted", "cache"),
+            count("refused", "bcrypt"),
+        ),
+        (
+            Some(1.0),
+            Some((GOOD_DURING + 1) as f64),
+            Some((ATTACKERS * EACH) as f64)
+        ),
+        "(good by bcrypt, good from cache, wrong by bcrypt) in:\n{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("relay_web_auth"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
 /// Prometheus (Debian's package) scrapes relay over HTTPS with basic_auth
 /// and a ca_file, and stores the app's series.
 #[test]

@@ -410,6 +410,11 @@ impl Web {
         })
     }
 
+    /// Counts basic auth checks into relay's own metrics from now on.
+    pub fn count_checks(&self, checks: crate::telemetry::WebAuthChecks) {
+        self.auth.count_into(checks);
+    }
+
     /// Whether relay serves HTTPS (fixed at start).
     pub fn tls(&self) -> bool {
         self.tls
