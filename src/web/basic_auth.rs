@@ -491,7 +491,9 @@ mod tests {
     /// its next try instead of queueing behind the flood again.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_outcome_is_kept_when_its_request_goes_away() {
-        let users = Arc::new(users(&[("alice", "right", 4)]));
+        // Cost 10 (tens of ms): the check holds its turn long enough to be
+        // seen holding it (at cost 4 it could come and go between polls).
+        let users = Arc::new(users(&[("alice", "right", 10)]));
         let checker = Arc::new(Checker::default());
         let size = checker.pool.available_permits();
         let request = tokio::spawn({
