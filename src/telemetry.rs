@@ -454,7 +454,9 @@ mod tests {
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert_eq!(text.matches("# EOF").count(), 1, "{text}");
         telemetry.remote_write_runs(false);
-        assert!(!telemetry.openmetrics().contains("prometheus_remote_storage_"));
+        assert!(!telemetry
+            .openmetrics()
+            .contains("prometheus_remote_storage_"));
     }
 
     #[test]

@@ -20,18 +20,18 @@ fn pod_config(app: &str) -> String {
     )
 }
 
+/// An instant query's result: the labels and the value.
+type Series = (Vec<(String, String)>, String);
+
 /// `GET /api/v1/query?query=...` on the central Prometheus: each result's
 /// labels and value.
-fn query(prometheus: &str, promql: &str) -> Vec<(Vec<(String, String)>, String)> {
+fn query(prometheus: &str, promql: &str) -> Vec<Series> {
     try_query(prometheus, promql).unwrap_or_else(|| panic!("query {promql} failed"))
 }
 
 /// Like [`query`]; None while Prometheus does not answer 200.
-fn try_query(prometheus: &str, promql: &str) -> Option<Vec<(Vec<(String, String)>, String)>> {
-    let path = format!(
-        "/api/v1/query?query={}",
-        common::peers::urlencode(promql)
-    );
+fn try_query(prometheus: &str, promql: &str) -> Option<Vec<Series>> {
+    let path = format!("/api/v1/query?query={}", common::peers::urlencode(promql));
     let text = get(prometheus, &path, &[])
         .filter(|r| r.status == 200)
         .map(|r| r.text())?;
@@ -41,21 +41,23 @@ fn try_query(prometheus: &str, promql: &str) -> Option<Vec<(Vec<(String, String)
         .and_then(|d| d.get("result"))
         .and_then(common::json::Json::array)
         .unwrap_or_else(|| panic!("no data.result in {text}"));
-    Some(results
-        .iter()
-        .map(|r| {
-            let labels = r
-                .get("metric")
-                .and_then(common::json::Json::labels)
-                .expect("metric");
-            let value = r
-                .get("value")
-                .and_then(common::json::Json::array)
-                .and_then(|v| v.get(1)?.num_text().map(str::to_owned))
-                .expect("value");
-            (labels, value)
-        })
-        .collect())
+    Some(
+        results
+            .iter()
+            .map(|r| {
+                let labels = r
+                    .get("metric")
+                    .and_then(common::json::Json::labels)
+                    .expect("metric");
+                let value = r
+                    .get("value")
+                    .and_then(common::json::Json::array)
+                    .and_then(|v| v.get(1)?.num_text().map(str::to_owned))
+                    .expect("value");
+                (labels, value)
+            })
+            .collect(),
+    )
 }
 
 fn label<'l>(labels: &'l [(String, String)], name: &str) -> Option<&'l str> {
@@ -87,7 +89,10 @@ fn pods_of_one_deployment_stay_apart_at_a_central_prometheus() {
         let addr = format!("127.0.0.1:{}", free_port());
         std::fs::write(
             &file,
-            format!("{}relay:\n  listen_address: {addr}\n", pod_config(&app.addr)),
+            format!(
+                "{}relay:\n  listen_address: {addr}\n",
+                pod_config(&app.addr)
+            ),
         )
         .expect("write relay.yml");
         let relay = Relay::start_file_env(
@@ -134,7 +139,11 @@ fn pods_of_one_deployment_stay_apart_at_a_central_prometheus() {
     );
     for (labels, _) in &series {
         assert_eq!(label(labels, "job"), Some("app"), "{labels:?}");
-        assert_eq!(label(labels, "instance"), Some("localhost:8001"), "{labels:?}");
+        assert_eq!(
+            label(labels, "instance"),
+            Some("localhost:8001"),
+            "{labels:?}"
+        );
         assert_eq!(label(labels, "namespace"), Some("prod"), "{labels:?}");
     }
     // No series changed value: no two Pods ever shared one.
@@ -211,14 +220,20 @@ fn remote_write_metrics_come_with_remote_write() {
         app.addr
     );
     let addr = format!("127.0.0.1:{}", free_port());
-    let scrape = format!("{scrape}relay:\n  listen_address: {addr}\n  wal_dir: {}\n", dir.path().join("wal").display());
+    let scrape = format!(
+        "{scrape}relay:\n  listen_address: {addr}\n  wal_dir: {}\n",
+        dir.path().join("wal").display()
+    );
     std::fs::write(&file, &scrape).expect("write");
     let relay = Relay::start_file(&file, &addr);
     relay.wait_for_line("g{");
     let body = relay.metrics();
     assert!(body.contains("relay_build_info{"), "{body}");
     for family in ["prometheus_remote_storage_", "relay_wal_"] {
-        assert!(!body.contains(family), "{family} without remote write:\n{body}");
+        assert!(
+            !body.contains(family),
+            "{family} without remote write:\n{body}"
+        );
     }
     // A receiver that is never there: the families show all the same.
     std::fs::write(
@@ -236,7 +251,10 @@ fn remote_write_metrics_come_with_remote_write() {
         body.contains("prometheus_remote_storage_highest_timestamp_in_seconds ")
             .then_some(body)
     });
-    assert!(body.contains("prometheus_remote_storage_samples_total{"), "{body}");
+    assert!(
+        body.contains("prometheus_remote_storage_samples_total{"),
+        "{body}"
+    );
     assert!(body.contains("relay_wal_size_bytes "), "{body}");
 }
 

@@ -146,7 +146,10 @@ fn moved(ends: &[(usize, usize)], at: usize) -> usize {
     let i = ends.partition_point(|&(old_end, _)| old_end < at);
     match ends.get(i) {
         Some(&(old_end, new_end)) if old_end == at => new_end,
-        _ => i.checked_sub(1).and_then(|j| ends.get(j)).map_or(0, |e| e.1),
+        _ => i
+            .checked_sub(1)
+            .and_then(|j| ends.get(j))
+            .map_or(0, |e| e.1),
     }
 }
 
@@ -224,7 +227,9 @@ mod tests {
                 "{body}"
             );
             assert!(
-                body.contains("relay_build_info{namespace=\"prod\",pod=\"shop-7d9f-abcde\",version="),
+                body.contains(
+                    "relay_build_info{namespace=\"prod\",pod=\"shop-7d9f-abcde\",version="
+                ),
                 "{body}"
             );
         }
@@ -271,7 +276,10 @@ mod tests {
         ] {
             store.set_view(view(&[], setting));
             let body = text(&store.snapshot(), Format::Text);
-            assert!(body.contains("g{instance=\"localhost:8001\",job=\"app\"} 1\n"), "{body}");
+            assert!(
+                body.contains("g{instance=\"localhost:8001\",job=\"app\"} 1\n"),
+                "{body}"
+            );
             assert_eq!(own(&body) > 0, in_metrics, "{setting:?} /metrics:\n{body}");
             let separate = store.own_snapshot();
             assert_eq!(separate.is_some(), apart, "{setting:?}");
