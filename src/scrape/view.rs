@@ -12,7 +12,7 @@
 //! Also where relay's own metrics go (`relay.self_metrics`).
 
 use crate::config::SelfMetrics;
-use crate::exposition::{render, Entry, Format, Labels, Parser};
+use crate::exposition::Format;
 use crate::scrape::merge;
 use crate::scrape::pipeline::Rendered;
 use crate::serve::Snapshot;
@@ -77,7 +77,12 @@ impl View {
         // Line ends of the last main block: (old, new) offsets in its lines,
         // to move the `_created` positions that refer to them.
         let mut ends: Vec<(usize, usize)> = Vec::new();
-        let mut labels = Labels::new();
+        // Each external label as written after a `{` or `,`: `name="value"`.
+        let written: Vec<(&str, Vec<u8>)> = self
+            .external_labels
+            .iter()
+            .map(|(name, value)| (name.as_str(), label_pair(name, value)))
+            .collect();
         for block in &r.families {
             let lines = r.lines(block);
             let created = block.created.is_some();
@@ -88,28 +93,34 @@ impl View {
             };
             let start = buffer.len();
             let mut block_ends = Vec::new();
-            for entry in Parser::new(lines, Format::Text) {
-                match entry {
-                    Ok(Entry::Sample(s)) => {
-                        labels.clear();
-                        s.labels_into(&mut labels);
-                        for (name, value) in &self.external_labels {
-                            if labels.get(name).is_none_or(str::is_empty) {
-                                labels.set(name.as_str(), value.as_str());
-                            }
-                        }
-                        labels.sort();
-                        render::series(buffer, &labels);
-                        render::sample_tail(buffer, Format::Text, s.value, s.timestamp_ms);
-                        if !created {
-                            let old = s.name.as_ptr() as usize - lines.as_ptr() as usize;
-                            block_ends.push((old, buffer.len() - start));
-                        }
+            let mut line_start = 0;
+            for line in lines.split_inclusive(|&b| b == b'\n') {
+                let old_start = line_start;
+                line_start += line.len();
+                // The line as it was, the missing labels added before its
+                // closing brace (one made if it had none); value and
+                // timestamp copied as they are. The lines are relay's own
+                // rendering: `name{a="1",b="2"} value` or `name value`.
+                let (key, labels, tail) = split_line(line);
+                buffer.extend_from_slice(key);
+                let mut open = labels.is_some();
+                if let Some(labels) = labels {
+                    buffer.extend_from_slice(labels);
+                }
+                for (name, pair) in &written {
+                    if labels.is_some_and(|l| has_label(l, name.as_bytes())) {
+                        continue;
                     }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot add the external labels to a served line; left out");
-                    }
+                    buffer.push(if open { b',' } else { b'{' });
+                    open = true;
+                    buffer.extend_from_slice(pair);
+                }
+                if open {
+                    buffer.push(b'}');
+                }
+                buffer.extend_from_slice(tail);
+                if !created {
+                    block_ends.push((old_start, buffer.len() - start));
                 }
             }
             let mut block = block.clone();
@@ -125,6 +136,75 @@ impl View {
         }
         out
     }
+}
+
+/// A rendered sample line's name (with `{`), label list (between the
+/// braces, if any) and the rest (from the space before the value).
+fn split_line(line: &[u8]) -> (&[u8], Option<&[u8]>, &[u8]) {
+    let Some(at) = line.iter().position(|&b| b == b'{' || b == b' ') else {
+        return (line, None, &[]);
+    };
+    if line[at] == b' ' {
+        return (&line[..at], None, &line[at..]);
+    }
+    // Past quoted values (a `}` may be in one) to the closing brace.
+    let mut i = at + 1;
+    let mut quoted = false;
+    while i < line.len() {
+        match line[i] {
+            b'\\' if quoted => i += 1,
+            b'"' => quoted = !quoted,
+            b'}' if !quoted => break,
+            _ => {}
+        }
+        i += 1;
+    }
+    let close = i.min(line.len());
+    let rest = (close + 1).min(line.len());
+    (&line[..=at], Some(&line[at + 1..close]), &line[rest..])
+}
+
+/// Whether a validated label list (`a="1",b="2"`, as between the braces)
+/// has `name` with a value that is not empty (an empty one is no label).
+fn has_label(src: &[u8], name: &[u8]) -> bool {
+    let mut i = 0;
+    while i < src.len() {
+        let Some(eq) = src[i..].iter().position(|&b| b == b'=') else {
+            return false;
+        };
+        let (n, value) = (&src[i..i + eq], i + eq + 1);
+        // The value: `"` .. `"`, backslash escapes skipped.
+        let mut j = value + 1;
+        while j < src.len() && src[j] != b'"' {
+            j += if src[j] == b'\\' { 2 } else { 1 };
+        }
+        if n == name && j > value + 1 {
+            return true;
+        }
+        // Past the closing quote and the comma.
+        i = j + 2;
+    }
+    false
+}
+
+/// `name="value"`, the value escaped as the text format wants.
+fn label_pair(name: &str, value: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(name.len() + value.len() + 3);
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"=\"");
+    for c in value.chars() {
+        match c {
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '"' => out.extend_from_slice(b"\\\""),
+            '\n' => out.extend_from_slice(b"\\n"),
+            c => {
+                let mut utf8 = [0; 4];
+                out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+    out
 }
 
 /// (old end, new end) of each line, from (old start, new end) and where
@@ -158,7 +238,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::exposition::check;
+    use crate::exposition::{check, Labels};
     use crate::relabel::Rules;
     use crate::scrape::pipeline::{process, SeriesCache, Settings};
     use crate::scrape::store::Store;
@@ -212,7 +292,7 @@ mod tests {
             )),
         );
         store.set_view(view(
-            &[("pod", "shop-7d9f-abcde"), ("namespace", "prod")],
+            &[("namespace", "prod"), ("pod", "shop-7d9f-abcde")],
             SelfMetrics::WithApp,
         ));
         let snapshot = store.snapshot();
@@ -223,16 +303,37 @@ mod tests {
                 "{body}"
             );
             assert!(
-                body.contains("shop_orders{instance=\"localhost:8001\",job=\"app\",namespace=\"prod\",pod=\"own\"} 6\n"),
+                body.contains("shop_orders{instance=\"localhost:8001\",job=\"app\",pod=\"own\",namespace=\"prod\"} 6\n"),
                 "{body}"
             );
             assert!(
-                body.contains(
-                    "relay_build_info{namespace=\"prod\",pod=\"shop-7d9f-abcde\",version="
-                ),
+                body.contains(&format!(
+                    "relay_build_info{{version=\"{}\",namespace=\"prod\",pod=\"shop-7d9f-abcde\"}} 1\n",
+                    env!("CARGO_PKG_VERSION")
+                )),
                 "{body}"
             );
         }
+    }
+
+    #[test]
+    fn lines_split_at_their_braces() {
+        let (key, labels, tail) = split_line(b"m{a=\"}{\\\"\"} 1 5\n");
+        assert_eq!(key, b"m{");
+        assert_eq!(labels, Some(&b"a=\"}{\\\"\""[..]));
+        assert_eq!(tail, b" 1 5\n");
+        assert_eq!(split_line(b"m 1\n"), (&b"m"[..], None, &b" 1\n"[..]));
+    }
+
+    #[test]
+    fn label_lists_are_read_past_escapes() {
+        let src = br#"a="x,pod=\"y\"",pod="",b="\\",pod2="p""#;
+        assert!(!has_label(src, b"pod"));
+        assert!(has_label(src, b"a"));
+        assert!(has_label(src, b"b"));
+        assert!(has_label(src, b"pod2"));
+        assert!(!has_label(b"", b"pod"));
+        assert!(has_label(br#"pod="p""#, b"pod"));
     }
 
     /// A family's `_created` lines stay with their own series in
