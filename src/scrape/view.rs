@@ -12,7 +12,6 @@
 //! Also where relay's own metrics go (`relay.self_metrics`).
 
 use crate::config::SelfMetrics;
-use crate::exposition::Format;
 use crate::scrape::merge;
 use crate::scrape::pipeline::Rendered;
 use crate::serve::Snapshot;
@@ -238,7 +237,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::exposition::{check, Labels};
+    use crate::exposition::{check, Format, Labels};
     use crate::relabel::Rules;
     use crate::scrape::pipeline::{process, SeriesCache, Settings};
     use crate::scrape::store::Store;
