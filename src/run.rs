@@ -113,6 +113,15 @@ pub async fn run_on(
         .map(|a| a.to_string())
         .unwrap_or_default();
     tracing::info!(address = %address, targets = running.targets.len(), remote_write = running.config.remote_write.len(), tls = web.tls(), basic_auth = web.basic_auth(), "relay is serving /metrics");
+    if merges_replicas(
+        &running.config,
+        std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
+    ) {
+        tracing::warn!(
+            external_labels = ?running.config.global.external_labels,
+            "relay runs in Kubernetes and serves /metrics with no per-Pod external label: every replica serves the same job and instance (localhost), so a Prometheus scraping with honor_labels: true merges the replicas' series into one; add global.external_labels pod: '${{POD_NAME}}' and namespace: '${{POD_NAMESPACE}}' (from the Downward API; relay gen writes them)"
+        );
+    }
     let server = tokio::spawn(serve::serve(
         listener,
         store.clone(),
@@ -252,6 +261,9 @@ impl Running {
         if sink.is_some() {
             self.store.own_metrics_move();
         }
+        self.store.telemetry.remote_write_runs(sink.is_some());
+        self.store
+            .set_view(crate::scrape::view::View::of(&self.config));
         self.sink.set(sink);
     }
 
@@ -393,6 +405,15 @@ impl Running {
                 .await;
         }
     }
+}
+
+/// Whether replicas' served series would merge at a central Prometheus:
+/// relay runs in Kubernetes (`in_kubernetes`: `KUBERNETES_SERVICE_HOST` is
+/// set; /metrics is always served) and no external label value came from
+/// the environment (the way a value differs per Pod; basic auth changes
+/// nothing, the central scraper has the password).
+fn merges_replicas(config: &Config, in_kubernetes: bool) -> bool {
+    in_kubernetes && !config.global.external_labels_from_env
 }
 
 /// Seconds since the epoch, for the reload timestamp.

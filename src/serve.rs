@@ -429,6 +429,14 @@ async fn respond(store: &Store, req: &Request<Incoming>) -> Response<Full<Bytes>
     }
     match req.uri().path() {
         "/metrics" => metrics(store, req).await,
+        OWN_METRICS_PATH => match store.own_snapshot() {
+            Some(snapshot) => exposition(&snapshot, req),
+            None => plain(
+                StatusCode::NOT_FOUND,
+                "relay's own metrics are served here only with relay.self_metrics: separate\n"
+                    .into(),
+            ),
+        },
         "/-/healthy" => plain(StatusCode::OK, "relay is Healthy.\n".into()),
         // As Prometheus: ready once serving with the config loaded, never
         // gated on the targets (a native sidecar's readiness is the Pod's);
@@ -446,12 +454,18 @@ async fn respond(store: &Store, req: &Request<Incoming>) -> Response<Full<Bytes>
         "/-/ready" => plain(StatusCode::OK, "relay is Ready.\n".into()),
         _ => plain(
             StatusCode::NOT_FOUND,
-            "not found: relay serves /metrics, /-/healthy, /-/ready and /-/reload\n".into(),
+            "not found: relay serves /metrics, /relay/metrics, /-/healthy, /-/ready and /-/reload\n".into(),
         ),
     }
 }
 
-async fn metrics(store: &Store, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+/// Where relay's own metrics are served with `relay.self_metrics:
+/// separate`: under relay's name, so a scrape config that wants them says
+/// so (`metrics_path: /relay/metrics`), and `/metrics` stays the app's.
+pub const OWN_METRICS_PATH: &str = "/relay/metrics";
+
+/// The format and encoding a GET asks for.
+fn negotiated(req: &Request<Incoming>) -> (Format, bool) {
     let header = |name| {
         req.headers()
             .get(name)
@@ -463,14 +477,23 @@ async fn metrics(store: &Store, req: &Request<Incoming>) -> Response<Full<Bytes>
     } else {
         Format::Text
     };
-    let gzip = accepts_gzip(header(ACCEPT_ENCODING));
+    (format, accepts_gzip(header(ACCEPT_ENCODING)))
+}
+
+async fn metrics(store: &Store, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let wait = fresh_wait(
         req.headers()
             .get("X-Prometheus-Scrape-Timeout-Seconds")
             .and_then(|v| v.to_str().ok())
             .unwrap_or(""),
     );
-    let body = store.fresh_snapshot(wait).await.body(format, gzip);
+    exposition(&*store.fresh_snapshot(wait).await, req)
+}
+
+/// A snapshot in the format and encoding `req` asks for.
+fn exposition(snapshot: &Snapshot, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let (format, gzip) = negotiated(req);
+    let body = snapshot.body(format, gzip);
     let mut response = Response::new(Full::new(if req.method() == Method::HEAD {
         Bytes::new()
     } else {

@@ -25,6 +25,10 @@ fn histogram() -> Histogram {
 /// `honor_labels: true` would otherwise file them under the app's job.
 pub struct Telemetry {
     registry: Registry,
+    /// Remote write's and the WAL's families, apart: served only while a
+    /// `remote_write` is configured (see [`Telemetry::remote_write_runs`]).
+    remote_registry: Registry,
+    remote_on: std::sync::atomic::AtomicBool,
     scrapes: Family<JobLabels, Counter>,
     failures: Family<JobLabels, Counter>,
     bytes: Family<JobLabels, Counter>,
@@ -84,7 +88,9 @@ impl Telemetry {
             "How long scrapes took, by scrape_job",
             duration.clone(),
         );
-        let remote = crate::remote_write::metrics::RemoteWriteMetrics::register(&mut registry);
+        let mut remote_registry = Registry::default();
+        let remote =
+            crate::remote_write::metrics::RemoteWriteMetrics::register(&mut remote_registry);
         let reload_ok = Gauge::default();
         registry.register(
             "relay_config_last_reload_successful",
@@ -117,6 +123,8 @@ impl Telemetry {
             reload_ok,
             reload_time,
             registry,
+            remote_registry,
+            remote_on: std::sync::atomic::AtomicBool::new(false),
             scrapes,
             failures,
             bytes,
@@ -190,11 +198,24 @@ impl Telemetry {
         }
     }
 
+    /// Says whether a `remote_write` is configured: the remote-write and
+    /// WAL families are served only then (a relay that only serves would
+    /// otherwise show `prometheus_remote_storage_highest_timestamp_in_seconds 0`).
+    pub fn remote_write_runs(&self, on: bool) {
+        self.remote_on
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The metrics as an OpenMetrics exposition (prometheus-client's format).
     pub fn openmetrics(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.registry);
+        if self.remote_on.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = encode_registry(&mut out, &self.remote_registry);
+        }
+        let _ = encode_eof(&mut out);
         out
     }
 }
@@ -409,6 +430,33 @@ mod tests {
                 "{name}:\n{text}"
             );
         }
+    }
+
+    #[test]
+    fn remote_write_families_show_only_while_remote_write_runs() {
+        let telemetry = Telemetry::new();
+        let _queue = telemetry.remote.queue("rw", "http://127.0.0.1:1/w");
+        let families = [
+            "prometheus_remote_storage_highest_timestamp_in_seconds",
+            "prometheus_remote_storage_samples_total",
+            "relay_wal_size_bytes",
+        ];
+        let text = telemetry.openmetrics();
+        for name in families {
+            assert!(!text.contains(name), "{name} without remote write:\n{text}");
+        }
+        assert!(text.contains("relay_build_info"), "{text}");
+        telemetry.remote_write_runs(true);
+        let text = telemetry.openmetrics();
+        for name in families {
+            assert!(text.contains(name), "{name} with remote write:\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+        telemetry.remote_write_runs(false);
+        assert!(!telemetry
+            .openmetrics()
+            .contains("prometheus_remote_storage_"));
     }
 
     #[test]

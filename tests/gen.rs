@@ -649,8 +649,17 @@ fn pod_monitor_selects_the_pod_and_relays_port() {
     assert_eq!(endpoints.len(), 1);
     assert_eq!(endpoints[0]["port"], "relay-metrics");
     assert_eq!(endpoints[0]["path"], "/metrics");
+    // Issue 18: as for federation, the app's job/instance are kept and the
+    // Pod comes from the external labels relay attaches (see below).
+    assert_eq!(endpoints[0]["honorLabels"], true, "{}", endpoints[0]);
     let relay = container(&pod["spec"]["initContainers"], "relay");
     port_of(relay, "relay-metrics");
+    let (raw, _) = embedded_config(&objects);
+    assert_eq!(
+        raw["global"]["external_labels"]["pod"].as_str(),
+        Some("${POD_NAME}"),
+        "{raw:?}"
+    );
 }
 
 #[test]
@@ -983,11 +992,13 @@ fn assert_external_label(config: &relay::config::Config, name: &str, var: &str) 
     );
 }
 
-/// Issue 17: every replica scrapes localhost, so with remote write each
-/// relay labels its series with its Pod (Downward API env, expanded in
-/// external_labels); a config that sets the label keeps its value.
+/// Issues 17 and 18: every replica scrapes localhost, so each relay labels
+/// its series with its Pod (Downward API env, expanded in external_labels),
+/// remote-written or served (a central Prometheus with honor_labels: true
+/// would merge the replicas otherwise); a config that sets the label keeps
+/// its value.
 #[test]
-fn remote_write_labels_series_with_the_pod() {
+fn every_config_labels_series_with_the_pod() {
     // The example of `relay gen --help`: two replicas, remote write.
     let args = [
         "--kind",
@@ -1012,12 +1023,18 @@ fn remote_write_labels_series_with_the_pod() {
     let relay = container(&pod_spec(&objects)["initContainers"], "relay");
     check_downward_env(relay);
 
-    // Without remote write: the env is there, no label is added.
+    // Without remote write too: relay serves them on /metrics.
     let objects = docs(&gen_ok(&[]));
     check_downward_env(container(&pod_spec(&objects)["initContainers"], "relay"));
     let (raw, loaded) = embedded_config(&objects);
-    assert!(raw["global"].get("external_labels").is_none(), "{raw:?}");
-    assert!(loaded.global.external_labels.is_empty());
+    let labels = &raw["global"]["external_labels"];
+    assert_eq!(labels["pod"].as_str(), Some("${POD_NAME}"), "{raw:?}");
+    assert_eq!(
+        labels["namespace"].as_str(),
+        Some("${POD_NAMESPACE}"),
+        "{raw:?}"
+    );
+    assert_external_label(&loaded, "pod", "POD_NAME");
 
     // A config with remote_write entries of its own, which sets `pod`: its
     // value stays, `namespace` is added, its other labels are kept.
@@ -1041,7 +1058,7 @@ fn remote_write_labels_series_with_the_pod() {
         Some("${POD_NAMESPACE}"),
         "{labels:?}"
     );
-    // The same file without remote_write gets no label of ours.
+    // The same file without remote_write gets them too, its own kept.
     let plain = dir.path().join("plain.yml");
     std::fs::write(
         &plain,
@@ -1051,10 +1068,10 @@ fn remote_write_labels_series_with_the_pod() {
     .expect("write");
     let objects = docs(&gen_ok(&["--config", plain.to_str().expect("utf-8")]));
     let (raw, _) = embedded_config(&objects);
-    let labels = raw["global"]["external_labels"]
-        .as_mapping()
-        .expect("mapping");
-    assert_eq!(labels.len(), 1, "{labels:?}");
+    let labels = &raw["global"]["external_labels"];
+    assert_eq!(labels["region"].as_str(), Some("eu"), "{labels:?}");
+    assert_eq!(labels["pod"].as_str(), Some("${POD_NAME}"), "{labels:?}");
+    assert_eq!(labels.as_mapping().map(|m| m.len()), Some(3), "{labels:?}");
 }
 
 /// The app keeps its image's user and a writable root unless asked; relay's

@@ -63,6 +63,19 @@ pub(super) fn external_labels(
 /// Go's `os.Expand`: `${name}` and `$name` replaced by `lookup(name)`; a
 /// `$` followed by no name is kept, bad syntax (`${}`, an unclosed `${`)
 /// is dropped.
+/// Whether any value of `labels` names an environment variable (`$$`, a
+/// dollar, does not).
+pub(super) fn uses_env(labels: &BTreeMap<String, String>) -> bool {
+    labels.values().any(|value| {
+        let mut named = false;
+        expand(value, |var| {
+            named |= var != "$";
+            String::new()
+        });
+        named
+    })
+}
+
 fn expand(s: &str, mut lookup: impl FnMut(&str) -> String) -> String {
     let bytes = s.as_bytes();
     let mut out = String::with_capacity(s.len());
@@ -136,6 +149,16 @@ mod tests {
         let mut labels = BTreeMap::from([("l".to_owned(), value.to_owned())]);
         let warnings = external_labels(&mut labels, env).expect("expands");
         (labels.remove("l").unwrap_or_default(), warnings)
+    }
+
+    #[test]
+    fn only_a_named_variable_counts_as_coming_from_the_environment() {
+        let labels = |v: &str| BTreeMap::from([("l".to_owned(), v.to_owned())]);
+        assert!(uses_env(&labels("${POD_NAME}")));
+        assert!(uses_env(&labels("pod-$HOSTNAME")));
+        assert!(!uses_env(&labels("prod")));
+        assert!(!uses_env(&labels("$$5")));
+        assert!(!uses_env(&BTreeMap::new()));
     }
 
     #[test]

@@ -152,6 +152,7 @@ fn from_figment(figment: Figment, dir: Option<&Path>) -> Result<Loaded, ConfigEr
     let mut warnings = foreign::strip(&mut value)?;
     let mut config: Config =
         serde_path_to_error::deserialize(&value).map_err(foreign::describe_serde_error)?;
+    config.global.external_labels_from_env = expand::uses_env(&config.global.external_labels);
     warnings.extend(expand::external_labels(
         &mut config.global.external_labels,
         |var| std::env::var_os(var),

@@ -65,6 +65,11 @@ pub struct GlobalConfig {
     /// load, as Prometheus 3 does, so each replica labels its own series.
     #[serde(default)]
     pub external_labels: BTreeMap<String, String>,
+    /// Whether a value of `external_labels` names an environment variable
+    /// (set at load): the sign that each replica's relay labels its series
+    /// with its own identity.
+    #[serde(skip)]
+    pub external_labels_from_env: bool,
 }
 
 impl Default for GlobalConfig {
@@ -73,6 +78,7 @@ impl Default for GlobalConfig {
             scrape_interval: default_scrape_interval(),
             scrape_timeout: default_scrape_timeout(),
             external_labels: BTreeMap::new(),
+            external_labels_from_env: false,
         }
     }
 }
@@ -430,6 +436,22 @@ pub struct RelaySettings {
     pub wal_max_size: ByteSize,
     /// How long SIGTERM may spend flushing (under Kubernetes' 30 s grace).
     pub shutdown_timeout: Duration,
+    /// Where relay's own `relay_*`, `process_*` and remote-write metrics are
+    /// served, so a central scrape of `/metrics` gets only what it wants.
+    pub self_metrics: SelfMetrics,
+}
+
+/// `relay.self_metrics`: where relay's own metrics are served.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SelfMetrics {
+    /// In `/metrics`, after the targets' series (as before this setting).
+    #[default]
+    WithApp,
+    /// On `/relay/metrics` only: `/metrics` has the targets' series alone.
+    Separate,
+    /// Nowhere.
+    Off,
 }
 
 impl Default for RelaySettings {
@@ -439,6 +461,7 @@ impl Default for RelaySettings {
             wal_dir: PathBuf::from("data/wal"),
             wal_max_size: ByteSize(1 << 30),
             shutdown_timeout: Duration::from_secs(25),
+            self_metrics: SelfMetrics::WithApp,
         }
     }
 }

@@ -86,7 +86,7 @@ pub struct Args {
     /// relay's port (`relay-metrics`) [default: 9090, or the port of --config's relay.listen_address].
     #[arg(long)]
     pub listen_port: Option<String>,
-    /// Add a remote_write entry with this URL to the generated config. With remote write (this flag or --config's remote_write), the config gets external labels pod: ${POD_NAME} and namespace: ${POD_NAMESPACE} (unless it sets those keys) so replicas' series stay apart.
+    /// Add a remote_write entry with this URL to the generated config. (The config always gets external labels pod: ${POD_NAME} and namespace: ${POD_NAMESPACE}, unless it sets those keys, so replicas' series stay apart, served or remote-written.)
     #[arg(long)]
     pub remote_write_url: Option<String>,
     /// Take the remote_write entry's basic-auth password from this Secret (key `password`), mounted read-only into relay alone; needs --remote-write-username. A password in --remote-write-url is refused: it would land in the ConfigMap, which the `view` role reads.

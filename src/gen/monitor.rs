@@ -34,6 +34,11 @@ pub struct PodMonitorSpec {
 pub struct PodMetricsEndpoint {
     pub port: String,
     pub path: String,
+    /// True, as for federation: the app's `job`/`instance` are kept and the
+    /// Pod is told apart by the `pod`/`namespace` external labels relay
+    /// attaches to every served series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub honor_labels: Option<bool>,
     /// `https` when relay serves TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheme: Option<String>,
@@ -77,6 +82,7 @@ pub(crate) fn object(options: &Options, web: Option<&WebSetup>) -> Result<Object
             pod_metrics_endpoints: vec![PodMetricsEndpoint {
                 port: RELAY_PORT_NAME.to_owned(),
                 path: "/metrics".to_owned(),
+                honor_labels: Some(true),
                 scheme: tls.map(|_| "https".to_owned()),
                 tls_config: tls
                     .and_then(|w| w.tls_secret.clone())

@@ -1,7 +1,9 @@
 //! The relay config `gen` embeds: config/relay.yml or --config's file, with
 //! `relay.listen_address` and `relay.wal_dir` set to what the Pod provides,
-//! the app's metrics port agreeing with its localhost scrape target, and,
-//! with remote write, the Pod's identity in `global.external_labels`.
+//! the app's metrics port agreeing with its localhost scrape target, and
+//! the Pod's identity in `global.external_labels` (always: relay attaches
+//! them to what it serves too, so replicas stay apart at a central
+//! Prometheus with `honor_labels: true` as well as at a receiver).
 
 use std::path::{Path, PathBuf};
 
@@ -163,13 +165,7 @@ pub(crate) fn build(options: &Options) -> Result<RelayConfig, GenError> {
         entries.push(Value::Mapping(entry));
     }
 
-    let remote_write = root
-        .get("remote_write")
-        .and_then(Value::as_sequence)
-        .is_some_and(|entries| !entries.is_empty());
-    if remote_write {
-        add_pod_labels(root).map_err(conflict)?;
-    }
+    add_pod_labels(root).map_err(conflict)?;
 
     let yaml = super::to_yaml("the relay config", &doc)?;
     let config = config::from_yaml_str(&yaml)

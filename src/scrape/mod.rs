@@ -12,6 +12,7 @@ pub mod fetch;
 pub mod merge;
 pub mod pipeline;
 pub mod store;
+pub mod view;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify};
 
-use super::merge;
 use super::pipeline::{self, Rendered};
+use super::view::View;
 use crate::exposition::Format;
 use crate::serve::Snapshot;
 use crate::telemetry::Telemetry;
@@ -83,6 +83,8 @@ pub struct Store {
     published: Notify,
     /// Set at shutdown (see [`Store::stop`]).
     stopping: AtomicBool,
+    /// External labels and where relay's own metrics go (see [`super::view`]).
+    view: RwLock<Arc<View>>,
 }
 
 /// How old relay's own metrics in a served snapshot may be.
@@ -109,6 +111,7 @@ impl Store {
             demand: watch::Sender::new(0),
             published: Notify::new(),
             stopping: AtomicBool::new(false),
+            view: RwLock::new(Arc::new(View::default())),
         }
     }
 
@@ -283,11 +286,34 @@ impl Store {
         self.stopping.load(Ordering::Relaxed)
     }
 
-    /// The snapshot: the text body, and where each family's lines are in it
-    /// (so OpenMetrics is written from the same lines, not parsed again).
-    fn merge(&self, outputs: &[Arc<Rendered>]) -> Snapshot {
+    /// Sets what the served bodies add and leave out (at start and on
+    /// every reload); the next GET merges again.
+    pub fn set_view(&self, new: View) {
+        let mut view = self.view.write().unwrap_or_else(PoisonError::into_inner);
+        if **view != new {
+            *view = Arc::new(new);
+            drop(view);
+            self.invalidate();
+        }
+    }
+
+    fn view(&self) -> Arc<View> {
+        self.view
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// What `/relay/metrics` serves: relay's own metrics, made now; None
+    /// unless `relay.self_metrics` is `separate`.
+    pub fn own_snapshot(&self) -> Option<Snapshot> {
+        self.view().own_metrics(|| self.own())
+    }
+
+    /// Relay's own metrics as text 0.0.4.
+    fn own(&self) -> Rendered {
         // prometheus-client writes OpenMetrics; re-render it as text 0.0.4.
-        let own = pipeline::convert(
+        pipeline::convert(
             self.telemetry.openmetrics().as_bytes(),
             Format::OpenMetrics,
             Format::Text,
@@ -295,10 +321,14 @@ impl Store {
         .unwrap_or_else(|e| {
             tracing::error!(error = %e, "relay's own metrics did not parse; leaving them out");
             Rendered::default()
-        });
-        let all: Vec<&Rendered> = outputs.iter().map(|o| o.as_ref()).chain([&own]).collect();
-        let (text, layout) = merge::merge(&all);
-        Snapshot::new(text, layout)
+        })
+    }
+
+    /// The snapshot: the text body, and where each family's lines are in it
+    /// (so OpenMetrics is written from the same lines, not parsed again).
+    fn merge(&self, outputs: &[Arc<Rendered>]) -> Snapshot {
+        let outputs: Vec<&Rendered> = outputs.iter().map(|o| o.as_ref()).collect();
+        self.view().metrics(&outputs, || self.own())
     }
 }
 
@@ -328,6 +358,7 @@ mod tests {
         )
         .expect("valid");
         let store = Store::new(vec!["prometheus/p:9090".into()]);
+        store.telemetry.remote_write_runs(true);
         let queue = store.telemetry.remote.queue("rw", "http://127.0.0.1:1/w");
         queue.samples.inc_by(3);
         queue.batch_duration.observe(0.2);
