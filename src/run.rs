@@ -258,9 +258,6 @@ impl Running {
                 out_of_order: self.store.telemetry.remote.wal_out_of_order.clone(),
                 write_failed: self.store.telemetry.remote.wal_write_failed.clone(),
             });
-        if sink.is_some() {
-            self.store.own_metrics_move();
-        }
         self.store.telemetry.remote_write_runs(sink.is_some());
         self.store
             .set_view(crate::scrape::view::View::of(&self.config));

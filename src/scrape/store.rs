@@ -73,8 +73,6 @@ pub struct Store {
     last_get: AtomicU64,
     started: Instant,
     pub telemetry: Telemetry,
-    /// Set when remote write runs: its metrics move between scrapes.
-    own_metrics_move: AtomicBool,
     serving_for: Duration,
     /// Bumped by the first GET after an idle time: each scrape loop then
     /// scrapes at once (see [`Store::scrape_now`]).
@@ -87,7 +85,9 @@ pub struct Store {
     view: RwLock<Arc<View>>,
 }
 
-/// How old relay's own metrics in a served snapshot may be.
+/// How old relay's own metrics in a served snapshot may be: they move
+/// between scrapes (`process_*` always, remote write's while it runs), so a
+/// snapshot older than this is merged again when served.
 const OWN_METRICS_MAX_AGE: Duration = Duration::from_secs(1);
 
 impl Store {
@@ -106,7 +106,6 @@ impl Store {
             last_get: AtomicU64::new(0),
             started: Instant::now(),
             telemetry: Telemetry::new(),
-            own_metrics_move: AtomicBool::new(false),
             serving_for: serving_for(),
             demand: watch::Sender::new(0),
             published: Notify::new(),
@@ -194,15 +193,8 @@ impl Store {
         let guard = self.snapshot.read().unwrap_or_else(PoisonError::into_inner);
         let (snapshot, built, changes) = guard.as_ref()?;
         let fresh = *changes == self.changes.load(Ordering::Acquire)
-            && (!self.own_metrics_move.load(Ordering::Relaxed)
-                || built.elapsed() < OWN_METRICS_MAX_AGE);
+            && built.elapsed() < OWN_METRICS_MAX_AGE;
         fresh.then(|| snapshot.clone())
-    }
-
-    /// Says that relay's own metrics change between scrapes (remote write
-    /// runs), so a snapshot over a second old is merged again when served.
-    pub fn own_metrics_move(&self) {
-        self.own_metrics_move.store(true, Ordering::Relaxed);
     }
 
     /// What `/metrics` serves: after an idle time (the scrapes did not
