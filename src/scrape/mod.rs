@@ -703,9 +703,9 @@ impl Report {
 mod tests {
     use super::*;
 
-    #[test]
-    fn offsets_are_stable_and_within_the_interval() {
-        let target = |instance: &str| Target {
+    /// Job `app`'s target `instance`, every 15 s.
+    fn target(instance: &str) -> Target {
+        Target {
             job: "app".into(),
             url: String::new(),
             labels: [("instance", instance.to_owned()), ("job", "app".to_owned())]
@@ -714,7 +714,11 @@ mod tests {
                 .into_owned(),
             interval: Duration::from_secs(15),
             timeout: Duration::from_secs(10),
-        };
+        }
+    }
+
+    #[test]
+    fn offsets_are_stable_and_within_the_interval() {
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let seed = 7;
         let a = offset(&target("a:1"), seed, now);
@@ -730,19 +734,7 @@ mod tests {
     /// (host name and external labels, e.g. `pod`) spread them apart.
     #[test]
     fn replicas_of_one_target_are_spread_by_the_seed() {
-        let target = Target {
-            job: "app".into(),
-            url: String::new(),
-            labels: [
-                ("instance", "localhost:8001".to_owned()),
-                ("job", "app".to_owned()),
-            ]
-            .into_iter()
-            .collect::<Labels>()
-            .into_owned(),
-            interval: Duration::from_secs(15),
-            timeout: Duration::from_secs(10),
-        };
+        let target = target("localhost:8001");
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let pod =
             |name: &str| offset_seed(&[("pod".to_owned(), name.to_owned())].into_iter().collect());
