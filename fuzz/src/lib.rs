@@ -134,6 +134,6 @@ pub fn served(rendered: relay::scrape::pipeline::Rendered, format: Format) -> Ve
     use relay::scrape::store::Store;
     static STORE: std::sync::OnceLock<Store> = std::sync::OnceLock::new();
     let store = STORE.get_or_init(|| Store::new(vec!["app/localhost:8001".into()]));
-    store.publish(0, std::sync::Arc::new(rendered), true);
+    store.publish(0, std::sync::Arc::new(rendered));
     store.snapshot().body(format, false).to_vec()
 }
