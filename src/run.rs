@@ -252,6 +252,8 @@ impl Running {
         if sink.is_some() {
             self.store.own_metrics_move();
         }
+        // Serve only: targets are scraped for each GET, not on an interval.
+        self.store.set_on_demand(sink.is_none());
         self.sink.set(sink);
     }
 
