@@ -364,3 +364,69 @@ fn a_dead_apps_series_goes_stale_through_relay_at_the_next_scrape_as_direct() {
         );
     }
 }
+
+/// With remote write the interval loop stays (the WAL gets one sample per
+/// series per interval, none for a GET), and the central scraper is served
+/// the latest interval scrape: its values are up to one relay interval
+/// old. Measured here (relay at 1s) and bounded by interval + timeout.
+#[test]
+#[ignore = "needs prometheus; scripts/test runs it"]
+fn with_remote_write_the_wal_follows_the_interval_and_served_values_lag_by_up_to_one() {
+    let app = CounterApp::start();
+    let receiver = common::rw::Receiver::start();
+    let relay = Relay::start(&format!(
+        "scrape_configs:\n  - job_name: app\n    scrape_interval: 1s\n    scrape_timeout: 1s\n    static_configs:\n      - targets: [\"{}\"]\nremote_write:\n  - url: {}\n    queue_config: {{batch_send_deadline: 200ms}}\n",
+        app.addr, receiver.url
+    ));
+    let prom = central(&app, &[&relay]);
+    wait_for("Prometheus to store truth_total of both jobs", || {
+        (try_query(&prom, "truth_total", None)?.len() == 2).then_some(())
+    });
+    thread::sleep(Duration::from_secs(20));
+    let stored = raw(&prom, "truth_total", "15s");
+    let mut errors = Vec::new();
+    for (job, samples) in &stored {
+        let ages: Vec<i64> = samples
+            .iter()
+            .map(|(ts, v)| (ts - app.t0) - (v * 100.0).round() as i64)
+            .collect();
+        let max = ages.iter().map(|a| a.abs()).max().unwrap_or(i64::MAX);
+        let mean = ages.iter().sum::<i64>() as f64 / ages.len().max(1) as f64;
+        eprintln!(
+            "served value age {job}: {} samples, mean {mean:.0} ms, max |age| {max} ms",
+            ages.len()
+        );
+        assert!(samples.len() >= 10, "{job}: {samples:?}");
+        // One relay interval (1 s) plus its scrape timeout (1 s).
+        if max > 2000 {
+            errors.push(format!("{job}: a stored value {max} ms off the truth"));
+        }
+    }
+    // The WAL: one sample per interval, each the truth at its timestamp.
+    let written: Vec<(i64, f64)> = receiver
+        .accepted_named("truth_total")
+        .iter()
+        .filter(|g| !g.is_stale())
+        .map(|g| (g.ts, g.value))
+        .collect();
+    assert!(written.len() >= 10, "{written:?}");
+    let gaps: Vec<i64> = written.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    let rw_age = written
+        .iter()
+        .map(|(ts, v)| ((ts - app.t0) - (v * 100.0).round() as i64).abs())
+        .max()
+        .unwrap_or(i64::MAX);
+    eprintln!(
+        "remote-written: {} samples, gaps {}..{} ms, max |age| {rw_age} ms",
+        written.len(),
+        gaps.iter().min().unwrap_or(&0),
+        gaps.iter().max().unwrap_or(&0)
+    );
+    // No sample for a central GET between two interval ones.
+    if gaps.iter().any(|g| *g < 500) {
+        errors.push(format!(
+            "remote write got samples off the interval: {gaps:?}"
+        ));
+    }
+    assert!(errors.is_empty(), "{errors:#?}");
+}
