@@ -229,9 +229,8 @@ fn through_a_serve_only_relay_rates_and_values_are_as_direct() {
     let prom = central(&app, &[&relay_1m, &relay_1s]);
     let start = now_ms();
     // 62 s of 1 s scrapes stored for every job, so rate[1m] has a full minute.
-    wait_for("Prometheus to scrape all three jobs", || {
-        let up = try_query(&prom, "up", None)?;
-        (up.len() == 3).then_some(())
+    wait_for("Prometheus to store truth_total of all three jobs", || {
+        (try_query(&prom, "truth_total", None)?.len() == 3).then_some(())
     });
     thread::sleep(Duration::from_secs(64));
     let at = now_ms() - 1000;
