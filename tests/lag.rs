@@ -429,3 +429,42 @@ fn with_remote_write_the_wal_follows_the_interval_and_served_values_lag_by_up_to
     }
     assert!(errors.is_empty(), "{errors:#?}");
 }
+
+/// A hung app through a serve-only relay: the GET's scrape is cut at its
+/// scraper's timeout (less a tenth), so the answer is `up 0` with no app
+/// series (Prometheus scraping the app would time out: the same), never
+/// the last values as if current.
+#[test]
+fn a_hung_app_is_up_0_without_its_series_within_the_scrapers_timeout() {
+    let app = common::Target::start(common::Reply::text(
+        "# TYPE hung_total counter\nhung_total 1\n",
+    ));
+    let relay = Relay::start(&format!(
+        "scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [\"{}\"]\n",
+        app.addr
+    ));
+    let timeout = [("X-Prometheus-Scrape-Timeout-Seconds", "1")];
+    let answer = |relay: &Relay| {
+        get(&relay.addr, "/metrics", &timeout)
+            .map(|r| r.text())
+            .unwrap_or_default()
+    };
+    let first = answer(&relay);
+    assert!(first.contains("\nhung_total{"), "{first}");
+    assert!(first.contains("\nup{instance="), "{first}");
+    // Relay's own scrape timeout is 10 s: only the GET's bounds the scrape.
+    app.set(common::Reply {
+        delay: Duration::from_secs(5),
+        ..common::Reply::text("# TYPE hung_total counter\nhung_total 2\n")
+    });
+    thread::sleep(Duration::from_millis(200));
+    let hung = answer(&relay);
+    let up: Vec<&str> = hung.lines().filter(|l| l.starts_with("up{")).collect();
+    assert!(up.len() == 1 && up[0].ends_with(" 0"), "{up:?} in:\n{hung}");
+    assert!(!hung.contains("hung_total"), "{hung}");
+    assert!(
+        relay.logs().contains("timed out") || relay.logs().contains("timeout"),
+        "{}",
+        relay.logs()
+    );
+}
