@@ -261,6 +261,8 @@ impl Running {
         self.store.telemetry.remote_write_runs(sink.is_some());
         self.store
             .set_view(crate::scrape::view::View::of(&self.config));
+        // Serve only: targets are scraped for each GET, not on an interval.
+        self.store.set_on_demand(sink.is_none());
         self.sink.set(sink);
     }
 

@@ -515,9 +515,10 @@ fn exposition(snapshot: &Snapshot, req: &Request<Incoming>) -> Response<Full<Byt
     response
 }
 
-/// How long the first GET after an idle time waits for the targets' fresh
-/// results: the scraper's timeout less a tenth (for merging and sending),
-/// else 9 s (what Prometheus' default 10 s timeout gives).
+/// How long a GET waits for the targets' fresh results (every GET without
+/// remote write, the first after an idle time with it): the scraper's
+/// timeout less a tenth (for merging and sending), else 9 s (what
+/// Prometheus' default 10 s timeout gives).
 fn fresh_wait(timeout_header: &str) -> Duration {
     let timeout = timeout_header
         .trim()

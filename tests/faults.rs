@@ -731,6 +731,10 @@ fn huge_then_small(remote_write: bool) {
     });
     big_mode.store(false, Ordering::Relaxed);
     wait_for("four small scrapes", || {
+        // Without remote write relay scrapes when /metrics is read.
+        if !remote_write {
+            relay.metrics();
+        }
         (small_served.load(Ordering::Relaxed) >= 4).then_some(())
     });
     wait_long("the small scrapes through", || {

@@ -16,13 +16,13 @@ fn run_log(args: &[&str], env: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("relay.yml");
     let refused = free_port();
+    let listen = format!("127.0.0.1:{}", free_port());
     std::fs::write(
         &config,
         format!(
             "scrape_configs:\n  - job_name: app\n    scrape_interval: 1s\n    scrape_timeout: 500ms\n    \
              static_configs:\n      - targets: [\"127.0.0.1:{refused}\"]\n\
-             relay:\n  listen_address: \"127.0.0.1:{}\"\n  wal_dir: \"{}\"\n",
-            free_port(),
+             relay:\n  listen_address: \"{listen}\"\n  wal_dir: \"{}\"\n",
             dir.path().join("wal").display()
         ),
     )
@@ -42,6 +42,8 @@ fn run_log(args: &[&str], env: &[(&str, &str)]) -> String {
     }
     let mut child = command.spawn().expect("spawn relay");
     let log = wait_for("a scrape failed log line", || {
+        // Without remote write relay scrapes when /metrics is read.
+        common::get(&listen, "/metrics", &[]);
         let log = std::fs::read_to_string(&stderr).unwrap_or_default();
         // A whole line: the writer may be mid-line when we read.
         log.lines()

@@ -339,19 +339,33 @@ fn readiness_does_not_wait_for_targets_and_a_metric_shows_the_first_success() {
     assert_failed_before(&line, "HTTP status 503");
     assert!(!relay.logs().contains("scrape succeeds again"));
     // Down again, then back: the recovery is logged.
+    // (Without remote write the app is scraped when /metrics is read.)
     target.set(Reply {
         status: 500,
         ..Reply::text("")
     });
-    relay.wait_for_log(&["scrape failed", "HTTP status 500"]);
+    log_after_gets(&relay, &["scrape failed", "HTTP status 500"]);
     assert_eq!(
         get(&relay.addr, "/-/ready", &[]).map(|r| r.status),
         Some(200)
     );
     target.set(Reply::text(APP));
-    let line = relay.wait_for_log(&["scrape succeeds again", "target=app/"]);
+    let line = log_after_gets(&relay, &["scrape succeeds again", "target=app/"]);
     assert!(line.contains("level=INFO"), "{line}");
     assert_failed_before(&line, "HTTP status 500");
+}
+
+/// A log line with all of `fragments`, reading /metrics until it comes
+/// (a serve-only relay scrapes when /metrics is read).
+fn log_after_gets(relay: &Relay, fragments: &[&str]) -> String {
+    common::wait_for(&format!("a log line with {fragments:?}"), || {
+        relay.metrics();
+        relay
+            .logs()
+            .lines()
+            .find(|l| fragments.iter().all(|f| l.contains(f)))
+            .map(str::to_owned)
+    })
 }
 
 fn unix_now() -> f64 {
@@ -597,32 +611,26 @@ fn sigterm_cancels_a_scrape_in_flight() {
         delay: Duration::from_secs(60),
         ..Reply::text(APP)
     });
-    // A 1m interval and timeout, so the scrape outlives the harness's 30 s
-    // bound on waiting for the exit; a `try` label picked with relay's own
-    // offset function so the first scrape starts within 2.5 s, not up to 60.
-    let config = |attempt: u32| {
-        format!(
-            "scrape_configs:\n  - job_name: slow\n    scrape_interval: 1m\n    scrape_timeout: 1m\n    static_configs:\n      - targets: [\"{}\"]\n        labels: {{try: \"{attempt}\"}}\n",
-            hung.addr
+    // A 1m timeout, so the scrape outlives the harness's 30 s bound on
+    // waiting for the exit. A serve-only relay scrapes for a GET: one whose
+    // scrape timeout (100 s) lets the scrape run its whole minute.
+    let mut relay = Relay::start(&format!(
+        "scrape_configs:\n  - job_name: slow\n    scrape_interval: 1m\n    scrape_timeout: 1m\n    static_configs:\n      - targets: [\"{}\"]\n",
+        hung.addr
+    ));
+    let addr = relay.addr.clone();
+    let waiting = std::thread::spawn(move || {
+        get(
+            &addr,
+            "/metrics",
+            &[("X-Prometheus-Scrape-Timeout-Seconds", "100")],
         )
-    };
-    let soon = |attempt: u32| {
-        let job = relay::config::from_yaml_str(&config(attempt)).expect("valid config");
-        let (targets, _) = relay::targets::from_config(&job.config.scrape_configs[0]);
-        let seed = relay::scrape::offset_seed(&job.config.global.external_labels);
-        let offset = relay::scrape::offset(&targets[0], seed, std::time::SystemTime::now());
-        // Not too soon either: relay computes it again once it has started.
-        (Duration::from_millis(500)..Duration::from_millis(2500)).contains(&offset)
-    };
-    let attempt = (0..10_000)
-        .find(|&a| soon(a))
-        .expect("an offset within 0.5-2.5 s");
-    let mut relay = Relay::start(&config(attempt));
+    });
     let start = Instant::now();
     while hung.last_request().is_empty() {
         assert!(
-            start.elapsed() < Duration::from_secs(70),
-            "no scrape within the first interval"
+            start.elapsed() < Duration::from_secs(30),
+            "no scrape for the GET"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -630,6 +638,8 @@ fn sigterm_cancels_a_scrape_in_flight() {
     // 60 s, past the harness's 30 s bound on waiting for the exit.
     let status = relay.terminate();
     assert!(status.success(), "{status:?}");
+    // The GET ends with relay (answered or cut), not after the minute.
+    let _ = waiting.join();
 }
 
 /// `openssl s_server -WWW` serving a directory over HTTPS; killed on drop.

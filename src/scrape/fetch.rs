@@ -92,10 +92,17 @@ impl Fetcher {
     /// Sends the request; its body is then read with [`Body::chunk`], the
     /// whole within the scrape timeout.
     pub async fn start(&self) -> Result<Body<'_>, FetchError> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
+        self.start_within(None).await
+    }
+
+    /// [`Fetcher::start`] within `budget` if it is shorter than the scrape
+    /// timeout: a scrape for a GET must end before that GET stops waiting.
+    pub async fn start_within(&self, budget: Option<Duration>) -> Result<Body<'_>, FetchError> {
+        let timeout = budget.map_or(self.timeout, |b| b.min(self.timeout));
+        let deadline = tokio::time::Instant::now() + timeout;
         let response = match tokio::time::timeout_at(deadline, self.send()).await {
             Ok(response) => response?,
-            Err(_) => return Err(FetchError::Timeout(self.timeout)),
+            Err(_) => return Err(FetchError::Timeout(timeout)),
         };
         let format = response
             .headers()
@@ -108,6 +115,7 @@ impl Fetcher {
             format,
             read: 0,
             deadline,
+            timeout,
         })
     }
 
@@ -195,6 +203,8 @@ pub struct Body<'f> {
     format: Format,
     read: u64,
     deadline: tokio::time::Instant,
+    /// The timeout the deadline came from, for the error.
+    timeout: Duration,
 }
 
 impl Body<'_> {
@@ -220,7 +230,7 @@ impl Body<'_> {
         let fetcher = self.fetcher;
         let chunk = match tokio::time::timeout_at(self.deadline, self.response.chunk()).await {
             Ok(chunk) => chunk.map_err(|e| fetcher.request_error(e))?,
-            Err(_) => return Err(FetchError::Timeout(fetcher.timeout)),
+            Err(_) => return Err(FetchError::Timeout(self.timeout)),
         };
         if let Some(chunk) = &chunk {
             self.read += chunk.len() as u64;

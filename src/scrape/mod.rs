@@ -3,7 +3,8 @@
 //! fetched, run through the [`pipeline`], completed with the synthetic
 //! series (`up`, `scrape_duration_seconds`, ...) and published to the
 //! [`store`]. A failed scrape gives `up 0` and one warning; nothing a target
-//! does stops the loop.
+//! does stops the loop. Without remote write the interval scrapes nothing:
+//! the loop scrapes when a GET of /metrics asks ([`store::Store::on_demand`]).
 
 pub mod append;
 mod arena;
@@ -186,15 +187,20 @@ pub async fn run_target(
             _ = async {
                 let for_get = tokio::select! {
                     _ = ticker.tick() => false,
-                    // A GET after an idle time wants this target's lines now
-                    // (unless a scrape since gave them); the schedule goes on.
+                    // A GET wants this target's lines now (unless a scrape
+                    // since gave them); the schedule goes on.
                     _ = now_wanted(&mut scrape_now, &scraper.store, id) => true,
                 };
                 if for_get && scraper.wal.get().is_some() {
                     scraper.scrape_for_get().await
-                } else {
-                    scraper.scrape_once().await
+                } else if for_get {
+                    let budget = scraper.store.scrape_budget(id);
+                    scraper.scrape_once(budget).await
+                } else if !scraper.store.on_demand() {
+                    scraper.scrape_once(None).await
                 }
+                // On demand (no remote write), the interval scrapes
+                // nothing: each GET has the target scraped for it.
             } => {}
             _ = shutdown.changed() => break,
         }
@@ -231,11 +237,12 @@ async fn now_wanted(scrape_now: &mut watch::Receiver<u64>, store: &Store, id: u6
 /// limits stops the reading too.
 async fn read_through<S: Appender>(
     fetcher: &Fetcher,
+    budget: Option<Duration>,
     stream: &mut Stream<'_, '_, S>,
     carry: &mut Carry,
     bytes: &mut u64,
 ) -> Result<(), ScrapeError> {
-    let mut body = fetcher.start().await?;
+    let mut body = fetcher.start_within(budget).await?;
     stream.set_format(body.format());
     let mut failed = None;
     loop {
@@ -302,7 +309,10 @@ struct Scraper {
 }
 
 impl Scraper {
-    async fn scrape_once(&mut self) {
+    /// One scrape, rendered if /metrics is read and appended to the WAL if
+    /// there is one; within `budget` if shorter than the scrape timeout (a
+    /// GET waits for it).
+    async fn scrape_once(&mut self, budget: Option<Duration>) {
         let started = Instant::now();
         let timestamp = now_ms().max(self.last_ts.saturating_add(1));
         // Nobody asked for /metrics lately: nothing is rendered (the first
@@ -337,7 +347,14 @@ impl Scraper {
                         &mut counts,
                         &mut sink,
                     );
-                    read_through(fetcher, &mut stream, &mut self.carry, &mut body_bytes).await
+                    read_through(
+                        fetcher,
+                        budget,
+                        &mut stream,
+                        &mut self.carry,
+                        &mut body_bytes,
+                    )
+                    .await
                 }
                 Err(e) => Err(ScrapeError::from(fetch::FetchError::Setup(e.clone()))),
             };
@@ -406,7 +423,9 @@ impl Scraper {
         );
         tracing::debug!(target = %self.target.name(), up = result.is_ok(), samples, duration_seconds = duration, kind, "scraped");
         self.note_health(result, timestamp);
-        let replaced = self.store.publish_scrape(self.id, rendered, complete);
+        let replaced = self
+            .store
+            .publish_scrape(self.id, rendered, complete, started);
         // The replaced result is no longer in any snapshot: reuse its buffers.
         self.spare = replaced.unwrap_or_default();
     }
@@ -445,7 +464,7 @@ impl Scraper {
                 let settings = settings(&self.job, &self.target.labels, NEVER);
                 let mut stream =
                     Stream::new(Format::Text, &settings, &mut cache, &mut counts, &mut *out);
-                read_through(fetcher, &mut stream, &mut self.carry, &mut body_bytes).await
+                read_through(fetcher, None, &mut stream, &mut self.carry, &mut body_bytes).await
             }
             Err(e) => Err(ScrapeError::from(fetch::FetchError::Setup(e.clone()))),
         };
@@ -547,7 +566,7 @@ impl Scraper {
     /// Shutdown: a last scrape if the target still answers, then staleness
     /// markers for every series, stamped after anything written before.
     async fn finish(&mut self) {
-        if tokio::time::timeout(FINAL_SCRAPE_TIMEOUT, self.scrape_once())
+        if tokio::time::timeout(FINAL_SCRAPE_TIMEOUT, self.scrape_once(None))
             .await
             .is_err()
         {

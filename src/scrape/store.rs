@@ -14,6 +14,11 @@
 //! scraped at once and waits (bounded) for those results, rendered as the
 //! scrapes go from then on. A relay that only remote-writes holds neither a
 //! body nor a rendered copy of it.
+//!
+//! Without remote write ([`Store::on_demand`]) nothing but GETs consumes
+//! the scrapes, so there are no interval scrapes at all: every GET has each
+//! target scraped for it (see [`Store::fresh_snapshot`]), and what a
+//! Prometheus stores through relay is what the app said at that scrape.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,9 +37,14 @@ struct Slot {
     /// `job/instance`, for the log.
     name: String,
     output: Option<Arc<Rendered>>,
-    /// A GET after an idle time asked for a fresh rendered result that has
-    /// not come yet: GETs wait (bounded) until it does.
-    wanted: bool,
+    /// GETs wait (bounded) for a rendered result of a scrape begun at or
+    /// after this instant, which has not come yet.
+    want_from: Option<Instant>,
+    /// When the scrape of the latest rendered result began.
+    scraped_at: Option<Instant>,
+    /// When the scrape the GETs wait for must be over (see
+    /// [`Store::scrape_budget`]).
+    scrape_by: Option<tokio::time::Instant>,
 }
 
 impl Slot {
@@ -42,8 +52,26 @@ impl Slot {
         Slot {
             name,
             output: None,
-            wanted: false,
+            want_from: None,
+            scraped_at: None,
+            scrape_by: None,
         }
+    }
+
+    /// Whether the latest rendered result comes from a scrape begun at or
+    /// after `from`.
+    fn fresh_since(&self, from: Instant) -> bool {
+        self.scraped_at.is_some_and(|at| at >= from)
+    }
+
+    /// Whether a GET still waits for a scrape of this target.
+    fn owes(&self) -> bool {
+        self.want_from.is_some_and(|from| !self.fresh_since(from))
+    }
+
+    fn forget_want(&mut self) {
+        self.want_from = None;
+        self.scrape_by = None;
     }
 }
 
@@ -83,12 +111,27 @@ pub struct Store {
     stopping: AtomicBool,
     /// External labels and where relay's own metrics go (see [`super::view`]).
     view: RwLock<Arc<View>>,
+    /// Set while nothing but GETs consumes the scrapes (no remote write):
+    /// targets are scraped for each GET, not on an interval (see
+    /// [`Store::fresh_snapshot`]).
+    on_demand: AtomicBool,
 }
 
 /// How old relay's own metrics in a served snapshot may be: they move
 /// between scrapes (`process_*` always, remote write's while it runs), so a
 /// snapshot older than this is merged again when served.
 const OWN_METRICS_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// How old a target's result may be and still answer a GET without a
+/// scrape of its own, for a GET that waits `wait` (nine tenths of its
+/// scrape timeout): a tenth of that timeout, between 100 ms and 1 s. An HA
+/// pair's two scrapes within it share one scrape of the app, and the value
+/// is then at most that much older than the scraper's timestamp, within
+/// the time a scrape itself may take. The floor bounds how often a flood
+/// of GETs hits the app: at most ten times a second.
+fn reuse_for(wait: Duration) -> Duration {
+    (wait / 9).clamp(Duration::from_millis(100), Duration::from_secs(1))
+}
 
 impl Store {
     /// A store for targets named `job/instance`, with ids 0, 1, ... in order.
@@ -111,6 +154,7 @@ impl Store {
             published: Notify::new(),
             stopping: AtomicBool::new(false),
             view: RwLock::new(Arc::new(View::default())),
+            on_demand: AtomicBool::new(false),
         }
     }
 
@@ -132,21 +176,28 @@ impl Store {
     /// on the next GET); returns the result it replaced, so its buffers can
     /// be reused.
     pub fn publish(&self, id: u64, output: Arc<Rendered>) -> Option<Arc<Rendered>> {
-        self.publish_scrape(id, output, true)
+        self.publish_scrape(id, output, true, Instant::now())
     }
 
     /// [`Store::publish`] of a scrape's result; `complete` says whether it
     /// holds the body's lines (not when nobody was reading, see
-    /// [`Store::serving`]): only a complete one is what a GET waits for.
+    /// [`Store::serving`]): only a complete one is what a GET waits for,
+    /// if its scrape began (`scraped_at`) late enough for that GET.
     pub fn publish_scrape(
         &self,
         id: u64,
         output: Arc<Rendered>,
         complete: bool,
+        scraped_at: Instant,
     ) -> Option<Arc<Rendered>> {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         let replaced = slots.get_mut(&id).and_then(|slot| {
-            slot.wanted &= !complete;
+            if complete {
+                slot.scraped_at = Some(scraped_at);
+                if !slot.owes() {
+                    slot.forget_want();
+                }
+            }
             slot.output.replace(output)
         });
         self.invalidate();
@@ -164,7 +215,27 @@ impl Store {
     /// Whether target `id` still owes a GET a rendered result.
     pub fn wanted(&self, id: u64) -> bool {
         let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        slots.get(&id).is_some_and(|s| s.wanted)
+        slots.get(&id).is_some_and(Slot::owes)
+    }
+
+    /// How long the scrape target `id` owes the waiting GETs may take:
+    /// it must end (a hung app: `up 0`, no app series) before they stop
+    /// waiting and serve the older result. None: no GET waits.
+    pub fn scrape_budget(&self, id: u64) -> Option<Duration> {
+        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let by = slots.get(&id).filter(|s| s.owes())?.scrape_by?;
+        Some(by.saturating_duration_since(tokio::time::Instant::now()))
+    }
+
+    /// Says whether GETs are the only consumer of the scrapes (no remote
+    /// write): then each GET has the targets scraped for it.
+    pub fn set_on_demand(&self, on: bool) {
+        self.on_demand.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether targets are scraped for each GET rather than on an interval.
+    pub fn on_demand(&self) -> bool {
+        self.on_demand.load(Ordering::Relaxed)
     }
 
     /// Whether /metrics was asked for lately: scrapes then render as they
@@ -197,20 +268,62 @@ impl Store {
         fresh.then(|| snapshot.clone())
     }
 
-    /// What `/metrics` serves: after an idle time (the scrapes did not
-    /// render), every target is scraped now and their results awaited up to
-    /// `wait`; whatever is there then is served.
+    /// What `/metrics` serves. Without remote write ([`Store::on_demand`])
+    /// every GET has each target scraped now, unless its result is at most
+    /// [`reuse_for`] old, and concurrent GETs share one scrape per target:
+    /// the central Prometheus stores what the app says at its own scrape,
+    /// as if it scraped the app. With remote write (interval scrapes) only
+    /// the GET after an idle time (the scrapes did not render) has every
+    /// target scraped now. The results are awaited up to `wait`; whatever
+    /// is there then is served.
     pub async fn fresh_snapshot(&self, wait: Duration) -> Arc<Snapshot> {
+        let now = Instant::now();
         let deadline = tokio::time::Instant::now() + wait;
-        if !self.serving() {
+        // The scrapes end before this GET stops waiting: a tenth of the
+        // wait is left for the pipeline's end, the merge and the answer.
+        let scrape_by = tokio::time::Instant::now() + wait.mul_f64(0.9);
+        let needs = if self.on_demand() {
             self.mark_get();
-            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-            for slot in slots.values_mut() {
-                slot.wanted = true;
-            }
-            drop(slots);
+            let from = now.checked_sub(reuse_for(wait)).unwrap_or(now);
+            self.demand_fresh(from, scrape_by)
+        } else if !self.serving() {
+            self.mark_get();
+            self.demand_fresh(now, scrape_by)
+        } else {
+            // A GET while serving waits only for scrapes a GET asked for.
+            let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            slots
+                .iter()
+                .filter(|(_, s)| s.owes())
+                .filter_map(|(id, s)| Some((*id, s.want_from?)))
+                .collect()
+        };
+        self.await_fresh(&needs, deadline).await;
+        self.snapshot()
+    }
+
+    /// Asks for a result of every target from a scrape begun at or after
+    /// `from` (ended by `scrape_by`); returns what the GET then waits for.
+    fn demand_fresh(&self, from: Instant, scrape_by: tokio::time::Instant) -> Vec<(u64, Instant)> {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut needs = Vec::new();
+        for (id, slot) in slots.iter_mut().filter(|(_, s)| !s.fresh_since(from)) {
+            // A scrape begun after the latest `from` serves every GET
+            // waiting; it may run until the latest of their deadlines.
+            slot.want_from = Some(slot.want_from.map_or(from, |w| w.max(from)));
+            slot.scrape_by = Some(slot.scrape_by.map_or(scrape_by, |b| b.max(scrape_by)));
+            needs.push((*id, from));
+        }
+        drop(slots);
+        if !needs.is_empty() {
             self.demand.send_modify(|n| *n = n.wrapping_add(1));
         }
+        needs
+    }
+
+    /// Waits until every target in `needs` has a result from a scrape
+    /// begun at or after its instant (or is gone), or until `deadline`.
+    async fn await_fresh(&self, needs: &[(u64, Instant)], deadline: tokio::time::Instant) {
         loop {
             let published = self.published.notified();
             tokio::pin!(published);
@@ -218,23 +331,30 @@ impl Store {
             published.as_mut().enable();
             let waiting = {
                 let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-                slots.values().any(|s| s.wanted)
+                needs
+                    .iter()
+                    .any(|(id, from)| slots.get(id).is_some_and(|s| !s.fresh_since(*from)))
             };
             if !waiting {
-                break;
+                return;
             }
             if tokio::time::timeout_at(deadline, published).await.is_err() {
                 // Given up: what is there is served, and the GETs after
-                // this one do not wait for the same scrapes again.
+                // this one do not wait for the same scrapes again (unless
+                // they ask for their own).
                 let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-                for slot in slots.values_mut().filter(|s| s.wanted) {
-                    slot.wanted = false;
+                for (id, from) in needs {
+                    let Some(slot) = slots.get_mut(id).filter(|s| !s.fresh_since(*from)) else {
+                        continue;
+                    };
+                    if slot.want_from.is_some_and(|w| w <= *from) {
+                        slot.forget_want();
+                    }
                     tracing::debug!(target = %slot.name, "a GET stopped waiting for this target's fresh scrape; its last result is served");
                 }
-                break;
+                return;
             }
         }
-        self.snapshot()
     }
 
     fn mark_get(&self) {
@@ -402,5 +522,51 @@ mod tests {
         )
         .await;
         assert!(next.is_ok(), "the next GET did not wait its whole minute");
+    }
+
+    /// Without remote write every GET asks for a scrape begun after it
+    /// (less the reuse time), and GETs that come together share one.
+    #[tokio::test]
+    async fn on_demand_gets_share_one_scrape_and_reuse_only_a_fresh_result() {
+        let store = Arc::new(Store::new(vec!["app/a:1".into()]));
+        store.set_on_demand(true);
+        let scraped = Instant::now();
+        store.publish(0, Arc::new(Rendered::default()));
+        let mut demand = store.scrape_now();
+        demand.mark_unchanged();
+        // A GET right after a scrape (within 100 ms): served at once.
+        let now = tokio::time::timeout(
+            Duration::from_secs(30),
+            store.fresh_snapshot(Duration::from_millis(900)),
+        )
+        .await;
+        assert!(now.is_ok() && !demand.has_changed().unwrap_or(true));
+        // Later, two GETs together: one demand, both answered by one scrape.
+        // (A 2 s timeout: results up to 200 ms old are reused.)
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let gets: Vec<_> = (0..2)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.fresh_snapshot(Duration::from_millis(1800)).await })
+            })
+            .collect();
+        tokio::time::timeout(Duration::from_secs(30), demand.changed())
+            .await
+            .expect("a demand")
+            .expect("the store is there");
+        assert!(store.wanted(0));
+        let budget = store.scrape_budget(0).expect("a GET waits");
+        assert!(budget <= Duration::from_millis(1620), "{budget:?}");
+        // A result from before the GETs does not answer them...
+        store.publish_scrape(0, Arc::new(Rendered::default()), true, scraped);
+        assert!(store.wanted(0));
+        // ...one begun now does, both.
+        store.publish(0, Arc::new(Rendered::default()));
+        assert!(!store.wanted(0));
+        for get in gets {
+            let answered = tokio::time::timeout(Duration::from_secs(30), get).await;
+            assert!(matches!(answered, Ok(Ok(_))), "a GET was not answered");
+        }
+        assert_eq!(store.scrape_budget(0), None);
     }
 }
