@@ -216,7 +216,7 @@ pub async fn run(options: DemoOptions) -> Result<(), RunError> {
         .local_addr()
         .map_or(options.listen_address.clone(), |a| a.to_string());
     println!(
-        "relay:         http://{relay_addr}/metrics (scrapes the app every 5s; first scrape within 5s)\n\n\
+        "relay:         http://{relay_addr}/metrics (scrapes the app at each GET of /metrics)\n\n\
          Try:\n  curl -s http://{relay_addr}/metrics | grep -E '^(up|http_requests_total)'\n  curl -s http://{relay_addr}/-/ready\n\n\
          Or point a Prometheus at it (prometheus.yml):\n  scrape_configs:\n    - job_name: relay\n      honor_labels: true\n      static_configs:\n        - targets: [\"{relay_addr}\"]\n\nCtrl-C stops."
     );
