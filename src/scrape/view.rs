@@ -6,8 +6,9 @@
 //! keeps the app's `job`/`instance` and tells Pods apart by the external
 //! labels (`pod`, `namespace`), so replicas never merge into one series.
 //! Unlike `/federate`, no `instance=""` is added: every target series has
-//! an `instance`, and relay's own series are better filed under the
-//! central's `instance` of the relay target than under none.
+//! one. relay's own series get no external labels, as Prometheus's own
+//! `/metrics` has none: they are filed under the central's `job` and
+//! `instance` of the relay target.
 //!
 //! Also where relay's own metrics go (`relay.self_metrics`).
 
@@ -39,30 +40,35 @@ impl View {
         }
     }
 
-    /// `/metrics`: the targets' results, then relay's own metrics (`own`)
-    /// when they are served with the app's, each series with the external
-    /// labels it lacks.
+    /// `/metrics`: the targets' results, each series with the external
+    /// labels it lacks, then relay's own metrics (`own`) when they are
+    /// served with the app's. Those get no external labels, as Prometheus's
+    /// own `/metrics` has none: the central Prometheus files them under its
+    /// `job`/`instance` of the relay target, which tell Pods apart.
     pub fn metrics(&self, outputs: &[&Rendered], own: impl FnOnce() -> Rendered) -> Snapshot {
+        let labelled: Vec<Rendered> = if self.external_labels.is_empty() {
+            Vec::new()
+        } else {
+            outputs.iter().map(|r| self.labelled(r)).collect()
+        };
+        let mut all: Vec<&Rendered> = if self.external_labels.is_empty() {
+            outputs.to_vec()
+        } else {
+            labelled.iter().collect()
+        };
         let own = (self.self_metrics == SelfMetrics::WithApp).then(own);
-        let all: Vec<&Rendered> = outputs.iter().copied().chain(own.as_ref()).collect();
-        self.snapshot(&all)
+        all.extend(own.as_ref());
+        let (text, layout) = merge::merge(&all);
+        Snapshot::new(text, layout)
     }
 
     /// `/relay/metrics`: relay's own metrics alone, None unless
     /// `relay.self_metrics` is `separate`.
     pub fn own_metrics(&self, own: impl FnOnce() -> Rendered) -> Option<Snapshot> {
-        (self.self_metrics == SelfMetrics::Separate).then(|| self.snapshot(&[&own()]))
-    }
-
-    fn snapshot(&self, all: &[&Rendered]) -> Snapshot {
-        if self.external_labels.is_empty() {
-            let (text, layout) = merge::merge(all);
-            return Snapshot::new(text, layout);
-        }
-        let labelled: Vec<Rendered> = all.iter().map(|r| self.labelled(r)).collect();
-        let refs: Vec<&Rendered> = labelled.iter().collect();
-        let (text, layout) = merge::merge(&refs);
-        Snapshot::new(text, layout)
+        (self.self_metrics == SelfMetrics::Separate).then(|| {
+            let (text, layout) = merge::merge(&[&own()]);
+            Snapshot::new(text, layout)
+        })
     }
 
     /// `r` with the external labels added to every sample line that lacks
@@ -279,8 +285,9 @@ mod tests {
         String::from_utf8_lossy(&body).into_owned()
     }
 
-    /// As /federate: every series gets the external labels it lacks; its
-    /// own label of the same name wins.
+    /// As /federate: every target series gets the external labels it
+    /// lacks; its own label of the same name wins. relay's own series get
+    /// none, as Prometheus's own /metrics.
     #[test]
     fn served_series_get_the_external_labels_they_lack() {
         let store = Store::new(vec!["app/localhost:8001".into()]);
@@ -307,7 +314,7 @@ mod tests {
             );
             assert!(
                 body.contains(&format!(
-                    "relay_build_info{{version=\"{}\",namespace=\"prod\",pod=\"shop-7d9f-abcde\"}} 1\n",
+                    "relay_build_info{{version=\"{}\"}} 1\n",
                     env!("CARGO_PKG_VERSION")
                 )),
                 "{body}"
