@@ -341,6 +341,19 @@ impl Relay {
         env: &[(&str, &str)],
         args: &[&str],
     ) -> Relay {
+        Relay::try_spawn(path, addr, dir, env, args)
+            .unwrap_or_else(|(logs, status)| panic!("relay exited ({status}) at start:\n{logs}"))
+    }
+
+    /// Runs relay until it is healthy; Err(its log, exit status) if it
+    /// exited first.
+    fn try_spawn(
+        path: &Path,
+        addr: &str,
+        dir: tempfile::TempDir,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Result<Relay, (String, std::process::ExitStatus)> {
         let stderr = dir.path().join("stderr.log");
         let child = Command::new(env!("CARGO_BIN_EXE_relay"))
             .args(["run", "--config"])
@@ -351,16 +364,23 @@ impl Relay {
             .stderr(std::fs::File::create(&stderr).expect("stderr file"))
             .spawn()
             .expect("spawn relay");
-        let relay = Relay {
+        let mut relay = Relay {
             addr: addr.to_owned(),
             child,
             stderr,
             _dir: dir,
         };
-        wait_for("relay's /-/healthy", || {
-            get(&relay.addr, "/-/healthy", &[]).filter(|r| r.status == 200)
+        // Healthy, or exited (saying why) rather than a 30 s wait for it.
+        let exited = wait_for("relay's /-/healthy", || {
+            if get(&relay.addr, "/-/healthy", &[]).is_some_and(|r| r.status == 200) {
+                return Some(None);
+            }
+            relay.child.try_wait().ok().flatten().map(Some)
         });
-        relay
+        match exited {
+            None => Ok(relay),
+            Some(status) => Err((relay.logs(), status)),
+        }
     }
 
     /// Sends a signal (`HUP`, `TERM`, ...) to relay.
@@ -388,20 +408,29 @@ impl Relay {
         env: &[(&str, &str)],
         args: &[&str],
     ) -> Relay {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
-        let path = dir.path().join("relay.yml");
-        let wal_dir = wal_dir.map_or_else(|| dir.path().join("wal"), Path::to_path_buf);
-        std::fs::write(
-            &path,
-            format!(
-                "{config}\nrelay:\n  listen_address: \"{addr}\"\n  wal_dir: \"{}\"\n{settings}",
-                wal_dir.display()
-            ),
-        )
-        .expect("write config");
-        Relay::spawn_args(&path, &addr, dir, env, args)
+        // A free port can be taken by a test running beside this one before
+        // relay binds it: then relay exits saying so, and gets another.
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let port = free_port();
+            let addr = format!("127.0.0.1:{port}");
+            let path = dir.path().join("relay.yml");
+            let wal_dir = wal_dir.map_or_else(|| dir.path().join("wal"), Path::to_path_buf);
+            std::fs::write(
+                &path,
+                format!(
+                    "{config}\nrelay:\n  listen_address: \"{addr}\"\n  wal_dir: \"{}\"\n{settings}",
+                    wal_dir.display()
+                ),
+            )
+            .expect("write config");
+            match Relay::try_spawn(&path, &addr, dir, env, args) {
+                Ok(relay) => return relay,
+                Err((logs, _)) if logs.contains("Address already in use") => continue,
+                Err((logs, status)) => panic!("relay exited ({status}) at start:\n{logs}"),
+            }
+        }
+        panic!("relay found no free port in 5 tries")
     }
 
     pub fn metrics(&self) -> String {
