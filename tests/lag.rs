@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use common::json::{seconds_text_to_ms, Json};
-use common::peers::{require_peer, start_prometheus, urlencode, Prometheus};
+use common::json::Json;
+use common::peers::{prometheus_range, require_peer, start_prometheus, urlencode, Prometheus};
 use common::rw::now_ms;
 use common::{get, wait_for, Relay};
 
@@ -165,42 +165,16 @@ fn try_query(prom: &Prometheus, expr: &str, time_ms: Option<i64>) -> Option<Vec<
 
 /// The raw samples of `selector` over the last `range`: (job, [(ms, value)]).
 fn raw(prom: &Prometheus, selector: &str, range: &str) -> Vec<(String, Vec<(i64, f64)>)> {
-    let now = now_ms() + 1000;
-    let path = format!(
-        "/api/v1/query?query={}&time={}.{:03}",
-        urlencode(&format!("{selector}[{range}]")),
-        now / 1000,
-        now % 1000
-    );
-    let text = get(&prom.addr, &path, &[])
-        .filter(|r| r.status == 200)
-        .map(|r| r.text())
-        .unwrap_or_else(|| panic!("query {path} failed"));
-    let json = Json::parse(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
-    json.get("data")
-        .and_then(|d| d.get("result"))
-        .and_then(Json::array)
-        .unwrap_or_else(|| panic!("no data.result in {text}"))
-        .iter()
-        .map(|s| {
-            let job = s
-                .get("metric")
-                .and_then(|m| m.get("job"))
-                .and_then(Json::str)
-                .unwrap_or("")
-                .to_owned();
-            let samples = s
-                .get("values")
-                .and_then(Json::array)
-                .unwrap_or(&[])
+    prometheus_range(&prom.addr, selector, range)
+        .into_iter()
+        .map(|(labels, samples)| {
+            let job = labels
                 .iter()
-                .map(|p| {
-                    let p = p.array().expect("[ts, value]");
-                    (
-                        seconds_text_to_ms(p[0].num_text().expect("ts")).expect("ms"),
-                        p[1].num_text().expect("value").parse().expect("a number"),
-                    )
-                })
+                .find(|(name, _)| name == "job")
+                .map_or_else(String::new, |(_, v)| v.clone());
+            let samples = samples
+                .into_iter()
+                .map(|(ts, v)| (ts, v.parse().expect("a number")))
                 .collect();
             (job, samples)
         })
@@ -262,12 +236,7 @@ fn through_a_serve_only_relay_rates_and_values_are_as_direct() {
     let ups = raw(&prom, "up{job=~\"via-.*\"}", "10m");
     let hits_now = app.relay_hits.load(Ordering::SeqCst);
     for (job, samples) in &stored {
-        let ages: Vec<i64> = samples
-            .iter()
-            .map(|(ts, v)| (ts - app.t0) - (v * 100.0).round() as i64)
-            .collect();
-        let max = ages.iter().map(|a| a.abs()).max().unwrap_or(i64::MAX);
-        let mean = ages.iter().sum::<i64>() as f64 / ages.len().max(1) as f64;
+        let (ages, mean, max) = ages(app.t0, samples);
         eprintln!(
             "value age {job}: {} samples, mean {mean:.0} ms, max |age| {max} ms",
             ages.len()
@@ -385,12 +354,7 @@ fn with_remote_write_the_wal_follows_the_interval_and_served_values_lag_by_up_to
     let stored = raw(&prom, "truth_total", "15s");
     let mut errors = Vec::new();
     for (job, samples) in &stored {
-        let ages: Vec<i64> = samples
-            .iter()
-            .map(|(ts, v)| (ts - app.t0) - (v * 100.0).round() as i64)
-            .collect();
-        let max = ages.iter().map(|a| a.abs()).max().unwrap_or(i64::MAX);
-        let mean = ages.iter().sum::<i64>() as f64 / ages.len().max(1) as f64;
+        let (ages, mean, max) = ages(app.t0, samples);
         eprintln!(
             "served value age {job}: {} samples, mean {mean:.0} ms, max |age| {max} ms",
             ages.len()
@@ -467,4 +431,16 @@ fn a_hung_app_is_up_0_without_its_series_within_the_scrapers_timeout() {
         "{}",
         relay.logs()
     );
+}
+
+/// How far each stored value lags the truth at its timestamp, in ms (the
+/// counter is 10/s from `t0`), with their mean and largest magnitude.
+fn ages(t0: i64, samples: &[(i64, f64)]) -> (Vec<i64>, f64, i64) {
+    let ages: Vec<i64> = samples
+        .iter()
+        .map(|(ts, v)| (ts - t0) - (v * 100.0).round() as i64)
+        .collect();
+    let max = ages.iter().map(|a| a.abs()).max().unwrap_or(i64::MAX);
+    let mean = ages.iter().sum::<i64>() as f64 / ages.len().max(1) as f64;
+    (ages, mean, max)
 }

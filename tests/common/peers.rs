@@ -142,49 +142,9 @@ impl Peer {
         }
     }
 
-    /// `GET /api/v1/query?query=<selector>[10m]&time=<now>`: a range
-    /// vector selector returns the raw samples, timestamps in seconds with
-    /// millisecond precision.
+    /// The raw samples of the last 10 minutes (see [`prometheus_range`]).
     fn prometheus_raw(&self, selector: &str) -> Vec<Stored> {
-        let now = super::rw::now_ms() + 1000;
-        let path = format!(
-            "/api/v1/query?query={}&time={}.{:03}",
-            urlencode(&format!("{selector}[10m]")),
-            now / 1000,
-            now % 1000
-        );
-        let text = get(&self.addr, &path, &[])
-            .filter(|r| r.status == 200)
-            .map(|r| r.text())
-            .unwrap_or_else(|| panic!("Prometheus query {path} failed"));
-        let json = Json::parse(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
-        json.get("data")
-            .and_then(|d| d.get("result"))
-            .and_then(Json::array)
-            .unwrap_or_else(|| panic!("no data.result in {text}"))
-            .iter()
-            .map(|series| {
-                let labels = series
-                    .get("metric")
-                    .and_then(Json::labels)
-                    .unwrap_or_else(|| panic!("no metric in {text}"));
-                let samples = series
-                    .get("values")
-                    .and_then(Json::array)
-                    .unwrap_or(&[])
-                    .iter()
-                    .map(|pair| {
-                        let pair = pair.array().expect("[ts, value]");
-                        (
-                            seconds_text_to_ms(pair[0].num_text().expect("ts"))
-                                .expect("a timestamp in ms"),
-                            pair[1].num_text().expect("value").to_owned(),
-                        )
-                    })
-                    .collect();
-                (labels, samples)
-            })
-            .collect()
+        prometheus_range(&self.addr, selector, "10m")
     }
 
     /// `GET /internal/force_flush`, then `/api/v1/export?match[]=...`: one
@@ -295,4 +255,49 @@ pub fn start_prometheus(binary: &std::path::Path, scrape_configs: &str) -> Prome
         addr,
         _dir: dir,
     }
+}
+
+/// `GET /api/v1/query?query=<selector>[<range>]&time=<now>` of the
+/// Prometheus at `addr`: a range vector selector returns the raw samples,
+/// timestamps in seconds with millisecond precision.
+pub fn prometheus_range(addr: &str, selector: &str, range: &str) -> Vec<Stored> {
+    let now = super::rw::now_ms() + 1000;
+    let path = format!(
+        "/api/v1/query?query={}&time={}.{:03}",
+        urlencode(&format!("{selector}[{range}]")),
+        now / 1000,
+        now % 1000
+    );
+    let text = get(addr, &path, &[])
+        .filter(|r| r.status == 200)
+        .map(|r| r.text())
+        .unwrap_or_else(|| panic!("Prometheus query {path} failed"));
+    let json = Json::parse(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    json.get("data")
+        .and_then(|d| d.get("result"))
+        .and_then(Json::array)
+        .unwrap_or_else(|| panic!("no data.result in {text}"))
+        .iter()
+        .map(|series| {
+            let labels = series
+                .get("metric")
+                .and_then(Json::labels)
+                .unwrap_or_else(|| panic!("no metric in {text}"));
+            let samples = series
+                .get("values")
+                .and_then(Json::array)
+                .unwrap_or(&[])
+                .iter()
+                .map(|pair| {
+                    let pair = pair.array().expect("[ts, value]");
+                    (
+                        seconds_text_to_ms(pair[0].num_text().expect("ts"))
+                            .expect("a timestamp in ms"),
+                        pair[1].num_text().expect("value").to_owned(),
+                    )
+                })
+                .collect();
+            (labels, samples)
+        })
+        .collect()
 }
