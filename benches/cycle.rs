@@ -8,8 +8,8 @@ mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use relay::exposition::{Format, Labels};
-use relay::scrape::cache::NEVER;
 use relay::scrape::pipeline::{process, process_into, Counts, Rendered, SeriesCache, Settings};
+use relay::storage::FanOut;
 use relay::wal::WalBatch;
 
 const RULES: &str = "scrape_configs:\n  - job_name: app\n    metric_relabel_configs:\n      - {source_labels: [__name__], regex: 'go_.*', action: drop}\n      - {regex: pod_template_hash, action: labeldrop}\n      - {source_labels: [namespace], regex: 'shop-0', target_label: tier, replacement: gold}\n";
@@ -34,13 +34,12 @@ fn bench(c: &mut Criterion) {
             &mut out,
         )
         .expect("valid body");
-        cache.commit(&mut (), NEVER);
+        cache.commit(&mut ());
         out.text.len()
     };
     // The same with remote write on: one pass feeds the text snapshot and
     // the WAL batch (encoded records, not written to disk).
-    let mut wal_settings = settings;
-    wal_settings.epoch = 1;
+    let wal_settings = settings;
     let mut wal_cache = SeriesCache::default();
     let mut batch = WalBatch::default();
     let mut wal_out = Rendered::default();
@@ -48,7 +47,7 @@ fn bench(c: &mut Criterion) {
         wal_out.clear();
         batch.begin(1_700_000_000_000);
         let mut counts = Counts::default();
-        let mut sink = (&mut wal_out, &mut batch);
+        let mut sink = FanOut(&mut wal_out, common::BatchOf(&mut batch, false));
         process_into(
             text.as_bytes(),
             Format::Text,
@@ -58,7 +57,7 @@ fn bench(c: &mut Criterion) {
             &mut sink,
         )
         .expect("valid body");
-        wal_cache.commit(&mut sink, 1);
+        wal_cache.commit(&mut sink);
         batch.finish();
         batch.len()
     };

@@ -16,9 +16,8 @@ use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use relay::exposition::{Entry, Format, Labels, Parser};
 use relay::relabel::Rules;
 use relay::remote_write::encode::{compress, write_request, Outgoing, SeriesPrep};
-use relay::scrape::cache::NEVER;
 use relay::scrape::pipeline::{process, Rendered, SeriesCache, Settings};
-use relay::wal::{Wal, WalBatch};
+use relay::wal::{Wal, WalAppender};
 
 /// The series of the body every stage works on: small enough for callgrind
 /// (about 50 times slower than native) to run each stage in seconds.
@@ -89,10 +88,9 @@ fn run(stage: &str, iterations: usize, inputs: &Inputs) -> (usize, usize) {
     let body = inputs.text.as_bytes();
     let series = inputs.series;
     let settings = Settings::new(&inputs.target, &inputs.rules);
-    let scrape_to_wal =
-        |wal: &Wal, cache: &mut SeriesCache, batch: &mut WalBatch, ts: i64, append: bool| {
-            common::scrape_to_wal(&inputs.text, &settings, wal, cache, batch, ts, append)
-        };
+    let scrape_to_wal = |app: &mut WalAppender, cache: &mut SeriesCache, ts: i64| {
+        common::scrape_to_wal(&inputs.text, &settings, app, cache, ts)
+    };
     let mut out = Rendered::default();
     match stage {
         "parse" => {
@@ -115,7 +113,7 @@ fn run(stage: &str, iterations: usize, inputs: &Inputs) -> (usize, usize) {
             let mut cache = SeriesCache::default();
             let mut known = || {
                 process(body, Format::Text, &settings, &mut cache, &mut out).expect("valid");
-                cache.commit(&mut (), NEVER);
+                cache.commit(&mut ());
                 out.samples_kept
             };
             known();
@@ -123,20 +121,19 @@ fn run(stage: &str, iterations: usize, inputs: &Inputs) -> (usize, usize) {
         }
         "scrape_to_wal" => {
             let wal = inputs.wal("scrape");
-            let (mut cache, mut batch) = (SeriesCache::default(), WalBatch::default());
+            let mut app = common::wal_appender(&wal);
+            let mut cache = SeriesCache::default();
             let mut ts = 1_700_000_000_000;
-            scrape_to_wal(&wal, &mut cache, &mut batch, ts, true);
+            scrape_to_wal(&mut app, &mut cache, ts);
             let mut scrape = || {
                 ts += 1000;
-                scrape_to_wal(&wal, &mut cache, &mut batch, ts, false)
+                scrape_to_wal(&mut app, &mut cache, ts)
             };
             (measured(iterations, &mut scrape), series)
         }
         "wal_append" => {
             let wal = inputs.wal("append");
-            let (mut cache, mut batch) = (SeriesCache::default(), WalBatch::default());
-            scrape_to_wal(&wal, &mut cache, &mut batch, 1, true);
-            scrape_to_wal(&wal, &mut cache, &mut batch, 2, false);
+            let batch = common::steady_batch(&inputs.text, &settings, 2);
             let mut append = || {
                 wal.begin().append(&batch).expect("appends");
                 batch.len()
@@ -147,13 +144,8 @@ fn run(stage: &str, iterations: usize, inputs: &Inputs) -> (usize, usize) {
         "wal_read" => {
             let wal = inputs.wal("read");
             let start = wal.opened_at();
-            scrape_to_wal(
-                &wal,
-                &mut SeriesCache::default(),
-                &mut WalBatch::default(),
-                1,
-                true,
-            );
+            let mut app = common::wal_appender(&wal);
+            scrape_to_wal(&mut app, &mut SeriesCache::default(), 1);
             let mut refs = hashbrown::HashMap::new();
             let mut read = || common::read_back(&wal, start, &mut refs).0;
             (measured(iterations, &mut read), series)

@@ -14,7 +14,7 @@ use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use relay::exposition::Labels;
 use relay::relabel::Rules;
 use relay::scrape::pipeline::{SeriesCache, Settings};
-use relay::wal::{Wal, WalBatch};
+use relay::wal::{Wal, WalAppender};
 
 fn bench(c: &mut Criterion) {
     let text = common::exposition(100_000);
@@ -36,24 +36,23 @@ fn bench(c: &mut Criterion) {
         .collect();
     let rules = Rules::default();
     let settings = Settings::new(&target, &rules);
-    // One scrape into `batch`, appended to `wal` if `append`.
-    let run = |wal: &Wal, cache: &mut SeriesCache, batch: &mut WalBatch, ts: i64, append: bool| {
-        common::scrape_to_wal(&text, &settings, wal, cache, batch, ts, append);
-        batch.len()
+    // One scrape through a target's WAL appender, committed.
+    let run = |app: &mut WalAppender, cache: &mut SeriesCache, ts: i64| {
+        common::scrape_to_wal(&text, &settings, app, cache, ts)
     };
-    let (mut cache, mut batch) = (SeriesCache::default(), WalBatch::default());
+    let mut app = common::wal_appender(&wal);
+    let mut cache = SeriesCache::default();
     let mut ts = 1_700_000_000_000;
     // The first scrape describes every series; the ones timed do not.
-    run(&wal, &mut cache, &mut batch, ts, true);
+    run(&mut app, &mut cache, ts);
     let mut scrape = || {
         ts += 1000;
-        run(&wal, &mut cache, &mut batch, ts, true)
+        run(&mut app, &mut cache, ts)
     };
 
     // One steady scrape's records, appended again and again.
-    let (mut steady_cache, mut steady) = (SeriesCache::default(), WalBatch::default());
-    run(&wal, &mut steady_cache, &mut steady, 1, true);
-    let bytes = run(&wal, &mut steady_cache, &mut steady, 2, false);
+    let steady = common::steady_batch(&text, &settings, 2);
+    let bytes = steady.len();
     let append = || {
         let guard = wal.begin();
         guard.append(&steady).expect("appends");
@@ -72,11 +71,9 @@ fn bench(c: &mut Criterion) {
         .expect("opens"),
     );
     run(
-        &read_wal,
+        &mut common::wal_appender(&read_wal),
         &mut SeriesCache::default(),
-        &mut WalBatch::default(),
         1,
-        true,
     );
     let start = read_wal.opened_at();
     let mut refs = hashbrown::HashMap::new();

@@ -13,6 +13,7 @@ pub mod remote_write;
 pub mod run;
 pub mod scrape;
 pub mod serve;
+pub mod storage;
 pub mod targets;
 pub mod telemetry;
 pub mod tls;

@@ -23,9 +23,11 @@ use tokio::task::JoinHandle;
 
 use crate::config::{self, Config, Overrides, ScrapeConfig};
 use crate::remote_write::RemoteWrite;
-use crate::scrape::{self, store::Store, SharedSink, Stop, WalSink};
+use crate::scrape::{self, store::Store, Stop};
+use crate::storage::{self, Storage};
 use crate::targets::Target;
 use crate::wal::WalError;
+use crate::wal::{AppendMetrics, Wal, WalStorage};
 use crate::web::Web;
 use crate::{serve, targets};
 
@@ -197,7 +199,10 @@ struct RunningTarget {
 struct Running {
     config: Config,
     store: Arc<Store>,
-    sink: SharedSink,
+    /// The storage the scrape loops append to besides the snapshot, and the
+    /// WAL it is (None without remote write).
+    durable: storage::Shared,
+    durable_wal: Option<Arc<Wal>>,
     remote: Option<RemoteWrite>,
     /// By [`target_key`]: a target with the same key keeps running.
     targets: HashMap<String, RunningTarget>,
@@ -235,7 +240,8 @@ impl Running {
         let mut running = Running {
             config,
             store,
-            sink: SharedSink::default(),
+            durable: storage::Shared::default(),
+            durable_wal: None,
             remote,
             targets: HashMap::new(),
             next_id: 0,
@@ -249,22 +255,36 @@ impl Running {
 
     /// Points the scrape loops at the WAL while there is remote write.
     fn set_sink(&mut self) {
-        let sink = self
+        let wal = self
             .remote
             .as_ref()
             .filter(|_| !self.config.remote_write.is_empty())
-            .map(|r| WalSink {
-                wal: r.wal.clone(),
-                highest_timestamp: self.store.telemetry.remote.highest_timestamp.clone(),
-                out_of_order: self.store.telemetry.remote.wal_out_of_order.clone(),
-                write_failed: self.store.telemetry.remote.wal_write_failed.clone(),
-            });
-        self.store.telemetry.remote_write_runs(sink.is_some());
+            .map(|r| r.wal.clone());
+        let same = match (&wal, &self.durable_wal) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        // A new storage makes every target's appender anew (each describes
+        // its series again): only when the WAL itself changed.
+        if !same {
+            let remote = &self.store.telemetry.remote;
+            let metrics = AppendMetrics {
+                highest_timestamp: remote.highest_timestamp.clone(),
+                out_of_order: remote.wal_out_of_order.clone(),
+                write_failed: remote.wal_write_failed.clone(),
+            };
+            self.durable.set(
+                wal.clone()
+                    .map(|wal| Arc::new(WalStorage { wal, metrics }) as Arc<dyn Storage>),
+            );
+            self.durable_wal = wal;
+        }
+        let remote_writes = self.durable_wal.is_some();
+        self.store.telemetry.remote_write_runs(remote_writes);
         self.store
             .set_view(crate::scrape::view::View::of(&self.config));
         // Serve only: targets are scraped for each GET, not on an interval.
-        self.store.set_on_demand(sink.is_none());
-        self.sink.set(sink);
+        self.store.set_on_demand(!remote_writes);
     }
 
     /// Stops the scrape loops `config` no longer has and starts the new
@@ -313,7 +333,7 @@ impl Running {
                 job,
                 target,
                 self.store.clone(),
-                self.sink.clone(),
+                self.durable.clone(),
                 stop_rx,
                 scrape::offset_seed(&self.config.global.external_labels),
             ));

@@ -21,7 +21,7 @@ impl Appender for Seen {
         self.0.push(format!(
             "{} {:?} {:?} | {} {:?} {:?} {:?}",
             s.series,
-            s.value.to_bits(),
+            s.value.float().map(f64::to_bits),
             s.timestamp_ms,
             s.family.name,
             s.family.help,

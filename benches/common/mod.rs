@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use relay::exposition::Format;
 use relay::scrape::pipeline::{process_into, Counts, SeriesCache, Settings};
-use relay::wal::{Next, Position, Reader, Record, Spilling, Wal, WalBatch};
+use relay::storage::{Appended, Appender};
+use relay::wal::{AppendMetrics, Next, Position, Reader, Record, Wal, WalAppender, WalBatch};
 
 /// A realistic exposition of about `series` series: counters with six
 /// labels, histograms with seven (with `le`), gauges, HELP/TYPE for each.
@@ -90,44 +91,68 @@ pub fn bench_mode() -> bool {
     std::env::args().any(|a| a == "--bench")
 }
 
+/// A target's appender into `wal`.
+pub fn wal_appender(wal: &Arc<Wal>) -> WalAppender {
+    WalAppender::new(wal.clone(), AppendMetrics::default())
+}
+
 /// One scrape of `text` with the WAL as its only sink (as a scrape loop
-/// runs it when nobody reads /metrics): records built into `batch`, and
-/// appended to `wal` if `append`. Returns the samples kept.
+/// runs it when nobody reads /metrics): a transaction of `app`, committed
+/// (its records written to the WAL). Returns the samples kept.
 pub fn scrape_to_wal(
     text: &str,
     settings: &Settings<'_>,
-    wal: &Wal,
+    app: &mut WalAppender,
     cache: &mut SeriesCache,
-    batch: &mut WalBatch,
     ts: i64,
-    append: bool,
 ) -> usize {
-    let guard = wal.begin();
-    let settings = Settings {
-        epoch: guard.epoch(),
-        ..*settings
-    };
-    batch.begin(ts);
+    app.begin(ts);
     let mut counts = Counts::default();
-    let mut sink = Spilling {
-        batch: &mut *batch,
-        guard: &guard,
-    };
     process_into(
         text.as_bytes(),
         Format::Text,
-        &settings,
+        settings,
         cache,
         &mut counts,
-        &mut sink,
+        &mut *app,
     )
     .expect("valid body");
-    cache.commit(&mut sink, settings.epoch);
-    batch.finish();
-    if append {
-        guard.append(batch).expect("appends");
-    }
+    cache.commit(&mut *app);
+    app.commit();
     counts.samples_kept
+}
+
+/// A WAL batch built by hand, as the WAL's appender builds it (`describe`:
+/// each series' labels before its first sample), to append again and again.
+pub struct BatchOf<'b>(pub &'b mut WalBatch, pub bool);
+
+impl Appender for BatchOf<'_> {
+    fn append(&mut self, s: &Appended<'_>) {
+        self.0.append(s, self.1);
+    }
+}
+
+/// One steady scrape's WAL records (no descriptions), framed.
+pub fn steady_batch(text: &str, settings: &Settings<'_>, ts: i64) -> WalBatch {
+    let mut cache = SeriesCache::default();
+    let mut batch = WalBatch::default();
+    for (ts, describe) in [(ts - 1000, true), (ts, false)] {
+        batch.begin(ts);
+        let mut sink = BatchOf(&mut batch, describe);
+        let mut counts = Counts::default();
+        process_into(
+            text.as_bytes(),
+            Format::Text,
+            settings,
+            &mut cache,
+            &mut counts,
+            &mut sink,
+        )
+        .expect("valid body");
+        cache.commit(&mut sink);
+        batch.finish();
+    }
+    batch
 }
 
 /// A queue's tailer reading `wal` from `start` to its end, as `queue::run`

@@ -15,6 +15,7 @@
 use libfuzzer_sys::fuzz_target;
 use relay::config::ScrapeConfig;
 use relay::exposition::{Format, Labels};
+use relay::storage::{Appended, Appender, FanOut};
 use relay::wal::WalBatch;
 use relay::scrape::pipeline::{
     process_into, Carry, Counts, Limits, PipelineError, Rendered, SeriesCache, Settings, Stream,
@@ -88,8 +89,16 @@ fn settings<'t>(job: &'t ScrapeConfig, target_labels: &'t Labels<'static>) -> Se
             label_name_length_limit: job.label_name_length_limit,
             label_value_length_limit: job.label_value_length_limit,
         },
-        epoch: 1,
         ..Settings::new(target_labels, &job.metric_relabel)
+    }
+}
+
+/// The WAL's batch as an appender (every series described).
+struct Batch<'b>(&'b mut WalBatch);
+
+impl Appender for Batch<'_> {
+    fn append(&mut self, s: &Appended<'_>) {
+        self.0.append(s, true);
     }
 }
 
@@ -112,7 +121,7 @@ fn scrape(
     batch.begin(1_000);
     let mut counts = Counts::default();
     let result = {
-        let mut sink = (&mut rendered, &mut batch);
+        let mut sink = FanOut(&mut rendered, Batch(&mut batch));
         let result = if chunk == 0 {
             process_into(body, format, settings, cache, &mut counts, &mut sink)
         } else {
@@ -123,8 +132,8 @@ fn scrape(
                 .and_then(|()| stream.finish(&mut carry))
         };
         match &result {
-            Ok(()) => cache.commit(&mut sink, settings.epoch),
-            Err(_) => cache.discard(&mut sink, settings.epoch),
+            Ok(()) => cache.commit(&mut sink),
+            Err(_) => cache.discard(&mut sink),
         }
         result
     };

@@ -60,7 +60,7 @@ pub fn run_cli(
     let target = find_target(job, target)?;
     let settings = Settings {
         output: format,
-        ..crate::scrape::settings(job, &target.labels, crate::scrape::cache::NEVER)
+        ..crate::scrape::settings(job, &target.labels)
     };
     if explain {
         explain_all(&settings, format, input, out)

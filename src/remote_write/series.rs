@@ -7,7 +7,7 @@
 //! and every sample's lookup hashed into a table as large as the series.
 
 use super::encode::EncodedSeries;
-use crate::scrape::append::SeriesRef;
+use crate::storage::SeriesRef;
 
 /// References per page: a page is 4 KiB of slots.
 const PAGE_BITS: u32 = 8;

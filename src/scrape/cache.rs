@@ -24,27 +24,14 @@
 //! bytes and a small index record, not heap allocations.
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 use xxhash_rust::xxh3::xxh3_128_with_secret;
 
-use super::append::{stale_nan, Appended, Appender, Family, SeriesRef};
 use super::arena::{Arena, Place};
 use super::pipeline::PipelineError;
-
-/// Series refs are unique in the process, across targets: a WAL segment
-/// written by one process never sees a ref reused.
-static NEXT_REF: AtomicU64 = AtomicU64::new(1);
-
-/// A new, never used series ref.
-pub fn next_ref() -> SeriesRef {
-    NEXT_REF.fetch_add(1, Ordering::Relaxed)
-}
-
-/// A sink epoch no series has been described in.
-pub const NEVER: u32 = u32::MAX;
+use crate::storage::{next_ref, stale_nan, Appended, Appender, Family, SeriesRef};
 
 /// Marks a key whose series relabeling dropped.
 const DROPPED: u32 = u32::MAX;
@@ -109,8 +96,6 @@ struct Series {
     /// The scrape that last appended a sample of it, and the one before.
     appended: u32,
     before: u32,
-    /// The sink epoch the labels were last described in.
-    epoch: u32,
     /// How many keys lead here; 0 for a free slot.
     keys: u32,
 }
@@ -147,7 +132,6 @@ pub(crate) struct Emit<'c> {
     pub series_ref: SeriesRef,
     pub text: &'c str,
     pub name_len: usize,
-    pub describe: bool,
     /// False when the target's own timestamp is not newer than the last one
     /// appended: a receiver would reject it (and its whole batch).
     pub in_order: bool,
@@ -338,7 +322,6 @@ impl SeriesCache {
             name_len,
             appended: 0,
             before: 0,
-            epoch: NEVER,
             keys: 1,
         };
         let slot = match self.free.pop() {
@@ -363,12 +346,7 @@ impl SeriesCache {
     /// Marks the series appended in this scrape and says what to append, or
     /// None when this scrape already appended it (a duplicate: the first wins,
     /// as Prometheus keeps the first sample of a timestamp).
-    pub(crate) fn emit(
-        &mut self,
-        slot: u32,
-        epoch: u32,
-        explicit_timestamp: Option<i64>,
-    ) -> Option<Emit<'_>> {
+    pub(crate) fn emit(&mut self, slot: u32, explicit_timestamp: Option<i64>) -> Option<Emit<'_>> {
         let s = self.series.get_mut(slot as usize)?;
         if s.appended == self.generation {
             return None;
@@ -398,26 +376,21 @@ impl SeriesCache {
             }
             None => true,
         };
-        let describe = s.epoch != epoch;
-        s.epoch = epoch;
         Some(Emit {
             series_ref: s.series_ref,
             text: text(&self.arena, s),
             name_len: s.name_len as usize,
-            describe,
             in_order,
         })
     }
 
     /// Call after a successful scrape whose samples were appended: marks the
     /// series it no longer has stale in `sink`, and forgets them.
-    pub fn commit(&mut self, sink: &mut impl Appender, epoch: u32) {
+    pub fn commit(&mut self, sink: &mut impl Appender) {
         if let Some(last) = self.last_appended {
             if self.continued < self.last_count {
                 let generation = self.generation;
-                self.mark_stale(sink, epoch, |s| {
-                    s.appended == last && s.appended != generation
-                });
+                self.mark_stale(sink, |s| s.appended == last && s.appended != generation);
             }
         }
         self.last_appended = Some(self.generation);
@@ -434,20 +407,19 @@ impl SeriesCache {
     /// series of the last successful scrape is marked stale in `sink`, as
     /// Prometheus does; the cache keeps what it knows unless a churning
     /// target has doubled it since the last success.
-    pub fn discard(&mut self, sink: &mut impl Appender, epoch: u32) {
+    pub fn discard(&mut self, sink: &mut impl Appender) {
         let generation = self.generation;
         for (index, s) in self.series.iter_mut().enumerate() {
             if s.appended != generation {
                 continue;
             }
-            // Not appended after all, and its description was rolled back.
+            // Not appended after all.
             s.appended = s.before;
-            s.epoch = NEVER;
             if let Some(e) = self.explicit.get_mut(index) {
                 e.last = e.before;
             }
         }
-        self.stale_all(sink, epoch);
+        self.stale_all(sink);
         if self.keys.len() > 2 * self.settled + 1000 {
             self.forget_unseen();
         }
@@ -457,45 +429,28 @@ impl SeriesCache {
 
     /// Marks every series of the last successful scrape stale (a failed
     /// scrape, or shutdown); the next scrape starts without any.
-    pub fn stale_all(&mut self, sink: &mut impl Appender, epoch: u32) {
+    pub fn stale_all(&mut self, sink: &mut impl Appender) {
         if let Some(last) = self.last_appended.take() {
-            self.mark_stale(sink, epoch, |s| s.appended == last);
+            self.mark_stale(sink, |s| s.appended == last);
         }
         self.last_count = 0;
     }
 
-    fn mark_stale(
-        &mut self,
-        sink: &mut impl Appender,
-        epoch: u32,
-        which: impl Fn(&Series) -> bool,
-    ) {
+    fn mark_stale(&mut self, sink: &mut impl Appender, which: impl Fn(&Series) -> bool) {
         let family = Family::default();
         for (index, s) in self.series.iter_mut().enumerate() {
             let explicit = self.explicit.get(index).is_some_and(|e| e.on);
             if s.keys == 0 || explicit || !which(s) {
                 continue;
             }
-            let describe = s.epoch != epoch;
-            s.epoch = epoch;
-            sink.append(&Appended {
-                series_ref: s.series_ref,
-                series: text(&self.arena, s),
-                name_len: s.name_len as usize,
-                family: &family,
-                timestamp_ms: None,
-                value: stale_nan(),
-                describe,
-                in_order: true,
-            });
-        }
-    }
-
-    /// Forces every series to be described again in the next epoch it is
-    /// appended in (the sink lost what it was told).
-    pub fn forget_descriptions(&mut self) {
-        for s in &mut self.series {
-            s.epoch = NEVER;
+            sink.append(&Appended::float(
+                s.series_ref,
+                text(&self.arena, s),
+                s.name_len as usize,
+                &family,
+                None,
+                stale_nan(),
+            ));
         }
     }
 

@@ -6,7 +6,6 @@
 //! does stops the loop. Without remote write the interval scrapes nothing:
 //! the loop scrapes when a GET of /metrics asks ([`store::Store::on_demand`]).
 
-pub mod append;
 mod arena;
 pub mod cache;
 pub mod fetch;
@@ -15,20 +14,17 @@ pub mod pipeline;
 pub mod store;
 pub mod view;
 
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 
 use crate::config::ScrapeConfig;
 use crate::exposition::{render, Format, Labels, MetricType};
+use crate::storage::{
+    self, next_ref, stale_nan, Appended, Appender, Family, FanOut, SeriesRef, TargetAppender,
+};
 use crate::targets::Target;
-use crate::wal::{AppendGuard, Spilling, Wal, WalBatch};
-use append::{stale_nan, Appended, Appender, Family, SeriesRef};
-use cache::{next_ref, NEVER};
 use fetch::Fetcher;
 use pipeline::{Carry, Counts, Limits, PipelineError, Rendered, SeriesCache, Settings, Stream};
 use store::Store;
@@ -91,39 +87,6 @@ fn host_name() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// What a scrape loop writes to besides the snapshot: the remote-write WAL,
-/// and the gauge of the newest timestamp written to it.
-#[derive(Clone)]
-pub struct WalSink {
-    pub wal: Arc<Wal>,
-    pub highest_timestamp: Gauge<f64, AtomicU64>,
-    pub out_of_order: Counter,
-    /// Samples lost because the WAL could not be written.
-    pub write_failed: Counter,
-}
-
-/// The WAL the scrape loops write to, if any: a config reload may add
-/// remote write where there was none, or remove it.
-#[derive(Clone, Default)]
-pub struct SharedSink(Arc<std::sync::RwLock<Option<WalSink>>>);
-
-impl SharedSink {
-    pub fn set(&self, sink: Option<WalSink>) {
-        *self
-            .0
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = sink;
-    }
-
-    /// The sink for one scrape.
-    pub fn get(&self) -> Option<WalSink> {
-        self.0
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-}
-
 /// What a scrape loop is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
@@ -145,7 +108,7 @@ pub async fn run_target(
     job: Arc<ScrapeConfig>,
     target: Target,
     store: Arc<Store>,
-    wal: SharedSink,
+    durable: storage::Shared,
     mut shutdown: watch::Receiver<Stop>,
     seed: u64,
 ) {
@@ -170,8 +133,8 @@ pub async fn run_target(
         spare: Arc::new(Rendered::default()),
         cache: SeriesCache::default(),
         store,
-        wal,
-        batch: WalBatch::default(),
+        durable,
+        appender: TargetAppender::default(),
         report,
         last_ts: i64::MIN,
     };
@@ -191,7 +154,7 @@ pub async fn run_target(
                     // since gave them); the schedule goes on.
                     _ = now_wanted(&mut scrape_now, &scraper.store, id) => true,
                 };
-                if for_get && scraper.wal.get().is_some() {
+                if for_get && scraper.durable.get().is_some() {
                     scraper.scrape_for_get().await
                 } else if for_get {
                     let budget = scraper.store.scrape_budget(id);
@@ -206,7 +169,7 @@ pub async fn run_target(
         }
     }
     let stop = *shutdown.borrow();
-    if stop == Stop::Finish && scraper.wal.get().is_some() {
+    if stop == Stop::Finish && scraper.durable.get().is_some() {
         scraper.finish().await;
     }
     if stop == Stop::Finish {
@@ -301,8 +264,9 @@ struct Scraper {
     spare: Arc<Rendered>,
     cache: SeriesCache,
     store: Arc<Store>,
-    wal: SharedSink,
-    batch: WalBatch,
+    /// Where samples go besides the snapshot (the WAL with remote write).
+    durable: storage::Shared,
+    appender: TargetAppender,
     report: Report,
     /// The newest timestamp this target wrote (staleness must come after it).
     last_ts: i64,
@@ -325,21 +289,14 @@ impl Scraper {
         out.clear();
         out.format = Format::Text;
         let mut text = TextSink { out, on: render };
-        let sink = self.wal.get();
-        let guard = sink.as_ref().map(|w| w.wal.begin());
-        let epoch = guard.as_ref().map_or(NEVER, |g| g.epoch());
-        self.batch.begin(timestamp);
         let mut counts = Counts::default();
         let mut body_bytes = 0;
         let result = {
-            let mut wal_batch = guard.as_ref().map(|guard| Spilling {
-                batch: &mut self.batch,
-                guard,
-            });
-            let mut sink = (&mut text, &mut wal_batch);
+            let mut sink = FanOut(&mut text, self.appender.current(&self.durable));
+            sink.begin(timestamp);
             let result = match &self.fetcher {
                 Ok(fetcher) => {
-                    let settings = settings(&self.job, &self.target.labels, epoch);
+                    let settings = settings(&self.job, &self.target.labels);
                     let mut stream = Stream::new(
                         Format::Text,
                         &settings,
@@ -360,20 +317,17 @@ impl Scraper {
             };
             self.carry.clear();
             match &result {
-                Ok(()) => self.cache.commit(&mut sink, epoch),
+                Ok(()) => self.cache.commit(&mut sink),
                 Err(e) => {
                     // As Prometheus: a failed fetch reports 0 samples; a body
                     // that failed in the pipeline reports what was counted up
                     // to the failure (a sample limit: the whole body), but
-                    // appends none of it, and its series go stale.
+                    // keeps none of it, and its series go stale.
                     if matches!(e, ScrapeError::Fetch(_)) {
                         counts = Counts::default();
                     }
-                    sink.0.out.clear_samples();
-                    if let Some(b) = sink.1.as_mut() {
-                        b.batch.rollback();
-                    }
-                    self.cache.discard(&mut sink, epoch);
+                    sink.rollback();
+                    self.cache.discard(&mut sink);
                     tracing::warn!(target = %self.target.name(), url = %self.target.url, error = %e, "scrape failed");
                 }
             }
@@ -381,15 +335,18 @@ impl Scraper {
             // The report's series are rendered either way.
             sink.0.on = true;
             self.report
-                .append(&mut sink, epoch, result.is_ok(), duration, &counts);
+                .append(&mut sink, result.is_ok(), duration, &counts);
+            sink.commit();
             result
         };
         self.last_series_added = counts.series_added;
+        self.last_ts = self
+            .last_ts
+            .max(timestamp)
+            .max(counts.newest_own_timestamp.unwrap_or(i64::MIN));
         let out = text.out;
         out.set_counts(counts);
         out.give_back();
-        self.append_to_wal(guard, sink.as_ref());
-        self.batch.give_back();
         // A failed scrape's result is whole either way (up 0, no lines).
         let complete = render || result.is_err();
         let kind = if render { "rendered" } else { "not rendered" };
@@ -461,7 +418,7 @@ impl Scraper {
         let mut body_bytes = 0;
         let result = match &self.fetcher {
             Ok(fetcher) => {
-                let settings = settings(&self.job, &self.target.labels, NEVER);
+                let settings = settings(&self.job, &self.target.labels);
                 let mut stream =
                     Stream::new(Format::Text, &settings, &mut cache, &mut counts, &mut *out);
                 read_through(fetcher, None, &mut stream, &mut self.carry, &mut body_bytes).await
@@ -470,7 +427,7 @@ impl Scraper {
         };
         self.carry.clear();
         match &result {
-            Ok(()) => cache.commit(&mut *out, NEVER),
+            Ok(()) => cache.commit(&mut *out),
             Err(e) => {
                 if matches!(e, ScrapeError::Fetch(_)) {
                     counts = Counts::default();
@@ -484,7 +441,7 @@ impl Scraper {
         // A copy: the loop's report series keep what the WAL was told.
         self.report
             .clone()
-            .append(&mut *out, NEVER, result.is_ok(), duration, &counts);
+            .append(&mut *out, result.is_ok(), duration, &counts);
         out.set_counts(counts);
         out.give_back();
         let kind = "for a GET after an idle time (not remote-written)";
@@ -532,37 +489,6 @@ impl Scraper {
         }
     }
 
-    /// Writes the scrape's batch; if that fails, the series it described
-    /// are described again next time.
-    fn append_to_wal(&mut self, guard: Option<AppendGuard<'_>>, sink: Option<&WalSink>) {
-        let (Some(guard), Some(sink)) = (guard, sink) else {
-            return;
-        };
-        self.batch.finish();
-        if self.batch.out_of_order > 0 {
-            sink.out_of_order.inc_by(self.batch.out_of_order as u64);
-            tracing::debug!(target = %self.target.name(), samples = self.batch.out_of_order, "samples with timestamps not newer than their series' last one left out of the WAL");
-        }
-        if self.batch.is_empty() {
-            return;
-        }
-        match guard.append(&self.batch) {
-            Ok(()) => {
-                self.last_ts = self.last_ts.max(self.batch.max_ts);
-                if self.batch.max_ts as f64 / 1000.0 > sink.highest_timestamp.get() {
-                    sink.highest_timestamp
-                        .set(self.batch.max_ts as f64 / 1000.0);
-                }
-            }
-            Err(e) => {
-                sink.write_failed.inc_by(self.batch.count as u64);
-                tracing::error!(target = %self.target.name(), samples = self.batch.count, error = %e, "cannot write the scrape to the WAL; its samples are lost");
-                self.cache.forget_descriptions();
-                self.report.forget_descriptions();
-            }
-        }
-    }
-
     /// Shutdown: a last scrape if the target still answers, then staleness
     /// markers for every series, stamped after anything written before.
     async fn finish(&mut self) {
@@ -572,16 +498,14 @@ impl Scraper {
         {
             tracing::warn!(target = %self.target.name(), "last scrape at shutdown timed out");
         }
-        let Some(sink) = self.wal.get() else {
+        let timestamp = now_ms().max(self.last_ts.saturating_add(1));
+        let Some(mut wal) = self.appender.current(&self.durable) else {
             return;
         };
-        let guard = sink.wal.begin();
-        let epoch = guard.epoch();
-        self.batch
-            .begin(now_ms().max(self.last_ts.saturating_add(1)));
-        self.cache.stale_all(&mut self.batch, epoch);
-        self.report.stale(&mut self.batch, epoch);
-        self.append_to_wal(Some(guard), Some(&sink));
+        wal.begin(timestamp);
+        self.cache.stale_all(&mut wal);
+        self.report.stale(&mut wal);
+        wal.commit();
     }
 }
 
@@ -589,7 +513,6 @@ impl Scraper {
 pub(crate) fn settings<'a>(
     job: &'a ScrapeConfig,
     target_labels: &'a Labels<'static>,
-    epoch: u32,
 ) -> Settings<'a> {
     Settings {
         target_labels,
@@ -604,7 +527,6 @@ pub(crate) fn settings<'a>(
         },
         output: Format::Text,
         sort_labels: true,
-        epoch,
     }
 }
 
@@ -621,13 +543,17 @@ impl Appender for TextSink<'_> {
             self.out.append(sample);
         }
     }
+
+    fn rollback(&mut self) {
+        self.out.rollback();
+    }
 }
 
 /// The series Prometheus adds to every scrape (`up`, `scrape_*`), with the
 /// target's labels: a fixed ref each, appended like scraped samples.
 #[derive(Clone)]
 struct Report {
-    series: Vec<(SeriesRef, String, usize, u32)>,
+    series: Vec<(SeriesRef, String, usize)>,
 }
 
 const REPORT: [(&str, &str); 5] = [
@@ -658,7 +584,6 @@ impl Report {
                     next_ref(),
                     String::from_utf8_lossy(&text).into_owned(),
                     name.len(),
-                    NEVER,
                 )
             })
             .collect();
@@ -666,14 +591,7 @@ impl Report {
     }
 
     /// Appends this scrape's values: up, duration and the counts.
-    fn append(
-        &mut self,
-        sink: &mut impl Appender,
-        epoch: u32,
-        up: bool,
-        duration: f64,
-        counts: &Counts,
-    ) {
+    fn append(&mut self, sink: &mut impl Appender, up: bool, duration: f64, counts: &Counts) {
         let values = [
             if up { 1.0 } else { 0.0 },
             duration,
@@ -681,39 +599,25 @@ impl Report {
             counts.samples_kept as f64,
             counts.series_added as f64,
         ];
-        self.append_values(sink, epoch, values);
+        self.append_values(sink, values);
     }
 
     /// Marks the report series stale (shutdown).
-    fn stale(&mut self, sink: &mut impl Appender, epoch: u32) {
-        self.append_values(sink, epoch, [stale_nan(); 5]);
+    fn stale(&mut self, sink: &mut impl Appender) {
+        self.append_values(sink, [stale_nan(); 5]);
     }
 
-    fn append_values(&mut self, sink: &mut impl Appender, epoch: u32, values: [f64; 5]) {
-        for ((series, (name, help)), value) in self.series.iter_mut().zip(REPORT).zip(values) {
+    fn append_values(&mut self, sink: &mut impl Appender, values: [f64; 5]) {
+        for ((series, (name, help)), value) in self.series.iter().zip(REPORT).zip(values) {
             let family = Family {
                 name,
                 help: Some(help.into()),
                 kind: MetricType::Gauge,
                 unit: None,
             };
-            sink.append(&Appended {
-                series_ref: series.0,
-                series: &series.1,
-                name_len: series.2,
-                family: &family,
-                timestamp_ms: None,
-                value,
-                describe: series.3 != epoch,
-                in_order: true,
-            });
-            series.3 = epoch;
-        }
-    }
-
-    fn forget_descriptions(&mut self) {
-        for series in &mut self.series {
-            series.3 = NEVER;
+            sink.append(&Appended::float(
+                series.0, &series.1, series.2, &family, None, value,
+            ));
         }
     }
 }

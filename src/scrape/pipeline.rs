@@ -12,15 +12,14 @@
 
 use std::ops::Range;
 
-use super::append::is_stale;
-pub use super::append::{Appended, Appender, Family};
 pub use super::cache::SeriesCache;
-use super::cache::NEVER;
 use crate::exposition::conform::{self, Created, Judged, SampleAt, Scratch};
 use crate::exposition::{
     render, Entry, Format, Labels, MetricType, ParseError, Parser, Resume, Sample,
 };
 use crate::relabel::Rules;
+use crate::storage::{is_stale, Value};
+pub use crate::storage::{Appended, Appender, Family};
 
 /// Prometheus's per-scrape limits; 0 means no limit.
 #[derive(Debug, Clone, Copy, Default)]
@@ -89,9 +88,6 @@ pub struct Settings<'t> {
     pub output: Format,
     /// Sort labels by name (what Prometheus stores); off to keep input order.
     pub sort_labels: bool,
-    /// The sinks' current epoch (the WAL segment being written): a series
-    /// not yet appended in it is described to the sink again.
-    pub epoch: u32,
 }
 
 impl<'t> Settings<'t> {
@@ -106,7 +102,6 @@ impl<'t> Settings<'t> {
             limits: Limits::default(),
             output: Format::Text,
             sort_labels: true,
-            epoch: NEVER,
         }
     }
 }
@@ -235,6 +230,9 @@ pub struct Counts {
     pub samples_scraped: usize,
     pub samples_kept: usize,
     pub series_added: usize,
+    /// The newest of the target's own timestamps appended (honored and in
+    /// order): what relay appends later for the target must come after it.
+    pub newest_own_timestamp: Option<i64>,
 }
 
 /// A target's relabeled samples, rendered as text (or `format`) family
@@ -331,7 +329,12 @@ impl Rendered {
         } = self;
         let start = created.len();
         created.extend_from_slice(s.series.as_bytes());
-        render::sample_tail(created, Format::Text, s.value, s.timestamp_ms);
+        render::sample_tail(
+            created,
+            Format::Text,
+            s.value.float().unwrap_or(f64::NAN),
+            s.timestamp_ms,
+        );
         let [family, block] = &mut families[main..] else {
             return;
         };
@@ -357,7 +360,7 @@ impl Rendered {
         let sample = SampleAt {
             name,
             series,
-            value: s.value,
+            value: s.value.float().unwrap_or(f64::NAN),
             timestamp: s.timestamp_ms.is_some(),
         };
         block.judged.sample(
@@ -413,8 +416,17 @@ fn current_block(out: &Rendered) -> Option<usize> {
 /// The text sink: staleness markers are not served (a scraper of :9090
 /// tracks staleness itself).
 impl Appender for Rendered {
+    /// A failed scrape's lines are not served (its counts are).
+    fn rollback(&mut self) {
+        self.clear_samples();
+    }
+
     fn append(&mut self, s: &Appended<'_>) {
-        if is_stale(s.value) {
+        // Native histograms are served with issue 21; none is scraped yet.
+        let Value::Float(value) = s.value else {
+            return;
+        };
+        if is_stale(value) {
             return;
         }
         if self.format == Format::Text && is_created(s.family, s.name()) {
@@ -434,7 +446,7 @@ impl Appender for Rendered {
         } = self;
         let start = text.len();
         text.extend_from_slice(s.series.as_bytes());
-        render::sample_tail(text, *format, s.value, s.timestamp_ms);
+        render::sample_tail(text, *format, value, s.timestamp_ms);
         if let Some(block) = families.get_mut(current) {
             block.lines.end = text.len();
             block.timestamps |= s.timestamp_ms.is_some();
@@ -444,7 +456,7 @@ impl Appender for Rendered {
             let sample = SampleAt {
                 name: s.name(),
                 series: at..at + s.series.len(),
-                value: s.value,
+                value,
                 timestamp: s.timestamp_ms.is_some(),
             };
             block.judged.sample(
@@ -728,18 +740,22 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
                 counts.series_added += 1;
             }
             let timestamp = sample.timestamp_ms.filter(|_| settings.honor_timestamps);
-            let Some(emit) = cache.emit(slot, settings.epoch, timestamp) else {
+            let Some(emit) = cache.emit(slot, timestamp) else {
                 continue;
             };
+            if emit.in_order && timestamp > counts.newest_own_timestamp {
+                counts.newest_own_timestamp = timestamp;
+            }
             self.sink.append(&Appended {
-                series_ref: emit.series_ref,
-                series: emit.text,
-                name_len: emit.name_len,
-                family: &meta,
-                timestamp_ms: timestamp,
-                value: sample.value,
-                describe: emit.describe,
                 in_order: emit.in_order,
+                ..Appended::float(
+                    emit.series_ref,
+                    emit.text,
+                    emit.name_len,
+                    &meta,
+                    timestamp,
+                    sample.value,
+                )
             });
         }
         let (used, at) = parser.stopped();
@@ -1393,7 +1409,7 @@ mod tests {
         let scrape = |body: &str, cache: &mut SeriesCache| {
             let mut out = Rendered::default();
             process(body.as_bytes(), Format::Text, &settings, cache, &mut out).expect("valid");
-            cache.commit(&mut (), NEVER);
+            cache.commit(&mut ());
             let mut text = Vec::new();
             out.write(&mut text, Format::Text);
             (
@@ -1447,12 +1463,12 @@ mod tests {
                 result,
                 Err(PipelineError::SampleLimit { count: 500, .. })
             ));
-            cache.discard(&mut (), NEVER);
+            cache.discard(&mut ());
             assert!(cache.len() <= 1500, "{} entries", cache.len());
         }
         // A successful scrape keeps only what it saw.
         process(b"m 1\n", Format::Text, &settings, &mut cache, &mut out).expect("ok");
-        cache.commit(&mut (), NEVER);
+        cache.commit(&mut ());
         assert_eq!(cache.len(), 1);
         // Successful scrapes that churn: the arena is compacted, and what
         // stays renders as before.
@@ -1469,7 +1485,7 @@ mod tests {
                 &mut out,
             )
             .expect("ok");
-            cache.commit(&mut (), NEVER);
+            cache.commit(&mut ());
             assert_eq!(cache.len(), 101);
             let live = cache.live_len();
             assert!(
@@ -1492,13 +1508,13 @@ mod tests {
         let mut out = Rendered::default();
         process(b"a 1\nb 1\n", Format::Text, &settings, &mut cache, &mut out).expect("ok");
         assert_eq!(out.series_added, 2);
-        cache.commit(&mut (), NEVER);
+        cache.commit(&mut ());
         process(b"a 2\nc 1\n", Format::Text, &settings, &mut cache, &mut out).expect("ok");
         assert_eq!(out.series_added, 1);
     }
 
-    /// What a sink was handed: (ref, series, timestamp, value bits, describe).
-    type Captured = (u64, String, Option<i64>, u64, bool);
+    /// What a sink was handed: (ref, series, timestamp, value bits).
+    type Captured = (u64, String, Option<i64>, u64);
 
     #[derive(Default)]
     struct Capture(Vec<Captured>);
@@ -1510,8 +1526,7 @@ mod tests {
                     s.series_ref,
                     s.series.to_owned(),
                     s.timestamp_ms,
-                    s.value.to_bits(),
-                    s.describe,
+                    s.value.float().map_or(0, f64::to_bits),
                 ));
             }
         }
@@ -1529,12 +1544,12 @@ mod tests {
             &mut sink,
         );
         if result.is_ok() {
-            cache.commit(&mut sink, settings.epoch);
+            cache.commit(&mut sink);
             return sink.0;
         }
         // A failed scrape's samples are rolled back; only staleness is appended.
         let mut stale = Capture::default();
-        cache.discard(&mut stale, settings.epoch);
+        cache.discard(&mut stale);
         stale.0
     }
 
@@ -1546,10 +1561,7 @@ mod tests {
         .expect("valid");
         let rules = &config.config.scrape_configs[0].metric_relabel;
         let target = Labels::default();
-        let settings = Settings {
-            epoch: 1,
-            ..Settings::new(&target, rules)
-        };
+        let settings = Settings::new(&target, rules);
         let mut cache = SeriesCache::default();
         // Two pods relabel to one series; `m` also appears twice verbatim.
         let got = scrape_into(
@@ -1557,43 +1569,29 @@ mod tests {
             &settings,
             &mut cache,
         );
-        let names: Vec<(&str, u64, bool)> = got.iter().map(|g| (g.1.as_str(), g.3, g.4)).collect();
-        assert_eq!(
-            names,
-            vec![("m", 1f64.to_bits(), true), ("n", 4f64.to_bits(), true)]
-        );
+        let names: Vec<(&str, u64)> = got.iter().map(|g| (g.1.as_str(), g.3)).collect();
+        assert_eq!(names, vec![("m", 1f64.to_bits()), ("n", 4f64.to_bits())]);
         let m_ref = got[0].0;
-        // The next scrape: same ref, no new description in the same epoch.
+        // The next scrape: same ref.
         let again = scrape_into(
             "m{pod=\"b\"} 5\nm{pod=\"a\"} 6\nn 7\n",
             &settings,
             &mut cache,
         );
-        assert_eq!(
-            again[0],
-            (m_ref, "m".to_owned(), None, 5f64.to_bits(), false)
-        );
-        // A new epoch (WAL segment) describes every series again.
-        let next_epoch = Settings {
-            epoch: 2,
-            ..settings
-        };
-        let described = scrape_into("m{pod=\"a\"} 8\nn 9\n", &next_epoch, &mut cache);
-        assert!(described.iter().all(|g| g.4), "{described:?}");
+        assert_eq!(again[0], (m_ref, "m".to_owned(), None, 5f64.to_bits()));
     }
 
     #[test]
     fn vanished_and_failed_series_get_staleness_markers_but_timestamped_ones_do_not() {
         let (target, rules) = (Labels::default(), Rules::default());
         let settings = Settings {
-            epoch: 1,
             limits: Limits {
                 sample_limit: 3,
                 ..Limits::default()
             },
             ..Settings::new(&target, &rules)
         };
-        let stale = crate::scrape::append::STALE_NAN_BITS;
+        let stale = crate::storage::STALE_NAN_BITS;
         let mut cache = SeriesCache::default();
         scrape_into("a 1\nb 2\nt 3 1700000000000\n", &settings, &mut cache);
         // b vanished: a stale marker for b after the scrape's samples.
@@ -1622,10 +1620,9 @@ mod tests {
     fn a_series_in_a_freed_slot_inherits_nothing_of_its_timestamps() {
         let (target, rules) = (Labels::default(), Rules::default());
         let settings = Settings {
-            epoch: 1,
             ..Settings::new(&target, &rules)
         };
-        let stale = crate::scrape::append::STALE_NAN_BITS;
+        let stale = crate::storage::STALE_NAN_BITS;
         let mut cache = SeriesCache::default();
         let values = |got: Vec<Captured>| -> Vec<(String, u64)> {
             got.into_iter().map(|g| (g.1, g.3)).collect()

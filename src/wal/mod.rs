@@ -23,7 +23,7 @@ mod reader;
 mod record;
 mod segment;
 
-pub use appender::{AppendGuard, Spilling, WalBatch};
+pub use appender::{AppendGuard, AppendMetrics, WalAppender, WalBatch, WalStorage};
 pub use reader::{Next, Reader};
 pub use record::{Record, SampleIter, SeriesIter};
 
@@ -32,7 +32,7 @@ use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use tokio::sync::watch;
 
@@ -226,14 +226,14 @@ impl Wal {
     /// until the guard is dropped. Cuts a new segment first when the active
     /// one is full and no other batch is being built (else the last of them
     /// cuts it when it ends).
-    pub fn begin(&self) -> AppendGuard<'_> {
+    pub fn begin(self: &Arc<Self>) -> AppendGuard {
         if self.full() {
             self.cut_if_idle();
         }
         let _shared = self.cut.read().unwrap_or_else(PoisonError::into_inner);
         self.appending.fetch_add(1, Ordering::AcqRel);
         AppendGuard {
-            wal: self,
+            wal: self.clone(),
             epoch: self.epoch.load(Ordering::Acquire),
         }
     }
@@ -436,9 +436,7 @@ mod tests {
     use super::checkpoint::checkpoint_file;
     use super::record::{HEADER, RECORD_TARGET};
     use super::*;
-    use crate::scrape::append::{stale_nan, Family};
-    use crate::scrape::append::{Appended, Appender as _};
-    use crate::scrape::cache::NEVER;
+    use crate::storage::{stale_nan, Appended, Appender as _, Family};
     use prometheus_client::metrics::counter::Counter;
     use prometheus_client::metrics::gauge::Gauge;
     use std::sync::Arc;
@@ -450,32 +448,32 @@ mod tests {
         (Arc::new(wal), dropped)
     }
 
-    /// Appends one scrape: `values` of series `m{i="k"}` (refs 100 + k) at `ts`.
-    fn scrape(wal: &Wal, ts: i64, values: &[f64], described: &mut u32) -> usize {
-        let guard = wal.begin();
-        let epoch = guard.epoch();
-        let mut batch = WalBatch::default();
-        batch.begin(ts);
+    /// A target's appender into `wal`.
+    fn appender(wal: &Arc<Wal>) -> WalAppender {
+        WalAppender::new(wal.clone(), AppendMetrics::default())
+    }
+
+    /// Appends one scrape: `values` of series `m{i="k"}` (refs 100 + k) at
+    /// `ts`; returns the bytes it wrote at commit.
+    fn scrape(wal: &Arc<Wal>, ts: i64, values: &[f64], app: &mut WalAppender) -> usize {
+        app.begin(ts);
         let family = Family::default();
         let texts: Vec<String> = (0..values.len())
             .map(|k| format!("m{{i=\"{k}\"}}"))
             .collect();
         for (k, &value) in values.iter().enumerate() {
-            batch.append(&Appended {
-                series_ref: 100 + k as u64,
-                series: &texts[k],
-                name_len: 1,
-                family: &family,
-                timestamp_ms: None,
+            app.append(&Appended::float(
+                100 + k as u64,
+                &texts[k],
+                1,
+                &family,
+                None,
                 value,
-                describe: *described != epoch,
-                in_order: true,
-            });
+            ));
         }
-        *described = epoch;
-        batch.finish();
-        guard.append(&batch).expect("appends");
-        batch.len()
+        let before = wal.head.borrow().len;
+        app.commit();
+        (wal.head.borrow().len - before) as usize
     }
 
     /// Everything a reader from `from` gets until it would wait: samples as
@@ -528,35 +526,25 @@ mod tests {
             .collect();
         let total: usize = texts.iter().map(String::len).sum();
         assert!(total > 2 * RECORD_TARGET);
-        let guard = wal.begin();
-        let mut batch = WalBatch::default();
-        batch.begin(1000);
+        let mut app = appender(&wal);
+        app.begin(1000);
         let family = Family::default();
         let before = wal.head.borrow().len;
-        {
-            let mut sink = Spilling {
-                batch: &mut batch,
-                guard: &guard,
-            };
-            for (k, text) in texts.iter().enumerate() {
-                sink.append(&Appended {
-                    series_ref: 1 + k as u64,
-                    series: text,
-                    name_len: 19,
-                    family: &family,
-                    timestamp_ms: None,
-                    value: k as f64,
-                    describe: true,
-                    in_order: true,
-                });
-            }
+        for (k, text) in texts.iter().enumerate() {
+            app.append(&Appended::float(
+                1 + k as u64,
+                text,
+                19,
+                &family,
+                None,
+                k as f64,
+            ));
         }
         let early = wal.head.borrow().len - before;
         assert!(early >= 2 * RECORD_TARGET as u64, "written early: {early}");
-        batch.finish();
-        assert!(batch.len() < total / 2, "held to the end: {}", batch.len());
-        guard.append(&batch).expect("appends");
-        drop(guard);
+        let held = app.batch.len();
+        assert!(held < total / 2, "held to the end: {held}");
+        app.commit();
         let (got, _) = read_all(&wal, wal.checkpoint("q"));
         assert_eq!(got.len(), texts.len());
         for (k, (text, ts, bits)) in got.iter().enumerate() {
@@ -568,7 +556,7 @@ mod tests {
     fn a_reader_gets_every_sample_in_order_with_its_series() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (wal, _) = open(dir.path(), 1 << 30, &["q"]);
-        let mut described = NEVER;
+        let mut described = appender(&wal);
         scrape(&wal, 1000, &[1.0, 2.0], &mut described);
         scrape(&wal, 2000, &[3.0, stale_nan()], &mut described);
         let (got, _) = read_all(&wal, wal.checkpoint("q"));
@@ -587,7 +575,7 @@ mod tests {
         let first_len;
         {
             let (wal, _) = open(dir.path(), 1 << 30, &["q"]);
-            let mut described = NEVER;
+            let mut described = appender(&wal);
             first_len = scrape(&wal, 1000, &[1.0], &mut described) as u64;
             wal.save_checkpoint(
                 "q",
@@ -618,7 +606,7 @@ mod tests {
                 offset: first_len
             }
         );
-        let mut described = NEVER;
+        let mut described = appender(&wal);
         scrape(&wal, 3000, &[3.0], &mut described);
         let (got, segments) = read_all(&wal, wal.checkpoint("q"));
         // The sample before the checkpoint is not resent; the one after it
@@ -634,7 +622,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let (wal, _) = open(dir.path(), 1 << 30, &["q"]);
-            let mut described = NEVER;
+            let mut described = appender(&wal);
             scrape(&wal, 1000, &[1.0], &mut described);
             scrape(&wal, 2000, &[2.0], &mut described);
         }
@@ -645,7 +633,7 @@ mod tests {
         fs::write(&segment, &data).expect("writes");
         // Reopened, segment 1 is repaired (its tail was the corrupt record).
         let (wal, _) = open(dir.path(), 1 << 30, &["q"]);
-        let mut described = NEVER;
+        let mut described = appender(&wal);
         scrape(&wal, 3000, &[3.0], &mut described);
         let ts = timestamps_from_the_start(&wal);
         assert_eq!(ts, vec![1000, 3000]);
@@ -663,7 +651,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         // 1 MiB cap (the least relay allows): 1 MiB segments.
         let (wal, dropped) = open(dir.path(), 1 << 20, &["q"]);
-        let mut described = NEVER;
+        let mut described = appender(&wal);
         let values = vec![1.5; 5000];
         let mut written = 0u64;
         for i in 0..60 {
@@ -699,7 +687,7 @@ mod tests {
     fn delivered_segments_are_deleted() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (wal, _) = open(dir.path(), 8 << 20, &["a", "b"]);
-        let mut described = NEVER;
+        let mut described = appender(&wal);
         let values = vec![2.5; 5000];
         for i in 0..40 {
             scrape(&wal, 1000 * i, &values, &mut described);
@@ -751,9 +739,9 @@ mod tests {
     #[test]
     fn a_renamed_queue_adopts_its_former_checkpoint_once() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut described = NEVER;
         let saved = {
             let (wal, _) = open(dir.path(), 8 << 20, &["old"]);
+            let mut described = appender(&wal);
             scrape(&wal, 1_000, &[1.0, 2.0], &mut described);
             let at = Position {
                 segment: 1,
@@ -782,7 +770,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (wal, _) = open(dir.path(), 8 << 20, &["q"]);
         let values = vec![1.0; 20_000];
-        let mut described = NEVER;
+        let mut described = appender(&wal);
         let reading = wal.begin();
         let epoch = reading.epoch();
         let mut ts = 1000;
@@ -809,7 +797,7 @@ mod tests {
         // 8 MiB cap: segments are cut from 1 MiB on.
         let (wal, _) = open(dir.path(), 8 << 20, &["q"]);
         let values = vec![1.0; 20_000];
-        let mut described = NEVER;
+        let mut described = appender(&wal);
         let mut first_segment_series = 0;
         while wal.subscribe().borrow().segment == 1 {
             scrape(&wal, 1000, &values, &mut described);
@@ -820,5 +808,59 @@ mod tests {
         let cut_at = wal.cut_at.load(Ordering::Relaxed);
         assert_eq!(cut_at, (first_segment_series * 8).clamp(1 << 20, 4 << 20));
         assert!(cut_at > 1 << 20);
+    }
+
+    /// The series records a reader finds, as (segment, series text).
+    fn descriptions(wal: &Arc<Wal>) -> Vec<(u32, String)> {
+        let mut reader = Reader::new(
+            wal.clone(),
+            Position {
+                segment: 1,
+                offset: 0,
+            },
+        );
+        let mut out = Vec::new();
+        loop {
+            let segment = reader.segment();
+            match reader.read_next() {
+                Next::Record(Record::Series(it), _) => out.extend(
+                    it.map(|(_, text)| (segment, String::from_utf8_lossy(text).into_owned())),
+                ),
+                Next::Record(..) | Next::NewSegment(_) => {}
+                Next::Pending | Next::End => return out,
+            }
+        }
+    }
+
+    /// The appender, not the scrape side, knows what a segment has
+    /// described: once per segment, again after a rollback or a new segment.
+    #[test]
+    fn each_segment_describes_a_series_once_and_a_rollback_forgets_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (wal, _) = open(dir.path(), 1 << 30, &["q"]);
+        let mut app = appender(&wal);
+        let family = Family::default();
+        let sample = |r, text| Appended::float(r, text, 1, &family, None, 1.0);
+        app.begin(1000);
+        app.append(&sample(1, "a"));
+        app.commit();
+        app.begin(2000);
+        app.append(&sample(1, "a"));
+        app.append(&sample(2, "b"));
+        app.rollback();
+        app.append(&sample(1, "a"));
+        app.commit();
+        app.begin(3000);
+        app.append(&sample(2, "b"));
+        app.commit();
+        wal.cut_segment().expect("cuts");
+        app.begin(4000);
+        app.append(&sample(1, "a"));
+        app.commit();
+        let want: Vec<(u32, String)> = [(1, "a"), (1, "b"), (2, "a")]
+            .iter()
+            .map(|(s, t)| (*s, (*t).to_owned()))
+            .collect();
+        assert_eq!(descriptions(&wal), want);
     }
 }

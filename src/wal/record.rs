@@ -1,7 +1,7 @@
 //! Records: `[length u32][CRC32-Castagnoli u32][type u8][body]`, and the
 //! bodies of its two types, series and samples.
 
-use crate::scrape::append::SeriesRef;
+use crate::storage::SeriesRef;
 
 pub(super) const HEADER: usize = 9;
 /// A record larger than this is corruption, not data.
