@@ -272,7 +272,8 @@ impl Appender for () {
 /// remote-write WAL): each target gets an appender of its own, which keeps
 /// what it must across that target's scrapes.
 pub trait Storage: Send + Sync {
-    fn appender(&self) -> Box<dyn Appender + Send>;
+    /// The appender of one target, named `target` in log lines.
+    fn appender(&self, target: &str) -> Box<dyn Appender + Send>;
 }
 
 /// The storage the scrape loops append to, if any: a config reload may add
@@ -303,8 +304,12 @@ pub struct TargetAppender {
 }
 
 impl TargetAppender {
-    /// The appender for this scrape, None when there is no storage.
-    pub fn current(&mut self, shared: &Shared) -> Option<&mut (dyn Appender + Send + 'static)> {
+    /// The appender for this scrape of `target`, None when there is no storage.
+    pub fn current(
+        &mut self,
+        shared: &Shared,
+        target: &str,
+    ) -> Option<&mut (dyn Appender + Send + 'static)> {
         let storage = shared.get();
         let same = match (&storage, &self.from) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
@@ -312,7 +317,7 @@ impl TargetAppender {
             _ => false,
         };
         if !same {
-            self.appender = storage.as_ref().map(|s| s.appender());
+            self.appender = storage.as_ref().map(|s| s.appender(target));
             self.from = storage;
         }
         self.appender.as_deref_mut()
@@ -367,7 +372,7 @@ mod tests {
 
     struct Counting(Arc<AtomicU64>);
     impl Storage for Counting {
-        fn appender(&self) -> Box<dyn Appender + Send> {
+        fn appender(&self, _: &str) -> Box<dyn Appender + Send> {
             self.0.fetch_add(1, Ordering::Relaxed);
             Box::new(())
         }
@@ -378,15 +383,15 @@ mod tests {
         let made = Arc::new(AtomicU64::new(0));
         let shared = Shared::default();
         let mut target = TargetAppender::default();
-        assert!(target.current(&shared).is_none());
+        assert!(target.current(&shared, "t").is_none());
         shared.set(Some(Arc::new(Counting(made.clone()))));
-        assert!(target.current(&shared).is_some());
-        assert!(target.current(&shared).is_some());
+        assert!(target.current(&shared, "t").is_some());
+        assert!(target.current(&shared, "t").is_some());
         assert_eq!(made.load(Ordering::Relaxed), 1);
         shared.set(Some(Arc::new(Counting(made.clone()))));
-        assert!(target.current(&shared).is_some());
+        assert!(target.current(&shared, "t").is_some());
         assert_eq!(made.load(Ordering::Relaxed), 2);
         shared.set(None);
-        assert!(target.current(&shared).is_none());
+        assert!(target.current(&shared, "t").is_none());
     }
 }

@@ -292,7 +292,10 @@ impl Scraper {
         let mut counts = Counts::default();
         let mut body_bytes = 0;
         let result = {
-            let mut sink = FanOut(&mut text, self.appender.current(&self.durable));
+            let mut sink = FanOut(
+                &mut text,
+                self.appender.current(&self.durable, &self.target.name()),
+            );
             sink.begin(timestamp);
             let result = match &self.fetcher {
                 Ok(fetcher) => {
@@ -499,7 +502,7 @@ impl Scraper {
             tracing::warn!(target = %self.target.name(), "last scrape at shutdown timed out");
         }
         let timestamp = now_ms().max(self.last_ts.saturating_add(1));
-        let Some(mut wal) = self.appender.current(&self.durable) else {
+        let Some(mut wal) = self.appender.current(&self.durable, &self.target.name()) else {
             return;
         };
         wal.begin(timestamp);

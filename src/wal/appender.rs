@@ -78,8 +78,10 @@ pub struct WalStorage {
 }
 
 impl Storage for WalStorage {
-    fn appender(&self) -> Box<dyn Appender + Send> {
-        Box::new(WalAppender::new(self.wal.clone(), self.metrics.clone()))
+    fn appender(&self, target: &str) -> Box<dyn Appender + Send> {
+        let mut appender = WalAppender::new(self.wal.clone(), self.metrics.clone());
+        appender.target = target.to_owned();
+        Box::new(appender)
     }
 }
 
@@ -145,6 +147,8 @@ pub struct WalAppender {
     /// Series described in this transaction: described again if it is
     /// rolled back or its write fails.
     newly: Vec<SeriesRef>,
+    /// The target it appends for, in log lines.
+    target: String,
 }
 
 impl WalAppender {
@@ -156,6 +160,7 @@ impl WalAppender {
             batch: WalBatch::default(),
             described: Described::default(),
             newly: Vec::new(),
+            target: String::new(),
         }
     }
 
@@ -219,7 +224,7 @@ impl Appender for WalAppender {
                 }
                 Err(e) => {
                     self.metrics.write_failed.inc_by(self.batch.count as u64);
-                    tracing::error!(samples = self.batch.count, error = %e, "cannot write a scrape to the WAL; its samples are lost");
+                    tracing::error!(target = %self.target, samples = self.batch.count, error = %e, "cannot write the scrape to the WAL; its samples are lost");
                     self.forget_newly();
                 }
             }
