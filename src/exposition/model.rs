@@ -60,23 +60,45 @@ impl MetricType {
         }
     }
 
-    /// Whether a sample named `sample` belongs to family `family` of this
-    /// type (`h_bucket` to histogram `h`, `c_total` to counter `c`, ...).
-    pub fn has_sample(self, family: &str, sample: &str) -> bool {
-        if sample == family {
-            return true;
+    /// The suffixes of the sample names a family of this type owns, `""`
+    /// (the bare family name) first: OpenMetrics reserves all of them, so no
+    /// other family may use one. The one table the parser, the checker and
+    /// the merge share.
+    pub fn suffixes(self) -> &'static [&'static str] {
+        match self {
+            MetricType::Counter => &["", "_total", "_created"],
+            MetricType::Histogram => &["", "_bucket", "_sum", "_count", "_created"],
+            MetricType::GaugeHistogram => &["", "_bucket", "_gsum", "_gcount"],
+            MetricType::Summary => &["", "_sum", "_count", "_created"],
+            MetricType::Info => &["", "_info"],
+            MetricType::Gauge | MetricType::StateSet | MetricType::Unknown => &[""],
         }
-        let suffixes: &[&str] = match self {
-            MetricType::Counter => &["_total", "_created"],
-            MetricType::Histogram => &["_bucket", "_sum", "_count", "_created"],
-            MetricType::GaugeHistogram => &["_bucket", "_gsum", "_gcount"],
-            MetricType::Summary => &["_sum", "_count", "_created"],
-            MetricType::Info => &["_info"],
-            _ => &[],
-        };
+    }
+
+    /// The suffixes an OpenMetrics sample of this type may carry: the owned
+    /// ones, without the bare name where the type has none of its own (a
+    /// counter's value is `_total`, a histogram's are buckets, sum and count).
+    pub fn sample_suffixes(self) -> &'static [&'static str] {
+        let all = self.suffixes();
+        match self {
+            MetricType::Counter
+            | MetricType::Histogram
+            | MetricType::GaugeHistogram
+            | MetricType::Info => &all[1..],
+            MetricType::Summary
+            | MetricType::Gauge
+            | MetricType::StateSet
+            | MetricType::Unknown => all,
+        }
+    }
+
+    /// Whether a sample named `sample` belongs to family `family` of this
+    /// type (`h_bucket` to histogram `h`, `c_total` to counter `c`, and, as
+    /// text 0.0.4 allows, the bare name to any type).
+    pub fn has_sample(self, family: &str, sample: &str) -> bool {
         sample
             .strip_prefix(family)
-            .is_some_and(|rest| suffixes.contains(&rest))
+            .is_some_and(|rest| self.suffixes().contains(&rest))
     }
 
     /// The keyword used on a `# TYPE` line of OpenMetrics 1.0.
@@ -335,5 +357,41 @@ mod tests {
         let a: Labels = [("ab", "c")].into_iter().collect();
         let b: Labels = [("a", "bc")].into_iter().collect();
         assert_ne!(a.hash64(), b.hash64());
+    }
+
+    #[test]
+    fn one_table_says_which_samples_a_type_owns() {
+        use MetricType::*;
+        for kind in [
+            Counter,
+            Gauge,
+            Histogram,
+            GaugeHistogram,
+            Summary,
+            Info,
+            StateSet,
+            Unknown,
+        ] {
+            let owned = kind.suffixes();
+            assert_eq!(owned.first(), Some(&""), "{kind}: the bare name first");
+            for s in kind.sample_suffixes() {
+                assert!(owned.contains(s), "{kind}: {s} is a sample's but not owned");
+            }
+            for s in owned {
+                assert!(kind.has_sample("x", &format!("x{s}")), "{kind}: x{s}");
+            }
+        }
+        assert_eq!(Counter.sample_suffixes(), ["_total", "_created"]);
+        assert_eq!(
+            Summary.sample_suffixes(),
+            ["", "_sum", "_count", "_created"]
+        );
+        assert_eq!(
+            GaugeHistogram.suffixes(),
+            ["", "_bucket", "_gsum", "_gcount"]
+        );
+        assert!(!Gauge.has_sample("x", "x_total"));
+        assert!(!Counter.has_sample("x", "x_bucket"));
+        assert!(!Histogram.has_sample("x", "y_bucket"));
     }
 }
