@@ -8,9 +8,9 @@ mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use relay::exposition::{Format, Labels};
-use relay::remote_write::wal::WalBatch;
 use relay::scrape::cache::NEVER;
 use relay::scrape::pipeline::{process, process_into, Counts, Rendered, SeriesCache, Settings};
+use relay::wal::WalBatch;
 
 const RULES: &str = "scrape_configs:\n  - job_name: app\n    metric_relabel_configs:\n      - {source_labels: [__name__], regex: 'go_.*', action: drop}\n      - {regex: pod_template_hash, action: labeldrop}\n      - {source_labels: [namespace], regex: 'shop-0', target_label: tier, replacement: gold}\n";
 

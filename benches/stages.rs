@@ -16,9 +16,9 @@ use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use relay::exposition::{Entry, Format, Labels, Parser};
 use relay::relabel::Rules;
 use relay::remote_write::encode::{compress, write_request, Outgoing, SeriesPrep};
-use relay::remote_write::wal::{Wal, WalBatch};
 use relay::scrape::cache::NEVER;
 use relay::scrape::pipeline::{process, Rendered, SeriesCache, Settings};
+use relay::wal::{Wal, WalBatch};
 
 /// The series of the body every stage works on: small enough for callgrind
 /// (about 50 times slower than native) to run each stage in seconds.

@@ -13,8 +13,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use relay::exposition::Labels;
 use relay::relabel::Rules;
-use relay::remote_write::wal::{Wal, WalBatch};
 use relay::scrape::pipeline::{SeriesCache, Settings};
+use relay::wal::{Wal, WalBatch};
 
 fn bench(c: &mut Criterion) {
     let text = common::exposition(100_000);

@@ -16,4 +16,5 @@ pub mod serve;
 pub mod targets;
 pub mod telemetry;
 pub mod tls;
+pub mod wal;
 pub mod web;

@@ -22,9 +22,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{self, Config, Overrides, ScrapeConfig};
-use crate::remote_write::{wal::WalError, RemoteWrite};
+use crate::remote_write::RemoteWrite;
 use crate::scrape::{self, store::Store, SharedSink, Stop, WalSink};
 use crate::targets::Target;
+use crate::wal::WalError;
 use crate::web::Web;
 use crate::{serve, targets};
 

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use relay::exposition::{check, Format, Labels};
 use relay::relabel::{RelabelConfig, Rules};
-use relay::remote_write::wal::{Next, Position, Reader, Wal};
 use relay::scrape::pipeline::{convert, process, PipelineError, Rendered, SeriesCache, Settings};
 use relay::scrape::store::Store;
+use relay::wal::{Next, Position, Reader, Wal};
 
 thread_local! {
     /// The largest single allocation this thread made since it was reset.

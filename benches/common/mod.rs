@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use relay::exposition::Format;
-use relay::remote_write::wal::{Next, Position, Reader, Record, Spilling, Wal, WalBatch};
 use relay::scrape::pipeline::{process_into, Counts, SeriesCache, Settings};
+use relay::wal::{Next, Position, Reader, Record, Spilling, Wal, WalBatch};
 
 /// A realistic exposition of about `series` series: counters with six
 /// labels, histograms with seven (with `le`), gauges, HELP/TYPE for each.

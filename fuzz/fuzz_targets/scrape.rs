@@ -15,7 +15,7 @@
 use libfuzzer_sys::fuzz_target;
 use relay::config::ScrapeConfig;
 use relay::exposition::{Format, Labels};
-use relay::remote_write::wal::WalBatch;
+use relay::wal::WalBatch;
 use relay::scrape::pipeline::{
     process_into, Carry, Counts, Limits, PipelineError, Rendered, SeriesCache, Settings, Stream,
 };

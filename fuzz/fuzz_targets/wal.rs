@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
-use relay::remote_write::wal::{Next, Position, Reader, Record, Wal};
+use relay::wal::{Next, Position, Reader, Record, Wal};
 
 fuzz_target!(|data: &[u8]| {
     // On tmpfs when there is one: the WAL syncs, and a disk makes that slow.

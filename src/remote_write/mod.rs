@@ -11,7 +11,6 @@ pub mod metrics;
 pub mod queue;
 pub mod send;
 pub mod series;
-pub mod wal;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,8 +20,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, RemoteWriteConfig};
+use crate::wal::{Wal, WalError};
 use metrics::RemoteWriteMetrics;
-use wal::{Wal, WalError};
 
 /// The remote-write 1.0 messages, generated from `proto/remote.proto`.
 #[allow(missing_docs, clippy::doc_markdown)]

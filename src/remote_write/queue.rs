@@ -27,8 +27,8 @@ use super::encode::{self, EncodedSeries, Outgoing, SeriesPrep};
 use super::metrics::QueueMetrics;
 use super::send::{Outcome, Sender};
 use super::series::SeriesTable;
-use super::wal::{Next, Position, Reader, Record, Wal};
 use crate::config::RemoteWriteConfig;
+use crate::wal::{Next, Position, Reader, Record, Wal};
 
 /// How often the desired number of shards is computed (as Prometheus).
 const RESHARD_EVERY: Duration = Duration::from_secs(10);

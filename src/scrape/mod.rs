@@ -25,8 +25,8 @@ use tokio::sync::watch;
 
 use crate::config::ScrapeConfig;
 use crate::exposition::{render, Format, Labels, MetricType};
-use crate::remote_write::wal::{AppendGuard, Spilling, Wal, WalBatch};
 use crate::targets::Target;
+use crate::wal::{AppendGuard, Spilling, Wal, WalBatch};
 use append::{stale_nan, Appended, Appender, Family, SeriesRef};
 use cache::{next_ref, NEVER};
 use fetch::Fetcher;
