@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod buffers;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod exposition;
@@ -16,5 +17,6 @@ pub mod serve;
 pub mod targets;
 pub mod telemetry;
 pub mod tls;
+pub mod varint;
 pub mod wal;
 pub mod web;

@@ -23,6 +23,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 
+use crate::clock;
 use crate::config::ScrapeConfig;
 use crate::exposition::{render, Format, Labels, MetricType};
 use crate::targets::Target;
@@ -270,12 +271,6 @@ async fn read_through<S: Appender>(
 /// How long the last scrape at shutdown may take: the flush needs the rest.
 const FINAL_SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// Whether a target's scrapes succeed, for the log lines that say when
 /// that changes.
 #[derive(Default)]
@@ -314,7 +309,7 @@ impl Scraper {
     /// GET waits for it).
     async fn scrape_once(&mut self, budget: Option<Duration>) {
         let started = Instant::now();
-        let timestamp = now_ms().max(self.last_ts.saturating_add(1));
+        let timestamp = clock::now_ms().max(self.last_ts.saturating_add(1));
         // Nobody asked for /metrics lately: nothing is rendered (the first
         // GET has every target scraped again). Decided before fetching: a
         // scrape begun before the GET that ended the idle time renders
@@ -451,7 +446,7 @@ impl Scraper {
     /// interval scrape's: a fresh cache would count every series as new.
     async fn scrape_for_get(&mut self) {
         let started = Instant::now();
-        let timestamp = now_ms();
+        let timestamp = clock::now_ms();
         let mut rendered = std::mem::take(&mut self.spare);
         let out = Arc::make_mut(&mut rendered);
         out.clear();
@@ -578,7 +573,7 @@ impl Scraper {
         let guard = sink.wal.begin();
         let epoch = guard.epoch();
         self.batch
-            .begin(now_ms().max(self.last_ts.saturating_add(1)));
+            .begin(clock::now_ms().max(self.last_ts.saturating_add(1)));
         self.cache.stale_all(&mut self.batch, epoch);
         self.report.stale(&mut self.batch, epoch);
         self.append_to_wal(Some(guard), Some(&sink));

@@ -3,8 +3,9 @@
 
 use crate::scrape::append::{Appended, Appender};
 
-use super::record::{frame, put_varint, zigzag, RECORD_TARGET, SAMPLES, SERIES};
+use super::record::{frame, zigzag, RECORD_TARGET, SAMPLES, SERIES};
 use super::{Wal, WalError};
+use crate::varint;
 use std::sync::atomic::Ordering;
 
 /// Holds the segment current while a scrape's batch is built and appended.
@@ -151,8 +152,8 @@ impl WalBatch {
 impl Appender for WalBatch {
     fn append(&mut self, s: &Appended<'_>) {
         if s.describe {
-            put_varint(&mut self.series, s.series_ref);
-            put_varint(&mut self.series, s.series.len() as u64);
+            varint::put(&mut self.series, s.series_ref);
+            varint::put(&mut self.series, s.series.len() as u64);
             self.series.extend_from_slice(s.series.as_bytes());
         }
         if !s.in_order {
@@ -160,8 +161,8 @@ impl Appender for WalBatch {
             return;
         }
         let ts = s.timestamp_ms.unwrap_or(self.default_ts);
-        put_varint(&mut self.samples, s.series_ref);
-        put_varint(&mut self.samples, zigzag(ts.wrapping_sub(self.last_ts)));
+        varint::put(&mut self.samples, s.series_ref);
+        varint::put(&mut self.samples, zigzag(ts.wrapping_sub(self.last_ts)));
         self.samples
             .extend_from_slice(&s.value.to_bits().to_le_bytes());
         self.last_ts = ts;
