@@ -8,6 +8,7 @@ pub mod config;
 pub mod demo;
 pub mod exposition;
 pub mod gen;
+pub mod hostport;
 pub mod logging;
 pub mod relabel;
 pub mod remote_write;

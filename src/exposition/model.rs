@@ -13,20 +13,70 @@ pub const METRIC_NAME: &str = "__name__";
 
 /// Prometheus 2.x's `model.IsValidMetricName`: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
 pub fn is_metric_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b':')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+    !name.is_empty() && metric_name_len(name.as_bytes()) == name.len()
 }
 
 /// Prometheus 2.x's `model.LabelName.IsValid`: `[a-zA-Z_][a-zA-Z0-9_]*`.
 pub fn is_label_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    !name.is_empty() && label_name_len(name.as_bytes()) == name.len()
+}
+
+/// The length of the metric name `bytes` starts with (0: none), for the
+/// parser, which reads names out of a scrape body with no copy.
+#[inline]
+pub(crate) fn metric_name_len(bytes: &[u8]) -> usize {
+    name_len(bytes, NAME_START | COLON, NAME_REST | COLON)
+}
+
+/// The length of the label name `bytes` starts with (0: none).
+#[inline]
+pub(crate) fn label_name_len(bytes: &[u8]) -> usize {
+    name_len(bytes, NAME_START, NAME_REST)
+}
+
+/// Whether `b` may stand in a label name (first: as its first byte).
+#[inline]
+pub(crate) fn is_label_name_byte(b: u8, first: bool) -> bool {
+    NAME_BYTES[usize::from(b)] & if first { NAME_START } else { NAME_REST } != 0
+}
+
+#[inline]
+fn name_len(bytes: &[u8], first: u8, rest: u8) -> usize {
+    match bytes.split_first() {
+        Some((&b, tail)) if NAME_BYTES[usize::from(b)] & first != 0 => {
+            1 + tail
+                .iter()
+                .position(|&b| NAME_BYTES[usize::from(b)] & rest == 0)
+                .unwrap_or(tail.len())
+        }
+        _ => 0,
+    }
+}
+
+/// Classes of the bytes names are made of, one table lookup per byte (the
+/// parser's hot path reads every name through it).
+const NAME_START: u8 = 1;
+const NAME_REST: u8 = 2;
+const COLON: u8 = 4;
+static NAME_BYTES: [u8; 256] = name_bytes();
+
+const fn name_bytes() -> [u8; 256] {
+    let mut table = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = if byte.is_ascii_alphabetic() || byte == b'_' {
+            NAME_START | NAME_REST
+        } else if byte.is_ascii_digit() {
+            NAME_REST
+        } else if byte == b':' {
+            COLON
+        } else {
+            0
+        };
+        b += 1;
+    }
+    table
 }
 
 /// The metric types of text 0.0.4 and OpenMetrics 1.0.
@@ -393,5 +443,27 @@ mod tests {
         assert!(!Gauge.has_sample("x", "x_total"));
         assert!(!Counter.has_sample("x", "x_bucket"));
         assert!(!Histogram.has_sample("x", "y_bucket"));
+    }
+
+    #[test]
+    fn one_name_check_for_the_parser_and_the_validators() {
+        for b in 0..=255u8 {
+            let letter = b.is_ascii_alphabetic() || b == b'_';
+            let rest = letter || b.is_ascii_digit();
+            assert_eq!(label_name_len(&[b]), usize::from(letter), "{b:#x}");
+            assert_eq!(
+                metric_name_len(&[b]),
+                usize::from(letter || b == b':'),
+                "{b:#x}"
+            );
+            assert_eq!(label_name_len(&[b'a', b]), 1 + usize::from(rest), "{b:#x}");
+            assert_eq!(is_label_name_byte(b, true), letter, "{b:#x}");
+            assert_eq!(is_label_name_byte(b, false), rest, "{b:#x}");
+        }
+        assert_eq!(metric_name_len(b"ns:up_total{job=\"a\"}"), 11);
+        assert_eq!(label_name_len(b"ns:up"), 2);
+        assert!(is_metric_name("a:b_1") && !is_metric_name("1a") && !is_metric_name(""));
+        assert!(is_label_name("_a1") && !is_label_name("a:b") && !is_label_name(""));
+        assert!(!is_label_name("é"));
     }
 }
