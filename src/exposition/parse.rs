@@ -856,11 +856,6 @@ impl<'a> Iterator for Parser<'a> {
     }
 }
 
-/// Every problem `relay check metrics` reports; see [`super::lint`].
-pub fn check(input: &[u8], format: Format) -> Vec<ParseError> {
-    super::lint::check(input, format)
-}
-
 fn metric_type(word: &[u8], format: Format) -> Option<MetricType> {
     let om = format == Format::OpenMetrics;
     Some(match word {
