@@ -62,10 +62,12 @@ pub fn split(addr: &str) -> Result<(&str, Option<u16>), HostPortError> {
 mod tests {
     use super::*;
 
+    type Split<'a> = Result<(&'a str, Option<u16>), HostPortError>;
+
     #[test]
     fn splits_like_go_with_an_optional_port() {
         use HostPortError::*;
-        let cases: [(&str, Result<(&str, Option<u16>), HostPortError>); 14] = [
+        let cases: [(&str, Split<'_>); 14] = [
             ("localhost:8001", Ok(("localhost", Some(8001)))),
             ("localhost", Ok(("localhost", None))),
             (":9090", Ok(("", Some(9090)))),

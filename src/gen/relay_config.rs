@@ -274,10 +274,8 @@ fn local_ports(root: &Mapping) -> Vec<u16> {
                 let Ok((host, Some(port))) = hostport::split(t) else {
                     continue;
                 };
-                if LOCAL_HOSTS.contains(&host) {
-                    if !ports.contains(&port) {
-                        ports.push(port);
-                    }
+                if LOCAL_HOSTS.contains(&host) && !ports.contains(&port) {
+                    ports.push(port);
                 }
             }
         }
