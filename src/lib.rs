@@ -3,10 +3,12 @@
 
 pub mod auth;
 pub mod buffers;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod exposition;
 pub mod gen;
+pub mod hostport;
 pub mod logging;
 pub mod relabel;
 pub mod remote_write;
@@ -17,5 +19,6 @@ pub mod storage;
 pub mod targets;
 pub mod telemetry;
 pub mod tls;
+pub mod varint;
 pub mod wal;
 pub mod web;

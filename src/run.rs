@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -434,13 +434,6 @@ impl Running {
 /// nothing, the central scraper has the password).
 fn merges_replicas(config: &Config, in_kubernetes: bool) -> bool {
     in_kubernetes && !config.global.external_labels_from_env
-}
-
-/// Seconds since the epoch, for the reload timestamp.
-pub(crate) fn now_seconds() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// SIGHUP, which asks for a reload (never fires where there is none).

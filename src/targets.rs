@@ -168,10 +168,7 @@ fn populate(
 }
 
 fn has_port(addr: &str) -> bool {
-    match addr.rsplit_once(':') {
-        Some((host, port)) => !port.is_empty() && (!host.contains(':') || host.ends_with(']')),
-        None => false,
-    }
+    matches!(crate::hostport::split(addr), Ok((_, Some(_))))
 }
 
 /// The scrape URL; `__param_<name>` labels override the config's `params`.

@@ -177,26 +177,13 @@ fn check_target(path: &str, target: &str) -> Result<(), ConfigError> {
     if target.contains(['/', '?', '#', ' ']) {
         return Err(bad("is not a valid host"));
     }
-    if let Some((_, port)) = target.rsplit_once(':').filter(|_| !target.ends_with(']')) {
-        if port.parse::<u16>().is_err() {
-            return Err(bad("has an invalid port"));
-        }
-    }
-    if target.contains('@') {
-        return Err(bad(
-            "has user info (user:password@host), which relay refuses: put the credentials in basic_auth",
-        ));
-    }
-    Ok(())
+    crate::hostport::split(target)
+        .map(|_| ())
+        .map_err(|e| bad(&e.to_string()))
 }
 
 fn check_label_name(path: &str, name: &str) -> Result<(), ConfigError> {
-    let mut bytes = name.bytes();
-    let valid = bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if valid {
+    if crate::exposition::is_label_name(name) {
         Ok(())
     } else {
         Err(ConfigError::field(

@@ -32,19 +32,6 @@ use std::sync::LazyLock;
 use super::model::MetricType;
 use super::parse::{Entry, Format, Parser};
 
-/// The sample names a family of `kind` named `family` (its OpenMetrics
-/// name) owns, as OpenMetrics parsers reserve them: no other family may use one.
-pub fn reserved_suffixes(kind: MetricType) -> &'static [&'static str] {
-    match kind {
-        MetricType::Counter => &["", "_total", "_created"],
-        MetricType::Histogram => &["", "_bucket", "_sum", "_count", "_created"],
-        MetricType::GaugeHistogram => &["", "_bucket", "_gsum", "_gcount"],
-        MetricType::Summary => &["", "_sum", "_count", "_created"],
-        MetricType::Info => &["", "_info"],
-        MetricType::Gauge | MetricType::StateSet | MetricType::Unknown => &[""],
-    }
-}
-
 /// A family's OpenMetrics name from the name its text block carries: a
 /// counter's without `_total`.
 pub fn family_name(kind: MetricType, header: &str) -> &str {
@@ -911,7 +898,6 @@ mod oracle {
     use std::borrow::Cow;
     use std::fmt::Write as _;
 
-    use super::reserved_suffixes;
     use crate::exposition::model::MetricType;
     use crate::exposition::parse::{Entry, Format, Parser};
 
@@ -1010,7 +996,7 @@ mod oracle {
             let Some(suffix) = name.strip_prefix(self.family) else {
                 return false;
             };
-            if !reserved_suffixes(self.kind).contains(&suffix) {
+            if !self.kind.suffixes().contains(&suffix) {
                 return false;
             }
             let label = |n: &str| {

@@ -9,5 +9,6 @@ pub mod model;
 pub mod parse;
 pub mod render;
 
+pub use lint::check;
 pub use model::{is_label_name, is_metric_name, Label, Labels, MetricType, METRIC_NAME};
-pub use parse::{check, Entry, Exemplar, Format, ParseError, Parser, Resume, Sample};
+pub use parse::{Entry, Exemplar, Format, ParseError, Parser, Resume, Sample};

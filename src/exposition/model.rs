@@ -13,20 +13,70 @@ pub const METRIC_NAME: &str = "__name__";
 
 /// Prometheus 2.x's `model.IsValidMetricName`: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
 pub fn is_metric_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b':')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+    !name.is_empty() && metric_name_len(name.as_bytes()) == name.len()
 }
 
 /// Prometheus 2.x's `model.LabelName.IsValid`: `[a-zA-Z_][a-zA-Z0-9_]*`.
 pub fn is_label_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    !name.is_empty() && label_name_len(name.as_bytes()) == name.len()
+}
+
+/// The length of the metric name `bytes` starts with (0: none), for the
+/// parser, which reads names out of a scrape body with no copy.
+#[inline]
+pub(crate) fn metric_name_len(bytes: &[u8]) -> usize {
+    name_len(bytes, NAME_START | COLON, NAME_REST | COLON)
+}
+
+/// The length of the label name `bytes` starts with (0: none).
+#[inline]
+pub(crate) fn label_name_len(bytes: &[u8]) -> usize {
+    name_len(bytes, NAME_START, NAME_REST)
+}
+
+/// Whether `b` may stand in a label name (first: as its first byte).
+#[inline]
+pub(crate) fn is_label_name_byte(b: u8, first: bool) -> bool {
+    NAME_BYTES[usize::from(b)] & if first { NAME_START } else { NAME_REST } != 0
+}
+
+#[inline]
+fn name_len(bytes: &[u8], first: u8, rest: u8) -> usize {
+    match bytes.split_first() {
+        Some((&b, tail)) if NAME_BYTES[usize::from(b)] & first != 0 => {
+            1 + tail
+                .iter()
+                .position(|&b| NAME_BYTES[usize::from(b)] & rest == 0)
+                .unwrap_or(tail.len())
+        }
+        _ => 0,
+    }
+}
+
+/// Classes of the bytes names are made of, one table lookup per byte (the
+/// parser's hot path reads every name through it).
+const NAME_START: u8 = 1;
+const NAME_REST: u8 = 2;
+const COLON: u8 = 4;
+static NAME_BYTES: [u8; 256] = name_bytes();
+
+const fn name_bytes() -> [u8; 256] {
+    let mut table = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = if byte.is_ascii_alphabetic() || byte == b'_' {
+            NAME_START | NAME_REST
+        } else if byte.is_ascii_digit() {
+            NAME_REST
+        } else if byte == b':' {
+            COLON
+        } else {
+            0
+        };
+        b += 1;
+    }
+    table
 }
 
 /// The metric types of text 0.0.4 and OpenMetrics 1.0.
@@ -60,23 +110,45 @@ impl MetricType {
         }
     }
 
-    /// Whether a sample named `sample` belongs to family `family` of this
-    /// type (`h_bucket` to histogram `h`, `c_total` to counter `c`, ...).
-    pub fn has_sample(self, family: &str, sample: &str) -> bool {
-        if sample == family {
-            return true;
+    /// The suffixes of the sample names a family of this type owns, `""`
+    /// (the bare family name) first: OpenMetrics reserves all of them, so no
+    /// other family may use one. The one table the parser, the checker and
+    /// the merge share.
+    pub fn suffixes(self) -> &'static [&'static str] {
+        match self {
+            MetricType::Counter => &["", "_total", "_created"],
+            MetricType::Histogram => &["", "_bucket", "_sum", "_count", "_created"],
+            MetricType::GaugeHistogram => &["", "_bucket", "_gsum", "_gcount"],
+            MetricType::Summary => &["", "_sum", "_count", "_created"],
+            MetricType::Info => &["", "_info"],
+            MetricType::Gauge | MetricType::StateSet | MetricType::Unknown => &[""],
         }
-        let suffixes: &[&str] = match self {
-            MetricType::Counter => &["_total", "_created"],
-            MetricType::Histogram => &["_bucket", "_sum", "_count", "_created"],
-            MetricType::GaugeHistogram => &["_bucket", "_gsum", "_gcount"],
-            MetricType::Summary => &["_sum", "_count", "_created"],
-            MetricType::Info => &["_info"],
-            _ => &[],
-        };
+    }
+
+    /// The suffixes an OpenMetrics sample of this type may carry: the owned
+    /// ones, without the bare name where the type has none of its own (a
+    /// counter's value is `_total`, a histogram's are buckets, sum and count).
+    pub fn sample_suffixes(self) -> &'static [&'static str] {
+        let all = self.suffixes();
+        match self {
+            MetricType::Counter
+            | MetricType::Histogram
+            | MetricType::GaugeHistogram
+            | MetricType::Info => &all[1..],
+            MetricType::Summary
+            | MetricType::Gauge
+            | MetricType::StateSet
+            | MetricType::Unknown => all,
+        }
+    }
+
+    /// Whether a sample named `sample` belongs to family `family` of this
+    /// type (`h_bucket` to histogram `h`, `c_total` to counter `c`, and, as
+    /// text 0.0.4 allows, the bare name to any type).
+    pub fn has_sample(self, family: &str, sample: &str) -> bool {
         sample
             .strip_prefix(family)
-            .is_some_and(|rest| suffixes.contains(&rest))
+            .is_some_and(|rest| self.suffixes().contains(&rest))
     }
 
     /// The keyword used on a `# TYPE` line of OpenMetrics 1.0.
@@ -335,5 +407,63 @@ mod tests {
         let a: Labels = [("ab", "c")].into_iter().collect();
         let b: Labels = [("a", "bc")].into_iter().collect();
         assert_ne!(a.hash64(), b.hash64());
+    }
+
+    #[test]
+    fn one_table_says_which_samples_a_type_owns() {
+        use MetricType::*;
+        for kind in [
+            Counter,
+            Gauge,
+            Histogram,
+            GaugeHistogram,
+            Summary,
+            Info,
+            StateSet,
+            Unknown,
+        ] {
+            let owned = kind.suffixes();
+            assert_eq!(owned.first(), Some(&""), "{kind}: the bare name first");
+            for s in kind.sample_suffixes() {
+                assert!(owned.contains(s), "{kind}: {s} is a sample's but not owned");
+            }
+            for s in owned {
+                assert!(kind.has_sample("x", &format!("x{s}")), "{kind}: x{s}");
+            }
+        }
+        assert_eq!(Counter.sample_suffixes(), ["_total", "_created"]);
+        assert_eq!(
+            Summary.sample_suffixes(),
+            ["", "_sum", "_count", "_created"]
+        );
+        assert_eq!(
+            GaugeHistogram.suffixes(),
+            ["", "_bucket", "_gsum", "_gcount"]
+        );
+        assert!(!Gauge.has_sample("x", "x_total"));
+        assert!(!Counter.has_sample("x", "x_bucket"));
+        assert!(!Histogram.has_sample("x", "y_bucket"));
+    }
+
+    #[test]
+    fn one_name_check_for_the_parser_and_the_validators() {
+        for b in 0..=255u8 {
+            let letter = b.is_ascii_alphabetic() || b == b'_';
+            let rest = letter || b.is_ascii_digit();
+            assert_eq!(label_name_len(&[b]), usize::from(letter), "{b:#x}");
+            assert_eq!(
+                metric_name_len(&[b]),
+                usize::from(letter || b == b':'),
+                "{b:#x}"
+            );
+            assert_eq!(label_name_len(&[b'a', b]), 1 + usize::from(rest), "{b:#x}");
+            assert_eq!(is_label_name_byte(b, true), letter, "{b:#x}");
+            assert_eq!(is_label_name_byte(b, false), rest, "{b:#x}");
+        }
+        assert_eq!(metric_name_len(b"ns:up_total{job=\"a\"}"), 11);
+        assert_eq!(label_name_len(b"ns:up"), 2);
+        assert!(is_metric_name("a:b_1") && !is_metric_name("1a") && !is_metric_name(""));
+        assert!(is_label_name("_a1") && !is_label_name("a:b") && !is_label_name(""));
+        assert!(!is_label_name("é"));
     }
 }

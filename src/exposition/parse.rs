@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 
-use super::model::{Labels, MetricType};
+use super::model::{is_label_name_byte, label_name_len, metric_name_len, Labels, MetricType};
 
 /// Which text format a body is in, chosen from the response's Content-Type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -514,7 +514,7 @@ impl<'a> Parser<'a> {
                     Some(_) => {
                         c.separator(om)?;
                         let start = c.i;
-                        let unit = c.take_while(|b| is_name_byte(b, false));
+                        let unit = c.take_while(|b| is_label_name_byte(b, false));
                         let unit = ascii(unit);
                         c.end_of_line(om, "unit").map_err(|mut e| {
                             if start == c.i {
@@ -791,7 +791,7 @@ impl<'a> Parser<'a> {
                 Some(b'}') => break,
                 // promparse also takes pairs separated by blanks alone
                 // (`{a="1" b="2"}`), so Prometheus ingests them: so do we.
-                Some(b) if !om && spaced && is_name_byte(b, true) => {}
+                Some(b) if !om && spaced && is_label_name_byte(b, true) => {}
                 _ => {
                     return Err(c.error(format!(
                         "expected \",\" or \"}}\" after label value, got {}",
@@ -856,11 +856,6 @@ impl<'a> Iterator for Parser<'a> {
     }
 }
 
-/// Every problem `relay check metrics` reports; see [`super::lint`].
-pub fn check(input: &[u8], format: Format) -> Vec<ParseError> {
-    super::lint::check(input, format)
-}
-
 fn metric_type(word: &[u8], format: Format) -> Option<MetricType> {
     let om = format == Format::OpenMetrics;
     Some(match word {
@@ -923,35 +918,6 @@ fn decimal_seconds_to_ms(b: &[u8]) -> Option<i64> {
     i64::try_from(if negative { -ms } else { ms }).ok()
 }
 
-fn is_name_byte(b: u8, first: bool) -> bool {
-    NAME_BYTES[usize::from(b)] & if first { NAME_START } else { NAME_REST } != 0
-}
-
-/// Classes of the bytes names are made of, one table lookup per byte.
-const NAME_START: u8 = 1;
-const NAME_REST: u8 = 2;
-const COLON: u8 = 4;
-static NAME_BYTES: [u8; 256] = name_bytes();
-
-const fn name_bytes() -> [u8; 256] {
-    let mut table = [0; 256];
-    let mut b = 0;
-    while b < 256 {
-        let byte = b as u8;
-        table[b] = if byte.is_ascii_alphabetic() || byte == b'_' {
-            NAME_START | NAME_REST
-        } else if byte.is_ascii_digit() {
-            NAME_REST
-        } else if byte == b':' {
-            COLON
-        } else {
-            0
-        };
-        b += 1;
-    }
-    table
-}
-
 /// Bytes the grammar already limited to ASCII.
 fn ascii(b: &[u8]) -> &str {
     std::str::from_utf8(b).unwrap_or_default()
@@ -992,21 +958,6 @@ impl<'a> Cursor<'a> {
         match self.s {
             Some(line) => line.get(start..self.i)?.parse().ok(),
             None => parse_float(&self.b[start..self.i]),
-        }
-    }
-
-    /// Moves past the bytes of class `rest` after one of class `first`.
-    fn skip_name(&mut self, first: u8, rest: u8) {
-        let bytes = self.rest();
-        if bytes
-            .first()
-            .is_some_and(|&b| NAME_BYTES[usize::from(b)] & first != 0)
-        {
-            let len = bytes[1..]
-                .iter()
-                .position(|&b| NAME_BYTES[usize::from(b)] & rest == 0)
-                .unwrap_or(bytes.len() - 1);
-            self.i += 1 + len;
         }
     }
 
@@ -1052,14 +1003,14 @@ impl<'a> Cursor<'a> {
     /// `[a-zA-Z_:][a-zA-Z0-9_:]*`, or "" when there is none here.
     fn metric_name(&mut self) -> &'a str {
         let start = self.i;
-        self.skip_name(NAME_START | COLON, NAME_REST | COLON);
+        self.i += metric_name_len(self.rest());
         self.ascii_at(start, self.i)
     }
 
     /// `[a-zA-Z_][a-zA-Z0-9_]*`, or "" when there is none here.
     fn label_name(&mut self) -> &'a str {
         let start = self.i;
-        self.skip_name(NAME_START, NAME_REST);
+        self.i += label_name_len(self.rest());
         self.ascii_at(start, self.i)
     }
 

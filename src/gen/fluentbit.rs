@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, EmptyDirVolumeSource, ResourceRequirements, Volume, VolumeMount,
+    ConfigMap, Container, EmptyDirVolumeSource, ResourceRequirements, Volume,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::pod::{config_map_volume, meta, sidecar_security, LOG_VOLUME};
+use super::common::{config_map_volume, meta, mount, quantities, sidecar_security, LOG_VOLUME};
 use super::{to_yaml, GenError, Object, Options, AGENT_LOG_DIR, FLUENT_BIT_PORT};
 
 const CONFIG_VOLUME: &str = "fluent-bit-config";
@@ -72,13 +72,6 @@ pub(crate) fn config_map(options: &Options) -> Result<(Object, String), GenError
     ))
 }
 
-fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
-        .collect()
-}
-
 pub(crate) fn container(options: &Options) -> Container {
     Container {
         name: "fluent-bit".to_owned(),
@@ -109,23 +102,9 @@ pub(crate) fn container(options: &Options) -> Container {
         // (the usual 0644) now that the app keeps its image's uid.
         security_context: Some(sidecar_security()),
         volume_mounts: Some(vec![
-            VolumeMount {
-                name: CONFIG_VOLUME.to_owned(),
-                mount_path: CONFIG_DIR.to_owned(),
-                read_only: Some(true),
-                ..Default::default()
-            },
-            VolumeMount {
-                name: LOG_VOLUME.to_owned(),
-                mount_path: AGENT_LOG_DIR.to_owned(),
-                read_only: Some(true),
-                ..Default::default()
-            },
-            VolumeMount {
-                name: STATE_VOLUME.to_owned(),
-                mount_path: STATE_DIR.to_owned(),
-                ..Default::default()
-            },
+            mount(CONFIG_VOLUME, CONFIG_DIR, true),
+            mount(LOG_VOLUME, AGENT_LOG_DIR, true),
+            mount(STATE_VOLUME, STATE_DIR, false),
         ]),
         ..Default::default()
     }

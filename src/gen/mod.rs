@@ -5,6 +5,7 @@
 //! the listen port, the WAL directory and the probe paths come from one place
 //! (this module), and `tests/gen.rs` checks the round trip.
 
+mod common;
 mod fluentbit;
 mod monitor;
 mod network;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use serde::{Deserialize, Serialize};
 
-use super::pod::{labels, meta};
+use super::common::{labels, meta};
 use super::web::WebSetup;
 use super::{to_yaml, GenError, Object, Options, RELAY_PORT_NAME};
 

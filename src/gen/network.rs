@@ -13,7 +13,7 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::pod::{labels, meta};
+use super::common::{labels, meta};
 use super::{to_yaml, GenError, Object, Options, Scraper};
 
 /// The label Kubernetes (1.21+) sets on every namespace to its name.

@@ -5,63 +5,34 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, Pod, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
-    SecurityContext, Volume, VolumeMount,
+    ConfigMap, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
+    KeyToPath, ObjectFieldSelector, Pod, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SecretVolumeSource, SecurityContext, Volume,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::common::{
+    config_map_volume, labels, meta, mount, quantities, restricted, sidecar_security, LOG_VOLUME,
+};
 use super::relay_config::{RelayConfig, POD_LABELS};
 use super::web::{self, WebSetup, WEB_CONFIG_KEY, WEB_TLS_DIR};
 use super::{
     fluentbit, to_yaml, AppSecurity, GenError, Kind, Object, Options, ScrapeAnnotations,
     AGENT_LOG_DIR, CONFIG_DIR, CONFIG_KEY, CONFIG_PATH, RELAY_PORT_NAME, REMOTE_WRITE_SECRET_DIR,
-    RUN_AS_USER,
 };
 
-/// The label every generated object carries and selectors match.
-pub const NAME_LABEL: &str = "app.kubernetes.io/name";
 /// Seconds added to the app's and relay's shutdown times in terminationGracePeriodSeconds.
 const GRACE_MARGIN_SECONDS: i64 = 5;
 const CONFIG_VOLUME: &str = "relay-config";
 const WAL_VOLUME: &str = "relay-wal";
 const TLS_VOLUME: &str = "relay-tls";
 const REMOTE_WRITE_VOLUME: &str = "relay-remote-write";
-/// The log emptyDir shared by the agent and Fluent Bit.
-pub(crate) const LOG_VOLUME: &str = "agent-logs";
 
 /// The name of the relay ConfigMap.
 pub fn config_map_name(options: &Options) -> String {
     format!("{}-relay", options.name)
-}
-
-/// A volume holding ConfigMap `config_map` (relay's and Fluent Bit's).
-pub(crate) fn config_map_volume(name: &str, config_map: String) -> Volume {
-    Volume {
-        name: name.to_owned(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: config_map,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-/// Labels of the Pod (and of every object): `app.kubernetes.io/name`.
-pub(crate) fn labels(options: &Options) -> BTreeMap<String, String> {
-    BTreeMap::from([(NAME_LABEL.to_owned(), options.name.clone())])
-}
-
-pub(crate) fn meta(options: &Options, name: String) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name),
-        namespace: options.namespace.clone(),
-        labels: Some(labels(options)),
-        ..Default::default()
-    }
 }
 
 pub(crate) fn config_map(
@@ -84,40 +55,6 @@ pub(crate) fn config_map(
         name,
         yaml: to_yaml("the relay ConfigMap", &cm)?,
     })
-}
-
-/// What the restricted Pod Security Standard requires of every container
-/// (Kubernetes 1.30: allowPrivilegeEscalation false, capabilities drop ALL,
-/// runAsNonRoot true, seccompProfile RuntimeDefault or Localhost); no uid
-/// and no read-only root, which are not required and would break images
-/// that run as their own user or write to their root filesystem.
-fn restricted() -> SecurityContext {
-    SecurityContext {
-        allow_privilege_escalation: Some(false),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".to_owned()]),
-            ..Default::default()
-        }),
-        run_as_non_root: Some(true),
-        seccomp_profile: Some(SeccompProfile {
-            type_: "RuntimeDefault".to_owned(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-/// relay's and Fluent Bit's containers: the restricted standard plus the
-/// uid and gid their images run as, and a read-only root (they write only
-/// to their emptyDirs). On the containers, never on the Pod: Pod-level
-/// settings would apply to the app's container too.
-pub(crate) fn sidecar_security() -> SecurityContext {
-    SecurityContext {
-        read_only_root_filesystem: Some(true),
-        run_as_user: Some(RUN_AS_USER),
-        run_as_group: Some(RUN_AS_USER),
-        ..restricted()
-    }
 }
 
 /// The app's container: the restricted standard's minimum and what the
@@ -172,27 +109,11 @@ pub(crate) fn http_probe(port: &str, path: &str, period: i32, failures: i32) -> 
     }
 }
 
-fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
-        .collect()
-}
-
 fn port(name: &str, number: u16) -> ContainerPort {
     ContainerPort {
         name: Some(name.to_owned()),
         container_port: i32::from(number),
         protocol: Some("TCP".to_owned()),
-        ..Default::default()
-    }
-}
-
-fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
-    VolumeMount {
-        name: volume.to_owned(),
-        mount_path: path.to_owned(),
-        read_only: read_only.then_some(true),
         ..Default::default()
     }
 }

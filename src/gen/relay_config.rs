@@ -11,6 +11,7 @@ use serde_norway::{Mapping, Value};
 
 use super::{GenError, Options, RemoteWriteAuth, DEFAULT_WAL_DIR};
 use crate::config::{self, Config, Overrides};
+use crate::hostport;
 
 /// The default sidecar config, as shipped in the repository.
 const DEFAULT_CONFIG: &str = include_str!("../../config/relay.yml");
@@ -270,13 +271,11 @@ fn local_ports(root: &Mapping) -> Vec<u16> {
                 continue;
             };
             for t in targets.iter().filter_map(Value::as_str) {
-                let Some((host, port)) = t.rsplit_once(':') else {
+                let Ok((host, Some(port))) = hostport::split(t) else {
                     continue;
                 };
-                if let (true, Ok(port)) = (LOCAL_HOSTS.contains(&host), port.parse::<u16>()) {
-                    if !ports.contains(&port) {
-                        ports.push(port);
-                    }
+                if LOCAL_HOSTS.contains(&host) && !ports.contains(&port) {
+                    ports.push(port);
                 }
             }
         }
@@ -352,12 +351,15 @@ fn listen_port(relay: &Mapping, flag: Option<u16>, from_file: bool) -> Result<u1
         // The shipped default's address only says 0.0.0.0:9090.
         return Ok(flag.unwrap_or(DEFAULT_LISTEN_PORT));
     }
-    let (host, port) = address
-        .rsplit_once(':')
-        .ok_or_else(|| format!("relay.listen_address {address:?} has no port"))?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("relay.listen_address {address:?} has no valid port"))?;
+    let (host, port) = match hostport::split(address) {
+        Ok((host, Some(port))) => (host, port),
+        Ok((_, None)) => return Err(format!("relay.listen_address {address:?} has no port")),
+        Err(_) => {
+            return Err(format!(
+                "relay.listen_address {address:?} has no valid port"
+            ))
+        }
+    };
     if !matches!(host, "" | "0.0.0.0" | "[::]") {
         return Err(format!(
             "relay.listen_address {address:?} listens on {host} only: the kubelet's probes and \

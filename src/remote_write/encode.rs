@@ -14,6 +14,7 @@ use std::hash::{BuildHasher, Hasher};
 use super::prompb;
 use crate::exposition::{Entry, Format, Labels, Parser};
 use crate::relabel::Rules;
+use crate::varint;
 
 /// What a series is sent as: its encoded labels, and a hash that picks
 /// its shard (stable across segments and restarts). One allocation and
@@ -99,7 +100,7 @@ impl<'c> SeriesPrep<'c> {
         for l in labels.iter() {
             let (name, value) = (l.name.as_bytes(), l.value.as_bytes());
             out.push(0x0a);
-            put_varint(
+            varint::put(
                 out,
                 (field_len(1, name.len()) + field_len(2, value.len())) as u64,
             );
@@ -113,26 +114,14 @@ impl<'c> SeriesPrep<'c> {
     }
 }
 
-fn varint_len(v: u64) -> usize {
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
-}
-
 /// Bytes of a length-delimited field (tag, length, payload); 0 when empty,
 /// as proto3 leaves out empty strings.
 fn field_len(_field: u32, len: usize) -> usize {
     if len == 0 {
         0
     } else {
-        1 + varint_len(len as u64) + len
+        1 + varint::len(len as u64) + len
     }
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 fn put_bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
@@ -140,7 +129,7 @@ fn put_bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
         return;
     }
     out.push(tag);
-    put_varint(out, bytes.len() as u64);
+    varint::put(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
 }
 
@@ -153,24 +142,24 @@ pub fn write_request(samples: &[Outgoing], out: &mut Vec<u8>) {
         let ts = s.timestamp_ms != 0;
         let sample_len = if value { 9 } else { 0 }
             + if ts {
-                1 + varint_len(s.timestamp_ms as u64)
+                1 + varint::len(s.timestamp_ms as u64)
             } else {
                 0
             };
         let labels = s.series.labels();
-        let series_len = labels.len() + 1 + varint_len(sample_len as u64) + sample_len;
+        let series_len = labels.len() + 1 + varint::len(sample_len as u64) + sample_len;
         out.push(0x0a);
-        put_varint(out, series_len as u64);
+        varint::put(out, series_len as u64);
         out.extend_from_slice(labels);
         out.push(0x12);
-        put_varint(out, sample_len as u64);
+        varint::put(out, sample_len as u64);
         if value {
             out.push(0x09);
             out.extend_from_slice(&s.value.to_bits().to_le_bytes());
         }
         if ts {
             out.push(0x10);
-            put_varint(out, s.timestamp_ms as u64);
+            varint::put(out, s.timestamp_ms as u64);
         }
     }
 }

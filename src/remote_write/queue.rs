@@ -15,7 +15,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
@@ -27,6 +27,7 @@ use super::encode::{self, EncodedSeries, Outgoing, SeriesPrep};
 use super::metrics::QueueMetrics;
 use super::send::{Outcome, Sender};
 use super::series::SeriesTable;
+use crate::clock;
 use crate::config::RemoteWriteConfig;
 use crate::wal::{Next, Position, Reader, Record, Wal};
 
@@ -536,13 +537,6 @@ fn desired_shards(
     (desired, n.clamp(min.max(1), max.max(min).max(1)))
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Runs the queue until the WAL is closed and everything read is sent, or
 /// `abort` turns true (shutdown's deadline); saves the checkpoint last.
 pub async fn run(
@@ -859,7 +853,7 @@ fn save(wal: &Wal, name: &str, tracker: &Tracker, metrics: &QueueMetrics) {
     wal.truncate();
     let age = tracker
         .oldest_unsent_ts()
-        .map_or(0.0, |ts| ((now_ms() - ts) as f64 / 1000.0).max(0.0));
+        .map_or(0.0, |ts| ((clock::now_ms() - ts) as f64 / 1000.0).max(0.0));
     metrics.oldest_unsent.set(age);
 }
 

@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 
 use super::pipeline::{FamilyBlock, Rendered};
-use crate::exposition::conform::{self, reserved_suffixes, Created, Judged, Piece};
+use crate::exposition::conform::{self, Created, Judged, Piece};
 use crate::exposition::{Format, MetricType};
 
 /// A family's OpenMetrics name: a counter's without `_total`.
@@ -106,7 +106,8 @@ pub fn merge<'r>(all: &[&'r Rendered]) -> (Vec<u8>, Vec<FamilyBlock>) {
     for (i, f) in typed.iter().enumerate() {
         let names = f.parts.iter().flat_map(|&p| {
             let b = block(p);
-            reserved_suffixes(b.kind)
+            b.kind
+                .suffixes()
                 .iter()
                 .map(|s| format!("{}{s}", f.key))
                 .chain([b.name.clone()])

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
+use crate::clock;
 use crate::config::ScrapeConfig;
 use crate::exposition::{render, Format, Labels, MetricType};
 use crate::storage::{
@@ -233,12 +234,6 @@ async fn read_through<S: Appender>(
 /// How long the last scrape at shutdown may take: the flush needs the rest.
 const FINAL_SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// Whether a target's scrapes succeed, for the log lines that say when
 /// that changes.
 #[derive(Default)]
@@ -278,7 +273,7 @@ impl Scraper {
     /// GET waits for it).
     async fn scrape_once(&mut self, budget: Option<Duration>) {
         let started = Instant::now();
-        let timestamp = now_ms().max(self.last_ts.saturating_add(1));
+        let timestamp = clock::now_ms().max(self.last_ts.saturating_add(1));
         // Nobody asked for /metrics lately: nothing is rendered (the first
         // GET has every target scraped again). Decided before fetching: a
         // scrape begun before the GET that ended the idle time renders
@@ -411,7 +406,7 @@ impl Scraper {
     /// interval scrape's: a fresh cache would count every series as new.
     async fn scrape_for_get(&mut self) {
         let started = Instant::now();
-        let timestamp = now_ms();
+        let timestamp = clock::now_ms();
         let mut rendered = std::mem::take(&mut self.spare);
         let out = Arc::make_mut(&mut rendered);
         out.clear();
@@ -501,7 +496,7 @@ impl Scraper {
         {
             tracing::warn!(target = %self.target.name(), "last scrape at shutdown timed out");
         }
-        let timestamp = now_ms().max(self.last_ts.saturating_add(1));
+        let timestamp = clock::now_ms().max(self.last_ts.saturating_add(1));
         let Some(mut wal) = self.appender.current(&self.durable, &self.target.name()) else {
             return;
         };

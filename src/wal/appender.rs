@@ -11,8 +11,9 @@ use prometheus_client::metrics::gauge::Gauge;
 
 use crate::storage::{Appended, Appender, SeriesRef, Storage, Value};
 
-use super::record::{frame, put_varint, zigzag, RECORD_TARGET, SAMPLES, SERIES};
+use super::record::{frame, zigzag, RECORD_TARGET, SAMPLES, SERIES};
 use super::{Wal, WalError};
+use crate::varint;
 
 /// Holds the segment current while a scrape's batch is built and appended.
 pub struct AppendGuard {
@@ -317,8 +318,8 @@ impl WalBatch {
     /// Adds a sample, after its series' labels when `describe`.
     pub fn append(&mut self, s: &Appended<'_>, describe: bool) {
         if describe {
-            put_varint(&mut self.series, s.series_ref);
-            put_varint(&mut self.series, s.series.len() as u64);
+            varint::put(&mut self.series, s.series_ref);
+            varint::put(&mut self.series, s.series.len() as u64);
             self.series.extend_from_slice(s.series.as_bytes());
         }
         if !s.in_order {
@@ -331,8 +332,8 @@ impl WalBatch {
             return;
         };
         let ts = s.timestamp_ms.unwrap_or(self.default_ts);
-        put_varint(&mut self.samples, s.series_ref);
-        put_varint(&mut self.samples, zigzag(ts.wrapping_sub(self.last_ts)));
+        varint::put(&mut self.samples, s.series_ref);
+        varint::put(&mut self.samples, zigzag(ts.wrapping_sub(self.last_ts)));
         self.samples
             .extend_from_slice(&value.to_bits().to_le_bytes());
         self.last_ts = ts;

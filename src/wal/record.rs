@@ -2,6 +2,7 @@
 //! bodies of its two types, series and samples.
 
 use crate::storage::SeriesRef;
+use crate::varint;
 
 pub(super) const HEADER: usize = 9;
 /// A record larger than this is corruption, not data.
@@ -24,27 +25,6 @@ pub(super) fn record_at(data: &[u8], offset: usize) -> Option<(u8, &[u8], usize)
         return None;
     }
     Some((payload[0], &payload[1..], offset + 8 + len))
-}
-
-pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-pub(super) fn get_varint(data: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *data.get(*pos)?;
-        *pos += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Some(v);
-        }
-    }
-    None
 }
 
 pub(super) fn zigzag(v: i64) -> u64 {
@@ -77,8 +57,8 @@ pub struct SeriesIter<'a> {
 impl<'a> Iterator for SeriesIter<'a> {
     type Item = (SeriesRef, &'a [u8]);
     fn next(&mut self) -> Option<Self::Item> {
-        let r = get_varint(self.body, &mut self.pos)?;
-        let len = usize::try_from(get_varint(self.body, &mut self.pos)?).ok()?;
+        let r = varint::get(self.body, &mut self.pos)?;
+        let len = usize::try_from(varint::get(self.body, &mut self.pos)?).ok()?;
         let text = self.body.get(self.pos..self.pos + len)?;
         self.pos += len;
         Some((r, text))
@@ -105,8 +85,8 @@ impl<'a> SampleIter<'a> {
 impl Iterator for SampleIter<'_> {
     type Item = (SeriesRef, i64, f64);
     fn next(&mut self) -> Option<Self::Item> {
-        let r = get_varint(self.body, &mut self.pos)?;
-        let delta = unzigzag(get_varint(self.body, &mut self.pos)?);
+        let r = varint::get(self.body, &mut self.pos)?;
+        let delta = unzigzag(varint::get(self.body, &mut self.pos)?);
         let bits = self.body.get(self.pos..self.pos + 8)?;
         self.pos += 8;
         let value = f64::from_bits(u64::from_le_bytes(bits.try_into().ok()?));

@@ -67,18 +67,6 @@ impl<'a> Lines<'a> {
     }
 }
 
-/// The sample names a family of each type has, as suffixes of its name.
-fn sample_suffixes(kind: MetricType) -> &'static [&'static str] {
-    match kind {
-        MetricType::Counter => &["_total", "_created"],
-        MetricType::Summary => &["", "_count", "_sum", "_created"],
-        MetricType::Histogram => &["_bucket", "_count", "_sum", "_created"],
-        MetricType::GaugeHistogram => &["_bucket", "_gcount", "_gsum"],
-        MetricType::Info => &["_info"],
-        _ => &[""],
-    }
-}
-
 /// A type's name in messages.
 fn noun(kind: MetricType) -> &'static str {
     match kind {
@@ -158,7 +146,8 @@ impl<'a> Family<'a> {
     /// family's sample names.
     fn suffix<'s>(&self, sample: &'s str) -> Option<&'s str> {
         let suffix = sample.strip_prefix(self.name)?;
-        sample_suffixes(self.kind())
+        self.kind()
+            .sample_suffixes()
             .contains(&suffix)
             .then_some(suffix)
     }
@@ -244,7 +233,9 @@ impl<'a> Validator<'a> {
             (None, Some(f)) if f.name == s.name => {
                 // A counter, histogram or info sample named like its family:
                 // name the ones it may have rather than start a new family.
-                let names: Vec<_> = sample_suffixes(f.kind())
+                let names: Vec<_> = f
+                    .kind()
+                    .sample_suffixes()
                     .iter()
                     .map(|suffix| format!("{:?}", format!("{}{suffix}", f.name)))
                     .collect();
@@ -439,13 +430,7 @@ impl<'a> Validator<'a> {
             ));
         }
         let mut clash = None;
-        let owned = std::iter::once("").chain(
-            sample_suffixes(kind)
-                .iter()
-                .copied()
-                .filter(|s| !s.is_empty()),
-        );
-        for suffix in owned {
+        for suffix in kind.suffixes() {
             let name = format!("{}{suffix}", f.name);
             match self.taken.get(&name) {
                 Some(&(other, line)) => {
