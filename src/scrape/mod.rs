@@ -23,7 +23,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 
-use crate::config::ScrapeConfig;
+use crate::plan::Job;
 use crate::exposition::{render, Format, Labels, MetricType};
 use crate::remote_write::wal::{AppendGuard, Spilling, Wal, WalBatch};
 use crate::targets::Target;
@@ -142,22 +142,19 @@ pub enum Stop {
 /// Scrapes `target` until `shutdown` says to stop, then ends as it says.
 pub async fn run_target(
     id: u64,
-    job: Arc<ScrapeConfig>,
+    job: Arc<Job>,
     target: Target,
+    fetcher: Result<Fetcher, String>,
     store: Arc<Store>,
     wal: SharedSink,
     mut shutdown: watch::Receiver<Stop>,
     seed: u64,
 ) {
-    // A target whose client cannot be set up still reports `up 0` (with
-    // the reason) every interval, so it is visible.
-    let fetcher = Fetcher::new(&job, target.url.clone(), target.timeout).map_err(|e| {
-        tracing::error!(target = %target.name(), error = %e, "cannot set up scraping; the target reports up 0");
-        e.to_string()
-    });
+    // A target whose client could not be set up (`fetcher` is the reason)
+    // still reports `up 0` with it every interval, so it is visible.
     let report = Report::new(&target.labels);
     let instance = target.labels.get("instance").unwrap_or("").to_owned();
-    store.telemetry.target_started(&job.job_name, &instance);
+    store.telemetry.target_started(&job.config.job_name, &instance);
     let mut scraper = Scraper {
         instance,
         health: Health::default(),
@@ -213,7 +210,7 @@ pub async fn run_target(
         scraper
             .store
             .telemetry
-            .target_stopped(&scraper.job.job_name, &scraper.instance);
+            .target_stopped(&scraper.job.config.job_name, &scraper.instance);
     }
 }
 
@@ -287,7 +284,7 @@ struct Health {
 
 struct Scraper {
     id: u64,
-    job: Arc<ScrapeConfig>,
+    job: Arc<Job>,
     target: Target,
     /// The target's `instance` label, for relay's own metrics.
     instance: String,
@@ -415,7 +412,7 @@ impl Scraper {
         let samples = rendered.samples_scraped;
         let duration = started.elapsed().as_secs_f64();
         self.store.telemetry.scrape(
-            &self.job.job_name,
+            &self.job.config.job_name,
             duration,
             usize::try_from(body_bytes).unwrap_or(usize::MAX),
             samples,
@@ -500,7 +497,7 @@ impl Scraper {
         match result {
             Ok(()) => {
                 self.store.telemetry.target_succeeded(
-                    &self.job.job_name,
+                    &self.job.config.job_name,
                     &self.instance,
                     timestamp_ms as f64 / 1000.0,
                 );
@@ -587,20 +584,20 @@ impl Scraper {
 
 /// How a target's samples are processed, from its job's config.
 pub(crate) fn settings<'a>(
-    job: &'a ScrapeConfig,
+    job: &'a Job,
     target_labels: &'a Labels<'static>,
     epoch: u32,
 ) -> Settings<'a> {
     Settings {
         target_labels,
-        honor_labels: job.honor_labels,
-        honor_timestamps: job.honor_timestamps,
+        honor_labels: job.config.honor_labels,
+        honor_timestamps: job.config.honor_timestamps,
         rules: &job.metric_relabel,
         limits: Limits {
-            sample_limit: job.sample_limit,
-            label_limit: job.label_limit,
-            label_name_length_limit: job.label_name_length_limit,
-            label_value_length_limit: job.label_value_length_limit,
+            sample_limit: job.config.sample_limit,
+            label_limit: job.config.label_limit,
+            label_name_length_limit: job.config.label_name_length_limit,
+            label_value_length_limit: job.config.label_value_length_limit,
         },
         output: Format::Text,
         sort_labels: true,
