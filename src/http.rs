@@ -69,4 +69,3 @@ pub fn error_message(e: reqwest::Error, requested: &str) -> String {
     }
     message
 }
-

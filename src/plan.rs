@@ -21,7 +21,9 @@ use std::sync::Arc;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, USER_AGENT};
 
-use crate::config::{self, Config, ConfigError, Loaded, Overrides, RemoteWriteConfig, ScrapeConfig};
+use crate::config::{
+    self, Config, ConfigError, Loaded, Overrides, RemoteWriteConfig, ScrapeConfig,
+};
 use crate::relabel::{RelabelConfig, Rules};
 use crate::targets::{self, Target, TargetError};
 
@@ -200,11 +202,14 @@ fn resolve_writer(
 
 /// The receiver's client: its `headers`, `remote_timeout`, redirects and
 /// TLS (the protocol's own headers are the sender's).
-fn writer_client(rw: &RemoteWriteConfig, tls: rustls::ClientConfig) -> Result<reqwest::Client, String> {
+fn writer_client(
+    rw: &RemoteWriteConfig,
+    tls: rustls::ClientConfig,
+) -> Result<reqwest::Client, String> {
     let mut headers = user_agent();
     for (name, value) in &rw.headers {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|e| format!("header {name:?}: {e}"))?;
+        let name =
+            HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("header {name:?}: {e}"))?;
         let value = HeaderValue::from_str(value).map_err(|e| format!("header {name}: {e}"))?;
         headers.insert(name, value);
     }
@@ -217,7 +222,10 @@ fn writer_client(rw: &RemoteWriteConfig, tls: rustls::ClientConfig) -> Result<re
 
 fn user_agent() -> HeaderMap {
     let mut headers = HeaderMap::new();
-    headers.insert(USER_AGENT, HeaderValue::from_static(crate::http::USER_AGENT));
+    headers.insert(
+        USER_AGENT,
+        HeaderValue::from_static(crate::http::USER_AGENT),
+    );
     headers
 }
 
@@ -275,7 +283,9 @@ mod tests {
         assert_eq!(added.len(), 3);
         assert_eq!(&added[..2], &before[..]);
         // A scrape setting changes every target's key.
-        let limited = target_keys(&plan(&JOB.replace("job_name: app\n", "job_name: app\n    sample_limit: 5\n")));
+        let limited = target_keys(&plan(
+            &JOB.replace("job_name: app\n", "job_name: app\n    sample_limit: 5\n"),
+        ));
         assert_ne!(limited[0], before[0]);
         assert_ne!(limited[1], before[1]);
     }
@@ -290,7 +300,10 @@ mod tests {
         let mut labels: crate::exposition::Labels = [("__name__", "x")].into_iter().collect();
         assert!(!w.write_relabel.apply(&mut labels), "the rule drops x");
         assert_eq!(p.writers[0].key, plan(yaml).writers[0].key);
-        assert_ne!(w.key, plan(&yaml.replace("PASSWORD", "OTHER")).writers[0].key);
+        assert_ne!(
+            w.key,
+            plan(&yaml.replace("PASSWORD", "OTHER")).writers[0].key
+        );
         assert_ne!(w.key, plan(&yaml.replace("p1", "p2")).writers[0].key);
     }
 
@@ -319,7 +332,9 @@ mod tests {
         let p = plan("remote_write:\n  - url: http://r:1/w\n    headers: {\"bad header\": x}\n");
         let error = p.writers[0].client.as_ref().err().map(ToString::to_string);
         assert!(
-            error.as_deref().is_some_and(|e| e.starts_with("header \"bad header\":")),
+            error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("header \"bad header\":")),
             "{error:?}"
         );
     }

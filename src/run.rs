@@ -22,12 +22,11 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, Overrides};
 use crate::plan::{self, Job, Plan, PlanError, TargetKey};
-use crate::scrape::fetch::Fetcher;
 use crate::remote_write::{wal::WalError, RemoteWrite};
 use crate::scrape::{self, store::Store, SharedSink, Stop, WalSink};
+use crate::serve;
 use crate::targets::Target;
 use crate::web::Web;
-use crate::serve;
 
 /// Why `relay run` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -218,23 +217,6 @@ fn targets_of(plan: &Plan) -> Vec<(TargetKey, Arc<Job>, Target)> {
     out
 }
 
-/// The fetcher of `target` on its job's client, or why there is none (the
-/// target then reports `up 0` with it every interval).
-fn fetcher(job: &Job, target: &Target) -> Result<Fetcher, String> {
-    match &job.client {
-        Ok(client) => Ok(Fetcher::new(
-            client.clone(),
-            &job.config,
-            target.url.clone(),
-            target.timeout,
-        )),
-        Err(e) => {
-            tracing::error!(target = %target.name(), error = %e, "cannot set up scraping; the target reports up 0");
-            Err(e.to_string())
-        }
-    }
-}
-
 impl Running {
     fn start(plan: Plan, store: Arc<Store>) -> Result<Running, RunError> {
         let remote = RemoteWrite::start(&plan, &store.telemetry.remote)?;
@@ -307,12 +289,10 @@ impl Running {
             let name = target.name();
             self.store.add(id, name.clone());
             let (stop, stop_rx) = watch::channel(Stop::Run);
-            let fetcher = fetcher(&job, &target);
             let task = tokio::spawn(scrape::run_target(
                 id,
                 job,
                 target,
-                fetcher,
                 self.store.clone(),
                 self.sink.clone(),
                 stop_rx,

@@ -342,6 +342,11 @@ fn a_target_added_to_a_job_leaves_the_jobs_other_loops_running() {
             .filter(|l| l.contains("msg=scraping ") && l.contains(&format!("target=one/{addr}")))
             .count()
     };
-    assert_eq!(scraping(&one.addr), 1, "target one was started again:\n{}", relay.logs());
+    assert_eq!(
+        scraping(&one.addr),
+        1,
+        "target one was started again:\n{}",
+        relay.logs()
+    );
     assert_eq!(scraping(&three.addr), 1, "{}", relay.logs());
 }

@@ -102,4 +102,3 @@ impl<'de> Deserialize<'de> for Action {
             })
     }
 }
-

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::units::{ByteSize, Duration};
 use super::relabel::RelabelConfig;
+use super::units::{ByteSize, Duration};
 
 /// A whole relay config.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -7,8 +7,8 @@
 
 use std::io::Write;
 
-use crate::plan::{Job, Plan};
 use crate::exposition::{render, Entry, Format, Labels, ParseError, Parser};
+use crate::plan::{Job, Plan};
 use crate::scrape::pipeline::{self, PipelineError, Rendered, SeriesCache, Settings};
 use crate::targets::Target;
 

@@ -76,7 +76,10 @@ struct QueueHandle {
 impl RemoteWrite {
     /// Opens the WAL and starts a queue per `remote_write` entry; None when
     /// there is none (no WAL is kept then).
-    pub fn start(plan: &Plan, metrics: &RemoteWriteMetrics) -> Result<Option<RemoteWrite>, WalError> {
+    pub fn start(
+        plan: &Plan,
+        metrics: &RemoteWriteMetrics,
+    ) -> Result<Option<RemoteWrite>, WalError> {
         let config = &plan.config;
         if plan.writers.is_empty() {
             return Ok(None);
@@ -168,7 +171,11 @@ impl RemoteWrite {
         names
     }
 
-    fn spawn(&mut self, writer: Arc<Writer>, external: Vec<(String, String)>) -> Result<(), WalError> {
+    fn spawn(
+        &mut self,
+        writer: Arc<Writer>,
+        external: Vec<(String, String)>,
+    ) -> Result<(), WalError> {
         let (name, rw) = (writer.name.clone(), &writer.config);
         let start = self.wal.register(&name)?;
         tracing::info!(remote_name = %name, url = %rw.url_redacted(), segment = start.segment, offset = start.offset, wal = %self.wal.dir().display(), "remote write queue starting from its checkpoint");

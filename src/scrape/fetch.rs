@@ -9,6 +9,8 @@ use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
 
 use crate::config::{Authorization, BasicAuth, ScrapeConfig};
 use crate::exposition::Format;
+use crate::plan::{Job, SetupError};
+use crate::targets::Target;
 
 /// What Prometheus 2.42 sends: OpenMetrics preferred, text 0.0.4 accepted.
 const ACCEPT_HEADER: &str =
@@ -62,7 +64,12 @@ pub struct Fetcher {
 impl Fetcher {
     /// A fetcher for one target on its job's client (built once by the
     /// plan, TLS included); the request's headers are set per target.
-    pub fn new(client: reqwest::Client, job: &ScrapeConfig, url: String, timeout: Duration) -> Fetcher {
+    pub fn new(
+        client: reqwest::Client,
+        job: &ScrapeConfig,
+        url: String,
+        timeout: Duration,
+    ) -> Fetcher {
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static(ACCEPT_HEADER));
         if let Ok(v) = HeaderValue::from_str(&format!("{}", timeout.as_secs_f64())) {
@@ -79,6 +86,18 @@ impl Fetcher {
             authorization: job.authorization.clone(),
             basic_auth: job.basic_auth.clone(),
         }
+    }
+
+    /// The fetcher of `target` on its job's client (built by the plan), or
+    /// why the job has none.
+    pub fn for_target(job: &Job, target: &Target) -> Result<Fetcher, SetupError> {
+        let client = job.client.clone()?;
+        Ok(Fetcher::new(
+            client,
+            &job.config,
+            target.url.clone(),
+            target.timeout,
+        ))
     }
 
     /// Sends the request; its body is then read with [`Body::chunk`], the

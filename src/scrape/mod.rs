@@ -23,8 +23,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 
-use crate::plan::Job;
 use crate::exposition::{render, Format, Labels, MetricType};
+use crate::plan::Job;
 use crate::remote_write::wal::{AppendGuard, Spilling, Wal, WalBatch};
 use crate::targets::Target;
 use append::{stale_nan, Appended, Appender, Family, SeriesRef};
@@ -144,17 +144,22 @@ pub async fn run_target(
     id: u64,
     job: Arc<Job>,
     target: Target,
-    fetcher: Result<Fetcher, String>,
     store: Arc<Store>,
     wal: SharedSink,
     mut shutdown: watch::Receiver<Stop>,
     seed: u64,
 ) {
-    // A target whose client could not be set up (`fetcher` is the reason)
-    // still reports `up 0` with it every interval, so it is visible.
+    // A target whose job's client could not be built (the plan decided it
+    // once) still reports `up 0` with the reason every interval.
+    let fetcher = Fetcher::for_target(&job, &target).map_err(|e| {
+        tracing::error!(target = %target.name(), error = %e, "cannot set up scraping; the target reports up 0");
+        e.to_string()
+    });
     let report = Report::new(&target.labels);
     let instance = target.labels.get("instance").unwrap_or("").to_owned();
-    store.telemetry.target_started(&job.config.job_name, &instance);
+    store
+        .telemetry
+        .target_started(&job.config.job_name, &instance);
     let mut scraper = Scraper {
         instance,
         health: Health::default(),
