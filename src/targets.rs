@@ -203,9 +203,10 @@ mod tests {
     use super::*;
 
     fn targets(yaml: &str) -> (Vec<Target>, Vec<TargetError>) {
-        let plan = crate::plan::from_yaml_str(yaml).expect("valid config");
-        let job = &plan.jobs[0];
-        from_config(&job.config, &job.target_relabel)
+        let config = config::from_yaml_str(yaml).expect("valid config").config;
+        let job = &config.scrape_configs[0];
+        let rules = Rules::compile(&job.relabel_configs).expect("valid rules");
+        from_config(job, &rules)
     }
 
     fn labels(t: &Target) -> Vec<(String, String)> {

@@ -228,22 +228,6 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// The inline secrets of a job or receiver, for telling two configs apart
-/// (their `Debug` output hides secrets).
-pub fn inline_secrets<'c>(
-    authorization: Option<&'c Authorization>,
-    basic_auth: Option<&'c BasicAuth>,
-) -> (Option<&'c str>, Option<&'c str>) {
-    (
-        authorization
-            .and_then(|a| a.credentials.as_ref())
-            .map(|s| s.0.as_str()),
-        basic_auth
-            .and_then(|b| b.password.as_ref())
-            .map(|s| s.0.as_str()),
-    )
-}
-
 /// `authorization:` (an `Authorization: <type> <credentials>` header).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
