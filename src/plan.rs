@@ -206,13 +206,15 @@ fn writer_client(
     rw: &RemoteWriteConfig,
     tls: rustls::ClientConfig,
 ) -> Result<reqwest::Client, String> {
-    let mut headers = user_agent();
+    let mut headers = HeaderMap::new();
     for (name, value) in &rw.headers {
         let name =
             HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("header {name:?}: {e}"))?;
         let value = HeaderValue::from_str(value).map_err(|e| format!("header {name}: {e}"))?;
         headers.insert(name, value);
     }
+    // After the entry's headers, as before: relay's own name wins.
+    headers.extend(user_agent());
     crate::http::client(tls, rw.follow_redirects, |b| {
         b.default_headers(headers)
             .timeout(rw.remote_timeout.as_std())
