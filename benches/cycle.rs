@@ -17,8 +17,8 @@ const RULES: &str = "scrape_configs:\n  - job_name: app\n    metric_relabel_conf
 fn bench(c: &mut Criterion) {
     let text = common::exposition(100_000);
     let series = text.lines().filter(|l| !l.starts_with('#')).count();
-    let config = relay::config::from_yaml_str(RULES).expect("rules").config;
-    let rules = config.scrape_configs[0].metric_relabel.clone();
+    let plan = relay::plan::from_yaml_str(RULES).expect("rules");
+    let rules = plan.jobs[0].metric_relabel.clone();
     let target: Labels<'static> = [("instance", "10.0.0.7:8001"), ("job", "app")]
         .into_iter()
         .collect();

@@ -71,8 +71,8 @@ fn bench(c: &mut Criterion) {
             _ => None,
         })
         .collect();
-    let config = relay::config::from_yaml_str(RULES).expect("rules").config;
-    let rules = config.scrape_configs[0].metric_relabel.clone();
+    let plan = relay::plan::from_yaml_str(RULES).expect("rules");
+    let rules = plan.jobs[0].metric_relabel.clone();
     let mut labels = Labels::with_capacity(16);
     let mut group = c.benchmark_group("relabel_5_rules");
     group.throughput(Throughput::Elements(samples.len() as u64));

@@ -58,8 +58,8 @@ impl Inputs {
     fn new() -> Inputs {
         let text = common::exposition(SERIES);
         let series = text.lines().filter(|l| !l.starts_with('#')).count();
-        let config = relay::config::from_yaml_str(RULES).expect("rules").config;
-        let rules = config.scrape_configs[0].metric_relabel.clone();
+        let plan = relay::plan::from_yaml_str(RULES).expect("rules");
+        let rules = plan.jobs[0].metric_relabel.clone();
         let target = [("instance", "10.0.0.7:8001"), ("job", "app")]
             .into_iter()
             .collect();

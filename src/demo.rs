@@ -16,7 +16,6 @@ use hyper::Response;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::config;
 use crate::run::{self, RunError};
 
 /// What `relay demo` was asked to do.
@@ -202,8 +201,8 @@ pub async fn run(options: DemoOptions) -> Result<(), RunError> {
         "global:\n  scrape_interval: 5s\n  scrape_timeout: 5s\nscrape_configs:\n  - job_name: demo-app\n    static_configs:\n      - targets: [\"{agent_addr}\"]\nrelay:\n  listen_address: \"{}\"\n",
         options.listen_address
     );
-    let config = match config::from_yaml_str(&yaml) {
-        Ok(loaded) => loaded.config,
+    let config = match crate::plan::from_yaml_str(&yaml) {
+        Ok(plan) => plan,
         Err(e) => {
             return Err(RunError::Listen {
                 address: options.listen_address,

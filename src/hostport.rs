@@ -109,7 +109,10 @@ mod tests {
             let Ok(loaded) = crate::config::from_yaml_str(&yaml) else {
                 continue;
             };
-            let (targets, errors) = crate::targets::from_config(&loaded.config.scrape_configs[0]);
+            let (targets, errors) = crate::targets::from_config(
+                &loaded.config.scrape_configs[0],
+                &crate::relabel::Rules::default(),
+            );
             assert!(
                 errors.is_empty(),
                 "{target}: accepted by the config, refused by the scrape: {errors:?}"

@@ -208,14 +208,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             web_write_timeout,
         } => {
             let overrides = Overrides { listen_address };
-            let loaded = config::load(&config, &overrides)
+            let (plan, warnings) = relay::plan::load(&config, &overrides)
                 .with_context(|| format!("{}", config.display()))?;
             let web = match &web_config_file {
                 Some(path) => relay::web::Web::open(path)
                     .with_context(|| format!("--web.config.file {}", path.display()))?,
                 None => relay::web::Web::disabled(),
             };
-            for w in &loaded.warnings {
+            for w in &warnings {
                 tracing::warn!(file = %config.display(), "{w}");
             }
             let source = relay::run::ConfigSource {
@@ -232,7 +232,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             relay::buffers::cap_arenas();
             runtime()?.block_on(relay::run::run(
-                loaded.config,
+                plan,
                 Some(source),
                 std::sync::Arc::new(web),
                 options,
@@ -249,13 +249,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             explain,
             format,
         } => {
-            let loaded = config::load(&config, &Overrides::default())
+            let (plan, _) = relay::plan::load(&config, &Overrides::default())
                 .with_context(|| format!("{}", config.display()))?;
             let input = read_input(None)?;
             let stdout = io::stdout();
             let mut out = io::BufWriter::new(stdout.lock());
             relay::relabel::run_cli(
-                &loaded.config,
+                &plan,
                 job.as_deref(),
                 target.as_deref(),
                 explain,
@@ -301,13 +301,16 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// `relay run` would skip after relabeling (one line each).
 fn check_configs(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     check_files(files, |file| {
-        let loaded = config::load(file, &Overrides::default()).map_err(|e| e.to_string())?;
-        let refused: Vec<String> = relay::targets::refused(&loaded.config)
+        let (plan, warnings) =
+            relay::plan::load(file, &Overrides::default()).map_err(|e| e.to_string())?;
+        let refused: Vec<String> = plan
+            .jobs
             .iter()
+            .flat_map(|job| &job.refused)
             .map(ToString::to_string)
             .collect();
         if refused.is_empty() {
-            Ok(loaded.warnings)
+            Ok(warnings)
         } else {
             Err(refused.join(&format!("\n{}: ", file.display())))
         }

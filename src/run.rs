@@ -12,7 +12,6 @@
 //! loop, series cache and staleness state; a remote_write entry that did not
 //! change keeps its queue and WAL position.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,15 +20,16 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::{self, Config, Overrides, ScrapeConfig};
+use crate::config::{Config, Overrides};
+use crate::plan::{self, Job, Plan, PlanError, TargetKey};
 use crate::remote_write::RemoteWrite;
 use crate::scrape::{self, store::Store, Stop};
+use crate::serve;
 use crate::storage::{self, Storage};
 use crate::targets::Target;
 use crate::wal::WalError;
 use crate::wal::{AppendMetrics, Wal, WalStorage};
 use crate::web::Web;
-use crate::{serve, targets};
 
 /// Why `relay run` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -49,10 +49,7 @@ pub enum RunError {
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
     #[error("{path}: {source}")]
-    Invalid {
-        path: String,
-        source: config::ConfigError,
-    },
+    Invalid { path: String, source: PlanError },
     #[error("{0} changed: that needs a restart of relay; the running config stays")]
     NeedsRestart(&'static str),
     #[error("cannot open the remote-write WAL (relay.wal_dir): {0}")]
@@ -76,13 +73,13 @@ pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 /// Scrapes every target, serves the result, reloads on request, and returns
 /// after SIGTERM/SIGINT.
 pub async fn run(
-    config: Config,
+    plan: Plan,
     source: Option<ConfigSource>,
     web: Arc<Web>,
     options: serve::Options,
 ) -> Result<(), RunError> {
-    let listener = bind(&config.relay.listen_address).await?;
-    run_on(config, listener, shutdown_signal(), source, web, options).await
+    let listener = bind(&plan.config.relay.listen_address).await?;
+    run_on(plan, listener, shutdown_signal(), source, web, options).await
 }
 
 /// Binds the listen address, naming it in the error.
@@ -99,7 +96,7 @@ pub async fn bind(address: &str) -> Result<TcpListener, RunError> {
 /// without a `source` there is nothing to reload from. A reload leaves `web`
 /// alone: it reads its file again on every request anyway.
 pub async fn run_on(
-    config: Config,
+    plan: Plan,
     listener: TcpListener,
     stop: impl std::future::Future<Output = Result<(), RunError>>,
     source: Option<ConfigSource>,
@@ -107,7 +104,7 @@ pub async fn run_on(
     options: serve::Options,
 ) -> Result<(), RunError> {
     let store = Arc::new(Store::new(Vec::new()));
-    let mut running = Running::start(config, store.clone())?;
+    let mut running = Running::start(plan, store.clone())?;
     web.count_checks(store.telemetry.web_auth_checks.clone());
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
@@ -204,51 +201,42 @@ struct Running {
     durable: storage::Shared,
     durable_wal: Option<Arc<Wal>>,
     remote: Option<RemoteWrite>,
-    /// By [`target_key`]: a target with the same key keeps running.
-    targets: HashMap<String, RunningTarget>,
+    /// With their change keys: a target whose key is unchanged keeps running.
+    targets: Vec<(TargetKey, RunningTarget)>,
     next_id: u64,
 }
 
-/// What makes a target's scrape loop different from another: its job
-/// (secrets included, which `Debug` hides) and the target itself.
-fn target_key(job: &ScrapeConfig, target: &Target) -> String {
-    let secrets = config::inline_secrets(job.authorization.as_ref(), job.basic_auth.as_ref());
-    format!("{job:?}|{secrets:?}|{target:?}")
-}
-
-/// The targets of every job, with their keys.
-fn targets_of(config: &Config) -> Vec<(String, Arc<ScrapeConfig>, Target)> {
+/// The targets of every job, with their keys; logs the ones relabeling
+/// made invalid (they are skipped).
+fn targets_of(plan: &Plan) -> Vec<(TargetKey, Arc<Job>, Target)> {
     let mut out = Vec::new();
-    for job in &config.scrape_configs {
-        let (found, errors) = targets::from_config(job);
-        for e in errors {
+    for job in &plan.jobs {
+        for e in &job.refused {
             tracing::error!(error = %e, "target skipped");
         }
-        let job = Arc::new(job.clone());
         out.extend(
-            found
-                .into_iter()
-                .map(|t| (target_key(&job, &t), job.clone(), t)),
+            job.targets
+                .iter()
+                .map(|t| (job.target_key(t), job.clone(), t.clone())),
         );
     }
     out
 }
 
 impl Running {
-    fn start(config: Config, store: Arc<Store>) -> Result<Running, RunError> {
-        let remote = RemoteWrite::start(&config, &store.telemetry.remote)?;
+    fn start(plan: Plan, store: Arc<Store>) -> Result<Running, RunError> {
+        let remote = RemoteWrite::start(&plan, &store.telemetry.remote)?;
         let mut running = Running {
-            config,
+            config: plan.config.clone(),
             store,
             durable: storage::Shared::default(),
             durable_wal: None,
             remote,
-            targets: HashMap::new(),
+            targets: Vec::new(),
             next_id: 0,
         };
         running.set_sink();
-        let config = running.config.clone();
-        running.sync_targets(&config);
+        running.sync_targets(&plan);
         running.store.telemetry.reloaded(true);
         Ok(running)
     }
@@ -291,35 +279,29 @@ impl Running {
     /// ones. A removed target writes its staleness markers and leaves the
     /// snapshot; a target whose job changed is replaced by a new loop
     /// without them (the new loop carries its series on).
-    fn sync_targets(&mut self, config: &Config) {
-        let wanted = targets_of(config);
-        let keys: std::collections::HashSet<&str> =
-            wanted.iter().map(|(k, _, _)| k.as_str()).collect();
+    fn sync_targets(&mut self, plan: &Plan) {
+        let wanted = targets_of(plan);
         let names: std::collections::HashSet<String> =
             wanted.iter().map(|(_, _, t)| t.name()).collect();
-        let gone: Vec<String> = self
-            .targets
-            .keys()
-            .filter(|k| !keys.contains(k.as_str()))
-            .cloned()
-            .collect();
-        for key in gone {
-            if let Some(t) = self.targets.remove(&key) {
-                let how = if names.contains(&t.name) {
-                    Stop::Replaced
-                } else {
-                    Stop::Finish
-                };
-                let _ = t.stop.send(how);
-                let store = self.store.clone();
-                tokio::spawn(async move {
-                    let _ = t.task.await;
-                    store.remove(t.id);
-                });
-            }
+        let (kept, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut self.targets)
+            .into_iter()
+            .partition(|(key, _)| wanted.iter().any(|(k, _, _)| k == key));
+        self.targets = kept;
+        for (_, t) in gone {
+            let how = if names.contains(&t.name) {
+                Stop::Replaced
+            } else {
+                Stop::Finish
+            };
+            let _ = t.stop.send(how);
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                let _ = t.task.await;
+                store.remove(t.id);
+            });
         }
         for (key, job, target) in wanted {
-            if self.targets.contains_key(&key) {
+            if self.targets.iter().any(|(k, _)| *k == key) {
                 continue;
             }
             let id = self.next_id;
@@ -337,7 +319,7 @@ impl Running {
                 stop_rx,
                 scrape::offset_seed(&self.config.global.external_labels),
             ));
-            self.targets.insert(
+            self.targets.push((
                 key,
                 RunningTarget {
                     id,
@@ -345,19 +327,19 @@ impl Running {
                     stop,
                     task,
                 },
-            );
+            ));
         }
     }
 
     /// Reads, validates and applies the config file; records the outcome
     /// in `relay_config_last_reload_successful` and logs a refusal.
     async fn reload_from(&mut self, source: &ConfigSource) -> Result<(), ReloadError> {
-        let result = match config::load(&source.path, &source.overrides) {
-            Ok(loaded) => {
-                for w in &loaded.warnings {
+        let result = match plan::load(&source.path, &source.overrides) {
+            Ok((plan, warnings)) => {
+                for w in &warnings {
                     tracing::warn!(file = %source.path.display(), "{w}");
                 }
-                self.apply(loaded.config).await
+                self.apply(plan).await
             }
             Err(source_err) => Err(ReloadError::Invalid {
                 path: source.path.display().to_string(),
@@ -376,8 +358,8 @@ impl Running {
         result
     }
 
-    async fn apply(&mut self, new: Config) -> Result<(), ReloadError> {
-        let (old, fresh) = (&self.config.relay, &new.relay);
+    async fn apply(&mut self, plan: Plan) -> Result<(), ReloadError> {
+        let (old, fresh) = (&self.config.relay, &plan.config.relay);
         if old.listen_address != fresh.listen_address {
             return Err(ReloadError::NeedsRestart("relay.listen_address"));
         }
@@ -388,13 +370,12 @@ impl Running {
             return Err(ReloadError::NeedsRestart("relay.wal_max_size"));
         }
         match &mut self.remote {
-            Some(remote) => remote.reconcile(&new).await?,
-            None => self.remote = RemoteWrite::start(&new, &self.store.telemetry.remote)?,
+            Some(remote) => remote.reconcile(&plan).await?,
+            None => self.remote = RemoteWrite::start(&plan, &self.store.telemetry.remote)?,
         }
-        self.config = new;
+        self.config = plan.config.clone();
         self.set_sink();
-        let config = self.config.clone();
-        self.sync_targets(&config);
+        self.sync_targets(&plan);
         Ok(())
     }
 
@@ -406,16 +387,16 @@ impl Running {
     /// exits within `shutdown_timeout` (Kubernetes kills it after its grace).
     async fn shutdown(self, stopping: Instant) {
         let budget = self.config.relay.shutdown_timeout.as_std();
-        for t in self.targets.values() {
+        for (_, t) in &self.targets {
             let _ = t.stop.send(Stop::Finish);
         }
         let scrapes_until = tokio::time::Instant::from_std(stopping + budget / 2);
-        for (key, mut t) in self.targets {
+        for (_, mut t) in self.targets {
             if tokio::time::timeout_at(scrapes_until, &mut t.task)
                 .await
                 .is_err()
             {
-                tracing::warn!(target = %key, "last scrape at shutdown did not finish within half of relay.shutdown_timeout; stopped without it");
+                tracing::warn!(target = %t.name, "last scrape at shutdown did not finish within half of relay.shutdown_timeout; stopped without it");
                 t.task.abort();
             }
         }

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use crate::config::{self, ScrapeConfig};
 use crate::exposition::Labels;
+use crate::relabel::Rules;
 
 /// One endpoint to scrape and the labels its series get.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     pub job: String,
     /// scheme://address/metrics_path?params
@@ -38,14 +39,15 @@ pub struct TargetError {
     pub message: String,
 }
 
-/// The targets of one job; targets dropped by relabeling are left out,
-/// targets that relabeling made invalid come back as errors.
-pub fn from_config(sc: &ScrapeConfig) -> (Vec<Target>, Vec<TargetError>) {
+/// The targets of one job after its compiled `relabel_configs`
+/// (`relabel`); targets dropped by relabeling are left out, targets that
+/// relabeling made invalid come back as errors.
+pub fn from_config(sc: &ScrapeConfig, relabel: &Rules) -> (Vec<Target>, Vec<TargetError>) {
     let mut targets = Vec::new();
     let mut errors = Vec::new();
     for group in &sc.static_configs {
         for address in &group.targets {
-            match populate(sc, address, &group.labels) {
+            match populate(sc, relabel, address, &group.labels) {
                 Ok(Some(t)) => targets.push(t),
                 Ok(None) => {}
                 Err(message) => errors.push(TargetError {
@@ -60,19 +62,9 @@ pub fn from_config(sc: &ScrapeConfig) -> (Vec<Target>, Vec<TargetError>) {
     (targets, errors)
 }
 
-/// Every target of `config` that `relay run` would skip, as it would log
-/// them: `relay check config` refuses these (targets are static, so what
-/// relabeling makes of them is known at load).
-pub fn refused(config: &config::Config) -> Vec<TargetError> {
-    config
-        .scrape_configs
-        .iter()
-        .flat_map(|job| from_config(job).1)
-        .collect()
-}
-
 fn populate(
     sc: &ScrapeConfig,
+    relabel: &Rules,
     address: &str,
     group_labels: &std::collections::BTreeMap<String, String>,
 ) -> Result<Option<Target>, String> {
@@ -105,7 +97,7 @@ fn populate(
             labels.set(name, first.clone());
         }
     }
-    if !sc.target_relabel.apply(&mut labels) {
+    if !relabel.apply(&mut labels) {
         return Ok(None);
     }
     let Some(mut addr) = labels.get("__address__").map(str::to_owned) else {
@@ -209,7 +201,9 @@ mod tests {
 
     fn targets(yaml: &str) -> (Vec<Target>, Vec<TargetError>) {
         let config = config::from_yaml_str(yaml).expect("valid config").config;
-        from_config(&config.scrape_configs[0])
+        let job = &config.scrape_configs[0];
+        let rules = Rules::compile(&job.relabel_configs).expect("valid rules");
+        from_config(job, &rules)
     }
 
     fn labels(t: &Target) -> Vec<(String, String)> {

@@ -10,8 +10,9 @@ use std::time::Duration;
 use common::{free_port, Relay, DEADLINE};
 use relay::config::{self, ByteSize, Scheme};
 
+/// What loading and resolving refuse (as `relay check config` and `relay run`).
 fn error_of(yaml: &str) -> String {
-    match config::from_yaml_str(yaml) {
+    match relay::plan::from_yaml_str(yaml) {
         Ok(_) => "loaded without error".into(),
         Err(e) => e.to_string(),
     }
@@ -178,8 +179,9 @@ fn relative_files_are_read_from_the_config_directory() {
         "scrape_configs:\n  - job_name: a\n    tls_config: {ca_file: certs/ca.pem}\n",
     )
     .expect("write config");
-    let err = config::load(&file, &Default::default())
-        .expect_err("the CA file does not exist")
+    let err = relay::plan::load(&file, &Default::default())
+        .err()
+        .expect("the CA file does not exist")
         .to_string();
     let want = format!(
         "scrape_configs[0].tls_config.ca_file: {}: cannot read",

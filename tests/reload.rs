@@ -301,3 +301,52 @@ fn post_reload_is_off_without_the_lifecycle_flag() {
     relay.signal("HUP");
     relay.wait_for_log(&["SIGHUP: reloading the config"]);
 }
+
+#[test]
+fn a_target_added_to_a_job_leaves_the_jobs_other_loops_running() {
+    let (one, three) = (app(), app());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("relay.yml");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let wal = dir.path().join("wal");
+    // Job one with its targets in one static group.
+    let write = |targets: &[&str]| {
+        let list = targets.join("\", \"");
+        let jobs = [("one", list.as_str(), "")];
+        std::fs::write(&path, config(&addr, &wal, &jobs, "")).expect("write config");
+    };
+    write(&[&one.addr]);
+    let relay = Relay::start_file(&path, &addr);
+    relay.wait_for_line("relay_config_last_reload_successful 1");
+    let added_one = format!(
+        "scrape_series_added{{instance=\"{}\",job=\"one\"}}",
+        one.addr
+    );
+    // The target's cache is warm: its second scrape added nothing.
+    relay.wait_for_line(&format!("{added_one} 0"));
+    write(&[&one.addr, &three.addr]);
+    relay.signal("HUP");
+    relay.wait_for_line(&format!("a{{instance=\"{}\",job=\"one\"}} 1", three.addr));
+    relay.wait_for_log(&["config reloaded"]);
+    // The first target's loop and cache ran on: no scrape of it has
+    // counted its series as added since, and it was not started again.
+    for _ in 0..5 {
+        let m = relay.metrics();
+        assert_eq!(value(&m, &added_one).as_deref(), Some("0"), "{m}");
+        std::thread::sleep(std::time::Duration::from_millis(150));
+    }
+    let scraping = |addr: &str| {
+        relay
+            .logs()
+            .lines()
+            .filter(|l| l.contains("msg=scraping ") && l.contains(&format!("target=one/{addr}")))
+            .count()
+    };
+    assert_eq!(
+        scraping(&one.addr),
+        1,
+        "target one was started again:\n{}",
+        relay.logs()
+    );
+    assert_eq!(scraping(&three.addr), 1, "{}", relay.logs());
+}

@@ -162,7 +162,7 @@ fn serve(targets: &[(String, Vec<usize>)]) -> (Vec<u8>, Vec<u8>, Vec<String>) {
             yaml.push_str("      []\n");
         }
     }
-    let config = relay::config::from_yaml_str(&yaml).expect("rules").config;
+    let plan = relay::plan::from_yaml_str(&yaml).expect("rules");
     let store = Store::new((0..targets.len()).map(|i| format!("t{i}/t{i}:1")).collect());
     let mut expected = Vec::new();
     for (i, (body, _)) in targets.iter().enumerate() {
@@ -177,7 +177,7 @@ fn serve(targets: &[(String, Vec<usize>)]) -> (Vec<u8>, Vec<u8>, Vec<String>) {
             Format::Text
         };
         let mut out = Rendered::default();
-        let settings = Settings::new(&labels, &config.scrape_configs[i].metric_relabel);
+        let settings = Settings::new(&labels, &plan.jobs[i].metric_relabel);
         let up = process(
             body.as_bytes(),
             input,

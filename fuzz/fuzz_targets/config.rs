@@ -5,6 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use relay::config::{from_yaml_str, ConfigError};
+use relay::plan::PlanError;
 use relay::web::WebConfig;
 
 fuzz_target!(|data: &[u8]| {
@@ -13,11 +14,14 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     match from_yaml_str(yaml) {
-        Ok(loaded) => {
-            for job in &loaded.config.scrape_configs {
-                let _ = relay::targets::from_config(job);
+        // Resolving compiles the relabel rules and builds the targets.
+        Ok(loaded) => match relay::plan::resolve(&loaded.config) {
+            Ok(_) => {}
+            Err(PlanError::Field { path, message }) => {
+                assert!(!message.is_empty(), "error without a message at {path:?}");
             }
-        }
+            Err(PlanError::Config(e)) => panic!("resolve gave a load error: {e}"),
+        },
         Err(ConfigError::Read(message)) => assert!(!message.is_empty()),
         Err(ConfigError::Field { path, message }) => {
             assert!(!message.is_empty(), "error without a message at {path:?}");

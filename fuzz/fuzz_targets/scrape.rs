@@ -13,7 +13,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use relay::config::ScrapeConfig;
+use relay::plan::Job;
 use relay::exposition::{Format, Labels};
 use relay::storage::{Appended, Appender, FanOut};
 use relay::wal::WalBatch;
@@ -31,17 +31,17 @@ fuzz_target!(|data: &[u8]| {
     let Ok(yaml) = std::str::from_utf8(yaml) else {
         return;
     };
-    let Ok(loaded) = relay::config::from_yaml_str(yaml) else {
+    let Ok(plan) = relay::plan::from_yaml_str(yaml) else {
         return;
     };
-    let Some(job) = loaded.config.scrape_configs.first() else {
+    let Some(job) = plan.jobs.first() else {
         return;
     };
-    let target_labels = match relay::targets::from_config(job).0.into_iter().next() {
-        Some(t) => t.labels,
+    let target_labels = match job.targets.first() {
+        Some(t) => t.labels.clone(),
         None => [
             ("instance", "localhost:8001"),
-            ("job", job.job_name.as_str()),
+            ("job", job.config.job_name.as_str()),
         ]
         .into_iter()
         .collect::<Labels>()
@@ -79,15 +79,16 @@ fuzz_target!(|data: &[u8]| {
 });
 
 /// What the scrape loop builds from a job (see src/scrape/mod.rs).
-fn settings<'t>(job: &'t ScrapeConfig, target_labels: &'t Labels<'static>) -> Settings<'t> {
+fn settings<'t>(job: &'t Job, target_labels: &'t Labels<'static>) -> Settings<'t> {
+    let config = &job.config;
     Settings {
-        honor_labels: job.honor_labels,
-        honor_timestamps: job.honor_timestamps,
+        honor_labels: config.honor_labels,
+        honor_timestamps: config.honor_timestamps,
         limits: Limits {
-            sample_limit: job.sample_limit,
-            label_limit: job.label_limit,
-            label_name_length_limit: job.label_name_length_limit,
-            label_value_length_limit: job.label_value_length_limit,
+            sample_limit: config.sample_limit,
+            label_limit: config.label_limit,
+            label_name_length_limit: config.label_name_length_limit,
+            label_value_length_limit: config.label_value_length_limit,
         },
         ..Settings::new(target_labels, &job.metric_relabel)
     }

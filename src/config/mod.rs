@@ -8,6 +8,7 @@
 
 mod expand;
 mod foreign;
+mod relabel;
 mod types;
 mod units;
 mod validate;
@@ -18,6 +19,7 @@ use figment::providers::{Env, Format as _, Yaml};
 use figment::value::Value;
 use figment::Figment;
 
+pub use relabel::{Action, RelabelConfig, DEFAULT_REGEX};
 pub use types::*;
 pub use units::{ByteSize, Duration};
 

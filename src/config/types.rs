@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::relabel::RelabelConfig;
 use super::units::{ByteSize, Duration};
-use crate::relabel::{RelabelConfig, Rules};
 
 /// A whole relay config.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -52,7 +52,7 @@ impl Config {
 }
 
 /// `global:`; what a job leaves unset comes from here.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct GlobalConfig {
     #[serde(default = "default_scrape_interval")]
@@ -93,7 +93,7 @@ pub(crate) fn default_scrape_timeout() -> Duration {
 
 /// One `scrape_configs` entry. `scrape_interval` and `scrape_timeout` are
 /// always set after loading (from `global` when the job leaves them out).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ScrapeConfig {
     pub job_name: String,
@@ -142,12 +142,6 @@ pub struct ScrapeConfig {
     /// Accepted for `prometheus.yml` compatibility; relay speaks HTTP/1.1.
     #[serde(default = "yes")]
     pub enable_http2: bool,
-    /// `relabel_configs`, compiled at load.
-    #[serde(skip)]
-    pub target_relabel: Rules,
-    /// `metric_relabel_configs`, compiled at load.
-    #[serde(skip)]
-    pub metric_relabel: Rules,
 }
 
 impl ScrapeConfig {
@@ -188,7 +182,7 @@ impl Scheme {
 }
 
 /// A group of targets sharing labels.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StaticConfig {
     #[serde(default)]
@@ -234,24 +228,8 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// The inline secrets of a job or receiver, for telling two configs apart
-/// (their `Debug` output hides secrets).
-pub fn inline_secrets<'c>(
-    authorization: Option<&'c Authorization>,
-    basic_auth: Option<&'c BasicAuth>,
-) -> (Option<&'c str>, Option<&'c str>) {
-    (
-        authorization
-            .and_then(|a| a.credentials.as_ref())
-            .map(|s| s.0.as_str()),
-        basic_auth
-            .and_then(|b| b.password.as_ref())
-            .map(|s| s.0.as_str()),
-    )
-}
-
 /// `authorization:` (an `Authorization: <type> <credentials>` header).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Authorization {
     #[serde(default = "bearer", rename = "type")]
@@ -267,7 +245,7 @@ fn bearer() -> String {
 }
 
 /// `basic_auth:`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuth {
     pub username: String,
@@ -278,7 +256,7 @@ pub struct BasicAuth {
 }
 
 /// `tls_config:` towards a target or receiver.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     #[serde(default)]
@@ -299,7 +277,7 @@ pub struct TlsConfig {
 }
 
 /// One `remote_write` entry (validated now; the sender comes later).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteWriteConfig {
     pub url: String,
@@ -326,9 +304,6 @@ pub struct RemoteWriteConfig {
     /// Accepted for `prometheus.yml` compatibility; relay speaks HTTP/1.1.
     #[serde(default = "yes")]
     pub enable_http2: bool,
-    /// `write_relabel_configs`, compiled at load.
-    #[serde(skip)]
-    pub write_relabel: Rules,
 }
 
 impl RemoteWriteConfig {
@@ -337,6 +312,23 @@ impl RemoteWriteConfig {
     pub fn url_redacted(&self) -> String {
         redact_url(&self.url)
     }
+
+    /// The `remote_name` label of an entry: its `name`, or as Prometheus
+    /// does without one, a short hash (here of the URL, so it survives
+    /// reordering). The URL is hashed with its password redacted, as
+    /// Prometheus hashes a config with its secrets redacted: the name is
+    /// shown in `/metrics` and names the queue's checkpoint file.
+    pub fn remote_name(&self) -> String {
+        match &self.name {
+            Some(name) if !name.is_empty() => name.clone(),
+            _ => short_hash(&self.url_redacted()),
+        }
+    }
+}
+
+/// The short hash a `remote_write` entry without a name is named by.
+pub fn short_hash(text: &str) -> String {
+    format!("{:x}", md5::compute(text.as_bytes()))[..6].to_owned()
 }
 
 /// A URL (or a target) with the password of its user info replaced by
@@ -396,7 +388,7 @@ fn default_remote_timeout() -> Duration {
 }
 
 /// `queue_config:`, with Prometheus 2.x's `DefaultQueueConfig`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
     pub capacity: usize,

@@ -1,13 +1,12 @@
-//! Checks that need more than one field (Prometheus's `Validate` rules),
-//! defaults resolved from `global`, and relabel rules compiled once, so
-//! nothing downstream can meet an invalid config.
+//! Checks that need more than one field (Prometheus's `Validate` rules) and
+//! defaults resolved from `global`: everything that needs the data alone.
+//! What needs building (relabel rules, TLS clients) is `plan::resolve`'s.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use super::types::{Authorization, BasicAuth, Config, ScrapeConfig, TlsConfig};
+use super::types::{Authorization, BasicAuth, Config, ScrapeConfig};
 use super::ConfigError;
-use crate::relabel::{RelabelConfig, Rules};
 
 pub(super) fn resolve(config: &mut Config) -> Result<(), ConfigError> {
     // As Prometheus's GlobalConfig.UnmarshalYAML: a written timeout may not
@@ -54,7 +53,7 @@ pub(super) fn resolve(config: &mut Config) -> Result<(), ConfigError> {
         let path = format!("remote_write[{i}]");
         check_url(&format!("{path}.url"), &rw.url)?;
         // Each entry's queue and WAL checkpoint are named by it.
-        let name = crate::remote_write::remote_name(rw);
+        let name = rw.remote_name();
         if !queues.insert(name.clone()) {
             let (field, what) = match &rw.name {
                 Some(_) => ("name", format!("found multiple remote write configs named {name:?}")),
@@ -63,11 +62,6 @@ pub(super) fn resolve(config: &mut Config) -> Result<(), ConfigError> {
             return Err(ConfigError::field(format!("{path}.{field}"), what));
         }
         check_auth(&path, rw.authorization.as_ref(), rw.basic_auth.as_ref())?;
-        check_tls(&path, &rw.tls_config)?;
-        rw.write_relabel = compile(
-            &format!("{path}.write_relabel_configs"),
-            &rw.write_relabel_configs,
-        )?;
     }
     config
         .relay
@@ -132,24 +126,7 @@ fn resolve_job(
         }
     }
     check_auth(path, job.authorization.as_ref(), job.basic_auth.as_ref())?;
-    check_tls(path, &job.tls_config)?;
-    job.target_relabel = compile(&format!("{path}.relabel_configs"), &job.relabel_configs)?;
-    job.metric_relabel = compile(
-        &format!("{path}.metric_relabel_configs"),
-        &job.metric_relabel_configs,
-    )?;
     Ok(())
-}
-
-fn compile(path: &str, rules: &[RelabelConfig]) -> Result<Rules, ConfigError> {
-    Rules::compile(rules).map_err(|e| {
-        let at = if e.field.is_empty() {
-            format!("{path}[{}]", e.index)
-        } else {
-            format!("{path}[{}].{}", e.index, e.field)
-        };
-        ConfigError::field(at, e.message)
-    })
 }
 
 /// A target is `host:port` (a missing port defaults by scheme, as in
@@ -244,12 +221,4 @@ fn check_auth(
         }
     }
     Ok(())
-}
-
-/// Builds the TLS client once at load, so a missing or unreadable CA,
-/// certificate or key is a config error with its path, not a failing scrape.
-fn check_tls(path: &str, tls: &TlsConfig) -> Result<(), ConfigError> {
-    crate::tls::client_config(tls)
-        .map(drop)
-        .map_err(|e| ConfigError::field(format!("{path}.tls_config.{}", e.field), e.message))
 }

@@ -264,7 +264,7 @@ pub enum GenError {
     Config {
         path: PathBuf,
         #[source]
-        source: ConfigError,
+        source: crate::plan::PlanError,
     },
     #[error("--config {}: {message}", path.display())]
     Conflict { path: PathBuf, message: String },

@@ -46,7 +46,7 @@ pub(crate) struct RelayConfig {
 pub(crate) fn build(options: &Options) -> Result<RelayConfig, GenError> {
     let (text, path) = match &options.config {
         Some(path) => {
-            config::load(path, &Overrides::default()).map_err(|source| GenError::Config {
+            crate::plan::load(path, &Overrides::default()).map_err(|source| GenError::Config {
                 path: path.clone(),
                 source,
             })?;

@@ -7,10 +7,10 @@
 
 use std::io::Write;
 
-use crate::config::{Config, ScrapeConfig};
 use crate::exposition::{render, Entry, Format, Labels, ParseError, Parser};
+use crate::plan::{Job, Plan};
 use crate::scrape::pipeline::{self, PipelineError, Rendered, SeriesCache, Settings};
-use crate::targets::{self, Target};
+use crate::targets::Target;
 
 use super::RelabelConfig;
 
@@ -48,7 +48,7 @@ impl From<ParseError> for CliError {
 /// the job's target at `target` (its first when None), and writes the
 /// survivors to `out`; with `explain`, each rule's effect per series instead.
 pub fn run_cli(
-    config: &Config,
+    plan: &Plan,
     job: Option<&str>,
     target: Option<&str>,
     explain: bool,
@@ -56,7 +56,7 @@ pub fn run_cli(
     input: &[u8],
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let job = find_job(config, job)?;
+    let job = find_job(plan, job)?;
     let target = find_target(job, target)?;
     let settings = Settings {
         output: format,
@@ -71,8 +71,8 @@ pub fn run_cli(
 
 /// The target whose labels the series get, as `relay run` builds it
 /// (static labels, then `relabel_configs`): the one at `address`, or the first.
-fn find_target(job: &ScrapeConfig, address: Option<&str>) -> Result<Target, CliError> {
-    let (found, _) = targets::from_config(job);
+fn find_target(job: &Job, address: Option<&str>) -> Result<Target, CliError> {
+    let found = &job.targets;
     let picked = match address {
         None => found.first(),
         Some(a) => found
@@ -81,9 +81,9 @@ fn find_target(job: &ScrapeConfig, address: Option<&str>) -> Result<Target, CliE
     };
     match (picked, address) {
         (Some(t), _) => Ok(t.clone()),
-        (None, None) => Err(CliError::NoTargets(job.job_name.clone())),
+        (None, None) => Err(CliError::NoTargets(job.config.job_name.clone())),
         (None, Some(a)) => Err(CliError::NoSuchTarget {
-            job: job.job_name.clone(),
+            job: job.config.job_name.clone(),
             target: a.to_owned(),
             targets: found
                 .iter()
@@ -94,18 +94,19 @@ fn find_target(job: &ScrapeConfig, address: Option<&str>) -> Result<Target, CliE
     }
 }
 
-fn find_job<'c>(config: &'c Config, job: Option<&str>) -> Result<&'c ScrapeConfig, CliError> {
+fn find_job<'p>(plan: &'p Plan, job: Option<&str>) -> Result<&'p Job, CliError> {
     match job {
-        None => config.scrape_configs.first().ok_or(CliError::NoJobs),
-        Some(name) => config
-            .scrape_configs
+        None => plan.jobs.first().map(|j| &**j).ok_or(CliError::NoJobs),
+        Some(name) => plan
+            .jobs
             .iter()
-            .find(|j| j.job_name == name)
+            .map(|j| &**j)
+            .find(|j| j.config.job_name == name)
             .ok_or_else(|| {
-                let names: Vec<_> = config
-                    .scrape_configs
+                let names: Vec<_> = plan
+                    .jobs
                     .iter()
-                    .map(|j| j.job_name.as_str())
+                    .map(|j| j.config.job_name.as_str())
                     .collect();
                 CliError::NoSuchJob(name.to_owned(), names.join(", "))
             }),

@@ -17,8 +17,8 @@
 //!         target_label: error
 //!         replacement: "yes"
 //! "#;
-//! let config = relay::config::from_yaml_str(yaml).expect("valid config").config;
-//! let rules = &config.scrape_configs[0].metric_relabel;
+//! let plan = relay::plan::from_yaml_str(yaml).expect("valid config");
+//! let rules = &plan.jobs[0].metric_relabel;
 //! let mut labels: Labels = [("__name__", "http_requests_total"), ("code", "503")].into_iter().collect();
 //! assert!(rules.apply(&mut labels));
 //! assert_eq!(labels.get("error"), Some("yes"));
@@ -29,114 +29,18 @@ mod template;
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::fmt;
 
 use regex::Regex;
-use serde::{de, Deserialize, Deserializer};
 
 pub use cli::{run_cli, CliError};
 use template::Template;
 
+/// The rule data lives in the config (pure data); this module compiles it.
+pub use crate::config::{Action, RelabelConfig, DEFAULT_REGEX};
+
 /// The label-name check relabeling validates targets with (one for the crate).
 pub use crate::exposition::is_label_name;
 use crate::exposition::Labels;
-
-/// One rule as written in YAML, with Prometheus's field names and defaults.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RelabelConfig {
-    #[serde(default)]
-    pub source_labels: Vec<String>,
-    #[serde(default = "default_separator")]
-    pub separator: String,
-    #[serde(default = "default_regex")]
-    pub regex: String,
-    #[serde(default)]
-    pub modulus: Option<u64>,
-    #[serde(default)]
-    pub target_label: Option<String>,
-    #[serde(default = "default_replacement")]
-    pub replacement: String,
-    #[serde(default)]
-    pub action: Action,
-}
-
-fn default_separator() -> String {
-    ";".to_owned()
-}
-fn default_regex() -> String {
-    DEFAULT_REGEX.to_owned()
-}
-fn default_replacement() -> String {
-    "$1".to_owned()
-}
-
-const DEFAULT_REGEX: &str = "(.*)";
-
-/// The relabel actions of current Prometheus.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Action {
-    #[default]
-    Replace,
-    Keep,
-    Drop,
-    KeepEqual,
-    DropEqual,
-    HashMod,
-    LabelMap,
-    LabelDrop,
-    LabelKeep,
-    Lowercase,
-    Uppercase,
-}
-
-const ACTIONS: [(&str, Action); 11] = [
-    ("replace", Action::Replace),
-    ("keep", Action::Keep),
-    ("drop", Action::Drop),
-    ("keepequal", Action::KeepEqual),
-    ("dropequal", Action::DropEqual),
-    ("hashmod", Action::HashMod),
-    ("labelmap", Action::LabelMap),
-    ("labeldrop", Action::LabelDrop),
-    ("labelkeep", Action::LabelKeep),
-    ("lowercase", Action::Lowercase),
-    ("uppercase", Action::Uppercase),
-];
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        ACTIONS
-            .iter()
-            .find(|(_, a)| *a == self)
-            .map_or("replace", |(s, _)| s)
-    }
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for Action {
-    /// Case-insensitive, as Prometheus reads actions (`action: Drop` works).
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        let lower = s.to_ascii_lowercase();
-        ACTIONS
-            .iter()
-            .find(|(name, _)| *name == lower)
-            .map(|(_, a)| *a)
-            .ok_or_else(|| {
-                let names: Vec<_> = ACTIONS.iter().map(|(n, _)| *n).collect();
-                de::Error::custom(format!(
-                    "unknown relabel action {s:?} (expected one of: {})",
-                    names.join(", ")
-                ))
-            })
-    }
-}
 
 /// Why a rule was rejected at load: which field of the rule, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

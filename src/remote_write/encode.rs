@@ -258,11 +258,11 @@ mod tests {
 
     #[test]
     fn write_relabel_runs_after_external_labels() {
-        let config = crate::config::from_yaml_str(
+        let config = crate::plan::from_yaml_str(
             "remote_write:\n  - url: http://127.0.0.1:1/w\n    write_relabel_configs:\n      - {source_labels: [cluster], target_label: from_cluster}\n      - {source_labels: [__name__], regex: drop_me, action: drop}\n",
         )
         .expect("valid");
-        let rules = &config.config.remote_write[0].write_relabel;
+        let rules = &config.writers[0].write_relabel;
         let external = vec![("cluster".to_owned(), "c1".to_owned())];
         assert!(prep("drop_me{a=\"1\"}", &external, rules).is_none());
         let kept = prep("m{a=\"1\"}", &external, rules).expect("kept");

@@ -19,7 +19,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, RemoteWriteConfig};
+use crate::config::RemoteWriteConfig;
+use crate::plan::{Plan, Writer, WriterKey};
 use crate::wal::{Wal, WalError};
 use metrics::RemoteWriteMetrics;
 
@@ -29,25 +30,13 @@ pub mod prompb {
     include!(concat!(env!("OUT_DIR"), "/prometheus.rs"));
 }
 
-/// The `remote_name` label of an entry: its `name`, or as Prometheus does
-/// without one, a short hash (here of the URL, so it survives reordering).
-/// The URL is hashed with its password redacted, as Prometheus hashes a
-/// config with its secrets redacted: the name is shown in `/metrics` and
-/// names the queue's checkpoint file.
-pub fn remote_name(config: &RemoteWriteConfig) -> String {
-    match &config.name {
-        Some(name) if !name.is_empty() => name.clone(),
-        _ => short_hash(&config.url_redacted()),
-    }
-}
-
 /// The default name earlier releases gave an unnamed entry whose URL has a
 /// password (the hash of the URL with it), so that an upgraded relay takes
 /// over the checkpoint saved under it; None when it is the same name.
 pub fn former_remote_name(config: &RemoteWriteConfig) -> Option<String> {
     let unnamed = config.name.as_ref().is_none_or(String::is_empty);
-    let former = short_hash(&config.url);
-    (unnamed && former != remote_name(config)).then_some(former)
+    let former = crate::config::short_hash(&config.url);
+    (unnamed && former != config.remote_name()).then_some(former)
 }
 
 /// Renames the checkpoint an earlier release saved under `rw`'s former
@@ -61,15 +50,11 @@ fn adopt_former_checkpoint(
     let Some(former) = former_remote_name(rw).filter(|f| !names.contains(f)) else {
         return Ok(());
     };
-    let name = remote_name(rw);
+    let name = rw.remote_name();
     if Wal::adopt_checkpoint(dir, &former, &name)? {
         tracing::info!(remote_name = %name, url = %rw.url_redacted(), "remote write checkpoint taken over from the queue's former default name (a hash of the URL with its password)");
     }
     Ok(())
-}
-
-fn short_hash(text: &str) -> String {
-    format!("{:x}", md5::compute(text.as_bytes()))[..6].to_owned()
 }
 
 /// The running WAL and queues.
@@ -82,31 +67,25 @@ pub struct RemoteWrite {
 
 /// One queue's task, and what it was started from.
 struct QueueHandle {
-    fingerprint: String,
+    key: WriterKey,
     task: JoinHandle<()>,
     abort: watch::Sender<bool>,
-}
-
-/// What makes a queue different from another: its entry (secrets included,
-/// which `Debug` hides) and the external labels it adds.
-fn fingerprint(rw: &RemoteWriteConfig, external: &[(String, String)]) -> String {
-    let secrets = crate::config::inline_secrets(rw.authorization.as_ref(), rw.basic_auth.as_ref());
-    format!("{rw:?}|{secrets:?}|{external:?}")
 }
 
 impl RemoteWrite {
     /// Opens the WAL and starts a queue per `remote_write` entry; None when
     /// there is none (no WAL is kept then).
     pub fn start(
-        config: &Config,
+        plan: &Plan,
         metrics: &RemoteWriteMetrics,
     ) -> Result<Option<RemoteWrite>, WalError> {
-        if config.remote_write.is_empty() {
+        let config = &plan.config;
+        if plan.writers.is_empty() {
             return Ok(None);
         }
-        let names: Vec<String> = config.remote_write.iter().map(remote_name).collect();
-        for rw in &config.remote_write {
-            adopt_former_checkpoint(&config.relay.wal_dir, rw, &names)?;
+        let names: Vec<String> = plan.writers.iter().map(|w| w.name.clone()).collect();
+        for w in &plan.writers {
+            adopt_former_checkpoint(&config.relay.wal_dir, &w.config, &names)?;
         }
         let wal = Arc::new(Wal::open(
             &config.relay.wal_dir,
@@ -122,10 +101,10 @@ impl RemoteWrite {
             metrics: metrics.clone(),
             syncer,
         };
-        let plan = remote.plan(config);
-        debug_assert!(plan.stop.is_empty());
-        for (name, rw, fingerprint) in plan.start {
-            remote.spawn(name, rw, fingerprint, plan.external.clone())?;
+        let changes = remote.changes(plan);
+        debug_assert!(changes.stop.is_empty());
+        for writer in changes.start {
+            remote.spawn(writer, changes.external.clone())?;
         }
         Ok(Some(remote))
     }
@@ -134,9 +113,9 @@ impl RemoteWrite {
     /// its queue (and its place in the WAL), a removed or changed one is
     /// stopped (its checkpoint saved), a new or changed one starts from its
     /// checkpoint.
-    pub async fn reconcile(&mut self, config: &Config) -> Result<(), WalError> {
-        let plan = self.plan(config);
-        for name in plan.stop {
+    pub async fn reconcile(&mut self, plan: &Plan) -> Result<(), WalError> {
+        let changes = self.changes(plan);
+        for name in changes.stop {
             let Some(q) = self.queues.remove(&name) else {
                 continue;
             };
@@ -145,40 +124,39 @@ impl RemoteWrite {
             let _ = q.task.await;
             self.wal.unregister(&name);
         }
-        let mut names: Vec<String> = config.remote_write.iter().map(remote_name).collect();
+        let mut names: Vec<String> = plan.writers.iter().map(|w| w.name.clone()).collect();
         names.extend(self.queues.keys().cloned());
-        for (name, rw, fingerprint) in plan.start {
-            adopt_former_checkpoint(self.wal.dir(), &rw, &names)?;
-            self.spawn(name, rw, fingerprint, plan.external.clone())?;
+        for writer in changes.start {
+            adopt_former_checkpoint(self.wal.dir(), &writer.config, &names)?;
+            self.spawn(writer, changes.external.clone())?;
         }
         Ok(())
     }
 
-    /// Which queues go and which come for `config`.
-    fn plan(&self, config: &Config) -> Plan {
-        let external: Vec<(String, String)> = config
+    /// Which queues go and which come for `plan`: a queue whose writer's
+    /// change key is unchanged keeps running.
+    fn changes(&self, plan: &Plan) -> Changes {
+        let external: Vec<(String, String)> = plan
+            .config
             .global
             .external_labels
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let wanted: HashMap<String, (&RemoteWriteConfig, String)> = config
-            .remote_write
-            .iter()
-            .map(|rw| (remote_name(rw), (rw, fingerprint(rw, &external))))
-            .collect();
+        let wanted: HashMap<&str, &Arc<Writer>> =
+            plan.writers.iter().map(|w| (w.name.as_str(), w)).collect();
         let stop: Vec<String> = self
             .queues
             .iter()
-            .filter(|(name, q)| wanted.get(*name).is_none_or(|(_, f)| *f != q.fingerprint))
+            .filter(|(name, q)| wanted.get(name.as_str()).is_none_or(|w| w.key != q.key))
             .map(|(name, _)| name.clone())
             .collect();
         let start = wanted
             .into_iter()
-            .filter(|(name, _)| !self.queues.contains_key(name) || stop.contains(name))
-            .map(|(name, (rw, fingerprint))| (name, rw.clone(), fingerprint))
+            .filter(|(name, _)| !self.queues.contains_key(*name) || stop.iter().any(|s| s == name))
+            .map(|(_, w)| w.clone())
             .collect();
-        Plan {
+        Changes {
             stop,
             start,
             external,
@@ -194,18 +172,17 @@ impl RemoteWrite {
 
     fn spawn(
         &mut self,
-        name: String,
-        rw: RemoteWriteConfig,
-        fingerprint: String,
+        writer: Arc<Writer>,
         external: Vec<(String, String)>,
     ) -> Result<(), WalError> {
+        let (name, rw) = (writer.name.clone(), &writer.config);
         let start = self.wal.register(&name)?;
         tracing::info!(remote_name = %name, url = %rw.url_redacted(), segment = start.segment, offset = start.offset, wal = %self.wal.dir().display(), "remote write queue starting from its checkpoint");
         let (abort, abort_rx) = watch::channel(false);
         let metrics = self.metrics.queue(&name, &rw.url_redacted());
         let spec = queue::QueueSpec {
             remote_name: name.clone(),
-            config: rw,
+            writer: writer.clone(),
             external_labels: external,
         };
         let task = tokio::spawn(queue::run(
@@ -219,7 +196,7 @@ impl RemoteWrite {
         self.queues.insert(
             name,
             QueueHandle {
-                fingerprint,
+                key: writer.key.clone(),
                 task,
                 abort,
             },
@@ -251,9 +228,9 @@ impl RemoteWrite {
 }
 
 /// What a reload changes in the queues.
-struct Plan {
+struct Changes {
     stop: Vec<String>,
-    start: Vec<(String, RemoteWriteConfig, String)>,
+    start: Vec<Arc<Writer>>,
     external: Vec<(String, String)>,
 }
 

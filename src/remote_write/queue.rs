@@ -28,7 +28,7 @@ use super::metrics::QueueMetrics;
 use super::send::{Outcome, Sender};
 use super::series::SeriesTable;
 use crate::clock;
-use crate::config::RemoteWriteConfig;
+use crate::plan::Writer;
 use crate::wal::{Next, Position, Reader, Record, Wal};
 
 /// How often the desired number of shards is computed (as Prometheus).
@@ -37,7 +37,7 @@ const RESHARD_EVERY: Duration = Duration::from_secs(10);
 /// What one queue needs to run.
 pub struct QueueSpec {
     pub remote_name: String,
-    pub config: RemoteWriteConfig,
+    pub writer: Arc<Writer>,
     pub external_labels: Vec<(String, String)>,
 }
 
@@ -548,14 +548,14 @@ pub async fn run(
     mut abort: watch::Receiver<bool>,
 ) {
     let name = spec.remote_name.clone();
-    let sender = match Sender::new(&spec.config, &name, metrics.clone()) {
+    let sender = match Sender::new(&spec.writer, metrics.clone()) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             tracing::error!(error = %e, "remote write queue cannot start; its samples stay in the WAL");
             return;
         }
     };
-    let queue = &spec.config.queue_config;
+    let queue = &spec.writer.config.queue_config;
     let (min_shards, max_shards) = (queue.min_shards.max(1), queue.max_shards.max(1));
     metrics.shards_min.set(min_shards as i64);
     metrics.shards_max.set(max_shards as i64);
@@ -586,7 +586,7 @@ pub async fn run(
     let mut reader = Reader::new(wal.clone(), start);
     let replay_end = wal.opened_at();
     let mut head = wal.subscribe();
-    let mut prep = SeriesPrep::new(&spec.external_labels, &spec.config.write_relabel);
+    let mut prep = SeriesPrep::new(&spec.external_labels, &spec.writer.write_relabel);
     let mut series = SeriesTable::default();
     let mut dealt = Dealt::new(n_shards);
     let mut seq = 0u64;

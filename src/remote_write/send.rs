@@ -8,13 +8,12 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use reqwest::header::{
-    HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, USER_AGENT,
-};
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use tokio::sync::watch;
 
 use super::metrics::QueueMetrics;
 use crate::config::RemoteWriteConfig;
+use crate::plan::Writer;
 
 /// Why a receiver's client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -51,29 +50,22 @@ const ERROR_BODY_KEPT: usize = 512;
 /// A configured HTTP client for one `remote_write` entry.
 pub struct Sender {
     client: reqwest::Client,
+    /// The remote-write 1.0 headers, sent with every request.
+    headers: HeaderMap,
     config: RemoteWriteConfig,
     remote_name: String,
     metrics: QueueMetrics,
 }
 
 impl Sender {
-    pub fn new(
-        config: &RemoteWriteConfig,
-        remote_name: &str,
-        metrics: QueueMetrics,
-    ) -> Result<Sender, ClientError> {
-        let err = |message: String| ClientError {
-            url: config.url_redacted(),
-            message,
-        };
+    /// A sender on the client the plan built for `writer`; the protocol's
+    /// headers are added to each request.
+    pub fn new(writer: &Writer, metrics: QueueMetrics) -> Result<Sender, ClientError> {
+        let client = writer.client.clone().map_err(|e| ClientError {
+            url: writer.config.url_redacted(),
+            message: e.to_string(),
+        })?;
         let mut headers = HeaderMap::new();
-        for (name, value) in &config.headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|e| err(format!("header {name:?}: {e}")))?;
-            let value =
-                HeaderValue::from_str(value).map_err(|e| err(format!("header {name}: {e}")))?;
-            headers.insert(name, value);
-        }
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("snappy"));
         headers.insert(
             CONTENT_TYPE,
@@ -83,24 +75,11 @@ impl Sender {
             "X-Prometheus-Remote-Write-Version",
             HeaderValue::from_static("0.1.0"),
         );
-        headers.insert(
-            USER_AGENT,
-            HeaderValue::from_static(concat!("relay/", env!("CARGO_PKG_VERSION"))),
-        );
-        let tls = crate::tls::client_config(&config.tls_config).map_err(|e| err(e.to_string()))?;
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .redirect(crate::scrape::fetch::redirect_policy(
-                config.follow_redirects,
-            ))
-            .timeout(config.remote_timeout.as_std())
-            .use_preconfigured_tls(tls)
-            .build()
-            .map_err(|e| err(e.to_string()))?;
         Ok(Sender {
             client,
-            config: config.clone(),
-            remote_name: remote_name.to_owned(),
+            headers,
+            config: writer.config.clone(),
+            remote_name: writer.name.clone(),
             metrics,
         })
     }
@@ -180,7 +159,10 @@ impl Sender {
         body: Bytes,
     ) -> Result<(reqwest::StatusCode, Option<Duration>, String), String> {
         let request = crate::auth::apply(
-            self.client.post(&self.config.url).body(body),
+            self.client
+                .post(&self.config.url)
+                .headers(self.headers.clone())
+                .body(body),
             self.config.authorization.as_ref(),
             self.config.basic_auth.as_ref(),
         )
@@ -190,7 +172,7 @@ impl Sender {
         let mut response = request
             .send()
             .await
-            .map_err(|e| crate::scrape::fetch::error_message(e, &self.config.url))?;
+            .map_err(|e| crate::http::error_message(e, &self.config.url))?;
         let status = response.status();
         let retry_after = response
             .headers()

@@ -5,10 +5,12 @@
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, USER_AGENT};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
 
 use crate::config::{Authorization, BasicAuth, ScrapeConfig};
 use crate::exposition::Format;
+use crate::plan::{Job, SetupError};
+use crate::targets::Target;
 
 /// What Prometheus 2.42 sends: OpenMetrics preferred, text 0.0.4 accepted.
 const ACCEPT_HEADER: &str =
@@ -51,6 +53,8 @@ impl FetchError {
 pub struct Fetcher {
     client: reqwest::Client,
     url: String,
+    /// Accept and the scrape-timeout header, sent with every request.
+    headers: HeaderMap,
     timeout: Duration,
     body_limit: u64,
     authorization: Option<Authorization>,
@@ -58,35 +62,42 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    pub fn new(job: &ScrapeConfig, url: String, timeout: Duration) -> Result<Fetcher, FetchError> {
+    /// A fetcher for one target on its job's client (built once by the
+    /// plan, TLS included); the request's headers are set per target.
+    pub fn new(
+        client: reqwest::Client,
+        job: &ScrapeConfig,
+        url: String,
+        timeout: Duration,
+    ) -> Fetcher {
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static(ACCEPT_HEADER));
-        headers.insert(
-            USER_AGENT,
-            HeaderValue::from_static(concat!("relay/", env!("CARGO_PKG_VERSION"))),
-        );
         if let Ok(v) = HeaderValue::from_str(&format!("{}", timeout.as_secs_f64())) {
             headers.insert("X-Prometheus-Scrape-Timeout-Seconds", v);
         }
         // The timeout is the fetch's own (see `Body`), not reqwest's: that
         // one would count the time the pipeline spends on each chunk too.
-        let builder = reqwest::Client::builder()
-            .default_headers(headers)
-            .redirect(redirect_policy(job.follow_redirects));
-        let tls = crate::tls::client_config(&job.tls_config)
-            .map_err(|e| FetchError::Setup(e.to_string()))?;
-        let client = builder
-            .use_preconfigured_tls(tls)
-            .build()
-            .map_err(|e| FetchError::Setup(e.to_string()))?;
-        Ok(Fetcher {
+        Fetcher {
             client,
             url,
+            headers,
             timeout,
             body_limit: job.body_size_limit.0,
             authorization: job.authorization.clone(),
             basic_auth: job.basic_auth.clone(),
-        })
+        }
+    }
+
+    /// The fetcher of `target` on its job's client (built by the plan), or
+    /// why the job has none.
+    pub fn for_target(job: &Job, target: &Target) -> Result<Fetcher, SetupError> {
+        let client = job.client.clone()?;
+        Ok(Fetcher::new(
+            client,
+            &job.config,
+            target.url.clone(),
+            target.timeout,
+        ))
     }
 
     /// Sends the request; its body is then read with [`Body::chunk`], the
@@ -121,7 +132,7 @@ impl Fetcher {
 
     async fn send(&self) -> Result<reqwest::Response, FetchError> {
         let request = crate::auth::apply(
-            self.client.get(&self.url),
+            self.client.get(&self.url).headers(self.headers.clone()),
             self.authorization.as_ref(),
             self.basic_auth.as_ref(),
         )
@@ -140,59 +151,8 @@ impl Fetcher {
         if e.is_timeout() {
             return FetchError::Timeout(self.timeout);
         }
-        FetchError::Request(error_message(e, &self.url))
+        FetchError::Request(crate::http::error_message(e, &self.url))
     }
-}
-
-/// Prometheus's `follow_redirects` as Go's client does it: at most 10
-/// requests (the 10th redirect is refused, with Go's words), 307/308
-/// resend the method and body, 301/302/303 turn a POST into a GET; reqwest
-/// drops `Authorization` on a redirect to another host or port.
-pub fn redirect_policy(follow: bool) -> reqwest::redirect::Policy {
-    if !follow {
-        return reqwest::redirect::Policy::none();
-    }
-    reqwest::redirect::Policy::custom(|attempt| {
-        // `previous` holds every URL requested so far, the first included.
-        if attempt.previous().len() >= 10 {
-            attempt.error("stopped after 10 redirects")
-        } else {
-            attempt.follow()
-        }
-    })
-}
-
-/// A client error as one line: reqwest's terse Display plus its source
-/// chain, and the URL it concerns only when a redirect led elsewhere than
-/// `requested` (which the caller's log line names), password redacted.
-/// reqwest reports the URL without the user info it sent as basic auth, so
-/// the two are compared without it.
-pub fn error_message(e: reqwest::Error, requested: &str) -> String {
-    let without_user = |u: &reqwest::Url| {
-        let mut u = u.clone();
-        let _ = u.set_username("");
-        let _ = u.set_password(None);
-        u
-    };
-    let requested = reqwest::Url::parse(requested)
-        .ok()
-        .map(|u| without_user(&u));
-    let at = e
-        .url()
-        .filter(|u| requested.as_ref() != Some(&without_user(u)))
-        .map(|u| crate::config::redact_url(u.as_str()));
-    let e = e.without_url();
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    if let Some(at) = at {
-        message.push_str(&format!(" (after a redirect to {at})"));
-    }
-    message
 }
 
 /// A response being read, chunk by chunk as it arrives (decoded when

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 use crate::clock;
-use crate::config::ScrapeConfig;
 use crate::exposition::{render, Format, Labels, MetricType};
+use crate::plan::Job;
 use crate::storage::{
     self, next_ref, stale_nan, Appended, Appender, Family, FanOut, SeriesRef, TargetAppender,
 };
@@ -106,22 +106,24 @@ pub enum Stop {
 /// Scrapes `target` until `shutdown` says to stop, then ends as it says.
 pub async fn run_target(
     id: u64,
-    job: Arc<ScrapeConfig>,
+    job: Arc<Job>,
     target: Target,
     store: Arc<Store>,
     durable: storage::Shared,
     mut shutdown: watch::Receiver<Stop>,
     seed: u64,
 ) {
-    // A target whose client cannot be set up still reports `up 0` (with
-    // the reason) every interval, so it is visible.
-    let fetcher = Fetcher::new(&job, target.url.clone(), target.timeout).map_err(|e| {
+    // A target whose job's client could not be built (the plan decided it
+    // once) still reports `up 0` with the reason every interval.
+    let fetcher = Fetcher::for_target(&job, &target).map_err(|e| {
         tracing::error!(target = %target.name(), error = %e, "cannot set up scraping; the target reports up 0");
         e.to_string()
     });
     let report = Report::new(&target.labels);
     let instance = target.labels.get("instance").unwrap_or("").to_owned();
-    store.telemetry.target_started(&job.job_name, &instance);
+    store
+        .telemetry
+        .target_started(&job.config.job_name, &instance);
     let mut scraper = Scraper {
         instance,
         health: Health::default(),
@@ -177,7 +179,7 @@ pub async fn run_target(
         scraper
             .store
             .telemetry
-            .target_stopped(&scraper.job.job_name, &scraper.instance);
+            .target_stopped(&scraper.job.config.job_name, &scraper.instance);
     }
 }
 
@@ -245,7 +247,7 @@ struct Health {
 
 struct Scraper {
     id: u64,
-    job: Arc<ScrapeConfig>,
+    job: Arc<Job>,
     target: Target,
     /// The target's `instance` label, for relay's own metrics.
     instance: String,
@@ -370,7 +372,7 @@ impl Scraper {
         let samples = rendered.samples_scraped;
         let duration = started.elapsed().as_secs_f64();
         self.store.telemetry.scrape(
-            &self.job.job_name,
+            &self.job.config.job_name,
             duration,
             usize::try_from(body_bytes).unwrap_or(usize::MAX),
             samples,
@@ -455,7 +457,7 @@ impl Scraper {
         match result {
             Ok(()) => {
                 self.store.telemetry.target_succeeded(
-                    &self.job.job_name,
+                    &self.job.config.job_name,
                     &self.instance,
                     timestamp_ms as f64 / 1000.0,
                 );
@@ -508,20 +510,17 @@ impl Scraper {
 }
 
 /// How a target's samples are processed, from its job's config.
-pub(crate) fn settings<'a>(
-    job: &'a ScrapeConfig,
-    target_labels: &'a Labels<'static>,
-) -> Settings<'a> {
+pub(crate) fn settings<'a>(job: &'a Job, target_labels: &'a Labels<'static>) -> Settings<'a> {
     Settings {
         target_labels,
-        honor_labels: job.honor_labels,
-        honor_timestamps: job.honor_timestamps,
+        honor_labels: job.config.honor_labels,
+        honor_timestamps: job.config.honor_timestamps,
         rules: &job.metric_relabel,
         limits: Limits {
-            sample_limit: job.sample_limit,
-            label_limit: job.label_limit,
-            label_name_length_limit: job.label_name_length_limit,
-            label_value_length_limit: job.label_value_length_limit,
+            sample_limit: job.config.sample_limit,
+            label_limit: job.config.label_limit,
+            label_name_length_limit: job.config.label_name_length_limit,
+            label_value_length_limit: job.config.label_value_length_limit,
         },
         output: Format::Text,
         sort_labels: true,

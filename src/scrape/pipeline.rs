@@ -1356,11 +1356,11 @@ mod tests {
             ),
         ];
         for (rule, body, want) in cases {
-            let config = crate::config::from_yaml_str(&format!(
+            let config = crate::plan::from_yaml_str(&format!(
                 "scrape_configs:\n  - job_name: a\n    metric_relabel_configs:\n      {rule}\n"
             ))
             .expect("valid");
-            let rules = &config.config.scrape_configs[0].metric_relabel;
+            let rules = &config.jobs[0].metric_relabel;
             let got = run(body, &Labels::default(), false, rules, Limits::default());
             let err = got.expect_err(rule);
             assert_eq!(err.to_string(), want);
@@ -1381,11 +1381,11 @@ mod tests {
             };
             assert_eq!(fine.as_deref(), Ok(kept), "{rule}");
         }
-        let config = crate::config::from_yaml_str(
+        let config = crate::plan::from_yaml_str(
             "scrape_configs:\n  - job_name: a\n    metric_relabel_configs:\n      - {regex: 'x', action: labelkeep}\n",
         )
         .expect("valid");
-        let rules = &config.config.scrape_configs[0].metric_relabel;
+        let rules = &config.jobs[0].metric_relabel;
         let dropped = run(
             "m{a=\"1\"} 1\n",
             &Labels::default(),
@@ -1399,11 +1399,11 @@ mod tests {
     #[test]
     fn cached_series_render_as_on_first_sight_and_stale_ones_are_forgotten() {
         let target = target();
-        let config = crate::config::from_yaml_str(
+        let config = crate::plan::from_yaml_str(
             "scrape_configs:\n  - job_name: a\n    metric_relabel_configs:\n      - {source_labels: [__name__], regex: drop_me, action: drop}\n      - {source_labels: [x], target_label: y, replacement: 'y$1'}\n",
         )
         .expect("valid");
-        let rules = &config.config.scrape_configs[0].metric_relabel;
+        let rules = &config.jobs[0].metric_relabel;
         let settings = Settings::new(&target, rules);
         let mut cache = SeriesCache::default();
         let scrape = |body: &str, cache: &mut SeriesCache| {
@@ -1555,11 +1555,11 @@ mod tests {
 
     #[test]
     fn series_that_relabel_alike_are_one_series_sent_once_per_scrape() {
-        let config = crate::config::from_yaml_str(
+        let config = crate::plan::from_yaml_str(
             "scrape_configs:\n  - job_name: a\n    metric_relabel_configs:\n      - {regex: pod, action: labeldrop}\n",
         )
         .expect("valid");
-        let rules = &config.config.scrape_configs[0].metric_relabel;
+        let rules = &config.jobs[0].metric_relabel;
         let target = Labels::default();
         let settings = Settings::new(&target, rules);
         let mut cache = SeriesCache::default();
