@@ -3,16 +3,19 @@
 
 pub mod auth;
 pub mod buffers;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod exposition;
 pub mod gen;
 pub mod logging;
+pub mod readiness;
 pub mod relabel;
 pub mod remote_write;
 pub mod run;
 pub mod scrape;
 pub mod serve;
+pub mod snapshot;
 pub mod targets;
 pub mod telemetry;
 pub mod tls;

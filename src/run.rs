@@ -15,16 +15,22 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{self, Config, Overrides, ScrapeConfig};
+use crate::exposition::Format;
+use crate::readiness::Readiness;
 use crate::remote_write::{wal::WalError, RemoteWrite};
-use crate::scrape::{self, store::Store, SharedSink, Stop, WalSink};
+use crate::scrape::demand::Demand;
+use crate::scrape::{self, pipeline, Outlets, SharedSink, Stop, WalSink};
+use crate::serve::{ReloadRequest, Sources};
+use crate::snapshot::{Latest, OwnMetrics, Rendered, View};
 use crate::targets::Target;
+use crate::telemetry::Telemetry;
 use crate::web::Web;
 use crate::{serve, targets};
 
@@ -67,9 +73,6 @@ pub struct ConfigSource {
 /// (a ConfigMap update reaches the Pod within a minute or so anyway).
 const WATCH_EVERY: Duration = Duration::from_secs(3);
 
-/// A reload asked for over HTTP, and where its outcome goes.
-pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
-
 /// Scrapes every target, serves the result, reloads on request, and returns
 /// after SIGTERM/SIGINT.
 pub async fn run(
@@ -103,9 +106,21 @@ pub async fn run_on(
     web: Arc<Web>,
     options: serve::Options,
 ) -> Result<(), RunError> {
-    let store = Arc::new(Store::new(Vec::new()));
-    let mut running = Running::start(config, store.clone())?;
-    web.count_checks(store.telemetry.web_auth_checks.clone());
+    // Relay's own metrics, handed to whoever counts or serves them.
+    let telemetry = Arc::new(Telemetry::new());
+    let outlets = Outlets {
+        latest: Arc::new(Latest::new(own_metrics(telemetry.clone()))),
+        demand: Arc::new(Demand::new()),
+        telemetry,
+    };
+    let readiness = Arc::new(Readiness::default());
+    let sources = Sources {
+        latest: outlets.latest.clone(),
+        demand: outlets.demand.clone(),
+        readiness: readiness.clone(),
+    };
+    let mut running = Running::start(config, outlets.clone())?;
+    web.count_checks(outlets.telemetry.web_auth_checks.clone());
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let address = listener
@@ -124,7 +139,7 @@ pub async fn run_on(
     }
     let server = tokio::spawn(serve::serve(
         listener,
-        store.clone(),
+        sources,
         server_stop_rx,
         source.as_ref().map(|_| reload_tx),
         web,
@@ -175,7 +190,7 @@ pub async fn run_on(
         }
     };
     tracing::info!("stopping");
-    store.stop();
+    readiness.stop();
     trimmer.abort();
     running.shutdown(Instant::now()).await;
     let _ = server_stop_tx.send(true);
@@ -195,7 +210,8 @@ struct RunningTarget {
 /// The running config and everything started from it.
 struct Running {
     config: Config,
-    store: Arc<Store>,
+    /// The snapshot, the scheduler of scrapes for GETs and the telemetry.
+    outlets: Outlets,
     sink: SharedSink,
     remote: Option<RemoteWrite>,
     /// By [`target_key`]: a target with the same key keeps running.
@@ -229,11 +245,11 @@ fn targets_of(config: &Config) -> Vec<(String, Arc<ScrapeConfig>, Target)> {
 }
 
 impl Running {
-    fn start(config: Config, store: Arc<Store>) -> Result<Running, RunError> {
-        let remote = RemoteWrite::start(&config, &store.telemetry.remote)?;
+    fn start(config: Config, outlets: Outlets) -> Result<Running, RunError> {
+        let remote = RemoteWrite::start(&config, &outlets.telemetry.remote)?;
         let mut running = Running {
             config,
-            store,
+            outlets,
             sink: SharedSink::default(),
             remote,
             targets: HashMap::new(),
@@ -242,27 +258,27 @@ impl Running {
         running.set_sink();
         let config = running.config.clone();
         running.sync_targets(&config);
-        running.store.telemetry.reloaded(true);
+        running.outlets.telemetry.reloaded(true);
         Ok(running)
     }
 
     /// Points the scrape loops at the WAL while there is remote write.
     fn set_sink(&mut self) {
+        let telemetry = &self.outlets.telemetry;
         let sink = self
             .remote
             .as_ref()
             .filter(|_| !self.config.remote_write.is_empty())
             .map(|r| WalSink {
                 wal: r.wal.clone(),
-                highest_timestamp: self.store.telemetry.remote.highest_timestamp.clone(),
-                out_of_order: self.store.telemetry.remote.wal_out_of_order.clone(),
-                write_failed: self.store.telemetry.remote.wal_write_failed.clone(),
+                highest_timestamp: telemetry.remote.highest_timestamp.clone(),
+                out_of_order: telemetry.remote.wal_out_of_order.clone(),
+                write_failed: telemetry.remote.wal_write_failed.clone(),
             });
-        self.store.telemetry.remote_write_runs(sink.is_some());
-        self.store
-            .set_view(crate::scrape::view::View::of(&self.config));
+        telemetry.remote_write_runs(sink.is_some());
+        self.outlets.latest.set_view(View::of(&self.config));
         // Serve only: targets are scraped for each GET, not on an interval.
-        self.store.set_on_demand(sink.is_none());
+        self.outlets.demand.set_on_demand(sink.is_none());
         self.sink.set(sink);
     }
 
@@ -290,10 +306,11 @@ impl Running {
                     Stop::Finish
                 };
                 let _ = t.stop.send(how);
-                let store = self.store.clone();
+                let outlets = self.outlets.clone();
                 tokio::spawn(async move {
                     let _ = t.task.await;
-                    store.remove(t.id);
+                    outlets.latest.remove(t.id);
+                    outlets.demand.remove(t.id);
                 });
             }
         }
@@ -305,13 +322,14 @@ impl Running {
             self.next_id += 1;
             tracing::info!(target = %target.name(), url = %target.url, interval = ?target.interval, "scraping");
             let name = target.name();
-            self.store.add(id, name.clone());
+            self.outlets.latest.add(id);
+            self.outlets.demand.add(id, name.clone());
             let (stop, stop_rx) = watch::channel(Stop::Run);
             let task = tokio::spawn(scrape::run_target(
                 id,
                 job,
                 target,
-                self.store.clone(),
+                self.outlets.clone(),
                 self.sink.clone(),
                 stop_rx,
                 scrape::offset_seed(&self.config.global.external_labels),
@@ -351,7 +369,7 @@ impl Running {
                 tracing::error!(error = %e, "config reload refused; the running config stays")
             }
         }
-        self.store.telemetry.reloaded(result.is_ok());
+        self.outlets.telemetry.reloaded(result.is_ok());
         result
     }
 
@@ -368,7 +386,7 @@ impl Running {
         }
         match &mut self.remote {
             Some(remote) => remote.reconcile(&new).await?,
-            None => self.remote = RemoteWrite::start(&new, &self.store.telemetry.remote)?,
+            None => self.remote = RemoteWrite::start(&new, &self.outlets.telemetry.remote)?,
         }
         self.config = new;
         self.set_sink();
@@ -415,11 +433,20 @@ fn merges_replicas(config: &Config, in_kubernetes: bool) -> bool {
     in_kubernetes && !config.global.external_labels_from_env
 }
 
-/// Seconds since the epoch, for the reload timestamp.
-pub(crate) fn now_seconds() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+/// Relay's own metrics as the snapshot merges them: prometheus-client
+/// writes OpenMetrics, re-rendered here as text 0.0.4 blocks.
+pub fn own_metrics(telemetry: Arc<Telemetry>) -> OwnMetrics {
+    Box::new(move || {
+        pipeline::convert(
+            telemetry.openmetrics().as_bytes(),
+            Format::OpenMetrics,
+            Format::Text,
+        )
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "relay's own metrics did not parse; leaving them out");
+            Rendered::default()
+        })
+    })
 }
 
 /// SIGHUP, which asks for a reload (never fires where there is none).

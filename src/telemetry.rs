@@ -194,7 +194,7 @@ impl Telemetry {
     pub fn reloaded(&self, ok: bool) {
         self.reload_ok.set(i64::from(ok));
         if ok {
-            self.reload_time.set(crate::run::now_seconds());
+            self.reload_time.set(crate::clock::now_seconds());
         }
     }
 

@@ -10,7 +10,8 @@ use relay::exposition::{check, Format, Labels};
 use relay::relabel::{RelabelConfig, Rules};
 use relay::remote_write::wal::{Next, Position, Reader, Wal};
 use relay::scrape::pipeline::{convert, process, PipelineError, Rendered, SeriesCache, Settings};
-use relay::scrape::store::Store;
+use relay::snapshot::Latest;
+use relay::telemetry::Telemetry;
 
 thread_local! {
     /// The largest single allocation this thread made since it was reset.
@@ -101,7 +102,8 @@ fn a_huge_record_length_in_a_short_sealed_segment_is_not_allocated() {
 
 /// What `/metrics` serves in `format` when one target's last scrape gave `rendered`.
 fn served(rendered: Rendered, format: Format) -> String {
-    let store = Store::new(vec!["app/localhost:8001".into()]);
+    let store = Latest::new(relay::run::own_metrics(Arc::new(Telemetry::new())));
+    store.add(0);
     store.publish(0, Arc::new(rendered));
     String::from_utf8_lossy(&store.snapshot().body(format, false)).into_owned()
 }
