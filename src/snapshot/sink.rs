@@ -324,7 +324,7 @@ fn push_block(out: &mut Rendered, header: String, meta: &Family<'_>, kind: Metri
 }
 
 /// The text sink of a scrape, off while nobody reads /metrics (see
-/// [`crate::scrape::demand::Demand::serving`]): the WAL still gets every
+/// `scrape::demand`): the WAL still gets every
 /// sample, and no lines are rendered that nobody would read.
 pub struct TextSink<'a> {
     pub out: &'a mut Rendered,
