@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use relay::exposition::{Format, Labels};
+use relay::scrape::demand::Demand;
 use relay::scrape::pipeline::{process, Rendered, SeriesCache, Settings};
-use relay::scrape::store::Store;
+use relay::snapshot::Latest;
+use relay::telemetry::Telemetry;
 
 fn get(addr: &str, gzip: bool) -> usize {
     request(
@@ -75,7 +77,10 @@ fn bench(c: &mut Criterion) {
     )
     .expect("valid");
     let rendered = Arc::new(rendered);
-    let store = Arc::new(Store::new(vec!["app/10.0.0.7:8001".into()]));
+    let store = Arc::new(Latest::new(relay::run::own_metrics(Arc::new(
+        Telemetry::new(),
+    ))));
+    store.add(0);
     store.publish(0, rendered.clone());
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -90,16 +95,20 @@ fn bench(c: &mut Criterion) {
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     runtime.spawn(relay::serve::serve(
         listener,
-        store.clone(),
+        relay::serve::Sources {
+            latest: store.clone(),
+            demand: Arc::new(Demand::new()),
+            readiness: Arc::default(),
+        },
         stop_rx,
         None,
         Arc::new(relay::web::Web::disabled()),
         relay::serve::Options::default(),
     ));
 
-    // The first GET finds relay idle and waits for scrapes (this bench has
-    // no scrape loops): a short scrape timeout makes it give up at once,
-    // and the GETs after it are served what was published.
+    // This bench has no scrape loops, and the scheduler no target to
+    // wait for: every GET is served what was published. (A short scrape
+    // timeout on the first, as when it had a target to give up on.)
     request(&addr, "X-Prometheus-Scrape-Timeout-Seconds: 0.01\r\n");
 
     let mut group = c.benchmark_group("serve_100k_series");

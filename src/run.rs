@@ -17,18 +17,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, Overrides};
+use crate::exposition::Format;
 use crate::plan::{self, Job, Plan, PlanError, TargetKey};
+use crate::readiness::Readiness;
 use crate::remote_write::RemoteWrite;
-use crate::scrape::{self, store::Store, Stop};
-use crate::serve;
+use crate::scrape::demand::Demand;
+use crate::scrape::{self, pipeline, Outlets, Stop};
+use crate::serve::{self, ReloadRequest, Sources};
+use crate::snapshot::{Latest, OwnMetrics, Rendered, View};
 use crate::storage::{self, Storage};
 use crate::targets::Target;
-use crate::wal::WalError;
-use crate::wal::{AppendMetrics, Wal, WalStorage};
+use crate::telemetry::Telemetry;
+use crate::wal::{AppendMetrics, Wal, WalError, WalStorage};
 use crate::web::Web;
 
 /// Why `relay run` stopped with an error.
@@ -67,9 +71,6 @@ pub struct ConfigSource {
 /// (a ConfigMap update reaches the Pod within a minute or so anyway).
 const WATCH_EVERY: Duration = Duration::from_secs(3);
 
-/// A reload asked for over HTTP, and where its outcome goes.
-pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
-
 /// Scrapes every target, serves the result, reloads on request, and returns
 /// after SIGTERM/SIGINT.
 pub async fn run(
@@ -103,9 +104,21 @@ pub async fn run_on(
     web: Arc<Web>,
     options: serve::Options,
 ) -> Result<(), RunError> {
-    let store = Arc::new(Store::new(Vec::new()));
-    let mut running = Running::start(plan, store.clone())?;
-    web.count_checks(store.telemetry.web_auth_checks.clone());
+    // Relay's own metrics, handed to whoever counts or serves them.
+    let telemetry = Arc::new(Telemetry::new());
+    let outlets = Outlets {
+        latest: Arc::new(Latest::new(own_metrics(telemetry.clone()))),
+        demand: Arc::new(Demand::new()),
+        telemetry,
+    };
+    let readiness = Arc::new(Readiness::default());
+    let sources = Sources {
+        latest: outlets.latest.clone(),
+        demand: outlets.demand.clone(),
+        readiness: readiness.clone(),
+    };
+    let mut running = Running::start(plan, outlets.clone())?;
+    web.count_checks(outlets.telemetry.web_auth_checks.clone());
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let address = listener
@@ -124,7 +137,7 @@ pub async fn run_on(
     }
     let server = tokio::spawn(serve::serve(
         listener,
-        store.clone(),
+        sources,
         server_stop_rx,
         source.as_ref().map(|_| reload_tx),
         web,
@@ -175,7 +188,7 @@ pub async fn run_on(
         }
     };
     tracing::info!("stopping");
-    store.stop();
+    readiness.stop();
     trimmer.abort();
     running.shutdown(Instant::now()).await;
     let _ = server_stop_tx.send(true);
@@ -195,7 +208,8 @@ struct RunningTarget {
 /// The running config and everything started from it.
 struct Running {
     config: Config,
-    store: Arc<Store>,
+    /// The snapshot, the scheduler of scrapes for GETs and the telemetry.
+    outlets: Outlets,
     /// The storage the scrape loops append to besides the snapshot, and the
     /// WAL it is (None without remote write).
     durable: storage::Shared,
@@ -224,11 +238,11 @@ fn targets_of(plan: &Plan) -> Vec<(TargetKey, Arc<Job>, Target)> {
 }
 
 impl Running {
-    fn start(plan: Plan, store: Arc<Store>) -> Result<Running, RunError> {
-        let remote = RemoteWrite::start(&plan, &store.telemetry.remote)?;
+    fn start(plan: Plan, outlets: Outlets) -> Result<Running, RunError> {
+        let remote = RemoteWrite::start(&plan, &outlets.telemetry.remote)?;
         let mut running = Running {
             config: plan.config.clone(),
-            store,
+            outlets,
             durable: storage::Shared::default(),
             durable_wal: None,
             remote,
@@ -237,7 +251,7 @@ impl Running {
         };
         running.set_sink();
         running.sync_targets(&plan);
-        running.store.telemetry.reloaded(true);
+        running.outlets.telemetry.reloaded(true);
         Ok(running)
     }
 
@@ -252,14 +266,14 @@ impl Running {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
             (a, b) => a.is_none() && b.is_none(),
         };
+        let telemetry = &self.outlets.telemetry;
         // A new storage makes every target's appender anew (each describes
         // its series again): only when the WAL itself changed.
         if !same {
-            let remote = &self.store.telemetry.remote;
             let metrics = AppendMetrics {
-                highest_timestamp: remote.highest_timestamp.clone(),
-                out_of_order: remote.wal_out_of_order.clone(),
-                write_failed: remote.wal_write_failed.clone(),
+                highest_timestamp: telemetry.remote.highest_timestamp.clone(),
+                out_of_order: telemetry.remote.wal_out_of_order.clone(),
+                write_failed: telemetry.remote.wal_write_failed.clone(),
             };
             self.durable.set(
                 wal.clone()
@@ -268,11 +282,10 @@ impl Running {
             self.durable_wal = wal;
         }
         let remote_writes = self.durable_wal.is_some();
-        self.store.telemetry.remote_write_runs(remote_writes);
-        self.store
-            .set_view(crate::scrape::view::View::of(&self.config));
+        telemetry.remote_write_runs(remote_writes);
+        self.outlets.latest.set_view(View::of(&self.config));
         // Serve only: targets are scraped for each GET, not on an interval.
-        self.store.set_on_demand(!remote_writes);
+        self.outlets.demand.set_on_demand(!remote_writes);
     }
 
     /// Stops the scrape loops `config` no longer has and starts the new
@@ -294,10 +307,11 @@ impl Running {
                 Stop::Finish
             };
             let _ = t.stop.send(how);
-            let store = self.store.clone();
+            let outlets = self.outlets.clone();
             tokio::spawn(async move {
                 let _ = t.task.await;
-                store.remove(t.id);
+                outlets.latest.remove(t.id);
+                outlets.demand.remove(t.id);
             });
         }
         for (key, job, target) in wanted {
@@ -308,13 +322,14 @@ impl Running {
             self.next_id += 1;
             tracing::info!(target = %target.name(), url = %target.url, interval = ?target.interval, "scraping");
             let name = target.name();
-            self.store.add(id, name.clone());
+            self.outlets.latest.add(id);
+            self.outlets.demand.add(id, name.clone());
             let (stop, stop_rx) = watch::channel(Stop::Run);
             let task = tokio::spawn(scrape::run_target(
                 id,
                 job,
                 target,
-                self.store.clone(),
+                self.outlets.clone(),
                 self.durable.clone(),
                 stop_rx,
                 scrape::offset_seed(&self.config.global.external_labels),
@@ -354,7 +369,7 @@ impl Running {
                 tracing::error!(error = %e, "config reload refused; the running config stays")
             }
         }
-        self.store.telemetry.reloaded(result.is_ok());
+        self.outlets.telemetry.reloaded(result.is_ok());
         result
     }
 
@@ -371,7 +386,7 @@ impl Running {
         }
         match &mut self.remote {
             Some(remote) => remote.reconcile(&plan).await?,
-            None => self.remote = RemoteWrite::start(&plan, &self.store.telemetry.remote)?,
+            None => self.remote = RemoteWrite::start(&plan, &self.outlets.telemetry.remote)?,
         }
         self.config = plan.config.clone();
         self.set_sink();
@@ -415,6 +430,22 @@ impl Running {
 /// nothing, the central scraper has the password).
 fn merges_replicas(config: &Config, in_kubernetes: bool) -> bool {
     in_kubernetes && !config.global.external_labels_from_env
+}
+
+/// Relay's own metrics as the snapshot merges them: prometheus-client
+/// writes OpenMetrics, re-rendered here as text 0.0.4 blocks.
+pub fn own_metrics(telemetry: Arc<Telemetry>) -> OwnMetrics {
+    Box::new(move || {
+        pipeline::convert(
+            telemetry.openmetrics().as_bytes(),
+            Format::OpenMetrics,
+            Format::Text,
+        )
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "relay's own metrics did not parse; leaving them out");
+            Rendered::default()
+        })
+    })
 }
 
 /// SIGHUP, which asks for a reload (never fires where there is none).

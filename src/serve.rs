@@ -7,8 +7,7 @@
 //! auth (the probes' paths excepted), as `crate::web` says.
 
 use std::convert::Infallible;
-use std::io::Write;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,10 +23,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::exposition::{render, Entry, Format, Parser};
-use crate::run::ReloadRequest;
-use crate::scrape::pipeline::{self, FamilyBlock};
-use crate::scrape::store::Store;
+use crate::exposition::Format;
+use crate::readiness::Readiness;
+use crate::scrape::demand::Demand;
+use crate::snapshot::{Latest, Snapshot};
 use crate::web::conns::{out_of_descriptors, AcceptBackoff, Registry, WriteDeadline};
 use crate::web::Web;
 
@@ -36,113 +35,16 @@ pub use crate::web::conns::Limits;
 const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// One rendered exposition; the other encodings are made on first request.
-pub struct Snapshot {
-    text: Bytes,
-    /// Each family's header fields and the range of its lines in `text`.
-    families: Vec<FamilyBlock>,
-    text_gzip: OnceLock<Bytes>,
-    openmetrics: OnceLock<Bytes>,
-    openmetrics_gzip: OnceLock<Bytes>,
-}
+/// A reload asked for over HTTP, and where its outcome goes.
+pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 
-impl Snapshot {
-    /// `text` is a text 0.0.4 body; `families` say where its lines are.
-    pub fn new(text: Vec<u8>, families: Vec<FamilyBlock>) -> Snapshot {
-        Snapshot {
-            text: Bytes::from(text),
-            families,
-            text_gzip: OnceLock::new(),
-            openmetrics: OnceLock::new(),
-            openmetrics_gzip: OnceLock::new(),
-        }
-    }
-
-    /// The body for a format and encoding.
-    pub fn body(&self, format: Format, gzip: bool) -> Bytes {
-        match (format, gzip) {
-            (Format::Text, false) => self.text.clone(),
-            (Format::Text, true) => self.text_gzip.get_or_init(|| compress(&self.text)).clone(),
-            (Format::OpenMetrics, false) => self.openmetrics().clone(),
-            (Format::OpenMetrics, true) => self
-                .openmetrics_gzip
-                .get_or_init(|| compress(self.openmetrics()))
-                .clone(),
-        }
-    }
-
-    fn openmetrics(&self) -> &Bytes {
-        self.openmetrics
-            .get_or_init(|| Bytes::from(to_openmetrics(&self.text, &self.families)))
-    }
-}
-
-/// The same families as OpenMetrics: OpenMetrics headers over the same
-/// sample lines, which only differ where a line has a timestamp (Prometheus
-/// asks for OpenMetrics first, so this runs once for every snapshot). A
-/// family's `_created` samples, a gauge family of their own in text 0.0.4,
-/// go back among its lines, each where the target had it.
-fn to_openmetrics(text: &[u8], families: &[FamilyBlock]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len() + 16);
-    let mut blocks = families.iter().peekable();
-    while let Some(f) = blocks.next() {
-        f.write_header(&mut out, Format::OpenMetrics);
-        let lines = text.get(f.lines.clone()).unwrap_or_default();
-        let Some((c, at)) = blocks
-            .next_if(|c| c.created.is_some())
-            .and_then(|c| Some((c, &c.created.as_ref()?.at)))
-        else {
-            sample_lines(&mut out, lines, f.timestamps);
-            continue;
-        };
-        let created = text.get(c.lines.clone()).unwrap_or_default();
-        let mut from = 0;
-        for (line, &to) in created.split_inclusive(|&b| b == b'\n').zip(at) {
-            let to = to.clamp(from, lines.len());
-            sample_lines(&mut out, &lines[from..to], f.timestamps);
-            sample_lines(&mut out, line, c.timestamps);
-            from = to;
-        }
-        sample_lines(&mut out, &lines[from..], f.timestamps);
-    }
-    render::end(&mut out, Format::OpenMetrics);
-    out
-}
-
-/// Text sample lines as OpenMetrics has them.
-fn sample_lines(out: &mut Vec<u8>, lines: &[u8], timestamps: bool) {
-    if timestamps {
-        with_seconds(out, lines);
-    } else {
-        out.extend_from_slice(lines);
-    }
-}
-
-/// Rewrites text sample lines with their timestamps in seconds.
-fn with_seconds(out: &mut Vec<u8>, lines: &[u8]) {
-    for entry in Parser::new(lines, Format::Text) {
-        match entry {
-            Ok(Entry::Sample(s)) => {
-                out.extend_from_slice(pipeline::series_key(lines, &s));
-                if !s.labels_src.is_empty() {
-                    out.push(b'}');
-                }
-                render::sample_tail(out, Format::OpenMetrics, s.value, s.timestamp_ms);
-            }
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "cannot re-render the snapshot as OpenMetrics"),
-        }
-    }
-}
-
-fn compress(data: &[u8]) -> Bytes {
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(data.len() / 4),
-        flate2::Compression::fast(),
-    );
-    // Writing into a Vec cannot fail.
-    let _ = encoder.write_all(data);
-    Bytes::from(encoder.finish().unwrap_or_default())
+/// What the server reads, all owned by `run`: the snapshot, the scheduler
+/// that has targets scraped for a GET, and readiness.
+#[derive(Clone)]
+pub struct Sources {
+    pub latest: Arc<Latest>,
+    pub demand: Arc<Demand>,
+    pub readiness: Arc<Readiness>,
 }
 
 /// How the listen port is served: its limits, and whether `POST
@@ -155,12 +57,12 @@ pub struct Options {
     pub lifecycle: bool,
 }
 
-/// Serves `store` on `listener` until `shutdown` turns true; `POST
+/// Serves `sources` on `listener` until `shutdown` turns true; `POST
 /// /-/reload` goes to `reload` (None: nothing to reload from, as in `relay
 /// demo`). `web` says whether to speak TLS and whom to let in.
 pub async fn serve(
     listener: TcpListener,
-    store: Arc<Store>,
+    sources: Sources,
     mut shutdown: watch::Receiver<bool>,
     reload: Option<mpsc::Sender<ReloadRequest>>,
     web: Arc<Web>,
@@ -203,7 +105,7 @@ pub async fn serve(
             continue;
         };
         let slot = Arc::new(slot);
-        let store = store.clone();
+        let sources = sources.clone();
         let reloads = reloads.clone();
         let conn_shutdown = shutdown.clone();
         let web = web.clone();
@@ -212,7 +114,7 @@ pub async fn serve(
             let tls = web.tls_config();
             let in_request = slot.clone();
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let store = store.clone();
+                let sources = sources.clone();
                 let reloads = reloads.clone();
                 let web = web.clone();
                 let busy = in_request.busy();
@@ -225,7 +127,7 @@ pub async fn serve(
                     } else if req.uri().path() == "/-/reload" {
                         reloads.respond(&req).await
                     } else {
-                        respond(&store, &req).await
+                        respond(&sources, &req).await
                     };
                     response.headers_mut().extend(verdict.headers);
                     drop(busy);
@@ -420,7 +322,7 @@ impl ReloadGate {
     }
 }
 
-async fn respond(store: &Store, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn respond(sources: &Sources, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return plain(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -428,8 +330,8 @@ async fn respond(store: &Store, req: &Request<Incoming>) -> Response<Full<Bytes>
         );
     }
     match req.uri().path() {
-        "/metrics" => metrics(store, req).await,
-        OWN_METRICS_PATH => match store.own_snapshot() {
+        "/metrics" => metrics(sources, req).await,
+        OWN_METRICS_PATH => match sources.latest.own_snapshot() {
             Some(snapshot) => exposition(&snapshot, req),
             None => plain(
                 StatusCode::NOT_FOUND,
@@ -441,7 +343,7 @@ async fn respond(store: &Store, req: &Request<Incoming>) -> Response<Full<Bytes>
         // As Prometheus: ready once serving with the config loaded, never
         // gated on the targets (a native sidecar's readiness is the Pod's);
         // 503 with `X-Prometheus-Stopping: true` once shutting down.
-        "/-/ready" if store.is_stopping() => {
+        "/-/ready" if sources.readiness.is_stopping() => {
             let mut response = plain(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "relay is stopping.\n".into(),
@@ -480,14 +382,15 @@ fn negotiated(req: &Request<Incoming>) -> (Format, bool) {
     (format, accepts_gzip(header(ACCEPT_ENCODING)))
 }
 
-async fn metrics(store: &Store, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn metrics(sources: &Sources, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let wait = fresh_wait(
         req.headers()
             .get("X-Prometheus-Scrape-Timeout-Seconds")
             .and_then(|v| v.to_str().ok())
             .unwrap_or(""),
     );
-    exposition(&*store.fresh_snapshot(wait).await, req)
+    sources.demand.before_get(wait).await;
+    exposition(&sources.latest.snapshot(), req)
 }
 
 /// A snapshot in the format and encoding `req` asks for.
@@ -565,9 +468,6 @@ fn plain(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exposition::Labels;
-    use crate::relabel::Rules;
-    use crate::scrape::pipeline::{process, Rendered, SeriesCache, Settings};
 
     #[test]
     fn gzip_is_served_only_when_accepted() {
@@ -584,43 +484,5 @@ mod tests {
         ] {
             assert_eq!(accepts_gzip(header), want, "{header:?}");
         }
-    }
-
-    #[test]
-    fn openmetrics_is_the_text_snapshot_re_rendered() {
-        let body = "# HELP c_total Requests \\\\ \"all\".\n# TYPE c_total counter\nc_total{a=\"x y\"} 3\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 1.5\nh_count 2\n# TYPE g gauge\n# UNIT g seconds\ng{q=\"\\\"\"} NaN 1700000000123\ng{q=\"b\"} 1\ng 2 -1500\nuntyped_one 4\n";
-        let (target, rules) = (Labels::default(), Rules::default());
-        let mut rendered = Rendered::default();
-        process(
-            body.as_bytes(),
-            Format::Text,
-            &Settings::new(&target, &rules),
-            &mut SeriesCache::default(),
-            &mut rendered,
-        )
-        .expect("valid");
-        let store = Store::new(vec!["app/a:1".into()]);
-        store.publish(0, Arc::new(rendered));
-        let snapshot = store.snapshot();
-        let text = snapshot.body(Format::Text, false);
-        let om = snapshot.body(Format::OpenMetrics, false);
-        // What parsing the text body again and rendering it gives.
-        let mut want = Vec::new();
-        pipeline::convert(&text, Format::Text, Format::OpenMetrics)
-            .expect("our text parses")
-            .write(&mut want, Format::OpenMetrics);
-        render::end(&mut want, Format::OpenMetrics);
-        assert_eq!(String::from_utf8_lossy(&om), String::from_utf8_lossy(&want));
-        let om_text = String::from_utf8_lossy(&om);
-        assert!(
-            om_text.contains("g{q=\"\\\"\"} NaN 1700000000.123\n"),
-            "{om_text}"
-        );
-        assert!(om_text.contains("g 2 -1.5\n"), "{om_text}");
-        assert!(
-            om_text.contains("# TYPE c counter\nc_total{a=\"x y\"} 3\n"),
-            "{om_text}"
-        );
-        assert_eq!(crate::exposition::check(&om, Format::OpenMetrics), vec![]);
     }
 }

@@ -131,9 +131,14 @@ pub fn wal_records(data: &[u8]) -> (Vec<(u64, u8)>, usize) {
 /// What relay's `/metrics` serves in `format` when one target's latest
 /// scrape is `rendered` (merged with relay's own metrics, as served).
 pub fn served(rendered: relay::scrape::pipeline::Rendered, format: Format) -> Vec<u8> {
-    use relay::scrape::store::Store;
-    static STORE: std::sync::OnceLock<Store> = std::sync::OnceLock::new();
-    let store = STORE.get_or_init(|| Store::new(vec!["app/localhost:8001".into()]));
+    use relay::snapshot::Latest;
+    static STORE: std::sync::OnceLock<Latest> = std::sync::OnceLock::new();
+    let store = STORE.get_or_init(|| {
+        let telemetry = std::sync::Arc::new(relay::telemetry::Telemetry::new());
+        let latest = Latest::new(relay::run::own_metrics(telemetry));
+        latest.add(0);
+        latest
+    });
     store.publish(0, std::sync::Arc::new(rendered));
     store.snapshot().body(format, false).to_vec()
 }

@@ -2,17 +2,16 @@
 //! per-target offset (as Prometheus spreads its scrapes), each scrape
 //! fetched, run through the [`pipeline`], completed with the synthetic
 //! series (`up`, `scrape_duration_seconds`, ...) and published to the
-//! [`store`]. A failed scrape gives `up 0` and one warning; nothing a target
-//! does stops the loop. Without remote write the interval scrapes nothing:
-//! the loop scrapes when a GET of /metrics asks ([`store::Store::on_demand`]).
+//! snapshot ([`Outlets`]). A failed scrape gives `up 0` and one warning;
+//! nothing a target does stops the loop. Without remote write the interval
+//! scrapes nothing: the loop scrapes when a GET of /metrics asks
+//! ([`demand::Demand::on_demand`]).
 
 mod arena;
 pub mod cache;
+pub mod demand;
 pub mod fetch;
-pub mod merge;
 pub mod pipeline;
-pub mod store;
-pub mod view;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -22,13 +21,15 @@ use tokio::sync::watch;
 use crate::clock;
 use crate::exposition::{render, Format, Labels, MetricType};
 use crate::plan::Job;
+use crate::snapshot::{Latest, TextSink};
 use crate::storage::{
     self, next_ref, stale_nan, Appended, Appender, Family, FanOut, SeriesRef, TargetAppender,
 };
 use crate::targets::Target;
+use crate::telemetry::Telemetry;
+use demand::Demand;
 use fetch::Fetcher;
 use pipeline::{Carry, Counts, Limits, PipelineError, Rendered, SeriesCache, Settings, Stream};
-use store::Store;
 
 /// Why one scrape failed.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +89,34 @@ fn host_name() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
+/// Where a scrape loop's results go besides the WAL, all owned by `run`:
+/// the snapshot's target results, the scheduler of scrapes for GETs, and
+/// relay's own metrics.
+#[derive(Clone)]
+pub struct Outlets {
+    pub latest: Arc<Latest>,
+    pub demand: Arc<Demand>,
+    pub telemetry: Arc<Telemetry>,
+}
+
+impl Outlets {
+    /// Publishes target `id`'s result of a scrape begun at `scraped_at`
+    /// (see [`Demand::published`] for `complete`); returns the result it
+    /// replaced, so its buffers can be reused.
+    fn publish(
+        &self,
+        id: u64,
+        output: Arc<Rendered>,
+        complete: bool,
+        scraped_at: Instant,
+    ) -> Option<Arc<Rendered>> {
+        // The snapshot first: a GET the scheduler wakes reads the result.
+        let replaced = self.latest.publish(id, output);
+        self.demand.published(id, complete, scraped_at);
+        replaced
+    }
+}
+
 /// What a scrape loop is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
@@ -108,7 +137,7 @@ pub async fn run_target(
     id: u64,
     job: Arc<Job>,
     target: Target,
-    store: Arc<Store>,
+    store: Outlets,
     durable: storage::Shared,
     mut shutdown: watch::Receiver<Stop>,
     seed: u64,
@@ -145,7 +174,7 @@ pub async fn run_target(
     let mut ticker =
         tokio::time::interval_at(tokio::time::Instant::now() + first, scraper.target.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut scrape_now = scraper.store.scrape_now();
+    let mut scrape_now = scraper.store.demand.scrape_now();
     loop {
         // Shutdown also cancels a scrape in flight: SIGTERM need not wait
         // for a slow target's timeout.
@@ -155,14 +184,14 @@ pub async fn run_target(
                     _ = ticker.tick() => false,
                     // A GET wants this target's lines now (unless a scrape
                     // since gave them); the schedule goes on.
-                    _ = now_wanted(&mut scrape_now, &scraper.store, id) => true,
+                    _ = now_wanted(&mut scrape_now, &scraper.store.demand, id) => true,
                 };
                 if for_get && scraper.durable.get().is_some() {
                     scraper.scrape_for_get().await
                 } else if for_get {
-                    let budget = scraper.store.scrape_budget(id);
+                    let budget = scraper.store.demand.scrape_budget(id);
                     scraper.scrape_once(budget).await
-                } else if !scraper.store.on_demand() {
+                } else if !scraper.store.demand.on_demand() {
                     scraper.scrape_once(None).await
                 }
                 // On demand (no remote write), the interval scrapes
@@ -184,13 +213,13 @@ pub async fn run_target(
 }
 
 /// Resolves when a GET after an idle time wants target `id` scraped now.
-async fn now_wanted(scrape_now: &mut watch::Receiver<u64>, store: &Store, id: u64) {
+async fn now_wanted(scrape_now: &mut watch::Receiver<u64>, demand: &Demand, id: u64) {
     loop {
         if scrape_now.changed().await.is_err() {
-            // The store is gone: only the interval scrapes.
+            // The scheduler is gone: only the interval scrapes.
             std::future::pending::<()>().await;
         }
-        if store.wanted(id) {
+        if demand.wanted(id) {
             return;
         }
     }
@@ -260,7 +289,7 @@ struct Scraper {
     carry: Carry,
     spare: Arc<Rendered>,
     cache: SeriesCache,
-    store: Arc<Store>,
+    store: Outlets,
     /// Where samples go besides the snapshot (the WAL with remote write).
     durable: storage::Shared,
     appender: TargetAppender,
@@ -280,7 +309,7 @@ impl Scraper {
         // GET has every target scraped again). Decided before fetching: a
         // scrape begun before the GET that ended the idle time renders
         // nothing, and does not count as the fresh result it waits for.
-        let render = self.store.serving();
+        let render = self.store.demand.serving();
         let mut rendered = std::mem::take(&mut self.spare);
         let out = Arc::make_mut(&mut rendered);
         out.clear();
@@ -380,9 +409,7 @@ impl Scraper {
         );
         tracing::debug!(target = %self.target.name(), up = result.is_ok(), samples, duration_seconds = duration, kind, "scraped");
         self.note_health(result, timestamp);
-        let replaced = self
-            .store
-            .publish_scrape(self.id, rendered, complete, started);
+        let replaced = self.store.publish(self.id, rendered, complete, started);
         // The replaced result is no longer in any snapshot: reuse its buffers.
         self.spare = replaced.unwrap_or_default();
     }
@@ -524,25 +551,6 @@ pub(crate) fn settings<'a>(job: &'a Job, target_labels: &'a Labels<'static>) -> 
         },
         output: Format::Text,
         sort_labels: true,
-    }
-}
-
-/// The text sink of a scrape, off while nobody reads /metrics (see
-/// [`Store::serving`]).
-struct TextSink<'a> {
-    out: &'a mut Rendered,
-    on: bool,
-}
-
-impl Appender for TextSink<'_> {
-    fn append(&mut self, sample: &Appended<'_>) {
-        if self.on {
-            self.out.append(sample);
-        }
-    }
-
-    fn rollback(&mut self) {
-        self.out.rollback();
     }
 }
 

@@ -12,10 +12,10 @@
 //!
 //! Also where relay's own metrics go (`relay.self_metrics`).
 
+use super::body::Snapshot;
+use super::merge;
+use super::sink::Rendered;
 use crate::config::SelfMetrics;
-use crate::scrape::merge;
-use crate::scrape::pipeline::Rendered;
-use crate::serve::Snapshot;
 
 /// The served bodies' settings, from the running config.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -246,7 +246,8 @@ mod tests {
     use crate::exposition::{check, Format, Labels};
     use crate::relabel::Rules;
     use crate::scrape::pipeline::{process, SeriesCache, Settings};
-    use crate::scrape::store::Store;
+    use crate::snapshot::latest::tests::with_targets;
+    use crate::telemetry::Telemetry;
 
     /// A target's result as the scrape renders it.
     fn scraped(body: &str) -> Rendered {
@@ -290,7 +291,7 @@ mod tests {
     /// none, as Prometheus's own /metrics.
     #[test]
     fn served_series_get_the_external_labels_they_lack() {
-        let store = Store::new(vec!["app/localhost:8001".into()]);
+        let store = with_targets(1, Arc::new(Telemetry::new()));
         store.publish(
             0,
             Arc::new(scraped(
@@ -369,7 +370,7 @@ mod tests {
     /// has them; `off`: neither; `with_app`: /metrics has them.
     #[test]
     fn self_metrics_go_where_the_setting_says() {
-        let store = Store::new(vec!["app/localhost:8001".into()]);
+        let store = with_targets(1, Arc::new(Telemetry::new()));
         store.publish(0, Arc::new(scraped("# TYPE g gauge\ng 1\n")));
         let own = |body: &str| {
             body.lines()

@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 
-use super::pipeline::{FamilyBlock, Rendered};
+use super::sink::{FamilyBlock, Rendered};
 use crate::exposition::conform::{self, Created, Judged, Piece};
 use crate::exposition::{Format, MetricType};
 
@@ -330,7 +330,7 @@ mod tests {
     use crate::exposition::{check, Labels};
     use crate::relabel::Rules;
     use crate::scrape::pipeline::{process, SeriesCache, Settings};
-    use crate::serve::Snapshot;
+    use crate::snapshot::Snapshot;
 
     fn target(instance: &str, body: &str) -> Rendered {
         let labels: Labels<'static> = [("instance", instance.to_owned()), ("job", "j".to_owned())]

@@ -1,0 +1,361 @@
+//! The text sink: what a scrape renders for `/metrics`. Each kept sample
+//! of a target goes on a family block of text 0.0.4 lines (or `format`),
+//! judged as it is written (see [`Judged`]), so that the merge of every
+//! target's blocks parses no line again. Staleness markers are not served:
+//! a scraper of relay's port tracks staleness itself.
+
+use std::ops::Range;
+
+use crate::exposition::conform::{self, Created, Judged, SampleAt, Scratch};
+use crate::exposition::{render, Format, MetricType};
+use crate::storage::{is_stale, Appended, Appender, Family, Value};
+
+/// One block of a family's sample lines in [`Rendered::text`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct FamilyBlock {
+    /// The name the HELP/TYPE lines carry.
+    pub name: String,
+    pub help: Option<String>,
+    pub kind: MetricType,
+    pub unit: Option<String>,
+    pub lines: Range<usize>,
+    /// Whether a line carries a timestamp (milliseconds in text, seconds
+    /// in OpenMetrics): the only part of a sample line the formats differ in.
+    pub timestamps: bool,
+    /// Whether its samples may be served under its type (judged as they
+    /// are appended, so the merge parses no line again).
+    pub judged: Judged,
+    /// For the `_created` samples of the family block before it (a gauge
+    /// `x_created` in text 0.0.4, as prometheus_client serves them): where
+    /// OpenMetrics has each among that block's lines. In a scrape's
+    /// [`Rendered`] such a block's lines are in [`Rendered::created`].
+    pub created: Option<Created>,
+}
+
+impl FamilyBlock {
+    /// The family's `# HELP`/`# TYPE`/`# UNIT` lines in `format`.
+    pub fn write_header(&self, out: &mut Vec<u8>, format: Format) {
+        render::family_header(
+            out,
+            format,
+            &self.name,
+            self.help.as_deref(),
+            self.kind,
+            self.unit.as_deref(),
+        );
+    }
+}
+
+/// What a scrape counted, for `scrape_samples_*` and `scrape_series_added`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub samples_scraped: usize,
+    pub samples_kept: usize,
+    pub series_added: usize,
+    /// The newest of the target's own timestamps appended (honored and in
+    /// order): what relay appends later for the target must come after it.
+    pub newest_own_timestamp: Option<i64>,
+}
+
+/// A target's relabeled samples, rendered as text (or `format`) family
+/// blocks: the sink behind the :9090 snapshot; reused between scrapes.
+#[derive(Debug, Clone, Default)]
+pub struct Rendered {
+    pub families: Vec<FamilyBlock>,
+    pub text: Vec<u8>,
+    /// The lines of the `_created` blocks (see [`FamilyBlock::created`]):
+    /// apart from `text`, so that their family's block goes on growing there.
+    pub created: Vec<u8>,
+    /// The format the sample lines are written in.
+    pub format: Format,
+    pub samples_scraped: usize,
+    pub samples_kept: usize,
+    pub series_added: usize,
+    /// What judging the blocks reuses from sample to sample.
+    scratch: Scratch,
+}
+
+impl Rendered {
+    /// Drops the rendered samples but keeps the counts (a failed scrape).
+    pub fn clear_samples(&mut self) {
+        self.families.clear();
+        self.text.clear();
+        self.created.clear();
+    }
+
+    pub fn clear(&mut self) {
+        self.clear_samples();
+        self.set_counts(Counts::default());
+    }
+
+    /// Gives back the space a much larger earlier scrape left in the
+    /// buffers (see [`crate::buffers`]).
+    pub fn give_back(&mut self) {
+        let (text, families) = (self.text.len(), self.families.len());
+        let created = self.created.len();
+        crate::buffers::give_back(&mut self.text, text);
+        crate::buffers::give_back(&mut self.created, created);
+        crate::buffers::give_back(&mut self.families, families);
+    }
+
+    pub fn set_counts(&mut self, counts: Counts) {
+        self.samples_scraped = counts.samples_scraped;
+        self.samples_kept = counts.samples_kept;
+        self.series_added = counts.series_added;
+    }
+
+    /// Writes every block with its header, in order, as one exposition body
+    /// (without the OpenMetrics `# EOF`).
+    pub fn write(&self, out: &mut Vec<u8>, format: Format) {
+        for f in &self.families {
+            f.write_header(out, format);
+            out.extend_from_slice(self.lines(f));
+        }
+    }
+
+    /// A block's sample lines.
+    pub fn lines(&self, block: &FamilyBlock) -> &[u8] {
+        let buffer = match block.created {
+            Some(_) => &self.created,
+            None => &self.text,
+        };
+        buffer.get(block.lines.clone()).unwrap_or_default()
+    }
+
+    /// Appends a `_created` sample of the family block being written to
+    /// the `_created` block after it (opened if need be).
+    fn append_created(&mut self, s: &Appended<'_>) {
+        let meta = s.family;
+        let Some(main) = main_block(self, meta) else {
+            return;
+        };
+        if self.families.len() == main + 1 {
+            let start = self.created.len();
+            self.families.push(FamilyBlock {
+                name: s.name().to_owned(),
+                help: meta.help.as_deref().map(str::to_owned),
+                kind: MetricType::Gauge,
+                unit: None,
+                lines: start..start,
+                timestamps: false,
+                judged: Judged::default(),
+                created: Some(Created::default()),
+            });
+        }
+        let Rendered {
+            families,
+            text,
+            created,
+            scratch,
+            ..
+        } = self;
+        let start = created.len();
+        created.extend_from_slice(s.series.as_bytes());
+        render::sample_tail(
+            created,
+            Format::Text,
+            s.value.float().unwrap_or(f64::NAN),
+            s.timestamp_ms,
+        );
+        let [family, block] = &mut families[main..] else {
+            return;
+        };
+        block.lines.end = created.len();
+        block.timestamps |= s.timestamp_ms.is_some();
+        let at = start - block.lines.start;
+        let name = s.name();
+        let series = at..at + s.series.len();
+        // The labels between the braces.
+        let labels = if s.series.len() > name.len() + 1 {
+            s.series.get(name.len() + 1..s.series.len() - 1)
+        } else {
+            None
+        };
+        if let Some(pairing) = block.created.as_mut() {
+            pairing.pair(
+                &family.judged,
+                text.get(family.lines.clone()).unwrap_or_default(),
+                labels.unwrap_or_default().as_bytes(),
+            );
+        }
+        scratch.distinct = true;
+        let sample = SampleAt {
+            name,
+            series,
+            value: s.value.float().unwrap_or(f64::NAN),
+            timestamp: s.timestamp_ms.is_some(),
+        };
+        block.judged.sample(
+            MetricType::Unknown,
+            name,
+            name,
+            created.get(block.lines.clone()).unwrap_or_default(),
+            &sample,
+            scratch,
+        );
+    }
+}
+
+/// Whether a sample is a `_created` one of a family text 0.0.4 serves
+/// typed (a counter, histogram or summary), which it keeps apart.
+fn is_created(meta: &Family<'_>, name: &str) -> bool {
+    matches!(
+        meta.kind,
+        MetricType::Counter | MetricType::Histogram | MetricType::Summary
+    ) && name
+        .strip_prefix(meta.name)
+        .is_some_and(|rest| rest == "_created")
+}
+
+/// The index of the block the family `meta`'s samples go on in (before
+/// its `_created` block, if it has one), opened (empty) if need be.
+fn main_block(out: &mut Rendered, meta: &Family<'_>) -> Option<usize> {
+    let current = current_block(out);
+    let header_is =
+        |b: &FamilyBlock| b.kind == meta.kind && conform::family_name(b.kind, &b.name) == meta.name;
+    if let Some(i) = current.filter(|&i| header_is(&out.families[i])) {
+        return Some(i);
+    }
+    // Text 0.0.4 names a counter family after its `_total` samples.
+    let header = match meta.kind {
+        MetricType::Counter => format!("{}_total", meta.name),
+        _ => meta.name.to_owned(),
+    };
+    push_block(out, header, meta, meta.kind);
+    out.families.len().checked_sub(1)
+}
+
+/// The block samples go on in: the last, or the one before it if the last
+/// holds its `_created` samples.
+fn current_block(out: &Rendered) -> Option<usize> {
+    let last = out.families.len().checked_sub(1)?;
+    match out.families[last].created {
+        Some(_) => last.checked_sub(1),
+        None => Some(last),
+    }
+}
+
+/// The text sink: staleness markers are not served (a scraper of :9090
+/// tracks staleness itself).
+impl Appender for Rendered {
+    /// A failed scrape's lines are not served (its counts are).
+    fn rollback(&mut self) {
+        self.clear_samples();
+    }
+
+    fn append(&mut self, s: &Appended<'_>) {
+        // Native histograms are served with issue 21; none is scraped yet.
+        let Value::Float(value) = s.value else {
+            return;
+        };
+        if is_stale(value) {
+            return;
+        }
+        if self.format == Format::Text && is_created(s.family, s.name()) {
+            self.append_created(s);
+            return;
+        }
+        open_block(self, s.family, s.name(), self.format);
+        let Some(current) = current_block(self) else {
+            return;
+        };
+        let Rendered {
+            families,
+            text,
+            scratch,
+            format,
+            ..
+        } = self;
+        let start = text.len();
+        text.extend_from_slice(s.series.as_bytes());
+        render::sample_tail(text, *format, value, s.timestamp_ms);
+        if let Some(block) = families.get_mut(current) {
+            block.lines.end = text.len();
+            block.timestamps |= s.timestamp_ms.is_some();
+            // The pipeline appends a series once per scrape.
+            scratch.distinct = true;
+            let at = start - block.lines.start;
+            let sample = SampleAt {
+                name: s.name(),
+                series: at..at + s.series.len(),
+                value,
+                timestamp: s.timestamp_ms.is_some(),
+            };
+            block.judged.sample(
+                block.kind,
+                conform::family_name(block.kind, &block.name),
+                &block.name,
+                &text[block.lines.clone()],
+                &sample,
+                scratch,
+            );
+        }
+    }
+}
+
+/// Starts a new block unless the sample continues the last one. A sample
+/// relabeled out of its family's names stands in an untyped family of its own.
+fn open_block(out: &mut Rendered, meta: &Family<'_>, name: &str, format: Format) {
+    let in_family = !meta.name.is_empty() && meta.kind.has_sample(meta.name, name);
+    let (family, kind) = if in_family {
+        (meta.name, meta.kind)
+    } else {
+        (name, MetricType::Unknown)
+    };
+    // Text 0.0.4 names a counter family after its samples (`x_total`).
+    let header = match (format, kind) {
+        (Format::Text, MetricType::Counter)
+            if name.len() > family.len() && name.ends_with("_total") =>
+        {
+            name
+        }
+        _ => family,
+    };
+    // A family of another type under the same name is a block of its own.
+    if current_block(out)
+        .map(|i| &out.families[i])
+        .is_some_and(|b| b.name == header && b.kind == kind)
+    {
+        return;
+    }
+    if in_family {
+        push_block(out, header.to_owned(), meta, kind);
+    } else {
+        push_block(out, header.to_owned(), &Family::default(), kind);
+    }
+}
+
+/// Starts a block named `header` of the family `meta` (its HELP and UNIT).
+fn push_block(out: &mut Rendered, header: String, meta: &Family<'_>, kind: MetricType) {
+    let start = out.text.len();
+    out.families.push(FamilyBlock {
+        name: header,
+        help: meta.help.as_deref().map(str::to_owned),
+        kind,
+        unit: meta.unit.map(str::to_owned),
+        lines: start..start,
+        timestamps: false,
+        judged: Judged::default(),
+        created: None,
+    });
+}
+
+/// The text sink of a scrape, off while nobody reads /metrics (see
+/// `scrape::demand`): the WAL still gets every
+/// sample, and no lines are rendered that nobody would read.
+pub struct TextSink<'a> {
+    pub out: &'a mut Rendered,
+    pub on: bool,
+}
+
+impl Appender for TextSink<'_> {
+    fn append(&mut self, sample: &Appended<'_>) {
+        if self.on {
+            self.out.append(sample);
+        }
+    }
+
+    fn rollback(&mut self) {
+        self.out.rollback();
+    }
+}
