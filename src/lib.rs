@@ -3,9 +3,9 @@
 
 pub mod auth;
 pub mod buffers;
+pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod demo;
 pub mod exposition;
 pub mod gen;
 pub mod hostport;

@@ -254,7 +254,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let input = read_input(None)?;
             let stdout = io::stdout();
             let mut out = io::BufWriter::new(stdout.lock());
-            relay::relabel::run_cli(
+            relay::cli::relabel::run_cli(
                 &plan,
                 job.as_deref(),
                 target.as_deref(),
@@ -277,14 +277,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             agent_only,
             churn,
         } => {
-            let options = relay::demo::DemoOptions {
+            let options = relay::cli::demo::DemoOptions {
                 listen_address,
                 agent_address,
                 series,
                 agent_only,
                 churn,
             };
-            runtime()?.block_on(relay::demo::run(options))?;
+            runtime()?.block_on(relay::cli::demo::run(options))?;
             Ok(ExitCode::SUCCESS)
         }
     }

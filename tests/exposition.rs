@@ -1329,7 +1329,7 @@ fn ours(text: &str) -> BTreeMap<(String, Vec<(String, String)>), f64> {
 
 #[test]
 fn agrees_with_prometheus_parse_on_a_realistic_exposition() {
-    let text = relay::demo::exposition(3000, 3600.0);
+    let text = relay::cli::demo::exposition(3000, 3600.0);
     let mine = ours(&text);
     let theirs = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
         .expect("prometheus-parse");

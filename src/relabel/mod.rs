@@ -24,7 +24,6 @@
 //! assert_eq!(labels.get("error"), Some("yes"));
 //! ```
 
-mod cli;
 mod template;
 
 use std::borrow::Cow;
@@ -32,7 +31,6 @@ use std::cell::RefCell;
 
 use regex::Regex;
 
-pub use cli::{run_cli, CliError};
 use template::Template;
 
 /// The rule data lives in the config (pure data); this module compiles it.

@@ -30,7 +30,7 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use xxhash_rust::xxh3::xxh3_128_with_secret;
 
 use super::arena::{Arena, Place};
-use super::pipeline::PipelineError;
+use super::error::PipelineError;
 use crate::storage::{next_ref, stale_nan, Appended, Appender, Family, SeriesRef};
 
 /// Marks a key whose series relabeling dropped.

@@ -10,6 +10,7 @@
 mod arena;
 pub mod cache;
 pub mod demand;
+pub mod error;
 pub mod fetch;
 pub mod pipeline;
 

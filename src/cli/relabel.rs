@@ -12,7 +12,7 @@ use crate::plan::{Job, Plan};
 use crate::scrape::pipeline::{self, PipelineError, Rendered, SeriesCache, Settings};
 use crate::targets::Target;
 
-use super::RelabelConfig;
+use crate::relabel::RelabelConfig;
 
 /// Why `relay relabel` could not relabel its input.
 #[derive(Debug, thiserror::Error)]
@@ -202,7 +202,7 @@ fn describe(rule: &RelabelConfig) -> String {
     if rule.separator != ";" {
         s.push_str(&format!(" separator={:?}", rule.separator));
     }
-    if rule.regex != super::DEFAULT_REGEX {
+    if rule.regex != crate::relabel::DEFAULT_REGEX {
         s.push_str(&format!(" regex={:?}", rule.regex));
     }
     if let Some(m) = rule.modulus {
