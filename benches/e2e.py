@@ -26,7 +26,8 @@ was lost (distinct series per scrape against the app's) and gives the delay
 from a scrape's end to the acknowledgement of its samples. Tables: CPU, RSS
 peak and at rest, samples/s, delivery and delay per Pod and shipper;
 relay's ratios to each peer; cost per series; churn against steady state;
-the issue's targets, met or missed. Exits 1 if relay lost a sample.
+the issue's targets, met or missed. Exits 1 if relay lost a sample or a
+shipper's run failed (exited early, delivered nothing).
 
 CPU is summed over all of a process's threads from the scheduler's
 nanosecond counters, not clock ticks, so a small run does not read 0.00 s.
@@ -684,9 +685,23 @@ def remote_write_mode(args):
         stop(sink.proc)
     print(f"\n(measured in {(time.monotonic() - started) / 60:.1f} min)")
     print_rw_tables(rows, window)
+    return rw_exit_status(rows)
+
+
+def rw_exit_status(rows):
+    """1 if relay lost a sample or any shipper's run failed (a table with a
+    failed row is no measurement); a peer skipped as not installed is said
+    so in the table (under CI=true require_peers refuses to start without it)."""
     lost = [row for row in rows if row.r and row.peer.key.startswith("relay")
             and (row.r["missing"] or row.r["extra"])]
-    return 1 if lost else 0
+    failed = [row for row in rows if row.r is None
+              and not (row.failure or "").startswith("skipped:")]
+    for row in lost:
+        print(f"FAILED: {row.pod}, {row.peer.name}: relay lost samples", file=sys.stderr)
+    for row in failed:
+        first = (row.failure or "no result").splitlines()[0]
+        print(f"FAILED: {row.pod}, {row.peer.name}: {first}", file=sys.stderr)
+    return 1 if lost or failed else 0
 
 
 def ms(value):
@@ -1127,7 +1142,7 @@ def main():
 
 def serve_mode(args, series, window):
     requests = 20
-    interval = interval or 5
+    interval = args.interval or 5
 
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)

@@ -41,7 +41,18 @@ cargo +nightly fuzz build -s none 2>&1 | grep -v '^\s*Compiling ' >&2 || true
 cargo +nightly fuzz build -s none >/dev/null 2>&1 || cargo +nightly fuzz build -s none
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(cargo +nightly fuzz list)
+if [ ${#targets[@]} -eq 0 ]; then
+    # Not `mapfile < <(...)`: a failed list must fail here, not run nothing.
+    listed=$(cargo +nightly fuzz list)
+    mapfile -t targets <<<"$listed"
+    # An empty list reads as one empty name.
+    [ -n "${targets[0]:-}" ] || targets=()
+fi
+# Fuzzing nothing is not a pass: CI must not go green by finding no target.
+if [ ${#targets[@]} -eq 0 ]; then
+    echo "fuzz/run.sh: no fuzz target found (cargo fuzz list printed none)" >&2
+    exit 1
+fi
 
 mkdir -p artifacts
 # One target per core at a time; each writes its verdict to artifacts/<t>.status.

@@ -108,9 +108,12 @@ fn first_of_each_series(samples: &[Flat]) -> Vec<Flat> {
     kept
 }
 
+/// A series as (name, labels), the key of the samples compared.
+type SeriesKey = (String, Vec<(String, String)>);
+
 /// The (name, labels) of relay's own metrics, as served with no target.
-fn own_series() -> &'static HashSet<(String, Vec<(String, String)>)> {
-    static OWN: OnceLock<HashSet<(String, Vec<(String, String)>)>> = OnceLock::new();
+fn own_series() -> &'static HashSet<SeriesKey> {
+    static OWN: OnceLock<HashSet<SeriesKey>> = OnceLock::new();
     OWN.get_or_init(|| {
         let text = served(Rendered::default(), Format::Text);
         flat_samples(&text, Format::Text)

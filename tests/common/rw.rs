@@ -225,6 +225,20 @@ impl Receiver {
             .clone()
     }
 
+    /// The requests from the `from`th on (a test that polls a long run
+    /// reads each request once rather than every one at every poll).
+    pub fn requests_from(&self, from: usize) -> Vec<Request> {
+        let requests = self
+            .shared
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        requests
+            .get(from..)
+            .map(<[Request]>::to_vec)
+            .unwrap_or_default()
+    }
+
     /// Every sample of the requests answered 2xx, in arrival order.
     pub fn accepted(&self) -> Vec<Got> {
         self.requests()
@@ -380,6 +394,9 @@ struct Count {
     answered: Vec<(u64, i64)>,
     /// Wall times (ms) of the 503s answered while paused.
     refused: Vec<i64>,
+    /// More series in each answer, `count_padding{i="0"}` and on, each
+    /// with the scrape's number as its value (a target of thousands).
+    padding: usize,
 }
 
 /// A target whose `count_of_scrapes` is the number of scrapes it has
@@ -393,9 +410,19 @@ pub struct CountingTarget {
 
 impl CountingTarget {
     pub fn start() -> CountingTarget {
+        CountingTarget::start_with_series(0)
+    }
+
+    /// Like `start`, each answer with `padding` more series whose value is
+    /// the scrape's number too (`count_padding{i="0"}`, ...), so a scrape
+    /// is thousands of samples and a whole one can be told from a part.
+    pub fn start_with_series(padding: usize) -> CountingTarget {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind counting target");
         let addr = listener.local_addr().expect("addr").to_string();
-        let state = Arc::new(Mutex::new(Count::default()));
+        let state = Arc::new(Mutex::new(Count {
+            padding,
+            ..Count::default()
+        }));
         let shared = state.clone();
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
@@ -469,12 +496,16 @@ fn count_answer(stream: TcpStream, state: &Mutex<Count>) {
         } else {
             let n = count.answered.len() as u64 + 1;
             count.answered.push((n, now_ms()));
-            (
-                200,
-                format!(
-                    "# HELP count_of_scrapes Scrapes this target has answered with 200.\n# TYPE count_of_scrapes gauge\ncount_of_scrapes {n}\n"
-                ),
-            )
+            let mut body = format!(
+                "# HELP count_of_scrapes Scrapes this target has answered with 200.\n# TYPE count_of_scrapes gauge\ncount_of_scrapes {n}\n"
+            );
+            if count.padding > 0 {
+                body.push_str("# TYPE count_padding gauge\n");
+            }
+            for i in 0..count.padding {
+                body.push_str(&format!("count_padding{{i=\"{i}\"}} {n}\n"));
+            }
+            (200, body)
         }
     };
     let mut stream = stream;
