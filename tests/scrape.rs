@@ -775,8 +775,12 @@ fn client_certificates_are_presented() {
         format!("key_file: {}", target.file("client.key")),
     ];
     assert_scraped_over_tls(&https_relay(&target, &with_identity));
-    // s_server ends the handshake when no client certificate comes.
-    assert_refused(&https_relay(&target, &[ca]), "tls/");
+    // s_server ends the handshake when no client certificate comes: the
+    // refusal must be that alert, not any failed scrape.
+    assert_refused(
+        &https_relay(&target, &[ca]),
+        "received fatal alert: certificaterequired",
+    );
 }
 
 /// A target that redirects `/metrics` through `hops` redirects (`/hop1`,

@@ -272,6 +272,15 @@ fn basic_auth_over_tls_with_curl() {
     assert!(!logs.contains(PASSWORD), "{logs}");
 }
 
+/// What curl says when relay's TLS handshake refuses the client
+/// certificate: the alert relay sent (no certificate; one from another
+/// CA; a SAN not in `client_allowed_sans`).
+const TLS_REFUSALS: [&str; 3] = [
+    "alert certificate required",
+    "alert unknown ca",
+    "alert handshake failure",
+];
+
 /// The client certificate policies, switched by rewriting the web config
 /// (read again on every handshake) in one running relay: no certificate,
 /// the CA's client certificate, and one from another CA.
@@ -298,7 +307,16 @@ fn client_certificate_policies_with_curl() {
             _ => args.extend(["--cert", &stranger, "--key", &stranger_key]),
         }
         let got = relay.curl(&args, "/-/healthy");
-        got.status == 200
+        if got.exit == 0 && got.status == 200 {
+            return true;
+        }
+        // A refusal is the TLS handshake's own (an alert, no HTTP answer),
+        // not a 401, a 5xx, a curl usage error or a relay that is down.
+        let tls_refused = got.status == 0
+            && [35, 56].contains(&got.exit)
+            && TLS_REFUSALS.iter().any(|r| got.stderr.contains(r));
+        assert!(tls_refused, "{who}: not a TLS refusal: {got:?}");
+        false
     };
     // (client_auth_type, extra lines, [none, client, stranger] served?)
     let cases: [(&str, &str, [bool; 3]); 6] = [
