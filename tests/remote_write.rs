@@ -186,14 +186,17 @@ fn settle<T: PartialEq + std::fmt::Debug>(what: &str, mut probe: impl FnMut() ->
     }
 }
 
-/// A self-metric of the `rw` entry writing to `url` (0 when absent).
+/// A self-metric of the `rw` entry writing to `url`, from a good GET; a
+/// missing metric fails the test (it is not a 0 that "nothing failed"
+/// would pass on).
 fn rw_metric(relay: &Relay, name: &str, url: &str) -> f64 {
+    let body = relay.metrics_ok();
     metric_value(
-        &relay.metrics(),
+        &body,
         name,
         &["remote_name=\"rw\"", &format!("url=\"{url}\"")],
     )
-    .unwrap_or(0.0)
+    .unwrap_or_else(|| panic!("no {name} for rw ({url}) on relay's /metrics:\n{body}"))
 }
 
 fn sample_count(requests: &[Request]) -> usize {

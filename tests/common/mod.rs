@@ -439,6 +439,17 @@ impl Relay {
             .unwrap_or_default()
     }
 
+    /// The body of a GET /metrics answered 200, waiting for one: unlike
+    /// `metrics()`, a failed GET is never an empty page that a check for
+    /// something's absence would pass on.
+    pub fn metrics_ok(&self) -> String {
+        wait_for("a 200 answer from relay's /metrics", || {
+            get(&self.addr, "/metrics", &[])
+                .filter(|r| r.status == 200)
+                .map(|r| r.text())
+        })
+    }
+
     /// Waits until /metrics has a line starting with `prefix`; returns it.
     pub fn wait_for_line(&self, prefix: &str) -> String {
         wait_for(&format!("a /metrics line starting with {prefix:?}"), || {
