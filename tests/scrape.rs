@@ -513,15 +513,27 @@ fn gzip_and_openmetrics_are_negotiated() {
 #[test]
 fn sigterm_exits_zero_promptly() {
     let target = Target::start(Reply::text(APP));
-    let mut relay = Relay::start(&format!(
-        "scrape_configs:\n{}",
-        job("app", &target.addr, "")
-    ));
+    let wal = tempfile::tempdir().expect("wal dir");
+    // Nothing to flush (no remote write): relay must not sit out its flush
+    // budget, here a minute, twice the harness's own wait for the exit.
+    let budget = Duration::from_secs(60);
+    let mut relay = Relay::start_with(
+        &format!("scrape_configs:\n{}", job("app", &target.addr, "")),
+        wal.path(),
+        &format!("  shutdown_timeout: {}s\n", budget.as_secs()),
+    );
     relay.wait_for_line("up{");
     let started = Instant::now();
     let status = relay.terminate();
+    let took = started.elapsed();
     assert!(status.success(), "{status:?}");
-    eprintln!("relay stopped {:?} after SIGTERM", started.elapsed());
+    // A sixth of the budget: far above a loaded machine's exit, far below
+    // a relay that waits out the budget with nothing to send.
+    assert!(
+        took < budget / 6,
+        "relay took {took:?} to exit with nothing to flush (budget {budget:?})\n{}",
+        relay.logs()
+    );
     assert!(relay.logs().contains("stopping"));
 }
 
