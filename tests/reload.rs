@@ -42,6 +42,15 @@ fn value(metrics: &str, prefix: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// POST /-/reload, again while it answers 429 (one reload a second at
+/// most): the first answer that is not "wait".
+fn post_reload(addr: &str) -> common::Http {
+    wait_for("a reload that is not told to wait", || {
+        post(addr, "/-/reload")
+            .filter(|a| a.status != 429)
+    })
+}
+
 /// Waits until a good GET of /metrics has job one's `a` and no `b`: the
 /// rule dropped b, not a failed GET or a target that went away.
 fn wait_for_b_dropped(relay: &Relay, one: &Target) {
@@ -143,8 +152,7 @@ fn post_reload_refuses_a_bad_edit_and_keeps_the_old_config() {
     let other = format!("127.0.0.1:{}", free_port());
     std::fs::write(&path, good.replace(&addr, &other)).expect("write config");
     // (a second within a second of the last is told to wait)
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    let answer = post(&addr, "/-/reload").expect("an answer");
+    let answer = post_reload(&addr);
     assert_eq!(answer.status, 500);
     relay.wait_for_log(&["relay.listen_address changed: that needs a restart"]);
     // A good edit is applied, and the gauge is back to 1.
@@ -153,8 +161,7 @@ fn post_reload_refuses_a_bad_edit_and_keeps_the_old_config() {
         config(&addr, &wal, &[("one", &one.addr, DROP_B)], ""),
     )
     .expect("write config");
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    let answer = post(&addr, "/-/reload").expect("an answer");
+    let answer = post_reload(&addr);
     assert_eq!(
         (answer.status, answer.text().as_str()),
         (200, "config reloaded\n")
@@ -250,7 +257,12 @@ fn an_unchanged_remote_write_entry_keeps_its_queue_and_a_removed_one_stops() {
     relay.wait_for_log(&["remote write queue stopping", "remote_name=drop"]);
     relay.wait_for_log(&["config reloaded"]);
     // The dropped entry's receiver gets nothing more; the kept one goes on.
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // (The removed queue was stopped before "config reloaded"; its count is
+    // taken once the kept queue has sent again, so its last request is in.)
+    let reloaded = keep.requests().len();
+    wait_for("a request at the kept receiver after the reload", || {
+        (keep.requests().len() > reloaded).then_some(())
+    });
     let (drop_count, keep_count) = (drop.requests().len(), keep.requests().len());
     wait_for("more requests at the kept receiver", || {
         (keep.requests().len() > keep_count + 2).then_some(())
