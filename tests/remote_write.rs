@@ -978,6 +978,83 @@ fn client_errors_are_dropped_counted_and_logged() {
     });
 }
 
+/// `retry_on_http_429: false` (Prometheus 2.42's default): a 429 is a
+/// refused batch like a 400: not retried (Retry-After or not), logged,
+/// its samples counted as failed; everything else still arrives.
+#[test]
+fn with_retry_on_http_429_false_a_429_is_dropped_and_counted() {
+    let receiver = Receiver::start();
+    receiver.script(vec![Answer::retry_after(429, 1)]);
+    let target = CountingTarget::start();
+    let relay = Relay::start(&config(
+        &target.addr,
+        "500ms",
+        "",
+        &[entry(
+            "rw",
+            &receiver.url,
+            &format!("{ONE_SHARD}, retry_on_http_429: false"),
+            "",
+        )],
+    ));
+    wait_for("3 requests", || {
+        (receiver.requests().len() >= 3).then_some(())
+    });
+    let log = relay.wait_for_log(&["not retried", "429"]);
+    assert!(log.contains("WARN"), "{log}");
+    let answered = target.pause_and_settle(&relay);
+    let requests = receiver.requests();
+    assert_eq!(requests[0].status, 429);
+    let dropped = requests[0].samples();
+    assert!(!dropped.is_empty());
+    let dropped_keys: BTreeSet<_> = dropped.iter().map(Got::key).collect();
+    for later in &requests[1..] {
+        for g in later.samples() {
+            assert!(
+                !dropped_keys.contains(&g.key()),
+                "a sample refused with 429 was sent again: {g:?}"
+            );
+        }
+    }
+    let url = receiver.url.clone();
+    settle("samples_failed_total = samples of the 429", || {
+        (
+            (dropped.len() as f64, 0.0),
+            (
+                rw_metric(
+                    &relay,
+                    "prometheus_remote_storage_samples_failed_total",
+                    &url,
+                ),
+                rw_metric(
+                    &relay,
+                    "prometheus_remote_storage_samples_retried_total",
+                    &url,
+                ),
+            ),
+        )
+    });
+    let lost: BTreeSet<u64> = dropped
+        .iter()
+        .filter(|g| g.name() == "count_of_scrapes")
+        .map(|g| g.value as u64)
+        .collect();
+    let expected: BTreeSet<u64> = answered
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| !lost.contains(n))
+        .collect();
+    settle("the counts not in the 429 arrive", || {
+        let got: BTreeSet<u64> = receiver
+            .accepted_named("count_of_scrapes")
+            .iter()
+            .filter(|g| !g.is_stale())
+            .map(|g| g.value as u64)
+            .collect();
+        (expected.clone(), got)
+    });
+}
+
 #[test]
 fn sigterm_flushes_the_backlog() {
     let port = free_port();
