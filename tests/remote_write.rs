@@ -1055,6 +1055,73 @@ fn with_retry_on_http_429_false_a_429_is_dropped_and_counted() {
     });
 }
 
+/// An HTTPS receiver that demands a client certificate: with `tls_config`
+/// (`ca_file` to trust it, `cert_file`/`key_file` to be let in) every
+/// answered scrape arrives; without the CA, or without the client
+/// certificate, the handshake is refused, logged as such, and nothing is
+/// delivered (the samples wait in the WAL).
+#[test]
+#[ignore = "needs openssl; scripts/test runs it"]
+fn an_https_receiver_with_tls_config() {
+    let openssl = common::peers::require_peer("openssl", "openssl");
+    let certs = common::certs::Certs::make(&openssl, "IP:127.0.0.1");
+    let ca = certs.path("ca.pem");
+    let receiver = Receiver::start_tls(
+        &certs.path("server.pem"),
+        &certs.path("server.key"),
+        Some(&ca),
+    );
+    let tls = |lines: &[String]| {
+        let mut out = "    tls_config:\n".to_owned();
+        for l in lines {
+            out.push_str(&format!("      {l}\n"));
+        }
+        out
+    };
+    let ca_file = format!("ca_file: {}", certs.file("ca.pem"));
+    let identity = [
+        format!("cert_file: {}", certs.file("client.pem")),
+        format!("key_file: {}", certs.file("client.key")),
+    ];
+    let target = CountingTarget::start();
+    let relay = Relay::start(&config(
+        &target.addr,
+        "500ms",
+        "",
+        &[entry(
+            "rw",
+            &receiver.url,
+            ONE_SHARD,
+            &tls(&[ca_file.clone(), identity[0].clone(), identity[1].clone()]),
+        )],
+    ));
+    target.wait_answered(3);
+    let answered = target.pause_and_settle(&relay);
+    let got = receiver_counts(&receiver, &answered);
+    let got: Vec<(i64, f64)> = got.iter().map(|g| (g.ts, g.value)).collect();
+    assert_no_gaps(&answered, &got, "over HTTPS with a client certificate");
+    // Refusals: the certificate error itself, and nothing delivered.
+    let refusals = [
+        (tls(&identity), "UnknownIssuer"),
+        (tls(std::slice::from_ref(&ca_file)), "CertificateRequired"),
+    ];
+    for (tls_config, error) in refusals {
+        let other = Receiver::start_tls(
+            &certs.path("server.pem"),
+            &certs.path("server.key"),
+            Some(&ca),
+        );
+        let relay = Relay::start(&config(
+            &target.addr,
+            "500ms",
+            "",
+            &[entry("rw", &other.url, ONE_SHARD, &tls_config)],
+        ));
+        relay.wait_for_log(&["remote write failed; retrying", error]);
+        assert!(other.accepted().is_empty(), "{error}: delivered anyway");
+    }
+}
+
 #[test]
 fn sigterm_flushes_the_backlog() {
     let port = free_port();
