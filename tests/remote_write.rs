@@ -1122,6 +1122,114 @@ fn an_https_receiver_with_tls_config() {
     }
 }
 
+/// Past `relay.wal_max_size` with the receiver down, the running relay
+/// drops the oldest segments: the samples lost are counted in
+/// `relay_wal_dropped_samples_total` and logged (the log's counts add up
+/// to the metric), they are the oldest (one run of a target's first
+/// values, but for the batch the queue had already read, which is sent),
+/// and once the receiver is up nothing else is lost.
+#[test]
+fn the_wal_cap_drops_the_oldest_samples_counted_and_nothing_else() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let url = format!("http://{addr}/api/v1/write");
+    // 3000 series a scrape fill the 1 MiB cap within seconds.
+    let mut body = String::from("# TYPE big gauge\n");
+    for i in 0..3000 {
+        body.push_str(&format!("big{{i=\"{i}\"}} {i}\n"));
+    }
+    let big = Target::start(Reply::text(&body));
+    let target = CountingTarget::start();
+    let wal = tempfile::tempdir().expect("wal dir");
+    let relay = Relay::start_with(
+        &format!(
+            "global:\n  scrape_interval: 200ms\n  scrape_timeout: 200ms\nscrape_configs:\n  - job_name: app\n    static_configs: [{{targets: [\"{}\"]}}]\n  - job_name: big\n    static_configs: [{{targets: [\"{}\"]}}]\nremote_write:\n{}",
+            target.addr,
+            big.addr,
+            entry("rw", &url, ONE_SHARD, "")
+        ),
+        wal.path(),
+        "  wal_max_size: 1MiB\n",
+    );
+    let dropped = || {
+        metric_value(&relay.metrics_ok(), "relay_wal_dropped_samples_total", &[])
+            .unwrap_or_else(|| panic!("no relay_wal_dropped_samples_total:\n{}", relay.metrics()))
+    };
+    wait_for("two segments dropped over the cap", || {
+        (relay
+            .logs()
+            .matches("WAL over relay.wal_max_size: dropped its oldest segment")
+            .count()
+            >= 2)
+            .then_some(())
+    });
+    // Some scrapes after the drops; then the receiver comes up and the app
+    // stops answering (its last values are then all in the WAL).
+    let after_drops = target.answered().len();
+    target.wait_answered(after_drops + 10);
+    let receiver = Receiver::start_on(&addr);
+    let answered = target.pause_and_settle(&relay);
+    let got = poll_until(
+        || receiver.accepted_named("count_of_scrapes"),
+        |got| got.iter().any(|g| g.value as usize == answered.len()),
+    );
+    let values: BTreeSet<u64> = got
+        .iter()
+        .filter(|g| !g.is_stale())
+        .map(|g| g.value as u64)
+        .collect();
+    // The lost values are one run of the oldest: before it only what the
+    // queue had already read into its batch when the segment went (sent
+    // once the receiver was up), after it every value.
+    let missing: Vec<u64> = answered
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| !values.contains(n))
+        .collect();
+    let (Some(&lost_from), Some(&lost_to)) = (missing.first(), missing.last()) else {
+        panic!("nothing was dropped: {values:?}");
+    };
+    assert_eq!(
+        missing.len() as u64,
+        lost_to - lost_from + 1,
+        "lost values are not one run: {missing:?}"
+    );
+    assert!(
+        lost_to < after_drops as u64,
+        "lost values {missing:?} reach past the drops (value {after_drops})"
+    );
+    assert!(
+        lost_from <= 2,
+        "the oldest values {:?} were kept but later ones lost: {missing:?}",
+        1..lost_from
+    );
+    // Counted and logged: the log lines' samples add up to the metric,
+    // which holds at least the lost scrapes' samples of the app (its value
+    // and its 5 report series each).
+    let logged: f64 = relay
+        .logs()
+        .lines()
+        .filter(|l| l.contains("dropped its oldest segment"))
+        .map(|l| {
+            l.split_whitespace()
+                .find_map(|f| f.strip_prefix("samples="))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no samples= in {l}"))
+        })
+        .sum();
+    let counted = dropped();
+    assert_eq!(counted, logged, "metric vs log");
+    assert!(
+        counted >= 6.0 * missing.len() as f64,
+        "{counted} counted for {} lost scrapes of the app",
+        missing.len()
+    );
+    eprintln!(
+        "WAL cap: {counted} samples counted as dropped; app values {lost_from}..={lost_to} lost, {} of {} delivered",
+        values.len(),
+        answered.len()
+    );
+}
+
 #[test]
 fn sigterm_flushes_the_backlog() {
     let port = free_port();
