@@ -1232,6 +1232,19 @@ fn the_wal_cap_drops_the_oldest_samples_counted_and_nothing_else() {
 
 #[test]
 fn sigterm_flushes_the_backlog() {
+    flushes_the_backlog_on("TERM");
+}
+
+/// SIGINT (Ctrl-C in a terminal) stops relay as SIGTERM does: the last
+/// scrape, staleness markers, the backlog flushed, exit 0.
+#[test]
+fn sigint_flushes_the_backlog_as_sigterm() {
+    flushes_the_backlog_on("INT");
+}
+
+/// Relay stopped by `signal` with 6 scrapes waiting for a receiver that
+/// has just come up: everything arrives before it exits 0.
+fn flushes_the_backlog_on(signal: &str) {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let url = format!("http://{addr}/api/v1/write");
@@ -1245,15 +1258,16 @@ fn sigterm_flushes_the_backlog() {
     // Receiver down for 6 scrapes.
     target.wait_answered(6);
     let receiver = Receiver::start_on(&addr);
-    let status = relay.terminate();
-    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+    let status = relay.stop_with(signal);
+    assert!(status.success(), "exit status after SIG{signal}: {status:?}");
+    assert!(relay.logs().contains("msg=stopping"), "{}", relay.logs());
     // Everything, the final scrape included, arrived before relay exited.
     let answered = target.answered();
     let counts = receiver.accepted_named("count_of_scrapes");
     assert_no_gaps(
         &answered,
         &one_series(&counts, &app_labels("count_of_scrapes", &target.addr)),
-        "backlog flushed on SIGTERM",
+        &format!("backlog flushed on SIG{signal}"),
     );
     let got = receiver.accepted();
     assert_in_order_per_series(&got);

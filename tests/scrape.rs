@@ -537,6 +537,39 @@ fn sigterm_exits_zero_promptly() {
     assert!(relay.logs().contains("stopping"));
 }
 
+/// `label_name_length_limit`: a scraped label name longer than the limit
+/// fails the scrape whole (`up 0`, none of its samples, a log line naming
+/// the metric, the name and the limit), as in Prometheus; a name of
+/// exactly the limit passes.
+#[test]
+fn label_name_length_limit_fails_the_scrape() {
+    let fits = "# TYPE ok_metric gauge\nok_metric{abcdefghij=\"1\"} 1\n";
+    let limit = "    label_name_length_limit: 10\n";
+    let target = Target::start(Reply::text(fits));
+    let relay = Relay::start(&format!(
+        "scrape_configs:\n{}",
+        job("app", &target.addr, limit)
+    ));
+    assert!(relay.wait_for_line("up{").ends_with(" 1"));
+    relay.wait_for_line("ok_metric{abcdefghij=\"1\"");
+    let over = format!("{fits}# TYPE bad gauge\nbad{{abcdefghijk=\"1\"}} 2\n");
+    let target = Target::start(Reply::text(&over));
+    let relay = Relay::start(&format!(
+        "scrape_configs:\n{}",
+        job("app", &target.addr, limit)
+    ));
+    assert!(relay.wait_for_line("up{").ends_with(" 0"));
+    relay.wait_for_log(&[
+        "scrape failed",
+        "label_name_length_limit exceeded (metric: bad, label name: abcdefghijk, limit: 10)",
+    ]);
+    let served = relay.metrics_ok();
+    assert!(
+        !served.contains("ok_metric{") && !served.contains("\nbad{"),
+        "{served}"
+    );
+}
+
 #[test]
 fn honor_labels_keeps_the_apps_job() {
     let target = Target::start(Reply::text(APP));

@@ -480,12 +480,14 @@ impl Relay {
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(sent.success());
-        wait_for("relay to exit after SIGTERM", || {
+        self.stop_with("TERM")
+    }
+
+    /// Sends the signal `name` (`TERM`, `INT`) and waits (bounded) for the
+    /// exit status.
+    pub fn stop_with(&mut self, name: &str) -> std::process::ExitStatus {
+        self.signal(name);
+        wait_for(&format!("relay to exit after SIG{name}"), || {
             self.child.try_wait().ok().flatten()
         })
     }
