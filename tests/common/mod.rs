@@ -327,6 +327,17 @@ impl Relay {
         Relay::spawn(path, addr, tempfile::tempdir().expect("tempdir"), env)
     }
 
+    /// Like `start_file_env`, with more flags of `relay run` (e.g.
+    /// `--listen-address`, when `addr` is where it should win).
+    pub fn start_file_args(
+        path: &Path,
+        addr: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Relay {
+        Relay::spawn_args(path, addr, tempfile::tempdir().expect("tempdir"), env, args)
+    }
+
     /// Runs `relay run --config path`, its stderr in `dir`, and waits
     /// until `/-/healthy` answers on `addr`.
     fn spawn(path: &Path, addr: &str, dir: tempfile::TempDir, env: &[(&str, &str)]) -> Relay {
