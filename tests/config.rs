@@ -298,7 +298,11 @@ fn environment_beats_the_file_and_flags_beat_the_environment() {
     // Each variable's own (bad) value is what is judged, not the file's
     // (any wal_dir is valid to `check config`: it is seen running below).
     for (var, value, said) in [
-        ("RELAY_LISTEN_ADDRESS", "not-an-address", "relay.listen_address: \"not-an-address\""),
+        (
+            "RELAY_LISTEN_ADDRESS",
+            "not-an-address",
+            "relay.listen_address: \"not-an-address\"",
+        ),
         ("RELAY_WAL_MAX_SIZE", "1KiB", "relay.wal_max_size"),
         ("RELAY_SHUTDOWN_TIMEOUT", "soon", "relay.shutdown_timeout"),
     ] {
@@ -313,7 +317,12 @@ fn environment_beats_the_file_and_flags_beat_the_environment() {
     let ok = common::relay(&["check", "config", &path_text])
         .output()
         .expect("run relay");
-    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     // Running: the variables' address and WAL directory; a RELAY_* name
     // that is not one of the four (self_metrics) changes nothing.
     let env_addr = format!("127.0.0.1:{}", free_port());
@@ -339,12 +348,7 @@ fn environment_beats_the_file_and_flags_beat_the_environment() {
     drop(relay);
     // A flag beats the variable.
     let flag_addr = format!("127.0.0.1:{}", free_port());
-    let _relay = Relay::start_file_args(
-        &path,
-        &flag_addr,
-        &env,
-        &["--listen-address", &flag_addr],
-    );
+    let _relay = Relay::start_file_args(&path, &flag_addr, &env, &["--listen-address", &flag_addr]);
     assert!(
         common::get(&env_addr, "/-/healthy", &[]).is_none(),
         "RELAY_LISTEN_ADDRESS answers though --listen-address was given"

@@ -197,7 +197,10 @@ fn wait_long<T>(what: &str, bound: Duration, mut probe: impl FnMut() -> Option<T
         if let Some(v) = probe() {
             return v;
         }
-        assert!(start.elapsed() < bound, "timed out after {bound:?} waiting for {what}");
+        assert!(
+            start.elapsed() < bound,
+            "timed out after {bound:?} waiting for {what}"
+        );
         thread::sleep(Duration::from_millis(250));
     }
 }
@@ -383,15 +386,19 @@ fn with_remote_write_the_wal_follows_the_interval_and_served_values_lag_by_up_to
     let prom = central(&app, &[&relay]);
     // 12 s of central scrapes of both jobs, and as long remote-written.
     wait_for_span(&prom, 2, Duration::from_secs(12), "15s");
-    wait_long("12 s of remote-written samples", Duration::from_secs(60), || {
-        let ts: Vec<i64> = receiver
-            .accepted_named("truth_total")
-            .iter()
-            .filter(|g| !g.is_stale())
-            .map(|g| g.ts)
-            .collect();
-        matches!((ts.first(), ts.last()), (Some(a), Some(b)) if b - a >= 12_000).then_some(())
-    });
+    wait_long(
+        "12 s of remote-written samples",
+        Duration::from_secs(60),
+        || {
+            let ts: Vec<i64> = receiver
+                .accepted_named("truth_total")
+                .iter()
+                .filter(|g| !g.is_stale())
+                .map(|g| g.ts)
+                .collect();
+            matches!((ts.first(), ts.last()), (Some(a), Some(b)) if b - a >= 12_000).then_some(())
+        },
+    );
     let stored = raw(&prom, "truth_total", "15s");
     let mut errors = Vec::new();
     for (job, samples) in &stored {

@@ -46,8 +46,7 @@ fn value(metrics: &str, prefix: &str) -> Option<String> {
 /// most): the first answer that is not "wait".
 fn post_reload(addr: &str) -> common::Http {
     wait_for("a reload that is not told to wait", || {
-        post(addr, "/-/reload")
-            .filter(|a| a.status != 429)
+        post(addr, "/-/reload").filter(|a| a.status != 429)
     })
 }
 
@@ -335,7 +334,10 @@ fn a_removed_target_sends_its_staleness_markers_on_reload() {
         "remote_write:\n  - url: {}\n    name: rw\n    queue_config: {{batch_send_deadline: 100ms}}\n",
         receiver.url
     );
-    let both = [("one", one.addr.as_str(), ""), ("two", two.addr.as_str(), "")];
+    let both = [
+        ("one", one.addr.as_str(), ""),
+        ("two", two.addr.as_str(), ""),
+    ];
     std::fs::write(&path, config(&addr, &wal, &both, &remote)).expect("write");
     let relay = Relay::start_file(&path, &addr);
     let of_job = |job: &'static str, stale: bool| {
@@ -373,7 +375,11 @@ fn a_removed_target_sends_its_staleness_markers_on_reload() {
     };
     let sent = of_one();
     wait_for("job one still sent", || (of_one() > sent).then_some(()));
-    assert_eq!(of_job("one", true), Default::default(), "job one marked stale");
+    assert_eq!(
+        of_job("one", true),
+        Default::default(),
+        "job one marked stale"
+    );
 }
 
 /// A changed `remote_write` entry (here its URL: a new receiver, the same
@@ -422,10 +428,7 @@ fn a_changed_remote_write_entry_resumes_from_its_checkpoint() {
             .filter(|(_, v)| v.to_bits() != common::rw::STALE_NAN_BITS)
             .map(|(_, v)| *v as u64)
             .collect();
-        answered
-            .iter()
-            .all(|(n, _)| got.contains(n))
-            .then_some(())
+        answered.iter().all(|(n, _)| got.contains(n)).then_some(())
     });
     assert_eq!(old.requests().len(), old_count, "the old queue still sends");
     let at_new = values(&new);

@@ -1259,7 +1259,10 @@ fn flushes_the_backlog_on(signal: &str) {
     target.wait_answered(6);
     let receiver = Receiver::start_on(&addr);
     let status = relay.stop_with(signal);
-    assert!(status.success(), "exit status after SIG{signal}: {status:?}");
+    assert!(
+        status.success(),
+        "exit status after SIG{signal}: {status:?}"
+    );
     assert!(relay.logs().contains("msg=stopping"), "{}", relay.logs());
     // Everything, the final scrape included, arrived before relay exited.
     let answered = target.answered();

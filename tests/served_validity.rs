@@ -11,7 +11,6 @@ mod common;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
 use relay::exposition::{check, Format};
 use relay::scrape::pipeline::{process, Rendered, SeriesCache, Settings};
@@ -269,7 +268,11 @@ fn prometheus_client_parses_what_relay_serves() {
     let (text, om, _) = serve(&openmetrics_case());
     for (body, openmetrics) in [(&text, false), (&om, true)] {
         let parsed = judge.borrow_mut().parse(body, openmetrics);
-        assert!(parsed.is_ok(), "{parsed:?}\n{}", String::from_utf8_lossy(body));
+        assert!(
+            parsed.is_ok(),
+            "{parsed:?}\n{}",
+            String::from_utf8_lossy(body)
+        );
     }
     // The cases exercised both outcomes: families served typed, and
     // families served untyped because of a clash or a forbidden sample.

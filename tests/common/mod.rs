@@ -329,12 +329,7 @@ impl Relay {
 
     /// Like `start_file_env`, with more flags of `relay run` (e.g.
     /// `--listen-address`, when `addr` is where it should win).
-    pub fn start_file_args(
-        path: &Path,
-        addr: &str,
-        env: &[(&str, &str)],
-        args: &[&str],
-    ) -> Relay {
+    pub fn start_file_args(path: &Path, addr: &str, env: &[(&str, &str)], args: &[&str]) -> Relay {
         Relay::spawn_args(path, addr, tempfile::tempdir().expect("tempdir"), env, args)
     }
 

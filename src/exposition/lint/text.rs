@@ -308,9 +308,18 @@ mod tests {
             ("s{quantile=\"x\"} 1\n", ""),
             ("a{x=\"\\q\"} 1\n", "1:6: invalid escape sequence '\\q'"),
             ("a{x=\"\\\\ \\\" \\n\"} 1\n", ""),
-            ("# HELP a x \\\"\na 1\n", "1:12: invalid escape sequence '\\\"'"),
-            ("a 1\n# c", "2:4: unexpected end of input stream (the last line has no newline)"),
-            ("a{__name__=\"b\"} 1\n", "1:1: label name \"__name__\" is reserved"),
+            (
+                "# HELP a x \\\"\na 1\n",
+                "1:12: invalid escape sequence '\\\"'",
+            ),
+            (
+                "a 1\n# c",
+                "2:4: unexpected end of input stream (the last line has no newline)",
+            ),
+            (
+                "a{__name__=\"b\"} 1\n",
+                "1:1: label name \"__name__\" is reserved",
+            ),
             (
                 "# TYPE s summary\ns{quantile=\"x\"} 1\n",
                 "2:1: summary \"s\" has a bad quantile \"x\"",
