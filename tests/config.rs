@@ -272,6 +272,91 @@ fn cli_environment_overrides_the_relay_section() {
         .contains("relay.listen_address: \"not-an-address\" is not an address to listen on"));
 }
 
+/// Precedence (docs/config.md): the YAML file, then `RELAY_*` variables
+/// (only `listen_address`, `wal_dir`, `wal_max_size`, `shutdown_timeout`),
+/// then flags. Each variable beats the file's valid value (its own bad
+/// value is what is refused); in the running binary the variable's WAL
+/// directory and address are used, `--listen-address` beats the variable,
+/// and a `RELAY_*` name outside the four is ignored.
+#[test]
+fn environment_beats_the_file_and_flags_beat_the_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (file_wal, env_wal) = (dir.path().join("file-wal"), dir.path().join("env-wal"));
+    let file_addr = format!("127.0.0.1:{}", free_port());
+    let target = common::Target::start(common::Reply::text("# TYPE a gauge\na 1\n"));
+    let receiver = common::rw::Receiver::start();
+    let path = dir.path().join("relay.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "scrape_configs:\n  - job_name: app\n    scrape_interval: 200ms\n    scrape_timeout: 200ms\n    static_configs: [{{targets: [\"{}\"]}}]\nremote_write:\n  - url: {}\nrelay:\n  listen_address: \"{file_addr}\"\n  wal_dir: \"{}\"\n  wal_max_size: 64MiB\n  shutdown_timeout: 20s\n",
+            target.addr,
+            receiver.url,
+            file_wal.display()
+        ),
+    )
+    .expect("write config");
+    let path_text = path.display().to_string();
+    // Each variable's own (bad) value is what is judged, not the file's
+    // (any wal_dir is valid to `check config`: it is seen running below).
+    for (var, value, said) in [
+        (
+            "RELAY_LISTEN_ADDRESS",
+            "not-an-address",
+            "relay.listen_address: \"not-an-address\"",
+        ),
+        ("RELAY_WAL_MAX_SIZE", "1KiB", "relay.wal_max_size"),
+        ("RELAY_SHUTDOWN_TIMEOUT", "soon", "relay.shutdown_timeout"),
+    ] {
+        let out = common::relay(&["check", "config", &path_text])
+            .env(var, value)
+            .output()
+            .expect("run relay");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{var}={value:?}: {stderr}");
+        assert!(stderr.contains(said), "{var}={value:?}: {stderr}");
+    }
+    let ok = common::relay(&["check", "config", &path_text])
+        .output()
+        .expect("run relay");
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // Running: the variables' address and WAL directory; a RELAY_* name
+    // that is not one of the four (self_metrics) changes nothing.
+    let env_addr = format!("127.0.0.1:{}", free_port());
+    let env_wal_text = env_wal.display().to_string();
+    let env = [
+        ("RELAY_LISTEN_ADDRESS", env_addr.as_str()),
+        ("RELAY_WAL_DIR", env_wal_text.as_str()),
+        ("RELAY_SELF_METRICS", "off"),
+    ];
+    let relay = Relay::start_file_env(&path, &env_addr, &env);
+    common::wait_for("requests at the receiver", || {
+        (!receiver.requests().is_empty()).then_some(())
+    });
+    assert!(
+        common::get(&file_addr, "/-/healthy", &[]).is_none(),
+        "the file's listen_address answers"
+    );
+    let segments = |d: &Path| std::fs::read_dir(d).map(|r| r.count()).unwrap_or(0);
+    assert!(segments(&env_wal) > 0, "nothing in RELAY_WAL_DIR");
+    assert_eq!(segments(&file_wal), 0, "the file's wal_dir was used");
+    let served = relay.metrics_ok();
+    assert!(served.contains("\nrelay_build_info"), "{served}");
+    drop(relay);
+    // A flag beats the variable.
+    let flag_addr = format!("127.0.0.1:{}", free_port());
+    let _relay = Relay::start_file_args(&path, &flag_addr, &env, &["--listen-address", &flag_addr]);
+    assert!(
+        common::get(&env_addr, "/-/healthy", &[]).is_none(),
+        "RELAY_LISTEN_ADDRESS answers though --listen-address was given"
+    );
+}
+
 #[test]
 fn global_timeout_defaults_to_10s_clamped_to_the_global_interval() {
     // Prometheus (GlobalConfig.UnmarshalYAML): an unset global timeout is

@@ -173,8 +173,12 @@ fn config(target: &str, url: &str) -> String {
     )
 }
 
+/// A self-metric of the `rw` entry, from a good GET; a missing metric
+/// fails the test (it is not a 0 that "nothing failed" would pass on).
 fn rw_metric(relay: &Relay, name: &str) -> f64 {
-    metric_value(&relay.metrics(), name, &["remote_name=\"rw\""]).unwrap_or(0.0)
+    let body = relay.metrics_ok();
+    metric_value(&body, name, &["remote_name=\"rw\""])
+        .unwrap_or_else(|| panic!("no {name} for rw on relay's /metrics:\n{body}"))
 }
 
 /// The (timestamp, value) of the target's count series as received.

@@ -513,16 +513,61 @@ fn gzip_and_openmetrics_are_negotiated() {
 #[test]
 fn sigterm_exits_zero_promptly() {
     let target = Target::start(Reply::text(APP));
-    let mut relay = Relay::start(&format!(
-        "scrape_configs:\n{}",
-        job("app", &target.addr, "")
-    ));
+    let wal = tempfile::tempdir().expect("wal dir");
+    // Nothing to flush (no remote write): relay must not sit out its flush
+    // budget, here a minute, twice the harness's own wait for the exit.
+    let budget = Duration::from_secs(60);
+    let mut relay = Relay::start_with(
+        &format!("scrape_configs:\n{}", job("app", &target.addr, "")),
+        wal.path(),
+        &format!("  shutdown_timeout: {}s\n", budget.as_secs()),
+    );
     relay.wait_for_line("up{");
     let started = Instant::now();
     let status = relay.terminate();
+    let took = started.elapsed();
     assert!(status.success(), "{status:?}");
-    eprintln!("relay stopped {:?} after SIGTERM", started.elapsed());
+    // A sixth of the budget: far above a loaded machine's exit, far below
+    // a relay that waits out the budget with nothing to send.
+    assert!(
+        took < budget / 6,
+        "relay took {took:?} to exit with nothing to flush (budget {budget:?})\n{}",
+        relay.logs()
+    );
     assert!(relay.logs().contains("stopping"));
+}
+
+/// `label_name_length_limit`: a scraped label name longer than the limit
+/// fails the scrape whole (`up 0`, none of its samples, a log line naming
+/// the metric, the name and the limit), as in Prometheus; a name of
+/// exactly the limit passes.
+#[test]
+fn label_name_length_limit_fails_the_scrape() {
+    let fits = "# TYPE ok_metric gauge\nok_metric{abcdefghij=\"1\"} 1\n";
+    let limit = "    label_name_length_limit: 10\n";
+    let target = Target::start(Reply::text(fits));
+    let relay = Relay::start(&format!(
+        "scrape_configs:\n{}",
+        job("app", &target.addr, limit)
+    ));
+    assert!(relay.wait_for_line("up{").ends_with(" 1"));
+    relay.wait_for_line("ok_metric{abcdefghij=\"1\"");
+    let over = format!("{fits}# TYPE bad gauge\nbad{{abcdefghijk=\"1\"}} 2\n");
+    let target = Target::start(Reply::text(&over));
+    let relay = Relay::start(&format!(
+        "scrape_configs:\n{}",
+        job("app", &target.addr, limit)
+    ));
+    assert!(relay.wait_for_line("up{").ends_with(" 0"));
+    relay.wait_for_log(&[
+        "scrape failed",
+        "label_name_length_limit exceeded (metric: bad, label name: abcdefghijk, limit: 10)",
+    ]);
+    let served = relay.metrics_ok();
+    assert!(
+        !served.contains("ok_metric{") && !served.contains("\nbad{"),
+        "{served}"
+    );
 }
 
 #[test]
@@ -775,8 +820,12 @@ fn client_certificates_are_presented() {
         format!("key_file: {}", target.file("client.key")),
     ];
     assert_scraped_over_tls(&https_relay(&target, &with_identity));
-    // s_server ends the handshake when no client certificate comes.
-    assert_refused(&https_relay(&target, &[ca]), "tls/");
+    // s_server ends the handshake when no client certificate comes: the
+    // refusal must be that alert, not any failed scrape.
+    assert_refused(
+        &https_relay(&target, &[ca]),
+        "received fatal alert: certificaterequired",
+    );
 }
 
 /// A target that redirects `/metrics` through `hops` redirects (`/hop1`,

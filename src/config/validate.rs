@@ -76,6 +76,17 @@ pub(super) fn resolve(config: &mut Config) -> Result<(), ConfigError> {
                 ),
             )
         })?;
+    // A segment is cut at an eighth of the cap: a tiny cap would drop what
+    // every scrape writes before any queue could send it.
+    if config.relay.wal_max_size.0 < 1 << 20 {
+        return Err(ConfigError::field(
+            "relay.wal_max_size",
+            format!(
+                "{} bytes is below the minimum of 1MiB (default 1GiB)",
+                config.relay.wal_max_size.0
+            ),
+        ));
+    }
     if config.relay.shutdown_timeout.as_std().is_zero() {
         return Err(ConfigError::field(
             "relay.shutdown_timeout",

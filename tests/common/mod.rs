@@ -327,6 +327,12 @@ impl Relay {
         Relay::spawn(path, addr, tempfile::tempdir().expect("tempdir"), env)
     }
 
+    /// Like `start_file_env`, with more flags of `relay run` (e.g.
+    /// `--listen-address`, when `addr` is where it should win).
+    pub fn start_file_args(path: &Path, addr: &str, env: &[(&str, &str)], args: &[&str]) -> Relay {
+        Relay::spawn_args(path, addr, tempfile::tempdir().expect("tempdir"), env, args)
+    }
+
     /// Runs `relay run --config path`, its stderr in `dir`, and waits
     /// until `/-/healthy` answers on `addr`.
     fn spawn(path: &Path, addr: &str, dir: tempfile::TempDir, env: &[(&str, &str)]) -> Relay {
@@ -439,6 +445,17 @@ impl Relay {
             .unwrap_or_default()
     }
 
+    /// The body of a GET /metrics answered 200, waiting for one: unlike
+    /// `metrics()`, a failed GET is never an empty page that a check for
+    /// something's absence would pass on.
+    pub fn metrics_ok(&self) -> String {
+        wait_for("a 200 answer from relay's /metrics", || {
+            get(&self.addr, "/metrics", &[])
+                .filter(|r| r.status == 200)
+                .map(|r| r.text())
+        })
+    }
+
     /// Waits until /metrics has a line starting with `prefix`; returns it.
     pub fn wait_for_line(&self, prefix: &str) -> String {
         wait_for(&format!("a /metrics line starting with {prefix:?}"), || {
@@ -469,12 +486,14 @@ impl Relay {
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(sent.success());
-        wait_for("relay to exit after SIGTERM", || {
+        self.stop_with("TERM")
+    }
+
+    /// Sends the signal `name` (`TERM`, `INT`) and waits (bounded) for the
+    /// exit status.
+    pub fn stop_with(&mut self, name: &str) -> std::process::ExitStatus {
+        self.signal(name);
+        wait_for(&format!("relay to exit after SIG{name}"), || {
             self.child.try_wait().ok().flatten()
         })
     }

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -207,6 +208,60 @@ impl Receiver {
         }
     }
 
+    /// Like `start`, over HTTPS: the server certificate `cert`/`key` (PEM
+    /// files), and with `client_ca` a client certificate signed by it is
+    /// required. `url` is `https://127.0.0.1:<port>/api/v1/write`.
+    pub fn start_tls(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Receiver {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let read = |p: &Path| std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&read(cert))
+            .collect::<Result<_, _>>()
+            .expect("server certificate PEM");
+        let key = PrivateKeyDer::from_pem_slice(&read(key)).expect("server key PEM");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions");
+        let builder = match client_ca {
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in CertificateDer::pem_slice_iter(&read(ca)) {
+                    roots.add(c.expect("CA PEM")).expect("add the CA");
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .expect("client verifier");
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let config = Arc::new(builder.with_single_cert(chain, key).expect("server cert"));
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the receiver");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let shared = Arc::new(Shared::default());
+        let state = shared.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (state, config) = (state.clone(), config.clone());
+                thread::spawn(move || {
+                    let Ok(conn) = rustls::ServerConnection::new(config) else {
+                        return;
+                    };
+                    serve(rustls::StreamOwned::new(conn, stream), &state);
+                });
+            }
+        });
+        Receiver {
+            url: format!("https://{addr}/api/v1/write"),
+            addr,
+            shared,
+        }
+    }
+
     /// The answers to the next requests, in order (then 204 again).
     pub fn script(&self, answers: Vec<Answer>) {
         self.shared
@@ -257,13 +312,10 @@ impl Receiver {
     }
 }
 
-/// Serves one connection: any number of requests until the peer closes.
-fn serve(stream: TcpStream, shared: &Shared) {
-    let Ok(read_half) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(read_half);
-    let mut stream = stream;
+/// Serves one connection (plain TCP or TLS over it): any number of
+/// requests until the peer closes.
+fn serve<S: Read + Write>(stream: S, shared: &Shared) {
+    let mut reader = BufReader::new(stream);
     loop {
         let mut request_line = String::new();
         match reader.read_line(&mut request_line) {
@@ -346,6 +398,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
                 text.len()
             ));
         }
+        let stream = reader.get_mut();
         let written = stream
             .write_all(head.as_bytes())
             .and_then(|_| stream.flush());

@@ -20,6 +20,7 @@ pub(super) fn check(input: &[u8]) -> Vec<ParseError> {
         }
     }
     lint.finish_family();
+    lint.raw_rules(input);
     lint.problems
 }
 
@@ -140,7 +141,53 @@ impl Lint {
         self.seen.entry(family.name).or_insert(self.started_line);
     }
 
+    /// What promtool's parser refuses in the raw text that scrapes accept
+    /// (Prometheus ingests it): escapes other than `\\`, `\"` and `\n`
+    /// in label values (`\\` and `\n` in HELP), and a last line without
+    /// its newline.
+    fn raw_rules(&mut self, input: &[u8]) {
+        for (i, line) in input.split(|b| *b == b'\n').enumerate() {
+            let allowed: &[u8] = if line.starts_with(b"# HELP ") {
+                b"\\n"
+            } else if line.starts_with(b"#") {
+                continue;
+            } else {
+                b"\\\"n"
+            };
+            let mut at = 0;
+            while let Some(j) = line.get(at..).and_then(|r| memchr::memchr(b'\\', r)) {
+                let pos = at + j;
+                match line.get(pos + 1) {
+                    Some(next) if allowed.contains(next) => {}
+                    next => {
+                        let shown = next.map_or(String::new(), |b| char::from(*b).to_string());
+                        self.problems.push(ParseError {
+                            line: i + 1,
+                            col: pos + 1,
+                            message: format!("invalid escape sequence '\\{shown}'"),
+                        });
+                    }
+                }
+                at = pos + 2;
+            }
+        }
+        if input.last().is_some_and(|b| *b != b'\n') {
+            let lines = memchr::memchr_iter(b'\n', input).count();
+            let start = memchr::memrchr(b'\n', input).map_or(0, |p| p + 1);
+            self.problems.push(ParseError {
+                line: lines + 1,
+                col: input.len() - start + 1,
+                message: "unexpected end of input stream (the last line has no newline)".into(),
+            });
+        }
+    }
+
     fn sample(&mut self, sample: &Sample<'_>, line: usize) {
+        // As promtool's parser; relay's scrapes take the name from before
+        // the braces, as Prometheus does.
+        if sample.labels().any(|(name, _)| name == "__name__") {
+            self.problem(line, "label name \"__name__\" is reserved".into());
+        }
         let belongs = self
             .family
             .as_ref()
@@ -259,6 +306,20 @@ mod tests {
                 "3:1: metric family \"a\" is not contiguous (it already appeared on line 1)",
             ),
             ("s{quantile=\"x\"} 1\n", ""),
+            ("a{x=\"\\q\"} 1\n", "1:6: invalid escape sequence '\\q'"),
+            ("a{x=\"\\\\ \\\" \\n\"} 1\n", ""),
+            (
+                "# HELP a x \\\"\na 1\n",
+                "1:12: invalid escape sequence '\\\"'",
+            ),
+            (
+                "a 1\n# c",
+                "2:4: unexpected end of input stream (the last line has no newline)",
+            ),
+            (
+                "a{__name__=\"b\"} 1\n",
+                "1:1: label name \"__name__\" is reserved",
+            ),
             (
                 "# TYPE s summary\ns{quantile=\"x\"} 1\n",
                 "2:1: summary \"s\" has a bad quantile \"x\"",
