@@ -13,13 +13,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use relay::plan::Job;
 use relay::exposition::{Format, Labels};
-use relay::storage::{Appended, Appender, FanOut};
-use relay::wal::WalBatch;
+use relay::plan::Job;
 use relay::scrape::pipeline::{
     process_into, Carry, Counts, Limits, PipelineError, Rendered, SeriesCache, Settings, Stream,
 };
+use relay::storage::{Appended, Appender, FanOut};
+use relay::wal::WalBatch;
 
 fuzz_target!(|data: &[u8]| {
     relay_fuzz::limit_allocations(64 << 20);
