@@ -425,7 +425,13 @@ impl Wal {
             }
             w.sizes.remove(&oldest);
             self.dropped.inc_by(lost);
-            tracing::warn!(segment = oldest, samples = lost, max_size = self.max_size, "WAL over relay.wal_max_size: dropped its oldest segment before every queue delivered it");
+            if lost > 0 {
+                tracing::warn!(segment = oldest, samples = lost, max_size = self.max_size, "WAL over relay.wal_max_size: dropped its oldest segment before every queue delivered it");
+            } else {
+                // Every queue had delivered it (the checkpoint had not yet
+                // let it be deleted): nothing lost.
+                tracing::debug!(segment = oldest, max_size = self.max_size, "WAL over relay.wal_max_size: dropped its oldest segment, already delivered");
+            }
         }
         self.set_first(&w);
     }

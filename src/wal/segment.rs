@@ -41,15 +41,18 @@ pub(super) fn repair(path: &Path) -> Result<u64, WalError> {
     while let Some((_, _, next)) = record_at(&data, offset) {
         offset = next;
     }
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_err(path))?;
     if offset < data.len() {
-        tracing::warn!(path = %path.display(), valid = offset, size = data.len(), "WAL segment has a torn or corrupt tail; cutting it off");
-        let file = OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(io_err(path))?;
+        tracing::warn!(path = %path.display(), valid = offset, size = data.len(), dropped_bytes = data.len() - offset, "WAL segment has a torn or corrupt tail; cutting it off");
         file.set_len(offset as u64).map_err(io_err(path))?;
-        file.sync_all().map_err(io_err(path))?;
     }
+    // Synced either way: a process killed before its periodic sync left
+    // pages a power cut after this start could still tear, in a segment
+    // that is no longer the newest and would not be repaired again.
+    file.sync_all().map_err(io_err(path))?;
     Ok(offset as u64)
 }
 
