@@ -177,3 +177,31 @@ fn a_metric_name_made_invalid_by_relabeling_fails_the_scrape() {
         "{result:?}"
     );
 }
+
+/// Target `exposition`: `a{__name__="b"} 1` parsed, and relay served `a 1`,
+/// a sample other than the target's (which series, `a` or `b`, is it?).
+/// Prometheus's TSDB refuses such a sample (a duplicate `__name__`, which
+/// fails its scrape) and promtool's parser refuses the body: relay's parser
+/// refuses it too, so the scrape fails and `relay check metrics` says why.
+#[test]
+fn a_name_label_in_the_braces_fails_the_scrape() {
+    for format in [Format::Text, Format::OpenMetrics] {
+        let body = match format {
+            Format::OpenMetrics => "a{__name__=\"b\"} 1\n# EOF\n",
+            _ => "a{__name__=\"b\"} 1\n",
+        };
+        let err = convert(body.as_bytes(), format, Format::Text).expect_err("refused");
+        assert!(
+            matches!(&err, PipelineError::Parse(e) if e.to_string().contains("label name \"__name__\" is not unique")),
+            "{format:?}: {err}"
+        );
+        let problems = check(body.as_bytes(), format);
+        assert_eq!(problems.len(), 1, "{format:?}: {problems:?}");
+        assert!(
+            problems[0]
+                .to_string()
+                .starts_with("1:3: label name \"__name__\""),
+            "{problems:?}"
+        );
+    }
+}

@@ -747,6 +747,15 @@ impl<'a> Parser<'a> {
             if name.is_empty() {
                 return Err(c.error(format!("expected label name, got {}", c.token_text())));
             }
+            // The metric name is `__name__` already: Prometheus's TSDB refuses
+            // the sample as a duplicate label, and promtool's parser refuses it.
+            if name == super::METRIC_NAME {
+                return Err(c.error_at(
+                    name_col,
+                    "label name \"__name__\" is not unique (the metric name goes before the braces)"
+                        .into(),
+                ));
+            }
             // Same length and last byte before a full compare: most names
             // differ there, which spares a memcmp call per pair.
             let last = name.as_bytes().last();

@@ -430,7 +430,11 @@ impl Wal {
             } else {
                 // Every queue had delivered it (the checkpoint had not yet
                 // let it be deleted): nothing lost.
-                tracing::debug!(segment = oldest, max_size = self.max_size, "WAL over relay.wal_max_size: dropped its oldest segment, already delivered");
+                tracing::debug!(
+                    segment = oldest,
+                    max_size = self.max_size,
+                    "WAL over relay.wal_max_size: dropped its oldest segment, already delivered"
+                );
             }
         }
         self.set_first(&w);

@@ -183,11 +183,6 @@ impl Lint {
     }
 
     fn sample(&mut self, sample: &Sample<'_>, line: usize) {
-        // As promtool's parser; relay's scrapes take the name from before
-        // the braces, as Prometheus does.
-        if sample.labels().any(|(name, _)| name == "__name__") {
-            self.problem(line, "label name \"__name__\" is reserved".into());
-        }
         let belongs = self
             .family
             .as_ref()
@@ -318,7 +313,7 @@ mod tests {
             ),
             (
                 "a{__name__=\"b\"} 1\n",
-                "1:1: label name \"__name__\" is reserved",
+                "1:3: label name \"__name__\" is not unique (the metric name goes before the braces)",
             ),
             (
                 "# TYPE s summary\ns{quantile=\"x\"} 1\n",
