@@ -202,21 +202,6 @@ impl<A: Appender + ?Sized> Appender for &mut A {
     }
 }
 
-impl<A: Appender + ?Sized> Appender for Box<A> {
-    fn begin(&mut self, timestamp_ms: i64) {
-        (**self).begin(timestamp_ms);
-    }
-    fn append(&mut self, sample: &Appended<'_>) {
-        (**self).append(sample);
-    }
-    fn commit(&mut self) {
-        (**self).commit();
-    }
-    fn rollback(&mut self) {
-        (**self).rollback();
-    }
-}
-
 /// Two appenders fed from one pass.
 pub struct FanOut<A, B>(pub A, pub B);
 

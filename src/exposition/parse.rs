@@ -81,6 +81,20 @@ impl<'a> Sample<'a> {
         }
     }
 
+    /// The series as the line wrote it, name through labels (without the
+    /// closing `}`): a slice of `body`, the buffer the sample was parsed
+    /// from, so a lookup by it allocates nothing.
+    pub fn series_in(&self, body: &'a [u8]) -> &'a [u8] {
+        let offset = |s: &str| (s.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
+        let start = offset(self.name);
+        let end = if self.labels_src.is_empty() {
+            start + self.name.len()
+        } else {
+            offset(self.labels_src) + self.labels_src.len()
+        };
+        body.get(start..end).unwrap_or(self.name.as_bytes())
+    }
+
     /// The sample's labels (without `__name__`), unescaped.
     pub fn labels(&self) -> LabelPairs<'a> {
         LabelPairs {

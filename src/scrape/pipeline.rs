@@ -364,7 +364,7 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
             let counts = &mut *self.counts;
             let cache = &mut *self.cache;
             counts.samples_scraped += 1;
-            let key = series_key(body, &sample);
+            let key = sample.series_in(body);
             // Past the sample limit the scrape has failed, but Prometheus still
             // counts the rest for scrape_samples_scraped and
             // _post_metric_relabeling; new series stay out of the cache, so a body of a
@@ -537,19 +537,6 @@ fn describe_rule(index: usize, rule: &crate::relabel::RelabelConfig) -> String {
         out.push_str(&format!(", replacement {:?}", rule.replacement));
     }
     out
-}
-
-/// The series as the target wrote it, name through labels (without the
-/// closing `}`): a slice of the body, so looking it up allocates nothing.
-pub(crate) fn series_key<'a>(body: &'a [u8], sample: &Sample<'a>) -> &'a [u8] {
-    let offset = |s: &str| (s.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
-    let start = offset(sample.name);
-    let end = if sample.labels_src.is_empty() {
-        start + sample.name.len()
-    } else {
-        offset(sample.labels_src) + sample.labels_src.len()
-    };
-    body.get(start..end).unwrap_or(sample.name.as_bytes())
 }
 
 /// The metric name a line starts with, for an error about the line: at

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 
 use super::sink::FamilyBlock;
-use crate::exposition::{render, Entry, Format, Parser, Sample};
+use crate::exposition::{render, Entry, Format, Parser};
 
 /// One rendered exposition; the other encodings are made on first request.
 pub struct Snapshot {
@@ -98,7 +98,7 @@ fn with_seconds(out: &mut Vec<u8>, lines: &[u8]) {
     for entry in Parser::new(lines, Format::Text) {
         match entry {
             Ok(Entry::Sample(s)) => {
-                out.extend_from_slice(series_key(lines, &s));
+                out.extend_from_slice(s.series_in(lines));
                 if !s.labels_src.is_empty() {
                     out.push(b'}');
                 }
@@ -118,18 +118,4 @@ fn compress(data: &[u8]) -> Bytes {
     // Writing into a Vec cannot fail.
     let _ = encoder.write_all(data);
     Bytes::from(encoder.finish().unwrap_or_default())
-}
-
-/// The series as a sample line has it, name through labels (without the
-/// closing `}`): a slice of `body`. The pipeline has the same function
-/// (`scrape::pipeline::series_key`); one of them is to go to `exposition`.
-fn series_key<'a>(body: &'a [u8], sample: &Sample<'a>) -> &'a [u8] {
-    let offset = |s: &str| (s.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
-    let start = offset(sample.name);
-    let end = if sample.labels_src.is_empty() {
-        start + sample.name.len()
-    } else {
-        offset(sample.labels_src) + sample.labels_src.len()
-    };
-    body.get(start..end).unwrap_or(sample.name.as_bytes())
 }
