@@ -8,8 +8,9 @@
 
 mod common;
 
+use common::peers::{require_peer, Kind, Peer};
 use common::rw::{Got, Receiver};
-use common::{wait_for, Relay, Reply, Target};
+use common::{free_port, wait_for, Relay, Reply, Target};
 
 /// The app's body: series `s{i="N"}` for each N, all with `value`.
 fn body(series: &[u32], value: u32) -> Reply {
@@ -126,4 +127,45 @@ fn past_the_series_limit_new_series_are_dropped_and_known_ones_keep_flowing() {
         line.contains("i=\\\"4\\\"") || line.contains("i=\"4\""),
         "{line}"
     );
+}
+
+#[test]
+#[ignore = "needs prometheus (Debian); scripts/test runs it"]
+fn a_real_prometheus_receiver_stores_the_known_series_and_none_past_the_limit() {
+    let binary = require_peer("prometheus", "prometheus");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prometheus = Peer::start(
+        Kind::Prometheus,
+        &binary,
+        &format!("127.0.0.1:{}", free_port()),
+        dir.path(),
+    );
+    let app = Target::start(body(&[1, 2], 1));
+    let _relay = Relay::start(&format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: app\n    series_limit: 2\n    static_configs:\n      - targets: [\"{}\"]\nremote_write:\n  - url: {}\n",
+        app.addr,
+        prometheus.write_url()
+    ));
+    wait_for("s{i=\"2\"} stored", || {
+        (!prometheus.raw("s{i=\"2\"}").is_empty()).then_some(())
+    });
+    app.set(body(&[1, 2, 3], 2));
+    // Known series go on with the new value; the new one never arrives.
+    wait_for("three samples of s{i=\"1\"} = 2 stored", || {
+        let stored = prometheus.raw("s{i=\"1\"}");
+        let twos = stored
+            .iter()
+            .flat_map(|(_, samples)| samples)
+            .filter(|(_, v)| v == "2")
+            .count();
+        (twos >= 3).then_some(())
+    });
+    assert!(!prometheus.raw("s{i=\"2\"}").is_empty());
+    assert_eq!(prometheus.raw("s{i=\"3\"}"), Vec::new());
+    let dropped = prometheus.raw("scrape_series_limit_samples_dropped");
+    let newest = dropped
+        .first()
+        .and_then(|(_, samples)| samples.last())
+        .map(|(_, v)| v.clone());
+    assert_eq!(newest.as_deref(), Some("1"), "{dropped:?}");
 }
