@@ -445,7 +445,8 @@ impl Scraper {
     /// on, and the WAL gets exactly what it would have without the GET. The
     /// cost (each series parsed, relabeled and rendered afresh) is paid once
     /// per idle time, not per scrape. `scrape_series_added` is the last
-    /// interval scrape's: a fresh cache would count every series as new.
+    /// interval scrape's: a fresh cache would count every series as new;
+    /// so are `scrape_series_limit_samples_dropped` and `scrape_series_current`.
     async fn scrape_for_get(&mut self) {
         let started = Instant::now();
         let timestamp = clock::now_ms();
