@@ -2,8 +2,12 @@
 //! match what `relay run` does with the config they embed, `k8s/` is what
 //! `relay gen` prints today, and bad flags exit 1 naming the flag.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+use common::k8s::kubernetes_validate;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -173,22 +177,6 @@ fn k8s_manifests_are_current() {
         "k8s/ differs from what `relay gen` prints: {drifted:?}\n\
          regenerate with: RELAY_UPDATE_K8S=1 cargo test --test gen"
     );
-}
-
-fn kubernetes_validate() -> PathBuf {
-    let python = std::env::var_os("RELAY_TEST_PYTHON").unwrap_or_else(|| {
-        panic!("RELAY_TEST_PYTHON is unset: scripts/test sets it to a venv with kubernetes-validate (PyPI)")
-    });
-    let bin = Path::new(&python)
-        .parent()
-        .expect("python in a bin/ directory")
-        .join("kubernetes-validate");
-    assert!(
-        bin.is_file(),
-        "{} is missing: install kubernetes-validate (PyPI) in the venv (scripts/test does)",
-        bin.display()
-    );
-    bin
 }
 
 #[test]

@@ -8,6 +8,7 @@
 mod common;
 mod fluentbit;
 mod monitor;
+pub mod monitoring;
 mod network;
 mod pod;
 mod relay_config;
@@ -56,7 +57,11 @@ pub const RUN_AS_USER: i64 = 65532;
 
 /// `relay gen` flags as typed: strings, so a bad value exits 1 naming the flag.
 #[derive(Debug, Clone, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
+    /// What else to print than the sidecar's manifests.
+    #[command(subcommand)]
+    pub what: Option<What>,
     /// Name of the Pod or Deployment, its label, and its ConfigMaps' prefix.
     #[arg(long, default_value = "agent")]
     pub name: String,
@@ -159,6 +164,16 @@ pub struct Args {
     /// Write one file per object into this directory instead of YAML on stdout.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+}
+
+/// `relay gen`'s subcommands (without one, it prints the sidecar's manifests).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum What {
+    /// Print relay's alerts (a PrometheusRule) and Grafana dashboard (a ConfigMap); --output writes rules.yml and dashboard.json too.
+    #[command(
+        after_help = "Examples:\n  relay gen monitoring | kubectl apply -f -\n  relay gen monitoring --output monitoring/ && promtool check rules monitoring/rules.yml"
+    )]
+    Monitoring(monitoring::MonitoringArgs),
 }
 
 /// Pod or Deployment.
@@ -808,6 +823,9 @@ pub fn render(objects: &[Object]) -> String {
 
 /// `relay gen`: validates the flags, then prints the objects or writes one file each.
 pub fn run_cli(args: &Args, stdout: &mut dyn Write) -> Result<(), GenError> {
+    if let Some(What::Monitoring(monitoring)) = &args.what {
+        return monitoring::run_cli(monitoring, stdout);
+    }
     let options = args.validate()?;
     let objects = generate(&options)?;
     match &args.output {
