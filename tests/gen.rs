@@ -8,6 +8,10 @@ use std::process::{Command, Output, Stdio};
 use serde::Deserialize;
 use serde_json::Value;
 
+mod common;
+
+use common::k8s::{kubernetes_validate, validate_strict};
+
 const RELAY: &str = env!("CARGO_BIN_EXE_relay");
 
 /// The variants kept in `k8s/`: file stem and `relay gen` arguments.
@@ -175,22 +179,6 @@ fn k8s_manifests_are_current() {
     );
 }
 
-fn kubernetes_validate() -> PathBuf {
-    let python = std::env::var_os("RELAY_TEST_PYTHON").unwrap_or_else(|| {
-        panic!("RELAY_TEST_PYTHON is unset: scripts/test sets it to a venv with kubernetes-validate (PyPI)")
-    });
-    let bin = Path::new(&python)
-        .parent()
-        .expect("python in a bin/ directory")
-        .join("kubernetes-validate");
-    assert!(
-        bin.is_file(),
-        "{} is missing: install kubernetes-validate (PyPI) in the venv (scripts/test does)",
-        bin.display()
-    );
-    bin
-}
-
 #[test]
 #[ignore = "needs kubernetes-validate (PyPI); scripts/test runs it"]
 fn every_variant_passes_kubernetes_validate() {
@@ -204,18 +192,9 @@ fn every_variant_passes_kubernetes_validate() {
     for (i, args) in all.iter().enumerate() {
         let file = dir.path().join(format!("{i}.yaml"));
         std::fs::write(&file, gen_ok(args)).expect("write");
-        let out = Command::new(&bin)
-            .args(["--strict", "-k", "1.30.0"])
-            .arg(&file)
-            .output()
-            .expect("run kubernetes-validate");
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (passed_all, report) = validate_strict(&bin, &file);
         assert!(
-            out.status.success(),
+            passed_all,
             "relay gen {args:?}: kubernetes-validate failed:\n{report}"
         );
         // Every built-in kind passed; only the PodMonitor (a CRD) has no schema.

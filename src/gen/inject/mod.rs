@@ -369,15 +369,13 @@ fn parse<'a>(shown: &'a str, text: &'a str) -> Result<Vec<Parsed<'a>>, InjectErr
         .into_iter()
         .enumerate()
         .map(|(i, doc)| {
-            let value = serde_norway::from_str::<Value>(doc.text).map_err(|e| {
-                let line = e
-                    .location()
-                    .map_or(doc.line, |l| doc.line + l.line().saturating_sub(1));
-                InjectError::Document {
+            // Blank lines in front, so the parser's positions are the file's.
+            let text = "\n".repeat(doc.line - 1) + doc.text;
+            let value =
+                serde_norway::from_str::<Value>(&text).map_err(|e| InjectError::Document {
                     place: format!("{shown}: document {} (line {})", i + 1, doc.line),
-                    message: format!("line {line}: not YAML: {e}"),
-                }
-            })?;
+                    message: format!("not YAML: {e}"),
+                })?;
             Ok(Parsed {
                 shown,
                 number: i + 1,
