@@ -110,19 +110,16 @@ pub(crate) fn remove(tpl: &mut Mapping, prefix: &str) -> Result<bool, String> {
         }
     }
     if let Some(spec) = mapping(tpl, "spec") {
-        for (list, keep) in [
-            (
-                "initContainers",
-                &(|v: &Value| v.get("name").and_then(Value::as_str) != Some(CONTAINER))
-                    as &dyn Fn(&Value) -> bool,
-            ),
-            ("volumes", &|v: &Value| {
-                let name = v.get("name").and_then(Value::as_str).unwrap_or_default();
-                !record.volumes.iter().any(|r| r == name)
-            }),
+        let container = [CONTAINER.to_owned()];
+        for (list, ours) in [
+            ("initContainers", &container[..]),
+            ("volumes", &record.volumes[..]),
         ] {
             if let Some(items) = spec.get_mut(list).and_then(Value::as_sequence_mut) {
-                items.retain(|v| keep(v));
+                items.retain(|v| {
+                    let name = v.get("name").and_then(Value::as_str);
+                    !name.is_some_and(|n| ours.iter().any(|o| o == n))
+                });
                 if items.is_empty() && created(&format!("spec.{list}")) {
                     spec.shift_remove(list);
                 }
