@@ -401,7 +401,7 @@ fn refusals_name_the_document_and_the_field() {
             ),
             &[],
             vec![
-                "<stdin>: document 2 (line 5) Deployment plain: no metrics port found",
+                "<stdin>: document 2 (line 5) Deployment/plain: no metrics port found",
                 "spec.template.metadata.annotations has no prometheus.io/port",
                 "a port named `metrics`",
                 "--container or --metrics-port",
@@ -417,7 +417,7 @@ fn refusals_name_the_document_and_the_field() {
             ),
             &[],
             vec![
-                "document 1 (line 1) Deployment busy",
+                "document 1 (line 1) Deployment/busy",
                 "spec.template.spec.containers[0].ports[1] (container \"app\") takes port 9090, relay's listen port",
                 "--listen-port",
             ],
@@ -427,7 +427,7 @@ fn refusals_name_the_document_and_the_field() {
             deployment("same", "", "{name: metrics, containerPort: 9095}", ""),
             &["--listen-port", "9095"],
             vec![
-                "Deployment same",
+                "Deployment/same",
                 "relay's listen port 9095 is the app's metrics port",
                 "spec.template.spec.containers[0].ports[0]",
             ],
@@ -442,7 +442,7 @@ fn refusals_name_the_document_and_the_field() {
             ),
             &[],
             vec![
-                "Deployment node",
+                "Deployment/node",
                 "spec.template.spec.hostNetwork is true, so relay's listen port 9090 is a port of the node",
                 "spec.template.spec.initContainers[0].ports[0] (container \"agent\") already takes it",
             ],
@@ -473,7 +473,7 @@ fn refusals_name_the_document_and_the_field() {
             ),
             &[],
             vec![
-                "Deployment taken",
+                "Deployment/taken",
                 "spec.template.spec.initContainers[0].name: a container is already named \"relay\"",
             ],
         ),
@@ -482,7 +482,7 @@ fn refusals_name_the_document_and_the_field() {
             deployment("named", "prometheus.io/port: metrics", "{name: metrics, containerPort: 8001}", ""),
             &[],
             vec![
-                "Deployment named",
+                "Deployment/named",
                 "spec.template.metadata.annotations.prometheus.io/port: \"metrics\" is not a port",
             ],
         ),
@@ -499,13 +499,19 @@ fn refusals_name_the_document_and_the_field() {
                 service_item = "{apiVersion: v1, kind: Service, metadata: {name: s}}"
             ),
             &[],
-            vec!["document 1 (line 1) items[1] Pod p: no metrics port found", "spec.containers"],
+            vec!["document 1 (line 1) items[1] Pod/p: no metrics port found", "spec.containers"],
         ),
         (
             "not YAML",
             format!("{service}---\nkind: [Pod\n"),
             &[],
             vec!["<stdin>: document 2 (line 5): not YAML: did not find expected ',' or ']' at line 6 column 1"],
+        ),
+        (
+            "a name too long for the ConfigMap's label",
+            deployment(&"a".repeat(64), "", "{name: metrics, containerPort: 8001}", ""),
+            &[],
+            vec!["document 1 (line 1): metadata.name: \"aaaa", "is longer than 63 characters"],
         ),
         (
             "a bad flag",
@@ -570,7 +576,7 @@ fn files_are_read_in_order_and_named_in_refusals() {
     assert!(ran.stdout.is_empty(), "{}", ran.stdout);
     assert!(
         ran.stderr.contains(&format!(
-            "{}: document 1 (line 1) Deployment plain",
+            "{}: document 1 (line 1) Deployment/plain",
             bad.display()
         )),
         "{}",

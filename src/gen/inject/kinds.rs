@@ -117,6 +117,12 @@ pub(crate) fn classify(doc: &Value) -> Result<Class, String> {
             .and_then(|m| m.get("namespace"))
             .and_then(Value::as_str)
             .map(str::to_owned);
+        if name.len() > 63 {
+            return Err(format!(
+                "metadata.name: {name:?} is longer than 63 characters: relay's ConfigMap \
+                 carries it as its app.kubernetes.io/name label, whose values are at most 63"
+            ));
+        }
         return Ok(Class::Workload(Workload {
             kind: known.kind,
             name: name.to_owned(),

@@ -127,7 +127,7 @@ impl Parsed<'_> {
             place.push_str(&format!(" items[{i}]"));
         }
         if let Some(w) = what {
-            place.push_str(&format!(" {} {}", w.kind, w.name));
+            place.push_str(&format!(" {}/{}", w.kind, w.name));
         }
         place
     }
