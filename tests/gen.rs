@@ -7,8 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::k8s::kubernetes_validate;
-
+use common::k8s::{kubernetes_validate, validate_strict};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -192,18 +191,9 @@ fn every_variant_passes_kubernetes_validate() {
     for (i, args) in all.iter().enumerate() {
         let file = dir.path().join(format!("{i}.yaml"));
         std::fs::write(&file, gen_ok(args)).expect("write");
-        let out = Command::new(&bin)
-            .args(["--strict", "-k", "1.30.0"])
-            .arg(&file)
-            .output()
-            .expect("run kubernetes-validate");
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (passed_all, report) = validate_strict(&bin, &file);
         assert!(
-            out.status.success(),
+            passed_all,
             "relay gen {args:?}: kubernetes-validate failed:\n{report}"
         );
         // Every built-in kind passed; only the PodMonitor (a CRD) has no schema.
