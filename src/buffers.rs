@@ -49,6 +49,19 @@ pub fn give_back<T>(v: &mut Vec<T>, used: usize) {
     }
 }
 
+/// Shrinks a large `v` to `used` and an eighth when it holds over a
+/// quarter more: for a buffer refilled with about the same amount every
+/// scrape (a target's rendered text), which doubling would otherwise leave
+/// up to twice its use, for the rest of the process's life.
+pub fn fit<T>(v: &mut Vec<T>, used: usize) {
+    let used = used.max(v.len());
+    if v.capacity().saturating_mul(std::mem::size_of::<T>().max(1)) > KEEP_BELOW
+        && v.capacity() > used.saturating_add(used / 4)
+    {
+        v.shrink_to(used.saturating_add(used / 8));
+    }
+}
+
 /// Whether a buffer of `capacity` elements of `size` bytes, `used` of them
 /// in use, holds much more than its use.
 pub fn oversized(capacity: usize, used: usize, size: usize) -> bool {
@@ -73,6 +86,24 @@ mod tests {
 
         let mut small: Vec<u8> = Vec::with_capacity(512 << 10);
         give_back(&mut small, 0);
+        assert!(small.capacity() >= 512 << 10);
+    }
+
+    #[test]
+    fn steady_buffers_fit_their_use_with_an_eighth_to_spare() {
+        let mut v: Vec<u8> = Vec::with_capacity(16 << 20);
+        v.resize(9 << 20, 1);
+        fit(&mut v, 9 << 20);
+        assert!(
+            v.capacity() >= 9 << 20 && v.capacity() <= (9 << 20) + (9 << 17) + 64,
+            "{}",
+            v.capacity()
+        );
+        let fitted = v.capacity();
+        fit(&mut v, 9 << 20);
+        assert_eq!(v.capacity(), fitted, "a fitted buffer stays");
+        let mut small: Vec<u8> = Vec::with_capacity(512 << 10);
+        fit(&mut small, 0);
         assert!(small.capacity() >= 512 << 10);
     }
 }

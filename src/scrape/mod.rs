@@ -158,6 +158,7 @@ pub async fn run_target(
         instance,
         health: Health::default(),
         last_series_added: 0,
+        last_text_len: 0,
         last_series_dropped: 0,
         id,
         job,
@@ -286,6 +287,8 @@ struct Scraper {
     /// `scrape_series_added` of the last interval scrape (see
     /// [`Scraper::scrape_for_get`]).
     last_series_added: usize,
+    /// Bytes of the last rendered text, to size the next one at once.
+    last_text_len: usize,
     /// `scrape_series_limit_samples_dropped` of the last interval scrape.
     last_series_dropped: usize,
     fetcher: Result<Fetcher, String>,
@@ -316,7 +319,7 @@ impl Scraper {
         let render = self.store.demand.serving();
         let mut rendered = std::mem::take(&mut self.spare);
         let out = Arc::make_mut(&mut rendered);
-        out.clear();
+        out.clear_for(self.last_text_len);
         out.format = Format::Text;
         let mut text = TextSink { out, on: render };
         let mut counts = Counts::default();
@@ -388,6 +391,9 @@ impl Scraper {
             .max(counts.newest_own_timestamp.unwrap_or(i64::MIN));
         let out = text.out;
         out.set_counts(counts);
+        if render {
+            self.last_text_len = out.text.len();
+        }
         out.give_back();
         // A failed scrape's result is whole either way (up 0, no lines).
         let complete = render || result.is_err();
@@ -452,7 +458,7 @@ impl Scraper {
         let timestamp = clock::now_ms();
         let mut rendered = std::mem::take(&mut self.spare);
         let out = Arc::make_mut(&mut rendered);
-        out.clear();
+        out.clear_for(self.last_text_len);
         out.format = Format::Text;
         let mut cache = SeriesCache::default();
         let mut counts = Counts::default();
@@ -491,6 +497,7 @@ impl Scraper {
             .clone()
             .append(&mut *out, &self.job.config, &values);
         out.set_counts(counts);
+        self.last_text_len = out.text.len();
         out.give_back();
         let kind = "for a GET after an idle time (not remote-written)";
         self.conclude(

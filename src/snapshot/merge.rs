@@ -270,7 +270,12 @@ fn sample_name(line: &[u8]) -> &str {
 }
 
 fn write(out: &[Out<'_>], size: usize) -> (Vec<u8>, Vec<FamilyBlock>) {
-    let mut text = Vec::with_capacity(size + size / 4);
+    // The lines, and each family's HELP and TYPE lines.
+    let headers: usize = out
+        .iter()
+        .map(|f| 2 * f.name.len() + f.help.map_or(0, str::len) + 48)
+        .sum();
+    let mut text = Vec::with_capacity(size + headers);
     let mut layout = Vec::with_capacity(out.len());
     for f in out {
         let mut block = FamilyBlock {

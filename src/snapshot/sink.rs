@@ -90,12 +90,21 @@ impl Rendered {
         self.set_counts(Counts::default());
     }
 
+    /// Clears, and makes room for a text of about `text_len` bytes (the
+    /// last scrape's) at once: growing by doubling would pass through
+    /// twice that and, while copying, three times.
+    pub fn clear_for(&mut self, text_len: usize) {
+        self.clear();
+        let want = text_len.saturating_add(text_len / 8);
+        self.text.reserve_exact(want);
+    }
+
     /// Gives back the space a much larger earlier scrape left in the
-    /// buffers (see [`crate::buffers`]).
+    /// buffers, and the slack of the text's growth (see [`crate::buffers`]).
     pub fn give_back(&mut self) {
         let (text, families) = (self.text.len(), self.families.len());
         let created = self.created.len();
-        crate::buffers::give_back(&mut self.text, text);
+        crate::buffers::fit(&mut self.text, text);
         crate::buffers::give_back(&mut self.created, created);
         crate::buffers::give_back(&mut self.families, families);
     }
