@@ -87,6 +87,13 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Loaded, ConfigError> {
     from_figment(figment, path.parent())
 }
 
+/// The config as YAML with its secrets shown as `<secret>` and URL
+/// passwords as `xxxxx`, as Prometheus's `/api/v1/status/config` shows its
+/// own (defaults filled in).
+pub fn to_redacted_yaml(config: &Config) -> String {
+    serde_norway::to_string(config).unwrap_or_else(|e| format!("# cannot be shown: {e}\n"))
+}
+
 /// Loads a config from a YAML string (tests, `relay demo`): no `RELAY_*`
 /// environment, though `external_labels` are expanded as in a file.
 pub fn from_yaml_str(yaml: &str) -> Result<Loaded, ConfigError> {
