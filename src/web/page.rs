@@ -15,6 +15,9 @@ use crate::status::{Health, Status};
 /// How many entries each per-target top list shows.
 const TOP: usize = 5;
 
+/// Up to how many targets their top lists are unfolded.
+const OPEN_UP_TO: usize = 4;
+
 /// `text` safe in HTML element content and quoted attribute values.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -38,7 +41,7 @@ th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}\
 .up{color:#fff;background:#2a7d2a}.down{color:#fff;background:#b3261e}.unknown{background:#ddd}\
 .health{font-weight:bold;padding:.1em .5em;border-radius:3px}.err{color:#b3261e;word-break:break-word}\
 .meta{color:#555}code{font-size:.95em}details{margin:.2em 0}summary{cursor:pointer}\
-.lists{display:flex;gap:1.5em;flex-wrap:wrap}.lists table{width:auto}";
+.lists{display:flex;gap:1.5em;flex-wrap:wrap;align-items:flex-start}.lists table{width:auto}";
 
 /// How long ago `t` was, for people ("3.2s ago").
 fn ago(t: SystemTime, now: SystemTime) -> String {
@@ -151,13 +154,27 @@ pub async fn render(status: &Status) -> String {
         out.push_str("<p class=meta>A target not scraped yet shows <i>unknown</i>; without remote write, targets are scraped when /metrics is read.</p>");
     }
 
-    // Cardinality per target.
+    // Cardinality per target (unfolded while the page stays short).
     out.push_str("<h2>Series by target</h2>");
+    let open = if per_target.len() <= OPEN_UP_TO {
+        " open"
+    } else {
+        ""
+    };
     for (t, p) in &per_target {
+        if p.series == 0 {
+            let _ = write!(
+                out,
+                "<p><code>{}</code> {} · no series (not scraped yet, or its last scrape failed)</p>",
+                escape(&t.info.job),
+                escape(&t.info.url)
+            );
+            continue;
+        }
         let top = p.top(TOP);
         let _ = write!(
             out,
-            "<details><summary><code>{}</code> {} · {} series</summary><div class=lists>",
+            "<details{open}><summary><code>{}</code> {} · {} series</summary><div class=lists>",
             escape(&t.info.job),
             escape(&t.info.url),
             p.series
