@@ -87,14 +87,15 @@ fn console_lines(stderr: &str) -> Vec<&str> {
 }
 
 /// The config of the browser test: a healthy target, a failing one (a
-/// closed port) and remote write to `write_url`.
+/// closed port), remote write to `write_url` and to the closed port.
 fn page_config(healthy: &str, closed: &str, write_url: &str) -> String {
     format!(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
          scrape_configs:\n\
          \x20 - job_name: app\n    static_configs:\n      - targets: [\"{healthy}\"]\n        labels: {{team: \"{INJECTED}\"}}\n\
          \x20 - job_name: gone\n    static_configs:\n      - targets: [\"{closed}\"]\n\
-         remote_write:\n  - url: {write_url}\n    name: central\n"
+         remote_write:\n  - url: {write_url}\n    name: central\n\
+         \x20 - url: http://{closed}/api/v1/write\n    name: unreachable\n"
     )
 }
 
@@ -126,6 +127,14 @@ fn the_page_in_chromium_shows_targets_health_errors_and_the_queue() {
         let stored = receiver.raw("up");
         (!stored.is_empty()).then_some(())
     });
+    // The unreachable queue has failed a send.
+    wait_for("the unreachable queue's error on the page", || {
+        let page = get(&relay.addr, "/", &[])?.text();
+        let row = page
+            .split("<tr class=queue>")
+            .find(|r| r.contains("unreachable"))?;
+        row.contains("refused").then_some(())
+    });
 
     let url = format!("http://{}/", relay.addr);
     let (dom, log) = chromium(&browser, &dir.path().join("profile"), &url, &["--dump-dom"]);
@@ -151,13 +160,23 @@ fn the_page_in_chromium_shows_targets_health_errors_and_the_queue() {
         "{gone}"
     );
     assert!(gone.contains("Connection refused"), "{gone}");
-    // The queue, by name and receiver URL, and the WAL line.
-    let queue = dom
-        .split("<tr class=\"queue\">")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no queue row in {dom}"));
-    assert!(queue.contains("central"), "{queue}");
-    assert!(queue.contains(&receiver.write_url()), "{queue}");
+    // The queues, by name and receiver URL, the failing one with its
+    // error; and the WAL line.
+    let queue = |name: &str| {
+        dom.split("<tr class=\"queue\">")
+            .find(|r| r.starts_with(&format!("<td>{name}</td>")))
+            .unwrap_or_else(|| panic!("no queue {name} in {dom}"))
+            .to_owned()
+    };
+    let central = queue("central");
+    assert!(central.contains(&receiver.write_url()), "{central}");
+    assert!(!central.contains("refused"), "{central}");
+    let unreachable = queue("unreachable");
+    assert!(
+        unreachable.contains(&format!("http://{closed}/api/v1/write")),
+        "{unreachable}"
+    );
+    assert!(unreachable.contains("Connection refused"), "{unreachable}");
     assert!(dom.contains("id=\"wal\""), "{dom}");
     // Markup from a target label and a scraped label value is text: no
     // element came of it, the title is the page's own.
@@ -531,5 +550,25 @@ fn tsdb_counts_a_known_exposition() {
         refused.text().contains("limit must be a positive number"),
         "{}",
         refused.text()
+    );
+}
+
+/// The comparison the Prometheus test relies on finds what it must.
+#[test]
+fn shape_diff_finds_missing_extra_and_retyped_fields() {
+    let theirs =
+        serde_json::json!({"a": 1, "b": "x", "labels": {"job": "p"}, "list": [{"c": true}]});
+    let ours = serde_json::json!({"b": 2, "labels": {"other": "q"}, "list": [{"c": "yes"}], "d": null, "e": 0});
+    let mut diff = Vec::new();
+    shape_diff("", &ours, &theirs, &["e"], &mut diff);
+    diff.sort();
+    assert_eq!(
+        diff,
+        vec![
+            ".a: missing in relay",
+            ".b: relay number vs Prometheus string",
+            ".d: not in Prometheus",
+            ".list[0].c: relay string vs Prometheus bool",
+        ]
     );
 }
