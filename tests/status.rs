@@ -178,6 +178,11 @@ fn the_page_in_chromium_shows_targets_health_errors_and_the_queue() {
     );
     assert!(unreachable.contains("Connection refused"), "{unreachable}");
     assert!(dom.contains("id=\"wal\""), "{dom}");
+    // The healthy target's top lists: its one metric name, two series.
+    assert!(
+        dom.contains("<code>app_requests_total</code></td><td class=\"n\">2</td>"),
+        "{dom}"
+    );
     // Markup from a target label and a scraped label value is text: no
     // element came of it, the title is the page's own.
     assert!(!dom.contains("<script"), "{dom}");

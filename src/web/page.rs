@@ -190,6 +190,11 @@ pub async fn render(status: &Status) -> String {
             "label=value: series",
             &top.series_count_by_label_value_pair,
         );
+        top_table(
+            &mut out,
+            "label: bytes of values",
+            &top.memory_in_bytes_by_label_name,
+        );
         out.push_str("</div></details>");
     }
     out.push_str("<p class=meta>Over all targets: <a href=\"api/v1/status/tsdb\">api/v1/status/tsdb</a>.</p>");
