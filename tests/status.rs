@@ -461,7 +461,14 @@ fn buildinfo_and_config_without_secrets() {
     );
     assert!(yaml.contains("job_name: api"), "{yaml}");
     // The page shows no secret either.
-    let page = get(&relay.addr, "/", &[]).expect("the page").text();
+    let page = get(&relay.addr, "/", &[]).expect("the page");
+    assert_eq!(
+        page.header("Content-Type").as_deref(),
+        Some("text/html; charset=utf-8")
+    );
+    let policy = page.header("Content-Security-Policy").unwrap_or_default();
+    assert!(policy.starts_with("default-src 'none'"), "{policy}");
+    let page = page.text();
     for secret in [
         "Basic-Secret-1",
         "Bearer-Secret-2",

@@ -12,6 +12,11 @@ use super::api::{postings, rfc3339};
 use crate::status::cardinality::Stat;
 use crate::status::{Health, Status};
 
+/// The page's `Content-Security-Policy`: its inline style, nothing else
+/// (no script, no request anywhere, not even to relay).
+pub const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'";
+
 /// How many entries each per-target top list shows.
 const TOP: usize = 5;
 
