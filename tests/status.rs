@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::peers::{require_peer, start_prometheus, Kind, Peer};
-use common::{free_port, get, wait_for, Relay, Reply, Target};
+use common::{free_port, get, post, wait_for, Relay, Reply, Target};
 use serde_json::Value;
 
 /// A label value and a metric label that would run as script if the page
@@ -582,5 +582,56 @@ fn shape_diff_finds_missing_extra_and_retyped_fields() {
             ".d: not in Prometheus",
             ".list[0].c: relay string vs Prometheus bool",
         ]
+    );
+}
+
+/// A reload shows on the page: a removed queue leaves it, a refused
+/// reload says so while the config before it runs on.
+#[test]
+fn reloads_show_on_the_page() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("relay.yml");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let closed = format!("127.0.0.1:{}", free_port());
+    let base = format!(
+        "scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [\"{closed}\"]\n\
+         relay:\n  listen_address: \"{addr}\"\n  wal_dir: \"{}\"\n",
+        dir.path().join("wal").display()
+    );
+    let with_queue = format!(
+        "{base}remote_write:\n  - url: http://{closed}/api/v1/write\n    name: old-queue\n"
+    );
+    std::fs::write(&path, &with_queue).expect("write config");
+    let relay = Relay::start_file(&path, &addr);
+    let page = || {
+        get(&relay.addr, "/", &[])
+            .map(|r| r.text())
+            .unwrap_or_default()
+    };
+    assert!(page().contains("<td>old-queue</td>"), "{}", page());
+    assert!(page().contains("config loaded at"), "{}", page());
+    // The queue removed by a reload leaves the page.
+    std::fs::write(&path, &base).expect("write config");
+    let reload = || {
+        wait_for("a reload not told to wait", || {
+            post(&relay.addr, "/-/reload").filter(|a| a.status != 429)
+        })
+    };
+    assert_eq!(reload().status, 200);
+    let now = page();
+    assert!(!now.contains("old-queue"), "{now}");
+    assert!(now.contains("No remote_write configured"), "{now}");
+    // A refused reload: said on the page; the running config stays.
+    std::fs::write(&path, base.replace("job_name", "job_nam")).expect("write config");
+    assert_eq!(reload().status, 500);
+    let now = page();
+    assert!(now.contains("the last config reload failed"), "{now}");
+    let config = api(&relay.addr, "/api/v1/status/config", &[]);
+    assert!(
+        config["data"]["yaml"]
+            .as_str()
+            .unwrap_or("")
+            .contains("job_name: app"),
+        "{config}"
     );
 }
