@@ -53,12 +53,20 @@ impl Postings {
             sample.labels_into(&mut labels);
             postings.series += 1;
             for label in labels.iter() {
-                *postings
-                    .names
-                    .entry(label.name.to_string())
-                    .or_default()
-                    .entry(label.value.to_string())
-                    .or_default() += 1;
+                // Names and values repeat across series: allocated once.
+                let (name, value) = (label.name.as_ref(), label.value.as_ref());
+                if !postings.names.contains_key(name) {
+                    postings.names.insert(name.to_owned(), HashMap::new());
+                }
+                let Some(values) = postings.names.get_mut(name) else {
+                    continue;
+                };
+                match values.get_mut(value) {
+                    Some(n) => *n += 1,
+                    None => {
+                        values.insert(value.to_owned(), 1);
+                    }
+                }
             }
         }
         postings
