@@ -14,6 +14,7 @@ use crate::exposition::{Format, Labels};
 /// Series counts by label name, then by value.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Postings {
+    /// How many series were counted.
     pub series: u64,
     names: HashMap<String, HashMap<String, u64>>,
 }
@@ -21,7 +22,9 @@ pub struct Postings {
 /// One entry of a top list (`{"name": ..., "value": ...}`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Stat {
+    /// A metric name, a label name, or `name=value`.
     pub name: String,
+    /// Series, values or bytes, as the list counts.
     pub value: u64,
 }
 
@@ -29,6 +32,7 @@ pub struct Stat {
 /// pairs (`headStats.numLabelPairs`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TopLists {
+    /// Distinct `name=value` pairs over all series.
     pub num_label_pairs: u64,
     pub series_count_by_metric_name: Vec<Stat>,
     pub label_value_count_by_label_name: Vec<Stat>,

@@ -45,7 +45,9 @@ pub enum Health {
     /// Not scraped yet.
     #[default]
     Unknown,
+    /// Its last scrape succeeded.
     Up,
+    /// Its last scrape failed.
     Down,
 }
 
@@ -71,6 +73,7 @@ pub struct TargetInfo {
     pub labels: Vec<(String, String)>,
     /// The labels before relabeling (`__address__`, `__scheme__`, ...).
     pub discovered: Vec<(String, String)>,
+    /// `scrape_interval` and `scrape_timeout` as resolved for it.
     pub interval: Duration,
     pub timeout: Duration,
 }
@@ -78,9 +81,11 @@ pub struct TargetInfo {
 /// How the last scrape went.
 #[derive(Debug, Clone, Default)]
 pub struct LastScrape {
+    /// `up` or `down` (`unknown` before the first scrape).
     pub health: Health,
     /// When it began (None before the first).
     pub at: Option<SystemTime>,
+    /// How long it took, fetch and processing.
     pub duration: Duration,
     /// `scrape_samples_scraped` and `scrape_samples_post_metric_relabeling`.
     pub samples_scraped: usize,
@@ -122,6 +127,7 @@ impl TargetStatus {
 
 /// One remote-write queue as the page shows it.
 pub struct QueueStatus {
+    /// Its `remote_name` (the `name` of the entry, or a hash of its URL).
     pub remote_name: String,
     /// The receiver's URL, its password redacted.
     pub url: String,
@@ -158,10 +164,12 @@ impl QueueStatus {
         *lock(&self.last_error) = Some((SystemTime::now(), error));
     }
 
+    /// Shards sending now.
     pub fn shards(&self) -> i64 {
         self.shards.get()
     }
 
+    /// Samples read from the WAL and not yet acknowledged.
     pub fn pending(&self) -> u64 {
         self.pending.load(Ordering::Relaxed)
     }
@@ -180,6 +188,7 @@ impl QueueStatus {
 /// A target relabeling dropped, as `droppedTargets` lists it.
 #[derive(Debug, Clone, Default)]
 pub struct DroppedTarget {
+    /// The job whose `relabel_configs` dropped it.
     pub job: String,
     pub discovered: Vec<(String, String)>,
 }
@@ -202,6 +211,7 @@ pub struct ConfigStatus {
 /// The WAL's size against its cap.
 #[derive(Clone)]
 pub struct WalStatus {
+    /// `relay.wal_dir` and `relay.wal_max_size`.
     pub dir: String,
     pub cap_bytes: u64,
     size: Gauge,
@@ -217,6 +227,7 @@ impl WalStatus {
         }
     }
 
+    /// Bytes of WAL segments on disk now.
     pub fn size_bytes(&self) -> u64 {
         u64::try_from(self.size.get()).unwrap_or(0)
     }
@@ -284,6 +295,7 @@ impl Status {
         }
     }
 
+    /// The running config and its last reload, as now.
     pub fn config(&self) -> ConfigStatus {
         lock(&self.config).clone()
     }
@@ -293,6 +305,7 @@ impl Status {
         *lock(&self.wal) = wal;
     }
 
+    /// The WAL, when remote write runs.
     pub fn wal(&self) -> Option<WalStatus> {
         lock(&self.wal).clone()
     }

@@ -24,7 +24,9 @@ const MAX_TSDB_LIMIT: usize = 10_000;
 
 /// An API answer: HTTP status and the JSON body.
 pub struct Answer {
+    /// 200, or 400 for a bad parameter.
     pub status: u16,
+    /// `{"status": ..., "data": ...}` or Prometheus's error object.
     pub body: String,
 }
 

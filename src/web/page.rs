@@ -89,7 +89,7 @@ fn top_table(out: &mut String, title: &str, stats: &[Stat]) {
 pub async fn render(status: &Status) -> String {
     let now = SystemTime::now();
     let config = status.config();
-    let (per_target, _) = postings(status).await;
+    let (per_target, missing) = postings(status).await;
     let mut out = String::with_capacity(16 * 1024);
     let _ = write!(
         out,
@@ -201,6 +201,13 @@ pub async fn render(status: &Status) -> String {
             &top.memory_in_bytes_by_label_name,
         );
         out.push_str("</div></details>");
+    }
+    if missing > 0 {
+        let _ = write!(
+            out,
+            "<p class=meta>{missing} target(s) left out: no answer within {}s (a scrape in flight holds its series).</p>",
+            super::api::POSTINGS_WAIT.as_secs()
+        );
     }
     out.push_str("<p class=meta>Over all targets: <a href=\"api/v1/status/tsdb\">api/v1/status/tsdb</a>.</p>");
 
