@@ -96,6 +96,7 @@ fn bench(c: &mut Criterion) {
     runtime.spawn(relay::serve::serve(
         listener,
         relay::serve::Sources {
+            status: Arc::default(),
             latest: store.clone(),
             demand: Arc::new(Demand::new()),
             readiness: Arc::default(),

@@ -19,6 +19,7 @@ pub mod run;
 pub mod scrape;
 pub mod serve;
 pub mod snapshot;
+pub mod status;
 pub mod storage;
 pub mod targets;
 pub mod telemetry;

@@ -29,6 +29,7 @@ use crate::scrape::demand::Demand;
 use crate::scrape::{self, pipeline, Outlets, Stop};
 use crate::serve::{self, ReloadRequest, Sources};
 use crate::snapshot::{Latest, OwnMetrics, Rendered, View};
+use crate::status::{DroppedTarget, WalStatus};
 use crate::storage::{self, Storage};
 use crate::targets::Target;
 use crate::telemetry::Telemetry;
@@ -113,6 +114,7 @@ pub async fn run_on(
     };
     let readiness = Arc::new(Readiness::default());
     let sources = Sources {
+        status: outlets.telemetry.status.clone(),
         latest: outlets.latest.clone(),
         demand: outlets.demand.clone(),
         readiness: readiness.clone(),
@@ -251,6 +253,7 @@ impl Running {
         };
         running.set_sink();
         running.sync_targets(&plan);
+        running.show_config(&plan);
         running.outlets.telemetry.reloaded(true);
         Ok(running)
     }
@@ -310,6 +313,7 @@ impl Running {
             let outlets = self.outlets.clone();
             tokio::spawn(async move {
                 let _ = t.task.await;
+                outlets.telemetry.status.remove_target(t.id);
                 outlets.latest.remove(t.id);
                 outlets.demand.remove(t.id);
             });
@@ -391,7 +395,40 @@ impl Running {
         self.config = plan.config.clone();
         self.set_sink();
         self.sync_targets(&plan);
+        self.show_config(&plan);
         Ok(())
+    }
+
+    /// Shows the config that runs on the status page: as YAML with its
+    /// secrets redacted, its jobs and the targets relabeling dropped, and
+    /// the WAL with its cap.
+    fn show_config(&self, plan: &Plan) {
+        let status = &self.outlets.telemetry.status;
+        let mut dropped = Vec::new();
+        for job in &plan.jobs {
+            for labels in crate::targets::dropped(&job.config, &job.target_relabel) {
+                dropped.push(DroppedTarget {
+                    job: job.config.job_name.clone(),
+                    discovered: labels
+                        .iter()
+                        .map(|l| (l.name.to_string(), l.value.to_string()))
+                        .collect(),
+                });
+            }
+        }
+        let jobs = plan
+            .jobs
+            .iter()
+            .map(|j| j.config.job_name.clone())
+            .collect();
+        status.set_config(crate::config::to_redacted_yaml(&plan.config), jobs, dropped);
+        status.set_wal(self.durable_wal.as_ref().map(|wal| {
+            WalStatus::new(
+                wal.dir().display().to_string(),
+                plan.config.relay.wal_max_size.0,
+                self.outlets.telemetry.remote.wal_size.clone(),
+            )
+        }));
     }
 
     /// Stops scraping (each loop's last scrape and staleness markers), then

@@ -27,8 +27,10 @@ use crate::exposition::Format;
 use crate::readiness::Readiness;
 use crate::scrape::demand::Demand;
 use crate::snapshot::{Latest, Snapshot};
+use crate::status::Status;
 use crate::web::conns::{out_of_descriptors, AcceptBackoff, Registry, WriteDeadline};
 use crate::web::Web;
+use crate::web::{api, page};
 
 pub use crate::web::conns::Limits;
 
@@ -42,6 +44,8 @@ pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 /// that has targets scraped for a GET, and readiness.
 #[derive(Clone)]
 pub struct Sources {
+    /// What the status page and JSON APIs show.
+    pub status: Arc<Status>,
     pub latest: Arc<Latest>,
     pub demand: Arc<Demand>,
     pub readiness: Arc<Readiness>,
@@ -354,9 +358,24 @@ async fn respond(sources: &Sources, req: &Request<Incoming>) -> Response<Full<By
             response
         }
         "/-/ready" => plain(StatusCode::OK, "relay is Ready.\n".into()),
+        "/" => {
+            let html = page::render(&sources.status).await;
+            let mut response = body_of(req, StatusCode::OK, "text/html; charset=utf-8", html);
+            // Defense in depth behind the escaping: the page loads nothing
+            // and runs no script, so the browser is told to allow neither.
+            response.headers_mut().insert(
+                "Content-Security-Policy",
+                HeaderValue::from_static(page::CONTENT_SECURITY_POLICY),
+            );
+            response
+        }
+        "/api/v1/targets" => json(req, api::targets(&sources.status, req.uri().query())),
+        "/api/v1/status/config" => json(req, api::config(&sources.status)),
+        "/api/v1/status/buildinfo" => json(req, api::buildinfo()),
+        "/api/v1/status/tsdb" => json(req, api::tsdb(&sources.status, req.uri().query()).await),
         _ => plain(
             StatusCode::NOT_FOUND,
-            "not found: relay serves /metrics, /relay/metrics, /-/healthy, /-/ready and /-/reload\n".into(),
+            "not found: relay serves / (status), /metrics, /relay/metrics, /api/v1/targets, /api/v1/status/{config,buildinfo,tsdb}, /-/healthy, /-/ready and /-/reload\n".into(),
         ),
     }
 }
@@ -453,6 +472,32 @@ fn accepts_gzip(accept_encoding: &str) -> bool {
         }
     }
     star
+}
+
+/// An API answer as JSON (no body for HEAD).
+fn json(req: &Request<Incoming>, answer: api::Answer) -> Response<Full<Bytes>> {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+    body_of(req, status, "application/json", answer.body)
+}
+
+/// `body` with its type; for HEAD the headers alone.
+fn body_of(
+    req: &Request<Incoming>,
+    status: StatusCode,
+    content_type: &'static str,
+    body: String,
+) -> Response<Full<Bytes>> {
+    let body = if req.method() == Method::HEAD {
+        Bytes::new()
+    } else {
+        Bytes::from(body)
+    };
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }
 
 fn plain(status: StatusCode, body: String) -> Response<Full<Bytes>> {

@@ -19,6 +19,9 @@ pub struct Target {
     pub url: String,
     /// The final target labels (`job`, `instance`, static labels), sorted.
     pub labels: Labels<'static>,
+    /// The labels before `relabel_configs` (`__address__`, `__scheme__`,
+    /// ...), sorted: Prometheus's `discoveredLabels`, for the status API.
+    pub discovered: Labels<'static>,
     pub interval: Duration,
     pub timeout: Duration,
 }
@@ -62,12 +65,28 @@ pub fn from_config(sc: &ScrapeConfig, relabel: &Rules) -> (Vec<Target>, Vec<Targ
     (targets, errors)
 }
 
-fn populate(
+/// The discovered labels (before relabeling) of the targets of `sc` that
+/// `relabel` drops: Prometheus's `droppedTargets`.
+pub fn dropped(sc: &ScrapeConfig, relabel: &Rules) -> Vec<Labels<'static>> {
+    let mut out = Vec::new();
+    for group in &sc.static_configs {
+        for address in &group.targets {
+            let found = discovered(sc, address, &group.labels);
+            if !relabel.apply(&mut found.clone()) {
+                out.push(found);
+            }
+        }
+    }
+    out
+}
+
+/// A target's labels before relabeling: its address, its group's labels,
+/// then the job's defaults where not set, sorted.
+fn discovered(
     sc: &ScrapeConfig,
-    relabel: &Rules,
     address: &str,
     group_labels: &std::collections::BTreeMap<String, String>,
-) -> Result<Option<Target>, String> {
+) -> Labels<'static> {
     let mut labels = Labels::with_capacity(8 + group_labels.len());
     labels.set("__address__".to_owned(), address.to_owned());
     for (k, v) in group_labels {
@@ -97,6 +116,18 @@ fn populate(
             labels.set(name, first.clone());
         }
     }
+    labels.sort();
+    labels.into_owned()
+}
+
+fn populate(
+    sc: &ScrapeConfig,
+    relabel: &Rules,
+    address: &str,
+    group_labels: &std::collections::BTreeMap<String, String>,
+) -> Result<Option<Target>, String> {
+    let discovered = discovered(sc, address, group_labels);
+    let mut labels = discovered.clone();
     if !relabel.apply(&mut labels) {
         return Ok(None);
     }
@@ -154,6 +185,7 @@ fn populate(
         job: labels.get("job").unwrap_or(&sc.job_name).to_owned(),
         url,
         labels: labels.into_owned(),
+        discovered,
         interval,
         timeout,
     }))

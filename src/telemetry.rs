@@ -41,6 +41,8 @@ pub struct Telemetry {
     last_success: Family<JobLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Basic auth checks on relay's port, counted by `web`.
     pub web_auth_checks: WebAuthChecks,
+    /// What the status page and APIs show (scrape loops and queues write it).
+    pub status: std::sync::Arc<crate::status::Status>,
 }
 
 impl Default for Telemetry {
@@ -89,8 +91,11 @@ impl Telemetry {
             duration.clone(),
         );
         let mut remote_registry = Registry::default();
-        let remote =
-            crate::remote_write::metrics::RemoteWriteMetrics::register(&mut remote_registry);
+        let status = std::sync::Arc::new(crate::status::Status::default());
+        let remote = crate::remote_write::metrics::RemoteWriteMetrics::register(
+            &mut remote_registry,
+            status.clone(),
+        );
         let reload_ok = Gauge::default();
         registry.register(
             "relay_config_last_reload_successful",
@@ -117,6 +122,7 @@ impl Telemetry {
         );
         registry.register_collector(Box::new(process::ProcessCollector));
         Telemetry {
+            status,
             web_auth_checks,
             last_success,
             remote,
@@ -192,6 +198,7 @@ impl Telemetry {
 
     /// Records a config (re)load's outcome, as Prometheus does its own.
     pub fn reloaded(&self, ok: bool) {
+        self.status.reloaded(ok);
         self.reload_ok.set(i64::from(ok));
         if ok {
             self.reload_time.set(crate::clock::now_seconds());

@@ -87,6 +87,39 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Loaded, ConfigError> {
     from_figment(figment, path.parent())
 }
 
+/// The config as YAML with its secrets shown as `<secret>` and URL
+/// passwords as `xxxxx`, as Prometheus's `/api/v1/status/config` shows its
+/// own: defaults filled in, unset and empty fields left out.
+pub fn to_redacted_yaml(config: &Config) -> String {
+    serde_norway::to_value(config)
+        .and_then(|mut value| {
+            prune(&mut value);
+            serde_norway::to_string(&value)
+        })
+        .unwrap_or_else(|e| format!("# cannot be shown: {e}\n"))
+}
+
+/// Drops null values and empty maps and lists from mappings, as Go's
+/// `omitempty` leaves them out.
+fn prune(value: &mut serde_norway::Value) {
+    use serde_norway::Value;
+    match value {
+        Value::Mapping(map) => {
+            for (_, v) in map.iter_mut() {
+                prune(v);
+            }
+            map.retain(|_, v| match v {
+                Value::Null => false,
+                Value::Mapping(m) => !m.is_empty(),
+                Value::Sequence(s) => !s.is_empty(),
+                _ => true,
+            });
+        }
+        Value::Sequence(items) => items.iter_mut().for_each(prune),
+        _ => {}
+    }
+}
+
 /// Loads a config from a YAML string (tests, `relay demo`): no `RELAY_*`
 /// environment, though `external_labels` are expanded as in a file.
 pub fn from_yaml_str(yaml: &str) -> Result<Loaded, ConfigError> {
@@ -176,4 +209,29 @@ pub(crate) fn from_yaml_as<T: serde::de::DeserializeOwned>(yaml: &str) -> Result
         value = Value::from(figment::value::Dict::new());
     }
     serde_path_to_error::deserialize(&value).map_err(foreign::describe_serde_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_redacted_yaml_shows_no_secret_and_loads_again() {
+        let yaml = "scrape_configs:\n  - job_name: app\n    basic_auth: {username: u, password: PW1}\n    static_configs: [{targets: ['a:1']}]\nremote_write:\n  - url: http://w:PW2@r:1/write\n    headers: {X-Key: PW3}\n    authorization: {credentials: PW4}\n";
+        let config = from_yaml_str(yaml).expect("valid").config;
+        let shown = to_redacted_yaml(&config);
+        for secret in ["PW1", "PW2", "PW3", "PW4"] {
+            assert!(!shown.contains(secret), "{secret} in:\n{shown}");
+        }
+        assert!(shown.contains("url: http://w:xxxxx@r:1/write"), "{shown}");
+        assert!(!shown.contains("null"), "{shown}");
+        // Secrets aside, the same config.
+        let mut again = from_yaml_str(&shown).expect("loads again").config;
+        again.scrape_configs[0].basic_auth = config.scrape_configs[0].basic_auth.clone();
+        assert_eq!(again.scrape_configs, config.scrape_configs);
+        assert_eq!(
+            again.remote_write[0].queue_config,
+            config.remote_write[0].queue_config
+        );
+    }
 }

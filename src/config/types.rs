@@ -4,13 +4,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::relabel::RelabelConfig;
 use super::units::{ByteSize, Duration};
 
 /// A whole relay config.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -52,7 +52,7 @@ impl Config {
 }
 
 /// `global:`; what a job leaves unset comes from here.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct GlobalConfig {
     #[serde(default = "default_scrape_interval")]
@@ -93,7 +93,7 @@ pub(crate) fn default_scrape_timeout() -> Duration {
 
 /// One `scrape_configs` entry. `scrape_interval` and `scrape_timeout` are
 /// always set after loading (from `global` when the job leaves them out).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ScrapeConfig {
     pub job_name: String,
@@ -169,7 +169,7 @@ fn yes() -> bool {
 }
 
 /// `http` (the default) or `https`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scheme {
     #[default]
@@ -187,7 +187,7 @@ impl Scheme {
 }
 
 /// A group of targets sharing labels.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StaticConfig {
     #[serde(default)]
@@ -227,6 +227,13 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// Shown as Prometheus shows a secret: `<secret>`, never its value.
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<secret>")
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<secret>")
@@ -234,7 +241,7 @@ impl fmt::Debug for Secret {
 }
 
 /// `authorization:` (an `Authorization: <type> <credentials>` header).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Authorization {
     #[serde(default = "bearer", rename = "type")]
@@ -250,7 +257,7 @@ fn bearer() -> String {
 }
 
 /// `basic_auth:`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuth {
     pub username: String,
@@ -261,7 +268,7 @@ pub struct BasicAuth {
 }
 
 /// `tls_config:` towards a target or receiver.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     #[serde(default)]
@@ -282,13 +289,15 @@ pub struct TlsConfig {
 }
 
 /// One `remote_write` entry (validated now; the sender comes later).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteWriteConfig {
+    #[serde(serialize_with = "serialize_redacted_url")]
     pub url: String,
     #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
+    /// Shown as `<secret>`: a header may carry a token.
+    #[serde(default, serialize_with = "serialize_secret_values")]
     pub headers: BTreeMap<String, String>,
     #[serde(default = "default_remote_timeout")]
     pub remote_timeout: Duration,
@@ -329,6 +338,22 @@ impl RemoteWriteConfig {
             _ => short_hash(&self.url_redacted()),
         }
     }
+}
+
+fn serialize_redacted_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_url(url))
+}
+
+fn serialize_secret_values<S: serde::Serializer>(
+    map: &BTreeMap<String, String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut out = s.serialize_map(Some(map.len()))?;
+    for name in map.keys() {
+        out.serialize_entry(name, "<secret>")?;
+    }
+    out.end()
 }
 
 /// The short hash a `remote_write` entry without a name is named by.
@@ -393,7 +418,7 @@ fn default_remote_timeout() -> Duration {
 }
 
 /// `queue_config:`, with Prometheus 2.x's `DefaultQueueConfig`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
     pub capacity: usize,
@@ -422,7 +447,7 @@ impl Default for QueueConfig {
 }
 
 /// `relay:`: settings that have no Prometheus equivalent.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RelaySettings {
     /// Where `/metrics`, `/-/healthy` and `/-/ready` are served.
@@ -439,7 +464,7 @@ pub struct RelaySettings {
 }
 
 /// `relay.self_metrics`: where relay's own metrics are served.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SelfMetrics {
     /// In `/metrics`, after the targets' series (as before this setting).

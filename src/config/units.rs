@@ -95,6 +95,13 @@ impl fmt::Display for Duration {
     }
 }
 
+/// In the syntax it is read in (`15s`), as Prometheus writes it.
+impl serde::Serialize for Duration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = StringOrNumber::deserialize(d)?.0;
@@ -144,6 +151,13 @@ impl fmt::Display for ByteSize {
             }
         }
         write!(f, "{}B", self.0)
+    }
+}
+
+/// In the syntax it is read in (`1GiB`).
+impl serde::Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 

@@ -4,12 +4,15 @@
 //! PrometheusRemoteWriteDesiredShards) work unchanged; plus the WAL's.
 
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use crate::status::{QueueStatus, Status};
 
 type QueueLabels = Vec<(String, String)>;
 type FloatGauge = Gauge<f64, AtomicU64>;
@@ -48,11 +51,15 @@ pub struct RemoteWriteMetrics {
     pub wal_dropped: Counter,
     pub wal_out_of_order: Counter,
     pub wal_write_failed: Counter,
+    /// Where each queue's state is shown (the status page).
+    pub status: Arc<Status>,
 }
 
 impl RemoteWriteMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
+    /// The families, registered in `registry`; queues show in `status`.
+    pub fn register(registry: &mut Registry, status: Arc<Status>) -> Self {
         let m = RemoteWriteMetrics {
+            status,
             samples: Family::default(),
             failed: Family::default(),
             retried: Family::default(),
@@ -173,13 +180,23 @@ impl RemoteWriteMetrics {
         m
     }
 
-    /// The series of one queue.
+    /// The series of one queue (`url` redacted), shown on the status page.
     pub fn queue(&self, remote_name: &str, url: &str) -> QueueMetrics {
         let labels = vec![
             ("remote_name".to_owned(), remote_name.to_owned()),
             ("url".to_owned(), url.to_owned()),
         ];
+        let shards = self.shards.get_or_create(&labels).clone();
+        let oldest_unsent = self.oldest_unsent.get_or_create(&labels).clone();
+        let status = Arc::new(QueueStatus::new(
+            remote_name,
+            url,
+            shards.clone(),
+            oldest_unsent.clone(),
+        ));
+        self.status.add_queue(status.clone());
         QueueMetrics {
+            status,
             samples: self.samples.get_or_create(&labels).clone(),
             failed: self.failed.get_or_create(&labels).clone(),
             retried: self.retried.get_or_create(&labels).clone(),
@@ -187,12 +204,12 @@ impl RemoteWriteMetrics {
             redelivered: self.redelivered.get_or_create(&labels).clone(),
             bytes: self.bytes.get_or_create(&labels).clone(),
             batch_duration: self.batch_duration.get_or_create(&labels).clone(),
-            shards: self.shards.get_or_create(&labels).clone(),
+            shards,
             shards_desired: self.shards_desired.get_or_create(&labels).clone(),
             shards_max: self.shards_max.get_or_create(&labels).clone(),
             shards_min: self.shards_min.get_or_create(&labels).clone(),
             highest_sent: self.highest_sent.get_or_create(&labels).clone(),
-            oldest_unsent: self.oldest_unsent.get_or_create(&labels).clone(),
+            oldest_unsent,
         }
     }
 }
@@ -200,6 +217,8 @@ impl RemoteWriteMetrics {
 /// One queue's series.
 #[derive(Clone)]
 pub struct QueueMetrics {
+    /// The queue on the status page (pending samples, last error).
+    pub status: Arc<QueueStatus>,
     pub samples: Counter,
     pub failed: Counter,
     pub retried: Counter,

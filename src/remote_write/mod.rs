@@ -127,6 +127,7 @@ impl RemoteWrite {
             let _ = q.abort.send(true);
             let _ = q.task.await;
             self.wal.unregister(&name);
+            self.metrics.status.remove_queue(&name);
         }
         let mut names: Vec<String> = plan.writers.iter().map(|w| w.name.clone()).collect();
         names.extend(self.queues.keys().cloned());

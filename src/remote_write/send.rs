@@ -126,12 +126,20 @@ impl Sender {
                         || (status.as_u16() == 429 && queue.retry_on_http_429) =>
                 {
                     tracing::warn!(remote_name = %self.remote_name, url = %self.config.url_redacted(), status = status.as_u16(), samples, "remote write failed; retrying");
+                    self.metrics
+                        .status
+                        .failed(format!("HTTP {}; retrying", status.as_u16()));
                     retry_after
                 }
                 Ok((status, _, text)) => {
                     let conflict = status.as_u16() == 400
                         && (text.contains("out of order sample")
                             || text.contains("duplicate sample for timestamp"));
+                    self.metrics.status.failed(format!(
+                        "HTTP {}: {}",
+                        status.as_u16(),
+                        text.trim()
+                    ));
                     return Outcome::Rejected {
                         conflict,
                         status: status.as_u16(),
@@ -140,6 +148,7 @@ impl Sender {
                 }
                 Err(e) => {
                     tracing::warn!(remote_name = %self.remote_name, url = %self.config.url_redacted(), error = %e, samples, "remote write failed; retrying");
+                    self.metrics.status.failed(format!("{e}; retrying"));
                     None
                 }
             };

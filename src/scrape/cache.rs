@@ -252,6 +252,25 @@ impl SeriesCache {
             .sum()
     }
 
+    /// The series the last successful scrape appended, as rendered (for
+    /// the status page's cardinality, computed on request).
+    pub fn live_series(&self) -> impl Iterator<Item = &str> {
+        let last = self.last_appended;
+        self.series
+            .iter()
+            .filter(move |s| s.keys > 0 && last == Some(s.appended))
+            .map(|s| text(&self.arena, s))
+    }
+
+    /// How many series the last successful scrape appended.
+    pub fn live_count(&self) -> usize {
+        if self.last_appended.is_some() {
+            self.last_count
+        } else {
+            0
+        }
+    }
+
     /// Finds the series for `key`. On a miss, `first_sight` renders the
     /// series into the scratch buffer and returns its name's length, or None
     /// when relabeling drops it.

@@ -23,6 +23,8 @@ use crate::clock;
 use crate::exposition::{render, Format, Labels, MetricType};
 use crate::plan::Job;
 use crate::snapshot::{Latest, TextSink};
+use crate::status::cardinality::Postings;
+use crate::status::{self, LastScrape, TargetInfo, TargetStatus};
 use crate::storage::{
     self, next_ref, stale_nan, Appended, Appender, Family, FanOut, SeriesRef, TargetAppender,
 };
@@ -151,10 +153,15 @@ pub async fn run_target(
     });
     let report = Report::new(&target.labels, &job.config);
     let instance = target.labels.get("instance").unwrap_or("").to_owned();
+    let (status, mut asks) = store
+        .telemetry
+        .status
+        .add_target(id, target_info(&job, &target));
     store
         .telemetry
         .target_started(&job.config.job_name, &instance);
     let mut scraper = Scraper {
+        status,
         instance,
         health: Health::default(),
         last_series_added: 0,
@@ -183,11 +190,22 @@ pub async fn run_target(
         // for a slow target's timeout.
         tokio::select! {
             _ = async {
-                let for_get = tokio::select! {
-                    _ = ticker.tick() => false,
+                let wake = tokio::select! {
+                    _ = ticker.tick() => Wake::Tick,
                     // A GET wants this target's lines now (unless a scrape
                     // since gave them); the schedule goes on.
-                    _ = now_wanted(&mut scrape_now, &scraper.store.demand, id) => true,
+                    _ = now_wanted(&mut scrape_now, &scraper.store.demand, id) => Wake::ForGet,
+                    Some(reply) = asks.recv() => Wake::Asked(reply),
+                };
+                let for_get = match wake {
+                    Wake::Tick => false,
+                    Wake::ForGet => true,
+                    // The status page asks for the series: read from the
+                    // cache between scrapes, on request only.
+                    Wake::Asked(reply) => {
+                        let _ = reply.send(Postings::of(scraper.cache.live_series()));
+                        return;
+                    }
                 };
                 if for_get && scraper.durable.get().is_some() {
                     scraper.scrape_for_get().await
@@ -212,6 +230,31 @@ pub async fn run_target(
             .store
             .telemetry
             .target_stopped(&scraper.job.config.job_name, &scraper.instance);
+    }
+}
+
+/// What woke a scrape loop.
+enum Wake {
+    Tick,
+    ForGet,
+    Asked(status::PostingsRequest),
+}
+
+/// What the status page shows of `target` for its whole life.
+fn target_info(job: &Job, target: &Target) -> TargetInfo {
+    let pairs = |labels: &crate::exposition::Labels<'static>| {
+        labels
+            .iter()
+            .map(|l| (l.name.to_string(), l.value.to_string()))
+            .collect()
+    };
+    TargetInfo {
+        job: job.config.job_name.clone(),
+        url: crate::config::redact_url(&target.url),
+        labels: pairs(&target.labels),
+        discovered: pairs(&target.discovered),
+        interval: target.interval,
+        timeout: target.timeout,
     }
 }
 
@@ -279,6 +322,8 @@ struct Health {
 
 struct Scraper {
     id: u64,
+    /// Where the status page reads how the last scrape went.
+    status: Arc<TargetStatus>,
     job: Arc<Job>,
     target: Target,
     /// The target's `instance` label, for relay's own metrics.
@@ -427,6 +472,24 @@ impl Scraper {
             result.as_ref().err().map(ScrapeError::reason),
         );
         tracing::debug!(target = %self.target.name(), up = result.is_ok(), samples, duration_seconds = duration, kind, "scraped");
+        self.status.scraped(LastScrape {
+            health: if result.is_ok() {
+                status::Health::Up
+            } else {
+                status::Health::Down
+            },
+            at: UNIX_EPOCH
+                .checked_add(Duration::from_millis(u64::try_from(timestamp).unwrap_or(0))),
+            duration: started.elapsed(),
+            samples_scraped: samples,
+            samples_kept: rendered.samples_kept,
+            series: self.cache.live_count(),
+            error: result
+                .as_ref()
+                .err()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+        });
         self.note_health(result, timestamp);
         let replaced = self.store.publish(self.id, rendered, complete, started);
         // The replaced result is no longer in any snapshot: reuse its buffers.
@@ -751,6 +814,7 @@ mod tests {
                 .into_iter()
                 .collect::<Labels>()
                 .into_owned(),
+            discovered: Labels::default(),
             interval: Duration::from_secs(15),
             timeout: Duration::from_secs(10),
         }

@@ -9,8 +9,10 @@
 //! stays (exporter-toolkit fails the requests instead). Whether TLS is on
 //! is fixed at start, as in exporter-toolkit.
 
+pub mod api;
 mod basic_auth;
 pub mod conns;
+pub mod page;
 mod tls;
 
 use std::collections::BTreeMap;

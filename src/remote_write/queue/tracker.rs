@@ -121,6 +121,11 @@ impl Tracker {
         Some(self.lock().highest_sent_ts).filter(|&t| t != i64::MIN)
     }
 
+    /// Samples dealt to the shards and not yet acknowledged or rejected.
+    pub(super) fn pending_samples(&self) -> u64 {
+        self.lock().pending.iter().map(|p| p.remaining as u64).sum()
+    }
+
     /// The timestamp of the oldest sample read and not yet done with.
     pub(super) fn oldest_unsent_ts(&self) -> Option<i64> {
         self.lock()
@@ -185,4 +190,5 @@ pub(super) fn save(wal: &Wal, name: &str, tracker: &Tracker, metrics: &QueueMetr
         .oldest_unsent_ts()
         .map_or(0.0, |ts| ((clock::now_ms() - ts) as f64 / 1000.0).max(0.0));
     metrics.oldest_unsent.set(age);
+    metrics.status.set_pending(tracker.pending_samples());
 }
