@@ -13,27 +13,32 @@ use std::borrow::Cow;
 
 use super::model::{is_label_name_byte, label_name_len, metric_name_len, Labels, MetricType};
 
-/// Which text format a body is in, chosen from the response's Content-Type.
+/// Which format a body is in, chosen from the response's Content-Type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
-    /// Prometheus text format 0.0.4.
+    /// Prometheus text format (0.0.4, and 1.0.0 with quoted UTF-8 names).
     #[default]
     Text,
     /// OpenMetrics 1.0 text.
     OpenMetrics,
+    /// Delimited `io.prometheus.client.MetricFamily` protobuf messages.
+    Protobuf,
 }
 
 impl Format {
-    /// The format a `Content-Type` header announces (text 0.0.4 when unknown,
-    /// as Prometheus falls back to it).
-    pub fn from_content_type(content_type: &str) -> Format {
-        if content_type
-            .trim_start()
-            .starts_with("application/openmetrics-text")
-        {
-            Format::OpenMetrics
+    /// The format a `Content-Type` header announces, by its media type as
+    /// Prometheus 3's `textparse.New` reads it; None for any other (the
+    /// scrape then needs `fallback_scrape_protocol`).
+    pub fn from_content_type(content_type: &str) -> Option<Format> {
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        if media.eq_ignore_ascii_case("text/plain") {
+            Some(Format::Text)
+        } else if media.eq_ignore_ascii_case("application/openmetrics-text") {
+            Some(Format::OpenMetrics)
+        } else if media.eq_ignore_ascii_case("application/vnd.google.protobuf") {
+            Some(Format::Protobuf)
         } else {
-            Format::Text
+            None
         }
     }
 }
