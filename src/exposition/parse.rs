@@ -1434,7 +1434,8 @@ mod tests {
     fn quoted_names_table() {
         let om = Format::OpenMetrics;
         let text = Format::Text;
-        let cases: &[(&str, Format, Result<(&str, &[(&str, &str)]), &str>)] = &[
+        type Want = Result<(&'static str, &'static [(&'static str, &'static str)]), &'static str>;
+        let cases: &[(&str, Format, Want)] = &[
             ("{\"a.b\"} 1\n", text, Ok(("a.b", &[]))),
             ("{\"a.b\",\"c.d\"=\"x\"} 1\n", text, Ok(("a.b", &[("c.d", "x")]))),
             ("{\"c.d\"=\"x\",\"a.b\"} 1\n", text, Ok(("a.b", &[("c.d", "x")]))),
