@@ -481,7 +481,7 @@ fn gzip_and_openmetrics_are_negotiated() {
     let plain = get(&relay.addr, "/metrics", &[]).expect("plain");
     assert_eq!(
         plain.header("content-type").as_deref(),
-        Some("text/plain; version=0.0.4; charset=utf-8")
+        Some("text/plain; version=0.0.4; charset=utf-8; escaping=underscores")
     );
     let zipped = get(&relay.addr, "/metrics", &[("Accept-Encoding", "gzip")]).expect("gzip");
     assert_eq!(zipped.header("content-encoding").as_deref(), Some("gzip"));
@@ -498,7 +498,7 @@ fn gzip_and_openmetrics_are_negotiated() {
     .expect("om");
     assert_eq!(
         om.header("content-type").as_deref(),
-        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores")
     );
     let om = om.text();
     assert!(om.ends_with("# EOF\n"), "{om}");
