@@ -130,6 +130,24 @@ pub fn series(out: &mut Vec<u8>, labels: &Labels<'_>) {
     }
 }
 
+/// Where the label list (between the braces, without a quoted metric name
+/// and its comma) is in a series `series` rendered with a metric name of
+/// `name_len` bytes: `name{a="1"}` or `{"name",a="1"}`. Empty when none.
+pub fn labels_in(series: &[u8], name_len: usize) -> std::ops::Range<usize> {
+    let (start, end) = if series.starts_with(b"{\"") {
+        let after = 2 + name_len + 1;
+        let start = after + usize::from(series.get(after) == Some(&b','));
+        (start, series.len().saturating_sub(1))
+    } else {
+        (name_len + 1, series.len().saturating_sub(1))
+    };
+    if start < end {
+        start..end
+    } else {
+        end..end
+    }
+}
+
 /// Milliseconds as decimal seconds (`1520879607.789`), exactly.
 fn seconds(out: &mut Vec<u8>, ms: i64) {
     let sign = if ms < 0 { "-" } else { "" };
