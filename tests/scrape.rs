@@ -611,12 +611,9 @@ fn requests_carry_negotiation_and_auth_headers() {
         request.contains("authorization: bearer s3cret-token\r\n"),
         "{request}"
     );
+    // Prometheus 3's default Accept (scrape/scrape.go acceptHeader).
     assert!(
-        request.contains("accept: application/openmetrics-text;version=1.0.0,"),
-        "{request}"
-    );
-    assert!(
-        request.contains("text/plain;version=0.0.4;q=0.5"),
+        request.contains("accept: application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2\r\n"),
         "{request}"
     );
     assert!(

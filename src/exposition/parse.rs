@@ -666,7 +666,7 @@ impl<'a> Parser<'a> {
                         (None, true) => {
                             return Err(c.error_at(
                                 open,
-                                "expected metric name (before the braces, or quoted inside them), got \"{\"".into(),
+                                "expected metric name, got \"{\"".into(),
                             ))
                         }
                         (None, false) => {}
@@ -1448,7 +1448,7 @@ mod tests {
             ("{\"a.b\"} 1 # {\"t.x\"=\"1\"} 2\n# EOF\n", om, Ok(("a.b", &[]))),
             ("{\"a.b\"} 1 # {\"t\"} 2\n# EOF\n", om, Err("1:17: expected label name in the exemplar, got a metric name")),
             ("{ \"a.b\"} 1\n# EOF\n", om, Err("1:2: expected label name, got \" \"")),
-            ("{x=\"1\"} 1\n", text, Err("1:1: expected metric name (before the braces, or quoted inside them), got \"{\"")),
+            ("{x=\"1\"} 1\n", text, Err("1:1: expected metric name, got \"{\"")),
             ("a{\"b\"} 1\n", text, Err("1:2: metric name \"a\" is set twice: before the braces and quoted inside them")),
             ("{\"a\",\"b\"} 1\n", text, Err("1:6: metric name \"b\" is set twice in the braces")),
             ("{\"\"} 1\n", text, Err("1:2: empty metric name")),
