@@ -434,3 +434,41 @@ fn is_relabel_target(s: &str) -> bool {
     })
     .is_match(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(yaml: &str, utf8: bool) -> Result<Rules, String> {
+        let configs: Vec<RelabelConfig> =
+            serde_norway::from_str(yaml).map_err(|e| e.to_string())?;
+        Rules::compile_for(&configs, utf8).map_err(|e| e.to_string())
+    }
+
+    /// Prometheus 3's `Config.Validate(scheme)`: under `utf8` a rule may
+    /// name and write UTF-8 label names; under `legacy` it may not.
+    #[test]
+    fn names_a_rule_may_use_follow_the_validation_scheme() {
+        for yaml in [
+            "[{source_labels: [http.route], target_label: route}]",
+            "[{source_labels: [x], target_label: http.route}]",
+            "[{action: lowercase, source_labels: [x], target_label: a.b}]",
+            "[{action: labelmap, regex: 'meta_(.*)', replacement: 'meta.$1'}]",
+        ] {
+            assert!(rules(yaml, true).is_ok(), "utf8: {yaml}");
+            assert!(rules(yaml, false).is_err(), "legacy: {yaml}");
+        }
+        let mut labels: Labels<'_> = [("__name__", "m"), ("http.route", "/a"), ("meta_x", "1")]
+            .into_iter()
+            .collect();
+        let applied = rules(
+            "[{source_labels: [http.route], target_label: route.copy}, {action: labelmap, regex: 'meta_(.*)', replacement: 'meta.$1'}, {action: labeldrop, regex: 'http\\.route'}]",
+            true,
+        )
+        .expect("utf8 rules");
+        assert!(applied.apply(&mut labels));
+        assert_eq!(labels.get("route.copy"), Some("/a"));
+        assert_eq!(labels.get("meta.x"), Some("1"));
+        assert_eq!(labels.get("http.route"), None);
+    }
+}
