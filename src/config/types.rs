@@ -239,7 +239,7 @@ impl Scheme {
 }
 
 /// One exposition format a scrape may ask for, by Prometheus's name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 pub enum ScrapeProtocol {
     PrometheusProto,
     #[serde(rename = "OpenMetricsText1.0.0")]
@@ -305,7 +305,7 @@ impl ScrapeProtocol {
 }
 
 /// `metric_name_validation_scheme`: which names Prometheus stores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NameValidation {
     /// Any UTF-8 name (Prometheus 3's default).
@@ -317,7 +317,7 @@ pub enum NameValidation {
 
 /// `metric_name_escaping_scheme`: how names outside the legacy charset
 /// are written for a reader that asked so (prometheus/common's `EscapingScheme`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 pub enum NameEscaping {
     /// Quoted UTF-8 names, unchanged.
     #[default]
