@@ -22,7 +22,7 @@ use std::sync::Arc;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, USER_AGENT};
 
 use crate::config::{
-    self, Config, ConfigError, Loaded, Overrides, RemoteWriteConfig, ScrapeConfig,
+    self, Config, ConfigError, Loaded, NameValidation, Overrides, RemoteWriteConfig, ScrapeConfig,
 };
 use crate::relabel::{RelabelConfig, Rules};
 use crate::targets::{self, Target, TargetError};
@@ -139,7 +139,8 @@ pub fn resolve(config: &Config) -> Result<Plan, PlanError> {
     let mut writers = Vec::with_capacity(config.remote_write.len());
     for (i, rw) in config.remote_write.iter().enumerate() {
         let path = format!("remote_write[{i}]");
-        writers.push(Arc::new(resolve_writer(rw, &path, &external)?));
+        let utf8 = config.global.metric_name_validation_scheme != Some(NameValidation::Legacy);
+        writers.push(Arc::new(resolve_writer(rw, &path, &external, utf8)?));
     }
     Ok(Plan {
         config: config.clone(),
@@ -151,10 +152,16 @@ pub fn resolve(config: &Config) -> Result<Plan, PlanError> {
 fn resolve_job(job: &ScrapeConfig, path: &str) -> Result<Job, PlanError> {
     // A bad TLS file is a config error with its path, not a failing scrape.
     let tls = tls(path, &job.tls_config)?;
-    let target_relabel = compile(&format!("{path}.relabel_configs"), &job.relabel_configs)?;
+    let utf8 = job.validation() == NameValidation::Utf8;
+    let target_relabel = compile(
+        &format!("{path}.relabel_configs"),
+        &job.relabel_configs,
+        utf8,
+    )?;
     let metric_relabel = compile(
         &format!("{path}.metric_relabel_configs"),
         &job.metric_relabel_configs,
+        utf8,
     )?;
     let client = crate::http::client(tls, job.follow_redirects, |b| {
         b.default_headers(user_agent())
@@ -181,11 +188,13 @@ fn resolve_writer(
     rw: &RemoteWriteConfig,
     path: &str,
     external: &[(String, String)],
+    utf8: bool,
 ) -> Result<Writer, PlanError> {
     let tls = tls(path, &rw.tls_config)?;
     let write_relabel = compile(
         &format!("{path}.write_relabel_configs"),
         &rw.write_relabel_configs,
+        utf8,
     )?;
     let client = writer_client(rw, tls).map_err(SetupError);
     Ok(Writer {
@@ -240,8 +249,9 @@ fn tls(path: &str, tls: &config::TlsConfig) -> Result<rustls::ClientConfig, Plan
     })
 }
 
-fn compile(path: &str, rules: &[RelabelConfig]) -> Result<Rules, PlanError> {
-    Rules::compile(rules).map_err(|e| {
+/// Compiles a rule list under the validation scheme (`utf8` or legacy).
+fn compile(path: &str, rules: &[RelabelConfig], utf8: bool) -> Result<Rules, PlanError> {
+    Rules::compile_for(rules, utf8).map_err(|e| {
         let at = if e.field.is_empty() {
             format!("{path}[{}]", e.index)
         } else {

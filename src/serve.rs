@@ -23,6 +23,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::config::NameEscaping;
 use crate::exposition::Format;
 use crate::readiness::Readiness;
 use crate::scrape::demand::Demand;
@@ -34,8 +35,16 @@ use crate::web::{api, page};
 
 pub use crate::web::conns::Limits;
 
-const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
-const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The Content-Type of an answer, as client_golang's expfmt writes it:
+/// the escaping used is named, and text with quoted UTF-8 names is 1.0.0.
+fn content_type(format: Format, escaping: NameEscaping) -> String {
+    let base = match (format, escaping) {
+        (Format::OpenMetrics, _) => "application/openmetrics-text; version=1.0.0",
+        (_, NameEscaping::AllowUtf8) => "text/plain; version=1.0.0",
+        _ => "text/plain; version=0.0.4",
+    };
+    format!("{base}; charset=utf-8; escaping={}", escaping.name())
+}
 
 /// A reload asked for over HTTP, and where its outcome goes.
 pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
@@ -385,8 +394,32 @@ async fn respond(sources: &Sources, req: &Request<Incoming>) -> Response<Full<By
 /// so (`metrics_path: /relay/metrics`), and `/metrics` stays the app's.
 pub const OWN_METRICS_PATH: &str = "/relay/metrics";
 
-/// The format and encoding a GET asks for.
-fn negotiated(req: &Request<Incoming>) -> (Format, bool) {
+/// The name escaping a scraper asked for with the format it gets: the
+/// `escaping=` of the first Accept entry of that format; without one,
+/// underscores, as the exposition spec and client_golang say (so a
+/// Prometheus 2.x scraper stores valid names).
+pub fn escaping_asked(accept: &str, format: Format) -> NameEscaping {
+    let media = match format {
+        Format::OpenMetrics => "application/openmetrics-text",
+        _ => "text/plain",
+    };
+    accept
+        .split(',')
+        .find(|entry| {
+            let kind = entry.split(';').next().unwrap_or("").trim();
+            kind.eq_ignore_ascii_case(media)
+        })
+        .and_then(|entry| {
+            entry.split(';').skip(1).find_map(|param| {
+                let (key, value) = param.split_once('=')?;
+                (key.trim() == "escaping").then(|| NameEscaping::from_name(value.trim()))?
+            })
+        })
+        .unwrap_or(NameEscaping::Underscores)
+}
+
+/// The format, name escaping and encoding a GET asks for.
+fn negotiated(req: &Request<Incoming>) -> (Format, NameEscaping, bool) {
     let header = |name| {
         req.headers()
             .get(name)
@@ -398,7 +431,8 @@ fn negotiated(req: &Request<Incoming>) -> (Format, bool) {
     } else {
         Format::Text
     };
-    (format, accepts_gzip(header(ACCEPT_ENCODING)))
+    let escaping = escaping_asked(header(ACCEPT), format);
+    (format, escaping, accepts_gzip(header(ACCEPT_ENCODING)))
 }
 
 async fn metrics(sources: &Sources, req: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -414,22 +448,17 @@ async fn metrics(sources: &Sources, req: &Request<Incoming>) -> Response<Full<By
 
 /// A snapshot in the format and encoding `req` asks for.
 fn exposition(snapshot: &Snapshot, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let (format, gzip) = negotiated(req);
-    let body = snapshot.body(format, gzip);
+    let (format, escaping, gzip) = negotiated(req);
+    let body = snapshot.body_escaped(format, escaping, gzip);
     let mut response = Response::new(Full::new(if req.method() == Method::HEAD {
         Bytes::new()
     } else {
         body
     }));
     let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static(if format == Format::OpenMetrics {
-            OPENMETRICS
-        } else {
-            TEXT
-        }),
-    );
+    if let Ok(v) = HeaderValue::from_str(&content_type(format, escaping)) {
+        headers.insert(CONTENT_TYPE, v);
+    }
     headers.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
     if gzip {
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
@@ -512,6 +541,43 @@ fn plain(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 
 #[cfg(test)]
 mod tests {
+
+    /// Prometheus 3 asks with `escaping=allow-utf-8` (its acceptHeader),
+    /// Prometheus 2.42 with no parameter: underscores then.
+    #[test]
+    fn escaping_comes_from_the_accept_entry_of_the_format() {
+        use crate::config::{NameEscaping, ScrapeProtocol};
+        use crate::scrape::fetch::accept_header;
+        let p3 = accept_header(&ScrapeProtocol::DEFAULT, NameEscaping::AllowUtf8);
+        let p2 = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        for (accept, format, want) in [
+            (p3.as_str(), Format::OpenMetrics, NameEscaping::AllowUtf8),
+            (p3.as_str(), Format::Text, NameEscaping::AllowUtf8),
+            (p2, Format::OpenMetrics, NameEscaping::Underscores),
+            ("", Format::Text, NameEscaping::Underscores),
+            (
+                "text/plain; version=1.0.0; escaping=dots",
+                Format::Text,
+                NameEscaping::Dots,
+            ),
+            (
+                "text/plain;escaping=bogus",
+                Format::Text,
+                NameEscaping::Underscores,
+            ),
+        ] {
+            assert_eq!(super::escaping_asked(accept, format), want, "{accept}");
+        }
+        assert_eq!(
+            super::content_type(Format::Text, NameEscaping::AllowUtf8),
+            "text/plain; version=1.0.0; charset=utf-8; escaping=allow-utf-8"
+        );
+        assert_eq!(
+            super::content_type(Format::Text, NameEscaping::Underscores),
+            "text/plain; version=0.0.4; charset=utf-8; escaping=underscores"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -145,9 +145,13 @@ pub struct Appended<'a> {
 }
 
 impl Appended<'_> {
-    /// The metric name.
+    /// The metric name (quoted inside the braces when it is not a legacy
+    /// name: `{"a.b",x="1"}`).
     pub fn name(&self) -> &str {
-        self.series.get(..self.name_len).unwrap_or(self.series)
+        let at = if self.series.starts_with("{\"") { 2 } else { 0 };
+        self.series
+            .get(at..at + self.name_len)
+            .unwrap_or(self.series)
     }
 
     /// A float sample with no exemplar or start timestamp.

@@ -10,12 +10,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::json::Json;
 use common::peers::{require_peer, scraping_relay, start_prometheus, Prometheus};
-use common::{free_port, get, pipe, pyclient, wait_for, Relay};
+use common::pyclient::App;
+use common::{get, pipe, pyclient, Relay};
 
 /// The app: two counter series, two histogram series and a summary, on a
 /// registry of their own (no process or GC collectors).
@@ -41,37 +42,6 @@ const TYPES: [(&str, &str); 3] = [
     ("app_latency_seconds", "histogram"),
     ("app_size_bytes", "summary"),
 ];
-
-/// The app as a child process on a loopback port; killed when dropped.
-struct App {
-    child: Child,
-    addr: String,
-}
-
-impl App {
-    fn start() -> App {
-        let addr = format!("127.0.0.1:{}", free_port());
-        let port = addr.rsplit(':').next().unwrap_or_default().to_owned();
-        let child = Command::new(pyclient::python())
-            .args(["-c", APP, &port])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the prometheus_client app");
-        let app = App { child, addr };
-        wait_for("the prometheus_client app to answer", || {
-            get(&app.addr, "/metrics", &[]).filter(|r| r.status == 200)
-        });
-        app
-    }
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn job(app: &App) -> String {
     format!(
@@ -114,7 +84,7 @@ fn app_types(body: &str) -> Vec<String> {
 #[test]
 #[ignore = "needs promtool (prometheus) and the venv with prometheus_client; scripts/test runs it"]
 fn a_prometheus_client_apps_types_are_kept_in_both_formats() {
-    let app = App::start();
+    let app = App::start(APP);
     let relay = relay_for(&app);
 
     // Text 0.0.4: promtool says of relay's body what it says of the app's.
@@ -198,7 +168,7 @@ fn metadata(prom: &Prometheus) -> BTreeMap<String, String> {
 #[ignore = "needs prometheus and the venv with prometheus_client; scripts/test runs it"]
 fn prometheus_records_the_types_through_relay_as_from_the_app() {
     let prometheus = require_peer("prometheus", "prometheus");
-    let app = App::start();
+    let app = App::start(APP);
     let relay = relay_for(&app);
     let direct = start_prometheus(&prometheus, &job(&app));
     let via_relay = start_prometheus(&prometheus, &scraping_relay(&relay.addr));

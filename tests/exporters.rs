@@ -196,7 +196,7 @@ fn three_real_exporters_are_served_valid_and_stored_as_prometheus_stores_them() 
     .expect("relay /metrics as OpenMetrics");
     assert_eq!(
         om.header("content-type").as_deref(),
-        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores")
     );
     pyclient::parse(&om.body, true).expect("prometheus_client strict OpenMetrics parser");
     for (body, format) in [(&text.body, "text"), (&om.body, "openmetrics")] {

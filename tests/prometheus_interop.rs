@@ -202,7 +202,7 @@ fn same_as_prometheus_targets(
     );
     let direct = start_prometheus(&prometheus, &job);
     let relay = Relay::start(&format!(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n{job}"
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  metric_name_validation_scheme: legacy\n{job}"
     ));
     let via_relay = start_prometheus(&prometheus, &scraping_relay(&relay.addr));
     // Both have ingested once every target's post-relabeling count arrives.

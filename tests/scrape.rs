@@ -481,7 +481,7 @@ fn gzip_and_openmetrics_are_negotiated() {
     let plain = get(&relay.addr, "/metrics", &[]).expect("plain");
     assert_eq!(
         plain.header("content-type").as_deref(),
-        Some("text/plain; version=0.0.4; charset=utf-8")
+        Some("text/plain; version=0.0.4; charset=utf-8; escaping=underscores")
     );
     let zipped = get(&relay.addr, "/metrics", &[("Accept-Encoding", "gzip")]).expect("gzip");
     assert_eq!(zipped.header("content-encoding").as_deref(), Some("gzip"));
@@ -498,7 +498,7 @@ fn gzip_and_openmetrics_are_negotiated() {
     .expect("om");
     assert_eq!(
         om.header("content-type").as_deref(),
-        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores")
     );
     let om = om.text();
     assert!(om.ends_with("# EOF\n"), "{om}");
@@ -611,12 +611,9 @@ fn requests_carry_negotiation_and_auth_headers() {
         request.contains("authorization: bearer s3cret-token\r\n"),
         "{request}"
     );
+    // Prometheus 3's default Accept (scrape/scrape.go acceptHeader).
     assert!(
-        request.contains("accept: application/openmetrics-text;version=1.0.0,"),
-        "{request}"
-    );
-    assert!(
-        request.contains("text/plain;version=0.0.4;q=0.5"),
+        request.contains("accept: application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2\r\n"),
         "{request}"
     );
     assert!(
@@ -970,4 +967,56 @@ fn a_redirect_target_in_an_error_has_its_password_redacted() {
         "{line}"
     );
     assert!(!relay.logs().contains("hunter2"), "{}", relay.logs());
+}
+
+/// Prometheus 3 (`textparse.New`): a body with no or an unknown
+/// Content-Type fails the scrape unless `fallback_scrape_protocol` says
+/// what it is.
+#[test]
+fn a_missing_or_unknown_content_type_needs_a_fallback() {
+    let blank = Target::start(Reply {
+        content_type: String::new(),
+        ..Reply::text("app_up 1\n")
+    });
+    let json = Target::start(Reply {
+        content_type: "application/json".into(),
+        ..Reply::text("app_up 1\n")
+    });
+    let saved = Target::start(Reply {
+        content_type: String::new(),
+        ..Reply::text("app_up 1\n")
+    });
+    let relay = Relay::start(&format!(
+        "scrape_configs:\n{}{}{}",
+        job("blank", &blank.addr, ""),
+        job("json", &json.addr, ""),
+        job(
+            "saved",
+            &saved.addr,
+            "    fallback_scrape_protocol: PrometheusText0.0.4\n"
+        )
+    ));
+    let metrics = wait_for("all three targets scraped", || {
+        let m = relay.metrics();
+        (m.matches("\nup{").count() == 3).then_some(m)
+    });
+    let up = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with("up{") && l.contains(&format!(",job=\"{name}\",")))
+            .map(|l| l.rsplit(' ').next().unwrap_or_default().to_owned())
+    };
+    assert_eq!(up("saved").as_deref(), Some("1"), "{metrics}");
+    assert_eq!(up("blank").as_deref(), Some("0"), "{metrics}");
+    assert_eq!(up("json").as_deref(), Some("0"), "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("app_up{") && l.contains("job=\"saved\"")),
+        "{metrics}"
+    );
+    relay.wait_for_log(&[
+        "non-compliant scrape target sending blank Content-Type and no fallback_scrape_protocol specified for target",
+    ]);
+    relay.wait_for_log(&["received unsupported Content-Type", "application/json"]);
 }

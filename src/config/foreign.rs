@@ -105,11 +105,6 @@ const UNSUPPORTED: &[(&str, &str, &str)] = &[
     ),
     (
         "scrape_configs[]",
-        "scrape_protocols",
-        "relay negotiates OpenMetrics and text 0.0.4",
-    ),
-    (
-        "scrape_configs[]",
         "track_timestamps_staleness",
         "not supported yet",
     ),

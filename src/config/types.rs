@@ -70,6 +70,20 @@ pub struct GlobalConfig {
     /// with its own identity.
     #[serde(skip)]
     pub external_labels_from_env: bool,
+    /// The formats asked of targets, in order; unset, the job's default
+    /// (protobuf first with `scrape_native_histograms`), as Prometheus 3.
+    #[serde(default)]
+    pub scrape_protocols: Option<Vec<ScrapeProtocol>>,
+    /// Whether jobs ask for protobuf first (native histograms); default false.
+    #[serde(default)]
+    pub scrape_native_histograms: Option<bool>,
+    /// Which metric and label names are valid; default `utf8` (Prometheus 3).
+    #[serde(default)]
+    pub metric_name_validation_scheme: Option<NameValidation>,
+    /// How targets are asked to escape names; default from the validation
+    /// scheme (`allow-utf-8`, or `underscores` with `legacy`).
+    #[serde(default)]
+    pub metric_name_escaping_scheme: Option<NameEscaping>,
 }
 
 impl Default for GlobalConfig {
@@ -79,6 +93,10 @@ impl Default for GlobalConfig {
             scrape_timeout: default_scrape_timeout(),
             external_labels: BTreeMap::new(),
             external_labels_from_env: false,
+            scrape_protocols: None,
+            scrape_native_histograms: None,
+            metric_name_validation_scheme: None,
+            metric_name_escaping_scheme: None,
         }
     }
 }
@@ -147,9 +165,43 @@ pub struct ScrapeConfig {
     /// Accepted for `prometheus.yml` compatibility; relay speaks HTTP/1.1.
     #[serde(default = "yes")]
     pub enable_http2: bool,
+    /// The formats asked of the target, in order (always set after loading:
+    /// from `global`, else Prometheus 3's default order).
+    #[serde(default)]
+    pub scrape_protocols: Option<Vec<ScrapeProtocol>>,
+    /// The format of a body whose Content-Type is missing or unknown;
+    /// without it such a scrape fails, as in Prometheus 3.
+    #[serde(default)]
+    pub fallback_scrape_protocol: Option<ScrapeProtocol>,
+    /// Ask for protobuf first (set after loading, from `global`).
+    #[serde(default)]
+    pub scrape_native_histograms: Option<bool>,
+    /// Which names are valid after relabeling (set after loading).
+    #[serde(default)]
+    pub metric_name_validation_scheme: Option<NameValidation>,
+    /// The escaping asked of the target (set after loading).
+    #[serde(default)]
+    pub metric_name_escaping_scheme: Option<NameEscaping>,
 }
 
 impl ScrapeConfig {
+    /// The job's scrape protocols (resolved at load).
+    pub fn protocols(&self) -> &[ScrapeProtocol] {
+        self.scrape_protocols
+            .as_deref()
+            .unwrap_or(&ScrapeProtocol::DEFAULT)
+    }
+
+    /// The job's name validation scheme (resolved at load).
+    pub fn validation(&self) -> NameValidation {
+        self.metric_name_validation_scheme.unwrap_or_default()
+    }
+
+    /// The job's name escaping scheme (resolved at load).
+    pub fn escaping(&self) -> NameEscaping {
+        self.metric_name_escaping_scheme.unwrap_or_default()
+    }
+
     /// The job's scrape interval (resolved from `global` at load).
     pub fn interval(&self) -> std::time::Duration {
         self.scrape_interval.unwrap_or_default().as_std()
@@ -183,6 +235,126 @@ impl Scheme {
             Scheme::Http => "http",
             Scheme::Https => "https",
         }
+    }
+}
+
+/// One exposition format a scrape may ask for, by Prometheus's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+pub enum ScrapeProtocol {
+    PrometheusProto,
+    #[serde(rename = "OpenMetricsText1.0.0")]
+    OpenMetricsText1_0_0,
+    #[serde(rename = "OpenMetricsText0.0.1")]
+    OpenMetricsText0_0_1,
+    #[serde(rename = "PrometheusText1.0.0")]
+    PrometheusText1_0_0,
+    #[serde(rename = "PrometheusText0.0.4")]
+    PrometheusText0_0_4,
+}
+
+impl ScrapeProtocol {
+    /// Prometheus 3's `DefaultScrapeProtocols`.
+    pub const DEFAULT: [ScrapeProtocol; 4] = [
+        ScrapeProtocol::OpenMetricsText1_0_0,
+        ScrapeProtocol::OpenMetricsText0_0_1,
+        ScrapeProtocol::PrometheusText1_0_0,
+        ScrapeProtocol::PrometheusText0_0_4,
+    ];
+
+    /// Prometheus 3's `DefaultProtoFirstScrapeProtocols` (native histograms).
+    pub const PROTO_FIRST: [ScrapeProtocol; 5] = [
+        ScrapeProtocol::PrometheusProto,
+        ScrapeProtocol::OpenMetricsText1_0_0,
+        ScrapeProtocol::OpenMetricsText0_0_1,
+        ScrapeProtocol::PrometheusText1_0_0,
+        ScrapeProtocol::PrometheusText0_0_4,
+    ];
+
+    /// The name Prometheus's config uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            ScrapeProtocol::PrometheusProto => "PrometheusProto",
+            ScrapeProtocol::OpenMetricsText1_0_0 => "OpenMetricsText1.0.0",
+            ScrapeProtocol::OpenMetricsText0_0_1 => "OpenMetricsText0.0.1",
+            ScrapeProtocol::PrometheusText1_0_0 => "PrometheusText1.0.0",
+            ScrapeProtocol::PrometheusText0_0_4 => "PrometheusText0.0.4",
+        }
+    }
+
+    /// The media type with parameters, as in Prometheus's `ScrapeProtocolsHeaders`.
+    pub fn header(self) -> &'static str {
+        match self {
+            ScrapeProtocol::PrometheusProto => {
+                "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"
+            }
+            ScrapeProtocol::OpenMetricsText1_0_0 => "application/openmetrics-text;version=1.0.0",
+            ScrapeProtocol::OpenMetricsText0_0_1 => "application/openmetrics-text;version=0.0.1",
+            ScrapeProtocol::PrometheusText1_0_0 => "text/plain;version=1.0.0",
+            ScrapeProtocol::PrometheusText0_0_4 => "text/plain;version=0.0.4",
+        }
+    }
+
+    /// Whether the format can carry quoted UTF-8 names, so the Accept
+    /// header says which escaping is wanted (only the 1.0.0 text formats).
+    pub fn takes_escaping(self) -> bool {
+        matches!(
+            self,
+            ScrapeProtocol::OpenMetricsText1_0_0 | ScrapeProtocol::PrometheusText1_0_0
+        )
+    }
+}
+
+/// `metric_name_validation_scheme`: which names Prometheus stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NameValidation {
+    /// Any UTF-8 name (Prometheus 3's default).
+    #[default]
+    Utf8,
+    /// `[a-zA-Z_:][a-zA-Z0-9_:]*` names only (Prometheus 2.x).
+    Legacy,
+}
+
+/// `metric_name_escaping_scheme`: how names outside the legacy charset
+/// are written for a reader that asked so (prometheus/common's `EscapingScheme`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+pub enum NameEscaping {
+    /// Quoted UTF-8 names, unchanged.
+    #[default]
+    #[serde(rename = "allow-utf-8")]
+    AllowUtf8,
+    /// Every invalid character becomes `_`.
+    #[serde(rename = "underscores")]
+    Underscores,
+    /// `.` becomes `_dot_`, `_` becomes `__`, others `__`.
+    #[serde(rename = "dots")]
+    Dots,
+    /// `U__` then `_<hex code point>_` for each invalid character.
+    #[serde(rename = "values")]
+    Values,
+}
+
+impl NameEscaping {
+    /// The name used in config and in the `escaping=` parameter.
+    pub fn name(self) -> &'static str {
+        match self {
+            NameEscaping::AllowUtf8 => "allow-utf-8",
+            NameEscaping::Underscores => "underscores",
+            NameEscaping::Dots => "dots",
+            NameEscaping::Values => "values",
+        }
+    }
+
+    /// The scheme an `escaping=` parameter names (None when unknown).
+    pub fn from_name(name: &str) -> Option<NameEscaping> {
+        [
+            NameEscaping::AllowUtf8,
+            NameEscaping::Underscores,
+            NameEscaping::Dots,
+            NameEscaping::Values,
+        ]
+        .into_iter()
+        .find(|e| e.name() == name)
     }
 }
 

@@ -5,7 +5,9 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use super::types::{Authorization, BasicAuth, Config, ScrapeConfig};
+use super::types::{
+    Authorization, BasicAuth, Config, NameEscaping, NameValidation, ScrapeConfig, ScrapeProtocol,
+};
 use super::ConfigError;
 
 pub(super) fn resolve(config: &mut Config) -> Result<(), ConfigError> {
@@ -24,6 +26,20 @@ pub(super) fn resolve(config: &mut Config) -> Result<(), ConfigError> {
     if g.scrape_timeout.as_std().is_zero() {
         g.scrape_timeout = super::types::default_scrape_timeout().min(g.scrape_interval);
     }
+    if let Some(protocols) = &config.global.scrape_protocols {
+        check_protocols("global.scrape_protocols", protocols)?;
+    }
+    let validation = config
+        .global
+        .metric_name_validation_scheme
+        .unwrap_or_default();
+    config.global.metric_name_validation_scheme = Some(validation);
+    let escaping = config
+        .global
+        .metric_name_escaping_scheme
+        .unwrap_or_else(|| default_escaping(validation));
+    check_escaping("global.metric_name_escaping_scheme", validation, escaping)?;
+    config.global.metric_name_escaping_scheme = Some(escaping);
     let global = config.global.clone();
     for name in global.external_labels.keys() {
         check_label_name(&format!("global.external_labels.{name}"), name)?;
@@ -122,6 +138,7 @@ fn resolve_job(
     }
     job.scrape_interval = Some(interval);
     job.scrape_timeout = Some(timeout);
+    resolve_protocols(job, global, path)?;
     if !job.metrics_path.starts_with('/') {
         return Err(ConfigError::field(
             format!("{path}.metrics_path"),
@@ -137,6 +154,102 @@ fn resolve_job(
         }
     }
     check_auth(path, job.authorization.as_ref(), job.basic_auth.as_ref())?;
+    Ok(())
+}
+
+/// Scrape protocols and name schemes as Prometheus 3's
+/// `ScrapeConfig.Validate`: a job's own setting wins, then `global`'s; the
+/// protocols default to protobuf first when the job scrapes native
+/// histograms; the escaping follows the job's validation scheme when only
+/// that is set (a `legacy` job never inherits `allow-utf-8`).
+fn resolve_protocols(
+    job: &mut ScrapeConfig,
+    global: &super::GlobalConfig,
+    path: &str,
+) -> Result<(), ConfigError> {
+    let native = job
+        .scrape_native_histograms
+        .or(global.scrape_native_histograms)
+        .unwrap_or(false);
+    job.scrape_native_histograms = Some(native);
+    let protocols = match (&job.scrape_protocols, &global.scrape_protocols) {
+        (Some(own), _) => {
+            check_protocols(&format!("{path}.scrape_protocols"), own)?;
+            own.clone()
+        }
+        (None, Some(global)) => global.clone(),
+        (None, None) if native => ScrapeProtocol::PROTO_FIRST.to_vec(),
+        (None, None) => ScrapeProtocol::DEFAULT.to_vec(),
+    };
+    job.scrape_protocols = Some(protocols);
+    let validation = match job.metric_name_validation_scheme {
+        Some(own) => own,
+        None => global.metric_name_validation_scheme.unwrap_or_default(),
+    };
+    let escaping = match (
+        job.metric_name_escaping_scheme,
+        job.metric_name_validation_scheme,
+    ) {
+        (Some(own), _) => own,
+        (None, None) => global
+            .metric_name_escaping_scheme
+            .unwrap_or_else(|| default_escaping(validation)),
+        (None, Some(own)) => default_escaping(own),
+    };
+    check_escaping(
+        &format!("{path}.metric_name_escaping_scheme"),
+        validation,
+        escaping,
+    )?;
+    job.metric_name_validation_scheme = Some(validation);
+    job.metric_name_escaping_scheme = Some(escaping);
+    Ok(())
+}
+
+/// As Prometheus's `validateAcceptScrapeProtocols`: not empty, no repeats
+/// (unknown names are refused when the YAML is read).
+fn check_protocols(path: &str, protocols: &[ScrapeProtocol]) -> Result<(), ConfigError> {
+    if protocols.is_empty() {
+        return Err(ConfigError::field(
+            path,
+            "scrape_protocols cannot be empty (omit it for the default order)",
+        ));
+    }
+    let mut seen = HashSet::new();
+    if let Some(dup) = protocols.iter().find(|p| !seen.insert(**p)) {
+        let names: Vec<&str> = protocols.iter().map(|p| p.name()).collect();
+        return Err(ConfigError::field(
+            path,
+            format!(
+                "duplicated protocol {} in scrape_protocols, got [{}]",
+                dup.name(),
+                names.join(" ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The escaping a validation scheme implies when none is written.
+fn default_escaping(validation: NameValidation) -> NameEscaping {
+    match validation {
+        NameValidation::Utf8 => NameEscaping::AllowUtf8,
+        NameValidation::Legacy => NameEscaping::Underscores,
+    }
+}
+
+/// `allow-utf-8` asks targets for names `legacy` would refuse.
+fn check_escaping(
+    path: &str,
+    validation: NameValidation,
+    escaping: NameEscaping,
+) -> Result<(), ConfigError> {
+    if validation == NameValidation::Legacy && escaping == NameEscaping::AllowUtf8 {
+        return Err(ConfigError::field(
+            path,
+            "utf8 metric names requested (allow-utf-8) but metric_name_validation_scheme is legacy; use underscores, dots or values",
+        ));
+    }
     Ok(())
 }
 
@@ -232,4 +345,137 @@ fn check_auth(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{from_yaml_str, NameEscaping, NameValidation, ScrapeProtocol};
+    use ScrapeProtocol::*;
+
+    fn job(yaml: &str) -> Result<super::ScrapeConfig, String> {
+        let text = format!("{yaml}\nscrape_configs:\n  - job_name: a\n");
+        from_yaml_str(&text)
+            .map(|l| l.config.scrape_configs[0].clone())
+            .map_err(|e| e.to_string())
+    }
+
+    fn with_job(global: &str, job_fields: &str) -> Result<super::ScrapeConfig, String> {
+        let text =
+            format!("global: {{{global}}}\nscrape_configs:\n  - {{job_name: a, {job_fields}}}\n");
+        from_yaml_str(&text)
+            .map(|l| l.config.scrape_configs[0].clone())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn protocols_default_as_prometheus_3() {
+        let j = job("").expect("loads");
+        assert_eq!(j.protocols(), ScrapeProtocol::DEFAULT);
+        assert_eq!(j.validation(), NameValidation::Utf8);
+        assert_eq!(j.escaping(), NameEscaping::AllowUtf8);
+        let native = with_job("scrape_native_histograms: true", "").expect("loads");
+        assert_eq!(native.protocols(), ScrapeProtocol::PROTO_FIRST);
+        let own = with_job("", "scrape_native_histograms: true").expect("loads");
+        assert_eq!(own.protocols(), ScrapeProtocol::PROTO_FIRST);
+        // A configured list wins over the native-histogram order.
+        let configured = with_job(
+            "scrape_protocols: [PrometheusText0.0.4]",
+            "scrape_native_histograms: true",
+        )
+        .expect("loads");
+        assert_eq!(configured.protocols(), [PrometheusText0_0_4]);
+        let own = with_job(
+            "scrape_protocols: [PrometheusText0.0.4]",
+            "scrape_protocols: [OpenMetricsText1.0.0, PrometheusProto]",
+        )
+        .expect("loads");
+        assert_eq!(own.protocols(), [OpenMetricsText1_0_0, PrometheusProto]);
+        let fallback =
+            with_job("", "fallback_scrape_protocol: PrometheusText1.0.0").expect("loads");
+        assert_eq!(fallback.fallback_scrape_protocol, Some(PrometheusText1_0_0));
+    }
+
+    #[test]
+    fn bad_protocols_are_refused_with_their_path() {
+        for (global, job_fields, want) in [
+            (
+                "",
+                "scrape_protocols: [PrometheusText0.0.4, PrometheusText0.0.4]",
+                "scrape_configs[0].scrape_protocols: duplicated protocol PrometheusText0.0.4 in scrape_protocols, got [PrometheusText0.0.4 PrometheusText0.0.4]",
+            ),
+            (
+                "scrape_protocols: []",
+                "",
+                "global.scrape_protocols: scrape_protocols cannot be empty",
+            ),
+            ("", "scrape_protocols: [Text]", "scrape_configs[0].scrape_protocols[0]"),
+            ("", "fallback_scrape_protocol: text", "scrape_configs[0].fallback_scrape_protocol"),
+        ] {
+            let err = with_job(global, job_fields).expect_err(job_fields);
+            assert!(err.contains(want), "{err}");
+        }
+        let err = with_job("", "scrape_protocols: [Text]").expect_err("unknown");
+        assert!(
+            err.contains("PrometheusText1.0.0"),
+            "lists the names: {err}"
+        );
+    }
+
+    #[test]
+    fn escaping_follows_the_validation_scheme_as_prometheus() {
+        for (global, job_fields, validation, escaping) in [
+            ("", "", NameValidation::Utf8, NameEscaping::AllowUtf8),
+            (
+                "metric_name_validation_scheme: legacy",
+                "",
+                NameValidation::Legacy,
+                NameEscaping::Underscores,
+            ),
+            // A legacy job does not inherit the global allow-utf-8.
+            (
+                "",
+                "metric_name_validation_scheme: legacy",
+                NameValidation::Legacy,
+                NameEscaping::Underscores,
+            ),
+            (
+                "metric_name_escaping_scheme: dots",
+                "",
+                NameValidation::Utf8,
+                NameEscaping::Dots,
+            ),
+            (
+                "metric_name_validation_scheme: legacy",
+                "metric_name_validation_scheme: utf8",
+                NameValidation::Utf8,
+                NameEscaping::AllowUtf8,
+            ),
+            (
+                "",
+                "metric_name_escaping_scheme: values",
+                NameValidation::Utf8,
+                NameEscaping::Values,
+            ),
+        ] {
+            let j = with_job(global, job_fields).expect(job_fields);
+            assert_eq!(
+                (j.validation(), j.escaping()),
+                (validation, escaping),
+                "{global} / {job_fields}"
+            );
+        }
+        let err = with_job(
+            "",
+            "metric_name_validation_scheme: legacy, metric_name_escaping_scheme: allow-utf-8",
+        )
+        .expect_err("legacy with utf-8");
+        assert!(
+            err.starts_with(
+                "scrape_configs[0].metric_name_escaping_scheme: utf8 metric names requested"
+            ),
+            "{err}"
+        );
+        let err = with_job("metric_name_escaping_scheme: dashes", "").expect_err("unknown");
+        assert!(err.contains("global.metric_name_escaping_scheme"), "{err}");
+    }
 }

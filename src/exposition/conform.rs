@@ -68,14 +68,10 @@ fn judge_lines(kind: MetricType, family: &str, header: &str, lines: &[u8]) -> Op
         let Entry::Sample(s) = entry.ok()? else {
             continue;
         };
-        let offset = |p: &str| (p.as_ptr() as usize).wrapping_sub(lines.as_ptr() as usize);
-        let start = offset(s.name);
-        let end = if s.labels_src.is_empty() {
-            start + s.name.len()
-        } else {
-            // Through the closing brace.
-            offset(s.labels_src) + s.labels_src.len() + 1
-        };
+        let key = s.series_in(lines);
+        let start = (key.as_ptr() as usize).wrapping_sub(lines.as_ptr() as usize);
+        // Through the closing brace.
+        let end = start + key.len() + usize::from(!s.labels_src.is_empty());
         let sample = SampleAt {
             name: s.name,
             series: start..end,
@@ -574,13 +570,10 @@ impl Judged {
             return;
         }
         let name = sample.name;
-        let labels_at = sample.series.start + name.len();
-        // The labels between the braces.
-        let inner = if sample.series.end > labels_at + 1 {
-            labels_at + 1..sample.series.end - 1
-        } else {
-            labels_at..labels_at
-        };
+        // The labels between the braces (after a quoted metric name).
+        let series = lines.get(sample.series.clone()).unwrap_or_default();
+        let within = super::render::labels_in(series, name.len());
+        let inner = sample.series.start + within.start..sample.series.start + within.end;
         let fits = |part: &mut Part, scratch: &mut Scratch| {
             let rule = match part.what {
                 As::Typed => match name.strip_prefix(family).and_then(|s| Rule::of(kind, s)) {

@@ -21,6 +21,12 @@ pub fn is_label_name(name: &str) -> bool {
     !name.is_empty() && label_name_len(name.as_bytes()) == name.len()
 }
 
+/// A name under the UTF-8 scheme that relay can quote without escapes:
+/// not empty, and no `"`, `\` or newline.
+pub fn is_utf8_name(name: &str) -> bool {
+    !name.is_empty() && memchr::memchr3(b'"', b'\\', b'\n', name.as_bytes()).is_none()
+}
+
 /// The length of the metric name `bytes` starts with (0: none), for the
 /// parser, which reads names out of a scrape body with no copy.
 #[inline]
@@ -309,10 +315,21 @@ impl<'a> Labels<'a> {
     }
 
     /// Whether Prometheus would store the set (`labels.IsValid`): a valid
-    /// metric name and valid label names (values are UTF-8 already).
-    pub fn is_valid(&self) -> bool {
+    /// metric name and valid label names (values are UTF-8 already). With
+    /// `utf8` (Prometheus 3's default scheme) any non-empty name is valid
+    /// except one holding `"`, `\` or a newline: relay's parser reads quoted
+    /// names without escapes, so it could not read such a name back from
+    /// what it serves. Else the legacy charsets apply.
+    pub fn is_valid(&self, utf8: bool) -> bool {
         self.items.iter().all(|l| {
-            if l.name == METRIC_NAME {
+            if utf8 {
+                let name = if l.name == METRIC_NAME {
+                    &l.value
+                } else {
+                    &l.name
+                };
+                is_utf8_name(name)
+            } else if l.name == METRIC_NAME {
                 is_metric_name(&l.value)
             } else {
                 is_label_name(&l.name)

@@ -13,27 +13,32 @@ use std::borrow::Cow;
 
 use super::model::{is_label_name_byte, label_name_len, metric_name_len, Labels, MetricType};
 
-/// Which text format a body is in, chosen from the response's Content-Type.
+/// Which format a body is in, chosen from the response's Content-Type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
-    /// Prometheus text format 0.0.4.
+    /// Prometheus text format (0.0.4, and 1.0.0 with quoted UTF-8 names).
     #[default]
     Text,
     /// OpenMetrics 1.0 text.
     OpenMetrics,
+    /// Delimited `io.prometheus.client.MetricFamily` protobuf messages.
+    Protobuf,
 }
 
 impl Format {
-    /// The format a `Content-Type` header announces (text 0.0.4 when unknown,
-    /// as Prometheus falls back to it).
-    pub fn from_content_type(content_type: &str) -> Format {
-        if content_type
-            .trim_start()
-            .starts_with("application/openmetrics-text")
-        {
-            Format::OpenMetrics
+    /// The format a `Content-Type` header announces, by its media type as
+    /// Prometheus 3's `textparse.New` reads it; None for any other (the
+    /// scrape then needs `fallback_scrape_protocol`).
+    pub fn from_content_type(content_type: &str) -> Option<Format> {
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        if media.eq_ignore_ascii_case("text/plain") {
+            Some(Format::Text)
+        } else if media.eq_ignore_ascii_case("application/openmetrics-text") {
+            Some(Format::OpenMetrics)
+        } else if media.eq_ignore_ascii_case("application/vnd.google.protobuf") {
+            Some(Format::Protobuf)
         } else {
-            Format::Text
+            None
         }
     }
 }
@@ -86,11 +91,17 @@ impl<'a> Sample<'a> {
     /// from, so a lookup by it allocates nothing.
     pub fn series_in(&self, body: &'a [u8]) -> &'a [u8] {
         let offset = |s: &str| (s.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
-        let start = offset(self.name);
+        let mut start = offset(self.name);
         let end = if self.labels_src.is_empty() {
             start + self.name.len()
         } else {
-            offset(self.labels_src) + self.labels_src.len()
+            let labels = offset(self.labels_src);
+            // A quoted name inside the braces (`{"a.b",x="1"}`): the key
+            // starts at the `{`, so it holds the whole series as written.
+            if start > labels {
+                start = labels.wrapping_sub(1);
+            }
+            labels + self.labels_src.len()
         };
         body.get(start..end).unwrap_or(self.name.as_bytes())
     }
@@ -114,10 +125,21 @@ impl<'a> Iterator for LabelPairs<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         // The parser proved the syntax, so this only has to find the pieces.
-        let s = self.src.trim_start_matches([' ', '\t', ',']);
-        let eq = memchr::memchr(b'=', s.as_bytes())?;
-        let name = s[..eq].trim_end_matches([' ', '\t']);
-        let rest = &s[eq + 1..];
+        let mut s = self.src.trim_start_matches([' ', '\t', ',']);
+        let (name, rest) = loop {
+            if let Some(quoted) = s.strip_prefix('"') {
+                // A quoted label name, or the quoted metric name (no `=`).
+                let close = scan_quoted(quoted.as_bytes())?;
+                let after = quoted[close + 1..].trim_start_matches([' ', '\t']);
+                match after.strip_prefix('=') {
+                    Some(rest) => break (&quoted[..close], rest),
+                    None => s = after.trim_start_matches([' ', '\t', ',']),
+                }
+            } else {
+                let eq = memchr::memchr(b'=', s.as_bytes())?;
+                break (s[..eq].trim_end_matches([' ', '\t']), &s[eq + 1..]);
+            }
+        };
         let open = memchr::memchr(b'"', rest.as_bytes())?;
         let body = &rest[open + 1..];
         let close = scan_quoted(body.as_bytes())?;
@@ -576,7 +598,10 @@ impl<'a> Parser<'a> {
         } else {
             c.skip_ws();
         }
-        let name = c.metric_name();
+        let name = match c.peek() {
+            Some(b'"') => c.quoted_name("metric name")?,
+            _ => c.metric_name(),
+        };
         if name.is_empty() {
             return Err(c.error(format!(
                 "expected metric name after {keyword}, got {}",
@@ -609,22 +634,45 @@ impl<'a> Parser<'a> {
         let om = self.format == Format::OpenMetrics;
         let sample_at = c.i;
         self.deferred = None;
-        let name = c.metric_name();
-        if name.is_empty() {
+        let mut name = c.metric_name();
+        // `{"a.b",x="1"}`: the quoted name is inside the braces (Prometheus 3).
+        let braces_first = name.is_empty() && c.peek() == Some(b'{');
+        if name.is_empty() && !braces_first {
             return Err(c.error(format!("expected metric name, got {}", c.token_text())));
         }
         if !om {
             c.skip_ws();
         }
         let labels_src = if c.peek() == Some(b'{') {
+            let open = c.i;
             c.bump();
-            let delimited = match self.defer_labels {
+            // A name in the braces is found by the full parse only.
+            let delimited = match self.defer_labels && !braces_first {
                 true => self.delimit_labels(&mut c, sample_at),
                 false => None,
             };
             let src = match delimited {
                 Some(src) => src,
-                None => self.label_list(&mut c)?,
+                None => {
+                    let (src, quoted) = self.label_list(&mut c)?;
+                    match (quoted, braces_first) {
+                        (Some(quoted), true) => name = quoted,
+                        (Some(_), false) => {
+                            return Err(c.error_at(
+                                open,
+                                format!("metric name {name:?} is set twice: before the braces and quoted inside them"),
+                            ))
+                        }
+                        (None, true) => {
+                            return Err(c.error_at(
+                                open,
+                                "expected metric name, got \"{\"".into(),
+                            ))
+                        }
+                        (None, false) => {}
+                    }
+                    src
+                }
             };
             c.bump(); // '}'
             src
@@ -713,7 +761,10 @@ impl<'a> Parser<'a> {
             )));
         }
         c.i += 3;
-        let labels_src = self.label_list(c)?;
+        let (labels_src, quoted) = self.label_list(c)?;
+        if quoted.is_some() {
+            return Err(c.error("expected label name in the exemplar, got a metric name".into()));
+        }
         c.bump(); // '}'
         c.separator(true)?;
         let value_col = c.i;
@@ -742,10 +793,12 @@ impl<'a> Parser<'a> {
     }
 
     /// Validates `name="value", ...` up to (not past) the closing brace and
-    /// returns the text in between.
-    fn label_list(&mut self, c: &mut Cursor<'a>) -> Result<&'a str, ParseError> {
+    /// returns the text in between, and the quoted metric name if the list
+    /// holds one (`{"a.b",x="1"}`; label names may be quoted too).
+    fn label_list(&mut self, c: &mut Cursor<'a>) -> Result<(&'a str, Option<&'a str>), ParseError> {
         let om = self.format == Format::OpenMetrics;
         let start = c.i;
+        let mut metric = None;
         self.names.clear();
         loop {
             if !om {
@@ -757,7 +810,35 @@ impl<'a> Parser<'a> {
                 _ => {}
             }
             let name_col = c.i;
-            let name = c.label_name();
+            let name = if c.peek() == Some(b'"') {
+                let quoted = c.quoted_name("label name")?;
+                let at = c.i;
+                if !om {
+                    c.skip_ws();
+                }
+                // A quoted string followed by `,` or `}` is the metric name.
+                if matches!(c.peek(), Some(b',' | b'}')) {
+                    if metric.is_some() {
+                        return Err(c.error_at(
+                            name_col,
+                            format!("metric name {quoted:?} is set twice in the braces"),
+                        ));
+                    }
+                    if quoted.is_empty() {
+                        return Err(c.error_at(name_col, "empty metric name".into()));
+                    }
+                    metric = Some(quoted);
+                    c.eat(b',');
+                    continue;
+                }
+                c.i = at;
+                if quoted.is_empty() {
+                    return Err(c.error_at(name_col, "empty label name".into()));
+                }
+                quoted
+            } else {
+                c.label_name()
+            };
             if name.is_empty() {
                 return Err(c.error(format!("expected label name, got {}", c.token_text())));
             }
@@ -814,7 +895,7 @@ impl<'a> Parser<'a> {
                 Some(b'}') => break,
                 // promparse also takes pairs separated by blanks alone
                 // (`{a="1" b="2"}`), so Prometheus ingests them: so do we.
-                Some(b) if !om && spaced && is_label_name_byte(b, true) => {}
+                Some(b) if !om && spaced && (b == b'"' || is_label_name_byte(b, true)) => {}
                 _ => {
                     return Err(c.error(format!(
                         "expected \",\" or \"}}\" after label value, got {}",
@@ -824,16 +905,18 @@ impl<'a> Parser<'a> {
             }
         }
         if let Some(line) = c.s {
-            return Ok(line.get(start..c.i).unwrap_or_default());
+            return Ok((line.get(start..c.i).unwrap_or_default(), metric));
         }
-        // Names and punctuation are ASCII, so one check of the whole list
-        // validates every value; a bad byte can only be inside a value.
-        std::str::from_utf8(&c.b[start..c.i]).map_err(|e| {
-            c.error_at(
-                start + e.valid_up_to(),
-                "invalid UTF-8 in label value".into(),
-            )
-        })
+        // Unquoted names and punctuation are ASCII, so one check of the
+        // whole list validates every value (quoted names were checked).
+        std::str::from_utf8(&c.b[start..c.i])
+            .map(|list| (list, metric))
+            .map_err(|e| {
+                c.error_at(
+                    start + e.valid_up_to(),
+                    "invalid UTF-8 in label value".into(),
+                )
+            })
     }
 }
 
@@ -1035,6 +1118,34 @@ impl<'a> Cursor<'a> {
         let start = self.i;
         self.i += label_name_len(self.rest());
         self.ascii_at(start, self.i)
+    }
+
+    /// A quoted name at the cursor (on its `"`): the text between the
+    /// quotes, which must be UTF-8. Escapes in names are refused (relay
+    /// hands names out as slices of the body).
+    fn quoted_name(&mut self, what: &str) -> Result<&'a str, ParseError> {
+        let open = self.i;
+        let body = self.b.get(open + 1..).unwrap_or_default();
+        let Some(len) = memchr::memchr3(b'"', b'\\', b'\n', body) else {
+            return Err(self.error_at(
+                open,
+                format!("unterminated quoted {what} (expected a closing '\"')"),
+            ));
+        };
+        if body[len] != b'"' {
+            return Err(self.error_at(
+                open + 1 + len,
+                format!("escape sequences in a quoted {what} are not supported"),
+            ));
+        }
+        let (start, end) = (open + 1, open + 1 + len);
+        self.i = end + 1;
+        match self.s {
+            Some(line) => Ok(line.get(start..end).unwrap_or_default()),
+            None => std::str::from_utf8(&self.b[start..end]).map_err(|e| {
+                self.error_at(start + e.valid_up_to(), format!("invalid UTF-8 in {what}"))
+            }),
+        }
     }
 
     /// One space (OpenMetrics) or a run of blanks (text) between tokens.
@@ -1314,6 +1425,101 @@ mod tests {
                 "1:5: unterminated label value (expected a closing '\"')",
                 "{input:?}"
             );
+        }
+    }
+
+    /// Quoted UTF-8 names (Prometheus 3, text 1.0.0 and OpenMetrics): input,
+    /// format, then the name and labels of its one sample, or the error.
+    #[test]
+    fn quoted_names_table() {
+        let om = Format::OpenMetrics;
+        let text = Format::Text;
+        type Want = Result<(&'static str, &'static [(&'static str, &'static str)]), &'static str>;
+        let cases: &[(&str, Format, Want)] = &[
+            ("{\"a.b\"} 1\n", text, Ok(("a.b", &[]))),
+            ("{\"a.b\",\"c.d\"=\"x\"} 1\n", text, Ok(("a.b", &[("c.d", "x")]))),
+            ("{\"c.d\"=\"x\",\"a.b\"} 1\n", text, Ok(("a.b", &[("c.d", "x")]))),
+            ("{x=\"1\",\"a.b\",y=\"2\"} 1\n", text, Ok(("a.b", &[("x", "1"), ("y", "2")]))),
+            ("{ \"a.b\" , \"c.d\" = \"x\" } 1\n", text, Ok(("a.b", &[("c.d", "x")]))),
+            ("{\"a_b\",x=\"1\"} 1\n", text, Ok(("a_b", &[("x", "1")]))),
+            ("a{\"c.d\"=\"x\"} 1\n", text, Ok(("a", &[("c.d", "x")]))),
+            ("{\"héllo wörld\"} 1\n", text, Ok(("héllo wörld", &[]))),
+            ("{\"a.b\",\"c.d\"=\"x\"} 1\n# EOF\n", om, Ok(("a.b", &[("c.d", "x")]))),
+            ("{\"a.b\"} 1 # {\"t.x\"=\"1\"} 2\n# EOF\n", om, Ok(("a.b", &[]))),
+            ("{\"a.b\"} 1 # {\"t\"} 2\n# EOF\n", om, Err("1:17: expected label name in the exemplar, got a metric name")),
+            ("{ \"a.b\"} 1\n# EOF\n", om, Err("1:2: expected label name, got \" \"")),
+            ("{x=\"1\"} 1\n", text, Err("1:1: expected metric name, got \"{\"")),
+            ("a{\"b\"} 1\n", text, Err("1:2: metric name \"a\" is set twice: before the braces and quoted inside them")),
+            ("{\"a\",\"b\"} 1\n", text, Err("1:6: metric name \"b\" is set twice in the braces")),
+            ("{\"\"} 1\n", text, Err("1:2: empty metric name")),
+            ("{\"a\",\"\"=\"x\"} 1\n", text, Err("1:6: empty label name")),
+            ("{\"a\",\"__name__\"=\"x\"} 1\n", text, Err("1:6: label name \"__name__\" is not unique (the metric name goes before the braces)")),
+            ("{\"a\\\"b\"} 1\n", text, Err("1:4: escape sequences in a quoted label name are not supported")),
+            ("{\"a.b} 1\n", text, Err("1:2: unterminated quoted label name (expected a closing '\"')")),
+            ("\"a.b\" 1\n", text, Err("1:1: expected metric name, got \"\\\"\"")),
+        ];
+        for (input, format, want) in cases {
+            let got = Parser::new(input.as_bytes(), *format)
+                .find_map(|e| match e {
+                    Ok(Entry::Sample(s)) => Some(Ok((
+                        s.name.to_owned(),
+                        s.labels()
+                            .map(|(n, v)| (n.to_owned(), v.into_owned()))
+                            .collect::<Vec<_>>(),
+                    ))),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e.to_string())),
+                })
+                .expect("an entry");
+            let want = want
+                .map(|(n, l)| {
+                    let labels = l.iter().map(|(a, b)| (a.to_string(), b.to_string()));
+                    (n.to_owned(), labels.collect::<Vec<_>>())
+                })
+                .map_err(str::to_owned);
+            assert_eq!(got, want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn quoted_names_in_metadata_and_series_keys() {
+        let e = entries(
+            "# HELP \"a.b\" Some help.\n# TYPE \"a.b\" counter\n{\"a.b\",x=\"1\"} 1\n",
+            Format::Text,
+        );
+        assert!(matches!(&e[0], Entry::Help { name: "a.b", .. }), "{e:?}");
+        assert_eq!(
+            e[1],
+            Entry::Type {
+                name: "a.b",
+                kind: MetricType::Counter
+            }
+        );
+        let om = entries(
+            "# TYPE \"a.b\" gauge\n# UNIT \"a.b_seconds\" seconds\n# EOF\n",
+            Format::OpenMetrics,
+        );
+        assert!(matches!(
+            &om[1],
+            Entry::Unit {
+                name: "a.b_seconds",
+                unit: "seconds"
+            }
+        ));
+        // The series key holds the whole series as written, deferred or not.
+        let body = b"{\"a.b\",x=\"1\"} 1\na{\"c.d\"=\"2\"} 2\n";
+        for defer in [false, true] {
+            let mut parser = Parser::new(body, Format::Text);
+            if defer {
+                parser = parser.deferring_labels();
+            }
+            let keys: Vec<_> = parser
+                .map(|e| match e {
+                    Ok(Entry::Sample(s)) => String::from_utf8_lossy(s.series_in(body)).into_owned(),
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            assert_eq!(keys, ["{\"a.b\",x=\"1\"", "a{\"c.d\"=\"2\""]);
         }
     }
 

@@ -5,7 +5,7 @@
 
 use std::io::Write;
 
-use super::model::{Labels, MetricType, METRIC_NAME};
+use super::model::{is_label_name, is_metric_name, Labels, MetricType, METRIC_NAME};
 use super::parse::Format;
 
 /// Writes the `# HELP`/`# TYPE`/`# UNIT` lines that open a family. In
@@ -25,14 +25,14 @@ pub fn family_header(
     };
     if let Some(help) = help {
         out.extend_from_slice(b"# HELP ");
-        out.extend_from_slice(name.as_bytes());
+        metric_name(out, name);
         out.push(b' ');
         escape(out, help, format == Format::OpenMetrics);
         out.push(b'\n');
     }
     let keyword = match format {
         Format::OpenMetrics => kind.as_openmetrics(),
-        Format::Text => match kind {
+        Format::Text | Format::Protobuf => match kind {
             MetricType::Counter
             | MetricType::Gauge
             | MetricType::Histogram
@@ -41,13 +41,13 @@ pub fn family_header(
         },
     };
     out.extend_from_slice(b"# TYPE ");
-    out.extend_from_slice(name.as_bytes());
+    metric_name(out, name);
     out.push(b' ');
     out.extend_from_slice(keyword.as_bytes());
     out.push(b'\n');
     if let (Format::OpenMetrics, Some(unit)) = (format, unit.filter(|u| !u.is_empty())) {
         out.extend_from_slice(b"# UNIT ");
-        out.extend_from_slice(name.as_bytes());
+        metric_name(out, name);
         out.push(b' ');
         out.extend_from_slice(unit.as_bytes());
         out.push(b'\n');
@@ -74,7 +74,7 @@ pub fn sample_tail(out: &mut Vec<u8>, format: Format, value: f64, timestamp_ms: 
     if let Some(ms) = timestamp_ms {
         out.push(b' ');
         match format {
-            Format::Text => {
+            Format::Text | Format::Protobuf => {
                 let _ = write!(out, "{ms}");
             }
             Format::OpenMetrics => seconds(out, ms),
@@ -83,20 +83,68 @@ pub fn sample_tail(out: &mut Vec<u8>, format: Format, value: f64, timestamp_ms: 
     out.push(b'\n');
 }
 
-/// Writes `name{a="b",...}`: a series' identity, without value.
+/// Writes a metric name on a metadata line: quoted unless it is a legacy
+/// name (Prometheus 3's text 1.0.0 and OpenMetrics).
+fn metric_name(out: &mut Vec<u8>, name: &str) {
+    if is_metric_name(name) {
+        out.extend_from_slice(name.as_bytes());
+    } else {
+        quoted(out, name);
+    }
+}
+
+/// `"name"`: names with `"`, `\` or newlines are refused before rendering.
+fn quoted(out: &mut Vec<u8>, name: &str) {
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'"');
+}
+
+/// Writes `name{a="b",...}`: a series' identity, without value. A name
+/// outside the legacy charset is quoted, the metric name then inside the
+/// braces, first: `{"a.b","c.d"="x"}`.
 pub fn series(out: &mut Vec<u8>, labels: &Labels<'_>) {
-    out.extend_from_slice(labels.metric_name().as_bytes());
+    let name = labels.metric_name();
     let mut first = true;
+    if is_metric_name(name) {
+        out.extend_from_slice(name.as_bytes());
+    } else {
+        out.push(b'{');
+        quoted(out, name);
+        first = false;
+    }
     for label in labels.iter().filter(|l| l.name != METRIC_NAME) {
         out.push(if first { b'{' } else { b',' });
         first = false;
-        out.extend_from_slice(label.name.as_bytes());
+        if is_label_name(&label.name) {
+            out.extend_from_slice(label.name.as_bytes());
+        } else {
+            quoted(out, &label.name);
+        }
         out.extend_from_slice(b"=\"");
         escape(out, &label.value, true);
         out.push(b'"');
     }
     if !first {
         out.push(b'}');
+    }
+}
+
+/// Where the label list (between the braces, without a quoted metric name
+/// and its comma) is in a series `series` rendered with a metric name of
+/// `name_len` bytes: `name{a="1"}` or `{"name",a="1"}`. Empty when none.
+pub fn labels_in(series: &[u8], name_len: usize) -> std::ops::Range<usize> {
+    let (start, end) = if series.starts_with(b"{\"") {
+        let after = 2 + name_len + 1;
+        let start = after + usize::from(series.get(after) == Some(&b','));
+        (start, series.len().saturating_sub(1))
+    } else {
+        (name_len + 1, series.len().saturating_sub(1))
+    };
+    if start < end {
+        start..end
+    } else {
+        end..end
     }
 }
 

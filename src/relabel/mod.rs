@@ -76,6 +76,9 @@ struct Rule {
     replacement: Template,
     target_label: String,
     modulus: u64,
+    /// Names are checked as UTF-8 (`metric_name_validation_scheme: utf8`),
+    /// not as Prometheus 2.x's `[a-zA-Z_][a-zA-Z0-9_]*`.
+    utf8: bool,
 }
 
 /// A compiled rule list; applying it cannot fail.
@@ -91,13 +94,22 @@ thread_local! {
 }
 
 impl Rules {
-    /// Validates and compiles the rules once, at load.
+    /// Validates and compiles the rules once, at load, with the legacy
+    /// name rules (Prometheus 2.x's).
     pub fn compile(configs: &[RelabelConfig]) -> Result<Rules, RuleError> {
+        Rules::compile_for(configs, false)
+    }
+
+    /// [`Rules::compile`] for a validation scheme: with `utf8`, a rule may
+    /// name and write any non-empty UTF-8 label name (Prometheus 3's
+    /// `Config.Validate(UTF8Validation)`); whether the result may be stored
+    /// is the scrape's check.
+    pub fn compile_for(configs: &[RelabelConfig], utf8: bool) -> Result<Rules, RuleError> {
         let rules = configs
             .iter()
             .enumerate()
             .map(|(index, c)| {
-                compile_rule(c).map_err(|(field, message)| RuleError {
+                compile_rule(c, utf8).map_err(|(field, message)| RuleError {
                     index,
                     field,
                     message,
@@ -147,8 +159,16 @@ impl Rules {
     }
 }
 
-fn compile_rule(c: &RelabelConfig) -> Result<Rule, (&'static str, String)> {
+fn compile_rule(c: &RelabelConfig, utf8: bool) -> Result<Rule, (&'static str, String)> {
     use Action::*;
+    let is_label_name = |name: &str| valid_name(name, utf8);
+    let is_relabel_target = |name: &str| {
+        if utf8 {
+            !name.is_empty()
+        } else {
+            is_relabel_target(name)
+        }
+    };
     let action = c.action;
     let target = c.target_label.clone().unwrap_or_default();
     let modulus = c.modulus.unwrap_or(0);
@@ -266,7 +286,17 @@ fn compile_rule(c: &RelabelConfig) -> Result<Rule, (&'static str, String)> {
         pattern,
         target_label: target,
         modulus,
+        utf8,
     })
+}
+
+/// A label name under the validation scheme (UTF-8: any non-empty text).
+fn valid_name(name: &str, utf8: bool) -> bool {
+    if utf8 {
+        !name.is_empty()
+    } else {
+        is_label_name(name)
+    }
 }
 
 impl Rule {
@@ -347,7 +377,7 @@ impl Rule {
                 expanded_target.as_str()
             }
         };
-        if !is_label_name(target) {
+        if !valid_name(target, self.utf8) {
             return;
         }
         out.clear();
@@ -403,4 +433,42 @@ fn is_relabel_target(s: &str) -> bool {
         Regex::new(r"^(?:(?:[a-zA-Z_]|\$(?:\{\w+\}|\w+))+\w*)+$").unwrap_or_else(|_| unreachable!())
     })
     .is_match(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(yaml: &str, utf8: bool) -> Result<Rules, String> {
+        let configs: Vec<RelabelConfig> =
+            serde_norway::from_str(yaml).map_err(|e| e.to_string())?;
+        Rules::compile_for(&configs, utf8).map_err(|e| e.to_string())
+    }
+
+    /// Prometheus 3's `Config.Validate(scheme)`: under `utf8` a rule may
+    /// name and write UTF-8 label names; under `legacy` it may not.
+    #[test]
+    fn names_a_rule_may_use_follow_the_validation_scheme() {
+        for yaml in [
+            "[{source_labels: [http.route], target_label: route}]",
+            "[{source_labels: [x], target_label: http.route}]",
+            "[{action: lowercase, source_labels: [x], target_label: a.b}]",
+            "[{action: labelmap, regex: 'meta_(.*)', replacement: 'meta.$1'}]",
+        ] {
+            assert!(rules(yaml, true).is_ok(), "utf8: {yaml}");
+            assert!(rules(yaml, false).is_err(), "legacy: {yaml}");
+        }
+        let mut labels: Labels<'_> = [("__name__", "m"), ("http.route", "/a"), ("meta_x", "1")]
+            .into_iter()
+            .collect();
+        let applied = rules(
+            "[{source_labels: [http.route], target_label: route.copy}, {action: labelmap, regex: 'meta_(.*)', replacement: 'meta.$1'}, {action: labeldrop, regex: 'http\\.route'}]",
+            true,
+        )
+        .expect("utf8 rules");
+        assert!(applied.apply(&mut labels));
+        assert_eq!(labels.get("route.copy"), Some("/a"));
+        assert_eq!(labels.get("meta.x"), Some("1"));
+        assert_eq!(labels.get("http.route"), None);
+    }
 }

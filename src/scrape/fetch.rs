@@ -1,5 +1,6 @@
-//! The HTTP side of a scrape, as Prometheus sends it: content negotiation
-//! for OpenMetrics and text 0.0.4, gzip, the scrape-timeout header, auth and
+//! The HTTP side of a scrape, as Prometheus 3 sends it: content negotiation
+//! from `scrape_protocols` (with the `escaping=` relay wants names in), the
+//! format from the answer's Content-Type (or `fallback_scrape_protocol`), gzip, the scrape-timeout header, auth and
 //! TLS towards the target, and a body size limit enforced while reading.
 //! The body is handed on chunk by chunk as it arrives, never held whole.
 
@@ -7,14 +8,62 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
 
-use crate::config::{Authorization, BasicAuth, ScrapeConfig};
+use crate::config::{Authorization, BasicAuth, NameEscaping, ScrapeConfig, ScrapeProtocol};
 use crate::exposition::Format;
 use crate::plan::{Job, SetupError};
 use crate::targets::Target;
 
-/// What Prometheus 2.42 sends: OpenMetrics preferred, text 0.0.4 accepted.
-const ACCEPT_HEADER: &str =
-    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+/// The Accept header Prometheus 3 sends for `protocols` (scrape/scrape.go
+/// `acceptHeader`): each protocol in order with a weight counting down from
+/// `q=0.6` (one more than the number of protocols known), `escaping=` only
+/// on the 1.0.0 text formats, then `*/*` with the next weight.
+pub fn accept_header(protocols: &[ScrapeProtocol], escaping: NameEscaping) -> String {
+    let mut weight = ScrapeProtocol::PROTO_FIRST.len() + 1;
+    let mut out = String::with_capacity(256);
+    for protocol in protocols {
+        out.push_str(protocol.header());
+        if protocol.takes_escaping() {
+            out.push_str(";escaping=");
+            out.push_str(escaping.name());
+        }
+        out.push_str(&format!(";q=0.{weight},"));
+        weight = weight.saturating_sub(1);
+    }
+    out.push_str(&format!("*/*;q=0.{weight}"));
+    out
+}
+
+/// The format of a body: its Content-Type's, else the fallback's, else why
+/// the scrape fails (Prometheus 3's `extractMediaType`).
+pub fn body_format(
+    content_type: Option<&str>,
+    fallback: Option<ScrapeProtocol>,
+) -> Result<Format, FetchError> {
+    let content_type = content_type.map(str::trim).unwrap_or("");
+    if let Some(format) = Format::from_content_type(content_type) {
+        return Ok(format);
+    }
+    match fallback {
+        Some(protocol) => Ok(protocol_format(protocol)),
+        None if content_type.is_empty() => Err(FetchError::ContentType(
+            "non-compliant scrape target sending blank Content-Type and no fallback_scrape_protocol specified for target".into(),
+        )),
+        None => Err(FetchError::ContentType(format!(
+            "received unsupported Content-Type {content_type:?} and no fallback_scrape_protocol specified for target"
+        ))),
+    }
+}
+
+/// The parser a scrape protocol's bodies need.
+fn protocol_format(protocol: ScrapeProtocol) -> Format {
+    match protocol {
+        ScrapeProtocol::PrometheusProto => Format::Protobuf,
+        ScrapeProtocol::OpenMetricsText1_0_0 | ScrapeProtocol::OpenMetricsText0_0_1 => {
+            Format::OpenMetrics
+        }
+        ScrapeProtocol::PrometheusText1_0_0 | ScrapeProtocol::PrometheusText0_0_4 => Format::Text,
+    }
+}
 
 /// Why a fetch failed; each maps to `up 0` and one log line.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +83,12 @@ pub enum FetchError {
     },
     #[error("invalid TLS or client setup: {0}")]
     Setup(String),
+    /// A missing or unknown Content-Type without `fallback_scrape_protocol`.
+    #[error("{0}")]
+    ContentType(String),
+    /// A protobuf body: its parser is not there yet.
+    #[error("protobuf not supported yet: the target answered Content-Type {0:?}; leave PrometheusProto out of scrape_protocols")]
+    Protobuf(String),
 }
 
 impl FetchError {
@@ -45,6 +100,7 @@ impl FetchError {
             FetchError::BodyTooLarge(_) => "body_size_limit",
             FetchError::Request(_) => "connection",
             FetchError::SecretFile { .. } | FetchError::Setup(_) => "config",
+            FetchError::ContentType(_) | FetchError::Protobuf(_) => "content_type",
         }
     }
 }
@@ -57,6 +113,8 @@ pub struct Fetcher {
     headers: HeaderMap,
     timeout: Duration,
     body_limit: u64,
+    /// `fallback_scrape_protocol`.
+    fallback: Option<ScrapeProtocol>,
     authorization: Option<Authorization>,
     basic_auth: Option<BasicAuth>,
 }
@@ -71,7 +129,10 @@ impl Fetcher {
         timeout: Duration,
     ) -> Fetcher {
         let mut headers = HeaderMap::new();
-        headers.insert(ACCEPT, HeaderValue::from_static(ACCEPT_HEADER));
+        let accept = accept_header(job.protocols(), job.escaping());
+        if let Ok(v) = HeaderValue::from_str(&accept) {
+            headers.insert(ACCEPT, v);
+        }
         if let Ok(v) = HeaderValue::from_str(&format!("{}", timeout.as_secs_f64())) {
             headers.insert("X-Prometheus-Scrape-Timeout-Seconds", v);
         }
@@ -83,6 +144,7 @@ impl Fetcher {
             headers,
             timeout,
             body_limit: job.body_size_limit.0,
+            fallback: job.fallback_scrape_protocol,
             authorization: job.authorization.clone(),
             basic_auth: job.basic_auth.clone(),
         }
@@ -115,11 +177,16 @@ impl Fetcher {
             Ok(response) => response?,
             Err(_) => return Err(FetchError::Timeout(timeout)),
         };
-        let format = response
+        let content_type = response
             .headers()
             .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map_or(Format::Text, Format::from_content_type);
+            .map(|v| String::from_utf8_lossy(v.as_bytes()));
+        let format = body_format(content_type.as_deref(), self.fallback)?;
+        if format == Format::Protobuf {
+            return Err(FetchError::Protobuf(
+                content_type.unwrap_or_default().into_owned(),
+            ));
+        }
         Ok(Body {
             fetcher: self,
             response,
@@ -199,5 +266,82 @@ impl Body<'_> {
             }
         }
         Ok(chunk)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ScrapeProtocol::*;
+
+    /// Prometheus's own expectations (scrape/scrape_test.go `TestAcceptHeader`).
+    #[test]
+    fn accept_header_is_prometheus_3s() {
+        for (protocols, escaping, want) in [
+            (
+                &ScrapeProtocol::DEFAULT[..],
+                NameEscaping::Underscores,
+                "application/openmetrics-text;version=1.0.0;escaping=underscores;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=underscores;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+            ),
+            (
+                &ScrapeProtocol::PROTO_FIRST[..],
+                NameEscaping::Dots,
+                "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.6,application/openmetrics-text;version=1.0.0;escaping=dots;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=dots;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1",
+            ),
+            (
+                &ScrapeProtocol::DEFAULT[..],
+                NameEscaping::AllowUtf8,
+                "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+            ),
+            (
+                &ScrapeProtocol::PROTO_FIRST[..],
+                NameEscaping::AllowUtf8,
+                "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.6,application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1",
+            ),
+            (
+                &[PrometheusText0_0_4][..],
+                NameEscaping::Values,
+                "text/plain;version=0.0.4;q=0.6,*/*;q=0.5",
+            ),
+        ] {
+            assert_eq!(accept_header(protocols, escaping), want);
+        }
+    }
+
+    #[test]
+    fn content_type_decides_the_format_or_the_fallback_does() {
+        let ok = |ct: Option<&str>, fallback| body_format(ct, fallback).map_err(|e| e.to_string());
+        assert_eq!(
+            ok(Some("text/plain; version=0.0.4"), None),
+            Ok(Format::Text)
+        );
+        assert_eq!(
+            ok(
+                Some("text/plain; version=1.0.0; escaping=allow-utf-8"),
+                None
+            ),
+            Ok(Format::Text)
+        );
+        assert_eq!(
+            ok(Some("Application/OpenMetrics-Text; version=1.0.0"), None),
+            Ok(Format::OpenMetrics)
+        );
+        assert_eq!(
+            ok(Some("application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"), None),
+            Ok(Format::Protobuf)
+        );
+        assert_eq!(
+            ok(None, None),
+            Err("non-compliant scrape target sending blank Content-Type and no fallback_scrape_protocol specified for target".into())
+        );
+        assert_eq!(
+            ok(Some("application/json"), None),
+            Err("received unsupported Content-Type \"application/json\" and no fallback_scrape_protocol specified for target".into())
+        );
+        assert_eq!(ok(None, Some(PrometheusText0_0_4)), Ok(Format::Text));
+        assert_eq!(
+            ok(Some("text/html"), Some(OpenMetricsText1_0_0)),
+            Ok(Format::OpenMetrics)
+        );
     }
 }

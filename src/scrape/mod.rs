@@ -643,6 +643,7 @@ pub(crate) fn settings<'a>(job: &'a Job, target_labels: &'a Labels<'static>) -> 
         },
         output: Format::Text,
         sort_labels: true,
+        utf8_names: job.config.validation() == crate::config::NameValidation::Utf8,
     }
 }
 

@@ -86,6 +86,9 @@ pub struct Settings<'t> {
     pub output: Format,
     /// Sort labels by name (what Prometheus stores); off to keep input order.
     pub sort_labels: bool,
+    /// Any UTF-8 name may be stored (`metric_name_validation_scheme: utf8`,
+    /// the default); else a name outside the legacy charset fails the scrape.
+    pub utf8_names: bool,
 }
 
 impl<'t> Settings<'t> {
@@ -100,6 +103,7 @@ impl<'t> Settings<'t> {
             limits: Limits::default(),
             output: Format::Text,
             sort_labels: true,
+            utf8_names: true,
         }
     }
 }
@@ -487,7 +491,7 @@ fn first_sight<'a>(
     if !settings.rules.apply(labels) || labels.is_empty() {
         return Ok(None);
     }
-    if labels.metric_name().is_empty() || !labels.is_valid() {
+    if labels.metric_name().is_empty() || !labels.is_valid(settings.utf8_names) {
         return Err(invalid_series(sample, labels, settings));
     }
     check_label_limits(labels, &settings.limits)?;
@@ -506,7 +510,7 @@ fn invalid_series<'a>(
     result: &Labels<'_>,
     settings: &Settings<'a>,
 ) -> PipelineError {
-    let broken = |l: &Labels<'_>| l.metric_name().is_empty() || !l.is_valid();
+    let broken = |l: &Labels<'_>| l.metric_name().is_empty() || !l.is_valid(settings.utf8_names);
     let mut labels = Labels::default();
     labels_before_relabel(sample, &mut labels, settings);
     let mut culprit = None;
@@ -650,9 +654,11 @@ mod tests {
         rules: &Rules,
         limits: Limits,
     ) -> Result<String, PipelineError> {
+        // Legacy names, as the Prometheus 2.x these cases were checked with.
         let settings = Settings {
             honor_labels: honor,
             limits,
+            utf8_names: false,
             ..Settings::new(target, rules)
         };
         let mut out = Rendered::default();
@@ -741,6 +747,87 @@ mod tests {
             // Text takes blank-separated pairs and a brace inside a value.
             assert!(failing >= broken.len() - 4, "{format:?}: {failing} failed");
         }
+    }
+
+    /// UTF-8 names (Prometheus 3): kept and rendered quoted under `utf8`,
+    /// one series whatever the spelling; a scrape failure under `legacy`
+    /// unless relabeling makes them valid.
+    #[test]
+    fn utf8_names_follow_the_validation_scheme() {
+        let target = target();
+        let rules = Rules::default();
+        let body = "# TYPE \"a.b\" counter\n{\"a.b\",\"c.d\"=\"x\"} 1\n{\"ok_total\"} 2\n";
+        let mut out = Rendered::default();
+        let mut cache = SeriesCache::default();
+        let settings = Settings::new(&target, &rules);
+        process(
+            body.as_bytes(),
+            Format::Text,
+            &settings,
+            &mut cache,
+            &mut out,
+        )
+        .expect("utf8");
+        cache.commit(&mut ());
+        let mut text = Vec::new();
+        out.write(&mut text, Format::Text);
+        let text = String::from_utf8_lossy(&text);
+        assert!(
+            text.contains("# TYPE \"a.b\" counter\n{\"a.b\",\"c.d\"=\"x\",instance=\"localhost:8001\",job=\"app\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nok_total{instance="), "{text}");
+        // The other spelling of a known series is the same series.
+        let again = "{\"ok_total\"} 3\nok_total 4\n";
+        let err = process(
+            again.as_bytes(),
+            Format::Text,
+            &settings,
+            &mut cache,
+            &mut out,
+        );
+        assert!(matches!(&err, Ok(()) if out.samples_kept == 2), "{err:?}");
+        let mut text = Vec::new();
+        out.write(&mut text, Format::Text);
+        let lines = String::from_utf8_lossy(&text);
+        assert_eq!(
+            lines.lines().filter(|l| l.starts_with("ok_total")).count(),
+            1,
+            "one series: {lines}"
+        );
+        let legacy = Settings {
+            utf8_names: false,
+            ..Settings::new(&target, &rules)
+        };
+        let err = process(
+            body.as_bytes(),
+            Format::Text,
+            &legacy,
+            &mut SeriesCache::default(),
+            &mut out,
+        )
+        .expect_err("legacy refuses a.b");
+        assert_eq!(
+            err.to_string(),
+            "invalid metric name or label names: {__name__=\"a.b\", c.d=\"x\", instance=\"localhost:8001\", job=\"app\"}"
+        );
+        // Relabeled to a legacy name, the series is fine under legacy too.
+        let config = crate::plan::from_yaml_str(
+            "global: {metric_name_validation_scheme: legacy}\nscrape_configs:\n  - job_name: a\n    metric_relabel_configs:\n      - {source_labels: [__name__], regex: 'a\\.b', target_label: __name__, replacement: a_b}\n      - {regex: 'c\\.d', action: labeldrop}\n",
+        )
+        .expect("valid");
+        let legacy = Settings {
+            utf8_names: false,
+            ..Settings::new(&target, &config.jobs[0].metric_relabel)
+        };
+        process(
+            body.as_bytes(),
+            Format::Text,
+            &legacy,
+            &mut SeriesCache::default(),
+            &mut out,
+        )
+        .expect("relabeled to legacy names");
     }
 
     fn target() -> Labels<'static> {

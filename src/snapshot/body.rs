@@ -4,11 +4,13 @@
 //! are a memory copy.
 
 use std::io::Write;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use bytes::Bytes;
 
+use super::escape;
 use super::sink::FamilyBlock;
+use crate::config::NameEscaping;
 use crate::exposition::{render, Entry, Format, Parser};
 
 /// One rendered exposition; the other encodings are made on first request.
@@ -19,7 +21,13 @@ pub struct Snapshot {
     text_gzip: OnceLock<Bytes>,
     openmetrics: OnceLock<Bytes>,
     openmetrics_gzip: OnceLock<Bytes>,
+    /// Bodies with names escaped for scrapers that did not ask for UTF-8,
+    /// by format, scheme and gzip; made on first request.
+    escaped: Mutex<Vec<(EscapedKey, Bytes)>>,
 }
+
+/// Which escaped body: format, name escaping, gzip.
+type EscapedKey = (Format, NameEscaping, bool);
 
 impl Snapshot {
     /// `text` is a text 0.0.4 body; `families` say where its lines are.
@@ -30,14 +38,43 @@ impl Snapshot {
             text_gzip: OnceLock::new(),
             openmetrics: OnceLock::new(),
             openmetrics_gzip: OnceLock::new(),
+            escaped: Mutex::new(Vec::new()),
         }
     }
 
-    /// The body for a format and encoding.
+    /// The body for a format, name escaping and encoding: names are
+    /// escaped by `escaping` unless it is `allow-utf-8` (or no name needs it).
+    pub fn body_escaped(&self, format: Format, escaping: NameEscaping, gzip: bool) -> Bytes {
+        let plain = self.body(format, false);
+        if !escape::needs_escaping(&plain, escaping) {
+            return self.body(format, gzip);
+        }
+        let key = (format, escaping, gzip);
+        let mut cache = self.escaped.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, body)) = cache.iter().find(|(k, _)| *k == key) {
+            return body.clone();
+        }
+        let text_format = match format {
+            Format::OpenMetrics => Format::OpenMetrics,
+            _ => Format::Text,
+        };
+        let escaped = escape::escape_body(&plain, text_format, escaping);
+        let body = if gzip {
+            compress(&escaped)
+        } else {
+            Bytes::from(escaped)
+        };
+        cache.push((key, body.clone()));
+        body
+    }
+
+    /// The body for a format and encoding, names as they are (quoted UTF-8).
     pub fn body(&self, format: Format, gzip: bool) -> Bytes {
         match (format, gzip) {
-            (Format::Text, false) => self.text.clone(),
-            (Format::Text, true) => self.text_gzip.get_or_init(|| compress(&self.text)).clone(),
+            (Format::Text | Format::Protobuf, false) => self.text.clone(),
+            (Format::Text | Format::Protobuf, true) => {
+                self.text_gzip.get_or_init(|| compress(&self.text)).clone()
+            }
             (Format::OpenMetrics, false) => self.openmetrics().clone(),
             (Format::OpenMetrics, true) => self
                 .openmetrics_gzip

@@ -260,8 +260,13 @@ pub fn merge<'r>(all: &[&'r Rendered]) -> (Vec<u8>, Vec<FamilyBlock>) {
     )
 }
 
-/// The metric name a rendered sample line starts with.
+/// The metric name a rendered sample line starts with (or quotes first
+/// inside its braces: `{"a.b",x="1"} 1`).
 fn sample_name(line: &[u8]) -> &str {
+    if let Some(quoted) = line.strip_prefix(b"{\"") {
+        let end = memchr::memchr(b'"', quoted).unwrap_or(0);
+        return std::str::from_utf8(&quoted[..end]).unwrap_or_default();
+    }
     let end = line
         .iter()
         .position(|&c| c == b'{' || c == b' ')

@@ -10,6 +10,7 @@
 //! knows of the server, the scrape loop or `run`.
 
 mod body;
+pub mod escape;
 mod latest;
 pub mod merge;
 mod sink;

@@ -177,11 +177,8 @@ impl Rendered {
         let name = s.name();
         let series = at..at + s.series.len();
         // The labels between the braces.
-        let labels = if s.series.len() > name.len() + 1 {
-            s.series.get(name.len() + 1..s.series.len() - 1)
-        } else {
-            None
-        };
+        let within = render::labels_in(s.series.as_bytes(), name.len());
+        let labels = (!within.is_empty()).then(|| s.series.get(within)).flatten();
         if let Some(pairing) = block.created.as_mut() {
             pairing.pair(
                 &family.judged,

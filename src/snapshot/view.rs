@@ -174,10 +174,23 @@ fn split_line(line: &[u8]) -> (&[u8], Option<&[u8]>, &[u8]) {
 fn has_label(src: &[u8], name: &[u8]) -> bool {
     let mut i = 0;
     while i < src.len() {
-        let Some(eq) = src[i..].iter().position(|&b| b == b'=') else {
-            return false;
+        // A quoted name: a label's (followed by `=`) or the metric's.
+        let (n, value) = if src[i] == b'"' {
+            let Some(close) = memchr::memchr(b'"', &src[i + 1..]) else {
+                return false;
+            };
+            let after = i + 1 + close + 1;
+            if src.get(after) != Some(&b'=') {
+                i = after + 1; // past the metric name and its comma
+                continue;
+            }
+            (&src[i + 1..i + 1 + close], after + 1)
+        } else {
+            let Some(eq) = src[i..].iter().position(|&b| b == b'=') else {
+                return false;
+            };
+            (&src[i..i + eq], i + eq + 1)
         };
-        let (n, value) = (&src[i..i + eq], i + eq + 1);
         // The value: `"` .. `"`, backslash escapes skipped.
         let mut j = value + 1;
         while j < src.len() && src[j] != b'"' {

@@ -2,7 +2,7 @@
 //! independent oracle: its text parser and its strict OpenMetrics parser.
 //! `scripts/test` provides the venv's python as RELAY_TEST_PYTHON.
 
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 /// The venv python; tests that call this are `#[ignore]`d and run by
 /// `scripts/test`, where a missing venv fails.
@@ -105,5 +105,60 @@ impl Drop for Judge {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A prometheus_client app: a Python script (given its port as argv[1])
+/// run by the venv's python on a loopback port; killed when dropped.
+pub struct App {
+    child: Child,
+    pub addr: String,
+}
+
+impl App {
+    /// Starts `script` and waits until it answers `/metrics`.
+    pub fn start(script: &str) -> App {
+        let addr = format!("127.0.0.1:{}", super::free_port());
+        let port = addr.rsplit(':').next().unwrap_or_default().to_owned();
+        let child = Command::new(python())
+            .args(["-c", script, &port])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the prometheus_client app");
+        let app = App { child, addr };
+        super::wait_for("the prometheus_client app to answer", || {
+            super::get(&app.addr, "/metrics", &[]).filter(|r| r.status == 200)
+        });
+        app
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Each sample prometheus_client's parser reads from `body` (its strict
+/// OpenMetrics parser with `openmetrics`), as `name label=value ...`
+/// (labels sorted), or the parser's error.
+pub fn samples(body: &[u8], openmetrics: bool) -> Result<Vec<String>, String> {
+    let module = if openmetrics {
+        "prometheus_client.openmetrics.parser"
+    } else {
+        "prometheus_client.parser"
+    };
+    let script = format!(
+        "import sys\nfrom {module} import text_string_to_metric_families as p\nfor f in p(sys.stdin.read()):\n    for s in f.samples:\n        print(' '.join([s.name] + ['%s=%s' % kv for kv in sorted(s.labels.items())]))\n"
+    );
+    let mut command = Command::new(python());
+    command.args(["-c", &script]);
+    let out = super::pipe(command, body);
+    if out.code == 0 {
+        Ok(out.stdout.lines().map(str::to_owned).collect())
+    } else {
+        Err(out.stderr.lines().last().unwrap_or_default().to_owned())
     }
 }

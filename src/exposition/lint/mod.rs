@@ -14,6 +14,11 @@ pub fn check(input: &[u8], format: Format) -> Vec<ParseError> {
     let mut problems = match format {
         Format::Text => text::check(input),
         Format::OpenMetrics => openmetrics::check(input),
+        Format::Protobuf => vec![ParseError {
+            line: 1,
+            col: 1,
+            message: "protobuf not supported yet".into(),
+        }],
     };
     problems.sort_by_key(|p| (p.line, p.col));
     problems

@@ -30,10 +30,26 @@ pub(super) fn labels_at(src: &str, at: usize) -> Vec<LabelAt<'_>> {
         while i < b.len() && matches!(b[i], b',' | b' ' | b'\t') {
             i += 1;
         }
-        let Some(eq) = b[i..].iter().position(|&c| c == b'=').map(|p| i + p) else {
-            break;
+        // A quoted name: a label's (before `=`) or the metric's (skipped).
+        let (name, eq) = if b.get(i) == Some(&b'"') {
+            let Some(close) = b[i + 1..]
+                .iter()
+                .position(|&c| c == b'"')
+                .map(|p| i + 1 + p)
+            else {
+                break;
+            };
+            if b.get(close + 1) != Some(&b'=') {
+                i = close + 1;
+                continue;
+            }
+            (&src[i + 1..close], close + 1)
+        } else {
+            let Some(eq) = b[i..].iter().position(|&c| c == b'=').map(|p| i + p) else {
+                break;
+            };
+            (src[i..eq].trim(), eq)
         };
-        let name = src[i..eq].trim();
         let open = eq + 1;
         if b.get(open) != Some(&b'"') {
             break;
@@ -76,10 +92,16 @@ pub(super) struct SampleLayout<'a> {
 /// Finds the parts of a sample line named `name` whose label set (between
 /// the braces) is `labels_src`.
 pub(super) fn sample_layout<'a>(line: &'a [u8], name: &str, labels_src: &str) -> SampleLayout<'a> {
-    let mut i = name.len();
+    // A quoted name is inside the braces (`{"a.b",x="1"} 1`).
+    let mut i = if line.first() == Some(&b'{') {
+        0
+    } else {
+        name.len()
+    };
+    let name_len = i;
     let labels_at = (line.get(i) == Some(&b'{')).then(|| {
         i += labels_src.len() + 2;
-        name.len() + 1
+        name_len + 1
     });
     let token_end = |from: usize| {
         line.get(from..)
