@@ -21,17 +21,20 @@ pub enum Format {
     Text,
     /// OpenMetrics 1.0 text.
     OpenMetrics,
+    /// Delimited protobuf `MetricFamily` messages (see [`super::proto`]);
+    /// an input format only: output in it renders as text 0.0.4.
+    Protobuf,
 }
 
 impl Format {
     /// The format a `Content-Type` header announces (text 0.0.4 when unknown,
     /// as Prometheus falls back to it).
     pub fn from_content_type(content_type: &str) -> Format {
-        if content_type
-            .trim_start()
-            .starts_with("application/openmetrics-text")
-        {
+        let media = content_type.trim_start();
+        if media.starts_with("application/openmetrics-text") {
             Format::OpenMetrics
+        } else if media.starts_with(super::proto::CONTENT_TYPE) {
+            Format::Protobuf
         } else {
             Format::Text
         }

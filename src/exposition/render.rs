@@ -32,7 +32,7 @@ pub fn family_header(
     }
     let keyword = match format {
         Format::OpenMetrics => kind.as_openmetrics(),
-        Format::Text => match kind {
+        Format::Text | Format::Protobuf => match kind {
             MetricType::Counter
             | MetricType::Gauge
             | MetricType::Histogram
@@ -74,7 +74,7 @@ pub fn sample_tail(out: &mut Vec<u8>, format: Format, value: f64, timestamp_ms: 
     if let Some(ms) = timestamp_ms {
         out.push(b' ');
         match format {
-            Format::Text => {
+            Format::Text | Format::Protobuf => {
                 let _ = write!(out, "{ms}");
             }
             Format::OpenMetrics => seconds(out, ms),
@@ -167,6 +167,11 @@ pub fn float(out: &mut Vec<u8>, v: f64) {
 /// `formatDigits`; the 21 of `fmt`'s `%v` does not apply to expfmt).
 fn go_exponent_form(exp: i32) -> bool {
     !(-4..6).contains(&exp)
+}
+
+/// Escapes `\`, `"` and newline in a label value.
+pub(crate) fn escape_label_value(out: &mut Vec<u8>, s: &str) {
+    escape(out, s, true);
 }
 
 /// Escapes `\` and newline (and `"` when `quote`): label values always,

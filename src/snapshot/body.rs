@@ -36,8 +36,9 @@ impl Snapshot {
     /// The body for a format and encoding.
     pub fn body(&self, format: Format, gzip: bool) -> Bytes {
         match (format, gzip) {
-            (Format::Text, false) => self.text.clone(),
-            (Format::Text, true) => self.text_gzip.get_or_init(|| compress(&self.text)).clone(),
+            // Protobuf output is item 3's (native histograms served).
+            (Format::Text | Format::Protobuf, false) => self.text.clone(),
+            (Format::Text | Format::Protobuf, true) => self.text_gzip.get_or_init(|| compress(&self.text)).clone(),
             (Format::OpenMetrics, false) => self.openmetrics().clone(),
             (Format::OpenMetrics, true) => self
                 .openmetrics_gzip
