@@ -38,7 +38,9 @@ impl Snapshot {
         match (format, gzip) {
             // Protobuf output is item 3's (native histograms served).
             (Format::Text | Format::Protobuf, false) => self.text.clone(),
-            (Format::Text | Format::Protobuf, true) => self.text_gzip.get_or_init(|| compress(&self.text)).clone(),
+            (Format::Text | Format::Protobuf, true) => {
+                self.text_gzip.get_or_init(|| compress(&self.text)).clone()
+            }
             (Format::OpenMetrics, false) => self.openmetrics().clone(),
             (Format::OpenMetrics, true) => self
                 .openmetrics_gzip

@@ -153,10 +153,7 @@ pub fn next_numbered_frame(
         return Err(ProtoError::at(
             at,
             "",
-            format!(
-                "the body ends inside a length prefix ({} bytes)",
-                buf.len()
-            ),
+            format!("the body ends inside a length prefix ({} bytes)", buf.len()),
         ));
     };
     let total = usize::try_from(len)
@@ -169,9 +166,7 @@ pub fn next_numbered_frame(
             return Err(ProtoError::at(
                 at,
                 "",
-                format!(
-                    "message length {len} goes past the body size limit of {limit} bytes"
-                ),
+                format!("message length {len} goes past the body size limit of {limit} bytes"),
             ))
         }
     }
@@ -274,12 +269,11 @@ impl<'a> ProtoSample<'a> {
             quoted(out, self.name);
         }
         let mut first = true;
-        let extra = self.extra.map(|(n, v)| (n, v));
         let pairs = self
             .labels
             .iter()
             .map(|l| (l.name.as_str(), l.value.as_str()))
-            .chain(extra);
+            .chain(self.extra);
         for (name, value) in pairs {
             out.push(if first { b'{' } else { b',' });
             first = false;
