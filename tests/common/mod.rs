@@ -7,6 +7,7 @@ pub mod certs;
 pub mod json;
 pub mod peers;
 pub mod procfs;
+pub mod protoenc;
 pub mod pyclient;
 pub mod rw;
 
