@@ -406,10 +406,13 @@ enum Kind {
     Histogram(f64, Vec<(usize, u64)>, bool),
 }
 
+/// One metric: its labels, value and timestamp.
+type Metric = (Vec<(String, String)>, Kind, Option<i64>);
+
 #[derive(Debug, Clone)]
 struct Fam {
     kind: u8,
-    metrics: Vec<(Vec<(String, String)>, Kind, Option<i64>)>,
+    metrics: Vec<Metric>,
 }
 
 fn text_value(v: f64) -> String {
