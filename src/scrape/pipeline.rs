@@ -909,6 +909,185 @@ mod tests {
         }
     }
 
+    /// A protobuf body: a counter with a created timestamp and an
+    /// exemplar, and a summary.
+    fn protobuf_body() -> Vec<u8> {
+        use crate::exposition::proto::pb;
+        use prost::Message;
+        let counter = pb::MetricFamily {
+            name: "c_total".into(),
+            help: "Calls.".into(),
+            r#type: pb::MetricType::Counter as i32,
+            metric: vec![pb::Metric {
+                label: vec![pb::LabelPair {
+                    name: "path".into(),
+                    value: "/a".into(),
+                }],
+                counter: Some(pb::Counter {
+                    value: 5.0,
+                    exemplar: Some(pb::Exemplar {
+                        label: vec![pb::LabelPair {
+                            name: "trace_id".into(),
+                            value: "t".into(),
+                        }],
+                        value: 1.5,
+                        timestamp: None,
+                    }),
+                    created_timestamp: Some(pb::Timestamp {
+                        seconds: 1_700_000_000,
+                        nanos: 250_000_000,
+                    }),
+                }),
+                ..Default::default()
+            }],
+            unit: String::new(),
+        };
+        let summary = pb::MetricFamily {
+            name: "s".into(),
+            help: String::new(),
+            r#type: pb::MetricType::Summary as i32,
+            metric: vec![pb::Metric {
+                summary: Some(pb::Summary {
+                    sample_count: 2,
+                    sample_sum: 3.0,
+                    quantile: vec![pb::Quantile {
+                        quantile: 0.5,
+                        value: 1.0,
+                    }],
+                    created_timestamp: None,
+                }),
+                ..Default::default()
+            }],
+            unit: String::new(),
+        };
+        let mut body = counter.encode_length_delimited_to_vec();
+        body.extend(summary.encode_length_delimited_to_vec());
+        body
+    }
+
+    /// Records what reaches an appender from a protobuf body.
+    #[derive(Default)]
+    struct Seen(Vec<String>);
+
+    impl Appender for Seen {
+        fn append(&mut self, s: &Appended<'_>) {
+            self.0.push(format!(
+                "{} {:?} st={:?} ex={:?} family={}:{}",
+                s.series,
+                s.value.float(),
+                s.start_timestamp_ms,
+                s.exemplar.map(|e| (e.labels.to_owned(), e.value)),
+                s.family.name,
+                s.family.kind,
+            ));
+        }
+    }
+
+    #[test]
+    fn protobuf_samples_reach_the_appender_with_created_timestamps_and_exemplars() {
+        let target = target();
+        let rules = Rules::default();
+        let settings = Settings::new(&target, &rules);
+        let body = protobuf_body();
+        let mut cache = SeriesCache::default();
+        let mut seen = Seen::default();
+        let mut counts = Counts::default();
+        process_into(
+            &body,
+            Format::Protobuf,
+            &settings,
+            &mut cache,
+            &mut counts,
+            &mut seen,
+        )
+        .unwrap();
+        assert_eq!(
+            seen.0,
+            [
+                r#"c_total{instance="localhost:8001",job="app",path="/a"} Some(5.0) st=Some(1700000000250) ex=Some(("{trace_id=\"t\"}", 1.5)) family=c_total:counter"#,
+                r#"s_count{instance="localhost:8001",job="app"} Some(2.0) st=None ex=None family=s:summary"#,
+                r#"s_sum{instance="localhost:8001",job="app"} Some(3.0) st=None ex=None family=s:summary"#,
+                r#"s{instance="localhost:8001",job="app",quantile="0.5"} Some(1.0) st=None ex=None family=s:summary"#,
+            ]
+        );
+        assert_eq!((counts.samples_scraped, counts.series_added), (4, 4));
+        // The second scrape finds every series in the cache.
+        let mut counts = Counts::default();
+        process_into(
+            &body,
+            Format::Protobuf,
+            &settings,
+            &mut cache,
+            &mut counts,
+            &mut (),
+        )
+        .unwrap();
+        assert_eq!((counts.samples_kept, counts.series_added), (4, 0));
+    }
+
+    /// A protobuf body fed a byte at a time gives what it gives whole; a
+    /// body cut inside a message fails at the end, saying where.
+    #[test]
+    fn protobuf_bodies_are_parsed_as_they_arrive() {
+        let target = target();
+        let rules = Rules::default();
+        let settings = Settings::new(&target, &rules);
+        let body = protobuf_body();
+        let whole = {
+            let mut out = Rendered::default();
+            process(
+                &body,
+                Format::Protobuf,
+                &settings,
+                &mut SeriesCache::default(),
+                &mut out,
+            )
+            .unwrap();
+            let mut text = Vec::new();
+            out.write(&mut text, Format::Text);
+            text
+        };
+        assert!(!whole.is_empty());
+        let fed = |body: &[u8]| {
+            let mut out = Rendered::default();
+            let mut cache = SeriesCache::default();
+            let mut counts = Counts::default();
+            let mut carry = Carry::gathering(1);
+            let result = {
+                let mut stream = Stream::new(
+                    Format::Protobuf,
+                    &settings,
+                    &mut cache,
+                    &mut counts,
+                    &mut out,
+                );
+                body.chunks(1)
+                    .try_for_each(|c| stream.feed(&mut carry, c))
+                    .and_then(|()| stream.finish(&mut carry))
+            };
+            out.set_counts(counts);
+            let mut text = Vec::new();
+            out.write(&mut text, Format::Text);
+            (result, text)
+        };
+        let (result, text) = fed(&body);
+        assert_eq!(result, Ok(()));
+        assert_eq!(
+            String::from_utf8_lossy(&text),
+            String::from_utf8_lossy(&whole)
+        );
+        let (result, _) = fed(&body[..body.len() - 1]);
+        let first = usize::from(body[0]) + 1;
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            format!(
+                "invalid protobuf exposition: message 2 at byte {first}: truncated message: length prefix says {} bytes, the body ends after {}",
+                body.len() - first - 1,
+                body.len() - first - 2
+            )
+        );
+    }
+
     fn target() -> Labels<'static> {
         [("instance", "localhost:8001"), ("job", "app")]
             .into_iter()
