@@ -190,6 +190,9 @@ fn a_protobuf_scrape_gives_the_series_prometheus_stores() {
         .filter(|((name, _), _)| name.starts_with("pt_"))
         .collect();
 
+    wait_for("Prometheus to be ready", || {
+        get(&prometheus.addr, "/-/ready", &[]).filter(|r| r.status == 200)
+    });
     // Prometheus's float series (its native histograms have no values).
     let stored = wait_for("Prometheus to store the classic series", || {
         let stored = prometheus_range(

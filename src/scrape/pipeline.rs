@@ -407,11 +407,11 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
     /// Runs the samples of one protobuf family.
     fn proto_family(
         &mut self,
-        family: &proto::pb::MetricFamily,
+        family: &proto::wire::MetricFamily<'_>,
         frame: proto::Frame,
     ) -> Result<(), PipelineError> {
         let meta = Family {
-            name: &family.name,
+            name: family.name,
             help: proto::help(family),
             kind: proto::metric_type(family).unwrap_or_default(),
             unit: proto::unit(family),

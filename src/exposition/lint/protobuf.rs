@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 
 use crate::exposition::parse::ParseError;
-use crate::exposition::proto::{self, Options, ProtoError, Scratch};
+use crate::exposition::proto::{self, wire, Options, ProtoError, Scratch};
 
 /// Schemas Prometheus 3 keeps: -4..=8 as they are, 9..=52 reduced to 8.
 const SCHEMAS: std::ops::RangeInclusive<i32> = -4..=52;
@@ -52,14 +52,20 @@ pub(super) fn check(input: &[u8]) -> Vec<ParseError> {
                 message,
             })
         };
-        if !family.name.is_empty() && !names.insert(family.name.clone()) {
+        if !family.name.is_empty() && !names.insert(family.name) {
             problems.push(at("metric family given twice".into()));
         }
-        for m in family.metric.iter().filter_map(|m| m.histogram.as_ref()) {
-            if proto::is_native(m) && !SCHEMAS.contains(&m.schema) {
+        let mut metric = wire::Metric::default();
+        for bytes in &family.metric {
+            // A metric that does not decode is reported below.
+            if metric.decode_into(bytes).is_err() {
+                continue;
+            }
+            let h = &metric.histogram;
+            if proto::is_native(h) && !SCHEMAS.contains(&h.schema) {
                 problems.push(at(format!(
                     "native histogram schema {} is not one Prometheus stores (-4 to 8; 9 to 52 are reduced to 8)",
-                    m.schema
+                    h.schema
                 )));
             }
         }

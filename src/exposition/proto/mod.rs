@@ -44,12 +44,13 @@
 
 use std::borrow::Cow;
 
-use prost::Message;
-
 use super::model::{is_label_name, is_metric_name, Labels, MetricType};
 use crate::storage::{BucketSpan, Histogram, HistogramCounts};
 
-/// The client_model messages, generated from `proto/metrics.proto`.
+pub mod wire;
+
+/// The client_model messages, generated from `proto/metrics.proto`: what
+/// tests and benchmarks encode bodies with (scrapes decode with [`wire`]).
 #[allow(missing_docs, clippy::all)]
 pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/io.prometheus.client.rs"));
@@ -192,15 +193,16 @@ pub fn next_numbered_frame(
     }))
 }
 
-/// Decodes the family of `frame` in `buf`.
-pub fn decode(buf: &[u8], frame: Frame) -> Result<pb::MetricFamily, ProtoError> {
+/// Decodes the family of `frame` in `buf` (its metrics are decoded by
+/// [`for_each_sample`], one at a time).
+pub fn decode(buf: &[u8], frame: Frame) -> Result<wire::MetricFamily<'_>, ProtoError> {
     let bytes = buf.get(frame.start..frame.end).unwrap_or_default();
-    pb::MetricFamily::decode(bytes).map_err(|e| ProtoError::at(frame, "", e.to_string()))
+    wire::MetricFamily::decode(bytes).map_err(|e| ProtoError::at(frame, "", e))
 }
 
 /// The relay type of a family, or None for a type number Prometheus does
 /// not know (it fails the scrape).
-pub fn metric_type(family: &pb::MetricFamily) -> Option<MetricType> {
+pub fn metric_type(family: &wire::MetricFamily<'_>) -> Option<MetricType> {
     Some(match pb::MetricType::try_from(family.r#type).ok()? {
         pb::MetricType::Counter => MetricType::Counter,
         pb::MetricType::Gauge => MetricType::Gauge,
@@ -233,7 +235,7 @@ pub struct ProtoSample<'a> {
     /// The series' name: the family's, or it with `_count`, `_sum`, `_bucket`.
     pub name: &'a str,
     /// The metric's own labels, in the target's order.
-    pub labels: &'a [pb::LabelPair],
+    pub labels: &'a [wire::LabelPair<'a>],
     /// `le` or `quantile` and its value, for buckets and quantiles.
     pub extra: Option<(&'static str, &'a str)>,
     pub value: SampleValue<'a>,
@@ -249,7 +251,7 @@ impl<'a> ProtoSample<'a> {
     pub fn labels_into(&self, out: &mut Labels<'a>) {
         out.push(super::METRIC_NAME, self.name);
         for l in self.labels {
-            out.push(l.name.as_str(), l.value.as_str());
+            out.push(l.name, l.value);
         }
         if let Some((name, value)) = self.extra {
             out.push(name, value);
@@ -272,7 +274,7 @@ impl<'a> ProtoSample<'a> {
         let pairs = self
             .labels
             .iter()
-            .map(|l| (l.name.as_str(), l.value.as_str()))
+            .map(|l| (l.name, l.value))
             .chain(self.extra);
         for (name, value) in pairs {
             out.push(if first { b'{' } else { b',' });
@@ -311,7 +313,7 @@ pub struct Scratch {
 /// empty label name, native histogram spans that do not match its buckets.
 /// Families without metrics are skipped, as Prometheus skips them.
 pub fn for_each_sample<'f, E: From<ProtoError>>(
-    family: &'f pb::MetricFamily,
+    family: &wire::MetricFamily<'f>,
     frame: Frame,
     options: Options,
     scratch: &mut Scratch,
@@ -320,7 +322,7 @@ pub fn for_each_sample<'f, E: From<ProtoError>>(
     if family.metric.is_empty() {
         return Ok(());
     }
-    let name = family.name.as_str();
+    let name = family.name;
     let fail = |message: String| ProtoError::at(frame, name, message);
     if name.is_empty() {
         return Err(fail("empty metric name".into()).into());
@@ -328,7 +330,10 @@ pub fn for_each_sample<'f, E: From<ProtoError>>(
     let Some(kind) = metric_type(family) else {
         return Err(fail(format!("unknown metric type {}", family.r#type)).into());
     };
-    for metric in &family.metric {
+    let mut metric = wire::Metric::default();
+    for bytes in &family.metric {
+        metric.decode_into(bytes).map_err(&fail)?;
+        let metric = &metric;
         check_labels(metric, kind).map_err(&fail)?;
         let timestamp_ms = (metric.timestamp_ms != 0).then_some(metric.timestamp_ms);
         let base = ProtoSample {
@@ -342,15 +347,13 @@ pub fn for_each_sample<'f, E: From<ProtoError>>(
         };
         match kind {
             MetricType::Counter => {
-                let default = pb::Counter::default();
-                let counter = metric.counter.as_ref().unwrap_or(&default);
-                let exemplar = counter
-                    .exemplar
+                let exemplar = metric
+                    .counter_exemplar
                     .as_ref()
                     .map(|e| exemplar(&mut scratch.exemplar, e));
                 visit(&ProtoSample {
-                    value: SampleValue::Float(counter.value),
-                    start_timestamp_ms: counter.created_timestamp.as_ref().map(millis),
+                    value: SampleValue::Float(metric.counter),
+                    start_timestamp_ms: metric.counter_created,
                     exemplar: exemplar.map(|(value, ts)| ProtoExemplar {
                         labels: exemplar_text(&scratch.exemplar),
                         value,
@@ -360,23 +363,19 @@ pub fn for_each_sample<'f, E: From<ProtoError>>(
                 })?;
             }
             MetricType::Gauge => {
-                let value = metric.gauge.as_ref().map_or(0.0, |g| g.value);
+                let value = metric.gauge;
                 visit(&ProtoSample {
                     value: SampleValue::Float(value),
                     ..base
                 })?;
             }
             MetricType::Summary => {
-                let summary = metric.summary.as_ref();
-                let start = summary
-                    .and_then(|s| s.created_timestamp.as_ref())
-                    .map(millis);
                 let base = ProtoSample {
-                    start_timestamp_ms: start,
+                    start_timestamp_ms: metric.summary_created,
                     ..base
                 };
-                let count = summary.map_or(0, |s| s.sample_count) as f64;
-                let sum = summary.map_or(0.0, |s| s.sample_sum);
+                let count = metric.summary_count as f64;
+                let sum = metric.summary_sum;
                 suffixed(&mut scratch.name, name, "_count");
                 visit(&ProtoSample {
                     name: &scratch.name,
@@ -389,7 +388,7 @@ pub fn for_each_sample<'f, E: From<ProtoError>>(
                     value: SampleValue::Float(sum),
                     ..base
                 })?;
-                for q in summary.map_or(&[][..], |s| &s.quantile) {
+                for q in &metric.quantile {
                     format_float(&mut scratch.extra, q.quantile);
                     visit(&ProtoSample {
                         extra: Some(("quantile", ascii(&scratch.extra))),
@@ -399,17 +398,16 @@ pub fn for_each_sample<'f, E: From<ProtoError>>(
                 }
             }
             MetricType::Histogram | MetricType::GaugeHistogram => {
-                let default = pb::Histogram::default();
-                let h = metric.histogram.as_ref().unwrap_or(&default);
+                let h = &metric.histogram;
                 let base = ProtoSample {
-                    start_timestamp_ms: h.created_timestamp.as_ref().map(millis),
+                    start_timestamp_ms: h.created_timestamp,
                     ..base
                 };
                 let native = options.native && is_native(h);
                 if native {
                     let histogram = scratch.histogram.get_or_insert_with(empty_histogram);
                     native_into(h, histogram).map_err(&fail)?;
-                    let exemplar = native_exemplar(h).map(|e| exemplar(&mut scratch.exemplar, e));
+                    let exemplar = native_exemplar(h).map(|e| exemplar(&mut scratch.exemplar, &e));
                     let histogram = &*histogram;
                     visit(&ProtoSample {
                         value: SampleValue::Histogram(histogram),
@@ -426,7 +424,7 @@ pub fn for_each_sample<'f, E: From<ProtoError>>(
                 }
             }
             MetricType::Unknown | MetricType::Info | MetricType::StateSet => {
-                let value = metric.untyped.as_ref().map_or(0.0, |u| u.value);
+                let value = metric.untyped;
                 visit(&ProtoSample {
                     value: SampleValue::Float(value),
                     ..base
@@ -440,7 +438,7 @@ pub fn for_each_sample<'f, E: From<ProtoError>>(
 /// The classic series of a histogram: `_count`, `_sum`, the buckets and a
 /// `+Inf` bucket if the target left it out.
 fn classic<'f, E>(
-    h: &'f pb::Histogram,
+    h: &'f wire::Histogram<'f>,
     name: &'f str,
     base: ProtoSample<'f>,
     scratch: &mut Scratch,
@@ -506,7 +504,7 @@ fn classic<'f, E>(
 
 /// Labels Prometheus would refuse: an empty name, `__name__`, a name given
 /// twice, and the label the series' suffix adds (`le`, `quantile`).
-fn check_labels(metric: &pb::Metric, kind: MetricType) -> Result<(), String> {
+fn check_labels(metric: &wire::Metric<'_>, kind: MetricType) -> Result<(), String> {
     let reserved = match kind {
         MetricType::Histogram | MetricType::GaugeHistogram => "le",
         MetricType::Summary => "quantile",
@@ -528,7 +526,7 @@ fn check_labels(metric: &pb::Metric, kind: MetricType) -> Result<(), String> {
 
 /// Prometheus's `isNativeHistogram`: spans, a zero threshold or a zero
 /// count (an empty native histogram carries a no-op span).
-pub fn is_native(h: &pb::Histogram) -> bool {
+pub fn is_native(h: &wire::Histogram<'_>) -> bool {
     !h.positive_span.is_empty()
         || !h.negative_span.is_empty()
         || h.zero_threshold > 0.0
@@ -555,7 +553,7 @@ fn empty_histogram() -> Histogram {
 /// Decodes a native histogram into `out`, reusing its vectors: float counts
 /// when the sample or zero count is given as a float (as Prometheus), else
 /// integer deltas. The spans must account for every bucket.
-fn native_into(h: &pb::Histogram, out: &mut Histogram) -> Result<(), String> {
+fn native_into(h: &wire::Histogram<'_>, out: &mut Histogram) -> Result<(), String> {
     let float = h.sample_count_float > 0.0 || h.zero_count_float > 0.0;
     let (positive, negative) = if float {
         (h.positive_count.len(), h.negative_count.len())
@@ -567,7 +565,7 @@ fn native_into(h: &pb::Histogram, out: &mut Histogram) -> Result<(), String> {
     out.schema = h.schema;
     out.zero_threshold = h.zero_threshold;
     out.sum = h.sample_sum;
-    let spans = |to: &mut Vec<BucketSpan>, from: &[pb::BucketSpan]| {
+    let spans = |to: &mut Vec<BucketSpan>, from: &[wire::BucketSpan]| {
         to.clear();
         to.extend(from.iter().map(|s| BucketSpan {
             offset: s.offset,
@@ -631,7 +629,7 @@ fn copy<T: Copy>(to: &mut Vec<T>, from: &[T]) {
 }
 
 /// Prometheus's `checkProtoSpanBucketConsistency`.
-fn spans_match(side: &str, spans: &[pb::BucketSpan], buckets: usize) -> Result<(), String> {
+fn spans_match(side: &str, spans: &[wire::BucketSpan], buckets: usize) -> Result<(), String> {
     let total: u64 = spans.iter().map(|s| u64::from(s.length)).sum();
     if total != buckets as u64 {
         return Err(format!(
@@ -644,44 +642,38 @@ fn spans_match(side: &str, spans: &[pb::BucketSpan], buckets: usize) -> Result<(
 /// The exemplar a native histogram sample carries: the first of its own
 /// exemplars with a timestamp, else the first bucket exemplar with one
 /// (Prometheus drops native histogram exemplars without a timestamp).
-fn native_exemplar(h: &pb::Histogram) -> Option<&pb::Exemplar> {
+fn native_exemplar<'a>(h: &wire::Histogram<'a>) -> Option<wire::Exemplar<'a>> {
     h.exemplars
         .iter()
-        .find(|e| e.timestamp.is_some())
+        .copied()
+        .find(|e| e.timestamp_ms.is_some())
         .or_else(|| {
             h.bucket
                 .iter()
-                .filter_map(|b| b.exemplar.as_ref())
-                .find(|e| e.timestamp.is_some())
+                .filter_map(|b| b.exemplar)
+                .find(|e| e.timestamp_ms.is_some())
         })
 }
 
 /// Renders an exemplar's labels into `out` as `{a="b",...}`; returns its
 /// value and timestamp.
-fn exemplar(out: &mut Vec<u8>, e: &pb::Exemplar) -> (f64, Option<i64>) {
+fn exemplar(out: &mut Vec<u8>, e: &wire::Exemplar<'_>) -> (f64, Option<i64>) {
     out.clear();
     out.push(b'{');
-    for (i, l) in e.label.iter().enumerate() {
+    for (i, l) in e.labels().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.extend_from_slice(l.name.as_bytes());
         out.push(b'=');
-        quoted(out, &l.value);
+        quoted(out, l.value);
     }
     out.push(b'}');
-    (e.value, e.timestamp.as_ref().map(millis))
+    (e.value, e.timestamp_ms)
 }
 
 fn exemplar_text(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).unwrap_or("{}")
-}
-
-/// A protobuf timestamp in milliseconds, as Prometheus converts it.
-fn millis(t: &pb::Timestamp) -> i64 {
-    t.seconds
-        .saturating_mul(1000)
-        .saturating_add(i64::from(t.nanos / 1_000_000))
 }
 
 fn suffixed(out: &mut String, name: &str, suffix: &str) {
@@ -711,13 +703,13 @@ fn ascii(bytes: &[u8]) -> &str {
 }
 
 /// A family's HELP as Prometheus keeps it: none when empty.
-pub fn help(family: &pb::MetricFamily) -> Option<Cow<'_, str>> {
-    (!family.help.is_empty()).then_some(Cow::Borrowed(family.help.as_str()))
+pub fn help<'a>(family: &wire::MetricFamily<'a>) -> Option<Cow<'a, str>> {
+    (!family.help.is_empty()).then_some(Cow::Borrowed(family.help))
 }
 
 /// A family's UNIT: none when empty.
-pub fn unit(family: &pb::MetricFamily) -> Option<&str> {
-    (!family.unit.is_empty()).then_some(family.unit.as_str())
+pub fn unit<'a>(family: &wire::MetricFamily<'a>) -> Option<&'a str> {
+    (!family.unit.is_empty()).then_some(family.unit)
 }
 
 #[cfg(test)]

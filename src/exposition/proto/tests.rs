@@ -1,3 +1,5 @@
+use prost::Message;
+
 use super::*;
 
 fn label(name: &str, value: &str) -> pb::LabelPair {
@@ -526,14 +528,17 @@ fn what_prometheus_refuses_is_refused_with_where() {
 #[test]
 fn keys_differ_for_different_label_sets_and_match_the_text_form() {
     let key = |labels: Vec<pb::LabelPair>| {
-        let metric = pb::Metric {
-            label: labels,
-            ..Default::default()
-        };
+        let labels: Vec<wire::LabelPair<'_>> = labels
+            .iter()
+            .map(|l| wire::LabelPair {
+                name: &l.name,
+                value: &l.value,
+            })
+            .collect();
         let mut out = Vec::new();
         ProtoSample {
             name: "a",
-            labels: &metric.label,
+            labels: &labels,
             extra: None,
             value: SampleValue::Float(0.0),
             timestamp_ms: None,
