@@ -5,7 +5,8 @@
 //! A body is a run of frames, each a varint length and that many bytes of
 //! one family; [`next_frame`] finds them as the body arrives, refusing a
 //! length past the body size limit before any of it is buffered. Each
-//! family is decoded with prost and turned into the series Prometheus's
+//! family is decoded by [`wire`], which borrows from the body (no
+//! allocation per sample), and turned into the series Prometheus's
 //! `textparse.ProtobufParser` makes of it ([`for_each_sample`]): counters,
 //! gauges and untyped by their own name (no `_total` added); summaries as
 //! `_count`, `_sum` and one series per `quantile`; classic histograms as

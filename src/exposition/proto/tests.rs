@@ -558,3 +558,107 @@ fn keys_differ_for_different_label_sets_and_match_the_text_form() {
         key(vec![label("b=\"1\",c", "2")])
     );
 }
+
+/// Hand-made wire bytes: a key, then the value.
+fn field(out: &mut Vec<u8>, number: u64, wire_type: u64, value: &[u8]) {
+    crate::varint::put(out, number << 3 | wire_type);
+    if wire_type == 2 {
+        crate::varint::put(out, value.len() as u64);
+    }
+    out.extend_from_slice(value);
+}
+
+fn varint_bytes(v: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    crate::varint::put(&mut out, v);
+    out
+}
+
+#[test]
+fn the_wire_decoder_takes_unpacked_fields_and_skips_unknown_ones() {
+    // Histogram: count 3, a span {offset 0 (zigzag 0), length 2}, deltas
+    // 1 and 1 unpacked (zigzag 2 each), an unknown varint field 99 and an
+    // unknown length-delimited field 98.
+    let mut span = Vec::new();
+    field(&mut span, 1, 0, &varint_bytes(0));
+    field(&mut span, 2, 0, &varint_bytes(2));
+    let mut h = Vec::new();
+    field(&mut h, 1, 0, &varint_bytes(3));
+    field(&mut h, 12, 2, &span);
+    field(&mut h, 13, 0, &varint_bytes(2));
+    field(&mut h, 13, 0, &varint_bytes(2));
+    field(&mut h, 99, 0, &varint_bytes(7));
+    field(&mut h, 98, 2, b"ignored");
+    let mut metric = Vec::new();
+    field(&mut metric, 7, 2, &h);
+    field(&mut metric, 97, 1, &1.5f64.to_le_bytes());
+    let mut fam = Vec::new();
+    field(&mut fam, 1, 2, b"h");
+    field(&mut fam, 3, 0, &varint_bytes(4));
+    field(&mut fam, 4, 2, &metric);
+    let mut body = varint_bytes(fam.len() as u64);
+    body.extend_from_slice(&fam);
+    let (natives, floats) = histograms(
+        &body,
+        Options {
+            native: true,
+            classic: false,
+        },
+    )
+    .unwrap();
+    assert!(floats.is_empty());
+    assert_eq!(
+        natives[0].counts,
+        HistogramCounts::Integer {
+            count: 3,
+            zero_count: 0,
+            positive_deltas: vec![1, 1],
+            negative_deltas: vec![],
+        }
+    );
+    assert_eq!(
+        natives[0].positive_spans,
+        [BucketSpan {
+            offset: 0,
+            length: 2
+        }]
+    );
+}
+
+#[test]
+fn the_wire_decoder_refuses_bad_utf8_and_wrong_wire_types() {
+    let frame_of = |fam: &[u8]| {
+        let mut body = varint_bytes(fam.len() as u64);
+        body.extend_from_slice(fam);
+        body
+    };
+    let mut pair = Vec::new();
+    field(&mut pair, 1, 2, b"a\xff");
+    field(&mut pair, 2, 2, b"v");
+    let mut metric = Vec::new();
+    field(&mut metric, 1, 2, &pair);
+    let mut fam = Vec::new();
+    field(&mut fam, 1, 2, b"g");
+    field(&mut fam, 3, 0, &varint_bytes(1));
+    field(&mut fam, 4, 2, &metric);
+    let e = lines(&frame_of(&fam), Options::default()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        r#"message 1 at byte 0 (metric family "g"): LabelPair: field 1 is not valid UTF-8"#
+    );
+    // The name as a varint instead of a string.
+    let mut fam = Vec::new();
+    field(&mut fam, 1, 0, &varint_bytes(5));
+    let e = lines(&frame_of(&fam), Options::default()).unwrap_err();
+    assert_eq!(e.message, "MetricFamily: field 1 has the wrong wire type");
+    // A string field longer than its message.
+    let mut fam = Vec::new();
+    crate::varint::put(&mut fam, 1 << 3 | 2);
+    crate::varint::put(&mut fam, 50);
+    fam.extend_from_slice(b"short");
+    let e = lines(&frame_of(&fam), Options::default()).unwrap_err();
+    assert_eq!(
+        e.message,
+        "MetricFamily: a field runs past the message's end"
+    );
+}
