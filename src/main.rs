@@ -97,6 +97,11 @@ enum Command {
         after_help = "Examples:\n  relay gen | kubectl apply -f -\n  relay gen --kind deployment --replicas 2 --remote-write-url http://prometheus:9090/api/v1/write"
     )]
     Gen(Box<relay::gen::Args>),
+    /// Add relay as a native sidecar to the workloads of existing manifests (stdin or FILEs; stdout).
+    #[command(
+        after_help = "Examples:\n  relay inject deploy.yaml | kubectl apply -f -\n  kubectl get deploy web -o yaml | relay inject --remote-write-url http://prometheus:9090/api/v1/write | kubectl apply -f -\n  relay inject --remove injected.yaml"
+    )]
+    Inject(Box<relay::gen::inject::Args>),
     /// A synthetic app on 127.0.0.1:8001 plus relay scraping it, serving :9090.
     #[command(after_help = "Then try:\n  curl -s localhost:9090/metrics")]
     Demo {
@@ -292,6 +297,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Gen(args) => {
             relay::gen::run_cli(&args, &mut io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inject(args) => {
+            relay::gen::inject::run_cli(&args, &mut io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo {

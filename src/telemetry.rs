@@ -440,6 +440,7 @@ mod tests {
             "prometheus_remote_storage_highest_timestamp_in_seconds",
             "prometheus_remote_storage_samples_total",
             "relay_wal_size_bytes",
+            "relay_wal_max_size_bytes",
         ];
         let text = telemetry.openmetrics();
         for name in families {

@@ -33,6 +33,7 @@ fn defaults_match_prometheus() {
     assert!(job.honor_timestamps);
     assert_eq!(job.body_size_limit, ByteSize(0));
     assert_eq!(job.sample_limit, 0);
+    assert_eq!(job.series_limit, 0);
     assert_eq!(c.relay.listen_address, "0.0.0.0:9090");
     assert_eq!(c.relay.shutdown_timeout.as_std(), Duration::from_secs(25));
     assert!(loaded.warnings.is_empty());
@@ -94,6 +95,10 @@ fn invalid_configs_name_the_field() {
             "scrape_configs[1].scrape_intervall: unknown field \"scrape_intervall\", did you mean \"scrape_interval\"?",
         ),
         ("scrape_config:\n  - job_name: a\n", "scrape_config: unknown field \"scrape_config\", did you mean \"scrape_configs\"?"),
+        (
+            "scrape_configs:\n  - job_name: a\n    series_limit: -1\n",
+            "scrape_configs[0].series_limit: invalid value signed int `-1`, expected usize",
+        ),
         ("global:\n  scrape_interval: 1.5s\n", "global.scrape_interval: \"1.5s\" is not a valid duration"),
         ("global:\n  scrape_interval: 30\n", "global.scrape_interval: \"30\" is not a valid duration"),
         (

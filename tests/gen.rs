@@ -2,9 +2,12 @@
 //! match what `relay run` does with the config they embed, `k8s/` is what
 //! `relay gen` prints today, and bad flags exit 1 naming the flag.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use common::k8s::{kubernetes_validate, validate_strict};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -175,22 +178,6 @@ fn k8s_manifests_are_current() {
     );
 }
 
-fn kubernetes_validate() -> PathBuf {
-    let python = std::env::var_os("RELAY_TEST_PYTHON").unwrap_or_else(|| {
-        panic!("RELAY_TEST_PYTHON is unset: scripts/test sets it to a venv with kubernetes-validate (PyPI)")
-    });
-    let bin = Path::new(&python)
-        .parent()
-        .expect("python in a bin/ directory")
-        .join("kubernetes-validate");
-    assert!(
-        bin.is_file(),
-        "{} is missing: install kubernetes-validate (PyPI) in the venv (scripts/test does)",
-        bin.display()
-    );
-    bin
-}
-
 #[test]
 #[ignore = "needs kubernetes-validate (PyPI); scripts/test runs it"]
 fn every_variant_passes_kubernetes_validate() {
@@ -204,18 +191,9 @@ fn every_variant_passes_kubernetes_validate() {
     for (i, args) in all.iter().enumerate() {
         let file = dir.path().join(format!("{i}.yaml"));
         std::fs::write(&file, gen_ok(args)).expect("write");
-        let out = Command::new(&bin)
-            .args(["--strict", "-k", "1.30.0"])
-            .arg(&file)
-            .output()
-            .expect("run kubernetes-validate");
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (passed_all, report) = validate_strict(&bin, &file);
         assert!(
-            out.status.success(),
+            passed_all,
             "relay gen {args:?}: kubernetes-validate failed:\n{report}"
         );
         // Every built-in kind passed; only the PodMonitor (a CRD) has no schema.

@@ -89,6 +89,7 @@ fn settings<'t>(job: &'t Job, target_labels: &'t Labels<'static>) -> Settings<'t
             label_limit: config.label_limit,
             label_name_length_limit: config.label_name_length_limit,
             label_value_length_limit: config.label_value_length_limit,
+            series_limit: config.series_limit,
             ..Limits::default()
         },
         ..Settings::new(target_labels, &job.metric_relabel)

@@ -123,6 +123,11 @@ pub struct ScrapeConfig {
     pub label_name_length_limit: usize,
     #[serde(default)]
     pub label_value_length_limit: usize,
+    /// vmagent's per-target cap on series: past it, samples of new series
+    /// are dropped and counted while known series keep flowing (instead of
+    /// `sample_limit` failing the whole scrape); 0 means no limit.
+    #[serde(default)]
+    pub series_limit: usize,
     #[serde(default)]
     pub static_configs: Vec<StaticConfig>,
     #[serde(default)]

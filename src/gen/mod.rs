@@ -7,7 +7,9 @@
 
 mod common;
 mod fluentbit;
+pub mod inject;
 mod monitor;
+pub mod monitoring;
 mod network;
 mod pod;
 mod relay_config;
@@ -56,7 +58,11 @@ pub const RUN_AS_USER: i64 = 65532;
 
 /// `relay gen` flags as typed: strings, so a bad value exits 1 naming the flag.
 #[derive(Debug, Clone, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
+    /// What else to print than the sidecar's manifests.
+    #[command(subcommand)]
+    pub what: Option<What>,
     /// Name of the Pod or Deployment, its label, and its ConfigMaps' prefix.
     #[arg(long, default_value = "agent")]
     pub name: String,
@@ -81,6 +87,51 @@ pub struct Args {
     /// How long the app may take to shut down (terminationGracePeriodSeconds adds relay's shutdown_timeout).
     #[arg(long, default_value = "30s")]
     pub app_shutdown_timeout: String,
+    /// relay's own settings, shared with `relay inject`.
+    #[command(flatten)]
+    pub sidecar: SidecarArgs,
+    /// Mount the Pod's service account token (automountServiceAccountToken: true); off by default, as neither relay nor gen's sidecars call the Kubernetes API (an app that does needs this flag).
+    #[arg(long)]
+    pub automount_service_account_token: bool,
+    /// Also emit a NetworkPolicy: the app's serving port open, relay's port only to the scraper (--scraper-namespace, --scraper-pod-selector), every other port closed to other Pods.
+    #[arg(long)]
+    pub network_policy: bool,
+    /// The namespace of the Prometheus that scrapes relay (with --network-policy).
+    #[arg(long)]
+    pub scraper_namespace: Option<String>,
+    /// Labels of the Prometheus Pods that scrape relay, `key=value[,key=value]` (with --network-policy; without --scraper-namespace, Pods of the Pod's own namespace).
+    #[arg(long)]
+    pub scraper_pod_selector: Option<String>,
+    /// The app container's securityContext: `restricted` (what the restricted Pod Security Standard requires: runAsNonRoot, allowPrivilegeEscalation false, capabilities drop ALL, seccomp RuntimeDefault; the image's own user and a writable root filesystem are kept) or `none` (gen sets nothing on the app, nor on the Pod).
+    #[arg(long, default_value = "restricted")]
+    pub app_security_context: String,
+    /// Run the app's container as this numeric uid (runAsUser; not 0), e.g. when its image names its user by name, which runAsNonRoot cannot check.
+    #[arg(long, allow_negative_numbers = true)]
+    pub app_run_as_user: Option<String>,
+    /// Run the app's container with this numeric primary gid (runAsGroup).
+    #[arg(long, allow_negative_numbers = true)]
+    pub app_run_as_group: Option<String>,
+    /// Mount the app container's root filesystem read-only (readOnlyRootFilesystem: true); the app then needs volumes for what it writes (e.g. /tmp, prometheus_client's PROMETHEUS_MULTIPROC_DIR).
+    #[arg(long)]
+    pub app_read_only_root: bool,
+    /// Add a logging sidecar: `fluent-bit`.
+    #[arg(long)]
+    pub log_sidecar: Option<String>,
+    /// Fluent Bit's image (with --log-sidecar fluent-bit).
+    #[arg(long, default_value = DEFAULT_FLUENT_BIT_IMAGE)]
+    pub fluent_bit_image: String,
+    /// Also emit a Prometheus Operator PodMonitor for relay's port.
+    #[arg(long)]
+    pub pod_monitor: bool,
+    /// Write one file per object into this directory instead of YAML on stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+/// The flags that shape relay's sidecar (its image, port, config, remote write,
+/// resources, web TLS): one definition for `relay gen` and `relay inject`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SidecarArgs {
     /// relay's image.
     #[arg(long, default_value = DEFAULT_RELAY_IMAGE)]
     pub relay_image: String,
@@ -99,45 +150,12 @@ pub struct Args {
     /// Take the remote_write entry's bearer token from this Secret (key `token`), mounted read-only into relay alone.
     #[arg(long)]
     pub remote_write_bearer_token_secret: Option<String>,
-    /// Mount the Pod's service account token (automountServiceAccountToken: true); off by default, as neither relay nor gen's sidecars call the Kubernetes API (an app that does needs this flag).
-    #[arg(long)]
-    pub automount_service_account_token: bool,
-    /// Also emit a NetworkPolicy: the app's serving port open, relay's port only to the scraper (--scraper-namespace, --scraper-pod-selector), every other port closed to other Pods.
-    #[arg(long)]
-    pub network_policy: bool,
-    /// The namespace of the Prometheus that scrapes relay (with --network-policy).
-    #[arg(long)]
-    pub scraper_namespace: Option<String>,
-    /// Labels of the Prometheus Pods that scrape relay, `key=value[,key=value]` (with --network-policy; without --scraper-namespace, Pods of the Pod's own namespace).
-    #[arg(long)]
-    pub scraper_pod_selector: Option<String>,
     /// Add prometheus.io/scrape, port and path annotations for a Prometheus that discovers Pods by annotation: `auto` (on without remote write, off with it, or that Prometheus would ingest everything twice), `true` or `false`.
     #[arg(long, default_value = "auto")]
     pub scrape_annotations: String,
-    /// The app container's securityContext: `restricted` (what the restricted Pod Security Standard requires: runAsNonRoot, allowPrivilegeEscalation false, capabilities drop ALL, seccomp RuntimeDefault; the image's own user and a writable root filesystem are kept) or `none` (gen sets nothing on the app, nor on the Pod).
-    #[arg(long, default_value = "restricted")]
-    pub app_security_context: String,
-    /// Run the app's container as this numeric uid (runAsUser; not 0), e.g. when its image names its user by name, which runAsNonRoot cannot check.
-    #[arg(long, allow_negative_numbers = true)]
-    pub app_run_as_user: Option<String>,
-    /// Run the app's container with this numeric primary gid (runAsGroup).
-    #[arg(long, allow_negative_numbers = true)]
-    pub app_run_as_group: Option<String>,
-    /// Mount the app container's root filesystem read-only (readOnlyRootFilesystem: true); the app then needs volumes for what it writes (e.g. /tmp, prometheus_client's PROMETHEUS_MULTIPROC_DIR).
-    #[arg(long)]
-    pub app_read_only_root: bool,
     /// Embed this relay config (validated first) instead of config/relay.yml.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
-    /// Add a logging sidecar: `fluent-bit`.
-    #[arg(long)]
-    pub log_sidecar: Option<String>,
-    /// Fluent Bit's image (with --log-sidecar fluent-bit).
-    #[arg(long, default_value = DEFAULT_FLUENT_BIT_IMAGE)]
-    pub fluent_bit_image: String,
-    /// Also emit a Prometheus Operator PodMonitor for relay's port.
-    #[arg(long)]
-    pub pod_monitor: bool,
     /// relay's CPU request.
     #[arg(long, default_value = "25m")]
     pub relay_cpu_request: String,
@@ -156,9 +174,16 @@ pub struct Args {
     /// Embed this web config (TLS, basic_auth_users) as /etc/relay/web.yml instead of the generated one.
     #[arg(long)]
     pub web_config: Option<PathBuf>,
-    /// Write one file per object into this directory instead of YAML on stdout.
-    #[arg(long, short)]
-    pub output: Option<PathBuf>,
+}
+
+/// `relay gen`'s subcommands (without one, it prints the sidecar's manifests).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum What {
+    /// Print relay's alerts (a PrometheusRule) and Grafana dashboard (a ConfigMap); --output writes rules.yml and dashboard.json too.
+    #[command(
+        after_help = "Examples:\n  relay gen monitoring | kubectl apply -f -\n  relay gen monitoring --output monitoring/ && promtool check rules monitoring/rules.yml"
+    )]
+    Monitoring(monitoring::MonitoringArgs),
 }
 
 /// Pod or Deployment.
@@ -232,6 +257,8 @@ pub struct Options {
     pub agent_port: u16,
     /// None: 8001, or the config's one localhost target.
     pub metrics_port: Option<u16>,
+    /// The app's metrics path for the default config's job (None: its `/metrics`).
+    pub metrics_path: Option<String>,
     pub app_shutdown_timeout: Duration,
     pub relay_image: String,
     /// None: the config's port, or 9090.
@@ -475,7 +502,7 @@ fn url(name: &'static str, value: &str) -> Result<String, GenError> {
 /// The remote_write entry's credentials from the Secret flags, which need
 /// --remote-write-url and exclude each other (as basic_auth and
 /// authorization do in Prometheus).
-fn remote_write_auth(args: &Args) -> Result<Option<RemoteWriteAuth>, GenError> {
+fn remote_write_auth(args: &SidecarArgs) -> Result<Option<RemoteWriteAuth>, GenError> {
     let basic = match &args.remote_write_basic_auth_secret {
         Some(s) => Some(web::secret_name("--remote-write-basic-auth-secret", s)?),
         None => None,
@@ -576,6 +603,21 @@ fn network_policy(args: &Args) -> Result<Option<Option<Scraper>>, GenError> {
 }
 
 impl Args {
+    /// gen's defaults with these sidecar flags: how `relay inject` gets
+    /// gen's checks and defaults without a second definition of either.
+    pub fn with_sidecar(sidecar: SidecarArgs) -> Result<Args, GenError> {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            args: Args,
+        }
+        let mut args = <Defaults as clap::Parser>::try_parse_from(["relay-gen"])
+            .map_err(|e| flag("relay gen", e.to_string()))?
+            .args;
+        args.sidecar = sidecar;
+        Ok(args)
+    }
+
     /// Checks every flag, naming the flag in the error, before anything is built.
     pub fn validate(&self) -> Result<Options, GenError> {
         let name = dns_label("--name", &self.name, 63)?;
@@ -613,7 +655,7 @@ impl Args {
             Some(p) => Some(port("--metrics-port", p)?),
             None => None,
         };
-        let listen_port = match &self.listen_port {
+        let listen_port = match &self.sidecar.listen_port {
             Some(p) => Some(port("--listen-port", p)?),
             None => None,
         };
@@ -637,7 +679,7 @@ impl Args {
                 ),
             ));
         }
-        let scrape_annotations = match self.scrape_annotations.as_str() {
+        let scrape_annotations = match self.sidecar.scrape_annotations.as_str() {
             "auto" => ScrapeAnnotations::Auto,
             "true" => ScrapeAnnotations::On,
             "false" => ScrapeAnnotations::Off,
@@ -658,31 +700,35 @@ impl Args {
             agent_image: image("--agent-image", &self.agent_image)?,
             agent_port,
             metrics_port,
+            metrics_path: None,
             app_shutdown_timeout,
-            relay_image: image("--relay-image", &self.relay_image)?,
+            relay_image: image("--relay-image", &self.sidecar.relay_image)?,
             listen_port,
-            remote_write_url: match &self.remote_write_url {
+            remote_write_url: match &self.sidecar.remote_write_url {
                 Some(u) => Some(url("--remote-write-url", u)?),
                 None => None,
             },
-            remote_write_auth: remote_write_auth(self)?,
+            remote_write_auth: remote_write_auth(&self.sidecar)?,
             automount_token: self.automount_service_account_token,
             network_policy: network_policy(self)?,
             scrape_annotations,
             app_security: app_security(self)?,
-            config: self.config.clone(),
+            config: self.sidecar.config.clone(),
             fluent_bit,
             fluent_bit_image: image("--fluent-bit-image", &self.fluent_bit_image)?,
             pod_monitor: self.pod_monitor,
-            relay_cpu_request: quantity("--relay-cpu-request", &self.relay_cpu_request)?,
-            relay_cpu_limit: quantity("--relay-cpu-limit", &self.relay_cpu_limit)?,
-            relay_memory_request: quantity("--relay-memory-request", &self.relay_memory_request)?,
-            relay_memory_limit: quantity("--relay-memory-limit", &self.relay_memory_limit)?,
-            web_tls_secret: match &self.web_tls_secret {
+            relay_cpu_request: quantity("--relay-cpu-request", &self.sidecar.relay_cpu_request)?,
+            relay_cpu_limit: quantity("--relay-cpu-limit", &self.sidecar.relay_cpu_limit)?,
+            relay_memory_request: quantity(
+                "--relay-memory-request",
+                &self.sidecar.relay_memory_request,
+            )?,
+            relay_memory_limit: quantity("--relay-memory-limit", &self.sidecar.relay_memory_limit)?,
+            web_tls_secret: match &self.sidecar.web_tls_secret {
                 Some(s) => Some(web::secret_name("--web-tls-secret", s)?),
                 None => None,
             },
-            web_config: self.web_config.clone(),
+            web_config: self.sidecar.web_config.clone(),
         };
         for (request, limit, name) in [
             (
@@ -808,6 +854,9 @@ pub fn render(objects: &[Object]) -> String {
 
 /// `relay gen`: validates the flags, then prints the objects or writes one file each.
 pub fn run_cli(args: &Args, stdout: &mut dyn Write) -> Result<(), GenError> {
+    if let Some(What::Monitoring(monitoring)) = &args.what {
+        return monitoring::run_cli(monitoring, stdout);
+    }
     let options = args.validate()?;
     let objects = generate(&options)?;
     match &args.output {

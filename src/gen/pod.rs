@@ -211,12 +211,13 @@ pub fn wal_size_limit(wal_max_size: u64) -> String {
     format!("{mib}Mi")
 }
 
-fn pod_template(
-    options: &Options,
+/// An md5 of everything relay's Pod reads from ConfigMaps, as the
+/// template's annotation: a change of the config rolls the Pods.
+pub(crate) fn config_checksum(
     relay: &RelayConfig,
     web: Option<&WebSetup>,
     fluent_bit_conf: Option<&str>,
-) -> PodTemplateSpec {
+) -> String {
     let mut checksum = relay.yaml.clone();
     if let Some(web) = web {
         checksum.push_str(&web.yaml);
@@ -224,31 +225,30 @@ fn pod_template(
     if let Some(conf) = fluent_bit_conf {
         checksum.push_str(conf);
     }
-    let mut annotations = BTreeMap::from([(
-        "checksum/config".to_owned(),
-        format!("{:x}", md5::compute(checksum.as_bytes())),
-    )]);
-    // With remote write on, a Prometheus that also scrapes the Pod by
-    // annotation would ingest every sample twice: off unless asked for.
-    let scrape_annotations = match options.scrape_annotations {
-        ScrapeAnnotations::On => true,
-        ScrapeAnnotations::Off => false,
-        ScrapeAnnotations::Auto => relay.config.remote_write.is_empty(),
-    };
-    if scrape_annotations {
-        annotations.extend([
-            ("prometheus.io/scrape".to_owned(), "true".to_owned()),
-            (
-                "prometheus.io/port".to_owned(),
-                relay.listen_port.to_string(),
-            ),
-            ("prometheus.io/path".to_owned(), "/metrics".to_owned()),
-        ]);
-        if web.is_some_and(|w| w.tls) {
-            annotations.insert("prometheus.io/scheme".to_owned(), "https".to_owned());
-        }
-    }
-    let mut init_containers = vec![relay_container(options, relay, web)];
+    format!("{:x}", md5::compute(checksum.as_bytes()))
+}
+
+/// terminationGracePeriodSeconds: the app's shutdown time, then relay's
+/// flush (Kubernetes stops a native sidecar only after the app has exited).
+pub(crate) fn grace_seconds(app_seconds: i64, relay: &RelayConfig) -> i64 {
+    app_seconds
+        + relay
+            .config
+            .relay
+            .shutdown_timeout
+            .as_std()
+            .as_secs_f64()
+            .ceil() as i64
+        + GRACE_MARGIN_SECONDS
+}
+
+/// relay's native sidecar container and the volumes it mounts: what `gen`
+/// puts in a new Pod and `inject` adds to an existing one.
+pub(crate) fn relay_sidecar(
+    options: &Options,
+    relay: &RelayConfig,
+    web: Option<&WebSetup>,
+) -> (Container, Vec<Volume>) {
     let mut volumes = vec![
         config_map_volume(CONFIG_VOLUME, config_map_name(options)),
         // relay (uid 65532) writes the WAL here without a Pod-level
@@ -290,19 +290,53 @@ fn pod_template(
             ..Default::default()
         });
     }
+    (relay_container(options, relay, web), volumes)
+}
+
+/// Whether the Pod carries prometheus.io/* annotations pointing at relay.
+pub(crate) fn scrape_annotations(options: &Options, relay: &RelayConfig) -> bool {
+    // With remote write on, a Prometheus that also scrapes the Pod by
+    // annotation would ingest every sample twice: off unless asked for.
+    match options.scrape_annotations {
+        ScrapeAnnotations::On => true,
+        ScrapeAnnotations::Off => false,
+        ScrapeAnnotations::Auto => relay.config.remote_write.is_empty(),
+    }
+}
+
+fn pod_template(
+    options: &Options,
+    relay: &RelayConfig,
+    web: Option<&WebSetup>,
+    fluent_bit_conf: Option<&str>,
+) -> PodTemplateSpec {
+    let mut annotations = BTreeMap::from([(
+        "checksum/config".to_owned(),
+        config_checksum(relay, web, fluent_bit_conf),
+    )]);
+    if scrape_annotations(options, relay) {
+        annotations.extend([
+            ("prometheus.io/scrape".to_owned(), "true".to_owned()),
+            (
+                "prometheus.io/port".to_owned(),
+                relay.listen_port.to_string(),
+            ),
+            ("prometheus.io/path".to_owned(), "/metrics".to_owned()),
+        ]);
+        if web.is_some_and(|w| w.tls) {
+            annotations.insert("prometheus.io/scheme".to_owned(), "https".to_owned());
+        }
+    }
+    let (relay_container, mut volumes) = relay_sidecar(options, relay, web);
+    let mut init_containers = vec![relay_container];
     if options.fluent_bit {
         init_containers.push(fluentbit::container(options));
         volumes.extend(fluentbit::volumes(options));
     }
-    let grace = options.app_shutdown_timeout.as_std().as_secs_f64().ceil() as i64
-        + relay
-            .config
-            .relay
-            .shutdown_timeout
-            .as_std()
-            .as_secs_f64()
-            .ceil() as i64
-        + GRACE_MARGIN_SECONDS;
+    let grace = grace_seconds(
+        options.app_shutdown_timeout.as_std().as_secs_f64().ceil() as i64,
+        relay,
+    );
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(labels(options)),

@@ -121,7 +121,11 @@ pub(crate) fn build(options: &Options) -> Result<RelayConfig, GenError> {
     let metrics_port = match path {
         None => {
             let port = options.metrics_port.unwrap_or(DEFAULT_METRICS_PORT);
-            retarget(root, &format!("localhost:{port}"));
+            retarget(
+                root,
+                &format!("localhost:{port}"),
+                options.metrics_path.as_deref(),
+            );
             port
         }
         Some(_) => {
@@ -319,24 +323,29 @@ fn metrics_port(root: &Mapping, flag: Option<u16>, others: &[u16]) -> Result<u16
     }
 }
 
-/// Points the default config's `localhost:8001` targets at `target`.
-fn retarget(root: &mut Mapping, target: &str) {
+/// Points the default config's `localhost:8001` targets at `target`, and
+/// their jobs' `metrics_path` at `path` when given.
+fn retarget(root: &mut Mapping, target: &str, path: Option<&str>) {
     let Some(Value::Sequence(jobs)) = root.get_mut("scrape_configs") else {
         return;
     };
     for job in jobs {
-        let Some(Value::Sequence(statics)) = job.get_mut("static_configs") else {
-            continue;
-        };
-        for s in statics {
-            let Some(Value::Sequence(targets)) = s.get_mut("targets") else {
-                continue;
-            };
-            for t in targets {
-                if t.as_str() == Some(DEFAULT_TARGET) {
-                    *t = Value::from(target);
+        let mut hit = false;
+        if let Some(Value::Sequence(statics)) = job.get_mut("static_configs") {
+            for s in statics {
+                let Some(Value::Sequence(targets)) = s.get_mut("targets") else {
+                    continue;
+                };
+                for t in targets {
+                    if t.as_str() == Some(DEFAULT_TARGET) {
+                        *t = Value::from(target);
+                        hit = true;
+                    }
                 }
             }
+        }
+        if let (true, Some(path), Some(job)) = (hit, path, job.as_mapping_mut()) {
+            job.insert(Value::from("metrics_path"), Value::from(path));
         }
     }
 }

@@ -9,33 +9,71 @@
 //! prost would encode for the same [`prompb::WriteRequest`] (tested), and
 //! snappy-compressed with the block format the spec asks for.
 
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
 
 use super::prompb;
 use crate::exposition::{Entry, Format, Labels, Parser};
 use crate::relabel::Rules;
 use crate::varint;
 
-/// What a series is sent as: its encoded labels, and a hash that picks
-/// its shard (stable across segments and restarts). One allocation and
-/// one reference count per series, shared by all of its samples in flight.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EncodedSeries(std::sync::Arc<[u8]>);
+/// One `Label` field of a `TimeSeries`, encoded (tag, length, name,
+/// value), with a hash of those bytes. Interned per WAL segment: most label
+/// values repeat across series (job, instance, `le`, a metric's name), so
+/// a series holds pointers to shared pairs, not its own bytes.
+#[derive(Debug, PartialEq, Eq)]
+struct PairBytes {
+    hash: u64,
+    bytes: Box<[u8]>,
+}
 
-/// Bytes of the hash in front of the labels.
-const HASH_LEN: usize = std::mem::size_of::<u64>();
+/// A shared, interned label pair (one pointer wide).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pair(std::sync::Arc<PairBytes>);
+
+impl Pair {
+    /// The encoded `Label` field.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0.bytes
+    }
+}
+
+/// What a series is sent as: its label pairs, sorted, each shared with the
+/// other series of the segment that have it. One allocation and one
+/// reference count per series, shared by all of its samples in flight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedSeries(std::sync::Arc<[Pair]>);
 
 impl EncodedSeries {
-    /// The `Label` fields of a `TimeSeries`, encoded.
-    pub fn labels(&self) -> &[u8] {
-        &self.0[HASH_LEN..]
+    /// The `Label` fields of a `TimeSeries`, in order.
+    pub fn pairs(&self) -> &[Pair] {
+        &self.0
     }
 
-    /// Picks the series' shard.
+    /// Bytes of the encoded `Label` fields.
+    pub fn labels_len(&self) -> usize {
+        self.0.iter().map(|p| p.0.bytes.len()).sum()
+    }
+
+    /// Appends the encoded `Label` fields to `out`.
+    pub fn write_labels(&self, out: &mut Vec<u8>) {
+        for p in self.0.iter() {
+            out.extend_from_slice(&p.0.bytes);
+        }
+    }
+
+    /// The encoded `Label` fields, joined (for logs and tests).
+    pub fn labels(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.labels_len());
+        self.write_labels(&mut out);
+        out
+    }
+
+    /// Picks the series' shard: folded from its pairs' hashes, so it is
+    /// the same across segments and restarts for the same labels.
     pub fn hash(&self) -> u64 {
-        let mut bytes = [0; HASH_LEN];
-        bytes.copy_from_slice(&self.0[..HASH_LEN]);
-        u64::from_le_bytes(bytes)
+        self.0.iter().fold(0xcbf2_9ce4_8422_2325, |h, p| {
+            (h.rotate_left(5) ^ p.0.hash).wrapping_mul(0x0100_0000_01b3)
+        })
     }
 }
 
@@ -54,8 +92,13 @@ pub struct SeriesPrep<'c> {
     pub external_labels: &'c [(String, String)],
     pub rules: &'c Rules,
     scratch: Vec<u8>,
-    /// The hash and encoded labels of the series being prepared.
+    /// The label pair being encoded, and the series' pairs.
     encoded: Vec<u8>,
+    series: Vec<Pair>,
+    /// The pairs of the current segment's series, by their bytes.
+    pairs: hashbrown::HashTable<Pair>,
+    /// SipHash with fixed keys: a pair's hash, and so a series' shard, is
+    /// the same in every process.
     hasher: std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>,
 }
 
@@ -66,8 +109,16 @@ impl<'c> SeriesPrep<'c> {
             rules,
             scratch: Vec::new(),
             encoded: Vec::new(),
+            series: Vec::new(),
+            pairs: hashbrown::HashTable::new(),
             hasher: Default::default(),
         }
+    }
+
+    /// Forgets the interned pairs (a new segment describes its series
+    /// again); pairs still in flight live on with their samples.
+    pub fn clear_pairs(&mut self) {
+        self.pairs = hashbrown::HashTable::new();
     }
 
     /// The series rendered as `name{labels}`, ready to send; None when
@@ -94,11 +145,11 @@ impl<'c> SeriesPrep<'c> {
             return None;
         }
         labels.sort();
-        let out = &mut self.encoded;
-        out.clear();
-        out.extend_from_slice(&[0; HASH_LEN]);
+        self.series.clear();
         for l in labels.iter() {
             let (name, value) = (l.name.as_bytes(), l.value.as_bytes());
+            let out = &mut self.encoded;
+            out.clear();
             out.push(0x0a);
             varint::put(
                 out,
@@ -106,12 +157,25 @@ impl<'c> SeriesPrep<'c> {
             );
             put_bytes(out, 0x0a, name);
             put_bytes(out, 0x12, value);
+            let pair = intern(&mut self.pairs, &self.hasher, out);
+            self.series.push(pair);
         }
-        let mut hasher = self.hasher.build_hasher();
-        hasher.write(&out[HASH_LEN..]);
-        out[..HASH_LEN].copy_from_slice(&hasher.finish().to_le_bytes());
-        Some(EncodedSeries(std::sync::Arc::from(out.as_slice())))
+        Some(EncodedSeries(std::sync::Arc::from(self.series.as_slice())))
     }
+}
+
+/// The pair in `pairs` encoded as `bytes`, added if new.
+fn intern(pairs: &mut hashbrown::HashTable<Pair>, hasher: &impl BuildHasher, bytes: &[u8]) -> Pair {
+    let hash = hasher.hash_one(bytes);
+    if let Some(p) = pairs.find(hash, |p| p.0.hash == hash && *p.0.bytes == *bytes) {
+        return p.clone();
+    }
+    let pair = Pair(std::sync::Arc::new(PairBytes {
+        hash,
+        bytes: bytes.into(),
+    }));
+    pairs.insert_unique(hash, pair.clone(), |p| p.0.hash);
+    pair
 }
 
 /// Bytes of a length-delimited field (tag, length, payload); 0 when empty,
@@ -146,11 +210,11 @@ pub fn write_request(samples: &[Outgoing], out: &mut Vec<u8>) {
             } else {
                 0
             };
-        let labels = s.series.labels();
-        let series_len = labels.len() + 1 + varint::len(sample_len as u64) + sample_len;
+        let labels_len = s.series.labels_len();
+        let series_len = labels_len + 1 + varint::len(sample_len as u64) + sample_len;
         out.push(0x0a);
         varint::put(out, series_len as u64);
-        out.extend_from_slice(labels);
+        s.series.write_labels(out);
         out.push(0x12);
         varint::put(out, sample_len as u64);
         if value {
@@ -267,7 +331,7 @@ mod tests {
         assert!(prep("drop_me{a=\"1\"}", &external, rules).is_none());
         let kept = prep("m{a=\"1\"}", &external, rules).expect("kept");
         let decoded = prompb::TimeSeries::decode(
-            [&[0x0a_u8, kept.labels().len() as u8][..], kept.labels()]
+            [&[0x0a_u8, kept.labels().len() as u8][..], &kept.labels()]
                 .concat()
                 .as_slice(),
         );
@@ -299,5 +363,34 @@ mod tests {
             ]
             .map(|(n, v)| (n.to_owned(), v.to_owned()))
         );
+    }
+
+    #[test]
+    fn series_share_their_pairs_and_hash_the_same_in_any_process() {
+        let rules = Rules::default();
+        let external = vec![("cluster".to_owned(), "c1".to_owned())];
+        let mut prep = SeriesPrep::new(&external, &rules);
+        let a = prep.prepare(b"m{job=\"app\",i=\"1\"}").expect("kept");
+        let b = prep.prepare(b"m{job=\"app\",i=\"2\"}").expect("kept");
+        // __name__, cluster, i, job: all but `i` are the same pairs.
+        assert_eq!(a.pairs().len(), 4);
+        let shared = |x: &Pair, y: &Pair| std::sync::Arc::ptr_eq(&x.0, &y.0);
+        let same: Vec<bool> = a
+            .pairs()
+            .iter()
+            .zip(b.pairs())
+            .map(|(x, y)| shared(x, y))
+            .collect();
+        assert_eq!(same, [true, true, false, true]);
+        assert_ne!(a.hash(), b.hash());
+        // Another segment (or process) makes new pairs with the same hash.
+        prep.clear_pairs();
+        let again = prep.prepare(b"m{i=\"1\",job=\"app\"}").expect("kept");
+        assert!(!shared(&again.pairs()[0], &a.pairs()[0]));
+        assert_eq!(again, a);
+        assert_eq!(again.hash(), a.hash());
+        let other = SeriesPrep::new(&external, &rules).prepare(b"m{job=\"app\",i=\"1\"}");
+        assert_eq!(other.map(|s| s.hash()), Some(a.hash()));
+        assert_eq!(a.labels().len(), a.labels_len());
     }
 }

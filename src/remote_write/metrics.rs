@@ -43,6 +43,8 @@ pub struct RemoteWriteMetrics {
     /// Newest sample timestamp written to the WAL (no labels, as Prometheus).
     pub highest_timestamp: FloatGauge,
     pub wal_size: Gauge,
+    /// `relay.wal_max_size` as the WAL applies it: the size's cap, for alerts.
+    pub wal_max_size: Gauge,
     pub wal_dropped: Counter,
     pub wal_out_of_order: Counter,
     pub wal_write_failed: Counter,
@@ -66,6 +68,7 @@ impl RemoteWriteMetrics {
             oldest_unsent: Family::default(),
             highest_timestamp: FloatGauge::default(),
             wal_size: Gauge::default(),
+            wal_max_size: Gauge::default(),
             wal_dropped: Counter::default(),
             wal_out_of_order: Counter::default(),
             wal_write_failed: Counter::default(),
@@ -141,6 +144,11 @@ impl RemoteWriteMetrics {
             "relay_wal_size_bytes",
             "Bytes of WAL segments on disk",
             m.wal_size.clone(),
+        );
+        r.register(
+            "relay_wal_max_size_bytes",
+            "relay.wal_max_size as applied (at least 1 MiB): past it the oldest segment is dropped",
+            m.wal_max_size.clone(),
         );
         r.register(
             "relay_wal_dropped_samples",

@@ -94,6 +94,10 @@ impl RemoteWrite {
             metrics.wal_dropped.clone(),
             metrics.wal_size.clone(),
         )?);
+        // As the WAL applies it (at least 1 MiB): alerts compare the size with it.
+        metrics
+            .wal_max_size
+            .set(i64::try_from(config.relay.wal_max_size.0.max(1 << 20)).unwrap_or(i64::MAX));
         let syncer = tokio::spawn(sync_every_second(wal.clone()));
         let mut remote = RemoteWrite {
             wal,

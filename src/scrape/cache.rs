@@ -125,6 +125,8 @@ pub(crate) struct Lookup {
     pub slot: Option<u32>,
     /// The key was not in the cache.
     pub new: bool,
+    /// A new series past the `series_limit`: not cached, its sample dropped.
+    pub limited: bool,
 }
 
 /// A series to append now.
@@ -171,6 +173,11 @@ pub struct SeriesCache {
     continued: usize,
     /// Series appended in this scrape.
     appended_now: usize,
+    /// vmagent's `series_limit` (0: none): live series at most.
+    series_limit: usize,
+    /// The first series the limit kept out, until taken (once per cache).
+    first_limited: Option<String>,
+    limit_noted: bool,
 }
 
 impl Default for SeriesCache {
@@ -193,6 +200,9 @@ impl Default for SeriesCache {
             last_count: 0,
             continued: 0,
             appended_now: 0,
+            series_limit: 0,
+            first_limited: None,
+            limit_noted: false,
         }
     }
 }
@@ -209,6 +219,23 @@ impl SeriesCache {
 
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+
+    /// Label sets (series) held: what `series_limit` counts. A series the
+    /// target stopped writing is forgotten after the scrape that marks it
+    /// stale, which frees its place.
+    pub fn series_count(&self) -> usize {
+        self.series.len() - self.free.len()
+    }
+
+    /// Sets the `series_limit` (0: none) new series are checked against.
+    pub fn set_series_limit(&mut self, limit: usize) {
+        self.series_limit = limit;
+    }
+
+    /// The first series the limit kept out, once per cache (for one log line).
+    pub fn take_first_limited(&mut self) -> Option<String> {
+        self.first_limited.take()
     }
 
     /// Bytes held in the arena, live or not (for tests of its bound).
@@ -236,7 +263,11 @@ impl SeriesCache {
         let (hash, known) = self.find_seen(key);
         if let Some(slot) = known {
             let slot = (slot != DROPPED).then_some(slot);
-            return Ok(Lookup { slot, new: false });
+            return Ok(Lookup {
+                slot,
+                new: false,
+                limited: false,
+            });
         }
         self.scratch.clear();
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -246,7 +277,22 @@ impl SeriesCache {
                 .map(|name_len| self.series_for(&scratch, name_len))
                 .transpose()
         }) {
-            Ok(slot) => slot,
+            Ok(Some(Some(slot))) => Some(slot),
+            Ok(None) => None,
+            Ok(Some(None)) => {
+                // Past the series limit: the key stays unknown, so a later
+                // scrape tries again once a place is free.
+                if !self.limit_noted {
+                    self.limit_noted = true;
+                    self.first_limited = Some(String::from_utf8_lossy(&scratch).into_owned());
+                }
+                self.scratch = scratch;
+                return Ok(Lookup {
+                    slot: None,
+                    new: true,
+                    limited: true,
+                });
+            }
             Err(e) => {
                 self.scratch = scratch;
                 return Err(e);
@@ -260,7 +306,11 @@ impl SeriesCache {
         };
         self.keys.insert_unique(hash.low, entry, |k| k.hash.low);
         self.seen += 1;
-        Ok(Lookup { slot, new: true })
+        Ok(Lookup {
+            slot,
+            new: true,
+            limited: false,
+        })
     }
 
     /// Whether relabeling keeps the series of `key`, without caching a key
@@ -292,8 +342,13 @@ impl SeriesCache {
         (hash, Some(k.slot))
     }
 
-    /// The slot of the label set rendered as `rendered`, made if new.
-    fn series_for(&mut self, rendered: &[u8], name_len: usize) -> Result<u32, PipelineError> {
+    /// The slot of the label set rendered as `rendered`, made if new; None
+    /// when it is new and the `series_limit` is reached.
+    fn series_for(
+        &mut self,
+        rendered: &[u8],
+        name_len: usize,
+    ) -> Result<Option<u32>, PipelineError> {
         let hash = self.hasher.hash_one(rendered);
         let (arena, series) = (&self.arena, &self.series);
         let found = self.by_text.find(hash, |&slot| {
@@ -303,7 +358,10 @@ impl SeriesCache {
         });
         if let Some(&slot) = found {
             self.series[slot as usize].keys += 1;
-            return Ok(slot);
+            return Ok(Some(slot));
+        }
+        if self.series_limit > 0 && self.series_count() >= self.series_limit {
+            return Ok(None);
         }
         let too_long = || PipelineError::SeriesTooLong {
             length: rendered.len(),
@@ -340,7 +398,7 @@ impl SeriesCache {
         let (arena, series, hasher) = (&self.arena, &self.series, &self.hasher);
         self.by_text
             .insert_unique(hash, slot, |&slot| text_hash(hasher, arena, series, slot));
-        Ok(slot)
+        Ok(Some(slot))
     }
 
     /// Marks the series appended in this scrape and says what to append, or

@@ -149,7 +149,7 @@ pub async fn run_target(
         tracing::error!(target = %target.name(), error = %e, "cannot set up scraping; the target reports up 0");
         e.to_string()
     });
-    let report = Report::new(&target.labels);
+    let report = Report::new(&target.labels, &job.config);
     let instance = target.labels.get("instance").unwrap_or("").to_owned();
     store
         .telemetry
@@ -158,6 +158,7 @@ pub async fn run_target(
         instance,
         health: Health::default(),
         last_series_added: 0,
+        last_series_dropped: 0,
         id,
         job,
         target,
@@ -285,6 +286,8 @@ struct Scraper {
     /// `scrape_series_added` of the last interval scrape (see
     /// [`Scraper::scrape_for_get`]).
     last_series_added: usize,
+    /// `scrape_series_limit_samples_dropped` of the last interval scrape.
+    last_series_dropped: usize,
     fetcher: Result<Fetcher, String>,
     /// The unparsed end of the body's last chunk, while reading.
     carry: Carry,
@@ -364,12 +367,21 @@ impl Scraper {
             let duration = started.elapsed().as_secs_f64();
             // The report's series are rendered either way.
             sink.0.on = true;
-            self.report
-                .append(&mut sink, result.is_ok(), duration, &counts);
+            let values = ReportValues {
+                up: result.is_ok(),
+                duration,
+                counts: &counts,
+                series_current: self.cache.series_count(),
+            };
+            self.report.append(&mut sink, &self.job.config, &values);
             sink.commit();
             result
         };
         self.last_series_added = counts.series_added;
+        self.last_series_dropped = counts.series_limit_dropped;
+        if let Some(series) = self.cache.take_first_limited() {
+            tracing::warn!(target = %self.target.name(), series = %series, series_limit = self.job.config.series_limit, "series_limit reached: samples of new series are dropped (logged once per target; scrape_series_limit_samples_dropped counts them)");
+        }
         self.last_ts = self
             .last_ts
             .max(timestamp)
@@ -433,7 +445,8 @@ impl Scraper {
     /// on, and the WAL gets exactly what it would have without the GET. The
     /// cost (each series parsed, relabeled and rendered afresh) is paid once
     /// per idle time, not per scrape. `scrape_series_added` is the last
-    /// interval scrape's: a fresh cache would count every series as new.
+    /// interval scrape's: a fresh cache would count every series as new;
+    /// so are `scrape_series_limit_samples_dropped` and `scrape_series_current`.
     async fn scrape_for_get(&mut self) {
         let started = Instant::now();
         let timestamp = clock::now_ms();
@@ -465,11 +478,18 @@ impl Scraper {
             }
         }
         counts.series_added = self.last_series_added;
+        counts.series_limit_dropped = self.last_series_dropped;
         let duration = started.elapsed().as_secs_f64();
         // A copy: the loop's report series keep what the WAL was told.
+        let values = ReportValues {
+            up: result.is_ok(),
+            duration,
+            counts: &counts,
+            series_current: self.cache.series_count(),
+        };
         self.report
             .clone()
-            .append(&mut *out, result.is_ok(), duration, &counts);
+            .append(&mut *out, &self.job.config, &values);
         out.set_counts(counts);
         out.give_back();
         let kind = "for a GET after an idle time (not remote-written)";
@@ -549,6 +569,7 @@ pub(crate) fn settings<'a>(job: &'a Job, target_labels: &'a Labels<'static>) -> 
             label_limit: job.config.label_limit,
             label_name_length_limit: job.config.label_name_length_limit,
             label_value_length_limit: job.config.label_value_length_limit,
+            series_limit: job.config.series_limit,
             body_size_limit: usize::try_from(job.config.body_size_limit.0).unwrap_or(usize::MAX),
         },
         output: Format::Text,
@@ -557,31 +578,96 @@ pub(crate) fn settings<'a>(job: &'a Job, target_labels: &'a Labels<'static>) -> 
 }
 
 /// The series Prometheus adds to every scrape (`up`, `scrape_*`), with the
-/// target's labels: a fixed ref each, appended like scraped samples.
+/// target's labels: a fixed ref each, appended like scraped samples. With a
+/// `sample_limit`, Prometheus's `scrape_sample_limit` (an extra scrape
+/// metric there) is added; with a `series_limit`, vmagent's three series.
 #[derive(Clone)]
 struct Report {
-    series: Vec<(SeriesRef, String, usize)>,
+    series: Vec<(SeriesRef, String, usize, Auto)>,
 }
 
-const REPORT: [(&str, &str); 5] = [
+/// One series of the report: its name and help; the order of [`REPORT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Auto {
+    Up,
+    Duration,
+    Scraped,
+    Kept,
+    Added,
+    SampleLimit,
+    SeriesLimit,
+    SeriesCurrent,
+    SeriesDropped,
+}
+
+const REPORT: [(Auto, &str, &str); 9] = [
     (
+        Auto::Up,
         "up",
         "1 if the last scrape of the target succeeded, else 0.",
     ),
-    ("scrape_duration_seconds", "How long the last scrape took."),
-    ("scrape_samples_scraped", "Samples the target exposed."),
     (
+        Auto::Duration,
+        "scrape_duration_seconds",
+        "How long the last scrape took.",
+    ),
+    (
+        Auto::Scraped,
+        "scrape_samples_scraped",
+        "Samples the target exposed.",
+    ),
+    (
+        Auto::Kept,
         "scrape_samples_post_metric_relabeling",
         "Samples left after metric relabeling.",
     ),
-    ("scrape_series_added", "Series not in the previous scrape."),
+    (
+        Auto::Added,
+        "scrape_series_added",
+        "Series not in the previous scrape.",
+    ),
+    (
+        Auto::SampleLimit,
+        "scrape_sample_limit",
+        "The job's sample_limit: past it a scrape fails.",
+    ),
+    (
+        Auto::SeriesLimit,
+        "scrape_series_limit",
+        "The job's series_limit: past it new series are dropped.",
+    ),
+    (
+        Auto::SeriesCurrent,
+        "scrape_series_current",
+        "Series relay holds for the target, counted against series_limit.",
+    ),
+    (
+        Auto::SeriesDropped,
+        "scrape_series_limit_samples_dropped",
+        "Samples of new series the last scrape dropped past series_limit.",
+    ),
 ];
 
+/// What the report's values come from besides the scrape's counts.
+struct ReportValues<'c> {
+    up: bool,
+    duration: f64,
+    counts: &'c Counts,
+    series_current: usize,
+}
+
 impl Report {
-    fn new(target: &Labels<'static>) -> Report {
+    fn new(target: &Labels<'static>, job: &crate::config::ScrapeConfig) -> Report {
         let series = REPORT
             .iter()
-            .map(|(name, _)| {
+            .filter(|(auto, _, _)| match auto {
+                Auto::SampleLimit => job.sample_limit > 0,
+                Auto::SeriesLimit | Auto::SeriesCurrent | Auto::SeriesDropped => {
+                    job.series_limit > 0
+                }
+                _ => true,
+            })
+            .map(|(auto, name, _)| {
                 let mut labels = target.clone();
                 labels.set(crate::exposition::METRIC_NAME, *name);
                 labels.sort();
@@ -591,39 +677,56 @@ impl Report {
                     next_ref(),
                     String::from_utf8_lossy(&text).into_owned(),
                     name.len(),
+                    *auto,
                 )
             })
             .collect();
         Report { series }
     }
 
-    /// Appends this scrape's values: up, duration and the counts.
-    fn append(&mut self, sink: &mut impl Appender, up: bool, duration: f64, counts: &Counts) {
-        let values = [
-            if up { 1.0 } else { 0.0 },
-            duration,
-            counts.samples_scraped as f64,
-            counts.samples_kept as f64,
-            counts.series_added as f64,
-        ];
-        self.append_values(sink, values);
+    /// Appends this scrape's values: up, duration, the counts and limits.
+    fn append(
+        &mut self,
+        sink: &mut impl Appender,
+        job: &crate::config::ScrapeConfig,
+        v: &ReportValues<'_>,
+    ) {
+        self.append_values(sink, |auto| match auto {
+            Auto::Up => f64::from(u8::from(v.up)),
+            Auto::Duration => v.duration,
+            Auto::Scraped => v.counts.samples_scraped as f64,
+            Auto::Kept => v.counts.samples_kept as f64,
+            Auto::Added => v.counts.series_added as f64,
+            Auto::SampleLimit => job.sample_limit as f64,
+            Auto::SeriesLimit => job.series_limit as f64,
+            Auto::SeriesCurrent => v.series_current as f64,
+            Auto::SeriesDropped => v.counts.series_limit_dropped as f64,
+        });
     }
 
     /// Marks the report series stale (shutdown).
     fn stale(&mut self, sink: &mut impl Appender) {
-        self.append_values(sink, [stale_nan(); 5]);
+        self.append_values(sink, |_| stale_nan());
     }
 
-    fn append_values(&mut self, sink: &mut impl Appender, values: [f64; 5]) {
-        for ((series, (name, help)), value) in self.series.iter().zip(REPORT).zip(values) {
+    fn append_values(&mut self, sink: &mut impl Appender, value: impl Fn(Auto) -> f64) {
+        for (series_ref, text, name_len, auto) in &self.series {
+            let Some((_, name, help)) = REPORT.iter().find(|(a, _, _)| a == auto) else {
+                continue;
+            };
             let family = Family {
                 name,
-                help: Some(help.into()),
+                help: Some((*help).into()),
                 kind: MetricType::Gauge,
                 unit: None,
             };
             sink.append(&Appended::float(
-                series.0, &series.1, series.2, &family, None, value,
+                *series_ref,
+                text,
+                *name_len,
+                &family,
+                None,
+                value(*auto),
             ));
         }
     }

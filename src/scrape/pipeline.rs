@@ -26,6 +26,8 @@ pub struct Limits {
     pub label_limit: usize,
     pub label_name_length_limit: usize,
     pub label_value_length_limit: usize,
+    /// vmagent's: new series past it are dropped, not the scrape.
+    pub series_limit: usize,
     /// `body_size_limit` in bytes: a protobuf message whose length prefix
     /// reaches past it is refused before it is buffered.
     pub body_size_limit: usize,
@@ -240,6 +242,7 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
         counts: &'p mut Counts,
         sink: &'p mut S,
     ) -> Self {
+        cache.set_series_limit(settings.limits.series_limit);
         Stream {
             input,
             settings,
@@ -551,6 +554,12 @@ fn accept<S: Appender>(
     let found = cache
         .lookup(key, first_sight)
         .inspect_err(|e| uncount_unparsed(counts, e))?;
+    if found.limited {
+        // Relabeling kept it: it counts as kept, as in vmagent.
+        counts.samples_kept += 1;
+        counts.series_limit_dropped += 1;
+        return Ok(());
+    }
     let Some(slot) = found.slot else {
         return Ok(());
     };
@@ -1457,6 +1466,63 @@ mod tests {
         cache.commit(&mut ());
         process(b"a 2\nc 1\n", Format::Text, &settings, &mut cache, &mut out).expect("ok");
         assert_eq!(out.series_added, 1);
+    }
+
+    /// Past the series limit new series are dropped and counted, known
+    /// ones go on; a series that went stale frees its place after the
+    /// scrape that marks it; the first series kept out is reported once.
+    #[test]
+    fn series_limit_drops_new_series_and_a_stale_one_frees_its_place() {
+        let target = Labels::default();
+        let rules = Rules::default();
+        let settings = Settings {
+            limits: Limits {
+                series_limit: 2,
+                ..Limits::default()
+            },
+            ..Settings::new(&target, &rules)
+        };
+        let mut cache = SeriesCache::default();
+        let scrape = |body: &str, cache: &mut SeriesCache| {
+            let mut sink = Capture::default();
+            let mut counts = Counts::default();
+            process_into(
+                body.as_bytes(),
+                Format::Text,
+                &settings,
+                cache,
+                &mut counts,
+                &mut sink,
+            )
+            .expect("a series limit never fails the scrape");
+            cache.commit(&mut sink);
+            let names: Vec<String> = sink.0.into_iter().map(|c| c.1).collect();
+            (names, counts)
+        };
+        let (names, counts) = scrape("a 1\nb 1\nc 1\nd 1\n", &mut cache);
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(
+            (
+                counts.series_limit_dropped,
+                counts.samples_kept,
+                counts.series_added
+            ),
+            (2, 4, 2)
+        );
+        assert_eq!(cache.series_count(), 2);
+        assert_eq!(cache.take_first_limited().as_deref(), Some("c"));
+        // Known series keep flowing; the first one is reported only once.
+        let (names, counts) = scrape("c 2\na 2\nb 2\n", &mut cache);
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(counts.series_limit_dropped, 1);
+        assert_eq!(cache.take_first_limited(), None);
+        // b vanishes: marked stale, and its place is free after this scrape.
+        let (names, _) = scrape("a 3\nc 3\n", &mut cache);
+        assert_eq!(names, ["a", "b"], "a, then b's staleness marker");
+        assert_eq!(cache.series_count(), 1);
+        let (names, counts) = scrape("a 4\nc 4\n", &mut cache);
+        assert_eq!(names, ["a", "c"]);
+        assert_eq!((counts.series_limit_dropped, cache.series_count()), (0, 2));
     }
 
     /// What a sink was handed: (ref, series, timestamp, value bits).

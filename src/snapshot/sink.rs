@@ -52,6 +52,8 @@ pub struct Counts {
     pub samples_scraped: usize,
     pub samples_kept: usize,
     pub series_added: usize,
+    /// Samples of new series dropped past the job's `series_limit`.
+    pub series_limit_dropped: usize,
     /// The newest of the target's own timestamps appended (honored and in
     /// order): what relay appends later for the target must come after it.
     pub newest_own_timestamp: Option<i64>,

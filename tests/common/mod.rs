@@ -5,6 +5,7 @@
 
 pub mod certs;
 pub mod json;
+pub mod k8s;
 pub mod peers;
 pub mod procfs;
 pub mod protoenc;

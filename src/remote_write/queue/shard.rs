@@ -101,7 +101,7 @@ pub(super) struct Refused {
 /// A series' labels as `name{label="value",...}`, for a log line.
 pub(super) fn series_text(series: &EncodedSeries) -> String {
     use prost::Message;
-    let Ok(decoded) = super::super::prompb::TimeSeries::decode(series.labels()) else {
+    let Ok(decoded) = super::super::prompb::TimeSeries::decode(series.labels().as_slice()) else {
         return String::new();
     };
     let mut name = "";

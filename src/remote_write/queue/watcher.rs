@@ -88,6 +88,7 @@ impl<'s> Watcher<'s> {
                 // The next segment describes again the series it uses: the
                 // old segment's (a burst's included) are given back.
                 series.clear();
+                prep.clear_pairs();
                 Read::NewSegment(segment)
             }
             Next::Pending => Read::Pending,
