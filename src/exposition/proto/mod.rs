@@ -303,7 +303,11 @@ fn quoted(out: &mut Vec<u8>, s: &str) {
 #[derive(Debug, Default)]
 pub struct Scratch {
     name: String,
-    extra: Vec<u8>,
+    /// `le` texts by bucket position and `quantile` texts by position: a
+    /// family's metrics mostly share their bounds, so each is formatted
+    /// once, not once per series and scrape.
+    bounds: Vec<(u64, Vec<u8>)>,
+    quantiles: Vec<(u64, Vec<u8>)>,
     exemplar: Vec<u8>,
     histogram: Option<Histogram>,
 }
@@ -389,10 +393,10 @@ pub fn for_each_sample<'f, E: From<ProtoError>>(
                     value: SampleValue::Float(sum),
                     ..base
                 })?;
-                for q in &metric.quantile {
-                    format_float(&mut scratch.extra, q.quantile);
+                for (i, q) in metric.quantile.iter().enumerate() {
+                    let text = formatted(&mut scratch.quantiles, i, q.quantile);
                     visit(&ProtoSample {
-                        extra: Some(("quantile", ascii(&scratch.extra))),
+                        extra: Some(("quantile", text)),
                         value: SampleValue::Float(q.value),
                         ..base
                     })?;
@@ -464,21 +468,21 @@ fn classic<'f, E>(
     })?;
     suffixed(&mut scratch.name, name, "_bucket");
     let mut inf = false;
-    for b in &h.bucket {
+    for (i, b) in h.bucket.iter().enumerate() {
         let value = if b.cumulative_count_float > 0.0 {
             b.cumulative_count_float
         } else {
             b.cumulative_count as f64
         };
         inf = b.upper_bound == f64::INFINITY;
-        format_float(&mut scratch.extra, b.upper_bound);
+        let le = formatted(&mut scratch.bounds, i, b.upper_bound);
         let ex = b
             .exemplar
             .as_ref()
             .map(|e| exemplar(&mut scratch.exemplar, e));
         visit(&ProtoSample {
             name: &scratch.name,
-            extra: Some(("le", ascii(&scratch.extra))),
+            extra: Some(("le", le)),
             value: SampleValue::Float(value),
             exemplar: ex.map(|(value, ts)| ProtoExemplar {
                 labels: exemplar_text(&scratch.exemplar),
@@ -696,6 +700,21 @@ pub fn format_float(out: &mut Vec<u8>, v: f64) {
     if v.is_finite() && !out.iter().any(|&b| b == b'.' || b == b'e') {
         out.extend_from_slice(b".0");
     }
+}
+
+/// `v` formatted by [`format_float`], remembered at position `i` of `memo`
+/// (formatted again only when the value there differs).
+fn formatted(memo: &mut Vec<(u64, Vec<u8>)>, i: usize, v: f64) -> &str {
+    let bits = v.to_bits();
+    if memo.len() <= i {
+        memo.resize_with(i + 1, || (!bits, Vec::new()));
+    }
+    let (at, text) = &mut memo[i];
+    if *at != bits || text.is_empty() {
+        format_float(text, v);
+        *at = bits;
+    }
+    ascii(text)
 }
 
 /// The text [`format_float`] wrote (always ASCII).
