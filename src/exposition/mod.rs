@@ -6,6 +6,7 @@
 //! [`render`] writes text 0.0.4 (or OpenMetrics) back out.
 
 pub mod conform;
+pub mod histogram;
 pub mod lint;
 pub mod model;
 pub mod parse;

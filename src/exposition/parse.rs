@@ -33,13 +33,16 @@ impl Format {
         let media = content_type.trim_start();
         if media.starts_with("application/openmetrics-text") {
             Format::OpenMetrics
-        } else if media.starts_with(super::proto::CONTENT_TYPE) {
+        } else if media.starts_with(PROTOBUF_MEDIA_TYPE) {
             Format::Protobuf
         } else {
             Format::Text
         }
     }
 }
+
+/// The media type of the delimited protobuf format (`proto::CONTENT_TYPE`).
+pub(crate) const PROTOBUF_MEDIA_TYPE: &str = "application/vnd.google.protobuf";
 
 /// A malformed input, located by 1-based line and column (in characters).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -45,8 +45,8 @@
 
 use std::borrow::Cow;
 
+use super::histogram::{BucketSpan, Histogram, HistogramCounts};
 use super::model::{is_label_name, is_metric_name, Labels, MetricType};
-use crate::storage::{BucketSpan, Histogram, HistogramCounts};
 
 pub mod wire;
 
@@ -58,7 +58,7 @@ pub mod pb {
 }
 
 /// The Content-Type (without parameters) of the delimited protobuf format.
-pub const CONTENT_TYPE: &str = "application/vnd.google.protobuf";
+pub const CONTENT_TYPE: &str = super::parse::PROTOBUF_MEDIA_TYPE;
 
 /// Which views of a histogram to produce, as Prometheus's
 /// `scrape_native_histograms` and `always_scrape_classic_histograms`.
