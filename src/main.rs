@@ -138,11 +138,14 @@ enum Check {
         files: Vec<PathBuf>,
     },
     /// Validate an exposition strictly (promtool's rules for text, the OpenMetrics 1.0
-    /// spec for openmetrics): exit 0 when valid, 1 with FILE:line:col: reason for each problem.
-    #[command(after_help = "Example:\n  curl -s localhost:8001/metrics | relay check metrics")]
+    /// spec for openmetrics, what Prometheus's parser refuses for protobuf): exit 0 when
+    /// valid, 1 with FILE:line:col: reason for each problem (protobuf: FILE:message:byte).
+    #[command(
+        after_help = "Examples:\n  curl -s localhost:8001/metrics | relay check metrics\n  curl -s -H 'Accept: application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited' localhost:8001/metrics | relay check metrics --format protobuf"
+    )]
     Metrics {
-        #[arg(long, value_enum, default_value_t = FormatArg::Text)]
-        format: FormatArg,
+        #[arg(long, value_enum, default_value_t = CheckFormatArg::Text)]
+        format: CheckFormatArg,
         /// The exposition file; absent or `-` reads stdin.
         file: Option<PathBuf>,
     },
@@ -154,6 +157,27 @@ enum FormatArg {
     Text,
     /// OpenMetrics 1.0 text.
     Openmetrics,
+}
+
+/// The formats `relay check metrics` reads: the text ones and protobuf.
+#[derive(Clone, Copy, ValueEnum)]
+enum CheckFormatArg {
+    /// Prometheus text format 0.0.4.
+    Text,
+    /// OpenMetrics 1.0 text.
+    Openmetrics,
+    /// Delimited protobuf MetricFamily messages (client_model).
+    Protobuf,
+}
+
+impl From<CheckFormatArg> for Format {
+    fn from(f: CheckFormatArg) -> Format {
+        match f {
+            CheckFormatArg::Text => Format::Text,
+            CheckFormatArg::Openmetrics => Format::OpenMetrics,
+            CheckFormatArg::Protobuf => Format::Protobuf,
+        }
+    }
 }
 
 impl From<FormatArg> for Format {

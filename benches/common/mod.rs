@@ -185,3 +185,113 @@ pub fn read_back(
         }
     }
 }
+
+/// The families of [`exposition`] as a delimited protobuf body (what a
+/// client_golang target sends for the same metrics): counters, classic
+/// histograms and gauges with the same labels and values.
+pub fn exposition_protobuf(series: usize) -> Vec<u8> {
+    use prost::Message;
+    use relay::exposition::proto::pb;
+    let groups = (series / 20).max(1);
+    let label = |name: &str, value: String| pb::LabelPair {
+        name: name.into(),
+        value,
+    };
+    let common = |g: usize| {
+        vec![
+            label("namespace", format!("shop-{}", g % 8)),
+            label("pod", format!("checkout-7d9f8b-{g:05}")),
+            label("service", "checkout".into()),
+            label("route", format!("/api/v1/cart/{}", g % 50)),
+            label("method", "POST".into()),
+        ]
+    };
+    let family = |name: &str, help: &str, kind: pb::MetricType, metric| pb::MetricFamily {
+        name: name.into(),
+        help: help.into(),
+        r#type: kind as i32,
+        metric,
+        unit: String::new(),
+    };
+    let mut requests = Vec::new();
+    let mut durations = Vec::new();
+    for g in 0..groups {
+        for code in ["200", "201", "404", "500"] {
+            let mut labels = common(g);
+            labels.push(label("code", code.into()));
+            requests.push(pb::Metric {
+                label: labels,
+                counter: Some(pb::Counter {
+                    value: (g * 37 + 11) as f64,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
+        let mut labels = common(g);
+        labels.push(label("code", "200".into()));
+        let mut cumulative = 0;
+        let mut bucket = Vec::new();
+        for le in [
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ] {
+            cumulative += (g % 13 + 1) as u64;
+            bucket.push(pb::Bucket {
+                cumulative_count: cumulative,
+                upper_bound: le,
+                ..Default::default()
+            });
+        }
+        cumulative += (g % 13 + 1) as u64;
+        durations.push(pb::Metric {
+            label: labels,
+            histogram: Some(pb::Histogram {
+                sample_count: cumulative,
+                sample_sum: format!("{}.{}", g * 3, g % 1000).parse().unwrap_or(0.0),
+                bucket,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    let mut depths = Vec::new();
+    for g in 0..groups * 2 {
+        depths.push(pb::Metric {
+            label: vec![
+                label("namespace", format!("shop-{}", g % 8)),
+                label("pod", format!("checkout-7d9f8b-{:05}", g / 2)),
+                label("service", "checkout".into()),
+                label("queue", format!("q{}", g % 2)),
+                label("priority", "high".into()),
+            ],
+            gauge: Some(pb::Gauge {
+                value: g as f64 * 0.25,
+            }),
+            ..Default::default()
+        });
+    }
+    let mut out = Vec::new();
+    for f in [
+        family(
+            "http_requests_total",
+            "Requests handled.",
+            pb::MetricType::Counter,
+            requests,
+        ),
+        family(
+            "http_request_duration_seconds",
+            "Latency.",
+            pb::MetricType::Histogram,
+            durations,
+        ),
+        family(
+            "queue_depth",
+            "Items waiting.",
+            pb::MetricType::Gauge,
+            depths,
+        ),
+    ] {
+        f.encode_length_delimited(&mut out).unwrap_or_default();
+    }
+    out
+}

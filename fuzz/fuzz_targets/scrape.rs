@@ -90,6 +90,7 @@ fn settings<'t>(job: &'t Job, target_labels: &'t Labels<'static>) -> Settings<'t
             label_name_length_limit: config.label_name_length_limit,
             label_value_length_limit: config.label_value_length_limit,
             series_limit: config.series_limit,
+            ..Limits::default()
         },
         utf8_names: config.validation() == relay::config::NameValidation::Utf8,
         ..Settings::new(target_labels, &job.metric_relabel)

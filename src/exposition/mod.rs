@@ -1,12 +1,16 @@
-//! The exposition formats: Prometheus text 0.0.4 and OpenMetrics 1.0 text.
+//! The exposition formats: Prometheus text 0.0.4, OpenMetrics 1.0 text and
+//! the delimited protobuf format.
 //!
-//! [`Parser`] is an iterator over the entries of a scrape body that borrows
-//! from it; [`render`] writes text 0.0.4 (or OpenMetrics) back out.
+//! [`Parser`] is an iterator over the entries of a text scrape body that
+//! borrows from it; [`proto`] reads protobuf bodies family by family;
+//! [`render`] writes text 0.0.4 (or OpenMetrics) back out.
 
 pub mod conform;
+pub mod histogram;
 pub mod lint;
 pub mod model;
 pub mod parse;
+pub mod proto;
 pub mod render;
 
 pub use lint::check;

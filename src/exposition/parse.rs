@@ -21,7 +21,8 @@ pub enum Format {
     Text,
     /// OpenMetrics 1.0 text.
     OpenMetrics,
-    /// Delimited `io.prometheus.client.MetricFamily` protobuf messages.
+    /// Delimited protobuf `MetricFamily` messages (see [`super::proto`]);
+    /// an input format only: output in it renders as text 0.0.4.
     Protobuf,
 }
 
@@ -35,13 +36,16 @@ impl Format {
             Some(Format::Text)
         } else if media.eq_ignore_ascii_case("application/openmetrics-text") {
             Some(Format::OpenMetrics)
-        } else if media.eq_ignore_ascii_case("application/vnd.google.protobuf") {
+        } else if media.eq_ignore_ascii_case(PROTOBUF_MEDIA_TYPE) {
             Some(Format::Protobuf)
         } else {
             None
         }
     }
 }
+
+/// The media type of the delimited protobuf format (`proto::CONTENT_TYPE`).
+pub(crate) const PROTOBUF_MEDIA_TYPE: &str = "application/vnd.google.protobuf";
 
 /// A malformed input, located by 1-based line and column (in characters).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -217,6 +217,11 @@ fn go_exponent_form(exp: i32) -> bool {
     !(-4..6).contains(&exp)
 }
 
+/// Escapes `\`, `"` and newline in a label value.
+pub(crate) fn escape_label_value(out: &mut Vec<u8>, s: &str) {
+    escape(out, s, true);
+}
+
 /// Escapes `\` and newline (and `"` when `quote`): label values always,
 /// HELP texts without `"` in text 0.0.4 and with it in OpenMetrics.
 fn escape(out: &mut Vec<u8>, s: &str, quote: bool) {

@@ -1,5 +1,6 @@
 //! Why a scrape's body was rejected whole.
 
+use crate::exposition::proto::ProtoError;
 use crate::exposition::ParseError;
 
 /// Why a scrape's body was rejected whole (Prometheus fails the scrape too).
@@ -7,6 +8,8 @@ use crate::exposition::ParseError;
 pub enum PipelineError {
     #[error("invalid exposition at line {0}")]
     Parse(ParseError),
+    #[error("invalid protobuf exposition: {0}")]
+    Protobuf(ProtoError),
     #[error("sample_limit exceeded: {count} samples after relabeling, limit {limit}")]
     SampleLimit { count: usize, limit: usize },
     #[error("label_limit exceeded (metric: {metric}, number of labels: {count}, limit: {limit})")]
@@ -45,11 +48,17 @@ pub enum PipelineError {
     },
 }
 
+impl From<ProtoError> for PipelineError {
+    fn from(e: ProtoError) -> Self {
+        PipelineError::Protobuf(e)
+    }
+}
+
 impl PipelineError {
     /// A short, stable word for the failure metric's `reason` label.
     pub fn reason(&self) -> &'static str {
         match self {
-            PipelineError::Parse(_) => "parse",
+            PipelineError::Parse(_) | PipelineError::Protobuf(_) => "parse",
             PipelineError::SampleLimit { .. } => "sample_limit",
             PipelineError::InvalidLabels { .. } | PipelineError::MissingName { .. } => {
                 "invalid_labels"

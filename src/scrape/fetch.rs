@@ -86,9 +86,6 @@ pub enum FetchError {
     /// A missing or unknown Content-Type without `fallback_scrape_protocol`.
     #[error("{0}")]
     ContentType(String),
-    /// A protobuf body: its parser is not there yet.
-    #[error("protobuf not supported yet: the target answered Content-Type {0:?}; leave PrometheusProto out of scrape_protocols")]
-    Protobuf(String),
 }
 
 impl FetchError {
@@ -100,7 +97,7 @@ impl FetchError {
             FetchError::BodyTooLarge(_) => "body_size_limit",
             FetchError::Request(_) => "connection",
             FetchError::SecretFile { .. } | FetchError::Setup(_) => "config",
-            FetchError::ContentType(_) | FetchError::Protobuf(_) => "content_type",
+            FetchError::ContentType(_) => "content_type",
         }
     }
 }
@@ -182,11 +179,6 @@ impl Fetcher {
             .get(CONTENT_TYPE)
             .map(|v| String::from_utf8_lossy(v.as_bytes()));
         let format = body_format(content_type.as_deref(), self.fallback)?;
-        if format == Format::Protobuf {
-            return Err(FetchError::Protobuf(
-                content_type.unwrap_or_default().into_owned(),
-            ));
-        }
         Ok(Body {
             fetcher: self,
             response,

@@ -640,6 +640,7 @@ pub(crate) fn settings<'a>(job: &'a Job, target_labels: &'a Labels<'static>) -> 
             label_name_length_limit: job.config.label_name_length_limit,
             label_value_length_limit: job.config.label_value_length_limit,
             series_limit: job.config.series_limit,
+            body_size_limit: usize::try_from(job.config.body_size_limit.0).unwrap_or(usize::MAX),
         },
         output: Format::Text,
         sort_labels: true,

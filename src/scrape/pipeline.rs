@@ -12,10 +12,12 @@
 
 pub use super::cache::SeriesCache;
 pub use super::error::PipelineError;
+use crate::exposition::proto::{self, ProtoSample, SampleValue};
 use crate::exposition::{render, Entry, Format, Labels, MetricType, Parser, Resume, Sample};
 use crate::relabel::Rules;
 pub use crate::snapshot::{Counts, FamilyBlock, Rendered};
 pub use crate::storage::{Appended, Appender, Family};
+use crate::storage::{Exemplar, Value};
 
 /// Prometheus's per-scrape limits; 0 means no limit.
 #[derive(Debug, Clone, Copy, Default)]
@@ -26,6 +28,9 @@ pub struct Limits {
     pub label_value_length_limit: usize,
     /// vmagent's: new series past it are dropped, not the scrape.
     pub series_limit: usize,
+    /// `body_size_limit` in bytes: a protobuf message whose length prefix
+    /// reaches past it is refused before it is buffered.
+    pub body_size_limit: usize,
 }
 
 /// How many labels a line is taken to hold when bounding its length
@@ -171,7 +176,7 @@ pub fn process_into(
     sink: &mut impl Appender,
 ) -> Result<(), PipelineError> {
     let mut stream = Stream::new(input, settings, cache, counts, sink);
-    stream.piece(body, false)?;
+    stream.any_piece(body, false)?;
     stream.check_limit()
 }
 
@@ -215,7 +220,23 @@ pub struct Stream<'p, 's, S> {
     sink: &'p mut S,
     at: Resume,
     family: OwnedFamily,
+    /// Where a protobuf body stands: bytes and messages parsed so far.
+    proto_offset: usize,
+    proto_number: usize,
+    /// A protobuf series' key (see [`ProtoSample::key_into`]) and the
+    /// parser's buffers, reused from sample to sample.
+    key: Vec<u8>,
+    proto_scratch: proto::Scratch,
 }
+
+/// How protobuf histograms are read in a scrape.
+// TODO(issue 21 item 3): native histograms end to end; until then a native
+// histogram is read as its classic series (`_count`, `_sum`, its classic
+// buckets or a lone `+Inf`), as Prometheus without scrape_native_histograms.
+const PROTO_OPTIONS: proto::Options = proto::Options {
+    native: false,
+    classic: false,
+};
 
 impl<'p, 's, S: Appender> Stream<'p, 's, S> {
     pub fn new(
@@ -234,6 +255,10 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
             sink,
             at: Resume::default(),
             family: OwnedFamily::default(),
+            proto_offset: 0,
+            proto_number: 1,
+            key: Vec::new(),
+            proto_scratch: proto::Scratch::default(),
         }
     }
 
@@ -246,6 +271,9 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
     /// keeps may not grow past [`Limits::line_bound`]: a longer one fails
     /// the scrape at once, so one huge line costs the bound, not its size.
     pub fn feed(&mut self, carry: &mut Carry, chunk: &[u8]) -> Result<(), PipelineError> {
+        if self.input == Format::Protobuf {
+            return self.take_proto(carry, chunk);
+        }
         self.take(carry, chunk)?;
         self.bound(carry)
     }
@@ -316,6 +344,20 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
         Ok(())
     }
 
+    /// [`Stream::feed`] for a protobuf body: whole messages are parsed
+    /// where they are; the carry keeps an unfinished one.
+    fn take_proto(&mut self, carry: &mut Carry, chunk: &[u8]) -> Result<(), PipelineError> {
+        if carry.buf.is_empty() {
+            let used = self.proto_piece(chunk, true)?;
+            carry.buf.extend_from_slice(&chunk[used..]);
+            return Ok(());
+        }
+        carry.buf.extend_from_slice(chunk);
+        let used = self.proto_piece(&carry.buf, true)?;
+        carry.buf.drain(..used);
+        Ok(())
+    }
+
     /// The body's format, once its response says it (before any chunk).
     pub fn set_format(&mut self, input: Format) {
         self.input = input;
@@ -324,7 +366,7 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
     /// The body has ended: parses what `carry` holds and checks the
     /// sample limit.
     pub fn finish(&mut self, carry: &mut Carry) -> Result<(), PipelineError> {
-        let result = self.piece(&carry.buf, false);
+        let result = self.any_piece(&carry.buf, false);
         carry.clear();
         result?;
         self.check_limit()
@@ -338,6 +380,83 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
             });
         }
         Ok(())
+    }
+
+    /// Runs `body` in its format: [`Stream::piece`] or [`Stream::proto_piece`].
+    fn any_piece(&mut self, body: &[u8], more: bool) -> Result<usize, PipelineError> {
+        match self.input {
+            Format::Protobuf => self.proto_piece(body, more),
+            Format::Text | Format::OpenMetrics => self.piece(body, more),
+        }
+    }
+
+    /// Runs the whole messages of a protobuf `body` (all of it unless
+    /// `more` follows: then a message cut short fails); returns how many
+    /// bytes it parsed.
+    fn proto_piece(&mut self, body: &[u8], more: bool) -> Result<usize, PipelineError> {
+        let limit = self.settings.limits.body_size_limit;
+        let mut pos = 0;
+        while pos < body.len() {
+            let rest = &body[pos..];
+            let frame =
+                proto::next_numbered_frame(rest, self.proto_offset, self.proto_number, limit, more)
+                    .map_err(PipelineError::Protobuf)?;
+            let Some(frame) = frame else { break };
+            let family = proto::decode(rest, frame).map_err(PipelineError::Protobuf)?;
+            self.proto_family(&family, frame)?;
+            pos += frame.end;
+            self.proto_offset += frame.end;
+            self.proto_number += 1;
+        }
+        Ok(pos)
+    }
+
+    /// Runs the samples of one protobuf family.
+    fn proto_family(
+        &mut self,
+        family: &proto::wire::MetricFamily<'_>,
+        frame: proto::Frame,
+    ) -> Result<(), PipelineError> {
+        let meta = Family {
+            name: family.name,
+            help: proto::help(family),
+            kind: proto::metric_type(family).unwrap_or_default(),
+            unit: proto::unit(family),
+        };
+        let settings = self.settings;
+        let counts = &mut *self.counts;
+        let cache = &mut *self.cache;
+        let sink = &mut *self.sink;
+        let key = &mut self.key;
+        proto::for_each_sample(
+            family,
+            frame,
+            PROTO_OPTIONS,
+            &mut self.proto_scratch,
+            |s: &ProtoSample<'_>| -> Result<(), PipelineError> {
+                let SampleValue::Float(value) = s.value else {
+                    // PROTO_OPTIONS asks for no native histograms.
+                    return Ok(());
+                };
+                counts.samples_scraped += 1;
+                s.key_into(key);
+                let exemplar = s.exemplar.map(|e| Exemplar {
+                    labels: e.labels,
+                    value: e.value,
+                    timestamp_ms: e.timestamp_ms,
+                });
+                let taken = Taken {
+                    timestamp_ms: s.timestamp_ms,
+                    start_timestamp_ms: s.start_timestamp_ms,
+                    value: Value::Float(value),
+                    exemplar: exemplar.as_ref(),
+                };
+                accept(counts, cache, sink, settings, key, &meta, taken, |out| {
+                    let mut labels = Labels::with_capacity(16);
+                    first_sight(s, &mut labels, settings, out)
+                })
+            },
+        )
     }
 
     /// Runs the whole lines of `body` (all of it unless `more` follows);
@@ -368,60 +487,27 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
                 Entry::Comment(_) | Entry::Eof => continue,
                 Entry::Sample(s) => s,
             };
-            let counts = &mut *self.counts;
-            let cache = &mut *self.cache;
-            counts.samples_scraped += 1;
+            self.counts.samples_scraped += 1;
             let key = sample.series_in(body);
-            // Past the sample limit the scrape has failed, but Prometheus still
-            // counts the rest for scrape_samples_scraped and
-            // _post_metric_relabeling; new series stay out of the cache, so a body of a
-            // million series costs its own bytes, not a million cache entries.
-            if over_limit(counts.samples_kept + 1, settings.limits.sample_limit) {
-                let kept = cache
-                    .kept_uncached(key, |out| {
-                        parser.check_labels().map_err(PipelineError::Parse)?;
-                        first_sight(&sample, &mut labels, settings, out)
-                    })
-                    .inspect_err(|e| uncount_unparsed(counts, e))?;
-                counts.samples_kept += usize::from(kept);
-                continue;
-            }
-            // A key the cache knows was checked, byte for byte, when it was new.
-            let found = cache
-                .lookup(key, |out| {
+            let taken = Taken {
+                timestamp_ms: sample.timestamp_ms,
+                start_timestamp_ms: None,
+                value: Value::Float(sample.value),
+                exemplar: None,
+            };
+            accept(
+                self.counts,
+                self.cache,
+                self.sink,
+                settings,
+                key,
+                &meta,
+                taken,
+                |out| {
                     parser.check_labels().map_err(PipelineError::Parse)?;
                     first_sight(&sample, &mut labels, settings, out)
-                })
-                .inspect_err(|e| uncount_unparsed(counts, e))?;
-            if found.limited {
-                // Relabeling kept it: it counts as kept, as in vmagent.
-                counts.samples_kept += 1;
-                counts.series_limit_dropped += 1;
-                continue;
-            }
-            let Some(slot) = found.slot else { continue };
-            counts.samples_kept += 1;
-            if found.new {
-                counts.series_added += 1;
-            }
-            let timestamp = sample.timestamp_ms.filter(|_| settings.honor_timestamps);
-            let Some(emit) = cache.emit(slot, timestamp) else {
-                continue;
-            };
-            if emit.in_order && timestamp > counts.newest_own_timestamp {
-                counts.newest_own_timestamp = timestamp;
-            }
-            self.sink.append(&Appended {
-                in_order: emit.in_order,
-                ..Appended::float(
-                    emit.series_ref,
-                    emit.text,
-                    emit.name_len,
-                    &meta,
-                    timestamp,
-                    sample.value,
-                )
-            });
+                },
+            )?;
         }
         let (used, at) = parser.stopped();
         self.at = at;
@@ -433,6 +519,77 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
         }
         Ok(used)
     }
+}
+
+/// What a parsed sample brings besides its series.
+struct Taken<'a> {
+    timestamp_ms: Option<i64>,
+    start_timestamp_ms: Option<i64>,
+    value: Value<'a>,
+    exemplar: Option<&'a Exemplar<'a>>,
+}
+
+/// One sample's way from the body to the sink, whatever its format: the
+/// series cache by `key` (a miss runs `first_sight`), the sample limit,
+/// then the sink. Past the sample limit the scrape has failed, but
+/// Prometheus still counts the rest for scrape_samples_scraped and
+/// _post_metric_relabeling; new series stay out of the cache, so a body of
+/// a million series costs its own bytes, not a million cache entries.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn accept<S: Appender>(
+    counts: &mut Counts,
+    cache: &mut SeriesCache,
+    sink: &mut S,
+    settings: &Settings<'_>,
+    key: &[u8],
+    meta: &Family<'_>,
+    taken: Taken<'_>,
+    first_sight: impl FnOnce(&mut Vec<u8>) -> Result<Option<usize>, PipelineError>,
+) -> Result<(), PipelineError> {
+    if over_limit(counts.samples_kept + 1, settings.limits.sample_limit) {
+        let kept = cache
+            .kept_uncached(key, first_sight)
+            .inspect_err(|e| uncount_unparsed(counts, e))?;
+        counts.samples_kept += usize::from(kept);
+        return Ok(());
+    }
+    // A key the cache knows was checked, byte for byte, when it was new.
+    let found = cache
+        .lookup(key, first_sight)
+        .inspect_err(|e| uncount_unparsed(counts, e))?;
+    if found.limited {
+        // Relabeling kept it: it counts as kept, as in vmagent.
+        counts.samples_kept += 1;
+        counts.series_limit_dropped += 1;
+        return Ok(());
+    }
+    let Some(slot) = found.slot else {
+        return Ok(());
+    };
+    counts.samples_kept += 1;
+    if found.new {
+        counts.series_added += 1;
+    }
+    let timestamp = taken.timestamp_ms.filter(|_| settings.honor_timestamps);
+    let Some(emit) = cache.emit(slot, timestamp) else {
+        return Ok(());
+    };
+    if emit.in_order && timestamp > counts.newest_own_timestamp {
+        counts.newest_own_timestamp = timestamp;
+    }
+    sink.append(&Appended {
+        series_ref: emit.series_ref,
+        series: emit.text,
+        name_len: emit.name_len,
+        family: meta,
+        timestamp_ms: timestamp,
+        start_timestamp_ms: taken.start_timestamp_ms,
+        value: taken.value,
+        exemplar: taken.exemplar,
+        in_order: emit.in_order,
+    });
+    Ok(())
 }
 
 /// The least a [`Stream`] parses at once, gathering smaller chunks.
@@ -480,7 +637,7 @@ impl Carry {
 /// the series. Only a cache miss gets here, so a known series is never
 /// checked again.
 fn first_sight<'a>(
-    sample: &Sample<'a>,
+    sample: &impl SeriesLabels<'a>,
     labels: &mut Labels<'a>,
     settings: &Settings<'a>,
     out: &mut Vec<u8>,
@@ -506,7 +663,7 @@ fn first_sight<'a>(
 /// the first rule after which it was (found by applying the rules again:
 /// this runs once per failed scrape, not per sample).
 fn invalid_series<'a>(
-    sample: &Sample<'a>,
+    sample: &impl SeriesLabels<'a>,
     result: &Labels<'_>,
     settings: &Settings<'a>,
 ) -> PipelineError {
@@ -584,13 +741,31 @@ fn over_limit(count: usize, limit: usize) -> bool {
 /// target's. The scrape and `relay relabel` (and its `--explain`) start here,
 /// so the debugger shows what the running relay does.
 pub(crate) fn labels_before_relabel<'a>(
-    sample: &Sample<'a>,
+    sample: &impl SeriesLabels<'a>,
     labels: &mut Labels<'a>,
     settings: &Settings<'a>,
 ) {
     labels.clear();
     sample.labels_into(labels);
     add_target_labels(labels, settings.target_labels, settings.honor_labels);
+}
+
+/// A parsed sample whose labels (`__name__` first) can be listed: a text
+/// line or a protobuf series.
+pub(crate) trait SeriesLabels<'a> {
+    fn labels_into(&self, out: &mut Labels<'a>);
+}
+
+impl<'a> SeriesLabels<'a> for Sample<'a> {
+    fn labels_into(&self, out: &mut Labels<'a>) {
+        Sample::labels_into(self, out);
+    }
+}
+
+impl<'a> SeriesLabels<'a> for ProtoSample<'a> {
+    fn labels_into(&self, out: &mut Labels<'a>) {
+        ProtoSample::labels_into(self, out);
+    }
 }
 
 /// Prometheus's `mutateSampleLabels` before relabeling: with honor_labels the
@@ -828,6 +1003,185 @@ mod tests {
             &mut out,
         )
         .expect("relabeled to legacy names");
+    }
+
+    /// A protobuf body: a counter with a created timestamp and an
+    /// exemplar, and a summary.
+    fn protobuf_body() -> Vec<u8> {
+        use crate::exposition::proto::pb;
+        use prost::Message;
+        let counter = pb::MetricFamily {
+            name: "c_total".into(),
+            help: "Calls.".into(),
+            r#type: pb::MetricType::Counter as i32,
+            metric: vec![pb::Metric {
+                label: vec![pb::LabelPair {
+                    name: "path".into(),
+                    value: "/a".into(),
+                }],
+                counter: Some(pb::Counter {
+                    value: 5.0,
+                    exemplar: Some(pb::Exemplar {
+                        label: vec![pb::LabelPair {
+                            name: "trace_id".into(),
+                            value: "t".into(),
+                        }],
+                        value: 1.5,
+                        timestamp: None,
+                    }),
+                    created_timestamp: Some(pb::Timestamp {
+                        seconds: 1_700_000_000,
+                        nanos: 250_000_000,
+                    }),
+                }),
+                ..Default::default()
+            }],
+            unit: String::new(),
+        };
+        let summary = pb::MetricFamily {
+            name: "s".into(),
+            help: String::new(),
+            r#type: pb::MetricType::Summary as i32,
+            metric: vec![pb::Metric {
+                summary: Some(pb::Summary {
+                    sample_count: 2,
+                    sample_sum: 3.0,
+                    quantile: vec![pb::Quantile {
+                        quantile: 0.5,
+                        value: 1.0,
+                    }],
+                    created_timestamp: None,
+                }),
+                ..Default::default()
+            }],
+            unit: String::new(),
+        };
+        let mut body = counter.encode_length_delimited_to_vec();
+        body.extend(summary.encode_length_delimited_to_vec());
+        body
+    }
+
+    /// Records what reaches an appender from a protobuf body.
+    #[derive(Default)]
+    struct Seen(Vec<String>);
+
+    impl Appender for Seen {
+        fn append(&mut self, s: &Appended<'_>) {
+            self.0.push(format!(
+                "{} {:?} st={:?} ex={:?} family={}:{}",
+                s.series,
+                s.value.float(),
+                s.start_timestamp_ms,
+                s.exemplar.map(|e| (e.labels.to_owned(), e.value)),
+                s.family.name,
+                s.family.kind,
+            ));
+        }
+    }
+
+    #[test]
+    fn protobuf_samples_reach_the_appender_with_created_timestamps_and_exemplars() {
+        let target = target();
+        let rules = Rules::default();
+        let settings = Settings::new(&target, &rules);
+        let body = protobuf_body();
+        let mut cache = SeriesCache::default();
+        let mut seen = Seen::default();
+        let mut counts = Counts::default();
+        process_into(
+            &body,
+            Format::Protobuf,
+            &settings,
+            &mut cache,
+            &mut counts,
+            &mut seen,
+        )
+        .unwrap();
+        assert_eq!(
+            seen.0,
+            [
+                r#"c_total{instance="localhost:8001",job="app",path="/a"} Some(5.0) st=Some(1700000000250) ex=Some(("{trace_id=\"t\"}", 1.5)) family=c_total:counter"#,
+                r#"s_count{instance="localhost:8001",job="app"} Some(2.0) st=None ex=None family=s:summary"#,
+                r#"s_sum{instance="localhost:8001",job="app"} Some(3.0) st=None ex=None family=s:summary"#,
+                r#"s{instance="localhost:8001",job="app",quantile="0.5"} Some(1.0) st=None ex=None family=s:summary"#,
+            ]
+        );
+        assert_eq!((counts.samples_scraped, counts.series_added), (4, 4));
+        // The second scrape finds every series in the cache.
+        let mut counts = Counts::default();
+        process_into(
+            &body,
+            Format::Protobuf,
+            &settings,
+            &mut cache,
+            &mut counts,
+            &mut (),
+        )
+        .unwrap();
+        assert_eq!((counts.samples_kept, counts.series_added), (4, 0));
+    }
+
+    /// A protobuf body fed a byte at a time gives what it gives whole; a
+    /// body cut inside a message fails at the end, saying where.
+    #[test]
+    fn protobuf_bodies_are_parsed_as_they_arrive() {
+        let target = target();
+        let rules = Rules::default();
+        let settings = Settings::new(&target, &rules);
+        let body = protobuf_body();
+        let whole = {
+            let mut out = Rendered::default();
+            process(
+                &body,
+                Format::Protobuf,
+                &settings,
+                &mut SeriesCache::default(),
+                &mut out,
+            )
+            .unwrap();
+            let mut text = Vec::new();
+            out.write(&mut text, Format::Text);
+            text
+        };
+        assert!(!whole.is_empty());
+        let fed = |body: &[u8]| {
+            let mut out = Rendered::default();
+            let mut cache = SeriesCache::default();
+            let mut counts = Counts::default();
+            let mut carry = Carry::gathering(1);
+            let result = {
+                let mut stream = Stream::new(
+                    Format::Protobuf,
+                    &settings,
+                    &mut cache,
+                    &mut counts,
+                    &mut out,
+                );
+                body.chunks(1)
+                    .try_for_each(|c| stream.feed(&mut carry, c))
+                    .and_then(|()| stream.finish(&mut carry))
+            };
+            out.set_counts(counts);
+            let mut text = Vec::new();
+            out.write(&mut text, Format::Text);
+            (result, text)
+        };
+        let (result, text) = fed(&body);
+        assert_eq!(result, Ok(()));
+        assert_eq!(
+            String::from_utf8_lossy(&text),
+            String::from_utf8_lossy(&whole)
+        );
+        let (result, _) = fed(&body[..body.len() - 1]);
+        let first = usize::from(body[0]) + 1;
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            format!(
+                "invalid protobuf exposition: message 2 at byte {first}: truncated message: length prefix says {} bytes, the body ends after {}",
+                body.len() - first - 1,
+                body.len() - first - 2
+            )
+        );
     }
 
     fn target() -> Labels<'static> {

@@ -71,6 +71,7 @@ impl Snapshot {
     /// The body for a format and encoding, names as they are (quoted UTF-8).
     pub fn body(&self, format: Format, gzip: bool) -> Bytes {
         match (format, gzip) {
+            // Protobuf output is item 3's (native histograms served).
             (Format::Text | Format::Protobuf, false) => self.text.clone(),
             (Format::Text | Format::Protobuf, true) => {
                 self.text_gzip.get_or_init(|| compress(&self.text)).clone()

@@ -8,6 +8,7 @@ pub mod json;
 pub mod k8s;
 pub mod peers;
 pub mod procfs;
+pub mod protoenc;
 pub mod pyclient;
 pub mod rw;
 

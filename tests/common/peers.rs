@@ -231,6 +231,15 @@ pub fn scraping_relay(relay_addr: &str) -> String {
 
 /// Starts Prometheus with `scrape_configs` (a YAML block) scraping every 1s.
 pub fn start_prometheus(binary: &std::path::Path, scrape_configs: &str) -> Prometheus {
+    start_prometheus_args(binary, scrape_configs, &[])
+}
+
+/// [`start_prometheus`] with more flags (e.g. `--enable-feature=native-histograms`).
+pub fn start_prometheus_args(
+    binary: &std::path::Path,
+    scrape_configs: &str,
+    args: &[&str],
+) -> Prometheus {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("prometheus.yml");
     std::fs::write(
@@ -246,6 +255,7 @@ pub fn start_prometheus(binary: &std::path::Path, scrape_configs: &str) -> Prome
             dir.path().join("data").display()
         ))
         .arg(format!("--web.listen-address={addr}"))
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
