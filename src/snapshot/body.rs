@@ -19,6 +19,12 @@ pub struct Snapshot {
     /// Each family's header fields and the range of its lines in `text`.
     families: Vec<FamilyBlock>,
     text_gzip: OnceLock<Bytes>,
+    /// OpenMetrics as pieces: its own header lines, and slices of `text`
+    /// where the sample lines are the same in both formats (see
+    /// [`openmetrics_pieces`]).
+    openmetrics_pieces: OnceLock<Vec<Bytes>>,
+    /// The pieces joined, made only for a scraper that asks for
+    /// OpenMetrics without gzip (Prometheus asks with it).
     openmetrics: OnceLock<Bytes>,
     openmetrics_gzip: OnceLock<Bytes>,
     /// Bodies with names escaped for scrapers that did not ask for UTF-8,
@@ -36,6 +42,7 @@ impl Snapshot {
             text: Bytes::from(text),
             families,
             text_gzip: OnceLock::new(),
+            openmetrics_pieces: OnceLock::new(),
             openmetrics: OnceLock::new(),
             openmetrics_gzip: OnceLock::new(),
             escaped: Mutex::new(Vec::new()),
@@ -45,8 +52,8 @@ impl Snapshot {
     /// The body for a format, name escaping and encoding: names are
     /// escaped by `escaping` unless it is `allow-utf-8` (or no name needs it).
     pub fn body_escaped(&self, format: Format, escaping: NameEscaping, gzip: bool) -> Bytes {
-        let plain = self.body(format, false);
-        if !escape::needs_escaping(&plain, escaping) {
+        // Both formats carry the same names: the text tells for either.
+        if !escape::needs_escaping(&self.text, escaping) {
             return self.body(format, gzip);
         }
         let key = (format, escaping, gzip);
@@ -54,6 +61,7 @@ impl Snapshot {
         if let Some((_, body)) = cache.iter().find(|(k, _)| *k == key) {
             return body.clone();
         }
+        let plain = self.body(format, false);
         let text_format = match format {
             Format::OpenMetrics => Format::OpenMetrics,
             _ => Format::Text,
@@ -79,56 +87,104 @@ impl Snapshot {
             (Format::OpenMetrics, false) => self.openmetrics().clone(),
             (Format::OpenMetrics, true) => self
                 .openmetrics_gzip
-                .get_or_init(|| compress(self.openmetrics()))
+                .get_or_init(|| compress_pieces(self.openmetrics_pieces()))
                 .clone(),
         }
     }
 
+    fn openmetrics_pieces(&self) -> &[Bytes] {
+        self.openmetrics_pieces
+            .get_or_init(|| openmetrics_pieces(&self.text, &self.families))
+    }
+
+    /// Bytes of the OpenMetrics body that are the text body's own lines,
+    /// shared rather than copied.
+    #[cfg(test)]
+    pub(crate) fn openmetrics_shared(&self) -> usize {
+        let text = self.text.as_ptr_range();
+        self.openmetrics_pieces()
+            .iter()
+            .filter(|p| text.contains(&p.as_ptr()))
+            .map(Bytes::len)
+            .sum()
+    }
+
     fn openmetrics(&self) -> &Bytes {
         self.openmetrics
-            .get_or_init(|| Bytes::from(to_openmetrics(&self.text, &self.families)))
+            .get_or_init(|| Bytes::from(self.openmetrics_pieces().concat()))
+    }
+}
+
+/// An OpenMetrics body being built: lines of its own, and runs of the text
+/// body's lines shared without a copy.
+struct Pieces<'t> {
+    text: &'t Bytes,
+    done: Vec<Bytes>,
+    own: Vec<u8>,
+}
+
+impl Pieces<'_> {
+    /// Shares `range` of the text body (nothing for a range outside it).
+    fn shared(&mut self, range: std::ops::Range<usize>) {
+        if range.is_empty() || range.end > self.text.len() {
+            return;
+        }
+        if !self.own.is_empty() {
+            self.done.push(Bytes::from(std::mem::take(&mut self.own)));
+        }
+        self.done.push(self.text.slice(range));
+    }
+
+    /// Sample lines at `range` of the text body as OpenMetrics has them:
+    /// shared unless their timestamps must be rewritten in seconds.
+    fn lines(&mut self, range: std::ops::Range<usize>, timestamps: bool) {
+        if timestamps {
+            let text = self.text;
+            with_seconds(&mut self.own, text.get(range).unwrap_or_default());
+        } else {
+            self.shared(range);
+        }
     }
 }
 
 /// The same families as OpenMetrics: OpenMetrics headers over the same
 /// sample lines, which only differ where a line has a timestamp (Prometheus
-/// asks for OpenMetrics first, so this runs once for every snapshot). A
-/// family's `_created` samples, a gauge family of their own in text 0.0.4,
-/// go back among its lines, each where the target had it.
-fn to_openmetrics(text: &[u8], families: &[FamilyBlock]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len() + 16);
+/// asks for OpenMetrics first, so this runs once for every snapshot); the
+/// lines are slices of `text`, not a copy of it. A family's `_created`
+/// samples, a gauge family of their own in text 0.0.4, go back among its
+/// lines, each where the target had it.
+fn openmetrics_pieces(text: &Bytes, families: &[FamilyBlock]) -> Vec<Bytes> {
+    let mut out = Pieces {
+        text,
+        done: Vec::with_capacity(2 * families.len() + 1),
+        own: Vec::new(),
+    };
     let mut blocks = families.iter().peekable();
     while let Some(f) = blocks.next() {
-        f.write_header(&mut out, Format::OpenMetrics);
-        let lines = text.get(f.lines.clone()).unwrap_or_default();
+        f.write_header(&mut out.own, Format::OpenMetrics);
+        let lines = f.lines.clone();
         let Some((c, at)) = blocks
             .next_if(|c| c.created.is_some())
             .and_then(|c| Some((c, &c.created.as_ref()?.at)))
         else {
-            sample_lines(&mut out, lines, f.timestamps);
+            out.lines(lines, f.timestamps);
             continue;
         };
         let created = text.get(c.lines.clone()).unwrap_or_default();
-        let mut from = 0;
+        let (mut from, mut line_start) = (0, c.lines.start);
         for (line, &to) in created.split_inclusive(|&b| b == b'\n').zip(at) {
             let to = to.clamp(from, lines.len());
-            sample_lines(&mut out, &lines[from..to], f.timestamps);
-            sample_lines(&mut out, line, c.timestamps);
+            out.lines(lines.start + from..lines.start + to, f.timestamps);
+            out.lines(line_start..line_start + line.len(), c.timestamps);
+            line_start += line.len();
             from = to;
         }
-        sample_lines(&mut out, &lines[from..], f.timestamps);
+        out.lines(lines.start + from..lines.end, f.timestamps);
     }
-    render::end(&mut out, Format::OpenMetrics);
-    out
-}
-
-/// Text sample lines as OpenMetrics has them.
-fn sample_lines(out: &mut Vec<u8>, lines: &[u8], timestamps: bool) {
-    if timestamps {
-        with_seconds(out, lines);
-    } else {
-        out.extend_from_slice(lines);
-    }
+    render::end(&mut out.own, Format::OpenMetrics);
+    let mut done = out.done;
+    done.push(Bytes::from(out.own));
+    done
 }
 
 /// Rewrites text sample lines with their timestamps in seconds.
@@ -149,11 +205,21 @@ fn with_seconds(out: &mut Vec<u8>, lines: &[u8]) {
 }
 
 fn compress(data: &[u8]) -> Bytes {
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(data.len() / 4),
-        flate2::Compression::fast(),
-    );
-    // Writing into a Vec cannot fail.
-    let _ = encoder.write_all(data);
+    compress_all(data.len(), [data])
+}
+
+/// Gzip of the pieces joined, without joining them.
+fn compress_pieces(pieces: &[Bytes]) -> Bytes {
+    let len = pieces.iter().map(Bytes::len).sum();
+    compress_all(len, pieces.iter().map(|p| &p[..]))
+}
+
+fn compress_all<'a>(len: usize, parts: impl IntoIterator<Item = &'a [u8]>) -> Bytes {
+    let mut encoder =
+        flate2::write::GzEncoder::new(Vec::with_capacity(len / 4), flate2::Compression::fast());
+    for part in parts {
+        // Writing into a Vec cannot fail.
+        let _ = encoder.write_all(part);
+    }
     Bytes::from(encoder.finish().unwrap_or_default())
 }

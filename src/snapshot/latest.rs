@@ -266,6 +266,31 @@ pub(crate) mod tests {
             .write(&mut want, Format::OpenMetrics);
         render::end(&mut want, Format::OpenMetrics);
         assert_eq!(String::from_utf8_lossy(&om), String::from_utf8_lossy(&want));
+        // The gzip is of the same body, made from its pieces; the lines
+        // without timestamps are the text body's, not a copy.
+        let gz = snapshot.body(Format::OpenMetrics, true);
+        let mut unzipped = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut unzipped)
+            .expect("gzip");
+        assert_eq!(unzipped, om);
+        let shared = snapshot.openmetrics_shared();
+        let stamped: usize = String::from_utf8_lossy(&text)
+            .lines()
+            // The family has timestamps: its lines are all rewritten.
+            .filter(|l| l.starts_with("g{") || l.starts_with("g "))
+            .map(|l| l.len() + 1)
+            .sum();
+        assert!(stamped > 0);
+        let lines: usize = String::from_utf8_lossy(&text)
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.len() + 1)
+            .sum();
+        assert_eq!(
+            shared,
+            lines - stamped,
+            "every line without a timestamp is shared"
+        );
         let om_text = String::from_utf8_lossy(&om);
         assert!(
             om_text.contains("g{q=\"\\\"\"} NaN 1700000000.123\n"),
