@@ -42,12 +42,7 @@ fn batch() -> (Vec<Outgoing>, Vec<Vec<(String, String)>>) {
                 .map(|l| (l.name.to_string(), l.value.to_string()))
                 .collect(),
         );
-        out.push(Outgoing {
-            series,
-            timestamp_ms: 1_700_000_000_000,
-            value: s.value,
-            replayed: false,
-        });
+        out.push(Outgoing::new(series, 1_700_000_000_000, s.value, false));
         if out.len() == BATCH {
             break;
         }

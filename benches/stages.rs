@@ -184,12 +184,7 @@ fn outgoing(inputs: &Inputs) -> Vec<Outgoing> {
         let mut rendered = Vec::new();
         relay::exposition::render::series(&mut rendered, &labels);
         let series = prep.prepare(&rendered).expect("kept");
-        out.push(Outgoing {
-            series,
-            timestamp_ms: 1_700_000_000_000,
-            value: s.value,
-            replayed: false,
-        });
+        out.push(Outgoing::new(series, 1_700_000_000_000, s.value, false));
     }
     out
 }

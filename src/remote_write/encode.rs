@@ -71,9 +71,17 @@ impl EncodedSeries {
     /// Picks the series' shard: folded from its pairs' hashes, so it is
     /// the same across segments and restarts for the same labels.
     pub fn hash(&self) -> u64 {
-        self.0.iter().fold(0xcbf2_9ce4_8422_2325, |h, p| {
-            (h.rotate_left(5) ^ p.0.hash).wrapping_mul(0x0100_0000_01b3)
-        })
+        self.shard_key().0
+    }
+
+    /// The shard's hash and the labels' length, in one pass over the pairs.
+    pub fn shard_key(&self) -> (u64, usize) {
+        self.0
+            .iter()
+            .fold((0xcbf2_9ce4_8422_2325, 0), |(h, len), p| {
+                let h = (h.rotate_left(5) ^ p.0.hash).wrapping_mul(0x0100_0000_01b3);
+                (h, len + p.0.bytes.len())
+            })
     }
 }
 
@@ -81,10 +89,37 @@ impl EncodedSeries {
 #[derive(Debug, Clone)]
 pub struct Outgoing {
     pub series: EncodedSeries,
+    /// Bytes of the series' encoded labels, summed once when the sample is
+    /// dealt (with the shard's hash), not again for each request.
+    labels_len: u32,
     pub timestamp_ms: i64,
     pub value: f64,
     /// Written by an earlier process: it may have been delivered already.
     pub replayed: bool,
+}
+
+impl Outgoing {
+    pub fn new(series: EncodedSeries, timestamp_ms: i64, value: f64, replayed: bool) -> Self {
+        let labels_len = series.labels_len();
+        Outgoing::with_len(series, labels_len, timestamp_ms, value, replayed)
+    }
+
+    /// With the labels' length already known (see [`EncodedSeries::shard_key`]).
+    pub fn with_len(
+        series: EncodedSeries,
+        labels_len: usize,
+        timestamp_ms: i64,
+        value: f64,
+        replayed: bool,
+    ) -> Self {
+        Outgoing {
+            series,
+            labels_len: u32::try_from(labels_len).unwrap_or(u32::MAX),
+            timestamp_ms,
+            value,
+            replayed,
+        }
+    }
 }
 
 /// What every series of one queue goes through before it is sent.
@@ -210,7 +245,7 @@ pub fn write_request(samples: &[Outgoing], out: &mut Vec<u8>) {
             } else {
                 0
             };
-        let labels_len = s.series.labels_len();
+        let labels_len = s.labels_len as usize;
         let series_len = labels_len + 1 + varint::len(sample_len as u64) + sample_len;
         out.push(0x0a);
         varint::put(out, series_len as u64);
@@ -273,12 +308,7 @@ mod tests {
             (1, f64::from_bits(0x7ff0_0000_0000_0002)),
         ]
         .into_iter()
-        .map(|(timestamp_ms, value)| Outgoing {
-            series: series.clone(),
-            timestamp_ms,
-            value,
-            replayed: false,
-        })
+        .map(|(timestamp_ms, value)| Outgoing::new(series.clone(), timestamp_ms, value, false))
         .collect();
         let mut ours = Vec::new();
         write_request(&samples, &mut ours);
@@ -338,15 +368,7 @@ mod tests {
         // One Label field decoded on its own proves the framing; check all below.
         assert!(decoded.is_ok());
         let mut req = Vec::new();
-        write_request(
-            &[Outgoing {
-                series: kept,
-                timestamp_ms: 1,
-                value: 1.0,
-                replayed: false,
-            }],
-            &mut req,
-        );
+        write_request(&[Outgoing::new(kept, 1, 1.0, false)], &mut req);
         let got = prompb::WriteRequest::decode(req.as_slice()).expect("decodes");
         let names: Vec<(String, String)> = got.timeseries[0]
             .labels

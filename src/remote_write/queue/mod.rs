@@ -148,13 +148,10 @@ pub async fn run(
                         dropped += 1;
                         continue;
                     };
-                    let shard = (s.hash() % n_shards as u64) as usize;
-                    let sample = Outgoing {
-                        series: s.clone(),
-                        timestamp_ms,
-                        value,
-                        replayed,
-                    };
+                    let (hash, labels_len) = s.shard_key();
+                    let shard = (hash % n_shards as u64) as usize;
+                    let sample =
+                        Outgoing::with_len(s.clone(), labels_len, timestamp_ms, value, replayed);
                     // A full chunk goes at once: what is in flight is
                     // bounded by the shards' chunks, not by the record.
                     if let Some(chunk) = dealt.push(shard, sample, chunk_max) {
