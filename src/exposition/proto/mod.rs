@@ -380,19 +380,14 @@ pub fn for_each_sample<'f, E: From<ProtoError>>(
                     ..base
                 };
                 let count = metric.summary_count as f64;
-                let sum = metric.summary_sum;
-                suffixed(&mut scratch.name, name, "_count");
-                visit(&ProtoSample {
-                    name: &scratch.name,
-                    value: SampleValue::Float(count),
-                    ..base
-                })?;
-                suffixed(&mut scratch.name, name, "_sum");
-                visit(&ProtoSample {
-                    name: &scratch.name,
-                    value: SampleValue::Float(sum),
-                    ..base
-                })?;
+                count_and_sum(
+                    name,
+                    count,
+                    metric.summary_sum,
+                    base,
+                    &mut scratch.name,
+                    &mut visit,
+                )?;
                 for (i, q) in metric.quantile.iter().enumerate() {
                     let text = formatted(&mut scratch.quantiles, i, q.quantile);
                     visit(&ProtoSample {
@@ -454,18 +449,7 @@ fn classic<'f, E>(
     } else {
         h.sample_count as f64
     };
-    suffixed(&mut scratch.name, name, "_count");
-    visit(&ProtoSample {
-        name: &scratch.name,
-        value: SampleValue::Float(count),
-        ..base
-    })?;
-    suffixed(&mut scratch.name, name, "_sum");
-    visit(&ProtoSample {
-        name: &scratch.name,
-        value: SampleValue::Float(h.sample_sum),
-        ..base
-    })?;
+    count_and_sum(name, count, h.sample_sum, base, &mut scratch.name, visit)?;
     suffixed(&mut scratch.name, name, "_bucket");
     let mut inf = false;
     for (i, b) in h.bucket.iter().enumerate() {
@@ -679,6 +663,26 @@ fn exemplar(out: &mut Vec<u8>, e: &wire::Exemplar<'_>) -> (f64, Option<i64>) {
 
 fn exemplar_text(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).unwrap_or("{}")
+}
+
+/// A summary's or a classic histogram's `_count` and `_sum` series.
+fn count_and_sum<'f, E>(
+    name: &str,
+    count: f64,
+    sum: f64,
+    base: ProtoSample<'f>,
+    scratch_name: &mut String,
+    visit: &mut impl for<'s> FnMut(&ProtoSample<'s>) -> Result<(), E>,
+) -> Result<(), E> {
+    for (suffix, value) in [("_count", count), ("_sum", sum)] {
+        suffixed(scratch_name, name, suffix);
+        visit(&ProtoSample {
+            name: scratch_name,
+            value: SampleValue::Float(value),
+            ..base
+        })?;
+    }
+    Ok(())
 }
 
 fn suffixed(out: &mut String, name: &str, suffix: &str) {
