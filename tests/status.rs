@@ -99,6 +99,92 @@ fn page_config(healthy: &str, closed: &str, write_url: &str) -> String {
     )
 }
 
+/// What a small web app exposes: requests by route, method and code, and
+/// a latency histogram.
+fn shop_exposition() -> String {
+    let mut body = String::from(
+        "# HELP http_requests_total Requests served.\n# TYPE http_requests_total counter\n",
+    );
+    for route in ["/", "/cart", "/checkout", "/items", "/login"] {
+        for (method, code, n) in [("GET", "200", 930), ("GET", "404", 12), ("POST", "500", 3)] {
+            body += &format!("http_requests_total{{route=\"{route}\",method=\"{method}\",code=\"{code}\"}} {n}\n");
+        }
+    }
+    body += "# HELP http_request_duration_seconds Latency.\n# TYPE http_request_duration_seconds histogram\n";
+    for route in ["/", "/cart", "/checkout", "/items", "/login"] {
+        for (le, n) in [("0.05", 700), ("0.25", 900), ("1", 940), ("+Inf", 945)] {
+            body += &format!(
+                "http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{le}\"}} {n}\n"
+            );
+        }
+        body += &format!("http_request_duration_seconds_sum{{route=\"{route}\"}} 61.5\nhttp_request_duration_seconds_count{{route=\"{route}\"}} 945\n");
+    }
+    body
+}
+
+/// The picture the README shows, taken here: a shop app, a payments
+/// target that refuses connections, remote write to a real Prometheus.
+/// `RELAY_SCREENSHOT=$PWD/docs/status-page.png cargo test --test status --
+/// --include-ignored readme` writes it to the docs.
+#[test]
+#[ignore = "needs chromium and prometheus; scripts/test runs it"]
+fn the_readme_screenshot_shows_a_healthy_and_a_failing_target() {
+    let browser = require_peer("chromium", "chromium");
+    let prometheus = require_peer("prometheus", "prometheus");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let receiver = Peer::start(
+        Kind::Prometheus,
+        &prometheus,
+        &format!("127.0.0.1:{}", free_port()),
+        &dir.path().join("receiver"),
+    );
+    let shop = Target::start(Reply::text(&shop_exposition()));
+    let closed = format!("127.0.0.1:{}", free_port());
+    let relay = Relay::start(&format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+         scrape_configs:\n\
+         \x20 - job_name: shop\n    static_configs:\n      - targets: [\"{}\"]\n\
+         \x20 - job_name: payments\n    static_configs:\n      - targets: [\"{closed}\"]\n\
+         remote_write:\n  - url: {}\n    name: central\n",
+        shop.addr,
+        receiver.write_url()
+    ));
+    scraped_targets(&relay.addr, 2);
+    wait_for("samples at the receiver", || {
+        (!receiver.raw("up").is_empty()).then_some(())
+    });
+    let url = format!("http://{}/", relay.addr);
+    // The histogram's 20 bucket series in the top list (counted from the
+    // loop's cache on request: polled, as a loop may be mid-scrape), and
+    // the failing target's error.
+    let want = "<code>http_request_duration_seconds_bucket</code></td><td class=\"n\">20</td>";
+    let dom = wait_for("the shop's top lists in the browser", || {
+        let (dom, _) = chromium(&browser, &dir.path().join("dom"), &url, &["--dump-dom"]);
+        dom.contains(want).then_some(dom)
+    });
+    assert!(dom.contains("Connection refused"), "{dom}");
+    let shot = dir.path().join("status-page.png");
+    chromium(
+        &browser,
+        &dir.path().join("profile"),
+        &url,
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1200,900",
+        ],
+    );
+    let png = std::fs::read(&shot).expect("the screenshot");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert!(
+        png.len() > 10_000,
+        "a blank screenshot? {} bytes",
+        png.len()
+    );
+    if let Some(to) = std::env::var_os("RELAY_SCREENSHOT") {
+        std::fs::copy(&shot, &to).expect("copy the screenshot");
+    }
+}
+
 #[test]
 #[ignore = "needs chromium and prometheus; scripts/test runs it"]
 fn the_page_in_chromium_shows_targets_health_errors_and_the_queue() {
@@ -188,8 +274,8 @@ fn the_page_in_chromium_shows_targets_health_errors_and_the_queue() {
     assert!(!dom.contains("<script"), "{dom}");
     assert!(!dom.contains("<img"), "{dom}");
     assert!(dom.contains("&lt;script&gt;document.title"), "{dom}");
-    // The screenshot the README shows (a copy taken by hand is committed
-    // at docs/status-page.png).
+    // A screenshot of this page (the README's is taken by
+    // the_readme_screenshot_shows_a_healthy_and_a_failing_target).
     let shot = dir.path().join("status-page.png");
     chromium(
         &browser,

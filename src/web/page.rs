@@ -44,7 +44,7 @@ h1{font-size:1.4em;margin:0 0 .3em}h2{font-size:1.15em;margin:1.4em 0 .4em}\
 table{border-collapse:collapse;width:100%}th,td{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top}\
 th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}\
 .up{color:#fff;background:#2a7d2a}.down{color:#fff;background:#b3261e}.unknown{background:#ddd}\
-.health{font-weight:bold;padding:.1em .5em;border-radius:3px}.err{color:#b3261e;word-break:break-word;min-width:14em}\
+.health{font-weight:bold;padding:.1em .5em;border-radius:3px}.err{color:#b3261e;word-break:break-word;min-width:9em}\
 .meta{color:#555}code{font-size:.95em}details{margin:.2em 0}summary{cursor:pointer}\
 .lists{display:flex;gap:1.5em;flex-wrap:wrap;align-items:flex-start}.lists table{width:auto}";
 
