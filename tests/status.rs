@@ -77,6 +77,29 @@ fn chromium(chromium: &Path, profile: &Path, url: &str, args: &[&str]) -> (Strin
     )
 }
 
+/// A 1200×900 screenshot of `url` into `dir`, checked to be a PNG that
+/// is not blank; its path.
+fn screenshot(browser: &Path, dir: &Path, url: &str) -> std::path::PathBuf {
+    let shot = dir.join("status-page.png");
+    chromium(
+        browser,
+        &dir.join("profile"),
+        url,
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1200,900",
+        ],
+    );
+    let png = std::fs::read(&shot).expect("the screenshot");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert!(
+        png.len() > 10_000,
+        "a blank screenshot? {} bytes",
+        png.len()
+    );
+    shot
+}
+
 /// What the browser console said, from Chromium's log: script errors and
 /// console messages (the page has no script, so none are expected).
 fn console_lines(stderr: &str) -> Vec<&str> {
@@ -163,23 +186,7 @@ fn the_readme_screenshot_shows_a_healthy_and_a_failing_target() {
         dom.contains(want).then_some(dom)
     });
     assert!(dom.contains("Connection refused"), "{dom}");
-    let shot = dir.path().join("status-page.png");
-    chromium(
-        &browser,
-        &dir.path().join("profile"),
-        &url,
-        &[
-            &format!("--screenshot={}", shot.display()),
-            "--window-size=1200,900",
-        ],
-    );
-    let png = std::fs::read(&shot).expect("the screenshot");
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
-    assert!(
-        png.len() > 10_000,
-        "a blank screenshot? {} bytes",
-        png.len()
-    );
+    let shot = screenshot(&browser, dir.path(), &url);
     if let Some(to) = std::env::var_os("RELAY_SCREENSHOT") {
         std::fs::copy(&shot, &to).expect("copy the screenshot");
     }
@@ -276,23 +283,7 @@ fn the_page_in_chromium_shows_targets_health_errors_and_the_queue() {
     assert!(dom.contains("&lt;script&gt;document.title"), "{dom}");
     // A screenshot of this page (the README's is taken by
     // the_readme_screenshot_shows_a_healthy_and_a_failing_target).
-    let shot = dir.path().join("status-page.png");
-    chromium(
-        &browser,
-        &dir.path().join("profile"),
-        &url,
-        &[
-            &format!("--screenshot={}", shot.display()),
-            "--window-size=1200,900",
-        ],
-    );
-    let png = std::fs::read(&shot).expect("the screenshot");
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
-    assert!(
-        png.len() > 10_000,
-        "a blank screenshot? {} bytes",
-        png.len()
-    );
+    screenshot(&browser, dir.path(), &url);
 }
 
 #[test]
