@@ -68,13 +68,9 @@ impl EncodedSeries {
         out
     }
 
-    /// Picks the series' shard: folded from its pairs' hashes, so it is
-    /// the same across segments and restarts for the same labels.
-    pub fn hash(&self) -> u64 {
-        self.shard_key().0
-    }
-
-    /// The shard's hash and the labels' length, in one pass over the pairs.
+    /// The hash that picks the series' shard (folded from its pairs'
+    /// hashes, so the same across segments and restarts for the same
+    /// labels) and the labels' length, in one pass over the pairs.
     pub fn shard_key(&self) -> (u64, usize) {
         self.0
             .iter()
@@ -404,15 +400,15 @@ mod tests {
             .map(|(x, y)| shared(x, y))
             .collect();
         assert_eq!(same, [true, true, false, true]);
-        assert_ne!(a.hash(), b.hash());
+        assert_ne!(a.shard_key().0, b.shard_key().0);
         // Another segment (or process) makes new pairs with the same hash.
         prep.clear_pairs();
         let again = prep.prepare(b"m{i=\"1\",job=\"app\"}").expect("kept");
         assert!(!shared(&again.pairs()[0], &a.pairs()[0]));
         assert_eq!(again, a);
-        assert_eq!(again.hash(), a.hash());
+        assert_eq!(again.shard_key().0, a.shard_key().0);
         let other = SeriesPrep::new(&external, &rules).prepare(b"m{job=\"app\",i=\"1\"}");
-        assert_eq!(other.map(|s| s.hash()), Some(a.hash()));
+        assert_eq!(other.map(|s| s.shard_key().0), Some(a.shard_key().0));
         assert_eq!(a.labels().len(), a.labels_len());
     }
 }
