@@ -58,8 +58,13 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RELAY = os.path.join(ROOT, "target", "release", "relay")
-SINK = os.path.join(ROOT, "target", "release", "examples", "rw_sink")
+# RELAY_BIN and RW_SINK_BIN: binaries built elsewhere, and nothing is built.
+# scripts/test passes the static release binary scripts/build-image made for
+# the image test and the test build's rw_sink, so CI compiles relay in
+# release mode once (a smoke run needs no optimised sink).
+PREBUILT = bool(os.environ.get("RELAY_BIN"))
+RELAY = os.environ.get("RELAY_BIN") or os.path.join(ROOT, "target", "release", "relay")
+SINK = os.environ.get("RW_SINK_BIN") or os.path.join(ROOT, "target", "release", "examples", "rw_sink")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -592,6 +597,8 @@ def measure_rw(peer, sink, expected, interval, window):
 
 
 def build(example=True):
+    if PREBUILT:
+        return
     argv = ["cargo", "build", "--release", "--quiet", "--bins"]
     subprocess.run(argv + (["--example", "rw_sink"] if example else []), cwd=ROOT, check=True)
 
@@ -1145,7 +1152,7 @@ def serve_mode(args, series, window):
     interval = args.interval or 5
 
     if not args.no_build:
-        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+        build(example=False)
     missing = [b for b in ("prometheus", "vmagent") if shutil.which(b) is None]
     if missing and os.environ.get("CI") == "true":
         sys.exit(f"missing peers under CI=true: {missing} (./scripts/test installs them)")

@@ -47,8 +47,10 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RELAY = os.path.join(ROOT, "target", "release", "relay")
-SINK = os.path.join(ROOT, "target", "release", "examples", "rw_sink")
+# RELAY_BIN and RW_SINK_BIN: binaries built elsewhere (see benches/e2e.py).
+PREBUILT = bool(os.environ.get("RELAY_BIN"))
+RELAY = os.environ.get("RELAY_BIN") or os.path.join(ROOT, "target", "release", "relay")
+SINK = os.environ.get("RW_SINK_BIN") or os.path.join(ROOT, "target", "release", "examples", "rw_sink")
 REPORT_SERIES = 5
 
 
@@ -280,7 +282,7 @@ def main():
     )
     args = parser.parse_args()
     duration = 20.0 if args.quick else args.duration
-    if not args.no_build:
+    if not args.no_build and not PREBUILT:
         subprocess.run(
             ["cargo", "build", "--release", "--quiet", "--bins", "--example", "rw_sink"],
             cwd=ROOT,
