@@ -91,6 +91,14 @@ fn query_exemplars(addr: &str, query: &str) -> BTreeSet<StoredExemplar> {
     out
 }
 
+/// An exemplar as sent: (series labels `k=v,...`, exemplar labels, value
+/// bits, timestamp ms).
+type SentExemplar = (String, Vec<(String, String)>, u64, i64);
+
+/// A native histogram as Prometheus's API shows it: count, sum, and the
+/// buckets as (boundary rule, lower, upper, count).
+type Shown = (String, String, BTreeSet<(String, String, String, String)>);
+
 fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
     p.iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -232,7 +240,7 @@ fn metadata_is_sent_on_its_interval_and_other_kinds_only_when_asked() {
             .collect();
         (got.len() >= 6).then_some(got)
     });
-    let seen: BTreeSet<(String, Vec<(String, String)>, u64, i64)> = exemplars
+    let seen: BTreeSet<SentExemplar> = exemplars
         .iter()
         .map(|s| {
             assert!(s.samples.is_empty() && s.exemplars.len() == 1, "{s:?}");
@@ -277,11 +285,7 @@ fn metadata_is_sent_on_its_interval_and_other_kinds_only_when_asked() {
     ]
     .into_iter()
     .map(|(name, own, labels, v, t)| {
-        let series = if name == "req_total" {
-            format!("__name__={name},instance={instance},job=app,{own}")
-        } else {
-            format!("__name__={name},instance={instance},job=app,{own}")
-        };
+        let series = format!("__name__={name},instance={instance},job=app,{own}");
         (series, labels, f64::to_bits(v), t)
     })
     .collect();
@@ -330,7 +334,7 @@ fn native(k: u64) -> relay::storage::Histogram {
 
 /// What Prometheus's API shows of [`native`]`(k)`: count, sum, and the
 /// buckets as (boundary rule, lower, upper, count).
-fn native_as_shown(k: u64) -> (String, String, BTreeSet<(String, String, String, String)>) {
+fn native_as_shown(k: u64) -> Shown {
     let b = |rule: u8, lo: f64, hi: f64, n: u64| {
         (
             rule.to_string(),
@@ -356,13 +360,7 @@ fn native_as_shown(k: u64) -> (String, String, BTreeSet<(String, String, String,
 
 /// The raw native histogram samples of `selector` over the last 10
 /// minutes: (timestamp ms, as [`native_as_shown`]).
-fn stored_histograms(
-    addr: &str,
-    selector: &str,
-) -> Vec<(
-    i64,
-    (String, String, BTreeSet<(String, String, String, String)>),
-)> {
+fn stored_histograms(addr: &str, selector: &str) -> Vec<(i64, Shown)> {
     let now = now_ms() + 1000;
     let path = format!(
         "/api/v1/query?query={}&time={}.{:03}",

@@ -132,7 +132,7 @@ pub(super) fn put_histogram(
     varint::put(out, r);
     varint::put(out, zigzag(ts.wrapping_sub(last_ts)));
     let float = matches!(h.counts, HistogramCounts::Float { .. });
-    out.push(u8::from(float) * FLOAT_COUNTS | (reset_hint << 1));
+    out.push((u8::from(float) * FLOAT_COUNTS) | (reset_hint << 1));
     varint::put(out, zigzag(i64::from(h.schema)));
     put_f64(out, h.zero_threshold);
     put_f64(out, h.sum);

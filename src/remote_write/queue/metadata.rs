@@ -14,11 +14,14 @@ use super::super::send::{Outcome, Sender};
 use crate::config::MetadataConfig;
 use crate::wal::FamilyMetadata;
 
+/// A family's encoded `MetricMetadata` and the generation it was last seen in.
+type Seen = (Arc<[u8]>, u32);
+
 /// The families a queue has read metadata for, by name, each with its
 /// encoded `MetricMetadata` and the segment generation it was last seen in.
 #[derive(Default)]
 pub(super) struct MetadataStore {
-    families: HashMap<Box<[u8]>, (Arc<[u8]>, u32)>,
+    families: HashMap<Box<[u8]>, Seen>,
     generation: u32,
 }
 
