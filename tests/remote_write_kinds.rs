@@ -427,16 +427,23 @@ fn native_histograms_reach_prometheus_and_are_replayed_after_a_crash() {
         dir.path(),
         &["--enable-feature=native-histograms"],
     );
+    // A second queue without send_native_histograms: floats only.
+    let plain = Receiver::start();
     let wal = tempfile::tempdir().expect("tempdir");
     let yaml = format!(
-        "relay:\n  wal_dir: {}\nremote_write:\n  - url: {}\n    send_native_histograms: true\n    metadata_config: {{send: false}}\n    queue_config: {{batch_send_deadline: 100ms, min_backoff: 50ms, max_backoff: 200ms}}\n",
+        "relay:\n  wal_dir: {}\nremote_write:\n  - url: {}\n    send_native_histograms: true\n    metadata_config: {{send: false}}\n    queue_config: {{batch_send_deadline: 100ms, min_backoff: 50ms, max_backoff: 200ms}}\n  - url: {}\n    queue_config: {{batch_send_deadline: 100ms}}\n",
         wal.path().display(),
-        prometheus.write_url()
+        prometheus.write_url(),
+        plain.url
     );
     let plan = relay::plan::from_yaml_str(&yaml).expect("valid config");
     let family = Family {
         name: "lat",
         kind: relay::exposition::MetricType::Histogram,
+        ..Family::default()
+    };
+    let up = Family {
+        name: "up",
         ..Family::default()
     };
     let series = "lat{job=\"app\"}";
@@ -455,6 +462,14 @@ fn native_histograms_reach_prometheus_and_are_replayed_after_a_crash() {
             let mut s = Appended::float(1, series, 3, &family, None, 0.0);
             s.value = Value::Histogram(&h);
             app.append(&s);
+            app.append(&Appended::float(
+                2,
+                "up{job=\"app\"}",
+                2,
+                &up,
+                None,
+                k as f64,
+            ));
             app.commit();
         }
     };
@@ -502,5 +517,23 @@ fn native_histograms_reach_prometheus_and_are_replayed_after_a_crash() {
     let remote = start(&runtime);
     append(&remote, 5..7);
     assert_eq!(wait_stored(7), want(0..7), "{}", prometheus.logs());
+    // The plain queue sent every float (at least once: the first process
+    // may die before its checkpoint moved) and no histogram.
+    let floats = wait_for("the plain queue's floats", || {
+        let got: BTreeSet<(i64, u64)> = plain
+            .accepted_named("up")
+            .iter()
+            .map(|g| (g.ts, g.value.to_bits()))
+            .collect();
+        (got.len() >= 7).then_some(got)
+    });
+    let want_floats: BTreeSet<(i64, u64)> = (0..7)
+        .map(|k| (t0 + 1000 * k, (k as f64).to_bits()))
+        .collect();
+    assert_eq!(floats, want_floats);
+    assert!(plain
+        .accepted_series()
+        .iter()
+        .all(|s| s.histograms.is_empty() && s.exemplars.is_empty()));
     runtime.block_on(remote.shutdown(std::time::Duration::from_secs(5)));
 }

@@ -96,9 +96,22 @@ pub enum Payload {
     Float(f64),
     /// A native histogram sample: its encoded `Histogram` message
     /// (`TimeSeries.histograms`), timestamp included.
-    Histogram(Arc<[u8]>),
+    Histogram(Arc<Message>),
     /// An exemplar: its encoded `Exemplar` message (`TimeSeries.exemplars`).
-    Exemplar(Arc<[u8]>),
+    Exemplar(Arc<Message>),
+}
+
+/// An encoded protobuf message (a `Histogram` or an `Exemplar`), shared
+/// by its sample in flight through a thin pointer: a float sample's
+/// [`Outgoing`] stays small whatever the other payloads hold.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Message(Box<[u8]>);
+
+impl Message {
+    /// The message's bytes (no tag or length).
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl Payload {
@@ -236,7 +249,12 @@ impl SeriesPrep<'_> {
     /// An exemplar's `Exemplar` message from its labels rendered
     /// `{a="b",...}` (sorted by name, as Prometheus keeps them); None when
     /// they do not parse (logged).
-    pub fn exemplar(&mut self, labels: &[u8], value: f64, timestamp_ms: i64) -> Option<Arc<[u8]>> {
+    pub fn exemplar(
+        &mut self,
+        labels: &[u8],
+        value: f64,
+        timestamp_ms: i64,
+    ) -> Option<Arc<Message>> {
         self.scratch.clear();
         self.scratch.extend_from_slice(b"e");
         self.scratch.extend_from_slice(labels);
@@ -274,13 +292,13 @@ impl SeriesPrep<'_> {
             out.push(0x18);
             varint::put(out, timestamp_ms as u64);
         }
-        Some(Arc::from(out.as_slice()))
+        Some(Arc::new(Message(out.as_slice().into())))
     }
 }
 
 /// A native histogram sample's `Histogram` message, with `reset_hint`
 /// (prompb's `ResetHint` number) and its timestamp.
-pub fn encode_histogram(h: &Histogram, reset_hint: u8, timestamp_ms: i64) -> Arc<[u8]> {
+pub fn encode_histogram(h: &Histogram, reset_hint: u8, timestamp_ms: i64) -> Arc<Message> {
     let mut out = Vec::with_capacity(64);
     let zigzag = |v: i64| ((v << 1) ^ (v >> 63)) as u64;
     // The `count` and `zero_count` oneofs are written even when zero: a
@@ -355,7 +373,7 @@ pub fn encode_histogram(h: &Histogram, reset_hint: u8, timestamp_ms: i64) -> Arc
         out.push(0x78);
         varint::put(&mut out, timestamp_ms as u64);
     }
-    Arc::from(out)
+    Arc::new(Message(out.into_boxed_slice()))
 }
 
 /// A double field, left out when zero unless `always` (a oneof member).
@@ -454,7 +472,8 @@ pub fn write_request(samples: &[Outgoing], out: &mut Vec<u8>) {
     for s in samples {
         let value = match &s.value {
             Payload::Float(v) => *v,
-            Payload::Histogram(bytes) | Payload::Exemplar(bytes) => {
+            Payload::Histogram(m) | Payload::Exemplar(m) => {
+                let bytes = m.bytes();
                 // TimeSeries: labels, then the message in field 4
                 // (histograms) or 3 (exemplars).
                 let tag = if matches!(s.value, Payload::Histogram(_)) {
@@ -862,6 +881,14 @@ mod tests {
             prompb::WriteRequest::decode(ours.as_slice()).ok(),
             Some(want)
         );
+    }
+
+    #[test]
+    fn a_float_sample_in_flight_is_no_larger_for_the_other_kinds() {
+        // Series (16), payload (16: a float or one thin pointer),
+        // timestamp, labels' length, replayed.
+        assert_eq!(std::mem::size_of::<Payload>(), 16);
+        assert!(std::mem::size_of::<Outgoing>() <= 48);
     }
 
     #[test]
