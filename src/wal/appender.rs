@@ -161,7 +161,8 @@ pub struct WalAppender {
 /// Which families' metadata (type, help, unit) this appender wrote in the
 /// current segment, by name, with a hash of what it wrote: written again
 /// in each segment (segments are self-contained) and when it changes.
-/// Samples come family by family, so only a change of family is looked up.
+/// Samples come family by family, so only a change of family is looked up
+/// (and each family's first sample in a transaction).
 #[derive(Default)]
 struct Families {
     epoch: Option<u32>,
@@ -170,11 +171,14 @@ struct Families {
 }
 
 impl Families {
+    /// A transaction starts in segment `epoch`: each family is checked
+    /// again at its first sample (its metadata may have changed).
     fn at(&mut self, epoch: u32) {
         if self.epoch != Some(epoch) {
             self.epoch = Some(epoch);
             self.forget();
         }
+        self.last.clear();
     }
 
     /// Forgets what was written (a rolled-back or failed batch lost it).

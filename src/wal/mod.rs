@@ -1065,4 +1065,60 @@ mod tests {
         );
         assert_eq!(got, [("up{job=\"a\"}".to_owned(), 1000, 1f64.to_bits())]);
     }
+
+    #[test]
+    fn metadata_is_written_again_after_a_rollback_a_change_or_a_new_segment() {
+        use crate::exposition::MetricType;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (wal, _) = open(dir.path(), 1 << 30, &["q"]);
+        let mut app = appender(&wal);
+        let family = |help: &'static str| Family {
+            name: "m",
+            help: Some(help.into()),
+            kind: MetricType::Gauge,
+            unit: None,
+        };
+        let mut scrape = |help: &'static str, commit: bool| {
+            let f = family(help);
+            app.begin(1000);
+            app.append(&Appended::float(1, "m", 1, &f, None, 1.0));
+            app.append(&Appended::float(2, "m{a=\"1\"}", 1, &f, None, 1.0));
+            if commit {
+                app.commit();
+            } else {
+                app.rollback();
+                app.commit();
+            }
+        };
+        scrape("one", true);
+        scrape("one", true);
+        scrape("one", false);
+        scrape("one", true);
+        scrape("two", true);
+        scrape("two", true);
+        wal.cut_segment().expect("cuts");
+        scrape("two", true);
+        let mut reader = Reader::new(
+            wal.clone(),
+            Position {
+                segment: 1,
+                offset: 0,
+            },
+        );
+        let mut helps = Vec::new();
+        loop {
+            match reader.read_next() {
+                Next::Record(Record::Metadata(it), _) => {
+                    helps.extend(it.map(|m| String::from_utf8_lossy(m.help).into_owned()));
+                }
+                Next::NewSegment(s) => helps.push(format!("segment {s}")),
+                Next::Record(_, _) => {}
+                Next::Pending | Next::End => break,
+            }
+        }
+        // Once per family, not per series; a rolled-back scrape's metadata
+        // is written by the next one; a change is written; a new segment
+        // describes it again.
+        assert_eq!(helps, ["one", "one", "two", "segment 2", "two"]);
+    }
 }

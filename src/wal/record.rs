@@ -222,7 +222,6 @@ impl<'a> HistogramIter<'a> {
         let mut spans = [Vec::new(), Vec::new()];
         for side in &mut spans {
             let n = get_len(body, pos)?;
-            side.reserve_exact(n);
             for _ in 0..n {
                 let offset = i32::try_from(unzigzag(varint::get(body, pos)?)).ok()?;
                 let length = u32::try_from(varint::get(body, pos)?).ok()?;
@@ -235,7 +234,6 @@ impl<'a> HistogramIter<'a> {
             let mut sides = [Vec::new(), Vec::new()];
             for side in &mut sides {
                 let n = get_len(body, pos)?;
-                side.reserve_exact(n);
                 for _ in 0..n {
                     side.push(unzigzag(varint::get(body, pos)?));
                 }
@@ -253,7 +251,6 @@ impl<'a> HistogramIter<'a> {
             let mut sides = [Vec::new(), Vec::new()];
             for side in &mut sides {
                 let n = get_len(body, pos)?;
-                side.reserve_exact(n);
                 for _ in 0..n {
                     side.push(get_f64(body, pos)?);
                 }
