@@ -76,11 +76,13 @@ fn bench(c: &mut Criterion) {
                         })
                         .collect(),
                     samples: vec![prompb::Sample {
-                        value: s.value,
+                        value: s.value.float().expect("float samples"),
                         timestamp: s.timestamp_ms,
                     }],
+                    ..Default::default()
                 })
                 .collect(),
+            ..Default::default()
         };
         let bytes = request.encode_to_vec();
         compress(&mut prost_encoder, &bytes, &mut prost_compressed).expect("compresses");

@@ -47,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
     let mut want = Vec::new();
     for segment in [1u32, 2] {
         for &(end, kind) in &records {
-            if kind == 1 || kind == 2 {
+            if (1..=5).contains(&kind) {
                 want.push((segment, end, kind));
             }
         }
@@ -73,6 +73,20 @@ fuzz_target!(|data: &[u8]| {
                     Record::Samples(entries) => {
                         entries.count();
                         2
+                    }
+                    Record::Histograms(entries) => {
+                        entries.count();
+                        3
+                    }
+                    Record::Exemplars(entries) => {
+                        for (_, _, _, labels) in entries {
+                            assert!(labels.len() <= data.len());
+                        }
+                        4
+                    }
+                    Record::Metadata(entries) => {
+                        entries.count();
+                        5
                     }
                 };
                 got.push((at.segment, at.offset, kind));

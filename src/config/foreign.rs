@@ -18,21 +18,6 @@ const IGNORED: &[(&str, &str, &str)] = &[
     ("global", "evaluation_interval", "relay evaluates no rules"),
     ("global", "rule_query_offset", "relay evaluates no rules"),
     ("global", "query_log_file", "relay answers no queries"),
-    (
-        "remote_write[]",
-        "metadata_config",
-        "relay sends samples only",
-    ),
-    (
-        "remote_write[]",
-        "send_exemplars",
-        "relay sends samples only",
-    ),
-    (
-        "remote_write[]",
-        "send_native_histograms",
-        "relay sends samples only",
-    ),
 ];
 
 /// Fields relay rejects because ignoring them would change what is scraped

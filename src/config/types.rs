@@ -490,6 +490,35 @@ pub struct RemoteWriteConfig {
     /// Accepted for `prometheus.yml` compatibility; relay speaks HTTP/1.1.
     #[serde(default = "yes")]
     pub enable_http2: bool,
+    /// Send exemplars (`TimeSeries.exemplars`), as Prometheus's option.
+    #[serde(default)]
+    pub send_exemplars: bool,
+    /// Send native histograms (`TimeSeries.histograms`); without it they
+    /// are left out, as Prometheus leaves them out.
+    #[serde(default)]
+    pub send_native_histograms: bool,
+    #[serde(default)]
+    pub metadata_config: MetadataConfig,
+}
+
+/// `metadata_config:`: family metadata (type, help, unit) sent in requests
+/// of its own every `send_interval`, with Prometheus's defaults.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetadataConfig {
+    pub send: bool,
+    pub send_interval: Duration,
+    pub max_samples_per_send: usize,
+}
+
+impl Default for MetadataConfig {
+    fn default() -> Self {
+        MetadataConfig {
+            send: true,
+            send_interval: Duration::from_secs(60),
+            max_samples_per_send: 2_000,
+        }
+    }
 }
 
 impl RemoteWriteConfig {

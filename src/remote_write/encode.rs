@@ -8,12 +8,20 @@
 //! `TimeSeries` per sample as Prometheus sends them, byte for byte what
 //! prost would encode for the same [`prompb::WriteRequest`] (tested), and
 //! snappy-compressed with the block format the spec asks for.
+//!
+//! A native histogram or an exemplar is encoded once, when it is read from
+//! the WAL, into the bytes of its `Histogram` or `Exemplar` message, shared
+//! (an `Arc`) by the sample in flight; as Prometheus sends them, each is a
+//! `TimeSeries` of its own with the series' labels. Metadata goes in
+//! requests of its own (`WriteRequest.metadata`), see [`write_metadata`].
 
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use super::prompb;
 use crate::exposition::{Entry, Format, Labels, Parser};
 use crate::relabel::Rules;
+use crate::storage::{BucketSpan, Histogram, HistogramCounts};
 use crate::varint;
 
 /// One `Label` field of a `TimeSeries`, encoded (tag, length, name,
@@ -81,6 +89,41 @@ impl EncodedSeries {
     }
 }
 
+/// What one outgoing `TimeSeries` carries besides its labels.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    /// A float sample (`TimeSeries.samples`).
+    Float(f64),
+    /// A native histogram sample: its encoded `Histogram` message
+    /// (`TimeSeries.histograms`), timestamp included.
+    Histogram(Arc<Message>),
+    /// An exemplar: its encoded `Exemplar` message (`TimeSeries.exemplars`).
+    Exemplar(Arc<Message>),
+}
+
+/// An encoded protobuf message (a `Histogram` or an `Exemplar`), shared
+/// by its sample in flight through a thin pointer: a float sample's
+/// [`Outgoing`] stays small whatever the other payloads hold.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Message(Box<[u8]>);
+
+impl Message {
+    /// The message's bytes (no tag or length).
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Payload {
+    /// The float value; a histogram or an exemplar has none.
+    pub fn float(&self) -> Option<f64> {
+        match self {
+            Payload::Float(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
 /// One sample ready to send.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
@@ -89,15 +132,22 @@ pub struct Outgoing {
     /// dealt (with the shard's hash), not again for each request.
     labels_len: u32,
     pub timestamp_ms: i64,
-    pub value: f64,
+    pub value: Payload,
     /// Written by an earlier process: it may have been delivered already.
     pub replayed: bool,
 }
 
 impl Outgoing {
+    /// A float sample.
     pub fn new(series: EncodedSeries, timestamp_ms: i64, value: f64, replayed: bool) -> Self {
         let labels_len = series.labels_len();
-        Outgoing::with_len(series, labels_len, timestamp_ms, value, replayed)
+        Outgoing::with_len(
+            series,
+            labels_len,
+            timestamp_ms,
+            Payload::Float(value),
+            replayed,
+        )
     }
 
     /// With the labels' length already known (see [`EncodedSeries::shard_key`]).
@@ -105,7 +155,7 @@ impl Outgoing {
         series: EncodedSeries,
         labels_len: usize,
         timestamp_ms: i64,
-        value: f64,
+        value: Payload,
         replayed: bool,
     ) -> Self {
         Outgoing {
@@ -195,6 +245,195 @@ impl<'c> SeriesPrep<'c> {
     }
 }
 
+impl SeriesPrep<'_> {
+    /// An exemplar's `Exemplar` message from its labels rendered
+    /// `{a="b",...}` (sorted by name, as Prometheus keeps them); None when
+    /// they do not parse (logged).
+    pub fn exemplar(
+        &mut self,
+        labels: &[u8],
+        value: f64,
+        timestamp_ms: i64,
+    ) -> Option<Arc<Message>> {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(b"e");
+        self.scratch.extend_from_slice(labels);
+        self.scratch.extend_from_slice(b" 0\n");
+        let sample = match Parser::new(&self.scratch, Format::Text).next() {
+            Some(Ok(Entry::Sample(s))) => s,
+            _ => {
+                tracing::warn!(labels = %String::from_utf8_lossy(labels), "WAL exemplar labels do not parse; the exemplar is dropped");
+                return None;
+            }
+        };
+        let mut parsed = Labels::with_capacity(4);
+        sample.labels_into(&mut parsed);
+        parsed.sort();
+        let out = &mut self.encoded;
+        out.clear();
+        for l in parsed.iter() {
+            let (name, value) = (l.name.as_bytes(), l.value.as_bytes());
+            if name == b"__name__" {
+                continue;
+            }
+            out.push(0x0a);
+            varint::put(
+                out,
+                (field_len(1, name.len()) + field_len(2, value.len())) as u64,
+            );
+            put_bytes(out, 0x0a, name);
+            put_bytes(out, 0x12, value);
+        }
+        if value != 0.0 {
+            out.push(0x11);
+            out.extend_from_slice(&value.to_bits().to_le_bytes());
+        }
+        if timestamp_ms != 0 {
+            out.push(0x18);
+            varint::put(out, timestamp_ms as u64);
+        }
+        Some(Arc::new(Message(out.as_slice().into())))
+    }
+}
+
+/// A native histogram sample's `Histogram` message, with `reset_hint`
+/// (prompb's `ResetHint` number) and its timestamp.
+pub fn encode_histogram(h: &Histogram, reset_hint: u8, timestamp_ms: i64) -> Arc<Message> {
+    let mut out = Vec::with_capacity(64);
+    let zigzag = |v: i64| ((v << 1) ^ (v >> 63)) as u64;
+    // The `count` and `zero_count` oneofs are written even when zero: a
+    // set oneof field is always encoded.
+    match &h.counts {
+        HistogramCounts::Integer { count, .. } => {
+            out.push(0x08);
+            varint::put(&mut out, *count);
+        }
+        HistogramCounts::Float { count, .. } => put_double(&mut out, 0x11, *count, true),
+    }
+    put_double(&mut out, 0x19, h.sum, false);
+    if h.schema != 0 {
+        out.push(0x20);
+        varint::put(&mut out, zigzag(i64::from(h.schema)));
+    }
+    put_double(&mut out, 0x29, h.zero_threshold, false);
+    match &h.counts {
+        HistogramCounts::Integer { zero_count, .. } => {
+            out.push(0x30);
+            varint::put(&mut out, *zero_count);
+        }
+        HistogramCounts::Float { zero_count, .. } => {
+            put_double(&mut out, 0x39, *zero_count, true);
+        }
+    }
+    let sides = [
+        (&h.negative_spans, 0x42, 0x4a, 0x52),
+        (&h.positive_spans, 0x5a, 0x62, 0x6a),
+    ];
+    for (side, (spans, span_tag, deltas_tag, counts_tag)) in sides.into_iter().enumerate() {
+        put_spans(&mut out, span_tag, spans);
+        match &h.counts {
+            HistogramCounts::Integer {
+                positive_deltas,
+                negative_deltas,
+                ..
+            } => {
+                let deltas = if side == 0 {
+                    negative_deltas
+                } else {
+                    positive_deltas
+                };
+                if !deltas.is_empty() {
+                    let len: usize = deltas.iter().map(|d| varint::len(zigzag(*d))).sum();
+                    out.push(deltas_tag);
+                    varint::put(&mut out, len as u64);
+                    for d in deltas {
+                        varint::put(&mut out, zigzag(*d));
+                    }
+                }
+            }
+            HistogramCounts::Float {
+                positive, negative, ..
+            } => {
+                let counts = if side == 0 { negative } else { positive };
+                if !counts.is_empty() {
+                    out.push(counts_tag);
+                    varint::put(&mut out, (counts.len() * 8) as u64);
+                    for c in counts {
+                        out.extend_from_slice(&c.to_bits().to_le_bytes());
+                    }
+                }
+            }
+        }
+    }
+    if reset_hint != 0 {
+        out.push(0x70);
+        varint::put(&mut out, u64::from(reset_hint));
+    }
+    if timestamp_ms != 0 {
+        out.push(0x78);
+        varint::put(&mut out, timestamp_ms as u64);
+    }
+    Arc::new(Message(out.into_boxed_slice()))
+}
+
+/// A double field, left out when zero unless `always` (a oneof member).
+fn put_double(out: &mut Vec<u8>, tag: u8, v: f64, always: bool) {
+    if always || v != 0.0 {
+        out.push(tag);
+        out.extend_from_slice(&v.to_bits().to_le_bytes());
+    }
+}
+
+/// Repeated `BucketSpan` messages (offset sint32 1, length uint32 2).
+fn put_spans(out: &mut Vec<u8>, tag: u8, spans: &[BucketSpan]) {
+    for span in spans {
+        let offset = ((span.offset << 1) ^ (span.offset >> 31)) as u32;
+        let len = if offset != 0 {
+            1 + varint::len(u64::from(offset))
+        } else {
+            0
+        } + if span.length != 0 {
+            1 + varint::len(u64::from(span.length))
+        } else {
+            0
+        };
+        out.push(tag);
+        varint::put(out, len as u64);
+        if offset != 0 {
+            out.push(0x08);
+            varint::put(out, u64::from(offset));
+        }
+        if span.length != 0 {
+            out.push(0x10);
+            varint::put(out, u64::from(span.length));
+        }
+    }
+}
+
+/// A family's `MetricMetadata` message (prompb's type number, name, help,
+/// unit), for [`write_metadata`].
+pub fn encode_metadata(kind: u8, name: &[u8], help: &[u8], unit: &[u8]) -> Arc<[u8]> {
+    let mut out = Vec::with_capacity(name.len() + help.len() + unit.len() + 8);
+    if kind != 0 {
+        out.push(0x08);
+        varint::put(&mut out, u64::from(kind));
+    }
+    put_bytes(&mut out, 0x12, name);
+    put_bytes(&mut out, 0x22, help);
+    put_bytes(&mut out, 0x2a, unit);
+    Arc::from(out)
+}
+
+/// Appends a `WriteRequest` holding only `metadata` (encoded
+/// `MetricMetadata` messages) to `out`.
+pub fn write_metadata(metadata: &[Arc<[u8]>], out: &mut Vec<u8>) {
+    for m in metadata {
+        out.push(0x1a);
+        varint::put(out, m.len() as u64);
+        out.extend_from_slice(m);
+    }
+}
+
 /// The pair in `pairs` encoded as `bytes`, added if new.
 fn intern(pairs: &mut hashbrown::HashTable<Pair>, hasher: &impl BuildHasher, bytes: &[u8]) -> Pair {
     let hash = hasher.hash_one(bytes);
@@ -231,11 +470,33 @@ fn put_bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
 /// Appends a `WriteRequest` holding `samples` to `out` (protobuf, not compressed).
 pub fn write_request(samples: &[Outgoing], out: &mut Vec<u8>) {
     for s in samples {
+        let value = match &s.value {
+            Payload::Float(v) => *v,
+            Payload::Histogram(m) | Payload::Exemplar(m) => {
+                let bytes = m.bytes();
+                // TimeSeries: labels, then the message in field 4
+                // (histograms) or 3 (exemplars).
+                let tag = if matches!(s.value, Payload::Histogram(_)) {
+                    0x22
+                } else {
+                    0x1a
+                };
+                let labels_len = s.labels_len as usize;
+                let series_len = labels_len + 1 + varint::len(bytes.len() as u64) + bytes.len();
+                out.push(0x0a);
+                varint::put(out, series_len as u64);
+                s.series.write_labels(out);
+                out.push(tag);
+                varint::put(out, bytes.len() as u64);
+                out.extend_from_slice(bytes);
+                continue;
+            }
+        };
         // Sample: value (fixed64, field 1) and timestamp (int64, field 2),
         // each left out when zero, as proto3 encoders do.
-        let value = s.value != 0.0;
+        let has_value = value != 0.0;
         let ts = s.timestamp_ms != 0;
-        let sample_len = if value { 9 } else { 0 }
+        let sample_len = if has_value { 9 } else { 0 }
             + if ts {
                 1 + varint::len(s.timestamp_ms as u64)
             } else {
@@ -248,9 +509,9 @@ pub fn write_request(samples: &[Outgoing], out: &mut Vec<u8>) {
         s.series.write_labels(out);
         out.push(0x12);
         varint::put(out, sample_len as u64);
-        if value {
+        if has_value {
             out.push(0x09);
-            out.extend_from_slice(&s.value.to_bits().to_le_bytes());
+            out.extend_from_slice(&value.to_bits().to_le_bytes());
         }
         if ts {
             out.push(0x10);
@@ -328,11 +589,13 @@ mod tests {
                         ("job", "app"),
                     ]),
                     samples: vec![prompb::Sample {
-                        value: s.value,
+                        value: s.value.float().expect("floats only"),
                         timestamp: s.timestamp_ms,
                     }],
+                    ..Default::default()
                 })
                 .collect(),
+            ..Default::default()
         };
         assert_eq!(ours, want.encode_to_vec());
         let mut encoder = snap::raw::Encoder::new();
@@ -410,5 +673,249 @@ mod tests {
         let other = SeriesPrep::new(&external, &rules).prepare(b"m{job=\"app\",i=\"1\"}");
         assert_eq!(other.map(|s| s.shard_key().0), Some(a.shard_key().0));
         assert_eq!(a.labels().len(), a.labels_len());
+    }
+
+    fn histogram(float: bool, schema: i32, zero: bool) -> Histogram {
+        Histogram {
+            schema,
+            zero_threshold: if zero { 0.0 } else { 1e-128 },
+            sum: if zero { 0.0 } else { -12.5 },
+            positive_spans: if zero {
+                Vec::new()
+            } else {
+                vec![
+                    BucketSpan {
+                        offset: -3,
+                        length: 2,
+                    },
+                    BucketSpan {
+                        offset: 0,
+                        length: 0,
+                    },
+                    BucketSpan {
+                        offset: 400,
+                        length: 1,
+                    },
+                ]
+            },
+            negative_spans: if zero {
+                Vec::new()
+            } else {
+                vec![BucketSpan {
+                    offset: 1,
+                    length: 1,
+                }]
+            },
+            counts: match (float, zero) {
+                (false, true) => HistogramCounts::Integer {
+                    count: 0,
+                    zero_count: 0,
+                    positive_deltas: Vec::new(),
+                    negative_deltas: Vec::new(),
+                },
+                (false, false) => HistogramCounts::Integer {
+                    count: 300,
+                    zero_count: 1,
+                    positive_deltas: vec![200, -199, 90],
+                    negative_deltas: vec![8],
+                },
+                (true, true) => HistogramCounts::Float {
+                    count: 0.0,
+                    zero_count: 0.0,
+                    positive: Vec::new(),
+                    negative: Vec::new(),
+                },
+                (true, false) => HistogramCounts::Float {
+                    count: 9.5,
+                    zero_count: 0.5,
+                    positive: vec![1.0, 2.5, 4.0],
+                    negative: vec![1.5],
+                },
+            },
+        }
+    }
+
+    /// What prost makes of the same histogram.
+    fn prost_histogram(h: &Histogram, reset_hint: i32, timestamp: i64) -> prompb::Histogram {
+        use prompb::histogram::{Count, ZeroCount};
+        let spans = |s: &[BucketSpan]| -> Vec<prompb::BucketSpan> {
+            s.iter()
+                .map(|s| prompb::BucketSpan {
+                    offset: s.offset,
+                    length: s.length,
+                })
+                .collect()
+        };
+        let mut out = prompb::Histogram {
+            sum: h.sum,
+            schema: h.schema,
+            zero_threshold: h.zero_threshold,
+            negative_spans: spans(&h.negative_spans),
+            positive_spans: spans(&h.positive_spans),
+            reset_hint,
+            timestamp,
+            ..Default::default()
+        };
+        match &h.counts {
+            HistogramCounts::Integer {
+                count,
+                zero_count,
+                positive_deltas,
+                negative_deltas,
+            } => {
+                out.count = Some(Count::CountInt(*count));
+                out.zero_count = Some(ZeroCount::ZeroCountInt(*zero_count));
+                out.positive_deltas = positive_deltas.clone();
+                out.negative_deltas = negative_deltas.clone();
+            }
+            HistogramCounts::Float {
+                count,
+                zero_count,
+                positive,
+                negative,
+            } => {
+                out.count = Some(Count::CountFloat(*count));
+                out.zero_count = Some(ZeroCount::ZeroCountFloat(*zero_count));
+                out.positive_counts = positive.clone();
+                out.negative_counts = negative.clone();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn histograms_and_exemplars_are_what_prost_encodes() {
+        let rules = Rules::default();
+        let mut prep = SeriesPrep::new(&[], &rules);
+        let series = prep.prepare(b"lat{job=\"app\"}").expect("kept");
+        let mut samples = Vec::new();
+        let mut want = Vec::new();
+        let labels = vec![
+            prompb::Label {
+                name: "__name__".into(),
+                value: "lat".into(),
+            },
+            prompb::Label {
+                name: "job".into(),
+                value: "app".into(),
+            },
+        ];
+        let cases = [
+            (false, 3, false, 0, 1_700_000_000_123),
+            (true, -4, false, 3, 5),
+            (false, 0, true, 0, 0),
+            (true, 8, true, 1, -7),
+        ];
+        for (float, schema, zero, hint, ts) in cases {
+            let h = histogram(float, schema, zero);
+            let payload = Payload::Histogram(encode_histogram(&h, hint, ts));
+            samples.push(Outgoing::with_len(
+                series.clone(),
+                series.labels_len(),
+                ts,
+                payload,
+                false,
+            ));
+            want.push(prompb::TimeSeries {
+                labels: labels.clone(),
+                histograms: vec![prost_histogram(&h, i32::from(hint), ts)],
+                ..Default::default()
+            });
+        }
+        // Exemplars: labels sorted, the series' name not among them.
+        let exemplars = [
+            ("{trace_id=\"t1\",a=\"\"}", 0.25, 1_700_000_000_000),
+            ("{}", 0.0, 0),
+            ("{span=\"x\\\"y\"}", -1.0, -3),
+        ];
+        for (text, value, ts) in exemplars {
+            let encoded = prep.exemplar(text.as_bytes(), value, ts).expect("parses");
+            samples.push(Outgoing::with_len(
+                series.clone(),
+                series.labels_len(),
+                ts,
+                Payload::Exemplar(encoded),
+                false,
+            ));
+        }
+        let label = |n: &str, v: &str| prompb::Label {
+            name: n.into(),
+            value: v.into(),
+        };
+        for (labels_want, value, timestamp) in [
+            (
+                vec![label("a", ""), label("trace_id", "t1")],
+                0.25,
+                1_700_000_000_000,
+            ),
+            (vec![], 0.0, 0),
+            (vec![label("span", "x\"y")], -1.0, -3),
+        ] {
+            want.push(prompb::TimeSeries {
+                labels: labels.clone(),
+                exemplars: vec![prompb::Exemplar {
+                    labels: labels_want,
+                    value,
+                    timestamp,
+                }],
+                ..Default::default()
+            });
+        }
+        samples.push(Outgoing::new(series.clone(), 9, 2.0, false));
+        want.push(prompb::TimeSeries {
+            labels: labels.clone(),
+            samples: vec![prompb::Sample {
+                value: 2.0,
+                timestamp: 9,
+            }],
+            ..Default::default()
+        });
+        let mut ours = Vec::new();
+        write_request(&samples, &mut ours);
+        let want = prompb::WriteRequest {
+            timeseries: want,
+            ..Default::default()
+        };
+        assert_eq!(ours, want.encode_to_vec());
+        assert_eq!(
+            prompb::WriteRequest::decode(ours.as_slice()).ok(),
+            Some(want)
+        );
+    }
+
+    #[test]
+    fn a_float_sample_in_flight_is_no_larger_for_the_other_kinds() {
+        // Series (16), payload (16: a float or one thin pointer),
+        // timestamp, labels' length, replayed.
+        assert_eq!(std::mem::size_of::<Payload>(), 16);
+        assert!(std::mem::size_of::<Outgoing>() <= 48);
+    }
+
+    #[test]
+    fn metadata_requests_are_what_prost_encodes() {
+        let families = [
+            (2, "temp", "Temperature \"now\".", "celsius"),
+            (0, "odd", "", ""),
+            (7, "state", "S.", ""),
+        ];
+        let encoded: Vec<Arc<[u8]>> = families
+            .iter()
+            .map(|(k, n, h, u)| encode_metadata(*k, n.as_bytes(), h.as_bytes(), u.as_bytes()))
+            .collect();
+        let mut ours = Vec::new();
+        write_metadata(&encoded, &mut ours);
+        let want = prompb::WriteRequest {
+            metadata: families
+                .iter()
+                .map(|(k, n, h, u)| prompb::MetricMetadata {
+                    r#type: i32::from(*k),
+                    metric_family_name: (*n).into(),
+                    help: (*h).into(),
+                    unit: (*u).into(),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        assert_eq!(ours, want.encode_to_vec());
     }
 }

@@ -467,6 +467,8 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
         let mut family_changed = false;
         let mut labels: Labels<'_> = Labels::with_capacity(16);
         let mut parser = Parser::resume(body, self.input, self.at, more).deferring_labels();
+        // An OpenMetrics exemplar's labels rendered `{...}` (storage's form).
+        let mut exemplar_text = String::new();
         while let Some(entry) = parser.next() {
             let sample = match entry.map_err(PipelineError::Parse)? {
                 Entry::Help { name, text } => {
@@ -489,11 +491,22 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
             };
             self.counts.samples_scraped += 1;
             let key = sample.series_in(body);
+            if let Some(e) = &sample.exemplar {
+                exemplar_text.clear();
+                exemplar_text.push('{');
+                exemplar_text.push_str(e.labels_src);
+                exemplar_text.push('}');
+            }
+            let exemplar = sample.exemplar.as_ref().map(|e| Exemplar {
+                labels: &exemplar_text,
+                value: e.value,
+                timestamp_ms: e.timestamp.map(|secs| (secs * 1000.0).round() as i64),
+            });
             let taken = Taken {
                 timestamp_ms: sample.timestamp_ms,
                 start_timestamp_ms: None,
                 value: Value::Float(sample.value),
-                exemplar: None,
+                exemplar: exemplar.as_ref(),
             };
             accept(
                 self.counts,

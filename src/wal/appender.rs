@@ -9,9 +9,13 @@ use std::sync::Arc;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 
-use crate::storage::{Appended, Appender, SeriesRef, Storage, Value};
+use crate::exposition::MetricType;
+use crate::storage::{Appended, Appender, Family, SeriesRef, Storage, Value};
 
-use super::record::{frame, zigzag, RECORD_TARGET, SAMPLES, SERIES};
+use super::record::{
+    frame, put_exemplar, put_histogram, put_metadata, zigzag, FamilyMetadata, EXEMPLARS,
+    HISTOGRAMS, METADATA, RECORD_TARGET, SAMPLES, SERIES,
+};
 use super::{Wal, WalError};
 use crate::varint;
 
@@ -148,8 +152,82 @@ pub struct WalAppender {
     /// Series described in this transaction: described again if it is
     /// rolled back or its write fails.
     newly: Vec<SeriesRef>,
+    /// The families whose metadata the current segment has (see [`Families`]).
+    families: Families,
     /// The target it appends for, in log lines.
     target: String,
+}
+
+/// Which families' metadata (type, help, unit) this appender wrote in the
+/// current segment, by name, with a hash of what it wrote: written again
+/// in each segment (segments are self-contained) and when it changes.
+/// Samples come family by family, so only a change of family is looked up
+/// (and each family's first sample in a transaction).
+#[derive(Default)]
+struct Families {
+    epoch: Option<u32>,
+    written: std::collections::HashMap<String, u64>,
+    last: String,
+}
+
+impl Families {
+    /// A transaction starts in segment `epoch`: each family is checked
+    /// again at its first sample (its metadata may have changed).
+    fn at(&mut self, epoch: u32) {
+        if self.epoch != Some(epoch) {
+            self.epoch = Some(epoch);
+            self.forget();
+        }
+        self.last.clear();
+    }
+
+    /// Forgets what was written (a rolled-back or failed batch lost it).
+    fn forget(&mut self) {
+        self.written.clear();
+        self.last.clear();
+    }
+
+    /// Whether `family` needs a metadata entry now, noted as written.
+    fn changed(&mut self, family: &Family<'_>) -> bool {
+        if family.name.is_empty() || family.name == self.last {
+            return false;
+        }
+        self.last.clear();
+        self.last.push_str(family.name);
+        let hash = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            metadata_type(family.kind).hash(&mut h);
+            family.help.as_deref().hash(&mut h);
+            family.unit.hash(&mut h);
+            h.finish()
+        };
+        match self.written.get_mut(family.name) {
+            Some(known) if *known == hash => false,
+            Some(known) => {
+                *known = hash;
+                true
+            }
+            None => {
+                self.written.insert(family.name.to_owned(), hash);
+                true
+            }
+        }
+    }
+}
+
+/// prompb's `MetricMetadata.MetricType` number of a family's type.
+pub(super) fn metadata_type(kind: MetricType) -> u8 {
+    match kind {
+        MetricType::Unknown => 0,
+        MetricType::Counter => 1,
+        MetricType::Gauge => 2,
+        MetricType::Histogram => 3,
+        MetricType::GaugeHistogram => 4,
+        MetricType::Summary => 5,
+        MetricType::Info => 6,
+        MetricType::StateSet => 7,
+    }
 }
 
 impl WalAppender {
@@ -161,6 +239,7 @@ impl WalAppender {
             batch: WalBatch::default(),
             described: Described::default(),
             newly: Vec::new(),
+            families: Families::default(),
             target: String::new(),
         }
     }
@@ -176,6 +255,7 @@ impl Appender for WalAppender {
     fn begin(&mut self, timestamp_ms: i64) {
         let guard = self.guard.get_or_insert_with(|| self.wal.begin());
         self.described.at(guard.epoch);
+        self.families.at(guard.epoch);
         self.batch.begin(timestamp_ms);
         self.newly.clear();
     }
@@ -190,6 +270,9 @@ impl Appender for WalAppender {
         if describe {
             self.newly.push(s.series_ref);
         }
+        if self.families.changed(s.family) {
+            self.batch.metadata(s.family);
+        }
         self.batch.append(s, describe);
         if !self.batch.early.is_empty() {
             guard.spill(&mut self.batch);
@@ -199,6 +282,7 @@ impl Appender for WalAppender {
     fn rollback(&mut self) {
         self.batch.rollback();
         self.forget_newly();
+        self.families.forget();
     }
 
     fn commit(&mut self) {
@@ -227,6 +311,7 @@ impl Appender for WalAppender {
                     self.metrics.write_failed.inc_by(self.batch.count as u64);
                     tracing::error!(target = %self.target, samples = self.batch.count, error = %e, "cannot write the scrape to the WAL; its samples are lost");
                     self.forget_newly();
+                    self.families.forget();
                 }
             }
         }
@@ -248,6 +333,13 @@ pub struct WalBatch {
     series: Vec<u8>,
     samples: Vec<u8>,
     last_ts: i64,
+    /// Native histogram samples, exemplars and family metadata, each an
+    /// open record of its own type, with their records' last timestamps.
+    histograms: Vec<u8>,
+    histograms_ts: i64,
+    exemplars: Vec<u8>,
+    exemplars_ts: i64,
+    metadata: Vec<u8>,
     /// Bytes of series records framed into `out`.
     described: u64,
     /// Samples in the batch, and the newest timestamp among them.
@@ -267,6 +359,11 @@ impl WalBatch {
         self.series.clear();
         self.samples.clear();
         self.last_ts = 0;
+        self.histograms.clear();
+        self.histograms_ts = 0;
+        self.exemplars.clear();
+        self.exemplars_ts = 0;
+        self.metadata.clear();
         self.described = 0;
         self.count = 0;
         self.max_ts = i64::MIN;
@@ -282,9 +379,19 @@ impl WalBatch {
     /// Frames the open records; call before appending.
     pub fn finish(&mut self) {
         self.flush_series();
+        // Metadata first, so a queue knows a family before its samples.
+        frame(&mut self.out, METADATA, &self.metadata);
+        self.metadata.clear();
         frame(&mut self.out, SAMPLES, &self.samples);
         self.samples.clear();
         self.last_ts = 0;
+        frame(&mut self.out, HISTOGRAMS, &self.histograms);
+        self.histograms.clear();
+        self.histograms_ts = 0;
+        // After the samples they belong to.
+        frame(&mut self.out, EXEMPLARS, &self.exemplars);
+        self.exemplars.clear();
+        self.exemplars_ts = 0;
     }
 
     fn flush_series(&mut self) {
@@ -301,6 +408,9 @@ impl WalBatch {
         crate::buffers::give_back(&mut self.early, used);
         crate::buffers::give_back(&mut self.series, used);
         crate::buffers::give_back(&mut self.samples, used);
+        crate::buffers::give_back(&mut self.histograms, used);
+        crate::buffers::give_back(&mut self.exemplars, used);
+        crate::buffers::give_back(&mut self.metadata, used);
     }
 
     /// Bytes of the framed records not written yet (after [`WalBatch::finish`]).
@@ -326,20 +436,49 @@ impl WalBatch {
             self.out_of_order += 1;
             return;
         }
-        // Native histograms get a record type of their own with issue 21;
-        // no scrape produces them before that.
-        let Value::Float(value) = s.value else {
-            return;
-        };
         let ts = s.timestamp_ms.unwrap_or(self.default_ts);
-        varint::put(&mut self.samples, s.series_ref);
-        varint::put(&mut self.samples, zigzag(ts.wrapping_sub(self.last_ts)));
-        self.samples
-            .extend_from_slice(&value.to_bits().to_le_bytes());
-        self.last_ts = ts;
+        match s.value {
+            Value::Float(value) => {
+                varint::put(&mut self.samples, s.series_ref);
+                varint::put(&mut self.samples, zigzag(ts.wrapping_sub(self.last_ts)));
+                self.samples
+                    .extend_from_slice(&value.to_bits().to_le_bytes());
+                self.last_ts = ts;
+            }
+            Value::Histogram(h) => {
+                let gauge = s.family.kind == MetricType::GaugeHistogram;
+                let hint = if gauge { 3 } else { 0 };
+                put_histogram(
+                    &mut self.histograms,
+                    self.histograms_ts,
+                    s.series_ref,
+                    ts,
+                    hint,
+                    h,
+                );
+                self.histograms_ts = ts;
+            }
+        }
+        if let Some(e) = s.exemplar {
+            // Without its own timestamp an exemplar takes its sample's,
+            // as Prometheus's scrape loop gives it.
+            let ets = e.timestamp_ms.unwrap_or(ts);
+            put_exemplar(
+                &mut self.exemplars,
+                self.exemplars_ts,
+                s.series_ref,
+                ets,
+                e.value,
+                e.labels,
+            );
+            self.exemplars_ts = ets;
+        }
         self.count += 1;
         self.max_ts = self.max_ts.max(ts);
-        if self.samples.len() >= RECORD_TARGET {
+        if self.samples.len() >= RECORD_TARGET
+            || self.histograms.len() >= RECORD_TARGET
+            || self.exemplars.len() >= RECORD_TARGET
+        {
             // The series this record refers to go first.
             self.finish();
         } else if self.series.len() >= RECORD_TARGET {
@@ -349,6 +488,21 @@ impl WalBatch {
             frame(&mut self.early, SERIES, &self.series);
             self.series.clear();
         }
+    }
+}
+
+impl WalBatch {
+    /// Adds `family`'s metadata (written before the batch's samples).
+    pub fn metadata(&mut self, family: &Family<'_>) {
+        put_metadata(
+            &mut self.metadata,
+            &FamilyMetadata {
+                kind: metadata_type(family.kind),
+                name: family.name.as_bytes(),
+                help: family.help.as_deref().unwrap_or("").as_bytes(),
+                unit: family.unit.unwrap_or("").as_bytes(),
+            },
+        );
     }
 }
 

@@ -2,9 +2,14 @@
 //!
 //! Segment files (`00000001`, `00000002`, ...) hold records framed as
 //! `[length u32][CRC32-Castagnoli u32][type u8][body]` (little-endian), as
-//! Prometheus's WAL checksums its records. Two record types: series (a ref
-//! and the series rendered as `name{labels}`) and samples (ref, timestamp,
-//! value). Every segment is self-contained: a series is described again the
+//! Prometheus's WAL checksums its records. Record types: series (a ref
+//! and the series rendered as `name{labels}`), samples (ref, timestamp,
+//! value), native histogram samples (ref, timestamp, the whole histogram,
+//! integer or float counts), exemplars (ref, timestamp, value, labels) and
+//! family metadata (type, name, help, unit, written by each target's
+//! appender once per segment and when it changes, as series are). A reader
+//! skips a type it does not know, and the first two are unchanged, so
+//! segments written before the others existed read as they did. Every segment is self-contained: a series is described again the
 //! first time it is appended in a new segment, so a reader can start at any
 //! segment and segments can be deleted one by one, with no checkpointing of
 //! series (the cost is one copy of the active series per segment, which is
@@ -25,7 +30,10 @@ mod segment;
 
 pub use appender::{AppendGuard, AppendMetrics, WalAppender, WalBatch, WalStorage};
 pub use reader::{Next, Reader};
-pub use record::{Record, SampleIter, SeriesIter};
+pub use record::{
+    ExemplarIter, FamilyMetadata, HistogramIter, HistogramSample, MetadataIter, Record, SampleIter,
+    SeriesIter,
+};
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -509,6 +517,7 @@ mod tests {
                         out.push((text, ts, v.to_bits()));
                     }
                 }
+                Next::Record(_, _) => {}
                 Next::NewSegment(s) => {
                     series.clear();
                     segments.push(s);
@@ -872,5 +881,244 @@ mod tests {
             .map(|(s, t)| (*s, (*t).to_owned()))
             .collect();
         assert_eq!(descriptions(&wal), want);
+    }
+
+    fn histogram(float: bool) -> crate::storage::Histogram {
+        use crate::storage::{BucketSpan, Histogram, HistogramCounts};
+        Histogram {
+            schema: -2,
+            zero_threshold: 1e-128,
+            sum: 12.5,
+            positive_spans: vec![
+                BucketSpan {
+                    offset: -3,
+                    length: 2,
+                },
+                BucketSpan {
+                    offset: 4,
+                    length: 1,
+                },
+            ],
+            negative_spans: vec![BucketSpan {
+                offset: 0,
+                length: 1,
+            }],
+            counts: if float {
+                HistogramCounts::Float {
+                    count: 9.5,
+                    zero_count: 0.5,
+                    positive: vec![1.0, 2.5, 4.0],
+                    negative: vec![1.5],
+                }
+            } else {
+                HistogramCounts::Integer {
+                    count: 9,
+                    zero_count: 1,
+                    positive_deltas: vec![2, -1, 3],
+                    negative_deltas: vec![2],
+                }
+            },
+        }
+    }
+
+    #[test]
+    fn histograms_exemplars_and_metadata_are_read_back_as_appended() {
+        use crate::exposition::MetricType;
+        use crate::storage::{Exemplar, Value};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (wal, _) = open(dir.path(), 1 << 30, &["q"]);
+        let mut app = appender(&wal);
+        let (int, float) = (histogram(false), histogram(true));
+        let latency = Family {
+            name: "lat",
+            help: Some("Latency \"x\".".into()),
+            kind: MetricType::Histogram,
+            unit: Some("seconds"),
+        };
+        let queue = Family {
+            name: "q",
+            help: None,
+            kind: MetricType::GaugeHistogram,
+            unit: None,
+        };
+        let requests = Family {
+            name: "req",
+            help: Some("Requests.".into()),
+            kind: MetricType::Counter,
+            unit: None,
+        };
+        let trace = Exemplar {
+            labels: "{trace_id=\"abc\"}",
+            value: 0.25,
+            timestamp_ms: Some(1_500),
+        };
+        let untimed = Exemplar {
+            labels: "{span=\"s\"}",
+            value: 3.0,
+            timestamp_ms: None,
+        };
+        for (round, ts) in [(0, 2_000), (1, 3_000)] {
+            app.begin(ts);
+            let mut h = Appended::float(1, "lat", 3, &latency, None, 0.0);
+            h.value = Value::Histogram(&int);
+            h.exemplar = (round == 0).then_some(&trace);
+            app.append(&h);
+            let mut g = Appended::float(2, "q", 1, &queue, Some(ts - 10), 0.0);
+            g.value = Value::Histogram(&float);
+            app.append(&g);
+            let mut c = Appended::float(3, "req_total", 9, &requests, None, 7.0 + round as f64);
+            c.exemplar = Some(&untimed);
+            app.append(&c);
+            app.commit();
+        }
+        let mut reader = Reader::new(
+            wal.clone(),
+            Position {
+                segment: 1,
+                offset: 0,
+            },
+        );
+        let (mut floats, mut hists, mut exemplars, mut metadata) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        loop {
+            match reader.read_next() {
+                Next::Record(Record::Samples(it), _) => floats.extend(it),
+                Next::Record(Record::Histograms(it), _) => hists.extend(it),
+                Next::Record(Record::Exemplars(it), _) => exemplars.extend(
+                    it.map(|(r, ts, v, l)| (r, ts, v, String::from_utf8_lossy(l).into_owned())),
+                ),
+                Next::Record(Record::Metadata(it), _) => metadata.extend(it.map(|m| {
+                    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                    (m.kind, text(m.name), text(m.help), text(m.unit))
+                })),
+                Next::Record(_, _) | Next::NewSegment(_) => {}
+                Next::Pending | Next::End => break,
+            }
+        }
+        assert_eq!(floats, [(3, 2_000, 7.0), (3, 3_000, 8.0)]);
+        let hist = |r, ts, reset_hint, h: &crate::storage::Histogram| HistogramSample {
+            series_ref: r,
+            timestamp_ms: ts,
+            reset_hint,
+            histogram: h.clone(),
+        };
+        assert_eq!(
+            hists,
+            [
+                hist(1, 2_000, 0, &int),
+                hist(2, 1_990, 3, &float),
+                hist(1, 3_000, 0, &int),
+                hist(2, 2_990, 3, &float),
+            ]
+        );
+        let ex = |r, ts, v, l: &str| (r, ts, v, l.to_owned());
+        assert_eq!(
+            exemplars,
+            [
+                ex(1, 1_500, 0.25, "{trace_id=\"abc\"}"),
+                ex(3, 2_000, 3.0, "{span=\"s\"}"),
+                ex(3, 3_000, 3.0, "{span=\"s\"}"),
+            ]
+        );
+        // Once per segment per family (the second scrape repeats none).
+        let meta = |k, n: &str, h: &str, u: &str| (k, n.to_owned(), h.to_owned(), u.to_owned());
+        assert_eq!(
+            metadata,
+            [
+                meta(3, "lat", "Latency \"x\".", "seconds"),
+                meta(4, "q", "", ""),
+                meta(1, "req", "Requests.", ""),
+            ]
+        );
+        // Dropping the segment would lose its floats and histograms.
+        let path = dir.path().join(segment_name(1));
+        assert_eq!(segment::count_samples(&path, 0), 6);
+    }
+
+    #[test]
+    fn a_segment_written_before_the_new_record_types_still_reads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Written by the release before histograms: a series record (ref 7,
+        // `up{job="a"}`) and a samples record (ref 7, ts 1000, 1.0), bytes
+        // as that release framed them.
+        let old: &[u8] = &[
+            14, 0, 0, 0, 0, 0, 0, 0, 1, 7, 11, b'u', b'p', b'{', b'j', b'o', b'b', b'=', b'"',
+            b'a', b'"', b'}', 12, 0, 0, 0, 0, 0, 0, 0, 2, 7, 0xd0, 0x0f, 0, 0, 0, 0, 0, 0, 0xf0,
+            0x3f,
+        ];
+        let mut old = old.to_vec();
+        for at in [0, 22] {
+            let len = u32::from_le_bytes(old[at..at + 4].try_into().expect("4 bytes")) as usize;
+            let crc = crc32c::crc32c(&old[at + 8..at + 8 + len]);
+            old[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+        }
+        // The queue's checkpoint (at the start of segment 1) keeps it.
+        drop(open(dir.path(), 1 << 30, &["q"]));
+        fs::write(dir.path().join(segment_name(1)), &old).expect("writes");
+        let (wal, _) = open(dir.path(), 1 << 30, &["q"]);
+        let (got, _) = read_all(
+            &wal,
+            Position {
+                segment: 1,
+                offset: 0,
+            },
+        );
+        assert_eq!(got, [("up{job=\"a\"}".to_owned(), 1000, 1f64.to_bits())]);
+    }
+
+    #[test]
+    fn metadata_is_written_again_after_a_rollback_a_change_or_a_new_segment() {
+        use crate::exposition::MetricType;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (wal, _) = open(dir.path(), 1 << 30, &["q"]);
+        let mut app = appender(&wal);
+        let family = |help: &'static str| Family {
+            name: "m",
+            help: Some(help.into()),
+            kind: MetricType::Gauge,
+            unit: None,
+        };
+        let mut scrape = |help: &'static str, commit: bool| {
+            let f = family(help);
+            app.begin(1000);
+            app.append(&Appended::float(1, "m", 1, &f, None, 1.0));
+            app.append(&Appended::float(2, "m{a=\"1\"}", 1, &f, None, 1.0));
+            if commit {
+                app.commit();
+            } else {
+                app.rollback();
+                app.commit();
+            }
+        };
+        scrape("one", true);
+        scrape("one", true);
+        scrape("one", false);
+        scrape("one", true);
+        scrape("two", true);
+        scrape("two", true);
+        wal.cut_segment().expect("cuts");
+        scrape("two", true);
+        let mut reader = Reader::new(
+            wal.clone(),
+            Position {
+                segment: 1,
+                offset: 0,
+            },
+        );
+        let mut helps = Vec::new();
+        loop {
+            match reader.read_next() {
+                Next::Record(Record::Metadata(it), _) => {
+                    helps.extend(it.map(|m| String::from_utf8_lossy(m.help).into_owned()));
+                }
+                Next::NewSegment(s) => helps.push(format!("segment {s}")),
+                Next::Record(_, _) => {}
+                Next::Pending | Next::End => break,
+            }
+        }
+        // Once per family, not per series; a rolled-back scrape's metadata
+        // is written by the next one; a change is written; a new segment
+        // describes it again.
+        assert_eq!(helps, ["one", "one", "two", "segment 2", "two"]);
     }
 }

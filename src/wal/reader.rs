@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{self, Read as _, Seek, SeekFrom};
 use std::sync::Arc;
 
-use super::record::{Record, SampleIter, SeriesIter, HEADER, MAX_RECORD, SAMPLES, SERIES};
+use super::record::{known, Record, HEADER, MAX_RECORD};
 use super::segment::segment_name;
 use super::{Position, Wal};
 
@@ -74,7 +74,7 @@ impl Reader {
                 }
             }
             match self.read_record(limit) {
-                Ok(true) if matches!(self.buf[0], SERIES | SAMPLES) => {
+                Ok(true) if known(self.buf[0]) => {
                     break Position {
                         segment: self.segment,
                         offset: self.offset,
@@ -112,13 +112,7 @@ impl Reader {
                 }
             }
         };
-        let body = &self.buf[1..];
-        let record = if self.buf[0] == SERIES {
-            Record::Series(SeriesIter { body, pos: 0 })
-        } else {
-            Record::Samples(SampleIter::new(body))
-        };
-        Next::Record(record, position)
+        Next::Record(Record::new(self.buf[0], &self.buf[1..]), position)
     }
 
     fn move_to(&mut self, segment: u32) -> Next<'static> {

@@ -1,7 +1,8 @@
 //! Records: `[length u32][CRC32-Castagnoli u32][type u8][body]`, and the
-//! bodies of its two types, series and samples.
+//! bodies of its types: series, float samples, native histogram samples,
+//! exemplars and family metadata.
 
-use crate::storage::SeriesRef;
+use crate::storage::{BucketSpan, Histogram, HistogramCounts, SeriesRef};
 use crate::varint;
 
 pub(super) const HEADER: usize = 9;
@@ -11,6 +12,14 @@ pub(super) const MAX_RECORD: usize = 64 << 20;
 pub(super) const RECORD_TARGET: usize = 1 << 20;
 pub(super) const SERIES: u8 = 1;
 pub(super) const SAMPLES: u8 = 2;
+pub(super) const HISTOGRAMS: u8 = 3;
+pub(super) const EXEMPLARS: u8 = 4;
+pub(super) const METADATA: u8 = 5;
+
+/// Whether a reader knows what a record of type `kind` holds.
+pub(super) fn known(kind: u8) -> bool {
+    matches!(kind, SERIES | SAMPLES | HISTOGRAMS | EXEMPLARS | METADATA)
+}
 
 /// The record at `offset` of `data`: its type, body and the next offset.
 pub(super) fn record_at(data: &[u8], offset: usize) -> Option<(u8, &[u8], usize)> {
@@ -95,8 +104,303 @@ impl Iterator for SampleIter<'_> {
     }
 }
 
+/// A histogram entry's flags byte: float counts, and the reset hint
+/// (prompb's `ResetHint`) above it.
+const FLOAT_COUNTS: u8 = 1;
+
+/// A native histogram sample as a histograms record holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSample {
+    pub series_ref: SeriesRef,
+    pub timestamp_ms: i64,
+    /// prompb's `Histogram.ResetHint`: 3 (gauge) for a gauge histogram,
+    /// else 0 (unknown, the receiver works it out).
+    pub reset_hint: u8,
+    pub histogram: Histogram,
+}
+
+/// Adds a histogram entry to a histograms record body; `last_ts` is the
+/// record's previous timestamp (timestamps are delta-encoded).
+pub(super) fn put_histogram(
+    out: &mut Vec<u8>,
+    last_ts: i64,
+    r: SeriesRef,
+    ts: i64,
+    reset_hint: u8,
+    h: &Histogram,
+) {
+    varint::put(out, r);
+    varint::put(out, zigzag(ts.wrapping_sub(last_ts)));
+    let float = matches!(h.counts, HistogramCounts::Float { .. });
+    out.push((u8::from(float) * FLOAT_COUNTS) | (reset_hint << 1));
+    varint::put(out, zigzag(i64::from(h.schema)));
+    put_f64(out, h.zero_threshold);
+    put_f64(out, h.sum);
+    for spans in [&h.positive_spans, &h.negative_spans] {
+        varint::put(out, spans.len() as u64);
+        for span in spans.iter() {
+            varint::put(out, zigzag(i64::from(span.offset)));
+            varint::put(out, u64::from(span.length));
+        }
+    }
+    match &h.counts {
+        HistogramCounts::Integer {
+            count,
+            zero_count,
+            positive_deltas,
+            negative_deltas,
+        } => {
+            varint::put(out, *count);
+            varint::put(out, *zero_count);
+            for deltas in [positive_deltas, negative_deltas] {
+                varint::put(out, deltas.len() as u64);
+                for d in deltas {
+                    varint::put(out, zigzag(*d));
+                }
+            }
+        }
+        HistogramCounts::Float {
+            count,
+            zero_count,
+            positive,
+            negative,
+        } => {
+            put_f64(out, *count);
+            put_f64(out, *zero_count);
+            for counts in [positive, negative] {
+                varint::put(out, counts.len() as u64);
+                for c in counts {
+                    put_f64(out, *c);
+                }
+            }
+        }
+    }
+}
+
+fn put_f64(out: &mut Vec<u8>, v: f64) {
+    out.extend_from_slice(&v.to_bits().to_le_bytes());
+}
+
+fn get_f64(body: &[u8], pos: &mut usize) -> Option<f64> {
+    let bits = body.get(*pos..*pos + 8)?;
+    *pos += 8;
+    Some(f64::from_bits(u64::from_le_bytes(bits.try_into().ok()?)))
+}
+
+/// A count read from a record, bounded by the bytes left (each item takes
+/// at least one): a corrupt count cannot ask for a huge allocation.
+fn get_len(body: &[u8], pos: &mut usize) -> Option<usize> {
+    let n = usize::try_from(varint::get(body, pos)?).ok()?;
+    (n <= body.len().saturating_sub(*pos)).then_some(n)
+}
+
+/// The entries of a histograms record.
+pub struct HistogramIter<'a> {
+    body: &'a [u8],
+    pos: usize,
+    last_ts: i64,
+}
+
+impl<'a> HistogramIter<'a> {
+    pub(super) fn new(body: &'a [u8]) -> Self {
+        HistogramIter {
+            body,
+            pos: 0,
+            last_ts: 0,
+        }
+    }
+
+    fn entry(&mut self) -> Option<HistogramSample> {
+        let (body, pos) = (self.body, &mut self.pos);
+        let r = varint::get(body, pos)?;
+        let delta = unzigzag(varint::get(body, pos)?);
+        let flags = *body.get(*pos)?;
+        *pos += 1;
+        let schema = i32::try_from(unzigzag(varint::get(body, pos)?)).ok()?;
+        let zero_threshold = get_f64(body, pos)?;
+        let sum = get_f64(body, pos)?;
+        let mut spans = [Vec::new(), Vec::new()];
+        for side in &mut spans {
+            let n = get_len(body, pos)?;
+            for _ in 0..n {
+                let offset = i32::try_from(unzigzag(varint::get(body, pos)?)).ok()?;
+                let length = u32::try_from(varint::get(body, pos)?).ok()?;
+                side.push(BucketSpan { offset, length });
+            }
+        }
+        let counts = if flags & FLOAT_COUNTS == 0 {
+            let count = varint::get(body, pos)?;
+            let zero_count = varint::get(body, pos)?;
+            let mut sides = [Vec::new(), Vec::new()];
+            for side in &mut sides {
+                let n = get_len(body, pos)?;
+                for _ in 0..n {
+                    side.push(unzigzag(varint::get(body, pos)?));
+                }
+            }
+            let [positive_deltas, negative_deltas] = sides;
+            HistogramCounts::Integer {
+                count,
+                zero_count,
+                positive_deltas,
+                negative_deltas,
+            }
+        } else {
+            let count = get_f64(body, pos)?;
+            let zero_count = get_f64(body, pos)?;
+            let mut sides = [Vec::new(), Vec::new()];
+            for side in &mut sides {
+                let n = get_len(body, pos)?;
+                for _ in 0..n {
+                    side.push(get_f64(body, pos)?);
+                }
+            }
+            let [positive, negative] = sides;
+            HistogramCounts::Float {
+                count,
+                zero_count,
+                positive,
+                negative,
+            }
+        };
+        let [positive_spans, negative_spans] = spans;
+        self.last_ts = self.last_ts.wrapping_add(delta);
+        Some(HistogramSample {
+            series_ref: r,
+            timestamp_ms: self.last_ts,
+            reset_hint: flags >> 1,
+            histogram: Histogram {
+                schema,
+                zero_threshold,
+                sum,
+                positive_spans,
+                negative_spans,
+                counts,
+            },
+        })
+    }
+}
+
+impl Iterator for HistogramIter<'_> {
+    type Item = HistogramSample;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.entry()
+    }
+}
+
+/// Adds an exemplar entry (ref, timestamp, value, labels rendered
+/// `{a="b"}`) to an exemplars record body.
+pub(super) fn put_exemplar(
+    out: &mut Vec<u8>,
+    last_ts: i64,
+    r: SeriesRef,
+    ts: i64,
+    value: f64,
+    labels: &str,
+) {
+    varint::put(out, r);
+    varint::put(out, zigzag(ts.wrapping_sub(last_ts)));
+    put_f64(out, value);
+    varint::put(out, labels.len() as u64);
+    out.extend_from_slice(labels.as_bytes());
+}
+
+/// The entries of an exemplars record: (ref, timestamp ms, value,
+/// labels rendered `{a="b"}`).
+pub struct ExemplarIter<'a> {
+    body: &'a [u8],
+    pos: usize,
+    last_ts: i64,
+}
+
+impl<'a> ExemplarIter<'a> {
+    pub(super) fn new(body: &'a [u8]) -> Self {
+        ExemplarIter {
+            body,
+            pos: 0,
+            last_ts: 0,
+        }
+    }
+}
+
+impl<'a> Iterator for ExemplarIter<'a> {
+    type Item = (SeriesRef, i64, f64, &'a [u8]);
+    fn next(&mut self) -> Option<Self::Item> {
+        let r = varint::get(self.body, &mut self.pos)?;
+        let delta = unzigzag(varint::get(self.body, &mut self.pos)?);
+        let value = get_f64(self.body, &mut self.pos)?;
+        let len = get_len(self.body, &mut self.pos)?;
+        let labels = self.body.get(self.pos..self.pos + len)?;
+        self.pos += len;
+        self.last_ts = self.last_ts.wrapping_add(delta);
+        Some((r, self.last_ts, value, labels))
+    }
+}
+
+/// A metric family's metadata as a metadata record holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyMetadata<'a> {
+    /// prompb's `MetricMetadata.MetricType` number.
+    pub kind: u8,
+    pub name: &'a [u8],
+    pub help: &'a [u8],
+    pub unit: &'a [u8],
+}
+
+/// Adds a family's metadata to a metadata record body.
+pub(super) fn put_metadata(out: &mut Vec<u8>, m: &FamilyMetadata<'_>) {
+    out.push(m.kind);
+    for text in [m.name, m.help, m.unit] {
+        varint::put(out, text.len() as u64);
+        out.extend_from_slice(text);
+    }
+}
+
+/// The entries of a metadata record.
+pub struct MetadataIter<'a> {
+    pub(super) body: &'a [u8],
+    pub(super) pos: usize,
+}
+
+impl<'a> Iterator for MetadataIter<'a> {
+    type Item = FamilyMetadata<'a>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let kind = *self.body.get(self.pos)?;
+        self.pos += 1;
+        let mut texts: [&'a [u8]; 3] = [&[]; 3];
+        for text in &mut texts {
+            let len = get_len(self.body, &mut self.pos)?;
+            *text = self.body.get(self.pos..self.pos + len)?;
+            self.pos += len;
+        }
+        let [name, help, unit] = texts;
+        Some(FamilyMetadata {
+            kind,
+            name,
+            help,
+            unit,
+        })
+    }
+}
+
 /// One record as a reader sees it.
 pub enum Record<'a> {
     Series(SeriesIter<'a>),
     Samples(SampleIter<'a>),
+    Histograms(HistogramIter<'a>),
+    Exemplars(ExemplarIter<'a>),
+    Metadata(MetadataIter<'a>),
+}
+
+impl<'a> Record<'a> {
+    /// The record of type `kind` (one that [`known`] knows) over `body`.
+    pub(super) fn new(kind: u8, body: &'a [u8]) -> Self {
+        match kind {
+            SERIES => Record::Series(SeriesIter { body, pos: 0 }),
+            HISTOGRAMS => Record::Histograms(HistogramIter::new(body)),
+            EXEMPLARS => Record::Exemplars(ExemplarIter::new(body)),
+            METADATA => Record::Metadata(MetadataIter { body, pos: 0 }),
+            _ => Record::Samples(SampleIter::new(body)),
+        }
+    }
 }

@@ -5,7 +5,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::Path;
 
-use super::record::{record_at, SampleIter, SAMPLES};
+use super::record::{record_at, HistogramIter, SampleIter, HISTOGRAMS, SAMPLES};
 use super::WalError;
 
 pub(super) fn segment_name(segment: u32) -> String {
@@ -62,8 +62,12 @@ pub(super) fn count_samples(path: &Path, from: u64) -> u64 {
     let mut offset = 0;
     let mut count = 0;
     while let Some((kind, body, next)) = record_at(&data, offset) {
-        if kind == SAMPLES && offset as u64 >= from {
-            count += SampleIter::new(body).count() as u64;
+        if offset as u64 >= from {
+            count += match kind {
+                SAMPLES => SampleIter::new(body).count() as u64,
+                HISTOGRAMS => HistogramIter::new(body).count() as u64,
+                _ => 0,
+            };
         }
         offset = next;
     }

@@ -41,6 +41,8 @@ pub struct Peer {
     pub addr: String,
     binary: PathBuf,
     dir: PathBuf,
+    /// More flags (e.g. `--enable-feature=exemplar-storage`).
+    args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -49,11 +51,17 @@ impl Peer {
     /// the caller keeps, so a restart finds the same data) and waits until
     /// it is ready.
     pub fn start(kind: Kind, binary: &Path, addr: &str, dir: &Path) -> Peer {
+        Peer::start_args(kind, binary, addr, dir, &[])
+    }
+
+    /// [`Peer::start`] with more flags, kept for restarts.
+    pub fn start_args(kind: Kind, binary: &Path, addr: &str, dir: &Path, args: &[&str]) -> Peer {
         let mut peer = Peer {
             kind,
             addr: addr.to_owned(),
             binary: binary.to_owned(),
             dir: dir.to_owned(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
             child: None,
         };
         peer.restart();
@@ -106,6 +114,7 @@ impl Peer {
             }
         };
         let child = command
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use prost::Message;
-use relay::remote_write::prompb::WriteRequest;
+use relay::remote_write::prompb::{TimeSeries, WriteRequest};
 
 use super::{wait_for, Relay};
 
@@ -300,6 +300,42 @@ impl Receiver {
             .iter()
             .filter(|r| r.accepted())
             .flat_map(Request::samples)
+            .collect()
+    }
+
+    /// Every `MetricMetadata` of the requests answered 2xx, with when its
+    /// request arrived: (arrival, type, family name, help, unit).
+    pub fn accepted_metadata(&self) -> Vec<(Instant, i32, String, String, String)> {
+        self.requests()
+            .iter()
+            .filter(|r| r.accepted())
+            .flat_map(|r| {
+                let arrived = r.arrived;
+                r.write
+                    .iter()
+                    .flat_map(|w| w.metadata.iter())
+                    .map(move |m| {
+                        (
+                            arrived,
+                            m.r#type,
+                            m.metric_family_name.clone(),
+                            m.help.clone(),
+                            m.unit.clone(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Every `TimeSeries` of the requests answered 2xx (histograms and
+    /// exemplars included), with its labels sorted as sent.
+    pub fn accepted_series(&self) -> Vec<TimeSeries> {
+        self.requests()
+            .iter()
+            .filter(|r| r.accepted())
+            .filter_map(|r| r.write.as_ref().ok())
+            .flat_map(|w| w.timeseries.iter().cloned())
             .collect()
     }
 

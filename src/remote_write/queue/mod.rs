@@ -13,6 +13,7 @@
 //! running shards, so ordering holds across it.
 
 mod deal;
+mod metadata;
 mod reshard;
 mod shard;
 mod tracker;
@@ -33,7 +34,7 @@ use deal::{flush, send_chunk, Dealt};
 use reshard::Resharder;
 use shard::{RefusalLog, SendStats, ShardContext, Shards};
 use tracker::{save, save_checkpoints, Tracker};
-use watcher::{Read, Watcher};
+use watcher::{Kinds, Read, Watcher};
 
 /// What one queue needs to run.
 pub struct QueueSpec {
@@ -83,6 +84,23 @@ pub async fn run(
         metrics.clone(),
         abort.clone(),
     ));
+    let config = &spec.writer.config;
+    let store = config
+        .metadata_config
+        .send
+        .then(|| Arc::new(Mutex::new(metadata::MetadataStore::default())));
+    let metadata_task = store.clone().map(|store| {
+        tokio::spawn(metadata::send_metadata(
+            store,
+            ctx.sender.clone(),
+            config.metadata_config.clone(),
+            abort.clone(),
+        ))
+    });
+    let kinds = Kinds {
+        exemplars: config.send_exemplars,
+        histograms: config.send_native_histograms,
+    };
     let mut n_shards = resharder.min;
     let mut shards = Shards::start(n_shards, &ctx);
     metrics.shards.set(n_shards as i64);
@@ -94,6 +112,8 @@ pub async fn run(
         SeriesPrep::new(&spec.external_labels, &spec.writer.write_relabel),
         start,
         wal.opened_at(),
+        kinds,
+        store,
     );
     let mut dealt = Dealt::new(n_shards);
     let mut seq = 0u64;
@@ -143,7 +163,7 @@ pub async fn run(
             } => {
                 tracker.open(seq, end);
                 let mut dropped = 0;
-                for (r, timestamp_ms, value) in entries {
+                for (r, timestamp_ms, payload) in entries {
                     let Some(s) = series.get(r) else {
                         dropped += 1;
                         continue;
@@ -151,7 +171,7 @@ pub async fn run(
                     let (hash, labels_len) = s.shard_key();
                     let shard = (hash % n_shards as u64) as usize;
                     let sample =
-                        Outgoing::with_len(s.clone(), labels_len, timestamp_ms, value, replayed);
+                        Outgoing::with_len(s.clone(), labels_len, timestamp_ms, payload, replayed);
                     // A full chunk goes at once: what is in flight is
                     // bounded by the shards' chunks, not by the record.
                     if let Some(chunk) = dealt.push(shard, sample, chunk_max) {
@@ -179,6 +199,9 @@ pub async fn run(
     }
     shards.drain().await;
     saver.abort();
+    if let Some(task) = metadata_task {
+        task.abort();
+    }
     save(&wal, &name, &tracker, &metrics);
 }
 

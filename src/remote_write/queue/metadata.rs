@@ -1,0 +1,160 @@
+//! Family metadata for `metadata_config`: what the WAL's metadata records
+//! said about each family (the latest), and the task that sends all of it
+//! every `send_interval` in requests of its own, as Prometheus's
+//! queue manager sends the metadata its watcher collected.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use super::super::encode::{compress, encode_metadata, write_metadata};
+use super::super::send::{Outcome, Sender};
+use crate::config::MetadataConfig;
+use crate::wal::FamilyMetadata;
+
+/// A family's encoded `MetricMetadata` and the generation it was last seen in.
+type Seen = (Arc<[u8]>, u32);
+
+/// The families a queue has read metadata for, by name, each with its
+/// encoded `MetricMetadata` and the segment generation it was last seen in.
+#[derive(Default)]
+pub(super) struct MetadataStore {
+    families: HashMap<Box<[u8]>, Seen>,
+    generation: u32,
+}
+
+/// A store shared by the watcher (writes) and the sending task (reads).
+pub(super) type SharedMetadata = Arc<Mutex<MetadataStore>>;
+
+impl MetadataStore {
+    /// Takes in one entry of a metadata record.
+    pub(super) fn insert(&mut self, m: &FamilyMetadata<'_>) {
+        let encoded = encode_metadata(m.kind, m.name, m.help, m.unit);
+        match self.families.get_mut(m.name) {
+            Some(entry) => *entry = (encoded, self.generation),
+            None => {
+                self.families
+                    .insert(m.name.into(), (encoded, self.generation));
+            }
+        }
+    }
+
+    /// A new segment is read: every live family is described again in it,
+    /// so one not seen in the last two segments (its targets are gone) is
+    /// forgotten.
+    pub(super) fn new_segment(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+        let now = self.generation;
+        self.families
+            .retain(|_, (_, seen)| now.wrapping_sub(*seen) <= 1);
+    }
+
+    /// Every family's encoded metadata, by name.
+    pub(super) fn snapshot(&self) -> Vec<Arc<[u8]>> {
+        let mut all: Vec<(&[u8], &Arc<[u8]>)> = self
+            .families
+            .iter()
+            .map(|(name, (m, _))| (&name[..], m))
+            .collect();
+        all.sort_unstable_by_key(|(name, _)| *name);
+        all.into_iter().map(|(_, m)| m.clone()).collect()
+    }
+}
+
+/// Sends the store's metadata every `send_interval` (the first after one
+/// interval), in requests of at most `max_samples_per_send` families, until
+/// `abort` turns true. A request refused or given up is not retried beyond
+/// what the sender retries: the next interval sends it all again.
+pub(super) async fn send_metadata(
+    store: SharedMetadata,
+    sender: Arc<Sender>,
+    config: MetadataConfig,
+    mut abort: watch::Receiver<bool>,
+) {
+    let every = config
+        .send_interval
+        .as_std()
+        .max(std::time::Duration::from_millis(100));
+    let per_request = config.max_samples_per_send.max(1);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut encoder = snap::raw::Encoder::new();
+    let (mut raw, mut compressed) = (Vec::new(), Vec::new());
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = abort.changed() => {
+                if changed.is_err() || *abort.borrow() {
+                    return;
+                }
+                continue;
+            }
+        }
+        let all = store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .snapshot();
+        for part in all.chunks(per_request) {
+            raw.clear();
+            write_metadata(part, &mut raw);
+            if let Err(e) = compress(&mut encoder, &raw, &mut compressed) {
+                tracing::error!(error = %e, "cannot compress a remote-write metadata request");
+                continue;
+            }
+            match sender
+                .send(Bytes::copy_from_slice(&compressed), 0, &mut abort)
+                .await
+            {
+                Outcome::Sent => {}
+                Outcome::Rejected {
+                    status, message, ..
+                } => {
+                    tracing::warn!(remote_name = %sender.remote_name(), url = %sender.url_redacted(), status, families = part.len(), response = %message.trim(), "remote write metadata refused; sent again at the next interval");
+                }
+                Outcome::Aborted => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn family(name: &'static str, help: &'static str) -> FamilyMetadata<'static> {
+        FamilyMetadata {
+            kind: 1,
+            name: name.as_bytes(),
+            help: help.as_bytes(),
+            unit: b"",
+        }
+    }
+
+    #[test]
+    fn the_store_keeps_the_latest_per_family_and_forgets_gone_ones() {
+        let mut store = MetadataStore::default();
+        store.insert(&family("b_total", "old"));
+        store.insert(&family("a_total", "x"));
+        store.insert(&family("b_total", "new"));
+        let want = |names: &[(&str, &str)]| -> Vec<Arc<[u8]>> {
+            names
+                .iter()
+                .map(|(n, h)| encode_metadata(1, n.as_bytes(), h.as_bytes(), b""))
+                .collect()
+        };
+        assert_eq!(
+            store.snapshot(),
+            want(&[("a_total", "x"), ("b_total", "new")])
+        );
+        store.new_segment();
+        store.insert(&family("a_total", "x"));
+        assert_eq!(
+            store.snapshot().len(),
+            2,
+            "b_total was seen one segment ago"
+        );
+        store.new_segment();
+        assert_eq!(store.snapshot(), want(&[("a_total", "x")]));
+    }
+}
