@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 
 use super::types::{
-    Authorization, BasicAuth, Config, NameEscaping, NameValidation, ScrapeConfig, ScrapeProtocol,
+    Authorization, BasicAuth, Config, NameEscaping, NameValidation, OAuth2, ProxyConfig,
+    ScrapeConfig, ScrapeProtocol,
 };
 use super::ConfigError;
 
@@ -77,7 +78,13 @@ pub(super) fn resolve(config: &mut Config) -> Result<(), ConfigError> {
             };
             return Err(ConfigError::field(format!("{path}.{field}"), what));
         }
-        check_auth(&path, rw.authorization.as_ref(), rw.basic_auth.as_ref())?;
+        check_auth(
+            &path,
+            rw.authorization.as_ref(),
+            rw.basic_auth.as_ref(),
+            rw.oauth2.as_ref(),
+        )?;
+        check_proxy(&path, &rw.proxy())?;
     }
     config
         .relay
@@ -153,7 +160,13 @@ fn resolve_job(
             check_label_name(&format!("{path}.static_configs[{g}].labels.{name}"), name)?;
         }
     }
-    check_auth(path, job.authorization.as_ref(), job.basic_auth.as_ref())?;
+    check_auth(
+        path,
+        job.authorization.as_ref(),
+        job.basic_auth.as_ref(),
+        job.oauth2.as_ref(),
+    )?;
+    check_proxy(path, &job.proxy())?;
     Ok(())
 }
 
@@ -311,16 +324,23 @@ fn check_url(path: &str, url: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// Prometheus's `HTTPClientConfig.Validate` for the credentials: one kind
+/// at most, one source of each secret.
 fn check_auth(
     path: &str,
     auth: Option<&Authorization>,
     basic: Option<&BasicAuth>,
+    oauth2: Option<&OAuth2>,
 ) -> Result<(), ConfigError> {
-    if auth.is_some() && basic.is_some() {
+    let kinds = [auth.is_some(), basic.is_some(), oauth2.is_some()];
+    if kinds.into_iter().filter(|k| *k).count() > 1 {
         return Err(ConfigError::field(
             path,
-            "at most one of basic_auth and authorization may be configured",
+            "at most one of basic_auth, oauth2 and authorization may be configured",
         ));
+    }
+    if let Some(o) = oauth2 {
+        check_oauth2(&format!("{path}.oauth2"), o)?;
     }
     if let Some(a) = auth {
         if a.credentials.is_some() && a.credentials_file.is_some() {
@@ -342,6 +362,84 @@ fn check_auth(
                 format!("{path}.basic_auth"),
                 "at most one of basic_auth password and password_file may be configured",
             ));
+        }
+    }
+    Ok(())
+}
+
+fn check_oauth2(path: &str, o: &OAuth2) -> Result<(), ConfigError> {
+    if o.client_secret.is_some() && o.client_secret_file.is_some() {
+        return Err(ConfigError::field(
+            path,
+            "at most one of oauth2 client_secret and client_secret_file may be configured",
+        ));
+    }
+    check_url(&format!("{path}.token_url"), &o.token_url)?;
+    check_proxy(path, &o.proxy())
+}
+
+/// Prometheus's `ProxyConfig.Validate`, plus what relay can reach: the
+/// proxy is an `http://` URL (reqwest speaks to HTTP proxies only without
+/// its SOCKS feature) and each header is a valid HTTP header.
+fn check_proxy(path: &str, p: &ProxyConfig) -> Result<(), ConfigError> {
+    let field = |name: &str| format!("{path}.{name}");
+    let url = p.proxy_url.as_deref().filter(|u| !u.is_empty());
+    if !p.proxy_connect_header.is_empty() && !p.proxy_from_environment && url.is_none() {
+        return Err(ConfigError::field(
+            field("proxy_connect_header"),
+            "if proxy_connect_header is configured, proxy_url or proxy_from_environment must also be configured",
+        ));
+    }
+    if p.proxy_from_environment && url.is_some() {
+        return Err(ConfigError::field(
+            field("proxy_url"),
+            "if proxy_from_environment is configured, proxy_url must not be configured",
+        ));
+    }
+    let no_proxy = p.no_proxy.as_deref().is_some_and(|n| !n.is_empty());
+    if p.proxy_from_environment && no_proxy {
+        return Err(ConfigError::field(
+            field("no_proxy"),
+            "if proxy_from_environment is configured, no_proxy must not be configured",
+        ));
+    }
+    if url.is_none() && no_proxy {
+        return Err(ConfigError::field(
+            field("no_proxy"),
+            "if no_proxy is configured, proxy_url must also be configured",
+        ));
+    }
+    if let Some(url) = url {
+        let ok = reqwest::Url::parse(url)
+            .ok()
+            .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        if !ok {
+            return Err(ConfigError::field(
+                field("proxy_url"),
+                format!(
+                    "{:?} is not an http(s) proxy URL (expected e.g. http://proxy:3128)",
+                    super::types::redact_url(url)
+                ),
+            ));
+        }
+    }
+    for name in p.proxy_connect_header.keys() {
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(ConfigError::field(
+                field(&format!("proxy_connect_header.{name}")),
+                "not a valid HTTP header name",
+            ));
+        }
+    }
+    for (name, values) in &p.proxy_connect_header {
+        for (i, v) in values.iter().enumerate() {
+            if reqwest::header::HeaderValue::from_str(&v.0).is_err() {
+                // The value is a secret: only where it is.
+                return Err(ConfigError::field(
+                    field(&format!("proxy_connect_header.{name}[{i}]")),
+                    "not a valid HTTP header value (its value is not shown)",
+                ));
+            }
         }
     }
     Ok(())
