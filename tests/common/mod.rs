@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod oauth2;
+pub mod proxy;
 pub mod json;
 pub mod k8s;
 pub mod peers;
