@@ -1,7 +1,9 @@
 //! A loopback HTTP proxy that records what it is asked: `CONNECT host:port`
 //! opens a tunnel (how a client reaches an https URL through a proxy), and
 //! an absolute-form request (`GET http://host:port/path`) is forwarded as
-//! a plain HTTP forward proxy does, one request per connection.
+//! a plain HTTP forward proxy does, one request per connection. Every host
+//! is reached at 127.0.0.1 (its port kept), so a test may name a host only
+//! the proxy "resolves" (a client that bypasses the proxy cannot reach it).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -57,6 +59,12 @@ pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
+/// `host:port` at 127.0.0.1.
+fn loopback(host_port: &str) -> String {
+    let port = host_port.rsplit_once(':').map_or("80", |(_, p)| p);
+    format!("127.0.0.1:{port}")
+}
+
 fn read_head(reader: &mut impl BufRead) -> Option<String> {
     let mut head = String::new();
     loop {
@@ -90,7 +98,7 @@ fn handle(client: TcpStream, seen: &Mutex<Vec<String>>) {
     );
     let mut client = client;
     if method == "CONNECT" {
-        let Ok(upstream) = TcpStream::connect(&target) else {
+        let Ok(upstream) = TcpStream::connect(loopback(&target)) else {
             let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
             return;
         };
@@ -109,7 +117,7 @@ fn handle(client: TcpStream, seen: &Mutex<Vec<String>>) {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let Ok(mut upstream) = TcpStream::connect(host) else {
+    let Ok(mut upstream) = TcpStream::connect(loopback(host)) else {
         let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
         return;
     };
