@@ -163,9 +163,10 @@ impl TokenSource {
         let secret = secret.trim().to_owned();
         let mut cached = self.cached.lock().await;
         if let Some(c) = cached.as_ref() {
-            let fresh = c
-                .expiry
-                .is_none_or(|e| e.checked_sub(EXPIRY_DELTA).is_some_and(|e| e > Instant::now()));
+            let fresh = c.expiry.is_none_or(|e| {
+                e.checked_sub(EXPIRY_DELTA)
+                    .is_some_and(|e| e > Instant::now())
+            });
             if fresh && c.secret == secret {
                 return Ok(c.header.clone());
             }
@@ -188,7 +189,10 @@ impl TokenSource {
                 other => return other.map_err(|e| self.error(e)),
             }
         }
-        let token = self.request(secret, true).await.map_err(|e| self.error(e))?;
+        let token = self
+            .request(secret, true)
+            .await
+            .map_err(|e| self.error(e))?;
         self.in_form.store(true, Ordering::Relaxed);
         Ok(token)
     }
@@ -349,14 +353,18 @@ mod tests {
             value(r#"{"token_type":"bearer"}"#),
             Err("invalid token response: server response missing access_token".into())
         );
-        assert!(value("access_token=x").is_err_and(|e| e.starts_with("invalid token response: not JSON")));
+        assert!(value("access_token=x")
+            .is_err_and(|e| e.starts_with("invalid token response: not JSON")));
     }
 
     #[test]
     fn a_refusal_names_the_status_and_the_error_code_only() {
         let status = reqwest::StatusCode::UNAUTHORIZED;
         assert_eq!(
-            describe_refusal(status, br#"{"error":"invalid_client","error_description":"secret s3cr3t is wrong"}"#),
+            describe_refusal(
+                status,
+                br#"{"error":"invalid_client","error_description":"secret s3cr3t is wrong"}"#
+            ),
             "HTTP 401 Unauthorized (invalid_client)"
         );
         assert_eq!(describe_refusal(status, b"s3cr3t"), "HTTP 401 Unauthorized");

@@ -171,8 +171,14 @@ mod tests {
             let url = reqwest::Url::parse(url).expect("a URL");
             environment_choice(&url, Some("http://p:1"), Some("http://s:2"))
         };
-        assert_eq!(choose("http://app:8001/metrics").as_deref(), Some("http://p:1"));
-        assert_eq!(choose("https://rw/api/v1/write").as_deref(), Some("http://s:2"));
+        assert_eq!(
+            choose("http://app:8001/metrics").as_deref(),
+            Some("http://p:1")
+        );
+        assert_eq!(
+            choose("https://rw/api/v1/write").as_deref(),
+            Some("http://s:2")
+        );
         // Never for the pod's own loopback.
         assert_eq!(choose("http://localhost:8001/metrics"), None);
         assert_eq!(choose("http://LOCALHOST:8001/metrics"), None);

@@ -267,7 +267,10 @@ fn token_source(
     })
     .map_err(|e| PlanError::Field {
         path: path.clone(),
-        message: format!("invalid client setup: {}", crate::http::error_message(e, "")),
+        message: format!(
+            "invalid client setup: {}",
+            crate::http::error_message(e, "")
+        ),
     })?;
     Ok(Some(TokenSource::new(o.clone(), client)))
 }

@@ -74,7 +74,11 @@ fn a_token_is_fetched_once_and_reused_across_scrapes() {
     ] {
         assert!(!text.contains("s3cr3t"), "{what}: {text}");
     }
-    assert!(config.text().contains("client_secret: <secret>"), "{}", config.text());
+    assert!(
+        config.text().contains("client_secret: <secret>"),
+        "{}",
+        config.text()
+    );
 }
 
 #[test]
@@ -147,7 +151,9 @@ fn remote_write_sends_the_token_and_retries_while_the_endpoint_refuses() {
     assert!(line.contains("401"), "{line}");
     assert!(receiver.requests().is_empty());
     let refused = tokens.requests().len();
-    wait_for("a retry", || (tokens.requests().len() > refused).then_some(()));
+    wait_for("a retry", || {
+        (tokens.requests().len() > refused).then_some(())
+    });
     tokens.refuse(false);
     let got = wait_for("samples at the receiver", || {
         let got = receiver.accepted_named("app_metric");

@@ -73,7 +73,11 @@ fn remote_write_goes_through_the_proxy() {
     });
     let seen = proxy.requests_starting(&format!("POST {} ", receiver.url));
     assert!(!seen.is_empty(), "{:?}", proxy.requests());
-    assert!(header(&seen[0], "content-encoding") == Some("snappy"), "{}", seen[0]);
+    assert!(
+        header(&seen[0], "content-encoding") == Some("snappy"),
+        "{}",
+        seen[0]
+    );
     // The scrape has no proxy of its own.
     assert!(proxy.requests_starting("GET ").is_empty());
     drop(relay);
@@ -115,7 +119,11 @@ fn https_goes_through_a_connect_tunnel_with_the_connect_headers() {
     }
     // The header values are secrets: shown nowhere.
     let config = get(&relay.addr, "/api/v1/status/config", &[]).expect("config API");
-    assert!(config.text().contains("X-Proxy-Token:"), "{}", config.text());
+    assert!(
+        config.text().contains("X-Proxy-Token:"),
+        "{}",
+        config.text()
+    );
     for (what, text) in [
         ("logs", relay.logs()),
         ("/metrics", relay.metrics_ok()),

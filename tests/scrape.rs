@@ -7,8 +7,8 @@ use std::io::Read;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::peers::{require_peer, start_prometheus};
 use common::certs::TlsTarget;
+use common::peers::{require_peer, start_prometheus};
 use common::{get, wait_for, Relay, Reply, Target};
 use relay::exposition::{Entry, Format, Labels, Parser};
 
@@ -688,12 +688,7 @@ fn sigterm_cancels_a_scrape_in_flight() {
 /// A throwaway CA, a server certificate whose subjectAltName is `san`, a
 /// client certificate, and `s_server` serving the page on 127.0.0.1.
 fn tls_target(openssl: &std::path::Path, san: &str, client_auth: bool) -> TlsTarget {
-    common::certs::tls_target(
-        openssl,
-        san,
-        client_auth,
-        "tls_metric{over=\"https\"} 1\n",
-    )
+    common::certs::tls_target(openssl, san, client_auth, "tls_metric{over=\"https\"} 1\n")
 }
 
 /// A relay scraping `target` over HTTPS with the given `tls_config` lines.

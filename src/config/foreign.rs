@@ -88,7 +88,11 @@ const UNSUPPORTED: &[(&str, &str, &str)] = &[
         "enable_compression",
         "relay always accepts gzip",
     ),
-    ("remote_write[]", "sigv4", "not supported yet; use authorization, basic_auth or oauth2"),
+    (
+        "remote_write[]",
+        "sigv4",
+        "not supported yet; use authorization, basic_auth or oauth2",
+    ),
     (
         "remote_write[]",
         "azuread",

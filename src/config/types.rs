@@ -26,35 +26,33 @@ pub struct Config {
 impl Config {
     /// Makes relative file paths relative to `dir` (Prometheus's `SetDirectory`).
     pub fn set_directory(&mut self, dir: &Path) {
-        let jobs = self
-            .scrape_configs
-            .iter_mut()
-            .map(|j| {
-                (
-                    &mut j.authorization,
-                    &mut j.basic_auth,
-                    &mut j.tls_config,
-                    &mut j.oauth2,
-                )
-            });
-        let writers = self
-            .remote_write
-            .iter_mut()
-            .map(|r| {
-                (
-                    &mut r.authorization,
-                    &mut r.basic_auth,
-                    &mut r.tls_config,
-                    &mut r.oauth2,
-                )
-            });
+        let jobs = self.scrape_configs.iter_mut().map(|j| {
+            (
+                &mut j.authorization,
+                &mut j.basic_auth,
+                &mut j.tls_config,
+                &mut j.oauth2,
+            )
+        });
+        let writers = self.remote_write.iter_mut().map(|r| {
+            (
+                &mut r.authorization,
+                &mut r.basic_auth,
+                &mut r.tls_config,
+                &mut r.oauth2,
+            )
+        });
         for (auth, basic, tls, oauth2) in jobs.chain(writers) {
             let (secret, oauth2_tls) = match oauth2.as_mut() {
                 Some(o) => (o.client_secret_file.as_mut(), Some(&mut o.tls_config)),
                 None => (None, None),
             };
             let (ca, cert, key) = match oauth2_tls {
-                Some(t) => (t.ca_file.as_mut(), t.cert_file.as_mut(), t.key_file.as_mut()),
+                Some(t) => (
+                    t.ca_file.as_mut(),
+                    t.cert_file.as_mut(),
+                    t.key_file.as_mut(),
+                ),
                 None => (None, None, None),
             };
             let files = [

@@ -576,4 +576,105 @@ mod tests {
         let err = with_job("metric_name_escaping_scheme: dashes", "").expect_err("unknown");
         assert!(err.contains("global.metric_name_escaping_scheme"), "{err}");
     }
+
+    #[test]
+    fn http_client_settings_are_refused_as_prometheus_with_their_path() {
+        let oauth2 = "oauth2: {client_id: c, client_secret: s3cr3t, token_url: \"http://t/token\"}";
+        for (fields, want) in [
+            (
+                format!("basic_auth: {{username: u, password: p}}, {oauth2}"),
+                "scrape_configs[0]: at most one of basic_auth, oauth2 and authorization may be configured",
+            ),
+            (
+                format!("authorization: {{credentials: x}}, {oauth2}"),
+                "scrape_configs[0]: at most one of basic_auth, oauth2 and authorization",
+            ),
+            (
+                "oauth2: {client_id: c, client_secret: s3cr3t, client_secret_file: /f, token_url: \"http://t/\"}".into(),
+                "scrape_configs[0].oauth2: at most one of oauth2 client_secret and client_secret_file",
+            ),
+            (
+                "oauth2: {client_id: c, token_url: \"not a url\"}".into(),
+                "scrape_configs[0].oauth2.token_url: \"not a url\" is not an http(s) URL",
+            ),
+            (
+                "oauth2: {client_id: c}".into(),
+                "scrape_configs[0].oauth2.token_url: missing required field",
+            ),
+            (
+                "oauth2: {client_id: c, token_url: \"http://t/\", no_proxy: a.b}".into(),
+                "scrape_configs[0].oauth2.no_proxy: if no_proxy is configured, proxy_url must also be configured",
+            ),
+            (
+                "no_proxy: a.b".into(),
+                "scrape_configs[0].no_proxy: if no_proxy is configured, proxy_url must also be configured",
+            ),
+            (
+                "proxy_from_environment: true, proxy_url: \"http://p:1\"".into(),
+                "scrape_configs[0].proxy_url: if proxy_from_environment is configured, proxy_url must not be configured",
+            ),
+            (
+                "proxy_from_environment: true, no_proxy: a.b".into(),
+                "scrape_configs[0].no_proxy: if proxy_from_environment is configured, no_proxy must not be configured",
+            ),
+            (
+                "proxy_connect_header: {X-A: [s3cr3t]}".into(),
+                "scrape_configs[0].proxy_connect_header: if proxy_connect_header is configured, proxy_url or proxy_from_environment must also be configured",
+            ),
+            (
+                "proxy_url: \"http://u:s3cr3t@[bad\"".into(),
+                "scrape_configs[0].proxy_url: \"http://u:xxxxx@[bad\" is not an http(s) proxy URL",
+            ),
+            (
+                "proxy_url: \"socks5://p:1\"".into(),
+                "scrape_configs[0].proxy_url: \"socks5://p:1\" is not an http(s) proxy URL",
+            ),
+            (
+                "proxy_url: \"http://p:1\", proxy_connect_header: {X-A: [ok, \"s3cr3t\\n\"]}".into(),
+                "scrape_configs[0].proxy_connect_header.X-A[1]: not a valid HTTP header value (its value is not shown)",
+            ),
+            (
+                "proxy_url: \"http://p:1\", proxy_connect_header: {X-A: [12345]}".into(),
+                "scrape_configs[0].proxy_connect_header.X-A[0]: expected a string (put the secret in quotes; its value is not shown)",
+            ),
+        ] {
+            let err = with_job("", &fields).expect_err(&fields);
+            assert!(err.starts_with(want), "{fields}: {err}");
+            assert!(!err.contains("s3cr3t") && !err.contains("12345"), "{err}");
+        }
+        // The same rules for remote_write entries, and sigv4 still refused.
+        for (entry, want) in [
+            (
+                "oauth2: {client_id: c, token_url: \"http://t/\"}, basic_auth: {username: u}",
+                "remote_write[0]: at most one of basic_auth, oauth2 and authorization",
+            ),
+            (
+                "no_proxy: a.b",
+                "remote_write[0].no_proxy: if no_proxy is configured",
+            ),
+            (
+                "sigv4: {region: eu-west-1}",
+                "remote_write[0].sigv4: sigv4 is not supported by relay",
+            ),
+        ] {
+            let text = format!("remote_write:\n  - {{url: \"http://r/w\", {entry}}}\n");
+            let err = from_yaml_str(&text)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.starts_with(want), "{entry}: {err}");
+        }
+        // Accepted, with the defaults of Prometheus 3.
+        let j = with_job("", &format!("{oauth2}, proxy_url: \"http://p:1\", no_proxy: \"10.0.0.0/8,.svc\", proxy_connect_header: {{X-A: [v]}}")).expect("valid");
+        assert!(
+            j.oauth2.is_some() && j.proxy_url.is_some() && j.enable_http2 && j.follow_redirects
+        );
+        let rw = from_yaml_str("remote_write:\n  - url: http://r/w\n").expect("valid");
+        let rw = &rw.config.remote_write[0];
+        assert!(
+            !rw.enable_http2,
+            "false by default for remote write, as Prometheus 3"
+        );
+        assert!(rw.follow_redirects);
+    }
 }

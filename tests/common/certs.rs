@@ -128,8 +128,7 @@ impl Drop for TlsTarget {
 /// certificate signed by the CA when `client_auth`.
 pub fn tls_target(openssl: &Path, san: &str, client_auth: bool, metrics: &str) -> TlsTarget {
     let dir = Certs::make(openssl, san).dir;
-    std::fs::write(dir.path().join("metrics"), metrics)
-        .expect("write body");
+    std::fs::write(dir.path().join("metrics"), metrics).expect("write body");
     let addr = format!("127.0.0.1:{}", super::free_port());
     let mut args = vec![
         "s_server",

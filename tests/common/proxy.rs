@@ -126,7 +126,10 @@ fn handle(client: TcpStream, seen: &Mutex<Vec<String>>) {
         .unwrap_or(0);
     let mut out = format!(
         "{method} {path} {}\r\n",
-        head.lines().next().and_then(|l| l.split_whitespace().nth(2)).unwrap_or("HTTP/1.1")
+        head.lines()
+            .next()
+            .and_then(|l| l.split_whitespace().nth(2))
+            .unwrap_or("HTTP/1.1")
     );
     for line in head.lines().skip(1) {
         let name = line.split(':').next().unwrap_or("").trim();
