@@ -157,7 +157,7 @@ pub fn resolve(config: &Config) -> Result<Plan, PlanError> {
 
 fn resolve_job(job: &ScrapeConfig, path: &str) -> Result<Job, PlanError> {
     // A bad TLS file is a config error with its path, not a failing scrape.
-    let tls = tls(path, &job.tls_config)?;
+    let tls = alpn(tls(path, &job.tls_config)?, job.enable_http2);
     let utf8 = job.validation() == NameValidation::Utf8;
     let target_relabel = compile(
         &format!("{path}.relabel_configs"),
@@ -202,7 +202,7 @@ fn resolve_writer(
     external: &[(String, String)],
     utf8: bool,
 ) -> Result<Writer, PlanError> {
-    let tls = tls(path, &rw.tls_config)?;
+    let tls = alpn(tls(path, &rw.tls_config)?, rw.enable_http2);
     let write_relabel = compile(
         &format!("{path}.write_relabel_configs"),
         &rw.write_relabel_configs,
@@ -261,7 +261,8 @@ fn token_source(
         return Ok(None);
     };
     let path = format!("{path}.oauth2");
-    let tls = tls(&path, &o.tls_config)?;
+    // As Prometheus's token client: HTTP/1.1.
+    let tls = alpn(tls(&path, &o.tls_config)?, false);
     let client = crate::http::client(tls, true, &o.proxy(), |b| {
         b.default_headers(user_agent()).timeout(timeout)
     })
@@ -291,6 +292,18 @@ fn tls(path: &str, tls: &config::TlsConfig) -> Result<rustls::ClientConfig, Plan
         path: format!("{path}.tls_config.{}", e.field),
         message: e.message,
     })
+}
+
+/// `enable_http2` as Go's client: over TLS, offer `h2` before `http/1.1`
+/// (the server chooses); without it only `http/1.1`. Plain http stays
+/// HTTP/1.1 either way (Go does not speak h2c).
+fn alpn(mut tls: rustls::ClientConfig, enable_http2: bool) -> rustls::ClientConfig {
+    tls.alpn_protocols = if enable_http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    tls
 }
 
 /// Compiles a rule list under the validation scheme (`utf8` or legacy).

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod h2;
 pub mod json;
 pub mod k8s;
 pub mod oauth2;
