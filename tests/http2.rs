@@ -42,6 +42,11 @@ fn http2_is_offered_over_tls_as_enable_http2_says() {
         let seen = wait_for(&format!("a request at {}", server.addr), || {
             server.seen().first().cloned()
         });
-        assert_eq!(seen, (alpn.to_owned(), request.to_owned()), "{}", server.addr);
+        assert_eq!(
+            seen,
+            (alpn.to_owned(), request.to_owned()),
+            "{}",
+            server.addr
+        );
     }
 }

@@ -96,14 +96,15 @@ async fn serve(
                         .push((alpn, line));
                     let post = req.method() == hyper::Method::POST;
                     let _ = req.into_body().collect().await;
-                    let response = if post {
-                        Response::builder().status(204).body(Full::new(Bytes::new()))
+                    if post {
+                        Response::builder()
+                            .status(204)
+                            .body(Full::new(Bytes::new()))
                     } else {
                         Response::builder()
                             .header("content-type", "text/plain; version=0.0.4")
                             .body(Full::new(page))
-                    };
-                    response
+                    }
                 }
             });
             let io = TokioIo::new(tls);
