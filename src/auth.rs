@@ -228,12 +228,25 @@ impl TokenSource {
             .await
             .map_err(|e| Refused::Other(crate::http::error_message(e, &self.config.token_url)))?;
         let status = response.status();
+        let response_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase);
         let body = response
             .bytes()
             .await
             .map_err(|e| Refused::Other(crate::http::error_message(e, &self.config.token_url)))?;
         if !status.is_success() {
             return Err(Refused::Status(describe_refusal(status, &body)));
+        }
+        // As x/oauth2: a form-encoded answer (GitHub's default) when the
+        // endpoint says so, else JSON.
+        let form = response_type.as_deref().is_some_and(|t| {
+            t.starts_with("application/x-www-form-urlencoded") || t.starts_with("text/plain")
+        });
+        if form {
+            return token_from_form(&body, sent);
         }
         token(&body, sent)
     }
@@ -271,26 +284,48 @@ fn describe_refusal(status: reqwest::StatusCode, body: &[u8]) -> String {
 
 /// The header value and expiry from a JSON token response.
 fn token(body: &[u8], sent: Instant) -> Result<(HeaderValue, Option<Instant>), Refused> {
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| Refused::Other(format!("invalid token response: not JSON ({e})")))?;
+    let text = |name: &str| v.get(name).and_then(|t| t.as_str()).map(str::to_owned);
+    let expires_in = match v.get("expires_in") {
+        Some(serde_json::Value::Number(n)) => n.as_f64(),
+        Some(serde_json::Value::String(s)) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    token_from(text("access_token"), text("token_type"), expires_in, sent)
+}
+
+/// The same from a form-encoded response (`access_token=…&expires_in=…`).
+fn token_from_form(body: &[u8], sent: Instant) -> Result<(HeaderValue, Option<Instant>), Refused> {
+    let body = String::from_utf8_lossy(body);
+    let value = |name: &str| {
+        body.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (form_decode(k) == name).then(|| form_decode(v))
+        })
+    };
+    let expires_in = value("expires_in").and_then(|s| s.trim().parse::<f64>().ok());
+    token_from(value("access_token"), value("token_type"), expires_in, sent)
+}
+
+/// The header value and expiry of a token's fields.
+fn token_from(
+    access: Option<String>,
+    kind: Option<String>,
+    expires_in: Option<f64>,
+    sent: Instant,
+) -> Result<(HeaderValue, Option<Instant>), Refused> {
     let bad = |why: &str| Refused::Other(format!("invalid token response: {why}"));
-    let v: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| bad(&format!("not JSON ({e})")))?;
-    let access = v
-        .get("access_token")
-        .and_then(|t| t.as_str())
+    let access = access
         .filter(|t| !t.is_empty())
         .ok_or_else(|| bad("server response missing access_token"))?;
     // x/oauth2's `Token.Type`: bearer, mac and basic in their usual case.
-    let kind = match v.get("token_type").and_then(|t| t.as_str()).unwrap_or("") {
+    let kind = match kind.as_deref().unwrap_or("") {
         "" => "Bearer",
         t if t.eq_ignore_ascii_case("bearer") => "Bearer",
         t if t.eq_ignore_ascii_case("mac") => "MAC",
         t if t.eq_ignore_ascii_case("basic") => "Basic",
         t => t,
-    };
-    let expires_in = match v.get("expires_in") {
-        Some(serde_json::Value::Number(n)) => n.as_f64(),
-        Some(serde_json::Value::String(s)) => s.trim().parse::<f64>().ok(),
-        _ => None,
     };
     let expiry = expires_in
         .filter(|s| s.is_finite() && *s > 0.0)
@@ -315,6 +350,29 @@ fn form_encode(value: &str) -> String {
         }
     }
     out
+}
+
+/// One form-encoded value decoded (`+` is a space, `%XX` a byte).
+fn form_decode(value: &str) -> String {
+    let b = value.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'+', _) => out.push(b' '),
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 2;
+            }
+            (c, _) => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -355,6 +413,14 @@ mod tests {
         );
         assert!(value("access_token=x")
             .is_err_and(|e| e.starts_with("invalid token response: not JSON")));
+        let form = token_from_form(b"access_token=a%2Bb+c&token_type=bearer&expires_in=60", now)
+            .map(|(h, e)| (h.to_str().map(str::to_owned).unwrap_or_default(), e))
+            .map_err(|_| ());
+        assert_eq!(
+            form,
+            Ok(("Bearer a+b c".into(), Some(now + Duration::from_secs(60))))
+        );
+        assert_eq!(form_decode("%zz%4"), "%zz%4");
     }
 
     #[test]
