@@ -191,3 +191,30 @@ fn the_token_request_goes_through_the_blocks_own_proxy() {
         proxy.requests()
     );
 }
+
+#[test]
+fn a_rotated_client_secret_file_is_read_at_the_next_scrape() {
+    let tokens = TokenEndpoint::start("relay-client", SECRET, 3600);
+    let target = Target::start(Reply::text("app_metric 1\n"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "an old secret\n").expect("secret");
+    let config = job(&target.addr, &tokens.url, "").replace(
+        &format!("client_secret: \"{SECRET}\""),
+        &format!("client_secret_file: {}", secret.display()),
+    );
+    let relay = Relay::start(&config);
+    assert!(relay.wait_for_line("up{").ends_with(" 0"));
+    assert_eq!(tokens.issued(), 0);
+    // The Secret is updated in place (as Kubernetes does): no restart.
+    std::fs::write(&secret, format!("{SECRET}\n")).expect("secret");
+    wait_for("up 1 with the new secret", || {
+        relay
+            .metrics()
+            .lines()
+            .any(|l| l.starts_with("up{") && l.ends_with(" 1"))
+            .then_some(())
+    });
+    assert_eq!(authorization(&target).as_deref(), Some("Bearer token-1"));
+    assert!(!relay.logs().contains("s3cr3t"));
+}
