@@ -21,8 +21,10 @@ use std::sync::Arc;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, USER_AGENT};
 
+use crate::auth::{Credentials, TokenSource};
 use crate::config::{
-    self, Config, ConfigError, Loaded, NameValidation, Overrides, RemoteWriteConfig, ScrapeConfig,
+    self, Config, ConfigError, Loaded, NameValidation, OAuth2, Overrides, RemoteWriteConfig,
+    ScrapeConfig,
 };
 use crate::relabel::{RelabelConfig, Rules};
 use crate::targets::{self, Target, TargetError};
@@ -60,6 +62,8 @@ pub struct Job {
     /// Shared by the job's targets; an error makes each of them report
     /// `up 0` with it every interval, so the failure stays visible.
     pub client: Result<reqwest::Client, SetupError>,
+    /// `authorization`, `basic_auth` or `oauth2` (one token for all targets).
+    pub credentials: Credentials,
     /// The targets after relabeling.
     pub targets: Vec<Target>,
     /// Targets that relabeling made invalid (`relay run` skips them,
@@ -101,6 +105,8 @@ pub struct Writer {
     pub write_relabel: Rules,
     /// With the entry's headers, timeout, redirects and TLS.
     pub client: Result<reqwest::Client, SetupError>,
+    /// `authorization`, `basic_auth` or `oauth2` (one token for all shards).
+    pub credentials: Credentials,
     pub key: WriterKey,
 }
 
@@ -151,7 +157,7 @@ pub fn resolve(config: &Config) -> Result<Plan, PlanError> {
 
 fn resolve_job(job: &ScrapeConfig, path: &str) -> Result<Job, PlanError> {
     // A bad TLS file is a config error with its path, not a failing scrape.
-    let tls = tls(path, &job.tls_config)?;
+    let tls = alpn(tls(path, &job.tls_config)?, job.enable_http2);
     let utf8 = job.validation() == NameValidation::Utf8;
     let target_relabel = compile(
         &format!("{path}.relabel_configs"),
@@ -163,10 +169,15 @@ fn resolve_job(job: &ScrapeConfig, path: &str) -> Result<Job, PlanError> {
         &job.metric_relabel_configs,
         utf8,
     )?;
-    let client = crate::http::client(tls, job.follow_redirects, |b| {
+    let client = crate::http::client(tls, job.follow_redirects, &job.proxy(), |b| {
         b.default_headers(user_agent())
     })
     .map_err(|e| SetupError(format!("invalid TLS or client setup: {e}")));
+    let credentials = Credentials::new(
+        job.authorization.clone(),
+        job.basic_auth.clone(),
+        token_source(path, job.oauth2.as_ref(), job.timeout())?,
+    );
     let (targets, refused) = targets::from_config(job, &target_relabel);
     let key = JobKey(ScrapeConfig {
         static_configs: Vec::new(),
@@ -178,6 +189,7 @@ fn resolve_job(job: &ScrapeConfig, path: &str) -> Result<Job, PlanError> {
         target_relabel,
         metric_relabel,
         client,
+        credentials,
         targets,
         refused,
         key,
@@ -190,18 +202,24 @@ fn resolve_writer(
     external: &[(String, String)],
     utf8: bool,
 ) -> Result<Writer, PlanError> {
-    let tls = tls(path, &rw.tls_config)?;
+    let tls = alpn(tls(path, &rw.tls_config)?, rw.enable_http2);
     let write_relabel = compile(
         &format!("{path}.write_relabel_configs"),
         &rw.write_relabel_configs,
         utf8,
     )?;
     let client = writer_client(rw, tls).map_err(SetupError);
+    let credentials = Credentials::new(
+        rw.authorization.clone(),
+        rw.basic_auth.clone(),
+        token_source(path, rw.oauth2.as_ref(), rw.remote_timeout.as_std())?,
+    );
     Ok(Writer {
         config: rw.clone(),
         name: rw.remote_name(),
         write_relabel,
         client,
+        credentials,
         key: WriterKey {
             config: rw.clone(),
             external_labels: external.to_vec(),
@@ -224,11 +242,38 @@ fn writer_client(
     }
     // After the entry's headers, as before: relay's own name wins.
     headers.extend(user_agent());
-    crate::http::client(tls, rw.follow_redirects, |b| {
+    crate::http::client(tls, rw.follow_redirects, &rw.proxy(), |b| {
         b.default_headers(headers)
             .timeout(rw.remote_timeout.as_std())
     })
     .map_err(|e| e.to_string())
+}
+
+/// The token source of an `oauth2` block: its own TLS (a bad file is a
+/// config error with its path) and proxy, requests bounded by `timeout`
+/// (the scrape timeout or `remote_timeout`, as the request waiting for it).
+fn token_source(
+    path: &str,
+    oauth2: Option<&OAuth2>,
+    timeout: std::time::Duration,
+) -> Result<Option<TokenSource>, PlanError> {
+    let Some(o) = oauth2 else {
+        return Ok(None);
+    };
+    let path = format!("{path}.oauth2");
+    // As Prometheus's token client: HTTP/1.1.
+    let tls = alpn(tls(&path, &o.tls_config)?, false);
+    let client = crate::http::client(tls, true, &o.proxy(), |b| {
+        b.default_headers(user_agent()).timeout(timeout)
+    })
+    .map_err(|e| PlanError::Field {
+        path: path.clone(),
+        message: format!(
+            "invalid client setup: {}",
+            crate::http::error_message(e, "")
+        ),
+    })?;
+    Ok(Some(TokenSource::new(o.clone(), client)))
 }
 
 fn user_agent() -> HeaderMap {
@@ -247,6 +292,18 @@ fn tls(path: &str, tls: &config::TlsConfig) -> Result<rustls::ClientConfig, Plan
         path: format!("{path}.tls_config.{}", e.field),
         message: e.message,
     })
+}
+
+/// `enable_http2` as Go's client: over TLS, offer `h2` before `http/1.1`
+/// (the server chooses); without it only `http/1.1`. Plain http stays
+/// HTTP/1.1 either way (Go does not speak h2c).
+fn alpn(mut tls: rustls::ClientConfig, enable_http2: bool) -> rustls::ClientConfig {
+    tls.alpn_protocols = if enable_http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    tls
 }
 
 /// Compiles a rule list under the validation scheme (`utf8` or legacy).

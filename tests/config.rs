@@ -389,19 +389,21 @@ fn global_timeout_defaults_to_10s_clamped_to_the_global_interval() {
 #[test]
 fn follow_redirects_and_enable_http2_load_in_jobs_and_remote_write() {
     let c = config::from_yaml_str(
-        "scrape_configs:\n  - job_name: a\n  - job_name: b\n    follow_redirects: false\n    enable_http2: false\nremote_write:\n  - url: http://r/api/v1/write\n  - url: http://s/api/v1/write\n    follow_redirects: false\n    enable_http2: false\n",
+        "scrape_configs:\n  - job_name: a\n  - job_name: b\n    follow_redirects: false\n    enable_http2: false\nremote_write:\n  - url: http://r/api/v1/write\n  - url: http://s/api/v1/write\n    follow_redirects: false\n    enable_http2: true\n",
     )
     .expect("valid")
     .config;
-    // Prometheus's common http_config defaults: both true.
+    // Prometheus's common http_config defaults: both true, except
+    // enable_http2 for remote write (Prometheus 3's
+    // DefaultRemoteWriteHTTPClientConfig).
     assert!(c.scrape_configs[0].follow_redirects);
     assert!(c.scrape_configs[0].enable_http2);
     assert!(!c.scrape_configs[1].follow_redirects);
     assert!(!c.scrape_configs[1].enable_http2);
     assert!(c.remote_write[0].follow_redirects);
-    assert!(c.remote_write[0].enable_http2);
+    assert!(!c.remote_write[0].enable_http2);
     assert!(!c.remote_write[1].follow_redirects);
-    assert!(!c.remote_write[1].enable_http2);
+    assert!(c.remote_write[1].enable_http2);
 
     for (yaml, want) in [
         (

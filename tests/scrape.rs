@@ -7,6 +7,7 @@ use std::io::Read;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::certs::TlsTarget;
 use common::peers::{require_peer, start_prometheus};
 use common::{get, wait_for, Relay, Reply, Target};
 use relay::exposition::{Entry, Format, Labels, Parser};
@@ -684,60 +685,10 @@ fn sigterm_cancels_a_scrape_in_flight() {
     let _ = waiting.join();
 }
 
-/// `openssl s_server -WWW` serving a directory over HTTPS; killed on drop.
-struct TlsTarget {
-    child: std::process::Child,
-    addr: String,
-    dir: tempfile::TempDir,
-}
-
-impl TlsTarget {
-    /// A file the target made: `ca.pem`, `client.pem`, `client.key`.
-    fn file(&self, name: &str) -> String {
-        self.dir.path().join(name).display().to_string()
-    }
-}
-
-impl Drop for TlsTarget {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A throwaway CA; a server certificate whose subjectAltName is `san`; a
-/// client certificate; and `s_server` on 127.0.0.1, demanding a client
-/// certificate signed by the CA when `client_auth`.
+/// A throwaway CA, a server certificate whose subjectAltName is `san`, a
+/// client certificate, and `s_server` serving the page on 127.0.0.1.
 fn tls_target(openssl: &std::path::Path, san: &str, client_auth: bool) -> TlsTarget {
-    let dir = common::certs::Certs::make(openssl, san).dir;
-    std::fs::write(dir.path().join("metrics"), "tls_metric{over=\"https\"} 1\n")
-        .expect("write body");
-    let addr = format!("127.0.0.1:{}", common::free_port());
-    let mut args = vec![
-        "s_server",
-        "-quiet",
-        "-WWW",
-        "-cert",
-        "server.pem",
-        "-key",
-        "server.key",
-        "-accept",
-        &addr,
-    ];
-    if client_auth {
-        args.extend(["-Verify", "1", "-CAfile", "ca.pem"]);
-    }
-    let child = Command::new(openssl)
-        .args(&args)
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("openssl s_server");
-    common::wait_for("openssl s_server to listen", || {
-        std::net::TcpStream::connect(&addr).ok()
-    });
-    TlsTarget { child, addr, dir }
+    common::certs::tls_target(openssl, san, client_auth, "tls_metric{over=\"https\"} 1\n")
 }
 
 /// A relay scraping `target` over HTTPS with the given `tls_config` lines.

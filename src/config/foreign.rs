@@ -30,11 +30,6 @@ const UNSUPPORTED: &[(&str, &str, &str)] = &[
     ),
     (
         "scrape_configs[]",
-        "oauth2",
-        "use authorization or basic_auth",
-    ),
-    (
-        "scrape_configs[]",
         "bearer_token",
         "use authorization: {credentials: ...}",
     ),
@@ -42,26 +37,6 @@ const UNSUPPORTED: &[(&str, &str, &str)] = &[
         "scrape_configs[]",
         "bearer_token_file",
         "use authorization: {credentials_file: ...}",
-    ),
-    (
-        "scrape_configs[]",
-        "proxy_url",
-        "a sidecar scrapes its own pod directly",
-    ),
-    (
-        "scrape_configs[]",
-        "proxy_from_environment",
-        "a sidecar scrapes its own pod directly",
-    ),
-    (
-        "scrape_configs[]",
-        "proxy_connect_header",
-        "a sidecar scrapes its own pod directly",
-    ),
-    (
-        "scrape_configs[]",
-        "no_proxy",
-        "a sidecar scrapes its own pod directly",
     ),
     (
         "scrape_configs[]",
@@ -100,14 +75,13 @@ const UNSUPPORTED: &[(&str, &str, &str)] = &[
     ),
     (
         "remote_write[]",
-        "oauth2",
-        "use authorization or basic_auth",
+        "sigv4",
+        "not supported yet; use authorization, basic_auth or oauth2",
     ),
-    ("remote_write[]", "sigv4", "use authorization or basic_auth"),
     (
         "remote_write[]",
         "azuread",
-        "use authorization or basic_auth",
+        "use authorization, basic_auth or oauth2",
     ),
     (
         "remote_write[]",
@@ -119,7 +93,6 @@ const UNSUPPORTED: &[(&str, &str, &str)] = &[
         "bearer_token_file",
         "use authorization: {credentials_file: ...}",
     ),
-    ("remote_write[]", "proxy_url", "not supported yet"),
 ];
 
 /// Removes ignored fields (returning a warning for each) and rejects

@@ -234,4 +234,27 @@ mod tests {
             config.remote_write[0].queue_config
         );
     }
+
+    #[test]
+    fn oauth2_and_proxy_secrets_are_redacted_and_load_again() {
+        let yaml = "scrape_configs:\n  - job_name: app\n    proxy_url: http://u:PW1@proxy:3128\n    proxy_connect_header: {X-Token: [PW2, PW3]}\n    oauth2:\n      client_id: id\n      client_secret: PW4\n      token_url: http://t:PW5@auth/token\n      proxy_url: http://u:PW6@proxy:3128\n      proxy_connect_header: {X-Token: [PW7]}\nremote_write:\n  - url: http://r:1/write\n    proxy_from_environment: true\n    oauth2: {client_id: id, client_secret_file: /s, token_url: http://auth/token}\n";
+        let config = from_yaml_str(yaml).expect("valid").config;
+        let shown = to_redacted_yaml(&config);
+        for secret in ["PW1", "PW2", "PW3", "PW4", "PW5", "PW6", "PW7"] {
+            assert!(!shown.contains(secret), "{secret} in:\n{shown}");
+        }
+        for redacted in [
+            "proxy_url: http://u:xxxxx@proxy:3128",
+            "token_url: http://t:xxxxx@auth/token",
+            "client_secret: <secret>",
+            "client_secret_file: /s",
+        ] {
+            assert!(shown.contains(redacted), "{redacted} in:\n{shown}");
+        }
+        assert!(!shown.contains("null"), "{shown}");
+        let again = from_yaml_str(&shown).expect("loads again").config;
+        assert_eq!(again.remote_write[0].oauth2, config.remote_write[0].oauth2);
+        let connect = &again.scrape_configs[0].proxy_connect_header["X-Token"];
+        assert_eq!(connect.len(), 2);
+    }
 }

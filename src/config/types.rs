@@ -26,21 +26,45 @@ pub struct Config {
 impl Config {
     /// Makes relative file paths relative to `dir` (Prometheus's `SetDirectory`).
     pub fn set_directory(&mut self, dir: &Path) {
-        let jobs = self
-            .scrape_configs
-            .iter_mut()
-            .map(|j| (&mut j.authorization, &mut j.basic_auth, &mut j.tls_config));
-        let writers = self
-            .remote_write
-            .iter_mut()
-            .map(|r| (&mut r.authorization, &mut r.basic_auth, &mut r.tls_config));
-        for (auth, basic, tls) in jobs.chain(writers) {
+        let jobs = self.scrape_configs.iter_mut().map(|j| {
+            (
+                &mut j.authorization,
+                &mut j.basic_auth,
+                &mut j.tls_config,
+                &mut j.oauth2,
+            )
+        });
+        let writers = self.remote_write.iter_mut().map(|r| {
+            (
+                &mut r.authorization,
+                &mut r.basic_auth,
+                &mut r.tls_config,
+                &mut r.oauth2,
+            )
+        });
+        for (auth, basic, tls, oauth2) in jobs.chain(writers) {
+            let (secret, oauth2_tls) = match oauth2.as_mut() {
+                Some(o) => (o.client_secret_file.as_mut(), Some(&mut o.tls_config)),
+                None => (None, None),
+            };
+            let (ca, cert, key) = match oauth2_tls {
+                Some(t) => (
+                    t.ca_file.as_mut(),
+                    t.cert_file.as_mut(),
+                    t.key_file.as_mut(),
+                ),
+                None => (None, None, None),
+            };
             let files = [
                 auth.as_mut().and_then(|a| a.credentials_file.as_mut()),
                 basic.as_mut().and_then(|b| b.password_file.as_mut()),
                 tls.ca_file.as_mut(),
                 tls.cert_file.as_mut(),
                 tls.key_file.as_mut(),
+                secret,
+                ca,
+                cert,
+                key,
             ];
             for file in files.into_iter().flatten() {
                 if file.is_relative() {
@@ -158,11 +182,27 @@ pub struct ScrapeConfig {
     pub basic_auth: Option<BasicAuth>,
     #[serde(default)]
     pub tls_config: TlsConfig,
+    /// `oauth2` client credentials: a token fetched from `token_url`, cached
+    /// until it expires, sent as `Authorization: Bearer …`.
+    #[serde(default)]
+    pub oauth2: Option<OAuth2>,
+    /// The HTTP proxy requests go through (Prometheus's `proxy_url`).
+    #[serde(default, serialize_with = "serialize_redacted_opt_url")]
+    pub proxy_url: Option<String>,
+    /// Hosts, domains and CIDRs reached directly, comma-separated.
+    #[serde(default)]
+    pub no_proxy: Option<String>,
+    /// Take the proxy from `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY`.
+    #[serde(default)]
+    pub proxy_from_environment: bool,
+    /// Headers sent to the proxy (values shown as `<secret>`).
+    #[serde(default)]
+    pub proxy_connect_header: BTreeMap<String, Vec<Secret>>,
     /// Follow 3xx answers (up to 10 requests, as Go's client), the default
     /// of Prometheus's `http_config`: FastAPI answers `/metrics` with a 307.
     #[serde(default = "yes")]
     pub follow_redirects: bool,
-    /// Accepted for `prometheus.yml` compatibility; relay speaks HTTP/1.1.
+    /// Offer HTTP/2 over TLS (Prometheus's default for scrapes).
     #[serde(default = "yes")]
     pub enable_http2: bool,
     /// The formats asked of the target, in order (always set after loading:
@@ -460,6 +500,72 @@ pub struct TlsConfig {
     pub max_version: Option<String>,
 }
 
+/// Prometheus's `ProxyConfig`, as the fields of a job, a `remote_write`
+/// entry or an `oauth2` block hold it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProxyConfig {
+    pub proxy_url: Option<String>,
+    pub no_proxy: Option<String>,
+    pub proxy_from_environment: bool,
+    pub proxy_connect_header: BTreeMap<String, Vec<Secret>>,
+}
+
+/// `oauth2:` (the client credentials grant), as Prometheus's `OAuth2`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2 {
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: Option<Secret>,
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(serialize_with = "serialize_redacted_url")]
+    pub token_url: String,
+    #[serde(default)]
+    pub endpoint_params: BTreeMap<String, String>,
+    /// TLS towards the token endpoint.
+    #[serde(default)]
+    pub tls_config: TlsConfig,
+    #[serde(default, serialize_with = "serialize_redacted_opt_url")]
+    pub proxy_url: Option<String>,
+    #[serde(default)]
+    pub no_proxy: Option<String>,
+    #[serde(default)]
+    pub proxy_from_environment: bool,
+    #[serde(default)]
+    pub proxy_connect_header: BTreeMap<String, Vec<Secret>>,
+}
+
+/// The proxy fields of a struct that has Prometheus's inline `ProxyConfig`.
+macro_rules! proxy_of {
+    ($($t:ty),*) => {$(
+        impl $t {
+            /// Its proxy settings, gathered.
+            pub fn proxy(&self) -> ProxyConfig {
+                ProxyConfig {
+                    proxy_url: self.proxy_url.clone(),
+                    no_proxy: self.no_proxy.clone(),
+                    proxy_from_environment: self.proxy_from_environment,
+                    proxy_connect_header: self.proxy_connect_header.clone(),
+                }
+            }
+        }
+    )*};
+}
+proxy_of!(ScrapeConfig, RemoteWriteConfig, OAuth2);
+
+fn serialize_redacted_opt_url<S: serde::Serializer>(
+    url: &Option<String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => s.serialize_some(&redact_url(url)),
+        None => s.serialize_none(),
+    }
+}
+
 /// One `remote_write` entry (validated now; the sender comes later).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -483,12 +589,29 @@ pub struct RemoteWriteConfig {
     pub basic_auth: Option<BasicAuth>,
     #[serde(default)]
     pub tls_config: TlsConfig,
+    /// `oauth2` client credentials: a token fetched from `token_url`, cached
+    /// until it expires, sent as `Authorization: Bearer …`.
+    #[serde(default)]
+    pub oauth2: Option<OAuth2>,
+    /// The HTTP proxy requests go through (Prometheus's `proxy_url`).
+    #[serde(default, serialize_with = "serialize_redacted_opt_url")]
+    pub proxy_url: Option<String>,
+    /// Hosts, domains and CIDRs reached directly, comma-separated.
+    #[serde(default)]
+    pub no_proxy: Option<String>,
+    /// Take the proxy from `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY`.
+    #[serde(default)]
+    pub proxy_from_environment: bool,
+    /// Headers sent to the proxy (values shown as `<secret>`).
+    #[serde(default)]
+    pub proxy_connect_header: BTreeMap<String, Vec<Secret>>,
     /// Follow 3xx answers (up to 10 requests, as Go's client), the default
     /// of Prometheus's `http_config`.
     #[serde(default = "yes")]
     pub follow_redirects: bool,
-    /// Accepted for `prometheus.yml` compatibility; relay speaks HTTP/1.1.
-    #[serde(default = "yes")]
+    /// Offer HTTP/2 over TLS; false by default for remote write, as in
+    /// Prometheus 3 (one connection per shard spreads the load).
+    #[serde(default)]
     pub enable_http2: bool,
     /// Send exemplars (`TimeSeries.exemplars`), as Prometheus's option.
     #[serde(default)]

@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 
 use super::types::{
-    Authorization, BasicAuth, Config, NameEscaping, NameValidation, ScrapeConfig, ScrapeProtocol,
+    Authorization, BasicAuth, Config, NameEscaping, NameValidation, OAuth2, ProxyConfig,
+    ScrapeConfig, ScrapeProtocol,
 };
 use super::ConfigError;
 
@@ -77,7 +78,13 @@ pub(super) fn resolve(config: &mut Config) -> Result<(), ConfigError> {
             };
             return Err(ConfigError::field(format!("{path}.{field}"), what));
         }
-        check_auth(&path, rw.authorization.as_ref(), rw.basic_auth.as_ref())?;
+        check_auth(
+            &path,
+            rw.authorization.as_ref(),
+            rw.basic_auth.as_ref(),
+            rw.oauth2.as_ref(),
+        )?;
+        check_proxy(&path, &rw.proxy())?;
     }
     config
         .relay
@@ -153,7 +160,13 @@ fn resolve_job(
             check_label_name(&format!("{path}.static_configs[{g}].labels.{name}"), name)?;
         }
     }
-    check_auth(path, job.authorization.as_ref(), job.basic_auth.as_ref())?;
+    check_auth(
+        path,
+        job.authorization.as_ref(),
+        job.basic_auth.as_ref(),
+        job.oauth2.as_ref(),
+    )?;
+    check_proxy(path, &job.proxy())?;
     Ok(())
 }
 
@@ -311,16 +324,23 @@ fn check_url(path: &str, url: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// Prometheus's `HTTPClientConfig.Validate` for the credentials: one kind
+/// at most, one source of each secret.
 fn check_auth(
     path: &str,
     auth: Option<&Authorization>,
     basic: Option<&BasicAuth>,
+    oauth2: Option<&OAuth2>,
 ) -> Result<(), ConfigError> {
-    if auth.is_some() && basic.is_some() {
+    let kinds = [auth.is_some(), basic.is_some(), oauth2.is_some()];
+    if kinds.into_iter().filter(|k| *k).count() > 1 {
         return Err(ConfigError::field(
             path,
-            "at most one of basic_auth and authorization may be configured",
+            "at most one of basic_auth, oauth2 and authorization may be configured",
         ));
+    }
+    if let Some(o) = oauth2 {
+        check_oauth2(&format!("{path}.oauth2"), o)?;
     }
     if let Some(a) = auth {
         if a.credentials.is_some() && a.credentials_file.is_some() {
@@ -342,6 +362,84 @@ fn check_auth(
                 format!("{path}.basic_auth"),
                 "at most one of basic_auth password and password_file may be configured",
             ));
+        }
+    }
+    Ok(())
+}
+
+fn check_oauth2(path: &str, o: &OAuth2) -> Result<(), ConfigError> {
+    if o.client_secret.is_some() && o.client_secret_file.is_some() {
+        return Err(ConfigError::field(
+            path,
+            "at most one of oauth2 client_secret and client_secret_file may be configured",
+        ));
+    }
+    check_url(&format!("{path}.token_url"), &o.token_url)?;
+    check_proxy(path, &o.proxy())
+}
+
+/// Prometheus's `ProxyConfig.Validate`, plus what relay can reach: the
+/// proxy is an `http://` URL (reqwest speaks to HTTP proxies only without
+/// its SOCKS feature) and each header is a valid HTTP header.
+fn check_proxy(path: &str, p: &ProxyConfig) -> Result<(), ConfigError> {
+    let field = |name: &str| format!("{path}.{name}");
+    let url = p.proxy_url.as_deref().filter(|u| !u.is_empty());
+    if !p.proxy_connect_header.is_empty() && !p.proxy_from_environment && url.is_none() {
+        return Err(ConfigError::field(
+            field("proxy_connect_header"),
+            "if proxy_connect_header is configured, proxy_url or proxy_from_environment must also be configured",
+        ));
+    }
+    if p.proxy_from_environment && url.is_some() {
+        return Err(ConfigError::field(
+            field("proxy_url"),
+            "if proxy_from_environment is configured, proxy_url must not be configured",
+        ));
+    }
+    let no_proxy = p.no_proxy.as_deref().is_some_and(|n| !n.is_empty());
+    if p.proxy_from_environment && no_proxy {
+        return Err(ConfigError::field(
+            field("no_proxy"),
+            "if proxy_from_environment is configured, no_proxy must not be configured",
+        ));
+    }
+    if url.is_none() && no_proxy {
+        return Err(ConfigError::field(
+            field("no_proxy"),
+            "if no_proxy is configured, proxy_url must also be configured",
+        ));
+    }
+    if let Some(url) = url {
+        let ok = reqwest::Url::parse(url)
+            .ok()
+            .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        if !ok {
+            return Err(ConfigError::field(
+                field("proxy_url"),
+                format!(
+                    "{:?} is not an http(s) proxy URL (expected e.g. http://proxy:3128)",
+                    super::types::redact_url(url)
+                ),
+            ));
+        }
+    }
+    for name in p.proxy_connect_header.keys() {
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(ConfigError::field(
+                field(&format!("proxy_connect_header.{name}")),
+                "not a valid HTTP header name",
+            ));
+        }
+    }
+    for (name, values) in &p.proxy_connect_header {
+        for (i, v) in values.iter().enumerate() {
+            if reqwest::header::HeaderValue::from_str(&v.0).is_err() {
+                // The value is a secret: only where it is.
+                return Err(ConfigError::field(
+                    field(&format!("proxy_connect_header.{name}[{i}]")),
+                    "not a valid HTTP header value (its value is not shown)",
+                ));
+            }
         }
     }
     Ok(())
@@ -477,5 +575,106 @@ mod tests {
         );
         let err = with_job("metric_name_escaping_scheme: dashes", "").expect_err("unknown");
         assert!(err.contains("global.metric_name_escaping_scheme"), "{err}");
+    }
+
+    #[test]
+    fn http_client_settings_are_refused_as_prometheus_with_their_path() {
+        let oauth2 = "oauth2: {client_id: c, client_secret: s3cr3t, token_url: \"http://t/token\"}";
+        for (fields, want) in [
+            (
+                format!("basic_auth: {{username: u, password: p}}, {oauth2}"),
+                "scrape_configs[0]: at most one of basic_auth, oauth2 and authorization may be configured",
+            ),
+            (
+                format!("authorization: {{credentials: x}}, {oauth2}"),
+                "scrape_configs[0]: at most one of basic_auth, oauth2 and authorization",
+            ),
+            (
+                "oauth2: {client_id: c, client_secret: s3cr3t, client_secret_file: /f, token_url: \"http://t/\"}".into(),
+                "scrape_configs[0].oauth2: at most one of oauth2 client_secret and client_secret_file",
+            ),
+            (
+                "oauth2: {client_id: c, token_url: \"not a url\"}".into(),
+                "scrape_configs[0].oauth2.token_url: \"not a url\" is not an http(s) URL",
+            ),
+            (
+                "oauth2: {client_id: c}".into(),
+                "scrape_configs[0].oauth2.token_url: missing required field",
+            ),
+            (
+                "oauth2: {client_id: c, token_url: \"http://t/\", no_proxy: a.b}".into(),
+                "scrape_configs[0].oauth2.no_proxy: if no_proxy is configured, proxy_url must also be configured",
+            ),
+            (
+                "no_proxy: a.b".into(),
+                "scrape_configs[0].no_proxy: if no_proxy is configured, proxy_url must also be configured",
+            ),
+            (
+                "proxy_from_environment: true, proxy_url: \"http://p:1\"".into(),
+                "scrape_configs[0].proxy_url: if proxy_from_environment is configured, proxy_url must not be configured",
+            ),
+            (
+                "proxy_from_environment: true, no_proxy: a.b".into(),
+                "scrape_configs[0].no_proxy: if proxy_from_environment is configured, no_proxy must not be configured",
+            ),
+            (
+                "proxy_connect_header: {X-A: [s3cr3t]}".into(),
+                "scrape_configs[0].proxy_connect_header: if proxy_connect_header is configured, proxy_url or proxy_from_environment must also be configured",
+            ),
+            (
+                "proxy_url: \"http://u:s3cr3t@[bad\"".into(),
+                "scrape_configs[0].proxy_url: \"http://u:xxxxx@[bad\" is not an http(s) proxy URL",
+            ),
+            (
+                "proxy_url: \"socks5://p:1\"".into(),
+                "scrape_configs[0].proxy_url: \"socks5://p:1\" is not an http(s) proxy URL",
+            ),
+            (
+                "proxy_url: \"http://p:1\", proxy_connect_header: {X-A: [ok, \"s3cr3t\\n\"]}".into(),
+                "scrape_configs[0].proxy_connect_header.X-A[1]: not a valid HTTP header value (its value is not shown)",
+            ),
+            (
+                "proxy_url: \"http://p:1\", proxy_connect_header: {X-A: [12345]}".into(),
+                "scrape_configs[0].proxy_connect_header.X-A[0]: expected a string (put the secret in quotes; its value is not shown)",
+            ),
+        ] {
+            let err = with_job("", &fields).expect_err(&fields);
+            assert!(err.starts_with(want), "{fields}: {err}");
+            assert!(!err.contains("s3cr3t") && !err.contains("12345"), "{err}");
+        }
+        // The same rules for remote_write entries, and sigv4 still refused.
+        for (entry, want) in [
+            (
+                "oauth2: {client_id: c, token_url: \"http://t/\"}, basic_auth: {username: u}",
+                "remote_write[0]: at most one of basic_auth, oauth2 and authorization",
+            ),
+            (
+                "no_proxy: a.b",
+                "remote_write[0].no_proxy: if no_proxy is configured",
+            ),
+            (
+                "sigv4: {region: eu-west-1}",
+                "remote_write[0].sigv4: sigv4 is not supported by relay",
+            ),
+        ] {
+            let text = format!("remote_write:\n  - {{url: \"http://r/w\", {entry}}}\n");
+            let err = from_yaml_str(&text)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.starts_with(want), "{entry}: {err}");
+        }
+        // Accepted, with the defaults of Prometheus 3.
+        let j = with_job("", &format!("{oauth2}, proxy_url: \"http://p:1\", no_proxy: \"10.0.0.0/8,.svc\", proxy_connect_header: {{X-A: [v]}}")).expect("valid");
+        assert!(
+            j.oauth2.is_some() && j.proxy_url.is_some() && j.enable_http2 && j.follow_redirects
+        );
+        let rw = from_yaml_str("remote_write:\n  - url: http://r/w\n").expect("valid");
+        let rw = &rw.config.remote_write[0];
+        assert!(
+            !rw.enable_http2,
+            "false by default for remote write, as Prometheus 3"
+        );
+        assert!(rw.follow_redirects);
     }
 }

@@ -12,6 +12,7 @@ use reqwest::header::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RE
 use tokio::sync::watch;
 
 use super::metrics::QueueMetrics;
+use crate::auth::Credentials;
 use crate::config::RemoteWriteConfig;
 use crate::plan::Writer;
 
@@ -50,6 +51,9 @@ const ERROR_BODY_KEPT: usize = 512;
 /// A configured HTTP client for one `remote_write` entry.
 pub struct Sender {
     client: reqwest::Client,
+    /// Its credentials; a failing OAuth2 token endpoint is retried like a
+    /// network error, as Prometheus (the round tripper's error).
+    credentials: Credentials,
     /// The remote-write 1.0 headers, sent with every request.
     headers: HeaderMap,
     config: RemoteWriteConfig,
@@ -77,6 +81,7 @@ impl Sender {
         );
         Ok(Sender {
             client,
+            credentials: writer.credentials.clone(),
             headers,
             config: writer.config.clone(),
             remote_name: writer.name.clone(),
@@ -167,15 +172,16 @@ impl Sender {
         &self,
         body: Bytes,
     ) -> Result<(reqwest::StatusCode, Option<Duration>, String), String> {
-        let request = crate::auth::apply(
-            self.client
-                .post(&self.config.url)
-                .headers(self.headers.clone())
-                .body(body),
-            self.config.authorization.as_ref(),
-            self.config.basic_auth.as_ref(),
-        )
-        .map_err(|e| e.to_string())?;
+        let request = self
+            .credentials
+            .apply(
+                self.client
+                    .post(&self.config.url)
+                    .headers(self.headers.clone())
+                    .body(body),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
         // The URL only when a redirect led elsewhere (the log line names
         // the configured one), its password redacted.
         let mut response = request

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
 
-use crate::config::{Authorization, BasicAuth, NameEscaping, ScrapeConfig, ScrapeProtocol};
+use crate::auth::{AuthError, Credentials};
+use crate::config::{NameEscaping, ScrapeConfig, ScrapeProtocol};
 use crate::exposition::Format;
 use crate::plan::{Job, SetupError};
 use crate::targets::Target;
@@ -83,6 +84,9 @@ pub enum FetchError {
     },
     #[error("invalid TLS or client setup: {0}")]
     Setup(String),
+    /// The `oauth2` token endpoint failed (its URL redacted, and status).
+    #[error("{0}")]
+    Token(String),
     /// A missing or unknown Content-Type without `fallback_scrape_protocol`.
     #[error("{0}")]
     ContentType(String),
@@ -97,6 +101,7 @@ impl FetchError {
             FetchError::BodyTooLarge(_) => "body_size_limit",
             FetchError::Request(_) => "connection",
             FetchError::SecretFile { .. } | FetchError::Setup(_) => "config",
+            FetchError::Token(_) => "oauth2",
             FetchError::ContentType(_) => "content_type",
         }
     }
@@ -112,8 +117,7 @@ pub struct Fetcher {
     body_limit: u64,
     /// `fallback_scrape_protocol`.
     fallback: Option<ScrapeProtocol>,
-    authorization: Option<Authorization>,
-    basic_auth: Option<BasicAuth>,
+    credentials: Credentials,
 }
 
 impl Fetcher {
@@ -121,6 +125,7 @@ impl Fetcher {
     /// plan, TLS included); the request's headers are set per target.
     pub fn new(
         client: reqwest::Client,
+        credentials: Credentials,
         job: &ScrapeConfig,
         url: String,
         timeout: Duration,
@@ -142,8 +147,7 @@ impl Fetcher {
             timeout,
             body_limit: job.body_size_limit.0,
             fallback: job.fallback_scrape_protocol,
-            authorization: job.authorization.clone(),
-            basic_auth: job.basic_auth.clone(),
+            credentials,
         }
     }
 
@@ -153,6 +157,7 @@ impl Fetcher {
         let client = job.client.clone()?;
         Ok(Fetcher::new(
             client,
+            job.credentials.clone(),
             &job.config,
             target.url.clone(),
             target.timeout,
@@ -190,15 +195,17 @@ impl Fetcher {
     }
 
     async fn send(&self) -> Result<reqwest::Response, FetchError> {
-        let request = crate::auth::apply(
-            self.client.get(&self.url).headers(self.headers.clone()),
-            self.authorization.as_ref(),
-            self.basic_auth.as_ref(),
-        )
-        .map_err(|e| FetchError::SecretFile {
-            path: e.path,
-            source: e.source,
-        })?;
+        let request = self
+            .credentials
+            .apply(self.client.get(&self.url).headers(self.headers.clone()))
+            .await
+            .map_err(|e| match e {
+                AuthError::SecretFile(e) => FetchError::SecretFile {
+                    path: e.path,
+                    source: e.source,
+                },
+                token @ AuthError::Token { .. } => FetchError::Token(token.to_string()),
+            })?;
         let response = request.send().await.map_err(|e| self.request_error(e))?;
         if !response.status().is_success() {
             return Err(FetchError::Status(response.status()));

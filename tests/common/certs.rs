@@ -100,3 +100,59 @@ impl Certs {
         ]);
     }
 }
+
+/// `openssl s_server -WWW` serving a directory over HTTPS; killed on drop.
+pub struct TlsTarget {
+    child: std::process::Child,
+    pub addr: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl TlsTarget {
+    /// A file the target made: `ca.pem`, `client.pem`, `client.key`.
+    pub fn file(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+}
+
+impl Drop for TlsTarget {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A throwaway CA; a server certificate whose subjectAltName is `san`; a
+/// client certificate; and `s_server` on 127.0.0.1 serving `metrics` at
+/// `/metrics`, demanding a client
+/// certificate signed by the CA when `client_auth`.
+pub fn tls_target(openssl: &Path, san: &str, client_auth: bool, metrics: &str) -> TlsTarget {
+    let dir = Certs::make(openssl, san).dir;
+    std::fs::write(dir.path().join("metrics"), metrics).expect("write body");
+    let addr = format!("127.0.0.1:{}", super::free_port());
+    let mut args = vec![
+        "s_server",
+        "-quiet",
+        "-WWW",
+        "-cert",
+        "server.pem",
+        "-key",
+        "server.key",
+        "-accept",
+        &addr,
+    ];
+    if client_auth {
+        args.extend(["-Verify", "1", "-CAfile", "ca.pem"]);
+    }
+    let child = Command::new(openssl)
+        .args(&args)
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    super::wait_for("openssl s_server to listen", || {
+        std::net::TcpStream::connect(&addr).ok()
+    });
+    TlsTarget { child, addr, dir }
+}

@@ -4,11 +4,14 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod h2;
 pub mod json;
 pub mod k8s;
+pub mod oauth2;
 pub mod peers;
 pub mod procfs;
 pub mod protoenc;
+pub mod proxy;
 pub mod pyclient;
 pub mod rw;
 
