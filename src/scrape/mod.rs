@@ -645,6 +645,14 @@ pub(crate) fn settings<'a>(job: &'a Job, target_labels: &'a Labels<'static>) -> 
         output: Format::Text,
         sort_labels: true,
         utf8_names: job.config.validation() == crate::config::NameValidation::Utf8,
+        proto: crate::exposition::proto::Options {
+            native: job.config.scrape_native_histograms.unwrap_or(false),
+            classic: job.config.always_scrape_classic_histograms.unwrap_or(false),
+        },
+        native: pipeline::NativeLimits::of(
+            job.config.native_histogram_bucket_limit,
+            job.config.native_histogram_min_bucket_factor,
+        ),
     }
 }
 

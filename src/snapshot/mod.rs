@@ -13,10 +13,12 @@ mod body;
 pub mod escape;
 mod latest;
 pub mod merge;
+mod native;
 mod sink;
 pub mod view;
 
 pub use body::Snapshot;
 pub use latest::{Latest, OwnMetrics};
+pub use native::NativeSeries;
 pub use sink::{Counts, FamilyBlock, Rendered, TextSink};
 pub use view::View;

@@ -6,6 +6,7 @@
 
 use std::ops::Range;
 
+use super::native::{self, NativeSeries, Pending};
 use crate::exposition::conform::{self, Created, Judged, SampleAt, Scratch};
 use crate::exposition::{render, Format, MetricType};
 use crate::storage::{is_stale, Appended, Appender, Family, Value};
@@ -75,6 +76,10 @@ pub struct Rendered {
     pub series_added: usize,
     /// What judging the blocks reuses from sample to sample.
     scratch: Scratch,
+    /// The native histograms, beside the blocks that show their classic
+    /// view (see [`native`]).
+    pub native: Vec<NativeSeries>,
+    pub(super) pending: Option<Pending>,
 }
 
 impl Rendered {
@@ -83,6 +88,8 @@ impl Rendered {
         self.families.clear();
         self.text.clear();
         self.created.clear();
+        self.native.clear();
+        self.pending = None;
     }
 
     pub fn clear(&mut self) {
@@ -251,14 +258,20 @@ impl Appender for Rendered {
         self.clear_samples();
     }
 
+    /// Writes the classic view of a native histogram still pending.
+    fn commit(&mut self) {
+        native::flush(self);
+    }
+
     fn append(&mut self, s: &Appended<'_>) {
-        // Native histograms are served with issue 21; none is scraped yet.
-        let Value::Float(value) = s.value else {
-            return;
+        let value = match s.value {
+            Value::Float(value) => value,
+            Value::Histogram(h) => return native::append_histogram(self, s, h),
         };
         if is_stale(value) {
             return;
         }
+        native::before_float(self, s);
         if self.format == Format::Text && is_created(s.family, s.name()) {
             self.append_created(s);
             return;
@@ -365,5 +378,9 @@ impl Appender for TextSink<'_> {
 
     fn rollback(&mut self) {
         self.out.rollback();
+    }
+
+    fn commit(&mut self) {
+        self.out.commit();
     }
 }
