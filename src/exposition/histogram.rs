@@ -244,7 +244,13 @@ mod tests {
         let mut h = integer(1, &[(0, 4)], &[1, 1, 1, 1]);
         h.reduce_resolution(0);
         assert_eq!(h.schema, 0);
-        assert_eq!(h.positive_spans, vec![BucketSpan { offset: 0, length: 3 }]);
+        assert_eq!(
+            h.positive_spans,
+            vec![BucketSpan {
+                offset: 0,
+                length: 3
+            }]
+        );
         assert_eq!(
             h.counts,
             HistogramCounts::Integer {
@@ -269,8 +275,14 @@ mod tests {
         assert_eq!(
             f.positive_spans,
             vec![
-                BucketSpan { offset: 0, length: 1 },
-                BucketSpan { offset: 1, length: 1 }
+                BucketSpan {
+                    offset: 0,
+                    length: 1
+                },
+                BucketSpan {
+                    offset: 1,
+                    length: 1
+                }
             ]
         );
         assert_eq!(

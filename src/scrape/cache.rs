@@ -31,7 +31,9 @@ use xxhash_rust::xxh3::xxh3_128_with_secret;
 
 use super::arena::{Arena, Place};
 use super::error::PipelineError;
-use crate::storage::{next_ref, stale_nan, Appended, Appender, Family, Histogram, SeriesRef, Value};
+use crate::storage::{
+    next_ref, stale_nan, Appended, Appender, Family, Histogram, SeriesRef, Value,
+};
 
 /// Marks a key whose series relabeling dropped.
 const DROPPED: u32 = u32::MAX;

@@ -49,7 +49,9 @@ pub enum PipelineError {
     },
     /// A native histogram schema Prometheus does not store (-4..=8, and
     /// 9..=52 reduced to 8).
-    #[error("invalid native histogram schema {schema} (metric: {metric}): valid schemas are -4 to 52")]
+    #[error(
+        "invalid native histogram schema {schema} (metric: {metric}): valid schemas are -4 to 52"
+    )]
     InvalidSchema { metric: String, schema: i32 },
     #[error("label_value_length_limit exceeded (metric: {metric}, label value of {name}: {length} bytes, limit: {limit})")]
     LabelValueLength {

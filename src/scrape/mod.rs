@@ -12,6 +12,8 @@ pub mod cache;
 pub mod demand;
 pub mod error;
 pub mod fetch;
+#[cfg(test)]
+mod native_tests;
 pub mod pipeline;
 
 use std::sync::Arc;

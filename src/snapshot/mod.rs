@@ -14,6 +14,7 @@ pub mod escape;
 mod latest;
 pub mod merge;
 mod native;
+mod protobuf;
 mod sink;
 pub mod view;
 
