@@ -35,11 +35,7 @@ fn instant(addr: &str, query: &str) -> Option<Json> {
     .filter(|r| r.status == 200)?
     .text();
     let json = Json::parse(&text).ok()?;
-    json.get("data")?
-        .get("result")?
-        .array()?
-        .first()
-        .cloned()
+    json.get("data")?.get("result")?.array()?.first().cloned()
 }
 
 /// An instant query's single float value.
@@ -56,7 +52,11 @@ fn value(addr: &str, query: &str) -> Option<f64> {
 /// A native histogram as 2.42's query API returns it: the object of
 /// `"histogram": [ts, {count, sum, buckets}]`, without the timestamp.
 fn histogram(addr: &str, selector: &str) -> Option<Json> {
-    instant(addr, selector)?.get("histogram")?.array()?.get(1).cloned()
+    instant(addr, selector)?
+        .get("histogram")?
+        .array()?
+        .get(1)
+        .cloned()
 }
 
 /// The float series `{job="direct",__name__=~"pt_.*"}` stores, by name
@@ -102,12 +102,17 @@ fn prometheus_scraping_relay_stores_the_native_histograms_it_stores_scraping_the
     assert!(inf.contains(r#"le="+Inf""#) && inf.ends_with(" 9"), "{inf}");
 
     for (name, prometheus) in [("direct", &direct), ("central", &central)] {
-        wait_for(&format!("{name} Prometheus to store every histogram"), || {
-            NATIVE
-                .iter()
-                .all(|h| histogram(&prometheus.addr, &format!("{h}{{job=\"direct\"}}")).is_some())
-                .then_some(())
-        });
+        wait_for(
+            &format!("{name} Prometheus to store every histogram"),
+            || {
+                NATIVE
+                    .iter()
+                    .all(|h| {
+                        histogram(&prometheus.addr, &format!("{h}{{job=\"direct\"}}")).is_some()
+                    })
+                    .then_some(())
+            },
+        );
     }
     // Every native histogram: count, sum and the raw value (buckets).
     for h in NATIVE {
@@ -119,7 +124,10 @@ fn prometheus_scraping_relay_stores_the_native_histograms_it_stores_scraping_the
         let want_sum = value(&direct.addr, &sum).expect("direct sum");
         assert_eq!(value(&central.addr, &sum), Some(want_sum), "{sum}");
         let want = histogram(&direct.addr, &selector).expect("direct histogram");
-        let buckets = want.get("buckets").and_then(Json::array).map_or(0, <[Json]>::len);
+        let buckets = want
+            .get("buckets")
+            .and_then(Json::array)
+            .map_or(0, <[Json]>::len);
         assert!(buckets >= 2, "{h}: {want:?}");
         assert_eq!(
             histogram(&central.addr, &selector),

@@ -20,6 +20,6 @@ pub mod view;
 
 pub use body::Snapshot;
 pub use latest::{Latest, OwnMetrics};
-pub use native::NativeSeries;
+pub use native::{NativeSeries, Natives};
 pub use sink::{Counts, FamilyBlock, Rendered, TextSink};
 pub use view::View;

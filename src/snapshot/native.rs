@@ -6,7 +6,6 @@
 //! pipeline), else `_count`, `_sum` and one `le="+Inf"` bucket, written
 //! here once the next sample shows that no classic series follow.
 
-use super::sink::Rendered;
 use crate::exposition::{render, MetricType};
 use crate::storage::{is_stale, Appended, Family, Histogram, HistogramCounts};
 
@@ -33,11 +32,19 @@ impl NativeSeries {
     }
 }
 
-/// A native histogram whose classic view is not written yet: whether the
-/// target's classic series follow is known at the next sample.
+/// A target's native histograms, and the one whose classic view is not
+/// written yet: whether the target's classic series follow is known at the
+/// next sample. The view's lines go to the sink through `emit`.
 #[derive(Debug, Clone, Default)]
-pub(super) struct Pending {
-    /// Its index in [`Rendered::native`].
+pub struct Natives {
+    pub series: Vec<NativeSeries>,
+    pending: Option<Pending>,
+}
+
+/// See [`Natives`].
+#[derive(Debug, Clone, Default)]
+struct Pending {
+    /// Its index in [`Natives::series`].
     index: usize,
     name_len: usize,
     family: String,
@@ -46,88 +53,96 @@ pub(super) struct Pending {
     unit: Option<String>,
 }
 
-/// A native histogram sample: kept, its classic view pending.
-pub(super) fn append_histogram(out: &mut Rendered, s: &Appended<'_>, h: &Histogram) {
-    flush(out);
-    if is_stale(h.sum) {
-        return;
+impl Natives {
+    pub fn clear(&mut self) {
+        self.series.clear();
+        self.pending = None;
     }
-    out.native.push(NativeSeries {
-        series: s.series.to_owned(),
-        histogram: h.clone(),
-        timestamp_ms: s.timestamp_ms,
-        classic: false,
-    });
-    out.pending = Some(Pending {
-        index: out.native.len() - 1,
-        name_len: s.name_len,
-        family: s.family.name.to_owned(),
-        help: s.family.help.as_deref().map(str::to_owned),
-        kind: s.family.kind,
-        unit: s.family.unit.map(str::to_owned),
-    });
-}
 
-/// Before a float sample: when it is the pending histogram's own classic
-/// `_count`, its classic series follow and no view is written; else the
-/// view is written now.
-pub(super) fn before_float(out: &mut Rendered, s: &Appended<'_>) {
-    let Some(pending) = &out.pending else {
-        return;
-    };
-    let Some(native) = out.native.get(pending.index) else {
-        out.pending = None;
-        return;
-    };
-    let base = name_of(&native.series, pending.name_len);
-    let own = s
-        .name()
-        .strip_prefix(base)
-        .is_some_and(|suffix| suffix == "_count")
-        && labels_of(&native.series, pending.name_len) == labels_of(s.series, s.name_len);
-    if own {
-        let index = pending.index;
-        out.pending = None;
-        if let Some(n) = out.native.get_mut(index) {
-            n.classic = true;
+    /// Whether a classic view waits for the next sample.
+    pub fn pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// A native histogram sample: kept, its classic view pending (the one
+    /// pending before is written first).
+    pub fn histogram(&mut self, s: &Appended<'_>, h: &Histogram, emit: impl FnMut(&Appended<'_>)) {
+        self.flush(emit);
+        if is_stale(h.sum) {
+            return;
         }
-    } else {
-        flush(out);
+        self.series.push(NativeSeries {
+            series: s.series.to_owned(),
+            histogram: h.clone(),
+            timestamp_ms: s.timestamp_ms,
+            classic: false,
+        });
+        self.pending = Some(Pending {
+            index: self.series.len() - 1,
+            name_len: s.name_len,
+            family: s.family.name.to_owned(),
+            help: s.family.help.as_deref().map(str::to_owned),
+            kind: s.family.kind,
+            unit: s.family.unit.map(str::to_owned),
+        });
     }
-}
 
-/// Writes the pending histogram's classic view (`_count`, `_sum`, `+Inf`).
-pub(super) fn flush(out: &mut Rendered) {
-    let Some(pending) = out.pending.take() else {
-        return;
-    };
-    let Some(native) = out.native.get(pending.index) else {
-        return;
-    };
-    let (count, sum, timestamp_ms) = (native.count(), native.histogram.sum, native.timestamp_ms);
-    let series = native.series.clone();
-    let family = Family {
-        name: &pending.family,
-        help: pending.help.as_deref().map(std::borrow::Cow::Borrowed),
-        kind: pending.kind,
-        unit: pending.unit.as_deref(),
-    };
-    let mut line = String::with_capacity(series.len() + 16);
-    for (suffix, le, value) in [
-        ("_count", false, count),
-        ("_sum", false, sum),
-        ("_bucket", true, count),
-    ] {
-        view_series(&mut line, &series, pending.name_len, suffix, le);
-        let sample = Appended::float(
-            0,
-            &line,
-            pending.name_len + suffix.len(),
-            &family,
-            timestamp_ms,
-            value,
-        );
-        crate::storage::Appender::append(out, &sample);
+    /// Before a float sample: when it is the pending histogram's own
+    /// classic `_count`, its classic series follow and no view is written;
+    /// else the view is written now.
+    pub fn before_float(&mut self, s: &Appended<'_>, emit: impl FnMut(&Appended<'_>)) {
+        let Some(pending) = &self.pending else {
+            return;
+        };
+        let Some(native) = self.series.get_mut(pending.index) else {
+            self.pending = None;
+            return;
+        };
+        let base = name_of(&native.series, pending.name_len);
+        let own = s
+            .name()
+            .strip_prefix(base)
+            .is_some_and(|suffix| suffix == "_count")
+            && labels_of(&native.series, pending.name_len) == labels_of(s.series, s.name_len);
+        if own {
+            native.classic = true;
+            self.pending = None;
+        } else {
+            self.flush(emit);
+        }
+    }
+
+    /// Writes the pending histogram's classic view (`_count`, `_sum`, `+Inf`).
+    pub fn flush(&mut self, mut emit: impl FnMut(&Appended<'_>)) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        let Some(native) = self.series.get(pending.index) else {
+            return;
+        };
+        let (count, sum) = (native.count(), native.histogram.sum);
+        let family = Family {
+            name: &pending.family,
+            help: pending.help.as_deref().map(std::borrow::Cow::Borrowed),
+            kind: pending.kind,
+            unit: pending.unit.as_deref(),
+        };
+        let mut line = String::with_capacity(native.series.len() + 16);
+        for (suffix, le, value) in [
+            ("_count", false, count),
+            ("_sum", false, sum),
+            ("_bucket", true, count),
+        ] {
+            view_series(&mut line, &native.series, pending.name_len, suffix, le);
+            emit(&Appended::float(
+                0,
+                &line,
+                pending.name_len + suffix.len(),
+                &family,
+                native.timestamp_ms,
+                value,
+            ));
+        }
     }
 }
 
@@ -145,7 +160,7 @@ fn labels_of(series: &str, name_len: usize) -> &str {
 }
 
 /// `series` with `suffix` after its name, and `le="+Inf"` last when `le`.
-pub(super) fn view_series(out: &mut String, series: &str, name_len: usize, suffix: &str, le: bool) {
+fn view_series(out: &mut String, series: &str, name_len: usize, suffix: &str, le: bool) {
     out.clear();
     let at = if series.starts_with("{\"") { 2 } else { 0 };
     let end = (at + name_len).min(series.len());
@@ -169,6 +184,7 @@ pub(super) fn view_series(out: &mut String, series: &str, name_len: usize, suffi
 mod tests {
     use super::*;
     use crate::exposition::Format;
+    use crate::snapshot::Rendered;
     use crate::storage::{stale_nan, Appender, BucketSpan};
 
     fn histogram(float: bool, sum: f64) -> Histogram {
@@ -269,6 +285,7 @@ mod tests {
         );
         let kept: Vec<(&str, bool)> = out
             .native
+            .series
             .iter()
             .map(|n| (n.series.as_str(), n.classic))
             .collect();
@@ -283,6 +300,6 @@ mod tests {
         );
         // A failed scrape serves none of them.
         out.rollback();
-        assert!(out.native.is_empty() && text(&out).is_empty());
+        assert!(out.native.series.is_empty() && text(&out).is_empty());
     }
 }

@@ -6,7 +6,7 @@
 
 use std::ops::Range;
 
-use super::native::{self, NativeSeries, Pending};
+use super::native::Natives;
 use crate::exposition::conform::{self, Created, Judged, SampleAt, Scratch};
 use crate::exposition::{render, Format, MetricType};
 use crate::storage::{is_stale, Appended, Appender, Family, Value};
@@ -78,8 +78,7 @@ pub struct Rendered {
     scratch: Scratch,
     /// The native histograms, beside the blocks that show their classic
     /// view (see [`native`]).
-    pub native: Vec<NativeSeries>,
-    pub(super) pending: Option<Pending>,
+    pub native: Natives,
 }
 
 impl Rendered {
@@ -89,7 +88,6 @@ impl Rendered {
         self.text.clear();
         self.created.clear();
         self.native.clear();
-        self.pending = None;
     }
 
     pub fn clear(&mut self) {
@@ -260,18 +258,29 @@ impl Appender for Rendered {
 
     /// Writes the classic view of a native histogram still pending.
     fn commit(&mut self) {
-        native::flush(self);
+        let mut native = std::mem::take(&mut self.native);
+        native.flush(|line| self.append(line));
+        self.native = native;
     }
 
     fn append(&mut self, s: &Appended<'_>) {
         let value = match s.value {
             Value::Float(value) => value,
-            Value::Histogram(h) => return native::append_histogram(self, s, h),
+            Value::Histogram(h) => {
+                let mut native = std::mem::take(&mut self.native);
+                native.histogram(s, h, |line| self.append(line));
+                self.native = native;
+                return;
+            }
         };
         if is_stale(value) {
             return;
         }
-        native::before_float(self, s);
+        if self.native.pending() {
+            let mut native = std::mem::take(&mut self.native);
+            native.before_float(s, |line| self.append(line));
+            self.native = native;
+        }
         if self.format == Format::Text && is_created(s.family, s.name()) {
             self.append_created(s);
             return;

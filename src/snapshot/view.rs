@@ -60,7 +60,10 @@ impl View {
         let own = (self.self_metrics == SelfMetrics::WithApp).then(own);
         all.extend(own.as_ref());
         let (text, layout) = merge::merge(&all);
-        let native = all.iter().flat_map(|r| r.native.iter().cloned()).collect();
+        let native = all
+            .iter()
+            .flat_map(|r| r.native.series.iter().cloned())
+            .collect();
         Snapshot::new(text, layout).with_native(native)
     }
 
@@ -122,10 +125,10 @@ impl View {
         }
         // Native histograms get them as their classic view's lines do.
         let mut series = Vec::new();
-        for n in &r.native {
+        for n in &r.native.series {
             series.clear();
             with_external(&mut series, n.series.as_bytes(), &written);
-            out.native.push(NativeSeries {
+            out.native.series.push(NativeSeries {
                 series: String::from_utf8_lossy(&series).into_owned(),
                 ..n.clone()
             });
