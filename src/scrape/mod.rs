@@ -561,6 +561,8 @@ impl Scraper {
         self.report
             .clone()
             .append(&mut *out, &self.job.config, &values);
+        // Writes a native histogram's classic view still pending.
+        out.commit();
         out.set_counts(counts);
         self.last_text_len = out.text.len();
         out.give_back();
