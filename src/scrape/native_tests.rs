@@ -193,6 +193,18 @@ fn native_histograms_are_served_classic_in_text_and_native_in_protobuf() {
         crate::config::NameEscaping::Underscores,
         false,
     );
+    let gzipped = snapshot.body_escaped(
+        Format::Protobuf,
+        crate::config::NameEscaping::Underscores,
+        true,
+    );
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&gzipped[..]),
+        &mut unzipped,
+    )
+    .expect("gzip");
+    assert_eq!(unzipped, served, "gzip as for text");
     let families = decode(&served);
     let names: Vec<&str> = families.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["ints", "floats", "both", "classic", "c_total"]);
@@ -248,6 +260,30 @@ fn native_histograms_are_served_classic_in_text_and_native_in_protobuf() {
     assert_eq!(
         counter.metric[0].counter.as_ref().map(|c| c.value),
         Some(7.0)
+    );
+    // External labels go on the native histograms as on their view.
+    let view = crate::snapshot::View {
+        external_labels: vec![("pod".into(), "p-1".into())],
+        ..Default::default()
+    };
+    let labelled = decode(&view.metrics(&[&out], Rendered::default).body_escaped(
+        Format::Protobuf,
+        crate::config::NameEscaping::Underscores,
+        false,
+    ));
+    let ints = labelled
+        .iter()
+        .find(|f| f.name == "ints")
+        .expect("ints served");
+    let metric = &ints.metric[0];
+    assert!(metric
+        .label
+        .iter()
+        .any(|l| l.name == "pod" && l.value == "p-1"));
+    assert_eq!(metric.histogram.as_ref().map(|h| h.schema), Some(1));
+    assert_eq!(
+        labelled.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+        names
     );
     // Relay scraping relay reads back the same histograms.
     let mut again = Rendered::default();
