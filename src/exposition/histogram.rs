@@ -61,6 +61,55 @@ impl Histogram {
         }
     }
 
+    /// Makes this a copy of `from`, reusing its buffers (a derived
+    /// `clone_from` would allocate them anew).
+    pub fn assign(&mut self, from: &Histogram) {
+        self.schema = from.schema;
+        self.zero_threshold = from.zero_threshold;
+        self.sum = from.sum;
+        self.positive_spans.clone_from(&from.positive_spans);
+        self.negative_spans.clone_from(&from.negative_spans);
+        match (&mut self.counts, &from.counts) {
+            (
+                HistogramCounts::Integer {
+                    count,
+                    zero_count,
+                    positive_deltas,
+                    negative_deltas,
+                },
+                HistogramCounts::Integer {
+                    count: c,
+                    zero_count: z,
+                    positive_deltas: p,
+                    negative_deltas: n,
+                },
+            ) => {
+                (*count, *zero_count) = (*c, *z);
+                positive_deltas.clone_from(p);
+                negative_deltas.clone_from(n);
+            }
+            (
+                HistogramCounts::Float {
+                    count,
+                    zero_count,
+                    positive,
+                    negative,
+                },
+                HistogramCounts::Float {
+                    count: c,
+                    zero_count: z,
+                    positive: p,
+                    negative: n,
+                },
+            ) => {
+                (*count, *zero_count) = (*c, *z);
+                positive.clone_from(p);
+                negative.clone_from(n);
+            }
+            (counts, from) => *counts = from.clone(),
+        }
+    }
+
     /// Whether it is a float histogram (else integer counts).
     pub fn is_float(&self) -> bool {
         matches!(self.counts, HistogramCounts::Float { .. })

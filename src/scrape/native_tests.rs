@@ -300,7 +300,7 @@ fn native_histograms_are_served_classic_in_text_and_native_in_protobuf() {
         &mut again,
     )
     .expect("relay reads its own protobuf");
-    assert_eq!(again.native.series, out.native.series);
+    assert_eq!(again.native.series(), out.native.series());
 }
 
 /// Records histogram samples: (series, schema, buckets, sum bits).

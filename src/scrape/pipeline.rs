@@ -526,7 +526,7 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
                     SampleValue::Histogram(h) => {
                         let kept = match histogram {
                             Some(kept) => {
-                                kept.clone_from(h);
+                                kept.assign(h);
                                 kept
                             }
                             None => histogram.insert(h.clone()),

@@ -37,7 +37,10 @@ impl NativeSeries {
 /// next sample. The view's lines go to the sink through `emit`.
 #[derive(Debug, Clone, Default)]
 pub struct Natives {
-    pub series: Vec<NativeSeries>,
+    /// The first `used` are this scrape's; the rest are kept from earlier
+    /// scrapes so that their buffers are reused.
+    series: Vec<NativeSeries>,
+    used: usize,
     pending: Option<Pending>,
 }
 
@@ -54,9 +57,24 @@ struct Pending {
 }
 
 impl Natives {
+    /// Empties it, keeping as many entries as the last scrape used (their
+    /// buffers are reused by the next).
     pub fn clear(&mut self) {
-        self.series.clear();
+        self.series.truncate(self.used);
+        self.used = 0;
         self.pending = None;
+    }
+
+    /// The native histograms, in the order they were appended.
+    pub fn series(&self) -> &[NativeSeries] {
+        self.series.get(..self.used).unwrap_or_default()
+    }
+
+    /// Adds one (a copy made elsewhere, e.g. with external labels).
+    pub fn push(&mut self, n: NativeSeries) {
+        self.series.truncate(self.used);
+        self.series.push(n);
+        self.used += 1;
     }
 
     /// Whether a classic view waits for the next sample.
@@ -71,14 +89,24 @@ impl Natives {
         if is_stale(h.sum) {
             return;
         }
-        self.series.push(NativeSeries {
-            series: s.series.to_owned(),
-            histogram: h.clone(),
-            timestamp_ms: s.timestamp_ms,
-            classic: false,
-        });
+        match self.series.get_mut(self.used) {
+            Some(old) => {
+                old.series.clear();
+                old.series.push_str(s.series);
+                old.histogram.assign(h);
+                old.timestamp_ms = s.timestamp_ms;
+                old.classic = false;
+            }
+            None => self.series.push(NativeSeries {
+                series: s.series.to_owned(),
+                histogram: h.clone(),
+                timestamp_ms: s.timestamp_ms,
+                classic: false,
+            }),
+        }
+        self.used += 1;
         self.pending = Some(Pending {
-            index: self.series.len() - 1,
+            index: self.used - 1,
             name_len: s.name_len,
             family: s.family.name.to_owned(),
             help: s.family.help.as_deref().map(str::to_owned),
@@ -285,7 +313,7 @@ mod tests {
         );
         let kept: Vec<(&str, bool)> = out
             .native
-            .series
+            .series()
             .iter()
             .map(|n| (n.series.as_str(), n.classic))
             .collect();
@@ -300,6 +328,6 @@ mod tests {
         );
         // A failed scrape serves none of them.
         out.rollback();
-        assert!(out.native.series.is_empty() && text(&out).is_empty());
+        assert!(out.native.series().is_empty() && text(&out).is_empty());
     }
 }

@@ -62,7 +62,7 @@ impl View {
         let (text, layout) = merge::merge(&all);
         let native = all
             .iter()
-            .flat_map(|r| r.native.series.iter().cloned())
+            .flat_map(|r| r.native.series().iter().cloned())
             .collect();
         Snapshot::new(text, layout).with_native(native)
     }
@@ -125,10 +125,10 @@ impl View {
         }
         // Native histograms get them as their classic view's lines do.
         let mut series = Vec::new();
-        for n in &r.native.series {
+        for n in r.native.series() {
             series.clear();
             with_external(&mut series, n.series.as_bytes(), &written);
-            out.native.series.push(NativeSeries {
+            out.native.push(NativeSeries {
                 series: String::from_utf8_lossy(&series).into_owned(),
                 ..n.clone()
             });
