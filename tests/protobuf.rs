@@ -140,8 +140,9 @@ fn a_protobuf_scrape_gives_the_series_prometheus_stores() {
         .keys()
         .any(|(n, l)| n == "pt_latency" && l.iter().any(|(k, v)| k == "quantile" && v == "0.5")));
 
-    // Relay reads native histograms as classic until issue 21 item 3: its
-    // _count and _sum are the counts and sums Prometheus stores natively.
+    // Without scrape_native_histograms relay reads native histograms as
+    // classic (tests/native_histograms.rs has them with it): its _count and
+    // _sum are the counts and sums Prometheus stores natively.
     for name in ["pt_native_int", "pt_native_float", "pt_both"] {
         let count = wait_for(&format!("histogram_count({name})"), || {
             instant(

@@ -468,3 +468,73 @@ fn a_vanished_histogram_gets_a_histogram_staleness_marker() {
         ]
     );
 }
+
+/// `always_scrape_classic_histograms`: a histogram exposed both ways keeps
+/// its classic series too, and protobuf serves it with both; metric
+/// relabeling applies to native histograms like any series.
+#[test]
+fn classic_buckets_kept_beside_native_ones_and_relabeling_applies() {
+    let config = crate::plan::from_yaml_str(
+        "scrape_configs:\n  - job_name: a\n    metric_relabel_configs:\n      - {source_labels: [__name__], regex: ints, action: drop}\n      - {target_label: team, replacement: t}\n",
+    )
+    .expect("valid");
+    let target = target();
+    let settings = Settings {
+        proto: Options {
+            native: true,
+            classic: true,
+        },
+        ..Settings::new(&target, &config.jobs[0].metric_relabel)
+    };
+    let mut out = Rendered::default();
+    process(
+        &body(),
+        Format::Protobuf,
+        &settings,
+        &mut SeriesCache::default(),
+        &mut out,
+    )
+    .expect("valid");
+    let kept: Vec<&str> = out
+        .native
+        .series()
+        .iter()
+        .map(|n| n.series.as_str())
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            r#"floats{instance="localhost:8001",job="app",team="t"}"#,
+            r#"both{instance="localhost:8001",job="app",team="t"}"#
+        ]
+    );
+    let mut text = Vec::new();
+    out.write(&mut text, Format::Text);
+    let text = String::from_utf8_lossy(&text);
+    assert!(
+        text.contains(
+            "both_bucket{instance=\"localhost:8001\",job=\"app\",le=\"1.0\",team=\"t\"} 3\n"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("ints"), "{text}");
+    let snapshot = crate::snapshot::View::default().metrics(&[&out], Rendered::default);
+    let families = decode(&snapshot.body_escaped(
+        Format::Protobuf,
+        crate::config::NameEscaping::Underscores,
+        false,
+    ));
+    let both = families
+        .iter()
+        .find(|f| f.name == "both")
+        .and_then(|f| f.metric.first())
+        .and_then(|m| m.histogram.as_ref())
+        .expect("both served");
+    assert_eq!((both.schema, both.positive_delta.clone()), (3, vec![3]));
+    let bounds: Vec<(f64, u64)> = both
+        .bucket
+        .iter()
+        .map(|b| (b.upper_bound, b.cumulative_count))
+        .collect();
+    assert_eq!(bounds, [(1.0, 3), (f64::INFINITY, 3)]);
+}
