@@ -145,4 +145,12 @@ fn prometheus_scraping_relay_stores_the_native_histograms_it_stores_scraping_the
         (got.len() >= want.len()).then_some(got)
     });
     assert_eq!(got, want);
+    // Relay's own metrics and the target's `up` reach it through protobuf too.
+    let own = value(
+        &central.addr,
+        r#"count({job="relay-sidecar",__name__=~"relay_.+|process_.+"})"#,
+    )
+    .expect("relay's own metrics");
+    assert!(own >= 5.0, "{own}");
+    assert_eq!(value(&central.addr, r#"up{job="direct"}"#), Some(1.0));
 }
