@@ -39,6 +39,12 @@ pub use crate::web::conns::Limits;
 /// the escaping used is named, and text with quoted UTF-8 names is 1.0.0.
 fn content_type(format: Format, escaping: NameEscaping) -> String {
     let base = match (format, escaping) {
+        (Format::Protobuf, _) => {
+            return format!(
+                "{PROTOBUF_MEDIA}; proto=io.prometheus.client.MetricFamily; encoding=delimited; escaping={}",
+                escaping.name()
+            )
+        }
         (Format::OpenMetrics, _) => "application/openmetrics-text; version=1.0.0",
         (_, NameEscaping::AllowUtf8) => "text/plain; version=1.0.0",
         _ => "text/plain; version=0.0.4",
@@ -401,7 +407,8 @@ pub const OWN_METRICS_PATH: &str = "/relay/metrics";
 pub fn escaping_asked(accept: &str, format: Format) -> NameEscaping {
     let media = match format {
         Format::OpenMetrics => "application/openmetrics-text",
-        _ => "text/plain",
+        Format::Protobuf => PROTOBUF_MEDIA,
+        Format::Text => "text/plain",
     };
     accept
         .split(',')
@@ -418,6 +425,44 @@ pub fn escaping_asked(accept: &str, format: Format) -> NameEscaping {
         .unwrap_or(NameEscaping::Underscores)
 }
 
+/// The media type of delimited protobuf `MetricFamily` messages.
+const PROTOBUF_MEDIA: &str = "application/vnd.google.protobuf";
+
+/// Whether the Accept entry with the highest weight (`q=`, 1 without; the
+/// first of equals) is delimited protobuf `MetricFamily` messages, as a
+/// Prometheus with native histograms asks first.
+fn prefers_protobuf(accept: &str) -> bool {
+    let mut best: Option<(f64, bool)> = None;
+    for entry in accept.split(',') {
+        let mut parts = entry.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let mut q = 1.0;
+        let (mut proto, mut delimited) = (false, false);
+        for param in parts {
+            let Some((key, value)) = param.split_once('=') else {
+                continue;
+            };
+            let value = value.trim();
+            match key.trim() {
+                "q" => q = value.parse().unwrap_or(0.0),
+                "proto" => proto = value == "io.prometheus.client.MetricFamily",
+                "encoding" => delimited = value == "delimited",
+                _ => {}
+            }
+        }
+        let is_protobuf = media == PROTOBUF_MEDIA && proto && delimited;
+        let known = is_protobuf
+            || matches!(
+                media.as_str(),
+                "text/plain" | "application/openmetrics-text" | "*/*" | "text/*"
+            );
+        if known && q > 0.0 && best.is_none_or(|(b, _)| q > b) {
+            best = Some((q, is_protobuf));
+        }
+    }
+    best.is_some_and(|(_, protobuf)| protobuf)
+}
+
 /// The format, name escaping and encoding a GET asks for.
 fn negotiated(req: &Request<Incoming>) -> (Format, NameEscaping, bool) {
     let header = |name| {
@@ -426,7 +471,9 @@ fn negotiated(req: &Request<Incoming>) -> (Format, NameEscaping, bool) {
             .and_then(|v: &HeaderValue| v.to_str().ok())
             .unwrap_or("")
     };
-    let format = if header(ACCEPT).contains("application/openmetrics-text") {
+    let format = if prefers_protobuf(header(ACCEPT)) {
+        Format::Protobuf
+    } else if header(ACCEPT).contains("application/openmetrics-text") {
         Format::OpenMetrics
     } else {
         Format::Text
@@ -544,6 +591,35 @@ mod tests {
 
     /// Prometheus 3 asks with `escaping=allow-utf-8` (its acceptHeader),
     /// Prometheus 2.42 with no parameter: underscores then.
+    #[test]
+    fn protobuf_is_served_when_preferred() {
+        let proto = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited";
+        // Prometheus 2.42 with native histograms, and Prometheus 3's
+        // protobuf-first order.
+        for accept in [
+            format!("{proto};q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"),
+            format!("{proto};q=0.5,application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.4,*/*;q=0.1"),
+        ] {
+            assert!(super::prefers_protobuf(&accept), "{accept}");
+        }
+        for accept in [
+            format!("application/openmetrics-text;version=1.0.0,{proto};q=0.9"),
+            "application/vnd.google.protobuf;q=0.9,text/plain;q=0.5".to_owned(),
+            "text/plain".to_owned(),
+            String::new(),
+        ] {
+            assert!(!super::prefers_protobuf(&accept), "{accept}");
+        }
+        assert_eq!(
+            super::escaping_asked(&format!("{proto};q=0.8,*/*;q=0.1"), Format::Protobuf),
+            NameEscaping::Underscores
+        );
+        assert_eq!(
+            super::content_type(Format::Protobuf, NameEscaping::Underscores),
+            "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited; escaping=underscores"
+        );
+    }
+
     #[test]
     fn escaping_comes_from_the_accept_entry_of_the_format() {
         use crate::config::{NameEscaping, ScrapeProtocol};

@@ -50,18 +50,18 @@ const UNSUPPORTED: &[(&str, &str, &str)] = &[
     ),
     (
         "scrape_configs[]",
-        "native_histogram_bucket_limit",
-        "native histograms are not supported yet",
-    ),
-    (
-        "scrape_configs[]",
-        "native_histogram_min_bucket_factor",
-        "native histograms are not supported yet",
-    ),
-    (
-        "scrape_configs[]",
         "scrape_classic_histograms",
-        "native histograms are not supported yet",
+        "Prometheus 3 renamed it always_scrape_classic_histograms",
+    ),
+    (
+        "scrape_configs[]",
+        "convert_classic_histograms_to_nhcb",
+        "classic histograms are kept as they are (no custom-bucket native histograms)",
+    ),
+    (
+        "global",
+        "convert_classic_histograms_to_nhcb",
+        "classic histograms are kept as they are (no custom-bucket native histograms)",
     ),
     (
         "scrape_configs[]",

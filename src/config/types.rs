@@ -101,6 +101,10 @@ pub struct GlobalConfig {
     /// Whether jobs ask for protobuf first (native histograms); default false.
     #[serde(default)]
     pub scrape_native_histograms: Option<bool>,
+    /// With native histograms, also keep a histogram's classic buckets
+    /// series (Prometheus 3's `always_scrape_classic_histograms`); default false.
+    #[serde(default)]
+    pub always_scrape_classic_histograms: Option<bool>,
     /// Which metric and label names are valid; default `utf8` (Prometheus 3).
     #[serde(default)]
     pub metric_name_validation_scheme: Option<NameValidation>,
@@ -119,6 +123,7 @@ impl Default for GlobalConfig {
             external_labels_from_env: false,
             scrape_protocols: None,
             scrape_native_histograms: None,
+            always_scrape_classic_histograms: None,
             metric_name_validation_scheme: None,
             metric_name_escaping_scheme: None,
         }
@@ -216,6 +221,18 @@ pub struct ScrapeConfig {
     /// Ask for protobuf first (set after loading, from `global`).
     #[serde(default)]
     pub scrape_native_histograms: Option<bool>,
+    /// Keep classic buckets beside native ones (set after loading, from `global`).
+    #[serde(default)]
+    pub always_scrape_classic_histograms: Option<bool>,
+    /// Most buckets a native histogram may keep: past it the resolution is
+    /// lowered, and below schema -4 the scrape fails, as Prometheus; 0: no limit.
+    #[serde(default)]
+    pub native_histogram_bucket_limit: u32,
+    /// The growth factor native histogram buckets must at least have: the
+    /// schema is lowered to the first one this coarse (Prometheus's
+    /// `pickSchema`); 0: no minimum.
+    #[serde(default)]
+    pub native_histogram_min_bucket_factor: f64,
     /// Which names are valid after relabeling (set after loading).
     #[serde(default)]
     pub metric_name_validation_scheme: Option<NameValidation>,

@@ -185,6 +185,18 @@ fn resolve_protocols(
         .or(global.scrape_native_histograms)
         .unwrap_or(false);
     job.scrape_native_histograms = Some(native);
+    job.always_scrape_classic_histograms = Some(
+        job.always_scrape_classic_histograms
+            .or(global.always_scrape_classic_histograms)
+            .unwrap_or(false),
+    );
+    let factor = job.native_histogram_min_bucket_factor;
+    if !factor.is_finite() || factor < 0.0 {
+        return Err(ConfigError::field(
+            format!("{path}.native_histogram_min_bucket_factor"),
+            format!("{factor} is not a growth factor (0 for none, else above 1)"),
+        ));
+    }
     let protocols = match (&job.scrape_protocols, &global.scrape_protocols) {
         (Some(own), _) => {
             check_protocols(&format!("{path}.scrape_protocols"), own)?;
@@ -491,6 +503,39 @@ mod tests {
         let fallback =
             with_job("", "fallback_scrape_protocol: PrometheusText1.0.0").expect("loads");
         assert_eq!(fallback.fallback_scrape_protocol, Some(PrometheusText1_0_0));
+    }
+
+    /// Prometheus 3's native histogram fields: `always_scrape_classic_histograms`
+    /// from the job, else `global`; the limits per job; NHCB conversion refused.
+    #[test]
+    fn native_histogram_fields_resolve_as_prometheus_3() {
+        let j = job("").expect("loads");
+        assert_eq!(j.always_scrape_classic_histograms, Some(false));
+        assert_eq!(j.native_histogram_bucket_limit, 0);
+        assert_eq!(j.native_histogram_min_bucket_factor, 0.0);
+        let global = with_job("always_scrape_classic_histograms: true", "").expect("loads");
+        assert_eq!(global.always_scrape_classic_histograms, Some(true));
+        let own = with_job(
+            "always_scrape_classic_histograms: true",
+            "always_scrape_classic_histograms: false, native_histogram_bucket_limit: 160, native_histogram_min_bucket_factor: 1.1",
+        )
+        .expect("loads");
+        assert_eq!(own.always_scrape_classic_histograms, Some(false));
+        assert_eq!(own.native_histogram_bucket_limit, 160);
+        assert_eq!(own.native_histogram_min_bucket_factor, 1.1);
+        let err = with_job("", "native_histogram_min_bucket_factor: -2").expect_err("refused");
+        assert!(
+            err.contains("scrape_configs[0].native_histogram_min_bucket_factor"),
+            "{err}"
+        );
+        for (global, job_fields) in [
+            ("", "convert_classic_histograms_to_nhcb: true"),
+            ("convert_classic_histograms_to_nhcb: true", ""),
+        ] {
+            let err = with_job(global, job_fields).expect_err("refused");
+            assert!(err.contains("convert_classic_histograms_to_nhcb"), "{err}");
+            assert!(err.contains("custom-bucket"), "{err}");
+        }
     }
 
     #[test]

@@ -31,7 +31,9 @@ use xxhash_rust::xxh3::xxh3_128_with_secret;
 
 use super::arena::{Arena, Place};
 use super::error::PipelineError;
-use crate::storage::{next_ref, stale_nan, Appended, Appender, Family, SeriesRef};
+use crate::storage::{
+    next_ref, stale_nan, Appended, Appender, Family, Histogram, SeriesRef, Value,
+};
 
 /// Marks a key whose series relabeling dropped.
 const DROPPED: u32 = u32::MAX;
@@ -98,6 +100,29 @@ struct Series {
     before: u32,
     /// How many keys lead here; 0 for a free slot.
     keys: u32,
+    /// What its last sample was: its staleness marker is of the same kind.
+    kind: Kind,
+}
+
+/// What a series' last sample was, for its staleness marker: Prometheus 3
+/// marks a histogram series stale with a histogram whose sum is the stale NaN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Kind {
+    #[default]
+    Float,
+    IntegerHistogram,
+    FloatHistogram,
+}
+
+impl Kind {
+    /// The kind of `value`.
+    pub(crate) fn of(value: &Value<'_>) -> Kind {
+        match value {
+            Value::Float(_) => Kind::Float,
+            Value::Histogram(h) if h.is_float() => Kind::FloatHistogram,
+            Value::Histogram(_) => Kind::IntegerHistogram,
+        }
+    }
 }
 
 /// A series' own timestamps, kept apart as few targets write any.
@@ -400,6 +425,7 @@ impl SeriesCache {
             appended: 0,
             before: 0,
             keys: 1,
+            kind: Kind::Float,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -423,11 +449,17 @@ impl SeriesCache {
     /// Marks the series appended in this scrape and says what to append, or
     /// None when this scrape already appended it (a duplicate: the first wins,
     /// as Prometheus keeps the first sample of a timestamp).
-    pub(crate) fn emit(&mut self, slot: u32, explicit_timestamp: Option<i64>) -> Option<Emit<'_>> {
+    pub(crate) fn emit(
+        &mut self,
+        slot: u32,
+        explicit_timestamp: Option<i64>,
+        kind: Kind,
+    ) -> Option<Emit<'_>> {
         let s = self.series.get_mut(slot as usize)?;
         if s.appended == self.generation {
             return None;
         }
+        s.kind = kind;
         if Some(s.appended) == self.last_appended {
             self.continued += 1;
         }
@@ -515,19 +547,28 @@ impl SeriesCache {
 
     fn mark_stale(&mut self, sink: &mut impl Appender, which: impl Fn(&Series) -> bool) {
         let family = Family::default();
+        // Empty: making them allocates nothing.
+        let integer = Histogram::stale(false, stale_nan());
+        let float = Histogram::stale(true, stale_nan());
         for (index, s) in self.series.iter_mut().enumerate() {
             let explicit = self.explicit.get(index).is_some_and(|e| e.on);
             if s.keys == 0 || explicit || !which(s) {
                 continue;
             }
-            sink.append(&Appended::float(
+            let mut marker = Appended::float(
                 s.series_ref,
                 text(&self.arena, s),
                 s.name_len as usize,
                 &family,
                 None,
                 stale_nan(),
-            ));
+            );
+            match s.kind {
+                Kind::Float => {}
+                Kind::IntegerHistogram => marker.value = Value::Histogram(&integer),
+                Kind::FloatHistogram => marker.value = Value::Histogram(&float),
+            }
+            sink.append(&marker);
         }
     }
 

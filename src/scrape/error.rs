@@ -39,6 +39,20 @@ pub enum PipelineError {
     /// it is buffered whole (relay's own: Prometheus reads the body first).
     #[error("label_value_length_limit exceeded (metric: {metric}, a line longer than {bound} bytes, the most the label limits allow)")]
     LineTooLong { metric: String, bound: usize },
+    /// A native histogram with more buckets than `native_histogram_bucket_limit`
+    /// even at the lowest schema (Prometheus's `errBucketLimit`).
+    #[error("native_histogram_bucket_limit exceeded (metric: {metric}, {buckets} buckets at schema -4, limit: {limit})")]
+    BucketLimit {
+        metric: String,
+        buckets: usize,
+        limit: usize,
+    },
+    /// A native histogram schema Prometheus does not store (-4..=8, and
+    /// 9..=52 reduced to 8).
+    #[error(
+        "invalid native histogram schema {schema} (metric: {metric}): valid schemas are -4 to 52"
+    )]
+    InvalidSchema { metric: String, schema: i32 },
     #[error("label_value_length_limit exceeded (metric: {metric}, label value of {name}: {length} bytes, limit: {limit})")]
     LabelValueLength {
         metric: String,
@@ -58,7 +72,10 @@ impl PipelineError {
     /// A short, stable word for the failure metric's `reason` label.
     pub fn reason(&self) -> &'static str {
         match self {
-            PipelineError::Parse(_) | PipelineError::Protobuf(_) => "parse",
+            PipelineError::Parse(_)
+            | PipelineError::Protobuf(_)
+            | PipelineError::InvalidSchema { .. } => "parse",
+            PipelineError::BucketLimit { .. } => "bucket_limit",
             PipelineError::SampleLimit { .. } => "sample_limit",
             PipelineError::InvalidLabels { .. } | PipelineError::MissingName { .. } => {
                 "invalid_labels"

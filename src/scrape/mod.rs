@@ -12,6 +12,8 @@ pub mod cache;
 pub mod demand;
 pub mod error;
 pub mod fetch;
+#[cfg(test)]
+mod native_tests;
 pub mod pipeline;
 
 use std::sync::Arc;
@@ -559,6 +561,8 @@ impl Scraper {
         self.report
             .clone()
             .append(&mut *out, &self.job.config, &values);
+        // Writes a native histogram's classic view still pending.
+        out.commit();
         out.set_counts(counts);
         self.last_text_len = out.text.len();
         out.give_back();
@@ -645,6 +649,14 @@ pub(crate) fn settings<'a>(job: &'a Job, target_labels: &'a Labels<'static>) -> 
         output: Format::Text,
         sort_labels: true,
         utf8_names: job.config.validation() == crate::config::NameValidation::Utf8,
+        proto: crate::exposition::proto::Options {
+            native: job.config.scrape_native_histograms.unwrap_or(false),
+            classic: job.config.always_scrape_classic_histograms.unwrap_or(false),
+        },
+        native: pipeline::NativeLimits::of(
+            job.config.native_histogram_bucket_limit,
+            job.config.native_histogram_min_bucket_factor,
+        ),
     }
 }
 

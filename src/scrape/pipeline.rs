@@ -10,6 +10,7 @@
 //! and the target. Output buffers are reused from scrape to scrape, so a
 //! known series costs no heap allocation.
 
+use super::cache::Kind;
 pub use super::cache::SeriesCache;
 pub use super::error::PipelineError;
 use crate::exposition::proto::{self, ProtoSample, SampleValue};
@@ -17,7 +18,7 @@ use crate::exposition::{render, Entry, Format, Labels, MetricType, Parser, Resum
 use crate::relabel::Rules;
 pub use crate::snapshot::{Counts, FamilyBlock, Rendered};
 pub use crate::storage::{Appended, Appender, Family};
-use crate::storage::{Exemplar, Value};
+use crate::storage::{Exemplar, Histogram, Value};
 
 /// Prometheus's per-scrape limits; 0 means no limit.
 #[derive(Debug, Clone, Copy, Default)]
@@ -94,6 +95,73 @@ pub struct Settings<'t> {
     /// Any UTF-8 name may be stored (`metric_name_validation_scheme: utf8`,
     /// the default); else a name outside the legacy charset fails the scrape.
     pub utf8_names: bool,
+    /// How protobuf histograms are read: the job's `scrape_native_histograms`
+    /// and `always_scrape_classic_histograms`.
+    pub proto: proto::Options,
+    /// The job's native histogram limits.
+    pub native: NativeLimits,
+}
+
+/// What a job lets a native histogram keep, as Prometheus's
+/// `maxSchemaAppender` and `bucketLimitAppender`.
+#[derive(Debug, Clone, Copy)]
+pub struct NativeLimits {
+    /// `native_histogram_bucket_limit`; 0 means none.
+    pub bucket_limit: usize,
+    /// The highest schema kept (8, or from `native_histogram_min_bucket_factor`).
+    pub max_schema: i32,
+}
+
+impl Default for NativeLimits {
+    fn default() -> Self {
+        NativeLimits {
+            bucket_limit: 0,
+            max_schema: crate::exposition::histogram::SCHEMA_MAX,
+        }
+    }
+}
+
+impl NativeLimits {
+    /// The limits of `native_histogram_bucket_limit` and
+    /// `native_histogram_min_bucket_factor` (0: none).
+    pub fn of(bucket_limit: u32, min_bucket_factor: f64) -> Self {
+        let max_schema = if min_bucket_factor == 0.0 {
+            crate::exposition::histogram::SCHEMA_MAX
+        } else {
+            crate::exposition::histogram::schema_for_factor(min_bucket_factor)
+        };
+        NativeLimits {
+            bucket_limit: usize::try_from(bucket_limit).unwrap_or(usize::MAX),
+            max_schema,
+        }
+    }
+
+    /// Brings `h` within the limits as Prometheus 3 does: a schema of 9..=52
+    /// (or above the max schema) is reduced; past the bucket limit the
+    /// resolution is halved until it fits. Err(true) when it cannot fit even
+    /// at schema -4; an invalid schema fails at once.
+    fn apply(&self, h: &mut Histogram, metric: &str) -> Result<bool, PipelineError> {
+        use crate::exposition::histogram::{SCHEMA_MAX, SCHEMA_MIN};
+        /// Prometheus's highest reserved exponential schema.
+        const SCHEMA_RESERVED_MAX: i32 = 52;
+        if !(SCHEMA_MIN..=SCHEMA_RESERVED_MAX).contains(&h.schema) {
+            return Err(PipelineError::InvalidSchema {
+                metric: metric.to_owned(),
+                schema: h.schema,
+            });
+        }
+        h.reduce_resolution(self.max_schema.min(SCHEMA_MAX));
+        if self.bucket_limit == 0 {
+            return Ok(true);
+        }
+        while h.bucket_count() > self.bucket_limit {
+            if h.schema <= SCHEMA_MIN {
+                return Ok(false);
+            }
+            h.reduce_resolution(h.schema - 1);
+        }
+        Ok(true)
+    }
 }
 
 impl<'t> Settings<'t> {
@@ -109,6 +177,8 @@ impl<'t> Settings<'t> {
             output: Format::Text,
             sort_labels: true,
             utf8_names: true,
+            proto: PROTO_OPTIONS,
+            native: NativeLimits::default(),
         }
     }
 }
@@ -159,6 +229,9 @@ pub fn process(
     out.format = settings.output;
     let mut counts = Counts::default();
     let result = process_into(body, input, settings, cache, &mut counts, out);
+    if result.is_ok() {
+        out.commit();
+    }
     out.set_counts(counts);
     result
 }
@@ -227,12 +300,18 @@ pub struct Stream<'p, 's, S> {
     /// parser's buffers, reused from sample to sample.
     key: Vec<u8>,
     proto_scratch: proto::Scratch,
+    /// A native histogram as the job's limits leave it, reused.
+    histogram: Option<Histogram>,
+    /// The first native histogram past the bucket limit: the scrape fails
+    /// once the body is counted (the sample limit's error comes first).
+    bucket_limited: Option<PipelineError>,
 }
 
-/// How protobuf histograms are read in a scrape.
-// TODO(issue 21 item 3): native histograms end to end; until then a native
-// histogram is read as its classic series (`_count`, `_sum`, its classic
-// buckets or a lone `+Inf`), as Prometheus without scrape_native_histograms.
+/// How protobuf histograms are read unless the job says otherwise
+/// ([`Settings::proto`], from `scrape_native_histograms` and
+/// `always_scrape_classic_histograms`): a native histogram is read as its
+/// classic series (`_count`, `_sum`, its classic buckets or a lone `+Inf`),
+/// as Prometheus without scrape_native_histograms.
 const PROTO_OPTIONS: proto::Options = proto::Options {
     native: false,
     classic: false,
@@ -259,6 +338,8 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
             proto_number: 1,
             key: Vec::new(),
             proto_scratch: proto::Scratch::default(),
+            histogram: None,
+            bucket_limited: None,
         }
     }
 
@@ -372,14 +453,17 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
         self.check_limit()
     }
 
-    fn check_limit(&self) -> Result<(), PipelineError> {
+    fn check_limit(&mut self) -> Result<(), PipelineError> {
         if over_limit(self.counts.samples_kept, self.settings.limits.sample_limit) {
             return Err(PipelineError::SampleLimit {
                 count: self.counts.samples_kept,
                 limit: self.settings.limits.sample_limit,
             });
         }
-        Ok(())
+        match self.bucket_limited.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Runs `body` in its format: [`Stream::piece`] or [`Stream::proto_piece`].
@@ -428,15 +512,28 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
         let cache = &mut *self.cache;
         let sink = &mut *self.sink;
         let key = &mut self.key;
+        let histogram = &mut self.histogram;
+        let bucket_limited = &mut self.bucket_limited;
         proto::for_each_sample(
             family,
             frame,
-            PROTO_OPTIONS,
+            settings.proto,
             &mut self.proto_scratch,
             |s: &ProtoSample<'_>| -> Result<(), PipelineError> {
-                let SampleValue::Float(value) = s.value else {
-                    // PROTO_OPTIONS asks for no native histograms.
-                    return Ok(());
+                let mut within = true;
+                let value = match s.value {
+                    SampleValue::Float(value) => Value::Float(value),
+                    SampleValue::Histogram(h) => {
+                        let kept = match histogram {
+                            Some(kept) => {
+                                kept.assign(h);
+                                kept
+                            }
+                            None => histogram.insert(h.clone()),
+                        };
+                        within = settings.native.apply(kept, s.name)?;
+                        Value::Histogram(kept)
+                    }
                 };
                 counts.samples_scraped += 1;
                 s.key_into(key);
@@ -448,13 +545,28 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
                 let taken = Taken {
                     timestamp_ms: s.timestamp_ms,
                     start_timestamp_ms: s.start_timestamp_ms,
-                    value: Value::Float(value),
+                    value,
                     exemplar: exemplar.as_ref(),
+                    refused: !within,
                 };
+                let kept_before = counts.samples_kept;
                 accept(counts, cache, sink, settings, key, &meta, taken, |out| {
                     let mut labels = Labels::with_capacity(16);
                     first_sight(s, &mut labels, settings, out)
-                })
+                })?;
+                // As Prometheus: only a histogram relabeling keeps is held
+                // to the bucket limit, and the body is still counted.
+                if !within && counts.samples_kept > kept_before && bucket_limited.is_none() {
+                    *bucket_limited = Some(PipelineError::BucketLimit {
+                        metric: s.name.chars().take(50).collect(),
+                        buckets: match value {
+                            Value::Histogram(h) => h.bucket_count(),
+                            Value::Float(_) => 0,
+                        },
+                        limit: settings.native.bucket_limit,
+                    });
+                }
+                Ok(())
             },
         )
     }
@@ -507,6 +619,7 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
                 start_timestamp_ms: None,
                 value: Value::Float(sample.value),
                 exemplar: exemplar.as_ref(),
+                refused: false,
             };
             accept(
                 self.counts,
@@ -540,6 +653,8 @@ struct Taken<'a> {
     start_timestamp_ms: Option<i64>,
     value: Value<'a>,
     exemplar: Option<&'a Exemplar<'a>>,
+    /// A native histogram past the bucket limit: counted, never appended.
+    refused: bool,
 }
 
 /// One sample's way from the body to the sink, whatever its format: the
@@ -584,8 +699,11 @@ fn accept<S: Appender>(
     if found.new {
         counts.series_added += 1;
     }
+    if taken.refused {
+        return Ok(());
+    }
     let timestamp = taken.timestamp_ms.filter(|_| settings.honor_timestamps);
-    let Some(emit) = cache.emit(slot, timestamp) else {
+    let Some(emit) = cache.emit(slot, timestamp, Kind::of(&taken.value)) else {
         return Ok(());
     };
     if emit.in_order && timestamp > counts.newest_own_timestamp {

@@ -9,6 +9,8 @@ use std::sync::{Mutex, OnceLock};
 use bytes::Bytes;
 
 use super::escape;
+use super::native::NativeSeries;
+use super::protobuf;
 use super::sink::FamilyBlock;
 use crate::config::NameEscaping;
 use crate::exposition::{render, Entry, Format, Parser};
@@ -30,6 +32,10 @@ pub struct Snapshot {
     /// Bodies with names escaped for scrapers that did not ask for UTF-8,
     /// by format, scheme and gzip; made on first request.
     escaped: Mutex<Vec<(EscapedKey, Bytes)>>,
+    /// The targets' native histograms, for protobuf answers.
+    native: Vec<NativeSeries>,
+    /// Protobuf bodies by name escaping and gzip; made on first request.
+    protobuf: Mutex<Vec<((NameEscaping, bool), Bytes)>>,
 }
 
 /// Which escaped body: format, name escaping, gzip.
@@ -46,12 +52,53 @@ impl Snapshot {
             openmetrics: OnceLock::new(),
             openmetrics_gzip: OnceLock::new(),
             escaped: Mutex::new(Vec::new()),
+            native: Vec::new(),
+            protobuf: Mutex::new(Vec::new()),
         }
+    }
+
+    /// With the native histograms whose classic view `text` shows, served
+    /// as such to protobuf scrapers.
+    pub fn with_native(mut self, native: Vec<NativeSeries>) -> Snapshot {
+        self.native = native;
+        self
+    }
+
+    /// Delimited protobuf `MetricFamily` messages: every family, native
+    /// histograms as such; names escaped by `escaping`.
+    fn protobuf(&self, escaping: NameEscaping, gzip: bool) -> Bytes {
+        let key = (escaping, gzip);
+        let mut cache = self.protobuf.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, body)) = cache.iter().find(|(k, _)| *k == key) {
+            return body.clone();
+        }
+        let plain = match cache.iter().find(|(k, _)| *k == (escaping, false)) {
+            Some((_, body)) => body.clone(),
+            None => Bytes::from(protobuf::encode(
+                &self.text,
+                &self.families,
+                &self.native,
+                escaping,
+            )),
+        };
+        let body = if gzip {
+            compress(&plain)
+        } else {
+            plain.clone()
+        };
+        if gzip && !cache.iter().any(|(k, _)| *k == (escaping, false)) {
+            cache.push(((escaping, false), plain));
+        }
+        cache.push((key, body.clone()));
+        body
     }
 
     /// The body for a format, name escaping and encoding: names are
     /// escaped by `escaping` unless it is `allow-utf-8` (or no name needs it).
     pub fn body_escaped(&self, format: Format, escaping: NameEscaping, gzip: bool) -> Bytes {
+        if format == Format::Protobuf {
+            return self.protobuf(escaping, gzip);
+        }
         // Both formats carry the same names: the text tells for either.
         if !escape::needs_escaping(&self.text, escaping) {
             return self.body(format, gzip);

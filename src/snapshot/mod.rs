@@ -13,10 +13,13 @@ mod body;
 pub mod escape;
 mod latest;
 pub mod merge;
+mod native;
+mod protobuf;
 mod sink;
 pub mod view;
 
 pub use body::Snapshot;
 pub use latest::{Latest, OwnMetrics};
+pub use native::{NativeSeries, Natives};
 pub use sink::{Counts, FamilyBlock, Rendered, TextSink};
 pub use view::View;

@@ -6,6 +6,7 @@
 
 use std::ops::Range;
 
+use super::native::Natives;
 use crate::exposition::conform::{self, Created, Judged, SampleAt, Scratch};
 use crate::exposition::{render, Format, MetricType};
 use crate::storage::{is_stale, Appended, Appender, Family, Value};
@@ -75,6 +76,9 @@ pub struct Rendered {
     pub series_added: usize,
     /// What judging the blocks reuses from sample to sample.
     scratch: Scratch,
+    /// The native histograms, beside the blocks that show their classic
+    /// view (see [`native`]).
+    pub native: Natives,
 }
 
 impl Rendered {
@@ -83,6 +87,7 @@ impl Rendered {
         self.families.clear();
         self.text.clear();
         self.created.clear();
+        self.native.clear();
     }
 
     pub fn clear(&mut self) {
@@ -251,13 +256,30 @@ impl Appender for Rendered {
         self.clear_samples();
     }
 
+    /// Writes the classic view of a native histogram still pending.
+    fn commit(&mut self) {
+        let mut native = std::mem::take(&mut self.native);
+        native.flush(|line| self.append(line));
+        self.native = native;
+    }
+
     fn append(&mut self, s: &Appended<'_>) {
-        // Native histograms are served with issue 21; none is scraped yet.
-        let Value::Float(value) = s.value else {
-            return;
+        let value = match s.value {
+            Value::Float(value) => value,
+            Value::Histogram(h) => {
+                let mut native = std::mem::take(&mut self.native);
+                native.histogram(s, h, |line| self.append(line));
+                self.native = native;
+                return;
+            }
         };
         if is_stale(value) {
             return;
+        }
+        if self.native.pending() {
+            let mut native = std::mem::take(&mut self.native);
+            native.before_float(s, |line| self.append(line));
+            self.native = native;
         }
         if self.format == Format::Text && is_created(s.family, s.name()) {
             self.append_created(s);
@@ -365,5 +387,9 @@ impl Appender for TextSink<'_> {
 
     fn rollback(&mut self) {
         self.out.rollback();
+    }
+
+    fn commit(&mut self) {
+        self.out.commit();
     }
 }

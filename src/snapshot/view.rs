@@ -14,6 +14,7 @@
 
 use super::body::Snapshot;
 use super::merge;
+use super::native::NativeSeries;
 use super::sink::Rendered;
 use crate::config::SelfMetrics;
 
@@ -59,7 +60,11 @@ impl View {
         let own = (self.self_metrics == SelfMetrics::WithApp).then(own);
         all.extend(own.as_ref());
         let (text, layout) = merge::merge(&all);
-        Snapshot::new(text, layout)
+        let native = all
+            .iter()
+            .flat_map(|r| r.native.series().iter().cloned())
+            .collect();
+        Snapshot::new(text, layout).with_native(native)
     }
 
     /// `/relay/metrics`: relay's own metrics alone, None unless
@@ -102,28 +107,7 @@ impl View {
             for line in lines.split_inclusive(|&b| b == b'\n') {
                 let old_start = line_start;
                 line_start += line.len();
-                // The line as it was, the missing labels added before its
-                // closing brace (one made if it had none); value and
-                // timestamp copied as they are. The lines are relay's own
-                // rendering: `name{a="1",b="2"} value` or `name value`.
-                let (key, labels, tail) = split_line(line);
-                buffer.extend_from_slice(key);
-                let mut open = labels.is_some();
-                if let Some(labels) = labels {
-                    buffer.extend_from_slice(labels);
-                }
-                for (name, pair) in &written {
-                    if labels.is_some_and(|l| has_label(l, name.as_bytes())) {
-                        continue;
-                    }
-                    buffer.push(if open { b',' } else { b'{' });
-                    open = true;
-                    buffer.extend_from_slice(pair);
-                }
-                if open {
-                    buffer.push(b'}');
-                }
-                buffer.extend_from_slice(tail);
+                with_external(buffer, line, &written);
                 if !created {
                     block_ends.push((old_start, buffer.len() - start));
                 }
@@ -139,8 +123,43 @@ impl View {
             }
             out.families.push(block);
         }
+        // Native histograms get them as their classic view's lines do.
+        let mut series = Vec::new();
+        for n in r.native.series() {
+            series.clear();
+            with_external(&mut series, n.series.as_bytes(), &written);
+            out.native.push(NativeSeries {
+                series: String::from_utf8_lossy(&series).into_owned(),
+                ..n.clone()
+            });
+        }
         out
     }
+}
+
+/// `line` (a rendered sample line or series) into `buffer` with the
+/// `written` external labels it lacks added before its closing brace (one
+/// made if it had none); value and timestamp copied as they are. The lines
+/// are relay's own rendering: `name{a="1",b="2"} value` or `name value`.
+fn with_external(buffer: &mut Vec<u8>, line: &[u8], written: &[(&str, Vec<u8>)]) {
+    let (key, labels, tail) = split_line(line);
+    buffer.extend_from_slice(key);
+    let mut open = labels.is_some();
+    if let Some(labels) = labels {
+        buffer.extend_from_slice(labels);
+    }
+    for (name, pair) in written {
+        if labels.is_some_and(|l| has_label(l, name.as_bytes())) {
+            continue;
+        }
+        buffer.push(if open { b',' } else { b'{' });
+        open = true;
+        buffer.extend_from_slice(pair);
+    }
+    if open {
+        buffer.push(b'}');
+    }
+    buffer.extend_from_slice(tail);
 }
 
 /// A rendered sample line's name (with `{`), label list (between the

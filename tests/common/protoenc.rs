@@ -158,3 +158,109 @@ pub mod client {
         Msg::new().sint(1, offset).uint(2, length)
     }
 }
+
+/// Every kind of family, native histograms included (the protobuf tests
+/// and the native histogram tests serve it): integer counts with a
+/// zero bucket and negative and positive spans, float counts, and one
+/// histogram with classic and native buckets.
+pub fn every_kind() -> Vec<u8> {
+    use client::*;
+    let native_int = Msg::new()
+        .uint(1, 9)
+        .double(2, 4.5)
+        .sint(5, 0)
+        .double(6, 0.001)
+        .uint(7, 2)
+        .msg(9, span(-1, 1))
+        .packed_sint(10, &[3])
+        .msg(12, span(0, 2))
+        .msg(12, span(2, 1))
+        .packed_sint(13, &[1, 1, -1]);
+    let native_float = Msg::new()
+        .double(4, 5.5)
+        .double(2, 10.0)
+        .sint(5, 1)
+        .double(6, 0.01)
+        .double(8, 0.5)
+        .msg(12, span(1, 2))
+        .packed_double(14, &[2.0, 3.0]);
+    let both = Msg::new()
+        .uint(1, 4)
+        .double(2, 3.0)
+        .msg(3, bucket(0.5, 1))
+        .msg(3, bucket(1.0, 3))
+        .sint(5, 0)
+        .msg(12, span(0, 2))
+        .packed_sint(13, &[1, 2]);
+    let classic = Msg::new()
+        .uint(1, 6)
+        .double(2, 20.0)
+        .msg(3, bucket(1.0, 2))
+        .msg(3, bucket(10.0, 5));
+    let counter_with_extras = value(42.0)
+        .msg(
+            2,
+            Msg::new()
+                .msg(1, Msg::new().str(1, "trace_id").str(2, "abc"))
+                .double(2, 1.0),
+        )
+        .msg(3, timestamp(1_700_000_000_000));
+    let all = [
+        family(
+            "pt_requests_total",
+            "Requests.",
+            COUNTER,
+            vec![
+                metric(&[("code", "200")], COUNTER_FIELD, counter_with_extras),
+                metric(&[("code", "500")], COUNTER_FIELD, value(3.0)),
+            ],
+        ),
+        family(
+            "pt_temperature",
+            "A gauge.",
+            GAUGE,
+            vec![metric(&[("room", "a\"b\\c")], GAUGE_FIELD, value(-1.5))],
+        ),
+        family(
+            "pt_untyped",
+            "",
+            UNTYPED,
+            vec![metric(&[], UNTYPED_FIELD, value(7.0))],
+        ),
+        family(
+            "pt_latency",
+            "A summary.",
+            SUMMARY,
+            vec![metric(
+                &[],
+                SUMMARY_FIELD,
+                summary(10, 2.5, &[(0.5, 0.1), (0.99, 0.9)]),
+            )],
+        ),
+        family(
+            "pt_size",
+            "A classic histogram.",
+            HISTOGRAM,
+            vec![metric(&[], HISTOGRAM_FIELD, classic)],
+        ),
+        family(
+            "pt_native_int",
+            "A native histogram.",
+            HISTOGRAM,
+            vec![metric(&[], HISTOGRAM_FIELD, native_int)],
+        ),
+        family(
+            "pt_native_float",
+            "A float native histogram.",
+            HISTOGRAM,
+            vec![metric(&[], HISTOGRAM_FIELD, native_float)],
+        ),
+        family(
+            "pt_both",
+            "Classic and native buckets.",
+            HISTOGRAM,
+            vec![metric(&[], HISTOGRAM_FIELD, both)],
+        ),
+    ];
+    all.iter().flat_map(Msg::delimited).collect()
+}
