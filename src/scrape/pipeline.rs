@@ -159,6 +159,10 @@ pub fn process(
     out.format = settings.output;
     let mut counts = Counts::default();
     let result = process_into(body, input, settings, cache, &mut counts, out);
+    if result.is_ok() {
+        // Serves the last group's created timestamp.
+        out.commit();
+    }
     out.set_counts(counts);
     result
 }
@@ -489,11 +493,16 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
             };
             self.counts.samples_scraped += 1;
             let key = sample.series_in(body);
+            let exemplar = sample.exemplar.as_ref().map(|e| Exemplar {
+                labels: braced(body, e.labels_src),
+                value: e.value,
+                timestamp_ms: e.timestamp.map(|s| (s * 1000.0).round() as i64),
+            });
             let taken = Taken {
                 timestamp_ms: sample.timestamp_ms,
                 start_timestamp_ms: None,
                 value: Value::Float(sample.value),
-                exemplar: None,
+                exemplar: exemplar.as_ref(),
             };
             accept(
                 self.counts,
@@ -519,6 +528,19 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
         }
         Ok(used)
     }
+}
+
+/// An exemplar's label list with its braces, `{a="b"}`: the parser hands
+/// out what is between them, a slice of `body` (else the list as it is).
+fn braced<'b>(body: &'b [u8], inner: &'b str) -> &'b str {
+    let start = (inner.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
+    let end = start.wrapping_add(inner.len());
+    let with = start
+        .checked_sub(1)
+        .and_then(|s| body.get(s..=end))
+        .filter(|w| w.first() == Some(&b'{') && w.last() == Some(&b'}'))
+        .and_then(|w| std::str::from_utf8(w).ok());
+    with.unwrap_or(inner)
 }
 
 /// What a parsed sample brings besides its series.

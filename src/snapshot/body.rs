@@ -9,6 +9,8 @@ use std::sync::{Mutex, OnceLock};
 use bytes::Bytes;
 
 use super::escape;
+use super::exemplars::Exemplars;
+use super::merge::Merged;
 use super::sink::FamilyBlock;
 use crate::config::NameEscaping;
 use crate::exposition::{render, Entry, Format, Parser};
@@ -18,6 +20,8 @@ pub struct Snapshot {
     text: Bytes,
     /// Each family's header fields and the range of its lines in `text`.
     families: Vec<FamilyBlock>,
+    /// The exemplars of lines in `text`, served in OpenMetrics only.
+    exemplars: Exemplars,
     text_gzip: OnceLock<Bytes>,
     /// OpenMetrics as pieces: its own header lines, and slices of `text`
     /// where the sample lines are the same in both formats (see
@@ -37,10 +41,16 @@ type EscapedKey = (Format, NameEscaping, bool);
 
 impl Snapshot {
     /// `text` is a text 0.0.4 body; `families` say where its lines are.
-    pub fn new(text: Vec<u8>, families: Vec<FamilyBlock>) -> Snapshot {
+    pub fn new(merged: Merged) -> Snapshot {
+        let Merged {
+            text,
+            families,
+            exemplars,
+        } = merged;
         Snapshot {
             text: Bytes::from(text),
             families,
+            exemplars,
             text_gzip: OnceLock::new(),
             openmetrics_pieces: OnceLock::new(),
             openmetrics: OnceLock::new(),
@@ -94,7 +104,7 @@ impl Snapshot {
 
     fn openmetrics_pieces(&self) -> &[Bytes] {
         self.openmetrics_pieces
-            .get_or_init(|| openmetrics_pieces(&self.text, &self.families))
+            .get_or_init(|| openmetrics_pieces(&self.text, &self.families, &self.exemplars))
     }
 
     /// Bytes of the OpenMetrics body that are the text body's own lines,
@@ -119,6 +129,7 @@ impl Snapshot {
 /// body's lines shared without a copy.
 struct Pieces<'t> {
     text: &'t Bytes,
+    exemplars: &'t Exemplars,
     done: Vec<Bytes>,
     own: Vec<u8>,
 }
@@ -136,8 +147,42 @@ impl Pieces<'_> {
     }
 
     /// Sample lines at `range` of the text body as OpenMetrics has them:
-    /// shared unless their timestamps must be rewritten in seconds.
+    /// shared unless their timestamps must be rewritten in seconds or an
+    /// exemplar goes after their value.
     fn lines(&mut self, range: std::ops::Range<usize>, timestamps: bool) {
+        let (text, exemplars) = (self.text, self.exemplars);
+        let mut from = range.start;
+        for e in exemplars.within(range.clone()) {
+            let Some(end) = text
+                .get(e.line..range.end)
+                .and_then(|l| memchr::memchr(b'\n', l))
+                .map(|nl| e.line + nl)
+            else {
+                continue;
+            };
+            self.plain(from..e.line, timestamps);
+            let line = text.get(e.line..=end).unwrap_or_default();
+            if timestamps {
+                with_seconds(&mut self.own, line);
+                if self.own.last() == Some(&b'\n') {
+                    self.own.pop();
+                }
+            } else {
+                self.own.extend_from_slice(&line[..line.len().saturating_sub(1)]);
+            }
+            exemplars.write(&mut self.own, e);
+            self.own.push(b'\n');
+            from = end + 1;
+        }
+        self.plain(from..range.end, timestamps);
+    }
+
+    /// Lines without exemplars: shared unless their timestamps must be
+    /// rewritten in seconds.
+    fn plain(&mut self, range: std::ops::Range<usize>, timestamps: bool) {
+        if range.is_empty() {
+            return;
+        }
         if timestamps {
             let text = self.text;
             with_seconds(&mut self.own, text.get(range).unwrap_or_default());
@@ -153,9 +198,10 @@ impl Pieces<'_> {
 /// lines are slices of `text`, not a copy of it. A family's `_created`
 /// samples, a gauge family of their own in text 0.0.4, go back among its
 /// lines, each where the target had it.
-fn openmetrics_pieces(text: &Bytes, families: &[FamilyBlock]) -> Vec<Bytes> {
+fn openmetrics_pieces(text: &Bytes, families: &[FamilyBlock], exemplars: &Exemplars) -> Vec<Bytes> {
     let mut out = Pieces {
         text,
+        exemplars,
         done: Vec::with_capacity(2 * families.len() + 1),
         own: Vec::new(),
     };

@@ -10,13 +10,16 @@
 //! knows of the server, the scrape loop or `run`.
 
 mod body;
+mod created;
 pub mod escape;
+pub mod exemplars;
 mod latest;
 pub mod merge;
 mod sink;
 pub mod view;
 
 pub use body::Snapshot;
+pub use exemplars::{Exemplars, LineExemplar};
 pub use latest::{Latest, OwnMetrics};
 pub use sink::{Counts, FamilyBlock, Rendered, TextSink};
 pub use view::View;

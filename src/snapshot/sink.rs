@@ -6,6 +6,8 @@
 
 use std::ops::Range;
 
+use super::created::PendingCreated;
+use super::exemplars::{self, Exemplars};
 use crate::exposition::conform::{self, Created, Judged, SampleAt, Scratch};
 use crate::exposition::{render, Format, MetricType};
 use crate::storage::{is_stale, Appended, Appender, Family, Value};
@@ -68,6 +70,11 @@ pub struct Rendered {
     /// The lines of the `_created` blocks (see [`FamilyBlock::created`]):
     /// apart from `text`, so that their family's block goes on growing there.
     pub created: Vec<u8>,
+    /// The exemplars of lines in `text`, by where each line starts.
+    pub exemplars: Exemplars,
+    /// The created timestamp of the series group being written, served as
+    /// its `_created` sample once the group is complete.
+    pending_created: PendingCreated,
     /// The format the sample lines are written in.
     pub format: Format,
     pub samples_scraped: usize,
@@ -83,6 +90,8 @@ impl Rendered {
         self.families.clear();
         self.text.clear();
         self.created.clear();
+        self.exemplars.clear();
+        self.pending_created.clear();
     }
 
     pub fn clear(&mut self) {
@@ -107,6 +116,7 @@ impl Rendered {
         crate::buffers::fit(&mut self.text, text);
         crate::buffers::give_back(&mut self.created, created);
         crate::buffers::give_back(&mut self.families, families);
+        self.exemplars.give_back();
     }
 
     pub fn set_counts(&mut self, counts: Counts) {
@@ -116,11 +126,26 @@ impl Rendered {
     }
 
     /// Writes every block with its header, in order, as one exposition body
-    /// (without the OpenMetrics `# EOF`).
+    /// (without the OpenMetrics `# EOF`); exemplars only in OpenMetrics.
     pub fn write(&self, out: &mut Vec<u8>, format: Format) {
         for f in &self.families {
             f.write_header(out, format);
-            out.extend_from_slice(self.lines(f));
+            let lines = self.lines(f);
+            let exemplars = match (format, &f.created) {
+                (Format::OpenMetrics, None) => self.exemplars.within(f.lines.clone()),
+                _ => &[],
+            };
+            let mut from = 0;
+            for e in exemplars {
+                let start = e.line - f.lines.start;
+                let Some(end) = lines.get(start..).and_then(|l| memchr::memchr(b'\n', l)) else {
+                    continue;
+                };
+                out.extend_from_slice(&lines[from..start + end]);
+                self.exemplars.write(out, e);
+                from = start + end;
+            }
+            out.extend_from_slice(&lines[from..]);
         }
     }
 
@@ -131,6 +156,17 @@ impl Rendered {
             None => &self.text,
         };
         buffer.get(block.lines.clone()).unwrap_or_default()
+    }
+
+    /// Serves the pending created timestamp (of a group now complete) as
+    /// its series' `_created` sample, as a text input's `_created` line.
+    fn flush_created(&mut self) {
+        let mut pending = std::mem::take(&mut self.pending_created);
+        if let Some(created) = pending.take() {
+            let family = created.family();
+            self.append(&created.appended(&family));
+        }
+        self.pending_created = pending;
     }
 
     /// Appends a `_created` sample of the family block being written to
@@ -259,6 +295,9 @@ impl Appender for Rendered {
         if is_stale(value) {
             return;
         }
+        if self.pending_created.ends_before(s) {
+            self.flush_created();
+        }
         if self.format == Format::Text && is_created(s.family, s.name()) {
             self.append_created(s);
             return;
@@ -272,6 +311,7 @@ impl Appender for Rendered {
             text,
             scratch,
             format,
+            exemplars,
             ..
         } = self;
         let start = text.len();
@@ -297,7 +337,20 @@ impl Appender for Rendered {
                 &sample,
                 scratch,
             );
+            if let Some(e) = s.exemplar {
+                if exemplars::allowed(block.kind, s.name()) && exemplars::within_limit(e.labels) {
+                    exemplars.push(start, e);
+                }
+            }
         }
+        if let Some(ms) = s.start_timestamp_ms {
+            self.pending_created.start(s, ms);
+        }
+    }
+
+    /// Serves the created timestamp of the group just completed.
+    fn commit(&mut self) {
+        self.flush_created();
     }
 }
 
@@ -361,6 +414,10 @@ impl Appender for TextSink<'_> {
         if self.on {
             self.out.append(sample);
         }
+    }
+
+    fn commit(&mut self) {
+        self.out.commit();
     }
 
     fn rollback(&mut self) {

@@ -58,16 +58,14 @@ impl View {
         };
         let own = (self.self_metrics == SelfMetrics::WithApp).then(own);
         all.extend(own.as_ref());
-        let (text, layout) = merge::merge(&all);
-        Snapshot::new(text, layout)
+        Snapshot::new(merge::merge(&all))
     }
 
     /// `/relay/metrics`: relay's own metrics alone, None unless
     /// `relay.self_metrics` is `separate`.
     pub fn own_metrics(&self, own: impl FnOnce() -> Rendered) -> Option<Snapshot> {
         (self.self_metrics == SelfMetrics::Separate).then(|| {
-            let (text, layout) = merge::merge(&[&own()]);
-            Snapshot::new(text, layout)
+            Snapshot::new(merge::merge(&[&own()]))
         })
     }
 
@@ -107,6 +105,11 @@ impl View {
                 // timestamp copied as they are. The lines are relay's own
                 // rendering: `name{a="1",b="2"} value` or `name value`.
                 let (key, labels, tail) = split_line(line);
+                if !created {
+                    if let Some(e) = r.exemplars.at_line(block.lines.start + old_start) {
+                        out.exemplars.push_moved(&r.exemplars, e, buffer.len());
+                    }
+                }
                 buffer.extend_from_slice(key);
                 let mut open = labels.is_some();
                 if let Some(labels) = labels {
@@ -264,6 +267,10 @@ mod tests {
 
     /// A target's result as the scrape renders it.
     fn scraped(body: &str) -> Rendered {
+        scraped_in(body, Format::Text)
+    }
+
+    fn scraped_in(body: &str, format: Format) -> Rendered {
         let target: Labels<'static> = [("instance", "localhost:8001"), ("job", "app")]
             .into_iter()
             .collect();
@@ -271,7 +278,7 @@ mod tests {
         let mut rendered = Rendered::default();
         process(
             body.as_bytes(),
-            Format::Text,
+            format,
             &Settings {
                 honor_labels: true,
                 ..Settings::new(&target, &rules)
@@ -354,6 +361,29 @@ mod tests {
         assert!(has_label(src, b"pod2"));
         assert!(!has_label(b"", b"pod"));
         assert!(has_label(br#"pod="p""#, b"pod"));
+    }
+
+    /// Exemplars stay on their own lines when the lines grow.
+    #[test]
+    fn exemplars_stay_with_their_lines_under_external_labels() {
+        let r = scraped_in(
+            "# TYPE c counter\nc_total{a=\"1\"} 1 # {t=\"x\"} 1 5\nc_total{a=\"2\",pod=\"own\"} 2\nc_total{a=\"3\"} 3 # {t=\"z\"} 3\n# EOF\n",
+            Format::OpenMetrics,
+        );
+        let v = view(&[("pod", "p")], SelfMetrics::Off);
+        let snapshot = v.metrics(&[&r], Rendered::default);
+        let body = text(&snapshot, Format::OpenMetrics);
+        let lines: Vec<&str> = body.lines().filter(|l| l.starts_with("c_")).collect();
+        assert_eq!(
+            lines,
+            [
+                "c_total{a=\"1\",instance=\"localhost:8001\",job=\"app\",pod=\"p\"} 1 # {t=\"x\"} 1 5",
+                "c_total{a=\"2\",instance=\"localhost:8001\",job=\"app\",pod=\"own\"} 2",
+                "c_total{a=\"3\",instance=\"localhost:8001\",job=\"app\",pod=\"p\"} 3 # {t=\"z\"} 3",
+            ],
+            "{body}"
+        );
+        assert!(!text(&snapshot, Format::Text).contains(" # {"));
     }
 
     /// A family's `_created` lines stay with their own series in
