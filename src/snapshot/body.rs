@@ -62,8 +62,11 @@ impl Snapshot {
     /// The body for a format, name escaping and encoding: names are
     /// escaped by `escaping` unless it is `allow-utf-8` (or no name needs it).
     pub fn body_escaped(&self, format: Format, escaping: NameEscaping, gzip: bool) -> Bytes {
-        // Both formats carry the same names: the text tells for either.
-        if !escape::needs_escaping(&self.text, escaping) {
+        // Both formats carry the same names: the text tells for either,
+        // and OpenMetrics has the exemplars' label names besides.
+        let exemplars = format == Format::OpenMetrics
+            && escape::needs_escaping(self.exemplars.all_labels().as_bytes(), escaping);
+        if !exemplars && !escape::needs_escaping(&self.text, escaping) {
             return self.body(format, gzip);
         }
         let key = (format, escaping, gzip);
@@ -168,7 +171,8 @@ impl Pieces<'_> {
                     self.own.pop();
                 }
             } else {
-                self.own.extend_from_slice(&line[..line.len().saturating_sub(1)]);
+                self.own
+                    .extend_from_slice(&line[..line.len().saturating_sub(1)]);
             }
             exemplars.write(&mut self.own, e);
             self.own.push(b'\n');

@@ -86,6 +86,11 @@ impl Exemplars {
         );
     }
 
+    /// Every exemplar's labels, one after the other (to look for names).
+    pub fn all_labels(&self) -> &str {
+        &self.labels
+    }
+
     /// Its labels, rendered `{a="b",...}`.
     pub fn labels(&self, e: &LineExemplar) -> &str {
         self.labels.get(e.labels.clone()).unwrap_or("{}")
@@ -192,7 +197,10 @@ mod tests {
         assert_eq!(out, b" # {} 2");
         let mut moved = Exemplars::default();
         moved.push_moved(&all, e, 3);
-        assert_eq!(moved.labels(moved.at_line(3).expect("moved")), "{trace_id=\"a\"}");
+        assert_eq!(
+            moved.labels(moved.at_line(3).expect("moved")),
+            "{trace_id=\"a\"}"
+        );
     }
 
     #[test]

@@ -64,9 +64,7 @@ impl View {
     /// `/relay/metrics`: relay's own metrics alone, None unless
     /// `relay.self_metrics` is `separate`.
     pub fn own_metrics(&self, own: impl FnOnce() -> Rendered) -> Option<Snapshot> {
-        (self.self_metrics == SelfMetrics::Separate).then(|| {
-            Snapshot::new(merge::merge(&[&own()]))
-        })
+        (self.self_metrics == SelfMetrics::Separate).then(|| Snapshot::new(merge::merge(&[&own()])))
     }
 
     /// `r` with the external labels added to every sample line that lacks
