@@ -206,10 +206,17 @@ fn has_label(src: &[u8], name: &[u8]) -> bool {
     false
 }
 
-/// `name="value"`, the value escaped as the text format wants.
+/// `name="value"`, the value escaped as the text format wants; a name that
+/// is not a legacy one quoted (`"a.b"="value"`), as the series' own.
 fn label_pair(name: &str, value: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(name.len() + value.len() + 3);
-    out.extend_from_slice(name.as_bytes());
+    let mut out = Vec::with_capacity(name.len() + value.len() + 5);
+    if crate::exposition::is_label_name(name) {
+        out.extend_from_slice(name.as_bytes());
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'"');
+    }
     out.extend_from_slice(b"=\"");
     for c in value.chars() {
         match c {
