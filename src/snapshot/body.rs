@@ -17,7 +17,11 @@ use crate::exposition::{render, Entry, Format, Parser};
 
 /// One rendered exposition; the other encodings are made on first request.
 pub struct Snapshot {
+    /// Every line, `_created` blocks for OpenMetrics only included.
     text: Bytes,
+    /// The text 0.0.4 body: `text` without the blocks for OpenMetrics only
+    /// (made on first request; `text` itself when it has none).
+    text_body: OnceLock<Bytes>,
     /// Each family's header fields and the range of its lines in `text`.
     families: Vec<FamilyBlock>,
     /// The exemplars of lines in `text`, served in OpenMetrics only.
@@ -49,6 +53,7 @@ impl Snapshot {
         } = merged;
         Snapshot {
             text: Bytes::from(text),
+            text_body: OnceLock::new(),
             families,
             exemplars,
             text_gzip: OnceLock::new(),
@@ -93,16 +98,42 @@ impl Snapshot {
     pub fn body(&self, format: Format, gzip: bool) -> Bytes {
         match (format, gzip) {
             // Protobuf output is item 3's (native histograms served).
-            (Format::Text | Format::Protobuf, false) => self.text.clone(),
-            (Format::Text | Format::Protobuf, true) => {
-                self.text_gzip.get_or_init(|| compress(&self.text)).clone()
-            }
+            (Format::Text | Format::Protobuf, false) => self.text_body().clone(),
+            (Format::Text | Format::Protobuf, true) => self
+                .text_gzip
+                .get_or_init(|| compress(self.text_body()))
+                .clone(),
             (Format::OpenMetrics, false) => self.openmetrics().clone(),
             (Format::OpenMetrics, true) => self
                 .openmetrics_gzip
                 .get_or_init(|| compress_pieces(self.openmetrics_pieces()))
                 .clone(),
         }
+    }
+
+    /// The text 0.0.4 body: each block for OpenMetrics only (a `_created`
+    /// block, always right after its family's lines) left out with its header.
+    fn text_body(&self) -> &Bytes {
+        self.text_body.get_or_init(|| {
+            if !self.families.iter().any(|f| f.openmetrics_only) {
+                return self.text.clone();
+            }
+            let mut out = Vec::with_capacity(self.text.len());
+            let mut from = 0;
+            for (i, f) in self.families.iter().enumerate() {
+                if !f.openmetrics_only {
+                    continue;
+                }
+                let start = i
+                    .checked_sub(1)
+                    .map_or(0, |p| self.families[p].lines.end)
+                    .max(from);
+                out.extend_from_slice(self.text.get(from..start).unwrap_or_default());
+                from = f.lines.end.max(start);
+            }
+            out.extend_from_slice(self.text.get(from..).unwrap_or_default());
+            Bytes::from(out)
+        })
     }
 
     fn openmetrics_pieces(&self) -> &[Bytes] {

@@ -59,6 +59,9 @@ struct Out<'r> {
     /// Its `_created` samples' pieces, each with where in its family piece
     /// (an index in `pieces`) OpenMetrics has its lines.
     created: Vec<(&'r [u8], usize, &'r [usize])>,
+    /// Whether they are all for OpenMetrics only (protobuf created
+    /// timestamps; a text target's own `_created` lines are served in both).
+    created_openmetrics_only: bool,
 }
 
 /// A merged body: text 0.0.4 lines, where each family's are, and the
@@ -175,6 +178,7 @@ pub fn merge<'r>(all: &[&'r Rendered]) -> Merged {
                     pieces: Vec::new(),
                     exemplars: Vec::new(),
                     created: Vec::new(),
+                    created_openmetrics_only: false,
                 });
                 out.len() - 1
             });
@@ -276,6 +280,7 @@ pub fn merge<'r>(all: &[&'r Rendered]) -> Merged {
                     Some((lines((t, b)), piece, at.as_slice()))
                 })
                 .collect(),
+            created_openmetrics_only: f.created.iter().all(|&p| block(p).openmetrics_only),
         });
     }
     write(
@@ -317,6 +322,7 @@ fn write(out: &[Out<'_>], size: usize) -> Merged {
             timestamps: false,
             judged: Judged::default(),
             created: None,
+            openmetrics_only: false,
         };
         block.write_header(&mut text, Format::Text);
         let start = text.len();
@@ -348,6 +354,7 @@ fn write(out: &[Out<'_>], size: usize) -> Merged {
             timestamps: false,
             judged: Judged::default(),
             created: None,
+            openmetrics_only: f.created_openmetrics_only,
         };
         created.write_header(&mut text, Format::Text);
         let start = text.len();

@@ -32,6 +32,10 @@ pub struct FamilyBlock {
     /// OpenMetrics has each among that block's lines. In a scrape's
     /// [`Rendered`] such a block's lines are in [`Rendered::created`].
     pub created: Option<Created>,
+    /// A `_created` block made of created timestamps the target gave
+    /// outside its samples (protobuf): served in OpenMetrics only, as
+    /// client_golang serves them; text 0.0.4 gets what the target had.
+    pub openmetrics_only: bool,
 }
 
 impl FamilyBlock {
@@ -129,6 +133,9 @@ impl Rendered {
     /// (without the OpenMetrics `# EOF`); exemplars only in OpenMetrics.
     pub fn write(&self, out: &mut Vec<u8>, format: Format) {
         for f in &self.families {
+            if f.openmetrics_only && format != Format::OpenMetrics {
+                continue;
+            }
             f.write_header(out, format);
             let lines = self.lines(f);
             let exemplars = match (format, &f.created) {
@@ -164,14 +171,19 @@ impl Rendered {
         let mut pending = std::mem::take(&mut self.pending_created);
         if let Some(created) = pending.take() {
             let family = created.family();
-            self.append(&created.appended(&family));
+            let sample = created.appended(&family);
+            if self.format == Format::Text && is_created(&family, sample.name()) {
+                self.append_created(&sample, true);
+            } else {
+                self.append(&sample);
+            }
         }
         self.pending_created = pending;
     }
 
     /// Appends a `_created` sample of the family block being written to
     /// the `_created` block after it (opened if need be).
-    fn append_created(&mut self, s: &Appended<'_>) {
+    fn append_created(&mut self, s: &Appended<'_>, openmetrics_only: bool) {
         let meta = s.family;
         let Some(main) = main_block(self, meta) else {
             return;
@@ -187,6 +199,7 @@ impl Rendered {
                 timestamps: false,
                 judged: Judged::default(),
                 created: Some(Created::default()),
+                openmetrics_only,
             });
         }
         let Rendered {
@@ -299,7 +312,7 @@ impl Appender for Rendered {
             self.flush_created();
         }
         if self.format == Format::Text && is_created(s.family, s.name()) {
-            self.append_created(s);
+            self.append_created(s, false);
             return;
         }
         open_block(self, s.family, s.name(), self.format);
@@ -398,6 +411,7 @@ fn push_block(out: &mut Rendered, header: String, meta: &Family<'_>, kind: Metri
         timestamps: false,
         judged: Judged::default(),
         created: None,
+        openmetrics_only: false,
     });
 }
 
