@@ -12,11 +12,12 @@
 use libfuzzer_sys::fuzz_target;
 use relay::exposition::proto::{self, Options, ProtoError, Scratch};
 use relay::exposition::{check, Format};
-use relay::scrape::pipeline::convert;
+use relay::scrape::pipeline::{convert, PipelineError};
 use relay_fuzz::{flat_samples, served, Flat};
 
 fuzz_target!(|body: &[u8]| {
     relay_fuzz::limit_allocations(64 << 20);
+    let mut unquotable = false;
     for options in [
         Options::default(),
         Options {
@@ -24,7 +25,7 @@ fuzz_target!(|body: &[u8]| {
             classic: true,
         },
     ] {
-        if let Err(e) = walk(body, options) {
+        if let Err(e) = walk(body, options, &mut unquotable) {
             assert!(
                 e.number >= 1 && e.offset <= body.len(),
                 "error outside the body ({} bytes): {e}",
@@ -33,12 +34,20 @@ fuzz_target!(|body: &[u8]| {
         }
     }
     let problems = check(body, Format::Protobuf);
-    let Ok(rendered) = convert(body, Format::Protobuf, Format::Text) else {
-        assert!(
-            !problems.is_empty(),
-            "the pipeline refuses the body but the checker does not"
-        );
-        return;
+    let rendered = match convert(body, Format::Protobuf, Format::Text) {
+        Ok(rendered) => rendered,
+        // Known gap (issue 21 item 4, not done yet): a name holding `"`,
+        // `\` or a newline, which Prometheus 3 accepts, fails relay's
+        // scrape (it cannot quote it yet) while the checker, judging as
+        // Prometheus's parser, passes it.
+        Err(PipelineError::InvalidLabels { .. }) if unquotable => return,
+        Err(e) => {
+            assert!(
+                !problems.is_empty(),
+                "the pipeline refuses the body but the checker does not: {e}"
+            );
+            return;
+        }
     };
     let text = served(rendered.clone(), Format::Text);
     let om = served(rendered, Format::OpenMetrics);
@@ -79,8 +88,10 @@ fuzz_target!(|body: &[u8]| {
     }
 });
 
-/// Every family and sample of `body`, as the scrape reads them.
-fn walk(body: &[u8], options: Options) -> Result<(), ProtoError> {
+/// Every family and sample of `body`, as the scrape reads them; notes in
+/// `unquotable` a metric or label name holding `"`, `\` or a newline.
+fn walk(body: &[u8], options: Options, unquotable: &mut bool) -> Result<(), ProtoError> {
+    let odd = |name: &str| name.contains(['"', '\\', '\n']);
     let mut scratch = Scratch::default();
     let (mut pos, mut number) = (0, 1);
     while pos < body.len() {
@@ -97,6 +108,7 @@ fn walk(body: &[u8], options: Options) -> Result<(), ProtoError> {
         let family = proto::decode(rest, frame)?;
         proto::for_each_sample(&family, frame, options, &mut scratch, |s| {
             assert!(!s.name.is_empty(), "a sample without a name");
+            *unquotable |= odd(s.name) || s.labels.iter().any(|l| odd(l.name));
             Ok::<(), ProtoError>(())
         })?;
     }
