@@ -682,15 +682,19 @@ fn protobuf_message_picks_the_remote_write_protocol_and_refuses_others() {
         loaded.config.remote_write[0].protobuf_message,
         config::ProtobufMessage::V2
     );
-    let loaded =
-        config::from_yaml_str(&rw("    protobuf_message: prometheus.WriteRequest\n")).expect("valid");
+    let loaded = config::from_yaml_str(&rw("    protobuf_message: prometheus.WriteRequest\n"))
+        .expect("valid");
     assert_eq!(
         loaded.config.remote_write[0].protobuf_message,
         config::ProtobufMessage::V1
     );
-    let err = error_of(&rw("    protobuf_message: io.prometheus.write.v3.Request\n"));
+    let err = error_of(&rw(
+        "    protobuf_message: io.prometheus.write.v3.Request\n",
+    ));
     assert!(
-        err.contains("remote_write[0].protobuf_message: unknown value \"io.prometheus.write.v3.Request\""),
+        err.contains(
+            "remote_write[0].protobuf_message: unknown value \"io.prometheus.write.v3.Request\""
+        ),
         "{err}"
     );
     assert!(err.contains("io.prometheus.write.v2.Request"), "{err}");

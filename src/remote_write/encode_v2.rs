@@ -93,9 +93,8 @@ impl V2Encoder {
             // KINDS: start_timestamp from the series' created timestamp
             // once `Outgoing` carries it; 0 (left out) until then.
             let start_ts: i64 = 0;
-            let sample_len = scalar_len(s.value != 0.0, 8)
-                + int_len(s.timestamp_ms)
-                + int_len(start_ts);
+            let sample_len =
+                scalar_len(s.value != 0.0, 8) + int_len(s.timestamp_ms) + int_len(start_ts);
             let series_len = field_len(refs_len) + field_len(sample_len);
             // KINDS: histograms (field 3), exemplars (field 4) and
             // metadata (field 5, type/help_ref/unit_ref) add their lengths
@@ -248,11 +247,15 @@ mod tests {
         let rules = Rules::default();
         let external = vec![("cluster".to_owned(), "c1".to_owned())];
         let mut prep = SeriesPrep::new(&external, &rules);
-        let a = prep.prepare(b"m{a=\"x \\\"q\\\"\",job=\"app\"}").expect("kept");
+        let a = prep
+            .prepare(b"m{a=\"x \\\"q\\\"\",job=\"app\"}")
+            .expect("kept");
         let b = prep.prepare(b"m{a=\"m\",job=\"app\"}").expect("kept");
         // Another segment's pairs: equal bytes, other allocations.
         prep.clear_pairs();
-        let a_again = prep.prepare(b"m{job=\"app\",a=\"x \\\"q\\\"\"}").expect("kept");
+        let a_again = prep
+            .prepare(b"m{job=\"app\",a=\"x \\\"q\\\"\"}")
+            .expect("kept");
         let samples = vec![
             Outgoing::new(a.clone(), 1_700_000_000_123, 1.5, false),
             Outgoing::new(b.clone(), 0, 0.0, false),

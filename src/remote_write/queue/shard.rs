@@ -310,7 +310,12 @@ pub(super) async fn deliver(
         let n = part.len() as u64;
         let outcome = ctx
             .sender
-            .send(Bytes::copy_from_slice(compressed), n, message, &mut ctx.abort)
+            .send(
+                Bytes::copy_from_slice(compressed),
+                n,
+                message,
+                &mut ctx.abort,
+            )
             .await;
         match outcome {
             Outcome::FellBack => parts.push((start, end)),
