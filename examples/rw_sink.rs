@@ -281,7 +281,9 @@ impl Sink {
                 let ms = now_ms();
                 let decoded = v2.then(|| decode_v2(&body));
                 let written = match &decoded {
-                    Some(Ok(r)) => Some(r.timeseries.iter().map(|t| t.samples.len()).sum::<usize>()),
+                    Some(Ok(r)) => {
+                        Some(r.timeseries.iter().map(|t| t.samples.len()).sum::<usize>())
+                    }
                     _ => None,
                 };
                 self.received.fetch_add(1, Ordering::SeqCst);
