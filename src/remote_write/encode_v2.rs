@@ -32,9 +32,14 @@ struct Symbol {
     index: u32,
 }
 
-/// A label pair of this request with its name's and value's refs.
+/// A label pair of this request with its name's and value's refs. The
+/// pair is known by the address of its bytes: every pair of a request is
+/// alive (held by its samples) while the request is built, so an address
+/// names one pair, and no reference count is touched. Equal pairs of two
+/// segments are two entries with the same refs.
 struct PairRefs {
-    pair: Pair,
+    hash: u64,
+    at: usize,
     name: u32,
     value: u32,
 }
@@ -133,9 +138,8 @@ impl V2Encoder {
     /// The refs of a pair's name and value, added to the table if new.
     fn pair_refs(&mut self, pair: &Pair) -> (u32, u32) {
         let hash = pair.hash();
-        if let Some(p) = self.pairs.find(hash, |p| {
-            p.pair.hash() == hash && (p.pair == *pair || p.pair.bytes() == pair.bytes())
-        }) {
+        let at = pair.bytes().as_ptr() as usize;
+        if let Some(p) = self.pairs.find(hash, |p| p.at == at) {
             return (p.name, p.value);
         }
         let (name, value) = pair.name_value();
@@ -143,11 +147,12 @@ impl V2Encoder {
         self.pairs.insert_unique(
             hash,
             PairRefs {
-                pair: pair.clone(),
+                hash,
+                at,
                 name: refs.0,
                 value: refs.1,
             },
-            |p| p.pair.hash(),
+            |p| p.hash,
         );
         refs
     }
