@@ -1,10 +1,12 @@
-//! Compiles `proto/remote.proto` (remote write 1.0) and `proto/metrics.proto`
+//! Compiles `proto/remote.proto` (remote write 1.0), `proto/write_v2.proto`
+//! (remote write 2.0) and `proto/metrics.proto`
 //! (the protobuf exposition format) with prost, using protox, a protobuf
 //! compiler in Rust, so that a fresh machine needs no `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/remote.proto");
     println!("cargo:rerun-if-changed=proto/metrics.proto");
+    println!("cargo:rerun-if-changed=proto/write_v2.proto");
     // Relative relocations packed (DT_RELR, glibc 2.36+): the PIE binary's
     // .rela.dyn shrinks from 500 KB, which the loader reads at every start
     // and which stayed resident, to a few KB.
@@ -14,7 +16,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
     commit();
-    let descriptors = protox::compile(["proto/remote.proto", "proto/metrics.proto"], ["proto"])?;
+    let descriptors = protox::compile(
+        [
+            "proto/remote.proto",
+            "proto/write_v2.proto",
+            "proto/metrics.proto",
+        ],
+        ["proto"],
+    )?;
     prost_build::Config::new().compile_fds(descriptors)?;
     Ok(())
 }

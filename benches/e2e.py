@@ -27,7 +27,11 @@ from a scrape's end to the acknowledgement of its samples. Tables: CPU, RSS
 peak and at rest, samples/s, delivery and delay per Pod and shipper;
 relay's ratios to each peer; cost per series; churn against steady state;
 the issue's targets, met or missed. Exits 1 if relay lost a sample or a
-shipper's run failed (exited early, delivered nothing).
+shipper's run failed (exited early, delivered nothing). With --protocol 2.0
+relay also runs with `protobuf_message: io.prometheus.write.v2.Request`
+(the sink answers 2.0 with its written headers) and a table sets its bytes
+on the wire (compressed bodies, as the sink counts them) and CPU next to
+relay's 1.0 run of the same Pod.
 
 CPU is summed over all of a process's threads from the scheduler's
 nanosecond counters, not clock ticks, so a small run does not read 0.00 s.
@@ -37,6 +41,7 @@ Everything listens on 127.0.0.1; every process started is stopped at the end.
     python3 benches/e2e.py --remote-write     # 1k, 10k, 100k + churn at 100k (~20 min)
     python3 benches/e2e.py --remote-write --sizes 1m --churn 0   # the 1M Pod (~8 min, ~4 GiB)
     python3 benches/e2e.py --remote-write --sizes 10k --window 30 --peers relay,vmagent
+    python3 benches/e2e.py --remote-write --protocol 2.0 --sizes 100k --churn 0 --peers relay
     python3 benches/e2e.py --quick            # scripts/test's check of relay alone (< 1 min)
 """
 
@@ -355,6 +360,9 @@ TARGET_PEAK_VS_VMAGENT = 1 / 2
 TARGET_REST_MIB = 10
 TARGET_REST_VS_VMAGENT = 1 / 3
 TARGET_ACK_MS = 100
+# Remote write 2.0 against 1.0 (issue 22), same Pod, same run.
+TARGET_V2_BYTES = 0.7
+TARGET_V2_CPU = 1.0
 
 
 class Sink:
@@ -385,18 +393,23 @@ class Peer:
         self.auto, self.serve_path = auto, serve_path
 
 
-def rw_peers(agent, interval, sink_url):
+def rw_peers(agent, interval, sink_url, protocol="1.0"):
     scrape = scrape_config(agent, interval)
     remote_write = f"remote_write:\n  - url: {sink_url}\n    name: sink\n"
 
-    def relay(d, port):
-        path = os.path.join(d, "relay.yml")
-        with open(path, "w") as f:
-            f.write(
-                scrape + remote_write
-                + f"relay:\n  listen_address: 127.0.0.1:{port}\n  wal_dir: {d}/wal\n"
-            )
-        return [RELAY, "run", "--config", path]
+    def relay_with(entry):
+        def argv(d, port):
+            path = os.path.join(d, "relay.yml")
+            with open(path, "w") as f:
+                f.write(
+                    scrape + entry
+                    + f"relay:\n  listen_address: 127.0.0.1:{port}\n  wal_dir: {d}/wal\n"
+                )
+            return [RELAY, "run", "--config", path]
+        return argv
+
+    relay = relay_with(remote_write)
+    relay_v2 = relay_with(remote_write + "    protobuf_message: io.prometheus.write.v2.Request\n")
 
     def prometheus_agent(d, port):
         path = os.path.join(d, "prometheus.yml")
@@ -432,7 +445,8 @@ def rw_peers(agent, interval, sink_url):
         Peer("prometheus", "Prometheus agent", prometheus_agent, "prometheus",
              PROMETHEUS_AUTO_SERIES),
         Peer("vmagent", "vmagent (streamParse)", vmagent, "vmagent", VMAGENT_AUTO_SERIES),
-    ]
+    ] + ([Peer("relay-v2", "relay, remote write 2.0", relay_v2, RELAY, PROMETHEUS_AUTO_SERIES)]
+         if protocol == "2.0" else [])
 
 
 def percentile(histogram, q):
@@ -575,6 +589,10 @@ def measure_rw(peer, sink, expected, interval, window):
             time.sleep(1)
         if result is None:
             return None, "no scrape of the window reached the sink: " + tail(log_path)
+        if peer.key == "relay-v2":
+            with open(log_path, errors="replace") as f:
+                if "falling back to 1.0" in f.read():
+                    return None, "relay fell back to 1.0: " + tail(log_path)
         result.update(
             cpu=cpu,
             cpu_ticks=cpu_ticks,
@@ -582,6 +600,10 @@ def measure_rw(peer, sink, expected, interval, window):
             peak=peak,
             rss=rss,
             rest=statistics.median(peer_cpu.rss) if peer_cpu.rss else rss,
+            # Compressed request bodies in the window: bytes on the wire.
+            bytes=after["bytes"] - before["bytes"],
+            samples_sent=after["samples"] - before["samples"],
+            requests=after["requests"] - before["requests"],
             # Staleness markers are deliveries, but not samples scraped.
             rate=(after["samples"] - after["stale"] - before["samples"] + before["stale"])
             / (t1 - t0),
@@ -627,7 +649,7 @@ class Pod:
         return f"{self.label} every {self.interval} s{churn}"
 
 
-def run_pod(pod, sink, window, only):
+def run_pod(pod, sink, window, only, protocol="1.0"):
     """Every chosen peer on one Pod, in turn."""
     rows = []
     with App(pod.series, pod.churn) as app:
@@ -637,7 +659,7 @@ def run_pod(pod, sink, window, only):
             "after a warm-up of two scrapes",
             flush=True,
         )
-        for peer in rw_peers(app.address, pod.interval, sink.url):
+        for peer in rw_peers(app.address, pod.interval, sink.url, protocol):
             if peer.key not in only or (pod.churn and peer.key == "relay-served"):
                 continue
             if shutil.which(peer.binary) is None:
@@ -682,12 +704,14 @@ def remote_write_mode(args):
             base = Pod(size, *SIZES[size])
         pods.append(Pod(base.label, base.series, base.interval, args.churn))
     only = set(args.peers.split(","))
+    if args.protocol == "2.0":
+        only |= {"relay", "relay-v2"}
     started = time.monotonic()
     sink = Sink()
     rows = []
     try:
         for pod in pods:
-            rows += run_pod(pod, sink, window, only)
+            rows += run_pod(pod, sink, window, only, args.protocol)
     finally:
         stop(sink.proc)
     print(f"\n(measured in {(time.monotonic() - started) / 60:.1f} min)")
@@ -783,6 +807,42 @@ def print_rw_tables(rows, window):
     print_per_series(rows, window)
     print_churn(rows)
     print_targets(rows)
+    print_protocols(rows, window)
+
+
+def print_protocols(rows, window):
+    """Remote write 2.0 next to 1.0: bytes on the wire and CPU, same Pod, same run."""
+    lines, checks = [], []
+    for row in rows:
+        if row.peer.key != "relay-v2" or row.r is None:
+            continue
+        v1 = lookup(rows, row.pod.label, "relay", row.pod.churn)
+        if v1 is None:
+            continue
+        for name, r in (("1.0", v1), ("2.0", row.r)):
+            per_sample = r["bytes"] / r["samples_sent"] if r["samples_sent"] else float("nan")
+            lines.append(
+                f"| {row.pod} | {name} | {r['bytes'] / 1e6:,.2f} MB | {per_sample:.2f} B "
+                f"| {r['requests']:,} | {cpu_text(r['cpu'])} | {r['samples_sent']:,} |"
+            )
+        v2 = row.r
+        bytes_ratio = (v2["bytes"] / v2["samples_sent"]) / (v1["bytes"] / v1["samples_sent"])
+        cpu_ratio = v2["cpu"] / v1["cpu"]
+        lines.append(f"| {row.pod} | 2.0 ÷ 1.0 | {bytes_ratio:.2f}× per sample | | "
+                     f"| {ratio(v2['cpu'], v1['cpu'])} | |")
+        checks.append((f"{row.pod}: 2.0 bytes per sample ≤ {TARGET_V2_BYTES}× of 1.0",
+                       f"{bytes_ratio:.2f}×", bytes_ratio <= TARGET_V2_BYTES))
+        checks.append((f"{row.pod}: 2.0 CPU ≤ {TARGET_V2_CPU}× of 1.0",
+                       f"{cpu_ratio:.2f}×", cpu_ratio <= TARGET_V2_CPU))
+    if not lines:
+        return
+    print(f"\nRemote write 2.0 against 1.0 (relay alone, {window:.0f} s each; bytes: "
+          "compressed request bodies as the sink received them):\n")
+    print("| Pod | protocol | bytes on the wire | per sample | requests | CPU | samples |")
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(lines))
+    for what, value, ok in checks:
+        print(f"- {what}: {value} {'met' if ok else 'MISSED'}")
 
 
 def lookup(rows, label, key, churn=0.0):
@@ -1128,6 +1188,13 @@ def main():
         "--peers",
         default=",".join(RW_PEERS),
         help="remote-write mode: which shippers to run (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=("1.0", "2.0"),
+        default="1.0",
+        help="remote-write mode: with 2.0, relay also runs with remote write 2.0 and a table "
+        "sets its bytes on the wire and CPU next to 1.0 (default: %(default)s)",
     )
     parser.add_argument(
         "--no-build", action="store_true", help="use target/release as it is, without cargo build"

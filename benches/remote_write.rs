@@ -4,16 +4,56 @@
 //! prost structs (what a sender using the generated types does: labels
 //! copied into `Label` strings for every sample, then `encode_to_vec`),
 //! compressed the same way; relay writes the wire format directly from
-//! labels encoded once per series.
+//! labels encoded once per series. Next to them, the same batch as a
+//! remote-write 2.0 `Request` (symbol table, label refs), with its bytes
+//! after snappy and the heap allocations per request of each encoder once
+//! its buffers have grown (a counting allocator).
 
 mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use prost::Message;
 use relay::exposition::{Entry, Format, Labels, Parser};
 use relay::relabel::Rules;
 use relay::remote_write::encode::{compress, write_request, Outgoing, SeriesPrep};
-use relay::remote_write::prompb;
+use relay::remote_write::encode_v2::V2Encoder;
+use relay::remote_write::{prompb, prompb_v2};
+
+/// Counts allocations, to show what an encoder allocates per request.
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on unchanged.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Heap allocations of one call of `f` (after a warm-up call).
+fn allocations(mut f: impl FnMut()) -> u64 {
+    f();
+    let before = ALLOCS.load(Ordering::Relaxed);
+    f();
+    ALLOCS.load(Ordering::Relaxed) - before
+}
 
 const BATCH: usize = 2000;
 
@@ -89,10 +129,29 @@ fn bench(c: &mut Criterion) {
         prost_compressed.len()
     };
     assert_eq!(ours(), theirs(), "the same bytes either way");
-
+    {
+        let mut check = Vec::new();
+        V2Encoder::new().write_request(&samples, &mut check);
+        let back = prompb_v2::Request::decode(check.as_slice()).expect("a 2.0 request");
+        assert_eq!(
+            back.timeseries.len(),
+            BATCH,
+            "every sample in the 2.0 request"
+        );
+    }
+    let mut v2 = V2Encoder::new();
+    let mut v2_encoder = snap::raw::Encoder::new();
+    let (mut v2_raw, mut v2_compressed) = (Vec::new(), Vec::new());
+    let mut ours_v2 = || {
+        v2_raw.clear();
+        v2.write_request(&samples, &mut v2_raw);
+        compress(&mut v2_encoder, &v2_raw, &mut v2_compressed).expect("compresses");
+        v2_compressed.len()
+    };
     let mut group = c.benchmark_group("remote_write");
     group.throughput(Throughput::Elements(BATCH as u64));
     group.bench_function("encode_snappy_2000", |b| b.iter(&mut ours));
+    group.bench_function("encode_v2_snappy_2000", |b| b.iter(&mut ours_v2));
     group.bench_function("prost_structs_snappy_2000", |b| b.iter(&mut theirs));
     group.finish();
 
@@ -104,6 +163,15 @@ fn bench(c: &mut Criterion) {
         let t_theirs = common::median(runs, || {
             std::hint::black_box(theirs());
         });
+        let t_v2 = common::median(runs, || {
+            std::hint::black_box(ours_v2());
+        });
+        let a_ours = allocations(|| {
+            std::hint::black_box(ours());
+        });
+        let a_v2 = allocations(|| {
+            std::hint::black_box(ours_v2());
+        });
         let rate = |d: std::time::Duration| BATCH as f64 / d.as_secs_f64() / 1e6;
         println!(
             "\nremote write: {BATCH} samples/batch, {} bytes protobuf, {} bytes snappy\n  relay, direct wire format    {:6.2} M samples/s\n  prost structs + encode       {:6.2} M samples/s\n  ratio                        {:6.1}x",
@@ -112,6 +180,14 @@ fn bench(c: &mut Criterion) {
             rate(t_ours),
             rate(t_theirs),
             t_theirs.as_secs_f64() / t_ours.as_secs_f64()
+        );
+        println!(
+            "remote write 2.0: {} bytes protobuf, {} bytes snappy ({:.2}x of 1.0)\n  relay 2.0, direct wire format {:6.2} M samples/s ({:.2}x the time of 1.0)\n  allocations per request: 1.0 {a_ours}, 2.0 {a_v2}",
+            v2_raw.len(),
+            v2_compressed.len(),
+            v2_compressed.len() as f64 / compressed.len() as f64,
+            rate(t_v2),
+            t_v2.as_secs_f64() / t_ours.as_secs_f64()
         );
     }
 }

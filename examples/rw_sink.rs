@@ -10,6 +10,14 @@
 //! delays it measures: what is timed is the shipper. A body that does not
 //! decode is counted as rejected, and the benchmark reports it.
 //!
+//! A remote-write 2.0 request (its Content-Type says
+//! `proto=io.prometheus.write.v2.Request`) is decoded before it is answered,
+//! with the project's prost types of the 2.0 proto, because a 2.0 receiver
+//! answers with `X-Prometheus-Remote-Write-*-Written` counts (without them
+//! relay falls back to 1.0); its labels are then resolved from its symbols
+//! and it is counted as a 1.0 request would be. `bytes` counts the
+//! compressed bodies of both, for the benchmark's bytes on the wire.
+//!
 //! The counts are what the benchmark needs to judge a shipper, not only time
 //! it: samples are grouped by their timestamp (one per scrape), and within a
 //! group by series, so a lost sample shows as a scrape with fewer distinct
@@ -38,7 +46,8 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use prost::Message;
-use relay::remote_write::prompb::WriteRequest;
+use relay::remote_write::prompb::{Label, Sample, TimeSeries, WriteRequest};
+use relay::remote_write::prompb_v2;
 use tokio::net::TcpListener;
 
 /// The bit pattern Prometheus writes as a staleness marker (`value.StaleNaN`).
@@ -195,10 +204,64 @@ fn decode(body: &[u8]) -> Result<WriteRequest, String> {
     WriteRequest::decode(raw.as_slice()).map_err(|e| format!("protobuf: {e}"))
 }
 
-/// A request body acknowledged at `ms`, waiting to be counted.
+/// A 2.0 request as the 1.0 request with the same samples (labels
+/// resolved from its symbols); Err for a ref past the symbols.
+fn from_v2(request: &prompb_v2::Request) -> Result<WriteRequest, String> {
+    let symbol = |r: u32| {
+        request
+            .symbols
+            .get(r as usize)
+            .cloned()
+            .ok_or_else(|| format!("ref {r} past the symbols"))
+    };
+    let mut timeseries = Vec::with_capacity(request.timeseries.len());
+    for ts in &request.timeseries {
+        let labels = ts
+            .labels_refs
+            .chunks(2)
+            .map(|p| {
+                Ok(Label {
+                    name: symbol(p[0])?,
+                    value: symbol(*p.get(1).ok_or("odd labels_refs")?)?,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let samples = ts
+            .samples
+            .iter()
+            .map(|s| Sample {
+                value: s.value,
+                timestamp: s.timestamp,
+            })
+            .collect();
+        timeseries.push(TimeSeries {
+            labels,
+            samples,
+            ..Default::default()
+        });
+    }
+    Ok(WriteRequest {
+        timeseries,
+        ..Default::default()
+    })
+}
+
+/// A 2.0 body decoded (snappy, then the 2.0 protobuf).
+fn decode_v2(body: &[u8]) -> Result<WriteRequest, String> {
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| format!("snappy: {e}"))?;
+    let request =
+        prompb_v2::Request::decode(raw.as_slice()).map_err(|e| format!("protobuf: {e}"))?;
+    from_v2(&request)
+}
+
+/// A request body acknowledged at `ms`, waiting to be counted (a 2.0 one
+/// already decoded, as it was to be answered).
 struct Received {
     body: Bytes,
     ms: i64,
+    decoded: Option<Result<WriteRequest, String>>,
 }
 
 struct Sink {
@@ -214,11 +277,24 @@ impl Sink {
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         match (req.method(), req.uri().path()) {
             (&Method::POST, "/api/v1/write") => {
+                let v2 = req
+                    .headers()
+                    .get(hyper::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.contains("proto=io.prometheus.write.v2.Request"));
                 let Ok(body) = req.into_body().collect().await.map(|b| b.to_bytes()) else {
                     return response(StatusCode::BAD_REQUEST, "body not read\n");
                 };
+                let ms = now_ms();
+                let decoded = v2.then(|| decode_v2(&body));
+                let written = match &decoded {
+                    Some(Ok(r)) => {
+                        Some(r.timeseries.iter().map(|t| t.samples.len()).sum::<usize>())
+                    }
+                    _ => None,
+                };
                 self.received.fetch_add(1, Ordering::SeqCst);
-                let received = Received { body, ms: now_ms() };
+                let received = Received { body, ms, decoded };
                 let sent = self
                     .queue
                     .lock()
@@ -227,7 +303,14 @@ impl Sink {
                 if sent.is_err() {
                     return response(StatusCode::INTERNAL_SERVER_ERROR, "counter gone\n");
                 }
-                response(StatusCode::NO_CONTENT, Bytes::new())
+                let mut answer = response(StatusCode::NO_CONTENT, Bytes::new());
+                if let Some(samples) = written {
+                    let headers = answer.headers_mut();
+                    headers.insert("X-Prometheus-Remote-Write-Samples-Written", samples.into());
+                    headers.insert("X-Prometheus-Remote-Write-Histograms-Written", 0.into());
+                    headers.insert("X-Prometheus-Remote-Write-Exemplars-Written", 0.into());
+                }
+                answer
             }
             (&Method::GET, "/stats") => {
                 self.drained().await;
@@ -256,8 +339,8 @@ impl Sink {
 
     /// The counting thread: decodes and records each body in turn.
     fn count(&self, queue: mpsc::Receiver<Received>) {
-        for Received { body, ms } in queue {
-            let decoded = decode(&body);
+        for Received { body, ms, decoded } in queue {
+            let decoded = decoded.unwrap_or_else(|| decode(&body));
             let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
             match decoded {
                 Ok(request) => stats.record(&request, body.len(), ms, &self.hasher),

@@ -92,8 +92,8 @@ class Sink:
     def __init__(self):
         self.proc, self.url = None, "http://127.0.0.1:9/api/v1/write"
 
-def run_pod(pod, sink, window, only):
-    peer = next(p for p in e2e.rw_peers("127.0.0.1:1", pod.interval, sink.url) if p.key == "vmagent")
+def run_pod(pod, sink, window, only, protocol):
+    peer = next(p for p in e2e.rw_peers("127.0.0.1:1", pod.interval, sink.url, protocol) if p.key == "vmagent")
     return [e2e.Row(pod, peer, None, sys.argv[2])]
 
 e2e.build = lambda *a, **k: None
@@ -102,7 +102,7 @@ e2e.Sink = Sink
 e2e.stop = lambda *a, **k: None
 e2e.run_pod = run_pod
 args = argparse.Namespace(no_build=True, window=1.0, series=None, interval=None, sizes="1k",
-                          churn=0, churn_size=None, peers="vmagent")
+                          churn=0, churn_size=None, peers="vmagent", protocol="1.0")
 sys.exit(e2e.remote_write_mode(args))
 "#;
     Command::new("python3")

@@ -124,8 +124,12 @@ fn invalid_configs_name_the_field() {
             "scrape_configs[0].basic_auth: at most one of basic_auth password and password_file",
         ),
         (
-            "scrape_configs:\n  - job_name: a\n    static_configs:\n      - labels: {\"0bad\": x}\n",
-            "scrape_configs[0].static_configs[0].labels.0bad: \"0bad\" is not a valid label name",
+            "global:\n  metric_name_validation_scheme: legacy\nscrape_configs:\n  - job_name: a\n    static_configs:\n      - labels: {\"0bad\": x}\n",
+            "scrape_configs[0].static_configs[0].labels.0bad: \"0bad\" is not a valid label name under metric_name_validation_scheme legacy",
+        ),
+        (
+            "scrape_configs:\n  - job_name: a\n    static_configs:\n      - labels: {\"\": x}\n",
+            "scrape_configs[0].static_configs[0].labels.: a label name must not be empty",
         ),
         ("remote_write:\n  - url: ftp://x\n", "remote_write[0].url: \"ftp://x\" is not an http(s) URL"),
         ("relay:\n  listen_address: nowhere\n", "relay.listen_address: \"nowhere\" is not an address to listen on"),
@@ -665,4 +669,39 @@ fn cli_check_config_refuses_a_target_relabeling_makes_invalid() {
     assert!(!stderr.contains("127.0.0.1:2"), "{stderr}");
     assert!(!stderr.contains(SECRET), "{stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).is_empty());
+}
+
+#[test]
+fn protobuf_message_picks_the_remote_write_protocol_and_refuses_others() {
+    let rw = |extra: &str| format!("remote_write:\n  - url: http://127.0.0.1:1/w\n{extra}");
+    let loaded = config::from_yaml_str(&rw("")).expect("valid");
+    assert_eq!(
+        loaded.config.remote_write[0].protobuf_message,
+        config::ProtobufMessage::V1,
+        "1.0 by default, as Prometheus"
+    );
+    let loaded = config::from_yaml_str(&rw(
+        "    protobuf_message: io.prometheus.write.v2.Request\n",
+    ))
+    .expect("valid");
+    assert_eq!(
+        loaded.config.remote_write[0].protobuf_message,
+        config::ProtobufMessage::V2
+    );
+    let loaded = config::from_yaml_str(&rw("    protobuf_message: prometheus.WriteRequest\n"))
+        .expect("valid");
+    assert_eq!(
+        loaded.config.remote_write[0].protobuf_message,
+        config::ProtobufMessage::V1
+    );
+    let err = error_of(&rw(
+        "    protobuf_message: io.prometheus.write.v3.Request\n",
+    ));
+    assert!(
+        err.contains(
+            "remote_write[0].protobuf_message: unknown value \"io.prometheus.write.v3.Request\""
+        ),
+        "{err}"
+    );
+    assert!(err.contains("io.prometheus.write.v2.Request"), "{err}");
 }

@@ -1541,3 +1541,36 @@ fn a_config_with_inline_secrets_is_refused() {
     .expect("write");
     gen_ok(&["--config", file.to_str().expect("utf-8")]);
 }
+
+#[test]
+fn remote_write_protocol_2_0_sets_protobuf_message_in_the_generated_entry() {
+    let url = "http://prometheus:9090/api/v1/write";
+    let v2 = gen_ok(&["--remote-write-url", url, "--remote-write-protocol", "2.0"]);
+    assert!(
+        v2.contains("protobuf_message: io.prometheus.write.v2.Request"),
+        "{v2}"
+    );
+    // 1.0 is the default: the field is left out, as in Prometheus's docs.
+    for args in [
+        &["--remote-write-url", url][..],
+        &["--remote-write-url", url, "--remote-write-protocol", "1.0"][..],
+    ] {
+        let v1 = gen_ok(args);
+        assert!(v1.contains(url), "{v1}");
+        assert!(!v1.contains("protobuf_message"), "{v1}");
+    }
+    let alone = gen(&["--remote-write-protocol", "2.0"]);
+    assert!(!alone.status.success());
+    let err = String::from_utf8_lossy(&alone.stderr);
+    assert!(
+        err.contains("--remote-write-protocol") && err.contains("needs --remote-write-url"),
+        "{err}"
+    );
+    let bad = gen(&["--remote-write-url", url, "--remote-write-protocol", "3.0"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("3.0"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

@@ -16,8 +16,8 @@ use std::time::Duration;
 use common::json::{seconds_text_to_ms, Json};
 use common::peers::{require_peer, Kind, Peer, Stored};
 use common::rw::{
-    assert_no_gaps, labels, metric_value, now_ms, Answer, CountingTarget, Got, Receiver, Request,
-    STALE_NAN_BITS,
+    assert_no_gaps, labels, metric_value, now_ms, v2_samples, Answer, CountingTarget, Got,
+    Receiver, Request, STALE_NAN_BITS, V2_CONTENT_TYPE,
 };
 use common::{free_port, wait_for, Relay, Reply, Target, DEADLINE};
 
@@ -1877,5 +1877,381 @@ fn remote_write_follows_a_307_to_the_receiver() {
             &["remote_name=\"rw\""],
         ),
         Some(0.0)
+    );
+}
+
+/// The `remote_write` field that asks for 2.0.
+const V2: &str = "    protobuf_message: io.prometheus.write.v2.Request\n";
+
+/// The log line of a queue falling back from 2.0 to 1.0.
+const FELL_BACK: &str = "falling back to 1.0";
+
+/// `relay_remote_write_protocol{protocol=...}` of the `rw` entry to `url`.
+fn protocol_gauge(relay: &Relay, url: &str, protocol: &str) -> Option<f64> {
+    metric_value(
+        &relay.metrics_ok(),
+        "relay_remote_write_protocol",
+        &[
+            "remote_name=\"rw\"",
+            &format!("url=\"{url}\""),
+            &format!("protocol=\"{protocol}\""),
+        ],
+    )
+}
+
+#[test]
+fn requests_are_remote_write_2_0_into_a_2_0_receiver() {
+    let receiver = Receiver::start();
+    receiver.speak_v2();
+    let target = CountingTarget::start();
+    let relay = Relay::start(&config(
+        &target.addr,
+        "500ms",
+        "",
+        &[entry("rw", &receiver.url, "", V2)],
+    ));
+    target.wait_answered(4);
+    let answered = target.pause_and_settle(&relay);
+    let got = receiver_counts(&receiver, &answered);
+    let requests = receiver.requests();
+    assert!(requests.len() >= 3, "{}", requests.len());
+    for r in &requests {
+        assert_eq!(r.header("Content-Type"), Some(V2_CONTENT_TYPE), "{r:?}");
+        assert_eq!(r.header("Content-Encoding"), Some("snappy"), "{r:?}");
+        assert_eq!(
+            r.header("X-Prometheus-Remote-Write-Version"),
+            Some("2.0.0"),
+            "{r:?}"
+        );
+        assert!(
+            r.header("User-Agent")
+                .is_some_and(|ua| ua.starts_with("relay/")),
+            "{r:?}"
+        );
+        assert_eq!(r.status, 204, "answered with the written headers: {r:?}");
+        let v2 = match &r.v2 {
+            Some(Ok(v2)) => v2,
+            other => panic!("not read as 2.0: {other:?}"),
+        };
+        // Its own symbol table: "" first, no duplicates, each one used.
+        assert_eq!(v2.symbols.first().map(String::as_str), Some(""), "{v2:?}");
+        let unique: BTreeSet<&String> = v2.symbols.iter().collect();
+        assert_eq!(
+            unique.len(),
+            v2.symbols.len(),
+            "duplicates: {:?}",
+            v2.symbols
+        );
+        let mut used: BTreeSet<u32> = [0].into();
+        assert!(!v2.timeseries.is_empty(), "an empty request: {r:?}");
+        for ts in &v2.timeseries {
+            used.extend(ts.labels_refs.iter().copied());
+            let names: Vec<&str> = ts
+                .labels_refs
+                .chunks(2)
+                .map(|p| v2.symbols[p[0] as usize].as_str())
+                .collect();
+            assert!(
+                names.windows(2).all(|w| w[0] < w[1]),
+                "labels not sorted or not unique: {names:?}"
+            );
+            assert!(
+                ts.labels_refs.chunks(2).all(|p| p[1] != 0),
+                "an empty value: {ts:?}"
+            );
+            assert_eq!(ts.samples.len(), 1, "{ts:?}");
+            assert_eq!(ts.samples[0].start_timestamp, 0, "{ts:?}");
+            assert!(
+                ts.histograms.is_empty() && ts.exemplars.is_empty(),
+                "{ts:?}"
+            );
+            assert_eq!(ts.metadata, None, "{ts:?}");
+        }
+        assert_eq!(
+            used.len(),
+            v2.symbols.len(),
+            "unused symbols: {:?}",
+            v2.symbols
+        );
+        // Every request's samples resolve, and they are what `samples()` reads.
+        assert_eq!(v2_samples(v2).expect("refs in the table"), r.samples());
+    }
+    // Exactly the scraped series plus the report series, each with job,
+    // instance and the external label, every count with its scrape's time.
+    let all = receiver.accepted();
+    let names: BTreeSet<&str> = all.iter().map(Got::name).collect();
+    let mut expected: BTreeSet<&str> = REPORT_SERIES.into_iter().collect();
+    expected.insert("count_of_scrapes");
+    assert_eq!(names, expected);
+    for g in &all {
+        assert_eq!(g.series(), app_labels(g.name(), &target.addr));
+    }
+    assert_no_gaps(
+        &answered,
+        &one_series(&got, &app_labels("count_of_scrapes", &target.addr)),
+        "2.0 into a 2.0 receiver",
+    );
+    assert_eq!(protocol_gauge(&relay, &receiver.url, "2.0"), Some(1.0));
+    assert_eq!(protocol_gauge(&relay, &receiver.url, "1.0"), None);
+    assert_eq!(
+        rw_metric(
+            &relay,
+            "relay_remote_write_samples_not_written_total",
+            &receiver.url
+        ),
+        0.0
+    );
+    assert!(!relay.logs().contains(FELL_BACK), "{}", relay.logs());
+}
+
+/// A 2.0 entry whose receiver gives `first` to the first request (and
+/// reads 2.0 after it when `speaks_v2`): relay falls back to 1.0 once,
+/// sends the refused samples again as 1.0, and nothing is lost or failed.
+fn falls_back_and_loses_nothing(first: Option<Answer>, speaks_v2: bool, reason: &str) {
+    let receiver = Receiver::start();
+    if speaks_v2 {
+        receiver.speak_v2();
+    }
+    if let Some(first) = first {
+        receiver.script(vec![first]);
+    }
+    let target = CountingTarget::start();
+    let relay = Relay::start(&config(
+        &target.addr,
+        "500ms",
+        "",
+        &[entry("rw", &receiver.url, ONE_SHARD, V2)],
+    ));
+    target.wait_answered(4);
+    let answered = target.pause_and_settle(&relay);
+    let got = receiver_counts(&receiver, &answered);
+    let requests = receiver.requests();
+    let first = requests.first().expect("a request");
+    assert_eq!(
+        first.header("Content-Type"),
+        Some(V2_CONTENT_TYPE),
+        "{first:?}"
+    );
+    // What the refused 2.0 request held (decoded with the spec's types).
+    let refused: Vec<SampleKey> = match &first.v2 {
+        Some(Ok(v2)) => v2_samples(v2).expect("refs in the table"),
+        other => panic!("not a 2.0 request: {other:?}"),
+    }
+    .iter()
+    .map(Got::key)
+    .collect();
+    assert!(!refused.is_empty(), "{first:?}");
+    for r in &requests[1..] {
+        assert_eq!(
+            r.header("Content-Type"),
+            Some("application/x-protobuf"),
+            "{r:?}"
+        );
+        assert_eq!(
+            r.header("X-Prometheus-Remote-Write-Version"),
+            Some("0.1.0"),
+            "{r:?}"
+        );
+    }
+    assert_no_gaps(
+        &answered,
+        &one_series(&got, &app_labels("count_of_scrapes", &target.addr)),
+        reason,
+    );
+    // Every sample of the refused request arrived as 1.0.
+    let accepted: BTreeSet<SampleKey> = receiver.accepted().iter().map(Got::key).collect();
+    let lost: Vec<&SampleKey> = refused.iter().filter(|k| !accepted.contains(k)).collect();
+    assert!(
+        lost.is_empty(),
+        "refused as 2.0 and never sent as 1.0: {lost:?}"
+    );
+    let line = relay.wait_for_log(&[FELL_BACK]);
+    assert!(line.contains(reason), "{line}");
+    assert_eq!(
+        relay.logs().matches(FELL_BACK).count(),
+        1,
+        "{}",
+        relay.logs()
+    );
+    assert_eq!(protocol_gauge(&relay, &receiver.url, "2.0"), Some(0.0));
+    assert_eq!(protocol_gauge(&relay, &receiver.url, "1.0"), Some(1.0));
+    assert_eq!(
+        rw_metric(
+            &relay,
+            "prometheus_remote_storage_samples_failed_total",
+            &receiver.url
+        ),
+        0.0
+    );
+}
+
+#[test]
+fn a_415_makes_a_2_0_entry_fall_back_to_1_0_losing_nothing() {
+    falls_back_and_loses_nothing(Some(Answer::status(415)), true, "415");
+}
+
+#[test]
+fn a_400_before_any_2_0_success_makes_it_fall_back_losing_nothing() {
+    falls_back_and_loses_nothing(
+        Some(Answer::text(400, "snappy: corrupt input")),
+        true,
+        "400 before any 2.0 request",
+    );
+}
+
+#[test]
+fn a_2xx_without_written_headers_makes_it_fall_back_losing_nothing() {
+    // A 1.x receiver: it reads the 2.0 body as an empty 1.0 request, 204.
+    falls_back_and_loses_nothing(None, false, "without X-Prometheus-Remote-Write-*-Written");
+}
+
+#[test]
+fn a_400_after_a_2_0_success_is_a_refusal_not_a_fallback() {
+    let receiver = Receiver::start();
+    receiver.speak_v2();
+    let target = CountingTarget::start();
+    let relay = Relay::start(&config(
+        &target.addr,
+        "500ms",
+        "",
+        &[entry("rw", &receiver.url, ONE_SHARD, V2)],
+    ));
+    wait_for("a 2.0 request written", || {
+        receiver
+            .requests()
+            .iter()
+            .any(|r| r.status == 204 && r.v2.as_ref().is_some_and(|v| v.is_ok()))
+            .then_some(())
+    });
+    receiver.script(vec![Answer::text(400, "out of bounds")]);
+    let refused_at = receiver.requests().len();
+    wait_for("the scripted 400 and a request after it", || {
+        (receiver.requests().len() >= refused_at + 2).then_some(())
+    });
+    let requests = receiver.requests();
+    let refused = requests
+        .iter()
+        .find(|r| r.status == 400)
+        .expect("the scripted 400");
+    let failed = refused.samples().len() as f64;
+    assert!(failed > 0.0, "{refused:?}");
+    for r in &requests {
+        assert_eq!(r.header("Content-Type"), Some(V2_CONTENT_TYPE), "{r:?}");
+    }
+    assert_eq!(
+        rw_metric(
+            &relay,
+            "prometheus_remote_storage_samples_failed_total",
+            &receiver.url
+        ),
+        failed
+    );
+    assert_eq!(protocol_gauge(&relay, &receiver.url, "2.0"), Some(1.0));
+    assert!(!relay.logs().contains(FELL_BACK), "{}", relay.logs());
+}
+
+#[test]
+fn fewer_samples_written_than_sent_are_counted_and_logged() {
+    let receiver = Receiver::start();
+    receiver.speak_v2();
+    receiver.script(vec![Answer {
+        status: 204,
+        headers: vec![(
+            "X-Prometheus-Remote-Write-Samples-Written".into(),
+            "1".into(),
+        )],
+        body: None,
+    }]);
+    let target = CountingTarget::start();
+    let relay = Relay::start(&config(
+        &target.addr,
+        "500ms",
+        "",
+        &[entry("rw", &receiver.url, ONE_SHARD, V2)],
+    ));
+    let line = relay.wait_for_log(&["wrote fewer samples than were sent"]);
+    let first = receiver.requests()[0].clone();
+    let sent = first.samples().len();
+    assert!(sent > 1, "{first:?}");
+    assert!(
+        line.contains(&format!("sent={sent}")) && line.contains("written=1"),
+        "{line}"
+    );
+    assert_eq!(
+        rw_metric(
+            &relay,
+            "relay_remote_write_samples_not_written_total",
+            &receiver.url
+        ),
+        (sent - 1) as f64
+    );
+    assert_eq!(protocol_gauge(&relay, &receiver.url, "2.0"), Some(1.0));
+}
+
+/// 2.0 configured against a real 1.x receiver: it answers 204 without the
+/// written headers (it read an empty 1.0 request), relay falls back, and
+/// the receiver stores every sample.
+fn real_1x_receiver_falls_back(kind: Kind, binary: &str, package: &str) {
+    let binary = require_peer(binary, package);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peer = Peer::start(
+        kind,
+        &binary,
+        &format!("127.0.0.1:{}", free_port()),
+        dir.path(),
+    );
+    let target = CountingTarget::start();
+    let url = peer.write_url();
+    let relay = Relay::start(&config(
+        &target.addr,
+        "500ms",
+        "",
+        &[entry("rw", &url, "", V2)],
+    ));
+    target.wait_answered(5);
+    let answered = target.pause_and_settle(&relay);
+    assert_peer_has_all(
+        &peer,
+        &target,
+        &answered,
+        &format!("{kind:?} after the fallback"),
+    );
+    let line = relay.wait_for_log(&[FELL_BACK]);
+    assert!(
+        line.contains("without X-Prometheus-Remote-Write-*-Written"),
+        "{line}"
+    );
+    assert_eq!(protocol_gauge(&relay, &url, "1.0"), Some(1.0));
+    assert_eq!(protocol_gauge(&relay, &url, "2.0"), Some(0.0));
+    assert_eq!(
+        rw_metric(
+            &relay,
+            "prometheus_remote_storage_samples_failed_total",
+            &url
+        ),
+        0.0
+    );
+    // The report series of every scrape too (the first went out as 2.0).
+    let ups: usize = peer
+        .raw("up")
+        .iter()
+        .map(|(_, samples)| samples.iter().filter(|(_, v)| v == "1").count())
+        .sum();
+    assert_eq!(ups, answered.len(), "{}", peer.logs());
+}
+
+#[test]
+#[ignore = "needs Debian package prometheus; scripts/test runs it"]
+fn a_2_0_entry_falls_back_for_prometheus_2_42_and_it_has_every_sample() {
+    real_1x_receiver_falls_back(Kind::Prometheus, "prometheus", "prometheus");
+}
+
+#[test]
+#[ignore = "needs Debian package victoria-metrics; scripts/test runs it"]
+fn a_2_0_entry_falls_back_for_victoria_metrics_and_it_has_every_sample() {
+    real_1x_receiver_falls_back(
+        Kind::VictoriaMetrics,
+        "victoria-metrics",
+        "victoria-metrics",
     );
 }

@@ -639,6 +639,11 @@ pub struct RemoteWriteConfig {
     pub send_native_histograms: bool,
     #[serde(default)]
     pub metadata_config: MetadataConfig,
+    /// Which remote-write protocol the entry speaks, by Prometheus's name
+    /// of its message: 1.0 (default) or 2.0, falling back to 1.0 for a
+    /// receiver that cannot read 2.0.
+    #[serde(default)]
+    pub protobuf_message: ProtobufMessage,
 }
 
 /// `metadata_config:`: family metadata (type, help, unit) sent in requests
@@ -657,6 +662,29 @@ impl Default for MetadataConfig {
             send: true,
             send_interval: Duration::from_secs(60),
             max_samples_per_send: 2_000,
+        }
+    }
+}
+
+/// `remote_write[].protobuf_message`: the message (and so the protocol
+/// version) sent, with Prometheus's names for them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum ProtobufMessage {
+    /// Remote write 1.0.
+    #[default]
+    #[serde(rename = "prometheus.WriteRequest")]
+    V1,
+    /// Remote write 2.0 (spec 2.0-rc.4).
+    #[serde(rename = "io.prometheus.write.v2.Request")]
+    V2,
+}
+
+impl ProtobufMessage {
+    /// The name as in the config (and Prometheus's docs).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProtobufMessage::V1 => "prometheus.WriteRequest",
+            ProtobufMessage::V2 => "io.prometheus.write.v2.Request",
         }
     }
 }

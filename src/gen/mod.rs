@@ -150,6 +150,9 @@ pub struct SidecarArgs {
     /// Take the remote_write entry's bearer token from this Secret (key `token`), mounted read-only into relay alone.
     #[arg(long)]
     pub remote_write_bearer_token_secret: Option<String>,
+    /// The remote-write protocol of the --remote-write-url entry: 1.0, or 2.0 (`protobuf_message: io.prometheus.write.v2.Request`; relay falls back to 1.0 for a receiver that cannot read it).
+    #[arg(long, value_parser = ["1.0", "2.0"])]
+    pub remote_write_protocol: Option<String>,
     /// Add prometheus.io/scrape, port and path annotations for a Prometheus that discovers Pods by annotation: `auto` (on without remote write, off with it, or that Prometheus would ingest everything twice), `true` or `false`.
     #[arg(long, default_value = "auto")]
     pub scrape_annotations: String,
@@ -265,6 +268,8 @@ pub struct Options {
     pub listen_port: Option<u16>,
     pub remote_write_url: Option<String>,
     pub remote_write_auth: Option<RemoteWriteAuth>,
+    /// `protobuf_message` of the --remote-write-url entry.
+    pub remote_write_protocol: crate::config::ProtobufMessage,
     pub automount_token: bool,
     /// Some with --network-policy: the scraper (None: nobody) admitted to relay's port.
     pub network_policy: Option<Option<Scraper>>,
@@ -552,6 +557,25 @@ fn remote_write_auth(args: &SidecarArgs) -> Result<Option<RemoteWriteAuth>, GenE
     Ok(Some(auth))
 }
 
+/// `--remote-write-protocol`, which needs the entry of `--remote-write-url`.
+fn remote_write_protocol(args: &SidecarArgs) -> Result<crate::config::ProtobufMessage, GenError> {
+    use crate::config::ProtobufMessage;
+    let Some(protocol) = &args.remote_write_protocol else {
+        return Ok(ProtobufMessage::V1);
+    };
+    if args.remote_write_url.is_none() {
+        return Err(flag(
+            "--remote-write-protocol",
+            "needs --remote-write-url (the entry it sets); with --config, set \
+             protobuf_message in the file",
+        ));
+    }
+    Ok(match protocol.as_str() {
+        "2.0" => ProtobufMessage::V2,
+        _ => ProtobufMessage::V1,
+    })
+}
+
 /// `key=value[,key=value]` as matchLabels.
 fn label_selector(name: &'static str, value: &str) -> Result<BTreeMap<String, String>, GenError> {
     let mut labels = BTreeMap::new();
@@ -709,6 +733,7 @@ impl Args {
                 None => None,
             },
             remote_write_auth: remote_write_auth(&self.sidecar)?,
+            remote_write_protocol: remote_write_protocol(&self.sidecar)?,
             automount_token: self.automount_service_account_token,
             network_policy: network_policy(self)?,
             scrape_annotations,

@@ -167,6 +167,12 @@ pub(crate) fn build(options: &Options) -> Result<RelayConfig, GenError> {
             }
             None => {}
         }
+        if options.remote_write_protocol != config::ProtobufMessage::V1 {
+            entry.insert(
+                Value::from("protobuf_message"),
+                Value::from(options.remote_write_protocol.as_str()),
+            );
+        }
         entries.push(Value::Mapping(entry));
     }
 

@@ -43,6 +43,41 @@ impl Pair {
     pub fn bytes(&self) -> &[u8] {
         &self.0.bytes
     }
+
+    /// The hash of the encoded field (the same in every process): 2.0's
+    /// encoder looks a pair's symbol refs up by it.
+    pub fn hash(&self) -> u64 {
+        self.0.hash
+    }
+
+    /// The label's name and value, read back out of the encoded field
+    /// (2.0 sends them as symbols). Empty when absent, as proto3 leaves an
+    /// empty string out.
+    pub fn name_value(&self) -> (&[u8], &[u8]) {
+        let bytes = &self.0.bytes[..];
+        // Past the `Label` field's own tag and length (the pair is one field).
+        let mut pos = 1;
+        if varint::get(bytes, &mut pos).is_none() {
+            return (&[], &[]);
+        }
+        let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
+        while let Some(&tag) = bytes.get(pos) {
+            pos += 1;
+            let Some(len) = varint::get(bytes, &mut pos) else {
+                break;
+            };
+            let Some(field) = bytes.get(pos..pos.saturating_add(len as usize)) else {
+                break;
+            };
+            pos += field.len();
+            match tag {
+                0x0a => name = field,
+                0x12 => value = field,
+                _ => {}
+            }
+        }
+        (name, value)
+    }
 }
 
 /// What a series is sent as: its label pairs, sorted, each shared with the

@@ -43,6 +43,8 @@ pub struct RemoteWriteMetrics {
     shards_min: Family<QueueLabels, Gauge>,
     highest_sent: Family<QueueLabels, FloatGauge>,
     oldest_unsent: Family<QueueLabels, FloatGauge>,
+    protocol: Family<QueueLabels, Gauge>,
+    not_written: Family<QueueLabels, Counter>,
     /// Newest sample timestamp written to the WAL (no labels, as Prometheus).
     pub highest_timestamp: FloatGauge,
     pub wal_size: Gauge,
@@ -73,6 +75,8 @@ impl RemoteWriteMetrics {
             shards_min: Family::default(),
             highest_sent: Family::default(),
             oldest_unsent: Family::default(),
+            protocol: Family::default(),
+            not_written: Family::default(),
             highest_timestamp: FloatGauge::default(),
             wal_size: Gauge::default(),
             wal_max_size: Gauge::default(),
@@ -177,6 +181,16 @@ impl RemoteWriteMetrics {
             "Age of the oldest sample read from the WAL and not yet acknowledged by the receiver, by queue",
             m.oldest_unsent.clone(),
         );
+        r.register(
+            "relay_remote_write_protocol",
+            "1 on the remote-write protocol a queue speaks now (protocol 1.0 or 2.0), 0 on one it configured but fell back from (a receiver that cannot read 2.0)",
+            m.protocol.clone(),
+        );
+        r.register(
+            "relay_remote_write_samples_not_written",
+            "Samples a 2.0 receiver acknowledged but said it did not write (its X-Prometheus-Remote-Write-Samples-Written header counted fewer than were sent)",
+            m.not_written.clone(),
+        );
         m
     }
 
@@ -210,6 +224,11 @@ impl RemoteWriteMetrics {
             shards_min: self.shards_min.get_or_create(&labels).clone(),
             highest_sent: self.highest_sent.get_or_create(&labels).clone(),
             oldest_unsent,
+            not_written: self.not_written.get_or_create(&labels).clone(),
+            protocol: Arc::new(ProtocolGauges {
+                family: self.protocol.clone(),
+                labels,
+            }),
         }
     }
 }
@@ -232,4 +251,30 @@ pub struct QueueMetrics {
     pub shards_min: Gauge,
     pub highest_sent: FloatGauge,
     pub oldest_unsent: FloatGauge,
+    /// Samples a 2.0 receiver said it did not write.
+    pub not_written: Counter,
+    /// `relay_remote_write_protocol` of the queue.
+    pub protocol: Arc<ProtocolGauges>,
+}
+
+/// The queue's `relay_remote_write_protocol` series: one per protocol it
+/// has spoken, 1 on the one in use.
+pub struct ProtocolGauges {
+    family: Family<QueueLabels, Gauge>,
+    labels: QueueLabels,
+}
+
+impl ProtocolGauges {
+    /// Marks `now` ("1.0" or "2.0") as in use and `before` (if any) as left.
+    pub fn set(&self, now: &str, before: Option<&str>) {
+        let series = |protocol: &str| {
+            let mut labels = self.labels.clone();
+            labels.push(("protocol".to_owned(), protocol.to_owned()));
+            self.family.get_or_create(&labels).clone()
+        };
+        if let Some(before) = before {
+            series(before).set(0);
+        }
+        series(now).set(1);
+    }
 }

@@ -1,19 +1,30 @@
-//! Sending one batch to a receiver as the remote-write 1.0 spec says: POST,
-//! snappy-compressed protobuf, the spec's headers; 5xx (and 429 when
+//! Sending one batch to a receiver as the remote-write 1.0 and 2.0 specs
+//! say: POST, snappy-compressed protobuf, the spec's headers; 5xx (and 429 when
 //! `retry_on_http_429`) and network errors retried with capped exponential
 //! backoff or the receiver's `Retry-After`; any other 4xx never retried (the
 //! spec forbids it). The caller decides what a rejection means (see
 //! [`Outcome::Rejected`]).
+//!
+//! An entry configured for 2.0 falls back to 1.0 for good (logged once,
+//! `relay_remote_write_protocol` shows it) when the receiver cannot read
+//! 2.0: a 415; a 2xx without any `X-Prometheus-Remote-Write-*-Written`
+//! header (a 1.x receiver read the request as an empty 1.0 one, so its
+//! samples were not stored); a 400 before any 2.0 request to it succeeded
+//! (the spec's advice for 1.x receivers, vmagent's own fallback). The
+//! refused request is then [`Outcome::FellBack`]: the caller sends the
+//! same samples again as 1.0.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use tokio::sync::watch;
 
+use super::encode_v2::Written;
 use super::metrics::QueueMetrics;
 use crate::auth::Credentials;
-use crate::config::RemoteWriteConfig;
+use crate::config::{ProtobufMessage, RemoteWriteConfig};
 use crate::plan::Writer;
 
 /// Why a receiver's client could not be built.
@@ -42,6 +53,17 @@ pub enum Outcome {
     },
     /// Given up at shutdown: not acknowledged, so it stays in the WAL.
     Aborted,
+    /// A 2.0 request the receiver could not read: the sender speaks 1.0
+    /// from now on, and the caller sends the same samples again as 1.0.
+    FellBack,
+}
+
+/// The protocol versions' labels in `relay_remote_write_protocol` and logs.
+fn version(message: ProtobufMessage) -> &'static str {
+    match message {
+        ProtobufMessage::V1 => "1.0",
+        ProtobufMessage::V2 => "2.0",
+    }
 }
 
 /// How much of an error response's body is read (for the log line and the
@@ -54,8 +76,15 @@ pub struct Sender {
     /// Its credentials; a failing OAuth2 token endpoint is retried like a
     /// network error, as Prometheus (the round tripper's error).
     credentials: Credentials,
-    /// The remote-write 1.0 headers, sent with every request.
+    /// The remote-write 1.0 headers, sent with every 1.0 request.
     headers: HeaderMap,
+    /// The 2.0 headers.
+    headers_v2: HeaderMap,
+    /// Speaks 2.0 now (configured, and not fallen back).
+    v2: AtomicBool,
+    /// A 2.0 request to this receiver was acknowledged with the written
+    /// headers: a 400 from now on is about the data, not the protocol.
+    v2_succeeded: AtomicBool,
     config: RemoteWriteConfig,
     remote_name: String,
     metrics: QueueMetrics,
@@ -75,14 +104,28 @@ impl Sender {
             CONTENT_TYPE,
             HeaderValue::from_static("application/x-protobuf"),
         );
+        let mut headers_v2 = headers.clone();
         headers.insert(
             "X-Prometheus-Remote-Write-Version",
             HeaderValue::from_static("0.1.0"),
         );
+        headers_v2.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-protobuf;proto=io.prometheus.write.v2.Request"),
+        );
+        headers_v2.insert(
+            "X-Prometheus-Remote-Write-Version",
+            HeaderValue::from_static("2.0.0"),
+        );
+        let configured = writer.config.protobuf_message;
+        metrics.protocol.set(version(configured), None);
         Ok(Sender {
             client,
             credentials: writer.credentials.clone(),
             headers,
+            headers_v2,
+            v2: AtomicBool::new(configured == ProtobufMessage::V2),
+            v2_succeeded: AtomicBool::new(false),
             config: writer.config.clone(),
             remote_name: writer.name.clone(),
             metrics,
@@ -94,19 +137,58 @@ impl Sender {
         &self.remote_name
     }
 
+    /// The message to encode the next request as.
+    pub fn protocol(&self) -> ProtobufMessage {
+        if self.v2.load(Ordering::Relaxed) {
+            ProtobufMessage::V2
+        } else {
+            ProtobufMessage::V1
+        }
+    }
+
+    /// Speaks 1.0 from now on; logged and shown once, by whichever shard
+    /// noticed first.
+    fn fall_back(&self, status: u16, why: &str) {
+        if self.v2.swap(false, Ordering::Relaxed) {
+            tracing::warn!(remote_name = %self.remote_name, url = %self.config.url_redacted(), status, reason = why, "remote write receiver cannot read 2.0; falling back to 1.0 for this queue, the refused request is sent again as 1.0");
+            self.metrics.protocol.set("1.0", Some("2.0"));
+        }
+    }
+
+    /// What a 2xx to a 2.0 request of `samples` samples says: None when the
+    /// receiver wrote it, else why it must be sent again as 1.0.
+    fn check_written(&self, written: Written, samples: u64) -> Option<&'static str> {
+        if !written.any() {
+            return (samples > 0).then_some("2xx without X-Prometheus-Remote-Write-*-Written headers: a 1.x receiver read it as an empty 1.0 request");
+        }
+        self.v2_succeeded.store(true, Ordering::Relaxed);
+        // KINDS: compare histograms and exemplars with what was sent once
+        // requests carry them.
+        let written_samples = written.samples.unwrap_or(0);
+        if written_samples < samples {
+            let missing = samples - written_samples;
+            self.metrics.not_written.inc_by(missing);
+            tracing::warn!(remote_name = %self.remote_name, url = %self.config.url_redacted(), sent = samples, written = written_samples, "remote write 2.0 receiver acknowledged the request but wrote fewer samples than were sent");
+        }
+        None
+    }
+
     /// The receiver's URL without credentials, for log lines.
     pub fn url_redacted(&self) -> String {
         self.config.url_redacted()
     }
 
-    /// Sends one compressed batch of `samples` samples until it is
-    /// acknowledged, rejected, or `abort` turns true.
+    /// Sends one compressed batch of `samples` samples, encoded as
+    /// `message`, until it is acknowledged, rejected, refused for its
+    /// protocol (2.0 only), or `abort` turns true.
     pub async fn send(
         &self,
         body: Bytes,
         samples: u64,
+        message: ProtobufMessage,
         abort: &mut watch::Receiver<bool>,
     ) -> Outcome {
+        let v2 = message == ProtobufMessage::V2;
         let queue = &self.config.queue_config;
         let mut backoff = queue.min_backoff.as_std();
         let max_backoff = queue.max_backoff.as_std();
@@ -118,17 +200,43 @@ impl Sender {
             self.metrics.bytes.inc_by(body.len() as u64);
             let started = Instant::now();
             let attempt = tokio::select! {
-                r = self.post(body.clone()) => r,
+                r = self.post(body.clone(), v2) => r,
                 _ = abort.changed() => return Outcome::Aborted,
             };
             self.metrics
                 .batch_duration
                 .observe(started.elapsed().as_secs_f64());
             let retry_after = match attempt {
-                Ok((status, _, _)) if status.is_success() => return Outcome::Sent,
-                Ok((status, retry_after, _))
-                    if status.is_server_error()
-                        || (status.as_u16() == 429 && queue.retry_on_http_429) =>
+                Ok(r) if r.status.is_success() && v2 => {
+                    return match self.check_written(r.written, samples) {
+                        None => Outcome::Sent,
+                        Some(why) => {
+                            self.fall_back(r.status.as_u16(), why);
+                            Outcome::FellBack
+                        }
+                    };
+                }
+                Ok(r) if r.status.is_success() => return Outcome::Sent,
+                Ok(r)
+                    if v2
+                        && (r.status.as_u16() == 415
+                            || (r.status.as_u16() == 400
+                                && !self.v2_succeeded.load(Ordering::Relaxed))) =>
+                {
+                    let why = if r.status.as_u16() == 415 {
+                        "415 Unsupported Media Type"
+                    } else {
+                        "400 before any 2.0 request to this receiver succeeded (a 1.x receiver)"
+                    };
+                    self.fall_back(r.status.as_u16(), why);
+                    return Outcome::FellBack;
+                }
+                Ok(Answer {
+                    status,
+                    retry_after,
+                    ..
+                }) if status.is_server_error()
+                    || (status.as_u16() == 429 && queue.retry_on_http_429) =>
                 {
                     tracing::warn!(remote_name = %self.remote_name, url = %self.config.url_redacted(), status = status.as_u16(), samples, "remote write failed; retrying");
                     self.metrics
@@ -136,7 +244,7 @@ impl Sender {
                         .failed(format!("HTTP {}; retrying", status.as_u16()));
                     retry_after
                 }
-                Ok((status, _, text)) => {
+                Ok(Answer { status, text, .. }) => {
                     let conflict = status.as_u16() == 400
                         && (text.contains("out of order sample")
                             || text.contains("duplicate sample for timestamp"));
@@ -167,17 +275,15 @@ impl Sender {
         }
     }
 
-    /// One POST: the status, `Retry-After` if any, and the start of the body.
-    async fn post(
-        &self,
-        body: Bytes,
-    ) -> Result<(reqwest::StatusCode, Option<Duration>, String), String> {
+    /// One POST (with 2.0's headers when `v2`): the answer.
+    async fn post(&self, body: Bytes, v2: bool) -> Result<Answer, String> {
+        let headers = if v2 { &self.headers_v2 } else { &self.headers };
         let request = self
             .credentials
             .apply(
                 self.client
                     .post(&self.config.url)
-                    .headers(self.headers.clone())
+                    .headers(headers.clone())
                     .body(body),
             )
             .await
@@ -195,6 +301,7 @@ impl Sender {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
+        let written = Written::from_headers(response.headers());
         // Only the start of an error body is read: a receiver that sends
         // one without end must not fill relay's memory until the timeout.
         let mut start = Vec::new();
@@ -208,6 +315,22 @@ impl Sender {
             }
         }
         let text = String::from_utf8_lossy(&start).into_owned();
-        Ok((status, retry_after, text))
+        Ok(Answer {
+            status,
+            retry_after,
+            text,
+            written,
+        })
     }
+}
+
+/// What a receiver answered to one POST.
+struct Answer {
+    status: reqwest::StatusCode,
+    /// `Retry-After`, if any.
+    retry_after: Option<Duration>,
+    /// The start of an error body.
+    text: String,
+    /// The 2.0 written headers.
+    written: Written,
 }

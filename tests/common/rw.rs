@@ -1,5 +1,6 @@
-//! Remote-write test tools: a receiver that decodes what relay sends and
-//! answers from a script (so retries, `Retry-After` and dropped 4xx can be
+//! Remote-write test tools: a receiver that decodes what relay sends (1.0,
+//! and 2.0 when told to speak it, with prost types generated from the
+//! spec's proto, not relay's hand-written encoder) and answers from a script (so retries, `Retry-After` and dropped 4xx can be
 //! provoked on cue), and a target whose value counts its own answered
 //! scrapes (so "no gaps" is a check of 1..=N, not a guess).
 
@@ -7,12 +8,14 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use prost::Message;
 use relay::remote_write::prompb::{TimeSeries, WriteRequest};
+use relay::remote_write::prompb_v2;
 
 use super::{wait_for, Relay};
 
@@ -79,6 +82,46 @@ pub struct Request {
     pub status: u16,
     /// The decoded body, or why it did not decode.
     pub write: Result<WriteRequest, String>,
+    /// The body decoded as 2.0, when the request's Content-Type says it
+    /// is one (None for 1.0).
+    pub v2: Option<Result<prompb_v2::Request, String>>,
+    /// The receiver read it as 2.0 (it speaks 2.0); a 1.x receiver reads a
+    /// 2.0 body as an empty `WriteRequest`, as in `write`.
+    pub read_v2: bool,
+}
+
+/// The Content-Type of a 2.0 request.
+pub const V2_CONTENT_TYPE: &str = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
+
+/// Samples of a 2.0 request with their labels resolved from its symbols;
+/// Err names a ref out of the table or an odd number of label refs.
+pub fn v2_samples(request: &prompb_v2::Request) -> Result<Vec<Got>, String> {
+    let symbol = |r: u32| {
+        request
+            .symbols
+            .get(r as usize)
+            .cloned()
+            .ok_or_else(|| format!("ref {r} past the {} symbols", request.symbols.len()))
+    };
+    let mut out = Vec::new();
+    for ts in &request.timeseries {
+        if ts.labels_refs.len() % 2 != 0 {
+            return Err(format!("odd labels_refs {:?}", ts.labels_refs));
+        }
+        let labels = ts
+            .labels_refs
+            .chunks(2)
+            .map(|p| Ok((symbol(p[0])?, symbol(p[1])?)))
+            .collect::<Result<Vec<_>, String>>()?;
+        for s in &ts.samples {
+            out.push(Got {
+                labels: labels.clone(),
+                ts: s.timestamp,
+                value: s.value,
+            });
+        }
+    }
+    Ok(out)
 }
 
 impl Request {
@@ -94,8 +137,16 @@ impl Request {
         (200..300).contains(&self.status)
     }
 
-    /// Every sample of the request, with its series' labels.
+    /// Every sample of the request, with its series' labels (2.0's
+    /// resolved from its symbols when the receiver read it as 2.0).
     pub fn samples(&self) -> Vec<Got> {
+        if let (true, Some(v2)) = (self.read_v2, &self.v2) {
+            return v2
+                .as_ref()
+                .ok()
+                .and_then(|r| v2_samples(r).ok())
+                .unwrap_or_default();
+        }
         let Ok(write) = &self.write else {
             return Vec::new();
         };
@@ -170,6 +221,8 @@ pub fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 struct Shared {
     script: Mutex<VecDeque<Answer>>,
     requests: Mutex<Vec<Request>>,
+    /// Reads 2.0 requests and answers them with the written headers.
+    speaks_v2: AtomicBool,
 }
 
 /// A remote-write receiver on loopback (std threads, HTTP/1.1 with
@@ -260,6 +313,14 @@ impl Receiver {
             addr,
             shared,
         }
+    }
+
+    /// Reads a 2.0 request as 2.0 (decoded into `Request::v2`) and, unless
+    /// scripted otherwise, answers 204 with the
+    /// `X-Prometheus-Remote-Write-*-Written` headers counting what it
+    /// held, as a 2.0 receiver does. Without it the receiver is a 1.x one.
+    pub fn speak_v2(&self) {
+        self.shared.speaks_v2.store(true, Ordering::Relaxed);
     }
 
     /// The answers to the next requests, in order (then 204 again).
@@ -409,6 +470,18 @@ fn serve<S: Read + Write>(stream: S, shared: &Shared) {
                 WriteRequest::decode(raw.as_slice())
                     .map_err(|e| format!("not a prompb WriteRequest: {e}"))
             });
+        let read_v2 = shared.speaks_v2.load(Ordering::Relaxed);
+        let v2 = header("content-type")
+            .is_some_and(|v| v.contains("proto=io.prometheus.write.v2.Request"))
+            .then(|| {
+                snap::raw::Decoder::new()
+                    .decompress_vec(&body)
+                    .map_err(|e| format!("not snappy (block format): {e}"))
+                    .and_then(|raw| {
+                        prompb_v2::Request::decode(raw.as_slice())
+                            .map_err(|e| format!("not an io.prometheus.write.v2.Request: {e}"))
+                    })
+            });
         // Take the next answer and record the request under one lock, so
         // the record's order is the order of the answers.
         let mut requests = shared.requests.lock().unwrap_or_else(|e| e.into_inner());
@@ -417,7 +490,35 @@ fn serve<S: Read + Write>(stream: S, shared: &Shared) {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .pop_front()
-            .unwrap_or_else(|| Answer::status(204));
+            .unwrap_or_else(|| match v2.as_ref().filter(|_| read_v2) {
+                Some(Ok(request)) => {
+                    let samples: usize = request.timeseries.iter().map(|t| t.samples.len()).sum();
+                    let histograms: usize =
+                        request.timeseries.iter().map(|t| t.histograms.len()).sum();
+                    let exemplars: usize =
+                        request.timeseries.iter().map(|t| t.exemplars.len()).sum();
+                    Answer {
+                        status: 204,
+                        headers: vec![
+                            (
+                                "X-Prometheus-Remote-Write-Samples-Written".into(),
+                                samples.to_string(),
+                            ),
+                            (
+                                "X-Prometheus-Remote-Write-Histograms-Written".into(),
+                                histograms.to_string(),
+                            ),
+                            (
+                                "X-Prometheus-Remote-Write-Exemplars-Written".into(),
+                                exemplars.to_string(),
+                            ),
+                        ],
+                        body: None,
+                    }
+                }
+                Some(Err(e)) => Answer::text(400, e),
+                None => Answer::status(204),
+            });
         let mut head = format!("HTTP/1.1 {} Scripted\r\n", answer.status);
         for (k, v) in &answer.headers {
             head.push_str(&format!("{k}: {v}\r\n"));
@@ -447,6 +548,8 @@ fn serve<S: Read + Write>(stream: S, shared: &Shared) {
             body_len: body.len(),
             status: answer.status,
             write,
+            v2,
+            read_v2,
         });
         drop(requests);
         if written.is_err() || close {

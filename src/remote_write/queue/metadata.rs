@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use super::super::encode::{compress, encode_metadata, write_metadata};
 use super::super::send::{Outcome, Sender};
 use crate::config::MetadataConfig;
+use crate::config::ProtobufMessage;
 use crate::wal::FamilyMetadata;
 
 /// A family's encoded `MetricMetadata` and the generation it was last seen in.
@@ -103,7 +104,12 @@ pub(super) async fn send_metadata(
                 continue;
             }
             match sender
-                .send(Bytes::copy_from_slice(&compressed), 0, &mut abort)
+                .send(
+                    Bytes::copy_from_slice(&compressed),
+                    0,
+                    ProtobufMessage::V1,
+                    &mut abort,
+                )
                 .await
             {
                 Outcome::Sent => {}
@@ -113,6 +119,8 @@ pub(super) async fn send_metadata(
                     tracing::warn!(remote_name = %sender.remote_name(), url = %sender.url_redacted(), status, families = part.len(), response = %message.trim(), "remote write metadata refused; sent again at the next interval");
                 }
                 Outcome::Aborted => return,
+                // Only a 2.0 request falls back; these are 1.0.
+                Outcome::FellBack => {}
             }
         }
     }

@@ -28,6 +28,7 @@ use tokio::sync::watch;
 use super::encode::{Outgoing, SeriesPrep};
 use super::metrics::QueueMetrics;
 use super::send::Sender;
+use crate::config::ProtobufMessage;
 use crate::plan::Writer;
 use crate::wal::{Position, Reader, Wal};
 use deal::{flush, send_chunk, Dealt};
@@ -85,9 +86,9 @@ pub async fn run(
         abort.clone(),
     ));
     let config = &spec.writer.config;
-    let store = config
-        .metadata_config
-        .send
+    // 2.0 carries metadata with each series, not in requests of its own
+    // (as Prometheus: its metadata watcher runs for 1.0 only).
+    let store = (config.metadata_config.send && config.protobuf_message == ProtobufMessage::V1)
         .then(|| Arc::new(Mutex::new(metadata::MetadataStore::default())));
     let metadata_task = store.clone().map(|store| {
         tokio::spawn(metadata::send_metadata(

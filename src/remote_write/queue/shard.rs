@@ -11,8 +11,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::super::encode::{self, EncodedSeries, Outgoing};
+use super::super::encode_v2::V2Encoder;
 use super::super::send::{Outcome, Sender};
 use super::tracker::Tracker;
+use crate::config::ProtobufMessage;
 
 /// Samples of one record for one shard.
 pub(super) struct Chunk {
@@ -164,6 +166,7 @@ pub(super) async fn shard(mut rx: mpsc::Receiver<Chunk>, mut ctx: ShardContext) 
     let mut buffer: VecDeque<Outgoing> = VecDeque::new();
     let mut runs: VecDeque<(u64, usize)> = VecDeque::new();
     let mut encoder = snap::raw::Encoder::new();
+    let mut v2 = V2Encoder::new();
     let (mut raw, mut compressed, mut batch) = (Vec::new(), Vec::new(), Vec::new());
     let mut open = true;
     let mut flush = false;
@@ -176,7 +179,13 @@ pub(super) async fn shard(mut rx: mpsc::Receiver<Chunk>, mut ctx: ShardContext) 
             batch.clear();
             batch.extend(buffer.drain(..n));
             let started = Instant::now();
-            let delivery = deliver(&mut ctx, &batch, &mut encoder, &mut raw, &mut compressed).await;
+            let mut buffers = Buffers {
+                snappy: &mut encoder,
+                v2: &mut v2,
+                raw: &mut raw,
+                compressed: &mut compressed,
+            };
+            let delivery = deliver(&mut ctx, &batch, &mut buffers).await;
             let busy = started.elapsed();
             {
                 let mut stats = ctx.stats.lock().unwrap_or_else(PoisonError::into_inner);
@@ -209,6 +218,7 @@ pub(super) async fn shard(mut rx: mpsc::Receiver<Chunk>, mut ctx: ShardContext) 
                 // apart from the heap) go back until the next batch, so an
                 // idle Pod does not hold them between scrapes.
                 (raw, compressed, batch) = (Vec::new(), Vec::new(), Vec::new());
+                v2.release();
             } else {
                 oldest = Instant::now();
             }
@@ -242,6 +252,14 @@ pub(super) async fn shard(mut rx: mpsc::Receiver<Chunk>, mut ctx: ShardContext) 
     }
 }
 
+/// A shard's encoders and request buffers, reused from batch to batch.
+pub(super) struct Buffers<'a> {
+    pub(super) snappy: &'a mut snap::raw::Encoder,
+    pub(super) v2: &'a mut V2Encoder,
+    pub(super) raw: &'a mut Vec<u8>,
+    pub(super) compressed: &'a mut Vec<u8>,
+}
+
 /// What became of one batch.
 #[derive(Default)]
 pub(super) struct Delivery {
@@ -258,13 +276,12 @@ pub(super) struct Delivery {
 /// by up to a second). Such a batch is split in halves, first half first so
 /// each series stays in order, down to single samples: the others arrive,
 /// and a refused resent one was already delivered. Other refusals count
-/// the batch as failed, as Prometheus does.
+/// the batch as failed, as Prometheus does. A part a receiver refused for
+/// being 2.0 goes again, as 1.0 (the sender has fallen back).
 pub(super) async fn deliver(
     ctx: &mut ShardContext,
     batch: &[Outgoing],
-    encoder: &mut snap::raw::Encoder,
-    raw: &mut Vec<u8>,
-    compressed: &mut Vec<u8>,
+    buffers: &mut Buffers<'_>,
 ) -> Delivery {
     let mut delivery = Delivery::default();
     let mut refused: Option<Refused> = None;
@@ -273,9 +290,19 @@ pub(super) async fn deliver(
     let mut parts = vec![(0, batch.len())];
     while let Some((start, end)) = parts.pop() {
         let part = &batch[start..end];
+        let Buffers {
+            snappy,
+            v2,
+            raw,
+            compressed,
+        } = buffers;
         raw.clear();
-        encode::write_request(part, raw);
-        if let Err(e) = encode::compress(encoder, raw, compressed) {
+        let message = ctx.sender.protocol();
+        match message {
+            ProtobufMessage::V1 => encode::write_request(part, raw),
+            ProtobufMessage::V2 => v2.write_request(part, raw),
+        }
+        if let Err(e) = encode::compress(snappy, raw, compressed) {
             tracing::error!(error = %e, "cannot compress a remote-write batch");
             delivery.failed += part.len() as u64;
             continue;
@@ -283,9 +310,15 @@ pub(super) async fn deliver(
         let n = part.len() as u64;
         let outcome = ctx
             .sender
-            .send(Bytes::copy_from_slice(compressed), n, &mut ctx.abort)
+            .send(
+                Bytes::copy_from_slice(compressed),
+                n,
+                message,
+                &mut ctx.abort,
+            )
             .await;
         match outcome {
+            Outcome::FellBack => parts.push((start, end)),
             Outcome::Sent => {
                 delivery.sent += n;
                 let ts = part.iter().map(|s| s.timestamp_ms).max();
