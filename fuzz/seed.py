@@ -14,7 +14,12 @@ a corpus grown by earlier runs stays). Sources:
 - config: config/*.yml, the relay configs inside k8s/*.yaml, the YAML in the
   config and web-config tests, and the relabel table;
 - wal: segments written in the WAL's documented format from the series and
-  samples of exposition seeds, plus truncated and bit-flipped copies.
+  samples of exposition seeds, plus truncated and bit-flipped copies;
+- protobuf: delimited MetricFamily messages (client_model's field numbers,
+  encoded here): the families of tests/protobuf.rs (exemplars, created
+  timestamps, summaries, classic and native histograms with spans, zero and
+  negative buckets), the counters, gauges and untyped samples of the
+  exposition seeds, and truncated copies and an oversized length prefix.
 
 Needs PyYAML (in the test venv: kubernetes-validate depends on it).
 """
@@ -218,6 +223,134 @@ def wal_seeds(expositions):
     yield struct.pack("<II", 60 << 20, 0) + b"\x02" + b"\0" * 16
 
 
+def pb_key(field, wire):
+    return varint((field << 3) | wire)
+
+
+def pb_uint(field, v):
+    return pb_key(field, 0) + varint(v & 0xFFFFFFFFFFFFFFFF)
+
+
+def pb_sint(field, v):
+    return pb_key(field, 0) + varint(((v << 1) ^ (v >> 63)) & 0xFFFFFFFFFFFFFFFF)
+
+
+def pb_double(field, v):
+    return pb_key(field, 1) + struct.pack("<d", v)
+
+
+def pb_bytes(field, b):
+    if isinstance(b, str):
+        b = b.encode()
+    return pb_key(field, 2) + varint(len(b)) + b
+
+
+def pb_packed(field, values, signed):
+    body = b"".join(varint(((v << 1) ^ (v >> 63)) & 0xFFFFFFFFFFFFFFFF) if signed
+                    else struct.pack("<d", v) for v in values)
+    return pb_bytes(field, body)
+
+
+def pb_timestamp(ms):
+    return pb_uint(1, ms // 1000) + pb_uint(2, (ms % 1000) * 1_000_000)
+
+
+def pb_labels(labels):
+    return b"".join(pb_bytes(1, pb_bytes(1, k) + pb_bytes(2, v)) for k, v in labels)
+
+
+def pb_family(name, kind, metrics, help=""):
+    """kind: 0 counter, 1 gauge, 2 summary, 3 untyped, 4 histogram."""
+    body = pb_bytes(1, name) + (pb_bytes(2, help) if help else b"") + pb_uint(3, kind)
+    body += b"".join(pb_bytes(4, m) for m in metrics)
+    return varint(len(body)) + body
+
+
+def pb_exemplar(trace, value, ms=None):
+    e = pb_bytes(1, pb_bytes(1, "trace_id") + pb_bytes(2, trace)) + pb_double(2, value)
+    return e + (pb_bytes(3, pb_timestamp(ms)) if ms is not None else b"")
+
+
+def protobuf_families():
+    """The kinds of tests/protobuf.rs's `families()`, one message each."""
+    span = lambda offset, length: pb_sint(1, offset) + pb_uint(2, length)
+    bucket = lambda le, count, ex=b"": pb_uint(1, count) + pb_double(2, le) + (pb_bytes(3, ex) if ex else b"")
+    counter = (pb_double(1, 42.0) + pb_bytes(2, pb_exemplar("abc", 1.0, 1_700_000_000_250))
+               + pb_bytes(3, pb_timestamp(1_700_000_000_000)))
+    summary = (pb_uint(1, 5) + pb_double(2, 2.5) + pb_bytes(3, pb_double(1, 0.5) + pb_double(2, 0.4))
+               + pb_bytes(3, pb_double(1, 0.99) + pb_double(2, 1.0)) + pb_bytes(4, pb_timestamp(1_600_000_000_000)))
+    classic = (pb_uint(1, 6) + pb_double(2, 20.0) + pb_bytes(3, bucket(1.0, 2, pb_exemplar("b", 0.5)))
+               + pb_bytes(3, bucket(10.0, 5)) + pb_bytes(15, pb_timestamp(1_600_000_000_500)))
+    native_int = (pb_uint(1, 9) + pb_double(2, 4.5) + pb_sint(5, 0) + pb_double(6, 0.001) + pb_uint(7, 2)
+                  + pb_bytes(9, span(-1, 1)) + pb_packed(10, [3], True) + pb_bytes(12, span(0, 2))
+                  + pb_bytes(12, span(2, 1)) + pb_packed(13, [1, 1, -1], True))
+    native_float = (pb_double(4, 5.5) + pb_double(2, 10.0) + pb_sint(5, 1) + pb_double(6, 0.01)
+                    + pb_double(8, 0.5) + pb_bytes(12, span(1, 2)) + pb_packed(14, [2.0, 3.0], False))
+    both = (pb_uint(1, 4) + pb_double(2, 3.0) + pb_bytes(3, bucket(0.5, 1)) + pb_bytes(3, bucket(1.0, 3))
+            + pb_sint(5, 0) + pb_bytes(12, span(0, 2)) + pb_packed(13, [1, 2], True))
+    metric = lambda labels, field, value, ts=None: (
+        pb_labels(labels) + pb_bytes(field, value) + (pb_sint(6, ts) if ts else b""))
+    return [
+        pb_family("pt_requests_total", 0, [metric([("path", "/a")], 3, counter),
+                                           metric([("path", "/b")], 3, pb_double(1, 1.0), 1_700_000_000_000)],
+                  "Requests."),
+        pb_family("pt_temp", 1, [metric([], 2, pb_double(1, 21.5))]),
+        pb_family("pt_latency", 2, [metric([("k", "v")], 4, summary)]),
+        pb_family("pt_untyped", 3, [metric([("a.b", "x")], 5, pb_double(1, -1.0))]),
+        pb_family("pt_classic", 4, [metric([], 7, classic)]),
+        pb_family("pt_native_int", 4, [metric([], 7, native_int)]),
+        pb_family("pt_native_float", 4, [metric([], 7, native_float)]),
+        pb_family("pt_both", 4, [metric([], 7, both)]),
+        pb_family("pt.dotted_total", 0, [metric([("c.d", "1")], 3, pb_double(1, 2.0))]),
+    ]
+
+
+def protobuf_from_exposition(body):
+    """The counters, gauges and untyped samples of a text exposition as
+    protobuf families (other types, and lines this reads wrong, skipped)."""
+    kinds = {"counter": (0, 3), "gauge": (1, 2), "untyped": (3, 5), "unknown": (3, 5)}
+    types, families = {}, {}
+    sample = re.compile(rb'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? +(\S+)')
+    pair = re.compile(rb'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+    for line in body.split(b"\n"):
+        if line.startswith(b"# TYPE "):
+            parts = line.split()
+            if len(parts) >= 4:
+                types[parts[2]] = parts[3].decode("latin-1")
+            continue
+        m = sample.match(line)
+        if not m:
+            continue
+        name, labels, value = m.groups()
+        kind = types.get(name, "untyped")
+        if kind == "counter" or name.endswith(b"_total") and types.get(name[:-6]) == "counter":
+            kind = "counter"
+        if kind not in kinds:
+            continue
+        try:
+            v = float(value)
+        except ValueError:
+            continue
+        code, field = kinds[kind]
+        pairs = [(k.decode("latin-1"), val.decode("latin-1")) for k, val in pair.findall(labels or b"")]
+        families.setdefault((name, code), []).append(pb_labels(pairs) + pb_bytes(field, pb_double(1, v)))
+    if not families:
+        return b""
+    return b"".join(pb_family(name.decode("latin-1"), code, metrics) for (name, code), metrics in families.items())
+
+
+def protobuf_seeds(expositions):
+    families = protobuf_families()
+    yield b"".join(families)
+    for f in families:
+        yield f
+        yield f[: len(f) // 2]
+    for body in expositions[:200]:
+        yield protobuf_from_exposition(body)
+    # A length prefix claiming far more than the body holds.
+    yield varint(1 << 40) + b"\x0a\x01m"
+
+
 def write(corpus, target, seeds):
     d = corpus / target
     d.mkdir(parents=True, exist_ok=True)
@@ -237,6 +370,7 @@ def main():
     write(corpus, "scrape", scrape_seeds(expositions))
     write(corpus, "config", config_seeds())
     write(corpus, "wal", wal_seeds(expositions))
+    write(corpus, "protobuf", protobuf_seeds(expositions))
 
 
 if __name__ == "__main__":

@@ -205,3 +205,52 @@ fn a_name_label_in_the_braces_fails_the_scrape() {
         );
     }
 }
+
+/// protobuf target: an exemplar label name outside the legacy charset
+/// (`tr/be_id`) was written unquoted after a bucket, and the OpenMetrics
+/// body relay served did not parse. Such a name is quoted now, as in a
+/// series; one relay cannot quote (holding `"`) drops the exemplar.
+#[test]
+fn a_protobuf_exemplar_with_a_utf8_label_name_is_served_quoted() {
+    let exemplar = |name: &[u8]| {
+        let mut label = vec![0x0a, name.len() as u8];
+        label.extend_from_slice(name);
+        label.extend_from_slice(&[0x12, 0x01, b'b']);
+        let mut e = vec![0x0a, label.len() as u8];
+        e.extend(label);
+        e.extend_from_slice(&[0x11, 0, 0, 0, 0, 0, 0, 0xe0, 0x3f]); // value 0.5
+        e
+    };
+    for (name, want) in [
+        (&b"tr/be_id"[..], Some("# {\"tr/be_id\"=\"b\"} 0.5")),
+        (&b"a\"b"[..], None),
+    ] {
+        // Bucket: cumulative_count 2, upper_bound 1.0, exemplar.
+        let mut bucket = vec![0x08, 0x02, 0x11, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0x1a];
+        let e = exemplar(name);
+        bucket.push(e.len() as u8);
+        bucket.extend(e);
+        // Histogram: sample_count 2, sample_sum 1.0 and the bucket.
+        let mut histogram = vec![0x08, 0x02, 0x11, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0x1a];
+        histogram.push(bucket.len() as u8);
+        histogram.extend(bucket);
+        let mut metric = vec![0x3a, histogram.len() as u8];
+        metric.extend(histogram);
+        // Family: name "h", type histogram (4), the metric.
+        let mut family = vec![0x0a, 0x01, b'h', 0x18, 0x04, 0x22, metric.len() as u8];
+        family.extend(metric);
+        let mut body = vec![family.len() as u8];
+        body.extend(family);
+        let rendered = convert(&body, Format::Protobuf, Format::Text).expect("valid");
+        let om = served(rendered, Format::OpenMetrics);
+        assert_eq!(check(om.as_bytes(), Format::OpenMetrics), vec![], "{om}");
+        let bucket = om
+            .lines()
+            .find(|l| l.starts_with("h_bucket{le=\"1.0\"}"))
+            .unwrap_or_else(|| panic!("no bucket in {om}"));
+        match want {
+            Some(want) => assert!(bucket.ends_with(want), "{bucket}"),
+            None => assert!(!bucket.contains(" # "), "{bucket}"),
+        }
+    }
+}

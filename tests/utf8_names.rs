@@ -173,3 +173,56 @@ fn prometheus_2_stores_underscores_from_relay_and_remote_write_keeps_utf8() {
     assert!(series.contains("\"http.route\":\"/a\""), "{series}");
     assert!(!series.contains("http_server_requests"), "{series}");
 }
+
+/// Target labels (`static_configs[].labels`) and `global.external_labels`
+/// with UTF-8 names: served quoted to a scraper that asks for UTF-8,
+/// escaped to one that does not; refused by `relay check config` under
+/// `legacy`, naming the field.
+#[test]
+fn utf8_target_and_external_label_names_are_served_and_refused_under_legacy() {
+    let target = common::Target::start(common::Reply::text(
+        "# TYPE shop_orders gauge\nshop_orders 3\n",
+    ));
+    let config = |global: &str| {
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  external_labels: {{\"k8s.pod\": p1}}\n{global}scrape_configs:\n  - job_name: app\n    static_configs: [{{targets: [\"{}\"], labels: {{\"app.kubernetes.io/name\": shop}}}}]\n",
+            target.addr
+        )
+    };
+    let relay = Relay::start(&config(""));
+    let utf8 = wait_for("relay to serve shop_orders with UTF-8 names", || {
+        get(
+            &relay.addr,
+            "/metrics",
+            &[("Accept", "text/plain;version=1.0.0;escaping=allow-utf-8")],
+        )
+        .filter(|r| r.status == 200)
+        .map(|r| r.text())
+        .filter(|t| t.contains("shop_orders{"))
+    });
+    let want = format!(
+        "shop_orders{{\"app.kubernetes.io/name\"=\"shop\",instance=\"{}\",job=\"app\",\"k8s.pod\"=\"p1\"}} 3\n",
+        target.addr
+    );
+    assert!(utf8.contains(&want), "missing {want:?} in\n{utf8}");
+    let plain = relay.metrics_ok();
+    let want = format!(
+        "shop_orders{{app_kubernetes_io_name=\"shop\",instance=\"{}\",job=\"app\",k8s_pod=\"p1\"}} 3\n",
+        target.addr
+    );
+    assert!(plain.contains(&want), "missing {want:?} in\n{plain}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("legacy.yml");
+    std::fs::write(&path, config("  metric_name_validation_scheme: legacy\n")).expect("write");
+    let ran = common::pipe(
+        common::relay(&["check", "config", &path.display().to_string()]),
+        b"",
+    );
+    assert_ne!(ran.code, 0, "legacy must refuse the UTF-8 label names");
+    assert!(
+        ran.stderr.contains("global.external_labels.k8s.pod") && ran.stderr.contains("legacy"),
+        "{}",
+        ran.stderr
+    );
+}

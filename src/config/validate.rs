@@ -43,7 +43,7 @@ pub(super) fn resolve(config: &mut Config) -> Result<(), ConfigError> {
     config.global.metric_name_escaping_scheme = Some(escaping);
     let global = config.global.clone();
     for name in global.external_labels.keys() {
-        check_label_name(&format!("global.external_labels.{name}"), name)?;
+        check_label_name(&format!("global.external_labels.{name}"), name, validation)?;
     }
     let mut jobs = HashSet::new();
     for (i, job) in config.scrape_configs.iter_mut().enumerate() {
@@ -157,7 +157,11 @@ fn resolve_job(
             check_target(&format!("{path}.static_configs[{g}].targets[{t}]"), target)?;
         }
         for name in group.labels.keys() {
-            check_label_name(&format!("{path}.static_configs[{g}].labels.{name}"), name)?;
+            check_label_name(
+                &format!("{path}.static_configs[{g}].labels.{name}"),
+                name,
+                job.metric_name_validation_scheme.unwrap_or_default(),
+            )?;
         }
     }
     check_auth(
@@ -308,14 +312,20 @@ fn check_target(path: &str, target: &str) -> Result<(), ConfigError> {
         .map_err(|e| bad(&e.to_string()))
 }
 
-fn check_label_name(path: &str, name: &str) -> Result<(), ConfigError> {
-    if crate::exposition::is_label_name(name) {
-        Ok(())
-    } else {
-        Err(ConfigError::field(
+/// A label name as Prometheus 3's `LabelName.IsValid` judges it under
+/// `validation`: any non-empty UTF-8 under `utf8`, `[a-zA-Z_][a-zA-Z0-9_]*`
+/// under `legacy`.
+fn check_label_name(path: &str, name: &str, validation: NameValidation) -> Result<(), ConfigError> {
+    match validation {
+        NameValidation::Utf8 if !name.is_empty() => Ok(()),
+        NameValidation::Utf8 => Err(ConfigError::field(path, "a label name must not be empty")),
+        NameValidation::Legacy if crate::exposition::is_label_name(name) => Ok(()),
+        NameValidation::Legacy => Err(ConfigError::field(
             path,
-            format!("{name:?} is not a valid label name (expected [a-zA-Z_][a-zA-Z0-9_]*)"),
-        ))
+            format!(
+                "{name:?} is not a valid label name under metric_name_validation_scheme legacy (expected [a-zA-Z_][a-zA-Z0-9_]*; utf8 allows it)"
+            ),
+        )),
     }
 }
 
@@ -475,6 +485,40 @@ mod tests {
         from_yaml_str(&text)
             .map(|l| l.config.scrape_configs[0].clone())
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn utf8_label_names_are_accepted_under_utf8_and_refused_under_legacy() {
+        let yaml = |global: &str, job: &str| {
+            format!("global: {{external_labels: {{\"k8s.pod\": p}}{global}}}\nscrape_configs:\n  - job_name: a\n{job}    static_configs: [{{targets: [\"h:1\"], labels: {{\"app.kubernetes.io/name\": shop}}}}]\n")
+        };
+        let loaded = from_yaml_str(&yaml("", "")).expect("utf8 is the default");
+        assert!(loaded.config.global.external_labels.contains_key("k8s.pod"));
+        assert!(loaded.config.scrape_configs[0].static_configs[0]
+            .labels
+            .contains_key("app.kubernetes.io/name"));
+        let err = from_yaml_str(&yaml(", metric_name_validation_scheme: legacy", ""))
+            .expect_err("legacy refuses the external label")
+            .to_string();
+        assert!(
+            err.contains("global.external_labels.k8s.pod") && err.contains("legacy"),
+            "{err}"
+        );
+        // Legacy for the job only: its target labels are refused, the
+        // external labels (global scheme utf8) are not.
+        let err = from_yaml_str(&yaml("", "    metric_name_validation_scheme: legacy\n"))
+            .expect_err("legacy refuses the target label")
+            .to_string();
+        assert!(
+            err.contains("scrape_configs[0].static_configs[0].labels.app.kubernetes.io/name"),
+            "{err}"
+        );
+        let err = from_yaml_str(
+            "scrape_configs:\n  - job_name: a\n    static_configs: [{targets: [\"h:1\"], labels: {\"\": x}}]\n",
+        )
+        .expect_err("empty name")
+        .to_string();
+        assert!(err.contains("must not be empty"), "{err}");
     }
 
     #[test]

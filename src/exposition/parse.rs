@@ -66,6 +66,15 @@ pub struct Exemplar<'a> {
     pub timestamp: Option<f64>,
 }
 
+impl<'a> Exemplar<'a> {
+    /// The exemplar's labels, unescaped.
+    pub fn labels(&self) -> LabelPairs<'a> {
+        LabelPairs {
+            src: self.labels_src,
+        }
+    }
+}
+
 /// One sample line; its labels are re-read from the input on demand.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample<'a> {

@@ -230,6 +230,7 @@ pub fn process(
     let mut counts = Counts::default();
     let result = process_into(body, input, settings, cache, &mut counts, out);
     if result.is_ok() {
+        // Serves the last group's created timestamp.
         out.commit();
     }
     out.set_counts(counts);
@@ -579,8 +580,6 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
         let mut family_changed = false;
         let mut labels: Labels<'_> = Labels::with_capacity(16);
         let mut parser = Parser::resume(body, self.input, self.at, more).deferring_labels();
-        // An OpenMetrics exemplar's labels rendered `{...}` (storage's form).
-        let mut exemplar_text = String::new();
         while let Some(entry) = parser.next() {
             let sample = match entry.map_err(PipelineError::Parse)? {
                 Entry::Help { name, text } => {
@@ -603,16 +602,10 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
             };
             self.counts.samples_scraped += 1;
             let key = sample.series_in(body);
-            if let Some(e) = &sample.exemplar {
-                exemplar_text.clear();
-                exemplar_text.push('{');
-                exemplar_text.push_str(e.labels_src);
-                exemplar_text.push('}');
-            }
             let exemplar = sample.exemplar.as_ref().map(|e| Exemplar {
-                labels: &exemplar_text,
+                labels: braced(body, e.labels_src),
                 value: e.value,
-                timestamp_ms: e.timestamp.map(|secs| (secs * 1000.0).round() as i64),
+                timestamp_ms: e.timestamp.map(|s| (s * 1000.0).round() as i64),
             });
             let taken = Taken {
                 timestamp_ms: sample.timestamp_ms,
@@ -645,6 +638,19 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
         }
         Ok(used)
     }
+}
+
+/// An exemplar's label list with its braces, `{a="b"}`: the parser hands
+/// out what is between them, a slice of `body` (else the list as it is).
+fn braced<'b>(body: &'b [u8], inner: &'b str) -> &'b str {
+    let start = (inner.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
+    let end = start.wrapping_add(inner.len());
+    let with = start
+        .checked_sub(1)
+        .and_then(|s| body.get(s..=end))
+        .filter(|w| w.first() == Some(&b'{') && w.last() == Some(&b'}'))
+        .and_then(|w| std::str::from_utf8(w).ok());
+    with.unwrap_or(inner)
 }
 
 /// What a parsed sample brings besides its series.

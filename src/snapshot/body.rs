@@ -9,6 +9,8 @@ use std::sync::{Mutex, OnceLock};
 use bytes::Bytes;
 
 use super::escape;
+use super::exemplars::Exemplars;
+use super::merge::Merged;
 use super::native::NativeSeries;
 use super::protobuf;
 use super::sink::FamilyBlock;
@@ -17,9 +19,15 @@ use crate::exposition::{render, Entry, Format, Parser};
 
 /// One rendered exposition; the other encodings are made on first request.
 pub struct Snapshot {
+    /// Every line, `_created` blocks for OpenMetrics only included.
     text: Bytes,
+    /// The text 0.0.4 body: `text` without the blocks for OpenMetrics only
+    /// (made on first request; `text` itself when it has none).
+    text_body: OnceLock<Bytes>,
     /// Each family's header fields and the range of its lines in `text`.
     families: Vec<FamilyBlock>,
+    /// The exemplars of lines in `text`, served in OpenMetrics only.
+    exemplars: Exemplars,
     text_gzip: OnceLock<Bytes>,
     /// OpenMetrics as pieces: its own header lines, and slices of `text`
     /// where the sample lines are the same in both formats (see
@@ -43,10 +51,17 @@ type EscapedKey = (Format, NameEscaping, bool);
 
 impl Snapshot {
     /// `text` is a text 0.0.4 body; `families` say where its lines are.
-    pub fn new(text: Vec<u8>, families: Vec<FamilyBlock>) -> Snapshot {
+    pub fn new(merged: Merged) -> Snapshot {
+        let Merged {
+            text,
+            families,
+            exemplars,
+        } = merged;
         Snapshot {
             text: Bytes::from(text),
+            text_body: OnceLock::new(),
             families,
+            exemplars,
             text_gzip: OnceLock::new(),
             openmetrics_pieces: OnceLock::new(),
             openmetrics: OnceLock::new(),
@@ -99,8 +114,11 @@ impl Snapshot {
         if format == Format::Protobuf {
             return self.protobuf(escaping, gzip);
         }
-        // Both formats carry the same names: the text tells for either.
-        if !escape::needs_escaping(&self.text, escaping) {
+        // Both formats carry the same names: the text tells for either,
+        // and OpenMetrics has the exemplars' label names besides.
+        let exemplars = format == Format::OpenMetrics
+            && escape::needs_escaping(self.exemplars.all_labels().as_bytes(), escaping);
+        if !exemplars && !escape::needs_escaping(&self.text, escaping) {
             return self.body(format, gzip);
         }
         let key = (format, escaping, gzip);
@@ -127,10 +145,11 @@ impl Snapshot {
     pub fn body(&self, format: Format, gzip: bool) -> Bytes {
         match (format, gzip) {
             // Protobuf output is item 3's (native histograms served).
-            (Format::Text | Format::Protobuf, false) => self.text.clone(),
-            (Format::Text | Format::Protobuf, true) => {
-                self.text_gzip.get_or_init(|| compress(&self.text)).clone()
-            }
+            (Format::Text | Format::Protobuf, false) => self.text_body().clone(),
+            (Format::Text | Format::Protobuf, true) => self
+                .text_gzip
+                .get_or_init(|| compress(self.text_body()))
+                .clone(),
             (Format::OpenMetrics, false) => self.openmetrics().clone(),
             (Format::OpenMetrics, true) => self
                 .openmetrics_gzip
@@ -139,9 +158,34 @@ impl Snapshot {
         }
     }
 
+    /// The text 0.0.4 body: each block for OpenMetrics only (a `_created`
+    /// block, always right after its family's lines) left out with its header.
+    fn text_body(&self) -> &Bytes {
+        self.text_body.get_or_init(|| {
+            if !self.families.iter().any(|f| f.openmetrics_only) {
+                return self.text.clone();
+            }
+            let mut out = Vec::with_capacity(self.text.len());
+            let mut from = 0;
+            for (i, f) in self.families.iter().enumerate() {
+                if !f.openmetrics_only {
+                    continue;
+                }
+                let start = i
+                    .checked_sub(1)
+                    .map_or(0, |p| self.families[p].lines.end)
+                    .max(from);
+                out.extend_from_slice(self.text.get(from..start).unwrap_or_default());
+                from = f.lines.end.max(start);
+            }
+            out.extend_from_slice(self.text.get(from..).unwrap_or_default());
+            Bytes::from(out)
+        })
+    }
+
     fn openmetrics_pieces(&self) -> &[Bytes] {
         self.openmetrics_pieces
-            .get_or_init(|| openmetrics_pieces(&self.text, &self.families))
+            .get_or_init(|| openmetrics_pieces(&self.text, &self.families, &self.exemplars))
     }
 
     /// Bytes of the OpenMetrics body that are the text body's own lines,
@@ -166,6 +210,7 @@ impl Snapshot {
 /// body's lines shared without a copy.
 struct Pieces<'t> {
     text: &'t Bytes,
+    exemplars: &'t Exemplars,
     done: Vec<Bytes>,
     own: Vec<u8>,
 }
@@ -183,8 +228,43 @@ impl Pieces<'_> {
     }
 
     /// Sample lines at `range` of the text body as OpenMetrics has them:
-    /// shared unless their timestamps must be rewritten in seconds.
+    /// shared unless their timestamps must be rewritten in seconds or an
+    /// exemplar goes after their value.
     fn lines(&mut self, range: std::ops::Range<usize>, timestamps: bool) {
+        let (text, exemplars) = (self.text, self.exemplars);
+        let mut from = range.start;
+        for e in exemplars.within(range.clone()) {
+            let Some(end) = text
+                .get(e.line..range.end)
+                .and_then(|l| memchr::memchr(b'\n', l))
+                .map(|nl| e.line + nl)
+            else {
+                continue;
+            };
+            self.plain(from..e.line, timestamps);
+            let line = text.get(e.line..=end).unwrap_or_default();
+            if timestamps {
+                with_seconds(&mut self.own, line);
+                if self.own.last() == Some(&b'\n') {
+                    self.own.pop();
+                }
+            } else {
+                self.own
+                    .extend_from_slice(&line[..line.len().saturating_sub(1)]);
+            }
+            exemplars.write(&mut self.own, e);
+            self.own.push(b'\n');
+            from = end + 1;
+        }
+        self.plain(from..range.end, timestamps);
+    }
+
+    /// Lines without exemplars: shared unless their timestamps must be
+    /// rewritten in seconds.
+    fn plain(&mut self, range: std::ops::Range<usize>, timestamps: bool) {
+        if range.is_empty() {
+            return;
+        }
         if timestamps {
             let text = self.text;
             with_seconds(&mut self.own, text.get(range).unwrap_or_default());
@@ -200,9 +280,10 @@ impl Pieces<'_> {
 /// lines are slices of `text`, not a copy of it. A family's `_created`
 /// samples, a gauge family of their own in text 0.0.4, go back among its
 /// lines, each where the target had it.
-fn openmetrics_pieces(text: &Bytes, families: &[FamilyBlock]) -> Vec<Bytes> {
+fn openmetrics_pieces(text: &Bytes, families: &[FamilyBlock], exemplars: &Exemplars) -> Vec<Bytes> {
     let mut out = Pieces {
         text,
+        exemplars,
         done: Vec::with_capacity(2 * families.len() + 1),
         own: Vec::new(),
     };

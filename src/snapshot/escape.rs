@@ -69,7 +69,8 @@ pub fn needs_escaping(body: &[u8], scheme: NameEscaping) -> bool {
 }
 
 /// `body` in `format` with every metric and label name escaped by `scheme`;
-/// values, timestamps, exemplars and comments are copied as they are.
+/// exemplar label names too; values, timestamps and comments are copied
+/// as they are.
 pub fn escape_body(body: &[u8], format: Format, scheme: NameEscaping) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + body.len() / 8);
     let mut labels: Labels<'_> = Labels::with_capacity(16);
@@ -118,9 +119,48 @@ pub fn escape_body(body: &[u8], format: Format, scheme: NameEscaping) -> Vec<u8>
         }
         out.extend_from_slice(&line[..offset]);
         render::series(&mut out, &labels);
-        out.extend_from_slice(line.get(end..).unwrap_or_default());
+        let rest = line.get(end..).unwrap_or_default();
+        match sample.exemplar.as_ref() {
+            Some(e) => exemplar_escaped(&mut out, rest, e.labels_src, e.labels(), scheme),
+            None => out.extend_from_slice(rest),
+        }
     }
     out
+}
+
+/// `rest`, the line past its series, with the names of the exemplar
+/// labels `pairs` (written at `src`, a slice of `rest`) escaped: a scraper
+/// that gets escaped names reads no quoted ones in an exemplar either.
+fn exemplar_escaped<'a>(
+    out: &mut Vec<u8>,
+    rest: &[u8],
+    src: &str,
+    pairs: impl Iterator<Item = (&'a str, Cow<'a, str>)>,
+    scheme: NameEscaping,
+) {
+    let at = (src.as_ptr() as usize).wrapping_sub(rest.as_ptr() as usize);
+    let Some(after) = at.checked_add(src.len()).filter(|&e| e <= rest.len()) else {
+        out.extend_from_slice(rest);
+        return;
+    };
+    out.extend_from_slice(&rest[..at]);
+    for (i, (name, value)) in pairs.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let name = escape_name(name, scheme);
+        if crate::exposition::is_label_name(&name) {
+            out.extend_from_slice(name.as_bytes());
+        } else {
+            out.push(b'"');
+            out.extend_from_slice(name.as_bytes());
+            out.push(b'"');
+        }
+        out.extend_from_slice(b"=\"");
+        render::escape_label_value(out, &value);
+        out.push(b'"');
+    }
+    out.extend_from_slice(&rest[after..]);
 }
 
 /// What follows `# HELP `, `# TYPE ` or `# UNIT ` on a metadata line.
@@ -197,7 +237,7 @@ mod tests {
         let got = escape_body(om.as_bytes(), Format::OpenMetrics, NameEscaping::Values);
         assert_eq!(
             String::from_utf8_lossy(&got),
-            "# TYPE U__a_2e_b counter\nU__a_2e_b__total 1 # {\"t.id\"=\"x\"} 1 2.5\n# EOF\n"
+            "# TYPE U__a_2e_b counter\nU__a_2e_b__total 1 # {U__t_2e_id=\"x\"} 1 2.5\n# EOF\n"
         );
         assert!(!needs_escaping(
             b"a{b=\"c\"} 1\n",

@@ -22,6 +22,7 @@
 
 use std::collections::HashMap;
 
+use super::exemplars::{Exemplars, LineExemplar};
 use super::sink::{FamilyBlock, Rendered};
 use crate::exposition::conform::{self, Created, Judged, Piece};
 use crate::exposition::{Format, MetricType};
@@ -52,14 +53,30 @@ struct Out<'r> {
     kind: MetricType,
     unit: Option<&'r str>,
     pieces: Vec<(&'r [u8], bool)>,
+    /// Each piece's exemplars: the table they are in, and where the
+    /// piece's lines start in the buffer their `line`s count in.
+    exemplars: Vec<(&'r Exemplars, &'r [LineExemplar], usize)>,
     /// Its `_created` samples' pieces, each with where in its family piece
     /// (an index in `pieces`) OpenMetrics has its lines.
     created: Vec<(&'r [u8], usize, &'r [usize])>,
+    /// Whether they are all for OpenMetrics only (protobuf created
+    /// timestamps; a text target's own `_created` lines are served in both).
+    created_openmetrics_only: bool,
+}
+
+/// A merged body: text 0.0.4 lines, where each family's are, and the
+/// exemplars of its lines (served in OpenMetrics).
+#[derive(Debug, Default)]
+pub struct Merged {
+    pub text: Vec<u8>,
+    pub families: Vec<FamilyBlock>,
+    pub exemplars: Exemplars,
 }
 
 /// The merged text body of `all` (targets in order, relay's own last) and
-/// where each family's lines are in it.
-pub fn merge<'r>(all: &[&'r Rendered]) -> (Vec<u8>, Vec<FamilyBlock>) {
+/// where each family's lines are in it. Exemplars stay with their lines in
+/// typed families; an untyped family (OpenMetrics `unknown`) has none.
+pub fn merge<'r>(all: &[&'r Rendered]) -> Merged {
     let block = |(t, b): (usize, usize)| -> &'r FamilyBlock { &all[t].families[b] };
     let lines = |(t, b): (usize, usize)| -> &'r [u8] {
         let r: &'r Rendered = all[t];
@@ -159,7 +176,9 @@ pub fn merge<'r>(all: &[&'r Rendered]) -> (Vec<u8>, Vec<FamilyBlock>) {
                     kind: MetricType::Unknown,
                     unit: None,
                     pieces: Vec::new(),
+                    exemplars: Vec::new(),
                     created: Vec::new(),
+                    created_openmetrics_only: false,
                 });
                 out.len() - 1
             });
@@ -243,6 +262,15 @@ pub fn merge<'r>(all: &[&'r Rendered]) -> (Vec<u8>, Vec<FamilyBlock>) {
                 .iter()
                 .map(|&p| (lines(p), block(p).timestamps))
                 .collect(),
+            exemplars: f
+                .parts
+                .iter()
+                .map(|&(t, b)| {
+                    let r: &'r Rendered = all[t];
+                    let lines = r.families[b].lines.clone();
+                    (&r.exemplars, r.exemplars.within(lines.clone()), lines.start)
+                })
+                .collect(),
             created: f
                 .created
                 .iter()
@@ -252,6 +280,7 @@ pub fn merge<'r>(all: &[&'r Rendered]) -> (Vec<u8>, Vec<FamilyBlock>) {
                     Some((lines((t, b)), piece, at.as_slice()))
                 })
                 .collect(),
+            created_openmetrics_only: f.created.iter().all(|&p| block(p).openmetrics_only),
         });
     }
     write(
@@ -274,7 +303,7 @@ fn sample_name(line: &[u8]) -> &str {
     std::str::from_utf8(&line[..end]).unwrap_or_default()
 }
 
-fn write(out: &[Out<'_>], size: usize) -> (Vec<u8>, Vec<FamilyBlock>) {
+fn write(out: &[Out<'_>], size: usize) -> Merged {
     // The lines, and each family's HELP and TYPE lines.
     let headers: usize = out
         .iter()
@@ -282,6 +311,7 @@ fn write(out: &[Out<'_>], size: usize) -> (Vec<u8>, Vec<FamilyBlock>) {
         .sum();
     let mut text = Vec::with_capacity(size + headers);
     let mut layout = Vec::with_capacity(out.len());
+    let mut exemplars = Exemplars::default();
     for f in out {
         let mut block = FamilyBlock {
             name: f.name.to_owned(),
@@ -292,13 +322,19 @@ fn write(out: &[Out<'_>], size: usize) -> (Vec<u8>, Vec<FamilyBlock>) {
             timestamps: false,
             judged: Judged::default(),
             created: None,
+            openmetrics_only: false,
         };
         block.write_header(&mut text, Format::Text);
         let start = text.len();
         // Where each piece starts in the family's lines.
         let mut starts = Vec::with_capacity(f.pieces.len());
-        for (piece, timestamps) in &f.pieces {
+        for (i, (piece, timestamps)) in f.pieces.iter().enumerate() {
             starts.push(text.len() - start);
+            if let Some((from, theirs, base)) = f.exemplars.get(i) {
+                for e in *theirs {
+                    exemplars.push_moved(from, e, text.len() + (e.line - base));
+                }
+            }
             text.extend_from_slice(piece);
             block.timestamps |= timestamps;
         }
@@ -318,6 +354,7 @@ fn write(out: &[Out<'_>], size: usize) -> (Vec<u8>, Vec<FamilyBlock>) {
             timestamps: false,
             judged: Judged::default(),
             created: None,
+            openmetrics_only: f.created_openmetrics_only,
         };
         created.write_header(&mut text, Format::Text);
         let start = text.len();
@@ -331,7 +368,11 @@ fn write(out: &[Out<'_>], size: usize) -> (Vec<u8>, Vec<FamilyBlock>) {
         created.created = Some(Created::placed(at));
         layout.push(created);
     }
-    (text, layout)
+    Merged {
+        text,
+        families: layout,
+        exemplars,
+    }
 }
 
 #[cfg(test)]
@@ -343,6 +384,10 @@ mod tests {
     use crate::snapshot::Snapshot;
 
     fn target(instance: &str, body: &str) -> Rendered {
+        target_in(instance, body, Format::Text)
+    }
+
+    fn target_in(instance: &str, body: &str, format: Format) -> Rendered {
         let labels: Labels<'static> = [("instance", instance.to_owned()), ("job", "j".to_owned())]
             .into_iter()
             .collect::<Labels>()
@@ -351,7 +396,7 @@ mod tests {
         let mut out = Rendered::default();
         process(
             body.as_bytes(),
-            Format::Text,
+            format,
             &Settings::new(&labels, &rules),
             &mut SeriesCache::default(),
             &mut out,
@@ -379,7 +424,11 @@ mod tests {
             .map(|(i, b)| target(&format!("t{i}:1"), b))
             .collect();
         let all: Vec<&Rendered> = targets.iter().collect();
-        let (text, layout) = merge(&all);
+        let Merged {
+            text,
+            families: layout,
+            ..
+        } = merge(&all);
         let want: Vec<String> = targets
             .iter()
             .flat_map(|t| samples(&t.text).into_iter().chain(samples(&t.created)))
@@ -387,7 +436,11 @@ mod tests {
         let mut want = want;
         want.sort();
         assert_eq!(samples(&text), want, "samples must not change");
-        let snapshot = Snapshot::new(text.clone(), layout);
+        let snapshot = Snapshot::new(Merged {
+            text: text.clone(),
+            families: layout,
+            exemplars: Exemplars::default(),
+        });
         for format in [Format::Text, Format::OpenMetrics] {
             let body = snapshot.body(format, false);
             assert_eq!(
@@ -433,8 +486,7 @@ mod tests {
         let body = "# HELP c Requests.\n# TYPE c counter\nc_total{p=\"a\"} 3\nc_created{p=\"a\"} 5\nc_total{p=\"b\"} 1\nc_created{p=\"b\"} 6\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_count 1\nh_sum 2\nh_created 7\n";
         let targets = [target("t0:1", body), target("t1:1", body)];
         let all: Vec<&Rendered> = targets.iter().collect();
-        let (text, layout) = merge(&all);
-        let snapshot = Snapshot::new(text, layout);
+        let snapshot = Snapshot::new(merge(&all));
         let text = snapshot.body(Format::Text, false);
         let om = snapshot.body(Format::OpenMetrics, false);
         let series = |name: &str, t: usize, labels: &str| {
@@ -490,6 +542,43 @@ mod tests {
         for (body, format) in [(&text, Format::Text), (&om, Format::OpenMetrics)] {
             assert_eq!(check(body, format), vec![], "{format:?}");
         }
+    }
+
+    #[test]
+    fn exemplars_survive_the_merge_in_openmetrics_only() {
+        let body = "# TYPE c counter\nc_total{p=\"a\"} 3 # {trace_id=\"x\"} 1 1700000000.5\nc_total{p=\"b\"} 4\n# TYPE h histogram\nh_bucket{le=\"1\"} 1 # {trace_id=\"y\",\"span.id\"=\"1\\\"2\"} 0.5\nh_bucket{le=\"+Inf\"} 2\nh_count 2\nh_sum 3 # {trace_id=\"no\"} 1\n# TYPE g gauge\ng 1 # {trace_id=\"no\"} 1\n# EOF\n";
+        let targets = [
+            target_in("t0:1", body, Format::OpenMetrics),
+            target("t1:1", "# TYPE c counter\nc_total 9\n"),
+            target_in("t2:1", body, Format::OpenMetrics),
+        ];
+        let all: Vec<&Rendered> = targets.iter().collect();
+        let snapshot = Snapshot::new(merge(&all));
+        let text = String::from_utf8_lossy(&snapshot.body(Format::Text, false)).into_owned();
+        assert!(!text.contains(" # {"), "{text}");
+        let om = String::from_utf8_lossy(&snapshot.body(Format::OpenMetrics, false)).into_owned();
+        assert_eq!(check(om.as_bytes(), Format::OpenMetrics), vec![], "{om}");
+        let with: Vec<&str> = om.lines().filter(|l| l.contains(" # {")).collect();
+        let mut want = Vec::new();
+        for t in [0, 2] {
+            want.push(format!("c_total{{instance=\"t{t}:1\",job=\"j\",p=\"a\"}} 3 # {{trace_id=\"x\"}} 1 1700000000.5"));
+        }
+        for t in [0, 2] {
+            want.push(format!("h_bucket{{instance=\"t{t}:1\",job=\"j\",le=\"1\"}} 1 # {{trace_id=\"y\",\"span.id\"=\"1\\\"2\"}} 0.5"));
+        }
+        assert_eq!(with, want, "{om}");
+    }
+
+    #[test]
+    fn an_exemplar_over_128_characters_is_dropped_and_its_sample_kept() {
+        let long = "x".repeat(121); // 129 characters with `trace_id`
+        let body = format!("# TYPE c counter\nc_total 1 # {{trace_id=\"{long}\"}} 1\n# EOF\n");
+        let r = target_in("t0:1", &body, Format::OpenMetrics);
+        assert!(r.exemplars.is_empty());
+        assert_eq!(samples(&r.text).len(), 1);
+        let body = format!("# TYPE c counter\nc_total 1 # {{id=\"{long}\"}} 1\n# EOF\n");
+        let r = target_in("t0:1", &body, Format::OpenMetrics);
+        assert_eq!(r.exemplars.len(), 1);
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! knows of the server, the scrape loop or `run`.
 
 mod body;
+mod created;
 pub mod escape;
+pub mod exemplars;
 mod latest;
 pub mod merge;
 mod native;
@@ -19,6 +21,7 @@ mod sink;
 pub mod view;
 
 pub use body::Snapshot;
+pub use exemplars::{Exemplars, LineExemplar};
 pub use latest::{Latest, OwnMetrics};
 pub use native::{NativeSeries, Natives};
 pub use sink::{Counts, FamilyBlock, Rendered, TextSink};

@@ -6,6 +6,8 @@
 
 use std::ops::Range;
 
+use super::created::PendingCreated;
+use super::exemplars::{self, Exemplars};
 use super::native::Natives;
 use crate::exposition::conform::{self, Created, Judged, SampleAt, Scratch};
 use crate::exposition::{render, Format, MetricType};
@@ -31,6 +33,10 @@ pub struct FamilyBlock {
     /// OpenMetrics has each among that block's lines. In a scrape's
     /// [`Rendered`] such a block's lines are in [`Rendered::created`].
     pub created: Option<Created>,
+    /// A `_created` block made of created timestamps the target gave
+    /// outside its samples (protobuf): served in OpenMetrics only, as
+    /// client_golang serves them; text 0.0.4 gets what the target had.
+    pub openmetrics_only: bool,
 }
 
 impl FamilyBlock {
@@ -69,6 +75,11 @@ pub struct Rendered {
     /// The lines of the `_created` blocks (see [`FamilyBlock::created`]):
     /// apart from `text`, so that their family's block goes on growing there.
     pub created: Vec<u8>,
+    /// The exemplars of lines in `text`, by where each line starts.
+    pub exemplars: Exemplars,
+    /// The created timestamp of the series group being written, served as
+    /// its `_created` sample once the group is complete.
+    pending_created: PendingCreated,
     /// The format the sample lines are written in.
     pub format: Format,
     pub samples_scraped: usize,
@@ -88,6 +99,8 @@ impl Rendered {
         self.text.clear();
         self.created.clear();
         self.native.clear();
+        self.exemplars.clear();
+        self.pending_created.clear();
     }
 
     pub fn clear(&mut self) {
@@ -112,6 +125,7 @@ impl Rendered {
         crate::buffers::fit(&mut self.text, text);
         crate::buffers::give_back(&mut self.created, created);
         crate::buffers::give_back(&mut self.families, families);
+        self.exemplars.give_back();
     }
 
     pub fn set_counts(&mut self, counts: Counts) {
@@ -121,11 +135,29 @@ impl Rendered {
     }
 
     /// Writes every block with its header, in order, as one exposition body
-    /// (without the OpenMetrics `# EOF`).
+    /// (without the OpenMetrics `# EOF`); exemplars only in OpenMetrics.
     pub fn write(&self, out: &mut Vec<u8>, format: Format) {
         for f in &self.families {
+            if f.openmetrics_only && format != Format::OpenMetrics {
+                continue;
+            }
             f.write_header(out, format);
-            out.extend_from_slice(self.lines(f));
+            let lines = self.lines(f);
+            let exemplars = match (format, &f.created) {
+                (Format::OpenMetrics, None) => self.exemplars.within(f.lines.clone()),
+                _ => &[],
+            };
+            let mut from = 0;
+            for e in exemplars {
+                let start = e.line - f.lines.start;
+                let Some(end) = lines.get(start..).and_then(|l| memchr::memchr(b'\n', l)) else {
+                    continue;
+                };
+                out.extend_from_slice(&lines[from..start + end]);
+                self.exemplars.write(out, e);
+                from = start + end;
+            }
+            out.extend_from_slice(&lines[from..]);
         }
     }
 
@@ -138,9 +170,25 @@ impl Rendered {
         buffer.get(block.lines.clone()).unwrap_or_default()
     }
 
+    /// Serves the pending created timestamp (of a group now complete) as
+    /// its series' `_created` sample, as a text input's `_created` line.
+    fn flush_created(&mut self) {
+        let mut pending = std::mem::take(&mut self.pending_created);
+        if let Some(created) = pending.take() {
+            let family = created.family();
+            let sample = created.appended(&family);
+            if self.format == Format::Text && is_created(&family, sample.name()) {
+                self.append_created(&sample, true);
+            } else {
+                self.append(&sample);
+            }
+        }
+        self.pending_created = pending;
+    }
+
     /// Appends a `_created` sample of the family block being written to
     /// the `_created` block after it (opened if need be).
-    fn append_created(&mut self, s: &Appended<'_>) {
+    fn append_created(&mut self, s: &Appended<'_>, openmetrics_only: bool) {
         let meta = s.family;
         let Some(main) = main_block(self, meta) else {
             return;
@@ -156,6 +204,7 @@ impl Rendered {
                 timestamps: false,
                 judged: Judged::default(),
                 created: Some(Created::default()),
+                openmetrics_only,
             });
         }
         let Rendered {
@@ -256,11 +305,13 @@ impl Appender for Rendered {
         self.clear_samples();
     }
 
-    /// Writes the classic view of a native histogram still pending.
+    /// Writes the classic view of a native histogram still pending, then
+    /// the created timestamp of the group just completed.
     fn commit(&mut self) {
         let mut native = std::mem::take(&mut self.native);
         native.flush(|line| self.append(line));
         self.native = native;
+        self.flush_created();
     }
 
     fn append(&mut self, s: &Appended<'_>) {
@@ -281,8 +332,11 @@ impl Appender for Rendered {
             native.before_float(s, |line| self.append(line));
             self.native = native;
         }
+        if self.pending_created.ends_before(s) {
+            self.flush_created();
+        }
         if self.format == Format::Text && is_created(s.family, s.name()) {
-            self.append_created(s);
+            self.append_created(s, false);
             return;
         }
         open_block(self, s.family, s.name(), self.format);
@@ -294,6 +348,7 @@ impl Appender for Rendered {
             text,
             scratch,
             format,
+            exemplars,
             ..
         } = self;
         let start = text.len();
@@ -319,6 +374,14 @@ impl Appender for Rendered {
                 &sample,
                 scratch,
             );
+            if let Some(e) = s.exemplar {
+                if exemplars::allowed(block.kind, s.name()) && exemplars::within_limit(e.labels) {
+                    exemplars.push(start, e);
+                }
+            }
+        }
+        if let Some(ms) = s.start_timestamp_ms {
+            self.pending_created.start(s, ms);
         }
     }
 }
@@ -367,6 +430,7 @@ fn push_block(out: &mut Rendered, header: String, meta: &Family<'_>, kind: Metri
         timestamps: false,
         judged: Judged::default(),
         created: None,
+        openmetrics_only: false,
     });
 }
 
@@ -385,11 +449,11 @@ impl Appender for TextSink<'_> {
         }
     }
 
-    fn rollback(&mut self) {
-        self.out.rollback();
-    }
-
     fn commit(&mut self) {
         self.out.commit();
+    }
+
+    fn rollback(&mut self) {
+        self.out.rollback();
     }
 }

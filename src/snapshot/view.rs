@@ -59,21 +59,17 @@ impl View {
         };
         let own = (self.self_metrics == SelfMetrics::WithApp).then(own);
         all.extend(own.as_ref());
-        let (text, layout) = merge::merge(&all);
         let native = all
             .iter()
             .flat_map(|r| r.native.series().iter().cloned())
             .collect();
-        Snapshot::new(text, layout).with_native(native)
+        Snapshot::new(merge::merge(&all)).with_native(native)
     }
 
     /// `/relay/metrics`: relay's own metrics alone, None unless
     /// `relay.self_metrics` is `separate`.
     pub fn own_metrics(&self, own: impl FnOnce() -> Rendered) -> Option<Snapshot> {
-        (self.self_metrics == SelfMetrics::Separate).then(|| {
-            let (text, layout) = merge::merge(&[&own()]);
-            Snapshot::new(text, layout)
-        })
+        (self.self_metrics == SelfMetrics::Separate).then(|| Snapshot::new(merge::merge(&[&own()])))
     }
 
     /// `r` with the external labels added to every sample line that lacks
@@ -107,6 +103,11 @@ impl View {
             for line in lines.split_inclusive(|&b| b == b'\n') {
                 let old_start = line_start;
                 line_start += line.len();
+                if !created {
+                    if let Some(e) = r.exemplars.at_line(block.lines.start + old_start) {
+                        out.exemplars.push_moved(&r.exemplars, e, buffer.len());
+                    }
+                }
                 with_external(buffer, line, &written);
                 if !created {
                     block_ends.push((old_start, buffer.len() - start));
@@ -224,10 +225,17 @@ fn has_label(src: &[u8], name: &[u8]) -> bool {
     false
 }
 
-/// `name="value"`, the value escaped as the text format wants.
+/// `name="value"`, the value escaped as the text format wants; a name that
+/// is not a legacy one quoted (`"a.b"="value"`), as the series' own.
 fn label_pair(name: &str, value: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(name.len() + value.len() + 3);
-    out.extend_from_slice(name.as_bytes());
+    let mut out = Vec::with_capacity(name.len() + value.len() + 5);
+    if crate::exposition::is_label_name(name) {
+        out.extend_from_slice(name.as_bytes());
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'"');
+    }
     out.extend_from_slice(b"=\"");
     for c in value.chars() {
         match c {
@@ -283,6 +291,10 @@ mod tests {
 
     /// A target's result as the scrape renders it.
     fn scraped(body: &str) -> Rendered {
+        scraped_in(body, Format::Text)
+    }
+
+    fn scraped_in(body: &str, format: Format) -> Rendered {
         let target: Labels<'static> = [("instance", "localhost:8001"), ("job", "app")]
             .into_iter()
             .collect();
@@ -290,7 +302,7 @@ mod tests {
         let mut rendered = Rendered::default();
         process(
             body.as_bytes(),
-            Format::Text,
+            format,
             &Settings {
                 honor_labels: true,
                 ..Settings::new(&target, &rules)
@@ -373,6 +385,29 @@ mod tests {
         assert!(has_label(src, b"pod2"));
         assert!(!has_label(b"", b"pod"));
         assert!(has_label(br#"pod="p""#, b"pod"));
+    }
+
+    /// Exemplars stay on their own lines when the lines grow.
+    #[test]
+    fn exemplars_stay_with_their_lines_under_external_labels() {
+        let r = scraped_in(
+            "# TYPE c counter\nc_total{a=\"1\"} 1 # {t=\"x\"} 1 5\nc_total{a=\"2\",pod=\"own\"} 2\nc_total{a=\"3\"} 3 # {t=\"z\"} 3\n# EOF\n",
+            Format::OpenMetrics,
+        );
+        let v = view(&[("pod", "p")], SelfMetrics::Off);
+        let snapshot = v.metrics(&[&r], Rendered::default);
+        let body = text(&snapshot, Format::OpenMetrics);
+        let lines: Vec<&str> = body.lines().filter(|l| l.starts_with("c_")).collect();
+        assert_eq!(
+            lines,
+            [
+                "c_total{a=\"1\",instance=\"localhost:8001\",job=\"app\",pod=\"p\"} 1 # {t=\"x\"} 1 5",
+                "c_total{a=\"2\",instance=\"localhost:8001\",job=\"app\",pod=\"own\"} 2",
+                "c_total{a=\"3\",instance=\"localhost:8001\",job=\"app\",pod=\"p\"} 3 # {t=\"z\"} 3",
+            ],
+            "{body}"
+        );
+        assert!(!text(&snapshot, Format::Text).contains(" # {"));
     }
 
     /// A family's `_created` lines stay with their own series in

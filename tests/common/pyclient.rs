@@ -162,3 +162,18 @@ pub fn samples(body: &[u8], openmetrics: bool) -> Result<Vec<String>, String> {
         Err(out.stderr.lines().last().unwrap_or_default().to_owned())
     }
 }
+
+/// Each exemplar prometheus_client's strict OpenMetrics parser reads from
+/// `body`, as `sample-name label=value ... # label=value ... value [timestamp]`
+/// (labels sorted), or the parser's error.
+pub fn exemplars(body: &[u8]) -> Result<Vec<String>, String> {
+    let script = "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as p\nkv = lambda d: ['%s=%s' % x for x in sorted(d.items())]\nfor f in p(sys.stdin.read()):\n    for s in f.samples:\n        e = s.exemplar\n        if e is None:\n            continue\n        ts = '' if e.timestamp is None else ' %s' % e.timestamp\n        print(' '.join([s.name] + kv(s.labels) + ['#'] + kv(e.labels) + [repr(float(e.value))]) + ts)\n";
+    let mut command = Command::new(python());
+    command.args(["-c", script]);
+    let out = super::pipe(command, body);
+    if out.code == 0 {
+        Ok(out.stdout.lines().map(str::to_owned).collect())
+    } else {
+        Err(out.stderr.lines().last().unwrap_or_default().to_owned())
+    }
+}

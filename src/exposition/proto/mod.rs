@@ -355,7 +355,7 @@ pub fn for_each_sample<'f, E: From<ProtoError>>(
                 let exemplar = metric
                     .counter_exemplar
                     .as_ref()
-                    .map(|e| exemplar(&mut scratch.exemplar, e));
+                    .and_then(|e| exemplar(&mut scratch.exemplar, e));
                 visit(&ProtoSample {
                     value: SampleValue::Float(metric.counter),
                     start_timestamp_ms: metric.counter_created,
@@ -407,7 +407,8 @@ pub fn for_each_sample<'f, E: From<ProtoError>>(
                 if native {
                     let histogram = scratch.histogram.get_or_insert_with(empty_histogram);
                     native_into(h, histogram).map_err(&fail)?;
-                    let exemplar = native_exemplar(h).map(|e| exemplar(&mut scratch.exemplar, &e));
+                    let exemplar =
+                        native_exemplar(h).and_then(|e| exemplar(&mut scratch.exemplar, &e));
                     let histogram = &*histogram;
                     visit(&ProtoSample {
                         value: SampleValue::Histogram(histogram),
@@ -463,7 +464,7 @@ fn classic<'f, E>(
         let ex = b
             .exemplar
             .as_ref()
-            .map(|e| exemplar(&mut scratch.exemplar, e));
+            .and_then(|e| exemplar(&mut scratch.exemplar, e));
         visit(&ProtoSample {
             name: &scratch.name,
             extra: Some(("le", le)),
@@ -644,21 +645,29 @@ fn native_exemplar<'a>(h: &wire::Histogram<'a>) -> Option<wire::Exemplar<'a>> {
         })
 }
 
-/// Renders an exemplar's labels into `out` as `{a="b",...}`; returns its
-/// value and timestamp.
-fn exemplar(out: &mut Vec<u8>, e: &wire::Exemplar<'_>) -> (f64, Option<i64>) {
+/// Renders an exemplar's labels into `out` as `{a="b",...}` (a name that
+/// is not a legacy one quoted, as in a series); returns its value and
+/// timestamp, or None for an exemplar with a name relay cannot serve
+/// (empty, or holding `"`, `\` or a newline), which is dropped.
+fn exemplar(out: &mut Vec<u8>, e: &wire::Exemplar<'_>) -> Option<(f64, Option<i64>)> {
     out.clear();
     out.push(b'{');
     for (i, l) in e.labels().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(l.name.as_bytes());
+        if is_label_name(l.name) {
+            out.extend_from_slice(l.name.as_bytes());
+        } else if super::model::is_utf8_name(l.name) {
+            quoted(out, l.name);
+        } else {
+            return None;
+        }
         out.push(b'=');
         quoted(out, l.value);
     }
     out.push(b'}');
-    (e.value, e.timestamp_ms)
+    Some((e.value, e.timestamp_ms))
 }
 
 fn exemplar_text(bytes: &[u8]) -> &str {
