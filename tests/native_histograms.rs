@@ -1,4 +1,4 @@
-//! Native histograms end to end (issue 21 item 3, scrape and serve side):
+//! Native histograms end to end (issue 21 item 3: scrape, serve, remote write):
 //! a target serving protobuf built by `common::protoenc` (not relay's
 //! code), scraped by Prometheus 2.42 directly and by relay with
 //! `scrape_native_histograms`; a second Prometheus scrapes relay's :9090
