@@ -280,3 +280,108 @@ fn protobuf_exemplars_and_created_timestamps_are_served_in_openmetrics() {
         "{text}"
     );
 }
+
+/// A summary and a native histogram with created timestamps (Summary 4,
+/// Histogram 15), beside [`protobuf_body`]'s counter and histogram.
+fn protobuf_body_with_more() -> Vec<u8> {
+    use client::*;
+    let mut body = protobuf_body();
+    let summary = summary(4, 2.0, &[(0.5, 0.4)]).msg(4, timestamp(1_600_000_002_000));
+    let native = Msg::new()
+        .uint(1, 3)
+        .double(2, 2.5)
+        .sint(5, 0)
+        .double(6, 0.001)
+        .uint(7, 1)
+        .msg(12, span(0, 2))
+        .packed_sint(13, &[1, 0])
+        .msg(15, timestamp(1_600_000_003_000));
+    for f in [
+        family(
+            "pt_size_bytes",
+            "Sizes.",
+            SUMMARY,
+            vec![metric(&[("q", "x")], SUMMARY_FIELD, summary)],
+        ),
+        family(
+            "pt_native_seconds",
+            "",
+            HISTOGRAM,
+            vec![metric(&[], HISTOGRAM_FIELD, native)],
+        ),
+    ] {
+        body.extend(f.delimited());
+    }
+    body
+}
+
+/// The sample lines of an OpenMetrics body whose names start with one of
+/// `prefixes`, with their exemplars, sorted: a histogram read from
+/// protobuf has `_count` and `_sum` before its buckets (as Prometheus's
+/// parser yields them), where an OpenMetrics target may have them after.
+fn sample_lines<'a>(om: &'a str, prefixes: &[&str]) -> Vec<&'a str> {
+    let mut lines: Vec<&str> = om
+        .lines()
+        .filter(|l| prefixes.iter().any(|p| l.starts_with(p)))
+        .collect();
+    lines.sort_unstable();
+    lines
+}
+
+/// Issue 21: relay's protobuf answer carries exemplars (counter, bucket)
+/// and created timestamps (counter, summary, histogram, native histogram)
+/// in their client_model fields, and `_created` series as no family of
+/// their own: a second relay scraping the first's protobuf (asked first
+/// with `scrape_native_histograms`) serves the same OpenMetrics lines,
+/// from a protobuf target and from an OpenMetrics one with `_created`
+/// lines.
+#[test]
+fn a_relay_reading_relays_protobuf_serves_the_same_exemplars_and_created_timestamps() {
+    let proto_target = Target::start(Reply {
+        content_type: PROTOBUF.into(),
+        body: protobuf_body_with_more(),
+        ..Reply::text("")
+    });
+    let om_target = Target::start(openmetrics_reply(openmetrics_body("span=\"1\"")));
+    let first = Relay::start(&format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 500ms\n  scrape_native_histograms: true\nscrape_configs:\n  - job_name: app\n    static_configs: [{{targets: [\"{}\"]}}]\n  - job_name: om\n    static_configs: [{{targets: [\"{}\"]}}]\n",
+        proto_target.addr, om_target.addr
+    ));
+    let second = Relay::start(&format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 500ms\n  scrape_native_histograms: true\nscrape_configs:\n  - job_name: relay\n    honor_labels: true\n    static_configs: [{{targets: [\"{}\"]}}]\n",
+        first.addr
+    ));
+    let prefixes = ["pt_", "shop_"];
+    let want_line = "pt_native_seconds_created";
+    let want = sample_lines(&served(&first, OPENMETRICS, want_line), &prefixes).join("\n");
+    // The first relay's lines have what is compared: created timestamps
+    // of each kind and exemplars of each.
+    for part in [
+        "pt_calls_created{",
+        "pt_wait_seconds_created{",
+        "pt_size_bytes_created{",
+        "pt_native_seconds_created{",
+        "shop_orders_created{",
+        r#"# {trace_id="pa"} 1 1700000000.25"#,
+        r#"# {trace_id="pb"} 0.25"#,
+        r#"# {trace_id="abc"} 1 1700000000.5"#,
+        r#"# {trace_id="def",span="1"} 0.05"#,
+    ] {
+        assert!(want.contains(part), "{part} in\n{want}");
+    }
+    let got = wait_for("the second relay to serve the first's lines", || {
+        let om = get(&second.addr, "/metrics", &[("Accept", OPENMETRICS)])
+            .filter(|r| r.status == 200)?
+            .text();
+        let got = sample_lines(&om, &prefixes).join("\n");
+        (got.contains(want_line) && got.contains("shop_orders_created")).then_some(got)
+    });
+    assert_eq!(got, want);
+    // The protobuf answer has no `_created` family: the second relay's
+    // text 0.0.4 shows none, while the first's shows the OpenMetrics
+    // target's own (they are its samples).
+    let text = served(&second, "text/plain; version=0.0.4", "shop_orders_total");
+    assert!(!text.contains("_created"), "{text}");
+    let text = served(&first, "text/plain; version=0.0.4", "shop_orders_total");
+    assert!(text.contains("shop_orders_created{"), "{text}");
+}

@@ -1,10 +1,11 @@
-//! Native histograms end to end (issue 21 item 3, scrape and serve side):
+//! Native histograms end to end (issue 21 item 3: scrape, serve, remote write):
 //! a target serving protobuf built by `common::protoenc` (not relay's
 //! code), scraped by Prometheus 2.42 directly and by relay with
 //! `scrape_native_histograms`; a second Prometheus scrapes relay's :9090
 //! (honor_labels), which answers its protobuf-first Accept with delimited
-//! protobuf. Every series and every histogram (count, sum, buckets) they
-//! store is the same.
+//! protobuf; a third receives relay's remote write
+//! (`send_native_histograms`). Every series and every histogram (count,
+//! sum, buckets) the three store is the same.
 //!
 //! Prometheus 2.42 is the peer, so relay is set as 2.42 behaves: it has no
 //! `always_scrape_classic_histograms` and stores a histogram exposed both
@@ -16,9 +17,9 @@ use std::collections::BTreeMap;
 
 use common::json::Json;
 use common::peers::{
-    prometheus_range, require_peer, scraping_relay, start_prometheus_args, urlencode,
+    prometheus_range, require_peer, scraping_relay, start_prometheus_args, urlencode, Kind, Peer,
 };
-use common::{get, wait_for, Relay, Reply, Target};
+use common::{free_port, get, wait_for, Relay, Reply, Target};
 
 const PROTOBUF: &str =
     "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
@@ -83,17 +84,20 @@ fn prometheus_scraping_relay_stores_the_native_histograms_it_stores_scraping_the
     );
     let native = ["--enable-feature=native-histograms"];
     let direct = start_prometheus_args(&binary, &format!("scrape_configs:\n{job}"), &native);
+    // The third Prometheus receives relay's remote write.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let receiver = Peer::start_args(
+        Kind::Prometheus,
+        &binary,
+        &format!("127.0.0.1:{}", free_port()),
+        dir.path(),
+        &native,
+    );
     let relay = Relay::start(&format!(
-        "global:\n  scrape_native_histograms: true\nscrape_configs:\n{job}"
+        "global:\n  scrape_native_histograms: true\nscrape_configs:\n{job}remote_write:\n  - url: {}\n    send_native_histograms: true\n    queue_config: {{batch_send_deadline: 200ms}}\n",
+        receiver.write_url()
     ));
     let central = start_prometheus_args(&binary, &scraping_relay(&relay.addr), &native);
-    // TODO(lead, issue 21 item 3, remote write): a third Prometheus 2.42
-    // (`--enable-feature=native-histograms --web.enable-remote-write-receiver`)
-    // receiving relay's remote write with `send_native_histograms: true`
-    // belongs here once the WAL and remote-write histogram encoding (branch
-    // `rwkinds`) are merged: compare its floats() and histogram() answers
-    // with `direct`'s exactly as `central`'s are compared below.
-
     // Text scrapers of relay get the classic view.
     let text = relay.metrics_ok();
     let line = relay.wait_for_line("pt_native_int_count{");
@@ -101,15 +105,17 @@ fn prometheus_scraping_relay_stores_the_native_histograms_it_stores_scraping_the
     let inf = relay.wait_for_line("pt_native_int_bucket{");
     assert!(inf.contains(r#"le="+Inf""#) && inf.ends_with(" 9"), "{inf}");
 
-    for (name, prometheus) in [("direct", &direct), ("central", &central)] {
+    let peers = [
+        ("central", central.addr.as_str()),
+        ("receiver", receiver.addr.as_str()),
+    ];
+    for (name, addr) in [("direct", direct.addr.as_str())].iter().chain(&peers) {
         wait_for(
             &format!("{name} Prometheus to store every histogram"),
             || {
                 NATIVE
                     .iter()
-                    .all(|h| {
-                        histogram(&prometheus.addr, &format!("{h}{{job=\"direct\"}}")).is_some()
-                    })
+                    .all(|h| histogram(addr, &format!("{h}{{job=\"direct\"}}")).is_some())
                     .then_some(())
             },
         );
@@ -120,31 +126,40 @@ fn prometheus_scraping_relay_stores_the_native_histograms_it_stores_scraping_the
         let count = format!("histogram_count({selector})");
         let sum = format!("histogram_sum({selector})");
         let want_count = value(&direct.addr, &count).expect("direct count");
-        assert_eq!(value(&central.addr, &count), Some(want_count), "{count}");
         let want_sum = value(&direct.addr, &sum).expect("direct sum");
-        assert_eq!(value(&central.addr, &sum), Some(want_sum), "{sum}");
         let want = histogram(&direct.addr, &selector).expect("direct histogram");
         let buckets = want
             .get("buckets")
             .and_then(Json::array)
             .map_or(0, <[Json]>::len);
         assert!(buckets >= 2, "{h}: {want:?}");
-        assert_eq!(
-            histogram(&central.addr, &selector),
-            Some(want),
-            "{h}: the histogram central stores from relay's protobuf"
-        );
+        for (name, addr) in peers {
+            assert_eq!(value(addr, &count), Some(want_count), "{name}: {count}");
+            assert_eq!(value(addr, &sum), Some(want_sum), "{name}: {sum}");
+            assert_eq!(
+                histogram(addr, &selector),
+                Some(want.clone()),
+                "{h}: the histogram {name} stores from relay"
+            );
+        }
     }
     // Every float series (counter, gauge, untyped, summary, the classic
     // histogram): the same names, labels and values; none of the native
     // histograms' classic view.
     let want = floats(&direct.addr);
     assert_eq!(want.len(), 13, "{want:#?}");
-    let got = wait_for("central to store every float series", || {
-        let got = floats(&central.addr);
-        (got.len() >= want.len()).then_some(got)
-    });
-    assert_eq!(got, want);
+    for (name, addr) in peers {
+        let got = wait_for(&format!("{name} to store every float series"), || {
+            let got = floats(addr);
+            (got.len() >= want.len()).then_some(got)
+        });
+        assert_eq!(got, want, "{name}");
+    }
+    assert!(
+        !receiver.logs().contains("level=error"),
+        "{}",
+        receiver.logs()
+    );
     // Relay's own metrics and the target's `up` reach it through protobuf too.
     let own = value(
         &central.addr,

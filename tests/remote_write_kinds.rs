@@ -2,8 +2,9 @@
 //! into a Prometheus with exemplar storage, read back exactly with its
 //! `/api/v1/query_exemplars`; family metadata (`metadata_config`) into the
 //! decoding receiver on its interval, with type, help and unit as the
-//! target exposed them; and neither exemplars nor histograms sent without
-//! their options.
+//! target exposed them; native histograms scraped from protobuf through
+//! the WAL of the real binary, replayed after a `kill -9`; and neither
+//! exemplars nor histograms sent without their options.
 
 mod common;
 
@@ -13,6 +14,9 @@ use common::json::{seconds_text_to_ms, Json};
 use common::peers::{require_peer, urlencode, Kind, Peer};
 use common::rw::{now_ms, Receiver};
 use common::{free_port, get, wait_for, Relay, Reply, Target, DEADLINE};
+
+const PROTOBUF: &str =
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
 
 /// An OpenMetrics target: a counter with an exemplar on each of two
 /// series (timestamps `t1`, `t2` in ms), and a histogram with units whose
@@ -306,29 +310,34 @@ fn metadata_is_sent_on_its_interval_and_other_kinds_only_when_asked() {
     );
 }
 
-/// The `k`th native histogram of the replay test: schema 0 (buckets
-/// (0.5,1], (1,2], (2,4] and [-1,-0.5)), a zero bucket, integer counts.
-fn native(k: u64) -> relay::storage::Histogram {
-    use relay::storage::{BucketSpan, Histogram, HistogramCounts};
+/// The `k`th native histogram of the replay test as a target serves it
+/// (client_model protobuf from `common::protoenc`, not relay's code):
+/// `lat`, schema 0 (buckets (0.5,1], (1,2], (2,4] and [-1,-0.5)), a zero
+/// bucket, integer counts.
+fn native(k: u64) -> Reply {
+    use common::protoenc::client::{family, metric, span, HISTOGRAM, HISTOGRAM_FIELD};
+    use common::protoenc::Msg;
     let k_i = k as i64;
-    Histogram {
-        schema: 0,
-        zero_threshold: 0.001,
-        sum: 9.5 + k as f64,
-        positive_spans: vec![BucketSpan {
-            offset: 0,
-            length: 3,
-        }],
-        negative_spans: vec![BucketSpan {
-            offset: 0,
-            length: 1,
-        }],
-        counts: HistogramCounts::Integer {
-            count: 8 + 3 * k,
-            zero_count: 1,
-            positive_deltas: vec![2 + k_i, 1, -2],
-            negative_deltas: vec![1],
-        },
+    let h = Msg::new()
+        .uint(1, 8 + 3 * k)
+        .double(2, 9.5 + k as f64)
+        .sint(5, 0)
+        .double(6, 0.001)
+        .uint(7, 1)
+        .msg(9, span(0, 1))
+        .packed_sint(10, &[1])
+        .msg(12, span(0, 3))
+        .packed_sint(13, &[2 + k_i, 1, -2]);
+    let body = family(
+        "lat",
+        "Latency.",
+        HISTOGRAM,
+        vec![metric(&[], HISTOGRAM_FIELD, h)],
+    );
+    Reply {
+        content_type: PROTOBUF.into(),
+        body: body.delimited(),
+        ..Reply::text("")
     }
 }
 
@@ -407,133 +416,86 @@ fn stored_histograms(addr: &str, selector: &str) -> Vec<(i64, Shown)> {
     out
 }
 
-/// Native histograms go from the WAL to Prometheus 2.42 with
-/// `send_native_histograms`; those written while the receiver was down
-/// and before relay died (its queue never flushed: the runtime is dropped
-/// mid-flight, as `kill -9` leaves the WAL) are replayed by the next
-/// start. Histograms are appended at the storage seam as the scrape
-/// pipeline appends them (the pipeline's own native-histogram path is
-/// engineer nhist's); everything after the seam is relay's own code.
+/// A scraped native histogram goes through the WAL of the real binary
+/// to Prometheus 2.42 with `send_native_histograms`: those a relay wrote
+/// while the receiver was down and before it was killed with `kill -9`
+/// reach the receiver from the next relay on the same WAL, exactly (count,
+/// sum, buckets), and before that relay's own; a queue without the option
+/// sends the floats and no histogram.
 #[test]
 #[ignore = "needs Debian package prometheus; scripts/test runs it"]
-fn native_histograms_reach_prometheus_and_are_replayed_after_a_crash() {
-    use relay::storage::{Appended, Family, Storage as _, Value};
+fn native_histograms_written_before_a_kill9_reach_prometheus_from_the_next_relay() {
     let binary = require_peer("prometheus", "prometheus");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let url = format!("http://{addr}/api/v1/write");
+    let plain = Receiver::start();
+    let wal = tempfile::tempdir().expect("tempdir");
+    let target = Target::start(native(0));
+    let cfg = format!(
+        "global:\n  scrape_interval: 200ms\n  scrape_timeout: 200ms\n  scrape_native_histograms: true\nscrape_configs:\n  - job_name: app\n    static_configs: [{{targets: [\"{}\"]}}]\nremote_write:\n  - url: {url}\n    send_native_histograms: true\n    metadata_config: {{send: false}}\n    queue_config: {{batch_send_deadline: 100ms, min_backoff: 50ms, max_backoff: 200ms}}\n  - url: {}\n    queue_config: {{batch_send_deadline: 100ms}}\n",
+        target.addr, plain.url
+    );
+    // Waits until `relay` has scraped the `k`th histogram and scraped
+    // twice more after that (so that scrape's transaction is committed).
+    let scraped = |relay: &Relay, k: u64| {
+        let want = format!(" {}", 8 + 3 * k);
+        wait_for(&format!("relay to scrape histogram {k}"), || {
+            let text = relay.metrics();
+            let line = text.lines().find(|l| l.starts_with("lat_count{"))?;
+            line.ends_with(&want).then_some(())
+        });
+        let seen = target.paths().len();
+        wait_for("two more scrapes", || {
+            (target.paths().len() >= seen + 2).then_some(())
+        });
+    };
+    // The first relay: the receiver is down all along.
+    let mut first = Relay::start_with(&cfg, wal.path(), "");
+    for k in 0..3 {
+        target.set(native(k));
+        scraped(&first, k);
+    }
+    first.kill9();
+    // The receiver comes up, and a second relay starts on the same WAL.
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut prometheus = Peer::start_args(
+    let prometheus = Peer::start_args(
         Kind::Prometheus,
         &binary,
-        &format!("127.0.0.1:{}", free_port()),
+        &addr,
         dir.path(),
         &["--enable-feature=native-histograms"],
     );
-    // A second queue without send_native_histograms: floats only.
-    let plain = Receiver::start();
-    let wal = tempfile::tempdir().expect("tempdir");
-    let yaml = format!(
-        "relay:\n  wal_dir: {}\nremote_write:\n  - url: {}\n    send_native_histograms: true\n    metadata_config: {{send: false}}\n    queue_config: {{batch_send_deadline: 100ms, min_backoff: 50ms, max_backoff: 200ms}}\n  - url: {}\n    queue_config: {{batch_send_deadline: 100ms}}\n",
-        wal.path().display(),
-        prometheus.write_url(),
-        plain.url
-    );
-    let plan = relay::plan::from_yaml_str(&yaml).expect("valid config");
-    let family = Family {
-        name: "lat",
-        kind: relay::exposition::MetricType::Histogram,
-        ..Family::default()
-    };
-    let up = Family {
-        name: "up",
-        ..Family::default()
-    };
-    let series = "lat{job=\"app\"}";
-    let t0 = now_ms() - 60_000;
-    // Appends histograms `ks` of `series` (ref 1) in one transaction each.
-    let append = |remote: &relay::remote_write::RemoteWrite, ks: std::ops::Range<u64>| {
-        let storage = relay::wal::WalStorage {
-            wal: remote.wal.clone(),
-            metrics: relay::wal::AppendMetrics::default(),
-        };
-        let mut app = storage.appender("test");
-        for k in ks {
-            let h = native(k);
-            let ts = t0 + 1000 * k as i64;
-            app.begin(ts);
-            let mut s = Appended::float(1, series, 3, &family, None, 0.0);
-            s.value = Value::Histogram(&h);
-            app.append(&s);
-            app.append(&Appended::float(
-                2,
-                "up{job=\"app\"}",
-                2,
-                &up,
-                None,
-                k as f64,
-            ));
-            app.commit();
-        }
-    };
-    let start = |runtime: &tokio::runtime::Runtime| {
-        let mut registry = prometheus_client::registry::Registry::default();
-        let metrics = relay::remote_write::metrics::RemoteWriteMetrics::register(
-            &mut registry,
-            std::sync::Arc::new(relay::status::Status::default()),
-        );
-        runtime
-            .block_on(async { relay::remote_write::RemoteWrite::start(&plan, &metrics) })
-            .expect("opens the WAL")
-            .expect("a queue")
-    };
-    let want = |ks: std::ops::Range<u64>| -> Vec<_> {
-        ks.map(|k| (t0 + 1000 * k as i64, native_as_shown(k)))
-            .collect()
-    };
-    let addr = prometheus.addr.clone();
-    let wait_stored = |n: u64| {
-        let started = std::time::Instant::now();
-        loop {
-            let got = stored_histograms(&addr, "lat");
-            if got == want(0..n) || started.elapsed() > DEADLINE {
-                return got;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-    };
-    // The first process: two histograms delivered, then the receiver goes
-    // down, three more are written, and the process dies.
-    {
-        let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        let remote = start(&runtime);
-        append(&remote, 0..2);
-        assert_eq!(wait_stored(2), want(0..2), "{}", prometheus.logs());
-        prometheus.stop();
-        append(&remote, 2..5);
-        remote.wal.sync().expect("syncs");
-        drop(runtime);
-    }
-    prometheus.restart();
-    // The next process replays them, then sends its own.
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let remote = start(&runtime);
-    append(&remote, 5..7);
-    assert_eq!(wait_stored(7), want(0..7), "{}", prometheus.logs());
-    // The plain queue sent every float (at least once: the first process
-    // may die before its checkpoint moved) and no histogram.
-    let floats = wait_for("the plain queue's floats", || {
-        let got: BTreeSet<(i64, u64)> = plain
-            .accepted_named("up")
-            .iter()
-            .map(|g| (g.ts, g.value.to_bits()))
-            .collect();
-        (got.len() >= 7).then_some(got)
+    target.set(native(3));
+    let second = Relay::start_with(&cfg, wal.path(), "");
+    scraped(&second, 3);
+    let want: Vec<Shown> = (0..4).map(native_as_shown).collect();
+    let stored = wait_for("every histogram at the receiver", || {
+        let got = stored_histograms(&prometheus.addr, "lat{job=\"app\"}");
+        want.iter()
+            .all(|w| got.iter().any(|(_, h)| h == w))
+            .then_some(got)
     });
-    let want_floats: BTreeSet<(i64, u64)> = (0..7)
-        .map(|k| (t0 + 1000 * k, (k as f64).to_bits()))
-        .collect();
-    assert_eq!(floats, want_floats);
-    assert!(plain
-        .accepted_series()
+    // Nothing else, and in the order scraped: the backlog before the
+    // second relay's own.
+    let ks: Vec<usize> = stored
         .iter()
-        .all(|s| s.histograms.is_empty() && s.exemplars.is_empty()));
-    runtime.block_on(remote.shutdown(std::time::Duration::from_secs(5)));
+        .map(|(ts, h)| {
+            want.iter()
+                .position(|w| w == h)
+                .unwrap_or_else(|| panic!("an unexpected histogram at {ts}: {h:?}"))
+        })
+        .collect();
+    assert!(ks.windows(2).all(|w| w[0] <= w[1]), "{ks:?}");
+    assert!(stored.windows(2).all(|w| w[0].0 < w[1].0), "{stored:?}");
+    // The plain queue: the scrapes' floats (`up` of both relays), never a
+    // histogram.
+    wait_for("the plain queue's up samples", || {
+        (plain.accepted_named("up").len() >= 4).then_some(())
+    });
+    let series = plain.accepted_series();
+    assert!(
+        series.iter().all(|s| s.histograms.is_empty()),
+        "{}",
+        second.logs()
+    );
 }

@@ -93,6 +93,7 @@ impl Snapshot {
                 &self.text,
                 &self.families,
                 &self.native,
+                &self.exemplars,
                 escaping,
             )),
         };

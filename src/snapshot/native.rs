@@ -17,6 +17,9 @@ pub struct NativeSeries {
     pub series: String,
     pub histogram: Histogram,
     pub timestamp_ms: Option<i64>,
+    /// Its created timestamp (ms), served as its view's `_created` sample
+    /// in OpenMetrics and as `created_timestamp` in protobuf.
+    pub created_ms: Option<i64>,
     /// Whether the target's classic buckets are served with it (else its
     /// classic view has a lone `+Inf` bucket, which protobuf leaves out).
     pub classic: bool,
@@ -95,12 +98,14 @@ impl Natives {
                 old.series.push_str(s.series);
                 old.histogram.assign(h);
                 old.timestamp_ms = s.timestamp_ms;
+                old.created_ms = s.start_timestamp_ms;
                 old.classic = false;
             }
             None => self.series.push(NativeSeries {
                 series: s.series.to_owned(),
                 histogram: h.clone(),
                 timestamp_ms: s.timestamp_ms,
+                created_ms: s.start_timestamp_ms,
                 classic: false,
             }),
         }
@@ -162,14 +167,17 @@ impl Natives {
             ("_bucket", true, count),
         ] {
             view_series(&mut line, &native.series, pending.name_len, suffix, le);
-            emit(&Appended::float(
-                0,
-                &line,
-                pending.name_len + suffix.len(),
-                &family,
-                native.timestamp_ms,
-                value,
-            ));
+            emit(&Appended {
+                start_timestamp_ms: native.created_ms,
+                ..Appended::float(
+                    0,
+                    &line,
+                    pending.name_len + suffix.len(),
+                    &family,
+                    native.timestamp_ms,
+                    value,
+                )
+            });
         }
     }
 }

@@ -2,14 +2,18 @@
 //! scraper whose Accept prefers them (Prometheus with native histograms):
 //! every family of the merged text body, each block's lines read once into
 //! its metrics, with the native histograms ([`NativeSeries`]) put into the
-//! histogram metrics whose classic view the text shows. Made once per
-//! snapshot and escaping, on the first request that asks for it.
+//! histogram metrics whose classic view the text shows. A family's
+//! `_created` block becomes its metrics' `created_timestamp` fields and the
+//! exemplars of its lines their `exemplar` fields, as a client library's
+//! protobuf has them. Made once per snapshot and escaping, on the first
+//! request that asks for it.
 
 use std::collections::HashMap;
 
 use prost::Message;
 
 use super::escape::escape_name;
+use super::exemplars::{Exemplars, LineExemplar};
 use super::native::NativeSeries;
 use super::sink::FamilyBlock;
 use crate::config::NameEscaping;
@@ -17,12 +21,13 @@ use crate::exposition::proto::pb;
 use crate::exposition::{Entry, Format, MetricType, Parser, Sample};
 use crate::storage::HistogramCounts;
 
-/// Encodes `families` (blocks of `text`, relay's merged text body) with
-/// names escaped by `escaping`.
+/// Encodes `families` (blocks of `text`, relay's merged text body, whose
+/// lines' exemplars are `exemplars`) with names escaped by `escaping`.
 pub fn encode(
     text: &[u8],
     families: &[FamilyBlock],
     native: &[NativeSeries],
+    exemplars: &Exemplars,
     escaping: NameEscaping,
 ) -> Vec<u8> {
     let mut by_key: HashMap<String, &NativeSeries> = HashMap::with_capacity(native.len());
@@ -36,20 +41,29 @@ pub fn encode(
     }
     let mut out = Vec::with_capacity(text.len() / 2);
     let mut key = String::new();
-    for block in families {
+    let mut created = Vec::new();
+    let mut blocks = families.iter().peekable();
+    while let Some(block) = blocks.next() {
         // `_created` samples (a gauge family in text 0.0.4) are what
-        // protobuf carries as created timestamps, which Prometheus 2.x
-        // does not read: left out, as a target's protobuf has no such series.
+        // protobuf carries as created timestamps: not a family of their
+        // own, as a target's protobuf has no such series.
         if block.created.is_some() {
             continue;
+        }
+        created.clear();
+        if let Some(c) = blocks.peek().filter(|c| c.created.is_some()) {
+            created_of(text, c, &mut created);
         }
         let lines = text.get(block.lines.clone()).unwrap_or_default();
         let mut families = Families {
             block,
             escaping,
+            exemplars,
+            line: block.lines.start,
             done: Vec::new(),
             native: None,
         };
+        let mut pending = created.iter().peekable();
         for entry in Parser::new(lines, Format::Text) {
             let sample = match entry {
                 Ok(Entry::Sample(s)) => s,
@@ -59,6 +73,14 @@ pub fn encode(
                     break;
                 }
             };
+            let offset =
+                (sample.series_in(lines).as_ptr() as usize).wrapping_sub(lines.as_ptr() as usize);
+            // A `_created` line follows its group's last line: the group
+            // before this line is complete.
+            while let Some((_, ms)) = pending.next_if(|(at, _)| *at <= offset) {
+                families.created(*ms);
+            }
+            families.line = block.lines.start + offset;
             if let Some((n, suffix)) = view_line(&sample, &by_key, &mut key) {
                 families.native(&sample, n, suffix);
                 continue;
@@ -69,6 +91,9 @@ pub fn encode(
                 kind => families.single(&sample, kind),
             }
         }
+        for (_, ms) in pending {
+            families.created(*ms);
+        }
         for family in families.done {
             // Writing into a Vec cannot fail.
             let _ = family.encode_length_delimited(&mut out);
@@ -77,16 +102,68 @@ pub fn encode(
     out
 }
 
+/// The `_created` samples of block `c` into `out`: for each, where
+/// OpenMetrics has it among the lines of the block before (right after
+/// its group) and its value in milliseconds.
+fn created_of(text: &[u8], c: &FamilyBlock, out: &mut Vec<(usize, i64)>) {
+    let Some(at) = c.created.as_ref().map(|c| &c.at) else {
+        return;
+    };
+    let lines = text.get(c.lines.clone()).unwrap_or_default();
+    let samples = Parser::new(lines, Format::Text).filter_map(|e| match e {
+        Ok(Entry::Sample(s)) => Some(s.value),
+        _ => None,
+    });
+    for (seconds, &at) in samples.zip(at) {
+        if seconds.is_finite() {
+            out.push((at, (seconds * 1000.0).round() as i64));
+        }
+    }
+}
+
+/// A protobuf `Timestamp` of milliseconds since the epoch.
+fn timestamp(ms: i64) -> pb::Timestamp {
+    pb::Timestamp {
+        seconds: ms.div_euclid(1000),
+        // Below 10^9: fits.
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
 /// The families one block's lines give (one, or one per name when untyped).
 struct Families<'b> {
     block: &'b FamilyBlock,
     escaping: NameEscaping,
+    exemplars: &'b Exemplars,
+    /// Where the line being read starts in the text (its exemplar's key).
+    line: usize,
     done: Vec<pb::MetricFamily>,
     /// The native histogram whose classic view lines are being read.
     native: Option<*const NativeSeries>,
 }
 
 impl Families<'_> {
+    /// The created timestamp `ms` of the last metric (the group just read).
+    fn created(&mut self, ms: i64) {
+        let Some(metric) = self.done.last_mut().and_then(|f| f.metric.last_mut()) else {
+            return;
+        };
+        let ts = Some(timestamp(ms));
+        if let Some(c) = metric.counter.as_mut() {
+            c.created_timestamp = ts;
+        } else if let Some(s) = metric.summary.as_mut() {
+            s.created_timestamp = ts;
+        } else if let Some(h) = metric.histogram.as_mut() {
+            h.created_timestamp = ts;
+        }
+    }
+
+    /// The exemplar of the line being read, if it has one.
+    fn exemplar(&self) -> Option<pb::Exemplar> {
+        let e = self.exemplars.at_line(self.line)?;
+        Some(exemplar(self.exemplars, e, self.escaping))
+    }
+
     /// The family `name` of `kind`: the last one if it is that, else a new one.
     fn family(&mut self, name: &str, kind: MetricType) -> &mut pb::MetricFamily {
         let name = escape_name(name, self.escaping);
@@ -131,6 +208,7 @@ impl Families<'_> {
             MetricType::Counter => {
                 metric.counter = Some(pb::Counter {
                     value: s.value,
+                    exemplar: self.exemplar(),
                     ..Default::default()
                 })
             }
@@ -185,12 +263,16 @@ impl Families<'_> {
             return self.single(s, MetricType::Unknown);
         };
         let le = quantile_of(s, "le");
+        let exemplar = self.exemplar();
         let (metric, _) = self.grouped(s, "le", kind);
         let h = metric.histogram.get_or_insert_with(Default::default);
         match (suffix, le) {
             ("_count", _) => set_count(h, s.value),
             ("_sum", _) => h.sample_sum = s.value,
-            ("_bucket", Some(upper_bound)) => h.bucket.push(bucket(upper_bound, s.value)),
+            ("_bucket", Some(upper_bound)) => h.bucket.push(pb::Bucket {
+                exemplar,
+                ..bucket(upper_bound, s.value)
+            }),
             _ => {}
         }
     }
@@ -219,17 +301,36 @@ impl Families<'_> {
             }
             "_bucket" if n.classic && self.native == Some(n as *const NativeSeries) => {
                 let upper_bound = quantile_of(s, "le").unwrap_or(f64::INFINITY);
+                let exemplar = self.exemplar();
                 let metric = self
                     .done
                     .last_mut()
                     .and_then(|f| f.metric.last_mut())
                     .and_then(|m| m.histogram.as_mut());
                 if let Some(h) = metric {
-                    h.bucket.push(bucket(upper_bound, s.value));
+                    h.bucket.push(pb::Bucket {
+                        exemplar,
+                        ..bucket(upper_bound, s.value)
+                    });
                 }
             }
             _ => {}
         }
+    }
+}
+
+/// Exemplar `e` of `all`, its label names escaped by `escaping`.
+fn exemplar(all: &Exemplars, e: &LineExemplar, escaping: NameEscaping) -> pb::Exemplar {
+    // Its labels are kept rendered (`{a="b"}`): read back as a line's.
+    let line = format!("e{} 0\n", all.labels(e));
+    let label = match Parser::new(line.as_bytes(), Format::Text).next() {
+        Some(Ok(Entry::Sample(s))) => labels(&s, None, escaping),
+        _ => Vec::new(),
+    };
+    pb::Exemplar {
+        label,
+        value: e.value,
+        timestamp: e.timestamp_ms.map(timestamp),
     }
 }
 
