@@ -101,6 +101,9 @@ pub struct Writer {
     pub write_relabel: Rules,
     /// With the entry's headers, timeout, redirects and TLS.
     pub client: Result<reqwest::Client, SetupError>,
+    /// The entry's `sigv4` signer (its credentials cache shared by the
+    /// queue's shards).
+    pub sigv4: Option<Arc<crate::sigv4::Signer>>,
     pub key: WriterKey,
 }
 
@@ -197,11 +200,22 @@ fn resolve_writer(
         utf8,
     )?;
     let client = writer_client(rw, tls).map_err(SetupError);
+    // No region or no credentials is a config error, as in Prometheus.
+    let sigv4 = match &rw.sigv4 {
+        Some(config) => Some(Arc::new(crate::sigv4::Signer::new(config).map_err(
+            |e| PlanError::Field {
+                path: format!("{path}.sigv4"),
+                message: e.0,
+            },
+        )?)),
+        None => None,
+    };
     Ok(Writer {
         config: rw.clone(),
         name: rw.remote_name(),
         write_relabel,
         client,
+        sigv4,
         key: WriterKey {
             config: rw.clone(),
             external_labels: external.to_vec(),

@@ -103,7 +103,6 @@ const UNSUPPORTED: &[(&str, &str, &str)] = &[
         "oauth2",
         "use authorization or basic_auth",
     ),
-    ("remote_write[]", "sigv4", "use authorization or basic_auth"),
     (
         "remote_write[]",
         "azuread",

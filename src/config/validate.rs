@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 
 use super::types::{
-    Authorization, BasicAuth, Config, NameEscaping, NameValidation, ScrapeConfig, ScrapeProtocol,
+    Authorization, BasicAuth, Config, NameEscaping, NameValidation, RemoteWriteConfig,
+    ScrapeConfig, ScrapeProtocol, SigV4Config,
 };
 use super::ConfigError;
 
@@ -78,6 +79,9 @@ pub(super) fn resolve(config: &mut Config) -> Result<(), ConfigError> {
             return Err(ConfigError::field(format!("{path}.{field}"), what));
         }
         check_auth(&path, rw.authorization.as_ref(), rw.basic_auth.as_ref())?;
+        if let Some(sigv4) = &rw.sigv4 {
+            check_sigv4(&path, rw, sigv4)?;
+        }
     }
     config
         .relay
@@ -347,6 +351,36 @@ fn check_auth(
     Ok(())
 }
 
+/// `sigv4` signs the request itself, so no other credentials may ride
+/// along (Prometheus's rule), and keys come in pairs.
+fn check_sigv4(path: &str, rw: &RemoteWriteConfig, sigv4: &SigV4Config) -> Result<(), ConfigError> {
+    let others = [
+        ("basic_auth", rw.basic_auth.is_some()),
+        ("authorization", rw.authorization.is_some()),
+    ];
+    if let Some((other, _)) = others.iter().find(|(_, set)| *set) {
+        return Err(ConfigError::field(
+            format!("{path}.sigv4"),
+            format!("at most one of basic_auth, authorization, oauth2 and sigv4 may be configured (found {other} too)"),
+        ));
+    }
+    let key = sigv4.access_key.as_deref().is_some_and(|k| !k.is_empty());
+    let secret = sigv4.secret_key.as_ref().is_some_and(|s| !s.0.is_empty());
+    if key != secret {
+        return Err(ConfigError::field(
+            format!("{path}.sigv4"),
+            "must provide an AWS SigV4 access_key and secret_key together if credentials are specified in the sigv4 config",
+        ));
+    }
+    if sigv4.service.as_deref() == Some("") {
+        return Err(ConfigError::field(
+            format!("{path}.sigv4.service"),
+            "must not be empty (leave it out for aps)",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{from_yaml_str, NameEscaping, NameValidation, ScrapeProtocol};
@@ -477,5 +511,51 @@ mod tests {
         );
         let err = with_job("metric_name_escaping_scheme: dashes", "").expect_err("unknown");
         assert!(err.contains("global.metric_name_escaping_scheme"), "{err}");
+    }
+
+    fn remote_write(entry: &str) -> Result<super::RemoteWriteConfig, String> {
+        let text = format!("remote_write:\n  - url: http://127.0.0.1:9/w\n{entry}");
+        from_yaml_str(&text)
+            .map(|l| l.config.remote_write[0].clone())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn sigv4_is_read_with_prometheus_fields_and_shows_no_secret() {
+        let rw = remote_write(
+            "    sigv4:\n      region: eu-west-1\n      access_key: AKID\n      secret_key: s3cr3t\n      role_arn: arn:aws:iam::1:role/r\n      external_id: e\n      use_fips_sts_endpoint: true\n      service: aps\n      profile: p\n",
+        )
+        .expect("valid sigv4");
+        let s = rw.sigv4.as_ref().expect("sigv4");
+        assert_eq!(s.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(s.role_arn.as_deref(), Some("arn:aws:iam::1:role/r"));
+        assert!(s.use_fips_sts_endpoint);
+        let shown = serde_norway::to_string(&rw).expect("yaml");
+        assert!(shown.contains("secret_key: <secret>"), "{shown}");
+        assert!(!shown.contains("s3cr3t") && !format!("{rw:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn sigv4_excludes_other_credentials_and_wants_keys_in_pairs() {
+        for other in [
+            "basic_auth: {username: u, password: p}",
+            "authorization: {credentials: t}",
+        ] {
+            let err = remote_write(&format!("    {other}\n    sigv4: {{region: r}}\n"))
+                .expect_err("both");
+            assert!(err.starts_with("remote_write[0].sigv4: at most one of basic_auth, authorization, oauth2 and sigv4"), "{err}");
+        }
+        let err = remote_write("    sigv4: {access_key: A}\n").expect_err("no secret");
+        assert!(
+            err.contains(
+                "remote_write[0].sigv4: must provide an AWS SigV4 access_key and secret_key"
+            ),
+            "{err}"
+        );
+        let err = remote_write("    sigv4: {regoin: r}\n").expect_err("typo");
+        assert!(
+            err.contains("remote_write[0].sigv4") && err.contains("regoin"),
+            "{err}"
+        );
     }
 }

@@ -5,10 +5,13 @@
 //! spec forbids it). The caller decides what a rejection means (see
 //! [`Outcome::Rejected`]).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER,
+};
 use tokio::sync::watch;
 
 use super::metrics::QueueMetrics;
@@ -55,6 +58,8 @@ pub struct Sender {
     config: RemoteWriteConfig,
     remote_name: String,
     metrics: QueueMetrics,
+    /// With `sigv4`: the signer, and the URL parsed once for it.
+    sigv4: Option<(Arc<crate::sigv4::Signer>, reqwest::Url)>,
 }
 
 impl Sender {
@@ -75,9 +80,30 @@ impl Sender {
             "X-Prometheus-Remote-Write-Version",
             HeaderValue::from_static("0.1.0"),
         );
+        let sigv4 = match &writer.sigv4 {
+            Some(signer) => {
+                let url = reqwest::Url::parse(&writer.config.url).map_err(|e| ClientError {
+                    url: writer.config.url_redacted(),
+                    message: format!("sigv4: {e}"),
+                })?;
+                // The entry's own headers are the client's defaults, added
+                // after signing: put them on each request so they are signed.
+                for (name, value) in &writer.config.headers {
+                    if let (Ok(n), Ok(v)) = (
+                        HeaderName::from_bytes(name.as_bytes()),
+                        HeaderValue::from_str(value),
+                    ) {
+                        headers.insert(n, v);
+                    }
+                }
+                Some((signer.clone(), url))
+            }
+            None => None,
+        };
         Ok(Sender {
             client,
             headers,
+            sigv4,
             config: writer.config.clone(),
             remote_name: writer.name.clone(),
             metrics,
@@ -167,10 +193,18 @@ impl Sender {
         &self,
         body: Bytes,
     ) -> Result<(reqwest::StatusCode, Option<Duration>, String), String> {
+        let mut headers = self.headers.clone();
+        if let Some((signer, url)) = &self.sigv4 {
+            // Each attempt anew: a retry carries its own X-Amz-Date.
+            signer
+                .sign("POST", url, &mut headers, &body)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         let request = crate::auth::apply(
             self.client
                 .post(&self.config.url)
-                .headers(self.headers.clone())
+                .headers(headers)
                 .body(body),
             self.config.authorization.as_ref(),
             self.config.basic_auth.as_ref(),
