@@ -15,6 +15,7 @@
 
 mod credentials;
 mod profile;
+mod provider;
 mod sign;
 mod sts;
 mod time;
@@ -27,8 +28,8 @@ use reqwest::header::HeaderMap;
 use reqwest::Url;
 
 use crate::config::{SigV4Config, TlsConfig};
-use credentials::{AssumeRole, Provider, Source};
 pub use credentials::{Credentials, REFRESH_BEFORE_EXPIRY};
+use provider::{AssumeRole, Provider, Source};
 use sign::Scope;
 use sts::Sts;
 
