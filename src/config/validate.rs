@@ -361,7 +361,10 @@ fn check_sigv4(path: &str, rw: &RemoteWriteConfig, sigv4: &SigV4Config) -> Resul
     if let Some((other, _)) = others.iter().find(|(_, set)| *set) {
         return Err(ConfigError::field(
             format!("{path}.sigv4"),
-            format!("at most one of basic_auth, authorization, oauth2 and sigv4 may be configured (found {other} too)"),
+            format!(
+                "at most one of basic_auth, authorization, oauth2 and sigv4 may be configured \
+                 (found {other} too)"
+            ),
         ));
     }
     let key = sigv4.access_key.as_deref().is_some_and(|k| !k.is_empty());
@@ -369,7 +372,8 @@ fn check_sigv4(path: &str, rw: &RemoteWriteConfig, sigv4: &SigV4Config) -> Resul
     if key != secret {
         return Err(ConfigError::field(
             format!("{path}.sigv4"),
-            "must provide an AWS SigV4 access_key and secret_key together if credentials are specified in the sigv4 config",
+            "must provide an AWS SigV4 access_key and secret_key together \
+             if credentials are specified in the sigv4 config",
         ));
     }
     if sigv4.service.as_deref() == Some("") {
