@@ -370,3 +370,86 @@ fn no_region_anywhere_is_a_config_error_naming_the_field() {
     );
     assert!(!stderr.contains("hush-hush"), "{stderr}");
 }
+
+#[test]
+#[ignore = "needs python (botocore in the venv)"]
+fn role_arn_is_assumed_with_a_signed_sts_call_and_its_credentials_sign() {
+    let sts = StsStandIn::start(Duration::from_secs(3600));
+    let home = tempfile::tempdir().expect("home");
+    let target = target();
+    let receiver = Receiver::start();
+    let role = "arn:aws:iam::111122223333:role/cross-account-writer";
+    let sigv4 = format!(
+        "{{region: {REGION}, access_key: {KEY}, secret_key: \"{SECRET}\", role_arn: \"{role}\", external_id: ext-42}}"
+    );
+    let _relay = Relay::start_env(
+        &config(&target.addr, &receiver.url, &sigv4),
+        &clean_env(
+            home.path().to_str().expect("utf-8"),
+            &[("AWS_ENDPOINT_URL_STS", &sts.url)],
+        ),
+    );
+    let requests = first_requests(&receiver, 2);
+    let calls = sts.calls();
+    assert_eq!(calls.len(), 1, "credentials cached for the hour: {calls:?}");
+    let call = &calls[0];
+    assert_eq!(call.field("Action"), Some("AssumeRole"));
+    assert_eq!(call.field("RoleArn"), Some(role));
+    assert_eq!(call.field("ExternalId"), Some("ext-42"));
+    // The STS call is signed with the configured keys, for service sts.
+    let sts_auth = call
+        .headers
+        .iter()
+        .find(|(k, _)| k == "authorization")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    assert!(
+        sts_auth.starts_with(&format!("AWS4-HMAC-SHA256 Credential={KEY}/"))
+            && sts_auth.contains(&format!("/{REGION}/sts/aws4_request")),
+        "{sts_auth}"
+    );
+    let mut botocore = Botocore::start();
+    for r in &requests {
+        assert_eq!(credential_of(r), call.access_key);
+        assert_eq!(r.header("x-amz-security-token"), Some(call.token.as_str()));
+        let expected = botocore.authorization(
+            r,
+            &call.access_key,
+            &call.secret,
+            Some(&call.token),
+            REGION,
+            "aps",
+        );
+        assert_eq!(r.header("authorization"), Some(expected.as_str()));
+    }
+}
+
+#[test]
+#[ignore = "needs python (botocore in the venv)"]
+fn a_retry_is_signed_again_with_its_own_date() {
+    let home = tempfile::tempdir().expect("home");
+    let target = target();
+    let receiver = Receiver::start();
+    receiver.script(vec![Answer::status(503)]);
+    let sigv4 = format!("{{region: {REGION}, access_key: {KEY}, secret_key: \"{SECRET}\"}}");
+    // A backoff over a second, so the retry falls in another second.
+    let yaml = config(&target.addr, &receiver.url, &sigv4).replace(
+        "min_backoff: 50ms, max_backoff: 200ms",
+        "min_backoff: 1100ms, max_backoff: 2s",
+    );
+    let _relay = Relay::start_env(&yaml, &clean_env(home.path().to_str().expect("utf-8"), &[]));
+    let requests = first_requests(&receiver, 2);
+    let (refused, retry) = (&requests[0], &requests[1]);
+    assert_eq!(refused.status, 503);
+    assert_eq!(retry.body, refused.body, "the retry resends the same batch");
+    assert_ne!(
+        retry.header("x-amz-date"),
+        refused.header("x-amz-date"),
+        "the retry was not signed anew"
+    );
+    let mut botocore = Botocore::start();
+    for r in [refused, retry] {
+        let expected = botocore.authorization(r, KEY, SECRET, None, REGION, "aps");
+        assert_eq!(r.header("authorization"), Some(expected.as_str()));
+    }
+}
