@@ -102,8 +102,11 @@ pub struct Writer {
     /// With the entry's headers, timeout, redirects and TLS.
     pub client: Result<reqwest::Client, SetupError>,
     /// The entry's `sigv4` signer (its credentials cache shared by the
-    /// queue's shards).
-    pub sigv4: Option<Arc<crate::sigv4::Signer>>,
+    /// queue's shards), or why it has none: no region or credentials where
+    /// this process runs. Like a client that cannot be built, that stops the
+    /// queue (`relay run` logs it) but not `relay check config` or `relay
+    /// gen`, which run where the Pod's AWS settings (IRSA) are not.
+    pub sigv4: Option<Result<Arc<crate::sigv4::Signer>, SetupError>>,
     pub key: WriterKey,
 }
 
@@ -200,16 +203,11 @@ fn resolve_writer(
         utf8,
     )?;
     let client = writer_client(rw, tls).map_err(SetupError);
-    // No region or no credentials is a config error, as in Prometheus.
-    let sigv4 = match &rw.sigv4 {
-        Some(config) => Some(Arc::new(crate::sigv4::Signer::new(config).map_err(
-            |e| PlanError::Field {
-                path: format!("{path}.sigv4"),
-                message: e.0,
-            },
-        )?)),
-        None => None,
-    };
+    let sigv4 = rw.sigv4.as_ref().map(|config| {
+        crate::sigv4::Signer::new(config)
+            .map(Arc::new)
+            .map_err(|e| SetupError(format!("{path}.sigv4: {}", e.0)))
+    });
     Ok(Writer {
         config: rw.clone(),
         name: rw.remote_name(),

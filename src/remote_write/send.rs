@@ -81,7 +81,13 @@ impl Sender {
             HeaderValue::from_static("0.1.0"),
         );
         let sigv4 = match &writer.sigv4 {
-            Some(signer) => {
+            Some(Err(e)) => {
+                return Err(ClientError {
+                    url: writer.config.url_redacted(),
+                    message: e.to_string(),
+                })
+            }
+            Some(Ok(signer)) => {
                 let url = reqwest::Url::parse(&writer.config.url).map_err(|e| ClientError {
                     url: writer.config.url_redacted(),
                     message: format!("sigv4: {e}"),
