@@ -105,7 +105,8 @@ impl std::fmt::Debug for Signer {
 
 impl Signer {
     /// A signer for `config` with the process's environment; fails when no
-    /// region or no credentials can be found (as Prometheus fails at load).
+    /// region or no credentials can be found (the plan keeps the error and
+    /// the entry's queue does not start).
     pub fn new(config: &SigV4Config) -> Result<Signer, SigV4Error> {
         Signer::with_env(config, &Env::from_process())
     }
