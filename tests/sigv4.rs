@@ -413,6 +413,8 @@ fn role_arn_is_assumed_with_a_signed_sts_call_and_its_credentials_sign() {
         "{sts_auth}"
     );
     let mut botocore = Botocore::start();
+    let expected = botocore.authorization(&call.request, KEY, SECRET, None, REGION, "sts");
+    assert_eq!(sts_auth, expected, "the AssumeRole call's signature");
     for r in &requests {
         assert_eq!(credential_of(r), call.access_key);
         assert_eq!(r.header("x-amz-security-token"), Some(call.token.as_str()));

@@ -126,6 +126,8 @@ impl Drop for Botocore {
 #[derive(Clone, Debug)]
 pub struct StsCall {
     pub form: Vec<(String, String)>,
+    /// The call as a request (path, headers, body), for a signature check.
+    pub request: Request,
     pub headers: Vec<(String, String)>,
     pub access_key: String,
     pub secret: String,
@@ -162,6 +164,9 @@ impl StsStandIn {
                 if reader.read_line(&mut line).unwrap_or(0) == 0 {
                     continue;
                 }
+                let mut words = line.split_whitespace();
+                let method = words.next().unwrap_or_default().to_owned();
+                let path = words.next().unwrap_or_default().to_owned();
                 loop {
                     let mut line = String::new();
                     if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
@@ -184,8 +189,20 @@ impl StsStandIn {
                 let mut calls = state.lock().unwrap_or_else(|e| e.into_inner());
                 let n = calls.len() + 1;
                 let expires = SystemTime::now() + lifetime;
+                let now = std::time::Instant::now();
                 let call = StsCall {
                     form,
+                    request: Request {
+                        arrived: now,
+                        answered: now,
+                        method,
+                        path,
+                        headers: headers.clone(),
+                        body_len: body.len(),
+                        body,
+                        status: 200,
+                        write: Err("an STS call".into()),
+                    },
                     headers,
                     access_key: format!("ASIATEST{n}"),
                     secret: format!("secret{n}"),
