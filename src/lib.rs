@@ -18,6 +18,7 @@ pub mod remote_write;
 pub mod run;
 pub mod scrape;
 pub mod serve;
+pub mod sigv4;
 pub mod snapshot;
 pub mod status;
 pub mod storage;

@@ -107,6 +107,12 @@ pub struct Writer {
     pub client: Result<reqwest::Client, SetupError>,
     /// `authorization`, `basic_auth` or `oauth2` (one token for all shards).
     pub credentials: Credentials,
+    /// The entry's `sigv4` signer (its credentials cache shared by the
+    /// queue's shards), or why it has none: no region or credentials where
+    /// this process runs. Like a client that cannot be built, that stops the
+    /// queue (`relay run` logs it) but not `relay check config` or `relay
+    /// gen`, which run where the Pod's AWS settings (IRSA) are not.
+    pub sigv4: Option<Result<Arc<crate::sigv4::Signer>, SetupError>>,
     pub key: WriterKey,
 }
 
@@ -214,12 +220,18 @@ fn resolve_writer(
         rw.basic_auth.clone(),
         token_source(path, rw.oauth2.as_ref(), rw.remote_timeout.as_std())?,
     );
+    let sigv4 = rw.sigv4.as_ref().map(|config| {
+        crate::sigv4::Signer::new(config)
+            .map(Arc::new)
+            .map_err(|e| SetupError(format!("{path}.sigv4: {}", e.0)))
+    });
     Ok(Writer {
         config: rw.clone(),
         name: rw.remote_name(),
         write_relabel,
         client,
         credentials,
+        sigv4,
         key: WriterKey {
             config: rw.clone(),
             external_labels: external.to_vec(),

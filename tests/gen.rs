@@ -1518,6 +1518,10 @@ fn a_config_with_inline_secrets_is_refused() {
             "remote_write:\n  - url: https://r/api/v1/write\n    authorization: {credentials: s3cr3t}\n",
             "remote_write[0].authorization.credentials",
         ),
+        (
+            "remote_write:\n  - url: https://r/api/v1/write\n    sigv4: {region: eu-west-1, access_key: AKID, secret_key: s3cr3t}\n",
+            "remote_write[0].sigv4.secret_key",
+        ),
     ];
     for (i, (extra, field)) in cases.iter().enumerate() {
         let file = dir.path().join(format!("{i}.yml"));
@@ -1540,6 +1544,30 @@ fn a_config_with_inline_secrets_is_refused() {
     )
     .expect("write");
     gen_ok(&["--config", file.to_str().expect("utf-8")]);
+    // sigv4 with IRSA (no keys) is embedded as written, though this
+    // machine has no AWS credentials: the Pod's service account has them.
+    let file = dir.path().join("irsa.yml");
+    std::fs::write(
+        &file,
+        format!("{scrape}remote_write:\n  - url: https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-1/api/v1/remote_write\n    sigv4: {{region: eu-west-1}}\n"),
+    )
+    .expect("write");
+    let out = common::relay(&["gen", "--config", file.to_str().expect("utf-8")])
+        .env("HOME", dir.path())
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .expect("relay gen");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("sigv4"), "{stdout}");
+    assert!(stdout.contains("region: eu-west-1"), "{stdout}");
 }
 
 #[test]

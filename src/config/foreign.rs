@@ -75,11 +75,6 @@ const UNSUPPORTED: &[(&str, &str, &str)] = &[
     ),
     (
         "remote_write[]",
-        "sigv4",
-        "not supported yet; use authorization, basic_auth or oauth2",
-    ),
-    (
-        "remote_write[]",
         "azuread",
         "use authorization, basic_auth or oauth2",
     ),

@@ -604,6 +604,9 @@ pub struct RemoteWriteConfig {
     pub authorization: Option<Authorization>,
     #[serde(default)]
     pub basic_auth: Option<BasicAuth>,
+    /// Sign each request with AWS SigV4 (Amazon Managed Prometheus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigv4: Option<SigV4Config>,
     #[serde(default)]
     pub tls_config: TlsConfig,
     /// `oauth2` client credentials: a token fetched from `token_url`, cached
@@ -644,6 +647,31 @@ pub struct RemoteWriteConfig {
     /// receiver that cannot read 2.0.
     #[serde(default)]
     pub protobuf_message: ProtobufMessage,
+}
+
+/// `sigv4:` of a `remote_write` entry, Prometheus's fields; what is left
+/// empty comes from the environment and the shared AWS files, as the AWS
+/// SDKs find it (see `crate::sigv4`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SigV4Config {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(default)]
+    pub use_fips_sts_endpoint: bool,
+    /// The signing name; Amazon Managed Prometheus's `aps` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 /// `metadata_config:`: family metadata (type, help, unit) sent in requests

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use super::types::{
     Authorization, BasicAuth, Config, NameEscaping, NameValidation, OAuth2, ProxyConfig,
-    ScrapeConfig, ScrapeProtocol,
+    RemoteWriteConfig, ScrapeConfig, ScrapeProtocol, SigV4Config,
 };
 use super::ConfigError;
 
@@ -85,6 +85,9 @@ pub(super) fn resolve(config: &mut Config) -> Result<(), ConfigError> {
             rw.oauth2.as_ref(),
         )?;
         check_proxy(&path, &rw.proxy())?;
+        if let Some(sigv4) = &rw.sigv4 {
+            check_sigv4(&path, rw, sigv4)?;
+        }
     }
     config
         .relay
@@ -467,6 +470,41 @@ fn check_proxy(path: &str, p: &ProxyConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `sigv4` signs the request itself, so no other credentials may ride
+/// along (Prometheus's rule), and keys come in pairs.
+fn check_sigv4(path: &str, rw: &RemoteWriteConfig, sigv4: &SigV4Config) -> Result<(), ConfigError> {
+    let others = [
+        ("basic_auth", rw.basic_auth.is_some()),
+        ("authorization", rw.authorization.is_some()),
+        ("oauth2", rw.oauth2.is_some()),
+    ];
+    if let Some((other, _)) = others.iter().find(|(_, set)| *set) {
+        return Err(ConfigError::field(
+            format!("{path}.sigv4"),
+            format!(
+                "at most one of basic_auth, authorization, oauth2 and sigv4 may be configured \
+                 (found {other} too)"
+            ),
+        ));
+    }
+    let key = sigv4.access_key.as_deref().is_some_and(|k| !k.is_empty());
+    let secret = sigv4.secret_key.as_ref().is_some_and(|s| !s.0.is_empty());
+    if key != secret {
+        return Err(ConfigError::field(
+            format!("{path}.sigv4"),
+            "must provide an AWS SigV4 access_key and secret_key together \
+             if credentials are specified in the sigv4 config",
+        ));
+    }
+    if sigv4.service.as_deref() == Some("") {
+        return Err(ConfigError::field(
+            format!("{path}.sigv4.service"),
+            "must not be empty (leave it out for aps)",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{from_yaml_str, NameEscaping, NameValidation, ScrapeProtocol};
@@ -731,7 +769,7 @@ mod tests {
             assert!(err.starts_with(want), "{fields}: {err}");
             assert!(!err.contains("s3cr3t") && !err.contains("12345"), "{err}");
         }
-        // The same rules for remote_write entries, and sigv4 still refused.
+        // The same rules for remote_write entries; sigv4 with oauth2 refused.
         for (entry, want) in [
             (
                 "oauth2: {client_id: c, token_url: \"http://t/\"}, basic_auth: {username: u}",
@@ -742,8 +780,8 @@ mod tests {
                 "remote_write[0].no_proxy: if no_proxy is configured",
             ),
             (
-                "sigv4: {region: eu-west-1}",
-                "remote_write[0].sigv4: sigv4 is not supported by relay",
+                "sigv4: {region: eu-west-1}, oauth2: {client_id: c, token_url: \"http://t/\"}",
+                "remote_write[0].sigv4: at most one of basic_auth, authorization, oauth2 and sigv4 may be configured (found oauth2 too)",
             ),
         ] {
             let text = format!("remote_write:\n  - {{url: \"http://r/w\", {entry}}}\n");
@@ -765,5 +803,51 @@ mod tests {
             "false by default for remote write, as Prometheus 3"
         );
         assert!(rw.follow_redirects);
+    }
+
+    fn remote_write(entry: &str) -> Result<super::RemoteWriteConfig, String> {
+        let text = format!("remote_write:\n  - url: http://127.0.0.1:9/w\n{entry}");
+        from_yaml_str(&text)
+            .map(|l| l.config.remote_write[0].clone())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn sigv4_is_read_with_prometheus_fields_and_shows_no_secret() {
+        let rw = remote_write(
+            "    sigv4:\n      region: eu-west-1\n      access_key: AKID\n      secret_key: s3cr3t\n      role_arn: arn:aws:iam::1:role/r\n      external_id: e\n      use_fips_sts_endpoint: true\n      service: aps\n      profile: p\n",
+        )
+        .expect("valid sigv4");
+        let s = rw.sigv4.as_ref().expect("sigv4");
+        assert_eq!(s.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(s.role_arn.as_deref(), Some("arn:aws:iam::1:role/r"));
+        assert!(s.use_fips_sts_endpoint);
+        let shown = serde_norway::to_string(&rw).expect("yaml");
+        assert!(shown.contains("secret_key: <secret>"), "{shown}");
+        assert!(!shown.contains("s3cr3t") && !format!("{rw:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn sigv4_excludes_other_credentials_and_wants_keys_in_pairs() {
+        for other in [
+            "basic_auth: {username: u, password: p}",
+            "authorization: {credentials: t}",
+        ] {
+            let err = remote_write(&format!("    {other}\n    sigv4: {{region: r}}\n"))
+                .expect_err("both");
+            assert!(err.starts_with("remote_write[0].sigv4: at most one of basic_auth, authorization, oauth2 and sigv4"), "{err}");
+        }
+        let err = remote_write("    sigv4: {access_key: A}\n").expect_err("no secret");
+        assert!(
+            err.contains(
+                "remote_write[0].sigv4: must provide an AWS SigV4 access_key and secret_key"
+            ),
+            "{err}"
+        );
+        let err = remote_write("    sigv4: {regoin: r}\n").expect_err("typo");
+        assert!(
+            err.contains("remote_write[0].sigv4") && err.contains("regoin"),
+            "{err}"
+        );
     }
 }

@@ -79,8 +79,8 @@ pub(crate) fn build(options: &Options) -> Result<RelayConfig, GenError> {
     if let Some(field) = inline_secret(root) {
         return Err(conflict(format!(
             "{field} holds a secret, which would be embedded in the ConfigMap that anyone with \
-             the `view` role reads: use password_file / credentials_file (a mounted Secret), or \
-             --remote-write-url with --remote-write-basic-auth-secret or \
+             the `view` role reads: use password_file / credentials_file (a mounted Secret), for \
+             sigv4 IRSA or AWS_* variables from a Secret, or --remote-write-url with --remote-write-basic-auth-secret or \
              --remote-write-bearer-token-secret"
         )));
     }
@@ -192,8 +192,9 @@ pub(crate) fn build(options: &Options) -> Result<RelayConfig, GenError> {
 }
 
 /// Fields of Prometheus's HTTP client config that hold a secret inline
-/// (each has a `_file` twin); `client_secret` is OAuth2's.
-const SECRET_FIELDS: [&str; 3] = ["password", "credentials", "client_secret"];
+/// (each has a `_file` twin); `client_secret` is OAuth2's, `secret_key`
+/// SigV4's (whose keys belong in IRSA or the environment instead).
+const SECRET_FIELDS: [&str; 4] = ["password", "credentials", "client_secret", "secret_key"];
 
 /// The path of the first secret the config holds inline: a secret field
 /// with a value, or a remote_write URL with a user or password in it.

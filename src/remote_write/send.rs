@@ -15,10 +15,13 @@
 //! same samples again as 1.0.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER,
+};
 use tokio::sync::watch;
 
 use super::encode_v2::Written;
@@ -88,6 +91,8 @@ pub struct Sender {
     config: RemoteWriteConfig,
     remote_name: String,
     metrics: QueueMetrics,
+    /// With `sigv4`: the signer, and the URL parsed once for it.
+    sigv4: Option<(Arc<crate::sigv4::Signer>, reqwest::Url)>,
 }
 
 impl Sender {
@@ -119,6 +124,33 @@ impl Sender {
         );
         let configured = writer.config.protobuf_message;
         metrics.protocol.set(version(configured), None);
+        let sigv4 = match &writer.sigv4 {
+            Some(Err(e)) => {
+                return Err(ClientError {
+                    url: writer.config.url_redacted(),
+                    message: e.to_string(),
+                })
+            }
+            Some(Ok(signer)) => {
+                let url = reqwest::Url::parse(&writer.config.url).map_err(|e| ClientError {
+                    url: writer.config.url_redacted(),
+                    message: format!("sigv4: {e}"),
+                })?;
+                // The entry's own headers are the client's defaults, added
+                // after signing: put them on each request so they are signed.
+                for (name, value) in &writer.config.headers {
+                    if let (Ok(n), Ok(v)) = (
+                        HeaderName::from_bytes(name.as_bytes()),
+                        HeaderValue::from_str(value),
+                    ) {
+                        headers.insert(n.clone(), v.clone());
+                        headers_v2.insert(n, v);
+                    }
+                }
+                Some((signer.clone(), url))
+            }
+            None => None,
+        };
         Ok(Sender {
             client,
             credentials: writer.credentials.clone(),
@@ -126,6 +158,7 @@ impl Sender {
             headers_v2,
             v2: AtomicBool::new(configured == ProtobufMessage::V2),
             v2_succeeded: AtomicBool::new(false),
+            sigv4,
             config: writer.config.clone(),
             remote_name: writer.name.clone(),
             metrics,
@@ -277,13 +310,20 @@ impl Sender {
 
     /// One POST (with 2.0's headers when `v2`): the answer.
     async fn post(&self, body: Bytes, v2: bool) -> Result<Answer, String> {
-        let headers = if v2 { &self.headers_v2 } else { &self.headers };
+        let mut headers = if v2 { &self.headers_v2 } else { &self.headers }.clone();
+        if let Some((signer, url)) = &self.sigv4 {
+            // Each attempt anew: a retry carries its own X-Amz-Date.
+            signer
+                .sign("POST", url, &mut headers, &body)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         let request = self
             .credentials
             .apply(
                 self.client
                     .post(&self.config.url)
-                    .headers(headers.clone())
+                    .headers(headers)
                     .body(body),
             )
             .await

@@ -3,6 +3,7 @@
 //! to 127.0.0.1 only.
 #![allow(dead_code)]
 
+pub mod aws;
 pub mod certs;
 pub mod h2;
 pub mod json;

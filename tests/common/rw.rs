@@ -79,6 +79,8 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     /// The compressed body's length (what `_bytes_total` counts).
     pub body_len: usize,
+    /// The body as it arrived (a signature test hashes it).
+    pub body: Vec<u8>,
     pub status: u16,
     /// The decoded body, or why it did not decode.
     pub write: Result<WriteRequest, String>,
@@ -217,12 +219,16 @@ pub fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     out
 }
 
+/// Judges a request before the script does: `Some(answer)` answers it.
+type Check = Box<dyn Fn(&Request) -> Option<Answer> + Send>;
+
 #[derive(Default)]
 struct Shared {
     script: Mutex<VecDeque<Answer>>,
     requests: Mutex<Vec<Request>>,
     /// Reads 2.0 requests and answers them with the written headers.
     speaks_v2: AtomicBool,
+    check: Mutex<Option<Check>>,
 }
 
 /// A remote-write receiver on loopback (std threads, HTTP/1.1 with
@@ -330,6 +336,13 @@ impl Receiver {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .extend(answers);
+    }
+
+    /// Judges every request from now on with `check` (e.g. a signature
+    /// verifier): its `Some(answer)` is the answer, `None` leaves the
+    /// request to the script.
+    pub fn check(&self, check: impl Fn(&Request) -> Option<Answer> + Send + 'static) {
+        *self.shared.check.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(check));
     }
 
     /// Every request so far, in arrival order.
@@ -482,43 +495,65 @@ fn serve<S: Read + Write>(stream: S, shared: &Shared) {
                             .map_err(|e| format!("not an io.prometheus.write.v2.Request: {e}"))
                     })
             });
+        let mut record = Request {
+            arrived,
+            answered: arrived,
+            method,
+            path,
+            headers,
+            body_len: body.len(),
+            body,
+            status: 0,
+            write,
+            v2,
+            read_v2,
+        };
         // Take the next answer and record the request under one lock, so
         // the record's order is the order of the answers.
         let mut requests = shared.requests.lock().unwrap_or_else(|e| e.into_inner());
-        let answer = shared
-            .script
+        let checked = shared
+            .check
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .pop_front()
-            .unwrap_or_else(|| match v2.as_ref().filter(|_| read_v2) {
-                Some(Ok(request)) => {
-                    let samples: usize = request.timeseries.iter().map(|t| t.samples.len()).sum();
-                    let histograms: usize =
-                        request.timeseries.iter().map(|t| t.histograms.len()).sum();
-                    let exemplars: usize =
-                        request.timeseries.iter().map(|t| t.exemplars.len()).sum();
-                    Answer {
-                        status: 204,
-                        headers: vec![
-                            (
-                                "X-Prometheus-Remote-Write-Samples-Written".into(),
-                                samples.to_string(),
-                            ),
-                            (
-                                "X-Prometheus-Remote-Write-Histograms-Written".into(),
-                                histograms.to_string(),
-                            ),
-                            (
-                                "X-Prometheus-Remote-Write-Exemplars-Written".into(),
-                                exemplars.to_string(),
-                            ),
-                        ],
-                        body: None,
+            .as_ref()
+            .and_then(|check| check(&record));
+        let answer = checked.unwrap_or_else(|| {
+            shared
+                .script
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop_front()
+                .unwrap_or_else(|| match record.v2.as_ref().filter(|_| read_v2) {
+                    Some(Ok(request)) => {
+                        let samples: usize =
+                            request.timeseries.iter().map(|t| t.samples.len()).sum();
+                        let histograms: usize =
+                            request.timeseries.iter().map(|t| t.histograms.len()).sum();
+                        let exemplars: usize =
+                            request.timeseries.iter().map(|t| t.exemplars.len()).sum();
+                        Answer {
+                            status: 204,
+                            headers: vec![
+                                (
+                                    "X-Prometheus-Remote-Write-Samples-Written".into(),
+                                    samples.to_string(),
+                                ),
+                                (
+                                    "X-Prometheus-Remote-Write-Histograms-Written".into(),
+                                    histograms.to_string(),
+                                ),
+                                (
+                                    "X-Prometheus-Remote-Write-Exemplars-Written".into(),
+                                    exemplars.to_string(),
+                                ),
+                            ],
+                            body: None,
+                        }
                     }
-                }
-                Some(Err(e)) => Answer::text(400, e),
-                None => Answer::status(204),
-            });
+                    Some(Err(e)) => Answer::text(400, e),
+                    None => Answer::status(204),
+                })
+        });
         let mut head = format!("HTTP/1.1 {} Scripted\r\n", answer.status);
         for (k, v) in &answer.headers {
             head.push_str(&format!("{k}: {v}\r\n"));
@@ -539,18 +574,9 @@ fn serve<S: Read + Write>(stream: S, shared: &Shared) {
         let written = stream
             .write_all(head.as_bytes())
             .and_then(|_| stream.flush());
-        requests.push(Request {
-            arrived,
-            answered: Instant::now(),
-            method,
-            path,
-            headers,
-            body_len: body.len(),
-            status: answer.status,
-            write,
-            v2,
-            read_v2,
-        });
+        record.answered = Instant::now();
+        record.status = answer.status;
+        requests.push(record);
         drop(requests);
         if written.is_err() || close {
             return;
