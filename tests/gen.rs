@@ -1415,6 +1415,11 @@ fn no_service_account_token_and_fluent_bit_on_loopback() {
     }
     let objects = docs(&gen_ok(&["--automount-service-account-token"]));
     assert_eq!(pod_spec(&objects)["automountServiceAccountToken"], true);
+    // IRSA's service account; EKS's webhook projects its own token.
+    let objects = docs(&gen_ok(&["--service-account-name", "amp-writer"]));
+    assert_eq!(pod_spec(&objects)["serviceAccountName"], "amp-writer");
+    let objects = docs(&gen_ok(&[]));
+    assert!(pod_spec(&objects).get("serviceAccountName").is_none());
 
     let objects = docs(&gen_ok(&["--log-sidecar", "fluent-bit"]));
     let conf = config_map_text(&objects);

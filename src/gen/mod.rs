@@ -93,6 +93,9 @@ pub struct Args {
     /// Mount the Pod's service account token (automountServiceAccountToken: true); off by default, as neither relay nor gen's sidecars call the Kubernetes API (an app that does needs this flag).
     #[arg(long)]
     pub automount_service_account_token: bool,
+    /// The Pod's service account (serviceAccountName): on EKS, one annotated with `eks.amazonaws.com/role-arn` gives relay's `sigv4` its credentials by IRSA.
+    #[arg(long)]
+    pub service_account_name: Option<String>,
     /// Also emit a NetworkPolicy: the app's serving port open, relay's port only to the scraper (--scraper-namespace, --scraper-pod-selector), every other port closed to other Pods.
     #[arg(long)]
     pub network_policy: bool,
@@ -271,6 +274,8 @@ pub struct Options {
     /// `protobuf_message` of the --remote-write-url entry.
     pub remote_write_protocol: crate::config::ProtobufMessage,
     pub automount_token: bool,
+    /// serviceAccountName (None: the namespace's default).
+    pub service_account_name: Option<String>,
     /// Some with --network-policy: the scraper (None: nobody) admitted to relay's port.
     pub network_policy: Option<Option<Scraper>>,
     pub scrape_annotations: ScrapeAnnotations,
@@ -735,6 +740,10 @@ impl Args {
             remote_write_auth: remote_write_auth(&self.sidecar)?,
             remote_write_protocol: remote_write_protocol(&self.sidecar)?,
             automount_token: self.automount_service_account_token,
+            service_account_name: match &self.service_account_name {
+                Some(n) => Some(dns_label("--service-account-name", n, 253)?),
+                None => None,
+            },
             network_policy: network_policy(self)?,
             scrape_annotations,
             app_security: app_security(self)?,

@@ -351,6 +351,7 @@ fn pod_template(
             // Neither relay nor Fluent Bit calls the Kubernetes API: no
             // token in the Pod (the app's too) unless the flag asks for it.
             automount_service_account_token: Some(options.automount_token),
+            service_account_name: options.service_account_name.clone(),
             // No Pod-level securityContext: whatever it set (a uid, a gid,
             // fsGroup, runAsNonRoot) would apply to the app's container too
             // and override its image. Each container says its own.
