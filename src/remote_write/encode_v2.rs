@@ -431,6 +431,35 @@ fn int_len(v: i64) -> usize {
     }
 }
 
+/// What one request carries, by kind: what a 2.0 receiver's written
+/// headers are checked against.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    pub samples: u64,
+    pub histograms: u64,
+    pub exemplars: u64,
+}
+
+impl Sent {
+    /// The counts of `batch`.
+    pub fn of(batch: &[Outgoing]) -> Sent {
+        let mut sent = Sent::default();
+        for s in batch {
+            match s.value {
+                Payload::Float(_) => sent.samples += 1,
+                Payload::Histogram(_) => sent.histograms += 1,
+                Payload::Exemplar(_) => sent.exemplars += 1,
+            }
+        }
+        sent
+    }
+
+    /// Everything it carries.
+    pub fn total(&self) -> u64 {
+        self.samples + self.histograms + self.exemplars
+    }
+}
+
 /// The written counts a 2.0 receiver answers with (the
 /// `X-Prometheus-Remote-Write-*-Written` headers); None for a header that
 /// was absent.

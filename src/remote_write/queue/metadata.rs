@@ -10,7 +10,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::super::encode::{compress, encode_metadata, write_metadata};
-use super::super::encode_v2::{FamilyMetadata as V2Family, MetadataLookup};
+use super::super::encode_v2::{FamilyMetadata as V2Family, MetadataLookup, Sent};
 use super::super::send::{Outcome, Sender};
 use crate::config::MetadataConfig;
 use crate::config::ProtobufMessage;
@@ -160,7 +160,7 @@ pub(super) async fn send_metadata(
             match sender
                 .send(
                     Bytes::copy_from_slice(&compressed),
-                    0,
+                    Sent::default(),
                     ProtobufMessage::V1,
                     &mut abort,
                 )
@@ -218,5 +218,35 @@ mod tests {
         );
         store.new_segment();
         assert_eq!(store.snapshot(), want(&[("a_total", "x")]));
+    }
+
+    #[test]
+    fn a_series_finds_its_family_by_name_or_by_a_suffix_stripped() {
+        let mut store = MetadataStore::default();
+        store.insert(&family("req", "Requests."));
+        store.insert(&FamilyMetadata {
+            kind: 3,
+            name: b"lat_seconds",
+            help: b"",
+            unit: b"seconds",
+        });
+        store.insert(&family("odd_total", "own"));
+        let got = |name: &str| {
+            store
+                .family(name.as_bytes())
+                .map(|m| (m.kind, m.help.to_vec(), m.unit.to_vec()))
+        };
+        let req = Some((1, b"Requests.".to_vec(), Vec::new()));
+        assert_eq!(got("req"), req);
+        assert_eq!(got("req_total"), req);
+        assert_eq!(got("req_created"), req);
+        let lat = Some((3, Vec::new(), b"seconds".to_vec()));
+        for name in ["lat_seconds_bucket", "lat_seconds_count", "lat_seconds_sum"] {
+            assert_eq!(got(name), lat, "{name}");
+        }
+        // A family named with the suffix itself (the text format's counter).
+        assert_eq!(got("odd_total"), Some((1, b"own".to_vec(), Vec::new())));
+        assert_eq!(got("other_total"), None);
+        assert_eq!(got("lat"), None);
     }
 }

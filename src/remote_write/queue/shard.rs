@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::super::encode::{self, EncodedSeries, Outgoing};
-use super::super::encode_v2::{NoMetadata, V2Encoder};
+use super::super::encode_v2::{NoMetadata, Sent, V2Encoder};
 use super::super::send::{Outcome, Sender};
 use super::metadata::SharedMetadata;
 use super::tracker::Tracker;
@@ -322,7 +322,7 @@ pub(super) async fn deliver(
             .sender
             .send(
                 Bytes::copy_from_slice(compressed),
-                n,
+                Sent::of(part),
                 message,
                 &mut ctx.abort,
             )
