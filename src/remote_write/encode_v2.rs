@@ -11,11 +11,12 @@
 //! series that shares it. The encoder keeps its tables and buffers between
 //! requests: a request allocates nothing per sample once they have grown.
 //!
-//! Left for the sample kinds that are being added to `Outgoing` (issue 22
-//! item 1): native histograms (`TimeSeries` field 3), exemplars (field 4),
-//! metadata (field 5: type, help and unit refs) and created timestamps
-//! (`Sample.start_timestamp`, field 3); the places are marked `KINDS:`
-//! below, and `proto/write_v2.proto` has all their fields.
+//! Each `TimeSeries` carries one float sample (with `start_timestamp`
+//! when the WAL gave the series one), one native histogram (1.0's
+//! `Histogram` bytes, whose fields 2.0 numbers alike, plus
+//! `start_timestamp`) or one exemplar (its labels turned into refs), as
+//! Prometheus sends them, and the family's metadata (type, help and unit
+//! refs) when the queue knows it.
 
 use std::hash::BuildHasher;
 
@@ -150,6 +151,16 @@ fn fields(bytes: &[u8]) -> impl Iterator<Item = Field<'_>> {
     })
 }
 
+/// Bytes of a `Histogram`'s `start_timestamp` (field 17, a two-byte tag),
+/// 0 when left out.
+fn start_field_len(start_ms: i64) -> usize {
+    if start_ms == 0 {
+        0
+    } else {
+        2 + varint::len(start_ms as u64)
+    }
+}
+
 /// Bytes of a float `Sample` message.
 fn sample_len(value: f64, timestamp_ms: i64) -> usize {
     scalar_len(value != 0.0, 8) + int_len(timestamp_ms)
@@ -226,8 +237,10 @@ impl V2Encoder {
             // What the series carries besides its labels: its length, and
             // for an exemplar the length of its label refs.
             let (body_len, exemplar_refs_len) = match &s.value {
-                Payload::Float(value) => (sample_len(*value, s.timestamp_ms), 0),
-                Payload::Histogram(m) => (m.bytes().len(), 0),
+                Payload::Float(value) => {
+                    (sample_len(*value, s.timestamp_ms) + int_len(s.start_ms), 0)
+                }
+                Payload::Histogram(m) => (m.bytes().len() + start_field_len(s.start_ms), 0),
                 Payload::Exemplar(m) => {
                     let refs_len = self.exemplar_refs(m.bytes());
                     let rest: usize = fields(m.bytes())
@@ -260,8 +273,7 @@ impl V2Encoder {
                     // Sample: value (double, 1), timestamp (int64, 2) and
                     // start_timestamp (int64, 3), each left out when zero
                     // as proto3 encoders do (-0.0 too, as prost and 1.0's
-                    // encoder). The WAL does not keep created timestamps
-                    // yet, so start_timestamp is always left out.
+                    // encoder).
                     out.push(0x12);
                     varint::put(out, body_len as u64);
                     if *value != 0.0 {
@@ -272,6 +284,10 @@ impl V2Encoder {
                         out.push(0x10);
                         varint::put(out, s.timestamp_ms as u64);
                     }
+                    if s.start_ms != 0 {
+                        out.push(0x18);
+                        varint::put(out, s.start_ms as u64);
+                    }
                 }
                 Payload::Histogram(m) => {
                     // 2.0's `Histogram` numbers fields 1 to 15 as 1.0's
@@ -280,6 +296,11 @@ impl V2Encoder {
                     out.push(0x1a);
                     varint::put(out, body_len as u64);
                     out.extend_from_slice(m.bytes());
+                    if s.start_ms != 0 {
+                        // Field 17, varint: a two-byte tag.
+                        out.extend_from_slice(&[0x88, 0x01]);
+                        varint::put(out, s.start_ms as u64);
+                    }
                 }
                 Payload::Exemplar(m) => {
                     // 1.0's `Exemplar` has its labels as `Label` fields
@@ -586,7 +607,7 @@ mod tests {
     }
 
     #[test]
-    fn histograms_exemplars_and_metadata_ride_with_their_series() {
+    fn histograms_exemplars_metadata_and_start_timestamps_ride_with_their_series() {
         use crate::remote_write::encode::encode_histogram;
         use crate::storage::{BucketSpan, Histogram, HistogramCounts};
         let rules = Rules::default();
@@ -635,8 +656,8 @@ mod tests {
             Outgoing::with_len(series.clone(), series.labels_len(), ts, value, false)
         };
         let samples = vec![
-            Outgoing::new(req.clone(), 10, 1.0, false),
-            at(&lat, 20, Payload::Histogram(encode_histogram(&int, 2, 20))),
+            Outgoing::new(req.clone(), 10, 1.0, false).starting(1_600),
+            at(&lat, 20, Payload::Histogram(encode_histogram(&int, 2, 20))).starting(5),
             at(&req, 1_000, Payload::Exemplar(exemplar)),
             at(
                 &other,
@@ -698,6 +719,7 @@ mod tests {
                 length: 2,
             }],
             positive_deltas: vec![3, -1],
+            start_timestamp: 5,
             ..histogram(&int, 2, 20)
         };
         let want_float = v2::Histogram {
@@ -718,7 +740,7 @@ mod tests {
                     samples: vec![v2::Sample {
                         value: 1.0,
                         timestamp: 10,
-                        start_timestamp: 0,
+                        start_timestamp: 1_600,
                     }],
                     metadata: counter,
                     ..Default::default()

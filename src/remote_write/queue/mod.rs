@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 
-use super::encode::{Outgoing, SeriesPrep};
+use super::encode::{Outgoing, Payload, SeriesPrep};
 use super::metrics::QueueMetrics;
 use super::send::Sender;
 use crate::config::ProtobufMessage;
@@ -180,8 +180,14 @@ pub async fn run(
                     };
                     let (hash, labels_len) = s.shard_key();
                     let shard = (hash % n_shards as u64) as usize;
+                    // Exemplars have no start timestamp.
+                    let start = match payload {
+                        Payload::Exemplar(_) => 0,
+                        _ => series.start(r),
+                    };
                     let sample =
-                        Outgoing::with_len(s.clone(), labels_len, timestamp_ms, payload, replayed);
+                        Outgoing::with_len(s.clone(), labels_len, timestamp_ms, payload, replayed)
+                            .starting(start);
                     // A full chunk goes at once: what is in flight is
                     // bounded by the shards' chunks, not by the record.
                     if let Some(chunk) = dealt.push(shard, sample, chunk_max) {
