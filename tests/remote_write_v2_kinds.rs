@@ -10,7 +10,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::protoenc::every_kind;
-use common::rw::{now_ms, v2_series, Receiver, V2Series};
+use common::rw::{now_ms, v2_series, Answer, Receiver, V2Series};
 use common::{wait_for, Relay, Reply, Target};
 use relay::remote_write::prompb_v2 as v2;
 
@@ -349,4 +349,114 @@ fn histograms_exemplars_metadata_ride_with_their_series_in_2_0() {
     })
     .collect();
     assert_eq!(values, want_values, "{:?}", relay.logs());
+}
+
+/// What a request carried, kind by kind: (kind, labels, timestamp).
+type Item = (&'static str, Vec<(String, String)>, i64);
+
+#[test]
+fn a_2_0_request_with_histograms_and_exemplars_refused_with_415_goes_again_as_1_0() {
+    let receiver = Receiver::start();
+    receiver.script(vec![Answer::status(415)]);
+    let pb = Target::start(Reply {
+        content_type: PROTOBUF.into(),
+        body: every_kind(),
+        ..Reply::text("")
+    });
+    let relay = Relay::start(&format!(
+        "global:\n  scrape_interval: 500ms\n  scrape_timeout: 500ms\n  scrape_native_histograms: true\nscrape_configs:\n  - job_name: pb\n    static_configs: [{{targets: [\"{}\"]}}]\nremote_write:\n  - url: {}\n    protobuf_message: io.prometheus.write.v2.Request\n    send_exemplars: true\n    send_native_histograms: true\n    metadata_config: {{send_interval: 300ms}}\n    queue_config: {{batch_send_deadline: 200ms, min_shards: 1, max_shards: 1}}\n",
+        pb.addr, receiver.url
+    ));
+    // The refused 2.0 request, as the spec's types read it.
+    let first = wait_for("a request", || receiver.requests().into_iter().next());
+    assert_eq!(first.status, 415);
+    let refused: BTreeSet<Item> = match &first.v2 {
+        Some(Ok(request)) => v2_series(request).expect("a valid 2.0 request"),
+        other => panic!("not a 2.0 request: {other:?}"),
+    }
+    .into_iter()
+    .flat_map(|s| {
+        let mut items: Vec<Item> = Vec::new();
+        items.extend(
+            s.samples
+                .iter()
+                .map(|x| ("sample", s.labels.clone(), x.timestamp)),
+        );
+        items.extend(
+            s.histograms
+                .iter()
+                .map(|h| ("histogram", s.labels.clone(), h.timestamp)),
+        );
+        items.extend(
+            s.exemplars
+                .iter()
+                .map(|e| ("exemplar", s.labels.clone(), e.2)),
+        );
+        items
+    })
+    .collect();
+    let kinds: BTreeSet<&str> = refused.iter().map(|i| i.0).collect();
+    assert_eq!(
+        kinds,
+        ["exemplar", "histogram", "sample"].into(),
+        "the first request holds every kind: {refused:?}"
+    );
+    // Everything it held arrives again as 1.0, histograms and exemplars too.
+    let resent = |receiver: &Receiver| -> BTreeSet<Item> {
+        let mut out = BTreeSet::new();
+        for r in receiver.requests().iter().skip(1).filter(|r| r.accepted()) {
+            assert!(r.v2.is_none(), "after the fallback, 1.0 only: {r:?}");
+            for ts in r.write.iter().flat_map(|w| &w.timeseries) {
+                let labels: Vec<(String, String)> = ts
+                    .labels
+                    .iter()
+                    .map(|l| (l.name.clone(), l.value.clone()))
+                    .collect();
+                for x in &ts.samples {
+                    out.insert(("sample", labels.clone(), x.timestamp));
+                }
+                for h in &ts.histograms {
+                    out.insert(("histogram", labels.clone(), h.timestamp));
+                }
+                for e in &ts.exemplars {
+                    out.insert(("exemplar", labels.clone(), e.timestamp));
+                }
+            }
+        }
+        out
+    };
+    wait_for("the refused request's items again as 1.0", || {
+        resent(&receiver).is_superset(&refused).then_some(())
+    });
+    // Metadata, which rode with each 2.0 series, now goes in 1.0's own
+    // requests on its interval.
+    let want: BTreeSet<(i32, String, String, String)> = [
+        (3, "pt_native_int", "A native histogram.", ""),
+        (1, "pt_requests_total", "Requests.", ""),
+        (2, "pt_temperature", "A gauge.", ""),
+    ]
+    .into_iter()
+    .map(|(t, n, h, u)| (t, n.to_owned(), h.to_owned(), u.to_owned()))
+    .collect();
+    wait_for("1.0 metadata requests", || {
+        let got: BTreeSet<(i32, String, String, String)> = receiver
+            .accepted_metadata()
+            .into_iter()
+            .map(|(_, t, n, h, u)| (t, n, h, u))
+            .filter(|m| want.iter().any(|w| w.1 == m.1))
+            .collect();
+        (got.len() >= want.len()).then_some(())
+    });
+    let got: BTreeSet<(i32, String, String, String)> = receiver
+        .accepted_metadata()
+        .into_iter()
+        .map(|(_, t, n, h, u)| (t, n, h, u))
+        .filter(|m| want.iter().any(|w| w.1 == m.1))
+        .collect();
+    assert_eq!(got, want);
+    assert!(
+        relay.logs().contains("falling back to 1.0"),
+        "{}",
+        relay.logs()
+    );
 }
