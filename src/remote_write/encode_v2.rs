@@ -43,7 +43,10 @@ struct PairRefs {
     at: usize,
     name: u32,
     value: u32,
-    is_name: bool,
+    /// For a `__name__` pair, its family's metadata refs (looked up when
+    /// the pair is first met in the request, so a sample costs no lookup
+    /// of its own).
+    family: Option<FamilyRefs>,
 }
 
 /// A family's metadata as a 2.0 `Metadata` message holds it.
@@ -78,14 +81,6 @@ impl FamilyRefs {
             }
         }
     }
-}
-
-/// The metadata refs of the family of the series whose `__name__` pair is
-/// at `at` (known by address, as [`PairRefs`]).
-struct FamilyAt {
-    hash: u64,
-    at: usize,
-    refs: FamilyRefs,
 }
 
 /// A family's metadata as the queue knows it.
@@ -180,8 +175,6 @@ pub struct V2Encoder {
     refs: Vec<u32>,
     /// One exemplar's label refs.
     exemplar_refs: Vec<u32>,
-    /// The metadata refs of this request's families.
-    families: hashbrown::HashTable<FamilyAt>,
     hasher: hashbrown::DefaultHashBuilder,
 }
 
@@ -213,26 +206,21 @@ impl V2Encoder {
         self.symbols.clear();
         self.strings.clear();
         self.pairs.clear();
-        self.families.clear();
         self.series.clear();
         self.n_symbols = 0;
         self.symbol(b"");
         for s in samples {
             self.refs.clear();
-            let mut name_pair = None;
+            let mut family = FamilyRefs::default();
             for pair in s.series.pairs() {
-                let (name, value, is_name) = self.pair_refs(pair);
-                if is_name {
-                    name_pair = Some(pair);
+                let (name, value, of_name) = self.pair_refs(pair, metadata);
+                if let Some(refs) = of_name {
+                    family = refs;
                 }
                 self.refs.push(name);
                 self.refs.push(value);
             }
             let refs_len: usize = self.refs.iter().map(|&r| varint::len(r.into())).sum();
-            let family = match name_pair {
-                Some(pair) => self.family_refs(pair, metadata),
-                None => FamilyRefs::default(),
-            };
             let metadata_len = family.len();
             // What the series carries besides its labels: its length, and
             // for an exemplar the length of its label refs.
@@ -358,38 +346,29 @@ impl V2Encoder {
             .sum()
     }
 
-    /// The metadata refs of the family of the series named by `pair` (its
-    /// `__name__`), looked up once per request and name.
-    fn family_refs(&mut self, pair: &Pair, metadata: &dyn MetadataLookup) -> FamilyRefs {
+    /// The refs of a pair's name and value, added to the table if new;
+    /// for the series' `__name__` pair, also its family's metadata refs
+    /// from `metadata` (once per request and name).
+    fn pair_refs(
+        &mut self,
+        pair: &Pair,
+        metadata: &dyn MetadataLookup,
+    ) -> (u32, u32, Option<FamilyRefs>) {
         let hash = pair.hash();
         let at = pair.bytes().as_ptr() as usize;
-        if let Some(f) = self.families.find(hash, |f| f.at == at) {
-            return f.refs;
+        if let Some(p) = self.pairs.find(hash, |p| p.at == at) {
+            return (p.name, p.value, p.family);
         }
-        let refs = match metadata.family(pair.name_value().1) {
+        let (name, value) = pair.name_value();
+        let refs = (self.symbol(name), self.symbol(value));
+        let family = (name == b"__name__").then(|| match metadata.family(value) {
             Some(m) if m.kind != 0 || !m.help.is_empty() || !m.unit.is_empty() => FamilyRefs {
                 kind: m.kind,
                 help: self.symbol(m.help),
                 unit: self.symbol(m.unit),
             },
             _ => FamilyRefs::default(),
-        };
-        self.families
-            .insert_unique(hash, FamilyAt { hash, at, refs }, |f| f.hash);
-        refs
-    }
-
-    /// The refs of a pair's name and value, added to the table if new.
-    /// Also whether the pair is the series' `__name__`.
-    fn pair_refs(&mut self, pair: &Pair) -> (u32, u32, bool) {
-        let hash = pair.hash();
-        let at = pair.bytes().as_ptr() as usize;
-        if let Some(p) = self.pairs.find(hash, |p| p.at == at) {
-            return (p.name, p.value, p.is_name);
-        }
-        let (name, value) = pair.name_value();
-        let is_name = name == b"__name__";
-        let refs = (self.symbol(name), self.symbol(value));
+        });
         self.pairs.insert_unique(
             hash,
             PairRefs {
@@ -397,11 +376,11 @@ impl V2Encoder {
                 at,
                 name: refs.0,
                 value: refs.1,
-                is_name,
+                family,
             },
             |p| p.hash,
         );
-        (refs.0, refs.1, is_name)
+        (refs.0, refs.1, family)
     }
 
     /// The ref of `text`, appended to the symbols if new.
@@ -673,9 +652,9 @@ mod tests {
             "",
             "__name__",
             "req_total",
+            "Requests.",
             "job",
             "app",
-            "Requests.",
             "lat",
             "seconds",
             "trace_id",
@@ -686,16 +665,17 @@ mod tests {
         .map(str::to_owned)
         .collect();
         let (req_refs, lat_refs, other_refs) =
-            (vec![1, 2, 3, 4], vec![1, 6, 3, 4], vec![1, 10, 3, 4]);
+            (vec![1, 2, 4, 5], vec![1, 6, 4, 5], vec![1, 10, 4, 5]);
+        // A family's help and unit come right after its name's value.
         let counter = Some(v2::Metadata {
             r#type: 1,
-            help_ref: 5,
+            help_ref: 3,
             unit_ref: 0,
         });
-        // `lat`'s help is "app", already a symbol (ref 4).
+        // `lat`'s help is "app", already a symbol (ref 5).
         let gauge = Some(v2::Metadata {
             r#type: 2,
-            help_ref: 4,
+            help_ref: 5,
             unit_ref: 7,
         });
         let histogram = |h: &Histogram, hint, ts| v2::Histogram {
@@ -755,7 +735,7 @@ mod tests {
                     labels_refs: req_refs,
                     exemplars: vec![v2::Exemplar {
                         // Sorted by name: app="lat", trace_id="abc".
-                        labels_refs: vec![4, 6, 8, 9],
+                        labels_refs: vec![5, 6, 8, 9],
                         value: 0.25,
                         timestamp: 1_000,
                     }],
