@@ -460,3 +460,76 @@ fn a_2_0_request_with_histograms_and_exemplars_refused_with_415_goes_again_as_1_
         relay.logs()
     );
 }
+
+#[test]
+fn histograms_and_exemplars_written_fewer_than_sent_are_counted_by_kind() {
+    let receiver = Receiver::start();
+    receiver.speak_v2();
+    // The first request: every sample written, no histogram or exemplar.
+    receiver.script(vec![Answer {
+        status: 204,
+        headers: vec![
+            (
+                "X-Prometheus-Remote-Write-Samples-Written".into(),
+                "1000000".into(),
+            ),
+            (
+                "X-Prometheus-Remote-Write-Histograms-Written".into(),
+                "0".into(),
+            ),
+            (
+                "X-Prometheus-Remote-Write-Exemplars-Written".into(),
+                "0".into(),
+            ),
+        ],
+        body: None,
+    }]);
+    let pb = Target::start(Reply {
+        content_type: PROTOBUF.into(),
+        body: every_kind(),
+        ..Reply::text("")
+    });
+    let relay = Relay::start(&format!(
+        "global:\n  scrape_interval: 500ms\n  scrape_timeout: 500ms\n  scrape_native_histograms: true\nscrape_configs:\n  - job_name: pb\n    static_configs: [{{targets: [\"{}\"]}}]\nremote_write:\n  - url: {}\n    name: rw\n    protobuf_message: io.prometheus.write.v2.Request\n    send_exemplars: true\n    send_native_histograms: true\n    queue_config: {{batch_send_deadline: 200ms, min_shards: 1, max_shards: 1}}\n",
+        pb.addr, receiver.url
+    ));
+    let first = wait_for("a request", || receiver.requests().into_iter().next());
+    let series = match &first.v2 {
+        Some(Ok(request)) => v2_series(request).expect("a valid 2.0 request"),
+        other => panic!("not a 2.0 request: {other:?}"),
+    };
+    let histograms: usize = series.iter().map(|s| s.histograms.len()).sum();
+    let exemplars: usize = series.iter().map(|s| s.exemplars.len()).sum();
+    assert!(histograms > 0 && exemplars > 0, "{series:?}");
+    // Later requests are answered with what they held: nothing missing.
+    wait_for("three requests", || {
+        (receiver.requests().len() >= 3).then_some(())
+    });
+    let want = (histograms + exemplars) as f64;
+    let not_written = || {
+        common::rw::metric_value(
+            &relay.metrics_ok(),
+            "relay_remote_write_samples_not_written_total",
+            &["remote_name=\"rw\""],
+        )
+    };
+    wait_for("the count on /metrics", || {
+        not_written().filter(|v| *v >= want).map(|_| ())
+    });
+    assert_eq!(not_written(), Some(want));
+    let logs = relay.logs();
+    for kind in ["histograms", "exemplars"] {
+        assert!(
+            logs.lines()
+                .any(|l| l.contains("wrote fewer than were sent")
+                    && l.contains(&format!("kind={kind}"))),
+            "{logs}"
+        );
+    }
+    assert!(
+        !logs
+            .lines()
+            .any(|l| l.contains("wrote fewer than were sent") && l.contains("kind=samples")),
+        "{logs}"
+    );
+}
