@@ -150,7 +150,12 @@ impl Sender {
     /// noticed first.
     fn fall_back(&self, status: u16, why: &str) {
         if self.v2.swap(false, Ordering::Relaxed) {
-            tracing::warn!(remote_name = %self.remote_name, url = %self.config.url_redacted(), status, reason = why, "remote write receiver cannot read 2.0; falling back to 1.0 for this queue, the refused request is sent again as 1.0");
+            let metadata = if self.config.metadata_config.send {
+                "in 1.0's own requests every metadata_config.send_interval"
+            } else {
+                "not sent (metadata_config.send: false)"
+            };
+            tracing::warn!(remote_name = %self.remote_name, url = %self.config.url_redacted(), status, reason = why, metadata, lost = "start timestamps (1.0 has no field for them)", "remote write receiver cannot read 2.0; falling back to 1.0 for this queue, the refused request is sent again as 1.0");
             self.metrics.protocol.set("1.0", Some("2.0"));
         }
     }
