@@ -5,7 +5,8 @@
 //! copied into `Label` strings for every sample, then `encode_to_vec`),
 //! compressed the same way; relay writes the wire format directly from
 //! labels encoded once per series. Next to them, the same batch as a
-//! remote-write 2.0 `Request` (symbol table, label refs), with its bytes
+//! remote-write 2.0 `Request` (symbol table, label refs, each family's
+//! metadata with its series), with its bytes
 //! after snappy and the heap allocations per request of each encoder once
 //! its buffers have grown (a counting allocator).
 
@@ -19,7 +20,7 @@ use prost::Message;
 use relay::exposition::{Entry, Format, Labels, Parser};
 use relay::relabel::Rules;
 use relay::remote_write::encode::{compress, write_request, Outgoing, SeriesPrep};
-use relay::remote_write::encode_v2::V2Encoder;
+use relay::remote_write::encode_v2::{FamilyMetadata, MetadataLookup, NoMetadata, V2Encoder};
 use relay::remote_write::{prompb, prompb_v2};
 
 /// Counts allocations, to show what an encoder allocates per request.
@@ -90,8 +91,29 @@ fn batch() -> (Vec<Outgoing>, Vec<Vec<(String, String)>>) {
     (out, label_sets)
 }
 
+/// Metadata for every family of the batch (a gauge with a help text), as
+/// a 2.0 queue's store holds it: 2.0 sends it with each series.
+struct Families(std::collections::HashMap<Vec<u8>, String>);
+
+impl MetadataLookup for Families {
+    fn family(&self, name: &[u8]) -> Option<FamilyMetadata<'_>> {
+        self.0.get(name).map(|help| FamilyMetadata {
+            kind: 2,
+            help: help.as_bytes(),
+            unit: b"",
+        })
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let (samples, label_sets) = batch();
+    let families = Families(
+        label_sets
+            .iter()
+            .filter_map(|l| l.iter().find(|(n, _)| n == "__name__"))
+            .map(|(_, name)| (name.as_bytes().to_vec(), format!("What {name} measures.")))
+            .collect(),
+    );
     let mut encoder = snap::raw::Encoder::new();
     let (mut raw, mut compressed) = (Vec::new(), Vec::new());
     let mut ours = || {
@@ -131,7 +153,7 @@ fn bench(c: &mut Criterion) {
     assert_eq!(ours(), theirs(), "the same bytes either way");
     {
         let mut check = Vec::new();
-        V2Encoder::new().write_request(&samples, &mut check);
+        V2Encoder::new().write_request(&samples, &NoMetadata, &mut check);
         let back = prompb_v2::Request::decode(check.as_slice()).expect("a 2.0 request");
         assert_eq!(
             back.timeseries.len(),
@@ -144,7 +166,7 @@ fn bench(c: &mut Criterion) {
     let (mut v2_raw, mut v2_compressed) = (Vec::new(), Vec::new());
     let mut ours_v2 = || {
         v2_raw.clear();
-        v2.write_request(&samples, &mut v2_raw);
+        v2.write_request(&samples, &families, &mut v2_raw);
         compress(&mut v2_encoder, &v2_raw, &mut v2_compressed).expect("compresses");
         v2_compressed.len()
     };

@@ -1607,3 +1607,49 @@ fn remote_write_protocol_2_0_sets_protobuf_message_in_the_generated_entry() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+/// Issue 22 item 4: a `--config` file's remote_write entries keep their
+/// OAuth2 and proxy settings exactly as written (secrets by file, as a
+/// Kubernetes Secret mounts them), and the embedded config still loads.
+#[test]
+fn config_file_remote_write_oauth2_and_proxy_fields_pass_through() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("rw.yml");
+    let remote_write = r#"remote_write:
+  - url: https://gateway.example/api/v1/write
+    protobuf_message: io.prometheus.write.v2.Request
+    oauth2:
+      client_id: relay
+      client_secret_file: /etc/relay/oauth2/secret
+      scopes: [metrics.write, openid]
+      token_url: https://login.example/oauth2/token
+      endpoint_params:
+        audience: metrics
+      tls_config:
+        server_name: login.example
+      proxy_url: http://proxy.corp:3128
+    proxy_url: http://user:pass@proxy.corp:3128
+    no_proxy: 10.0.0.0/8,.svc
+    proxy_connect_header:
+      X-Corp-Tenant: [team-a]
+    follow_redirects: false
+    enable_http2: true
+  - url: https://other.example/api/v1/write
+    proxy_from_environment: true
+"#;
+    std::fs::write(
+        &file,
+        format!(
+            "scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [localhost:8001]\n{remote_write}"
+        ),
+    )
+    .expect("write");
+    let file = file.to_str().expect("utf-8");
+    let yaml = gen_ok(&["--config", file]);
+    let objects = docs(&yaml);
+    let (raw, loaded) = embedded_config(&objects);
+    let want: serde_norway::Value = serde_norway::from_str(remote_write).expect("YAML");
+    assert_eq!(raw["remote_write"], want["remote_write"], "{yaml}");
+    assert_eq!(loaded.remote_write.len(), 2);
+    check_round_trip(&["--config", file], &yaml);
+}

@@ -47,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
     let mut want = Vec::new();
     for segment in [1u32, 2] {
         for &(end, kind) in &records {
-            if (1..=5).contains(&kind) {
+            if (1..=6).contains(&kind) {
                 want.push((segment, end, kind));
             }
         }
@@ -87,6 +87,10 @@ fuzz_target!(|data: &[u8]| {
                     Record::Metadata(entries) => {
                         entries.count();
                         5
+                    }
+                    Record::Starts(entries) => {
+                        entries.count();
+                        6
                     }
                 };
                 got.push((at.segment, at.offset, kind));

@@ -167,6 +167,9 @@ pub struct Outgoing {
     /// dealt (with the shard's hash), not again for each request.
     labels_len: u32,
     pub timestamp_ms: i64,
+    /// The series' start (created) timestamp, 0 when unknown: 2.0's
+    /// `start_timestamp` of a sample or histogram (1.0 has no place for it).
+    pub start_ms: i64,
     pub value: Payload,
     /// Written by an earlier process: it may have been delivered already.
     pub replayed: bool,
@@ -197,9 +200,16 @@ impl Outgoing {
             series,
             labels_len: u32::try_from(labels_len).unwrap_or(u32::MAX),
             timestamp_ms,
+            start_ms: 0,
             value,
             replayed,
         }
+    }
+
+    /// With the series' start timestamp (0: unknown).
+    pub fn starting(mut self, start_ms: i64) -> Self {
+        self.start_ms = start_ms;
+        self
     }
 }
 
@@ -921,9 +931,10 @@ mod tests {
     #[test]
     fn a_float_sample_in_flight_is_no_larger_for_the_other_kinds() {
         // Series (16), payload (16: a float or one thin pointer),
-        // timestamp, labels' length, replayed.
+        // timestamp, start timestamp (2.0's `start_timestamp`), labels'
+        // length, replayed.
         assert_eq!(std::mem::size_of::<Payload>(), 16);
-        assert!(std::mem::size_of::<Outgoing>() <= 48);
+        assert!(std::mem::size_of::<Outgoing>() <= 56);
     }
 
     #[test]

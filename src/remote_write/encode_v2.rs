@@ -11,15 +11,16 @@
 //! series that shares it. The encoder keeps its tables and buffers between
 //! requests: a request allocates nothing per sample once they have grown.
 //!
-//! Left for the sample kinds that are being added to `Outgoing` (issue 22
-//! item 1): native histograms (`TimeSeries` field 3), exemplars (field 4),
-//! metadata (field 5: type, help and unit refs) and created timestamps
-//! (`Sample.start_timestamp`, field 3); the places are marked `KINDS:`
-//! below, and `proto/write_v2.proto` has all their fields.
+//! Each `TimeSeries` carries one float sample (with `start_timestamp`
+//! when the WAL gave the series one), one native histogram (1.0's
+//! `Histogram` bytes, whose fields 2.0 numbers alike, plus
+//! `start_timestamp`) or one exemplar (its labels turned into refs), as
+//! Prometheus sends them, and the family's metadata (type, help and unit
+//! refs) when the queue knows it.
 
 use std::hash::BuildHasher;
 
-use super::encode::{Outgoing, Pair};
+use super::encode::{Outgoing, Pair, Payload};
 use crate::varint;
 
 /// A string of the symbol table: where its bytes are in the symbols
@@ -42,6 +43,122 @@ struct PairRefs {
     at: usize,
     name: u32,
     value: u32,
+    /// For a `__name__` pair, its family's metadata refs (looked up when
+    /// the pair is first met in the request, so a sample costs no lookup
+    /// of its own).
+    family: Option<FamilyRefs>,
+}
+
+/// A family's metadata as a 2.0 `Metadata` message holds it.
+#[derive(Clone, Copy, Default)]
+struct FamilyRefs {
+    /// The `MetricType` number (the same numbers as 1.0's).
+    kind: u8,
+    help: u32,
+    unit: u32,
+}
+
+impl FamilyRefs {
+    /// Bytes of the `Metadata` message; 0 when there is nothing to say
+    /// (the field is then left out, which a receiver reads as
+    /// `METRIC_TYPE_UNSPECIFIED` with empty help and unit, as Prometheus's
+    /// empty one).
+    fn len(&self) -> usize {
+        int_len(self.kind.into()) + int_len(self.help.into()) + int_len(self.unit.into())
+    }
+
+    /// Writes the `Metadata` message's fields: type (1), help_ref (3),
+    /// unit_ref (4).
+    fn write(&self, out: &mut Vec<u8>) {
+        for (tag, v) in [
+            (0x08, self.kind.into()),
+            (0x18, self.help),
+            (0x20, self.unit),
+        ] {
+            if v != 0 {
+                out.push(tag);
+                varint::put(out, v.into());
+            }
+        }
+    }
+}
+
+/// A family's metadata as the queue knows it.
+pub struct FamilyMetadata<'a> {
+    /// prompb's `MetricType` number (1.0 and 2.0 number them the same).
+    pub kind: u8,
+    pub help: &'a [u8],
+    pub unit: &'a [u8],
+}
+
+/// Where the encoder finds a series' family metadata (the queue's store).
+pub trait MetadataLookup {
+    /// The metadata of the family a series named `metric_name` belongs to
+    /// (`req_total` belongs to `req`), if known.
+    fn family(&self, metric_name: &[u8]) -> Option<FamilyMetadata<'_>>;
+}
+
+/// No metadata known.
+pub struct NoMetadata;
+
+impl MetadataLookup for NoMetadata {
+    fn family(&self, _: &[u8]) -> Option<FamilyMetadata<'_>> {
+        None
+    }
+}
+
+/// One field of a protobuf message: its tag byte, its bytes (tag
+/// included), and a length-delimited field's payload.
+struct Field<'a> {
+    tag: u8,
+    whole: &'a [u8],
+    payload: &'a [u8],
+}
+
+/// The fields of a message relay encoded itself (one-byte tags); stops at
+/// the first it cannot read.
+fn fields(bytes: &[u8]) -> impl Iterator<Item = Field<'_>> {
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        let start = pos;
+        let tag = *bytes.get(pos)?;
+        pos += 1;
+        let (payload_start, payload_end) = match tag & 7 {
+            0 => {
+                varint::get(bytes, &mut pos)?;
+                (pos, pos)
+            }
+            1 => (pos, pos + 8),
+            5 => (pos, pos + 4),
+            2 => {
+                let len = varint::get(bytes, &mut pos)? as usize;
+                (pos, pos.checked_add(len)?)
+            }
+            _ => return None,
+        };
+        let payload = bytes.get(payload_start..payload_end)?;
+        pos = payload_end.max(pos);
+        Some(Field {
+            tag,
+            whole: &bytes[start..pos],
+            payload,
+        })
+    })
+}
+
+/// Bytes of a `Histogram`'s `start_timestamp` (field 17, a two-byte tag),
+/// 0 when left out.
+fn start_field_len(start_ms: i64) -> usize {
+    if start_ms == 0 {
+        0
+    } else {
+        2 + varint::len(start_ms as u64)
+    }
+}
+
+/// Bytes of a float `Sample` message.
+fn sample_len(value: f64, timestamp_ms: i64) -> usize {
+    scalar_len(value != 0.0, 8) + int_len(timestamp_ms)
 }
 
 /// Builds 2.0 requests; one per shard, reused for each of its requests.
@@ -56,6 +173,8 @@ pub struct V2Encoder {
     series: Vec<u8>,
     /// One series' label refs.
     refs: Vec<u32>,
+    /// One exemplar's label refs.
+    exemplar_refs: Vec<u32>,
     hasher: hashbrown::DefaultHashBuilder,
 }
 
@@ -75,9 +194,15 @@ impl V2Encoder {
     }
 
     /// Appends a `Request` holding `samples` to `out` (protobuf, not
-    /// compressed): the symbols, then one `TimeSeries` per sample, as
-    /// Prometheus sends them.
-    pub fn write_request(&mut self, samples: &[Outgoing], out: &mut Vec<u8>) {
+    /// compressed): the symbols, then one `TimeSeries` per sample (a float
+    /// sample, a native histogram or an exemplar, as Prometheus sends
+    /// them), each with its family's metadata from `metadata` when known.
+    pub fn write_request(
+        &mut self,
+        samples: &[Outgoing],
+        metadata: &dyn MetadataLookup,
+        out: &mut Vec<u8>,
+    ) {
         self.symbols.clear();
         self.strings.clear();
         self.pairs.clear();
@@ -85,30 +210,42 @@ impl V2Encoder {
         self.n_symbols = 0;
         self.symbol(b"");
         for s in samples {
-            // KINDS: histograms and exemplars are not written in 2.0 yet.
-            let Some(value) = s.value.float() else {
-                continue;
-            };
             self.refs.clear();
+            let mut family = FamilyRefs::default();
             for pair in s.series.pairs() {
-                let (name, value) = self.pair_refs(pair);
+                let (name, value, of_name) = self.pair_refs(pair, metadata);
+                if let Some(refs) = of_name {
+                    family = refs;
+                }
                 self.refs.push(name);
                 self.refs.push(value);
             }
             let refs_len: usize = self.refs.iter().map(|&r| varint::len(r.into())).sum();
-            // Sample: value (double, 1), timestamp (int64, 2) and
-            // start_timestamp (int64, 3), each left out when zero as proto3
-            // encoders do (-0.0 too, as prost and 1.0's encoder).
-            // KINDS: start_timestamp from the series' created timestamp
-            // once `Outgoing` carries it; 0 (left out) until then.
-            let start_ts: i64 = 0;
-            let sample_len =
-                scalar_len(value != 0.0, 8) + int_len(s.timestamp_ms) + int_len(start_ts);
-            let series_len = field_len(refs_len) + field_len(sample_len);
-            // KINDS: histograms (field 3), exemplars (field 4) and
-            // metadata (field 5, type/help_ref/unit_ref) add their lengths
-            // here and are written after the sample below; metadata is
-            // left out (type UNSPECIFIED) until `Outgoing` carries it.
+            let metadata_len = family.len();
+            // What the series carries besides its labels: its length, and
+            // for an exemplar the length of its label refs.
+            let (body_len, exemplar_refs_len) = match &s.value {
+                Payload::Float(value) => {
+                    (sample_len(*value, s.timestamp_ms) + int_len(s.start_ms), 0)
+                }
+                Payload::Histogram(m) => (m.bytes().len() + start_field_len(s.start_ms), 0),
+                Payload::Exemplar(m) => {
+                    let refs_len = self.exemplar_refs(m.bytes());
+                    let rest: usize = fields(m.bytes())
+                        .filter(|f| f.tag != 0x0a)
+                        .map(|f| f.whole.len())
+                        .sum();
+                    let labels = if refs_len > 0 { field_len(refs_len) } else { 0 };
+                    (labels + rest, refs_len)
+                }
+            };
+            let mut series_len = field_len(body_len);
+            if refs_len > 0 {
+                series_len += field_len(refs_len);
+            }
+            if metadata_len > 0 {
+                series_len += field_len(metadata_len);
+            }
             let out = &mut self.series;
             out.push(0x2a);
             varint::put(out, series_len as u64);
@@ -119,19 +256,62 @@ impl V2Encoder {
                     varint::put(out, r.into());
                 }
             }
-            out.push(0x12);
-            varint::put(out, sample_len as u64);
-            if value != 0.0 {
-                out.push(0x09);
-                out.extend_from_slice(&value.to_bits().to_le_bytes());
+            match &s.value {
+                Payload::Float(value) => {
+                    // Sample: value (double, 1), timestamp (int64, 2) and
+                    // start_timestamp (int64, 3), each left out when zero
+                    // as proto3 encoders do (-0.0 too, as prost and 1.0's
+                    // encoder).
+                    out.push(0x12);
+                    varint::put(out, body_len as u64);
+                    if *value != 0.0 {
+                        out.push(0x09);
+                        out.extend_from_slice(&value.to_bits().to_le_bytes());
+                    }
+                    if s.timestamp_ms != 0 {
+                        out.push(0x10);
+                        varint::put(out, s.timestamp_ms as u64);
+                    }
+                    if s.start_ms != 0 {
+                        out.push(0x18);
+                        varint::put(out, s.start_ms as u64);
+                    }
+                }
+                Payload::Histogram(m) => {
+                    // 2.0's `Histogram` numbers fields 1 to 15 as 1.0's
+                    // does (same types, same reset hints): the 1.0 message
+                    // is the 2.0 one without `start_timestamp` (17).
+                    out.push(0x1a);
+                    varint::put(out, body_len as u64);
+                    out.extend_from_slice(m.bytes());
+                    if s.start_ms != 0 {
+                        // Field 17, varint: a two-byte tag.
+                        out.extend_from_slice(&[0x88, 0x01]);
+                        varint::put(out, s.start_ms as u64);
+                    }
+                }
+                Payload::Exemplar(m) => {
+                    // 1.0's `Exemplar` has its labels as `Label` fields
+                    // (1); 2.0's as packed refs (1). Value (double, 2) and
+                    // timestamp (int64, 3) are the same fields in both.
+                    out.push(0x22);
+                    varint::put(out, body_len as u64);
+                    if exemplar_refs_len > 0 {
+                        out.push(0x0a);
+                        varint::put(out, exemplar_refs_len as u64);
+                        for &r in &self.exemplar_refs {
+                            varint::put(out, r.into());
+                        }
+                    }
+                    for f in fields(m.bytes()).filter(|f| f.tag != 0x0a) {
+                        out.extend_from_slice(f.whole);
+                    }
+                }
             }
-            if s.timestamp_ms != 0 {
-                out.push(0x10);
-                varint::put(out, s.timestamp_ms as u64);
-            }
-            if start_ts != 0 {
-                out.push(0x18);
-                varint::put(out, start_ts as u64);
+            if metadata_len > 0 {
+                out.push(0x2a);
+                varint::put(out, metadata_len as u64);
+                family.write(out);
             }
         }
         out.reserve(self.symbols.len() + self.series.len());
@@ -139,15 +319,56 @@ impl V2Encoder {
         out.extend_from_slice(&self.series);
     }
 
-    /// The refs of a pair's name and value, added to the table if new.
-    fn pair_refs(&mut self, pair: &Pair) -> (u32, u32) {
+    /// The refs of an exemplar's labels (a 1.0 `Exemplar` message's
+    /// `Label` fields) into `exemplar_refs`; the bytes of their packed
+    /// field's payload.
+    fn exemplar_refs(&mut self, message: &[u8]) -> usize {
+        self.exemplar_refs.clear();
+        for f in fields(message) {
+            if f.tag != 0x0a {
+                continue;
+            }
+            let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
+            for l in fields(f.payload) {
+                match l.tag {
+                    0x0a => name = l.payload,
+                    0x12 => value = l.payload,
+                    _ => {}
+                }
+            }
+            let refs = (self.symbol(name), self.symbol(value));
+            self.exemplar_refs.push(refs.0);
+            self.exemplar_refs.push(refs.1);
+        }
+        self.exemplar_refs
+            .iter()
+            .map(|&r| varint::len(r.into()))
+            .sum()
+    }
+
+    /// The refs of a pair's name and value, added to the table if new;
+    /// for the series' `__name__` pair, also its family's metadata refs
+    /// from `metadata` (once per request and name).
+    fn pair_refs(
+        &mut self,
+        pair: &Pair,
+        metadata: &dyn MetadataLookup,
+    ) -> (u32, u32, Option<FamilyRefs>) {
         let hash = pair.hash();
         let at = pair.bytes().as_ptr() as usize;
         if let Some(p) = self.pairs.find(hash, |p| p.at == at) {
-            return (p.name, p.value);
+            return (p.name, p.value, p.family);
         }
         let (name, value) = pair.name_value();
         let refs = (self.symbol(name), self.symbol(value));
+        let family = (name == b"__name__").then(|| match metadata.family(value) {
+            Some(m) if m.kind != 0 || !m.help.is_empty() || !m.unit.is_empty() => FamilyRefs {
+                kind: m.kind,
+                help: self.symbol(m.help),
+                unit: self.symbol(m.unit),
+            },
+            _ => FamilyRefs::default(),
+        });
         self.pairs.insert_unique(
             hash,
             PairRefs {
@@ -155,10 +376,11 @@ impl V2Encoder {
                 at,
                 name: refs.0,
                 value: refs.1,
+                family,
             },
             |p| p.hash,
         );
-        refs
+        (refs.0, refs.1, family)
     }
 
     /// The ref of `text`, appended to the symbols if new.
@@ -209,6 +431,35 @@ fn int_len(v: i64) -> usize {
     }
 }
 
+/// What one request carries, by kind: what a 2.0 receiver's written
+/// headers are checked against.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    pub samples: u64,
+    pub histograms: u64,
+    pub exemplars: u64,
+}
+
+impl Sent {
+    /// The counts of `batch`.
+    pub fn of(batch: &[Outgoing]) -> Sent {
+        let mut sent = Sent::default();
+        for s in batch {
+            match s.value {
+                Payload::Float(_) => sent.samples += 1,
+                Payload::Histogram(_) => sent.histograms += 1,
+                Payload::Exemplar(_) => sent.exemplars += 1,
+            }
+        }
+        sent
+    }
+
+    /// Everything it carries.
+    pub fn total(&self) -> u64 {
+        self.samples + self.histograms + self.exemplars
+    }
+}
+
 /// The written counts a 2.0 receiver answers with (the
 /// `X-Prometheus-Remote-Write-*-Written` headers); None for a header that
 /// was absent.
@@ -248,7 +499,7 @@ mod tests {
     use super::super::prompb_v2 as v2;
     use super::*;
     use crate::relabel::Rules;
-    use crate::remote_write::encode::SeriesPrep;
+    use crate::remote_write::encode::{EncodedSeries, SeriesPrep};
     use prost::Message;
 
     #[test]
@@ -275,9 +526,9 @@ mod tests {
         let mut encoder = V2Encoder::new();
         let mut ours = Vec::new();
         // Twice through the same encoder: the second request starts afresh.
-        encoder.write_request(&samples[..1], &mut ours);
+        encoder.write_request(&samples[..1], &NoMetadata, &mut ours);
         ours.clear();
-        encoder.write_request(&samples, &mut ours);
+        encoder.write_request(&samples, &NoMetadata, &mut ours);
         let symbols: Vec<String> = ["", "__name__", "m", "a", "x \"q\"", "cluster", "c1"]
             .into_iter()
             .chain(["job", "app"])
@@ -310,6 +561,212 @@ mod tests {
             0x7ff0_0000_0000_0002
         );
         assert!(back.timeseries.iter().all(|t| t.metadata.is_none()));
+    }
+
+    /// Metadata for `req` (a counter, help only) and `lat` (a gauge with
+    /// help and unit); `req_total` finds `req` by stripping `_total`.
+    struct Families;
+
+    impl MetadataLookup for Families {
+        fn family(&self, name: &[u8]) -> Option<FamilyMetadata<'_>> {
+            match name {
+                b"req" | b"req_total" => Some(FamilyMetadata {
+                    kind: 1,
+                    help: b"Requests.",
+                    unit: b"",
+                }),
+                b"lat" => Some(FamilyMetadata {
+                    kind: 2,
+                    help: b"app",
+                    unit: b"seconds",
+                }),
+                _ => None,
+            }
+        }
+    }
+
+    #[test]
+    fn histograms_exemplars_metadata_and_start_timestamps_ride_with_their_series() {
+        use crate::remote_write::encode::encode_histogram;
+        use crate::storage::{BucketSpan, Histogram, HistogramCounts};
+        let rules = Rules::default();
+        let mut prep = SeriesPrep::new(&[], &rules);
+        let req = prep.prepare(b"req_total{job=\"app\"}").expect("kept");
+        let lat = prep.prepare(b"lat{job=\"app\"}").expect("kept");
+        let other = prep.prepare(b"other{job=\"app\"}").expect("kept");
+        let spans = vec![BucketSpan {
+            offset: -2,
+            length: 2,
+        }];
+        let int = Histogram {
+            schema: -1,
+            zero_threshold: 0.001,
+            sum: 4.5,
+            positive_spans: spans.clone(),
+            negative_spans: vec![BucketSpan {
+                offset: 1,
+                length: 1,
+            }],
+            counts: HistogramCounts::Integer {
+                count: 9,
+                zero_count: 2,
+                positive_deltas: vec![3, -1],
+                negative_deltas: vec![1],
+            },
+        };
+        let float = Histogram {
+            schema: 2,
+            zero_threshold: 0.0,
+            sum: 0.0,
+            positive_spans: spans,
+            negative_spans: Vec::new(),
+            counts: HistogramCounts::Float {
+                count: 0.0,
+                zero_count: 0.0,
+                positive: vec![0.5, 2.0],
+                negative: Vec::new(),
+            },
+        };
+        let exemplar = prep
+            .exemplar(b"{trace_id=\"abc\",app=\"lat\"}", 0.25, 1_000)
+            .expect("parses");
+        let bare = prep.exemplar(b"{}", 0.0, 0).expect("parses");
+        let at = |series: &EncodedSeries, ts, value| {
+            Outgoing::with_len(series.clone(), series.labels_len(), ts, value, false)
+        };
+        let samples = vec![
+            Outgoing::new(req.clone(), 10, 1.0, false).starting(1_600),
+            at(&lat, 20, Payload::Histogram(encode_histogram(&int, 2, 20))).starting(5),
+            at(&req, 1_000, Payload::Exemplar(exemplar)),
+            at(
+                &other,
+                30,
+                Payload::Histogram(encode_histogram(&float, 3, 30)),
+            ),
+            at(&other, 0, Payload::Exemplar(bare)),
+            Outgoing::new(lat, 40, 2.0, false),
+        ];
+        let mut ours = Vec::new();
+        V2Encoder::new().write_request(&samples, &Families, &mut ours);
+        let symbols: Vec<String> = [
+            "",
+            "__name__",
+            "req_total",
+            "Requests.",
+            "job",
+            "app",
+            "lat",
+            "seconds",
+            "trace_id",
+            "abc",
+            "other",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        let (req_refs, lat_refs, other_refs) =
+            (vec![1, 2, 4, 5], vec![1, 6, 4, 5], vec![1, 10, 4, 5]);
+        // A family's help and unit come right after its name's value.
+        let counter = Some(v2::Metadata {
+            r#type: 1,
+            help_ref: 3,
+            unit_ref: 0,
+        });
+        // `lat`'s help is "app", already a symbol (ref 5).
+        let gauge = Some(v2::Metadata {
+            r#type: 2,
+            help_ref: 5,
+            unit_ref: 7,
+        });
+        let histogram = |h: &Histogram, hint, ts| v2::Histogram {
+            sum: h.sum,
+            schema: h.schema,
+            zero_threshold: h.zero_threshold,
+            reset_hint: hint,
+            timestamp: ts,
+            ..v2::Histogram::default()
+        };
+        let want_int = v2::Histogram {
+            count: Some(v2::histogram::Count::CountInt(9)),
+            zero_count: Some(v2::histogram::ZeroCount::ZeroCountInt(2)),
+            negative_spans: vec![v2::BucketSpan {
+                offset: 1,
+                length: 1,
+            }],
+            negative_deltas: vec![1],
+            positive_spans: vec![v2::BucketSpan {
+                offset: -2,
+                length: 2,
+            }],
+            positive_deltas: vec![3, -1],
+            start_timestamp: 5,
+            ..histogram(&int, 2, 20)
+        };
+        let want_float = v2::Histogram {
+            count: Some(v2::histogram::Count::CountFloat(0.0)),
+            zero_count: Some(v2::histogram::ZeroCount::ZeroCountFloat(0.0)),
+            positive_spans: vec![v2::BucketSpan {
+                offset: -2,
+                length: 2,
+            }],
+            positive_counts: vec![0.5, 2.0],
+            ..histogram(&float, 3, 30)
+        };
+        let want = v2::Request {
+            symbols,
+            timeseries: vec![
+                v2::TimeSeries {
+                    labels_refs: req_refs.clone(),
+                    samples: vec![v2::Sample {
+                        value: 1.0,
+                        timestamp: 10,
+                        start_timestamp: 1_600,
+                    }],
+                    metadata: counter,
+                    ..Default::default()
+                },
+                v2::TimeSeries {
+                    labels_refs: lat_refs.clone(),
+                    histograms: vec![want_int],
+                    metadata: gauge,
+                    ..Default::default()
+                },
+                v2::TimeSeries {
+                    labels_refs: req_refs,
+                    exemplars: vec![v2::Exemplar {
+                        // Sorted by name: app="lat", trace_id="abc".
+                        labels_refs: vec![5, 6, 8, 9],
+                        value: 0.25,
+                        timestamp: 1_000,
+                    }],
+                    metadata: counter,
+                    ..Default::default()
+                },
+                v2::TimeSeries {
+                    labels_refs: other_refs.clone(),
+                    histograms: vec![want_float],
+                    ..Default::default()
+                },
+                v2::TimeSeries {
+                    labels_refs: other_refs,
+                    exemplars: vec![v2::Exemplar::default()],
+                    ..Default::default()
+                },
+                v2::TimeSeries {
+                    labels_refs: lat_refs,
+                    samples: vec![v2::Sample {
+                        value: 2.0,
+                        timestamp: 40,
+                        start_timestamp: 0,
+                    }],
+                    metadata: gauge,
+                    ..Default::default()
+                },
+            ],
+        };
+        let back = v2::Request::decode(ours.as_slice()).expect("decodes");
+        assert_eq!(back, want);
+        assert_eq!(ours, want.encode_to_vec());
     }
 
     #[test]

@@ -188,7 +188,7 @@ impl RemoteWriteMetrics {
         );
         r.register(
             "relay_remote_write_samples_not_written",
-            "Samples a 2.0 receiver acknowledged but said it did not write (its X-Prometheus-Remote-Write-Samples-Written header counted fewer than were sent)",
+            "Samples, histograms and exemplars a 2.0 receiver acknowledged but said it did not write (its X-Prometheus-Remote-Write-*-Written headers counted fewer than were sent)",
             m.not_written.clone(),
         );
         m

@@ -24,7 +24,7 @@ use reqwest::header::{
 };
 use tokio::sync::watch;
 
-use super::encode_v2::Written;
+use super::encode_v2::{Sent, Written};
 use super::metrics::QueueMetrics;
 use crate::auth::Credentials;
 use crate::config::{ProtobufMessage, RemoteWriteConfig};
@@ -183,25 +183,35 @@ impl Sender {
     /// noticed first.
     fn fall_back(&self, status: u16, why: &str) {
         if self.v2.swap(false, Ordering::Relaxed) {
-            tracing::warn!(remote_name = %self.remote_name, url = %self.config.url_redacted(), status, reason = why, "remote write receiver cannot read 2.0; falling back to 1.0 for this queue, the refused request is sent again as 1.0");
+            let metadata = if self.config.metadata_config.send {
+                "in 1.0's own requests every metadata_config.send_interval"
+            } else {
+                "not sent (metadata_config.send: false)"
+            };
+            tracing::warn!(remote_name = %self.remote_name, url = %self.config.url_redacted(), status, reason = why, metadata, lost = "start timestamps (1.0 has no field for them)", "remote write receiver cannot read 2.0; falling back to 1.0 for this queue, the refused request is sent again as 1.0");
             self.metrics.protocol.set("1.0", Some("2.0"));
         }
     }
 
-    /// What a 2xx to a 2.0 request of `samples` samples says: None when the
-    /// receiver wrote it, else why it must be sent again as 1.0.
-    fn check_written(&self, written: Written, samples: u64) -> Option<&'static str> {
+    /// What a 2xx to a 2.0 request carrying `sent` says: None when the
+    /// receiver wrote it, else why it must be sent again as 1.0. Fewer
+    /// written than sent, of any kind, is counted and logged.
+    fn check_written(&self, written: Written, sent: Sent) -> Option<&'static str> {
         if !written.any() {
-            return (samples > 0).then_some("2xx without X-Prometheus-Remote-Write-*-Written headers: a 1.x receiver read it as an empty 1.0 request");
+            return (sent.total() > 0).then_some("2xx without X-Prometheus-Remote-Write-*-Written headers: a 1.x receiver read it as an empty 1.0 request");
         }
         self.v2_succeeded.store(true, Ordering::Relaxed);
-        // KINDS: compare histograms and exemplars with what was sent once
-        // requests carry them.
-        let written_samples = written.samples.unwrap_or(0);
-        if written_samples < samples {
-            let missing = samples - written_samples;
-            self.metrics.not_written.inc_by(missing);
-            tracing::warn!(remote_name = %self.remote_name, url = %self.config.url_redacted(), sent = samples, written = written_samples, "remote write 2.0 receiver acknowledged the request but wrote fewer samples than were sent");
+        let kinds = [
+            ("samples", sent.samples, written.samples),
+            ("histograms", sent.histograms, written.histograms),
+            ("exemplars", sent.exemplars, written.exemplars),
+        ];
+        for (kind, sent, written) in kinds {
+            let written = written.unwrap_or(0);
+            if written < sent {
+                self.metrics.not_written.inc_by(sent - written);
+                tracing::warn!(remote_name = %self.remote_name, url = %self.config.url_redacted(), kind, sent, written, "remote write 2.0 receiver acknowledged the request but wrote fewer than were sent");
+            }
         }
         None
     }
@@ -211,16 +221,17 @@ impl Sender {
         self.config.url_redacted()
     }
 
-    /// Sends one compressed batch of `samples` samples, encoded as
+    /// Sends one compressed batch carrying `sent`, encoded as
     /// `message`, until it is acknowledged, rejected, refused for its
     /// protocol (2.0 only), or `abort` turns true.
     pub async fn send(
         &self,
         body: Bytes,
-        samples: u64,
+        sent: Sent,
         message: ProtobufMessage,
         abort: &mut watch::Receiver<bool>,
     ) -> Outcome {
+        let samples = sent.total();
         let v2 = message == ProtobufMessage::V2;
         let queue = &self.config.queue_config;
         let mut backoff = queue.min_backoff.as_std();
@@ -241,7 +252,7 @@ impl Sender {
                 .observe(started.elapsed().as_secs_f64());
             let retry_after = match attempt {
                 Ok(r) if r.status.is_success() && v2 => {
-                    return match self.check_written(r.written, samples) {
+                    return match self.check_written(r.written, sent) {
                         None => Outcome::Sent,
                         Some(why) => {
                             self.fall_back(r.status.as_u16(), why);

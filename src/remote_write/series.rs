@@ -22,6 +22,9 @@ pub struct SeriesTable {
     // Looked up once per sample: hashbrown's foldhash, not SipHash (refs
     // come from relay's own WAL, no one else chooses them).
     pages: hashbrown::HashMap<u64, Page>,
+    /// The start timestamps the segment's starts records gave (few series
+    /// have one: looked up only when any has).
+    starts: hashbrown::HashMap<SeriesRef, i64>,
 }
 
 impl SeriesTable {
@@ -44,9 +47,27 @@ impl SeriesTable {
         self.pages.get(&(r >> PAGE_BITS))?[(r as usize) & (PAGE - 1)].as_ref()
     }
 
+    /// Sets `r`'s start timestamp (0: none).
+    pub fn set_start(&mut self, r: SeriesRef, start_ms: i64) {
+        if start_ms == 0 {
+            self.starts.remove(&r);
+        } else {
+            self.starts.insert(r, start_ms);
+        }
+    }
+
+    /// `r`'s start timestamp, 0 when it has none.
+    pub fn start(&self, r: SeriesRef) -> i64 {
+        if self.starts.is_empty() {
+            return 0;
+        }
+        self.starts.get(&r).copied().unwrap_or(0)
+    }
+
     /// Forgets every series, and gives back the memory they took.
     pub fn clear(&mut self) {
         self.pages = hashbrown::HashMap::new();
+        self.starts = hashbrown::HashMap::new();
     }
 }
 

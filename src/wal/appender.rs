@@ -13,8 +13,8 @@ use crate::exposition::MetricType;
 use crate::storage::{Appended, Appender, Family, SeriesRef, Storage, Value};
 
 use super::record::{
-    frame, put_exemplar, put_histogram, put_metadata, zigzag, FamilyMetadata, EXEMPLARS,
-    HISTOGRAMS, METADATA, RECORD_TARGET, SAMPLES, SERIES,
+    frame, put_exemplar, put_histogram, put_metadata, put_start, zigzag, FamilyMetadata, EXEMPLARS,
+    HISTOGRAMS, METADATA, RECORD_TARGET, SAMPLES, SERIES, STARTS,
 };
 use super::{Wal, WalError};
 use crate::varint;
@@ -154,6 +154,8 @@ pub struct WalAppender {
     newly: Vec<SeriesRef>,
     /// The families whose metadata the current segment has (see [`Families`]).
     families: Families,
+    /// The series' start timestamps the current segment has (see [`Starts`]).
+    starts: Starts,
     /// The target it appends for, in log lines.
     target: String,
 }
@@ -216,6 +218,45 @@ impl Families {
     }
 }
 
+/// The start (created) timestamp this appender wrote for each of its
+/// series in the current segment: written again in each segment and when
+/// it changes (a counter's reset), and as 0 when a series no longer has
+/// one. Series without one cost one emptiness check per sample.
+#[derive(Default)]
+struct Starts {
+    epoch: Option<u32>,
+    written: hashbrown::HashMap<SeriesRef, i64>,
+}
+
+impl Starts {
+    /// A transaction starts in segment `epoch`.
+    fn at(&mut self, epoch: u32) {
+        if self.epoch != Some(epoch) {
+            self.epoch = Some(epoch);
+            self.forget();
+        }
+    }
+
+    /// Forgets what was written (a rolled-back or failed batch lost it).
+    fn forget(&mut self) {
+        self.written = hashbrown::HashMap::new();
+    }
+
+    /// The entry series `r` needs now that its sample has `start`, if any,
+    /// noted as written.
+    fn change(&mut self, r: SeriesRef, start: Option<i64>) -> Option<i64> {
+        match start {
+            // 0 means none in the record; a start at the epoch is none too.
+            Some(start) if start != 0 => match self.written.insert(r, start) {
+                Some(known) if known == start => None,
+                _ => Some(start),
+            },
+            _ if self.written.is_empty() => None,
+            _ => self.written.remove(&r).map(|_| 0),
+        }
+    }
+}
+
 /// prompb's `MetricMetadata.MetricType` number of a family's type.
 pub(super) fn metadata_type(kind: MetricType) -> u8 {
     match kind {
@@ -240,6 +281,7 @@ impl WalAppender {
             described: Described::default(),
             newly: Vec::new(),
             families: Families::default(),
+            starts: Starts::default(),
             target: String::new(),
         }
     }
@@ -256,6 +298,7 @@ impl Appender for WalAppender {
         let guard = self.guard.get_or_insert_with(|| self.wal.begin());
         self.described.at(guard.epoch);
         self.families.at(guard.epoch);
+        self.starts.at(guard.epoch);
         self.batch.begin(timestamp_ms);
         self.newly.clear();
     }
@@ -273,6 +316,9 @@ impl Appender for WalAppender {
         if self.families.changed(s.family) {
             self.batch.metadata(s.family);
         }
+        if let Some(start) = self.starts.change(s.series_ref, s.start_timestamp_ms) {
+            put_start(&mut self.batch.starts, s.series_ref, start);
+        }
         self.batch.append(s, describe);
         if !self.batch.early.is_empty() {
             guard.spill(&mut self.batch);
@@ -283,6 +329,7 @@ impl Appender for WalAppender {
         self.batch.rollback();
         self.forget_newly();
         self.families.forget();
+        self.starts.forget();
     }
 
     fn commit(&mut self) {
@@ -312,6 +359,7 @@ impl Appender for WalAppender {
                     tracing::error!(target = %self.target, samples = self.batch.count, error = %e, "cannot write the scrape to the WAL; its samples are lost");
                     self.forget_newly();
                     self.families.forget();
+                    self.starts.forget();
                 }
             }
         }
@@ -340,6 +388,8 @@ pub struct WalBatch {
     exemplars: Vec<u8>,
     exemplars_ts: i64,
     metadata: Vec<u8>,
+    /// Start timestamps (see [`Starts`]), an open record.
+    starts: Vec<u8>,
     /// Bytes of series records framed into `out`.
     described: u64,
     /// Samples in the batch, and the newest timestamp among them.
@@ -364,6 +414,7 @@ impl WalBatch {
         self.exemplars.clear();
         self.exemplars_ts = 0;
         self.metadata.clear();
+        self.starts.clear();
         self.described = 0;
         self.count = 0;
         self.max_ts = i64::MIN;
@@ -382,6 +433,9 @@ impl WalBatch {
         // Metadata first, so a queue knows a family before its samples.
         frame(&mut self.out, METADATA, &self.metadata);
         self.metadata.clear();
+        // Before the samples they hold for.
+        frame(&mut self.out, STARTS, &self.starts);
+        self.starts.clear();
         frame(&mut self.out, SAMPLES, &self.samples);
         self.samples.clear();
         self.last_ts = 0;
@@ -411,6 +465,7 @@ impl WalBatch {
         crate::buffers::give_back(&mut self.histograms, used);
         crate::buffers::give_back(&mut self.exemplars, used);
         crate::buffers::give_back(&mut self.metadata, used);
+        crate::buffers::give_back(&mut self.starts, used);
     }
 
     /// Bytes of the framed records not written yet (after [`WalBatch::finish`]).

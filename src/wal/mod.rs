@@ -32,7 +32,7 @@ pub use appender::{AppendGuard, AppendMetrics, WalAppender, WalBatch, WalStorage
 pub use reader::{Next, Reader};
 pub use record::{
     ExemplarIter, FamilyMetadata, HistogramIter, HistogramSample, MetadataIter, Record, SampleIter,
-    SeriesIter,
+    SeriesIter, StartIter,
 };
 
 use std::collections::BTreeMap;
@@ -1120,5 +1120,88 @@ mod tests {
         // is written by the next one; a change is written; a new segment
         // describes it again.
         assert_eq!(helps, ["one", "one", "two", "segment 2", "two"]);
+    }
+
+    #[test]
+    fn start_timestamps_are_written_when_new_changed_gone_or_in_a_new_segment() {
+        use crate::exposition::MetricType;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (wal, _) = open(dir.path(), 1 << 30, &["q"]);
+        let mut app = appender(&wal);
+        let family = Family {
+            name: "c",
+            help: None,
+            kind: MetricType::Counter,
+            unit: None,
+        };
+        // Series 1 has a start timestamp (s1) in each scrape, series 2 never.
+        let mut scrape = |s1: Option<i64>, commit: bool| {
+            app.begin(1000);
+            let mut a = Appended::float(1, "c_total", 7, &family, None, 1.0);
+            a.start_timestamp_ms = s1;
+            app.append(&a);
+            app.append(&Appended::float(
+                2,
+                "c_total{a=\"1\"}",
+                7,
+                &family,
+                None,
+                1.0,
+            ));
+            if commit {
+                app.commit();
+            } else {
+                app.rollback();
+                app.commit();
+            }
+        };
+        scrape(Some(500), true);
+        scrape(Some(500), true);
+        scrape(Some(600), false);
+        scrape(Some(600), true);
+        scrape(None, true);
+        scrape(None, true);
+        scrape(Some(700), true);
+        wal.cut_segment().expect("cuts");
+        scrape(Some(700), true);
+        let mut reader = Reader::new(
+            wal.clone(),
+            Position {
+                segment: 1,
+                offset: 0,
+            },
+        );
+        let mut got = Vec::new();
+        loop {
+            match reader.read_next() {
+                Next::Record(Record::Starts(it), _) => {
+                    got.extend(it.map(|(r, st)| format!("{r}:{st}")));
+                }
+                Next::Record(Record::Samples(it), _) => got.push(format!("{} samples", it.count())),
+                Next::NewSegment(s) => got.push(format!("segment {s}")),
+                Next::Record(_, _) => {}
+                Next::Pending | Next::End => break,
+            }
+        }
+        // Before the samples it holds for; again after a rollback and on a
+        // change; 0 when the series has none any more; again in a new segment.
+        assert_eq!(
+            got,
+            [
+                "1:500",
+                "2 samples",
+                "2 samples",
+                "1:600",
+                "2 samples",
+                "1:0",
+                "2 samples",
+                "2 samples",
+                "1:700",
+                "2 samples",
+                "segment 2",
+                "1:700",
+                "2 samples",
+            ]
+        );
     }
 }

@@ -15,10 +15,18 @@ pub(super) const SAMPLES: u8 = 2;
 pub(super) const HISTOGRAMS: u8 = 3;
 pub(super) const EXEMPLARS: u8 = 4;
 pub(super) const METADATA: u8 = 5;
+/// Series' start (created) timestamps: a series' entry holds from that
+/// record on, until another entry for it (0: none any more) or the end of
+/// the segment (each segment gives them again). A relay older than this
+/// type skips such records (with a warning) and reads the rest.
+pub(super) const STARTS: u8 = 6;
 
 /// Whether a reader knows what a record of type `kind` holds.
 pub(super) fn known(kind: u8) -> bool {
-    matches!(kind, SERIES | SAMPLES | HISTOGRAMS | EXEMPLARS | METADATA)
+    matches!(
+        kind,
+        SERIES | SAMPLES | HISTOGRAMS | EXEMPLARS | METADATA | STARTS
+    )
 }
 
 /// The record at `offset` of `data`: its type, body and the next offset.
@@ -383,6 +391,28 @@ impl<'a> Iterator for MetadataIter<'a> {
     }
 }
 
+/// Adds a series' start timestamp (0: it has none from now on) to a
+/// starts record body.
+pub(super) fn put_start(out: &mut Vec<u8>, r: SeriesRef, start_ms: i64) {
+    varint::put(out, r);
+    varint::put(out, zigzag(start_ms));
+}
+
+/// The entries of a starts record: (ref, start timestamp ms, 0 for none).
+pub struct StartIter<'a> {
+    pub(super) body: &'a [u8],
+    pub(super) pos: usize,
+}
+
+impl Iterator for StartIter<'_> {
+    type Item = (SeriesRef, i64);
+    fn next(&mut self) -> Option<Self::Item> {
+        let r = varint::get(self.body, &mut self.pos)?;
+        let start = unzigzag(varint::get(self.body, &mut self.pos)?);
+        Some((r, start))
+    }
+}
+
 /// One record as a reader sees it.
 pub enum Record<'a> {
     Series(SeriesIter<'a>),
@@ -390,6 +420,7 @@ pub enum Record<'a> {
     Histograms(HistogramIter<'a>),
     Exemplars(ExemplarIter<'a>),
     Metadata(MetadataIter<'a>),
+    Starts(StartIter<'a>),
 }
 
 impl<'a> Record<'a> {
@@ -400,6 +431,7 @@ impl<'a> Record<'a> {
             HISTOGRAMS => Record::Histograms(HistogramIter::new(body)),
             EXEMPLARS => Record::Exemplars(ExemplarIter::new(body)),
             METADATA => Record::Metadata(MetadataIter { body, pos: 0 }),
+            STARTS => Record::Starts(StartIter { body, pos: 0 }),
             _ => Record::Samples(SampleIter::new(body)),
         }
     }

@@ -126,6 +126,95 @@ pub fn v2_samples(request: &prompb_v2::Request) -> Result<Vec<Got>, String> {
     Ok(out)
 }
 
+/// A 2.0 exemplar with its labels resolved: (labels, value, timestamp).
+pub type V2Exemplar = (Vec<(String, String)>, f64, i64);
+
+/// One `TimeSeries` of a 2.0 request with every ref resolved from the
+/// request's symbols.
+#[derive(Clone, Debug, PartialEq)]
+pub struct V2Series {
+    pub labels: Vec<(String, String)>,
+    pub samples: Vec<prompb_v2::Sample>,
+    pub histograms: Vec<prompb_v2::Histogram>,
+    pub exemplars: Vec<V2Exemplar>,
+    /// `Metadata`: (type number, help, unit); an absent field reads as
+    /// (0, "", "").
+    pub metadata: (i32, String, String),
+}
+
+impl V2Series {
+    /// The `__name__` label's value.
+    pub fn name(&self) -> &str {
+        self.label("__name__").unwrap_or("")
+    }
+
+    /// A label's value.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Every series of a 2.0 request, resolved; Err names what breaks the
+/// spec's symbol table: not `""` first, a duplicate, an unused symbol, a
+/// ref past the table, an odd number of label refs.
+pub fn v2_series(request: &prompb_v2::Request) -> Result<Vec<V2Series>, String> {
+    let symbols = &request.symbols;
+    if symbols.first().map(String::as_str) != Some("") {
+        return Err(format!("symbols do not start with \"\": {symbols:?}"));
+    }
+    let unique: std::collections::BTreeSet<&String> = symbols.iter().collect();
+    if unique.len() != symbols.len() {
+        return Err(format!("duplicate symbols: {symbols:?}"));
+    }
+    let mut used = vec![false; symbols.len()];
+    used[0] = true;
+    let mut symbol = |r: u32| -> Result<String, String> {
+        let s = symbols
+            .get(r as usize)
+            .cloned()
+            .ok_or_else(|| format!("ref {r} past the {} symbols", symbols.len()))?;
+        used[r as usize] = true;
+        Ok(s)
+    };
+    let mut pairs = |refs: &[u32]| -> Result<Vec<(String, String)>, String> {
+        if refs.len() % 2 != 0 {
+            return Err(format!("odd labels_refs {refs:?}"));
+        }
+        refs.chunks(2)
+            .map(|p| Ok((symbol(p[0])?, symbol(p[1])?)))
+            .collect()
+    };
+    let mut out = Vec::new();
+    for ts in &request.timeseries {
+        let labels = pairs(&ts.labels_refs)?;
+        let exemplars = ts
+            .exemplars
+            .iter()
+            .map(|e| Ok((pairs(&e.labels_refs)?, e.value, e.timestamp)))
+            .collect::<Result<Vec<_>, String>>()?;
+        let m = ts.metadata.unwrap_or_default();
+        let help_unit = pairs(&[m.help_ref, m.unit_ref])?;
+        let (help, unit) = help_unit.into_iter().next().unwrap_or_default();
+        out.push(V2Series {
+            labels,
+            samples: ts.samples.clone(),
+            histograms: ts.histograms.clone(),
+            exemplars,
+            metadata: (m.r#type, help, unit),
+        });
+    }
+    if let Some(unused) = used.iter().position(|u| !u) {
+        return Err(format!(
+            "symbol {unused} ({:?}) is not used",
+            symbols[unused]
+        ));
+    }
+    Ok(out)
+}
+
 impl Request {
     /// A header's value (the first one of that name, case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {

@@ -10,13 +10,35 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::super::encode::{compress, encode_metadata, write_metadata};
+use super::super::encode_v2::{FamilyMetadata as V2Family, MetadataLookup, Sent};
 use super::super::send::{Outcome, Sender};
 use crate::config::MetadataConfig;
 use crate::config::ProtobufMessage;
 use crate::wal::FamilyMetadata;
 
-/// A family's encoded `MetricMetadata` and the generation it was last seen in.
-type Seen = (Arc<[u8]>, u32);
+/// A family's metadata: as 2.0 refers to it (type, help, unit) and as
+/// 1.0's encoded `MetricMetadata`, with the generation it was last seen in.
+struct Seen {
+    kind: u8,
+    help: Box<[u8]>,
+    unit: Box<[u8]>,
+    encoded: Arc<[u8]>,
+    generation: u32,
+}
+
+/// The suffixes a family's series add to its name (OpenMetrics and the
+/// classic text format), tried in turn when a series' name is not a
+/// family's, as Prometheus's scrape cache looks metadata up.
+const SUFFIXES: [&[u8]; 8] = [
+    b"_total",
+    b"_created",
+    b"_bucket",
+    b"_count",
+    b"_sum",
+    b"_gcount",
+    b"_gsum",
+    b"_info",
+];
 
 /// The families a queue has read metadata for, by name, each with its
 /// encoded `MetricMetadata` and the segment generation it was last seen in.
@@ -32,12 +54,23 @@ pub(super) type SharedMetadata = Arc<Mutex<MetadataStore>>;
 impl MetadataStore {
     /// Takes in one entry of a metadata record.
     pub(super) fn insert(&mut self, m: &FamilyMetadata<'_>) {
-        let encoded = encode_metadata(m.kind, m.name, m.help, m.unit);
+        if let Some(seen) = self.families.get_mut(m.name) {
+            if seen.kind == m.kind && *seen.help == *m.help && *seen.unit == *m.unit {
+                seen.generation = self.generation;
+                return;
+            }
+        }
+        let seen = Seen {
+            kind: m.kind,
+            help: m.help.into(),
+            unit: m.unit.into(),
+            encoded: encode_metadata(m.kind, m.name, m.help, m.unit),
+            generation: self.generation,
+        };
         match self.families.get_mut(m.name) {
-            Some(entry) => *entry = (encoded, self.generation),
+            Some(entry) => *entry = seen,
             None => {
-                self.families
-                    .insert(m.name.into(), (encoded, self.generation));
+                self.families.insert(m.name.into(), seen);
             }
         }
     }
@@ -49,7 +82,7 @@ impl MetadataStore {
         self.generation = self.generation.wrapping_add(1);
         let now = self.generation;
         self.families
-            .retain(|_, (_, seen)| now.wrapping_sub(*seen) <= 1);
+            .retain(|_, seen| now.wrapping_sub(seen.generation) <= 1);
     }
 
     /// Every family's encoded metadata, by name.
@@ -57,10 +90,26 @@ impl MetadataStore {
         let mut all: Vec<(&[u8], &Arc<[u8]>)> = self
             .families
             .iter()
-            .map(|(name, (m, _))| (&name[..], m))
+            .map(|(name, seen)| (&name[..], &seen.encoded))
             .collect();
         all.sort_unstable_by_key(|(name, _)| *name);
         all.into_iter().map(|(_, m)| m.clone()).collect()
+    }
+}
+
+impl MetadataLookup for MetadataStore {
+    fn family(&self, metric_name: &[u8]) -> Option<V2Family<'_>> {
+        let found = self.families.get(metric_name).or_else(|| {
+            SUFFIXES.iter().find_map(|suffix| {
+                let family = metric_name.strip_suffix(*suffix)?;
+                self.families.get(family)
+            })
+        })?;
+        Some(V2Family {
+            kind: found.kind,
+            help: &found.help,
+            unit: &found.unit,
+        })
     }
 }
 
@@ -92,6 +141,11 @@ pub(super) async fn send_metadata(
                 continue;
             }
         }
+        // A 2.0 queue's series carry their metadata; this task speaks only
+        // once it has fallen back to 1.0.
+        if sender.protocol() == ProtobufMessage::V2 {
+            continue;
+        }
         let all = store
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -106,7 +160,7 @@ pub(super) async fn send_metadata(
             match sender
                 .send(
                     Bytes::copy_from_slice(&compressed),
-                    0,
+                    Sent::default(),
                     ProtobufMessage::V1,
                     &mut abort,
                 )
@@ -164,5 +218,35 @@ mod tests {
         );
         store.new_segment();
         assert_eq!(store.snapshot(), want(&[("a_total", "x")]));
+    }
+
+    #[test]
+    fn a_series_finds_its_family_by_name_or_by_a_suffix_stripped() {
+        let mut store = MetadataStore::default();
+        store.insert(&family("req", "Requests."));
+        store.insert(&FamilyMetadata {
+            kind: 3,
+            name: b"lat_seconds",
+            help: b"",
+            unit: b"seconds",
+        });
+        store.insert(&family("odd_total", "own"));
+        let got = |name: &str| {
+            store
+                .family(name.as_bytes())
+                .map(|m| (m.kind, m.help.to_vec(), m.unit.to_vec()))
+        };
+        let req = Some((1, b"Requests.".to_vec(), Vec::new()));
+        assert_eq!(got("req"), req);
+        assert_eq!(got("req_total"), req);
+        assert_eq!(got("req_created"), req);
+        let lat = Some((3, Vec::new(), b"seconds".to_vec()));
+        for name in ["lat_seconds_bucket", "lat_seconds_count", "lat_seconds_sum"] {
+            assert_eq!(got(name), lat, "{name}");
+        }
+        // A family named with the suffix itself (the text format's counter).
+        assert_eq!(got("odd_total"), Some((1, b"own".to_vec(), Vec::new())));
+        assert_eq!(got("other_total"), None);
+        assert_eq!(got("lat"), None);
     }
 }

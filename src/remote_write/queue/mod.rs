@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 
-use super::encode::{Outgoing, SeriesPrep};
+use super::encode::{Outgoing, Payload, SeriesPrep};
 use super::metrics::QueueMetrics;
 use super::send::Sender;
 use crate::config::ProtobufMessage;
@@ -67,6 +67,14 @@ pub async fn run(
     metrics.shards_min.set(resharder.min as i64);
     metrics.shards_max.set(resharder.max as i64);
     let tracker = Arc::new(Tracker::new(start, metrics.highest_sent.clone()));
+    let config = &spec.writer.config;
+    // 2.0 carries metadata with each series, whatever `metadata_config.send`
+    // says (as Prometheus 3, which ignores it under 2.0); 1.0 sends it in
+    // requests of its own, when asked. The requests of its own also run
+    // for a 2.0 entry with `send` (the default), but only once the queue
+    // has fallen back to 1.0.
+    let store = (config.metadata_config.send || config.protobuf_message == ProtobufMessage::V2)
+        .then(|| Arc::new(Mutex::new(metadata::MetadataStore::default())));
     let ctx = ShardContext {
         sender,
         tracker: tracker.clone(),
@@ -77,6 +85,9 @@ pub async fn run(
         failed: metrics.failed.clone(),
         redelivered: metrics.redelivered.clone(),
         refusals: Arc::new(Mutex::new(RefusalLog::default())),
+        metadata: store
+            .clone()
+            .filter(|_| config.protobuf_message == ProtobufMessage::V2),
     };
     let saver = tokio::spawn(save_checkpoints(
         wal.clone(),
@@ -85,19 +96,17 @@ pub async fn run(
         metrics.clone(),
         abort.clone(),
     ));
-    let config = &spec.writer.config;
-    // 2.0 carries metadata with each series, not in requests of its own
-    // (as Prometheus: its metadata watcher runs for 1.0 only).
-    let store = (config.metadata_config.send && config.protobuf_message == ProtobufMessage::V1)
-        .then(|| Arc::new(Mutex::new(metadata::MetadataStore::default())));
-    let metadata_task = store.clone().map(|store| {
-        tokio::spawn(metadata::send_metadata(
-            store,
-            ctx.sender.clone(),
-            config.metadata_config.clone(),
-            abort.clone(),
-        ))
-    });
+    let metadata_task = store
+        .clone()
+        .filter(|_| config.metadata_config.send)
+        .map(|store| {
+            tokio::spawn(metadata::send_metadata(
+                store,
+                ctx.sender.clone(),
+                config.metadata_config.clone(),
+                abort.clone(),
+            ))
+        });
     let kinds = Kinds {
         exemplars: config.send_exemplars,
         histograms: config.send_native_histograms,
@@ -171,8 +180,14 @@ pub async fn run(
                     };
                     let (hash, labels_len) = s.shard_key();
                     let shard = (hash % n_shards as u64) as usize;
+                    // Exemplars have no start timestamp.
+                    let start = match payload {
+                        Payload::Exemplar(_) => 0,
+                        _ => series.start(r),
+                    };
                     let sample =
-                        Outgoing::with_len(s.clone(), labels_len, timestamp_ms, payload, replayed);
+                        Outgoing::with_len(s.clone(), labels_len, timestamp_ms, payload, replayed)
+                            .starting(start);
                     // A full chunk goes at once: what is in flight is
                     // bounded by the shards' chunks, not by the record.
                     if let Some(chunk) = dealt.push(shard, sample, chunk_max) {

@@ -11,8 +11,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::super::encode::{self, EncodedSeries, Outgoing};
-use super::super::encode_v2::V2Encoder;
+use super::super::encode_v2::{NoMetadata, Sent, V2Encoder};
 use super::super::send::{Outcome, Sender};
+use super::metadata::SharedMetadata;
 use super::tracker::Tracker;
 use crate::config::ProtobufMessage;
 
@@ -52,6 +53,9 @@ pub(super) struct ShardContext {
     pub(super) redelivered: Counter,
     /// The queue's refusal log lines, shared by its shards.
     pub(super) refusals: Arc<Mutex<RefusalLog>>,
+    /// The families' metadata 2.0 sends with each series (None when the
+    /// queue keeps none).
+    pub(super) metadata: Option<SharedMetadata>,
 }
 
 /// At most one refusal line per this time per queue: a receiver that
@@ -300,7 +304,13 @@ pub(super) async fn deliver(
         let message = ctx.sender.protocol();
         match message {
             ProtobufMessage::V1 => encode::write_request(part, raw),
-            ProtobufMessage::V2 => v2.write_request(part, raw),
+            ProtobufMessage::V2 => match &ctx.metadata {
+                Some(store) => {
+                    let store = store.lock().unwrap_or_else(PoisonError::into_inner);
+                    v2.write_request(part, &*store, raw);
+                }
+                None => v2.write_request(part, &NoMetadata, raw),
+            },
         }
         if let Err(e) = encode::compress(snappy, raw, compressed) {
             tracing::error!(error = %e, "cannot compress a remote-write batch");
@@ -312,7 +322,7 @@ pub(super) async fn deliver(
             .sender
             .send(
                 Bytes::copy_from_slice(compressed),
-                n,
+                Sent::of(part),
                 message,
                 &mut ctx.abort,
             )

@@ -121,6 +121,12 @@ impl<'s> Watcher<'s> {
                 }
                 return Read::Absorbed(end);
             }
+            Next::Record(Record::Starts(entries), end) => {
+                for (r, start) in entries {
+                    series.set_start(r, start);
+                }
+                return Read::Absorbed(end);
+            }
             Next::Record(Record::Metadata(entries), end) => {
                 if let Some(store) = metadata {
                     let mut store = store
