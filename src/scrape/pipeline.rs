@@ -10,6 +10,8 @@
 //! and the target. Output buffers are reused from scrape to scrape, so a
 //! known series costs no heap allocation.
 
+use std::borrow::Cow;
+
 use super::cache::Kind;
 pub use super::cache::SeriesCache;
 pub use super::error::PipelineError;
@@ -205,7 +207,7 @@ pub fn convert(body: &[u8], input: Format, output: Format) -> Result<Rendered, P
 }
 
 /// Makes `family` the family of the samples that follow (HELP/TYPE/UNIT).
-fn for_name<'f, 'a>(family: &'f mut Family<'a>, name: &'a str) -> &'f mut Family<'a> {
+fn for_name<'f, 'a>(family: &'f mut Family<'a>, name: Cow<'a, str>) -> &'f mut Family<'a> {
     if family.name != name {
         *family = Family {
             name,
@@ -267,7 +269,7 @@ struct OwnedFamily {
 impl OwnedFamily {
     fn borrow(&self) -> Family<'_> {
         Family {
-            name: &self.name,
+            name: Cow::Borrowed(&self.name),
             help: self.help.as_deref().map(std::borrow::Cow::Borrowed),
             kind: self.kind,
             unit: self.unit.as_deref(),
@@ -276,7 +278,7 @@ impl OwnedFamily {
 
     fn set(&mut self, family: &Family<'_>) {
         self.name.clear();
-        self.name.push_str(family.name);
+        self.name.push_str(&family.name);
         self.help = family.help.as_deref().map(str::to_owned);
         self.kind = family.kind;
         self.unit = family.unit.map(str::to_owned);
@@ -503,7 +505,7 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
         frame: proto::Frame,
     ) -> Result<(), PipelineError> {
         let meta = Family {
-            name: family.name,
+            name: Cow::Borrowed(family.name),
             help: proto::help(family),
             kind: proto::metric_type(family).unwrap_or_default(),
             unit: proto::unit(family),
@@ -792,8 +794,7 @@ fn first_sight<'a>(
     if settings.sort_labels {
         labels.sort();
     }
-    render::series(out, labels);
-    Ok(Some(labels.metric_name().len()))
+    Ok(Some(render::series(out, labels)))
 }
 
 /// The error for a series relabeling made invalid, naming the series and

@@ -186,9 +186,9 @@ impl Lint {
         let belongs = self
             .family
             .as_ref()
-            .is_some_and(|f| f.kind.has_sample(&f.name, sample.name));
+            .is_some_and(|f| f.kind.has_sample(&f.name, &sample.name));
         if !belongs {
-            self.open_family(sample.name, line);
+            self.open_family(&sample.name, line);
         }
         let Some(family) = self.family.as_mut() else {
             return;
