@@ -167,14 +167,14 @@ impl<'a> Validator<'a> {
     fn entry(&mut self, entry: &Entry<'a>, n: usize, raw: &'a [u8]) {
         match entry {
             Entry::Help { name, .. } => {
-                self.metadata(name, Meta::Help, n, None);
+                self.metadata(name.clone(), Meta::Help, n, None);
             }
             Entry::Type { name, kind } => {
-                self.metadata(name, Meta::Type, n, Some(*kind));
+                self.metadata(name.clone(), Meta::Type, n, Some(*kind));
             }
             Entry::Unit { name, unit } => {
                 let unit_pos = (n, col(raw, 8 + name.len()));
-                if self.metadata(name, Meta::Unit, n, None) && !unit.is_empty() {
+                if self.metadata(name.clone(), Meta::Unit, n, None) && !unit.is_empty() {
                     if let Some(f) = self.family.as_mut() {
                         f.unit = Some((unit_pos, unit));
                     }
@@ -188,14 +188,14 @@ impl<'a> Validator<'a> {
     /// A HELP, TYPE or UNIT line; false when it was a problem.
     fn metadata(
         &mut self,
-        name: &Cow<'a, str>,
+        name: Cow<'a, str>,
         meta: Meta,
         n: usize,
         kind: Option<MetricType>,
     ) -> bool {
-        if self.family.as_ref().is_none_or(|f| f.name != *name) {
+        if self.family.as_ref().is_none_or(|f| f.name != name) {
             self.close_family();
-            self.family = Some(Family::new(name.clone(), n));
+            self.family = Some(Family::new(name, n));
         }
         let Some(f) = self.family.as_mut() else {
             return false;
@@ -204,7 +204,10 @@ impl<'a> Validator<'a> {
         if let Some(first) = f.first_sample {
             self.problems.push((
                 (n, 3),
-                format!("{keyword} for metric family {name:?} must come before its samples (line {first})"),
+                format!(
+                    "{keyword} for metric family {:?} must come before its samples (line {first})",
+                    f.name
+                ),
             ));
             return false;
         }
@@ -216,7 +219,10 @@ impl<'a> Validator<'a> {
         if let Some(first) = previous {
             self.problems.push((
                 (n, 3),
-                format!("second {keyword} line for metric family {name:?} (the first is on line {first})"),
+                format!(
+                    "second {keyword} line for metric family {:?} (the first is on line {first})",
+                    f.name
+                ),
             ));
             return false;
         }
