@@ -320,6 +320,50 @@ mod tests {
         }
     }
 
+    /// A name holding `"`, `\` or a newline is quoted with them escaped
+    /// (as expfmt writes it), and the parser reads it back as it was.
+    #[test]
+    fn quoted_names_are_escaped_and_read_back() {
+        let labels: Labels<'_> = [("__name__", "a\"b"), ("c\\d", "x"), ("e\nf", "y\"")]
+            .into_iter()
+            .collect();
+        let mut out = Vec::new();
+        let name_len = series(&mut out, &labels);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        assert_eq!(text, "{\"a\\\"b\",\"c\\\\d\"=\"x\",\"e\\nf\"=\"y\\\"\"}");
+        assert_eq!(name_len, "a\\\"b".len());
+        assert_eq!(
+            &out[labels_in(&out, name_len)],
+            b"\"c\\\\d\"=\"x\",\"e\\nf\"=\"y\\\"\""
+        );
+        assert_eq!(escaped_name("a.b"), "a.b");
+        assert!(matches!(escaped_name("a.b"), Cow::Borrowed(_)));
+        assert_eq!(escaped_name("a\n\\"), "a\\n\\\\");
+        out.extend_from_slice(b" 1\n");
+        let parsed = crate::exposition::Parser::new(&out, Format::Text)
+            .next()
+            .and_then(Result::ok);
+        let Some(crate::exposition::Entry::Sample(s)) = parsed else {
+            panic!("{text}");
+        };
+        let mut back = Labels::default();
+        s.labels_into(&mut back);
+        assert_eq!(back, labels);
+        let mut meta = Vec::new();
+        family_header(
+            &mut meta,
+            Format::OpenMetrics,
+            "a\"b",
+            Some("h"),
+            MetricType::Gauge,
+            None,
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&meta),
+            "# HELP \"a\\\"b\" h\n# TYPE \"a\\\"b\" gauge\n"
+        );
+    }
+
     #[test]
     fn sample_escapes_label_values_and_writes_timestamps() {
         let labels: Labels = [("__name__", "m"), ("a", "x\\\"y\n")].into_iter().collect();

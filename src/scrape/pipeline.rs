@@ -1143,6 +1143,67 @@ mod tests {
         .expect("relabeled to legacy names");
     }
 
+    /// Quoted names holding `\"`, `\\` and `\n` (Prometheus 3 unescapes
+    /// them as label values): one series however spelled, relabel rules
+    /// see the unescaped name, and both formats write them back escaped
+    /// inside the quotes, families (a counter with `_total` and `_created`)
+    /// kept together.
+    #[test]
+    fn escaped_quoted_names_round_trip() {
+        let target = target();
+        let config = crate::plan::from_yaml_str(
+            "scrape_configs:\n  - job_name: a\n    metric_relabel_configs:\n      - {source_labels: [__name__], regex: 'r\"s', target_label: __name__, replacement: 'r\\s'}\n",
+        )
+        .expect("valid");
+        let rules = &config.jobs[0].metric_relabel;
+        let text = "# HELP \"a\\\"b\" Help.\n# TYPE \"a\\\"b\" counter\n{\"a\\\"b_total\",\"c\\\\d\"=\"x\",\"e\\nf\"=\"y\"} 1\n{\"a\\\"b_created\",\"c\\\\d\"=\"x\",\"e\\nf\"=\"y\"} 5\n{\"r\\\"s\"} 2\n";
+        let om = "# HELP \"a\\\"b\" Help.\n# TYPE \"a\\\"b\" counter\n{\"a\\\"b_total\",\"c\\\\d\"=\"x\",\"e\\nf\"=\"y\"} 1\n{\"a\\\"b_created\",\"c\\\\d\"=\"x\",\"e\\nf\"=\"y\"} 5\n{\"r\\\"s\"} 2\n# EOF\n";
+        for (body, input) in [(text, Format::Text), (om, Format::OpenMetrics)] {
+            let settings = Settings {
+                sort_labels: false,
+                ..Settings::new(&target, rules)
+            };
+            let mut out = Rendered::default();
+            let mut cache = SeriesCache::default();
+            for _ in 0..2 {
+                process(body.as_bytes(), input, &settings, &mut cache, &mut out)
+                    .unwrap_or_else(|e| panic!("{input:?}: {e}"));
+                cache.commit(&mut ());
+                assert_eq!(out.samples_kept, 3, "{input:?}");
+                let mut served = Vec::new();
+                out.write(&mut served, Format::OpenMetrics);
+                let served = String::from_utf8_lossy(&served);
+                let family = "# HELP \"a\\\"b\" Help.\n# TYPE \"a\\\"b\" counter\n{\"a\\\"b_total\",\"c\\\\d\"=\"x\",\"e\\nf\"=\"y\",instance=\"localhost:8001\",job=\"app\"} 1\n";
+                // `_created` as a sample of its own (as for a legacy name
+                // under these settings), escaped the same way.
+                let created = "{\"a\\\"b_created\",\"c\\\\d\"=\"x\",\"e\\nf\"=\"y\",instance=\"localhost:8001\",job=\"app\"} 5\n";
+                assert!(served.contains(family), "{input:?}: {served}");
+                assert!(served.contains(created), "{input:?}: {served}");
+                // The rule matched the unescaped `r"s` and wrote `r\s`.
+                assert!(
+                    served.contains("\n{\"r\\\\s\",instance=\"localhost:8001\",job=\"app\"} 2\n"),
+                    "{input:?}: {served}"
+                );
+                let mut served = Vec::new();
+                out.write(&mut served, Format::Text);
+                let served = String::from_utf8_lossy(&served);
+                assert!(
+                    served.contains("# TYPE \"a\\\"b_total\" counter\n{\"a\\\"b_total\",\"c\\\\d\"=\"x\",\"e\\nf\"=\"y\",instance=\"localhost:8001\",job=\"app\"} 1\n"),
+                    "{input:?}: {served}"
+                );
+                // What relay serves reads back as the names it was given.
+                let names: Vec<String> = Parser::new(served.as_bytes(), Format::Text)
+                    .filter_map(|e| match e {
+                        Ok(Entry::Sample(s)) => Some(s.name.into_owned()),
+                        _ => None,
+                    })
+                    .collect();
+                assert!(names.contains(&"a\"b_total".to_owned()), "{names:?}");
+                assert!(names.contains(&"r\\s".to_owned()), "{names:?}");
+            }
+        }
+    }
+
     /// A protobuf body: a counter with a created timestamp and an
     /// exemplar, and a summary.
     fn protobuf_body() -> Vec<u8> {

@@ -265,4 +265,22 @@ mod tests {
         assert!(needs_escaping(b"{\"a.b\"} 1\n", NameEscaping::Underscores));
         assert!(needs_escaping(b"a 1\n", NameEscaping::Dots));
     }
+
+    /// Names holding `"`, `\` and a newline are read unescaped, then
+    /// escaped by the scheme, which leaves no character to quote.
+    #[test]
+    fn escaped_quoted_names_are_unescaped_then_escaped() {
+        let text = "# HELP \"a\\\"b\" H.\n# TYPE \"a\\\"b\" gauge\n{\"a\\\"b\",\"c\\\\d\"=\"x\",\"e\\nf\"=\"y\"} 1\n";
+        let got = escape_body(text.as_bytes(), Format::Text, NameEscaping::Underscores);
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            "# HELP a_b H.\n# TYPE a_b gauge\na_b{c_d=\"x\",e_f=\"y\"} 1\n"
+        );
+        let om = "{\"a\\\"b\"} 1 # {\"t\\nid\"=\"x\"} 1\n# EOF\n";
+        let got = escape_body(om.as_bytes(), Format::OpenMetrics, NameEscaping::Values);
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            "U__a_22_b 1 # {U__t_a_id=\"x\"} 1\n# EOF\n"
+        );
+    }
 }

@@ -153,9 +153,13 @@ impl Lint {
             // escapes (expfmt reads it so); the HELP text after it does not.
             let mut quoted_name_end = 0;
             let allowed: &[u8] = if let Some(rest) = line.strip_prefix(b"# HELP ") {
-                let blanks = rest.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+                let blanks = rest
+                    .iter()
+                    .take_while(|&&b| b == b' ' || b == b'\t')
+                    .count();
                 if let Some(name) = rest[blanks..].strip_prefix(b"\"") {
-                    quoted_name_end = line.len() - name.len() + render::quoted_len(name).unwrap_or(0);
+                    quoted_name_end =
+                        line.len() - name.len() + render::quoted_len(name).unwrap_or(0);
                 }
                 b"\\n"
             } else if line.starts_with(b"#") {
@@ -166,7 +170,11 @@ impl Lint {
             let mut at = 0;
             while let Some(j) = line.get(at..).and_then(|r| memchr::memchr(b'\\', r)) {
                 let pos = at + j;
-                let allowed = if pos < quoted_name_end { value } else { allowed };
+                let allowed = if pos < quoted_name_end {
+                    value
+                } else {
+                    allowed
+                };
                 match line.get(pos + 1) {
                     Some(next) if allowed.contains(next) => {}
                     next => {
