@@ -53,7 +53,7 @@ pub fn next_ref() -> SeriesRef {
 /// the metadata remote write sends per family.
 #[derive(Debug, Clone, Default)]
 pub struct Family<'a> {
-    pub name: &'a str,
+    pub name: Cow<'a, str>,
     pub help: Option<Cow<'a, str>>,
     pub kind: MetricType,
     pub unit: Option<&'a str>,
@@ -94,7 +94,8 @@ pub struct Appended<'a> {
     pub series_ref: SeriesRef,
     /// The series rendered as `name{a="b",...}`, labels sorted: its identity.
     pub series: &'a str,
-    /// Length of the metric name at the start of `series`.
+    /// Length of the metric name at the start of `series`, as written there
+    /// (a quoted name's escapes included).
     pub name_len: usize,
     pub family: &'a Family<'a>,
     /// The exposition's own timestamp (when honored); else the transaction's.
@@ -110,9 +111,20 @@ pub struct Appended<'a> {
 }
 
 impl Appended<'_> {
-    /// The metric name (quoted inside the braces when it is not a legacy
-    /// name: `{"a.b",x="1"}`).
-    pub fn name(&self) -> &str {
+    /// The metric name, unescaped (quoted inside the braces when it is not
+    /// a legacy name: `{"a.b",x="1"}`); a copy only for a name whose
+    /// quoted form holds an escape.
+    pub fn name(&self) -> Cow<'_, str> {
+        let raw = self.rendered_name();
+        if self.series.starts_with("{\"") {
+            crate::exposition::parse::unescape_label_value(raw)
+        } else {
+            Cow::Borrowed(raw)
+        }
+    }
+
+    /// The metric name as `series` writes it (escaped inside its quotes).
+    pub fn rendered_name(&self) -> &str {
         let at = if self.series.starts_with("{\"") { 2 } else { 0 };
         self.series
             .get(at..at + self.name_len)

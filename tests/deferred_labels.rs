@@ -17,24 +17,13 @@ fn describe(name: &str, labels: &str, value: f64, ts: Option<i64>) -> String {
     format!("{name}|{labels}|{}|{ts:?}", value.to_bits())
 }
 
-/// The sample's key as the cache sees it: name through label list.
-fn key(body: &[u8], name: &str, labels: &str) -> Vec<u8> {
-    let start = name.as_ptr() as usize - body.as_ptr() as usize;
-    let end = if labels.is_empty() {
-        start + name.len()
-    } else {
-        labels.as_ptr() as usize - body.as_ptr() as usize + labels.len()
-    };
-    body[start..end].to_vec()
-}
-
 fn strict(body: &[u8], format: Format) -> (Outcome, HashSet<Vec<u8>>) {
     let (mut samples, mut keys) = (Vec::new(), HashSet::new());
     for entry in Parser::new(body, format) {
         match entry {
             Ok(Entry::Sample(s)) => {
-                keys.insert(key(body, s.name, s.labels_src));
-                samples.push(describe(s.name, s.labels_src, s.value, s.timestamp_ms));
+                keys.insert(s.series_in(body).to_vec());
+                samples.push(describe(&s.name, s.labels_src, s.value, s.timestamp_ms));
             }
             Ok(_) => {}
             Err(e) => return ((samples, Some(e.to_string())), keys),
@@ -50,12 +39,12 @@ fn deferred(body: &[u8], format: Format, known: &HashSet<Vec<u8>>) -> Outcome {
     while let Some(entry) = parser.next() {
         match entry {
             Ok(Entry::Sample(s)) => {
-                if !known.contains(&key(body, s.name, s.labels_src)) {
+                if !known.contains(&s.series_in(body).to_vec()) {
                     if let Err(e) = parser.check_labels() {
                         return (samples, Some(e.to_string()));
                     }
                 }
-                samples.push(describe(s.name, s.labels_src, s.value, s.timestamp_ms));
+                samples.push(describe(&s.name, s.labels_src, s.value, s.timestamp_ms));
             }
             Ok(_) => {}
             Err(e) => return (samples, Some(e.to_string())),

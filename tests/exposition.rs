@@ -869,7 +869,7 @@ fn entries_table() {
     let kinds: Vec<(&str, MetricType)> = entries
         .iter()
         .filter_map(|e| match e {
-            Entry::Type { name, kind } => Some((*name, *kind)),
+            Entry::Type { name, kind } => Some((name.as_ref(), *kind)),
             _ => None,
         })
         .collect();
@@ -887,7 +887,7 @@ fn entries_table() {
         ]
     );
     assert!(entries.contains(&Entry::Unit {
-        name: "g_seconds",
+        name: "g_seconds".into(),
         unit: "seconds"
     }));
     assert_eq!(entries.last(), Some(&Entry::Eof));
@@ -895,7 +895,7 @@ fn entries_table() {
         panic!("{:?}", entries.get(2))
     };
     assert_eq!(
-        (c.name, c.value, c.timestamp_ms),
+        (c.name.as_ref(), c.value, c.timestamp_ms),
         ("c_total", 1.0, Some(1_700_000_000_500))
     );
     let ex = c.exemplar.as_ref().expect("exemplar");
@@ -910,7 +910,7 @@ fn entries_table() {
     assert_eq!(
         text[3],
         Entry::Help {
-            name: "g",
+            name: "g".into(),
             text: "A gauge with \"quotes\" and \\ and \n.".into()
         }
     );
@@ -1321,7 +1321,7 @@ fn ours(text: &str) -> BTreeMap<(String, Vec<(String, String)>), f64> {
                 .map(|l| (l.name.to_string(), l.value.to_string()))
                 .collect();
             pairs.sort();
-            out.insert((s.name.to_owned(), pairs), s.value);
+            out.insert((s.name.to_string(), pairs), s.value);
         }
     }
     out
@@ -1497,7 +1497,7 @@ proptest! {
         render::end(&mut out, format);
         let entries: Vec<Entry> = Parser::new(&out, format).collect::<Result<_, _>>()
             .map_err(|e| TestCaseError::fail(format!("{e} in {:?}", String::from_utf8_lossy(&out))))?;
-        prop_assert_eq!(&entries[0], &Entry::Help { name: &name, text: "help \\ with\nnewline".into() });
+        prop_assert_eq!(&entries[0], &Entry::Help { name: name.as_str().into(), text: "help \\ with\nnewline".into() });
         let Entry::Sample(s) = &entries[2] else { return Err(TestCaseError::fail("no sample")) };
         let mut back = Labels::default();
         s.labels_into(&mut back);

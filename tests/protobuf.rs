@@ -50,7 +50,7 @@ fn text_series(text: &str) -> Series {
                 .map(|l| (l.name.to_string(), l.value.to_string()))
                 .collect();
             pairs.sort();
-            out.insert((s.name.to_owned(), pairs), s.value);
+            out.insert((s.name.to_string(), pairs), s.value);
         }
     }
     out

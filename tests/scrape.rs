@@ -34,7 +34,7 @@ fn samples(text: &str) -> Vec<Flat> {
                 .map(|l| (l.name.to_string(), l.value.to_string()))
                 .collect();
             pairs.sort();
-            out.push((s.name.to_owned(), pairs, format!("{}", s.value)));
+            out.push((s.name.to_string(), pairs, format!("{}", s.value)));
         }
     }
     out

@@ -428,17 +428,17 @@ fn parse_text(body: &str, format: Format) -> Result<Vec<Got>, String> {
                 let labels = s
                     .labels()
                     .map(|(k, v)| {
-                        let v = match k {
+                        let v = match &*k {
                             "le" | "quantile" => {
                                 let f: f64 = v.parse().map_err(|_| format!("{k}={v:?}"))?;
                                 prometheus_float(f)
                             }
                             _ => v.into_owned(),
                         };
-                        Ok((k.to_owned(), v))
+                        Ok((k.into_owned(), v))
                     })
                     .collect::<Result<_, String>>()?;
-                out.push(sorted(s.name, labels, s.value, s.timestamp_ms));
+                out.push(sorted(&s.name, labels, s.value, s.timestamp_ms));
             }
             _ => continue,
         }

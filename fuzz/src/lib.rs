@@ -70,10 +70,10 @@ pub fn flat_samples(body: &[u8], format: Format) -> Result<Vec<Flat>, ParseError
     for entry in Parser::new(body, format) {
         if let Entry::Sample(s) = entry? {
             out.push(Flat {
-                name: s.name.to_owned(),
+                name: s.name.to_string(),
                 labels: s
                     .labels()
-                    .map(|(n, v)| (n.to_owned(), v.into_owned()))
+                    .map(|(n, v)| (n.into_owned(), v.into_owned()))
                     .collect(),
                 value: if s.value.is_nan() {
                     f64::NAN.to_bits()

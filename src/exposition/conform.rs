@@ -73,7 +73,7 @@ fn judge_lines(kind: MetricType, family: &str, header: &str, lines: &[u8]) -> Op
         // Through the closing brace.
         let end = start + key.len() + usize::from(!s.labels_src.is_empty());
         let sample = SampleAt {
-            name: s.name,
+            name: &s.name,
             series: start..end,
             value: s.value,
             timestamp: s.timestamp_ms.is_some(),
@@ -922,13 +922,13 @@ mod oracle {
                 return false;
             }
             // One label buffer for the piece: no allocation per sample.
-            let mut labels: Vec<(&str, Cow<'_, str>)> = Vec::new();
+            let mut labels: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
             for entry in Parser::new(lines, Format::Text) {
                 let ok = match entry {
                     Ok(Entry::Sample(s)) => {
                         labels.clear();
                         labels.extend(s.labels());
-                        s.timestamp_ms.is_none() && check.sample(s.name, &labels, s.value)
+                        s.timestamp_ms.is_none() && check.sample(&s.name, &labels, s.value)
                     }
                     Ok(_) => true,
                     Err(_) => false,
@@ -985,7 +985,12 @@ mod oracle {
             }
         }
 
-        fn sample(&mut self, name: &str, labels: &[(&str, Cow<'_, str>)], value: f64) -> bool {
+        fn sample(
+            &mut self,
+            name: &str,
+            labels: &[(Cow<'_, str>, Cow<'_, str>)],
+            value: f64,
+        ) -> bool {
             let Some(suffix) = name.strip_prefix(self.family) else {
                 return false;
             };

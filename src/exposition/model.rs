@@ -21,7 +21,7 @@ pub fn is_label_name(name: &str) -> bool {
     !name.is_empty() && label_name_len(name.as_bytes()) == name.len()
 }
 
-/// A name under the UTF-8 scheme that relay can quote without escapes:
+/// A name under the UTF-8 scheme that needs no escapes inside its quotes:
 /// not empty, and no `"`, `\` or newline.
 pub fn is_utf8_name(name: &str) -> bool {
     !name.is_empty() && memchr::memchr3(b'"', b'\\', b'\n', name.as_bytes()).is_none()
@@ -317,9 +317,8 @@ impl<'a> Labels<'a> {
     /// Whether Prometheus would store the set (`labels.IsValid`): a valid
     /// metric name and valid label names (values are UTF-8 already). With
     /// `utf8` (Prometheus 3's default scheme) any non-empty name is valid
-    /// except one holding `"`, `\` or a newline: relay's parser reads quoted
-    /// names without escapes, so it could not read such a name back from
-    /// what it serves. Else the legacy charsets apply.
+    /// (one holding `"`, `\` or a newline is served quoted and escaped).
+    /// Else the legacy charsets apply.
     pub fn is_valid(&self, utf8: bool) -> bool {
         self.items.iter().all(|l| {
             if utf8 {
@@ -328,7 +327,7 @@ impl<'a> Labels<'a> {
                 } else {
                     &l.name
                 };
-                is_utf8_name(name)
+                !name.is_empty()
             } else if l.name == METRIC_NAME {
                 is_metric_name(&l.value)
             } else {

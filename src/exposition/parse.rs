@@ -78,7 +78,9 @@ impl<'a> Exemplar<'a> {
 /// One sample line; its labels are re-read from the input on demand.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample<'a> {
-    pub name: &'a str,
+    /// The metric name, unescaped (borrowed unless it was quoted with an
+    /// escape sequence in it).
+    pub name: Cow<'a, str>,
     /// The raw text between the braces, validated by the parser (when it
     /// defers that, by [`Parser::check_labels`] before anyone reads it).
     pub labels_src: &'a str,
@@ -93,7 +95,7 @@ impl<'a> Sample<'a> {
     /// clears and reuses between samples, so this allocates nothing unless a
     /// label value holds an escape sequence).
     pub fn labels_into(&self, out: &mut Labels<'a>) {
-        out.push(super::METRIC_NAME, self.name);
+        out.push(super::METRIC_NAME, self.name.clone());
         for (name, value) in self.labels() {
             out.push(name, value);
         }
@@ -104,9 +106,24 @@ impl<'a> Sample<'a> {
     /// from, so a lookup by it allocates nothing.
     pub fn series_in(&self, body: &'a [u8]) -> &'a [u8] {
         let offset = |s: &str| (s.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
-        let mut start = offset(self.name);
+        let name = match &self.name {
+            Cow::Borrowed(name) => *name,
+            // Unescaped from a quoted name: its quotes are in the body,
+            // inside the braces (`{"a\"b"}`) or before them.
+            Cow::Owned(_) => "",
+        };
+        let mut start = offset(name);
         let end = if self.labels_src.is_empty() {
-            start + self.name.len()
+            if name.is_empty() {
+                // An owned name with no braces cannot happen (an escaped
+                // name is quoted, so inside braces); keep a safe answer.
+                return self.labels_src.as_bytes();
+            }
+            start + name.len()
+        } else if name.is_empty() {
+            let labels = offset(self.labels_src);
+            start = labels.wrapping_sub(1);
+            labels + self.labels_src.len()
         } else {
             let labels = offset(self.labels_src);
             // A quoted name inside the braces (`{"a.b",x="1"}`): the key
@@ -116,7 +133,7 @@ impl<'a> Sample<'a> {
             }
             labels + self.labels_src.len()
         };
-        body.get(start..end).unwrap_or(self.name.as_bytes())
+        body.get(start..end).unwrap_or(name.as_bytes())
     }
 
     /// The sample's labels (without `__name__`), unescaped.
@@ -134,7 +151,7 @@ pub struct LabelPairs<'a> {
 }
 
 impl<'a> Iterator for LabelPairs<'a> {
-    type Item = (&'a str, Cow<'a, str>);
+    type Item = (Cow<'a, str>, Cow<'a, str>);
 
     fn next(&mut self) -> Option<Self::Item> {
         // The parser proved the syntax, so this only has to find the pieces.
@@ -145,12 +162,15 @@ impl<'a> Iterator for LabelPairs<'a> {
                 let close = scan_quoted(quoted.as_bytes())?;
                 let after = quoted[close + 1..].trim_start_matches([' ', '\t']);
                 match after.strip_prefix('=') {
-                    Some(rest) => break (&quoted[..close], rest),
+                    Some(rest) => break (unescape_label_value(&quoted[..close]), rest),
                     None => s = after.trim_start_matches([' ', '\t', ',']),
                 }
             } else {
                 let eq = memchr::memchr(b'=', s.as_bytes())?;
-                break (s[..eq].trim_end_matches([' ', '\t']), &s[eq + 1..]);
+                break (
+                    Cow::Borrowed(s[..eq].trim_end_matches([' ', '\t'])),
+                    &s[eq + 1..],
+                );
             }
         };
         let open = memchr::memchr(b'"', rest.as_bytes())?;
@@ -261,15 +281,15 @@ fn unescape(raw: &str, quote: bool) -> Cow<'_, str> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry<'a> {
     Help {
-        name: &'a str,
+        name: Cow<'a, str>,
         text: Cow<'a, str>,
     },
     Type {
-        name: &'a str,
+        name: Cow<'a, str>,
         kind: MetricType,
     },
     Unit {
-        name: &'a str,
+        name: Cow<'a, str>,
         unit: &'a str,
     },
     Comment(&'a str),
@@ -292,7 +312,7 @@ pub struct Parser<'a> {
     more: bool,
     /// Scratch list of a sample's label names, for the duplicate check; kept
     /// between samples so it does not allocate again.
-    names: Vec<&'a str>,
+    names: Vec<Cow<'a, str>>,
     /// Set when a text-format label value ran to the end of its line: the
     /// value may hold a raw newline, which Prometheus's text lexer accepts.
     unterminated: bool,
@@ -604,7 +624,7 @@ impl<'a> Parser<'a> {
     }
 
     /// The metric name after `# HELP`/`# TYPE`/`# UNIT` and its separator.
-    fn meta_name(&self, c: &mut Cursor<'a>, keyword: &str) -> Result<&'a str, ParseError> {
+    fn meta_name(&self, c: &mut Cursor<'a>, keyword: &str) -> Result<Cow<'a, str>, ParseError> {
         let om = self.format == Format::OpenMetrics;
         if om {
             c.bump(); // the single space, checked by the caller
@@ -613,7 +633,7 @@ impl<'a> Parser<'a> {
         }
         let name = match c.peek() {
             Some(b'"') => c.quoted_name("metric name")?,
-            _ => c.metric_name(),
+            _ => Cow::Borrowed(c.metric_name()),
         };
         if name.is_empty() {
             return Err(c.error(format!(
@@ -647,7 +667,7 @@ impl<'a> Parser<'a> {
         let om = self.format == Format::OpenMetrics;
         let sample_at = c.i;
         self.deferred = None;
-        let mut name = c.metric_name();
+        let mut name = Cow::Borrowed(c.metric_name());
         // `{"a.b",x="1"}`: the quoted name is inside the braces (Prometheus 3).
         let braces_first = name.is_empty() && c.peek() == Some(b'{');
         if name.is_empty() && !braces_first {
@@ -808,7 +828,10 @@ impl<'a> Parser<'a> {
     /// Validates `name="value", ...` up to (not past) the closing brace and
     /// returns the text in between, and the quoted metric name if the list
     /// holds one (`{"a.b",x="1"}`; label names may be quoted too).
-    fn label_list(&mut self, c: &mut Cursor<'a>) -> Result<(&'a str, Option<&'a str>), ParseError> {
+    fn label_list(
+        &mut self,
+        c: &mut Cursor<'a>,
+    ) -> Result<(&'a str, Option<Cow<'a, str>>), ParseError> {
         let om = self.format == Format::OpenMetrics;
         let start = c.i;
         let mut metric = None;
@@ -850,7 +873,7 @@ impl<'a> Parser<'a> {
                 }
                 quoted
             } else {
-                c.label_name()
+                Cow::Borrowed(c.label_name())
             };
             if name.is_empty() {
                 return Err(c.error(format!("expected label name, got {}", c.token_text())));
@@ -870,7 +893,7 @@ impl<'a> Parser<'a> {
             if self
                 .names
                 .iter()
-                .any(|n| n.len() == name.len() && n.as_bytes().last() == last && *n == name)
+                .any(|n| n.len() == name.len() && n.as_bytes().last() == last && **n == *name)
             {
                 return Err(c.error_at(name_col, format!("label name {name:?} is not unique")));
             }
@@ -1134,31 +1157,49 @@ impl<'a> Cursor<'a> {
     }
 
     /// A quoted name at the cursor (on its `"`): the text between the
-    /// quotes, which must be UTF-8. Escapes in names are refused (relay
-    /// hands names out as slices of the body).
-    fn quoted_name(&mut self, what: &str) -> Result<&'a str, ParseError> {
+    /// quotes, which must be UTF-8, unescaped as Prometheus's `unreplace`
+    /// does a label value (`\\`, `\"`, `\n`). A name without a backslash
+    /// is a slice of the body; only one with an escape is copied.
+    fn quoted_name(&mut self, what: &str) -> Result<Cow<'a, str>, ParseError> {
         let open = self.i;
         let body = self.b.get(open + 1..).unwrap_or_default();
-        let Some(len) = memchr::memchr3(b'"', b'\\', b'\n', body) else {
-            return Err(self.error_at(
+        let unterminated = |c: &Self| {
+            c.error_at(
                 open,
                 format!("unterminated quoted {what} (expected a closing '\"')"),
-            ));
+            )
         };
-        if body[len] != b'"' {
-            return Err(self.error_at(
-                open + 1 + len,
-                format!("escape sequences in a quoted {what} are not supported"),
-            ));
+        let mut len = 0;
+        let mut escaped = false;
+        loop {
+            let Some(j) = body
+                .get(len..)
+                .and_then(|rest| memchr::memchr3(b'"', b'\\', b'\n', rest))
+            else {
+                return Err(unterminated(self));
+            };
+            len += j;
+            match body[len] {
+                b'"' => break,
+                b'\\' if body.get(len + 1).is_some_and(|&b| b != b'\n') => {
+                    escaped = true;
+                    len += 2;
+                }
+                _ => return Err(unterminated(self)),
+            }
         }
         let (start, end) = (open + 1, open + 1 + len);
         self.i = end + 1;
-        match self.s {
-            Some(line) => Ok(line.get(start..end).unwrap_or_default()),
+        let raw = match self.s {
+            Some(line) => line.get(start..end).unwrap_or_default(),
             None => std::str::from_utf8(&self.b[start..end]).map_err(|e| {
                 self.error_at(start + e.valid_up_to(), format!("invalid UTF-8 in {what}"))
-            }),
-        }
+            })?,
+        };
+        Ok(match escaped {
+            false => Cow::Borrowed(raw),
+            true => unescape_label_value(raw),
+        })
     }
 
     /// One space (OpenMetrics) or a run of blanks (text) between tokens.
@@ -1309,7 +1350,10 @@ mod tests {
         let labels: Vec<_> = s.labels().collect();
         assert_eq!(
             labels,
-            vec![("x", Cow::from("1")), ("y", Cow::from("q\"\n\\"))]
+            vec![
+                (Cow::from("x"), Cow::from("1")),
+                (Cow::from("y"), Cow::from("q\"\n\\"))
+            ]
         );
         assert!(matches!(labels[0].1, Cow::Borrowed(_)));
     }
@@ -1320,7 +1364,10 @@ mod tests {
         let Entry::Sample(s) = &e[0] else {
             panic!("{e:?}")
         };
-        assert_eq!(s.labels().collect::<Vec<_>>(), vec![("a", Cow::from("b"))]);
+        assert_eq!(
+            s.labels().collect::<Vec<_>>(),
+            vec![(Cow::from("a"), Cow::from("b"))]
+        );
         assert_eq!(s.value, 1.0);
     }
 
@@ -1414,8 +1461,17 @@ mod tests {
         let Some(Ok(Entry::Sample(first))) = parser.next() else {
             panic!("the two-line sample must parse");
         };
-        let labels: Vec<_> = first.labels().map(|(k, v)| (k, v.into_owned())).collect();
-        assert_eq!(labels, [("b", "x\ny".to_owned()), ("c", "z".to_owned())]);
+        let labels: Vec<_> = first
+            .labels()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("b".to_owned(), "x\ny".to_owned()),
+                ("c".to_owned(), "z".to_owned())
+            ]
+        );
         assert_eq!(first.value, 1.0);
         assert!(matches!(parser.next(), Some(Ok(Entry::Sample(s))) if s.name == "next"));
         assert_eq!(
@@ -1467,7 +1523,15 @@ mod tests {
             ("{\"\"} 1\n", text, Err("1:2: empty metric name")),
             ("{\"a\",\"\"=\"x\"} 1\n", text, Err("1:6: empty label name")),
             ("{\"a\",\"__name__\"=\"x\"} 1\n", text, Err("1:6: label name \"__name__\" is not unique (the metric name goes before the braces)")),
-            ("{\"a\\\"b\"} 1\n", text, Err("1:4: escape sequences in a quoted label name are not supported")),
+            // Escapes in quoted names are undone as in label values (promparse's
+            // unreplace): `\"`, `\\` and `\n`; any other is kept as written.
+            ("{\"a\\\"b\"} 1\n", text, Ok(("a\"b", &[]))),
+            ("{\"a\\\"b\",\"c\\\\d\"=\"x\",\"e\\nf\"=\"y\"} 1\n", text, Ok(("a\"b", &[("c\\d", "x"), ("e\nf", "y")]))),
+            ("{\"a\\\"b\",\"c\\\\d\"=\"x\",\"e\\nf\"=\"y\"} 1\n# EOF\n", om, Ok(("a\"b", &[("c\\d", "x"), ("e\nf", "y")]))),
+            ("{\"a\\qb\"} 1\n", text, Ok(("a\\qb", &[]))),
+            ("{\"a\",\"b\\\"\"=\"1\",\"b\\\"\"=\"2\"} 1\n", text, Err("1:16: label name \"b\\\"\" is not unique")),
+            ("{\"a\\\n\"} 1\n", text, Err("1:2: unterminated quoted label name (expected a closing '\"')")),
+            ("{\"a\nb\"} 1\n", text, Err("1:2: unterminated quoted label name (expected a closing '\"')")),
             ("{\"a.b} 1\n", text, Err("1:2: unterminated quoted label name (expected a closing '\"')")),
             ("\"a.b\" 1\n", text, Err("1:1: expected metric name, got \"\\\"\"")),
         ];
@@ -1475,9 +1539,9 @@ mod tests {
             let got = Parser::new(input.as_bytes(), *format)
                 .find_map(|e| match e {
                     Ok(Entry::Sample(s)) => Some(Ok((
-                        s.name.to_owned(),
+                        s.name.to_string(),
                         s.labels()
-                            .map(|(n, v)| (n.to_owned(), v.into_owned()))
+                            .map(|(n, v)| (n.into_owned(), v.into_owned()))
                             .collect::<Vec<_>>(),
                     ))),
                     Ok(_) => None,
@@ -1500,11 +1564,14 @@ mod tests {
             "# HELP \"a.b\" Some help.\n# TYPE \"a.b\" counter\n{\"a.b\",x=\"1\"} 1\n",
             Format::Text,
         );
-        assert!(matches!(&e[0], Entry::Help { name: "a.b", .. }), "{e:?}");
+        assert!(
+            matches!(&e[0], Entry::Help { name, .. } if name == "a.b"),
+            "{e:?}"
+        );
         assert_eq!(
             e[1],
             Entry::Type {
-                name: "a.b",
+                name: "a.b".into(),
                 kind: MetricType::Counter
             }
         );
@@ -1515,9 +1582,9 @@ mod tests {
         assert!(matches!(
             &om[1],
             Entry::Unit {
-                name: "a.b_seconds",
+                name,
                 unit: "seconds"
-            }
+            } if name == "a.b_seconds"
         ));
         // The series key holds the whole series as written, deferred or not.
         let body = b"{\"a.b\",x=\"1\"} 1\na{\"c.d\"=\"2\"} 2\n";

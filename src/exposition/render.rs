@@ -3,9 +3,10 @@
 //! Numbers are written as Go's `strconv.FormatFloat(v, 'g', -1, 64)` writes
 //! them, so relay's output reads like Prometheus's own.
 
+use std::borrow::Cow;
 use std::io::Write;
 
-use super::model::{is_label_name, is_metric_name, Labels, MetricType, METRIC_NAME};
+use super::model::{is_label_name, is_metric_name, is_utf8_name, Labels, MetricType, METRIC_NAME};
 use super::parse::Format;
 
 /// Writes the `# HELP`/`# TYPE`/`# UNIT` lines that open a family. In
@@ -93,26 +94,43 @@ fn metric_name(out: &mut Vec<u8>, name: &str) {
     }
 }
 
-/// `"name"`: names with `"`, `\` or newlines are refused before rendering.
+/// `"name"`, with `\`, `"` and newline escaped as in a label value (as
+/// prometheus/common's expfmt writes a quoted name, and its parsers undo).
 fn quoted(out: &mut Vec<u8>, name: &str) {
     out.push(b'"');
-    out.extend_from_slice(name.as_bytes());
+    escape(out, name, true);
     out.push(b'"');
+}
+
+/// A name as it stands between the quotes of a rendered series: escaped
+/// as [`quoted`] writes it; borrowed (no copy) when nothing needs escaping.
+pub fn escaped_name(name: &str) -> Cow<'_, str> {
+    if is_utf8_name(name) || name.is_empty() {
+        return Cow::Borrowed(name);
+    }
+    let mut out = Vec::with_capacity(name.len() + 4);
+    escape(&mut out, name, true);
+    // Escaping only inserts ASCII before ASCII bytes: still UTF-8.
+    Cow::Owned(String::from_utf8(out).unwrap_or_default())
 }
 
 /// Writes `name{a="b",...}`: a series' identity, without value. A name
 /// outside the legacy charset is quoted, the metric name then inside the
-/// braces, first: `{"a.b","c.d"="x"}`.
-pub fn series(out: &mut Vec<u8>, labels: &Labels<'_>) {
+/// braces, first: `{"a.b","c.d"="x"}`. Returns the length of the metric
+/// name as written (between its quotes, escapes included).
+pub fn series(out: &mut Vec<u8>, labels: &Labels<'_>) -> usize {
     let name = labels.metric_name();
     let mut first = true;
-    if is_metric_name(name) {
+    let name_len = if is_metric_name(name) {
         out.extend_from_slice(name.as_bytes());
+        name.len()
     } else {
         out.push(b'{');
+        let start = out.len() + 1;
         quoted(out, name);
         first = false;
-    }
+        out.len() - 1 - start
+    };
     for label in labels.iter().filter(|l| l.name != METRIC_NAME) {
         out.push(if first { b'{' } else { b',' });
         first = false;
@@ -128,14 +146,17 @@ pub fn series(out: &mut Vec<u8>, labels: &Labels<'_>) {
     if !first {
         out.push(b'}');
     }
+    name_len
 }
 
 /// Where the label list (between the braces, without a quoted metric name
 /// and its comma) is in a series `series` rendered with a metric name of
-/// `name_len` bytes: `name{a="1"}` or `{"name",a="1"}`. Empty when none.
+/// `name_len` bytes: `name{a="1"}` or `{"name",a="1"}` (a quoted name is
+/// found by its closing quote, escapes skipped). Empty when none.
 pub fn labels_in(series: &[u8], name_len: usize) -> std::ops::Range<usize> {
     let (start, end) = if series.starts_with(b"{\"") {
-        let after = 2 + name_len + 1;
+        let quoted_len = quoted_len(&series[2..]).unwrap_or(name_len);
+        let after = 2 + quoted_len + 1;
         let start = after + usize::from(series.get(after) == Some(&b','));
         (start, series.len().saturating_sub(1))
     } else {
@@ -217,6 +238,19 @@ fn go_exponent_form(exp: i32) -> bool {
     !(-4..6).contains(&exp)
 }
 
+/// The length of a quoted text up to (not with) its closing quote, escapes
+/// skipped; None when it has none.
+pub fn quoted_len(b: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    loop {
+        let j = i + memchr::memchr2(b'"', b'\\', b.get(i..)?)?;
+        if b[j] == b'"' {
+            return Some(j);
+        }
+        i = j + 2;
+    }
+}
+
 /// Escapes `\`, `"` and newline in a label value.
 pub(crate) fn escape_label_value(out: &mut Vec<u8>, s: &str) {
     escape(out, s, true);
@@ -284,6 +318,50 @@ mod tests {
         for (v, want) in cases {
             assert_eq!(f(v), want, "{v:e}");
         }
+    }
+
+    /// A name holding `"`, `\` or a newline is quoted with them escaped
+    /// (as expfmt writes it), and the parser reads it back as it was.
+    #[test]
+    fn quoted_names_are_escaped_and_read_back() {
+        let labels: Labels<'_> = [("__name__", "a\"b"), ("c\\d", "x"), ("e\nf", "y\"")]
+            .into_iter()
+            .collect();
+        let mut out = Vec::new();
+        let name_len = series(&mut out, &labels);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        assert_eq!(text, "{\"a\\\"b\",\"c\\\\d\"=\"x\",\"e\\nf\"=\"y\\\"\"}");
+        assert_eq!(name_len, "a\\\"b".len());
+        assert_eq!(
+            &out[labels_in(&out, name_len)],
+            b"\"c\\\\d\"=\"x\",\"e\\nf\"=\"y\\\"\""
+        );
+        assert_eq!(escaped_name("a.b"), "a.b");
+        assert!(matches!(escaped_name("a.b"), Cow::Borrowed(_)));
+        assert_eq!(escaped_name("a\n\\"), "a\\n\\\\");
+        out.extend_from_slice(b" 1\n");
+        let parsed = crate::exposition::Parser::new(&out, Format::Text)
+            .next()
+            .and_then(Result::ok);
+        let Some(crate::exposition::Entry::Sample(s)) = parsed else {
+            panic!("{text}");
+        };
+        let mut back = Labels::default();
+        s.labels_into(&mut back);
+        assert_eq!(back, labels);
+        let mut meta = Vec::new();
+        family_header(
+            &mut meta,
+            Format::OpenMetrics,
+            "a\"b",
+            Some("h"),
+            MetricType::Gauge,
+            None,
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&meta),
+            "# HELP \"a\\\"b\" h\n# TYPE \"a\\\"b\" gauge\n"
+        );
     }
 
     #[test]

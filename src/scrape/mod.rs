@@ -798,7 +798,7 @@ impl Report {
                 continue;
             };
             let family = Family {
-                name,
+                name: std::borrow::Cow::Borrowed(name),
                 help: Some((*help).into()),
                 kind: MetricType::Gauge,
                 unit: None,

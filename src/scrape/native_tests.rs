@@ -437,7 +437,7 @@ fn a_vanished_histogram_gets_a_histogram_staleness_marker() {
                     is_stale(h.sum) && h.bucket_count() == 0,
                 ),
             };
-            self.0.push((s.name().to_owned(), float, stale));
+            self.0.push((s.name().into_owned(), float, stale));
         }
     }
     let mut counts = Counts::default();

@@ -10,6 +10,8 @@
 //! and the target. Output buffers are reused from scrape to scrape, so a
 //! known series costs no heap allocation.
 
+use std::borrow::Cow;
+
 use super::cache::Kind;
 pub use super::cache::SeriesCache;
 pub use super::error::PipelineError;
@@ -205,7 +207,7 @@ pub fn convert(body: &[u8], input: Format, output: Format) -> Result<Rendered, P
 }
 
 /// Makes `family` the family of the samples that follow (HELP/TYPE/UNIT).
-fn for_name<'f, 'a>(family: &'f mut Family<'a>, name: &'a str) -> &'f mut Family<'a> {
+fn for_name<'f, 'a>(family: &'f mut Family<'a>, name: Cow<'a, str>) -> &'f mut Family<'a> {
     if family.name != name {
         *family = Family {
             name,
@@ -267,7 +269,7 @@ struct OwnedFamily {
 impl OwnedFamily {
     fn borrow(&self) -> Family<'_> {
         Family {
-            name: &self.name,
+            name: Cow::Borrowed(&self.name),
             help: self.help.as_deref().map(std::borrow::Cow::Borrowed),
             kind: self.kind,
             unit: self.unit.as_deref(),
@@ -276,7 +278,7 @@ impl OwnedFamily {
 
     fn set(&mut self, family: &Family<'_>) {
         self.name.clear();
-        self.name.push_str(family.name);
+        self.name.push_str(&family.name);
         self.help = family.help.as_deref().map(str::to_owned);
         self.kind = family.kind;
         self.unit = family.unit.map(str::to_owned);
@@ -503,7 +505,7 @@ impl<'p, 's, S: Appender> Stream<'p, 's, S> {
         frame: proto::Frame,
     ) -> Result<(), PipelineError> {
         let meta = Family {
-            name: family.name,
+            name: Cow::Borrowed(family.name),
             help: proto::help(family),
             kind: proto::metric_type(family).unwrap_or_default(),
             unit: proto::unit(family),
@@ -792,8 +794,7 @@ fn first_sight<'a>(
     if settings.sort_labels {
         labels.sort();
     }
-    render::series(out, labels);
-    Ok(Some(labels.metric_name().len()))
+    Ok(Some(render::series(out, labels)))
 }
 
 /// The error for a series relabeling made invalid, naming the series and
@@ -1140,6 +1141,67 @@ mod tests {
             &mut out,
         )
         .expect("relabeled to legacy names");
+    }
+
+    /// Quoted names holding `\"`, `\\` and `\n` (Prometheus 3 unescapes
+    /// them as label values): one series however spelled, relabel rules
+    /// see the unescaped name, and both formats write them back escaped
+    /// inside the quotes, families (a counter with `_total` and `_created`)
+    /// kept together.
+    #[test]
+    fn escaped_quoted_names_round_trip() {
+        let target = target();
+        let config = crate::plan::from_yaml_str(
+            "scrape_configs:\n  - job_name: a\n    metric_relabel_configs:\n      - {source_labels: [__name__], regex: 'r\"s', target_label: __name__, replacement: 'r\\s'}\n",
+        )
+        .expect("valid");
+        let rules = &config.jobs[0].metric_relabel;
+        let text = "# HELP \"a\\\"b\" Help.\n# TYPE \"a\\\"b\" counter\n{\"a\\\"b_total\",\"c\\\\d\"=\"x\",\"e\\nf\"=\"y\"} 1\n{\"a\\\"b_created\",\"c\\\\d\"=\"x\",\"e\\nf\"=\"y\"} 5\n{\"r\\\"s\"} 2\n";
+        let om = "# HELP \"a\\\"b\" Help.\n# TYPE \"a\\\"b\" counter\n{\"a\\\"b_total\",\"c\\\\d\"=\"x\",\"e\\nf\"=\"y\"} 1\n{\"a\\\"b_created\",\"c\\\\d\"=\"x\",\"e\\nf\"=\"y\"} 5\n{\"r\\\"s\"} 2\n# EOF\n";
+        for (body, input) in [(text, Format::Text), (om, Format::OpenMetrics)] {
+            let settings = Settings {
+                sort_labels: false,
+                ..Settings::new(&target, rules)
+            };
+            let mut out = Rendered::default();
+            let mut cache = SeriesCache::default();
+            for _ in 0..2 {
+                process(body.as_bytes(), input, &settings, &mut cache, &mut out)
+                    .unwrap_or_else(|e| panic!("{input:?}: {e}"));
+                cache.commit(&mut ());
+                assert_eq!(out.samples_kept, 3, "{input:?}");
+                let mut served = Vec::new();
+                out.write(&mut served, Format::OpenMetrics);
+                let served = String::from_utf8_lossy(&served);
+                let family = "# HELP \"a\\\"b\" Help.\n# TYPE \"a\\\"b\" counter\n{\"a\\\"b_total\",\"c\\\\d\"=\"x\",\"e\\nf\"=\"y\",instance=\"localhost:8001\",job=\"app\"} 1\n";
+                // `_created` as a sample of its own (as for a legacy name
+                // under these settings), escaped the same way.
+                let created = "{\"a\\\"b_created\",\"c\\\\d\"=\"x\",\"e\\nf\"=\"y\",instance=\"localhost:8001\",job=\"app\"} 5\n";
+                assert!(served.contains(family), "{input:?}: {served}");
+                assert!(served.contains(created), "{input:?}: {served}");
+                // The rule matched the unescaped `r"s` and wrote `r\s`.
+                assert!(
+                    served.contains("\n{\"r\\\\s\",instance=\"localhost:8001\",job=\"app\"} 2\n"),
+                    "{input:?}: {served}"
+                );
+                let mut served = Vec::new();
+                out.write(&mut served, Format::Text);
+                let served = String::from_utf8_lossy(&served);
+                assert!(
+                    served.contains("# TYPE \"a\\\"b_total\" counter\n{\"a\\\"b_total\",\"c\\\\d\"=\"x\",\"e\\nf\"=\"y\",instance=\"localhost:8001\",job=\"app\"} 1\n"),
+                    "{input:?}: {served}"
+                );
+                // What relay serves reads back as the names it was given.
+                let names: Vec<String> = Parser::new(served.as_bytes(), Format::Text)
+                    .filter_map(|e| match e {
+                        Ok(Entry::Sample(s)) => Some(s.name.into_owned()),
+                        _ => None,
+                    })
+                    .collect();
+                assert!(names.contains(&"a\"b_total".to_owned()), "{names:?}");
+                assert!(names.contains(&"r\\s".to_owned()), "{names:?}");
+            }
+        }
     }
 
     /// A protobuf body: a counter with a created timestamp and an

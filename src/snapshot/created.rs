@@ -52,7 +52,7 @@ impl PendingCreated {
             family.kind,
             MetricType::Counter | MetricType::Summary | MetricType::Histogram
         ) || family.name.is_empty()
-            || !family.kind.has_sample(family.name, name)
+            || !family.kind.has_sample(&family.name, &name)
         {
             return;
         }
@@ -65,11 +65,11 @@ impl PendingCreated {
         group_key(&mut self.key, s);
         self.on = true;
         self.source.clear();
-        self.source.push_str(family.name);
+        self.source.push_str(&family.name);
         // A protobuf counter family is named after its `_total` samples.
         let base = match family.kind {
-            MetricType::Counter => family.name.strip_suffix("_total").unwrap_or(family.name),
-            _ => family.name,
+            MetricType::Counter => family.name.strip_suffix("_total").unwrap_or(&family.name),
+            _ => &family.name,
         };
         self.family_name.clear();
         self.family_name.push_str(base);
@@ -85,9 +85,14 @@ impl PendingCreated {
         if quoted {
             self.series.push_str("{\"");
         }
-        self.series.push_str(base);
+        // As written between the quotes (escaped; a copy only when needed).
+        let written = match quoted {
+            true => crate::exposition::render::escaped_name(base),
+            false => Cow::Borrowed(base),
+        };
+        self.series.push_str(&written);
         self.series.push_str("_created");
-        self.name_len = base.len() + "_created".len();
+        self.name_len = written.len() + "_created".len();
         match (quoted, labels.is_empty()) {
             (true, true) => self.series.push_str("\"}"),
             (true, false) => {
@@ -125,7 +130,7 @@ impl PendingCreated {
     /// The family its sample belongs to.
     pub fn family(&self) -> Family<'_> {
         Family {
-            name: &self.family_name,
+            name: Cow::Borrowed(&self.family_name),
             help: self.help.as_deref().map(Cow::Borrowed),
             kind: self.kind,
             unit: None,
@@ -196,7 +201,7 @@ mod tests {
     #[test]
     fn a_group_is_its_labels_but_le_and_quantile() {
         let family = Family {
-            name: "h",
+            name: "h".into(),
             kind: MetricType::Histogram,
             ..Family::default()
         };
@@ -351,7 +356,7 @@ mod tests {
     #[test]
     fn a_utf8_family_gets_a_quoted_created_name() {
         let family = Family {
-            name: "a.b",
+            name: "a.b".into(),
             kind: MetricType::Counter,
             ..Family::default()
         };

@@ -53,6 +53,15 @@ pub fn escape_name(name: &str, scheme: NameEscaping) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// [`escape_name`] of a name that may borrow from a body, keeping the
+/// borrow when the parser handed out a slice (no copy then).
+fn escape_cow(name: Cow<'_, str>, scheme: NameEscaping) -> Cow<'_, str> {
+    match name {
+        Cow::Borrowed(name) => escape_name(name, scheme),
+        Cow::Owned(name) => Cow::Owned(escape_name(&name, scheme).into_owned()),
+    }
+}
+
 /// Whether `body` (relay's own rendering) may hold a name `scheme` changes:
 /// quoted names are only written as `{"`, `,"` or after `# HELP`/`# TYPE`,
 /// so a body without those (or with them only inside label values, which
@@ -79,7 +88,7 @@ pub fn escape_body(body: &[u8], format: Format, scheme: NameEscaping) -> Vec<u8>
             let (keyword, rest) = line.split_at(line.len() - rest.len());
             out.extend_from_slice(keyword);
             let (name, tail) = match rest.strip_prefix(b"\"") {
-                Some(quoted) => match memchr::memchr(b'"', quoted) {
+                Some(quoted) => match render::quoted_len(quoted) {
                     Some(end) => (&quoted[..end], &quoted[end + 1..]),
                     None => (rest, &rest[rest.len()..]),
                 },
@@ -89,7 +98,17 @@ pub fn escape_body(body: &[u8], format: Format, scheme: NameEscaping) -> Vec<u8>
                 }
             };
             let name = String::from_utf8_lossy(name);
-            out.extend_from_slice(escape_name(&name, scheme).as_bytes());
+            let name = crate::exposition::parse::unescape_label_value(&name);
+            let escaped = escape_name(&name, scheme);
+            // A scheme other than allow-utf-8 leaves a legacy name, but
+            // keep a quoted one quoted and escaped as it was.
+            if rest.starts_with(b"\"") && !crate::exposition::is_metric_name(&escaped) {
+                out.push(b'"');
+                render::escape_label_value(&mut out, &escaped);
+                out.push(b'"');
+            } else {
+                out.extend_from_slice(escaped.as_bytes());
+            }
             out.extend_from_slice(tail);
             continue;
         }
@@ -113,9 +132,9 @@ pub fn escape_body(body: &[u8], format: Format, scheme: NameEscaping) -> Vec<u8>
             end += 1; // the `}`
         }
         labels.clear();
-        labels.push(METRIC_NAME, escape_name(sample.name, scheme));
+        labels.push(METRIC_NAME, escape_cow(sample.name.clone(), scheme));
         for (name, value) in sample.labels() {
-            labels.push(escape_name(name, scheme), value);
+            labels.push(escape_cow(name, scheme), value);
         }
         out.extend_from_slice(&line[..offset]);
         render::series(&mut out, &labels);
@@ -135,7 +154,7 @@ fn exemplar_escaped<'a>(
     out: &mut Vec<u8>,
     rest: &[u8],
     src: &str,
-    pairs: impl Iterator<Item = (&'a str, Cow<'a, str>)>,
+    pairs: impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)>,
     scheme: NameEscaping,
 ) {
     let at = (src.as_ptr() as usize).wrapping_sub(rest.as_ptr() as usize);
@@ -148,12 +167,12 @@ fn exemplar_escaped<'a>(
         if i > 0 {
             out.push(b',');
         }
-        let name = escape_name(name, scheme);
+        let name = escape_name(&name, scheme);
         if crate::exposition::is_label_name(&name) {
             out.extend_from_slice(name.as_bytes());
         } else {
             out.push(b'"');
-            out.extend_from_slice(name.as_bytes());
+            render::escape_label_value(out, &name);
             out.push(b'"');
         }
         out.extend_from_slice(b"=\"");
@@ -245,5 +264,23 @@ mod tests {
         ));
         assert!(needs_escaping(b"{\"a.b\"} 1\n", NameEscaping::Underscores));
         assert!(needs_escaping(b"a 1\n", NameEscaping::Dots));
+    }
+
+    /// Names holding `"`, `\` and a newline are read unescaped, then
+    /// escaped by the scheme, which leaves no character to quote.
+    #[test]
+    fn escaped_quoted_names_are_unescaped_then_escaped() {
+        let text = "# HELP \"a\\\"b\" H.\n# TYPE \"a\\\"b\" gauge\n{\"a\\\"b\",\"c\\\\d\"=\"x\",\"e\\nf\"=\"y\"} 1\n";
+        let got = escape_body(text.as_bytes(), Format::Text, NameEscaping::Underscores);
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            "# HELP a_b H.\n# TYPE a_b gauge\na_b{c_d=\"x\",e_f=\"y\"} 1\n"
+        );
+        let om = "{\"a\\\"b\"} 1 # {\"t\\nid\"=\"x\"} 1\n# EOF\n";
+        let got = escape_body(om.as_bytes(), Format::OpenMetrics, NameEscaping::Values);
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            "U__a_22_b 1 # {U__t_a_id=\"x\"} 1\n# EOF\n"
+        );
     }
 }

@@ -20,12 +20,14 @@
 //! line is parsed again (the text sink judged each block's samples as it
 //! wrote them).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::exemplars::{Exemplars, LineExemplar};
 use super::sink::{FamilyBlock, Rendered};
 use crate::exposition::conform::{self, Created, Judged, Piece};
-use crate::exposition::{Format, MetricType};
+use crate::exposition::parse::unescape_label_value;
+use crate::exposition::{render, Format, MetricType};
 
 /// A family's OpenMetrics name: a counter's without `_total`.
 fn openmetrics_name(block: &FamilyBlock) -> &str {
@@ -48,7 +50,7 @@ struct Typed<'r> {
 /// A family of the output: its header and its pieces of sample lines
 /// (with whether they carry timestamps).
 struct Out<'r> {
-    name: &'r str,
+    name: Cow<'r, str>,
     help: Option<&'r str>,
     kind: MetricType,
     unit: Option<&'r str>,
@@ -166,27 +168,29 @@ pub fn merge<'r>(all: &[&'r Rendered]) -> Merged {
     }
     // The output, in order of first appearance.
     let mut out: Vec<Out<'r>> = Vec::new();
-    let mut untyped_out: HashMap<&'r str, usize> = HashMap::new();
-    let mut untyped_piece =
-        |out: &mut Vec<Out<'r>>, name: &'r str, help: Option<&'r str>, piece: (&'r [u8], bool)| {
-            let i = *untyped_out.entry(name).or_insert_with(|| {
-                out.push(Out {
-                    name,
-                    help,
-                    kind: MetricType::Unknown,
-                    unit: None,
-                    pieces: Vec::new(),
-                    exemplars: Vec::new(),
-                    created: Vec::new(),
-                    created_openmetrics_only: false,
-                });
-                out.len() - 1
+    let mut untyped_out: HashMap<Cow<'r, str>, usize> = HashMap::new();
+    let mut untyped_piece = |out: &mut Vec<Out<'r>>,
+                             name: Cow<'r, str>,
+                             help: Option<&'r str>,
+                             piece: (&'r [u8], bool)| {
+        let i = *untyped_out.entry(name.clone()).or_insert_with(|| {
+            out.push(Out {
+                name,
+                help,
+                kind: MetricType::Unknown,
+                unit: None,
+                pieces: Vec::new(),
+                exemplars: Vec::new(),
+                created: Vec::new(),
+                created_openmetrics_only: false,
             });
-            if out[i].help.is_none() {
-                out[i].help = help;
-            }
-            out[i].pieces.push(piece);
-        };
+            out.len() - 1
+        });
+        if out[i].help.is_none() {
+            out[i].help = help;
+        }
+        out[i].pieces.push(piece);
+    };
     for at in all_blocks {
         let b = block(at);
         let family = match b.kind {
@@ -197,7 +201,7 @@ pub fn merge<'r>(all: &[&'r Rendered]) -> Merged {
         let Some(i) = family else {
             untyped_piece(
                 &mut out,
-                &b.name,
+                Cow::Borrowed(&b.name),
                 b.help.as_deref(),
                 (lines(at), b.timestamps),
             );
@@ -253,7 +257,7 @@ pub fn merge<'r>(all: &[&'r Rendered]) -> Merged {
                 && !matches!(f.first.kind, MetricType::Info | MetricType::StateSet)
         });
         out.push(Out {
-            name: &f.first.name,
+            name: Cow::Borrowed(&f.first.name),
             help,
             kind: f.first.kind,
             unit,
@@ -290,17 +294,18 @@ pub fn merge<'r>(all: &[&'r Rendered]) -> Merged {
 }
 
 /// The metric name a rendered sample line starts with (or quotes first
-/// inside its braces: `{"a.b",x="1"} 1`).
-fn sample_name(line: &[u8]) -> &str {
+/// inside its braces: `{"a.b",x="1"} 1`), unescaped.
+fn sample_name(line: &[u8]) -> Cow<'_, str> {
     if let Some(quoted) = line.strip_prefix(b"{\"") {
-        let end = memchr::memchr(b'"', quoted).unwrap_or(0);
-        return std::str::from_utf8(&quoted[..end]).unwrap_or_default();
+        let end = render::quoted_len(quoted).unwrap_or(0);
+        let raw = std::str::from_utf8(&quoted[..end]).unwrap_or_default();
+        return unescape_label_value(raw);
     }
     let end = line
         .iter()
         .position(|&c| c == b'{' || c == b' ')
         .unwrap_or(line.len());
-    std::str::from_utf8(&line[..end]).unwrap_or_default()
+    Cow::Borrowed(std::str::from_utf8(&line[..end]).unwrap_or_default())
 }
 
 fn write(out: &[Out<'_>], size: usize) -> Merged {
@@ -314,7 +319,7 @@ fn write(out: &[Out<'_>], size: usize) -> Merged {
     let mut exemplars = Exemplars::default();
     for f in out {
         let mut block = FamilyBlock {
-            name: f.name.to_owned(),
+            name: f.name.to_string(),
             help: f.help.map(str::to_owned),
             kind: f.kind,
             unit: f.unit.map(str::to_owned),
@@ -346,7 +351,7 @@ fn write(out: &[Out<'_>], size: usize) -> Merged {
         // Text 0.0.4 has the `_created` samples after the family, as a
         // gauge family of their own with its HELP (as prometheus_client).
         let mut created = FamilyBlock {
-            name: format!("{}_created", conform::family_name(f.kind, f.name)),
+            name: format!("{}_created", conform::family_name(f.kind, &f.name)),
             help: f.help.map(str::to_owned),
             kind: MetricType::Gauge,
             unit: None,

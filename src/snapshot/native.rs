@@ -113,7 +113,7 @@ impl Natives {
         self.pending = Some(Pending {
             index: self.used - 1,
             name_len: s.name_len,
-            family: s.family.name.to_owned(),
+            family: s.family.name.to_string(),
             help: s.family.help.as_deref().map(str::to_owned),
             kind: s.family.kind,
             unit: s.family.unit.map(str::to_owned),
@@ -133,7 +133,7 @@ impl Natives {
         };
         let base = name_of(&native.series, pending.name_len);
         let own = s
-            .name()
+            .rendered_name()
             .strip_prefix(base)
             .is_some_and(|suffix| suffix == "_count")
             && labels_of(&native.series, pending.name_len) == labels_of(s.series, s.name_len);
@@ -155,7 +155,7 @@ impl Natives {
         };
         let (count, sum) = (native.count(), native.histogram.sum);
         let family = Family {
-            name: &pending.family,
+            name: std::borrow::Cow::Borrowed(&pending.family),
             help: pending.help.as_deref().map(std::borrow::Cow::Borrowed),
             kind: pending.kind,
             unit: pending.unit.as_deref(),
@@ -272,7 +272,7 @@ mod tests {
     #[test]
     fn classic_view_of_native_histograms() {
         let family = Family {
-            name: "h",
+            name: "h".into(),
             kind: MetricType::Histogram,
             ..Family::default()
         };
@@ -304,7 +304,7 @@ mod tests {
             out.append(&Appended::float(2, series, name_len, &family, None, value));
         }
         let dotted = Family {
-            name: "h.q",
+            name: "h.q".into(),
             kind: MetricType::Histogram,
             ..Family::default()
         };

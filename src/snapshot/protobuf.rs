@@ -35,7 +35,7 @@ pub fn encode(
         let line = format!("{} 0\n", n.series);
         if let Some(Ok(Entry::Sample(s))) = Parser::new(line.as_bytes(), Format::Text).next() {
             let mut key = String::new();
-            key_of(&mut key, s.name, &s);
+            key_of(&mut key, &s.name, &s);
             by_key.insert(key, n);
         }
     }
@@ -215,7 +215,7 @@ impl Families<'_> {
             MetricType::Gauge => metric.gauge = Some(pb::Gauge { value: s.value }),
             _ => metric.untyped = Some(pb::Untyped { value: s.value }),
         }
-        self.family(s.name, kind).metric.push(metric);
+        self.family(&s.name, kind).metric.push(metric);
     }
 
     /// The metric of `s`'s labels (without `skip`) in the current family:
@@ -372,7 +372,7 @@ fn key_of(key: &mut String, name: &str, s: &Sample<'_>) {
     key.push_str(name);
     for (n, v) in s.labels().filter(|(n, _)| *n != "le") {
         key.push('\0');
-        key.push_str(n);
+        key.push_str(&n);
         key.push('=');
         key.push_str(&v);
     }
@@ -451,9 +451,9 @@ fn quantile_of(s: &Sample<'_>, name: &str) -> Option<f64> {
 /// `s`'s labels (without `skip`), names escaped.
 fn labels(s: &Sample<'_>, skip: Option<&str>, escaping: NameEscaping) -> Vec<pb::LabelPair> {
     s.labels()
-        .filter(|(name, _)| Some(*name) != skip)
+        .filter(|(name, _)| Some(&**name) != skip)
         .map(|(name, value)| pb::LabelPair {
-            name: escape_name(name, escaping).into_owned(),
+            name: escape_name(&name, escaping).into_owned(),
             value: value.into_owned(),
         })
         .collect()

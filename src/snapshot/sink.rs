@@ -177,7 +177,7 @@ impl Rendered {
         if let Some(created) = pending.take() {
             let family = created.family();
             let sample = created.appended(&family);
-            if self.format == Format::Text && is_created(&family, sample.name()) {
+            if self.format == Format::Text && is_created(&family, &sample.name()) {
                 self.append_created(&sample, true);
             } else {
                 self.append(&sample);
@@ -196,7 +196,7 @@ impl Rendered {
         if self.families.len() == main + 1 {
             let start = self.created.len();
             self.families.push(FamilyBlock {
-                name: s.name().to_owned(),
+                name: s.name().into_owned(),
                 help: meta.help.as_deref().map(str::to_owned),
                 kind: MetricType::Gauge,
                 unit: None,
@@ -231,7 +231,7 @@ impl Rendered {
         let name = s.name();
         let series = at..at + s.series.len();
         // The labels between the braces.
-        let within = render::labels_in(s.series.as_bytes(), name.len());
+        let within = render::labels_in(s.series.as_bytes(), s.name_len);
         let labels = (!within.is_empty()).then(|| s.series.get(within)).flatten();
         if let Some(pairing) = block.created.as_mut() {
             pairing.pair(
@@ -242,15 +242,15 @@ impl Rendered {
         }
         scratch.distinct = true;
         let sample = SampleAt {
-            name,
+            name: &name,
             series,
             value: s.value.float().unwrap_or(f64::NAN),
             timestamp: s.timestamp_ms.is_some(),
         };
         block.judged.sample(
             MetricType::Unknown,
-            name,
-            name,
+            &name,
+            &name,
             created.get(block.lines.clone()).unwrap_or_default(),
             &sample,
             scratch,
@@ -265,7 +265,7 @@ fn is_created(meta: &Family<'_>, name: &str) -> bool {
         meta.kind,
         MetricType::Counter | MetricType::Histogram | MetricType::Summary
     ) && name
-        .strip_prefix(meta.name)
+        .strip_prefix(&*meta.name)
         .is_some_and(|rest| rest == "_created")
 }
 
@@ -273,15 +273,16 @@ fn is_created(meta: &Family<'_>, name: &str) -> bool {
 /// its `_created` block, if it has one), opened (empty) if need be.
 fn main_block(out: &mut Rendered, meta: &Family<'_>) -> Option<usize> {
     let current = current_block(out);
-    let header_is =
-        |b: &FamilyBlock| b.kind == meta.kind && conform::family_name(b.kind, &b.name) == meta.name;
+    let header_is = |b: &FamilyBlock| {
+        b.kind == meta.kind && *conform::family_name(b.kind, &b.name) == *meta.name
+    };
     if let Some(i) = current.filter(|&i| header_is(&out.families[i])) {
         return Some(i);
     }
     // Text 0.0.4 names a counter family after its `_total` samples.
     let header = match meta.kind {
         MetricType::Counter => format!("{}_total", meta.name),
-        _ => meta.name.to_owned(),
+        _ => meta.name.to_string(),
     };
     push_block(out, header, meta, meta.kind);
     out.families.len().checked_sub(1)
@@ -335,11 +336,11 @@ impl Appender for Rendered {
         if self.pending_created.ends_before(s) {
             self.flush_created();
         }
-        if self.format == Format::Text && is_created(s.family, s.name()) {
+        if self.format == Format::Text && is_created(s.family, &s.name()) {
             self.append_created(s, false);
             return;
         }
-        open_block(self, s.family, s.name(), self.format);
+        open_block(self, s.family, &s.name(), self.format);
         let Some(current) = current_block(self) else {
             return;
         };
@@ -360,8 +361,9 @@ impl Appender for Rendered {
             // The pipeline appends a series once per scrape.
             scratch.distinct = true;
             let at = start - block.lines.start;
+            let name = s.name();
             let sample = SampleAt {
-                name: s.name(),
+                name: &name,
                 series: at..at + s.series.len(),
                 value,
                 timestamp: s.timestamp_ms.is_some(),
@@ -375,7 +377,7 @@ impl Appender for Rendered {
                 scratch,
             );
             if let Some(e) = s.exemplar {
-                if exemplars::allowed(block.kind, s.name()) && exemplars::within_limit(e.labels) {
+                if exemplars::allowed(block.kind, &name) && exemplars::within_limit(e.labels) {
                     exemplars.push(start, e);
                 }
             }
@@ -389,9 +391,9 @@ impl Appender for Rendered {
 /// Starts a new block unless the sample continues the last one. A sample
 /// relabeled out of its family's names stands in an untyped family of its own.
 fn open_block(out: &mut Rendered, meta: &Family<'_>, name: &str, format: Format) {
-    let in_family = !meta.name.is_empty() && meta.kind.has_sample(meta.name, name);
+    let in_family = !meta.name.is_empty() && meta.kind.has_sample(&meta.name, name);
     let (family, kind) = if in_family {
-        (meta.name, meta.kind)
+        (&*meta.name, meta.kind)
     } else {
         (name, MetricType::Unknown)
     };

@@ -196,7 +196,7 @@ fn has_label(src: &[u8], name: &[u8]) -> bool {
     while i < src.len() {
         // A quoted name: a label's (followed by `=`) or the metric's.
         let (n, value) = if src[i] == b'"' {
-            let Some(close) = memchr::memchr(b'"', &src[i + 1..]) else {
+            let Some(close) = crate::exposition::render::quoted_len(&src[i + 1..]) else {
                 return false;
             };
             let after = i + 1 + close + 1;

@@ -195,7 +195,7 @@ impl Families {
             return false;
         }
         self.last.clear();
-        self.last.push_str(family.name);
+        self.last.push_str(&family.name);
         let hash = {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -204,14 +204,14 @@ impl Families {
             family.unit.hash(&mut h);
             h.finish()
         };
-        match self.written.get_mut(family.name) {
+        match self.written.get_mut(&*family.name) {
             Some(known) if *known == hash => false,
             Some(known) => {
                 *known = hash;
                 true
             }
             None => {
-                self.written.insert(family.name.to_owned(), hash);
+                self.written.insert(family.name.to_string(), hash);
                 true
             }
         }

@@ -930,19 +930,19 @@ mod tests {
         let mut app = appender(&wal);
         let (int, float) = (histogram(false), histogram(true));
         let latency = Family {
-            name: "lat",
+            name: "lat".into(),
             help: Some("Latency \"x\".".into()),
             kind: MetricType::Histogram,
             unit: Some("seconds"),
         };
         let queue = Family {
-            name: "q",
+            name: "q".into(),
             help: None,
             kind: MetricType::GaugeHistogram,
             unit: None,
         };
         let requests = Family {
-            name: "req",
+            name: "req".into(),
             help: Some("Requests.".into()),
             kind: MetricType::Counter,
             unit: None,
@@ -1073,7 +1073,7 @@ mod tests {
         let (wal, _) = open(dir.path(), 1 << 30, &["q"]);
         let mut app = appender(&wal);
         let family = |help: &'static str| Family {
-            name: "m",
+            name: "m".into(),
             help: Some(help.into()),
             kind: MetricType::Gauge,
             unit: None,

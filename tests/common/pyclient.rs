@@ -163,6 +163,28 @@ pub fn samples(body: &[u8], openmetrics: bool) -> Result<Vec<String>, String> {
     }
 }
 
+/// Each sample prometheus_client's parser reads from `body`, as Python's
+/// `repr((name, sorted labels))`: unambiguous for names that hold quotes,
+/// backslashes or newlines. Or the parser's error.
+pub fn samples_repr(body: &[u8], openmetrics: bool) -> Result<Vec<String>, String> {
+    let module = if openmetrics {
+        "prometheus_client.openmetrics.parser"
+    } else {
+        "prometheus_client.parser"
+    };
+    let script = format!(
+        "import sys\nfrom {module} import text_string_to_metric_families as p\nfor f in p(sys.stdin.read()):\n    for s in f.samples:\n        print(repr((s.name, sorted(s.labels.items()))))\n"
+    );
+    let mut command = Command::new(python());
+    command.args(["-c", &script]);
+    let out = super::pipe(command, body);
+    if out.code == 0 {
+        Ok(out.stdout.lines().map(str::to_owned).collect())
+    } else {
+        Err(out.stderr.lines().last().unwrap_or_default().to_owned())
+    }
+}
+
 /// Each exemplar prometheus_client's strict OpenMetrics parser reads from
 /// `body`, as `sample-name label=value ... # label=value ... value [timestamp]`
 /// (labels sorted), or the parser's error.

@@ -10,6 +10,7 @@
 mod histogram;
 mod layout;
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use crate::exposition::model::MetricType;
@@ -103,7 +104,7 @@ impl Meta {
 }
 
 struct Family<'a> {
-    name: &'a str,
+    name: Cow<'a, str>,
     /// None until a TYPE line says (a family without one is unknown).
     kind: Option<MetricType>,
     first_line: usize,
@@ -122,7 +123,7 @@ struct Family<'a> {
 }
 
 impl<'a> Family<'a> {
-    fn new(name: &'a str, line: usize) -> Self {
+    fn new(name: Cow<'a, str>, line: usize) -> Self {
         Family {
             name,
             kind: None,
@@ -145,7 +146,7 @@ impl<'a> Family<'a> {
     /// The part of `sample` after the family name, when it is one of this
     /// family's sample names.
     fn suffix<'s>(&self, sample: &'s str) -> Option<&'s str> {
-        let suffix = sample.strip_prefix(self.name)?;
+        let suffix = sample.strip_prefix(&*self.name)?;
         self.kind()
             .sample_suffixes()
             .contains(&suffix)
@@ -157,7 +158,7 @@ impl<'a> Family<'a> {
 struct Validator<'a> {
     family: Option<Family<'a>>,
     /// Names owned by closed families → (family name, its first line).
-    taken: HashMap<String, (&'a str, usize)>,
+    taken: HashMap<String, (Cow<'a, str>, usize)>,
     problems: Vec<(Pos, String)>,
     parse_errors: Vec<ParseError>,
 }
@@ -166,14 +167,14 @@ impl<'a> Validator<'a> {
     fn entry(&mut self, entry: &Entry<'a>, n: usize, raw: &'a [u8]) {
         match entry {
             Entry::Help { name, .. } => {
-                self.metadata(name, Meta::Help, n, None);
+                self.metadata(name.clone(), Meta::Help, n, None);
             }
             Entry::Type { name, kind } => {
-                self.metadata(name, Meta::Type, n, Some(*kind));
+                self.metadata(name.clone(), Meta::Type, n, Some(*kind));
             }
             Entry::Unit { name, unit } => {
                 let unit_pos = (n, col(raw, 8 + name.len()));
-                if self.metadata(name, Meta::Unit, n, None) && !unit.is_empty() {
+                if self.metadata(name.clone(), Meta::Unit, n, None) && !unit.is_empty() {
                     if let Some(f) = self.family.as_mut() {
                         f.unit = Some((unit_pos, unit));
                     }
@@ -185,7 +186,13 @@ impl<'a> Validator<'a> {
     }
 
     /// A HELP, TYPE or UNIT line; false when it was a problem.
-    fn metadata(&mut self, name: &'a str, meta: Meta, n: usize, kind: Option<MetricType>) -> bool {
+    fn metadata(
+        &mut self,
+        name: Cow<'a, str>,
+        meta: Meta,
+        n: usize,
+        kind: Option<MetricType>,
+    ) -> bool {
         if self.family.as_ref().is_none_or(|f| f.name != name) {
             self.close_family();
             self.family = Some(Family::new(name, n));
@@ -197,7 +204,10 @@ impl<'a> Validator<'a> {
         if let Some(first) = f.first_sample {
             self.problems.push((
                 (n, 3),
-                format!("{keyword} for metric family {name:?} must come before its samples (line {first})"),
+                format!(
+                    "{keyword} for metric family {:?} must come before its samples (line {first})",
+                    f.name
+                ),
             ));
             return false;
         }
@@ -209,7 +219,10 @@ impl<'a> Validator<'a> {
         if let Some(first) = previous {
             self.problems.push((
                 (n, 3),
-                format!("second {keyword} line for metric family {name:?} (the first is on line {first})"),
+                format!(
+                    "second {keyword} line for metric family {:?} (the first is on line {first})",
+                    f.name
+                ),
             ));
             return false;
         }
@@ -227,7 +240,7 @@ impl<'a> Validator<'a> {
     }
 
     fn sample(&mut self, s: &Sample<'a>, n: usize, raw: &'a [u8]) {
-        let suffix = self.family.as_ref().and_then(|f| f.suffix(s.name));
+        let suffix = self.family.as_ref().and_then(|f| f.suffix(&s.name));
         let suffix = match (suffix, self.family.as_mut()) {
             (Some(suffix), _) => suffix,
             (None, Some(f)) if f.name == s.name => {
@@ -254,7 +267,7 @@ impl<'a> Validator<'a> {
             }
             (None, _) => {
                 self.close_family();
-                self.family = Some(Family::new(s.name, n));
+                self.family = Some(Family::new(s.name.clone(), n));
                 ""
             }
         };
@@ -265,7 +278,7 @@ impl<'a> Validator<'a> {
         let out = &mut self.problems;
         let kind = f.kind();
         let histogram = matches!(kind, MetricType::Histogram | MetricType::GaugeHistogram);
-        let lay = sample_layout(raw, s.name, s.labels_src);
+        let lay = sample_layout(raw, &s.name, s.labels_src);
         let labels = lay
             .labels_at
             .map(|at| labels_at(s.labels_src, at))
@@ -325,8 +338,8 @@ impl<'a> Validator<'a> {
             };
             let mut key: SeriesKey = labels
                 .iter()
-                .filter(|l| !sets_apart(l.name))
-                .map(|l| (l.name.to_owned(), l.value.to_string()))
+                .filter(|l| !sets_apart(&l.name))
+                .map(|l| (l.name.to_string(), l.value.to_string()))
                 .collect();
             key.sort();
             key
@@ -433,9 +446,9 @@ impl<'a> Validator<'a> {
         for suffix in kind.suffixes() {
             let name = format!("{}{suffix}", f.name);
             match self.taken.get(&name) {
-                Some(&(other, line)) => {
+                Some((other, line)) => {
                     clash.get_or_insert_with(|| {
-                        if other == f.name {
+                        if *other == f.name {
                             format!("metric family {:?} is split: it already appeared at line {line} (keep a family's lines together)", f.name)
                         } else {
                             format!(
@@ -447,7 +460,7 @@ impl<'a> Validator<'a> {
                     });
                 }
                 None => {
-                    self.taken.insert(name, (f.name, f.first_line));
+                    self.taken.insert(name, (f.name.clone(), f.first_line));
                 }
             }
         }
@@ -470,7 +483,7 @@ fn type_labels(
 ) -> Option<(f64, String, Pos)> {
     let find = |name: &str| labels.iter().find(|l| l.name == name);
     match (kind, suffix) {
-        (MetricType::StateSet, _) if find(f.name).is_none() => out.push((
+        (MetricType::StateSet, _) if find(&f.name).is_none() => out.push((
             (n, 1),
             format!(
                 "stateset {:?} sample has no {:?} label naming its state",

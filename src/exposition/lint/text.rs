@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use crate::exposition::model::MetricType;
 use crate::exposition::parse::{Entry, Format, ParseError, Parser, Sample};
+use crate::exposition::render;
 
 /// Every problem of a text 0.0.4 exposition, unsorted.
 pub(super) fn check(input: &[u8]) -> Vec<ParseError> {
@@ -147,16 +148,33 @@ impl Lint {
     /// its newline.
     fn raw_rules(&mut self, input: &[u8]) {
         for (i, line) in input.split(|b| *b == b'\n').enumerate() {
-            let allowed: &[u8] = if line.starts_with(b"# HELP ") {
+            let value: &[u8] = b"\\\"n";
+            // A quoted metric name on a HELP line takes a label value's
+            // escapes (expfmt reads it so); the HELP text after it does not.
+            let mut quoted_name_end = 0;
+            let allowed: &[u8] = if let Some(rest) = line.strip_prefix(b"# HELP ") {
+                let blanks = rest
+                    .iter()
+                    .take_while(|&&b| b == b' ' || b == b'\t')
+                    .count();
+                if let Some(name) = rest[blanks..].strip_prefix(b"\"") {
+                    quoted_name_end =
+                        line.len() - name.len() + render::quoted_len(name).unwrap_or(0);
+                }
                 b"\\n"
             } else if line.starts_with(b"#") {
                 continue;
             } else {
-                b"\\\"n"
+                value
             };
             let mut at = 0;
             while let Some(j) = line.get(at..).and_then(|r| memchr::memchr(b'\\', r)) {
                 let pos = at + j;
+                let allowed = if pos < quoted_name_end {
+                    value
+                } else {
+                    allowed
+                };
                 match line.get(pos + 1) {
                     Some(next) if allowed.contains(next) => {}
                     next => {
@@ -186,9 +204,9 @@ impl Lint {
         let belongs = self
             .family
             .as_ref()
-            .is_some_and(|f| f.kind.has_sample(&f.name, sample.name));
+            .is_some_and(|f| f.kind.has_sample(&f.name, &sample.name));
         if !belongs {
-            self.open_family(sample.name, line);
+            self.open_family(&sample.name, line);
         }
         let Some(family) = self.family.as_mut() else {
             return;
@@ -306,6 +324,14 @@ mod tests {
             (
                 "# HELP a x \\\"\na 1\n",
                 "1:12: invalid escape sequence '\\\"'",
+            ),
+            (
+                "# HELP \"a\\\"b\\\\c\\nd\" x\n{\"a\\\"b\\\\c\\nd\",\"e\\\"f\"=\"1\"} 1\n",
+                "",
+            ),
+            (
+                "# HELP \"a\\\"b\" x \\\"\n{\"a\\\"b\"} 1\n",
+                "1:17: invalid escape sequence '\\\"'",
             ),
             (
                 "a 1\n# c",

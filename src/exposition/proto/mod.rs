@@ -647,8 +647,8 @@ fn native_exemplar<'a>(h: &wire::Histogram<'a>) -> Option<wire::Exemplar<'a>> {
 
 /// Renders an exemplar's labels into `out` as `{a="b",...}` (a name that
 /// is not a legacy one quoted, as in a series); returns its value and
-/// timestamp, or None for an exemplar with a name relay cannot serve
-/// (empty, or holding `"`, `\` or a newline), which is dropped.
+/// timestamp, or None for an exemplar with an empty label name, which is
+/// dropped.
 fn exemplar(out: &mut Vec<u8>, e: &wire::Exemplar<'_>) -> Option<(f64, Option<i64>)> {
     out.clear();
     out.push(b'{');
@@ -658,7 +658,7 @@ fn exemplar(out: &mut Vec<u8>, e: &wire::Exemplar<'_>) -> Option<(f64, Option<i6
         }
         if is_label_name(l.name) {
             out.extend_from_slice(l.name.as_bytes());
-        } else if super::model::is_utf8_name(l.name) {
+        } else if !l.name.is_empty() {
             quoted(out, l.name);
         } else {
             return None;

@@ -15,7 +15,7 @@ pub(super) fn col(line: &[u8], byte: usize) -> usize {
 
 /// One `name="value"` pair of a label set, with byte offsets in the line.
 pub(super) struct LabelAt<'a> {
-    pub name: &'a str,
+    pub name: Cow<'a, str>,
     pub value: Cow<'a, str>,
     /// Offset of the value's opening quote.
     pub value_at: usize,
@@ -32,10 +32,7 @@ pub(super) fn labels_at(src: &str, at: usize) -> Vec<LabelAt<'_>> {
         }
         // A quoted name: a label's (before `=`) or the metric's (skipped).
         let (name, eq) = if b.get(i) == Some(&b'"') {
-            let Some(close) = b[i + 1..]
-                .iter()
-                .position(|&c| c == b'"')
-                .map(|p| i + 1 + p)
+            let Some(close) = crate::exposition::render::quoted_len(&b[i + 1..]).map(|p| i + 1 + p)
             else {
                 break;
             };
@@ -43,12 +40,12 @@ pub(super) fn labels_at(src: &str, at: usize) -> Vec<LabelAt<'_>> {
                 i = close + 1;
                 continue;
             }
-            (&src[i + 1..close], close + 1)
+            (unescape_label_value(&src[i + 1..close]), close + 1)
         } else {
             let Some(eq) = b[i..].iter().position(|&c| c == b'=').map(|p| i + p) else {
                 break;
             };
-            (src[i..eq].trim(), eq)
+            (Cow::Borrowed(src[i..eq].trim()), eq)
         };
         let open = eq + 1;
         if b.get(open) != Some(&b'"') {
@@ -139,7 +136,7 @@ mod tests {
         let labels = labels_at(src, 2);
         let found: Vec<_> = labels
             .iter()
-            .map(|l| (l.name, l.value.to_string(), l.value_at))
+            .map(|l| (l.name.as_ref(), l.value.to_string(), l.value_at))
             .collect();
         assert_eq!(
             found,
