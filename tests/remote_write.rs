@@ -47,9 +47,10 @@ fn config(target: &str, interval: &str, more_external: &str, entries: &[String])
 /// retries and flushes happen within a test's seconds. `queue` adds
 /// `queue_config` fields (e.g. one shard, so requests come one at a time
 /// and a script's answers meet the batches in order); `extra` adds fields.
+/// The name is quoted: a hash name of digits alone would read as a number.
 fn entry(name: &str, url: &str, queue: &str, extra: &str) -> String {
     format!(
-        "  - url: {url}\n    name: {name}\n    queue_config: {{min_backoff: 50ms, max_backoff: 1s, batch_send_deadline: 200ms{queue}}}\n{extra}"
+        "  - url: {url}\n    name: \"{name}\"\n    queue_config: {{min_backoff: 50ms, max_backoff: 1s, batch_send_deadline: 200ms{queue}}}\n{extra}"
     )
 }
 

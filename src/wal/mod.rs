@@ -1129,7 +1129,7 @@ mod tests {
         let (wal, _) = open(dir.path(), 1 << 30, &["q"]);
         let mut app = appender(&wal);
         let family = Family {
-            name: "c",
+            name: "c".into(),
             help: None,
             kind: MetricType::Counter,
             unit: None,
