@@ -2179,7 +2179,7 @@ fn fewer_samples_written_than_sent_are_counted_and_logged() {
         "",
         &[entry("rw", &receiver.url, ONE_SHARD, V2)],
     ));
-    let line = relay.wait_for_log(&["wrote fewer samples than were sent"]);
+    let line = relay.wait_for_log(&["wrote fewer than were sent", "kind=samples"]);
     let first = receiver.requests()[0].clone();
     let sent = first.samples().len();
     assert!(sent > 1, "{first:?}");
