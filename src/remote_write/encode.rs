@@ -276,13 +276,7 @@ impl<'c> SeriesPrep<'c> {
             let (name, value) = (l.name.as_bytes(), l.value.as_bytes());
             let out = &mut self.encoded;
             out.clear();
-            out.push(0x0a);
-            varint::put(
-                out,
-                (field_len(1, name.len()) + field_len(2, value.len())) as u64,
-            );
-            put_bytes(out, 0x0a, name);
-            put_bytes(out, 0x12, value);
+            put_label(out, name, value);
             let pair = intern(&mut self.pairs, &self.hasher, out);
             self.series.push(pair);
         }
@@ -321,13 +315,7 @@ impl SeriesPrep<'_> {
             if name == b"__name__" {
                 continue;
             }
-            out.push(0x0a);
-            varint::put(
-                out,
-                (field_len(1, name.len()) + field_len(2, value.len())) as u64,
-            );
-            put_bytes(out, 0x0a, name);
-            put_bytes(out, 0x12, value);
+            put_label(out, name, value);
         }
         if value != 0.0 {
             out.push(0x11);
@@ -501,6 +489,18 @@ fn field_len(_field: u32, len: usize) -> usize {
     } else {
         1 + varint::len(len as u64) + len
     }
+}
+
+/// One `Label` field (field 1 of a `TimeSeries` and of an `Exemplar`):
+/// tag, length, then its name and value fields.
+fn put_label(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.push(0x0a);
+    varint::put(
+        out,
+        (field_len(1, name.len()) + field_len(2, value.len())) as u64,
+    );
+    put_bytes(out, 0x0a, name);
+    put_bytes(out, 0x12, value);
 }
 
 fn put_bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
