@@ -10,6 +10,23 @@ pub fn put(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+/// `v` written into `out` at `*at` (moved past it), for a caller that
+/// packs varints into a fixed buffer: bytes past `out`'s end are dropped,
+/// so size `out` with [`len`].
+pub fn put_at(out: &mut [u8], at: &mut usize, mut v: u64) {
+    loop {
+        let byte = if v >= 0x80 { (v as u8) | 0x80 } else { v as u8 };
+        if let Some(slot) = out.get_mut(*at) {
+            *slot = byte;
+        }
+        *at += 1;
+        v >>= 7;
+        if v == 0 {
+            return;
+        }
+    }
+}
+
 /// How many bytes [`put`] writes for `v`, to size a protobuf field before
 /// writing it.
 pub fn len(v: u64) -> usize {
@@ -55,6 +72,12 @@ mod tests {
             assert_eq!(out.len() - before, len(v), "len({v})");
         }
         assert_eq!(&out[..4], [0x00, 0x01, 0x7f, 0x80]);
+        let mut packed = [0; 40];
+        let mut at = 0;
+        for v in values.iter().take(8) {
+            put_at(&mut packed, &mut at, *v);
+        }
+        assert_eq!(&packed[..at], &out[..at], "put_at writes what put does");
         let mut pos = 0;
         for v in values {
             assert_eq!(get(&out, &mut pos), Some(v));

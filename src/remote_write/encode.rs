@@ -16,6 +16,7 @@
 //! requests of its own (`WriteRequest.metadata`), see [`write_metadata`].
 
 use std::hash::BuildHasher;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use super::prompb;
@@ -28,11 +29,23 @@ use crate::varint;
 /// value), with a hash of those bytes. Interned per WAL segment: most label
 /// values repeat across series (job, instance, `le`, a metric's name), so
 /// a series holds pointers to shared pairs, not its own bytes.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 struct PairBytes {
     hash: u64,
+    /// Where 2.0's encoder last put this pair's symbol refs (see
+    /// [`Pair::stamp`]): read and written by the shards, never trusted
+    /// alone.
+    stamp: AtomicU64,
     bytes: Box<[u8]>,
 }
+
+impl PartialEq for PairBytes {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.bytes == other.bytes
+    }
+}
+
+impl Eq for PairBytes {}
 
 /// A shared, interned label pair (one pointer wide).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,10 +57,19 @@ impl Pair {
         &self.0.bytes
     }
 
-    /// The hash of the encoded field (the same in every process): 2.0's
-    /// encoder looks a pair's symbol refs up by it.
-    pub fn hash(&self) -> u64 {
-        self.0.hash
+    /// A note a 2.0 encoder leaves on the pair so that the next series of
+    /// the same request finds the pair's symbol refs without hashing: the
+    /// request's number and the index of the refs in that request's table.
+    /// Shards share pairs and overwrite each other's notes, so a note is
+    /// only a hint: the encoder checks the entry it points at is this
+    /// pair's (by [`Pair::address`]).
+    pub fn stamp(&self) -> &AtomicU64 {
+        &self.0.stamp
+    }
+
+    /// Names this pair among the pairs alive (its allocation's address).
+    pub fn address(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
     }
 
     /// The label's name and value, read back out of the encoded field
@@ -475,6 +497,7 @@ fn intern(pairs: &mut hashbrown::HashTable<Pair>, hasher: &impl BuildHasher, byt
     }
     let pair = Pair(std::sync::Arc::new(PairBytes {
         hash,
+        stamp: AtomicU64::new(0),
         bytes: bytes.into(),
     }));
     pairs.insert_unique(hash, pair.clone(), |p| p.0.hash);

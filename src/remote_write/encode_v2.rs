@@ -7,9 +7,11 @@
 //! first, and each series refers to its labels' names and values by index.
 //! The strings come out of the series' interned label pairs (one 1.0
 //! `Label` field each, see [`Pair`]), so a pair's refs are looked up once
-//! per request by the pair's precomputed hash and reused for every other
-//! series that shares it. The encoder keeps its tables and buffers between
-//! requests: a request allocates nothing per sample once they have grown.
+//! per request and reused for every other series that shares it: the
+//! encoder notes on the pair where its refs are ([`Pair::stamp`]), so a
+//! pair met again costs one load, no hashing and no read of its bytes.
+//! The encoder keeps its tables and buffers between requests: a request
+//! allocates nothing per sample once they have grown.
 //!
 //! Each `TimeSeries` carries one float sample (with `start_timestamp`
 //! when the WAL gave the series one), one native histogram (1.0's
@@ -19,6 +21,7 @@
 //! refs) when the queue knows it.
 
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::encode::{Outgoing, Pair, Payload};
 use crate::varint;
@@ -34,15 +37,16 @@ struct Symbol {
 }
 
 /// A label pair of this request with its name's and value's refs. The
-/// pair is known by the address of its bytes: every pair of a request is
-/// alive (held by its samples) while the request is built, so an address
-/// names one pair, and no reference count is touched. Equal pairs of two
-/// segments are two entries with the same refs.
+/// pair is known by its address: every pair of a request is alive (held by
+/// its samples) while the request is built, so an address names one pair,
+/// and no reference count is touched. Equal pairs of two segments are two
+/// entries with the same refs.
 struct PairRefs {
-    hash: u64,
     at: usize,
-    name: u32,
-    value: u32,
+    /// The name's and value's refs as the series' packed `labels_refs`
+    /// hold them (two varints), written once per request and pair.
+    refs: [u8; 10],
+    refs_len: u8,
     /// For a `__name__` pair, its family's metadata refs (looked up when
     /// the pair is first met in the request, so a sample costs no lookup
     /// of its own).
@@ -168,11 +172,15 @@ pub struct V2Encoder {
     symbols: Vec<u8>,
     strings: hashbrown::HashTable<Symbol>,
     n_symbols: u32,
-    pairs: hashbrown::HashTable<PairRefs>,
+    /// The pairs met in this request, in the order met; a pair's
+    /// [`Pair::stamp`] points into it.
+    pairs: Vec<PairRefs>,
+    /// This request's number (never 0: a new pair's stamp is 0).
+    request: u32,
     /// The `timeseries` fields, encoded, until the symbols are complete.
     series: Vec<u8>,
-    /// One series' label refs.
-    refs: Vec<u32>,
+    /// One series' label refs, encoded (the packed field's payload).
+    refs: Vec<u8>,
     /// One exemplar's label refs.
     exemplar_refs: Vec<u32>,
     hasher: hashbrown::DefaultHashBuilder,
@@ -208,19 +216,24 @@ impl V2Encoder {
         self.pairs.clear();
         self.series.clear();
         self.n_symbols = 0;
+        self.request = next_request();
         self.symbol(b"");
         for s in samples {
             self.refs.clear();
             let mut family = FamilyRefs::default();
             for pair in s.series.pairs() {
-                let (name, value, of_name) = self.pair_refs(pair, metadata);
-                if let Some(refs) = of_name {
+                let index = self.pair_refs(pair, metadata);
+                let p = &self.pairs[index];
+                if let Some(refs) = p.family {
                     family = refs;
                 }
-                self.refs.push(name);
-                self.refs.push(value);
+                // All ten bytes, then cut: a copy of a fixed size is two
+                // moves, a copy of a varying one a call to memmove.
+                let end = self.refs.len() + usize::from(p.refs_len);
+                self.refs.extend_from_slice(&p.refs);
+                self.refs.truncate(end);
             }
-            let refs_len: usize = self.refs.iter().map(|&r| varint::len(r.into())).sum();
+            let refs_len = self.refs.len();
             let metadata_len = family.len();
             // What the series carries besides its labels: its length, and
             // for an exemplar the length of its label refs.
@@ -252,9 +265,7 @@ impl V2Encoder {
             if refs_len > 0 {
                 out.push(0x0a);
                 varint::put(out, refs_len as u64);
-                for &r in &self.refs {
-                    varint::put(out, r.into());
-                }
+                out.extend_from_slice(&self.refs);
             }
             match &s.value {
                 Payload::Float(value) => {
@@ -346,18 +357,17 @@ impl V2Encoder {
             .sum()
     }
 
-    /// The refs of a pair's name and value, added to the table if new;
-    /// for the series' `__name__` pair, also its family's metadata refs
-    /// from `metadata` (once per request and name).
-    fn pair_refs(
-        &mut self,
-        pair: &Pair,
-        metadata: &dyn MetadataLookup,
-    ) -> (u32, u32, Option<FamilyRefs>) {
-        let hash = pair.hash();
-        let at = pair.bytes().as_ptr() as usize;
-        if let Some(p) = self.pairs.find(hash, |p| p.at == at) {
-            return (p.name, p.value, p.family);
+    /// Where in `pairs` the refs of a pair's name and value are, added if
+    /// new; for the series' `__name__` pair, also its family's metadata
+    /// refs from `metadata` (once per request and name).
+    fn pair_refs(&mut self, pair: &Pair, metadata: &dyn MetadataLookup) -> usize {
+        let at = pair.address();
+        let stamp = pair.stamp().load(Ordering::Relaxed);
+        if (stamp >> 32) as u32 == self.request {
+            let index = stamp as u32 as usize;
+            if self.pairs.get(index).is_some_and(|p| p.at == at) {
+                return index;
+            }
         }
         let (name, value) = pair.name_value();
         let refs = (self.symbol(name), self.symbol(value));
@@ -369,18 +379,25 @@ impl V2Encoder {
             },
             _ => FamilyRefs::default(),
         });
-        self.pairs.insert_unique(
-            hash,
-            PairRefs {
-                hash,
-                at,
-                name: refs.0,
-                value: refs.1,
-                family,
-            },
-            |p| p.hash,
-        );
-        (refs.0, refs.1, family)
+        let index = self.pairs.len();
+        // A request holds far fewer than 2^32 pairs; past that the pair is
+        // simply looked up again next time.
+        if let Ok(i) = u32::try_from(index) {
+            let stamp = (u64::from(self.request) << 32) | u64::from(i);
+            pair.stamp().store(stamp, Ordering::Relaxed);
+        }
+        // Two u32 varints: at most 10 bytes.
+        let mut packed = [0; 10];
+        let mut len = 0;
+        varint::put_at(&mut packed, &mut len, refs.0.into());
+        varint::put_at(&mut packed, &mut len, refs.1.into());
+        self.pairs.push(PairRefs {
+            at,
+            refs: packed,
+            refs_len: len as u8,
+            family,
+        });
+        index
     }
 
     /// The ref of `text`, appended to the symbols if new.
@@ -405,6 +422,20 @@ impl V2Encoder {
         self.strings.insert_unique(hash, symbol, |s| s.hash);
         self.n_symbols += 1;
         symbol.index
+    }
+}
+
+/// Numbers requests across every encoder of the process, so a pair's
+/// stamp from another request (or another shard's) is told apart.
+static REQUESTS: AtomicU32 = AtomicU32::new(0);
+
+/// A new request number, never 0.
+fn next_request() -> u32 {
+    loop {
+        let n = REQUESTS.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        if n != 0 {
+            return n;
+        }
     }
 }
 
@@ -561,6 +592,58 @@ mod tests {
             0x7ff0_0000_0000_0002
         );
         assert!(back.timeseries.iter().all(|t| t.metadata.is_none()));
+    }
+
+    #[test]
+    fn shards_sharing_pairs_write_what_one_encoder_writes_alone() {
+        // Each shard leaves its notes on the same pairs and overwrites the
+        // other's; a note from another request or shard must never give a
+        // wrong ref, only a second lookup.
+        let rules = Rules::default();
+        let mut prep = SeriesPrep::new(&[], &rules);
+        let samples: Vec<Outgoing> = (0..400)
+            .map(|i| {
+                let text = format!("m{{code=\"{}\",job=\"app\",n=\"{i}\"}}", i % 7);
+                let series = prep.prepare(text.as_bytes()).expect("kept");
+                Outgoing::new(series, 1_700_000_000_000 + i, i as f64, false)
+            })
+            .collect();
+        let mut alone = Vec::new();
+        V2Encoder::new().write_request(&samples, &NoMetadata, &mut alone);
+        let back = v2::Request::decode(alone.as_slice()).expect("decodes");
+        assert_eq!(back.timeseries.len(), 400);
+        let labels = |t: &v2::TimeSeries| -> Vec<String> {
+            t.labels_refs
+                .iter()
+                .map(|&r| back.symbols[r as usize].clone())
+                .collect()
+        };
+        assert_eq!(
+            labels(&back.timeseries[9]),
+            ["__name__", "m", "code", "2", "job", "app", "n", "9"]
+        );
+        std::thread::scope(|scope| {
+            for shard in 0..4 {
+                let (samples, alone) = (&samples, &alone);
+                scope.spawn(move || {
+                    let mut encoder = V2Encoder::new();
+                    let mut out = Vec::new();
+                    for round in 0..200 {
+                        out.clear();
+                        // Shards start at different places, so they meet
+                        // the same pairs in other orders.
+                        let from = (shard * 97 + round) % samples.len();
+                        encoder.write_request(&samples[from..], &NoMetadata, &mut out);
+                        let mut want = Vec::new();
+                        V2Encoder::new().write_request(&samples[from..], &NoMetadata, &mut want);
+                        assert_eq!(out, want, "shard {shard}, round {round}");
+                    }
+                    out.clear();
+                    encoder.write_request(samples, &NoMetadata, &mut out);
+                    assert_eq!(&out, alone, "shard {shard}");
+                });
+            }
+        });
     }
 
     /// Metadata for `req` (a counter, help only) and `lat` (a gauge with
