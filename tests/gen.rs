@@ -1653,3 +1653,62 @@ fn config_file_remote_write_oauth2_and_proxy_fields_pass_through() {
     assert_eq!(loaded.remote_write.len(), 2);
     check_round_trip(&["--config", file], &yaml);
 }
+
+/// Issue 22 item 4: TLS files a `--config` names (a receiver's CA, an
+/// OAuth2 token endpoint's CA, a scrape client certificate) are the Pod's
+/// Secrets, absent where gen runs: gen passes them through instead of
+/// refusing them, and still refuses a certificate without its key.
+#[test]
+fn config_file_tls_files_of_the_pod_need_not_exist_where_gen_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("tls.yml");
+    let text = r#"scrape_configs:
+  - job_name: app
+    static_configs:
+      - targets: [localhost:8001]
+    tls_config:
+      cert_file: /etc/relay/tls/client.crt
+      key_file: /etc/relay/tls/client.key
+remote_write:
+  - url: https://gateway.example/api/v1/write
+    tls_config:
+      ca_file: /etc/relay/tls/ca.pem
+    oauth2:
+      client_id: relay
+      client_secret_file: /etc/relay/oauth2/secret
+      token_url: https://login.example/oauth2/token
+      tls_config:
+        ca_file: /etc/relay/oauth2/ca.pem
+"#;
+    std::fs::write(&file, text).expect("write");
+    let path = file.to_str().expect("utf-8");
+    let yaml = gen_ok(&["--config", path]);
+    let (raw, loaded) = embedded_config(&docs(&yaml));
+    let want: serde_norway::Value = serde_norway::from_str(text).expect("YAML");
+    assert_eq!(raw["remote_write"], want["remote_write"], "{yaml}");
+    assert_eq!(
+        raw["scrape_configs"][0]["tls_config"], want["scrape_configs"][0]["tls_config"],
+        "{yaml}"
+    );
+    assert_eq!(
+        loaded.remote_write[0]
+            .oauth2
+            .as_ref()
+            .and_then(|o| o.tls_config.ca_file.as_deref()),
+        Some(std::path::Path::new("/etc/relay/oauth2/ca.pem"))
+    );
+
+    // Half a client identity is still a config error, with its path.
+    std::fs::write(
+        &file,
+        text.replace("      key_file: /etc/relay/tls/client.key\n", ""),
+    )
+    .expect("write");
+    let bad = gen(&["--config", path]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("scrape_configs[0].tls_config.key_file") && err.contains("cert_file"),
+        "{err}"
+    );
+}

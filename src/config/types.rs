@@ -75,6 +75,23 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Every `tls_config` of the config: each job's and receiver's, and
+    /// their `oauth2` blocks' own.
+    pub fn tls_configs_mut(&mut self) -> impl Iterator<Item = &mut TlsConfig> {
+        let jobs = self
+            .scrape_configs
+            .iter_mut()
+            .map(|j| (&mut j.tls_config, j.oauth2.as_mut()));
+        let writers = self
+            .remote_write
+            .iter_mut()
+            .map(|r| (&mut r.tls_config, r.oauth2.as_mut()));
+        jobs.chain(writers)
+            .flat_map(|(tls, oauth2)| std::iter::once(tls).chain(oauth2.map(|o| &mut o.tls_config)))
+    }
+}
+
 /// `global:`; what a job leaves unset comes from here.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -46,7 +46,7 @@ pub(crate) struct RelayConfig {
 pub(crate) fn build(options: &Options) -> Result<RelayConfig, GenError> {
     let (text, path) = match &options.config {
         Some(path) => {
-            crate::plan::load(path, &Overrides::default()).map_err(|source| GenError::Config {
+            check_for_pod(path).map_err(|source| GenError::Config {
                 path: path.clone(),
                 source,
             })?;
@@ -189,6 +189,21 @@ pub(crate) fn build(options: &Options) -> Result<RelayConfig, GenError> {
         metrics_port,
         wal_dir,
     })
+}
+
+/// Checks a config as `relay check config` does, except for the TLS files
+/// it names: those are the Pod's (Secrets mounted there), seldom on the
+/// machine running gen. What is checked of them without reading
+/// (`cert_file` and `key_file` given together) still is.
+fn check_for_pod(path: &Path) -> Result<(), crate::plan::PlanError> {
+    let mut config = config::load(path, &Overrides::default())?.config;
+    for tls in config.tls_configs_mut() {
+        tls.ca_file = None;
+        if tls.cert_file.is_some() && tls.key_file.is_some() {
+            (tls.cert_file, tls.key_file) = (None, None);
+        }
+    }
+    crate::plan::resolve(&config).map(drop)
 }
 
 /// Fields of Prometheus's HTTP client config that hold a secret inline
