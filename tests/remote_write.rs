@@ -911,72 +911,7 @@ fn too_many_requests_waits_for_retry_after() {
 
 #[test]
 fn client_errors_are_dropped_counted_and_logged() {
-    let receiver = Receiver::start();
-    receiver.script(vec![Answer::status(400)]);
-    let target = CountingTarget::start();
-    let relay = Relay::start(&config(
-        &target.addr,
-        "500ms",
-        "",
-        &[entry("rw", &receiver.url, ONE_SHARD, "")],
-    ));
-    wait_for("3 requests", || {
-        (receiver.requests().len() >= 3).then_some(())
-    });
-    let log = relay.wait_for_log(&["not retried", "400"]);
-    assert!(log.contains("WARN"), "{log}");
-    let answered = target.pause_and_settle(&relay);
-    let requests = receiver.requests();
-    assert_eq!(requests[0].status, 400);
-    let dropped = requests[0].samples();
-    assert!(!dropped.is_empty());
-    let dropped_keys: BTreeSet<_> = dropped.iter().map(Got::key).collect();
-    for later in &requests[1..] {
-        for g in later.samples() {
-            assert!(
-                !dropped_keys.contains(&g.key()),
-                "a sample refused with 400 was sent again: {g:?}"
-            );
-        }
-    }
-    let url = receiver.url.clone();
-    settle("samples_failed_total = samples of the 400", || {
-        (
-            (dropped.len() as f64, 0.0),
-            (
-                rw_metric(
-                    &relay,
-                    "prometheus_remote_storage_samples_failed_total",
-                    &url,
-                ),
-                rw_metric(
-                    &relay,
-                    "prometheus_remote_storage_samples_retried_total",
-                    &url,
-                ),
-            ),
-        )
-    });
-    // Everything else still arrives: exactly the 400's counts are missing.
-    let lost: BTreeSet<u64> = dropped
-        .iter()
-        .filter(|g| g.name() == "count_of_scrapes")
-        .map(|g| g.value as u64)
-        .collect();
-    let expected: BTreeSet<u64> = answered
-        .iter()
-        .map(|(n, _)| *n)
-        .filter(|n| !lost.contains(n))
-        .collect();
-    settle("the counts not in the 400 arrive", || {
-        let got: BTreeSet<u64> = receiver
-            .accepted_named("count_of_scrapes")
-            .iter()
-            .filter(|g| !g.is_stale())
-            .map(|g| g.value as u64)
-            .collect();
-        (expected.clone(), got)
-    });
+    refused_batch_is_dropped_counted_and_logged(Answer::status(400), 400, ONE_SHARD);
 }
 
 /// `retry_on_http_429: false` (Prometheus 2.42's default): a 429 is a
@@ -984,28 +919,35 @@ fn client_errors_are_dropped_counted_and_logged() {
 /// its samples counted as failed; everything else still arrives.
 #[test]
 fn with_retry_on_http_429_false_a_429_is_dropped_and_counted() {
+    refused_batch_is_dropped_counted_and_logged(
+        Answer::retry_after(429, 1),
+        429,
+        &format!("{ONE_SHARD}, retry_on_http_429: false"),
+    );
+}
+
+/// The receiver answers the first request with `answer` (`status`), a
+/// refusal for good: that batch is not sent again, a WARN line says so,
+/// its samples are counted as failed (none as retried), and every count
+/// of the other batches still arrives.
+fn refused_batch_is_dropped_counted_and_logged(answer: Answer, status: u16, queue: &str) {
     let receiver = Receiver::start();
-    receiver.script(vec![Answer::retry_after(429, 1)]);
+    receiver.script(vec![answer]);
     let target = CountingTarget::start();
     let relay = Relay::start(&config(
         &target.addr,
         "500ms",
         "",
-        &[entry(
-            "rw",
-            &receiver.url,
-            &format!("{ONE_SHARD}, retry_on_http_429: false"),
-            "",
-        )],
+        &[entry("rw", &receiver.url, queue, "")],
     ));
     wait_for("3 requests", || {
         (receiver.requests().len() >= 3).then_some(())
     });
-    let log = relay.wait_for_log(&["not retried", "429"]);
+    let log = relay.wait_for_log(&["not retried", &status.to_string()]);
     assert!(log.contains("WARN"), "{log}");
     let answered = target.pause_and_settle(&relay);
     let requests = receiver.requests();
-    assert_eq!(requests[0].status, 429);
+    assert_eq!(requests[0].status, status);
     let dropped = requests[0].samples();
     assert!(!dropped.is_empty());
     let dropped_keys: BTreeSet<_> = dropped.iter().map(Got::key).collect();
@@ -1013,28 +955,33 @@ fn with_retry_on_http_429_false_a_429_is_dropped_and_counted() {
         for g in later.samples() {
             assert!(
                 !dropped_keys.contains(&g.key()),
-                "a sample refused with 429 was sent again: {g:?}"
+                "a sample refused with {status} was sent again: {g:?}"
             );
         }
     }
     let url = receiver.url.clone();
-    settle("samples_failed_total = samples of the 429", || {
-        (
-            (dropped.len() as f64, 0.0),
+    settle(
+        "samples_failed_total = samples of the refused batch",
+        || {
             (
-                rw_metric(
-                    &relay,
-                    "prometheus_remote_storage_samples_failed_total",
-                    &url,
+                (dropped.len() as f64, 0.0),
+                (
+                    rw_metric(
+                        &relay,
+                        "prometheus_remote_storage_samples_failed_total",
+                        &url,
+                    ),
+                    rw_metric(
+                        &relay,
+                        "prometheus_remote_storage_samples_retried_total",
+                        &url,
+                    ),
                 ),
-                rw_metric(
-                    &relay,
-                    "prometheus_remote_storage_samples_retried_total",
-                    &url,
-                ),
-            ),
-        )
-    });
+            )
+        },
+    );
+    // Everything else still arrives: exactly the refused batch's counts
+    // are missing.
     let lost: BTreeSet<u64> = dropped
         .iter()
         .filter(|g| g.name() == "count_of_scrapes")
@@ -1045,7 +992,7 @@ fn with_retry_on_http_429_false_a_429_is_dropped_and_counted() {
         .map(|(n, _)| *n)
         .filter(|n| !lost.contains(n))
         .collect();
-    settle("the counts not in the 429 arrive", || {
+    settle("the counts not in the refused batch arrive", || {
         let got: BTreeSet<u64> = receiver
             .accepted_named("count_of_scrapes")
             .iter()
