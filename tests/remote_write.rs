@@ -1362,14 +1362,7 @@ fn assert_peer_has_all(peer: &Peer, target: &CountingTarget, answered: &[(u64, i
 #[test]
 #[ignore = "needs Debian package prometheus; scripts/test runs it"]
 fn prometheus_stores_exactly_what_relay_sent() {
-    let binary = require_peer("prometheus", "prometheus");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let prometheus = Peer::start(
-        Kind::Prometheus,
-        &binary,
-        &format!("127.0.0.1:{}", free_port()),
-        dir.path(),
-    );
+    let (prometheus, _dir) = Peer::fresh(Kind::Prometheus);
     // The same samples also go to the Rust receiver, which shows exactly
     // what relay sent.
     let receiver = Receiver::start();
@@ -1428,14 +1421,7 @@ fn prometheus_stores_exactly_what_relay_sent() {
 #[test]
 #[ignore = "needs Debian package prometheus; scripts/test runs it"]
 fn prometheus_down_then_back_no_gaps() {
-    let binary = require_peer("prometheus", "prometheus");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut prometheus = Peer::start(
-        Kind::Prometheus,
-        &binary,
-        &format!("127.0.0.1:{}", free_port()),
-        dir.path(),
-    );
+    let (mut prometheus, _dir) = Peer::fresh(Kind::Prometheus);
     let target = CountingTarget::start();
     let url = prometheus.write_url();
     let relay = Relay::start(&config(
@@ -1518,14 +1504,7 @@ fn kill9_while_prometheus_is_down_then_both_back_no_gaps() {
 #[test]
 #[ignore = "needs Debian package prometheus; scripts/test runs it"]
 fn kill9_while_prometheus_is_up_then_restarted_no_gaps_nothing_refused() {
-    let binary = require_peer("prometheus", "prometheus");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let prometheus = Peer::start(
-        Kind::Prometheus,
-        &binary,
-        &format!("127.0.0.1:{}", free_port()),
-        dir.path(),
-    );
+    let (prometheus, _dir) = Peer::fresh(Kind::Prometheus);
     let url = prometheus.write_url();
     let wal = tempfile::tempdir().expect("tempdir");
     let target = CountingTarget::start();
@@ -1591,14 +1570,7 @@ fn kill9_while_prometheus_is_up_then_restarted_no_gaps_nothing_refused() {
 #[test]
 #[ignore = "needs Debian package prometheus; scripts/test runs it"]
 fn a_rewound_checkpoint_resends_to_prometheus_without_loss() {
-    let binary = require_peer("prometheus", "prometheus");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut prometheus = Peer::start(
-        Kind::Prometheus,
-        &binary,
-        &format!("127.0.0.1:{}", free_port()),
-        dir.path(),
-    );
+    let (mut prometheus, _dir) = Peer::fresh(Kind::Prometheus);
     let url = prometheus.write_url();
     let wal = tempfile::tempdir().expect("tempdir");
     let target = CountingTarget::start();
@@ -1670,14 +1642,7 @@ fn sigterm_flushes_the_backlog_to_prometheus() {
 #[test]
 #[ignore = "needs Debian package victoria-metrics; scripts/test runs it"]
 fn victoria_metrics_gets_every_sample_with_external_labels() {
-    let binary = require_peer("victoria-metrics", "victoria-metrics");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let vm = Peer::start(
-        Kind::VictoriaMetrics,
-        &binary,
-        &format!("127.0.0.1:{}", free_port()),
-        dir.path(),
-    );
+    let (vm, _dir) = Peer::fresh(Kind::VictoriaMetrics);
     let target = CountingTarget::start();
     let relay = Relay::start(&config(
         &target.addr,
@@ -1779,14 +1744,7 @@ fn sigterm_exits_within_shutdown_timeout_when_target_and_receiver_hang() {
 #[test]
 #[ignore = "needs Debian package prometheus; scripts/test runs it"]
 fn remote_write_follows_a_307_to_the_receiver() {
-    let binary = require_peer("prometheus", "prometheus");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let prometheus = Peer::start(
-        Kind::Prometheus,
-        &binary,
-        &format!("127.0.0.1:{}", free_port()),
-        dir.path(),
-    );
+    let (prometheus, _dir) = Peer::fresh(Kind::Prometheus);
     let front = Target::start(Reply::text("not a receiver\n"));
     front.redirect("/api/v1/write", 307, &prometheus.write_url());
     front.redirect("/old/write", 307, &prometheus.write_url());

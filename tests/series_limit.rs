@@ -8,9 +8,9 @@
 
 mod common;
 
-use common::peers::{require_peer, Kind, Peer};
+use common::peers::{Kind, Peer};
 use common::rw::{Got, Receiver};
-use common::{free_port, wait_for, Relay, Reply, Target};
+use common::{wait_for, Relay, Reply, Target};
 
 /// The app's body: series `s{i="N"}` for each N, all with `value`.
 fn body(series: &[u32], value: u32) -> Reply {
@@ -132,14 +132,7 @@ fn past_the_series_limit_new_series_are_dropped_and_known_ones_keep_flowing() {
 #[test]
 #[ignore = "needs prometheus (Debian); scripts/test runs it"]
 fn a_real_prometheus_receiver_stores_the_known_series_and_none_past_the_limit() {
-    let binary = require_peer("prometheus", "prometheus");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let prometheus = Peer::start(
-        Kind::Prometheus,
-        &binary,
-        &format!("127.0.0.1:{}", free_port()),
-        dir.path(),
-    );
+    let (prometheus, _dir) = Peer::fresh(Kind::Prometheus);
     let app = Target::start(body(&[1, 2], 1));
     let _relay = Relay::start(&format!(
         "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: app\n    series_limit: 2\n    static_configs:\n      - targets: [\"{}\"]\nremote_write:\n  - url: {}\n",

@@ -54,6 +54,20 @@ impl Peer {
         Peer::start_args(kind, binary, addr, dir, &[])
     }
 
+    /// A new receiver of `kind` on a free loopback port with its data in
+    /// a new directory (kept alive by the caller: a restart finds it). The
+    /// binary must be installed (see [`require_peer`]).
+    pub fn fresh(kind: Kind) -> (Peer, tempfile::TempDir) {
+        let binary = match kind {
+            Kind::Prometheus => require_peer("prometheus", "prometheus"),
+            Kind::VictoriaMetrics => require_peer("victoria-metrics", "victoria-metrics"),
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addr = format!("127.0.0.1:{}", super::free_port());
+        let peer = Peer::start(kind, &binary, &addr, dir.path());
+        (peer, dir)
+    }
+
     /// [`Peer::start`] with more flags, kept for restarts.
     pub fn start_args(kind: Kind, binary: &Path, addr: &str, dir: &Path, args: &[&str]) -> Peer {
         let mut peer = Peer {
