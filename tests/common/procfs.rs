@@ -56,7 +56,7 @@ pub fn exe_text_kib(pid: u32) -> (u64, u64) {
             inside = perms == "r-xp" && line.ends_with(exe.as_ref());
             found += usize::from(inside);
         } else if inside {
-            let kib = || {
+            let mut kib = || {
                 fields
                     .next()
                     .and_then(|v| v.parse::<u64>().ok())
