@@ -15,6 +15,7 @@ pub mod plan;
 pub mod readiness;
 pub mod relabel;
 pub mod remote_write;
+pub mod rest;
 pub mod run;
 pub mod scrape;
 pub mod serve;

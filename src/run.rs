@@ -152,6 +152,17 @@ pub async fn run_on(
             crate::buffers::trim_heap();
         }
     });
+    // Startup's code leaves memory once relay is at rest, and a reload's
+    // after it.
+    let reloaded = Arc::new(tokio::sync::Notify::new());
+    let rest = tokio::spawn(crate::rest::keep(
+        outlets.telemetry.status.clone(),
+        {
+            let newest = outlets.telemetry.remote.highest_timestamp.clone();
+            move || newest.get()
+        },
+        reloaded.clone(),
+    ));
     let mut hangup = hangup_signal()?;
     let mut last_seen = source.as_ref().and_then(|s| std::fs::read(&s.path).ok());
     let mut watch = tokio::time::interval(WATCH_EVERY);
@@ -163,12 +174,14 @@ pub async fn run_on(
                 if let Some(source) = &source {
                     tracing::info!("SIGHUP: reloading the config");
                     let _ = running.reload_from(source).await;
+                    reloaded.notify_one();
                 }
             }
             Some(reply) = reload_rx.recv() => {
                 if let Some(source) = &source {
                     tracing::info!("POST /-/reload: reloading the config");
                     let _ = reply.send(running.reload_from(source).await.map_err(|e| e.to_string()));
+                    reloaded.notify_one();
                 }
             }
             _ = watch.tick(), if source.is_some() => {
@@ -178,6 +191,7 @@ pub async fn run_on(
                     last_seen = now;
                     tracing::info!(file = %source.path.display(), "config file changed: reloading");
                     let _ = running.reload_from(source).await;
+                    reloaded.notify_one();
                 } else if now.is_none() && last_seen.is_some() {
                     // Deleted or made unreadable: said once (the reload
                     // fails naming why, and the reload metric turns 0); the
@@ -185,6 +199,7 @@ pub async fn run_on(
                     last_seen = None;
                     tracing::warn!(file = %source.path.display(), "config file can no longer be read");
                     let _ = running.reload_from(source).await;
+                    reloaded.notify_one();
                 }
             }
         }
@@ -192,6 +207,7 @@ pub async fn run_on(
     tracing::info!("stopping");
     readiness.stop();
     trimmer.abort();
+    rest.abort();
     running.shutdown(Instant::now()).await;
     let _ = server_stop_tx.send(true);
     let _ = server.await;

@@ -202,11 +202,13 @@ impl RemoteWriteMetrics {
         ];
         let shards = self.shards.get_or_create(&labels).clone();
         let oldest_unsent = self.oldest_unsent.get_or_create(&labels).clone();
+        let highest_sent = self.highest_sent.get_or_create(&labels).clone();
         let status = Arc::new(QueueStatus::new(
             remote_name,
             url,
             shards.clone(),
             oldest_unsent.clone(),
+            highest_sent.clone(),
         ));
         self.status.add_queue(status.clone());
         QueueMetrics {
@@ -222,7 +224,7 @@ impl RemoteWriteMetrics {
             shards_desired: self.shards_desired.get_or_create(&labels).clone(),
             shards_max: self.shards_max.get_or_create(&labels).clone(),
             shards_min: self.shards_min.get_or_create(&labels).clone(),
-            highest_sent: self.highest_sent.get_or_create(&labels).clone(),
+            highest_sent,
             oldest_unsent,
             not_written: self.not_written.get_or_create(&labels).clone(),
             protocol: Arc::new(ProtocolGauges {

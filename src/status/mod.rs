@@ -135,20 +135,28 @@ pub struct QueueStatus {
     pub protocol: &'static str,
     shards: Gauge,
     oldest_unsent: FloatGauge,
+    highest_sent: FloatGauge,
     pending: AtomicU64,
     last_error: Mutex<Option<(SystemTime, String)>>,
 }
 
 impl QueueStatus {
-    /// A queue whose shards and oldest unsent sample's age are the gauges
-    /// it already keeps for its metrics.
-    pub fn new(remote_name: &str, url: &str, shards: Gauge, oldest_unsent: FloatGauge) -> Self {
+    /// A queue whose shards, oldest unsent sample's age and newest sent
+    /// timestamp are the gauges it already keeps for its metrics.
+    pub fn new(
+        remote_name: &str,
+        url: &str,
+        shards: Gauge,
+        oldest_unsent: FloatGauge,
+        highest_sent: FloatGauge,
+    ) -> Self {
         QueueStatus {
             remote_name: remote_name.to_owned(),
             url: url.to_owned(),
             protocol: "1.0",
             shards,
             oldest_unsent,
+            highest_sent,
             pending: AtomicU64::new(0),
             last_error: Mutex::new(None),
         }
@@ -177,6 +185,11 @@ impl QueueStatus {
     /// Seconds the oldest unacknowledged sample has waited (0: none).
     pub fn oldest_unsent_age(&self) -> f64 {
         self.oldest_unsent.get()
+    }
+
+    /// Timestamp (seconds) of the newest sample acknowledged (0: none yet).
+    pub fn highest_sent(&self) -> f64 {
+        self.highest_sent.get()
     }
 
     /// The last failed send, and when.

@@ -40,3 +40,35 @@ pub fn assert_peak_under(pid: u32, cap_mib: u64, what: &str) -> u64 {
     );
     peak
 }
+
+/// Size and resident KiB of the process's executable text: the summed
+/// `r-xp` mappings of its own binary in /proc/PID/smaps (panics if none).
+pub fn exe_text_kib(pid: u32) -> (u64, u64) {
+    let exe = fs::read_link(format!("/proc/{pid}/exe")).expect("read /proc/PID/exe");
+    let exe = exe.to_string_lossy();
+    let smaps = fs::read_to_string(format!("/proc/{pid}/smaps")).expect("read /proc/PID/smaps");
+    let (mut size, mut rss, mut found, mut inside) = (0, 0, 0, false);
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            let perms = fields.next().unwrap_or("");
+            inside = perms == "r-xp" && line.ends_with(exe.as_ref());
+            found += usize::from(inside);
+        } else if inside {
+            let mut kib = || {
+                fields
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            match first {
+                "Size:" => size += kib(),
+                "Rss:" => rss += kib(),
+                _ => {}
+            }
+        }
+    }
+    assert!(found > 0, "no r-xp mapping of {exe} in /proc/{pid}/smaps");
+    (size, rss)
+}
