@@ -159,7 +159,9 @@ fn run(stage: &str, iterations: usize, inputs: &Inputs) -> (usize, usize) {
                 for chunk in samples.chunks(2000) {
                     raw.clear();
                     write_request(chunk, &mut raw);
-                    compress(&mut encoder, &raw, &mut compressed).expect("compresses");
+                    std::hint::black_box(
+                        compress(&mut encoder, &raw, &mut compressed).expect("compresses"),
+                    );
                 }
                 samples.len()
             };

@@ -153,17 +153,15 @@ pub(super) async fn send_metadata(
         for part in all.chunks(per_request) {
             raw.clear();
             write_metadata(part, &mut raw);
-            if let Err(e) = compress(&mut encoder, &raw, &mut compressed) {
-                tracing::error!(error = %e, "cannot compress a remote-write metadata request");
-                continue;
-            }
+            let body = match compress(&mut encoder, &raw, &mut compressed) {
+                Ok(body) => Bytes::copy_from_slice(body),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot compress a remote-write metadata request");
+                    continue;
+                }
+            };
             match sender
-                .send(
-                    Bytes::copy_from_slice(&compressed),
-                    Sent::default(),
-                    ProtobufMessage::V1,
-                    &mut abort,
-                )
+                .send(body, Sent::default(), ProtobufMessage::V1, &mut abort)
                 .await
             {
                 Outcome::Sent => {}

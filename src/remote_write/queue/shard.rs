@@ -312,20 +312,18 @@ pub(super) async fn deliver(
                 None => v2.write_request(part, &NoMetadata, raw),
             },
         }
-        if let Err(e) = encode::compress(snappy, raw, compressed) {
-            tracing::error!(error = %e, "cannot compress a remote-write batch");
-            delivery.failed += part.len() as u64;
-            continue;
-        }
+        let body = match encode::compress(snappy, raw, compressed) {
+            Ok(body) => Bytes::copy_from_slice(body),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot compress a remote-write batch");
+                delivery.failed += part.len() as u64;
+                continue;
+            }
+        };
         let n = part.len() as u64;
         let outcome = ctx
             .sender
-            .send(
-                Bytes::copy_from_slice(compressed),
-                Sent::of(part),
-                message,
-                &mut ctx.abort,
-            )
+            .send(body, Sent::of(part), message, &mut ctx.abort)
             .await;
         match outcome {
             Outcome::FellBack => parts.push((start, end)),
