@@ -31,6 +31,7 @@ use xxhash_rust::xxh3::xxh3_128_with_secret;
 
 use super::arena::{Arena, Place};
 use super::error::PipelineError;
+use super::slots::Slots;
 use crate::storage::{
     next_ref, stale_nan, Appended, Appender, Family, Histogram, SeriesRef, Value,
 };
@@ -201,7 +202,7 @@ pub(crate) struct Emit<'c> {
 #[derive(Debug)]
 pub struct SeriesCache {
     keys: HashTable<Key>,
-    series: Vec<Series>,
+    series: Slots<Series>,
     /// By slot as `series`, up to the last slot that had its own timestamp
     /// (empty for a target that writes none); [`NO_EXPLICIT`] past its end.
     explicit: Vec<Explicit>,
@@ -242,7 +243,7 @@ impl Default for SeriesCache {
     fn default() -> Self {
         SeriesCache {
             keys: HashTable::new(),
-            series: Vec::new(),
+            series: Slots::default(),
             explicit: Vec::new(),
             free: Vec::new(),
             by_text: HashTable::new(),
@@ -439,7 +440,9 @@ impl SeriesCache {
                 .is_some_and(|s| text(arena, s).as_bytes() == rendered)
         });
         if let Some(&slot) = found {
-            self.series[slot as usize].keys += 1;
+            if let Some(s) = self.series.get_mut(slot as usize) {
+                s.keys += 1;
+            }
             return Ok(Some(slot));
         }
         if self.series_limit > 0 && self.series_count() >= self.series_limit {
@@ -469,7 +472,9 @@ impl SeriesCache {
         };
         let slot = match self.free.pop() {
             Some(slot) => {
-                self.series[slot as usize] = entry;
+                if let Some(s) = self.series.get_mut(slot as usize) {
+                    *s = entry;
+                }
                 if let Some(e) = self.explicit.get_mut(slot as usize) {
                     *e = NO_EXPLICIT;
                 }
@@ -660,7 +665,6 @@ impl SeriesCache {
         if oversized(self.series.len(), live, std::mem::size_of::<Series>()) {
             self.renumber();
         }
-        crate::buffers::give_back(&mut self.series, live);
         let explicit = self.explicit.len();
         crate::buffers::give_back(&mut self.explicit, explicit);
         let free = self.free.len();
@@ -687,9 +691,9 @@ impl SeriesCache {
     /// between scrapes: no slot is held elsewhere then.
     fn renumber(&mut self) {
         let mut moved = vec![DROPPED; self.series.len()];
-        let mut live = Vec::with_capacity(self.series.len() - self.free.len());
+        let mut live = Slots::default();
         let mut explicit = Vec::new();
-        for (old, s) in self.series.drain(..).enumerate() {
+        for (old, s) in self.series.take_all().enumerate() {
             if s.keys > 0 {
                 moved[old] = u32::try_from(live.len()).unwrap_or(DROPPED);
                 live.push(s);
@@ -727,7 +731,7 @@ impl SeriesCache {
 }
 
 /// The hash `by_text` files a slot under: its text's.
-fn text_hash(hasher: &DefaultHashBuilder, arena: &Arena, series: &[Series], slot: u32) -> u64 {
+fn text_hash(hasher: &DefaultHashBuilder, arena: &Arena, series: &Slots<Series>, slot: u32) -> u64 {
     series
         .get(slot as usize)
         .map_or(0, |s| hasher.hash_one(text(arena, s).as_bytes()))
