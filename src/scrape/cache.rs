@@ -85,6 +85,65 @@ struct Key {
     slot: u32,
 }
 
+/// Bits of a key's hash that choose its shard of [`Keys`].
+const SHARD_BITS: u32 = 4;
+
+/// The keys, in 16 tables by 4 bits of their hash (bits the tables do
+/// not bucket by). A table grows by allocating twice its buckets and
+/// moving its keys over, so one table held both sizes at once while it
+/// grew: at a million keys, a target's first scrape peaked at 75 MiB for
+/// a 50 MiB table. Shards grow one at a time, a sixteenth of that each.
+#[derive(Debug)]
+struct Keys {
+    shards: [HashTable<Key>; 1 << SHARD_BITS],
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Keys {
+            shards: std::array::from_fn(|_| HashTable::new()),
+        }
+    }
+}
+
+impl Keys {
+    fn shard(hash: &KeyHash) -> usize {
+        (hash.0[2] >> (32 - SHARD_BITS)) as usize
+    }
+
+    fn len(&self) -> usize {
+        self.shards.iter().map(HashTable::len).sum()
+    }
+
+    fn find_mut(&mut self, hash: &KeyHash) -> Option<&mut Key> {
+        self.shards[Self::shard(hash)].find_mut(hash.low(), |k| k.hash == *hash)
+    }
+
+    fn insert_unique(&mut self, key: Key) {
+        self.shards[Self::shard(&key.hash)].insert_unique(key.hash.low(), key, |k| k.hash.low());
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&mut Key) -> bool) {
+        for shard in &mut self.shards {
+            shard.retain(&mut keep);
+        }
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Key> {
+        self.shards.iter_mut().flat_map(HashTable::iter_mut)
+    }
+
+    /// Shrinks each shard much larger than its keys need (see [`SeriesCache::give_back`]).
+    fn give_back(&mut self) {
+        for shard in &mut self.shards {
+            if crate::buffers::oversized(shard.capacity(), shard.len(), std::mem::size_of::<Key>())
+            {
+                shard.shrink_to(shard.len() * 2, |k| k.hash.low());
+            }
+        }
+    }
+}
+
 /// One label set after target labels and relabeling: 32 bytes besides its
 /// text (4-byte aligned, no padding: the ref in two halves, the kind in
 /// the name length's top bits). Generations are u32: a key or series not
@@ -201,7 +260,7 @@ pub(crate) struct Emit<'c> {
 /// See the module documentation; the scrape loop keeps one per target.
 #[derive(Debug)]
 pub struct SeriesCache {
-    keys: HashTable<Key>,
+    keys: Keys,
     series: Slots<Series>,
     /// By slot as `series`, up to the last slot that had its own timestamp
     /// (empty for a target that writes none); [`NO_EXPLICIT`] past its end.
@@ -242,7 +301,7 @@ pub struct SeriesCache {
 impl Default for SeriesCache {
     fn default() -> Self {
         SeriesCache {
-            keys: HashTable::new(),
+            keys: Keys::default(),
             series: Slots::default(),
             explicit: Vec::new(),
             free: Vec::new(),
@@ -282,7 +341,7 @@ impl SeriesCache {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.keys.len() == 0
     }
 
     /// Label sets (series) held: what `series_limit` counts. A series the
@@ -387,7 +446,7 @@ impl SeriesCache {
             generation: self.generation,
             slot: slot.unwrap_or(DROPPED),
         };
-        self.keys.insert_unique(hash.low(), entry, |k| k.hash.low());
+        self.keys.insert_unique(entry);
         self.seen += 1;
         Ok(Lookup {
             slot,
@@ -415,7 +474,7 @@ impl SeriesCache {
     fn find_seen(&mut self, key: &[u8]) -> (KeyHash, Option<u32>) {
         let hash = KeyHash::of(key, self.secret);
         let generation = self.generation;
-        let Some(k) = self.keys.find_mut(hash.low(), |k| k.hash == hash) else {
+        let Some(k) = self.keys.find_mut(&hash) else {
             return (hash, None);
         };
         if k.generation != generation {
@@ -669,13 +728,7 @@ impl SeriesCache {
         crate::buffers::give_back(&mut self.explicit, explicit);
         let free = self.free.len();
         crate::buffers::give_back(&mut self.free, free);
-        if oversized(
-            self.keys.capacity(),
-            self.keys.len(),
-            std::mem::size_of::<Key>(),
-        ) {
-            self.keys.shrink_to(self.keys.len() * 2, |k| k.hash.low());
-        }
+        self.keys.give_back();
         if oversized(self.by_text.capacity(), self.by_text.len(), 4) {
             let (arena, series, hasher) = (&self.arena, &self.series, &self.hasher);
             self.by_text.shrink_to(self.by_text.len() * 2, |&slot| {
@@ -745,6 +798,34 @@ mod tests {
     fn a_series_is_32_bytes_and_a_key_20() {
         assert_eq!(std::mem::size_of::<Series>(), 32);
         assert_eq!(std::mem::size_of::<Key>(), 20);
+    }
+
+    #[test]
+    fn keys_spread_over_the_shards_are_found_kept_and_forgotten() {
+        let mut keys = Keys::default();
+        let secret = secret();
+        let hashes: Vec<KeyHash> = (0..10_000)
+            .map(|i| KeyHash::of(format!("m{{i=\"{i}\"}}").as_bytes(), secret))
+            .collect();
+        for (i, &hash) in hashes.iter().enumerate() {
+            keys.insert_unique(Key {
+                hash,
+                generation: 1,
+                slot: i as u32,
+            });
+        }
+        assert_eq!(keys.len(), hashes.len());
+        let smallest = keys.shards.iter().map(HashTable::len).min();
+        assert!(smallest > Some(400), "every shard has keys: {smallest:?}");
+        for (i, hash) in hashes.iter().enumerate() {
+            assert_eq!(keys.find_mut(hash).map(|k| k.slot), Some(i as u32));
+        }
+        keys.retain(|k| k.slot % 2 == 0);
+        assert_eq!(keys.len(), hashes.len() / 2);
+        for (i, hash) in hashes.iter().enumerate() {
+            assert_eq!(keys.find_mut(hash).is_some(), i % 2 == 0, "{i}");
+        }
+        assert_eq!(keys.iter_mut().count(), hashes.len() / 2);
     }
 
     #[test]
