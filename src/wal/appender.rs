@@ -14,7 +14,7 @@ use crate::storage::{Appended, Appender, Family, SeriesRef, Storage, Value};
 
 use super::record::{
     put_exemplar, put_histogram, put_metadata, put_start, zigzag, FamilyMetadata, Records,
-    EXEMPLARS, HISTOGRAMS, METADATA, RECORD_TARGET, SAMPLES, SERIES, STARTS,
+    EXEMPLARS, HISTOGRAMS, METADATA, SAMPLES, SERIES, STARTS,
 };
 use super::{Wal, WalError};
 use crate::varint;
@@ -330,7 +330,7 @@ impl Appender for WalAppender {
             put_start(self.batch.starts.body(), s.series_ref, start);
         }
         self.batch.append(s, describe);
-        if self.batch.described() > 0 {
+        if self.batch.series.has_closed() {
             guard.spill(&mut self.batch);
         }
     }
@@ -530,7 +530,7 @@ impl WalBatch {
             varint::put(series, s.series_ref);
             varint::put(series, s.series.len() as u64);
             series.extend_from_slice(s.series.as_bytes());
-            if self.series.open_len() >= RECORD_TARGET {
+            if self.series.full() {
                 self.series.close();
             }
         }
@@ -546,7 +546,7 @@ impl WalBatch {
                 varint::put(samples, zigzag(ts.wrapping_sub(self.last_ts)));
                 samples.extend_from_slice(&value.to_bits().to_le_bytes());
                 self.last_ts = ts;
-                if self.samples.open_len() >= RECORD_TARGET {
+                if self.samples.full() {
                     self.samples.close();
                     self.last_ts = 0;
                 }
@@ -563,7 +563,7 @@ impl WalBatch {
                     h,
                 );
                 self.histograms_ts = ts;
-                if self.histograms.open_len() >= RECORD_TARGET {
+                if self.histograms.full() {
                     self.histograms.close();
                     self.histograms_ts = 0;
                 }
@@ -582,7 +582,7 @@ impl WalBatch {
                 e.labels,
             );
             self.exemplars_ts = ets;
-            if self.exemplars.open_len() >= RECORD_TARGET {
+            if self.exemplars.full() {
                 self.exemplars.close();
                 self.exemplars_ts = 0;
             }

@@ -86,7 +86,18 @@ impl Records {
     }
 
     /// The open record, to append an entry's bytes to (opened if none is).
+    #[inline]
     pub(super) fn body(&mut self) -> &mut Vec<u8> {
+        if self.open.is_empty() || self.open.capacity() - self.open.len() < ROOM {
+            self.make_room();
+        }
+        &mut self.open
+    }
+
+    /// Opens a record if none is, and grows its buffer ahead of entries up
+    /// to [`RECORD_CAPACITY`].
+    #[cold]
+    fn make_room(&mut self) {
         if self.open.is_empty() {
             self.open.extend_from_slice(&[0; HEADER - 1]);
             self.open.push(self.kind);
@@ -97,12 +108,18 @@ impl Records {
                 self.open.reserve_exact(want - self.open.len());
             }
         }
-        &mut self.open
     }
 
-    /// Bytes of the open record's body (0 if none is open).
-    pub(super) fn open_len(&self) -> usize {
-        self.open.len().saturating_sub(HEADER)
+    /// Whether the open record has reached [`RECORD_TARGET`] (time to close it).
+    #[inline]
+    pub(super) fn full(&self) -> bool {
+        self.open.len() >= RECORD_TARGET + HEADER
+    }
+
+    /// Whether closed records wait to be written.
+    #[inline]
+    pub(super) fn has_closed(&self) -> bool {
+        !self.closed.is_empty()
     }
 
     /// Closes the open record (one without a body is dropped: a reader
@@ -550,7 +567,7 @@ mod tests {
             records.body().extend_from_slice(&entry);
             written += entry.len();
             assert!(records.open.capacity() <= RECORD_CAPACITY);
-            if records.open_len() >= RECORD_TARGET {
+            if records.full() {
                 records.close();
             }
         }
