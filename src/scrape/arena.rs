@@ -5,12 +5,18 @@
 //! most one partly filled chunk, sized to an eighth of what is held so far
 //! (4 KiB to 256 KiB), so a small target's cache stays small.
 
-/// Smallest and largest size of a new chunk, unless one text is longer.
-const MIN_CHUNK: usize = 4 << 10;
-const MAX_CHUNK: usize = 256 << 10;
+/// Bits of a [`Place`] for the offset in its chunk.
+const OFFSET_BITS: u32 = 18;
 
-/// Where a text starts: its chunk in the high 32 bits, the offset in the low.
-pub(crate) type Place = u64;
+/// Smallest and largest size of a new chunk, unless one text is longer
+/// (such a text has a chunk of its own, at offset 0).
+const MIN_CHUNK: usize = 4 << 10;
+const MAX_CHUNK: usize = 1 << OFFSET_BITS;
+
+/// Where a text starts: its chunk in the high 14 bits, the offset in the
+/// low 18 (4 bytes a series where two halves of a u64 took 8). 16384
+/// chunks hold 4 GiB of text at least.
+pub(crate) type Place = u32;
 
 /// See the module documentation.
 #[derive(Debug, Default)]
@@ -26,14 +32,17 @@ impl Arena {
         self.len
     }
 
-    /// Appends `text`; None if there are 2^32 chunks or a chunk would pass
-    /// 4 GiB (a text that long is refused before it gets here).
+    /// Appends `text`; None when the chunks are all used (4 GiB of text
+    /// at least).
     pub fn push(&mut self, text: &str) -> Option<Place> {
         let fits = self
             .chunks
             .last()
-            .is_some_and(|c| c.capacity() - c.len() >= text.len());
+            .is_some_and(|c| c.len() < MAX_CHUNK && c.capacity() - c.len() >= text.len());
         if !fits {
+            if self.chunks.len() >= 1 << (32 - OFFSET_BITS) {
+                return None;
+            }
             let size = (self.len / 8).clamp(MIN_CHUNK, MAX_CHUNK).max(text.len());
             self.chunks.push(String::with_capacity(size));
         }
@@ -42,12 +51,13 @@ impl Arena {
         let offset = u32::try_from(chunk.len()).ok()?;
         chunk.push_str(text);
         self.len += text.len();
-        Some(u64::from(index) << 32 | u64::from(offset))
+        Some(index << OFFSET_BITS | offset)
     }
 
     /// The text of `len` bytes at `place` ("" if there is none).
     pub fn get(&self, place: Place, len: u32) -> &str {
-        let (index, offset) = ((place >> 32) as usize, (place as u32) as usize);
+        let index = (place >> OFFSET_BITS) as usize;
+        let offset = (place & ((1 << OFFSET_BITS) - 1)) as usize;
         self.chunks
             .get(index)
             .and_then(|c| c.get(offset..offset + len as usize))
@@ -58,6 +68,20 @@ impl Arena {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn texts_at_the_end_of_the_largest_chunks_come_back() {
+        let mut arena = Arena::default();
+        // 30-byte texts: some straddle no chunk end, the last in a full
+        // 256 KiB chunk starts at an offset just under 2^18.
+        let texts: Vec<String> = (0..150_000).map(|i| format!("{i:>29}x")).collect();
+        let places: Vec<Place> = texts.iter().map(|t| arena.push(t).expect("room")).collect();
+        let max_offset = places.iter().map(|p| p & (MAX_CHUNK as u32 - 1)).max();
+        assert!(max_offset > Some(MAX_CHUNK as u32 - 64), "{max_offset:?}");
+        for (t, &p) in texts.iter().zip(&places) {
+            assert_eq!(arena.get(p, 30), t);
+        }
+    }
 
     #[test]
     fn texts_come_back_as_pushed_across_chunks_without_slack() {
@@ -81,6 +105,10 @@ mod tests {
             "{capacity} bytes held for {}",
             arena.len()
         );
-        assert_eq!(arena.get(u64::MAX, 3), "");
+        assert_eq!(arena.get(u32::MAX, 3), "");
+        // A text after the long one's chunk starts a new chunk: its offset
+        // must fit in the place.
+        let after = arena.push("after").expect("room");
+        assert_eq!(arena.get(after, 5), "after");
     }
 }

@@ -9,16 +9,16 @@
 //! successful scrape appended, so a series that vanishes, or every series
 //! of a failed scrape, gets a staleness marker.
 //!
-//! A key is not stored: the cache holds a 128-bit hash of its bytes
+//! A key is not stored: the cache holds 96 bits of a hash of its bytes
 //! (XXH3-128 with a secret drawn at random for each process), which is all
-//! a lookup compares. Two keys collide with probability about n²/2^129 for
-//! n keys, about 1.5·10⁻²⁷ at a million series, far below the odds of a
-//! memory error; and as the hashes never leave the process and the secret is
+//! a lookup compares. Two keys collide with probability about n²/2^97 for
+//! n keys, about 6·10⁻¹⁸ at a million series, far below the odds of a
+//! memory error (96 bits rather than all 128 save 4 of a key's 24 bytes); and as the hashes never leave the process and the secret is
 //! not known outside it, a target cannot write series chosen to collide. A
 //! collision would file one series' samples under the other's labels.
 //! Prometheus keys its scrape cache by the full string; holding only the
 //! hash saves a series' text as the target wrote it, about half the cache.
-//! The table buckets by 64 bits of the same hash, so a key is hashed once.
+//! The table buckets by 64 of those bits, so a key is hashed once.
 //!
 //! Rendered series live end to end in an [`Arena`], so a series costs its
 //! bytes and a small index record, not heap allocations.
@@ -31,6 +31,7 @@ use xxhash_rust::xxh3::xxh3_128_with_secret;
 
 use super::arena::{Arena, Place};
 use super::error::PipelineError;
+use super::slots::Slots;
 use crate::storage::{
     next_ref, stale_nan, Appended, Appender, Family, Histogram, SeriesRef, Value,
 };
@@ -57,20 +58,20 @@ fn secret() -> &'static [u8; SECRET_LEN] {
     })
 }
 
-/// A key's 128-bit hash, in two halves: `low` also buckets the table.
+/// 96 bits of a key's XXH3-128 hash, as three u32 (so a [`Key`] is 20
+/// bytes, 4-byte aligned): the first two, `low`, also bucket the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct KeyHash {
-    low: u64,
-    high: u64,
-}
+struct KeyHash([u32; 3]);
 
 impl KeyHash {
     fn of(key: &[u8], secret: &[u8; SECRET_LEN]) -> Self {
         let hash = xxh3_128_with_secret(key, secret);
-        KeyHash {
-            low: hash as u64,
-            high: (hash >> 64) as u64,
-        }
+        KeyHash([hash as u32, (hash >> 32) as u32, (hash >> 64) as u32])
+    }
+
+    /// The 64 bits the table buckets by.
+    fn low(&self) -> u64 {
+        u64::from(self.0[0]) | u64::from(self.0[1]) << 32
     }
 }
 
@@ -84,24 +85,116 @@ struct Key {
     slot: u32,
 }
 
-/// One label set after target labels and relabeling: 40 bytes besides its
-/// text. Generations are u32: a key or series not seen by a successful
-/// scrape is forgotten at its end, so a cached generation is never 2^32
-/// scrapes old.
+/// Bits of a key's hash that choose its shard of [`Keys`].
+const SHARD_BITS: u32 = 4;
+
+/// The keys, in 16 tables by 4 bits of their hash (bits the tables do
+/// not bucket by). A table grows by allocating twice its buckets and
+/// moving its keys over, so one table held both sizes at once while it
+/// grew: at a million keys, a target's first scrape peaked at 75 MiB for
+/// a 50 MiB table. Shards grow one at a time, a sixteenth of that each.
+#[derive(Debug)]
+struct Keys {
+    shards: [HashTable<Key>; 1 << SHARD_BITS],
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Keys {
+            shards: std::array::from_fn(|_| HashTable::new()),
+        }
+    }
+}
+
+impl Keys {
+    fn shard(hash: &KeyHash) -> usize {
+        (hash.0[2] >> (32 - SHARD_BITS)) as usize
+    }
+
+    fn len(&self) -> usize {
+        self.shards.iter().map(HashTable::len).sum()
+    }
+
+    fn find_mut(&mut self, hash: &KeyHash) -> Option<&mut Key> {
+        self.shards[Self::shard(hash)].find_mut(hash.low(), |k| k.hash == *hash)
+    }
+
+    fn insert_unique(&mut self, key: Key) {
+        self.shards[Self::shard(&key.hash)].insert_unique(key.hash.low(), key, |k| k.hash.low());
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&mut Key) -> bool) {
+        for shard in &mut self.shards {
+            shard.retain(&mut keep);
+        }
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Key> {
+        self.shards.iter_mut().flat_map(HashTable::iter_mut)
+    }
+
+    /// Shrinks each shard much larger than its keys need (see [`SeriesCache::give_back`]).
+    fn give_back(&mut self) {
+        for shard in &mut self.shards {
+            if crate::buffers::oversized(shard.capacity(), shard.len(), std::mem::size_of::<Key>())
+            {
+                shard.shrink_to(shard.len() * 2, |k| k.hash.low());
+            }
+        }
+    }
+}
+
+/// One label set after target labels and relabeling: 32 bytes besides its
+/// text (4-byte aligned, no padding: the ref in two halves, the kind in
+/// the name length's top bits). Generations are u32: a key or series not
+/// seen by a successful scrape is forgotten at its end, so a cached
+/// generation is never 2^32 scrapes old.
 #[derive(Debug)]
 struct Series {
-    series_ref: SeriesRef,
+    /// Its [`SeriesRef`], low half first.
+    series_ref: [u32; 2],
     start: Place,
     /// Bytes of its text (at most u32::MAX: see [`PipelineError::SeriesTooLong`]).
     len: u32,
-    name_len: u32,
+    /// Bytes of its name in the low 30 bits (see [`MAX_NAME`]), and in the
+    /// top two what its last sample was: its staleness marker is of the
+    /// same kind.
+    name_kind: u32,
     /// The scrape that last appended a sample of it, and the one before.
     appended: u32,
     before: u32,
     /// How many keys lead here; 0 for a free slot.
     keys: u32,
-    /// What its last sample was: its staleness marker is of the same kind.
-    kind: Kind,
+}
+
+/// The longest name a series may have (longer is [`PipelineError::SeriesTooLong`]).
+const MAX_NAME: u32 = (1 << 30) - 1;
+
+impl Series {
+    fn series_ref(&self) -> SeriesRef {
+        u64::from(self.series_ref[0]) | u64::from(self.series_ref[1]) << 32
+    }
+
+    fn name_len(&self) -> usize {
+        (self.name_kind & MAX_NAME) as usize
+    }
+
+    fn kind(&self) -> Kind {
+        match self.name_kind >> 30 {
+            0 => Kind::Float,
+            1 => Kind::IntegerHistogram,
+            _ => Kind::FloatHistogram,
+        }
+    }
+
+    fn set_kind(&mut self, kind: Kind) {
+        let bits = match kind {
+            Kind::Float => 0,
+            Kind::IntegerHistogram => 1,
+            Kind::FloatHistogram => 2,
+        };
+        self.name_kind = (self.name_kind & MAX_NAME) | bits << 30;
+    }
 }
 
 /// What a series' last sample was, for its staleness marker: Prometheus 3
@@ -167,8 +260,8 @@ pub(crate) struct Emit<'c> {
 /// See the module documentation; the scrape loop keeps one per target.
 #[derive(Debug)]
 pub struct SeriesCache {
-    keys: HashTable<Key>,
-    series: Vec<Series>,
+    keys: Keys,
+    series: Slots<Series>,
     /// By slot as `series`, up to the last slot that had its own timestamp
     /// (empty for a target that writes none); [`NO_EXPLICIT`] past its end.
     explicit: Vec<Explicit>,
@@ -208,8 +301,8 @@ pub struct SeriesCache {
 impl Default for SeriesCache {
     fn default() -> Self {
         SeriesCache {
-            keys: HashTable::new(),
-            series: Vec::new(),
+            keys: Keys::default(),
+            series: Slots::default(),
             explicit: Vec::new(),
             free: Vec::new(),
             by_text: HashTable::new(),
@@ -232,6 +325,11 @@ impl Default for SeriesCache {
     }
 }
 
+/// `r` in halves, low first (see [`Series`]).
+fn split(r: SeriesRef) -> [u32; 2] {
+    [r as u32, (r >> 32) as u32]
+}
+
 fn text<'a>(arena: &'a Arena, s: &Series) -> &'a str {
     arena.get(s.start, s.len)
 }
@@ -243,7 +341,7 @@ impl SeriesCache {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.keys.len() == 0
     }
 
     /// Label sets (series) held: what `series_limit` counts. A series the
@@ -348,7 +446,7 @@ impl SeriesCache {
             generation: self.generation,
             slot: slot.unwrap_or(DROPPED),
         };
-        self.keys.insert_unique(hash.low, entry, |k| k.hash.low);
+        self.keys.insert_unique(entry);
         self.seen += 1;
         Ok(Lookup {
             slot,
@@ -376,7 +474,7 @@ impl SeriesCache {
     fn find_seen(&mut self, key: &[u8]) -> (KeyHash, Option<u32>) {
         let hash = KeyHash::of(key, self.secret);
         let generation = self.generation;
-        let Some(k) = self.keys.find_mut(hash.low, |k| k.hash == hash) else {
+        let Some(k) = self.keys.find_mut(&hash) else {
             return (hash, None);
         };
         if k.generation != generation {
@@ -401,7 +499,9 @@ impl SeriesCache {
                 .is_some_and(|s| text(arena, s).as_bytes() == rendered)
         });
         if let Some(&slot) = found {
-            self.series[slot as usize].keys += 1;
+            if let Some(s) = self.series.get_mut(slot as usize) {
+                s.keys += 1;
+            }
             return Ok(Some(slot));
         }
         if self.series_limit > 0 && self.series_count() >= self.series_limit {
@@ -411,25 +511,29 @@ impl SeriesCache {
             length: rendered.len(),
         };
         let len = u32::try_from(rendered.len()).map_err(|_| too_long())?;
-        let name_len = u32::try_from(name_len).map_err(|_| too_long())?;
+        let name_len = u32::try_from(name_len)
+            .ok()
+            .filter(|&n| n <= MAX_NAME)
+            .ok_or_else(too_long)?;
         // Rendered from str pieces: this only checks.
         let start = self
             .arena
             .push(&String::from_utf8_lossy(rendered))
             .ok_or_else(too_long)?;
         let entry = Series {
-            series_ref: next_ref(),
+            series_ref: split(next_ref()),
             start,
             len,
-            name_len,
+            name_kind: name_len,
             appended: 0,
             before: 0,
             keys: 1,
-            kind: Kind::Float,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
-                self.series[slot as usize] = entry;
+                if let Some(s) = self.series.get_mut(slot as usize) {
+                    *s = entry;
+                }
                 if let Some(e) = self.explicit.get_mut(slot as usize) {
                     *e = NO_EXPLICIT;
                 }
@@ -459,7 +563,7 @@ impl SeriesCache {
         if s.appended == self.generation {
             return None;
         }
-        s.kind = kind;
+        s.set_kind(kind);
         if Some(s.appended) == self.last_appended {
             self.continued += 1;
         }
@@ -486,9 +590,9 @@ impl SeriesCache {
             None => true,
         };
         Some(Emit {
-            series_ref: s.series_ref,
+            series_ref: s.series_ref(),
             text: text(&self.arena, s),
-            name_len: s.name_len as usize,
+            name_len: s.name_len(),
             in_order,
         })
     }
@@ -556,14 +660,14 @@ impl SeriesCache {
                 continue;
             }
             let mut marker = Appended::float(
-                s.series_ref,
+                s.series_ref(),
                 text(&self.arena, s),
-                s.name_len as usize,
+                s.name_len(),
                 &family,
                 None,
                 stale_nan(),
             );
-            match s.kind {
+            match s.kind() {
                 Kind::Float => {}
                 Kind::IntegerHistogram => marker.value = Value::Histogram(&integer),
                 Kind::FloatHistogram => marker.value = Value::Histogram(&float),
@@ -620,18 +724,11 @@ impl SeriesCache {
         if oversized(self.series.len(), live, std::mem::size_of::<Series>()) {
             self.renumber();
         }
-        crate::buffers::give_back(&mut self.series, live);
         let explicit = self.explicit.len();
         crate::buffers::give_back(&mut self.explicit, explicit);
         let free = self.free.len();
         crate::buffers::give_back(&mut self.free, free);
-        if oversized(
-            self.keys.capacity(),
-            self.keys.len(),
-            std::mem::size_of::<Key>(),
-        ) {
-            self.keys.shrink_to(self.keys.len() * 2, |k| k.hash.low);
-        }
+        self.keys.give_back();
         if oversized(self.by_text.capacity(), self.by_text.len(), 4) {
             let (arena, series, hasher) = (&self.arena, &self.series, &self.hasher);
             self.by_text.shrink_to(self.by_text.len() * 2, |&slot| {
@@ -647,9 +744,9 @@ impl SeriesCache {
     /// between scrapes: no slot is held elsewhere then.
     fn renumber(&mut self) {
         let mut moved = vec![DROPPED; self.series.len()];
-        let mut live = Vec::with_capacity(self.series.len() - self.free.len());
+        let mut live = Slots::default();
         let mut explicit = Vec::new();
-        for (old, s) in self.series.drain(..).enumerate() {
+        for (old, s) in self.series.take_all().enumerate() {
             if s.keys > 0 {
                 moved[old] = u32::try_from(live.len()).unwrap_or(DROPPED);
                 live.push(s);
@@ -687,8 +784,84 @@ impl SeriesCache {
 }
 
 /// The hash `by_text` files a slot under: its text's.
-fn text_hash(hasher: &DefaultHashBuilder, arena: &Arena, series: &[Series], slot: u32) -> u64 {
+fn text_hash(hasher: &DefaultHashBuilder, arena: &Arena, series: &Slots<Series>, slot: u32) -> u64 {
     series
         .get(slot as usize)
         .map_or(0, |s| hasher.hash_one(text(arena, s).as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_series_is_32_bytes_and_a_key_20() {
+        assert_eq!(std::mem::size_of::<Series>(), 32);
+        assert_eq!(std::mem::size_of::<Key>(), 20);
+    }
+
+    #[test]
+    fn keys_spread_over_the_shards_are_found_kept_and_forgotten() {
+        let mut keys = Keys::default();
+        let secret = secret();
+        let hashes: Vec<KeyHash> = (0..10_000)
+            .map(|i| KeyHash::of(format!("m{{i=\"{i}\"}}").as_bytes(), secret))
+            .collect();
+        for (i, &hash) in hashes.iter().enumerate() {
+            keys.insert_unique(Key {
+                hash,
+                generation: 1,
+                slot: i as u32,
+            });
+        }
+        assert_eq!(keys.len(), hashes.len());
+        let smallest = keys.shards.iter().map(HashTable::len).min();
+        assert!(smallest > Some(400), "every shard has keys: {smallest:?}");
+        for (i, hash) in hashes.iter().enumerate() {
+            assert_eq!(keys.find_mut(hash).map(|k| k.slot), Some(i as u32));
+        }
+        keys.retain(|k| k.slot % 2 == 0);
+        assert_eq!(keys.len(), hashes.len() / 2);
+        for (i, hash) in hashes.iter().enumerate() {
+            assert_eq!(keys.find_mut(hash).is_some(), i % 2 == 0, "{i}");
+        }
+        assert_eq!(keys.iter_mut().count(), hashes.len() / 2);
+    }
+
+    #[test]
+    fn a_series_keeps_its_ref_name_length_and_kind_in_packed_fields() {
+        let r = 0x1234_5678_9abc_def0;
+        let mut s = Series {
+            series_ref: split(r),
+            start: 0,
+            len: 0,
+            name_kind: MAX_NAME,
+            appended: 0,
+            before: 0,
+            keys: 1,
+        };
+        assert_eq!(s.series_ref(), r);
+        for kind in [Kind::FloatHistogram, Kind::IntegerHistogram, Kind::Float] {
+            s.set_kind(kind);
+            assert_eq!((s.kind(), s.name_len()), (kind, MAX_NAME as usize));
+        }
+    }
+
+    #[test]
+    fn a_name_longer_than_the_packed_field_holds_is_refused() {
+        let mut cache = SeriesCache::default();
+        let got = cache.lookup(b"m", |_| Ok(Some(MAX_NAME as usize + 1)));
+        assert!(
+            matches!(got, Err(PipelineError::SeriesTooLong { .. })),
+            "{:?}",
+            got.map(|l| l.slot)
+        );
+        let got = cache.lookup(b"m", |out| {
+            out.extend_from_slice(b"m");
+            Ok(Some(1))
+        });
+        let slot = got.ok().and_then(|l| l.slot).expect("a slot");
+        let emit = cache.emit(slot, None, Kind::Float).expect("emitted");
+        assert_eq!((emit.text, emit.name_len), ("m", 1));
+    }
 }

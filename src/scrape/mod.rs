@@ -15,6 +15,7 @@ pub mod fetch;
 #[cfg(test)]
 mod native_tests;
 pub mod pipeline;
+mod slots;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

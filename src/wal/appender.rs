@@ -13,8 +13,8 @@ use crate::exposition::MetricType;
 use crate::storage::{Appended, Appender, Family, SeriesRef, Storage, Value};
 
 use super::record::{
-    frame, put_exemplar, put_histogram, put_metadata, put_start, zigzag, FamilyMetadata, EXEMPLARS,
-    HISTOGRAMS, METADATA, RECORD_TARGET, SAMPLES, SERIES, STARTS,
+    put_exemplar, put_histogram, put_metadata, put_start, zigzag, FamilyMetadata, Records,
+    EXEMPLARS, HISTOGRAMS, METADATA, SAMPLES, SERIES, STARTS,
 };
 use super::{Wal, WalError};
 use crate::varint;
@@ -44,8 +44,7 @@ impl AppendGuard {
 
     /// Writes the batch's records (not synced: see [`Wal::sync`]).
     pub fn append(&self, batch: &WalBatch) -> Result<(), WalError> {
-        self.wal.append(&batch.early, batch.early_described)?;
-        self.wal.append(&batch.out, batch.described)
+        self.wal.append(batch.records(), batch.described())
     }
 
     /// Writes the batch's full series records now, so a scrape that
@@ -55,12 +54,8 @@ impl AppendGuard {
     /// scrape failed) costs the reader nothing. If the write fails they
     /// stay in the batch for [`AppendGuard::append`].
     pub fn spill(&self, batch: &mut WalBatch) {
-        if batch.early.is_empty() {
-            return;
-        }
-        if self.wal.append(&batch.early, batch.early_described).is_ok() {
-            batch.early.clear();
-            batch.early_described = 0;
+        if self.wal.append(batch.early(), batch.described()).is_ok() {
+            batch.early_written();
         }
     }
 }
@@ -93,12 +88,19 @@ impl Storage for WalStorage {
 /// Which series the current segment has described: a bit per ref from
 /// `base` on. Refs are handed out in increasing order, so a target's live
 /// series span a range not much wider than their number (a bit each);
-/// the bits start over with each segment.
+/// the bits start over with each segment. The series the current
+/// transaction described have a bit in `newly` too, to be described again
+/// if it is rolled back or its write fails (a bit, where a list of their
+/// refs took 8 bytes a series in a target's first scrape).
 #[derive(Default)]
 struct Described {
     epoch: Option<u32>,
     base: u64,
     words: Vec<u64>,
+    /// As `words` (same base and length), for this transaction only.
+    newly: Vec<u64>,
+    /// Whether any bit of `newly` is set.
+    any_newly: bool,
 }
 
 impl Described {
@@ -107,10 +109,12 @@ impl Described {
         if self.epoch != Some(epoch) {
             self.epoch = Some(epoch);
             self.words = Vec::new();
+            self.newly = Vec::new();
+            self.any_newly = false;
         }
     }
 
-    /// Notes `r` as described; true if it was not yet.
+    /// Notes `r` as described (in this transaction); true if it was not yet.
     fn insert(&mut self, r: SeriesRef) -> bool {
         if self.words.is_empty() {
             self.base = r & !63;
@@ -118,26 +122,40 @@ impl Described {
             // An older series after newer ones: room below, an eighth more.
             let need = (self.base - (r & !63)) / 64;
             let grow = need.max(self.words.len() as u64 / 8).min(self.base / 64);
-            self.words
-                .splice(0..0, std::iter::repeat_n(0, grow as usize));
+            for words in [&mut self.words, &mut self.newly] {
+                words.splice(0..0, std::iter::repeat_n(0, grow as usize));
+            }
             self.base -= grow * 64;
         }
         let index = ((r - self.base) / 64) as usize;
         if index >= self.words.len() {
             self.words.resize(index + 1, 0);
+            self.newly.resize(index + 1, 0);
         }
         let mask = 1u64 << (r % 64);
         let new = self.words[index] & mask == 0;
-        self.words[index] |= mask;
+        if new {
+            self.words[index] |= mask;
+            self.newly[index] |= mask;
+            self.any_newly = true;
+        }
         new
     }
 
-    fn remove(&mut self, r: SeriesRef) {
-        if let Some(word) = r
-            .checked_sub(self.base)
-            .and_then(|i| self.words.get_mut((i / 64) as usize))
-        {
-            *word &= !(1u64 << (r % 64));
+    /// The transaction's descriptions were written: they stay.
+    fn settle(&mut self) {
+        if std::mem::take(&mut self.any_newly) {
+            self.newly.fill(0);
+        }
+    }
+
+    /// The transaction's descriptions were lost: those series are new again.
+    fn forget_newly(&mut self) {
+        if std::mem::take(&mut self.any_newly) {
+            for (word, newly) in self.words.iter_mut().zip(self.newly.iter_mut()) {
+                *word &= !*newly;
+                *newly = 0;
+            }
         }
     }
 }
@@ -148,10 +166,8 @@ pub struct WalAppender {
     metrics: AppendMetrics,
     guard: Option<AppendGuard>,
     pub(super) batch: WalBatch,
+    /// Series described in the current segment (and in this transaction).
     described: Described,
-    /// Series described in this transaction: described again if it is
-    /// rolled back or its write fails.
-    newly: Vec<SeriesRef>,
     /// The families whose metadata the current segment has (see [`Families`]).
     families: Families,
     /// The series' start timestamps the current segment has (see [`Starts`]).
@@ -279,7 +295,6 @@ impl WalAppender {
             guard: None,
             batch: WalBatch::default(),
             described: Described::default(),
-            newly: Vec::new(),
             families: Families::default(),
             starts: Starts::default(),
             target: String::new(),
@@ -287,9 +302,7 @@ impl WalAppender {
     }
 
     fn forget_newly(&mut self) {
-        for r in self.newly.drain(..) {
-            self.described.remove(r);
-        }
+        self.described.forget_newly();
     }
 }
 
@@ -300,7 +313,7 @@ impl Appender for WalAppender {
         self.families.at(guard.epoch);
         self.starts.at(guard.epoch);
         self.batch.begin(timestamp_ms);
-        self.newly.clear();
+        self.described.settle();
     }
 
     fn append(&mut self, s: &Appended<'_>) {
@@ -310,17 +323,14 @@ impl Appender for WalAppender {
             return;
         };
         let describe = self.described.insert(s.series_ref);
-        if describe {
-            self.newly.push(s.series_ref);
-        }
         if self.families.changed(s.family) {
             self.batch.metadata(s.family);
         }
         if let Some(start) = self.starts.change(s.series_ref, s.start_timestamp_ms) {
-            put_start(&mut self.batch.starts, s.series_ref, start);
+            put_start(self.batch.starts.body(), s.series_ref, start);
         }
         self.batch.append(s, describe);
-        if !self.batch.early.is_empty() {
+        if self.batch.series.has_closed() {
             guard.spill(&mut self.batch);
         }
     }
@@ -363,35 +373,36 @@ impl Appender for WalAppender {
                 }
             }
         }
-        self.newly.clear();
+        self.described.settle();
         self.batch.give_back();
     }
 }
 
 /// One scrape's records, built by the pipeline as an [`Appender`] and
-/// appended in one write; reused between scrapes.
-#[derive(Debug, Default)]
+/// appended in one go; reused between scrapes. Each type's records are
+/// framed where they are built (see [`Records`]) and written type by type:
+/// series, metadata, start timestamps, samples, histograms, exemplars. So
+/// a family's metadata, a series' description and its start come before
+/// its samples, and exemplars after the samples they belong to, as a
+/// reader needs them.
+#[derive(Debug)]
 pub struct WalBatch {
     /// The scrape's timestamp, for samples without their own.
     default_ts: i64,
-    out: Vec<u8>,
-    /// Full series records, written ahead of `out` (see [`AppendGuard::spill`]).
-    early: Vec<u8>,
-    early_described: u64,
-    series: Vec<u8>,
-    samples: Vec<u8>,
+    /// Series records; the closed ones may be written early (see
+    /// [`AppendGuard::spill`]).
+    series: Records,
+    metadata: Records,
+    /// Start timestamps (see [`Starts`]).
+    starts: Records,
+    samples: Records,
+    /// The open record's last timestamp (timestamps are delta-encoded
+    /// within a record), for samples, histograms and exemplars.
     last_ts: i64,
-    /// Native histogram samples, exemplars and family metadata, each an
-    /// open record of its own type, with their records' last timestamps.
-    histograms: Vec<u8>,
+    histograms: Records,
     histograms_ts: i64,
-    exemplars: Vec<u8>,
+    exemplars: Records,
     exemplars_ts: i64,
-    metadata: Vec<u8>,
-    /// Start timestamps (see [`Starts`]), an open record.
-    starts: Vec<u8>,
-    /// Bytes of series records framed into `out`.
-    described: u64,
     /// Samples in the batch, and the newest timestamp among them.
     pub count: usize,
     pub max_ts: i64,
@@ -399,26 +410,61 @@ pub struct WalBatch {
     pub out_of_order: usize,
 }
 
+impl Default for WalBatch {
+    fn default() -> Self {
+        WalBatch {
+            default_ts: 0,
+            series: Records::new(SERIES),
+            metadata: Records::new(METADATA),
+            starts: Records::new(STARTS),
+            samples: Records::new(SAMPLES),
+            last_ts: 0,
+            histograms: Records::new(HISTOGRAMS),
+            histograms_ts: 0,
+            exemplars: Records::new(EXEMPLARS),
+            exemplars_ts: 0,
+            count: 0,
+            max_ts: i64::MIN,
+            out_of_order: 0,
+        }
+    }
+}
+
 impl WalBatch {
     /// Empties the batch for a scrape that started at `timestamp_ms`.
     pub fn begin(&mut self, timestamp_ms: i64) {
         self.default_ts = timestamp_ms;
-        self.out.clear();
-        self.early.clear();
-        self.early_described = 0;
-        self.series.clear();
-        self.samples.clear();
+        for records in self.all_mut() {
+            records.clear();
+        }
         self.last_ts = 0;
-        self.histograms.clear();
         self.histograms_ts = 0;
-        self.exemplars.clear();
         self.exemplars_ts = 0;
-        self.metadata.clear();
-        self.starts.clear();
-        self.described = 0;
         self.count = 0;
         self.max_ts = i64::MIN;
         self.out_of_order = 0;
+    }
+
+    fn all(&self) -> [&Records; 6] {
+        [
+            &self.series,
+            &self.metadata,
+            &self.starts,
+            &self.samples,
+            &self.histograms,
+            &self.exemplars,
+        ]
+    }
+
+    fn all_mut(&mut self) -> [&mut Records; 6] {
+        [
+            &mut self.series,
+            &mut self.metadata,
+            &mut self.starts,
+            &mut self.samples,
+            &mut self.histograms,
+            &mut self.exemplars,
+        ]
     }
 
     /// Drops what was added (a failed scrape appends none of its samples).
@@ -427,55 +473,52 @@ impl WalBatch {
         self.begin(ts);
     }
 
-    /// Frames the open records; call before appending.
+    /// Closes the open records; call before appending.
     pub fn finish(&mut self) {
-        self.flush_series();
-        // Metadata first, so a queue knows a family before its samples.
-        frame(&mut self.out, METADATA, &self.metadata);
-        self.metadata.clear();
-        // Before the samples they hold for.
-        frame(&mut self.out, STARTS, &self.starts);
-        self.starts.clear();
-        frame(&mut self.out, SAMPLES, &self.samples);
-        self.samples.clear();
+        for records in self.all_mut() {
+            records.close();
+        }
         self.last_ts = 0;
-        frame(&mut self.out, HISTOGRAMS, &self.histograms);
-        self.histograms.clear();
         self.histograms_ts = 0;
-        // After the samples they belong to.
-        frame(&mut self.out, EXEMPLARS, &self.exemplars);
-        self.exemplars.clear();
         self.exemplars_ts = 0;
     }
 
-    fn flush_series(&mut self) {
-        self.described += self.series.len() as u64;
-        frame(&mut self.out, SERIES, &self.series);
-        self.series.clear();
+    /// The framed records, in the order they are written.
+    pub(super) fn records(&self) -> impl Iterator<Item = &[u8]> + Clone + '_ {
+        self.all().into_iter().flat_map(Records::closed)
     }
 
-    /// Gives back the space a much larger earlier batch left (see
-    /// [`crate::buffers`]); call after appending.
+    /// Bytes of series records among them (see [`Wal::append`]).
+    pub(super) fn described(&self) -> u64 {
+        self.series.closed_len() as u64
+    }
+
+    /// The closed series records, to write ahead of the rest.
+    pub(super) fn early(&self) -> impl Iterator<Item = &[u8]> + Clone + '_ {
+        self.series.closed()
+    }
+
+    /// Drops the series records written ahead (see [`AppendGuard::spill`]).
+    pub(super) fn early_written(&mut self) {
+        self.series.drop_closed();
+    }
+
+    /// Drops the records once written: a batch holds no scrape's records
+    /// between scrapes.
     pub fn give_back(&mut self) {
-        let used = self.len();
-        crate::buffers::give_back(&mut self.out, used);
-        crate::buffers::give_back(&mut self.early, used);
-        crate::buffers::give_back(&mut self.series, used);
-        crate::buffers::give_back(&mut self.samples, used);
-        crate::buffers::give_back(&mut self.histograms, used);
-        crate::buffers::give_back(&mut self.exemplars, used);
-        crate::buffers::give_back(&mut self.metadata, used);
-        crate::buffers::give_back(&mut self.starts, used);
+        for records in self.all_mut() {
+            records.clear();
+        }
     }
 
-    /// Bytes of the framed records not written yet (after [`WalBatch::finish`]).
+    /// Bytes of records not written yet, framed or not.
     pub fn len(&self) -> usize {
-        self.early.len() + self.out.len()
+        self.all().iter().map(|r| r.len()).sum()
     }
 
     /// Whether nothing is left to write (after [`WalBatch::finish`]).
     pub fn is_empty(&self) -> bool {
-        self.early.is_empty() && self.out.is_empty()
+        self.all().iter().all(|r| r.len() == 0)
     }
 }
 
@@ -483,9 +526,13 @@ impl WalBatch {
     /// Adds a sample, after its series' labels when `describe`.
     pub fn append(&mut self, s: &Appended<'_>, describe: bool) {
         if describe {
-            varint::put(&mut self.series, s.series_ref);
-            varint::put(&mut self.series, s.series.len() as u64);
-            self.series.extend_from_slice(s.series.as_bytes());
+            let series = self.series.body();
+            varint::put(series, s.series_ref);
+            varint::put(series, s.series.len() as u64);
+            series.extend_from_slice(s.series.as_bytes());
+            if self.series.full() {
+                self.series.close();
+            }
         }
         if !s.in_order {
             self.out_of_order += 1;
@@ -494,17 +541,21 @@ impl WalBatch {
         let ts = s.timestamp_ms.unwrap_or(self.default_ts);
         match s.value {
             Value::Float(value) => {
-                varint::put(&mut self.samples, s.series_ref);
-                varint::put(&mut self.samples, zigzag(ts.wrapping_sub(self.last_ts)));
-                self.samples
-                    .extend_from_slice(&value.to_bits().to_le_bytes());
+                let samples = self.samples.body();
+                varint::put(samples, s.series_ref);
+                varint::put(samples, zigzag(ts.wrapping_sub(self.last_ts)));
+                samples.extend_from_slice(&value.to_bits().to_le_bytes());
                 self.last_ts = ts;
+                if self.samples.full() {
+                    self.samples.close();
+                    self.last_ts = 0;
+                }
             }
             Value::Histogram(h) => {
                 let gauge = s.family.kind == MetricType::GaugeHistogram;
                 let hint = if gauge { 3 } else { 0 };
                 put_histogram(
-                    &mut self.histograms,
+                    self.histograms.body(),
                     self.histograms_ts,
                     s.series_ref,
                     ts,
@@ -512,6 +563,10 @@ impl WalBatch {
                     h,
                 );
                 self.histograms_ts = ts;
+                if self.histograms.full() {
+                    self.histograms.close();
+                    self.histograms_ts = 0;
+                }
             }
         }
         if let Some(e) = s.exemplar {
@@ -519,7 +574,7 @@ impl WalBatch {
             // as Prometheus's scrape loop gives it.
             let ets = e.timestamp_ms.unwrap_or(ts);
             put_exemplar(
-                &mut self.exemplars,
+                self.exemplars.body(),
                 self.exemplars_ts,
                 s.series_ref,
                 ets,
@@ -527,22 +582,13 @@ impl WalBatch {
                 e.labels,
             );
             self.exemplars_ts = ets;
+            if self.exemplars.full() {
+                self.exemplars.close();
+                self.exemplars_ts = 0;
+            }
         }
         self.count += 1;
         self.max_ts = self.max_ts.max(ts);
-        if self.samples.len() >= RECORD_TARGET
-            || self.histograms.len() >= RECORD_TARGET
-            || self.exemplars.len() >= RECORD_TARGET
-        {
-            // The series this record refers to go first.
-            self.finish();
-        } else if self.series.len() >= RECORD_TARGET {
-            // Early series records go before every record in `out`, so the
-            // open samples record may stay open.
-            self.early_described += self.series.len() as u64;
-            frame(&mut self.early, SERIES, &self.series);
-            self.series.clear();
-        }
     }
 }
 
@@ -550,7 +596,7 @@ impl WalBatch {
     /// Adds `family`'s metadata (written before the batch's samples).
     pub fn metadata(&mut self, family: &Family<'_>) {
         put_metadata(
-            &mut self.metadata,
+            self.metadata.body(),
             &FamilyMetadata {
                 kind: metadata_type(family.kind),
                 name: family.name.as_bytes(),
@@ -576,9 +622,11 @@ mod tests {
         for r in refs {
             assert!(!d.insert(r), "{r} known");
         }
+        d.settle();
         assert!(d.insert(71));
-        d.remove(70);
-        assert!(d.insert(70), "removed, so new again");
+        d.forget_newly();
+        assert!(!d.insert(70), "settled before");
+        assert!(d.insert(71), "forgotten, so new again");
         d.at(1);
         assert!(!d.insert(5_000), "same segment");
         d.at(2);
@@ -586,5 +634,25 @@ mod tests {
             refs.iter().all(|&r| d.insert(r)),
             "a new segment knows none"
         );
+    }
+
+    #[test]
+    fn a_lost_transaction_forgets_only_its_own_descriptions_wherever_the_base_moved() {
+        let mut d = Described::default();
+        d.at(1);
+        assert!(d.insert(10_000) && d.insert(10_001));
+        d.settle();
+        // New refs above and far below the base (the bits are moved up).
+        assert!(d.insert(10_002) && d.insert(10) && d.insert(9_000));
+        d.forget_newly();
+        for r in [10_000, 10_001] {
+            assert!(!d.insert(r), "{r} was written before");
+        }
+        for r in [10_002, 10, 9_000] {
+            assert!(d.insert(r), "{r} is new again");
+        }
+        d.settle();
+        d.forget_newly();
+        assert!(!d.insert(10), "settled: kept");
     }
 }

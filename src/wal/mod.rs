@@ -309,20 +309,29 @@ impl Wal {
         Ok(())
     }
 
-    fn append(&self, bytes: &[u8], described: u64) -> Result<(), WalError> {
-        if bytes.is_empty() {
+    /// Writes `records` (framed) one after the other, `described` bytes of
+    /// them series records; a failed write is cut off whole.
+    fn append<'r>(
+        &self,
+        records: impl Iterator<Item = &'r [u8]> + Clone,
+        described: u64,
+    ) -> Result<(), WalError> {
+        let len: u64 = records.clone().map(|r| r.len() as u64).sum();
+        if len == 0 {
             return Ok(());
         }
         let mut w = self.lock();
         let path = self.dir.join(segment_name(w.segment));
-        if let Err(e) = w.file.write_all(bytes) {
-            // Cut off a partial record, so later appends stay readable.
-            let size = w.size;
-            let _ = w.file.set_len(size);
-            let _ = w.file.seek(SeekFrom::Start(size));
-            return Err(io_err(&path)(e));
+        for bytes in records {
+            if let Err(e) = w.file.write_all(bytes) {
+                // Cut off a partial batch, so later appends stay readable.
+                let size = w.size;
+                let _ = w.file.set_len(size);
+                let _ = w.file.seek(SeekFrom::Start(size));
+                return Err(io_err(&path)(e));
+            }
         }
-        w.size += bytes.len() as u64;
+        w.size += len;
         w.described += described;
         self.described.store(w.described, Ordering::Relaxed);
         let (segment, size) = (w.segment, w.size);

@@ -154,6 +154,12 @@ impl Reader {
         if limit == u64::MAX && file.metadata().is_ok_and(|m| end > m.len()) {
             return Err("truncated record");
         }
+        // Sized to the record: growth by doubling would hold up to twice
+        // the largest record read until the reader catches up.
+        if self.buf.capacity() < len {
+            self.buf.clear();
+            self.buf.reserve_exact(len);
+        }
         self.buf.resize(len, 0);
         match read_full(file, &mut self.buf) {
             Ok(true) => {}

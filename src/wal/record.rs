@@ -8,8 +8,10 @@ use crate::varint;
 pub(super) const HEADER: usize = 9;
 /// A record larger than this is corruption, not data.
 pub(super) const MAX_RECORD: usize = 64 << 20;
-/// Records are cut at about this size, so readers work in small steps.
-pub(super) const RECORD_TARGET: usize = 1 << 20;
+/// Records are cut at about this size, so readers work in small steps: a
+/// reader and each type of a batch being built hold one record of about
+/// this size at most (the format has no limit of its own but `MAX_RECORD`).
+pub(super) const RECORD_TARGET: usize = 256 << 10;
 pub(super) const SERIES: u8 = 1;
 pub(super) const SAMPLES: u8 = 2;
 pub(super) const HISTOGRAMS: u8 = 3;
@@ -52,17 +54,117 @@ pub(super) fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-pub(super) fn frame(out: &mut Vec<u8>, kind: u8, body: &[u8]) {
-    if body.is_empty() {
-        return;
+/// Free room below which a record's buffer is grown ahead of an entry.
+const ROOM: usize = 1 << 10;
+/// The most a record's buffer grows to ahead of entries: a record is
+/// closed once its body reaches [`RECORD_TARGET`], so an entry that
+/// crosses it fits in this unless it is longer than the margin.
+const RECORD_CAPACITY: usize = RECORD_TARGET + (8 << 10);
+
+/// Records of one type framed where they are built: each in a buffer of
+/// its own, its header reserved when it opens and filled in when it closes
+/// (length and CRC), so framing copies no body, and a buffer grows to about
+/// its record's size (a record, not the whole batch, is ever copied on
+/// growth).
+#[derive(Debug)]
+pub(super) struct Records {
+    kind: u8,
+    /// Framed records, in order.
+    closed: Vec<Vec<u8>>,
+    /// The open record, header first (empty when none is open).
+    open: Vec<u8>,
+}
+
+impl Records {
+    /// No records of type `kind` yet.
+    pub(super) const fn new(kind: u8) -> Self {
+        Records {
+            kind,
+            closed: Vec::new(),
+            open: Vec::new(),
+        }
     }
-    let len = u32::try_from(body.len() + 1).unwrap_or(u32::MAX);
-    let mut crc = crc32c::crc32c(&[kind]);
-    crc = crc32c::crc32c_append(crc, body);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.push(kind);
-    out.extend_from_slice(body);
+
+    /// The open record, to append an entry's bytes to (opened if none is).
+    #[inline]
+    pub(super) fn body(&mut self) -> &mut Vec<u8> {
+        if self.open.is_empty() || self.open.capacity() - self.open.len() < ROOM {
+            self.make_room();
+        }
+        &mut self.open
+    }
+
+    /// Opens a record if none is, and grows its buffer ahead of entries up
+    /// to [`RECORD_CAPACITY`].
+    #[cold]
+    fn make_room(&mut self) {
+        if self.open.is_empty() {
+            self.open.extend_from_slice(&[0; HEADER - 1]);
+            self.open.push(self.kind);
+        }
+        if self.open.capacity() - self.open.len() < ROOM {
+            let want = (self.open.capacity() * 2).clamp(4 * ROOM, RECORD_CAPACITY);
+            if want > self.open.capacity() {
+                self.open.reserve_exact(want - self.open.len());
+            }
+        }
+    }
+
+    /// Whether the open record has reached [`RECORD_TARGET`] (time to close it).
+    #[inline]
+    pub(super) fn full(&self) -> bool {
+        self.open.len() >= RECORD_TARGET + HEADER
+    }
+
+    /// Whether closed records wait to be written.
+    #[inline]
+    pub(super) fn has_closed(&self) -> bool {
+        !self.closed.is_empty()
+    }
+
+    /// Closes the open record (one without a body is dropped: a reader
+    /// takes no empty record) and returns its length.
+    pub(super) fn close(&mut self) -> usize {
+        if self.open.len() <= HEADER {
+            self.open.clear();
+            return 0;
+        }
+        let payload = &self.open[HEADER - 1..];
+        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+        let crc = crc32c::crc32c(payload);
+        self.open[0..4].copy_from_slice(&len.to_le_bytes());
+        self.open[4..8].copy_from_slice(&crc.to_le_bytes());
+        let record = std::mem::take(&mut self.open);
+        let framed = record.len();
+        self.closed.push(record);
+        framed
+    }
+
+    /// The closed records, framed, in order (the open one is not included).
+    pub(super) fn closed(&self) -> impl Iterator<Item = &[u8]> + Clone + '_ {
+        self.closed.iter().map(Vec::as_slice)
+    }
+
+    /// Bytes of the closed records.
+    pub(super) fn closed_len(&self) -> usize {
+        self.closed.iter().map(Vec::len).sum()
+    }
+
+    /// Drops the closed records (written), keeping the open one.
+    pub(super) fn drop_closed(&mut self) {
+        self.closed.clear();
+    }
+
+    /// Drops every record.
+    pub(super) fn clear(&mut self) {
+        self.closed.clear();
+        self.open.clear();
+    }
+
+    /// Bytes held, framed or not.
+    pub(super) fn len(&self) -> usize {
+        self.closed_len() + self.open.len()
+    }
 }
 
 /// The entries of a series record: (ref, `name{labels}`).
@@ -434,5 +536,56 @@ impl<'a> Record<'a> {
             STARTS => Record::Starts(StartIter { body, pos: 0 }),
             _ => Record::Samples(SampleIter::new(body)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The records `records` framed, as a reader finds them: (type, body).
+    fn read_back(records: &Records) -> Vec<(u8, Vec<u8>)> {
+        let data: Vec<u8> = records.closed().flatten().copied().collect();
+        let mut out = Vec::new();
+        let mut offset = 0;
+        while let Some((kind, body, next)) = record_at(&data, offset) {
+            out.push((kind, body.to_vec()));
+            offset = next;
+        }
+        assert_eq!(offset, data.len(), "every byte is a valid record");
+        out
+    }
+
+    #[test]
+    fn records_framed_in_place_read_back_and_stay_about_their_size() {
+        let mut records = Records::new(SAMPLES);
+        records.close();
+        assert_eq!(records.len(), 0, "an empty record is not framed");
+        let entry = [7u8; 1000];
+        let mut written = 0;
+        while written < 3 * RECORD_TARGET {
+            records.body().extend_from_slice(&entry);
+            written += entry.len();
+            assert!(records.open.capacity() <= RECORD_CAPACITY);
+            if records.full() {
+                records.close();
+            }
+        }
+        let whole = RECORD_TARGET.div_ceil(entry.len()) * entry.len();
+        let open = records.len() - records.closed_len();
+        assert_eq!(open, HEADER + written - 2 * whole, "not framed yet");
+        assert_eq!(records.closed().count(), 2);
+        records.close();
+        records.body().push(1);
+        records.close();
+        let got = read_back(&records);
+        assert_eq!(got.len(), 4);
+        assert!(got.iter().all(|(kind, _)| *kind == SAMPLES));
+        let bodies: Vec<usize> = got.iter().map(|(_, b)| b.len()).collect();
+        assert_eq!(bodies, vec![whole, whole, written - 2 * whole, 1]);
+        assert_eq!(got[3].1, vec![1]);
+        records.clear();
+        assert_eq!(records.len(), 0);
+        assert_eq!(records.closed().count(), 0);
     }
 }
