@@ -366,9 +366,8 @@ impl Scraper {
         // nothing, and does not count as the fresh result it waits for.
         let render = self.store.demand.serving();
         if render {
-            // Room for the new text first, not beside a merged body that
-            // will not be served again.
-            self.store.latest.release_stale();
+            // The new text is not made beside a merged body of the old one.
+            self.store.latest.release_merged();
         }
         let mut rendered = std::mem::take(&mut self.spare);
         let out = Arc::make_mut(&mut rendered);
@@ -537,7 +536,7 @@ impl Scraper {
     async fn scrape_for_get(&mut self) {
         let started = Instant::now();
         let timestamp = clock::now_ms();
-        self.store.latest.release_stale();
+        self.store.latest.release_merged();
         let mut rendered = std::mem::take(&mut self.spare);
         let out = Arc::make_mut(&mut rendered);
         out.clear_for(self.last_text_len);

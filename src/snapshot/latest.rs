@@ -95,26 +95,16 @@ impl Latest {
             .unwrap_or_else(PoisonError::into_inner) = None;
     }
 
-    /// Drops the merged snapshot once it is too old to be served again
-    /// (see [`OWN_METRICS_MAX_AGE`]): a scrape about to render calls it, so
-    /// that its new text does not sit beside a merged body nobody reads.
-    /// Until the next publish the snapshot would otherwise stay, a whole
-    /// copy of every target's lines and its gzip.
-    pub fn release_stale(&self) {
-        self.release_stale_at(Instant::now());
-    }
-
-    fn release_stale_at(&self, now: Instant) {
-        let mut held = self
+    /// Drops the merged snapshot: a scrape about to render calls it, so
+    /// that its new text is not made beside a merged body of the old one
+    /// (a whole copy of every target's lines, and its gzip) that its
+    /// publish replaces anyway. A GET before that publish merges again from
+    /// the same results, with relay's own metrics as they are then.
+    pub fn release_merged(&self) {
+        *self
             .snapshot
             .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        let stale = held.as_ref().is_some_and(|(_, built, _)| {
-            now.saturating_duration_since(*built) >= OWN_METRICS_MAX_AGE
-        });
-        if stale {
-            *held = None;
-        }
+            .unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     /// The merged snapshot if it is current.
@@ -326,11 +316,10 @@ pub(crate) mod tests {
         assert_eq!(crate::exposition::check(&om, Format::OpenMetrics), vec![]);
     }
 
-    /// A merged snapshot is kept for the GETs of the next second (an HA
-    /// pair's) and dropped by a scrape about to render once older: it would
-    /// never be served again, yet stay until the next publish.
+    /// A scrape about to render releases the merged snapshot; a GET
+    /// before its publish gets the same results merged again.
     #[test]
-    fn a_snapshot_too_old_to_serve_is_released_and_a_fresh_one_kept() {
+    fn a_released_snapshot_is_merged_again_from_the_same_results() {
         let store = with_targets(1, Arc::new(Telemetry::new()));
         let mut rendered = Rendered::default();
         let (target, rules) = (Labels::default(), Rules::default());
@@ -343,17 +332,16 @@ pub(crate) mod tests {
         )
         .expect("valid");
         store.publish(0, Arc::new(rendered));
-        let before = Instant::now();
         let first = store.snapshot();
         let held = || store.snapshot.read().map(|s| s.is_some()).unwrap_or(false);
         assert!(held());
-        store.release_stale_at(before + OWN_METRICS_MAX_AGE / 2);
-        assert!(held(), "released while it could still be served");
-        store.release_stale_at(Instant::now() + OWN_METRICS_MAX_AGE);
-        assert!(!held(), "a snapshot too old to serve is still held");
+        store.release_merged();
+        assert!(!held(), "the merged snapshot is still held");
         let again = store.snapshot();
         assert!(!Arc::ptr_eq(&first, &again));
-        assert!(String::from_utf8_lossy(&again.body(Format::Text, false)).contains("kept 1\n"));
+        assert!(held());
+        let text = again.body(Format::Text, false);
+        assert!(String::from_utf8_lossy(&text).contains("kept 1\n"));
     }
 
     /// A result published for a target that was never added, or was
