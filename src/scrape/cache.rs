@@ -119,6 +119,10 @@ impl Keys {
         self.shards[Self::shard(hash)].find_mut(hash.low(), |k| k.hash == *hash)
     }
 
+    fn find(&self, hash: &KeyHash) -> Option<&Key> {
+        self.shards[Self::shard(hash)].find(hash.low(), |k| k.hash == *hash)
+    }
+
     fn insert_unique(&mut self, key: Key) {
         self.shards[Self::shard(&key.hash)].insert_unique(key.hash.low(), key, |k| k.hash.low());
     }
@@ -788,6 +792,42 @@ fn text_hash(hasher: &DefaultHashBuilder, arena: &Arena, series: &Slots<Series>,
     series
         .get(slot as usize)
         .map_or(0, |s| hasher.hash_one(text(arena, s).as_bytes()))
+}
+
+/// Read-only views for a scrape that must leave the cache as it was (the
+/// scrape a GET asks for while remote write runs, see `super::lookup`).
+impl SeriesCache {
+    /// What `key` leads to, without marking it seen: None when unknown,
+    /// Some(None) when relabeling dropped its series.
+    pub(crate) fn peek(&self, key: &[u8]) -> Option<Option<u32>> {
+        let hash = KeyHash::of(key, self.secret);
+        let k = self.keys.find(&hash)?;
+        Some((k.slot != DROPPED).then_some(k.slot))
+    }
+
+    /// The live slot whose series is rendered as `rendered`, if any.
+    pub(crate) fn peek_text(&self, rendered: &[u8]) -> Option<u32> {
+        let hash = self.hasher.hash_one(rendered);
+        let (arena, series) = (&self.arena, &self.series);
+        self.by_text
+            .find(hash, |&slot| {
+                series
+                    .get(slot as usize)
+                    .is_some_and(|s| s.keys > 0 && text(arena, s).as_bytes() == rendered)
+            })
+            .copied()
+    }
+
+    /// A live slot's series: its ref, its text and its name's length.
+    pub(crate) fn peek_series(&self, slot: u32) -> Option<(SeriesRef, &str, usize)> {
+        let s = self.series.get(slot as usize).filter(|s| s.keys > 0)?;
+        Some((s.series_ref(), text(&self.arena, s), s.name_len()))
+    }
+
+    /// How many slots there are (live or free): every slot is below it.
+    pub(crate) fn slots(&self) -> usize {
+        self.series.len()
+    }
 }
 
 #[cfg(test)]

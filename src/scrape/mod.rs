@@ -12,6 +12,7 @@ pub mod cache;
 pub mod demand;
 pub mod error;
 pub mod fetch;
+mod lookup;
 #[cfg(test)]
 mod native_tests;
 pub mod pipeline;
@@ -279,10 +280,10 @@ async fn now_wanted(scrape_now: &mut watch::Receiver<u64>, demand: &Demand, id: 
 /// found later (the size limit, the timeout) is the scrape's error, as
 /// when the body was read whole first. A line too long for the label
 /// limits stops the reading too.
-async fn read_through<S: Appender>(
+async fn read_through<S: Appender, C: lookup::Lookups>(
     fetcher: &Fetcher,
     budget: Option<Duration>,
-    stream: &mut Stream<'_, '_, S>,
+    stream: &mut Stream<'_, '_, S, C>,
     carry: &mut Carry,
     bytes: &mut u64,
 ) -> Result<(), ScrapeError> {
@@ -365,9 +366,13 @@ impl Scraper {
         // scrape begun before the GET that ended the idle time renders
         // nothing, and does not count as the fresh result it waits for.
         let render = self.store.demand.serving();
+        if render {
+            // The new text is not made beside a merged body of the old one.
+            self.store.latest.release_merged();
+        }
         let mut rendered = std::mem::take(&mut self.spare);
         let out = Arc::make_mut(&mut rendered);
-        out.clear_for(self.last_text_len);
+        out.clear_for(if render { self.last_text_len } else { 0 });
         out.format = Format::Text;
         let mut text = TextSink { out, on: render };
         let mut counts = Counts::default();
@@ -495,14 +500,23 @@ impl Scraper {
         });
         self.note_health(result, timestamp);
         let replaced = self.store.publish(self.id, rendered, complete, started);
-        // The replaced result is no longer in any snapshot: reuse its buffers.
-        self.spare = replaced.unwrap_or_default();
+        // The replaced result is no longer in any snapshot: reuse its
+        // buffers, but not its text (see [`Rendered::release_text`]).
+        let mut spare = replaced.unwrap_or_default();
+        match Arc::get_mut(&mut spare) {
+            Some(spare) => spare.release_text(),
+            // Still read elsewhere: not a buffer to reuse.
+            None => spare = Arc::default(),
+        }
+        self.spare = spare;
     }
 
     /// The scrape a GET after an idle time asked for, when remote write
-    /// runs: rendered for the GET only, through a series cache of its own
-    /// that is dropped after, leaving the loop's cache, its report series
-    /// and the WAL untouched.
+    /// runs: rendered for the GET only, through a read-only peek at the
+    /// loop's series cache ([`lookup::Peek`]: a series the loop knows is
+    /// rendered as the loop has it, one it does not know goes into a small
+    /// cache of the peek's own, dropped after), leaving the loop's cache,
+    /// its report series and the WAL untouched.
     ///
     /// Why not an ordinary scrape: what remote write receives must follow
     /// the interval (one sample per series per tick), and this scrape comes
@@ -512,21 +526,23 @@ impl Scraper {
     /// scrape: a series seen here and gone at the next tick would get no
     /// staleness marker, a series new here would not be described in the
     /// WAL segment before its first sample there, and `scrape_series_added`
-    /// would be counted against a scrape the WAL never had. With a cache of
-    /// its own this scrape changes nothing the next interval scrape relies
-    /// on, and the WAL gets exactly what it would have without the GET. The
-    /// cost (each series parsed, relabeled and rendered afresh) is paid once
-    /// per idle time, not per scrape. `scrape_series_added` is the last
-    /// interval scrape's: a fresh cache would count every series as new;
-    /// so are `scrape_series_limit_samples_dropped` and `scrape_series_current`.
+    /// would be counted against a scrape the WAL never had. Through a peek
+    /// this scrape changes nothing the next interval scrape relies on, and
+    /// the WAL gets exactly what it would have without the GET; and unlike
+    /// a fresh cache of its own (as before), it does not hold every series'
+    /// text a second time. `scrape_series_added` is the last interval
+    /// scrape's, so are `scrape_series_limit_samples_dropped` and
+    /// `scrape_series_current`; new series count against the
+    /// `series_limit` on top of the ones the loop holds.
     async fn scrape_for_get(&mut self) {
         let started = Instant::now();
         let timestamp = clock::now_ms();
+        self.store.latest.release_merged();
         let mut rendered = std::mem::take(&mut self.spare);
         let out = Arc::make_mut(&mut rendered);
         out.clear_for(self.last_text_len);
         out.format = Format::Text;
-        let mut cache = SeriesCache::default();
+        let mut cache = lookup::Peek::new(&self.cache);
         let mut counts = Counts::default();
         let mut body_bytes = 0;
         let result = match &self.fetcher {
@@ -538,9 +554,11 @@ impl Scraper {
             }
             Err(e) => Err(ScrapeError::from(fetch::FetchError::Setup(e.clone()))),
         };
+        drop(cache);
         self.carry.clear();
         match &result {
-            Ok(()) => cache.commit(&mut *out),
+            // Nothing to mark stale: this scrape follows no earlier one.
+            Ok(()) => {}
             Err(e) => {
                 if matches!(e, ScrapeError::Fetch(_)) {
                     counts = Counts::default();

@@ -15,6 +15,7 @@ use std::borrow::Cow;
 use super::cache::Kind;
 pub use super::cache::SeriesCache;
 pub use super::error::PipelineError;
+use super::lookup::Lookups;
 use crate::exposition::proto::{self, ProtoSample, SampleValue};
 use crate::exposition::{render, Entry, Format, Labels, MetricType, Parser, Resume, Sample};
 use crate::relabel::Rules;
@@ -288,10 +289,11 @@ impl OwnedFamily {
 /// A body run through the pipeline as it arrives, piece by piece (see
 /// [`Stream::feed`]): what is held between pieces is the unfinished last
 /// line and the parse's place, not the body.
-pub struct Stream<'p, 's, S> {
+pub struct Stream<'p, 's, S, C = SeriesCache> {
     input: Format,
     settings: &'p Settings<'s>,
-    cache: &'p mut SeriesCache,
+    /// The loop's cache, or a read-only peek at it (see [`Lookups`]).
+    cache: &'p mut C,
     counts: &'p mut Counts,
     sink: &'p mut S,
     at: Resume,
@@ -320,11 +322,14 @@ const PROTO_OPTIONS: proto::Options = proto::Options {
     classic: false,
 };
 
-impl<'p, 's, S: Appender> Stream<'p, 's, S> {
+// Outside the crate a stream runs over a `SeriesCache` (the default);
+// what else can stand in for it (a read-only peek) is relay's own business.
+#[allow(private_bounds)]
+impl<'p, 's, S: Appender, C: Lookups> Stream<'p, 's, S, C> {
     pub fn new(
         input: Format,
         settings: &'p Settings<'s>,
-        cache: &'p mut SeriesCache,
+        cache: &'p mut C,
         counts: &'p mut Counts,
         sink: &'p mut S,
     ) -> Self {
@@ -673,9 +678,9 @@ struct Taken<'a> {
 /// a million series costs its own bytes, not a million cache entries.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-fn accept<S: Appender>(
+fn accept<S: Appender, C: Lookups>(
     counts: &mut Counts,
-    cache: &mut SeriesCache,
+    cache: &mut C,
     sink: &mut S,
     settings: &Settings<'_>,
     key: &[u8],

@@ -95,6 +95,18 @@ impl Latest {
             .unwrap_or_else(PoisonError::into_inner) = None;
     }
 
+    /// Drops the merged snapshot: a scrape about to render calls it, so
+    /// that its new text is not made beside a merged body of the old one
+    /// (a whole copy of every target's lines, and its gzip) that its
+    /// publish replaces anyway. A GET before that publish merges again from
+    /// the same results, with relay's own metrics as they are then.
+    pub fn release_merged(&self) {
+        *self
+            .snapshot
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
     /// The merged snapshot if it is current.
     fn current(&self) -> Option<Arc<Snapshot>> {
         let guard = self.snapshot.read().unwrap_or_else(PoisonError::into_inner);
@@ -302,6 +314,34 @@ pub(crate) mod tests {
             "{om_text}"
         );
         assert_eq!(crate::exposition::check(&om, Format::OpenMetrics), vec![]);
+    }
+
+    /// A scrape about to render releases the merged snapshot; a GET
+    /// before its publish gets the same results merged again.
+    #[test]
+    fn a_released_snapshot_is_merged_again_from_the_same_results() {
+        let store = with_targets(1, Arc::new(Telemetry::new()));
+        let mut rendered = Rendered::default();
+        let (target, rules) = (Labels::default(), Rules::default());
+        process(
+            b"kept 1\n",
+            Format::Text,
+            &Settings::new(&target, &rules),
+            &mut SeriesCache::default(),
+            &mut rendered,
+        )
+        .expect("valid");
+        store.publish(0, Arc::new(rendered));
+        let first = store.snapshot();
+        let held = || store.snapshot.read().map(|s| s.is_some()).unwrap_or(false);
+        assert!(held());
+        store.release_merged();
+        assert!(!held(), "the merged snapshot is still held");
+        let again = store.snapshot();
+        assert!(!Arc::ptr_eq(&first, &again));
+        assert!(held());
+        let text = again.body(Format::Text, false);
+        assert!(String::from_utf8_lossy(&text).contains("kept 1\n"));
     }
 
     /// A result published for a target that was never added, or was

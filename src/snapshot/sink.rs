@@ -117,6 +117,17 @@ impl Rendered {
         self.text.reserve_exact(want);
     }
 
+    /// Frees the text of a result the snapshot no longer holds, before it
+    /// waits as the next scrape's buffers: kept, it would be a third copy
+    /// of the target's lines beside the current result and the merged body
+    /// a GET makes of that. The next scrape reserves its room at once
+    /// ([`Rendered::clear_for`]).
+    pub fn release_text(&mut self) {
+        self.clear();
+        self.text = Vec::new();
+        self.created = Vec::new();
+    }
+
     /// Gives back the space a much larger earlier scrape left in the
     /// buffers, and the slack of the text's growth (see [`crate::buffers`]).
     pub fn give_back(&mut self) {
@@ -457,5 +468,25 @@ impl Appender for TextSink<'_> {
 
     fn rollback(&mut self) {
         self.out.rollback();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A result the snapshot replaced waits for the next scrape without
+    /// its text: the lines are not held a third time.
+    #[test]
+    fn a_released_result_keeps_no_text() {
+        let mut r = Rendered::default();
+        r.clear_for(1 << 20);
+        r.text.extend_from_slice(b"a 1\n");
+        r.created.extend_from_slice(b"a_created 1\n");
+        r.samples_kept = 1;
+        r.release_text();
+        assert_eq!((r.text.capacity(), r.created.capacity()), (0, 0));
+        assert_eq!(r.samples_kept, 0);
+        assert!(r.families.is_empty());
     }
 }
