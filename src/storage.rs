@@ -114,6 +114,7 @@ impl Appended<'_> {
     /// The metric name, unescaped (quoted inside the braces when it is not
     /// a legacy name: `{"a.b",x="1"}`); a copy only for a name whose
     /// quoted form holds an escape.
+    #[inline]
     pub fn name(&self) -> Cow<'_, str> {
         let raw = self.rendered_name();
         if self.series.starts_with("{\"") {
@@ -124,6 +125,7 @@ impl Appended<'_> {
     }
 
     /// The metric name as `series` writes it (escaped inside its quotes).
+    #[inline]
     pub fn rendered_name(&self) -> &str {
         let at = if self.series.starts_with("{\"") { 2 } else { 0 };
         self.series

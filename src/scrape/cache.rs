@@ -67,6 +67,7 @@ fn secret() -> &'static [u8; SECRET_LEN] {
 struct KeyHash([u32; 3]);
 
 impl KeyHash {
+    #[inline]
     fn of(key: &[u8], secret: &[u8; SECRET_LEN]) -> Self {
         let hash = xxh3_128_with_secret(key, secret);
         KeyHash([hash as u32, (hash >> 32) as u32, (hash >> 64) as u32])
@@ -409,6 +410,7 @@ impl SeriesCache {
     /// Finds the series for `key`. On a miss, `first_sight` renders the
     /// series into the scratch buffer and returns its name's length, or None
     /// when relabeling drops it.
+    #[inline]
     pub(crate) fn lookup(
         &mut self,
         key: &[u8],
@@ -423,6 +425,18 @@ impl SeriesCache {
                 limited: false,
             });
         }
+        self.miss(hash, first_sight)
+    }
+
+    /// [`SeriesCache::lookup`] of a key not seen before: kept out of line,
+    /// so the known keys' path (every sample of a steady scrape) stays small
+    /// enough to inline into the pipeline's loop.
+    #[inline(never)]
+    fn miss(
+        &mut self,
+        hash: KeyHash,
+        first_sight: impl FnOnce(&mut Vec<u8>) -> Result<Option<usize>, PipelineError>,
+    ) -> Result<Lookup, PipelineError> {
         self.scratch.clear();
         let mut scratch = std::mem::take(&mut self.scratch);
         let rendered = first_sight(&mut scratch);
@@ -483,6 +497,7 @@ impl SeriesCache {
 
     /// `key`'s hash, and its slot (or [`DROPPED`]) when known; a known key
     /// is marked seen in this scrape.
+    #[inline]
     fn find_seen(&mut self, key: &[u8]) -> (KeyHash, Option<u32>) {
         let hash = KeyHash::of(key, self.secret);
         let generation = self.generation;
@@ -568,6 +583,7 @@ impl SeriesCache {
     /// Marks the series appended in this scrape and says what to append, or
     /// None when this scrape already appended it (a duplicate: the first wins,
     /// as Prometheus keeps the first sample of a timestamp).
+    #[inline]
     pub(crate) fn emit(
         &mut self,
         slot: u32,

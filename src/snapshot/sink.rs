@@ -347,12 +347,13 @@ impl Appender for Rendered {
         if self.pending_created.ends_before(s) {
             self.flush_created();
         }
-        if self.format == Format::Text && is_created(s.family, &s.name()) {
+        // Unescaped once: a quoted name may be copied.
+        let name = s.name();
+        if self.format == Format::Text && is_created(s.family, &name) {
             self.append_created(s, false);
             return;
         }
-        open_block(self, s.family, &s.name(), self.format);
-        let Some(current) = current_block(self) else {
+        let Some(current) = open_block(self, s.family, &name, self.format) else {
             return;
         };
         let Rendered {
@@ -372,7 +373,6 @@ impl Appender for Rendered {
             // The pipeline appends a series once per scrape.
             scratch.distinct = true;
             let at = start - block.lines.start;
-            let name = s.name();
             let sample = SampleAt {
                 name: &name,
                 series: at..at + s.series.len(),
@@ -401,7 +401,8 @@ impl Appender for Rendered {
 
 /// Starts a new block unless the sample continues the last one. A sample
 /// relabeled out of its family's names stands in an untyped family of its own.
-fn open_block(out: &mut Rendered, meta: &Family<'_>, name: &str, format: Format) {
+/// Returns the index of the block the sample goes in (see [`current_block`]).
+fn open_block(out: &mut Rendered, meta: &Family<'_>, name: &str, format: Format) -> Option<usize> {
     let in_family = !meta.name.is_empty() && meta.kind.has_sample(&meta.name, name);
     let (family, kind) = if in_family {
         (&*meta.name, meta.kind)
@@ -418,17 +419,20 @@ fn open_block(out: &mut Rendered, meta: &Family<'_>, name: &str, format: Format)
         _ => family,
     };
     // A family of another type under the same name is a block of its own.
-    if current_block(out)
-        .map(|i| &out.families[i])
+    let current = current_block(out);
+    if current
+        .and_then(|i| out.families.get(i))
         .is_some_and(|b| b.name == header && b.kind == kind)
     {
-        return;
+        return current;
     }
     if in_family {
         push_block(out, header.to_owned(), meta, kind);
     } else {
         push_block(out, header.to_owned(), &Family::default(), kind);
     }
+    // The new block is the last, and not a `_created` one.
+    current_block(out)
 }
 
 /// Starts a block named `header` of the family `meta` (its HELP and UNIT).
