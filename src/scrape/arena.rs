@@ -28,6 +28,8 @@ const MAX_CHUNK: usize = 1 << OFFSET_BITS;
 /// chunks hold 4 GiB of text at least.
 pub(crate) type Place = u32;
 
+use crate::storage::SeriesText;
+
 /// The shortest prefix worth a reference (a [`Stored`] is 8 bytes more
 /// than a [`Place`]).
 const MIN_SHARED: usize = 16;
@@ -42,41 +44,6 @@ pub(crate) struct Stored {
     pub start: Place,
     pub base: Place,
     pub shared: u32,
-}
-
-/// A stored text, in its two pieces: the shared prefix and its own bytes.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Text<'a> {
-    pub head: &'a str,
-    pub tail: &'a str,
-}
-
-impl<'a> Text<'a> {
-    /// Bytes of the whole text.
-    pub fn len(&self) -> usize {
-        self.head.len() + self.tail.len()
-    }
-
-    /// Whether the whole text is `bytes`.
-    pub fn is(&self, bytes: &[u8]) -> bool {
-        bytes.len() == self.len()
-            && bytes.starts_with(self.head.as_bytes())
-            && bytes.get(self.head.len()..) == Some(self.tail.as_bytes())
-    }
-
-    /// The whole text: in `out` when it is in two pieces.
-    pub fn join<'b>(self, out: &'b mut String) -> &'b str
-    where
-        'a: 'b,
-    {
-        if self.head.is_empty() {
-            return self.tail;
-        }
-        out.clear();
-        out.push_str(self.head);
-        out.push_str(self.tail);
-        out
-    }
 }
 
 /// See the module documentation.
@@ -113,10 +80,12 @@ impl Arena {
         self.len
     }
 
-    /// Stores `text`, after a prefix it shares with the last text stored
-    /// whole when that is at least half of it; None when the chunks are
-    /// all used (4 GiB of text at least) or `text` is 4 GiB or longer.
-    pub fn store(&mut self, text: &str) -> Option<Stored> {
+    /// Stores `text`, after a prefix it shares with one of the last texts
+    /// stored whole when that is at least half of it and its first
+    /// `unsplit` bytes (a series' name stays in one piece); None when the
+    /// chunks are all used (4 GiB of text at least) or `text` is 4 GiB or
+    /// longer.
+    pub fn store(&mut self, text: &str, unsplit: usize) -> Option<Stored> {
         let len = u32::try_from(text.len()).ok()?;
         let (base, mut shared) = self
             .recent
@@ -129,7 +98,7 @@ impl Arena {
         while !text.is_char_boundary(shared) {
             shared -= 1;
         }
-        if shared >= MIN_SHARED && 2 * shared >= text.len() {
+        if shared >= MIN_SHARED.max(unsplit) && 2 * shared >= text.len() {
             let start = self.push(text.get(shared..)?)?;
             let shared = u32::try_from(shared).ok()?;
             return Some(Stored {
@@ -148,11 +117,18 @@ impl Arena {
         })
     }
 
-    /// The text of `len` bytes (shared prefix included) stored at `at`.
-    pub fn text(&self, at: Stored, len: u32) -> Text<'_> {
-        Text {
-            head: self.get(at.base, at.shared),
-            tail: self.get(at.start, len.saturating_sub(at.shared)),
+    /// The text of `len` bytes (shared prefix included, so never less
+    /// than `at.shared`) stored at `at`.
+    #[inline]
+    pub fn text(&self, at: Stored, len: u32) -> SeriesText<'_> {
+        let head = if at.shared == 0 {
+            ""
+        } else {
+            self.get(at.base, at.shared)
+        };
+        SeriesText {
+            head,
+            tail: self.get(at.start, len - at.shared),
         }
     }
 
@@ -179,6 +155,7 @@ impl Arena {
     }
 
     /// The text of `len` bytes at `place` ("" if there is none).
+    #[inline]
     fn get(&self, place: Place, len: u32) -> &str {
         let index = (place >> OFFSET_BITS) as usize;
         let offset = (place & ((1 << OFFSET_BITS) - 1)) as usize;
@@ -254,7 +231,7 @@ mod tests {
             .collect();
         let stored: Vec<Stored> = texts
             .iter()
-            .map(|t| arena.store(t).expect("room"))
+            .map(|t| arena.store(t, 0).expect("room"))
             .collect();
         for (t, &at) in texts.iter().zip(&stored) {
             let text = arena.text(at, t.len() as u32);
@@ -282,7 +259,7 @@ mod tests {
             .collect();
         let stored: Vec<Stored> = texts
             .iter()
-            .map(|t| arena.store(t).expect("room"))
+            .map(|t| arena.store(t, 0).expect("room"))
             .collect();
         for (t, &at) in texts.iter().zip(&stored) {
             assert!(arena.text(at, t.len() as u32).is(t.as_bytes()), "{t}");
@@ -292,10 +269,26 @@ mod tests {
     }
 
     #[test]
+    fn a_name_is_never_split() {
+        let mut arena = Arena::default();
+        arena
+            .store("a_long_metric_name_total{x=\"1\"}", 24)
+            .expect("room");
+        let at = arena
+            .store("a_long_metric_name_totals{x=\"2\"}", 25)
+            .expect("room");
+        assert_eq!(at.shared, 0, "the shared prefix ends inside the name");
+        let at = arena
+            .store("a_long_metric_name_total{x=\"3\"}", 24)
+            .expect("room");
+        assert_eq!(at.shared, 28);
+    }
+
+    #[test]
     fn a_text_is_only_the_bytes_it_was() {
         let mut arena = Arena::default();
-        let at = arena.store("abcdefghijklmnopqrstuvwxyz").expect("room");
-        let shared = arena.store("abcdefghijklmnopqrstuvWXYZ").expect("room");
+        let at = arena.store("abcdefghijklmnopqrstuvwxyz", 0).expect("room");
+        let shared = arena.store("abcdefghijklmnopqrstuvWXYZ", 0).expect("room");
         let text = arena.text(shared, 26);
         assert!(text.is(b"abcdefghijklmnopqrstuvWXYZ"));
         assert!(!text.is(b"abcdefghijklmnopqrstuvwxyz"));

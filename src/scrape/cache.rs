@@ -32,11 +32,11 @@ use std::sync::OnceLock;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use xxhash_rust::xxh3::xxh3_128_with_secret;
 
-use super::arena::{Arena, Stored, Text};
+use super::arena::{Arena, Stored};
 use super::error::PipelineError;
 use super::slots::Slots;
 use crate::storage::{
-    next_ref, stale_nan, Appended, Appender, Family, Histogram, SeriesRef, Value,
+    next_ref, stale_nan, Appended, Appender, Family, Histogram, SeriesRef, SeriesText, Value,
 };
 
 /// Marks a key whose series relabeling dropped.
@@ -259,7 +259,7 @@ pub(crate) struct Lookup {
 /// A series to append now.
 pub(crate) struct Emit<'c> {
     pub series_ref: SeriesRef,
-    pub text: &'c str,
+    pub text: SeriesText<'c>,
     pub name_len: usize,
     /// False when the target's own timestamp is not newer than the last one
     /// appended: a receiver would reject it (and its whole batch).
@@ -286,7 +286,7 @@ pub struct SeriesCache {
     garbage: usize,
     /// Where a new series is rendered before it joins the arena.
     scratch: Vec<u8>,
-    /// Where a series stored in two pieces is joined to be appended.
+    /// Where a series stored in two pieces is joined to be hashed.
     joined: String,
     /// The current scrape; starts at 1 so that 0 means "never".
     generation: u32,
@@ -342,7 +342,7 @@ fn split(r: SeriesRef) -> [u32; 2] {
     [r as u32, (r >> 32) as u32]
 }
 
-fn text<'a>(arena: &'a Arena, s: &Series) -> Text<'a> {
+fn text<'a>(arena: &'a Arena, s: &Series) -> SeriesText<'a> {
     arena.text(s.at, s.len)
 }
 
@@ -542,10 +542,12 @@ impl SeriesCache {
             .ok()
             .filter(|&n| n <= MAX_NAME)
             .ok_or_else(too_long)?;
+        // The name ends past `{"` when quoted.
+        let name_end = name_len as usize + if rendered.starts_with(b"{\"") { 2 } else { 0 };
         // Rendered from str pieces: this only checks.
         let at = self
             .arena
-            .store(&String::from_utf8_lossy(rendered))
+            .store(&String::from_utf8_lossy(rendered), name_end)
             .ok_or_else(too_long)?;
         let entry = Series {
             series_ref: split(next_ref()),
@@ -594,7 +596,6 @@ impl SeriesCache {
         if s.appended == self.generation {
             return None;
         }
-        let (arena, joined) = (&self.arena, &mut self.joined);
         s.set_kind(kind);
         if Some(s.appended) == self.last_appended {
             self.continued += 1;
@@ -623,7 +624,7 @@ impl SeriesCache {
         };
         Some(Emit {
             series_ref: s.series_ref(),
-            text: text(arena, s).join(joined),
+            text: text(&self.arena, s),
             name_len: s.name_len(),
             in_order,
         })
@@ -693,7 +694,7 @@ impl SeriesCache {
             }
             let mut marker = Appended::float(
                 s.series_ref(),
-                text(&self.arena, s).join(&mut self.joined),
+                text(&self.arena, s),
                 s.name_len(),
                 &family,
                 None,
@@ -808,8 +809,14 @@ impl SeriesCache {
     fn compact(&mut self) {
         let mut arena = Arena::default();
         for s in self.series.iter_mut().filter(|s| s.keys > 0) {
+            let name_end = s.name_len()
+                + if text(&self.arena, s).first().starts_with("{\"") {
+                    2
+                } else {
+                    0
+                };
             let whole = text(&self.arena, s).join(&mut self.joined);
-            if let Some(at) = arena.store(whole) {
+            if let Some(at) = arena.store(whole, name_end) {
                 s.at = at;
             }
         }
@@ -858,7 +865,7 @@ impl SeriesCache {
     }
 
     /// A live slot's series: its ref, its text and its name's length.
-    pub(crate) fn peek_series(&self, slot: u32) -> Option<(SeriesRef, Text<'_>, usize)> {
+    pub(crate) fn peek_series(&self, slot: u32) -> Option<(SeriesRef, SeriesText<'_>, usize)> {
         let s = self.series.get(slot as usize).filter(|s| s.keys > 0)?;
         Some((s.series_ref(), text(&self.arena, s), s.name_len()))
     }
@@ -945,6 +952,6 @@ mod tests {
         });
         let slot = got.ok().and_then(|l| l.slot).expect("a slot");
         let emit = cache.emit(slot, None, Kind::Float).expect("emitted");
-        assert_eq!((emit.text, emit.name_len), ("m", 1));
+        assert_eq!((emit.text.to_string().as_str(), emit.name_len), ("m", 1));
     }
 }

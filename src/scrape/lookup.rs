@@ -82,8 +82,6 @@ pub(crate) struct Peek<'l> {
     emitted: Vec<u64>,
     /// A new key's series as rendered, before it is looked for in `known`.
     rendered: Vec<u8>,
-    /// A known series stored in two pieces, joined to be appended.
-    joined: String,
     /// How many new series the `series_limit` still lets in; None: no limit.
     room: Option<usize>,
 }
@@ -96,7 +94,6 @@ impl<'l> Peek<'l> {
             own: SeriesCache::default(),
             emitted: vec![0; known.slots().div_ceil(64)],
             rendered: Vec::new(),
-            joined: String::new(),
             room: None,
         }
     }
@@ -186,7 +183,6 @@ impl Lookups for Peek<'_> {
         }
         *seen |= bit;
         let (series_ref, text, name_len) = self.known.peek_series(slot)?;
-        let text = text.join(&mut self.joined);
         // This scrape goes to no receiver: its own timestamps are in order
         // as far as the GET is concerned (as with a cache of its own).
         Some(Emit {
@@ -219,7 +215,7 @@ mod tests {
                 Value::Float(v) => v.to_string(),
                 Value::Histogram(_) => "histogram".into(),
             };
-            self.0.push((s.series.to_owned(), value));
+            self.0.push((s.series.to_string(), value));
         }
     }
 

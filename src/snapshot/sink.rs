@@ -226,7 +226,7 @@ impl Rendered {
             ..
         } = self;
         let start = created.len();
-        created.extend_from_slice(s.series.as_bytes());
+        s.series.write_to(created);
         render::sample_tail(
             created,
             Format::Text,
@@ -242,8 +242,14 @@ impl Rendered {
         let name = s.name();
         let series = at..at + s.series.len();
         // The labels between the braces.
-        let within = render::labels_in(s.series.as_bytes(), s.name_len);
-        let labels = (!within.is_empty()).then(|| s.series.get(within)).flatten();
+        let written = created
+            .get(start..start + s.series.len())
+            .unwrap_or_default();
+        let within = render::labels_in(written, s.name_len);
+        let labels = (!within.is_empty())
+            .then(|| written.get(within))
+            .flatten()
+            .and_then(|l| std::str::from_utf8(l).ok());
         if let Some(pairing) = block.created.as_mut() {
             pairing.pair(
                 &family.judged,
@@ -365,7 +371,7 @@ impl Appender for Rendered {
             ..
         } = self;
         let start = text.len();
-        text.extend_from_slice(s.series.as_bytes());
+        s.series.write_to(text);
         render::sample_tail(text, *format, value, s.timestamp_ms);
         if let Some(block) = families.get_mut(current) {
             block.lines.end = text.len();

@@ -597,7 +597,7 @@ impl WalBatch {
         let series = self.series.body();
         varint::put(series, s.series_ref);
         varint::put(series, s.series.len() as u64);
-        series.extend_from_slice(s.series.as_bytes());
+        s.series.write_to(series);
         if self.series.full() {
             self.series.close();
         }
