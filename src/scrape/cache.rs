@@ -395,7 +395,7 @@ impl SeriesCache {
         self.series
             .iter()
             .filter(move |s| s.keys > 0 && last == Some(s.appended))
-            .map(|s| text(&self.arena, s).join(&mut String::new()).to_owned())
+            .map(|s| text(&self.arena, s).to_string())
     }
 
     /// How many series the last successful scrape appended.
