@@ -87,14 +87,26 @@ impl Arena {
     /// longer.
     pub fn store(&mut self, text: &str, unsplit: usize) -> Option<Stored> {
         let len = u32::try_from(text.len()).ok()?;
-        let (base, mut shared) = self
-            .recent
-            .iter()
-            .map(|&(base, base_len)| {
-                let whole = self.get(base, base_len).as_bytes();
-                (base, common_prefix(whole, text.as_bytes()))
-            })
-            .max_by_key(|&(_, shared)| shared)?;
+        // Newest first, up to the first with which `text` shares all but
+        // part of its last label's value (its own bytes hold no `=`): a
+        // series differs from its neighbour in the family there
+        // (`le="0.25"}`, `/items/7"}`), and few older texts share more.
+        let (mut base, mut shared) = (0, 0);
+        for back in 1..=RECENT {
+            let (candidate, candidate_len) = self.recent[(self.next + RECENT - back) % RECENT];
+            let whole = self.get(candidate, candidate_len).as_bytes();
+            let common = common_prefix(whole, text.as_bytes());
+            if common > shared {
+                (base, shared) = (candidate, common);
+                if text
+                    .as_bytes()
+                    .get(shared..)
+                    .is_some_and(|own| !own.contains(&b'='))
+                {
+                    break;
+                }
+            }
+        }
         while !text.is_char_boundary(shared) {
             shared -= 1;
         }

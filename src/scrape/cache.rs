@@ -543,8 +543,12 @@ impl SeriesCache {
             .ok()
             .filter(|&n| n <= MAX_NAME)
             .ok_or_else(too_long)?;
-        // Rendered from str pieces: this only checks.
-        let rendered_text = String::from_utf8_lossy(rendered);
+        // Rendered from str pieces: this only checks (ASCII a word at a
+        // time, where the lossy conversion took a byte at a time).
+        let rendered_text = match std::str::from_utf8(rendered) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(rendered),
+        };
         let name_end = name_start(&rendered_text) + name_len as usize;
         let at = self
             .arena
