@@ -203,6 +203,10 @@ pub struct Appended<'a> {
     /// last one: a remote-write receiver would reject it with its whole
     /// batch, so the WAL leaves it out (Prometheus's agent does the same).
     pub in_order: bool,
+    /// False only when the previous sample handed to the same appender in
+    /// this transaction had this `family`: an appender then skips its
+    /// family check (true whenever the caller is not sure).
+    pub family_start: bool,
 }
 
 impl Appended<'_> {
@@ -246,6 +250,7 @@ impl Appended<'_> {
             value: Value::Float(value),
             exemplar: None,
             in_order: true,
+            family_start: true,
         }
     }
 }

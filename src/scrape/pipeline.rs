@@ -558,10 +558,21 @@ impl<'p, 's, S: Appender, C: Lookups> Stream<'p, 's, S, C> {
                     refused: !within,
                 };
                 let kept_before = counts.samples_kept;
-                accept(counts, cache, sink, settings, key, &meta, taken, |out| {
-                    let mut labels = Labels::with_capacity(16);
-                    first_sight(s, &mut labels, settings, out)
-                })?;
+                let family_start = &mut true;
+                accept(
+                    counts,
+                    cache,
+                    sink,
+                    settings,
+                    key,
+                    &meta,
+                    family_start,
+                    taken,
+                    |out| {
+                        let mut labels = Labels::with_capacity(16);
+                        first_sight(s, &mut labels, settings, out)
+                    },
+                )?;
                 // As Prometheus: only a histogram relabeling keeps is held
                 // to the bucket limit, and the body is still counted.
                 if !within && counts.samples_kept > kept_before && bucket_limited.is_none() {
@@ -585,6 +596,8 @@ impl<'p, 's, S: Appender, C: Lookups> Stream<'p, 's, S, C> {
         let settings = self.settings;
         let mut meta = self.family.borrow();
         let mut family_changed = false;
+        // Until a sample of `meta` reaches the sink in this piece.
+        let mut family_start = true;
         let mut labels: Labels<'_> = Labels::with_capacity(16);
         let mut parser = Parser::resume(body, self.input, self.at, more).deferring_labels();
         while let Some(entry) = parser.next() {
@@ -592,16 +605,19 @@ impl<'p, 's, S: Appender, C: Lookups> Stream<'p, 's, S, C> {
                 Entry::Help { name, text } => {
                     for_name(&mut meta, name).help = Some(text);
                     family_changed = true;
+                    family_start = true;
                     continue;
                 }
                 Entry::Type { name, kind } => {
                     for_name(&mut meta, name).kind = kind;
                     family_changed = true;
+                    family_start = true;
                     continue;
                 }
                 Entry::Unit { name, unit } => {
                     for_name(&mut meta, name).unit = Some(unit);
                     family_changed = true;
+                    family_start = true;
                     continue;
                 }
                 Entry::Comment(_) | Entry::Eof => continue,
@@ -628,6 +644,7 @@ impl<'p, 's, S: Appender, C: Lookups> Stream<'p, 's, S, C> {
                 settings,
                 key,
                 &meta,
+                &mut family_start,
                 taken,
                 |out| {
                     parser.check_labels().map_err(PipelineError::Parse)?;
@@ -685,6 +702,7 @@ fn accept<S: Appender, C: Lookups>(
     settings: &Settings<'_>,
     key: &[u8],
     meta: &Family<'_>,
+    family_start: &mut bool,
     taken: Taken<'_>,
     first_sight: impl FnOnce(&mut Vec<u8>) -> Result<Option<usize>, PipelineError>,
 ) -> Result<(), PipelineError> {
@@ -732,6 +750,7 @@ fn accept<S: Appender, C: Lookups>(
         value: taken.value,
         exemplar: taken.exemplar,
         in_order: emit.in_order,
+        family_start: std::mem::take(family_start),
     });
     Ok(())
 }

@@ -205,7 +205,10 @@ pub struct WalAppender {
 /// current segment, by name, with a hash of what it wrote: written again
 /// in each segment (segments are self-contained) and when it changes.
 /// Samples come family by family, so only a change of family is looked up
-/// (and each family's first sample in a transaction).
+/// (and each family's first sample in a transaction); the pipeline marks
+/// the samples after which the family may have changed
+/// ([`Appended::family_start`]: each family's first sample, and any sample
+/// after which they are not sure), so the rest skip even the name check.
 #[derive(Default)]
 struct Families {
     epoch: Option<u32>,
@@ -349,7 +352,8 @@ impl Appender for WalAppender {
         self.described.settle();
     }
 
-    #[inline]
+    // Always: inlined, the pipeline's sample is never built in memory.
+    #[inline(always)]
     fn append(&mut self, s: &Appended<'_>) {
         let Some(guard) = &self.guard else {
             // Appended outside a transaction: a caller's bug, nothing to write to.
@@ -357,14 +361,15 @@ impl Appender for WalAppender {
             return;
         };
         let describe = self.described.insert(s.series_ref);
-        if self.families.changed(s.family) {
+        if s.family_start && self.families.changed(s.family) {
             self.batch.metadata(s.family);
         }
         if let Some(start) = self.starts.change(s.series_ref, s.start_timestamp_ms) {
             put_start(self.batch.starts.body(), s.series_ref, start);
         }
         self.batch.append(s, describe);
-        if self.batch.series.has_closed() {
+        // Only a description adds to the series records.
+        if describe && self.batch.series.has_closed() {
             guard.spill(&mut self.batch);
         }
     }
