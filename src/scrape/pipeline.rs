@@ -1904,6 +1904,36 @@ mod tests {
     }
 
     #[test]
+    fn a_familys_first_sample_that_reaches_the_sink_is_marked_as_its_start() {
+        /// (family name, family_start) of each sample handed over.
+        #[derive(Default)]
+        struct Starts(Vec<(String, bool)>);
+        impl Appender for Starts {
+            fn append(&mut self, s: &Appended<'_>) {
+                self.0.push((s.family.name.to_string(), s.family_start));
+            }
+        }
+        let (target, rules) = (Labels::default(), Rules::default());
+        let settings = Settings::new(&target, &rules);
+        let mut sink = Starts::default();
+        // b's first sample repeats a's series: dropped (the first wins), so
+        // the next one starts b for the sink.
+        let body = "# TYPE a gauge\na 1\na{x=\"1\"} 2\n# TYPE b gauge\na 3\nb 4\nb{x=\"2\"} 5\n";
+        process_into(
+            body.as_bytes(),
+            Format::Text,
+            &settings,
+            &mut SeriesCache::default(),
+            &mut Counts::default(),
+            &mut sink,
+        )
+        .expect("valid");
+        let want = [("a", true), ("a", false), ("b", true), ("b", false)];
+        let want: Vec<(String, bool)> = want.iter().map(|&(n, f)| (n.to_owned(), f)).collect();
+        assert_eq!(sink.0, want);
+    }
+
+    #[test]
     fn vanished_and_failed_series_get_staleness_markers_but_timestamped_ones_do_not() {
         let (target, rules) = (Labels::default(), Rules::default());
         let settings = Settings {
