@@ -6,9 +6,10 @@
 //! Each request carries its own symbol table: every string once, `""`
 //! first, and each series refers to its labels' names and values by index.
 //! The strings come out of the series' interned label pairs (one 1.0
-//! `Label` field each, see [`Pair`]), so a pair's refs are looked up once
+//! `Label` field each, numbered in their segment's
+//! [`Tables`](super::series::Tables)), so a pair's refs are looked up once
 //! per request and reused for every other series that shares it: the
-//! encoder notes on the pair where its refs are ([`Pair::stamp`]), so a
+//! encoder notes on the pair where its refs are ([`Tables::stamp`]), so a
 //! pair met again costs one load, no hashing and no read of its bytes.
 //! The encoder keeps its tables and buffers between requests: a request
 //! allocates nothing per sample once they have grown.
@@ -23,7 +24,8 @@
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::encode::{Outgoing, Pair, Payload};
+use super::encode::{name_value, Outgoing, Payload, Reading};
+use super::series::Tables;
 use crate::varint;
 
 /// A string of the symbol table: where its bytes are in the symbols
@@ -37,12 +39,14 @@ struct Symbol {
 }
 
 /// A label pair of this request with its name's and value's refs. The
-/// pair is known by its address: every pair of a request is alive (held by
-/// its samples) while the request is built, so an address names one pair,
-/// and no reference count is touched. Equal pairs of two segments are two
-/// entries with the same refs.
+/// pair is known by its segment's address and its number there: every
+/// segment of a request is alive (held by its samples) while the request
+/// is built, so an address names one segment, and no reference count is
+/// touched. Equal pairs of two segments are two entries with the same
+/// refs.
 struct PairRefs {
-    at: usize,
+    segment: usize,
+    number: u32,
     /// The name's and value's refs as the series' packed `labels_refs`
     /// hold them (two varints), written once per request and pair.
     refs: [u8; 10],
@@ -173,7 +177,7 @@ pub struct V2Encoder {
     strings: hashbrown::HashTable<Symbol>,
     n_symbols: u32,
     /// The pairs met in this request, in the order met; a pair's
-    /// [`Pair::stamp`] points into it.
+    /// [`Tables::stamp`] points into it.
     pairs: Vec<PairRefs>,
     /// This request's number (never 0: a new pair's stamp is 0).
     request: u32,
@@ -218,11 +222,14 @@ impl V2Encoder {
         self.n_symbols = 0;
         self.request = next_request();
         self.symbol(b"");
+        let mut reading = Reading::new();
         for s in samples {
             self.refs.clear();
             let mut family = FamilyRefs::default();
-            for pair in s.series.pairs() {
-                let index = self.pair_refs(pair, metadata);
+            let tables = reading.tables(&s.series);
+            let segment = std::sync::Arc::as_ptr(s.series.segment()) as usize;
+            for &number in tables.run(s.series.at()).pairs {
+                let index = self.pair_refs(tables, segment, number, metadata);
                 let p = &self.pairs[index];
                 if let Some(refs) = p.family {
                     family = refs;
@@ -357,19 +364,32 @@ impl V2Encoder {
             .sum()
     }
 
-    /// Where in `pairs` the refs of a pair's name and value are, added if
-    /// new; for the series' `__name__` pair, also its family's metadata
-    /// refs from `metadata` (once per request and name).
-    fn pair_refs(&mut self, pair: &Pair, metadata: &dyn MetadataLookup) -> usize {
-        let at = pair.address();
-        let stamp = pair.stamp().load(Ordering::Relaxed);
-        if (stamp >> 32) as u32 == self.request {
-            let index = stamp as u32 as usize;
-            if self.pairs.get(index).is_some_and(|p| p.at == at) {
-                return index;
+    /// Where in `pairs` the refs of a pair's name and value are (pair
+    /// `number` of the segment at address `segment`, whose `tables` are
+    /// these), added if new; for the series' `__name__` pair, also its
+    /// family's metadata refs from `metadata` (once per request and name).
+    fn pair_refs(
+        &mut self,
+        tables: &Tables,
+        segment: usize,
+        number: u32,
+        metadata: &dyn MetadataLookup,
+    ) -> usize {
+        let stamp = tables.stamp(number);
+        if let Some(stamp) = stamp {
+            let stamp = stamp.load(Ordering::Relaxed);
+            if (stamp >> 32) as u32 == self.request {
+                let index = stamp as u32 as usize;
+                if self
+                    .pairs
+                    .get(index)
+                    .is_some_and(|p| p.number == number && p.segment == segment)
+                {
+                    return index;
+                }
             }
         }
-        let (name, value) = pair.name_value();
+        let (name, value) = name_value(tables.pair_bytes(number));
         let refs = (self.symbol(name), self.symbol(value));
         let family = (name == b"__name__").then(|| match metadata.family(value) {
             Some(m) if m.kind != 0 || !m.help.is_empty() || !m.unit.is_empty() => FamilyRefs {
@@ -382,9 +402,11 @@ impl V2Encoder {
         let index = self.pairs.len();
         // A request holds far fewer than 2^32 pairs; past that the pair is
         // simply looked up again next time.
-        if let Ok(i) = u32::try_from(index) {
-            let stamp = (u64::from(self.request) << 32) | u64::from(i);
-            pair.stamp().store(stamp, Ordering::Relaxed);
+        if let (Ok(i), Some(stamp)) = (u32::try_from(index), stamp) {
+            stamp.store(
+                (u64::from(self.request) << 32) | u64::from(i),
+                Ordering::Relaxed,
+            );
         }
         // Two u32 varints: at most 10 bytes.
         let mut packed = [0; 10];
@@ -392,7 +414,8 @@ impl V2Encoder {
         varint::put_at(&mut packed, &mut len, refs.0.into());
         varint::put_at(&mut packed, &mut len, refs.1.into());
         self.pairs.push(PairRefs {
-            at,
+            segment,
+            number,
             refs: packed,
             refs_len: len as u8,
             family,
@@ -714,9 +737,8 @@ mod tests {
             .exemplar(b"{trace_id=\"abc\",app=\"lat\"}", 0.25, 1_000)
             .expect("parses");
         let bare = prep.exemplar(b"{}", 0.0, 0).expect("parses");
-        let at = |series: &EncodedSeries, ts, value| {
-            Outgoing::with_len(series.clone(), series.labels_len(), ts, value, false)
-        };
+        let at =
+            |series: &EncodedSeries, ts, value| Outgoing::with(series.clone(), ts, value, false);
         let samples = vec![
             Outgoing::new(req.clone(), 10, 1.0, false).starting(1_600),
             at(&lat, 20, Payload::Histogram(encode_histogram(&int, 2, 20))).starting(5),
@@ -860,7 +882,13 @@ mod tests {
         let s = prep
             .prepare(format!("m{{l=\"{long}\"}}").as_bytes())
             .expect("kept");
-        let got: Vec<(&[u8], &[u8])> = s.pairs().iter().map(Pair::name_value).collect();
+        let tables = s.segment().read();
+        let got: Vec<(&[u8], &[u8])> = tables
+            .run(s.at())
+            .pairs
+            .iter()
+            .map(|&p| name_value(tables.pair_bytes(p)))
+            .collect();
         assert_eq!(
             got,
             [(&b"__name__"[..], &b"m"[..]), (&b"l"[..], long.as_bytes())]
