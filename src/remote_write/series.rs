@@ -41,6 +41,10 @@ const CHUNK: usize = 1 << CHUNK_BITS;
 /// Chunks a segment may have, so that an offset is never `u32::MAX`.
 const MAX_CHUNKS: usize = (1 << (32 - CHUNK_BITS)) - 1;
 
+/// Bytes after the last pair, so that any pair's first `PAD` bytes can be
+/// read as one fixed-size piece (see [`Tables::write_labels`]).
+const PAD: usize = 32;
+
 /// A run's header when its pair count and labels' length fit one number:
 /// the count in the low byte, the length above it.
 const SHORT_MAX_PAIRS: usize = 0xfe;
@@ -72,7 +76,8 @@ impl Segment {
 pub struct Tables {
     /// Each pair's place in `bytes` (start, length), by pair number.
     pairs: Vec<(u32, u32)>,
-    /// The pairs' encoded `Label` fields, one after another.
+    /// The pairs' encoded `Label` fields, one after another, then [`PAD`]
+    /// zeros.
     bytes: Vec<u8>,
     /// Where 2.0's encoders last put each pair's symbol refs, by pair
     /// number (see [`Tables::stamp`]).
@@ -139,17 +144,34 @@ impl Tables {
         }
     }
 
-    /// Appends the encoded `Label` fields of `run` to `out`.
+    /// Appends the encoded `Label` fields of `run` to `out`. Most pairs
+    /// are short: one is copied as [`PAD`] bytes, then cut to its length
+    /// (a copy of a fixed size is a few moves, of a varying one a call to
+    /// memcpy).
     pub fn write_labels(&self, run: Run<'_>, out: &mut Vec<u8>) {
+        out.reserve(run.labels_len + PAD);
         for &p in run.pairs {
-            out.extend_from_slice(self.pair_bytes(p));
+            let Some(&(start, len)) = self.pairs.get(p as usize) else {
+                continue;
+            };
+            let (start, len) = (start as usize, len as usize);
+            let end = out.len() + len;
+            match self.bytes.get(start..start + PAD) {
+                Some(wide) if len <= PAD => {
+                    if let Ok(wide) = <&[u8; PAD]>::try_from(wide) {
+                        out.extend_from_slice(wide);
+                        out.truncate(end);
+                    }
+                }
+                _ => out.extend_from_slice(self.bytes.get(start..start + len).unwrap_or_default()),
+            }
         }
     }
 
     /// Whether a pair of `bytes` bytes still fits: a segment's pairs are
     /// numbered and placed by `u32`.
     fn has_room(&self, bytes: usize) -> bool {
-        self.pairs.len() < u32::MAX as usize && self.bytes.len() + bytes <= u32::MAX as usize
+        self.pairs.len() < u32::MAX as usize && self.bytes.len() + bytes + PAD <= u32::MAX as usize
     }
 
     /// Adds a pair (its encoded bytes), returning its number; None when
@@ -159,9 +181,12 @@ impl Tables {
             return None;
         }
         let number = self.pairs.len() as u32;
-        self.pairs
-            .push((self.bytes.len() as u32, bytes.len() as u32));
+        // The pad stays last, after the newest pair.
+        let start = self.bytes.len().saturating_sub(PAD);
+        self.bytes.truncate(start);
+        self.pairs.push((start as u32, bytes.len() as u32));
         self.bytes.extend_from_slice(bytes);
+        self.bytes.extend_from_slice(&[0; PAD]);
         self.stamps.push(AtomicU64::new(0));
         Some(number)
     }
@@ -343,6 +368,24 @@ mod tests {
         let mut out = Vec::new();
         t.write_labels(t.run(ats[0].0), &mut out);
         assert_eq!(out, b"\x0a\x03\x0a\x01a\x0a\x03\x0a\x01b");
+        // Pairs longer than the pad, and one that is the last added.
+        let long = [7u8; 100];
+        let (l, last) = (
+            t.add_pair(&long).expect("room"),
+            t.add_pair(b"\x0a\x01z").expect("room"),
+        );
+        assert_eq!(t.pair_bytes(l), &long[..]);
+        let at = t.add_run(&[a, l, last, b], 1 + 100 + 3 + 5).expect("room");
+        out.clear();
+        t.write_labels(t.run(at), &mut out);
+        let want = [
+            &b"\x0a\x03\x0a\x01a"[..],
+            &long,
+            b"\x0a\x01z",
+            b"\x0a\x03\x0a\x01b",
+        ]
+        .concat();
+        assert_eq!(out, want);
         assert!(t.run(u32::MAX - 1).pairs.is_empty());
     }
 }
