@@ -144,28 +144,40 @@ impl Tables {
         }
     }
 
-    /// Appends the encoded `Label` fields of `run` to `out`. Most pairs
-    /// are short: one is copied as [`PAD`] bytes, then cut to its length
-    /// (a copy of a fixed size is a few moves, of a varying one a call to
-    /// memcpy).
+    /// Appends the encoded `Label` fields of `run` to `out`. `out` grows
+    /// once per series, and the pairs are copied into place: most are
+    /// short, and one is copied as [`PAD`] bytes (a copy of a fixed size
+    /// is two moves, of a varying one a call to memcpy; each push's own
+    /// capacity check cost as much again).
     pub fn write_labels(&self, run: Run<'_>, out: &mut Vec<u8>) {
-        out.reserve(run.labels_len + PAD);
+        let base = out.len();
+        out.resize(base + run.labels_len + PAD, 0);
+        let mut pos = base;
         for &p in run.pairs {
             let Some(&(start, len)) = self.pairs.get(p as usize) else {
                 continue;
             };
             let (start, len) = (start as usize, len as usize);
-            let end = out.len() + len;
-            match self.bytes.get(start..start + PAD) {
-                Some(wide) if len <= PAD => {
-                    if let Ok(wide) = <&[u8; PAD]>::try_from(wide) {
-                        out.extend_from_slice(wide);
-                        out.truncate(end);
+            if len <= PAD {
+                let src = self.bytes.get(start..start + PAD);
+                let dst = out.get_mut(pos..pos + PAD);
+                if let (Some(src), Some(dst)) = (src, dst) {
+                    if let (Ok(src), Ok(dst)) =
+                        (<&[u8; PAD]>::try_from(src), <&mut [u8; PAD]>::try_from(dst))
+                    {
+                        *dst = *src;
                     }
                 }
-                _ => out.extend_from_slice(self.bytes.get(start..start + len).unwrap_or_default()),
+            } else {
+                let src = self.bytes.get(start..start + len);
+                let dst = out.get_mut(pos..pos + len);
+                if let (Some(src), Some(dst)) = (src, dst) {
+                    dst.copy_from_slice(src);
+                }
             }
+            pos += len;
         }
+        out.truncate(pos);
     }
 
     /// Whether a pair of `bytes` bytes still fits: a segment's pairs are
