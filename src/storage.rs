@@ -88,12 +88,96 @@ pub struct Exemplar<'a> {
     pub timestamp_ms: Option<i64>,
 }
 
+/// A series' text, `name{a="b",...}`, in the two pieces the series cache
+/// keeps it as: the prefix it shares with an earlier series, then its own
+/// bytes (`head` empty when it is whole). The name is never split: it is
+/// all in `head`, or `head` is empty. Appenders copy the pieces where they
+/// write the text; joining them for each sample cost 3-5 % of a steady
+/// scrape's instructions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeriesText<'a> {
+    pub head: &'a str,
+    pub tail: &'a str,
+}
+
+impl<'a> From<&'a str> for SeriesText<'a> {
+    fn from(whole: &'a str) -> Self {
+        SeriesText {
+            head: "",
+            tail: whole,
+        }
+    }
+}
+
+impl<'a> From<&'a String> for SeriesText<'a> {
+    fn from(whole: &'a String) -> Self {
+        whole.as_str().into()
+    }
+}
+
+impl<'a> SeriesText<'a> {
+    /// Bytes of the whole text.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.head.len() + self.tail.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The piece the text starts with (and the name is in).
+    #[inline]
+    pub fn first(&self) -> &'a str {
+        if self.head.is_empty() {
+            self.tail
+        } else {
+            self.head
+        }
+    }
+
+    /// Appends the whole text to `out`.
+    #[inline]
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.head.as_bytes());
+        out.extend_from_slice(self.tail.as_bytes());
+    }
+
+    /// Whether the whole text is `bytes`.
+    pub fn is(&self, bytes: &[u8]) -> bool {
+        bytes.len() == self.len()
+            && bytes.starts_with(self.head.as_bytes())
+            && bytes.get(self.head.len()..) == Some(self.tail.as_bytes())
+    }
+
+    /// The whole text: in `out` when it is in two pieces.
+    pub fn join<'b>(self, out: &'b mut String) -> &'b str
+    where
+        'a: 'b,
+    {
+        if self.head.is_empty() {
+            return self.tail;
+        }
+        out.clear();
+        out.push_str(self.head);
+        out.push_str(self.tail);
+        out
+    }
+}
+
+impl std::fmt::Display for SeriesText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.head)?;
+        f.write_str(self.tail)
+    }
+}
+
 /// One sample of one series, as the pipeline hands it to an appender.
 #[derive(Debug, Clone, Copy)]
 pub struct Appended<'a> {
     pub series_ref: SeriesRef,
     /// The series rendered as `name{a="b",...}`, labels sorted: its identity.
-    pub series: &'a str,
+    pub series: SeriesText<'a>,
     /// Length of the metric name at the start of `series`, as written there
     /// (a quoted name's escapes included).
     pub name_len: usize,
@@ -114,9 +198,10 @@ impl Appended<'_> {
     /// The metric name, unescaped (quoted inside the braces when it is not
     /// a legacy name: `{"a.b",x="1"}`); a copy only for a name whose
     /// quoted form holds an escape.
+    #[inline]
     pub fn name(&self) -> Cow<'_, str> {
         let raw = self.rendered_name();
-        if self.series.starts_with("{\"") {
+        if self.series.first().starts_with("{\"") {
             crate::exposition::parse::unescape_label_value(raw)
         } else {
             Cow::Borrowed(raw)
@@ -124,17 +209,17 @@ impl Appended<'_> {
     }
 
     /// The metric name as `series` writes it (escaped inside its quotes).
+    #[inline]
     pub fn rendered_name(&self) -> &str {
-        let at = if self.series.starts_with("{\"") { 2 } else { 0 };
-        self.series
-            .get(at..at + self.name_len)
-            .unwrap_or(self.series)
+        let first = self.series.first();
+        let at = if first.starts_with("{\"") { 2 } else { 0 };
+        first.get(at..at + self.name_len).unwrap_or(first)
     }
 
     /// A float sample with no exemplar or start timestamp.
     pub fn float<'a>(
         series_ref: SeriesRef,
-        series: &'a str,
+        series: impl Into<SeriesText<'a>>,
         name_len: usize,
         family: &'a Family<'a>,
         timestamp_ms: Option<i64>,
@@ -142,7 +227,7 @@ impl Appended<'_> {
     ) -> Appended<'a> {
         Appended {
             series_ref,
-            series,
+            series: series.into(),
             name_len,
             family,
             timestamp_ms,

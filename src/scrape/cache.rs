@@ -21,19 +21,22 @@
 //! The table buckets by 64 of those bits, so a key is hashed once.
 //!
 //! Rendered series live end to end in an [`Arena`], so a series costs its
-//! bytes and a small index record, not heap allocations.
+//! bytes and a small index record, not heap allocations; a series that
+//! starts as the one before it (a family's series differ late) keeps only
+//! what follows the shared prefix.
 
+use std::cell::RefCell;
 use std::hash::BuildHasher;
 use std::sync::OnceLock;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 use xxhash_rust::xxh3::xxh3_128_with_secret;
 
-use super::arena::{Arena, Place};
+use super::arena::{Arena, Stored};
 use super::error::PipelineError;
 use super::slots::Slots;
 use crate::storage::{
-    next_ref, stale_nan, Appended, Appender, Family, Histogram, SeriesRef, Value,
+    next_ref, stale_nan, Appended, Appender, Family, Histogram, SeriesRef, SeriesText, Value,
 };
 
 /// Marks a key whose series relabeling dropped.
@@ -64,6 +67,7 @@ fn secret() -> &'static [u8; SECRET_LEN] {
 struct KeyHash([u32; 3]);
 
 impl KeyHash {
+    #[inline]
     fn of(key: &[u8], secret: &[u8; SECRET_LEN]) -> Self {
         let hash = xxh3_128_with_secret(key, secret);
         KeyHash([hash as u32, (hash >> 32) as u32, (hash >> 64) as u32])
@@ -148,8 +152,8 @@ impl Keys {
     }
 }
 
-/// One label set after target labels and relabeling: 32 bytes besides its
-/// text (4-byte aligned, no padding: the ref in two halves, the kind in
+/// One label set after target labels and relabeling: 40 bytes besides its
+/// own text (4-byte aligned, no padding: the ref in two halves, the kind in
 /// the name length's top bits). Generations are u32: a key or series not
 /// seen by a successful scrape is forgotten at its end, so a cached
 /// generation is never 2^32 scrapes old.
@@ -157,8 +161,9 @@ impl Keys {
 struct Series {
     /// Its [`SeriesRef`], low half first.
     series_ref: [u32; 2],
-    start: Place,
-    /// Bytes of its text (at most u32::MAX: see [`PipelineError::SeriesTooLong`]).
+    at: Stored,
+    /// Bytes of its text, shared prefix included (at most u32::MAX: see
+    /// [`PipelineError::SeriesTooLong`]).
     len: u32,
     /// Bytes of its name in the low 30 bits (see [`MAX_NAME`]), and in the
     /// top two what its last sample was: its staleness marker is of the
@@ -254,7 +259,7 @@ pub(crate) struct Lookup {
 /// A series to append now.
 pub(crate) struct Emit<'c> {
     pub series_ref: SeriesRef,
-    pub text: &'c str,
+    pub text: SeriesText<'c>,
     pub name_len: usize,
     /// False when the target's own timestamp is not newer than the last one
     /// appended: a receiver would reject it (and its whole batch).
@@ -281,6 +286,8 @@ pub struct SeriesCache {
     garbage: usize,
     /// Where a new series is rendered before it joins the arena.
     scratch: Vec<u8>,
+    /// Where a series stored in two pieces is joined to be hashed.
+    joined: String,
     /// The current scrape; starts at 1 so that 0 means "never".
     generation: u32,
     /// Keys the current scrape has seen.
@@ -315,6 +322,7 @@ impl Default for SeriesCache {
             arena: Arena::default(),
             garbage: 0,
             scratch: Vec::new(),
+            joined: String::new(),
             generation: 1,
             seen: 0,
             settled: 0,
@@ -334,8 +342,8 @@ fn split(r: SeriesRef) -> [u32; 2] {
     [r as u32, (r >> 32) as u32]
 }
 
-fn text<'a>(arena: &'a Arena, s: &Series) -> &'a str {
-    arena.get(s.start, s.len)
+fn text<'a>(arena: &'a Arena, s: &Series) -> SeriesText<'a> {
+    arena.text(s.at, s.len)
 }
 
 impl SeriesCache {
@@ -370,23 +378,24 @@ impl SeriesCache {
         self.arena.len()
     }
 
-    /// Bytes of the arena that live series use.
+    /// Bytes of the arena that live series use (their own, past a shared
+    /// prefix).
     pub fn live_len(&self) -> usize {
         self.series
             .iter()
             .filter(|s| s.keys > 0)
-            .map(|s| s.len as usize)
+            .map(|s| (s.len - s.at.shared) as usize)
             .sum()
     }
 
     /// The series the last successful scrape appended, as rendered (for
     /// the status page's cardinality, computed on request).
-    pub fn live_series(&self) -> impl Iterator<Item = &str> {
+    pub fn live_series(&self) -> impl Iterator<Item = String> + '_ {
         let last = self.last_appended;
         self.series
             .iter()
             .filter(move |s| s.keys > 0 && last == Some(s.appended))
-            .map(|s| text(&self.arena, s))
+            .map(|s| text(&self.arena, s).join(&mut String::new()).to_owned())
     }
 
     /// How many series the last successful scrape appended.
@@ -401,6 +410,7 @@ impl SeriesCache {
     /// Finds the series for `key`. On a miss, `first_sight` renders the
     /// series into the scratch buffer and returns its name's length, or None
     /// when relabeling drops it.
+    #[inline]
     pub(crate) fn lookup(
         &mut self,
         key: &[u8],
@@ -415,6 +425,18 @@ impl SeriesCache {
                 limited: false,
             });
         }
+        self.miss(hash, first_sight)
+    }
+
+    /// [`SeriesCache::lookup`] of a key not seen before: kept out of line,
+    /// so the known keys' path (every sample of a steady scrape) stays small
+    /// enough to inline into the pipeline's loop.
+    #[inline(never)]
+    fn miss(
+        &mut self,
+        hash: KeyHash,
+        first_sight: impl FnOnce(&mut Vec<u8>) -> Result<Option<usize>, PipelineError>,
+    ) -> Result<Lookup, PipelineError> {
         self.scratch.clear();
         let mut scratch = std::mem::take(&mut self.scratch);
         let rendered = first_sight(&mut scratch);
@@ -475,6 +497,7 @@ impl SeriesCache {
 
     /// `key`'s hash, and its slot (or [`DROPPED`]) when known; a known key
     /// is marked seen in this scrape.
+    #[inline]
     fn find_seen(&mut self, key: &[u8]) -> (KeyHash, Option<u32>) {
         let hash = KeyHash::of(key, self.secret);
         let generation = self.generation;
@@ -500,7 +523,7 @@ impl SeriesCache {
         let found = self.by_text.find(hash, |&slot| {
             series
                 .get(slot as usize)
-                .is_some_and(|s| text(arena, s).as_bytes() == rendered)
+                .is_some_and(|s| text(arena, s).is(rendered))
         });
         if let Some(&slot) = found {
             if let Some(s) = self.series.get_mut(slot as usize) {
@@ -519,14 +542,16 @@ impl SeriesCache {
             .ok()
             .filter(|&n| n <= MAX_NAME)
             .ok_or_else(too_long)?;
+        // The name ends past `{"` when quoted.
+        let name_end = name_len as usize + if rendered.starts_with(b"{\"") { 2 } else { 0 };
         // Rendered from str pieces: this only checks.
-        let start = self
+        let at = self
             .arena
-            .push(&String::from_utf8_lossy(rendered))
+            .store(&String::from_utf8_lossy(rendered), name_end)
             .ok_or_else(too_long)?;
         let entry = Series {
             series_ref: split(next_ref()),
-            start,
+            at,
             len,
             name_kind: name_len,
             appended: 0,
@@ -548,15 +573,19 @@ impl SeriesCache {
                 u32::try_from(self.series.len() - 1).unwrap_or(DROPPED - 1)
             }
         };
+        let joined = RefCell::new(std::mem::take(&mut self.joined));
         let (arena, series, hasher) = (&self.arena, &self.series, &self.hasher);
-        self.by_text
-            .insert_unique(hash, slot, |&slot| text_hash(hasher, arena, series, slot));
+        self.by_text.insert_unique(hash, slot, |&slot| {
+            text_hash(hasher, arena, series, slot, &joined)
+        });
+        self.joined = joined.into_inner();
         Ok(Some(slot))
     }
 
     /// Marks the series appended in this scrape and says what to append, or
     /// None when this scrape already appended it (a duplicate: the first wins,
     /// as Prometheus keeps the first sample of a timestamp).
+    #[inline]
     pub(crate) fn emit(
         &mut self,
         slot: u32,
@@ -696,7 +725,7 @@ impl SeriesCache {
             &mut self.by_text,
             &mut self.garbage,
         );
-        let (arena, hasher) = (&self.arena, &self.hasher);
+        let (arena, hasher, joined) = (&self.arena, &self.hasher, &mut self.joined);
         self.keys.retain(|k| {
             if k.generation == current {
                 return true;
@@ -704,8 +733,8 @@ impl SeriesCache {
             if let Some(s) = series.get_mut(k.slot as usize) {
                 s.keys -= 1;
                 if s.keys == 0 {
-                    *garbage += s.len as usize;
-                    let hash = hasher.hash_one(text(arena, s).as_bytes());
+                    *garbage += (s.len - s.at.shared) as usize;
+                    let hash = hasher.hash_one(text(arena, s).join(joined).as_bytes());
                     if let Ok(entry) = by_text.find_entry(hash, |&slot| slot == k.slot) {
                         entry.remove();
                     }
@@ -734,10 +763,12 @@ impl SeriesCache {
         crate::buffers::give_back(&mut self.free, free);
         self.keys.give_back();
         if oversized(self.by_text.capacity(), self.by_text.len(), 4) {
+            let joined = RefCell::new(std::mem::take(&mut self.joined));
             let (arena, series, hasher) = (&self.arena, &self.series, &self.hasher);
             self.by_text.shrink_to(self.by_text.len() * 2, |&slot| {
-                text_hash(hasher, arena, series, slot)
+                text_hash(hasher, arena, series, slot, &joined)
             });
+            self.joined = joined.into_inner();
         }
         let used = self.scratch.len();
         crate::buffers::give_back(&mut self.scratch, used);
@@ -774,12 +805,19 @@ impl SeriesCache {
         }
     }
 
-    /// Copies what is live into a new arena.
+    /// Copies what is live into a new arena (sharing prefixes anew).
     fn compact(&mut self) {
         let mut arena = Arena::default();
         for s in self.series.iter_mut().filter(|s| s.keys > 0) {
-            if let Some(start) = arena.push(text(&self.arena, s)) {
-                s.start = start;
+            let name_end = s.name_len()
+                + if text(&self.arena, s).first().starts_with("{\"") {
+                    2
+                } else {
+                    0
+                };
+            let whole = text(&self.arena, s).join(&mut self.joined);
+            if let Some(at) = arena.store(whole, name_end) {
+                s.at = at;
             }
         }
         self.arena = arena;
@@ -787,11 +825,19 @@ impl SeriesCache {
     }
 }
 
-/// The hash `by_text` files a slot under: its text's.
-fn text_hash(hasher: &DefaultHashBuilder, arena: &Arena, series: &Slots<Series>, slot: u32) -> u64 {
-    series
-        .get(slot as usize)
-        .map_or(0, |s| hasher.hash_one(text(arena, s).as_bytes()))
+/// The hash `by_text` files a slot under: its whole text's (joined in
+/// `joined` when stored in two pieces).
+fn text_hash(
+    hasher: &DefaultHashBuilder,
+    arena: &Arena,
+    series: &Slots<Series>,
+    slot: u32,
+    joined: &RefCell<String>,
+) -> u64 {
+    series.get(slot as usize).map_or(0, |s| {
+        let mut joined = joined.borrow_mut();
+        hasher.hash_one(text(arena, s).join(&mut joined).as_bytes())
+    })
 }
 
 /// Read-only views for a scrape that must leave the cache as it was (the
@@ -813,13 +859,13 @@ impl SeriesCache {
             .find(hash, |&slot| {
                 series
                     .get(slot as usize)
-                    .is_some_and(|s| s.keys > 0 && text(arena, s).as_bytes() == rendered)
+                    .is_some_and(|s| s.keys > 0 && text(arena, s).is(rendered))
             })
             .copied()
     }
 
     /// A live slot's series: its ref, its text and its name's length.
-    pub(crate) fn peek_series(&self, slot: u32) -> Option<(SeriesRef, &str, usize)> {
+    pub(crate) fn peek_series(&self, slot: u32) -> Option<(SeriesRef, SeriesText<'_>, usize)> {
         let s = self.series.get(slot as usize).filter(|s| s.keys > 0)?;
         Some((s.series_ref(), text(&self.arena, s), s.name_len()))
     }
@@ -835,8 +881,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_series_is_32_bytes_and_a_key_20() {
-        assert_eq!(std::mem::size_of::<Series>(), 32);
+    fn a_series_is_40_bytes_and_a_key_20() {
+        assert_eq!(std::mem::size_of::<Series>(), 40);
         assert_eq!(std::mem::size_of::<Key>(), 20);
     }
 
@@ -873,7 +919,11 @@ mod tests {
         let r = 0x1234_5678_9abc_def0;
         let mut s = Series {
             series_ref: split(r),
-            start: 0,
+            at: Stored {
+                start: 0,
+                base: 0,
+                shared: 0,
+            },
             len: 0,
             name_kind: MAX_NAME,
             appended: 0,
@@ -902,6 +952,6 @@ mod tests {
         });
         let slot = got.ok().and_then(|l| l.slot).expect("a slot");
         let emit = cache.emit(slot, None, Kind::Float).expect("emitted");
-        assert_eq!((emit.text, emit.name_len), ("m", 1));
+        assert_eq!((emit.text.to_string().as_str(), emit.name_len), ("m", 1));
     }
 }

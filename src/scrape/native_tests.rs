@@ -311,7 +311,7 @@ impl Appender for Histograms {
     fn append(&mut self, s: &Appended<'_>) {
         if let Value::Histogram(h) = s.value {
             self.0.push((
-                s.series.to_owned(),
+                s.series.to_string(),
                 h.schema,
                 h.bucket_count(),
                 h.sum.to_bits(),

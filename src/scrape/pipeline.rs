@@ -1827,7 +1827,7 @@ mod tests {
             if s.in_order {
                 self.0.push((
                     s.series_ref,
-                    s.series.to_owned(),
+                    s.series.to_string(),
                     s.timestamp_ms,
                     s.value.float().map_or(0, f64::to_bits),
                 ));

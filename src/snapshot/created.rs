@@ -26,6 +26,8 @@ pub struct PendingCreated {
     key: Vec<u8>,
     /// The same for the sample being looked at.
     scratch: Vec<u8>,
+    /// A sample's series joined, when in two pieces.
+    joined: String,
     /// The `_created` series, rendered as the pipeline renders series.
     series: String,
     name_len: usize,
@@ -57,12 +59,12 @@ impl PendingCreated {
             return;
         }
         if self.on && self.source == family.name && {
-            group_key(&mut self.scratch, s);
+            group_key(&mut self.scratch, &mut self.joined, s);
             self.scratch == self.key
         } {
             return;
         }
-        group_key(&mut self.key, s);
+        group_key(&mut self.key, &mut self.joined, s);
         self.on = true;
         self.source.clear();
         self.source.push_str(&family.name);
@@ -118,7 +120,7 @@ impl PendingCreated {
         if s.family.name != self.source || s.family.kind != self.kind {
             return true;
         }
-        group_key(&mut self.scratch, s);
+        group_key(&mut self.scratch, &mut self.joined, s);
         self.scratch != self.key
     }
 
@@ -145,10 +147,10 @@ impl PendingCreated {
 
 /// Writes `s`'s group into `out`: its family name, then its label pairs as
 /// rendered, but `le` and `quantile`, comma-separated.
-fn group_key(out: &mut Vec<u8>, s: &Appended<'_>) {
+fn group_key(out: &mut Vec<u8>, joined: &mut String, s: &Appended<'_>) {
     out.clear();
     out.extend_from_slice(s.family.name.as_bytes());
-    let series = s.series.as_bytes();
+    let series = s.series.join(joined).as_bytes();
     let labels = series
         .get(crate::exposition::render::labels_in(series, s.name_len))
         .unwrap_or_default();

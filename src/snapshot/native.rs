@@ -45,6 +45,8 @@ pub struct Natives {
     series: Vec<NativeSeries>,
     used: usize,
     pending: Option<Pending>,
+    /// A float sample's series joined, when in two pieces.
+    joined: String,
 }
 
 /// See [`Natives`].
@@ -95,14 +97,15 @@ impl Natives {
         match self.series.get_mut(self.used) {
             Some(old) => {
                 old.series.clear();
-                old.series.push_str(s.series);
+                old.series.push_str(s.series.head);
+                old.series.push_str(s.series.tail);
                 old.histogram.assign(h);
                 old.timestamp_ms = s.timestamp_ms;
                 old.created_ms = s.start_timestamp_ms;
                 old.classic = false;
             }
             None => self.series.push(NativeSeries {
-                series: s.series.to_owned(),
+                series: s.series.to_string(),
                 histogram: h.clone(),
                 timestamp_ms: s.timestamp_ms,
                 created_ms: s.start_timestamp_ms,
@@ -136,7 +139,8 @@ impl Natives {
             .rendered_name()
             .strip_prefix(base)
             .is_some_and(|suffix| suffix == "_count")
-            && labels_of(&native.series, pending.name_len) == labels_of(s.series, s.name_len);
+            && labels_of(&native.series, pending.name_len)
+                == labels_of(s.series.join(&mut self.joined), s.name_len);
         if own {
             native.classic = true;
             self.pending = None;

@@ -226,7 +226,7 @@ impl Rendered {
             ..
         } = self;
         let start = created.len();
-        created.extend_from_slice(s.series.as_bytes());
+        s.series.write_to(created);
         render::sample_tail(
             created,
             Format::Text,
@@ -242,8 +242,14 @@ impl Rendered {
         let name = s.name();
         let series = at..at + s.series.len();
         // The labels between the braces.
-        let within = render::labels_in(s.series.as_bytes(), s.name_len);
-        let labels = (!within.is_empty()).then(|| s.series.get(within)).flatten();
+        let written = created
+            .get(start..start + s.series.len())
+            .unwrap_or_default();
+        let within = render::labels_in(written, s.name_len);
+        let labels = (!within.is_empty())
+            .then(|| written.get(within))
+            .flatten()
+            .and_then(|l| std::str::from_utf8(l).ok());
         if let Some(pairing) = block.created.as_mut() {
             pairing.pair(
                 &family.judged,
@@ -347,12 +353,13 @@ impl Appender for Rendered {
         if self.pending_created.ends_before(s) {
             self.flush_created();
         }
-        if self.format == Format::Text && is_created(s.family, &s.name()) {
+        // Unescaped once: a quoted name may be copied.
+        let name = s.name();
+        if self.format == Format::Text && is_created(s.family, &name) {
             self.append_created(s, false);
             return;
         }
-        open_block(self, s.family, &s.name(), self.format);
-        let Some(current) = current_block(self) else {
+        let Some(current) = open_block(self, s.family, &name, self.format) else {
             return;
         };
         let Rendered {
@@ -364,7 +371,7 @@ impl Appender for Rendered {
             ..
         } = self;
         let start = text.len();
-        text.extend_from_slice(s.series.as_bytes());
+        s.series.write_to(text);
         render::sample_tail(text, *format, value, s.timestamp_ms);
         if let Some(block) = families.get_mut(current) {
             block.lines.end = text.len();
@@ -372,7 +379,6 @@ impl Appender for Rendered {
             // The pipeline appends a series once per scrape.
             scratch.distinct = true;
             let at = start - block.lines.start;
-            let name = s.name();
             let sample = SampleAt {
                 name: &name,
                 series: at..at + s.series.len(),
@@ -401,7 +407,8 @@ impl Appender for Rendered {
 
 /// Starts a new block unless the sample continues the last one. A sample
 /// relabeled out of its family's names stands in an untyped family of its own.
-fn open_block(out: &mut Rendered, meta: &Family<'_>, name: &str, format: Format) {
+/// Returns the index of the block the sample goes in (see [`current_block`]).
+fn open_block(out: &mut Rendered, meta: &Family<'_>, name: &str, format: Format) -> Option<usize> {
     let in_family = !meta.name.is_empty() && meta.kind.has_sample(&meta.name, name);
     let (family, kind) = if in_family {
         (&*meta.name, meta.kind)
@@ -418,17 +425,20 @@ fn open_block(out: &mut Rendered, meta: &Family<'_>, name: &str, format: Format)
         _ => family,
     };
     // A family of another type under the same name is a block of its own.
-    if current_block(out)
-        .map(|i| &out.families[i])
+    let current = current_block(out);
+    if current
+        .and_then(|i| out.families.get(i))
         .is_some_and(|b| b.name == header && b.kind == kind)
     {
-        return;
+        return current;
     }
     if in_family {
         push_block(out, header.to_owned(), meta, kind);
     } else {
         push_block(out, header.to_owned(), &Family::default(), kind);
     }
+    // The new block is the last, and not a `_created` one.
+    current_block(out)
 }
 
 /// Starts a block named `header` of the family `meta` (its HELP and UNIT).

@@ -43,12 +43,12 @@ pub struct TopLists {
 impl Postings {
     /// The postings of `series`, each a series as relay renders it in text
     /// format (`name{a="b",...}`); one that does not parse is left out.
-    pub fn of<'a>(series: impl IntoIterator<Item = &'a str>) -> Postings {
+    pub fn of<S: AsRef<str>>(series: impl IntoIterator<Item = S>) -> Postings {
         let mut postings = Postings::default();
         let mut line = Vec::new();
         for text in series {
             line.clear();
-            line.extend_from_slice(text.as_bytes());
+            line.extend_from_slice(text.as_ref().as_bytes());
             line.extend_from_slice(b" 0\n");
             let Some(Ok(Entry::Sample(sample))) = Parser::new(&line, Format::Text).next() else {
                 continue;

@@ -10,7 +10,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 
 use crate::exposition::MetricType;
-use crate::storage::{Appended, Appender, Family, SeriesRef, Storage, Value};
+use crate::storage::{Appended, Appender, Exemplar, Family, Histogram, SeriesRef, Storage, Value};
 
 use super::record::{
     put_exemplar, put_histogram, put_metadata, put_start, zigzag, FamilyMetadata, Records,
@@ -115,7 +115,39 @@ impl Described {
     }
 
     /// Notes `r` as described (in this transaction); true if it was not yet.
+    /// Inlined for a ref within the bits (every sample of a steady scrape).
+    #[inline]
     fn insert(&mut self, r: SeriesRef) -> bool {
+        // `words` empty: nothing is within, whatever `base` says.
+        let within = r
+            .checked_sub(self.base)
+            .and_then(|d| usize::try_from(d / 64).ok())
+            .filter(|&index| index < self.words.len());
+        match within {
+            Some(index) => self.set(index, 1u64 << (r % 64)),
+            None => self.insert_outside(r),
+        }
+    }
+
+    /// Sets the bit `mask` of word `index` (within both lists); true if it was clear.
+    #[inline]
+    fn set(&mut self, index: usize, mask: u64) -> bool {
+        let (Some(word), Some(newly)) = (self.words.get_mut(index), self.newly.get_mut(index))
+        else {
+            return false;
+        };
+        let new = *word & mask == 0;
+        if new {
+            *word |= mask;
+            *newly |= mask;
+            self.any_newly = true;
+        }
+        new
+    }
+
+    /// [`Described::insert`] of a ref the bits do not reach yet: they grow.
+    #[inline(never)]
+    fn insert_outside(&mut self, r: SeriesRef) -> bool {
         if self.words.is_empty() {
             self.base = r & !63;
         } else if r < self.base {
@@ -132,14 +164,7 @@ impl Described {
             self.words.resize(index + 1, 0);
             self.newly.resize(index + 1, 0);
         }
-        let mask = 1u64 << (r % 64);
-        let new = self.words[index] & mask == 0;
-        if new {
-            self.words[index] |= mask;
-            self.newly[index] |= mask;
-            self.any_newly = true;
-        }
-        new
+        self.set(index, 1u64 << (r % 64))
     }
 
     /// The transaction's descriptions were written: they stay.
@@ -206,10 +231,17 @@ impl Families {
     }
 
     /// Whether `family` needs a metadata entry now, noted as written.
+    #[inline]
     fn changed(&mut self, family: &Family<'_>) -> bool {
         if family.name.is_empty() || family.name == self.last {
             return false;
         }
+        self.changed_family(family)
+    }
+
+    /// [`Families::changed`] at a family's first sample (a lookup by name).
+    #[inline(never)]
+    fn changed_family(&mut self, family: &Family<'_>) -> bool {
         self.last.clear();
         self.last.push_str(&family.name);
         let hash = {
@@ -260,6 +292,7 @@ impl Starts {
 
     /// The entry series `r` needs now that its sample has `start`, if any,
     /// noted as written.
+    #[inline]
     fn change(&mut self, r: SeriesRef, start: Option<i64>) -> Option<i64> {
         match start {
             // 0 means none in the record; a start at the epoch is none too.
@@ -316,6 +349,7 @@ impl Appender for WalAppender {
         self.described.settle();
     }
 
+    #[inline]
     fn append(&mut self, s: &Appended<'_>) {
         let Some(guard) = &self.guard else {
             // Appended outside a transaction: a caller's bug, nothing to write to.
@@ -523,16 +557,13 @@ impl WalBatch {
 }
 
 impl WalBatch {
-    /// Adds a sample, after its series' labels when `describe`.
+    /// Adds a sample, after its series' labels when `describe`. A float
+    /// sample of a described series (a steady scrape's every sample) is
+    /// inlined; the rest is out of line.
+    #[inline]
     pub fn append(&mut self, s: &Appended<'_>, describe: bool) {
         if describe {
-            let series = self.series.body();
-            varint::put(series, s.series_ref);
-            varint::put(series, s.series.len() as u64);
-            series.extend_from_slice(s.series.as_bytes());
-            if self.series.full() {
-                self.series.close();
-            }
+            self.describe(s);
         }
         if !s.in_order {
             self.out_of_order += 1;
@@ -551,44 +582,66 @@ impl WalBatch {
                     self.last_ts = 0;
                 }
             }
-            Value::Histogram(h) => {
-                let gauge = s.family.kind == MetricType::GaugeHistogram;
-                let hint = if gauge { 3 } else { 0 };
-                put_histogram(
-                    self.histograms.body(),
-                    self.histograms_ts,
-                    s.series_ref,
-                    ts,
-                    hint,
-                    h,
-                );
-                self.histograms_ts = ts;
-                if self.histograms.full() {
-                    self.histograms.close();
-                    self.histograms_ts = 0;
-                }
-            }
+            Value::Histogram(h) => self.histogram(s, h, ts),
         }
         if let Some(e) = s.exemplar {
-            // Without its own timestamp an exemplar takes its sample's,
-            // as Prometheus's scrape loop gives it.
-            let ets = e.timestamp_ms.unwrap_or(ts);
-            put_exemplar(
-                self.exemplars.body(),
-                self.exemplars_ts,
-                s.series_ref,
-                ets,
-                e.value,
-                e.labels,
-            );
-            self.exemplars_ts = ets;
-            if self.exemplars.full() {
-                self.exemplars.close();
-                self.exemplars_ts = 0;
-            }
+            self.exemplar(s, e, ts);
         }
         self.count += 1;
         self.max_ts = self.max_ts.max(ts);
+    }
+
+    /// The series record entry of `s`: its ref and labels.
+    #[inline(never)]
+    fn describe(&mut self, s: &Appended<'_>) {
+        let series = self.series.body();
+        varint::put(series, s.series_ref);
+        varint::put(series, s.series.len() as u64);
+        s.series.write_to(series);
+        if self.series.full() {
+            self.series.close();
+        }
+    }
+
+    /// A native histogram sample of `s` at `ts`.
+    #[inline(never)]
+    fn histogram(&mut self, s: &Appended<'_>, h: &Histogram, ts: i64) {
+        let gauge = s.family.kind == MetricType::GaugeHistogram;
+        let hint = if gauge { 3 } else { 0 };
+        put_histogram(
+            self.histograms.body(),
+            self.histograms_ts,
+            s.series_ref,
+            ts,
+            hint,
+            h,
+        );
+        self.histograms_ts = ts;
+        if self.histograms.full() {
+            self.histograms.close();
+            self.histograms_ts = 0;
+        }
+    }
+
+    /// The exemplar `e` of `s`, whose sample is at `ts`.
+    #[inline(never)]
+    fn exemplar(&mut self, s: &Appended<'_>, e: &Exemplar<'_>, ts: i64) {
+        // Without its own timestamp an exemplar takes its sample's,
+        // as Prometheus's scrape loop gives it.
+        let ets = e.timestamp_ms.unwrap_or(ts);
+        put_exemplar(
+            self.exemplars.body(),
+            self.exemplars_ts,
+            s.series_ref,
+            ets,
+            e.value,
+            e.labels,
+        );
+        self.exemplars_ts = ets;
+        if self.exemplars.full() {
+            self.exemplars.close();
+            self.exemplars_ts = 0;
+        }
     }
 }
 
