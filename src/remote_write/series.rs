@@ -144,15 +144,12 @@ impl Tables {
         }
     }
 
-    /// Appends the encoded `Label` fields of `run` to `out`. `out` grows
-    /// once per series, and the pairs are copied into place: most are
-    /// short, and one is copied as [`PAD`] bytes (a copy of a fixed size
-    /// is two moves, of a varying one a call to memcpy; each push's own
-    /// capacity check cost as much again).
+    /// Appends the encoded `Label` fields of `run` to `out`. Most pairs
+    /// are short, and one is appended as [`PAD`] bytes then cut back to
+    /// its length (a copy of a fixed size is two moves, of a varying one a
+    /// call to memcpy); `out` is reserved once per series, not zeroed.
     pub fn write_labels(&self, run: Run<'_>, out: &mut Vec<u8>) {
-        let base = out.len();
-        out.resize(base + run.labels_len + PAD, 0);
-        let mut pos = base;
+        out.reserve(run.labels_len + PAD);
         for &p in run.pairs {
             let Some(&(start, len)) = self.pairs.get(p as usize) else {
                 continue;
@@ -160,24 +157,15 @@ impl Tables {
             let (start, len) = (start as usize, len as usize);
             if len <= PAD {
                 let src = self.bytes.get(start..start + PAD);
-                let dst = out.get_mut(pos..pos + PAD);
-                if let (Some(src), Some(dst)) = (src, dst) {
-                    if let (Ok(src), Ok(dst)) =
-                        (<&[u8; PAD]>::try_from(src), <&mut [u8; PAD]>::try_from(dst))
-                    {
-                        *dst = *src;
-                    }
+                if let Some(Ok(src)) = src.map(<&[u8; PAD]>::try_from) {
+                    let keep = out.len() + len;
+                    out.extend_from_slice(src);
+                    out.truncate(keep);
                 }
-            } else {
-                let src = self.bytes.get(start..start + len);
-                let dst = out.get_mut(pos..pos + len);
-                if let (Some(src), Some(dst)) = (src, dst) {
-                    dst.copy_from_slice(src);
-                }
+            } else if let Some(src) = self.bytes.get(start..start + len) {
+                out.extend_from_slice(src);
             }
-            pos += len;
         }
-        out.truncate(pos);
     }
 
     /// Whether a pair of `bytes` bytes still fits: a segment's pairs are
