@@ -172,6 +172,17 @@ impl std::fmt::Display for SeriesText<'_> {
     }
 }
 
+/// Where the name starts in a series' text: past `{"` when it is quoted
+/// inside the braces (not a legacy name), else at 0.
+#[inline]
+pub fn name_start(text: &str) -> usize {
+    if text.starts_with("{\"") {
+        2
+    } else {
+        0
+    }
+}
+
 /// One sample of one series, as the pipeline hands it to an appender.
 #[derive(Debug, Clone, Copy)]
 pub struct Appended<'a> {
@@ -212,7 +223,7 @@ impl Appended<'_> {
     #[inline]
     pub fn rendered_name(&self) -> &str {
         let first = self.series.first();
-        let at = if first.starts_with("{\"") { 2 } else { 0 };
+        let at = name_start(first);
         first.get(at..at + self.name_len).unwrap_or(first)
     }
 

@@ -1145,8 +1145,15 @@ fn the_wal_cap_drops_the_oldest_samples_counted_and_nothing_else() {
         lost_to < after_drops as u64,
         "lost values {missing:?} reach past the drops (value {after_drops})"
     );
+    // What the queue holds in memory is at most its capacity and one
+    // request (10,000 + 2,000 samples by default), and each of the app's
+    // values is written beside one of `big`'s 3000-sample scrapes: so at
+    // most the first 1 + 12,000 / 3000 values can be kept before the lost
+    // run. (How many it has read when the first segment goes depends on
+    // the machine's load: 1..3 was seen on a busy CI machine.)
+    let held = 1 + (10_000 + 2_000) / 3000;
     assert!(
-        lost_from <= 2,
+        lost_from <= held + 1,
         "the oldest values {:?} were kept but later ones lost: {missing:?}",
         1..lost_from
     );

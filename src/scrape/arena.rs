@@ -213,6 +213,20 @@ mod tests {
         assert_eq!(arena.get(after, 5), "after");
     }
 
+    /// Stores each of `texts` and checks that each comes back whole.
+    fn store_all(arena: &mut Arena, texts: &[String]) -> Vec<Stored> {
+        let stored: Vec<Stored> = texts
+            .iter()
+            .map(|t| arena.store(t, 0).expect("room"))
+            .collect();
+        for (t, &at) in texts.iter().zip(&stored) {
+            let text = arena.text(at, t.len() as u32);
+            assert!(text.is(t.as_bytes()), "{t}");
+            assert_eq!(text.join(&mut String::new()), t);
+        }
+        stored
+    }
+
     #[test]
     fn texts_that_share_a_prefix_store_only_their_own_bytes() {
         let mut arena = Arena::default();
@@ -229,15 +243,7 @@ mod tests {
                 format!("{}è", "y".repeat(30)),
             ])
             .collect();
-        let stored: Vec<Stored> = texts
-            .iter()
-            .map(|t| arena.store(t, 0).expect("room"))
-            .collect();
-        for (t, &at) in texts.iter().zip(&stored) {
-            let text = arena.text(at, t.len() as u32);
-            assert!(text.is(t.as_bytes()), "{t}");
-            assert_eq!(text.join(&mut String::new()), t);
-        }
+        let stored = store_all(&mut arena, &texts);
         assert_eq!(stored[1].base, stored[0].start);
         assert_eq!(stored[1].shared as usize, family.len());
         assert_eq!(stored[1000].shared, 0, "20 of 60 bytes is under half");
@@ -257,13 +263,7 @@ mod tests {
                 })
             })
             .collect();
-        let stored: Vec<Stored> = texts
-            .iter()
-            .map(|t| arena.store(t, 0).expect("room"))
-            .collect();
-        for (t, &at) in texts.iter().zip(&stored) {
-            assert!(arena.text(at, t.len() as u32).is(t.as_bytes()), "{t}");
-        }
+        let stored = store_all(&mut arena, &texts);
         let whole = stored.iter().filter(|at| at.shared == 0).count();
         assert_eq!(whole, 3, "one whole text per code");
     }

@@ -36,7 +36,8 @@ use super::arena::{Arena, Stored};
 use super::error::PipelineError;
 use super::slots::Slots;
 use crate::storage::{
-    next_ref, stale_nan, Appended, Appender, Family, Histogram, SeriesRef, SeriesText, Value,
+    name_start, next_ref, stale_nan, Appended, Appender, Family, Histogram, SeriesRef, SeriesText,
+    Value,
 };
 
 /// Marks a key whose series relabeling dropped.
@@ -395,7 +396,7 @@ impl SeriesCache {
         self.series
             .iter()
             .filter(move |s| s.keys > 0 && last == Some(s.appended))
-            .map(|s| text(&self.arena, s).join(&mut String::new()).to_owned())
+            .map(|s| text(&self.arena, s).to_string())
     }
 
     /// How many series the last successful scrape appended.
@@ -542,12 +543,12 @@ impl SeriesCache {
             .ok()
             .filter(|&n| n <= MAX_NAME)
             .ok_or_else(too_long)?;
-        // The name ends past `{"` when quoted.
-        let name_end = name_len as usize + if rendered.starts_with(b"{\"") { 2 } else { 0 };
         // Rendered from str pieces: this only checks.
+        let rendered_text = String::from_utf8_lossy(rendered);
+        let name_end = name_start(&rendered_text) + name_len as usize;
         let at = self
             .arena
-            .store(&String::from_utf8_lossy(rendered), name_end)
+            .store(&rendered_text, name_end)
             .ok_or_else(too_long)?;
         let entry = Series {
             series_ref: split(next_ref()),
@@ -809,12 +810,7 @@ impl SeriesCache {
     fn compact(&mut self) {
         let mut arena = Arena::default();
         for s in self.series.iter_mut().filter(|s| s.keys > 0) {
-            let name_end = s.name_len()
-                + if text(&self.arena, s).first().starts_with("{\"") {
-                    2
-                } else {
-                    0
-                };
+            let name_end = name_start(text(&self.arena, s).first()) + s.name_len();
             let whole = text(&self.arena, s).join(&mut self.joined);
             if let Some(at) = arena.store(whole, name_end) {
                 s.at = at;
