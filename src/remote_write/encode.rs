@@ -19,7 +19,7 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, RwLockReadGuard};
 
 use super::prompb;
-use super::series::{Segment, Tables};
+use super::series::{put_padded, Segment, Tables, PAD};
 use crate::exposition::{Entry, Format, Labels, Parser};
 use crate::relabel::Rules;
 use crate::storage::{BucketSpan, Histogram, HistogramCounts};
@@ -567,6 +567,9 @@ fn put_bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
 /// Appends a `WriteRequest` holding `samples` to `out` (protobuf, not compressed).
 pub fn write_request(samples: &[Outgoing], out: &mut Vec<u8>) {
     let mut reading = Reading::new();
+    // The timestamp field (tag, varint) of the last sample: a request's
+    // samples mostly share their scrape's timestamp, encoded once.
+    let (mut last_ts, mut ts_field, mut ts_len) = (0i64, [0u8; 16], 0usize);
     for s in samples {
         let tables = reading.tables(&s.series);
         let run = tables.run(s.series.at);
@@ -593,28 +596,51 @@ pub fn write_request(samples: &[Outgoing], out: &mut Vec<u8>) {
         };
         // Sample: value (fixed64, field 1) and timestamp (int64, field 2),
         // each left out when zero, as proto3 encoders do.
+        if s.timestamp_ms != last_ts {
+            last_ts = s.timestamp_ms;
+            ts_len = 0;
+            if last_ts != 0 {
+                ts_field[0] = 0x10;
+                ts_len = 1;
+                varint::put_at(&mut ts_field, &mut ts_len, last_ts as u64);
+            }
+        }
         let has_value = value != 0.0;
-        let ts = s.timestamp_ms != 0;
-        let sample_len = if has_value { 9 } else { 0 }
-            + if ts {
-                1 + varint::len(s.timestamp_ms as u64)
-            } else {
-                0
-            };
+        let sample_len = if has_value { 9 } else { 0 } + ts_len;
         let series_len = run.labels_len + 1 + varint::len(sample_len as u64) + sample_len;
-        out.push(0x0a);
-        varint::put(out, series_len as u64);
+        // One reserve for the series: its head, labels and sample are each
+        // stored as PAD fixed bytes, then kept to their length.
+        out.reserve(run.labels_len + 3 * PAD);
+        let mut head = [0u8; PAD];
+        head[0] = 0x0a;
+        let at = if series_len < 0x80 {
+            head[1] = series_len as u8;
+            2
+        } else if series_len < 0x4000 {
+            head[1] = series_len as u8 | 0x80;
+            head[2] = (series_len >> 7) as u8;
+            3
+        } else {
+            let mut at = 1;
+            varint::put_at(&mut head, &mut at, series_len as u64);
+            at
+        };
+        put_padded(out, &head, at);
         tables.write_labels(run, out);
-        out.push(0x12);
-        varint::put(out, sample_len as u64);
+        // At most 1 + 1 + 9 + 11 bytes: sample_len is below 0x80.
+        let mut tail = [0u8; PAD];
+        tail[0] = 0x12;
+        tail[1] = sample_len as u8;
+        let mut at = 2;
         if has_value {
-            out.push(0x09);
-            out.extend_from_slice(&value.to_bits().to_le_bytes());
+            tail[2] = 0x09;
+            tail[3..11].copy_from_slice(&value.to_bits().to_le_bytes());
+            at = 11;
         }
-        if ts {
-            out.push(0x10);
-            varint::put(out, s.timestamp_ms as u64);
+        if let Some(room) = tail.get_mut(at..at + ts_field.len()) {
+            room.copy_from_slice(&ts_field);
         }
+        put_padded(out, &tail, at + ts_len);
     }
 }
 

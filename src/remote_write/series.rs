@@ -43,7 +43,7 @@ const MAX_CHUNKS: usize = (1 << (32 - CHUNK_BITS)) - 1;
 
 /// Bytes after the last pair, so that any pair's first `PAD` bytes can be
 /// read as one fixed-size piece (see [`Tables::write_labels`]).
-const PAD: usize = 32;
+pub(super) const PAD: usize = 32;
 
 /// A run's header when its pair count and labels' length fit one number:
 /// the count in the low byte, the length above it.
@@ -145,25 +145,23 @@ impl Tables {
     }
 
     /// Appends the encoded `Label` fields of `run` to `out`. Most pairs
-    /// are short, and one is appended as [`PAD`] bytes then cut back to
-    /// its length (a copy of a fixed size is two moves, of a varying one a
-    /// call to memcpy); `out` is reserved once per series, not zeroed.
+    /// are short, and one is stored as [`PAD`] bytes past `out`'s end then
+    /// kept to its length (a copy of a fixed size is two moves, of a
+    /// varying one a call to memcpy); `out` is reserved once per series,
+    /// not zeroed.
+    #[inline]
     pub fn write_labels(&self, run: Run<'_>, out: &mut Vec<u8>) {
         out.reserve(run.labels_len + PAD);
+        let (pairs, bytes) = (self.pairs.as_slice(), self.bytes.as_slice());
         for &p in run.pairs {
-            let Some(&(start, len)) = self.pairs.get(p as usize) else {
+            let Some(&(start, len)) = pairs.get(p as usize) else {
                 continue;
             };
             let (start, len) = (start as usize, len as usize);
-            if len <= PAD {
-                let src = self.bytes.get(start..start + PAD);
-                if let Some(Ok(src)) = src.map(<&[u8; PAD]>::try_from) {
-                    let keep = out.len() + len;
-                    out.extend_from_slice(src);
-                    out.truncate(keep);
-                }
-            } else if let Some(src) = self.bytes.get(start..start + len) {
-                out.extend_from_slice(src);
+            // `start` is a u32: `start + PAD` cannot overflow, one check.
+            match bytes.get(start..start + PAD) {
+                Some(src) if len <= PAD => put_padded(out, src, len),
+                _ => out.extend_from_slice(bytes.get(start..start + len).unwrap_or_default()),
             }
         }
     }
@@ -221,6 +219,26 @@ impl Tables {
         }
         chunk.extend_from_slice(pairs);
         Some(((chunk_number as u32) << CHUNK_BITS) | start as u32)
+    }
+}
+
+/// Appends the first `len` bytes of `piece` (of [`PAD`] bytes) to `out`:
+/// all [`PAD`] are stored past its end, one fixed-size copy, when its
+/// room allows (else only `len` are copied), and `out` keeps `len`.
+#[inline(always)]
+pub(super) fn put_padded(out: &mut Vec<u8>, piece: &[u8], len: usize) {
+    let at = out.len();
+    match <&[u8; PAD]>::try_from(piece) {
+        Ok(src) if len <= PAD && out.capacity() - at >= PAD => {
+            // SAFETY: the PAD bytes from `at` are within `out`'s capacity
+            // (checked just above), so the store stays inside its
+            // allocation; the `len <= PAD` bytes kept are the ones it wrote.
+            unsafe {
+                std::ptr::write_unaligned(out.as_mut_ptr().add(at).cast::<[u8; PAD]>(), *src);
+                out.set_len(at + len);
+            }
+        }
+        _ => out.extend_from_slice(piece.get(..len).unwrap_or(piece)),
     }
 }
 
