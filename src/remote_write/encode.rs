@@ -19,7 +19,7 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, RwLockReadGuard};
 
 use super::prompb;
-use super::series::{put_padded, Segment, Tables, PAD};
+use super::series::{put_fixed, Segment, Tables, PAD};
 use crate::exposition::{Entry, Format, Labels, Parser};
 use crate::relabel::Rules;
 use crate::storage::{BucketSpan, Histogram, HistogramCounts};
@@ -625,7 +625,7 @@ pub fn write_request(samples: &[Outgoing], out: &mut Vec<u8>) {
             varint::put_at(&mut head, &mut at, series_len as u64);
             at
         };
-        put_padded(out, &head, at);
+        put_fixed(out, &head, at);
         tables.write_labels(run, out);
         // At most 1 + 1 + 9 + 11 bytes: sample_len is below 0x80.
         let mut tail = [0u8; PAD];
@@ -640,7 +640,7 @@ pub fn write_request(samples: &[Outgoing], out: &mut Vec<u8>) {
         if let Some(room) = tail.get_mut(at..at + ts_field.len()) {
             room.copy_from_slice(&ts_field);
         }
-        put_padded(out, &tail, at + ts_len);
+        put_fixed(out, &tail, at + ts_len);
     }
 }
 

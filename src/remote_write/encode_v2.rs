@@ -22,10 +22,10 @@
 //! refs) when the queue knows it.
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::encode::{name_value, Outgoing, Payload, Reading};
-use super::series::Tables;
+use super::series::{put_fixed, Tables};
 use crate::varint;
 
 /// A string of the symbol table: where its bytes are in the symbols
@@ -49,7 +49,7 @@ struct PairRefs {
     number: u32,
     /// The name's and value's refs as the series' packed `labels_refs`
     /// hold them (two varints), written once per request and pair.
-    refs: [u8; 10],
+    refs: [u8; 16],
     refs_len: u8,
     /// For a `__name__` pair, its family's metadata refs (looked up when
     /// the pair is first met in the request, so a sample costs no lookup
@@ -223,22 +223,26 @@ impl V2Encoder {
         self.request = next_request();
         self.symbol(b"");
         let mut reading = Reading::new();
+        // The timestamp field (tag, varint) of the last sample: a request's
+        // samples mostly share their scrape's timestamp, encoded once.
+        let (mut last_ts, mut ts_field, mut ts_len) = (0i64, [0u8; 16], 0usize);
         for s in samples {
             self.refs.clear();
             let mut family = FamilyRefs::default();
             let tables = reading.tables(&s.series);
             let segment = std::sync::Arc::as_ptr(s.series.segment()) as usize;
-            for &number in tables.run(s.series.at()).pairs {
+            let run = tables.run(s.series.at());
+            // At most 10 bytes a pair, each stored as 16 fixed bytes then
+            // cut: a copy of a fixed size is two moves, a copy of a
+            // varying one a call to memmove.
+            self.refs.reserve(run.pairs.len() * 10 + 16);
+            for &number in run.pairs {
                 let index = self.pair_refs(tables, segment, number, metadata);
                 let p = &self.pairs[index];
                 if let Some(refs) = p.family {
                     family = refs;
                 }
-                // All ten bytes, then cut: a copy of a fixed size is two
-                // moves, a copy of a varying one a call to memmove.
-                let end = self.refs.len() + usize::from(p.refs_len);
-                self.refs.extend_from_slice(&p.refs);
-                self.refs.truncate(end);
+                put_fixed(&mut self.refs, &p.refs, usize::from(p.refs_len));
             }
             let refs_len = self.refs.len();
             let metadata_len = family.len();
@@ -267,6 +271,9 @@ impl V2Encoder {
                 series_len += field_len(metadata_len);
             }
             let out = &mut self.series;
+            // Room for the series but its histogram or exemplar message,
+            // and for the timestamp's fixed store.
+            out.reserve(series_len.min(1 << 16) + 32);
             out.push(0x2a);
             varint::put(out, series_len as u64);
             if refs_len > 0 {
@@ -286,10 +293,16 @@ impl V2Encoder {
                         out.push(0x09);
                         out.extend_from_slice(&value.to_bits().to_le_bytes());
                     }
-                    if s.timestamp_ms != 0 {
-                        out.push(0x10);
-                        varint::put(out, s.timestamp_ms as u64);
+                    if s.timestamp_ms != last_ts {
+                        last_ts = s.timestamp_ms;
+                        ts_len = 0;
+                        if last_ts != 0 {
+                            ts_field[0] = 0x10;
+                            ts_len = 1;
+                            varint::put_at(&mut ts_field, &mut ts_len, last_ts as u64);
+                        }
                     }
+                    put_fixed(out, &ts_field, ts_len);
                     if s.start_ms != 0 {
                         out.push(0x18);
                         varint::put(out, s.start_ms as u64);
@@ -368,6 +381,7 @@ impl V2Encoder {
     /// `number` of the segment at address `segment`, whose `tables` are
     /// these), added if new; for the series' `__name__` pair, also its
     /// family's metadata refs from `metadata` (once per request and name).
+    #[inline(always)]
     fn pair_refs(
         &mut self,
         tables: &Tables,
@@ -389,6 +403,20 @@ impl V2Encoder {
                 }
             }
         }
+        self.new_pair_refs(tables, segment, number, metadata, stamp)
+    }
+
+    /// [`V2Encoder::pair_refs`] for a pair not met yet in this request
+    /// (kept out of line: most pairs of a request are met again).
+    #[inline(never)]
+    fn new_pair_refs(
+        &mut self,
+        tables: &Tables,
+        segment: usize,
+        number: u32,
+        metadata: &dyn MetadataLookup,
+        stamp: Option<&AtomicU64>,
+    ) -> usize {
         let (name, value) = name_value(tables.pair_bytes(number));
         let refs = (self.symbol(name), self.symbol(value));
         let family = (name == b"__name__").then(|| match metadata.family(value) {
@@ -409,7 +437,7 @@ impl V2Encoder {
             );
         }
         // Two u32 varints: at most 10 bytes.
-        let mut packed = [0; 10];
+        let mut packed = [0; 16];
         let mut len = 0;
         varint::put_at(&mut packed, &mut len, refs.0.into());
         varint::put_at(&mut packed, &mut len, refs.1.into());

@@ -159,8 +159,8 @@ impl Tables {
             };
             let (start, len) = (start as usize, len as usize);
             // `start` is a u32: `start + PAD` cannot overflow, one check.
-            match bytes.get(start..start + PAD) {
-                Some(src) if len <= PAD => put_padded(out, src, len),
+            match bytes.get(start..start + PAD).map(<&[u8; PAD]>::try_from) {
+                Some(Ok(src)) if len <= PAD => put_fixed(out, src, len),
                 _ => out.extend_from_slice(bytes.get(start..start + len).unwrap_or_default()),
             }
         }
@@ -222,23 +222,22 @@ impl Tables {
     }
 }
 
-/// Appends the first `len` bytes of `piece` (of [`PAD`] bytes) to `out`:
-/// all [`PAD`] are stored past its end, one fixed-size copy, when its
-/// room allows (else only `len` are copied), and `out` keeps `len`.
+/// Appends the first `len` bytes of `piece` to `out`: all `N` are
+/// stored past its end, one fixed-size copy, when its room allows (else
+/// only `len` are copied), and `out` keeps `len`.
 #[inline(always)]
-pub(super) fn put_padded(out: &mut Vec<u8>, piece: &[u8], len: usize) {
+pub(super) fn put_fixed<const N: usize>(out: &mut Vec<u8>, piece: &[u8; N], len: usize) {
     let at = out.len();
-    match <&[u8; PAD]>::try_from(piece) {
-        Ok(src) if len <= PAD && out.capacity() - at >= PAD => {
-            // SAFETY: the PAD bytes from `at` are within `out`'s capacity
-            // (checked just above), so the store stays inside its
-            // allocation; the `len <= PAD` bytes kept are the ones it wrote.
-            unsafe {
-                std::ptr::write_unaligned(out.as_mut_ptr().add(at).cast::<[u8; PAD]>(), *src);
-                out.set_len(at + len);
-            }
+    if len <= N && out.capacity() - at >= N {
+        // SAFETY: the N bytes from `at` are within `out`'s capacity
+        // (checked just above), so the store stays inside its allocation;
+        // the `len <= N` bytes kept are the ones it wrote.
+        unsafe {
+            std::ptr::write_unaligned(out.as_mut_ptr().add(at).cast::<[u8; N]>(), *piece);
+            out.set_len(at + len);
         }
-        _ => out.extend_from_slice(piece.get(..len).unwrap_or(piece)),
+    } else {
+        out.extend_from_slice(piece.get(..len).unwrap_or(piece));
     }
 }
 
