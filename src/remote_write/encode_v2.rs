@@ -22,7 +22,7 @@
 //! refs) when the queue knows it.
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::encode::{name_value, Outgoing, Payload, Reading};
 use super::series::{put_fixed, Tables};
@@ -38,23 +38,46 @@ struct Symbol {
     index: u32,
 }
 
-/// A label pair of this request with its name's and value's refs. The
-/// pair is known by its segment's address and its number there: every
-/// segment of a request is alive (held by its samples) while the request
-/// is built, so an address names one segment, and no reference count is
-/// touched. Equal pairs of two segments are two entries with the same
-/// refs.
+/// A label pair of this request with its name's and value's refs, found
+/// through the pair's stamp (which only this request's encoder writes
+/// with this request's number). Equal pairs of two segments are two
+/// entries with the same refs.
+#[derive(Clone, Copy)]
 struct PairRefs {
-    segment: usize,
-    number: u32,
     /// The name's and value's refs as the series' packed `labels_refs`
     /// hold them (two varints), written once per request and pair.
     refs: [u8; 16],
-    refs_len: u8,
-    /// For a `__name__` pair, its family's metadata refs (looked up when
-    /// the pair is first met in the request, so a sample costs no lookup
-    /// of its own).
-    family: Option<FamilyRefs>,
+    refs_len: u32,
+    /// For a `__name__` pair, its family's index in `families` (looked up
+    /// when the pair is first met in the request, so a sample costs no
+    /// lookup of its own); 0 otherwise. A series has one `__name__`, so
+    /// its pairs' indexes OR together to its family's.
+    family: u32,
+}
+
+/// A family's `metadata` field (tag, length, message) as a series
+/// carries it, encoded once per request: at most 2 + 2 + 6 + 6 bytes.
+#[derive(Clone, Copy, Default)]
+struct FamilyField {
+    bytes: [u8; 16],
+    len: u8,
+}
+
+impl FamilyField {
+    /// The field for `refs`; empty when the message would be.
+    fn of(refs: &FamilyRefs) -> FamilyField {
+        let mut field = FamilyField::default();
+        let len = refs.len();
+        if len > 0 {
+            let mut message = Vec::with_capacity(16);
+            message.push(0x2a);
+            varint::put(&mut message, len as u64);
+            refs.write(&mut message);
+            field.len = message.len() as u8;
+            field.bytes[..message.len()].copy_from_slice(&message);
+        }
+        field
+    }
 }
 
 /// A family's metadata as a 2.0 `Metadata` message holds it.
@@ -164,11 +187,6 @@ fn start_field_len(start_ms: i64) -> usize {
     }
 }
 
-/// Bytes of a float `Sample` message.
-fn sample_len(value: f64, timestamp_ms: i64) -> usize {
-    scalar_len(value != 0.0, 8) + int_len(timestamp_ms)
-}
-
 /// Builds 2.0 requests; one per shard, reused for each of its requests.
 #[derive(Default)]
 pub struct V2Encoder {
@@ -179,11 +197,16 @@ pub struct V2Encoder {
     /// The pairs met in this request, in the order met; a pair's
     /// [`Tables::stamp`] points into it.
     pairs: Vec<PairRefs>,
+    /// The metadata fields of the families met in this request; the first
+    /// is empty (a series without known metadata).
+    families: Vec<FamilyField>,
     /// This request's number (never 0: a new pair's stamp is 0).
-    request: u32,
+    request: u64,
     /// The `timeseries` fields, encoded, until the symbols are complete.
     series: Vec<u8>,
-    /// One series' label refs, encoded (the packed field's payload).
+    /// One series' head (from [`HEAD`] back) and label refs (from
+    /// [`HEAD`] on), zero-filled to its length: pieces of fixed size are
+    /// stored into it and copied out of it.
     refs: Vec<u8>,
     /// One exemplar's label refs.
     exemplar_refs: Vec<u32>,
@@ -218,40 +241,63 @@ impl V2Encoder {
         self.symbols.clear();
         self.strings.clear();
         self.pairs.clear();
+        self.families.clear();
+        self.families.push(FamilyField::default());
         self.series.clear();
         self.n_symbols = 0;
         self.request = next_request();
         self.symbol(b"");
+        if self.refs.len() < HEAD + REFS_PIECE {
+            self.refs.resize(HEAD + REFS_PIECE, 0);
+        }
         let mut reading = Reading::new();
         // The timestamp field (tag, varint) of the last sample: a request's
         // samples mostly share their scrape's timestamp, encoded once.
         let (mut last_ts, mut ts_field, mut ts_len) = (0i64, [0u8; 16], 0usize);
         for s in samples {
-            self.refs.clear();
-            let mut family = FamilyRefs::default();
             let tables = reading.tables(&s.series);
-            let segment = std::sync::Arc::as_ptr(s.series.segment()) as usize;
             let run = tables.run(s.series.at());
-            // At most 10 bytes a pair, each stored as 16 fixed bytes then
-            // cut: a copy of a fixed size is two moves, a copy of a
-            // varying one a call to memmove.
-            self.refs.reserve(run.pairs.len() * 10 + 16);
-            for &number in run.pairs {
-                let index = self.pair_refs(tables, segment, number, metadata);
-                let p = &self.pairs[index];
-                if let Some(refs) = p.family {
-                    family = refs;
-                }
-                put_fixed(&mut self.refs, &p.refs, usize::from(p.refs_len));
+            // Each pair's refs stored as 16 fixed bytes then cut: a copy of
+            // a fixed size is two moves, a copy of a varying one a call to
+            // memmove. At most 10 bytes a pair.
+            let need = HEAD + run.pairs.len() * 10 + 16;
+            if self.refs.len() < need {
+                self.refs.resize(need.max(HEAD + REFS_PIECE), 0);
             }
-            let refs_len = self.refs.len();
-            let metadata_len = family.len();
+            let mut end = HEAD;
+            let mut family = 0;
+            for &number in run.pairs {
+                let p = self.pair_refs(tables, number, metadata);
+                family |= p.family;
+                if let Some(room) = self.refs.get_mut(end..end + 16) {
+                    room.copy_from_slice(&p.refs);
+                }
+                end += p.refs_len as usize;
+            }
+            let refs_len = end - HEAD;
+            let family = self
+                .families
+                .get(family as usize)
+                .copied()
+                .unwrap_or_default();
+            if let Payload::Float(value) = s.value {
+                if s.timestamp_ms != last_ts {
+                    last_ts = s.timestamp_ms;
+                    ts_len = 0;
+                    if last_ts != 0 {
+                        ts_field[0] = 0x10;
+                        ts_len = 1;
+                        varint::put_at(&mut ts_field, &mut ts_len, last_ts as u64);
+                    }
+                }
+                self.float_series(value, s.start_ms, &ts_field[..ts_len], refs_len, &family);
+                continue;
+            }
             // What the series carries besides its labels: its length, and
             // for an exemplar the length of its label refs.
             let (body_len, exemplar_refs_len) = match &s.value {
-                Payload::Float(value) => {
-                    (sample_len(*value, s.timestamp_ms) + int_len(s.start_ms), 0)
-                }
+                // Written by `float_series` above.
+                Payload::Float(_) => continue,
                 Payload::Histogram(m) => (m.bytes().len() + start_field_len(s.start_ms), 0),
                 Payload::Exemplar(m) => {
                     let refs_len = self.exemplar_refs(m.bytes());
@@ -267,9 +313,7 @@ impl V2Encoder {
             if refs_len > 0 {
                 series_len += field_len(refs_len);
             }
-            if metadata_len > 0 {
-                series_len += field_len(metadata_len);
-            }
+            series_len += usize::from(family.len);
             let out = &mut self.series;
             // Room for the series but its histogram or exemplar message,
             // and for the timestamp's fixed store.
@@ -279,35 +323,10 @@ impl V2Encoder {
             if refs_len > 0 {
                 out.push(0x0a);
                 varint::put(out, refs_len as u64);
-                out.extend_from_slice(&self.refs);
+                out.extend_from_slice(self.refs.get(HEAD..HEAD + refs_len).unwrap_or_default());
             }
             match &s.value {
-                Payload::Float(value) => {
-                    // Sample: value (double, 1), timestamp (int64, 2) and
-                    // start_timestamp (int64, 3), each left out when zero
-                    // as proto3 encoders do (-0.0 too, as prost and 1.0's
-                    // encoder).
-                    out.push(0x12);
-                    varint::put(out, body_len as u64);
-                    if *value != 0.0 {
-                        out.push(0x09);
-                        out.extend_from_slice(&value.to_bits().to_le_bytes());
-                    }
-                    if s.timestamp_ms != last_ts {
-                        last_ts = s.timestamp_ms;
-                        ts_len = 0;
-                        if last_ts != 0 {
-                            ts_field[0] = 0x10;
-                            ts_len = 1;
-                            varint::put_at(&mut ts_field, &mut ts_len, last_ts as u64);
-                        }
-                    }
-                    put_fixed(out, &ts_field, ts_len);
-                    if s.start_ms != 0 {
-                        out.push(0x18);
-                        varint::put(out, s.start_ms as u64);
-                    }
-                }
+                Payload::Float(_) => {}
                 Payload::Histogram(m) => {
                     // 2.0's `Histogram` numbers fields 1 to 15 as 1.0's
                     // does (same types, same reset hints): the 1.0 message
@@ -339,11 +358,12 @@ impl V2Encoder {
                     }
                 }
             }
-            if metadata_len > 0 {
-                out.push(0x2a);
-                varint::put(out, metadata_len as u64);
-                family.write(out);
-            }
+            out.extend_from_slice(
+                family
+                    .bytes
+                    .get(..usize::from(family.len))
+                    .unwrap_or_default(),
+            );
         }
         out.reserve(self.symbols.len() + self.series.len());
         out.extend_from_slice(&self.symbols);
@@ -377,33 +397,108 @@ impl V2Encoder {
             .sum()
     }
 
-    /// Where in `pairs` the refs of a pair's name and value are (pair
-    /// `number` of the segment at address `segment`, whose `tables` are
-    /// these), added if new; for the series' `__name__` pair, also its
-    /// family's metadata refs from `metadata` (once per request and name).
+    /// Writes a float sample's `TimeSeries` (its label refs already in
+    /// `refs` from [`HEAD`] on, `refs_len` bytes) into `series`: its head
+    /// and refs as one piece of fixed size, its sample and metadata as
+    /// another, each stored past the end and kept to its length, into room
+    /// reserved once.
+    #[inline(always)]
+    fn float_series(
+        &mut self,
+        value: f64,
+        start_ms: i64,
+        ts_field: &[u8],
+        refs_len: usize,
+        family: &FamilyField,
+    ) {
+        // Sample: value (double, 1), timestamp (int64, 2) and
+        // start_timestamp (int64, 3), each left out when zero as proto3
+        // encoders do (-0.0 too, as prost and 1.0's encoder). At most
+        // 2 + 9 + 11 + 11 bytes, then the metadata field's 16.
+        let mut tail = [0u8; TAIL];
+        let has_value = value != 0.0;
+        let mut at = 2;
+        if has_value {
+            tail[2] = 0x09;
+            tail[3..11].copy_from_slice(&value.to_bits().to_le_bytes());
+            at = 11;
+        }
+        if let Some(room) = tail.get_mut(at..at + ts_field.len()) {
+            room.copy_from_slice(ts_field);
+        }
+        at += ts_field.len();
+        if start_ms != 0 {
+            tail[at] = 0x18;
+            at += 1;
+            varint::put_at(&mut tail, &mut at, start_ms as u64);
+        }
+        let body_len = at - 2;
+        tail[0] = 0x12;
+        tail[1] = body_len as u8;
+        if let Some(room) = tail.get_mut(at..at + 16) {
+            room.copy_from_slice(&family.bytes);
+        }
+        at += usize::from(family.len);
+        let tail_len = at;
+        let mut series_len = tail_len;
+        if refs_len > 0 {
+            series_len += field_len(refs_len);
+        }
+        // The head, right before the refs: the series' tag and length,
+        // then the refs' tag and length (a field left out when empty).
+        let mut head = [0u8; HEAD];
+        let mut head_len = 0;
+        head[0] = 0x2a;
+        head_len += 1;
+        varint::put_at(&mut head, &mut head_len, series_len as u64);
+        if refs_len > 0 {
+            head[head_len] = 0x0a;
+            head_len += 1;
+            varint::put_at(&mut head, &mut head_len, refs_len as u64);
+        }
+        let start = HEAD - head_len;
+        if let Some(room) = self.refs.get_mut(start..HEAD) {
+            room.copy_from_slice(&head[..head_len]);
+        }
+        let out = &mut self.series;
+        out.reserve(head_len + refs_len + REFS_PIECE + TAIL);
+        match self
+            .refs
+            .get(start..start + REFS_PIECE)
+            .map(<&[u8; REFS_PIECE]>::try_from)
+        {
+            Some(Ok(piece)) if head_len + refs_len <= REFS_PIECE => {
+                put_fixed(out, piece, head_len + refs_len)
+            }
+            _ => out.extend_from_slice(self.refs.get(start..HEAD + refs_len).unwrap_or_default()),
+        }
+        put_fixed(out, &tail, tail_len);
+    }
+
+    /// The refs of a pair's name and value (pair `number` of the segment
+    /// whose `tables` are these), added to `pairs` if new; for the
+    /// series' `__name__` pair, also its family's metadata field from
+    /// `metadata` (once per request and name).
     #[inline(always)]
     fn pair_refs(
         &mut self,
         tables: &Tables,
-        segment: usize,
         number: u32,
         metadata: &dyn MetadataLookup,
-    ) -> usize {
+    ) -> PairRefs {
         let stamp = tables.stamp(number);
         if let Some(stamp) = stamp {
             let stamp = stamp.load(Ordering::Relaxed);
-            if (stamp >> 32) as u32 == self.request {
-                let index = stamp as u32 as usize;
-                if self
-                    .pairs
-                    .get(index)
-                    .is_some_and(|p| p.number == number && p.segment == segment)
-                {
-                    return index;
+            // Only this encoder writes this request's number (numbers are
+            // process-unique and do not wrap in 2^40 requests), and only on
+            // the pair whose entry the index names.
+            if stamp >> INDEX_BITS == self.request {
+                if let Some(p) = self.pairs.get((stamp & INDEX_MASK) as usize) {
+                    return *p;
                 }
             }
         }
-        self.new_pair_refs(tables, segment, number, metadata, stamp)
+        self.new_pair_refs(tables, number, metadata, stamp)
     }
 
     /// [`V2Encoder::pair_refs`] for a pair not met yet in this request
@@ -412,43 +507,47 @@ impl V2Encoder {
     fn new_pair_refs(
         &mut self,
         tables: &Tables,
-        segment: usize,
         number: u32,
         metadata: &dyn MetadataLookup,
         stamp: Option<&AtomicU64>,
-    ) -> usize {
+    ) -> PairRefs {
         let (name, value) = name_value(tables.pair_bytes(number));
         let refs = (self.symbol(name), self.symbol(value));
-        let family = (name == b"__name__").then(|| match metadata.family(value) {
-            Some(m) if m.kind != 0 || !m.help.is_empty() || !m.unit.is_empty() => FamilyRefs {
-                kind: m.kind,
-                help: self.symbol(m.help),
-                unit: self.symbol(m.unit),
-            },
-            _ => FamilyRefs::default(),
-        });
-        let index = self.pairs.len();
-        // A request holds far fewer than 2^32 pairs; past that the pair is
-        // simply looked up again next time.
-        if let (Ok(i), Some(stamp)) = (u32::try_from(index), stamp) {
-            stamp.store(
-                (u64::from(self.request) << 32) | u64::from(i),
-                Ordering::Relaxed,
-            );
+        let mut family = 0;
+        if name == b"__name__" {
+            if let Some(m) = metadata.family(value) {
+                if m.kind != 0 || !m.help.is_empty() || !m.unit.is_empty() {
+                    let refs = FamilyRefs {
+                        kind: m.kind,
+                        help: self.symbol(m.help),
+                        unit: self.symbol(m.unit),
+                    };
+                    // Past u32::MAX families, the rest go without.
+                    if let Ok(i) = u32::try_from(self.families.len()) {
+                        family = i;
+                        self.families.push(FamilyField::of(&refs));
+                    }
+                }
+            }
+        }
+        let index = self.pairs.len() as u64;
+        // Past 2^24 pairs in one request, a pair is simply looked up again
+        // next time.
+        if let (true, Some(stamp)) = (index <= INDEX_MASK, stamp) {
+            stamp.store((self.request << INDEX_BITS) | index, Ordering::Relaxed);
         }
         // Two u32 varints: at most 10 bytes.
         let mut packed = [0; 16];
         let mut len = 0;
         varint::put_at(&mut packed, &mut len, refs.0.into());
         varint::put_at(&mut packed, &mut len, refs.1.into());
-        self.pairs.push(PairRefs {
-            segment,
-            number,
+        let p = PairRefs {
             refs: packed,
-            refs_len: len as u8,
+            refs_len: len as u32,
             family,
-        });
-        index
+        };
+        self.pairs.push(p);
+        p
     }
 
     /// The ref of `text`, appended to the symbols if new.
@@ -478,12 +577,24 @@ impl V2Encoder {
 
 /// Numbers requests across every encoder of the process, so a pair's
 /// stamp from another request (or another shard's) is told apart.
-static REQUESTS: AtomicU32 = AtomicU32::new(0);
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
 
-/// A new request number, never 0.
-fn next_request() -> u32 {
+/// A stamp's low bits: the index of the pair's entry in its request.
+const INDEX_BITS: u32 = 24;
+const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
+
+/// Room before a series' refs for its head (two tags, two varints).
+const HEAD: usize = 16;
+/// A series' head and refs copied as one piece when they fit it.
+const REFS_PIECE: usize = 64;
+/// A float series' sample and metadata fields (at most 33 + 16 bytes).
+const TAIL: usize = 64;
+
+/// A new request number, never 0, below 2^40 (the stamp's high bits).
+fn next_request() -> u64 {
     loop {
-        let n = REQUESTS.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        let n = REQUESTS.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
+            & ((1 << (64 - INDEX_BITS)) - 1);
         if n != 0 {
             return n;
         }
@@ -493,15 +604,6 @@ fn next_request() -> u32 {
 /// Bytes of a length-delimited field holding `len` bytes (tag, length, payload).
 fn field_len(len: usize) -> usize {
     1 + varint::len(len as u64) + len
-}
-
-/// Bytes of a fixed-size scalar field, 0 when left out.
-fn scalar_len(present: bool, size: usize) -> usize {
-    if present {
-        1 + size
-    } else {
-        0
-    }
 }
 
 /// Bytes of an int64 field, 0 when it is zero (left out).
