@@ -290,7 +290,7 @@ impl V2Encoder {
                         varint::put_at(&mut ts_field, &mut ts_len, last_ts as u64);
                     }
                 }
-                self.float_series(value, s.start_ms, &ts_field[..ts_len], refs_len, &family);
+                self.float_series(value, s.start_ms, (&ts_field, ts_len), refs_len, &family);
                 continue;
             }
             // What the series carries besides its labels: its length, and
@@ -407,7 +407,7 @@ impl V2Encoder {
         &mut self,
         value: f64,
         start_ms: i64,
-        ts_field: &[u8],
+        (ts_field, ts_len): (&[u8; 16], usize),
         refs_len: usize,
         family: &FamilyField,
     ) {
@@ -423,10 +423,11 @@ impl V2Encoder {
             tail[3..11].copy_from_slice(&value.to_bits().to_le_bytes());
             at = 11;
         }
-        if let Some(room) = tail.get_mut(at..at + ts_field.len()) {
+        // All 16 stored (a fixed copy), `ts_len` kept.
+        if let Some(room) = tail.get_mut(at..at + 16) {
             room.copy_from_slice(ts_field);
         }
-        at += ts_field.len();
+        at += ts_len;
         if start_ms != 0 {
             tail[at] = 0x18;
             at += 1;
@@ -456,9 +457,13 @@ impl V2Encoder {
             head_len += 1;
             varint::put_at(&mut head, &mut head_len, refs_len as u64);
         }
-        let start = HEAD - head_len;
-        if let Some(room) = self.refs.get_mut(start..HEAD) {
-            room.copy_from_slice(&head[..head_len]);
+        // Moved to end right before the refs, and stored as all 16 bytes
+        // (the bytes before it are not kept).
+        // (A head is at most 12 bytes for any length below 2^35.)
+        let start = HEAD.saturating_sub(head_len);
+        let right = u128::from_le_bytes(head) << (8 * start);
+        if let Some(room) = self.refs.get_mut(..HEAD) {
+            room.copy_from_slice(&right.to_le_bytes());
         }
         let out = &mut self.series;
         out.reserve(head_len + refs_len + REFS_PIECE + TAIL);
