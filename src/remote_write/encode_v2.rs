@@ -64,17 +64,30 @@ struct FamilyField {
 }
 
 impl FamilyField {
-    /// The field for `refs`; empty when the message would be.
+    /// The field for `refs`; empty when the message would be. Built in
+    /// place: a request allocates nothing per family.
     fn of(refs: &FamilyRefs) -> FamilyField {
         let mut field = FamilyField::default();
         let len = refs.len();
         if len > 0 {
-            let mut message = Vec::with_capacity(16);
-            message.push(0x2a);
-            varint::put(&mut message, len as u64);
-            refs.write(&mut message);
-            field.len = message.len() as u8;
-            field.bytes[..message.len()].copy_from_slice(&message);
+            // Type (1), help_ref (3), unit_ref (4); at most 14 bytes, so
+            // the length is one byte.
+            let b = &mut field.bytes;
+            b[0] = 0x2a;
+            b[1] = len as u8;
+            let mut at = 2;
+            for (tag, v) in [
+                (0x08, refs.kind.into()),
+                (0x18, refs.help),
+                (0x20, refs.unit),
+            ] {
+                if v != 0 {
+                    b[at] = tag;
+                    at += 1;
+                    varint::put_at(b, &mut at, v.into());
+                }
+            }
+            field.len = at as u8;
         }
         field
     }
@@ -96,21 +109,6 @@ impl FamilyRefs {
     /// empty one).
     fn len(&self) -> usize {
         int_len(self.kind.into()) + int_len(self.help.into()) + int_len(self.unit.into())
-    }
-
-    /// Writes the `Metadata` message's fields: type (1), help_ref (3),
-    /// unit_ref (4).
-    fn write(&self, out: &mut Vec<u8>) {
-        for (tag, v) in [
-            (0x08, self.kind.into()),
-            (0x18, self.help),
-            (0x20, self.unit),
-        ] {
-            if v != 0 {
-                out.push(tag);
-                varint::put(out, v.into());
-            }
-        }
     }
 }
 
