@@ -20,7 +20,7 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGES = ["parse", "first_scrape", "scrape_known", "scrape_to_wal",
-          "wal_append", "wal_read", "encode_snappy"]
+          "wal_append", "wal_read", "encode_snappy", "encode_v2_snappy"]
 WHAT = {
     "parse": "parse the body (every entry)",
     "first_scrape": "a target's first scrape: parse, labels, relabel, sort, render, cache",
@@ -29,6 +29,7 @@ WHAT = {
     "wal_append": "append one steady scrape's records to a segment",
     "wal_read": "a queue's tailer reading one scrape back (series + samples)",
     "encode_snappy": "WriteRequests of 2000 samples, snappy-compressed",
+    "encode_v2_snappy": "2.0 Requests of the same 2000 samples (with metadata), snappy-compressed",
 }
 
 

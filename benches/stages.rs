@@ -15,7 +15,8 @@ use std::sync::Arc;
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use relay::exposition::{Entry, Format, Labels, Parser};
 use relay::relabel::Rules;
-use relay::remote_write::encode::{compress, write_request, Outgoing, SeriesPrep};
+use relay::remote_write::encode::{compress, name_value, write_request, Outgoing, SeriesPrep};
+use relay::remote_write::encode_v2::{FamilyMetadata, MetadataLookup, V2Encoder};
 use relay::scrape::pipeline::{process, Rendered, SeriesCache, Settings};
 use relay::wal::{Wal, WalAppender};
 
@@ -26,7 +27,7 @@ const SERIES: usize = 10_000;
 /// The same rules as the cycle bench: a drop, a labeldrop and a replace.
 const RULES: &str = "scrape_configs:\n  - job_name: app\n    metric_relabel_configs:\n      - {source_labels: [__name__], regex: 'go_.*', action: drop}\n      - {regex: pod_template_hash, action: labeldrop}\n      - {source_labels: [namespace], regex: 'shop-0', target_label: tier, replacement: gold}\n";
 
-const STAGES: [&str; 7] = [
+const STAGES: [&str; 8] = [
     "parse",
     "first_scrape",
     "scrape_known",
@@ -34,6 +35,7 @@ const STAGES: [&str; 7] = [
     "wal_append",
     "wal_read",
     "encode_snappy",
+    "encode_v2_snappy",
 ];
 
 /// The only code callgrind counts (`--toggle-collect=*measured*`).
@@ -167,7 +169,58 @@ fn run(stage: &str, iterations: usize, inputs: &Inputs) -> (usize, usize) {
             };
             (measured(iterations, &mut encode), series)
         }
+        "encode_v2_snappy" => {
+            let samples = outgoing(inputs);
+            let families = Families::of(&samples);
+            let mut v2 = V2Encoder::new();
+            let mut encoder = snap::raw::Encoder::new();
+            let (mut raw, mut compressed) = (Vec::new(), Vec::new());
+            let mut encode = || {
+                // The same batches as encode_snappy, as 2.0 requests with
+                // each family's metadata (as the remote_write bench).
+                for chunk in samples.chunks(2000) {
+                    raw.clear();
+                    v2.write_request(chunk, &families, &mut raw);
+                    std::hint::black_box(
+                        compress(&mut encoder, &raw, &mut compressed).expect("compresses"),
+                    );
+                }
+                samples.len()
+            };
+            (measured(iterations, &mut encode), series)
+        }
         other => panic!("unknown stage {other:?}; stages: {}", STAGES.join(", ")),
+    }
+}
+
+/// Metadata for every family of the samples (a gauge with a help text),
+/// as a 2.0 queue's store holds it.
+struct Families(hashbrown::HashMap<Vec<u8>, String>);
+
+impl Families {
+    fn of(samples: &[Outgoing]) -> Families {
+        let mut names = hashbrown::HashMap::new();
+        for s in samples {
+            let tables = s.series.segment().read();
+            for &p in tables.run(s.series.at()).pairs {
+                let (name, value) = name_value(tables.pair_bytes(p));
+                if name == b"__name__" {
+                    let help = format!("What {} measures.", String::from_utf8_lossy(value));
+                    names.insert(value.to_vec(), help);
+                }
+            }
+        }
+        Families(names)
+    }
+}
+
+impl MetadataLookup for Families {
+    fn family(&self, name: &[u8]) -> Option<FamilyMetadata<'_>> {
+        self.0.get(name).map(|help| FamilyMetadata {
+            kind: 2,
+            help: help.as_bytes(),
+            unit: b"",
+        })
     }
 }
 

@@ -16,147 +16,143 @@
 //! requests of its own (`WriteRequest.metadata`), see [`write_metadata`].
 
 use std::hash::BuildHasher;
-use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, RwLockReadGuard};
 
 use super::prompb;
+use super::series::{put_fixed, Segment, Tables, PAD};
 use crate::exposition::{Entry, Format, Labels, Parser};
 use crate::relabel::Rules;
 use crate::storage::{BucketSpan, Histogram, HistogramCounts};
 use crate::varint;
 
-/// One `Label` field of a `TimeSeries`, encoded (tag, length, name,
-/// value), with a hash of those bytes. Interned per WAL segment: most label
-/// values repeat across series (job, instance, `le`, a metric's name), so
-/// a series holds pointers to shared pairs, not its own bytes.
-#[derive(Debug)]
-struct PairBytes {
-    hash: u64,
-    /// Where 2.0's encoder last put this pair's symbol refs (see
-    /// [`Pair::stamp`]): read and written by the shards, never trusted
-    /// alone.
-    stamp: AtomicU64,
-    bytes: Box<[u8]>,
+/// A label pair's name and value, read back out of its encoded `Label`
+/// field (2.0 sends them as symbols). Empty when absent, as proto3 leaves
+/// an empty string out.
+pub fn name_value(bytes: &[u8]) -> (&[u8], &[u8]) {
+    // Past the `Label` field's own tag and length (the pair is one field).
+    let mut pos = 1;
+    if varint::get(bytes, &mut pos).is_none() {
+        return (&[], &[]);
+    }
+    let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
+    while let Some(&tag) = bytes.get(pos) {
+        pos += 1;
+        let Some(len) = varint::get(bytes, &mut pos) else {
+            break;
+        };
+        let Some(field) = bytes.get(pos..pos.saturating_add(len as usize)) else {
+            break;
+        };
+        pos += field.len();
+        match tag {
+            0x0a => name = field,
+            0x12 => value = field,
+            _ => {}
+        }
+    }
+    (name, value)
 }
 
-impl PartialEq for PairBytes {
+/// What a series is sent as: where its run of label pairs is in its
+/// segment's tables (sorted pairs, each shared with the other series of
+/// the segment that have it), and the hash that picks its shard. The
+/// segment is shared by every series and sample of it: a series in flight
+/// adds no allocation of its own.
+#[derive(Clone)]
+pub struct EncodedSeries {
+    segment: Arc<Segment>,
+    at: u32,
+    hash: u32,
+}
+
+impl std::fmt::Debug for EncodedSeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncodedSeries")
+            .field("labels", &String::from_utf8_lossy(&self.labels()))
+            .field("hash", &self.hash)
+            .finish()
+    }
+}
+
+/// Equal when the labels are, whatever segment holds them.
+impl PartialEq for EncodedSeries {
     fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && self.bytes() == other.bytes()
+        self.hash == other.hash && self.labels() == other.labels()
     }
 }
 
-impl Eq for PairBytes {}
-
-impl PairBytes {
-    fn new(hash: u64, bytes: &[u8]) -> PairBytes {
-        PairBytes {
-            hash,
-            stamp: AtomicU64::new(0),
-            bytes: bytes.into(),
-        }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-}
-
-/// A shared, interned label pair (one pointer wide).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pair(std::sync::Arc<PairBytes>);
-
-impl Pair {
-    /// The encoded `Label` field.
-    pub fn bytes(&self) -> &[u8] {
-        self.0.bytes()
-    }
-
-    /// A note a 2.0 encoder leaves on the pair so that the next series of
-    /// the same request finds the pair's symbol refs without hashing: the
-    /// request's number and the index of the refs in that request's table.
-    /// Shards share pairs and overwrite each other's notes, so a note is
-    /// only a hint: the encoder checks the entry it points at is this
-    /// pair's (by [`Pair::address`]).
-    pub fn stamp(&self) -> &AtomicU64 {
-        &self.0.stamp
-    }
-
-    /// Names this pair among the pairs alive (its allocation's address).
-    pub fn address(&self) -> usize {
-        Arc::as_ptr(&self.0) as usize
-    }
-
-    /// The label's name and value, read back out of the encoded field
-    /// (2.0 sends them as symbols). Empty when absent, as proto3 leaves an
-    /// empty string out.
-    pub fn name_value(&self) -> (&[u8], &[u8]) {
-        let bytes = self.0.bytes();
-        // Past the `Label` field's own tag and length (the pair is one field).
-        let mut pos = 1;
-        if varint::get(bytes, &mut pos).is_none() {
-            return (&[], &[]);
-        }
-        let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
-        while let Some(&tag) = bytes.get(pos) {
-            pos += 1;
-            let Some(len) = varint::get(bytes, &mut pos) else {
-                break;
-            };
-            let Some(field) = bytes.get(pos..pos.saturating_add(len as usize)) else {
-                break;
-            };
-            pos += field.len();
-            match tag {
-                0x0a => name = field,
-                0x12 => value = field,
-                _ => {}
-            }
-        }
-        (name, value)
-    }
-}
-
-/// What a series is sent as: its label pairs, sorted, each shared with the
-/// other series of the segment that have it. One allocation and one
-/// reference count per series, shared by all of its samples in flight.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EncodedSeries(std::sync::Arc<[Pair]>);
+impl Eq for EncodedSeries {}
 
 impl EncodedSeries {
-    /// The `Label` fields of a `TimeSeries`, in order.
-    pub fn pairs(&self) -> &[Pair] {
-        &self.0
+    pub(super) fn from_parts(segment: Arc<Segment>, at: u32, hash: u32) -> Self {
+        EncodedSeries { segment, at, hash }
     }
 
-    /// Bytes of the encoded `Label` fields.
-    pub fn labels_len(&self) -> usize {
-        self.0.iter().map(|p| p.0.bytes.len()).sum()
+    pub(super) fn into_parts(self) -> (Arc<Segment>, u32, u32) {
+        (self.segment, self.at, self.hash)
     }
 
-    /// Appends the encoded `Label` fields to `out`.
-    pub fn write_labels(&self, out: &mut Vec<u8>) {
-        for p in self.0.iter() {
-            out.extend_from_slice(&p.0.bytes);
-        }
+    /// The tables the series' run is in.
+    pub fn segment(&self) -> &Arc<Segment> {
+        &self.segment
     }
 
-    /// The encoded `Label` fields, joined (for logs and tests).
-    pub fn labels(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.labels_len());
-        self.write_labels(&mut out);
-        out
+    /// Where the series' run is in its segment's tables.
+    pub fn at(&self) -> u32 {
+        self.at
     }
 
     /// The hash that picks the series' shard (folded from its pairs'
     /// hashes, so the same across segments and restarts for the same
-    /// labels) and the labels' length, in one pass over the pairs.
-    pub fn shard_key(&self) -> (u64, usize) {
-        self.0
-            .iter()
-            .fold((0xcbf2_9ce4_8422_2325, 0), |(h, len), p| {
-                let h = (h.rotate_left(5) ^ p.0.hash).wrapping_mul(0x0100_0000_01b3);
-                (h, len + p.0.bytes.len())
-            })
+    /// labels).
+    pub fn shard_key(&self) -> u64 {
+        u64::from(self.hash)
+    }
+
+    /// The numbers of its pairs in its segment (equal numbers, equal
+    /// pairs).
+    pub fn pair_numbers(&self) -> Vec<u32> {
+        self.segment.read().run(self.at).pairs.to_vec()
+    }
+
+    /// Bytes of the encoded `Label` fields.
+    pub fn labels_len(&self) -> usize {
+        self.segment.read().run(self.at).labels_len
+    }
+
+    /// The encoded `Label` fields, joined (for logs and tests).
+    pub fn labels(&self) -> Vec<u8> {
+        let tables = self.segment.read();
+        let run = tables.run(self.at);
+        let mut out = Vec::with_capacity(run.labels_len);
+        tables.write_labels(run, &mut out);
+        out
+    }
+}
+
+/// The segment tables a request reads, one segment's read lock held at a
+/// time: a batch's samples come from one segment but at a segment change.
+pub(crate) struct Reading<'a> {
+    held: Option<(usize, RwLockReadGuard<'a, Tables>)>,
+}
+
+impl<'a> Reading<'a> {
+    pub(crate) fn new() -> Self {
+        Reading { held: None }
+    }
+
+    /// The tables of `series`' segment (locked for reading until another
+    /// segment's are asked for, or this is dropped).
+    pub(crate) fn tables(&mut self, series: &'a EncodedSeries) -> &Tables {
+        let at = Arc::as_ptr(&series.segment) as usize;
+        if self.held.as_ref().is_some_and(|(held, _)| *held != at) {
+            // One lock at a time: the guard goes before the next is taken.
+            self.held = None;
+        }
+        &self
+            .held
+            .get_or_insert_with(|| (at, series.segment.read()))
+            .1
     }
 }
 
@@ -199,9 +195,6 @@ impl Payload {
 #[derive(Debug, Clone)]
 pub struct Outgoing {
     pub series: EncodedSeries,
-    /// Bytes of the series' encoded labels, summed once when the sample is
-    /// dealt (with the shard's hash), not again for each request.
-    labels_len: u32,
     pub timestamp_ms: i64,
     /// The series' start (created) timestamp, 0 when unknown: 2.0's
     /// `start_timestamp` of a sample or histogram (1.0 has no place for it).
@@ -214,27 +207,13 @@ pub struct Outgoing {
 impl Outgoing {
     /// A float sample.
     pub fn new(series: EncodedSeries, timestamp_ms: i64, value: f64, replayed: bool) -> Self {
-        let labels_len = series.labels_len();
-        Outgoing::with_len(
-            series,
-            labels_len,
-            timestamp_ms,
-            Payload::Float(value),
-            replayed,
-        )
+        Outgoing::with(series, timestamp_ms, Payload::Float(value), replayed)
     }
 
-    /// With the labels' length already known (see [`EncodedSeries::shard_key`]).
-    pub fn with_len(
-        series: EncodedSeries,
-        labels_len: usize,
-        timestamp_ms: i64,
-        value: Payload,
-        replayed: bool,
-    ) -> Self {
+    /// A sample of any kind.
+    pub fn with(series: EncodedSeries, timestamp_ms: i64, value: Payload, replayed: bool) -> Self {
         Outgoing {
             series,
-            labels_len: u32::try_from(labels_len).unwrap_or(u32::MAX),
             timestamp_ms,
             start_ms: 0,
             value,
@@ -254,11 +233,16 @@ pub struct SeriesPrep<'c> {
     pub external_labels: &'c [(String, String)],
     pub rules: &'c Rules,
     scratch: Vec<u8>,
-    /// The label pair being encoded, and the series' pairs.
+    /// The series' label pairs, encoded one after another, and where each
+    /// ends (encoded before the segment is locked).
     encoded: Vec<u8>,
-    series: Vec<Pair>,
-    /// The pairs of the current segment's series, by their bytes.
-    pairs: hashbrown::HashTable<Pair>,
+    ends: Vec<usize>,
+    /// The series' pair numbers.
+    series: Vec<u32>,
+    /// The current segment's pairs and series.
+    segment: Arc<Segment>,
+    /// The segment's pairs, (hash, number), found by their bytes.
+    pairs: hashbrown::HashTable<(u64, u32)>,
     /// SipHash with fixed keys: a pair's hash, and so a series' shard, is
     /// the same in every process.
     hasher: std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>,
@@ -271,15 +255,18 @@ impl<'c> SeriesPrep<'c> {
             rules,
             scratch: Vec::new(),
             encoded: Vec::new(),
+            ends: Vec::new(),
             series: Vec::new(),
+            segment: Arc::default(),
             pairs: hashbrown::HashTable::new(),
             hasher: Default::default(),
         }
     }
 
-    /// Forgets the interned pairs (a new segment describes its series
-    /// again); pairs still in flight live on with their samples.
+    /// Starts a new segment's tables (a new segment describes its series
+    /// again); the old one lives on with its samples in flight.
     pub fn clear_pairs(&mut self) {
+        self.segment = Arc::default();
         self.pairs = hashbrown::HashTable::new();
     }
 
@@ -307,16 +294,42 @@ impl<'c> SeriesPrep<'c> {
             return None;
         }
         labels.sort();
-        self.series.clear();
+        self.encoded.clear();
+        self.ends.clear();
         for l in labels.iter() {
-            let (name, value) = (l.name.as_bytes(), l.value.as_bytes());
-            let out = &mut self.encoded;
-            out.clear();
-            put_label(out, name, value);
-            let pair = intern(&mut self.pairs, &self.hasher, out);
-            self.series.push(pair);
+            put_label(&mut self.encoded, l.name.as_bytes(), l.value.as_bytes());
+            self.ends.push(self.encoded.len());
         }
-        Some(EncodedSeries(std::sync::Arc::from(self.series.as_slice())))
+        // The shard hash folds the pairs' hashes: the same labels give the
+        // same hash in any segment and process.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        self.series.clear();
+        let mut tables = self.segment.write();
+        let mut from = 0;
+        let mut full = false;
+        for &end in &self.ends {
+            let bytes = &self.encoded[from..end];
+            from = end;
+            let Some((pair_hash, number)) =
+                intern(&mut self.pairs, &self.hasher, &mut tables, bytes)
+            else {
+                full = true;
+                break;
+            };
+            hash = (hash.rotate_left(5) ^ pair_hash).wrapping_mul(0x0100_0000_01b3);
+            self.series.push(number);
+        }
+        let at = match full {
+            false => tables.add_run(&self.series, self.encoded.len()),
+            true => None,
+        };
+        drop(tables);
+        let Some(at) = at else {
+            tracing::warn!(series = %String::from_utf8_lossy(rendered), "a WAL segment's series fill the queue's tables (4 GiB); its samples are dropped");
+            return None;
+        };
+        let hash = (hash ^ (hash >> 32)) as u32;
+        Some(EncodedSeries::from_parts(self.segment.clone(), at, hash))
     }
 }
 
@@ -503,15 +516,21 @@ pub fn write_metadata(metadata: &[Arc<[u8]>], out: &mut Vec<u8>) {
     }
 }
 
-/// The pair in `pairs` encoded as `bytes`, added if new.
-fn intern(pairs: &mut hashbrown::HashTable<Pair>, hasher: &impl BuildHasher, bytes: &[u8]) -> Pair {
+/// The hash and number of the pair encoded as `bytes` in `tables`, added
+/// if new; None when the segment has no room for it.
+fn intern(
+    pairs: &mut hashbrown::HashTable<(u64, u32)>,
+    hasher: &impl BuildHasher,
+    tables: &mut Tables,
+    bytes: &[u8],
+) -> Option<(u64, u32)> {
     let hash = hasher.hash_one(bytes);
-    if let Some(p) = pairs.find(hash, |p| p.0.hash == hash && p.0.bytes() == bytes) {
-        return p.clone();
+    if let Some(&found) = pairs.find(hash, |&(h, n)| h == hash && tables.pair_bytes(n) == bytes) {
+        return Some(found);
     }
-    let pair = Pair(std::sync::Arc::new(PairBytes::new(hash, bytes)));
-    pairs.insert_unique(hash, pair.clone(), |p| p.0.hash);
-    pair
+    let number = tables.add_pair(bytes)?;
+    pairs.insert_unique(hash, (hash, number), |&(h, _)| h);
+    Some((hash, number))
 }
 
 /// Bytes of a length-delimited field (tag, length, payload); 0 when empty,
@@ -547,7 +566,13 @@ fn put_bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
 
 /// Appends a `WriteRequest` holding `samples` to `out` (protobuf, not compressed).
 pub fn write_request(samples: &[Outgoing], out: &mut Vec<u8>) {
+    let mut reading = Reading::new();
+    // The timestamp field (tag, varint) of the last sample: a request's
+    // samples mostly share their scrape's timestamp, encoded once.
+    let (mut last_ts, mut ts_field, mut ts_len) = (0i64, [0u8; 16], 0usize);
     for s in samples {
+        let tables = reading.tables(&s.series);
+        let run = tables.run(s.series.at);
         let value = match &s.value {
             Payload::Float(v) => *v,
             Payload::Histogram(m) | Payload::Exemplar(m) => {
@@ -559,11 +584,10 @@ pub fn write_request(samples: &[Outgoing], out: &mut Vec<u8>) {
                 } else {
                     0x1a
                 };
-                let labels_len = s.labels_len as usize;
-                let series_len = labels_len + 1 + varint::len(bytes.len() as u64) + bytes.len();
+                let series_len = run.labels_len + 1 + varint::len(bytes.len() as u64) + bytes.len();
                 out.push(0x0a);
                 varint::put(out, series_len as u64);
-                s.series.write_labels(out);
+                tables.write_labels(run, out);
                 out.push(tag);
                 varint::put(out, bytes.len() as u64);
                 out.extend_from_slice(bytes);
@@ -572,29 +596,51 @@ pub fn write_request(samples: &[Outgoing], out: &mut Vec<u8>) {
         };
         // Sample: value (fixed64, field 1) and timestamp (int64, field 2),
         // each left out when zero, as proto3 encoders do.
+        if s.timestamp_ms != last_ts {
+            last_ts = s.timestamp_ms;
+            ts_len = 0;
+            if last_ts != 0 {
+                ts_field[0] = 0x10;
+                ts_len = 1;
+                varint::put_at(&mut ts_field, &mut ts_len, last_ts as u64);
+            }
+        }
         let has_value = value != 0.0;
-        let ts = s.timestamp_ms != 0;
-        let sample_len = if has_value { 9 } else { 0 }
-            + if ts {
-                1 + varint::len(s.timestamp_ms as u64)
-            } else {
-                0
-            };
-        let labels_len = s.labels_len as usize;
-        let series_len = labels_len + 1 + varint::len(sample_len as u64) + sample_len;
-        out.push(0x0a);
-        varint::put(out, series_len as u64);
-        s.series.write_labels(out);
-        out.push(0x12);
-        varint::put(out, sample_len as u64);
+        let sample_len = if has_value { 9 } else { 0 } + ts_len;
+        let series_len = run.labels_len + 1 + varint::len(sample_len as u64) + sample_len;
+        // One reserve for the series: its head, labels and sample are each
+        // stored as PAD fixed bytes, then kept to their length.
+        out.reserve(run.labels_len + 3 * PAD);
+        let mut head = [0u8; PAD];
+        head[0] = 0x0a;
+        let at = if series_len < 0x80 {
+            head[1] = series_len as u8;
+            2
+        } else if series_len < 0x4000 {
+            head[1] = series_len as u8 | 0x80;
+            head[2] = (series_len >> 7) as u8;
+            3
+        } else {
+            let mut at = 1;
+            varint::put_at(&mut head, &mut at, series_len as u64);
+            at
+        };
+        put_fixed(out, &head, at);
+        tables.write_labels(run, out);
+        // At most 1 + 1 + 9 + 11 bytes: sample_len is below 0x80.
+        let mut tail = [0u8; PAD];
+        tail[0] = 0x12;
+        tail[1] = sample_len as u8;
+        let mut at = 2;
         if has_value {
-            out.push(0x09);
-            out.extend_from_slice(&value.to_bits().to_le_bytes());
+            tail[2] = 0x09;
+            tail[3..11].copy_from_slice(&value.to_bits().to_le_bytes());
+            at = 11;
         }
-        if ts {
-            out.push(0x10);
-            varint::put(out, s.timestamp_ms as u64);
+        if let Some(room) = tail.get_mut(at..at + ts_field.len()) {
+            room.copy_from_slice(&ts_field);
         }
+        put_fixed(out, &tail, at + ts_len);
     }
 }
 
@@ -737,24 +783,24 @@ mod tests {
         let a = prep.prepare(b"m{job=\"app\",i=\"1\"}").expect("kept");
         let b = prep.prepare(b"m{job=\"app\",i=\"2\"}").expect("kept");
         // __name__, cluster, i, job: all but `i` are the same pairs.
-        assert_eq!(a.pairs().len(), 4);
-        let shared = |x: &Pair, y: &Pair| std::sync::Arc::ptr_eq(&x.0, &y.0);
-        let same: Vec<bool> = a
-            .pairs()
-            .iter()
-            .zip(b.pairs())
-            .map(|(x, y)| shared(x, y))
-            .collect();
+        assert!(Arc::ptr_eq(a.segment(), b.segment()));
+        let (pa, pb) = (a.pair_numbers(), b.pair_numbers());
+        assert_eq!(pa.len(), 4);
+        let same: Vec<bool> = pa.iter().zip(&pb).map(|(x, y)| x == y).collect();
         assert_eq!(same, [true, true, false, true]);
-        assert_ne!(a.shard_key().0, b.shard_key().0);
+        assert_eq!(
+            a.segment().read().pair_bytes(pa[3]),
+            b"\x0a\x0a\x0a\x03job\x12\x03app"
+        );
+        assert_ne!(a.shard_key(), b.shard_key());
         // Another segment (or process) makes new pairs with the same hash.
         prep.clear_pairs();
         let again = prep.prepare(b"m{i=\"1\",job=\"app\"}").expect("kept");
-        assert!(!shared(&again.pairs()[0], &a.pairs()[0]));
+        assert!(!Arc::ptr_eq(again.segment(), a.segment()));
         assert_eq!(again, a);
-        assert_eq!(again.shard_key().0, a.shard_key().0);
+        assert_eq!(again.shard_key(), a.shard_key());
         let other = SeriesPrep::new(&external, &rules).prepare(b"m{job=\"app\",i=\"1\"}");
-        assert_eq!(other.map(|s| s.shard_key().0), Some(a.shard_key().0));
+        assert_eq!(other.map(|s| s.shard_key()), Some(a.shard_key()));
         assert_eq!(a.labels().len(), a.labels_len());
     }
 
@@ -892,13 +938,7 @@ mod tests {
         for (float, schema, zero, hint, ts) in cases {
             let h = histogram(float, schema, zero);
             let payload = Payload::Histogram(encode_histogram(&h, hint, ts));
-            samples.push(Outgoing::with_len(
-                series.clone(),
-                series.labels_len(),
-                ts,
-                payload,
-                false,
-            ));
+            samples.push(Outgoing::with(series.clone(), ts, payload, false));
             want.push(prompb::TimeSeries {
                 labels: labels.clone(),
                 histograms: vec![prost_histogram(&h, i32::from(hint), ts)],
@@ -913,9 +953,8 @@ mod tests {
         ];
         for (text, value, ts) in exemplars {
             let encoded = prep.exemplar(text.as_bytes(), value, ts).expect("parses");
-            samples.push(Outgoing::with_len(
+            samples.push(Outgoing::with(
                 series.clone(),
-                series.labels_len(),
                 ts,
                 Payload::Exemplar(encoded),
                 false,
@@ -968,9 +1007,10 @@ mod tests {
 
     #[test]
     fn a_float_sample_in_flight_is_no_larger_for_the_other_kinds() {
-        // Series (16), payload (16: a float or one thin pointer),
-        // timestamp, start timestamp (2.0's `start_timestamp`), labels'
-        // length, replayed.
+        // Series (16: its segment, run and hash), payload (16: a float or
+        // one thin pointer), timestamp, start timestamp (2.0's
+        // `start_timestamp`), replayed.
+        assert_eq!(std::mem::size_of::<EncodedSeries>(), 16);
         assert_eq!(std::mem::size_of::<Payload>(), 16);
         assert!(std::mem::size_of::<Outgoing>() <= 56);
     }

@@ -6,9 +6,10 @@
 //! Each request carries its own symbol table: every string once, `""`
 //! first, and each series refers to its labels' names and values by index.
 //! The strings come out of the series' interned label pairs (one 1.0
-//! `Label` field each, see [`Pair`]), so a pair's refs are looked up once
+//! `Label` field each, numbered in their segment's
+//! [`Tables`](super::series::Tables)), so a pair's refs are looked up once
 //! per request and reused for every other series that shares it: the
-//! encoder notes on the pair where its refs are ([`Pair::stamp`]), so a
+//! encoder notes on the pair where its refs are ([`Tables::stamp`]), so a
 //! pair met again costs one load, no hashing and no read of its bytes.
 //! The encoder keeps its tables and buffers between requests: a request
 //! allocates nothing per sample once they have grown.
@@ -21,9 +22,10 @@
 //! refs) when the queue knows it.
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::encode::{Outgoing, Pair, Payload};
+use super::encode::{name_value, Outgoing, Payload, Reading};
+use super::series::{put_fixed, Tables};
 use crate::varint;
 
 /// A string of the symbol table: where its bytes are in the symbols
@@ -36,21 +38,59 @@ struct Symbol {
     index: u32,
 }
 
-/// A label pair of this request with its name's and value's refs. The
-/// pair is known by its address: every pair of a request is alive (held by
-/// its samples) while the request is built, so an address names one pair,
-/// and no reference count is touched. Equal pairs of two segments are two
+/// A label pair of this request with its name's and value's refs, found
+/// through the pair's stamp (which only this request's encoder writes
+/// with this request's number). Equal pairs of two segments are two
 /// entries with the same refs.
+#[derive(Clone, Copy)]
 struct PairRefs {
-    at: usize,
     /// The name's and value's refs as the series' packed `labels_refs`
     /// hold them (two varints), written once per request and pair.
-    refs: [u8; 10],
-    refs_len: u8,
-    /// For a `__name__` pair, its family's metadata refs (looked up when
-    /// the pair is first met in the request, so a sample costs no lookup
-    /// of its own).
-    family: Option<FamilyRefs>,
+    refs: [u8; 16],
+    refs_len: u32,
+    /// For a `__name__` pair, its family's index in `families` (looked up
+    /// when the pair is first met in the request, so a sample costs no
+    /// lookup of its own); 0 otherwise. A series has one `__name__`, so
+    /// its pairs' indexes OR together to its family's.
+    family: u32,
+}
+
+/// A family's `metadata` field (tag, length, message) as a series
+/// carries it, encoded once per request: at most 2 + 2 + 6 + 6 bytes.
+#[derive(Clone, Copy, Default)]
+struct FamilyField {
+    bytes: [u8; 16],
+    len: u8,
+}
+
+impl FamilyField {
+    /// The field for `refs`; empty when the message would be. Built in
+    /// place: a request allocates nothing per family.
+    fn of(refs: &FamilyRefs) -> FamilyField {
+        let mut field = FamilyField::default();
+        let len = refs.len();
+        if len > 0 {
+            // Type (1), help_ref (3), unit_ref (4); at most 14 bytes, so
+            // the length is one byte.
+            let b = &mut field.bytes;
+            b[0] = 0x2a;
+            b[1] = len as u8;
+            let mut at = 2;
+            for (tag, v) in [
+                (0x08, refs.kind.into()),
+                (0x18, refs.help),
+                (0x20, refs.unit),
+            ] {
+                if v != 0 {
+                    b[at] = tag;
+                    at += 1;
+                    varint::put_at(b, &mut at, v.into());
+                }
+            }
+            field.len = at as u8;
+        }
+        field
+    }
 }
 
 /// A family's metadata as a 2.0 `Metadata` message holds it.
@@ -69,21 +109,6 @@ impl FamilyRefs {
     /// empty one).
     fn len(&self) -> usize {
         int_len(self.kind.into()) + int_len(self.help.into()) + int_len(self.unit.into())
-    }
-
-    /// Writes the `Metadata` message's fields: type (1), help_ref (3),
-    /// unit_ref (4).
-    fn write(&self, out: &mut Vec<u8>) {
-        for (tag, v) in [
-            (0x08, self.kind.into()),
-            (0x18, self.help),
-            (0x20, self.unit),
-        ] {
-            if v != 0 {
-                out.push(tag);
-                varint::put(out, v.into());
-            }
-        }
     }
 }
 
@@ -160,11 +185,6 @@ fn start_field_len(start_ms: i64) -> usize {
     }
 }
 
-/// Bytes of a float `Sample` message.
-fn sample_len(value: f64, timestamp_ms: i64) -> usize {
-    scalar_len(value != 0.0, 8) + int_len(timestamp_ms)
-}
-
 /// Builds 2.0 requests; one per shard, reused for each of its requests.
 #[derive(Default)]
 pub struct V2Encoder {
@@ -173,13 +193,18 @@ pub struct V2Encoder {
     strings: hashbrown::HashTable<Symbol>,
     n_symbols: u32,
     /// The pairs met in this request, in the order met; a pair's
-    /// [`Pair::stamp`] points into it.
+    /// [`Tables::stamp`] points into it.
     pairs: Vec<PairRefs>,
+    /// The metadata fields of the families met in this request; the first
+    /// is empty (a series without known metadata).
+    families: Vec<FamilyField>,
     /// This request's number (never 0: a new pair's stamp is 0).
-    request: u32,
+    request: u64,
     /// The `timeseries` fields, encoded, until the symbols are complete.
     series: Vec<u8>,
-    /// One series' label refs, encoded (the packed field's payload).
+    /// One series' head (from [`HEAD`] back) and label refs (from
+    /// [`HEAD`] on), zero-filled to its length: pieces of fixed size are
+    /// stored into it and copied out of it.
     refs: Vec<u8>,
     /// One exemplar's label refs.
     exemplar_refs: Vec<u32>,
@@ -214,33 +239,63 @@ impl V2Encoder {
         self.symbols.clear();
         self.strings.clear();
         self.pairs.clear();
+        self.families.clear();
+        self.families.push(FamilyField::default());
         self.series.clear();
         self.n_symbols = 0;
         self.request = next_request();
         self.symbol(b"");
+        if self.refs.len() < HEAD + REFS_PIECE {
+            self.refs.resize(HEAD + REFS_PIECE, 0);
+        }
+        let mut reading = Reading::new();
+        // The timestamp field (tag, varint) of the last sample: a request's
+        // samples mostly share their scrape's timestamp, encoded once.
+        let (mut last_ts, mut ts_field, mut ts_len) = (0i64, [0u8; 16], 0usize);
         for s in samples {
-            self.refs.clear();
-            let mut family = FamilyRefs::default();
-            for pair in s.series.pairs() {
-                let index = self.pair_refs(pair, metadata);
-                let p = &self.pairs[index];
-                if let Some(refs) = p.family {
-                    family = refs;
-                }
-                // All ten bytes, then cut: a copy of a fixed size is two
-                // moves, a copy of a varying one a call to memmove.
-                let end = self.refs.len() + usize::from(p.refs_len);
-                self.refs.extend_from_slice(&p.refs);
-                self.refs.truncate(end);
+            let tables = reading.tables(&s.series);
+            let run = tables.run(s.series.at());
+            // Each pair's refs stored as 16 fixed bytes then cut: a copy of
+            // a fixed size is two moves, a copy of a varying one a call to
+            // memmove. At most 10 bytes a pair.
+            let need = HEAD + run.pairs.len() * 10 + 16;
+            if self.refs.len() < need {
+                self.refs.resize(need.max(HEAD + REFS_PIECE), 0);
             }
-            let refs_len = self.refs.len();
-            let metadata_len = family.len();
+            let mut end = HEAD;
+            let mut family = 0;
+            for &number in run.pairs {
+                let p = self.pair_refs(tables, number, metadata);
+                family |= p.family;
+                if let Some(room) = self.refs.get_mut(end..end + 16) {
+                    room.copy_from_slice(&p.refs);
+                }
+                end += p.refs_len as usize;
+            }
+            let refs_len = end - HEAD;
+            let family = self
+                .families
+                .get(family as usize)
+                .copied()
+                .unwrap_or_default();
+            if let Payload::Float(value) = s.value {
+                if s.timestamp_ms != last_ts {
+                    last_ts = s.timestamp_ms;
+                    ts_len = 0;
+                    if last_ts != 0 {
+                        ts_field[0] = 0x10;
+                        ts_len = 1;
+                        varint::put_at(&mut ts_field, &mut ts_len, last_ts as u64);
+                    }
+                }
+                self.float_series(value, s.start_ms, (&ts_field, ts_len), refs_len, &family);
+                continue;
+            }
             // What the series carries besides its labels: its length, and
             // for an exemplar the length of its label refs.
             let (body_len, exemplar_refs_len) = match &s.value {
-                Payload::Float(value) => {
-                    (sample_len(*value, s.timestamp_ms) + int_len(s.start_ms), 0)
-                }
+                // Written by `float_series` above.
+                Payload::Float(_) => continue,
                 Payload::Histogram(m) => (m.bytes().len() + start_field_len(s.start_ms), 0),
                 Payload::Exemplar(m) => {
                     let refs_len = self.exemplar_refs(m.bytes());
@@ -256,38 +311,20 @@ impl V2Encoder {
             if refs_len > 0 {
                 series_len += field_len(refs_len);
             }
-            if metadata_len > 0 {
-                series_len += field_len(metadata_len);
-            }
+            series_len += usize::from(family.len);
             let out = &mut self.series;
+            // Room for the series but its histogram or exemplar message,
+            // and for the timestamp's fixed store.
+            out.reserve(series_len.min(1 << 16) + 32);
             out.push(0x2a);
             varint::put(out, series_len as u64);
             if refs_len > 0 {
                 out.push(0x0a);
                 varint::put(out, refs_len as u64);
-                out.extend_from_slice(&self.refs);
+                out.extend_from_slice(self.refs.get(HEAD..HEAD + refs_len).unwrap_or_default());
             }
             match &s.value {
-                Payload::Float(value) => {
-                    // Sample: value (double, 1), timestamp (int64, 2) and
-                    // start_timestamp (int64, 3), each left out when zero
-                    // as proto3 encoders do (-0.0 too, as prost and 1.0's
-                    // encoder).
-                    out.push(0x12);
-                    varint::put(out, body_len as u64);
-                    if *value != 0.0 {
-                        out.push(0x09);
-                        out.extend_from_slice(&value.to_bits().to_le_bytes());
-                    }
-                    if s.timestamp_ms != 0 {
-                        out.push(0x10);
-                        varint::put(out, s.timestamp_ms as u64);
-                    }
-                    if s.start_ms != 0 {
-                        out.push(0x18);
-                        varint::put(out, s.start_ms as u64);
-                    }
-                }
+                Payload::Float(_) => {}
                 Payload::Histogram(m) => {
                     // 2.0's `Histogram` numbers fields 1 to 15 as 1.0's
                     // does (same types, same reset hints): the 1.0 message
@@ -319,11 +356,12 @@ impl V2Encoder {
                     }
                 }
             }
-            if metadata_len > 0 {
-                out.push(0x2a);
-                varint::put(out, metadata_len as u64);
-                family.write(out);
-            }
+            out.extend_from_slice(
+                family
+                    .bytes
+                    .get(..usize::from(family.len))
+                    .unwrap_or_default(),
+            );
         }
         out.reserve(self.symbols.len() + self.series.len());
         out.extend_from_slice(&self.symbols);
@@ -357,47 +395,162 @@ impl V2Encoder {
             .sum()
     }
 
-    /// Where in `pairs` the refs of a pair's name and value are, added if
-    /// new; for the series' `__name__` pair, also its family's metadata
-    /// refs from `metadata` (once per request and name).
-    fn pair_refs(&mut self, pair: &Pair, metadata: &dyn MetadataLookup) -> usize {
-        let at = pair.address();
-        let stamp = pair.stamp().load(Ordering::Relaxed);
-        if (stamp >> 32) as u32 == self.request {
-            let index = stamp as u32 as usize;
-            if self.pairs.get(index).is_some_and(|p| p.at == at) {
-                return index;
+    /// Writes a float sample's `TimeSeries` (its label refs already in
+    /// `refs` from [`HEAD`] on, `refs_len` bytes) into `series`: its head
+    /// and refs as one piece of fixed size, its sample and metadata as
+    /// another, each stored past the end and kept to its length, into room
+    /// reserved once.
+    #[inline(always)]
+    fn float_series(
+        &mut self,
+        value: f64,
+        start_ms: i64,
+        (ts_field, ts_len): (&[u8; 16], usize),
+        refs_len: usize,
+        family: &FamilyField,
+    ) {
+        // Sample: value (double, 1), timestamp (int64, 2) and
+        // start_timestamp (int64, 3), each left out when zero as proto3
+        // encoders do (-0.0 too, as prost and 1.0's encoder). At most
+        // 2 + 9 + 11 + 11 bytes, then the metadata field's 16.
+        let mut tail = [0u8; TAIL];
+        let has_value = value != 0.0;
+        let mut at = 2;
+        if has_value {
+            tail[2] = 0x09;
+            tail[3..11].copy_from_slice(&value.to_bits().to_le_bytes());
+            at = 11;
+        }
+        // All 16 stored (a fixed copy), `ts_len` kept.
+        if let Some(room) = tail.get_mut(at..at + 16) {
+            room.copy_from_slice(ts_field);
+        }
+        at += ts_len;
+        if start_ms != 0 {
+            tail[at] = 0x18;
+            at += 1;
+            varint::put_at(&mut tail, &mut at, start_ms as u64);
+        }
+        let body_len = at - 2;
+        tail[0] = 0x12;
+        tail[1] = body_len as u8;
+        if let Some(room) = tail.get_mut(at..at + 16) {
+            room.copy_from_slice(&family.bytes);
+        }
+        at += usize::from(family.len);
+        let tail_len = at;
+        let mut series_len = tail_len;
+        if refs_len > 0 {
+            series_len += field_len(refs_len);
+        }
+        // The head, right before the refs: the series' tag and length,
+        // then the refs' tag and length (a field left out when empty).
+        let mut head = [0u8; HEAD];
+        let mut head_len = 0;
+        head[0] = 0x2a;
+        head_len += 1;
+        varint::put_at(&mut head, &mut head_len, series_len as u64);
+        if refs_len > 0 {
+            head[head_len] = 0x0a;
+            head_len += 1;
+            varint::put_at(&mut head, &mut head_len, refs_len as u64);
+        }
+        // Moved to end right before the refs, and stored as all 16 bytes
+        // (the bytes before it are not kept).
+        // (A head is at most 12 bytes for any length below 2^35.)
+        let start = HEAD.saturating_sub(head_len);
+        let right = u128::from_le_bytes(head) << (8 * start);
+        if let Some(room) = self.refs.get_mut(..HEAD) {
+            room.copy_from_slice(&right.to_le_bytes());
+        }
+        let out = &mut self.series;
+        out.reserve(head_len + refs_len + REFS_PIECE + TAIL);
+        match self
+            .refs
+            .get(start..start + REFS_PIECE)
+            .map(<&[u8; REFS_PIECE]>::try_from)
+        {
+            Some(Ok(piece)) if head_len + refs_len <= REFS_PIECE => {
+                put_fixed(out, piece, head_len + refs_len)
+            }
+            _ => out.extend_from_slice(self.refs.get(start..HEAD + refs_len).unwrap_or_default()),
+        }
+        put_fixed(out, &tail, tail_len);
+    }
+
+    /// The refs of a pair's name and value (pair `number` of the segment
+    /// whose `tables` are these), added to `pairs` if new; for the
+    /// series' `__name__` pair, also its family's metadata field from
+    /// `metadata` (once per request and name).
+    #[inline(always)]
+    fn pair_refs(
+        &mut self,
+        tables: &Tables,
+        number: u32,
+        metadata: &dyn MetadataLookup,
+    ) -> PairRefs {
+        let stamp = tables.stamp(number);
+        if let Some(stamp) = stamp {
+            let stamp = stamp.load(Ordering::Relaxed);
+            // Only this encoder writes this request's number (numbers are
+            // process-unique and do not wrap in 2^40 requests), and only on
+            // the pair whose entry the index names.
+            if stamp >> INDEX_BITS == self.request {
+                if let Some(p) = self.pairs.get((stamp & INDEX_MASK) as usize) {
+                    return *p;
+                }
             }
         }
-        let (name, value) = pair.name_value();
+        self.new_pair_refs(tables, number, metadata, stamp)
+    }
+
+    /// [`V2Encoder::pair_refs`] for a pair not met yet in this request
+    /// (kept out of line: most pairs of a request are met again).
+    #[inline(never)]
+    fn new_pair_refs(
+        &mut self,
+        tables: &Tables,
+        number: u32,
+        metadata: &dyn MetadataLookup,
+        stamp: Option<&AtomicU64>,
+    ) -> PairRefs {
+        let (name, value) = name_value(tables.pair_bytes(number));
         let refs = (self.symbol(name), self.symbol(value));
-        let family = (name == b"__name__").then(|| match metadata.family(value) {
-            Some(m) if m.kind != 0 || !m.help.is_empty() || !m.unit.is_empty() => FamilyRefs {
-                kind: m.kind,
-                help: self.symbol(m.help),
-                unit: self.symbol(m.unit),
-            },
-            _ => FamilyRefs::default(),
-        });
-        let index = self.pairs.len();
-        // A request holds far fewer than 2^32 pairs; past that the pair is
-        // simply looked up again next time.
-        if let Ok(i) = u32::try_from(index) {
-            let stamp = (u64::from(self.request) << 32) | u64::from(i);
-            pair.stamp().store(stamp, Ordering::Relaxed);
+        let mut family = 0;
+        if name == b"__name__" {
+            if let Some(m) = metadata.family(value) {
+                if m.kind != 0 || !m.help.is_empty() || !m.unit.is_empty() {
+                    let refs = FamilyRefs {
+                        kind: m.kind,
+                        help: self.symbol(m.help),
+                        unit: self.symbol(m.unit),
+                    };
+                    // Past u32::MAX families, the rest go without.
+                    if let Ok(i) = u32::try_from(self.families.len()) {
+                        family = i;
+                        self.families.push(FamilyField::of(&refs));
+                    }
+                }
+            }
+        }
+        let index = self.pairs.len() as u64;
+        // Past 2^24 pairs in one request, a pair is simply looked up again
+        // next time.
+        if let (true, Some(stamp)) = (index <= INDEX_MASK, stamp) {
+            stamp.store((self.request << INDEX_BITS) | index, Ordering::Relaxed);
         }
         // Two u32 varints: at most 10 bytes.
-        let mut packed = [0; 10];
+        let mut packed = [0; 16];
         let mut len = 0;
         varint::put_at(&mut packed, &mut len, refs.0.into());
         varint::put_at(&mut packed, &mut len, refs.1.into());
-        self.pairs.push(PairRefs {
-            at,
+        let p = PairRefs {
             refs: packed,
-            refs_len: len as u8,
+            refs_len: len as u32,
             family,
-        });
-        index
+        };
+        self.pairs.push(p);
+        p
     }
 
     /// The ref of `text`, appended to the symbols if new.
@@ -427,12 +580,24 @@ impl V2Encoder {
 
 /// Numbers requests across every encoder of the process, so a pair's
 /// stamp from another request (or another shard's) is told apart.
-static REQUESTS: AtomicU32 = AtomicU32::new(0);
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
 
-/// A new request number, never 0.
-fn next_request() -> u32 {
+/// A stamp's low bits: the index of the pair's entry in its request.
+const INDEX_BITS: u32 = 24;
+const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
+
+/// Room before a series' refs for its head (two tags, two varints).
+const HEAD: usize = 16;
+/// A series' head and refs copied as one piece when they fit it.
+const REFS_PIECE: usize = 64;
+/// A float series' sample and metadata fields (at most 33 + 16 bytes).
+const TAIL: usize = 64;
+
+/// A new request number, never 0, below 2^40 (the stamp's high bits).
+fn next_request() -> u64 {
     loop {
-        let n = REQUESTS.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        let n = REQUESTS.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
+            & ((1 << (64 - INDEX_BITS)) - 1);
         if n != 0 {
             return n;
         }
@@ -442,15 +607,6 @@ fn next_request() -> u32 {
 /// Bytes of a length-delimited field holding `len` bytes (tag, length, payload).
 fn field_len(len: usize) -> usize {
     1 + varint::len(len as u64) + len
-}
-
-/// Bytes of a fixed-size scalar field, 0 when left out.
-fn scalar_len(present: bool, size: usize) -> usize {
-    if present {
-        1 + size
-    } else {
-        0
-    }
 }
 
 /// Bytes of an int64 field, 0 when it is zero (left out).
@@ -714,9 +870,8 @@ mod tests {
             .exemplar(b"{trace_id=\"abc\",app=\"lat\"}", 0.25, 1_000)
             .expect("parses");
         let bare = prep.exemplar(b"{}", 0.0, 0).expect("parses");
-        let at = |series: &EncodedSeries, ts, value| {
-            Outgoing::with_len(series.clone(), series.labels_len(), ts, value, false)
-        };
+        let at =
+            |series: &EncodedSeries, ts, value| Outgoing::with(series.clone(), ts, value, false);
         let samples = vec![
             Outgoing::new(req.clone(), 10, 1.0, false).starting(1_600),
             at(&lat, 20, Payload::Histogram(encode_histogram(&int, 2, 20))).starting(5),
@@ -860,7 +1015,13 @@ mod tests {
         let s = prep
             .prepare(format!("m{{l=\"{long}\"}}").as_bytes())
             .expect("kept");
-        let got: Vec<(&[u8], &[u8])> = s.pairs().iter().map(Pair::name_value).collect();
+        let tables = s.segment().read();
+        let got: Vec<(&[u8], &[u8])> = tables
+            .run(s.at())
+            .pairs
+            .iter()
+            .map(|&p| name_value(tables.pair_bytes(p)))
+            .collect();
         assert_eq!(
             got,
             [(&b"__name__"[..], &b"m"[..]), (&b"l"[..], long.as_bytes())]

@@ -178,16 +178,13 @@ pub async fn run(
                         dropped += 1;
                         continue;
                     };
-                    let (hash, labels_len) = s.shard_key();
-                    let shard = (hash % n_shards as u64) as usize;
+                    let shard = (s.shard_key() % n_shards as u64) as usize;
                     // Exemplars have no start timestamp.
                     let start = match payload {
                         Payload::Exemplar(_) => 0,
                         _ => series.start(r),
                     };
-                    let sample =
-                        Outgoing::with_len(s.clone(), labels_len, timestamp_ms, payload, replayed)
-                            .starting(start);
+                    let sample = Outgoing::with(s, timestamp_ms, payload, replayed).starting(start);
                     // A full chunk goes at once: what is in flight is
                     // bounded by the shards' chunks, not by the record.
                     if let Some(chunk) = dealt.push(shard, sample, chunk_max) {
