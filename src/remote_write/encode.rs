@@ -564,12 +564,39 @@ fn put_bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+/// A sample's timestamp field (tag 2, varint), kept encoded for the next
+/// sample: a request's samples mostly share their scrape's timestamp, so
+/// it is encoded once per run of equal timestamps (1.0 and 2.0 number it
+/// alike).
+#[derive(Default)]
+pub(super) struct TimestampField {
+    last: i64,
+    bytes: [u8; 16],
+    len: usize,
+}
+
+impl TimestampField {
+    /// The field's bytes (16, to be stored as one fixed piece) and how many
+    /// of them are the field: none for 0, which proto3 leaves out.
+    #[inline]
+    pub(super) fn of(&mut self, timestamp_ms: i64) -> (&[u8; 16], usize) {
+        if timestamp_ms != self.last {
+            self.last = timestamp_ms;
+            self.len = 0;
+            if timestamp_ms != 0 {
+                self.bytes[0] = 0x10;
+                self.len = 1;
+                varint::put_at(&mut self.bytes, &mut self.len, timestamp_ms as u64);
+            }
+        }
+        (&self.bytes, self.len)
+    }
+}
+
 /// Appends a `WriteRequest` holding `samples` to `out` (protobuf, not compressed).
 pub fn write_request(samples: &[Outgoing], out: &mut Vec<u8>) {
     let mut reading = Reading::new();
-    // The timestamp field (tag, varint) of the last sample: a request's
-    // samples mostly share their scrape's timestamp, encoded once.
-    let (mut last_ts, mut ts_field, mut ts_len) = (0i64, [0u8; 16], 0usize);
+    let mut timestamps = TimestampField::default();
     for s in samples {
         let tables = reading.tables(&s.series);
         let run = tables.run(s.series.at);
@@ -596,15 +623,7 @@ pub fn write_request(samples: &[Outgoing], out: &mut Vec<u8>) {
         };
         // Sample: value (fixed64, field 1) and timestamp (int64, field 2),
         // each left out when zero, as proto3 encoders do.
-        if s.timestamp_ms != last_ts {
-            last_ts = s.timestamp_ms;
-            ts_len = 0;
-            if last_ts != 0 {
-                ts_field[0] = 0x10;
-                ts_len = 1;
-                varint::put_at(&mut ts_field, &mut ts_len, last_ts as u64);
-            }
-        }
+        let (ts_field, ts_len) = timestamps.of(s.timestamp_ms);
         let has_value = value != 0.0;
         let sample_len = if has_value { 9 } else { 0 } + ts_len;
         let series_len = run.labels_len + 1 + varint::len(sample_len as u64) + sample_len;
@@ -638,7 +657,7 @@ pub fn write_request(samples: &[Outgoing], out: &mut Vec<u8>) {
             at = 11;
         }
         if let Some(room) = tail.get_mut(at..at + ts_field.len()) {
-            room.copy_from_slice(&ts_field);
+            room.copy_from_slice(ts_field);
         }
         put_fixed(out, &tail, at + ts_len);
     }

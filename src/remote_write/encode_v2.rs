@@ -24,7 +24,7 @@
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::encode::{name_value, Outgoing, Payload, Reading};
+use super::encode::{name_value, Outgoing, Payload, Reading, TimestampField};
 use super::series::{put_fixed, Tables};
 use crate::varint;
 
@@ -249,9 +249,7 @@ impl V2Encoder {
             self.refs.resize(HEAD + REFS_PIECE, 0);
         }
         let mut reading = Reading::new();
-        // The timestamp field (tag, varint) of the last sample: a request's
-        // samples mostly share their scrape's timestamp, encoded once.
-        let (mut last_ts, mut ts_field, mut ts_len) = (0i64, [0u8; 16], 0usize);
+        let mut timestamps = TimestampField::default();
         for s in samples {
             let tables = reading.tables(&s.series);
             let run = tables.run(s.series.at());
@@ -279,16 +277,8 @@ impl V2Encoder {
                 .copied()
                 .unwrap_or_default();
             if let Payload::Float(value) = s.value {
-                if s.timestamp_ms != last_ts {
-                    last_ts = s.timestamp_ms;
-                    ts_len = 0;
-                    if last_ts != 0 {
-                        ts_field[0] = 0x10;
-                        ts_len = 1;
-                        varint::put_at(&mut ts_field, &mut ts_len, last_ts as u64);
-                    }
-                }
-                self.float_series(value, s.start_ms, (&ts_field, ts_len), refs_len, &family);
+                let timestamp = timestamps.of(s.timestamp_ms);
+                self.float_series(value, s.start_ms, timestamp, refs_len, &family);
                 continue;
             }
             // What the series carries besides its labels: its length, and
