@@ -15,12 +15,13 @@ mod common;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use common::Families;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use prost::Message;
 use relay::exposition::{Entry, Format, Labels, Parser};
 use relay::relabel::Rules;
 use relay::remote_write::encode::{compress, write_request, Outgoing, SeriesPrep};
-use relay::remote_write::encode_v2::{FamilyMetadata, MetadataLookup, NoMetadata, V2Encoder};
+use relay::remote_write::encode_v2::{NoMetadata, V2Encoder};
 use relay::remote_write::{prompb, prompb_v2};
 
 /// Counts allocations, to show what an encoder allocates per request.
@@ -91,28 +92,13 @@ fn batch() -> (Vec<Outgoing>, Vec<Vec<(String, String)>>) {
     (out, label_sets)
 }
 
-/// Metadata for every family of the batch (a gauge with a help text), as
-/// a 2.0 queue's store holds it: 2.0 sends it with each series.
-struct Families(std::collections::HashMap<Vec<u8>, String>);
-
-impl MetadataLookup for Families {
-    fn family(&self, name: &[u8]) -> Option<FamilyMetadata<'_>> {
-        self.0.get(name).map(|help| FamilyMetadata {
-            kind: 2,
-            help: help.as_bytes(),
-            unit: b"",
-        })
-    }
-}
-
 fn bench(c: &mut Criterion) {
     let (samples, label_sets) = batch();
-    let families = Families(
+    let families = Families::of(
         label_sets
             .iter()
             .filter_map(|l| l.iter().find(|(n, _)| n == "__name__"))
-            .map(|(_, name)| (name.as_bytes().to_vec(), format!("What {name} measures.")))
-            .collect(),
+            .map(|(_, name)| name.as_bytes()),
     );
     let mut encoder = snap::raw::Encoder::new();
     let (mut raw, mut compressed) = (Vec::new(), Vec::new());

@@ -12,11 +12,12 @@ mod common;
 
 use std::sync::Arc;
 
+use common::Families;
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use relay::exposition::{Entry, Format, Labels, Parser};
 use relay::relabel::Rules;
 use relay::remote_write::encode::{compress, name_value, write_request, Outgoing, SeriesPrep};
-use relay::remote_write::encode_v2::{FamilyMetadata, MetadataLookup, V2Encoder};
+use relay::remote_write::encode_v2::V2Encoder;
 use relay::scrape::pipeline::{process, Rendered, SeriesCache, Settings};
 use relay::wal::{Wal, WalAppender};
 
@@ -171,7 +172,7 @@ fn run(stage: &str, iterations: usize, inputs: &Inputs) -> (usize, usize) {
         }
         "encode_v2_snappy" => {
             let samples = outgoing(inputs);
-            let families = Families::of(&samples);
+            let families = families_of(&samples);
             let mut v2 = V2Encoder::new();
             let mut encoder = snap::raw::Encoder::new();
             let (mut raw, mut compressed) = (Vec::new(), Vec::new());
@@ -193,35 +194,19 @@ fn run(stage: &str, iterations: usize, inputs: &Inputs) -> (usize, usize) {
     }
 }
 
-/// Metadata for every family of the samples (a gauge with a help text),
-/// as a 2.0 queue's store holds it.
-struct Families(hashbrown::HashMap<Vec<u8>, String>);
-
-impl Families {
-    fn of(samples: &[Outgoing]) -> Families {
-        let mut names = hashbrown::HashMap::new();
-        for s in samples {
-            let tables = s.series.segment().read();
-            for &p in tables.run(s.series.at()).pairs {
-                let (name, value) = name_value(tables.pair_bytes(p));
-                if name == b"__name__" {
-                    let help = format!("What {} measures.", String::from_utf8_lossy(value));
-                    names.insert(value.to_vec(), help);
-                }
+/// The families of the samples, each with metadata (see [`Families`]).
+fn families_of(samples: &[Outgoing]) -> Families {
+    let mut names = Vec::new();
+    for s in samples {
+        let tables = s.series.segment().read();
+        for &p in tables.run(s.series.at()).pairs {
+            let (name, value) = name_value(tables.pair_bytes(p));
+            if name == b"__name__" {
+                names.push(value.to_vec());
             }
         }
-        Families(names)
     }
-}
-
-impl MetadataLookup for Families {
-    fn family(&self, name: &[u8]) -> Option<FamilyMetadata<'_>> {
-        self.0.get(name).map(|help| FamilyMetadata {
-            kind: 2,
-            help: help.as_bytes(),
-            unit: b"",
-        })
-    }
+    Families::of(names.iter().map(Vec::as_slice))
 }
 
 /// Every sample of the body as the queue holds it before sending.

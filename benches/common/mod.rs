@@ -297,3 +297,30 @@ pub fn exposition_protobuf(series: usize) -> Vec<u8> {
     }
     out
 }
+
+/// Metadata for every family named (a gauge with a help text), as a 2.0
+/// queue's store holds it: 2.0 sends it with each series.
+pub struct Families(hashbrown::HashMap<Vec<u8>, String>);
+
+impl Families {
+    pub fn of<'n>(names: impl IntoIterator<Item = &'n [u8]>) -> Families {
+        let help = |n: &[u8]| format!("What {} measures.", String::from_utf8_lossy(n));
+        let mut families = hashbrown::HashMap::new();
+        for n in names {
+            families.entry(n.to_vec()).or_insert_with(|| help(n));
+        }
+        Families(families)
+    }
+}
+
+impl relay::remote_write::encode_v2::MetadataLookup for Families {
+    fn family(&self, name: &[u8]) -> Option<relay::remote_write::encode_v2::FamilyMetadata<'_>> {
+        self.0
+            .get(name)
+            .map(|help| relay::remote_write::encode_v2::FamilyMetadata {
+                kind: 2,
+                help: help.as_bytes(),
+                unit: b"",
+            })
+    }
+}

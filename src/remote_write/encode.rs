@@ -19,6 +19,7 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, RwLockReadGuard};
 
 use super::prompb;
+pub use super::series::EncodedSeries;
 use super::series::{put_fixed, Segment, Tables, PAD};
 use crate::exposition::{Entry, Format, Labels, Parser};
 use crate::relabel::Rules;
@@ -53,83 +54,6 @@ pub fn name_value(bytes: &[u8]) -> (&[u8], &[u8]) {
     (name, value)
 }
 
-/// What a series is sent as: where its run of label pairs is in its
-/// segment's tables (sorted pairs, each shared with the other series of
-/// the segment that have it), and the hash that picks its shard. The
-/// segment is shared by every series and sample of it: a series in flight
-/// adds no allocation of its own.
-#[derive(Clone)]
-pub struct EncodedSeries {
-    segment: Arc<Segment>,
-    at: u32,
-    hash: u32,
-}
-
-impl std::fmt::Debug for EncodedSeries {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EncodedSeries")
-            .field("labels", &String::from_utf8_lossy(&self.labels()))
-            .field("hash", &self.hash)
-            .finish()
-    }
-}
-
-/// Equal when the labels are, whatever segment holds them.
-impl PartialEq for EncodedSeries {
-    fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && self.labels() == other.labels()
-    }
-}
-
-impl Eq for EncodedSeries {}
-
-impl EncodedSeries {
-    pub(super) fn from_parts(segment: Arc<Segment>, at: u32, hash: u32) -> Self {
-        EncodedSeries { segment, at, hash }
-    }
-
-    pub(super) fn into_parts(self) -> (Arc<Segment>, u32, u32) {
-        (self.segment, self.at, self.hash)
-    }
-
-    /// The tables the series' run is in.
-    pub fn segment(&self) -> &Arc<Segment> {
-        &self.segment
-    }
-
-    /// Where the series' run is in its segment's tables.
-    pub fn at(&self) -> u32 {
-        self.at
-    }
-
-    /// The hash that picks the series' shard (folded from its pairs'
-    /// hashes, so the same across segments and restarts for the same
-    /// labels).
-    pub fn shard_key(&self) -> u64 {
-        u64::from(self.hash)
-    }
-
-    /// The numbers of its pairs in its segment (equal numbers, equal
-    /// pairs).
-    pub fn pair_numbers(&self) -> Vec<u32> {
-        self.segment.read().run(self.at).pairs.to_vec()
-    }
-
-    /// Bytes of the encoded `Label` fields.
-    pub fn labels_len(&self) -> usize {
-        self.segment.read().run(self.at).labels_len
-    }
-
-    /// The encoded `Label` fields, joined (for logs and tests).
-    pub fn labels(&self) -> Vec<u8> {
-        let tables = self.segment.read();
-        let run = tables.run(self.at);
-        let mut out = Vec::with_capacity(run.labels_len);
-        tables.write_labels(run, &mut out);
-        out
-    }
-}
-
 /// The segment tables a request reads, one segment's read lock held at a
 /// time: a batch's samples come from one segment but at a segment change.
 pub(crate) struct Reading<'a> {
@@ -144,14 +68,14 @@ impl<'a> Reading<'a> {
     /// The tables of `series`' segment (locked for reading until another
     /// segment's are asked for, or this is dropped).
     pub(crate) fn tables(&mut self, series: &'a EncodedSeries) -> &Tables {
-        let at = Arc::as_ptr(&series.segment) as usize;
+        let at = Arc::as_ptr(series.segment()) as usize;
         if self.held.as_ref().is_some_and(|(held, _)| *held != at) {
             // One lock at a time: the guard goes before the next is taken.
             self.held = None;
         }
         &self
             .held
-            .get_or_insert_with(|| (at, series.segment.read()))
+            .get_or_insert_with(|| (at, series.segment().read()))
             .1
     }
 }
@@ -599,7 +523,7 @@ pub fn write_request(samples: &[Outgoing], out: &mut Vec<u8>) {
     let mut timestamps = TimestampField::default();
     for s in samples {
         let tables = reading.tables(&s.series);
-        let run = tables.run(s.series.at);
+        let run = tables.run(s.series.at());
         let value = match &s.value {
             Payload::Float(v) => *v,
             Payload::Histogram(m) | Payload::Exemplar(m) => {

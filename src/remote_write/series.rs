@@ -20,7 +20,6 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::encode::EncodedSeries;
 use crate::storage::SeriesRef;
 
 /// References per page: a page is 4 KiB of slots.
@@ -320,6 +319,83 @@ impl SeriesTable {
         self.pages = hashbrown::HashMap::new();
         self.segment = None;
         self.starts = hashbrown::HashMap::new();
+    }
+}
+
+/// What a series is sent as: where its run of label pairs is in its
+/// segment's tables (sorted pairs, each shared with the other series of
+/// the segment that have it), and the hash that picks its shard. The
+/// segment is shared by every series and sample of it: a series in flight
+/// adds no allocation of its own.
+#[derive(Clone)]
+pub struct EncodedSeries {
+    segment: Arc<Segment>,
+    at: u32,
+    hash: u32,
+}
+
+impl std::fmt::Debug for EncodedSeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncodedSeries")
+            .field("labels", &String::from_utf8_lossy(&self.labels()))
+            .field("hash", &self.hash)
+            .finish()
+    }
+}
+
+/// Equal when the labels are, whatever segment holds them.
+impl PartialEq for EncodedSeries {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.labels() == other.labels()
+    }
+}
+
+impl Eq for EncodedSeries {}
+
+impl EncodedSeries {
+    pub(super) fn from_parts(segment: Arc<Segment>, at: u32, hash: u32) -> Self {
+        EncodedSeries { segment, at, hash }
+    }
+
+    pub(super) fn into_parts(self) -> (Arc<Segment>, u32, u32) {
+        (self.segment, self.at, self.hash)
+    }
+
+    /// The tables the series' run is in.
+    pub fn segment(&self) -> &Arc<Segment> {
+        &self.segment
+    }
+
+    /// Where the series' run is in its segment's tables.
+    pub fn at(&self) -> u32 {
+        self.at
+    }
+
+    /// The hash that picks the series' shard (folded from its pairs'
+    /// hashes, so the same across segments and restarts for the same
+    /// labels).
+    pub fn shard_key(&self) -> u64 {
+        u64::from(self.hash)
+    }
+
+    /// The numbers of its pairs in its segment (equal numbers, equal
+    /// pairs).
+    pub fn pair_numbers(&self) -> Vec<u32> {
+        self.segment.read().run(self.at).pairs.to_vec()
+    }
+
+    /// Bytes of the encoded `Label` fields.
+    pub fn labels_len(&self) -> usize {
+        self.segment.read().run(self.at).labels_len
+    }
+
+    /// The encoded `Label` fields, joined (for logs and tests).
+    pub fn labels(&self) -> Vec<u8> {
+        let tables = self.segment.read();
+        let run = tables.run(self.at);
+        let mut out = Vec::with_capacity(run.labels_len);
+        tables.write_labels(run, &mut out);
+        out
     }
 }
 
