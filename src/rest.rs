@@ -229,19 +229,20 @@ pub fn release() -> Result<Released, RestError> {
 }
 
 /// Whether relay is at rest since `since`: every target has been scraped
-/// since then, something was written to the WAL since then and every
-/// queue has acknowledged up to the WAL's newest sample.
-pub fn at_rest(status: &Status, wal_newest: f64, since: SystemTime) -> bool {
+/// since then, and every queue has acknowledged up to `written_before`, the
+/// WAL's newest sample at the previous look (itself since then). Not the
+/// newest now: with a scrape each second and a look each second, a look can
+/// fall between a scrape's write and its send every time; what matters is
+/// that the queues keep up with what was written a look ago.
+pub fn at_rest(status: &Status, written_before: f64, since: SystemTime) -> bool {
     let scraped = status
         .targets()
         .iter()
         .all(|t| t.last().at.is_some_and(|at| at >= since));
     let queues = status.queues();
     let sent = queues.is_empty()
-        || (wal_newest >= crate::status::unix_seconds(since).floor() - 1.0
-            && queues
-                .iter()
-                .all(|q| q.highest_sent() >= wal_newest && q.pending() == 0));
+        || (written_before >= crate::status::unix_seconds(since).floor() - 1.0
+            && queues.iter().all(|q| q.highest_sent() >= written_before));
     scraped && sent
 }
 
@@ -256,11 +257,13 @@ pub async fn keep(
     loop {
         let (armed, since) = (Instant::now(), SystemTime::now());
         let mut look = tokio::time::interval(LOOK_EVERY);
+        let mut written_before = 0.0;
         loop {
             look.tick().await;
-            if at_rest(&status, wal_newest(), since) || armed.elapsed() >= AT_MOST {
+            if at_rest(&status, written_before, since) || armed.elapsed() >= AT_MOST {
                 break;
             }
+            written_before = wal_newest();
         }
         match release() {
             Ok(r) => tracing::debug!(
@@ -341,7 +344,7 @@ Rss:                   4 kB
     }
 
     #[test]
-    fn at_rest_once_every_target_is_scraped_and_every_queue_caught_up() {
+    fn at_rest_once_every_target_is_scraped_and_every_queue_keeps_up() {
         use crate::status::{LastScrape, QueueStatus, TargetInfo};
         use prometheus_client::metrics::gauge::Gauge;
         let since = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
@@ -369,8 +372,16 @@ Rss:                   4 kB
         assert!(!at_rest(&status, 1_001.0, since), "written, not sent");
         sent.set(1_001.0);
         assert!(at_rest(&status, 1_001.0, since));
+        assert!(
+            !at_rest(&status, 1_002.0, since),
+            "a newer scrape written a look ago and not yet acknowledged"
+        );
         status.queues()[0].set_pending(5);
-        assert!(!at_rest(&status, 1_001.0, since), "samples unacknowledged");
+        sent.set(1_002.0);
+        assert!(
+            at_rest(&status, 1_002.0, since),
+            "what was written a look ago is sent; the newest scrape may be in flight"
+        );
     }
 
     #[cfg(target_os = "linux")]
