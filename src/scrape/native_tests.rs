@@ -187,7 +187,7 @@ fn native_histograms_are_served_classic_in_text_and_native_in_protobuf() {
     }
     assert!(!text.contains("both_bucket{instance=\"localhost:8001\",job=\"app\",le=\"1.0\"}"));
     let view = crate::snapshot::View::default();
-    let snapshot = view.metrics(&[&out], Rendered::default);
+    let snapshot = view.metrics(&[std::sync::Arc::new(out.clone())], Rendered::default);
     let served = snapshot.body_escaped(
         Format::Protobuf,
         crate::config::NameEscaping::Underscores,
@@ -266,11 +266,15 @@ fn native_histograms_are_served_classic_in_text_and_native_in_protobuf() {
         external_labels: vec![("pod".into(), "p-1".into())],
         ..Default::default()
     };
-    let labelled = decode(&view.metrics(&[&out], Rendered::default).body_escaped(
-        Format::Protobuf,
-        crate::config::NameEscaping::Underscores,
-        false,
-    ));
+    let labelled = decode(
+        &view
+            .metrics(&[std::sync::Arc::new(out.clone())], Rendered::default)
+            .body_escaped(
+                Format::Protobuf,
+                crate::config::NameEscaping::Underscores,
+                false,
+            ),
+    );
     let ints = labelled
         .iter()
         .find(|f| f.name == "ints")
@@ -518,7 +522,8 @@ fn classic_buckets_kept_beside_native_ones_and_relabeling_applies() {
         "{text}"
     );
     assert!(!text.contains("ints"), "{text}");
-    let snapshot = crate::snapshot::View::default().metrics(&[&out], Rendered::default);
+    let snapshot = crate::snapshot::View::default()
+        .metrics(&[std::sync::Arc::new(out.clone())], Rendered::default);
     let families = decode(&snapshot.body_escaped(
         Format::Protobuf,
         crate::config::NameEscaping::Underscores,

@@ -14,15 +14,20 @@ use super::merge::Merged;
 use super::native::NativeSeries;
 use super::protobuf;
 use super::sink::FamilyBlock;
+use super::text::Text;
 use crate::config::NameEscaping;
 use crate::exposition::{render, Entry, Format, Parser};
 
 /// One rendered exposition; the other encodings are made on first request.
 pub struct Snapshot {
-    /// Every line, `_created` blocks for OpenMetrics only included.
-    text: Bytes,
-    /// The text 0.0.4 body: `text` without the blocks for OpenMetrics only
-    /// (made on first request; `text` itself when it has none).
+    /// Every line, `_created` blocks for OpenMetrics only included; the
+    /// targets' lines are shared with their results, not copied.
+    text: Text,
+    /// The text 0.0.4 body as pieces: `text` without the blocks for
+    /// OpenMetrics only (made on first request).
+    text_pieces: OnceLock<Vec<Bytes>>,
+    /// Those pieces joined, made only for a scraper that asks for text
+    /// without gzip.
     text_body: OnceLock<Bytes>,
     /// Each family's header fields and the range of its lines in `text`.
     families: Vec<FamilyBlock>,
@@ -58,7 +63,8 @@ impl Snapshot {
             exemplars,
         } = merged;
         Snapshot {
-            text: Bytes::from(text),
+            text,
+            text_pieces: OnceLock::new(),
             text_body: OnceLock::new(),
             families,
             exemplars,
@@ -119,7 +125,8 @@ impl Snapshot {
         // and OpenMetrics has the exemplars' label names besides.
         let exemplars = format == Format::OpenMetrics
             && escape::needs_escaping(self.exemplars.all_labels().as_bytes(), escaping);
-        if !exemplars && !escape::needs_escaping(&self.text, escaping) {
+        let names = self.text.pieces().iter();
+        if !exemplars && !names.clone().any(|p| escape::needs_escaping(p, escaping)) {
             return self.body(format, gzip);
         }
         let key = (format, escaping, gzip);
@@ -146,10 +153,13 @@ impl Snapshot {
     pub fn body(&self, format: Format, gzip: bool) -> Bytes {
         match (format, gzip) {
             // Protobuf output is item 3's (native histograms served).
-            (Format::Text | Format::Protobuf, false) => self.text_body().clone(),
+            (Format::Text | Format::Protobuf, false) => self
+                .text_body
+                .get_or_init(|| join(self.text_pieces()))
+                .clone(),
             (Format::Text | Format::Protobuf, true) => self
                 .text_gzip
-                .get_or_init(|| compress(self.text_body()))
+                .get_or_init(|| compress_pieces(self.text_pieces()))
                 .clone(),
             (Format::OpenMetrics, false) => self.openmetrics().clone(),
             (Format::OpenMetrics, true) => self
@@ -161,26 +171,27 @@ impl Snapshot {
 
     /// The text 0.0.4 body: each block for OpenMetrics only (a `_created`
     /// block, always right after its family's lines) left out with its header.
-    fn text_body(&self) -> &Bytes {
-        self.text_body.get_or_init(|| {
-            if !self.families.iter().any(|f| f.openmetrics_only) {
-                return self.text.clone();
+    fn text_pieces(&self) -> &[Bytes] {
+        self.text_pieces.get_or_init(|| {
+            let (text, families) = (&self.text, &self.families);
+            if !families.iter().any(|f| f.openmetrics_only) {
+                return text.pieces().to_vec();
             }
-            let mut out = Vec::with_capacity(self.text.len());
+            let mut out = Vec::with_capacity(text.pieces().len());
             let mut from = 0;
-            for (i, f) in self.families.iter().enumerate() {
+            for (i, f) in families.iter().enumerate() {
                 if !f.openmetrics_only {
                     continue;
                 }
                 let start = i
                     .checked_sub(1)
-                    .map_or(0, |p| self.families[p].lines.end)
+                    .map_or(0, |p| families[p].lines.end)
                     .max(from);
-                out.extend_from_slice(self.text.get(from..start).unwrap_or_default());
+                out.extend(text.slices(from..start));
                 from = f.lines.end.max(start);
             }
-            out.extend_from_slice(self.text.get(from..).unwrap_or_default());
-            Bytes::from(out)
+            out.extend(text.slices(from..text.len()));
+            out
         })
     }
 
@@ -193,24 +204,29 @@ impl Snapshot {
     /// shared rather than copied.
     #[cfg(test)]
     pub(crate) fn openmetrics_shared(&self) -> usize {
-        let text = self.text.as_ptr_range();
+        let text: Vec<_> = self
+            .text
+            .pieces()
+            .iter()
+            .map(|p| p.as_ptr_range())
+            .collect();
         self.openmetrics_pieces()
             .iter()
-            .filter(|p| text.contains(&p.as_ptr()))
+            .filter(|p| text.iter().any(|t| t.contains(&p.as_ptr())))
             .map(Bytes::len)
             .sum()
     }
 
     fn openmetrics(&self) -> &Bytes {
         self.openmetrics
-            .get_or_init(|| Bytes::from(self.openmetrics_pieces().concat()))
+            .get_or_init(|| join(self.openmetrics_pieces()))
     }
 }
 
 /// An OpenMetrics body being built: lines of its own, and runs of the text
 /// body's lines shared without a copy.
 struct Pieces<'t> {
-    text: &'t Bytes,
+    text: &'t Text,
     exemplars: &'t Exemplars,
     done: Vec<Bytes>,
     own: Vec<u8>,
@@ -225,7 +241,7 @@ impl Pieces<'_> {
         if !self.own.is_empty() {
             self.done.push(Bytes::from(std::mem::take(&mut self.own)));
         }
-        self.done.push(self.text.slice(range));
+        self.done.extend(self.text.slices(range));
     }
 
     /// Sample lines at `range` of the text body as OpenMetrics has them:
@@ -237,15 +253,15 @@ impl Pieces<'_> {
         for e in exemplars.within(range.clone()) {
             let Some(end) = text
                 .get(e.line..range.end)
-                .and_then(|l| memchr::memchr(b'\n', l))
+                .and_then(|l| memchr::memchr(b'\n', &l))
                 .map(|nl| e.line + nl)
             else {
                 continue;
             };
             self.plain(from..e.line, timestamps);
-            let line = text.get(e.line..=end).unwrap_or_default();
+            let line = text.get(e.line..end + 1).unwrap_or_default();
             if timestamps {
-                with_seconds(&mut self.own, line);
+                with_seconds(&mut self.own, &line);
                 if self.own.last() == Some(&b'\n') {
                     self.own.pop();
                 }
@@ -268,7 +284,7 @@ impl Pieces<'_> {
         }
         if timestamps {
             let text = self.text;
-            with_seconds(&mut self.own, text.get(range).unwrap_or_default());
+            with_seconds(&mut self.own, &text.get(range).unwrap_or_default());
         } else {
             self.shared(range);
         }
@@ -281,7 +297,7 @@ impl Pieces<'_> {
 /// lines are slices of `text`, not a copy of it. A family's `_created`
 /// samples, a gauge family of their own in text 0.0.4, go back among its
 /// lines, each where the target had it.
-fn openmetrics_pieces(text: &Bytes, families: &[FamilyBlock], exemplars: &Exemplars) -> Vec<Bytes> {
+fn openmetrics_pieces(text: &Text, families: &[FamilyBlock], exemplars: &Exemplars) -> Vec<Bytes> {
     let mut out = Pieces {
         text,
         exemplars,
@@ -335,6 +351,14 @@ fn with_seconds(out: &mut Vec<u8>, lines: &[u8]) {
 
 fn compress(data: &[u8]) -> Bytes {
     compress_all(data.len(), [data])
+}
+
+/// The pieces as one buffer (for an answer without gzip).
+fn join(pieces: &[Bytes]) -> Bytes {
+    match pieces {
+        [one] => one.clone(),
+        many => Bytes::from(many.concat()),
+    }
 }
 
 /// Gzip of the pieces joined, without joining them.

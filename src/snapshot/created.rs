@@ -321,7 +321,7 @@ mod tests {
             &mut out,
         )
         .expect("valid");
-        let snapshot = Snapshot::new(merge::merge(&[&out]));
+        let snapshot = Snapshot::new(merge::merge(&[std::sync::Arc::new(out.clone())]));
         let body = |format| String::from_utf8_lossy(&snapshot.body(format, false)).into_owned();
         let om = body(Format::OpenMetrics);
         assert_eq!(check(om.as_bytes(), Format::OpenMetrics), vec![], "{om}");

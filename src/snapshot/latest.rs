@@ -168,8 +168,7 @@ impl Latest {
     /// The snapshot: the text body, and where each family's lines are in it
     /// (so OpenMetrics is written from the same lines, not parsed again).
     fn merge(&self, outputs: &[Arc<Rendered>]) -> Snapshot {
-        let outputs: Vec<&Rendered> = outputs.iter().map(|o| o.as_ref()).collect();
-        self.view().metrics(&outputs, &self.own)
+        self.view().metrics(outputs, &self.own)
     }
 }
 

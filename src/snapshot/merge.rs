@@ -22,9 +22,11 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::exemplars::{Exemplars, LineExemplar};
 use super::sink::{FamilyBlock, Rendered};
+use super::text::{self, Text};
 use crate::exposition::conform::{self, Created, Judged, Piece};
 use crate::exposition::parse::unescape_label_value;
 use crate::exposition::{render, Format, MetricType};
@@ -66,11 +68,11 @@ struct Out<'r> {
     created_openmetrics_only: bool,
 }
 
-/// A merged body: text 0.0.4 lines, where each family's are, and the
-/// exemplars of its lines (served in OpenMetrics).
+/// A merged body: text 0.0.4 lines (the targets' own, shared), where each
+/// family's are, and the exemplars of its lines (served in OpenMetrics).
 #[derive(Debug, Default)]
 pub struct Merged {
-    pub text: Vec<u8>,
+    pub text: Text,
     pub families: Vec<FamilyBlock>,
     pub exemplars: Exemplars,
 }
@@ -78,10 +80,10 @@ pub struct Merged {
 /// The merged text body of `all` (targets in order, relay's own last) and
 /// where each family's lines are in it. Exemplars stay with their lines in
 /// typed families; an untyped family (OpenMetrics `unknown`) has none.
-pub fn merge<'r>(all: &[&'r Rendered]) -> Merged {
+pub fn merge<'r>(all: &'r [Arc<Rendered>]) -> Merged {
     let block = |(t, b): (usize, usize)| -> &'r FamilyBlock { &all[t].families[b] };
     let lines = |(t, b): (usize, usize)| -> &'r [u8] {
-        let r: &'r Rendered = all[t];
+        let r: &'r Rendered = &all[t];
         r.lines(&r.families[b])
     };
     // Typed families by OpenMetrics name; blocks of another type or text
@@ -270,7 +272,7 @@ pub fn merge<'r>(all: &[&'r Rendered]) -> Merged {
                 .parts
                 .iter()
                 .map(|&(t, b)| {
-                    let r: &'r Rendered = all[t];
+                    let r: &'r Rendered = &all[t];
                     let lines = r.families[b].lines.clone();
                     (&r.exemplars, r.exemplars.within(lines.clone()), lines.start)
                 })
@@ -287,10 +289,7 @@ pub fn merge<'r>(all: &[&'r Rendered]) -> Merged {
             created_openmetrics_only: f.created.iter().all(|&p| block(p).openmetrics_only),
         });
     }
-    write(
-        &out,
-        all.iter().map(|r| r.text.len() + r.created.len()).sum(),
-    )
+    write(&out, all.iter().flat_map(text::owners_of).collect())
 }
 
 /// The metric name a rendered sample line starts with (or quotes first
@@ -308,13 +307,10 @@ fn sample_name(line: &[u8]) -> Cow<'_, str> {
     Cow::Borrowed(std::str::from_utf8(&line[..end]).unwrap_or_default())
 }
 
-fn write(out: &[Out<'_>], size: usize) -> Merged {
-    // The lines, and each family's HELP and TYPE lines.
-    let headers: usize = out
-        .iter()
-        .map(|f| 2 * f.name.len() + f.help.map_or(0, str::len) + 48)
-        .sum();
-    let mut text = Vec::with_capacity(size + headers);
+/// The output families' headers, and their lines shared from `owners`
+/// (the targets' buffers).
+fn write(out: &[Out<'_>], owners: Vec<bytes::Bytes>) -> Merged {
+    let mut text = text::Builder::new(owners);
     let mut layout = Vec::with_capacity(out.len());
     let mut exemplars = Exemplars::default();
     for f in out {
@@ -329,7 +325,7 @@ fn write(out: &[Out<'_>], size: usize) -> Merged {
             created: None,
             openmetrics_only: false,
         };
-        block.write_header(&mut text, Format::Text);
+        block.write_header(text.own(), Format::Text);
         let start = text.len();
         // Where each piece starts in the family's lines.
         let mut starts = Vec::with_capacity(f.pieces.len());
@@ -340,7 +336,7 @@ fn write(out: &[Out<'_>], size: usize) -> Merged {
                     exemplars.push_moved(from, e, text.len() + (e.line - base));
                 }
             }
-            text.extend_from_slice(piece);
+            text.share(piece);
             block.timestamps |= timestamps;
         }
         block.lines = start..text.len();
@@ -361,20 +357,20 @@ fn write(out: &[Out<'_>], size: usize) -> Merged {
             created: None,
             openmetrics_only: f.created_openmetrics_only,
         };
-        created.write_header(&mut text, Format::Text);
+        created.write_header(text.own(), Format::Text);
         let start = text.len();
         let mut at = Vec::new();
         for (piece, family_piece, offsets) in &f.created {
             let base = starts.get(*family_piece).copied().unwrap_or_default();
             at.extend(offsets.iter().map(|o| base + o));
-            text.extend_from_slice(piece);
+            text.share(piece);
         }
         created.lines = start..text.len();
         created.created = Some(Created::placed(at));
         layout.push(created);
     }
     Merged {
-        text,
+        text: text.finish(),
         families: layout,
         exemplars,
     }
@@ -428,7 +424,7 @@ mod tests {
             .enumerate()
             .map(|(i, b)| target(&format!("t{i}:1"), b))
             .collect();
-        let all: Vec<&Rendered> = targets.iter().collect();
+        let all: Vec<Arc<Rendered>> = targets.iter().cloned().map(Arc::new).collect();
         let Merged {
             text,
             families: layout,
@@ -440,7 +436,7 @@ mod tests {
             .collect();
         let mut want = want;
         want.sort();
-        assert_eq!(samples(&text), want, "samples must not change");
+        assert_eq!(samples(&text.joined()), want, "samples must not change");
         let snapshot = Snapshot::new(Merged {
             text: text.clone(),
             families: layout,
@@ -455,7 +451,7 @@ mod tests {
                 String::from_utf8_lossy(&body)
             );
         }
-        String::from_utf8_lossy(&text).into_owned()
+        String::from_utf8_lossy(&text.joined()).into_owned()
     }
 
     #[test]
@@ -490,7 +486,7 @@ mod tests {
     fn created_samples_are_a_gauge_family_in_text_and_in_place_in_openmetrics() {
         let body = "# HELP c Requests.\n# TYPE c counter\nc_total{p=\"a\"} 3\nc_created{p=\"a\"} 5\nc_total{p=\"b\"} 1\nc_created{p=\"b\"} 6\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_count 1\nh_sum 2\nh_created 7\n";
         let targets = [target("t0:1", body), target("t1:1", body)];
-        let all: Vec<&Rendered> = targets.iter().collect();
+        let all: Vec<Arc<Rendered>> = targets.iter().cloned().map(Arc::new).collect();
         let snapshot = Snapshot::new(merge(&all));
         let text = snapshot.body(Format::Text, false);
         let om = snapshot.body(Format::OpenMetrics, false);
@@ -557,7 +553,7 @@ mod tests {
             target("t1:1", "# TYPE c counter\nc_total 9\n"),
             target_in("t2:1", body, Format::OpenMetrics),
         ];
-        let all: Vec<&Rendered> = targets.iter().collect();
+        let all: Vec<Arc<Rendered>> = targets.iter().cloned().map(Arc::new).collect();
         let snapshot = Snapshot::new(merge(&all));
         let text = String::from_utf8_lossy(&snapshot.body(Format::Text, false)).into_owned();
         assert!(!text.contains(" # {"), "{text}");

@@ -18,6 +18,7 @@ pub mod merge;
 mod native;
 mod protobuf;
 mod sink;
+mod text;
 pub mod view;
 
 pub use body::Snapshot;

@@ -16,6 +16,7 @@ use super::escape::escape_name;
 use super::exemplars::{Exemplars, LineExemplar};
 use super::native::NativeSeries;
 use super::sink::FamilyBlock;
+use super::text::Text;
 use crate::config::NameEscaping;
 use crate::exposition::proto::pb;
 use crate::exposition::{Entry, Format, MetricType, Parser, Sample};
@@ -24,7 +25,7 @@ use crate::storage::HistogramCounts;
 /// Encodes `families` (blocks of `text`, relay's merged text body, whose
 /// lines' exemplars are `exemplars`) with names escaped by `escaping`.
 pub fn encode(
-    text: &[u8],
+    text: &Text,
     families: &[FamilyBlock],
     native: &[NativeSeries],
     exemplars: &Exemplars,
@@ -55,6 +56,7 @@ pub fn encode(
             created_of(text, c, &mut created);
         }
         let lines = text.get(block.lines.clone()).unwrap_or_default();
+        let lines: &[u8] = &lines;
         let mut families = Families {
             block,
             escaping,
@@ -105,12 +107,12 @@ pub fn encode(
 /// The `_created` samples of block `c` into `out`: for each, where
 /// OpenMetrics has it among the lines of the block before (right after
 /// its group) and its value in milliseconds.
-fn created_of(text: &[u8], c: &FamilyBlock, out: &mut Vec<(usize, i64)>) {
+fn created_of(text: &Text, c: &FamilyBlock, out: &mut Vec<(usize, i64)>) {
     let Some(at) = c.created.as_ref().map(|c| &c.at) else {
         return;
     };
     let lines = text.get(c.lines.clone()).unwrap_or_default();
-    let samples = Parser::new(lines, Format::Text).filter_map(|e| match e {
+    let samples = Parser::new(&lines, Format::Text).filter_map(|e| match e {
         Ok(Entry::Sample(s)) => Some(s.value),
         _ => None,
     });

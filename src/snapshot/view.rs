@@ -12,6 +12,8 @@
 //!
 //! Also where relay's own metrics go (`relay.self_metrics`).
 
+use std::sync::Arc;
+
 use super::body::Snapshot;
 use super::merge;
 use super::native::NativeSeries;
@@ -46,19 +48,15 @@ impl View {
     /// served with the app's. Those get no external labels, as Prometheus's
     /// own `/metrics` has none: the central Prometheus files them under its
     /// `job`/`instance` of the relay target, which tell Pods apart.
-    pub fn metrics(&self, outputs: &[&Rendered], own: impl FnOnce() -> Rendered) -> Snapshot {
-        let labelled: Vec<Rendered> = if self.external_labels.is_empty() {
-            Vec::new()
-        } else {
-            outputs.iter().map(|r| self.labelled(r)).collect()
-        };
-        let mut all: Vec<&Rendered> = if self.external_labels.is_empty() {
+    pub fn metrics(&self, outputs: &[Arc<Rendered>], own: impl FnOnce() -> Rendered) -> Snapshot {
+        let mut all: Vec<Arc<Rendered>> = if self.external_labels.is_empty() {
             outputs.to_vec()
         } else {
-            labelled.iter().collect()
+            outputs.iter().map(|r| Arc::new(self.labelled(r))).collect()
         };
-        let own = (self.self_metrics == SelfMetrics::WithApp).then(own);
-        all.extend(own.as_ref());
+        if self.self_metrics == SelfMetrics::WithApp {
+            all.push(Arc::new(own()));
+        }
         let native = all
             .iter()
             .flat_map(|r| r.native.series().iter().cloned())
@@ -69,7 +67,8 @@ impl View {
     /// `/relay/metrics`: relay's own metrics alone, None unless
     /// `relay.self_metrics` is `separate`.
     pub fn own_metrics(&self, own: impl FnOnce() -> Rendered) -> Option<Snapshot> {
-        (self.self_metrics == SelfMetrics::Separate).then(|| Snapshot::new(merge::merge(&[&own()])))
+        (self.self_metrics == SelfMetrics::Separate)
+            .then(|| Snapshot::new(merge::merge(&[Arc::new(own())])))
     }
 
     /// `r` with the external labels added to every sample line that lacks
@@ -395,7 +394,7 @@ mod tests {
             Format::OpenMetrics,
         );
         let v = view(&[("pod", "p")], SelfMetrics::Off);
-        let snapshot = v.metrics(&[&r], Rendered::default);
+        let snapshot = v.metrics(&[Arc::new(r.clone())], Rendered::default);
         let body = text(&snapshot, Format::OpenMetrics);
         let lines: Vec<&str> = body.lines().filter(|l| l.starts_with("c_")).collect();
         assert_eq!(
@@ -418,7 +417,7 @@ mod tests {
             "# TYPE c counter\nc_total{a=\"1\"} 1\nc_created{a=\"1\"} 100\nc_total{a=\"2\"} 2\nc_created{a=\"2\"} 200\n",
         );
         let v = view(&[("pod", "p")], SelfMetrics::Off);
-        let snapshot = v.metrics(&[&r], Rendered::default);
+        let snapshot = v.metrics(&[Arc::new(r.clone())], Rendered::default);
         let body = text(&snapshot, Format::OpenMetrics);
         let lines: Vec<&str> = body.lines().filter(|l| l.starts_with("c_")).collect();
         assert_eq!(
