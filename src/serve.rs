@@ -27,7 +27,7 @@ use crate::config::NameEscaping;
 use crate::exposition::Format;
 use crate::readiness::Readiness;
 use crate::scrape::demand::Demand;
-use crate::snapshot::{Latest, Snapshot};
+use crate::snapshot::{Asked, Latest};
 use crate::status::Status;
 use crate::web::conns::{out_of_descriptors, AcceptBackoff, Registry, WriteDeadline};
 use crate::web::Web;
@@ -351,7 +351,10 @@ async fn respond(sources: &Sources, req: &Request<Incoming>) -> Response<Full<By
     match req.uri().path() {
         "/metrics" => metrics(sources, req).await,
         OWN_METRICS_PATH => match sources.latest.own_snapshot() {
-            Some(snapshot) => exposition(&snapshot, req),
+            Some(snapshot) => {
+                let asked = negotiated(req);
+                exposition(snapshot.answer(asked), asked, req)
+            }
             None => plain(
                 StatusCode::NOT_FOUND,
                 "relay's own metrics are served here only with relay.self_metrics: separate\n"
@@ -490,13 +493,13 @@ async fn metrics(sources: &Sources, req: &Request<Incoming>) -> Response<Full<By
             .unwrap_or(""),
     );
     sources.demand.before_get(wait).await;
-    exposition(&sources.latest.snapshot(), req)
+    let asked = negotiated(req);
+    exposition(sources.latest.answer(asked).await, asked, req)
 }
 
-/// A snapshot in the format and encoding `req` asks for.
-fn exposition(snapshot: &Snapshot, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let (format, escaping, gzip) = negotiated(req);
-    let body = snapshot.body_escaped(format, escaping, gzip);
+/// `body`, answered to what `req` asked.
+fn exposition(body: Bytes, asked: Asked, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let (format, escaping, gzip) = asked;
     let mut response = Response::new(Full::new(if req.method() == Method::HEAD {
         Bytes::new()
     } else {

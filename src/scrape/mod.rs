@@ -367,8 +367,7 @@ impl Scraper {
         // nothing, and does not count as the fresh result it waits for.
         let render = self.store.demand.serving();
         if render {
-            // The new text is not made beside a merged body of the old one.
-            self.store.latest.release_merged();
+            self.render_over_result();
         }
         let mut rendered = std::mem::take(&mut self.spare);
         let out = Arc::make_mut(&mut rendered);
@@ -511,6 +510,18 @@ impl Scraper {
         self.spare = spare;
     }
 
+    /// Before rendering: the new text is not made beside a merged body of
+    /// the old one, and a result too large to hold twice comes back from
+    /// the snapshot to be rendered over (see [`Latest::begin_render`]).
+    fn render_over_result(&mut self) {
+        if let Some(mut previous) = self.store.latest.begin_render(self.id) {
+            // Still read by a GET in flight: not a buffer to reuse.
+            if Arc::get_mut(&mut previous).is_some() {
+                self.spare = previous;
+            }
+        }
+    }
+
     /// The scrape a GET after an idle time asked for, when remote write
     /// runs: rendered for the GET only, through a read-only peek at the
     /// loop's series cache ([`lookup::Peek`]: a series the loop knows is
@@ -537,7 +548,7 @@ impl Scraper {
     async fn scrape_for_get(&mut self) {
         let started = Instant::now();
         let timestamp = clock::now_ms();
-        self.store.latest.release_merged();
+        self.render_over_result();
         let mut rendered = std::mem::take(&mut self.spare);
         let out = Arc::make_mut(&mut rendered);
         out.clear_for(self.last_text_len);

@@ -49,7 +49,13 @@ pub struct Snapshot {
     native: Vec<NativeSeries>,
     /// Protobuf bodies by name escaping and gzip; made on first request.
     protobuf: Mutex<Vec<((NameEscaping, bool), Bytes)>>,
+    /// The compressed bodies answered, by what was asked (see
+    /// [`Snapshot::answer`]).
+    answered: Mutex<Vec<(Asked, Bytes)>>,
 }
+
+/// What a GET asks for: format, name escaping, gzip.
+pub type Asked = (Format, NameEscaping, bool);
 
 /// Which escaped body: format, name escaping, gzip.
 type EscapedKey = (Format, NameEscaping, bool);
@@ -75,7 +81,31 @@ impl Snapshot {
             escaped: Mutex::new(Vec::new()),
             native: Vec::new(),
             protobuf: Mutex::new(Vec::new()),
+            answered: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The body for what a GET asks; a compressed one is remembered, so
+    /// that it can still be served while a large target's next scrape
+    /// renders without this snapshot (see [`super::Latest::begin_render`]).
+    pub fn answer(&self, asked: Asked) -> Bytes {
+        let (format, escaping, gzip) = asked;
+        let body = self.body_escaped(format, escaping, gzip);
+        if gzip {
+            let mut answered = self.answered.lock().unwrap_or_else(|e| e.into_inner());
+            if !answered.iter().any(|(k, _)| *k == asked) {
+                answered.push((asked, body.clone()));
+            }
+        }
+        body
+    }
+
+    /// The compressed bodies answered so far.
+    pub fn answered(&self) -> Vec<(Asked, Bytes)> {
+        self.answered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// With the native histograms whose classic view `text` shows, served

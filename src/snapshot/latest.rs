@@ -12,11 +12,13 @@
 //! `scrape::demand`): this holds what the scrapes published.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use super::body::Snapshot;
+use bytes::Bytes;
+
+use super::body::{Asked, Snapshot};
 use super::sink::Rendered;
 use super::view::View;
 
@@ -29,11 +31,24 @@ pub type OwnMetrics = Box<dyn Fn() -> Rendered + Send + Sync>;
 /// snapshot older than this is merged again when served.
 const OWN_METRICS_MAX_AGE: Duration = Duration::from_secs(1);
 
+/// Results with at least this many bytes of lines are not kept while
+/// their target's next scrape renders (see [`Latest::begin_render`]):
+/// about 35,000 series. Below it, holding two results costs less than a GET
+/// waiting would.
+const HOLD_FROM: usize = 4 << 20;
+
+/// A target's place: its latest result (None before its first, and while
+/// its next scrape renders without it).
+#[derive(Default)]
+struct Slot {
+    result: Option<Arc<Rendered>>,
+    rendering: bool,
+}
+
 /// Shared between the scrape loops and the server. Targets come and go
 /// with config reloads: each has a slot under a lasting id, in id order.
 pub struct Latest {
-    /// Each target's latest result (None before its first).
-    slots: Mutex<BTreeMap<u64, Option<Arc<Rendered>>>>,
+    slots: Mutex<BTreeMap<u64, Slot>>,
     /// The merged snapshot and when it was built; None once a target's
     /// result changed (built again on the next GET).
     snapshot: RwLock<Option<(Arc<Snapshot>, Instant, u64)>>,
@@ -42,9 +57,47 @@ pub struct Latest {
     changes: AtomicU64,
     /// Held while merging, so concurrent GETs merge once.
     merging: Mutex<()>,
+    /// While a slot renders: the compressed bodies answered of the
+    /// snapshot in force when it began.
+    held: Mutex<Vec<(Asked, Bytes)>>,
+    /// GETs waiting for a rendering slot's result: while any does, no
+    /// further result is taken out (so that they are answered).
+    waiting: AtomicUsize,
+    /// Wakes the GETs waiting when a result is published.
+    published: tokio::sync::Notify,
+    /// Results this large are not kept while their next scrape renders.
+    hold_from: usize,
     /// External labels and where relay's own metrics go (see [`View`]).
     view: RwLock<Arc<View>>,
     own: OwnMetrics,
+}
+
+/// A slot renders: what is served now is held, or waits.
+struct Rendering;
+
+/// Counts a GET among the waiting for as long as it waits.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Waiting<'a> {
+        count.fetch_add(1, Ordering::AcqRel);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The results the slots hold, in id order.
+fn results(slots: &BTreeMap<u64, Slot>) -> Vec<Arc<Rendered>> {
+    slots.values().flat_map(|s| s.result.clone()).collect()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Latest {
@@ -55,23 +108,35 @@ impl Latest {
             snapshot: RwLock::new(None),
             changes: AtomicU64::new(0),
             merging: Mutex::new(()),
+            held: Mutex::new(Vec::new()),
+            waiting: AtomicUsize::new(0),
+            published: tokio::sync::Notify::new(),
+            hold_from: HOLD_FROM,
             view: RwLock::new(Arc::new(View::default())),
             own,
         }
     }
 
+    /// With results of `bytes` or more not kept while their next scrape
+    /// renders (tests take small ones out).
+    #[cfg(test)]
+    pub(crate) fn holding_from(mut self, bytes: usize) -> Latest {
+        self.hold_from = bytes;
+        self
+    }
+
     /// A new target (started, or a reload added it); results published
     /// under an id not added are dropped.
     pub fn add(&self, id: u64) {
-        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        slots.insert(id, None);
+        lock(&self.slots).insert(id, Slot::default());
     }
 
     /// A target a reload removed: its series leave the snapshot.
     pub fn remove(&self, id: u64) {
-        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut slots = lock(&self.slots);
         if slots.remove(&id).is_some() {
             self.invalidate();
+            self.settle(&slots);
         }
     }
 
@@ -79,10 +144,59 @@ impl Latest {
     /// on the next GET); returns the result it replaced, so its buffers can
     /// be reused.
     pub fn publish(&self, id: u64, output: Arc<Rendered>) -> Option<Arc<Rendered>> {
-        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        let replaced = slots.get_mut(&id).and_then(|slot| slot.replace(output));
+        let mut slots = lock(&self.slots);
+        let replaced = slots.get_mut(&id).and_then(|slot| {
+            slot.rendering = false;
+            slot.result.replace(output)
+        });
         self.invalidate();
+        self.settle(&slots);
         replaced
+    }
+
+    /// Once no slot renders, the held bodies go; GETs waiting are woken.
+    fn settle(&self, slots: &BTreeMap<u64, Slot>) {
+        if !slots.values().any(|s| s.rendering) {
+            lock(&self.held).clear();
+        }
+        self.published.notify_waiters();
+    }
+
+    /// Target `id`'s scrape is about to render. A result of
+    /// [`HOLD_FROM`] bytes or more is taken out and returned, so that its
+    /// buffers hold the new one: a million series' text is not held twice.
+    /// Until the new result is published, GETs are answered with the
+    /// compressed bodies already answered of the snapshot in force (what a
+    /// Prometheus asks for again); a GET for another body waits for the
+    /// publish. None when the result stays until replaced: small, or a GET
+    /// waits (then none is taken out until it is answered); the merged
+    /// snapshot is dropped all the same, see [`Latest::release_merged`].
+    pub fn begin_render(&self, id: u64) -> Option<Arc<Rendered>> {
+        let mut slots = lock(&self.slots);
+        let slot = slots.get_mut(&id)?;
+        let large = slot
+            .result
+            .as_ref()
+            .is_some_and(|r| r.text.len() + r.created.len() >= self.hold_from);
+        if !large || self.waiting.load(Ordering::Acquire) > 0 {
+            drop(slots);
+            self.release_merged();
+            return None;
+        }
+        let taken = slot.result.take();
+        slot.rendering = true;
+        self.changes.fetch_add(1, Ordering::AcqRel);
+        let merged = self
+            .snapshot
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((snapshot, _, _)) = merged {
+            // Not current (another target published since) is still what
+            // the last GET saw: never older than what was served.
+            *lock(&self.held) = snapshot.answered();
+        }
+        taken
     }
 
     /// Drops the merged snapshot (GETs in flight keep theirs); called with
@@ -96,10 +210,10 @@ impl Latest {
     }
 
     /// Drops the merged snapshot: a scrape about to render calls it, so
-    /// that its new text is not made beside a merged body of the old one
-    /// (a whole copy of every target's lines, and its gzip) that its
-    /// publish replaces anyway. A GET before that publish merges again from
-    /// the same results, with relay's own metrics as they are then.
+    /// that its new text is not made beside the old one's compressed
+    /// bodies (and pieces that keep the old result from its reuse) that
+    /// its publish replaces anyway. A GET before that publish merges again
+    /// from the same results, with relay's own metrics as they are then.
     pub fn release_merged(&self) {
         *self
             .snapshot
@@ -116,29 +230,68 @@ impl Latest {
         fresh.then(|| snapshot.clone())
     }
 
-    /// What `/metrics` serves now: the targets' latest results as they are.
-    pub fn snapshot(&self) -> Arc<Snapshot> {
-        if let Some(snapshot) = self.current() {
-            return snapshot;
+    /// What `/metrics` answers to `asked`: the targets' latest results as
+    /// they are, or while a large result's next scrape renders, the body
+    /// held for it (else this waits for that scrape's publish).
+    pub async fn answer(&self, asked: Asked) -> Bytes {
+        let mut waiting = None;
+        loop {
+            let published = self.published.notified();
+            tokio::pin!(published);
+            published.as_mut().enable();
+            match self.merged() {
+                Ok(snapshot) => return snapshot.answer(asked),
+                Err(Rendering) => {
+                    let held = lock(&self.held);
+                    if let Some((_, body)) = held.iter().find(|(k, _)| *k == asked) {
+                        return body.clone();
+                    }
+                }
+            }
+            waiting.get_or_insert_with(|| Waiting::new(&self.waiting));
+            published.await;
         }
-        let _merging = self.merging.lock().unwrap_or_else(PoisonError::into_inner);
+    }
+
+    /// The targets' latest results merged, for a reader that is not a GET
+    /// (tests, benchmarks): while a slot renders, the results there are.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.merged()
+            .unwrap_or_else(|Rendering| Arc::new(self.merge(&results(&lock(&self.slots)))))
+    }
+
+    /// The current snapshot, merged if there is none; Err while a slot
+    /// renders without its result.
+    fn merged(&self) -> Result<Arc<Snapshot>, Rendering> {
+        if let Some(snapshot) = self.current() {
+            return Ok(snapshot);
+        }
+        let _merging = lock(&self.merging);
         // Another GET may have merged it while this one waited.
         if let Some(snapshot) = self.current() {
-            return snapshot;
+            return Ok(snapshot);
         }
-        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let slots = lock(&self.slots);
+        if slots.values().any(|s| s.rendering) {
+            return Err(Rendering);
+        }
         // Read under the slots' lock: a result published after this is a
         // later change, and the snapshot merged now is not current then.
         let changes = self.changes.load(Ordering::Acquire);
-        let outputs: Vec<Arc<Rendered>> = slots.values().flatten().cloned().collect();
+        let outputs = results(&slots);
         drop(slots);
         let snapshot = Arc::new(self.merge(&outputs));
-        *self
+        drop(outputs);
+        let mut kept = self
             .snapshot
             .write()
-            .unwrap_or_else(PoisonError::into_inner) =
-            Some((snapshot.clone(), Instant::now(), changes));
-        snapshot
+            .unwrap_or_else(PoisonError::into_inner);
+        // Kept only if still current: one merged across a slot's taking
+        // out would hold that result from its reuse.
+        if changes == self.changes.load(Ordering::Acquire) {
+            *kept = Some((snapshot.clone(), Instant::now(), changes));
+        }
+        Ok(snapshot)
     }
 
     /// Sets what the served bodies add and leave out (at start and on
@@ -148,6 +301,7 @@ impl Latest {
         if **view != new {
             *view = Arc::new(new);
             drop(view);
+            lock(&self.held).clear();
             self.invalidate();
         }
     }
@@ -175,10 +329,13 @@ impl Latest {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::config::NameEscaping;
     use crate::exposition::{check, render, Format, Labels};
     use crate::relabel::Rules;
     use crate::scrape::pipeline::{self, process, SeriesCache, Settings};
     use crate::telemetry::Telemetry;
+    use std::future::Future;
+    use std::task::Poll;
 
     /// A `Latest` with targets 0..n and relay's own metrics from
     /// `telemetry`, as `run` makes it.
@@ -313,6 +470,96 @@ pub(crate) mod tests {
             "{om_text}"
         );
         assert_eq!(crate::exposition::check(&om, Format::OpenMetrics), vec![]);
+    }
+
+    /// `body` rendered as a target's result.
+    fn result(body: &str) -> Arc<Rendered> {
+        let mut rendered = Rendered::default();
+        let (target, rules) = (Labels::default(), Rules::default());
+        process(
+            body.as_bytes(),
+            Format::Text,
+            &Settings::new(&target, &rules),
+            &mut SeriesCache::default(),
+            &mut rendered,
+        )
+        .expect("valid");
+        Arc::new(rendered)
+    }
+
+    fn poll_once<F: Future>(f: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
+        f.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    }
+
+    fn unzipped(body: &[u8]) -> String {
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(body), &mut out)
+            .expect("gzip");
+        out
+    }
+
+    /// A large result comes back to be rendered over, not held beside the
+    /// new one; meanwhile the gzip already answered is served, a body not
+    /// yet made waits for the publish, and while it waits nothing more is
+    /// taken out.
+    #[test]
+    fn a_large_result_is_rendered_over_while_its_gzip_is_served() {
+        let store = with_targets(1, Arc::new(Telemetry::new())).holding_from(1);
+        store.publish(0, result("old 1\n"));
+        let gzip = (Format::OpenMetrics, NameEscaping::AllowUtf8, true);
+        let plain = (Format::Text, NameEscaping::AllowUtf8, false);
+        let answer = |asked| match poll_once(std::pin::pin!(store.answer(asked))) {
+            Poll::Ready(body) => body,
+            Poll::Pending => panic!("{asked:?} waits"),
+        };
+        let first = answer(gzip);
+        assert!(unzipped(&first).contains("old 1\n"));
+        let mut taken = store.begin_render(0).expect("a large result is taken out");
+        assert!(
+            Arc::get_mut(&mut taken).is_some(),
+            "its buffers are free to reuse"
+        );
+        let held = answer(gzip);
+        assert_eq!(held.as_ptr(), first.as_ptr(), "the gzip answered before");
+        let mut waits = std::pin::pin!(store.answer(plain));
+        assert!(
+            poll_once(waits.as_mut()).is_pending(),
+            "no text body was made"
+        );
+        store.publish(0, result("new 2\n"));
+        assert!(
+            store.begin_render(0).is_none(),
+            "a GET waits: the new result stays"
+        );
+        let Poll::Ready(body) = poll_once(waits.as_mut()) else {
+            panic!("the publish answers the waiting GET");
+        };
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("new 2\n") && !body.contains("old"), "{body}");
+        let second = answer(gzip);
+        assert!(store.begin_render(0).is_some(), "nobody waits any more");
+        let held = answer(gzip);
+        assert_eq!(held.as_ptr(), second.as_ptr());
+        assert!(unzipped(&held).contains("new 2\n"));
+        // A GET given up while it waits counts no more.
+        let mut gone = Box::pin(store.answer(plain));
+        assert!(poll_once(gone.as_mut()).is_pending());
+        assert_eq!(store.waiting.load(Ordering::Acquire), 1);
+        drop(gone);
+        assert_eq!(store.waiting.load(Ordering::Acquire), 0);
+    }
+
+    /// A small result stays in the snapshot while its next scrape renders.
+    #[test]
+    fn a_small_result_stays_while_the_next_one_renders() {
+        let store = with_targets(1, Arc::new(Telemetry::new()));
+        store.publish(0, result("small 1\n"));
+        assert!(store.begin_render(0).is_none());
+        let asked = (Format::Text, NameEscaping::AllowUtf8, false);
+        let Poll::Ready(body) = poll_once(std::pin::pin!(store.answer(asked))) else {
+            panic!("a GET waits");
+        };
+        assert!(String::from_utf8_lossy(&body).contains("small 1\n"));
     }
 
     /// A scrape about to render releases the merged snapshot; a GET

@@ -21,7 +21,7 @@ mod sink;
 mod text;
 pub mod view;
 
-pub use body::Snapshot;
+pub use body::{Asked, Snapshot};
 pub use exemplars::{Exemplars, LineExemplar};
 pub use latest::{Latest, OwnMetrics};
 pub use native::{NativeSeries, Natives};
