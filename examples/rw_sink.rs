@@ -11,12 +11,17 @@
 //! decode is counted as rejected, and the benchmark reports it.
 //!
 //! A remote-write 2.0 request (its Content-Type says
-//! `proto=io.prometheus.write.v2.Request`) is decoded before it is answered,
-//! with the project's prost types of the 2.0 proto, because a 2.0 receiver
-//! answers with `X-Prometheus-Remote-Write-*-Written` counts (without them
-//! relay falls back to 1.0); its labels are then resolved from its symbols
-//! and it is counted as a 1.0 request would be. `bytes` counts the
-//! compressed bodies of both, for the benchmark's bytes on the wire.
+//! `proto=io.prometheus.write.v2.Request`) is answered with
+//! `X-Prometheus-Remote-Write-*-Written` counts (without them relay falls
+//! back to 1.0), taken before answering by a walk over its wire bytes that
+//! only counts the series' samples, histograms and exemplars: decoding it
+//! into the prost types first (every symbol a `String`, every label two)
+//! made each 2.0 acknowledgement wait for the sink, which the 1.0 one does
+//! not (at 100k series, scrape-to-acked p50 ~100 ms against ~17 ms). It is
+//! then decoded on the counting thread with the project's prost types of the
+//! 2.0 proto, its labels resolved from its symbols, and counted as a 1.0
+//! request would be. `bytes` counts the compressed bodies of both, for the
+//! benchmark's bytes on the wire.
 //!
 //! The counts are what the benchmark needs to judge a shipper, not only time
 //! it: samples are grouped by their timestamp (one per scrape), and within a
@@ -246,6 +251,64 @@ fn from_v2(request: &prompb_v2::Request) -> Result<WriteRequest, String> {
     })
 }
 
+/// The samples, histograms and exemplars of a 2.0 request (protobuf, not
+/// compressed), counted by walking its wire bytes without decoding them:
+/// what the `Written` headers say. None if the bytes are not protobuf.
+fn written_v2(raw: &[u8]) -> Option<[u64; 3]> {
+    let mut counts = [0u64; 3];
+    // Request.timeseries is field 5; TimeSeries.samples, histograms and
+    // exemplars are fields 2, 3 and 4, each one message per entry.
+    each_field(raw, |field, payload| {
+        if field == 5 {
+            each_field(payload?, |field, _| {
+                if let Some(n) = (field as usize)
+                    .checked_sub(2)
+                    .and_then(|i| counts.get_mut(i))
+                {
+                    *n += 1;
+                }
+                Some(())
+            })?;
+        }
+        Some(())
+    })?;
+    Some(counts)
+}
+
+/// Calls `f` with each field's number and, for a length-delimited one, its
+/// payload; None if the bytes are not protobuf (or `f` said None).
+fn each_field<'a>(
+    bytes: &'a [u8],
+    mut f: impl FnMut(u64, Option<&'a [u8]>) -> Option<()>,
+) -> Option<()> {
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let key = relay::varint::get(bytes, &mut pos)?;
+        let payload = match key & 7 {
+            0 => {
+                relay::varint::get(bytes, &mut pos)?;
+                None
+            }
+            1 | 5 => {
+                pos = pos.checked_add(if key & 7 == 1 { 8 } else { 4 })?;
+                None
+            }
+            2 => {
+                let len = usize::try_from(relay::varint::get(bytes, &mut pos)?).ok()?;
+                let start = pos;
+                pos = pos.checked_add(len)?;
+                Some(bytes.get(start..pos)?)
+            }
+            _ => return None,
+        };
+        if pos > bytes.len() {
+            return None;
+        }
+        f(key >> 3, payload)?;
+    }
+    Some(())
+}
+
 /// A 2.0 body decoded (snappy, then the 2.0 protobuf).
 fn decode_v2(body: &[u8]) -> Result<WriteRequest, String> {
     let raw = snap::raw::Decoder::new()
@@ -256,12 +319,11 @@ fn decode_v2(body: &[u8]) -> Result<WriteRequest, String> {
     from_v2(&request)
 }
 
-/// A request body acknowledged at `ms`, waiting to be counted (a 2.0 one
-/// already decoded, as it was to be answered).
+/// A request body acknowledged at `ms`, waiting to be decoded and counted.
 struct Received {
     body: Bytes,
     ms: i64,
-    decoded: Option<Result<WriteRequest, String>>,
+    v2: bool,
 }
 
 struct Sink {
@@ -286,15 +348,18 @@ impl Sink {
                     return response(StatusCode::BAD_REQUEST, "body not read\n");
                 };
                 let ms = now_ms();
-                let decoded = v2.then(|| decode_v2(&body));
-                let written = match &decoded {
-                    Some(Ok(r)) => {
-                        Some(r.timeseries.iter().map(|t| t.samples.len()).sum::<usize>())
-                    }
-                    _ => None,
+                // A body that does not decompress or walk gets no headers
+                // (and is counted as rejected).
+                let written = if v2 {
+                    snap::raw::Decoder::new()
+                        .decompress_vec(&body)
+                        .ok()
+                        .and_then(|raw| written_v2(&raw))
+                } else {
+                    None
                 };
                 self.received.fetch_add(1, Ordering::SeqCst);
-                let received = Received { body, ms, decoded };
+                let received = Received { body, ms, v2 };
                 let sent = self
                     .queue
                     .lock()
@@ -304,11 +369,17 @@ impl Sink {
                     return response(StatusCode::INTERNAL_SERVER_ERROR, "counter gone\n");
                 }
                 let mut answer = response(StatusCode::NO_CONTENT, Bytes::new());
-                if let Some(samples) = written {
+                if let Some([samples, histograms, exemplars]) = written {
                     let headers = answer.headers_mut();
                     headers.insert("X-Prometheus-Remote-Write-Samples-Written", samples.into());
-                    headers.insert("X-Prometheus-Remote-Write-Histograms-Written", 0.into());
-                    headers.insert("X-Prometheus-Remote-Write-Exemplars-Written", 0.into());
+                    headers.insert(
+                        "X-Prometheus-Remote-Write-Histograms-Written",
+                        histograms.into(),
+                    );
+                    headers.insert(
+                        "X-Prometheus-Remote-Write-Exemplars-Written",
+                        exemplars.into(),
+                    );
                 }
                 answer
             }
@@ -339,8 +410,8 @@ impl Sink {
 
     /// The counting thread: decodes and records each body in turn.
     fn count(&self, queue: mpsc::Receiver<Received>) {
-        for Received { body, ms, decoded } in queue {
-            let decoded = decoded.unwrap_or_else(|| decode(&body));
+        for Received { body, ms, v2 } in queue {
+            let decoded = if v2 { decode_v2(&body) } else { decode(&body) };
             let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
             match decoded {
                 Ok(request) => stats.record(&request, body.len(), ms, &self.hasher),
@@ -405,5 +476,59 @@ async fn serve(port: u16, sink: Arc<Sink>) -> std::io::Result<()> {
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_walk_counts_what_prost_decodes() {
+        let sample = |v: f64| prompb_v2::Sample {
+            value: v,
+            timestamp: 7,
+            start_timestamp: 0,
+        };
+        let request = prompb_v2::Request {
+            symbols: vec!["".into(), "__name__".into(), "m".into()],
+            timeseries: vec![
+                prompb_v2::TimeSeries {
+                    labels_refs: vec![1, 2],
+                    samples: vec![sample(1.0), sample(2.0)],
+                    metadata: Some(prompb_v2::Metadata {
+                        r#type: 1,
+                        help_ref: 2,
+                        unit_ref: 0,
+                    }),
+                    ..Default::default()
+                },
+                prompb_v2::TimeSeries {
+                    labels_refs: vec![1, 2],
+                    histograms: vec![prompb_v2::Histogram::default()],
+                    exemplars: vec![prompb_v2::Exemplar::default(); 3],
+                    ..Default::default()
+                },
+                prompb_v2::TimeSeries {
+                    labels_refs: vec![1, 2],
+                    samples: vec![sample(0.0)],
+                    ..Default::default()
+                },
+            ],
+        };
+        let raw = request.encode_to_vec();
+        assert_eq!(written_v2(&raw), Some([3, 1, 3]));
+        assert_eq!(written_v2(&[]), Some([0, 0, 0]));
+        // A length past the end, and a wire type protobuf does not have.
+        assert_eq!(written_v2(&raw[..raw.len() - 1]), None);
+        assert_eq!(written_v2(&[0x2f]), None);
+        // Counted as prost would have: the same request through the
+        // counting thread's decode.
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&raw)
+            .expect("compresses");
+        let decoded = decode_v2(&body).expect("decodes");
+        let samples: usize = decoded.timeseries.iter().map(|t| t.samples.len()).sum();
+        assert_eq!(samples, 3);
     }
 }
