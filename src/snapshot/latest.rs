@@ -244,6 +244,9 @@ impl Latest {
                 Err(Rendering) => {
                     let held = lock(&self.held);
                     if let Some((_, body)) = held.iter().find(|(k, _)| *k == asked) {
+                        tracing::debug!(
+                            "GET answered with the body held while a large result renders"
+                        );
                         return body.clone();
                     }
                 }
