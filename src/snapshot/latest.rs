@@ -357,6 +357,20 @@ pub(crate) mod tests {
         latest
     }
 
+    /// `body` rendered as a result of a target labelled `target`.
+    fn result_of(body: &str, target: &Labels<'static>) -> Arc<Rendered> {
+        let mut rendered = Rendered::default();
+        process(
+            body.as_bytes(),
+            Format::Text,
+            &Settings::new(target, &Rules::default()),
+            &mut SeriesCache::default(),
+            &mut rendered,
+        )
+        .expect("valid");
+        Arc::new(rendered)
+    }
+
     /// A scraped Prometheus exposes the remote-write families relay also
     /// exposes: the merged body holds each family once and stays valid.
     #[test]
@@ -365,23 +379,14 @@ pub(crate) mod tests {
         let target: Labels<'static> = [("instance", "p:9090"), ("job", "prometheus")]
             .into_iter()
             .collect();
-        let rules = Rules::default();
-        let mut rendered = Rendered::default();
-        process(
-            body.as_bytes(),
-            Format::Text,
-            &Settings::new(&target, &rules),
-            &mut SeriesCache::default(),
-            &mut rendered,
-        )
-        .expect("valid");
+        let rendered = result_of(body, &target);
         let telemetry = Arc::new(Telemetry::new());
         let store = with_targets(1, telemetry.clone());
         telemetry.remote_write_runs(true);
         let queue = telemetry.remote.queue("rw", "http://127.0.0.1:1/w");
         queue.samples.inc_by(3);
         queue.batch_duration.observe(0.2);
-        store.publish(0, Arc::new(rendered));
+        store.publish(0, rendered);
         let snapshot = store.snapshot();
         for format in [Format::Text, Format::OpenMetrics] {
             let out = snapshot.body(format, false);
@@ -415,18 +420,8 @@ pub(crate) mod tests {
     #[test]
     fn openmetrics_is_the_text_snapshot_re_rendered() {
         let body = "# HELP c_total Requests \\\\ \"all\".\n# TYPE c_total counter\nc_total{a=\"x y\"} 3\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 1.5\nh_count 2\n# TYPE g gauge\n# UNIT g seconds\ng{q=\"\\\"\"} NaN 1700000000123\ng{q=\"b\"} 1\ng 2 -1500\nuntyped_one 4\n";
-        let (target, rules) = (Labels::default(), Rules::default());
-        let mut rendered = Rendered::default();
-        process(
-            body.as_bytes(),
-            Format::Text,
-            &Settings::new(&target, &rules),
-            &mut SeriesCache::default(),
-            &mut rendered,
-        )
-        .expect("valid");
         let store = with_targets(1, Arc::new(Telemetry::new()));
-        store.publish(0, Arc::new(rendered));
+        store.publish(0, result(body));
         let snapshot = store.snapshot();
         let text = snapshot.body(Format::Text, false);
         let om = snapshot.body(Format::OpenMetrics, false);
@@ -475,19 +470,9 @@ pub(crate) mod tests {
         assert_eq!(crate::exposition::check(&om, Format::OpenMetrics), vec![]);
     }
 
-    /// `body` rendered as a target's result.
+    /// `body` rendered as a result of a target without labels.
     fn result(body: &str) -> Arc<Rendered> {
-        let mut rendered = Rendered::default();
-        let (target, rules) = (Labels::default(), Rules::default());
-        process(
-            body.as_bytes(),
-            Format::Text,
-            &Settings::new(&target, &rules),
-            &mut SeriesCache::default(),
-            &mut rendered,
-        )
-        .expect("valid");
-        Arc::new(rendered)
+        result_of(body, &Labels::default())
     }
 
     fn poll_once<F: Future>(f: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
@@ -570,17 +555,7 @@ pub(crate) mod tests {
     #[test]
     fn a_released_snapshot_is_merged_again_from_the_same_results() {
         let store = with_targets(1, Arc::new(Telemetry::new()));
-        let mut rendered = Rendered::default();
-        let (target, rules) = (Labels::default(), Rules::default());
-        process(
-            b"kept 1\n",
-            Format::Text,
-            &Settings::new(&target, &rules),
-            &mut SeriesCache::default(),
-            &mut rendered,
-        )
-        .expect("valid");
-        store.publish(0, Arc::new(rendered));
+        store.publish(0, result("kept 1\n"));
         let first = store.snapshot();
         let held = || store.snapshot.read().map(|s| s.is_some()).unwrap_or(false);
         assert!(held());
@@ -598,17 +573,7 @@ pub(crate) mod tests {
     #[test]
     fn only_added_targets_are_served() {
         let store = with_targets(1, Arc::new(Telemetry::new()));
-        let mut rendered = Rendered::default();
-        let (target, rules) = (Labels::default(), Rules::default());
-        process(
-            b"only_here 1\n",
-            Format::Text,
-            &Settings::new(&target, &rules),
-            &mut SeriesCache::default(),
-            &mut rendered,
-        )
-        .expect("valid");
-        let rendered = Arc::new(rendered);
+        let rendered = result("only_here 1\n");
         assert!(store.publish(7, rendered.clone()).is_none());
         let served = |s: &Latest| {
             String::from_utf8_lossy(&s.snapshot().body(Format::Text, false)).into_owned()
