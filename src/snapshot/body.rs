@@ -44,7 +44,7 @@ pub struct Snapshot {
     openmetrics_gzip: OnceLock<Bytes>,
     /// Bodies with names escaped for scrapers that did not ask for UTF-8,
     /// by format, scheme and gzip; made on first request.
-    escaped: Mutex<Vec<(EscapedKey, Bytes)>>,
+    escaped: Mutex<Vec<(Asked, Bytes)>>,
     /// The targets' native histograms, for protobuf answers.
     native: Vec<NativeSeries>,
     /// Protobuf bodies by name escaping and gzip; made on first request.
@@ -56,9 +56,6 @@ pub struct Snapshot {
 
 /// What a GET asks for: format, name escaping, gzip.
 pub type Asked = (Format, NameEscaping, bool);
-
-/// Which escaped body: format, name escaping, gzip.
-type EscapedKey = (Format, NameEscaping, bool);
 
 impl Snapshot {
     /// `text` is a text 0.0.4 body; `families` say where its lines are.
@@ -155,8 +152,8 @@ impl Snapshot {
         // and OpenMetrics has the exemplars' label names besides.
         let exemplars = format == Format::OpenMetrics
             && escape::needs_escaping(self.exemplars.all_labels().as_bytes(), escaping);
-        let names = self.text.pieces().iter();
-        if !exemplars && !names.clone().any(|p| escape::needs_escaping(p, escaping)) {
+        let names = |p: &Bytes| escape::needs_escaping(p, escaping);
+        if !exemplars && !self.text.pieces().iter().any(names) {
             return self.body(format, gzip);
         }
         let key = (format, escaping, gzip);
