@@ -124,6 +124,20 @@ impl Outlets {
     }
 }
 
+/// A target's result taken out for its next scrape to render over: if
+/// that scrape ends without publishing (cancelled, or a panic), GETs stop
+/// waiting for it.
+struct TakenOut {
+    latest: Arc<Latest>,
+    id: u64,
+}
+
+impl Drop for TakenOut {
+    fn drop(&mut self) {
+        self.latest.abandon_render(self.id);
+    }
+}
+
 /// What a scrape loop is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
@@ -366,9 +380,8 @@ impl Scraper {
         // scrape begun before the GET that ended the idle time renders
         // nothing, and does not count as the fresh result it waits for.
         let render = self.store.demand.serving();
-        if render {
-            self.render_over_result();
-        }
+        // Dropped after the publish, or with this future if it is cancelled.
+        let _taken_out = render.then(|| self.render_over_result()).flatten();
         let mut rendered = std::mem::take(&mut self.spare);
         let out = Arc::make_mut(&mut rendered);
         out.clear_for(if render { self.last_text_len } else { 0 });
@@ -513,13 +526,17 @@ impl Scraper {
     /// Before rendering: the new text is not made beside a merged body of
     /// the old one, and a result too large to hold twice comes back from
     /// the snapshot to be rendered over (see [`Latest::begin_render`]).
-    fn render_over_result(&mut self) {
-        if let Some(mut previous) = self.store.latest.begin_render(self.id) {
-            // Still read by a GET in flight: not a buffer to reuse.
-            if Arc::get_mut(&mut previous).is_some() {
-                self.spare = previous;
-            }
+    /// Keep what this returns until the new result is published.
+    fn render_over_result(&mut self) -> Option<TakenOut> {
+        let mut previous = self.store.latest.begin_render(self.id)?;
+        // Still read by a GET in flight: not a buffer to reuse.
+        if Arc::get_mut(&mut previous).is_some() {
+            self.spare = previous;
         }
+        Some(TakenOut {
+            latest: self.store.latest.clone(),
+            id: self.id,
+        })
     }
 
     /// The scrape a GET after an idle time asked for, when remote write
@@ -548,7 +565,7 @@ impl Scraper {
     async fn scrape_for_get(&mut self) {
         let started = Instant::now();
         let timestamp = clock::now_ms();
-        self.render_over_result();
+        let _taken_out = self.render_over_result();
         let mut rendered = std::mem::take(&mut self.spare);
         let out = Arc::make_mut(&mut rendered);
         out.clear_for(self.last_text_len);

@@ -199,6 +199,18 @@ impl Latest {
         taken
     }
 
+    /// A scrape that took target `id`'s result out ended without
+    /// publishing (cancelled, or it panicked): its slot stops waiting for
+    /// it, so no GET waits for a publish that will not come.
+    pub fn abandon_render(&self, id: u64) {
+        let mut slots = lock(&self.slots);
+        if let Some(slot) = slots.get_mut(&id).filter(|s| s.rendering) {
+            slot.rendering = false;
+            self.invalidate();
+            self.settle(&slots);
+        }
+    }
+
     /// Drops the merged snapshot (GETs in flight keep theirs); called with
     /// the slots locked, so a merge sees the change or is not current.
     fn invalidate(&self) {
@@ -535,6 +547,30 @@ pub(crate) mod tests {
         assert_eq!(store.waiting.load(Ordering::Acquire), 1);
         drop(gone);
         assert_eq!(store.waiting.load(Ordering::Acquire), 0);
+    }
+
+    /// A scrape that took a result out and ended without publishing lets
+    /// the waiting GETs go: they get what there is.
+    #[test]
+    fn an_abandoned_render_wakes_the_waiting() {
+        let store = with_targets(1, Arc::new(Telemetry::new())).holding_from(1);
+        store.publish(0, result("old 1\n"));
+        assert!(store.begin_render(0).is_some());
+        let plain = (Format::Text, NameEscaping::AllowUtf8, false);
+        let mut waits = std::pin::pin!(store.answer(plain));
+        assert!(poll_once(waits.as_mut()).is_pending());
+        store.abandon_render(0);
+        let Poll::Ready(body) = poll_once(waits.as_mut()) else {
+            panic!("still waiting after the render was abandoned");
+        };
+        assert!(!String::from_utf8_lossy(&body).contains("old 1"));
+        store.publish(0, result("new 2\n"));
+        store.abandon_render(0);
+        assert!(
+            String::from_utf8_lossy(&store.snapshot().body(Format::Text, false))
+                .contains("new 2\n"),
+            "a published result is not abandoned"
+        );
     }
 
     /// A small result stays in the snapshot while its next scrape renders.
