@@ -2,11 +2,13 @@
 //! block per metric family even when several targets share it, then relay's
 //! own metrics; valid however the targets disagree, see [`super::merge`]) on
 //! the first GET after a scrape finished, and kept until the next one
-//! finishes, so that further GETs are a memory copy. Nobody asking
-//! (remote write the only consumer) costs no merged copy. With remote write,
+//! starts, so that further GETs share its bodies. Nobody asking (remote
+//! write the only consumer) costs no merged body. With remote write,
 //! relay's own metrics move between scrapes (batches are sent then), so a
 //! GET of a snapshot older than a second merges again with them as they are
-//! now.
+//! now. A large result is not held beside the one its next scrape renders:
+//! that scrape renders over it, and GETs meanwhile get the compressed
+//! bodies already made of it ([`Latest::begin_render`]).
 //!
 //! When targets are scraped for a GET is not decided here (see
 //! `scrape::demand`): this holds what the scrapes published.
