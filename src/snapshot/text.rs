@@ -97,14 +97,6 @@ impl Text {
             .iter()
             .any(|p| memchr::memmem::find(p, needle).is_some())
     }
-
-    /// One piece of its own.
-    #[cfg(test)]
-    pub fn from_vec(text: Vec<u8>) -> Text {
-        let mut b = Builder::new(Vec::new());
-        b.own().extend_from_slice(&text);
-        b.finish()
-    }
 }
 
 /// A target's lines to share: its rendered text or its `_created` lines.
