@@ -84,3 +84,37 @@ fn a_get_while_a_large_target_is_scraped_gets_all_of_its_last_result() {
         relay.logs()
     );
 }
+
+/// Without remote write every GET has the target scraped for it: two
+/// scrapers asking at once, each answer holds the whole target, whether it
+/// came from the scrape it waited for or from the one beside it.
+#[test]
+fn concurrent_gets_of_a_large_serve_only_target_get_all_of_it() {
+    let body: String = (0..SERIES)
+        .map(|i| format!("big_series{{i=\"{i}\"}} {i}\n"))
+        .collect();
+    let app = Target::start(Reply::text(&body));
+    let relay = Relay::start(&format!(
+        "scrape_configs:\n  - job_name: big\n    static_configs:\n      - targets: ['{}']\n",
+        app.addr
+    ));
+    let want: Vec<u64> = (0..SERIES as u64).collect();
+    std::thread::scope(|s| {
+        for scraper in 0..2 {
+            let (relay, want) = (&relay, &want);
+            s.spawn(move || {
+                for i in 0..8 {
+                    let got = get(&relay.addr, "/metrics", &ASK)
+                        .filter(|r| r.status == 200)
+                        .map(|r| values(&r.body))
+                        .unwrap_or_else(|| panic!("scraper {scraper}, GET {i} failed"));
+                    assert!(
+                        got == *want,
+                        "scraper {scraper}, GET {i}: {} series, not the app's {SERIES}",
+                        got.len()
+                    );
+                }
+            });
+        }
+    });
+}
