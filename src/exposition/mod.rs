@@ -14,5 +14,7 @@ pub mod proto;
 pub mod render;
 
 pub use lint::check;
-pub use model::{is_label_name, is_metric_name, Label, Labels, MetricType, METRIC_NAME};
+pub use model::{
+    family_suffixes, is_label_name, is_metric_name, Label, Labels, MetricType, METRIC_NAME,
+};
 pub use parse::{Entry, Exemplar, Format, ParseError, Parser, Resume, Sample};

@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::OnceLock;
 
 /// The label that holds a series' metric name, as in Prometheus.
 pub const METRIC_NAME: &str = "__name__";
@@ -102,6 +103,18 @@ pub enum MetricType {
 }
 
 impl MetricType {
+    /// Every type, for tables derived from the per-type ones below.
+    pub const ALL: [MetricType; 8] = [
+        MetricType::Counter,
+        MetricType::Gauge,
+        MetricType::Histogram,
+        MetricType::GaugeHistogram,
+        MetricType::Summary,
+        MetricType::Info,
+        MetricType::StateSet,
+        MetricType::Unknown,
+    ];
+
     /// The keyword used on a `# TYPE` line of text 0.0.4.
     pub fn as_text(self) -> &'static str {
         match self {
@@ -164,6 +177,24 @@ impl MetricType {
             other => other.as_text(),
         }
     }
+}
+
+/// Every suffix some type owns, each once (the bare name left out): what to
+/// strip from a sample's name to find its family when the name is not one,
+/// derived from [`MetricType::suffixes`] so there is one table.
+pub fn family_suffixes() -> &'static [&'static str] {
+    static ALL: OnceLock<Vec<&'static str>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        let mut all: Vec<&'static str> = Vec::new();
+        for kind in MetricType::ALL {
+            for suffix in kind.suffixes() {
+                if !suffix.is_empty() && !all.contains(suffix) {
+                    all.push(suffix);
+                }
+            }
+        }
+        all
+    })
 }
 
 impl fmt::Display for MetricType {
@@ -386,6 +417,23 @@ impl<'a, N: Into<Cow<'a, str>>, V: Into<Cow<'a, str>>> FromIterator<(N, V)> for 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn family_suffixes_are_every_owned_suffix_once() {
+        let all = family_suffixes();
+        let mut sorted = all.to_vec();
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted,
+            ["_bucket", "_count", "_created", "_gcount", "_gsum", "_info", "_sum", "_total"]
+        );
+        assert_eq!(all.len(), sorted.len());
+        for kind in MetricType::ALL {
+            for suffix in kind.suffixes().iter().filter(|s| !s.is_empty()) {
+                assert!(all.contains(suffix), "{kind:?} owns {suffix}");
+            }
+        }
+    }
 
     #[test]
     fn set_replaces_in_place_and_empty_deletes() {

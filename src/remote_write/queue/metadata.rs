@@ -14,6 +14,7 @@ use super::super::encode_v2::{FamilyMetadata as V2Family, MetadataLookup, Sent};
 use super::super::send::{Outcome, Sender};
 use crate::config::MetadataConfig;
 use crate::config::ProtobufMessage;
+use crate::exposition::family_suffixes;
 use crate::wal::FamilyMetadata;
 
 /// A family's metadata: as 2.0 refers to it (type, help, unit) and as
@@ -25,20 +26,6 @@ struct Seen {
     encoded: Arc<[u8]>,
     generation: u32,
 }
-
-/// The suffixes a family's series add to its name (OpenMetrics and the
-/// classic text format), tried in turn when a series' name is not a
-/// family's, as Prometheus's scrape cache looks metadata up.
-const SUFFIXES: [&[u8]; 8] = [
-    b"_total",
-    b"_created",
-    b"_bucket",
-    b"_count",
-    b"_sum",
-    b"_gcount",
-    b"_gsum",
-    b"_info",
-];
 
 /// The families a queue has read metadata for, by name, each with its
 /// encoded `MetricMetadata` and the segment generation it was last seen in.
@@ -100,8 +87,10 @@ impl MetadataStore {
 impl MetadataLookup for MetadataStore {
     fn family(&self, metric_name: &[u8]) -> Option<V2Family<'_>> {
         let found = self.families.get(metric_name).or_else(|| {
-            SUFFIXES.iter().find_map(|suffix| {
-                let family = metric_name.strip_suffix(*suffix)?;
+            // As Prometheus's scrape cache looks metadata up: a series'
+            // name, else that name with a suffix some type owns stripped.
+            family_suffixes().iter().find_map(|suffix| {
+                let family = metric_name.strip_suffix(suffix.as_bytes())?;
                 self.families.get(family)
             })
         })?;
