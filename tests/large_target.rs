@@ -22,6 +22,13 @@ const ASK: [(&str, &str); 2] = [
     ("Accept-Encoding", "gzip"),
 ];
 
+/// The app's exposition: `big_series{i="N"} N` for every N below SERIES.
+fn app_body() -> String {
+    (0..SERIES)
+        .map(|i| format!("big_series{{i=\"{i}\"}} {i}\n"))
+        .collect()
+}
+
 /// The `big_series` values a gzipped OpenMetrics answer holds, in order.
 fn values(body: &[u8]) -> Vec<u64> {
     let mut text = String::new();
@@ -41,9 +48,7 @@ fn values(body: &[u8]) -> Vec<u64> {
 
 #[test]
 fn a_get_while_a_large_target_is_scraped_gets_all_of_its_last_result() {
-    let body: String = (0..SERIES)
-        .map(|i| format!("big_series{{i=\"{i}\"}} {i}\n"))
-        .collect();
+    let body = app_body();
     // The app answers after a second: its scrape renders for that long.
     let app = Target::start(Reply {
         delay: Duration::from_secs(1),
@@ -90,9 +95,7 @@ fn a_get_while_a_large_target_is_scraped_gets_all_of_its_last_result() {
 /// came from the scrape it waited for or from the one beside it.
 #[test]
 fn concurrent_gets_of_a_large_serve_only_target_get_all_of_it() {
-    let body: String = (0..SERIES)
-        .map(|i| format!("big_series{{i=\"{i}\"}} {i}\n"))
-        .collect();
+    let body = app_body();
     let app = Target::start(Reply::text(&body));
     let relay = Relay::start(&format!(
         "scrape_configs:\n  - job_name: big\n    static_configs:\n      - targets: ['{}']\n",
