@@ -4,9 +4,10 @@
 For each Pod size, the synthetic app (`relay demo --agent-only`) is
 remote-written by `relay run` to the counting sink (examples/rw_sink.rs),
 exactly as `benches/e2e.py --remote-write` runs it, but under heaptrack.
-After the window relay is stopped and heaptrack's peak list is read back
-(`heaptrack_print --print-peaks`): every byte live at the peak is charged
-to the relay source file nearest the allocation on its stack. Prints the
+After the window relay is killed (so its record ends in steady state) and
+heaptrack's peak list is read back (`heaptrack_print --print-peaks`):
+every byte live at the peak is charged to the relay source file nearest
+the allocation on its stack. Prints the
 peak heap and, per module, MiB and bytes per series; then the two parts
 issue 20 tracks: the series cache (`scrape::{cache,arena,slots,lookup}`)
 and the queue's series (`remote_write::series`, and the watcher's table of
@@ -112,11 +113,15 @@ def record(size, seconds, served, keep):
             fetching.set()
             delivered = sink.stats()["samples"]
             # heaptrack runs relay (and its own interpreter) as children:
-            # stop relay alone, then heaptrack writes its record out.
+            # kill relay alone, then heaptrack writes its record out. Not a
+            # SIGTERM: a shutdown drops the series cache and then flushes the
+            # queues, and at a small Pod that can be the peak.
             children = subprocess.run(["pgrep", "-x", "-P", str(proc.pid), "relay"],
                                       capture_output=True, text=True).stdout.split()
+            if not children:
+                sys.exit(f"no relay process under heaptrack for {size}: see {d}/heaptrack.log")
             for pid in children:
-                subprocess.run(["kill", "-TERM", pid])
+                subprocess.run(["kill", "-KILL", pid])
             proc.wait(timeout=300)
             app_samples = app.samples
         files = [f for f in os.listdir(d) if f.startswith("heap") and f != "heaptrack.log"]
@@ -130,9 +135,9 @@ def record(size, seconds, served, keep):
             capture_output=True, text=True, check=True,
         ).stdout
         peak = re.search(r"peak heap memory consumption: ([0-9.]+[KMGT]?)", peaks)
-        peak_bytes = size_of(peak.group(1)) if peak else 0.0
-        by_module = charge(peaks)
-        return series, app_samples, delivered, peak_bytes, by_module
+        if not peak:
+            sys.exit(f"heaptrack_print gave no peak for {size}: see {data}")
+        return app_samples, delivered, size_of(peak.group(1)), charge(peaks)
     finally:
         fetching.set()
         e2e.stop(sink.proc)
@@ -142,7 +147,7 @@ def record(size, seconds, served, keep):
             shutil.rmtree(d, ignore_errors=True)
 
 
-def report(size, series, app_samples, delivered, peak_bytes, by_module, top):
+def report(size, app_samples, delivered, peak_bytes, by_module, top):
     total = sum(by_module.values())
     print(f"\n## {size}: {app_samples:,} series in the app, {delivered:,} samples delivered")
     print(f"peak heap {peak_bytes / MIB:.1f} MiB (heaptrack_print), "
